@@ -1,0 +1,188 @@
+"""The translator base class.
+
+A translator is one node of the graph a volfile describes.  It receives every
+fop from its parent and either serves it or winds it to its children.
+`Translator` has a default for every fop in `fops.CATALOGUE` that winds the
+call, unchanged, to the first child - generated from the catalogue the way
+GlusterFS generates `defaults.c` - so a translator writes only the fops it
+changes.  A leaf (no children) that does not serve a fop answers ENOTSUP.
+
+Life cycle, driven by `graph.Graph`:
+
+    __init__(name, options, children)   options checked against OPTIONS
+    await init()                        bottom-up, inside the graph's nursery
+    notify(PARENT_UP)                   top-down; leaves answer CHILD_UP
+    ... fops ...                        reconfigure() may run at any time
+    await fini()                        top-down
+
+Events (`Event`) follow GlusterFS's notify(): PARENT_UP/PARENT_DOWN travel
+to the children, everything else travels to the parents.  Cluster
+translators override `notify` to aggregate their children's states.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+from typing import Any, ClassVar, Mapping, Sequence
+
+import trio
+
+from . import fops
+from .fops import FopError
+from .options import Option, OptionValues, validate
+
+
+class Event(enum.IntEnum):
+    """GlusterFS's glusterfs_event_t values."""
+
+    PARENT_UP = 1
+    CHILD_UP = 5
+    CHILD_DOWN = 6
+    CHILD_CONNECTING = 7
+    TRANSPORT_CONNECTED = 10
+    VOLFILE_MODIFIED = 11
+    GRAPH_NEW = 12
+    AUTH_FAILED = 15
+    PARENT_DOWN = 17
+    UPCALL = 19
+    SOME_DESCENDENT_DOWN = 21
+    SOME_DESCENDENT_UP = 23
+    CHILD_PING = 24
+
+
+DOWNWARD_EVENTS = frozenset({Event.PARENT_UP, Event.PARENT_DOWN})
+
+
+class Translator:
+    """Base of every translator; see the module docstring."""
+
+    #: the volfile type this class serves, e.g. "storage/posix"
+    type_name: ClassVar[str] = ""
+    #: declared options; validated against the volfile before init()
+    OPTIONS: ClassVar[Sequence[Option]] = ()
+    #: how many children the translator takes: (min, max); max None = any
+    CHILDREN: ClassVar[tuple[int, int | None]] = (1, 1)
+
+    def __init__(self, name: str, options: Mapping[str, str] | None = None,
+                 children: Sequence["Translator"] = ()):
+        self.name = name
+        self.children: list[Translator] = list(children)
+        self.parents: list[Any] = []
+        for child in self.children:
+            child.parents.append(self)
+        #: where fops go by default; a leaf's default answers ENOTSUP
+        self.first_child = self.children[0] if self.children else _UNSERVED
+        self.log = logging.getLogger(name)
+        self.opts: OptionValues = validate(self.OPTIONS, options or {})
+        #: the graph's nursery, set before init(); for background tasks
+        self.nursery: trio.Nursery | None = None
+
+    # -- life cycle ------------------------------------------------------
+
+    async def init(self) -> None:
+        """Acquire resources; runs bottom-up once the children are ready."""
+
+    async def fini(self) -> None:
+        """Release resources; runs top-down when the graph stops."""
+
+    def reconfigure(self, options: Mapping[str, str]) -> None:
+        """Apply a new set of options on a live graph.
+
+        Validates all of them first (nothing changes if one is bad), refuses
+        a change to an option that is not reconfigurable, then calls
+        `options_changed(old)`.
+        """
+        new = validate(self.OPTIONS, options)
+        old = self.opts
+        for opt in self.OPTIONS:
+            if not opt.reconfigurable and new[opt.key] != old[opt.key]:
+                raise FopError(errno.EINVAL, f"{self.name}: option '{opt.key}' cannot "
+                                             f"change on a running graph")
+        self.opts = new
+        self.options_changed(old)
+
+    def options_changed(self, old: OptionValues) -> None:
+        """Hook: react to reconfigured options (`self.opts` is the new set)."""
+
+    def notify(self, event: Event, source: Any, data: Any = None) -> None:
+        """Pass an event on: PARENT_* down to the children, the rest up.
+
+        A leaf answers PARENT_UP with CHILD_UP, as GlusterFS's posix does.
+        """
+        if event in DOWNWARD_EVENTS:
+            if not self.children:
+                if event == Event.PARENT_UP:
+                    self.notify_parents(Event.CHILD_UP, data)
+                return
+            for child in self.children:
+                child.notify(event, self, data)
+        else:
+            self.notify_parents(event, data)
+
+    def notify_parents(self, event: Event, data: Any = None) -> None:
+        for parent in self.parents:
+            parent.notify(event, self, data)
+
+    # -- helpers ---------------------------------------------------------
+
+    def spawn(self, async_fn, *args, name: str | None = None) -> None:
+        """Start a background task that lives as long as the graph."""
+        if self.nursery is None:
+            raise RuntimeError(f"{self.name}: spawn() before the graph runs")
+        self.nursery.start_soon(async_fn, *args, name=name or f"{self.name}:{async_fn.__name__}")
+
+    def dump_state(self) -> dict:
+        """Private state for statedumps and tests."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+class _Unserved:
+    """Stands in for the missing child of a leaf: every fop is ENOTSUP."""
+
+    name = "(no child)"
+
+    def __getattr__(self, fop_name: str):
+        if fop_name not in fops.BY_NAME:
+            raise AttributeError(fop_name)
+
+        async def unsupported(*args, **kwargs):
+            raise FopError(errno.ENOTSUP, f"{fop_name} is not supported here")
+        return unsupported
+
+
+_UNSERVED = _Unserved()
+
+
+def _make_default(fop: fops.Fop):
+    """Build `async def <fop>(self, <args>, xdata=None)` winding to the first
+    child.  Generated with exec so the defaults have real signatures and no
+    *args overhead on the fop path."""
+    params = ", ".join(fop.arg_names)
+    source = (
+        f"async def {fop.name}(self, {params}, xdata=None):\n"
+        f"    return await self.first_child.{fop.name}({params}, xdata)\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    fn = namespace[fop.name]
+    fn.__qualname__ = f"Translator.{fop.name}"
+    fn.__doc__ = (f"{fop.name}({', '.join(fop.arg_names)}, xdata) -> "
+                  f"{fop.reply.__name__}; default: wind to the first child.")
+    fn.is_default_fop = True
+    return fn
+
+
+for _fop in fops.CATALOGUE:
+    setattr(Translator, _fop.name, _make_default(_fop))
+del _fop
+
+
+def overridden_fops(cls: type[Translator]) -> list[str]:
+    """The fops a translator class serves itself rather than by default."""
+    return [f.name for f in fops.CATALOGUE
+            if not getattr(getattr(cls, f.name), "is_default_fop", False)]

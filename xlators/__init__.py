@@ -1,0 +1,1 @@
+"""Translators, one module per volfile type: xlators/<category>/<name>.py."""
