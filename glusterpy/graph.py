@@ -111,12 +111,13 @@ class Graph:
         self._running = False
 
     @classmethod
-    def from_file(cls, path) -> "Graph":
-        return cls(vf.load(path))
+    def from_file(cls, path, xlator_options=()) -> "Graph":
+        """Build from a volfile; `xlator_options` are VOLUME.KEY=VALUE overrides."""
+        return cls(vf.apply_xlator_options(vf.load(path), xlator_options))
 
     @classmethod
-    def from_text(cls, text: str, filename: str = "<volfile>") -> "Graph":
-        return cls(vf.parses(text, filename))
+    def from_text(cls, text: str, filename: str = "<volfile>", xlator_options=()) -> "Graph":
+        return cls(vf.apply_xlator_options(vf.parses(text, filename), xlator_options))
 
     def _build(self, name: str) -> Translator:
         if name in self.by_name:

@@ -229,3 +229,27 @@ def dumps(volfile: Volfile) -> str:
         out.append("end-volume")
         out.append("")
     return "\n".join(out)
+
+
+def apply_xlator_options(volfile: Volfile, assignments) -> Volfile:
+    """Override options as glusterfs's `--xlator-option VOLUME.KEY=VALUE` does.
+
+    VOLUME may be a glob (`*-posix.directory=/b1`); an assignment that
+    matches no volume is an error, so a typo cannot pass silently.
+    """
+    import fnmatch
+
+    for item in assignments:
+        target, sep, value = item.partition("=")
+        volume, dot, key = target.rpartition(".")
+        if not sep or not dot or not volume or not key:
+            raise VolfileError(volfile.filename, None,
+                               f"--xlator-option {item!r}: expected VOLUME.KEY=VALUE")
+        matched = [v for v in volfile.volumes if fnmatch.fnmatchcase(v.name, volume)]
+        if not matched:
+            raise VolfileError(volfile.filename, None,
+                               f"--xlator-option {item!r}: no volume named {volume!r}")
+        for v in matched:
+            v.options[key] = value
+            v.option_lines.setdefault(key, v.line)
+    return volfile
