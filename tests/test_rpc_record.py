@@ -1,0 +1,122 @@
+"""Record marking (RFC 5531 §11): fragments, maximum size, truncation."""
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glusterpy.rpc.errors import RpcProtocolError
+from glusterpy.rpc.record import (LAST_FRAGMENT, RecordDecoder, frame_record,
+                                  record_bytes)
+
+
+def frag(data: bytes, last: bool) -> bytes:
+    return struct.pack(">I", (LAST_FRAGMENT if last else 0) | len(data)) + data
+
+
+def records(dec: RecordDecoder) -> list[bytes]:
+    out = []
+    while (r := dec.next_record()) is not None:
+        out.append(bytes(r))
+    return out
+
+
+def test_single_fragment_record():
+    dec = RecordDecoder()
+    dec.feed(frag(b"hello", True))
+    assert records(dec) == [b"hello"]
+    assert dec.at_record_boundary()
+
+
+def test_multi_fragment_record_is_joined():
+    dec = RecordDecoder()
+    dec.feed(frag(b"abc", False) + frag(b"", False) + frag(b"defg", True) + frag(b"x", True))
+    assert records(dec) == [b"abcdefg", b"x"]
+
+
+def test_byte_at_a_time():
+    stream = frag(b"one", False) + frag(b"two", True) + frag(b"three", True)
+    dec = RecordDecoder()
+    got = []
+    for i in range(len(stream)):
+        dec.feed(stream[i:i + 1])
+        got += records(dec)
+    assert got == [b"onetwo", b"three"]
+
+
+def test_whole_record_in_one_chunk_is_not_copied():
+    chunk = frag(b"z" * 1000, True)
+    dec = RecordDecoder()
+    dec.feed(chunk)
+    rec = dec.next_record()
+    assert isinstance(rec, memoryview) and rec.obj is chunk
+
+
+def test_oversized_fragment_raises_before_buffering():
+    dec = RecordDecoder(max_record_size=1 << 20)
+    # A 2 GiB fragment: the header alone must be enough to refuse it.
+    dec.feed(struct.pack(">I", LAST_FRAGMENT | 0x7FFFFFFF) + b"abc")
+    with pytest.raises(RpcProtocolError, match="exceeds"):
+        dec.next_record()
+    assert dec.buffered < 16
+
+
+def test_oversized_record_across_fragments():
+    dec = RecordDecoder(max_record_size=10)
+    dec.feed(frag(b"123456", False) + frag(b"789012", True))
+    with pytest.raises(RpcProtocolError):
+        dec.next_record()
+
+
+def test_truncated_record_waits_and_reports_its_state():
+    dec = RecordDecoder()
+    dec.feed(frag(b"abcdef", True)[:7])
+    assert dec.next_record() is None
+    assert not dec.at_record_boundary()
+    assert dec.bytes_needed() == 3
+
+
+def test_frame_record_single_fragment_keeps_payload_buffers():
+    payload = memoryview(b"p" * 100)
+    out = frame_record([b"head", payload])
+    assert out[0] == struct.pack(">I", LAST_FRAGMENT | 104)
+    assert out[2] is payload
+
+
+def test_frame_record_splits_into_fragments():
+    data = bytes(range(250))
+    wire = record_bytes([data[:7], data[7:]], max_fragment=64)
+    dec = RecordDecoder()
+    dec.feed(wire)
+    assert records(dec) == [data]
+    # 64+64+64+58: four fragments, only the last marked
+    headers = [struct.unpack_from(">I", wire, off)[0] for off in (0, 68, 136, 204)]
+    assert [h >> 31 for h in headers] == [0, 0, 0, 1]
+
+
+@settings(max_examples=100)
+@given(st.lists(st.binary(max_size=300), max_size=5), st.integers(1, 100),
+       st.lists(st.integers(1, 50), min_size=1, max_size=10))
+def test_roundtrip_any_fragmentation_and_chunking(messages, max_fragment, cuts):
+    wire = b"".join(record_bytes([m], max_fragment=max_fragment) for m in messages)
+    dec = RecordDecoder()
+    got, pos, i = [], 0, 0
+    while pos < len(wire):
+        step = cuts[i % len(cuts)]
+        dec.feed(wire[pos:pos + step])
+        pos += step
+        i += 1
+        got += records(dec)
+    assert got == messages
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200))
+def test_random_bytes_raise_only_protocol_errors(data):
+    dec = RecordDecoder(max_record_size=64)
+    dec.feed(data)
+    try:
+        records(dec)
+    except RpcProtocolError:
+        pass
