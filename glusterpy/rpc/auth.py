@@ -1,0 +1,326 @@
+"""RPC authentication flavours: AUTH_NULL, AUTH_UNIX and GlusterFS's own.
+
+An ONC RPC call carries a credential and a verifier, each an
+``opaque_auth``: a flavour number and an opaque body of at most 400 bytes
+(RFC 5531 §8.2).  GlusterFS defines three flavours of its own
+(rpc/rpc-lib/src/xdr-rpc.h, rpc-common-xdr.x, glusterfs4-xdr.x):
+
+* AUTH_GLUSTERFS (5): the 3.x credential with a fixed array of 16 groups;
+  still accepted by rpcsvc, never sent by a GlusterFS 10 client.
+* AUTH_GLUSTERFS_v2 (390039): pid, uid, gid, groups<>, lk_owner<> - what a
+  client sends to glusterd (GETSPEC, DUMP, PORTBYBRICK).
+* AUTH_GLUSTERFS_v3 (390040): v2 plus flags and the frame's ctime - what a
+  client sends to bricks once the 4.x fop program is negotiated.
+
+rpc-clnt.c (xdr_serialize_glusterfs_auth) sends a frame's lk_owner when it
+has one, otherwise four bytes holding the pid in little-endian order; the
+number of groups and the lk_owner length share the 400-byte budget
+(GF_AUTH_GLUSTERFS_MAX_GROUPS in xdr-common.h), and the encoders here
+refuse what would not fit.
+
+Every credential class has `flavor`, `body()` (the opaque bytes) and a
+`parse(body)` class method that raises `RpcProtocolError` unless the body
+is exactly one well-formed structure.  `decode_auth(flavor, body)` turns an
+opaque_auth into the matching class, and into `OpaqueAuth` (the raw form)
+for flavours it does not know or bodies that do not parse, so that a
+server can answer AUTH_ERROR/AUTH_BADCRED instead of dropping the
+connection.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import ClassVar, Union
+
+from ..fops import Caller
+from .errors import RpcProtocolError
+from .xdr import Packer, Unpacker
+
+AUTH_NULL = 0
+AUTH_UNIX = 1  # AUTH_SYS in RFC 5531
+AUTH_SHORT = 2
+AUTH_DES = 3
+AUTH_GLUSTERFS = 5
+AUTH_GLUSTERFS_V2 = 390039
+AUTH_GLUSTERFS_V3 = 390040
+
+MAX_AUTH_BYTES = 400  # RFC 5531 opaque_auth body<400>
+AUTH_UNIX_MAX_MACHINENAME = 255
+AUTH_UNIX_MAX_GIDS = 16
+AUTH_GLUSTERFS_GROUPS = 16  # auth_glusterfs_parms: unsigned groups[16]
+
+
+@dataclass(frozen=True, slots=True)
+class OpaqueAuth:
+    """An opaque_auth kept raw: unknown flavours, verifiers, and known
+    flavours whose body did not parse (see `decode_auth`)."""
+
+    flavor: int
+    raw: bytes = b""
+
+    def body(self) -> bytes:
+        return self.raw
+
+
+@dataclass(frozen=True, slots=True)
+class AuthNull:
+    flavor: ClassVar[int] = AUTH_NULL
+
+    def body(self) -> bytes:
+        return b""
+
+    @classmethod
+    def parse(cls, body: bytes) -> "AuthNull":
+        if body:
+            raise RpcProtocolError("AUTH_NULL with a non-empty body")
+        return cls()
+
+
+AUTH_NULL_CRED = AuthNull()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthUnix:
+    """RFC 5531 authsys_parms."""
+
+    flavor: ClassVar[int] = AUTH_UNIX
+    stamp: int = 0
+    machinename: str = ""
+    uid: int = 0
+    gid: int = 0
+    gids: tuple[int, ...] = ()
+
+    def body(self) -> bytes:
+        if len(self.gids) > AUTH_UNIX_MAX_GIDS:
+            raise ValueError(f"AUTH_UNIX carries at most 16 gids, not {len(self.gids)}")
+        p = Packer()
+        p.u32(self.stamp)
+        p.string(self.machinename)
+        p.u32(self.uid)
+        p.u32(self.gid)
+        p.u32(len(self.gids))
+        for g in self.gids:
+            p.u32(g)
+        return _check_size(p.getvalue())
+
+    @classmethod
+    def parse(cls, body: bytes) -> "AuthUnix":
+        u = Unpacker(body)
+        stamp = u.u32()
+        machinename = u.string(AUTH_UNIX_MAX_MACHINENAME)
+        uid, gid = u.u32(), u.u32()
+        n = u.u32()
+        if n > AUTH_UNIX_MAX_GIDS:
+            raise RpcProtocolError(f"AUTH_UNIX with {n} gids")
+        gids = u.u32_array(n)
+        u.done()
+        return cls(stamp, machinename, uid, gid, gids)
+
+    def caller(self) -> Caller:
+        return Caller(uid=self.uid, gid=self.gid, groups=self.gids)
+
+
+_GLUSTERFS_V1 = struct.Struct(">QIIII16I")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthGlusterfs:
+    """auth_glusterfs_parms (flavour 5): lk_owner as a u64, 16 group slots
+    of which `ngrps` count."""
+
+    flavor: ClassVar[int] = AUTH_GLUSTERFS
+    lk_owner: int = 0
+    pid: int = 0
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    unused_groups: tuple[int, ...] = ()  # slots past ngrps, kept for exactness
+
+    def body(self) -> bytes:
+        slots = tuple(self.groups) + tuple(self.unused_groups)
+        if len(slots) > AUTH_GLUSTERFS_GROUPS:
+            raise ValueError("AUTH_GLUSTERFS carries at most 16 groups")
+        slots += (0,) * (AUTH_GLUSTERFS_GROUPS - len(slots))
+        try:
+            return _GLUSTERFS_V1.pack(self.lk_owner, self.pid, self.uid, self.gid,
+                                      len(self.groups), *slots)
+        except struct.error as e:
+            raise ValueError(f"cannot encode {self!r}: {e}") from None
+
+    @classmethod
+    def parse(cls, body: bytes) -> "AuthGlusterfs":
+        u = Unpacker(body)
+        lk_owner, pid, uid, gid, ngrps, *slots = u.unpack(_GLUSTERFS_V1)
+        u.done()
+        if ngrps > AUTH_GLUSTERFS_GROUPS:
+            raise RpcProtocolError(f"AUTH_GLUSTERFS with {ngrps} groups")
+        unused = tuple(slots[ngrps:])
+        while unused and unused[-1] == 0:
+            unused = unused[:-1]
+        return cls(lk_owner, pid, uid, gid, tuple(slots[:ngrps]), unused)
+
+    def caller(self) -> Caller:
+        # auth-glusterfs.c: the u64 lk_owner becomes 8 little-endian bytes.
+        return Caller(uid=self.uid, gid=self.gid, groups=self.groups, pid=self.pid,
+                      lk_owner=self.lk_owner.to_bytes(8, "little"))
+
+
+def _pid_owner(pid: int) -> bytes:
+    """rpc-clnt.c's default lk_owner: the pid's four bytes, low byte first."""
+    return (pid & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def _check_size(body: bytes) -> bytes:
+    if len(body) > MAX_AUTH_BYTES:
+        raise ValueError(f"credential of {len(body)} bytes exceeds {MAX_AUTH_BYTES}")
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class AuthGlusterfsV2:
+    """auth_glusterfs_parms_v2 (flavour 390039)."""
+
+    flavor: ClassVar[int] = AUTH_GLUSTERFS_V2
+    pid: int = 0
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    lk_owner: bytes = b""
+
+    def body(self) -> bytes:
+        p = Packer()
+        p.i32(self.pid)
+        p.u32(self.uid)
+        p.u32(self.gid)
+        _pack_groups_owner(p, self.groups, self.lk_owner)
+        return _check_size(p.getvalue())
+
+    @classmethod
+    def parse(cls, body: bytes) -> "AuthGlusterfsV2":
+        u = Unpacker(body)
+        pid, uid, gid = u.i32(), u.u32(), u.u32()
+        groups, lk_owner = _unpack_groups_owner(u)
+        u.done()
+        return cls(pid, uid, gid, groups, lk_owner)
+
+    @classmethod
+    def from_caller(cls, c: Caller) -> "AuthGlusterfsV2":
+        return cls(c.pid, c.uid, c.gid, tuple(c.groups), c.lk_owner or _pid_owner(c.pid))
+
+    def caller(self) -> Caller:
+        return Caller(uid=self.uid, gid=self.gid, groups=self.groups, pid=self.pid,
+                      lk_owner=self.lk_owner)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthGlusterfsV3:
+    """auth_glusterfs_params_v3 (flavour 390040).  flags bit 0x1 marks an
+    internal (GlusterFS's own, e.g. self-heal) frame."""
+
+    flavor: ClassVar[int] = AUTH_GLUSTERFS_V3
+    pid: int = 0
+    uid: int = 0
+    gid: int = 0
+    flags: int = 0
+    ctime_nsec: int = 0
+    ctime_sec: int = 0
+    groups: tuple[int, ...] = ()
+    lk_owner: bytes = b""
+
+    def body(self) -> bytes:
+        p = Packer()
+        p.i32(self.pid)
+        p.u32(self.uid)
+        p.u32(self.gid)
+        p.u32(self.flags)
+        p.u32(self.ctime_nsec)
+        p.u64(self.ctime_sec)
+        _pack_groups_owner(p, self.groups, self.lk_owner)
+        return _check_size(p.getvalue())
+
+    @classmethod
+    def parse(cls, body: bytes) -> "AuthGlusterfsV3":
+        u = Unpacker(body)
+        pid, uid, gid, flags, ctime_nsec = u.i32(), u.u32(), u.u32(), u.u32(), u.u32()
+        ctime_sec = u.u64()
+        groups, lk_owner = _unpack_groups_owner(u)
+        u.done()
+        return cls(pid, uid, gid, flags, ctime_nsec, ctime_sec, groups, lk_owner)
+
+    @classmethod
+    def from_caller(cls, c: Caller, flags: int = 0, ctime_ns: int = 0) -> "AuthGlusterfsV3":
+        return cls(c.pid, c.uid, c.gid, flags, ctime_ns % 1_000_000_000,
+                   ctime_ns // 1_000_000_000, tuple(c.groups),
+                   c.lk_owner or _pid_owner(c.pid))
+
+    def caller(self) -> Caller:
+        return Caller(uid=self.uid, gid=self.gid, groups=self.groups, pid=self.pid,
+                      lk_owner=self.lk_owner)
+
+
+def _pack_groups_owner(p: Packer, groups, lk_owner: bytes) -> None:
+    p.u32(len(groups))
+    for g in groups:
+        p.u32(g)
+    p.opaque(lk_owner)
+
+
+def _unpack_groups_owner(u: Unpacker) -> tuple[tuple[int, ...], bytes]:
+    groups = u.u32_array(u.u32())
+    lk_owner = u.opaque(MAX_AUTH_BYTES)
+    return groups, lk_owner
+
+
+Auth = Union[OpaqueAuth, AuthNull, AuthUnix, AuthGlusterfs, AuthGlusterfsV2, AuthGlusterfsV3]
+
+FLAVORS: dict[int, type] = {
+    AUTH_NULL: AuthNull,
+    AUTH_UNIX: AuthUnix,
+    AUTH_GLUSTERFS: AuthGlusterfs,
+    AUTH_GLUSTERFS_V2: AuthGlusterfsV2,
+    AUTH_GLUSTERFS_V3: AuthGlusterfsV3,
+}
+
+
+def decode_auth(flavor: int, body: bytes) -> Auth:
+    """The structured credential for a known flavour whose body parses
+    exactly; otherwise the raw `OpaqueAuth`."""
+    cls = FLAVORS.get(flavor)
+    if cls is not None:
+        try:
+            return cls.parse(body)
+        except RpcProtocolError:
+            pass
+    return OpaqueAuth(flavor, bytes(body))
+
+
+def is_malformed(auth: Auth) -> bool:
+    """True for a credential of a known flavour whose body did not parse
+    (the server answers AUTH_ERROR with AUTH_BADCRED)."""
+    return isinstance(auth, OpaqueAuth) and auth.flavor in FLAVORS
+
+
+def pack_auth(p: Packer, auth: Auth) -> None:
+    body = auth.body()
+    if len(body) > MAX_AUTH_BYTES:
+        raise ValueError(f"auth body of {len(body)} bytes exceeds {MAX_AUTH_BYTES}")
+    p.u32(auth.flavor)
+    p.opaque(body)
+
+
+def unpack_auth(u: Unpacker) -> Auth:
+    flavor = u.u32()
+    body = u.opaque(MAX_AUTH_BYTES)
+    if flavor == AUTH_NULL and not body:
+        return AUTH_NULL_CRED
+    return decode_auth(flavor, body)
+
+
+__all__ = [
+    "AUTH_NULL", "AUTH_UNIX", "AUTH_SHORT", "AUTH_DES", "AUTH_GLUSTERFS",
+    "AUTH_GLUSTERFS_V2", "AUTH_GLUSTERFS_V3", "MAX_AUTH_BYTES", "Auth",
+    "OpaqueAuth", "AuthNull", "AUTH_NULL_CRED", "AuthUnix", "AuthGlusterfs",
+    "AuthGlusterfsV2", "AuthGlusterfsV3", "FLAVORS", "decode_auth",
+    "is_malformed", "pack_auth", "unpack_auth",
+]
