@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
 
 from .. import fops as F
-from ..fops import GFID, NULL_GFID, FopError, Iatt, Loc
+from ..fops import GFID, NULL_GFID, FopError, Loc
 from .dicts import pack_dict, unpack_dict
 from .errors import RpcProtocolError
 from .record import Buffer
