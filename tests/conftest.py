@@ -1,0 +1,45 @@
+"""Fixtures shared by the test modules.
+
+Keep them generic and append new ones below; module-specific helpers belong
+in their test modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from glusterpy.graph import Graph
+
+
+# -- storage/posix ------------------------------------------------------------
+
+@pytest.fixture
+def brick(tmp_path):
+    """An empty directory to serve as a brick."""
+    path = tmp_path / "brick"
+    path.mkdir()
+    return path
+
+
+def posix_volfile(directory, name: str = "test-posix", **options) -> str:
+    """A one-translator storage/posix volfile; keyword options use
+    underscores for the volfile's hyphens (volume_id= -> volume-id)."""
+    lines = [f"volume {name}", "    type storage/posix", f'    option directory "{directory}"']
+    for key, value in options.items():
+        lines.append(f'    option {key.replace("_", "-")} "{value}"')
+    lines.append("end-volume")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def posix_graph():
+    """`async with posix_graph(directory, **options) as top:` runs a
+    storage/posix graph on `directory` and yields its top translator."""
+    @contextlib.asynccontextmanager
+    async def run(directory, name: str = "test-posix", **options):
+        graph = Graph.from_text(posix_volfile(directory, name, **options))
+        async with graph.running():
+            yield graph.top
+    return run
