@@ -189,19 +189,18 @@ class AuthGlusterfsV2:
     lk_owner: bytes = b""
 
     def body(self) -> bytes:
-        p = Packer()
-        p.i32(self.pid)
-        p.u32(self.uid)
-        p.u32(self.gid)
-        _pack_groups_owner(p, self.groups, self.lk_owner)
-        return _check_size(p.getvalue())
+        try:
+            head = _V2_HEAD.pack(self.pid, self.uid, self.gid, len(self.groups))
+        except struct.error as e:
+            raise ValueError(f"cannot encode {self!r}: {e}") from None
+        return _check_size(head + _groups_owner(self.groups, self.lk_owner))
 
     @classmethod
     def parse(cls, body: bytes) -> "AuthGlusterfsV2":
-        u = Unpacker(body)
-        pid, uid, gid = u.i32(), u.u32(), u.u32()
-        groups, lk_owner = _unpack_groups_owner(u)
-        u.done()
+        if len(body) < _V2_HEAD.size:
+            raise RpcProtocolError("truncated AUTH_GLUSTERFS_v2 credential")
+        pid, uid, gid, ngroups = _V2_HEAD.unpack_from(body)
+        groups, lk_owner = _parse_groups_owner(body, _V2_HEAD.size, ngroups)
         return cls(pid, uid, gid, groups, lk_owner)
 
     @classmethod
@@ -229,23 +228,19 @@ class AuthGlusterfsV3:
     lk_owner: bytes = b""
 
     def body(self) -> bytes:
-        p = Packer()
-        p.i32(self.pid)
-        p.u32(self.uid)
-        p.u32(self.gid)
-        p.u32(self.flags)
-        p.u32(self.ctime_nsec)
-        p.u64(self.ctime_sec)
-        _pack_groups_owner(p, self.groups, self.lk_owner)
-        return _check_size(p.getvalue())
+        try:
+            head = _V3_HEAD.pack(self.pid, self.uid, self.gid, self.flags, self.ctime_nsec,
+                                 self.ctime_sec, len(self.groups))
+        except struct.error as e:
+            raise ValueError(f"cannot encode {self!r}: {e}") from None
+        return _check_size(head + _groups_owner(self.groups, self.lk_owner))
 
     @classmethod
     def parse(cls, body: bytes) -> "AuthGlusterfsV3":
-        u = Unpacker(body)
-        pid, uid, gid, flags, ctime_nsec = u.i32(), u.u32(), u.u32(), u.u32(), u.u32()
-        ctime_sec = u.u64()
-        groups, lk_owner = _unpack_groups_owner(u)
-        u.done()
+        if len(body) < _V3_HEAD.size:
+            raise RpcProtocolError("truncated AUTH_GLUSTERFS_v3 credential")
+        pid, uid, gid, flags, ctime_nsec, ctime_sec, ngroups = _V3_HEAD.unpack_from(body)
+        groups, lk_owner = _parse_groups_owner(body, _V3_HEAD.size, ngroups)
         return cls(pid, uid, gid, flags, ctime_nsec, ctime_sec, groups, lk_owner)
 
     @classmethod
@@ -259,16 +254,26 @@ class AuthGlusterfsV3:
                       lk_owner=self.lk_owner)
 
 
-def _pack_groups_owner(p: Packer, groups, lk_owner: bytes) -> None:
-    p.u32(len(groups))
-    for g in groups:
-        p.u32(g)
+# The fixed heads of the v2/v3 credentials, up to and including the group
+# count: one struct call each way (a credential rides on every fop call).
+_V2_HEAD = struct.Struct(">iIII")      # pid uid gid ngroups
+_V3_HEAD = struct.Struct(">iIIIIQI")   # pid uid gid flags ctime_nsec ctime_sec ngroups
+
+
+def _groups_owner(groups, lk_owner: bytes) -> bytes:
+    """The groups (count already written) and the lk_owner opaque."""
+    p = Packer()
+    if groups:
+        p.pack(struct.Struct(f">{len(groups)}I"), *groups)
     p.opaque(lk_owner)
+    return p.getvalue()
 
 
-def _unpack_groups_owner(u: Unpacker) -> tuple[tuple[int, ...], bytes]:
-    groups = u.u32_array(u.u32())
+def _parse_groups_owner(body: bytes, pos: int, ngroups: int) -> tuple[tuple[int, ...], bytes]:
+    u = Unpacker(body, pos)
+    groups = u.u32_array(ngroups)
     lk_owner = u.opaque(MAX_AUTH_BYTES)
+    u.done()
     return groups, lk_owner
 
 

@@ -104,14 +104,15 @@ _SYNC_EXTRA = _HOST_O_SYNC & ~GF_O_SYNC  # Linux's __O_SYNC bit
 
 def flags_to_wire(flags: int) -> int:
     """gf_flags_from_flags() for Linux: every GF_O_* equals the kernel's
-    O_* except O_SYNC, which GlusterFS sends as its O_DSYNC bit."""
-    if flags & _SYNC_EXTRA:
-        flags = (flags & ~_SYNC_EXTRA) | GF_O_SYNC
+    O_* except O_SYNC (O_DSYNC plus __O_SYNC), which GlusterFS sends as
+    GF_O_SYNC, the O_DSYNC bit alone."""
+    if flags & _HOST_O_SYNC == _HOST_O_SYNC:
+        flags &= ~_SYNC_EXTRA
     return flags & 0xFFFFFFFF
 
 
 def flags_from_wire(gf_flags: int) -> int:
-    """gf_flags_to_flags() for Linux (GF_O_SYNC becomes O_SYNC)."""
+    """gf_flags_to_flags() for Linux: GF_O_SYNC becomes O_SYNC."""
     if gf_flags & GF_O_SYNC:
         gf_flags |= _HOST_O_SYNC
     return gf_flags
@@ -157,14 +158,15 @@ class WireType(NamedTuple):
     unpack: Callable[[Unpacker], Any]
     pack: Callable[[Packer, Any], None]
     zero: Any
+    fmt: str = ""  # struct format of a fixed-size scalar, to batch runs of them
 
 
 WIRE_TYPES: dict[str, WireType] = {
-    "u32": WireType(Unpacker.u32, _pack_u32, 0),
-    "i32": WireType(Unpacker.i32, _pack_i32, 0),
-    "u64": WireType(Unpacker.u64, _pack_u64, 0),
-    "i64": WireType(Unpacker.i64, _pack_i64, 0),
-    "gfid": WireType(unpack_gfid, _pack_gfid, NULL_GFID),
+    "u32": WireType(Unpacker.u32, _pack_u32, 0, "I"),
+    "i32": WireType(Unpacker.i32, _pack_i32, 0, "i"),
+    "u64": WireType(Unpacker.u64, _pack_u64, 0, "Q"),
+    "i64": WireType(Unpacker.i64, _pack_i64, 0, "q"),
+    "gfid": WireType(unpack_gfid, _pack_gfid, NULL_GFID, "16s"),
     "str": WireType(Unpacker.string, _pack_str, ""),
     "opaque": WireType(Unpacker.opaque, _pack_opaque, b""),
     # A dict inside a zero-initialised reply struct has count 0, not -1.
@@ -175,6 +177,8 @@ WIRE_TYPES: dict[str, WireType] = {
     "lease": WireType(unpack_lease, pack_lease, F.Lease(0, 0, bytes(16), 0)),
     "locks": WireType(unpack_locklist, pack_locklist, []),
 }
+GFID_TYPE = WIRE_TYPES["gfid"]
+IATT_TYPE = WIRE_TYPES["iatt"]
 
 
 # ---------------------------------------------------------------------------
@@ -516,6 +520,87 @@ def _parse_reply(spec: str) -> tuple[tuple[_Field, ...], bool]:
 
 
 _OP_HEAD = struct.Struct(">ii")
+_NULL16 = bytes(16)
+
+
+def _gfid_or_none(raw) -> GFID | None:
+    """A gfid field: the null gfid is "none"."""
+    return None if raw == _NULL16 else bytes.__new__(GFID, raw)
+
+
+# Decoding and encoding run from plans compiled once per fop: consecutive
+# fixed-size fields (gfids, ints, hypers) are read or written with one
+# precompiled struct.Struct - for writev's gfid, fd, offset, size and flag
+# that is one unpack_from instead of five method calls.
+
+def _read_steps(fields, head: str = "") -> tuple:
+    steps, fmt = [], head
+    for f in fields:
+        if f.wtype.fmt:
+            fmt += f.wtype.fmt
+            continue
+        if fmt:
+            steps.append((struct.Struct(">" + fmt), None))
+            fmt = ""
+        steps.append((None, f.wtype.unpack))
+    if fmt:
+        steps.append((struct.Struct(">" + fmt), None))
+    return tuple(steps)
+
+
+def _read(u: Unpacker, steps) -> list:
+    """One value per field, in field order."""
+    vals: list = []
+    data = u.data
+    for st, unpack in steps:
+        if st is None:
+            vals.append(unpack(u))
+        else:
+            p = u.pos
+            if st.size > u.end - p:
+                raise RpcProtocolError(f"truncated XDR: need {st.size} bytes at offset {p}, "
+                                       f"have {u.end - p}")
+            u.pos = p + st.size
+            vals.extend(st.unpack_from(data, p))
+    return vals
+
+
+def _write_steps(fields, head: str = "") -> tuple:
+    steps, fmt, start = [], head, 0
+    index = len(head)
+    for f in fields:
+        if f.wtype.fmt:
+            fmt += f.wtype.fmt
+        else:
+            if fmt:
+                steps.append((struct.Struct(">" + fmt), None, start, index))
+                fmt = ""
+            steps.append((None, f.wtype.pack, index, index + 1))
+            start = index + 1
+        index += 1
+        if not fmt:
+            start = index
+    if fmt:
+        steps.append((struct.Struct(">" + fmt), None, start, index))
+    return tuple(steps)
+
+
+def _write(p: Packer, steps, vals: list) -> None:
+    buf = p.buf
+    for st, pack, a, b in steps:
+        if st is None:
+            pack(p, vals[a])
+        else:
+            try:
+                buf += st.pack(*vals[a:b])
+            except struct.error as e:
+                raise ValueError(f"cannot XDR-encode {vals[a:b]!r}: {e}") from None
+
+
+# arg plan operations
+_VALUE, _OFLAGS, _LOC, _FD, _PAYLOAD, _ABSENT = range(6)
+# reply plan operations
+_R_XDATA, _R_LEN, _R_ATTR, _R_OPT_IATT, _R_FD, _R_EXTRA = range(6)
 
 
 class FopCodec:
@@ -528,42 +613,98 @@ class FopCodec:
         self.request_fields, self.request_payload = _parse_request(fop, REQUESTS[fop.name])
         self.reply_fields, self.reply_payload = _parse_reply(REPLIES[fop.name])
         self.reply_class = fop.reply
-        reply_fields = {f.name: f for f in dataclasses.fields(fop.reply)}
-        # An Iatt attribute with a default (None) decodes zeros as None.
-        self._optional_attrs = {
-            n for n, f in reply_fields.items()
-            if f.default is None and f.name != "xdata"}
-        self._loc_args = [a.name for a in fop.args if a.kind == "loc"]
-        self._fd_args = [a.name for a in fop.args if a.kind == "fd"
-                         and (fop.name, a.name) not in NOT_ON_WIRE]
+        self._check_layouts()
+        self._compile_request()
+        self._compile_reply()
+
+    def __repr__(self) -> str:
+        return f"<FopCodec {self.name} proc {self.procnum}>"
+
+    def _check_layouts(self) -> None:
+        """Every catalogue argument and reply attribute has a wire field."""
+        fop = self.fop
+        absent = {a for (n, a) in NOT_ON_WIRE if n == fop.name}
         bound = {f.target for f in self.request_fields if f.kind not in ("xdata", "extra")}
         if self.request_payload:
             bound.add(self.request_payload)
-        unbound = {a.name for a in fop.args} - bound - {a for (n, a) in NOT_ON_WIRE if n == fop.name}
+        unbound = {a.name for a in fop.args} - bound - absent
         if unbound:
             raise AssertionError(f"{fop.name}: arguments {unbound} have no wire field")
         attrs = {f.target for f in self.reply_fields if f.kind in ("attr", "fd")}
         if self.reply_payload:
             attrs.add("data")
-        missing = {n for n, f in reply_fields.items()
-                   if n != "xdata" and f.default is dataclasses.MISSING
+        if fop.name in ("writev", "copy_file_range"):
+            attrs.add("count")  # op_ret
+        missing = {f.name for f in dataclasses.fields(fop.reply)
+                   if f.name != "xdata" and f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING} - attrs
         if missing:
             raise AssertionError(f"{fop.name}: reply attributes {missing} have no wire field")
-        self._reply_attrs = attrs
 
-    def __repr__(self) -> str:
-        return f"<FopCodec {self.name} proc {self.procnum}>"
+    def _compile_request(self) -> None:
+        fields = self.request_fields
+        index = {(f.target, f.part): i for i, f in enumerate(fields)}
+        plan = []
+        for a in self.fop.args:
+            if (self.name, a.name) in NOT_ON_WIRE:
+                plan.append((a.name, _ABSENT, -1, -1, -1))
+            elif a.name == self.request_payload:
+                plan.append((a.name, _PAYLOAD, -1, -1, -1))
+            elif a.kind == "loc":
+                plan.append((a.name, _LOC, index.get((a.name, "gfid"), -1),
+                             index.get((a.name, "pargfid"), -1), index.get((a.name, "name"), -1)))
+            elif a.kind == "fd":
+                plan.append((a.name, _FD, index[(a.name, "gfid")], index[(a.name, "num")], -1))
+            else:
+                i = index[(a.name, "")]
+                plan.append((a.name, _OFLAGS if fields[i].kind == "oflags" else _VALUE, i, -1, -1))
+        self._arg_plan = tuple(plan)
+        self._xdata_index = next(i for i, f in enumerate(fields) if f.kind == "xdata")
+        self._len_indexes = tuple(i for i, f in enumerate(fields) if f.kind == "len")
+        self._extras = tuple((f.wire, i, EXTRA_DEFAULTS[(self.name, f.target)])
+                             for i, f in enumerate(fields) if f.kind == "extra")
+        self._oflag_fields = tuple((f.wire, i, f.target) for i, f in enumerate(fields)
+                                   if f.kind == "oflags")
+        self._req_read = _read_steps(fields)
+        self._req_write = _write_steps(fields)
+
+    def _compile_reply(self) -> None:
+        optional = {f.name for f in dataclasses.fields(self.reply_class)
+                    if f.default is None and f.name != "xdata"}
+        plan = []
+        for i, f in enumerate(self.reply_fields, start=2):  # after op_ret, op_errno
+            if f.kind == "xdata":
+                op = _R_XDATA
+            elif f.kind == "len":
+                op = _R_LEN
+            elif f.kind == "fd":
+                op = _R_FD
+            elif f.kind == "extra":
+                op = _R_EXTRA
+            elif f.wtype is IATT_TYPE and f.target in optional:
+                op = _R_OPT_IATT  # zeros decode as None
+            else:
+                op = _R_ATTR
+            default = REPLY_EXTRA_DEFAULTS.get((self.name, f.wire), f.wtype.zero)
+            plan.append((op, i, f.wire, f.target, f.wtype.zero, default))
+        self._reply_plan = tuple(plan)
+        self._count_from_op_ret = self.name in ("writev", "copy_file_range")
+        self._rep_read = _read_steps(self.reply_fields, "ii")
+        self._rep_write = _write_steps(self.reply_fields, "ii")
 
     # -- requests -----------------------------------------------------------
 
     def encode_request(self, args: Mapping[str, Any], xdata: dict | None = None,
                        extra: Mapping[str, Any] | None = None) -> list[Buffer]:
         """XDR of the request (and the payload buffer for writev/put)."""
-        p = Packer()
+        vals = []
         for f in self.request_fields:
             kind = f.kind
-            if kind == "arg":
+            if extra and f.wire in extra:
+                # a wire value that decoding kept because the arguments
+                # cannot reproduce it (see decode_request)
+                value = extra[f.wire]
+            elif kind == "arg":
                 value = args[f.target]
             elif kind == "loc":
                 loc = args[f.target]
@@ -576,15 +717,16 @@ class FopCodec:
             elif kind == "xdata":
                 value = xdata
             elif kind == "extra":
-                if extra and f.target in extra:
-                    value = extra[f.target]
-                else:
-                    value = EXTRA_DEFAULTS[(self.name, f.target)](args)
+                value = EXTRA_DEFAULTS[(self.name, f.target)](args)
             elif kind == "oflags":
                 value = flags_to_wire(args[f.target])
             else:  # len
                 value = len(args[f.target])
-            f.wtype.pack(p, value)
+            if f.wtype is GFID_TYPE:
+                value = gfid_bytes(value)
+            vals.append(value)
+        p = Packer()
+        _write(p, self._req_write, vals)
         if self.request_payload:
             return [p.buf, args[self.request_payload]]
         return [p.buf]
@@ -592,59 +734,42 @@ class FopCodec:
     def decode_request(self, body: Buffer) -> FopRequest:
         """Decode the program part of a call (XDR plus any payload)."""
         u = Unpacker(body)
-        wire = {}
-        for f in self.request_fields:
-            wire[f.wire] = f.wtype.unpack(u)
-        args: dict[str, Any] = {}
-        locs: dict[str, dict] = {}
-        fds: dict[str, dict] = {}
-        xdata = None
-        lengths = []
-        for f in self.request_fields:
-            v = wire[f.wire]
-            kind = f.kind
-            if kind == "arg":
-                args[f.target] = v
-            elif kind == "loc":
-                locs.setdefault(f.target, {})[f.part] = v
-            elif kind == "fd":
-                fds.setdefault(f.target, {})[f.part] = v
-            elif kind == "xdata":
-                xdata = v
-            elif kind == "oflags":
-                args[f.target] = flags_from_wire(v)
-            elif kind == "len":
-                lengths.append((f.target, v))
-        for name, parts in locs.items():
-            g = parts.get("gfid")
-            pg = parts.get("pargfid")
-            args[name] = Loc(gfid=None if g is None or g == NULL_GFID else g,
-                             pargfid=None if pg is None or pg == NULL_GFID else pg,
-                             name=parts.get("name") or None)
-        for name, parts in fds.items():
-            g = parts["gfid"]
-            args[name] = RemoteFd(None if g == NULL_GFID else g, parts["num"])
+        vals = _read(u, self._req_read)
+        data = None
         if self.request_payload:
             data = u.rest()
-            for target, n in lengths:
-                if n != len(data):
+            for i in self._len_indexes:
+                if vals[i] != len(data):
                     raise RpcProtocolError(
-                        f"{self.name}: size {n} but {len(data)} payload bytes follow")
-            args[self.request_payload] = data
+                        f"{self.name}: size {vals[i]} but {len(data)} payload bytes follow")
         else:
             u.done()
-        for (fop_name, arg) in NOT_ON_WIRE:
-            if fop_name == self.name:
-                args[arg] = None
+        args: dict[str, Any] = {}
+        for name, op, a, b, c in self._arg_plan:
+            if op == _VALUE:
+                args[name] = vals[a]
+            elif op == _LOC:
+                args[name] = Loc(gfid=_gfid_or_none(vals[a]) if a >= 0 else None,
+                                 pargfid=_gfid_or_none(vals[b]) if b >= 0 else None,
+                                 name=(vals[c] or None) if c >= 0 else None)
+            elif op == _FD:
+                args[name] = RemoteFd(_gfid_or_none(vals[a]), vals[b])
+            elif op == _OFLAGS:
+                args[name] = flags_from_wire(vals[a])
+            elif op == _PAYLOAD:
+                args[name] = data
+            else:
+                args[name] = None
         extra = {}
-        for f in self.request_fields:
-            if f.kind == "extra":
-                v = wire[f.wire]
-                if v != EXTRA_DEFAULTS[(self.name, f.target)](args):
-                    extra[f.target] = v
-        # Arguments in catalogue order, as the fop methods take them.
-        ordered = {a.name: args[a.name] for a in self.fop.args}
-        return FopRequest(self.fop, ordered, xdata, extra)
+        for wire, i, default in self._extras:
+            if vals[i] != default(args):
+                extra[wire] = vals[i]
+        for wire, i, name in self._oflag_fields:
+            if flags_to_wire(args[name]) != vals[i]:
+                # GF_O_* bits that do not map back one to one (__O_SYNC's
+                # with GF_O_SYNC): keep the wire value as it came
+                extra[wire] = vals[i]
+        return FopRequest(self.fop, args, vals[self._xdata_index], extra)
 
     # -- replies ------------------------------------------------------------
 
@@ -662,83 +787,76 @@ class FopCodec:
                                 f"not {type(result).__name__}")
             ret = default_op_ret(self.name, result) if op_ret is None else op_ret
             err = 0 if op_errno is None else op_errno
-        p = Packer()
-        p.pack(_OP_HEAD, ret, err)
-        data = b""
-        if self.reply_payload and not failed:
-            data = result.data
-        for f in self.reply_fields:
-            kind = f.kind
-            if kind == "xdata":
+        data = result.data if self.reply_payload and not failed else b""
+        vals = [ret, err]
+        for op, _i, wire, target, zero, default in self._reply_plan:
+            if op == _R_XDATA:
                 value = result.xdata
-            elif extra and f.wire in extra:
-                value = extra[f.wire]
+            elif extra and wire in extra:
+                value = extra[wire]
+            elif op == _R_LEN:
+                value = len(data)
             elif failed:
-                value = f.wtype.zero
-            elif kind == "attr":
-                value = getattr(result, f.target)
-            elif kind == "fd":
+                value = zero
+            elif op == _R_ATTR or op == _R_OPT_IATT:
+                value = getattr(result, target)
+            elif op == _R_FD:
                 fd = result.fd
                 if not isinstance(fd, RemoteFd):
                     raise TypeError(f"{self.name}: reply fd must be a RemoteFd, not {fd!r}")
                 value = fd.num
-            elif kind == "len":
-                value = len(data)
-            else:  # extra with a success default
-                value = REPLY_EXTRA_DEFAULTS.get((self.name, f.wire), f.wtype.zero)
-            f.wtype.pack(p, value)
+            else:  # a wire-only field: its success default
+                value = default
+            vals.append(value)
+        p = Packer()
+        _write(p, self._rep_write, vals)
         if data:
             return [p.buf, data]
         return [p.buf]
 
     def decode_reply(self, body: Buffer) -> FopResponse:
         u = Unpacker(body)
-        op_ret, op_errno = u.unpack(_OP_HEAD)
-        wire = {}
-        for f in self.reply_fields:
-            wire[f.wire] = f.wtype.unpack(u)
-        data = u.rest() if self.reply_payload else None
-        u.done()
+        vals = _read(u, self._rep_read)
+        if self.reply_payload:
+            data = u.rest()
+        else:
+            data = None
+            u.done()
+        op_ret, op_errno = vals[0], vals[1]
         failed = op_ret < 0
         xdata = None
         extra: dict[str, Any] = {}
         attrs: dict[str, Any] = {}
-        for f in self.reply_fields:
-            v = wire[f.wire]
-            kind = f.kind
-            if kind == "xdata":
+        for op, i, wire, target, zero, default in self._reply_plan:
+            v = vals[i]
+            if op == _R_XDATA:
                 xdata = v
-            elif kind == "len":
+            elif op == _R_LEN:
                 if v != len(data):
                     raise RpcProtocolError(
                         f"{self.name}: size {v} but {len(data)} payload bytes follow")
             elif failed:
-                if v != f.wtype.zero:
-                    extra[f.wire] = v
-            elif kind == "attr":
-                if f.target in self._optional_attrs and v == f.wtype.zero \
-                        and f.wtype is WIRE_TYPES["iatt"]:
-                    v = None
-                attrs[f.target] = v
-            elif kind == "fd":
+                if v != zero:
+                    extra[wire] = v
+            elif op == _R_ATTR:
+                attrs[target] = v
+            elif op == _R_OPT_IATT:
+                # (the gfid test first: a full comparison costs 22 fields)
+                attrs[target] = None if v.gfid == _NULL16 and v == zero else v
+            elif op == _R_FD:
                 attrs["fd"] = RemoteFd(None, v)
-            else:  # extra
-                if v != REPLY_EXTRA_DEFAULTS.get((self.name, f.wire), f.wtype.zero):
-                    extra[f.wire] = v
+            elif v != default:  # _R_EXTRA
+                extra[wire] = v
         if failed:
             if data:
                 raise RpcProtocolError(f"{self.name}: error reply with {len(data)} payload bytes")
-            result: F.Reply | FopError = FopError(op_errno, xdata=xdata)
-        else:
-            if self.reply_payload:
-                attrs["data"] = data
-            if self.name in ("writev", "copy_file_range"):
-                attrs["count"] = op_ret
-            try:
-                result = self.reply_class(**attrs, xdata=xdata)
-            except TypeError as e:  # pragma: no cover - layouts are checked at import
-                raise RpcProtocolError(f"{self.name}: {e}") from None
-        return FopResponse(self.fop, result, op_ret, op_errno, extra)
+            return FopResponse(self.fop, FopError(op_errno, xdata=xdata), op_ret, op_errno, extra)
+        if data is not None:
+            attrs["data"] = data
+        if self._count_from_op_ret:
+            attrs["count"] = op_ret
+        return FopResponse(self.fop, self.reply_class(**attrs, xdata=xdata), op_ret, op_errno,
+                           extra)
 
 
 FOP_CODECS: dict[str, FopCodec] = {fop.name: FopCodec(fop) for fop in F.CATALOGUE}

@@ -70,11 +70,17 @@ class AuthStat(enum.IntEnum):
     RPCSEC_GSS_CTXPROBLEM = 14
 
 
+_MEMBERS = {cls: {m.value: m for m in cls} for cls in (ReplyStat, AcceptStat, RejectStat,
+                                                       AuthStat)}
+
+
 def _enum(cls, value: int, what: str):
-    try:
-        return cls(value)
-    except ValueError:
-        raise RpcProtocolError(f"unknown {what} {value}") from None
+    # a dict lookup: calling the enum class costs more than the rest of a
+    # reply header
+    member = _MEMBERS[cls].get(value)
+    if member is None:
+        raise RpcProtocolError(f"unknown {what} {value}")
+    return member
 
 
 @dataclass(slots=True)
