@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import errno
 import struct
+import subprocess
+import sys
 
 import pytest
 
 from glusterpy import fops as F
 from glusterpy.fops import Iatt, Loc
-from glusterpy.rpc import (ALL_PROGRAMS, BRICK_PROGRAMS, CALLBACK, DUMP, FOP, HANDSHAKE,
+from glusterpy.rpc import (ALL_PROGRAMS, BRICK_PROGRAMS, CALLBACK, DUMP, FOP, FOP_PROCEDURES,
+                           HANDSHAKE,
                            NEED_DATA, AcceptStat, AuthGlusterfsV3, AuthStat, CallFailed,
                            CallReceived, ConnectionClosed, DumpReply, DumpRequest, FopRequest,
                            InodelkContention, OpaqueAuth, OrphanReply, RejectedCall, RejectStat,
@@ -36,6 +39,20 @@ def feed(conn: RpcConnection, data: bytes) -> list[Event]:
 
 def stat_request() -> FopRequest:
     return FopRequest(F.BY_NAME["stat"], {"loc": Loc(gfid=G)}, None)
+
+
+def test_codecs_import_without_trio():
+    """The sans-IO rule: importing the whole package pulls in no I/O library."""
+    code = ("import sys, glusterpy.rpc; "
+            "bad = [m for m in ('trio', 'socket', 'asyncio') if m in sys.modules]; "
+            "sys.exit(', '.join(bad) or None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_fop_procedures_follow_the_catalogue():
+    assert list(FOP_PROCEDURES) == [f.name for f in F.CATALOGUE]
+    assert all(FOP_PROCEDURES[f.name].number == f.procnum for f in F.CATALOGUE)
 
 
 def test_call_and_reply_between_two_connections():

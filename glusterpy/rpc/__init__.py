@@ -49,8 +49,8 @@ from .mgmt import (DUMP_PROGRAM, DUMP_VERSION, HNDSK_PROGRAM, HNDSK_VERSION, PMA
                    SetVolumeReply, SetVolumeRequest, SigninReply, SigninRequest,
                    SignoutReply, SignoutRequest)
 from .programs import (ALL_PROGRAMS, BRICK_PROGRAMS, CALLBACK, CLIENT_PROGRAMS, DUMP, FOP,
-                       GLUSTERD_PROGRAMS, HANDSHAKE, PORTMAP, Procedure, Program,
-                       ProgramTable)
+                       FOP_PROCEDURES, GLUSTERD_PROGRAMS, HANDSHAKE, PORTMAP, Procedure,
+                       Program, ProgramTable)
 from .record import DEFAULT_MAX_RECORD_SIZE, RecordDecoder, frame_record
 from .structs import ActiveLock, MdataIatt
 
@@ -83,7 +83,7 @@ __all__ = [
     "Statedump", "InodelkContention", "EntrylkContention",
     # programs
     "Procedure", "Program", "ProgramTable", "DUMP", "HANDSHAKE", "PORTMAP", "FOP",
-    "CALLBACK", "ALL_PROGRAMS", "BRICK_PROGRAMS", "GLUSTERD_PROGRAMS", "CLIENT_PROGRAMS",
+    "FOP_PROCEDURES", "CALLBACK", "ALL_PROGRAMS", "BRICK_PROGRAMS", "GLUSTERD_PROGRAMS", "CLIENT_PROGRAMS",
     # connection
     "RpcConnection", "State", "NEED_DATA", "Event", "CallReceived", "RejectedCall",
     "ReplyReceived", "CallFailed", "OrphanReply", "ConnectionClosed",

@@ -35,9 +35,15 @@ them, translated to and from the wire:
 
 Wire fields that no catalogue argument carries (lookup's flags, the namelen
 "flag" of getxattr/entrylk, the lock type inodelk repeats beside its flock,
-rchecksum's flags) go into `FopRequest.extra` - only when they differ from
-what GlusterFS's client would send for the same arguments, so `extra` is
-normally empty and decode-then-encode still reproduces the bytes.
+rchecksum's flags) go into `FopRequest.extra`, keyed by their name in the
+.x file - only when they differ from what GlusterFS's client would send for
+the same arguments (client-common.c), so `extra` is normally empty; so do
+open flags whose GF_O_* bits would not map back one to one.  Either way
+decode-then-encode reproduces the bytes.
+
+Payload lengths are checked: a WRITE whose `size` differs from the bytes
+that follow it is malformed (GlusterFS's server asserts the same), and so
+is a READ reply whose `size` differs from its data.
 
 Replies::
 
@@ -53,7 +59,7 @@ for writev, the entry count for readdir/readdirp, the path length for
 readlink, the value size for a getxattr of one name, 0 otherwise; a
 FopError becomes op_ret -1 with its errno and xdata.  `FopResponse` keeps
 the op_ret and op_errno it decoded (GlusterFS's posix readv reports ENOENT
-in op_errno at end of file, SETVOLUME-style replies carry stale errnos) and,
+in op_errno at end of file; success replies often carry a stale errno) and,
 in `extra`, any field the result object cannot hold (the iatts an error
 reply still carries, rchecksum's flags), so `FopResponse.encode()` gives
 back the exact bytes.
@@ -80,7 +86,7 @@ from .xdr import I32, I64, U32, U64, Packer, Unpacker
 
 FOP_PROGRAM = 1298437       # GLUSTER_FOP_PROGRAM
 FOP_VERSION = 400           # GLUSTER_FOP_VERSION_v2 (4.0.0)
-FOP_VERSION_3 = 330         # the 3.x program, which we do not speak
+FOP_VERSION_3 = 330         # the 3.x program ("GlusterFS 3.3"); we speak only 4.x
 
 
 class RemoteFd(NamedTuple):
@@ -122,7 +128,11 @@ def flags_from_wire(gf_flags: int) -> int:
 # Wire types: (unpack, pack, zero value as GlusterFS's zeroed structs hold it)
 
 
-def _pack_u32(p: Packer, v) -> None:  # ints have no "absent" value: None is a bug
+# Integers have no "absent" value: None where an int belongs is a caller's
+# bug and raises ValueError; the other packers encode None as GlusterFS
+# encodes a missing value (zeros, "", a NULL dict).
+
+def _pack_u32(p: Packer, v) -> None:
     p.pack(U32, v)
 
 

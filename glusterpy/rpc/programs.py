@@ -232,6 +232,10 @@ FOP = _program(FOP_PROGRAM, FOP_VERSION, "GlusterFS 4.x v1", [
     *(_fop_procedure(FOP_CODECS[fop.name]) for fop in F.CATALOGUE),
 ])
 
+# The fop program's procedures by catalogue name: FOP_PROCEDURES["readv"].
+FOP_PROCEDURES: dict[str, Procedure] = {
+    fop.name: FOP.procedures[fop.procnum] for fop in F.CATALOGUE}
+
 ALL_PROGRAMS = ProgramTable([DUMP, HANDSHAKE, PORTMAP, FOP, CALLBACK])
 
 # What each kind of GlusterFS endpoint serves (the calls it accepts); all of
@@ -242,6 +246,6 @@ CLIENT_PROGRAMS = ALL_PROGRAMS.subset((C, CV))
 
 __all__ = [
     "Procedure", "Program", "ProgramTable", "DUMP", "HANDSHAKE", "PORTMAP", "FOP",
-    "CALLBACK", "ALL_PROGRAMS", "BRICK_PROGRAMS", "GLUSTERD_PROGRAMS",
+    "FOP_PROCEDURES", "CALLBACK", "ALL_PROGRAMS", "BRICK_PROGRAMS", "GLUSTERD_PROGRAMS",
     "CLIENT_PROGRAMS",
 ]

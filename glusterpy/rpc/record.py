@@ -39,9 +39,10 @@ LAST_FRAGMENT = 0x80000000
 MAX_FRAGMENT_SIZE = 0x7FFFFFFF  # 31 bits; GlusterFS's RPC_MAX_FRAGMENT_SIZE
 
 # The largest record we accept by default.  GlusterFS's biggest messages are
-# READ replies and WRITE calls of up to a few MiB (gfapi caps I/O at
-# GF_UNIT_MB-sized iobufs; FUSE at 128 KiB) and READDIRP replies of
-# similar size; 16 MiB leaves ample room and bounds memory per connection.
+# READ replies and WRITE calls (128 KiB from FUSE and qemu in the captures,
+# larger from gfapi applications that ask for it) and READDIRP replies
+# sized by the client's request; 16 MiB leaves ample room and bounds what a
+# peer can make us buffer per connection.  RpcConnection takes another.
 DEFAULT_MAX_RECORD_SIZE = 16 * 1024 * 1024
 
 Buffer = bytes | bytearray | memoryview
