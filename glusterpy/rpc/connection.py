@@ -5,16 +5,20 @@ out; it asks for bytes to send calls and replies; nothing here touches a
 socket, so it is the same code for glusterpy's client, brick and glusterd,
 and the tests drive it without any I/O::
 
+    from glusterpy.rpc import (RpcConnection, FOP_PROCEDURES, FopRequest,
+                               AuthGlusterfsV3, ReplyReceived, CallReceived,
+                               RejectedCall)
     conn = RpcConnection()                     # knows every program
-    xid, out = conn.send_call(programs.DUMP.procedures[1], DumpRequest(0),
-                              cred=AuthGlusterfsV2(...))
-    sock.sendmsg(out)
-    conn.receive_data(sock.recv(65536))        # b"" at end of file
+    xid, out = conn.send_call(FOP_PROCEDURES["stat"],
+                              FopRequest(BY_NAME["stat"], {"loc": loc}),
+                              cred=AuthGlusterfsV3.from_caller(caller.get()))
+    sock.sendmsg(out)                          # a list of buffers
+    conn.receive_data(sock.recv(max(65536, conn.receive_size_hint())))  # b"" = EOF
     for event in conn.events():
         match event:
-            case ReplyReceived(xid=x, result=r): ...
-            case CallReceived():                 sock.sendmsg(conn.send_reply(event, result))
-            case RejectedCall():                 sock.sendmsg(conn.send_rejection(event))
+            case ReplyReceived(xid=x, result=resp): ...    # resp.unwrap()
+            case CallReceived(): sock.sendmsg(conn.send_reply(event, result))
+            case RejectedCall(): sock.sendmsg(conn.send_rejection(event))
 
 GlusterFS connections are symmetric: the client calls the brick, the brick
 calls back on the same connection (the callback program, one-way), so one
