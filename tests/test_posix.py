@@ -391,6 +391,26 @@ async def test_create_existing_and_exclusive(brick, posix_graph):
                                          0o644, 0, Fd(), req())) == errno.EISDIR
 
 
+async def test_times_move_only_when_something_changed(brick, posix_graph):
+    async with posix_graph(brick) as top:
+        d = await mkdir(top, Loc.root(), "d")
+        f = await mkfile(top, d, "f", b"data")
+        old = Iatt(atime=1000, mtime=1000)
+        both = fops.SET_ATTR_ATIME | fops.SET_ATTR_MTIME
+        await top.setattr(Loc(gfid=d.gfid), old, both, None)
+        await top.setattr(Loc(gfid=f.gfid), old, both, None)
+        fd = Fd()
+        c = await top.create(child(d, "f"), os.O_CREAT | os.O_RDWR, 0o644, 0, fd, req())
+        await top.release(fd, None)
+        assert c.postparent.mtime == 1000 and c.iatt.mtime == 1000   # opened, not created
+        fd = Fd()
+        await top.open(Loc(gfid=f.gfid), os.O_RDWR | os.O_TRUNC, fd, None)
+        st = (await top.fstat(fd, None)).iatt
+        await top.release(fd, None)
+        assert st.size == 0 and st.mtime > 1000
+        assert (await top.stat(Loc(gfid=d.gfid), None)).iatt.mtime == 1000
+
+
 async def test_new_entries_store_xattrs_from_xdata(brick, posix_graph):
     async with posix_graph(brick) as top:
         linkto = b"vol-client-2\0"
@@ -614,6 +634,10 @@ async def test_link(brick, posix_graph):
         assert r.preparent.gfid == r.postparent.gfid == d.gfid
         assert os.getxattr(brick / "d/l1", gfid2path_key(d.gfid, "l1")) == f"{d.gfid}/l1".encode()
         assert await errno_of(top.link(Loc(gfid=f.gfid), child(d, "l1"), None)) == errno.EEXIST
+        # the kernel's order: a taken name before a directory source
+        assert await errno_of(top.link(Loc(gfid=d.gfid), child(d, "l1"), None)) == errno.EEXIST
+        assert await errno_of(top.link(Loc(gfid=f.gfid), Loc(pargfid=GFID.random(), name="x"),
+                                       None)) == errno.ENOENT
         await top.link(Loc(gfid=f.gfid), child(d, "l2"), None)
         assert await errno_of(top.link(Loc(gfid=f.gfid), child(d, "l3"), None)) == errno.EMLINK
         assert await errno_of(top.link(Loc(gfid=d.gfid), child(Loc.root(), "dl"), None)) == \

@@ -158,8 +158,7 @@ OPTIONS = (
            "refused, an empty directory without one is stamped with it.",
            reconfigurable=False),
     Option("o-direct", OptionType.BOOL, "off",
-           "Open every file with O_DIRECT (applies to later opens).",
-           set_keys=("storage.o-direct",)),
+           "Open every file with O_DIRECT (applies to later opens)."),
     Option("brick-uid", OptionType.INT, "-1",
            "Owner uid given to the brick root; -1 leaves it.", min=-1,
            set_keys=("storage.owner-uid",)),
@@ -176,7 +175,7 @@ OPTIONS = (
            set_keys=("storage.fips-mode-rchecksum",)),
     Option("ctime", OptionType.BOOL, "on",
            "Keep the times in the trusted.glusterfs.mdata xattr and report them, "
-           "as GlusterFS 10 does.", set_keys=("storage.ctime", "features.ctime")),
+           "as GlusterFS 10 does.", set_keys=("features.ctime",)),
     Option("gfid2path", OptionType.BOOL, "on",
            "Record each name of a file in a trusted.gfid2path.<hash> xattr.",
            set_keys=("storage.gfid2path",)),
@@ -265,7 +264,7 @@ _MDATA = struct.Struct(">BQqQqQqQ")
 _DIRENT64 = struct.Struct("=QqHB")  # linux_dirent64 header; d_name follows
 _DT_DIR, _DT_UNKNOWN = 4, 0
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE, _FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
-_O_NOATIME_SAFE = os.O_NOFOLLOW | os.O_CLOEXEC
+_O_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC   # on every open: links are data
 _ANON_STRIP = os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_NOCTTY
 _MAX_DIR_DEPTH = 4096
 _DIR_CACHE_MAX = 1024
@@ -290,7 +289,7 @@ def _inline_fop(fn):
     """
     @functools.wraps(fn)
     async def fop(self, *args, **kwargs):
-        if len(self._dirs) > _DIR_CACHE_MAX:
+        if self._retired or len(self._dirs) > _DIR_CACHE_MAX:
             self._trim_dir_cache()
         try:
             return fn(self, *args, **kwargs)
@@ -329,6 +328,7 @@ class Posix(Translator):
         self._hdir = -1            # .glusterfs
         self._hdir_id: tuple[int, int] = (0, 0)
         self._dirs: OrderedDict[GFID, int] = OrderedDict()   # gfid -> directory fd
+        self._retired: list[int] = []                        # closed before the next fop
         self._opencount: dict[GFID, int] = {}                # fds open per gfid
         self._unlinked: set[GFID] = set()                    # handles in .glusterfs/unlink
         self._open_files: dict[int, weakref.finalize] = {}  # os fd -> closer
@@ -386,6 +386,10 @@ class Posix(Translator):
 
     @_inline_fop
     def lookup(self, loc, xdata=None):
+        """By name (parent gfid + name, or path) or by gfid; fills the reply
+        xdata with the xattrs (names or globs) and virtual keys xdata asks for,
+        as posix_xattr_fill does.  An entry without a gfid is healed from
+        gfid-req; `.glusterfs` at the root is EPERM."""
         xdata = xdata or {}
         postparent = None
         if loc.name is None and (loc.gfid is not None or loc.path == "/"):
@@ -423,6 +427,9 @@ class Posix(Translator):
 
     @_inline_fop
     def mknod(self, loc, mode, rdev, umask, xdata=None):
+        """Any file type mode names (regular, fifo, socket, devices).  With
+        glusterfs-internal-fop and a gfid-req that already exists, the new
+        name links that inode, as distribute needs for linkto files."""
         xdata = xdata or {}
         pfd, pgfid, name = self._parent(loc)
         gfid = self._new_gfid(xdata)
@@ -448,6 +455,7 @@ class Posix(Translator):
 
     @_inline_fop
     def mkdir(self, loc, mode, umask, xdata=None):
+        """A setgid parent gives its group and the setgid bit."""
         xdata = xdata or {}
         pfd, pgfid, name = self._parent(loc)
         gfid = self._new_gfid(xdata)
@@ -466,6 +474,7 @@ class Posix(Translator):
 
     @_inline_fop
     def symlink(self, linkname, loc, umask, xdata=None):
+        """The target is stored verbatim and never followed here."""
         xdata = xdata or {}
         pfd, pgfid, name = self._parent(loc)
         if not linkname or "\0" in linkname:
@@ -484,6 +493,9 @@ class Posix(Translator):
 
     @_inline_fop
     def unlink(self, loc, xflags, xdata=None):
+        """The last name takes the handle with it, or parks it in
+        .glusterfs/unlink while the file is open.  Honours distribute's
+        dont-unlink-for-open-fd and unlink-only-if-dht-linkto-file (EBUSY)."""
         xdata = xdata or {}
         pfd, pgfid, name = self._parent(loc)
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
@@ -515,6 +527,7 @@ class Posix(Translator):
 
     @_inline_fop
     def rmdir(self, loc, xflags, xdata=None):
+        """Non-zero xflags move the whole tree to landfill (self-heal)."""
         pfd, pgfid, name = self._parent(loc)
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         gfid = self._read_gfid(pfd, name)
@@ -541,6 +554,8 @@ class Posix(Translator):
 
     @_inline_fop
     def rename(self, oldloc, newloc, xdata=None):
+        """Moves a directory's handle to its new parent and name; a replaced
+        file loses its handle with its last name."""
         xdata = xdata or {}
         opfd, opgfid, oname = self._parent(oldloc)
         npfd, npgfid, nname = self._parent(newloc)
@@ -593,12 +608,15 @@ class Posix(Translator):
     @_inline_fop
     def link(self, oldloc, newloc, xdata=None):
         node = self._inode(oldloc)
+        npfd, npgfid, nname = self._parent(newloc)
+        # the kernel's order: the new name's parent, the new name, then the inode
+        if _exists(npfd, nname):
+            raise FopError(errno.EEXIST)
         if node.is_dir:
             raise FopError(errno.EPERM)
         limit = self.opts.max_hardlinks
         if limit and self._iatt_nlink(node) >= limit:
             raise FopError(errno.EMLINK)
-        npfd, npgfid, nname = self._parent(newloc)
         pre = self._dir_iatt(npfd, npgfid)
         os.link(node.at_name, nname, src_dir_fd=node.at_fd, dst_dir_fd=npfd,
                 follow_symlinks=False)
@@ -613,6 +631,8 @@ class Posix(Translator):
 
     @_inline_fop
     def create(self, loc, flags, mode, umask, fd, xdata=None):
+        """flags 0 means O_CREAT|O_RDWR|O_EXCL, as GlusterFS; without O_EXCL
+        an existing file is opened.  The fd learns the gfid."""
         xdata = xdata or {}
         pfd, pgfid, name = self._parent(loc)
         pre = self._dir_iatt(pfd, pgfid)
@@ -627,7 +647,7 @@ class Posix(Translator):
             st = None
         if st is None:
             gfid = self._new_gfid(xdata)
-            osfd = os.open(name, oflags | _O_NOATIME_SAFE, perm & 0o777, dir_fd=pfd)
+            osfd = os.open(name, oflags | _O_NOFOLLOW, perm & 0o777, dir_fd=pfd)
             try:
                 node = self._finish_new_entry(pfd, pgfid, name, gfid, uid, gid, perm, xdata,
                                               osfd=osfd)
@@ -637,7 +657,7 @@ class Posix(Translator):
                 raise
         else:
             # O_CREAT without O_EXCL on an existing file opens it (never a symlink)
-            osfd = os.open(name, oflags | _O_NOATIME_SAFE, perm & 0o777, dir_fd=pfd)
+            osfd = os.open(name, oflags | _O_NOFOLLOW, perm & 0o777, dir_fd=pfd)
             try:
                 st = os.fstat(osfd)
                 gfid = self._read_gfid(pfd, name)
@@ -651,8 +671,15 @@ class Posix(Translator):
         of = self._adopt(fd, osfd, flags | (oflags & os.O_DIRECT), node.gfid, is_dir=False)
         if fd.gfid is None:
             fd.gfid = node.gfid
-        ia = self._fd_iatt(of, touch=MDATA_A | MDATA_C | MDATA_M)
-        post = self._dir_iatt(pfd, pgfid, touch=MDATA_C | MDATA_M)
+        # Departure: GlusterFS moves the times of an existing file and its
+        # parent too; here, as on a local filesystem, only a new file (or
+        # O_TRUNC) does.
+        if st is None:
+            touch, parent_touch = MDATA_A | MDATA_C | MDATA_M, MDATA_C | MDATA_M
+        else:
+            touch, parent_touch = (MDATA_C | MDATA_M if oflags & os.O_TRUNC else 0), 0
+        ia = self._fd_iatt(of, touch=touch)
+        post = self._dir_iatt(pfd, pgfid, touch=parent_touch)
         return CreateReply(fd, ia, pre, post)
 
     # -- inode fops ---------------------------------------------------------
@@ -682,7 +709,7 @@ class Posix(Translator):
     def readlink(self, loc, size, xdata=None):
         node = self._inode(loc)
         target = os.readlink(os.fsencode(node.at_name), dir_fd=node.at_fd)
-        if size is not None and size >= 0:
+        if size and size > 0:      # readlink(2) truncates to the buffer it is given
             target = target[:size]
         return ReadlinkReply(os.fsdecode(target), self._iatt(node))
 
@@ -727,7 +754,7 @@ class Posix(Translator):
         if node.is_dir:
             sv = os.fstatvfs(node.at_fd)
         else:
-            pfd = os.open(node.at_name, os.O_PATH | _O_NOATIME_SAFE, dir_fd=node.at_fd)
+            pfd = os.open(node.at_name, os.O_PATH | _O_NOFOLLOW, dir_fd=node.at_fd)
             try:
                 sv = os.fstatvfs(pfd)
             finally:
@@ -758,10 +785,14 @@ class Posix(Translator):
             oflags |= os.O_NONBLOCK
         elif self.opts.o_direct and stat.S_ISREG(mode):
             oflags |= os.O_DIRECT
-        osfd = os.open(node.at_name, oflags | _O_NOATIME_SAFE, dir_fd=node.at_fd)
-        self._adopt(fd, osfd, flags | (oflags & os.O_DIRECT), node.gfid, is_dir=node.is_dir)
+        osfd = os.open(node.at_name, oflags | _O_NOFOLLOW, dir_fd=node.at_fd)
+        of = self._adopt(fd, osfd, flags | (oflags & os.O_DIRECT), node.gfid,
+                         is_dir=node.is_dir)
         if fd.gfid is None:
             fd.gfid = node.gfid
+        if oflags & os.O_TRUNC and stat.S_ISREG(mode):
+            # the kernel moved mtime and ctime; so do the times GlusterFS reports
+            self._mdata_touch(of.osfd, MDATA_C | MDATA_M)
         return OpenReply(fd)
 
     @_inline_fop
@@ -850,11 +881,14 @@ class Posix(Translator):
 
     @_inline_fop
     def readdir(self, fd, size, offset, xdata=None):
+        """Entries from the d_off cookie `offset` (0 = start) within `size`
+        bytes as GlusterFS counts them; Dirent.off resumes after the entry."""
         of = self._of(fd, want_dir=True)
         return DirReply(self._list(of, size, offset, False, xdata))
 
     @_inline_fop
     def readdirp(self, fd, size, offset, xdata=None):
+        """readdir with each entry's iatt (and the xattrs xdata asks for)."""
         of = self._of(fd, want_dir=True)
         return DirReply(self._list(of, size, offset, True, xdata))
 
@@ -872,6 +906,8 @@ class Posix(Translator):
 
     @_inline_fop
     def getxattr(self, loc, name, xdata=None):
+        """One key (stored or virtual), or with name None or "" every stored
+        key but the brick's own."""
         node = self._inode(loc)
         return self._do_getxattr(node.target, node, name, xdata, loc=loc)
 
@@ -882,6 +918,7 @@ class Posix(Translator):
 
     @_inline_fop
     def removexattr(self, loc, name, xdata=None):
+        """name "" with xdata removes every key of xdata (bulk removal)."""
         node = self._inode(loc)
         return self._do_removexattr(node.target, node, name, xdata)
 
@@ -892,6 +929,8 @@ class Posix(Translator):
 
     @_inline_fop
     def xattrop(self, loc, optype, xattrs, xdata=None):
+        """Combine each value with the stored one (XattropType) and answer the
+        results - replicate's changelog counters."""
         node = self._inode(loc)
         result = self._do_xattrop(node.target, optype, xattrs)
         reply_x = None
@@ -913,6 +952,8 @@ class Posix(Translator):
 
     @_inline_fop
     def fallocate(self, fd, mode, offset, length, xdata=None):
+        """`mode` holds fallocate(2) flags (1 = FALLOC_FL_KEEP_SIZE, as
+        GlusterFS's keep_size)."""
         of = self._of(fd)
         pre = self._fd_iatt(of)
         _fallocate(of.osfd, mode, offset, length)
@@ -941,6 +982,8 @@ class Posix(Translator):
 
     @_inline_fop
     def seek(self, fd, offset, what, xdata=None):
+        """what: GlusterFS's GF_SEEK_DATA/GF_SEEK_HOLE (0/1); os.SEEK_DATA and
+        os.SEEK_HOLE are accepted too."""
         of = self._of(fd)
         whence = {GF_SEEK_DATA: os.SEEK_DATA, GF_SEEK_HOLE: os.SEEK_HOLE,
                   os.SEEK_DATA: os.SEEK_DATA, os.SEEK_HOLE: os.SEEK_HOLE}.get(what)
@@ -950,6 +993,7 @@ class Posix(Translator):
 
     @_inline_fop
     def rchecksum(self, fd, offset, length, xdata=None):
+        """adler32 (seeded with 0) and MD5, or SHA256 with fips-mode-rchecksum."""
         of = self._of(fd)
         if length < 0:
             raise FopError(errno.EINVAL)
@@ -968,6 +1012,9 @@ class Posix(Translator):
 
     @_inline_fop
     def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags, xdata=None):
+        """One copy_file_range(2) call, as GlusterFS; the count may be short."""
+        if flags:
+            raise FopError(errno.EINVAL, "copy_file_range takes no flags")
         src, dst = self._of(fd_in), self._of(fd_out)
         pre_dst = self._fd_iatt(dst)
         # one call, as GlusterFS: the count says how much was copied
@@ -1189,9 +1236,10 @@ class Posix(Translator):
         for closer in list(self._open_files.values()):
             closer()
         self._open_files.clear()
-        for fd in self._dirs.values():
+        for fd in list(self._dirs.values()) + self._retired:
             _quiet(os.close, fd)
         self._dirs.clear()
+        self._retired.clear()
         for fd in (self._hdir, self._root):
             if fd >= 0:
                 _quiet(os.close, fd)
@@ -1252,20 +1300,23 @@ class Posix(Translator):
         if os.fstat(fd).st_nlink:     # a removed directory has no links
             self._dirs.move_to_end(gfid)
             return fd
-        del self._dirs[gfid]
-        os.close(fd)
+        self._retired.append(self._dirs.pop(gfid))
         return None
 
     def _forget_dir(self, gfid: GFID) -> None:
         fd = self._dirs.pop(gfid, None)
         if fd is not None:
-            os.close(fd)
+            self._retired.append(fd)
 
     def _trim_dir_cache(self) -> None:
-        # only between fops: a fop may hold descriptors it got from the cache
+        """Close what the cache dropped and its least recently used entries.
+        Only between fops: a fop may still hold descriptors it got from the
+        cache, so fops retire descriptors instead of closing them."""
         while len(self._dirs) > _DIR_CACHE_MAX:
-            _, fd = self._dirs.popitem(last=False)
-            os.close(fd)
+            self._retired.append(self._dirs.popitem(last=False)[1])
+        retired, self._retired = self._retired, []
+        for fd in retired:
+            _quiet(os.close, fd)
 
     def _read_dir_handle(self, gfid: GFID) -> tuple[GFID, str]:
         """(parent gfid, name) from a directory's handle symlink."""
@@ -1276,7 +1327,7 @@ class Posix(Translator):
         return _parse_dir_handle(os.readlink(rel, dir_fd=self._hdir), gfid)
 
     def _open_child_dir(self, base: int, name: str, gfid: GFID) -> int:
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _O_NOATIME_SAFE, dir_fd=base)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _O_NOFOLLOW, dir_fd=base)
         try:
             st = os.fstat(fd)
             if (st.st_ino, st.st_dev) == self._hdir_id:
@@ -1301,7 +1352,7 @@ class Posix(Translator):
         fd = os.dup(self._root)
         try:
             for name in reversed(names):
-                nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _O_NOATIME_SAFE, dir_fd=fd)
+                nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _O_NOFOLLOW, dir_fd=fd)
                 os.close(fd)
                 fd = nfd
             if _xget(fd, GFID_KEY) != gfid:
@@ -1343,19 +1394,13 @@ class Posix(Translator):
         for name in parts:
             if name == HIDDEN_DIR and gfid == ROOT_GFID:
                 raise FopError(errno.EPERM, f"{HIDDEN_DIR} is private to the brick")
-            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _O_NOATIME_SAFE, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _O_NOFOLLOW, dir_fd=fd)
             raw = _xget(nfd, GFID_KEY)
             if raw is None or len(raw) != 16:
                 os.close(nfd)
                 raise FopError(errno.ENODATA, f"{name}: directory has no gfid")
             gfid = GFID(raw)
-            cached = self._cached_dir(gfid)
-            if cached is not None:
-                os.close(nfd)
-                nfd = cached
-            else:
-                self._dirs[gfid] = nfd
-            fd = nfd
+            fd = self._cache_dir(gfid, nfd)
         return fd, gfid
 
     def _inode(self, loc) -> "_Node":
@@ -1384,8 +1429,21 @@ class Posix(Translator):
             cst = os.fstat(fd)
             if (cst.st_ino, cst.st_dev) == (st.st_ino, st.st_dev):
                 return fd
-            self._forget_dir(gfid)
-        fd = self._open_child_dir(pfd, name, gfid)
+        return self._cache_dir(gfid, self._open_child_dir(pfd, name, gfid))
+
+    def _cache_dir(self, gfid: GFID, fd: int) -> int:
+        """Keep a freshly opened directory descriptor, unless the cache holds
+        one for the same directory already (then that one is used)."""
+        cached = self._dirs.get(gfid)
+        if cached is not None:
+            cst, st = os.fstat(cached), os.fstat(fd)
+            if (cst.st_ino, cst.st_dev) == (st.st_ino, st.st_dev):
+                os.close(fd)
+                self._dirs.move_to_end(gfid)
+                return cached
+            # two directories with one gfid (self-heal of a rename does this
+            # for a while): the one just reached by name wins
+            self._retired.append(self._dirs.pop(gfid))
         self._dirs[gfid] = fd
         return fd
 
@@ -1428,7 +1486,7 @@ class Posix(Translator):
         flags = fd.flags & ~_ANON_STRIP
         if stat.S_ISFIFO(mode):
             flags |= os.O_NONBLOCK
-        osfd = os.open(node.at_name, flags | _O_NOATIME_SAFE, dir_fd=node.at_fd)
+        osfd = os.open(node.at_name, flags | _O_NOFOLLOW, dir_fd=node.at_fd)
         return self._adopt(fd, osfd, flags, gfid, is_dir=False)
 
     def _adopt(self, fd, osfd: int, flags: int, gfid: GFID | None, is_dir: bool) -> "_OpenFile":
@@ -1785,7 +1843,7 @@ class Posix(Translator):
             raise FopError(errno.EISDIR)
         if not stat.S_ISREG(mode):
             raise FopError(errno.EINVAL)
-        tfd = os.open(node.at_name, os.O_WRONLY | _O_NOATIME_SAFE, dir_fd=node.at_fd)
+        tfd = os.open(node.at_name, os.O_WRONLY | _O_NOFOLLOW, dir_fd=node.at_fd)
         try:
             os.ftruncate(tfd, offset)
         finally:
@@ -1907,7 +1965,7 @@ class Posix(Translator):
                 continue
             if key == CONTENT_KEY:
                 if ia.is_reg and node is not None and _as_int(value) >= ia.size:
-                    cfd = os.open(node.at_name, os.O_RDONLY | _O_NOATIME_SAFE,
+                    cfd = os.open(node.at_name, os.O_RDONLY | _O_NOFOLLOW,
                                   dir_fd=node.at_fd)
                     try:
                         out[key] = os.pread(cfd, ia.size, 0)
@@ -2368,6 +2426,14 @@ def _set_iatt_times(ia: Iatt, c: int, m: int, a: int) -> None:
     ia.atime, ia.atime_nsec = divmod(a, NS)
 
 
+def _exists(dirfd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
 def _is_linkto_mode(mode: int) -> bool:
     # DHT's linkto files: a regular file whose only permission bit is sticky
     return stat.S_ISREG(mode) and (mode & 0o7777) == stat.S_ISVTX
@@ -2396,7 +2462,7 @@ def _open_or_make_dir(parent: int, name: str, mode: int) -> int:
     except FileExistsError:
         pass
     try:
-        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | _O_NOATIME_SAFE, dir_fd=parent)
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | _O_NOFOLLOW, dir_fd=parent)
     except OSError as e:
         raise FopError(e.errno, f"{name}: {os.strerror(e.errno)} (must be a directory)") from None
 
