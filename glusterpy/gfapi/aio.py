@@ -298,12 +298,13 @@ class AsyncVolume:
             stack.append(_Node(iatt, child_path))
             last_parent, last_name, last_iatt = parent, name, iatt
         # the path ended in "/", "." or ".." (or a symlink to a directory that
-        # had nothing after it): the result is the directory on top
+        # had nothing after it): the result is the directory on top, whose
+        # attributes we refresh with a nameless (gfid) lookup
         top = stack[-1]
+        reply = await self.graph.top.lookup(Loc(path=top.path, gfid=top.gfid), None)
         if len(stack) > 1 and top.path != "/":
-            grand = stack[-2]
-            return _Resolved(grand, top.path.rsplit("/", 1)[1], top.iatt, top.path)
-        return _Resolved(None, None, top.iatt, top.path)
+            return _Resolved(stack[-2], top.path.rsplit("/", 1)[1], reply.iatt, top.path)
+        return _Resolved(None, None, reply.iatt, top.path)
 
     async def _resolve_for_entry(self, path: str) -> _Resolved:
         """Resolve the parent of a name about to be created."""
@@ -392,9 +393,9 @@ class AsyncVolume:
         with self._as_caller():
             src = await self._resolve(source, follow=False)
             src.require()
-            if src.iatt.is_dir:
-                raise FopError(errno.EPERM)
             dst = await self._resolve_for_entry(link_name)
+            if src.iatt.is_dir:  # after the EEXIST check, in the kernel's order
+                raise FopError(errno.EPERM)
             await self.graph.top.link(src.loc(), dst.loc(), None)
 
     @_edge
@@ -426,11 +427,12 @@ class AsyncVolume:
     @_edge
     async def rename(self, src: str, dst: str) -> None:
         with self._as_caller():
-            old = await self._resolve(src, follow=False)
+            # both parents first, then the source name, as the kernel does
+            old = await self._resolve(src, follow=False, may_be_missing=True)
+            new = await self._resolve(dst, follow=False, may_be_missing=True)
             old.require()
             if old.name is None:
                 raise FopError(errno.EBUSY)
-            new = await self._resolve(dst, follow=False, may_be_missing=True)
             if new.name is None:
                 raise FopError(errno.EBUSY if new.iatt and new.iatt.gfid == ROOT_GFID
                                else errno.EINVAL)
@@ -529,7 +531,8 @@ class AsyncVolume:
 
     async def _open_file(self, path: str, flags: int, mode: int) -> "AsyncFile":
         accmode = flags & os.O_ACCMODE
-        if accmode == os.O_ACCMODE:
+        if accmode == os.O_ACCMODE or (flags & os.O_CREAT and flags & os.O_DIRECTORY):
+            # O_CREAT|O_DIRECTORY: EINVAL, as Linux answers since 6.4
             raise FopError(errno.EINVAL)
         creating = bool(flags & os.O_CREAT)
         follow = not (flags & os.O_NOFOLLOW) and not (creating and flags & os.O_EXCL)
@@ -829,6 +832,8 @@ class AsyncFile:
         self._readable()
         if size < 0 or offset < 0:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), self.path)
+        if size == 0:  # POSIX reads nothing; GlusterFS's posix would say EINVAL
+            return b""
         reply = await self._call("readv", size, offset, 0, None)
         return reply.data if isinstance(reply.data, bytes) else bytes(reply.data)
 
@@ -908,8 +913,9 @@ class AsyncFile:
         await self._call("fsetattr", *_times_change(times, ns), None)
 
     async def ftruncate(self, length: int) -> None:
-        self._writable()
-        if length < 0:
+        self._check()
+        if self.fd.is_dir or self.flags & os.O_ACCMODE == os.O_RDONLY or length < 0:
+            # ftruncate(2) on a descriptor not open for writing is EINVAL
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), self.path)
         await self._call("ftruncate", length, None)
 

@@ -290,7 +290,7 @@ class File:
         return self._afile.offset
 
     def dup(self) -> "File":
-        return File(self._vol, self._vol._call(_as_coroutine(self._afile.dup)))
+        return File(self._vol, self._vol._call(_as_coroutine, self._afile.dup))
 
     def __del__(self):
         if not getattr(self, "_afile", None) or self._afile.closed:

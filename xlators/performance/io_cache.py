@@ -115,7 +115,15 @@ class IoCache(Translator):
         return reply
 
     async def open(self, loc, flags, fd, xdata=None):
+        truncating = flags & os.O_TRUNC and flags & os.O_ACCMODE != os.O_RDONLY
+        if truncating:
+            self._invalidate(loc.gfid)
         reply = await self.first_child.open(loc, flags, fd, xdata)
+        if truncating:
+            self._invalidate(loc.gfid)
+            inode = self._inodes.get(loc.gfid)
+            if inode is not None:
+                inode.size = -1  # unknown until the next fstat
         self._remember_fd(loc, flags, fd)
         return reply
 
