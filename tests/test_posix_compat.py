@@ -19,6 +19,7 @@ import errno
 import fcntl
 import glob
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from glusterpy.graph import Graph
+
 from glusterpy import fops
 from glusterpy.fops import GFID, ROOT_GFID, Caller, Fd, FopError, Loc
 from xlators.storage import posix as posix_mod
@@ -39,10 +42,19 @@ from xlators.storage import posix as posix_mod
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "glusterfs10-samples" / "bricks"
 if not SAMPLES.is_dir():
     SAMPLES = Path("/work/shared/glusterfs10-samples/bricks")
+VOLFILES = SAMPLES.parent / "volfiles"
 GLUSTERD = shutil.which("glusterd") or "/usr/sbin/glusterd"
 GLUSTER = shutil.which("gluster") or "/usr/sbin/gluster"
 GLUSTERD_LOCK = "/run/lock/glusterpy-glusterd-24007.lock"
 VOLUME_ID_KEY = "trusted.glusterfs.volume-id"
+
+
+def brick_posix_section(volume: str, brick_name: str, directory: Path) -> str:
+    """The storage/posix volume of the brick volfile glusterd 10.3 wrote for
+    `brick_name`, served from `directory` instead of /srv/<brick_name>."""
+    text = (VOLFILES / f"{volume}.vm.srv-{brick_name}.vol").read_text()
+    section = re.search(r"^volume \S+-posix\n.*?^end-volume\n", text, re.S | re.M).group(0)
+    return section.replace(f"option directory /srv/{brick_name}", f"option directory {directory}")
 
 
 def disk_xattrs(path) -> dict:
@@ -117,12 +129,16 @@ def sample_bricks(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["r1", "r2", "r3", "d1", "d2", "d3"])
-async def test_glusterfs10_sample_bricks_read_back(sample_bricks, posix_graph, name):
+async def test_glusterfs10_sample_bricks_read_back(sample_bricks, name):
     brick = sample_bricks[name]
     before = tree_snapshot(brick)
-    volume_id = uuid.UUID(bytes=os.getxattr(brick, VOLUME_ID_KEY))
+    # GlusterFS's own brick volfile (volume-id, shared-brick-count, fips-mode)
+    graph = Graph.from_text(brick_posix_section("rep3" if name.startswith("r") else "dist3",
+                                                name, brick))
+    assert graph.top.opts.fips_mode_rchecksum and graph.top.opts.shared_brick_count == 3
     seen = 0
-    async with posix_graph(brick, volume_id=volume_id) as top:
+    async with graph.running():
+        top = graph.top
         root = await top.lookup(Loc.root(), {"trusted.glusterfs.dht": 0})
         assert root.iatt.gfid == ROOT_GFID
         if name.startswith("d"):

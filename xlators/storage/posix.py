@@ -34,12 +34,13 @@ hidden from readdir and any attempt to look it up, create, rename, remove or
 replace it fails with EPERM, the errno GlusterFS's lookup, mkdir and rmdir
 give.  Open directory descriptors are cached by gfid (a directory descriptor
 stays valid across renames; one whose directory was removed has no links and
-is dropped).
+is dropped); the cache is trimmed only between fops.
 
 Init follows posix_init: the directory must exist and hold xattrs; a
 `volume-id` option must match the root's `trusted.glusterfs.volume-id`, so a
-brick of another volume is refused; the root's gfid, when present, must be
-the root gfid.  Departure: when the xattr is absent GlusterFS refuses the
+brick of another volume is refused (init raises FopError(EEXIST) naming the
+volume it belongs to); the root's gfid, when present, must be the root gfid.
+trusted.* xattrs need CAP_SYS_ADMIN: like GlusterFS's, bricks run as root.  Departure: when the xattr is absent GlusterFS refuses the
 brick (glusterd stamps it at `volume create`); here an *empty* directory is
 stamped with the option's volume-id and used, since that is what
 `volume create` would have done, while a non-empty directory without it is
@@ -99,6 +100,9 @@ Other behaviour followed, and the departures:
   carries neither yet, so this translator applies utime's own table (with
   its default noatime) and the brick's clock.  Times set by setattr follow
   posix_update_utime_in_mdata (only an existing mdata xattr is updated).
+  Departure: create on an existing file (no O_EXCL) moves no times, as on a
+  local filesystem, while GlusterFS moves the file's and its parent's; an
+  open with O_TRUNC moves mtime and ctime.
 * setattr honours every `valid` bit: *_NOW uses the brick's clock, SIZE
   truncates (GlusterFS ignores it; clients send truncate), CTIME updates the
   mdata ctime.
