@@ -322,10 +322,14 @@ class GlusterD:
                     os.kill(int(proc.name), signal.SIGKILL)
 
     def stop(self) -> None:
+        """Undo everything, each step even if an earlier one failed."""
         for where in list(self.mounts):
-            self.umount(where)
+            with contextlib.suppress(Exception):
+                self.umount(where)
         for name in list(self.volumes):
-            self.stop_volume(name)
+            with contextlib.suppress(Exception):
+                self.stop_volume(name)
+            self._end_processes(name)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
