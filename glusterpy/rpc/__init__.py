@@ -1,7 +1,10 @@
 """GlusterFS's wire protocol, sans-IO: bytes in, objects out, and back.
 
 Nothing in this package opens a socket or imports trio (DESIGN.md's sans-IO
-rule); the transport, protocol/server and protocol/client build on it.
+rule) except `transport`, the trio driver that moves bytes between a socket
+and `RpcConnection`; protocol/server and protocol/client build on it.  The
+names below do not import it: `from glusterpy.rpc.transport import
+RpcEndpoint`.
 
 Layers, bottom up (each module's docstring has the details and the
 GlusterFS sources it follows):

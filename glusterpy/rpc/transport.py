@@ -1,0 +1,265 @@
+"""The trio transport: one `RpcConnection` driven over a trio stream.
+
+The only module of `glusterpy.rpc` that does I/O.  It moves bytes between a
+socket and the sans-IO state machine, and nothing more:
+
+* `call()` sends a call and waits for its reply (calls from many tasks
+  share the connection; replies are matched by xid);
+* incoming calls go to a handler, each in a task of its own, so a slow fop
+  does not hold up the others (the brick's protocol/server, the client's
+  callback program);
+* a connection that closes or sends garbage fails every waiting call with
+  `ConnectionLost`, which protocol/client turns into ENOTCONN.
+
+Sends are vectored (`sendmsg` of the codec's buffer list) so a WRITE's
+payload reaches the socket without being copied into one buffer.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from typing import Any, Awaitable, Callable
+
+import trio
+
+from .auth import AUTH_NULL_CRED, Auth
+from .connection import (CallFailed, CallReceived, ConnectionClosed, OrphanReply,
+                         RejectedCall, ReplyReceived, RpcConnection)
+from .errors import RpcProtocolError
+from .message import AcceptStat
+from .programs import Procedure
+
+log = logging.getLogger(__name__)
+
+RECV_SIZE = 256 * 1024
+
+
+class ConnectionLost(ConnectionError):
+    """The connection closed (or was found broken) before the reply came."""
+
+    def __init__(self, message: str = "connection lost"):
+        super().__init__(errno.ENOTCONN, message)
+
+
+class RpcCallFailed(Exception):
+    """The peer refused a call (PROG_UNAVAIL, GARBAGE_ARGS, AUTH_ERROR, ...)."""
+
+    def __init__(self, event: CallFailed):
+        self.reply = event.reply
+        super().__init__(event.describe())
+
+
+#: serves one incoming call; returns the result to encode (or raises)
+CallHandler = Callable[["RpcEndpoint", CallReceived], Awaitable[Any]]
+
+
+class _Waiter:
+    __slots__ = ("event", "outcome")
+
+    def __init__(self):
+        self.event = trio.Event()
+        self.outcome: Any = None
+
+
+class RpcEndpoint:
+    """One RPC connection over a trio stream (either end).
+
+    Run `await endpoint.serve()` in a nursery: it reads until the peer
+    closes (returns) or sends garbage (raises RpcProtocolError); incoming
+    calls go to `handler(endpoint, call)` in tasks of `nursery`.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, connection: RpcConnection, *,
+                 handler: CallHandler | None = None, name: str = "rpc",
+                 peer: str | None = None):
+        self.stream = stream
+        self.conn = connection
+        self.handler = handler
+        self.name = name
+        self.peer = peer or _peer_name(stream)
+        self.closed = False
+        self._waiters: dict[int, _Waiter] = {}
+        self._send_lock = trio.StrictFIFOLock()
+        self._sock = getattr(stream, "socket", None)
+        self._calls_nursery: trio.Nursery | None = None
+        #: state other layers attach to the connection (protocol/server's client)
+        self.context: dict[str, Any] = {}
+
+    # -- sending ------------------------------------------------------------------
+
+    async def _send(self, buffers) -> None:
+        async with self._send_lock:
+            if self.closed:
+                raise ConnectionLost(f"{self.name}: connection to {self.peer} is closed")
+            try:
+                if self._sock is not None:
+                    await _sendmsg_all(self._sock, buffers)
+                else:
+                    await self.stream.send_all(b"".join(bytes(b) for b in buffers))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                self._lost(f"send failed: {e}")
+                raise ConnectionLost(f"{self.name}: {e}") from None
+
+    async def call(self, procedure: Procedure, args: Any = None, *,
+                   cred: Auth = AUTH_NULL_CRED, timeout: float | None = None) -> Any:
+        """Send a call and return its decoded result.
+
+        Raises ConnectionLost, RpcCallFailed, or trio.TooSlowError after
+        `timeout` seconds (the call is then forgotten; a late reply is
+        dropped as GlusterFS bails out a frame).
+        """
+        if self.closed:
+            raise ConnectionLost(f"{self.name}: connection to {self.peer} is closed")
+        try:
+            xid, buffers = self.conn.send_call(procedure, args, cred=cred)
+        except RpcProtocolError as e:
+            raise ConnectionLost(f"{self.name}: {e}") from None
+        if procedure.one_way:
+            await self._send(buffers)
+            return None
+        waiter = self._waiters[xid] = _Waiter()
+        try:
+            await self._send(buffers)
+            with trio.fail_after(timeout if timeout is not None else float("inf")):
+                await waiter.event.wait()
+        except BaseException:
+            self._waiters.pop(xid, None)
+            self.conn.forget_call(xid)
+            raise
+        outcome = waiter.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def reply(self, call: CallReceived, result: Any) -> None:
+        await self._send(self.conn.send_reply(call, result))
+
+    async def reply_error(self, call: CallReceived, stat: AcceptStat) -> None:
+        await self._send(self.conn.send_error(call, stat))
+
+    # -- receiving -----------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Read and dispatch until the peer closes; then fail what waits,
+        cancel the calls still being served (nobody can take their replies)
+        and close the stream.  Raises RpcProtocolError if the peer sent
+        something that is not GlusterFS RPC."""
+        error: RpcProtocolError | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._calls_nursery = nursery
+                try:
+                    await self._read_loop(nursery)
+                except RpcProtocolError as e:
+                    log.warning("%s: %s sent garbage: %s", self.name, self.peer, e)
+                    error = e
+                finally:
+                    self._lost("connection closed")
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._calls_nursery = None
+            await self.aclose()
+        if error is not None:
+            raise error
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        conn = self.conn
+        while True:
+            try:
+                data = await self.stream.receive_some(max(RECV_SIZE, conn.receive_size_hint()))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                log.debug("%s: receive from %s failed: %s", self.name, self.peer, e)
+                return
+            conn.receive_data(data)
+            for event in conn.events():
+                if isinstance(event, ReplyReceived):
+                    self._resolve(event.xid, event.result)
+                elif isinstance(event, CallReceived):
+                    nursery.start_soon(self._serve_call, event)
+                elif isinstance(event, CallFailed):
+                    self._resolve(event.xid, RpcCallFailed(event))
+                elif isinstance(event, RejectedCall):
+                    log.info("%s: refused a call from %s: %s", self.name, self.peer, event.reason)
+                    if event.expects_reply:
+                        nursery.start_soon(self._send, conn.send_rejection(event))
+                elif isinstance(event, OrphanReply):
+                    log.debug("%s: late reply xid %d dropped", self.name, event.xid)
+                elif isinstance(event, ConnectionClosed):
+                    return
+            if not data:
+                return
+
+    def _resolve(self, xid: int, outcome: Any) -> None:
+        waiter = self._waiters.pop(xid, None)
+        if waiter is not None:
+            waiter.outcome = outcome
+            waiter.event.set()
+
+    async def _serve_call(self, call: CallReceived) -> None:
+        if self.handler is None:
+            if call.expects_reply:
+                await self._quietly(self.reply_error(call, AcceptStat.PROC_UNAVAIL))
+            return
+        try:
+            result = await self.handler(self, call)
+        except ConnectionLost:
+            return
+        except Exception:
+            log.exception("%s: serving %s from %s failed", self.name,
+                          call.procedure.name, self.peer)
+            if call.expects_reply:
+                await self._quietly(self.reply_error(call, AcceptStat.SYSTEM_ERR))
+            return
+        if call.expects_reply:
+            await self._quietly(self.reply(call, result))
+
+    async def _quietly(self, coro) -> None:
+        try:
+            await coro
+        except ConnectionLost:
+            pass
+
+    def _lost(self, why: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for xid, waiter in list(self._waiters.items()):
+            waiter.outcome = ConnectionLost(f"{self.name}: {why}")
+            waiter.event.set()
+        self._waiters.clear()
+
+    async def aclose(self) -> None:
+        self._lost("closed locally")
+        with trio.CancelScope(shield=True):
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, OSError):
+                pass
+
+
+async def _sendmsg_all(sock, buffers) -> None:
+    views = [memoryview(b).cast("B") for b in buffers if len(b)]
+    while views:
+        sent = await sock.sendmsg(views)
+        while sent:
+            if sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            else:
+                views[0] = views[0][sent:]
+                sent = 0
+
+
+def _peer_name(stream) -> str:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return "(stream)"
+    try:
+        addr = sock.getpeername()
+    except OSError:
+        return "(unconnected)"
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{addr}"
+    return f"{addr[0]}:{addr[1]}"
