@@ -15,7 +15,9 @@ Besides the catalogue it defines the values that travel with fops:
 * `Iatt`, `Statvfs`, `Flock`, `Dirent` - GlusterFS's iatt, statfs, flock and
   gf_dirent_t.
 * xdata - a plain `dict` of str keys; values are int, `UInt`, float, str,
-  bytes, `Iatt` or `GFID` (the typed values of GlusterFS's dict).
+  bytes, `Iatt` or `GFID` (the typed values of GlusterFS's dict; the wire
+  codecs add `rpc.MdataIatt`, `rpc.StrOld` and `rpc.RawStr` where a peer's
+  exact type must survive a round trip).
 * The reply types each fop returns, and `FopError(errno)` for failures.
 
 Every fop is `async def name(self, <args>, xdata=None) -> <Reply>`; the
@@ -99,6 +101,12 @@ class Caller:
     pid: int = 0
     lk_owner: bytes = b""
     client: Any = None  # the server's per-connection client, None locally
+    #: the v3 auth header's flags: bit 0x1 marks an internal frame (self-heal,
+    #: rebalance); the MDATA_* bits say which times the client's utime table
+    #: maintains (GlusterFS's ctime feature)
+    flags: int = 0
+    #: the client's clock when it made the call (ns), None when unknown
+    ctime_ns: int | None = None
 
 
 caller: contextvars.ContextVar[Caller] = contextvars.ContextVar(
@@ -207,7 +215,7 @@ class Iatt:
     nlink: int = 0
     uid: int = 0
     gid: int = 0
-    blksize: int = 4096
+    blksize: int = 0
     atime: int = 0
     atime_nsec: int = 0
     mtime: int = 0
@@ -322,6 +330,13 @@ class EntrylkType(enum.IntEnum):
     WRLCK = 1
 
 
+class SeekWhat(enum.IntEnum):
+    """seek's `what` (GlusterFS's gf_seek_what_t, not the host's SEEK_*)."""
+
+    DATA = 0
+    HOLE = 1
+
+
 class XattropType(enum.IntEnum):
     """How xattrop combines the given values with the stored ones."""
 
@@ -352,6 +367,15 @@ class Lease:
     type: int = 0
     lease_id: bytes = bytes(16)
     flags: int = 0
+
+
+@dataclass(slots=True)
+class ActiveLock:
+    """One lock getactivelk reports (GlusterFS's lock_migration_info_t)."""
+
+    flock: Flock
+    client_uid: str = ""
+    lk_flags: int = 0
 
 
 @dataclass(slots=True)
@@ -494,7 +518,7 @@ class LeaseReply(Reply):
 
 @dataclass(slots=True)
 class LockListReply(Reply):
-    locks: list
+    locks: list[ActiveLock]
 
 
 @dataclass(slots=True)

@@ -159,7 +159,20 @@ class Graph:
 
     @asynccontextmanager
     async def running(self):
-        """Start the tree for the duration of the block."""
+        """Start the tree for the duration of the block.
+
+        A failure (an init that refuses its brick, an error in the block)
+        comes out as itself, not wrapped in the nursery's exception group,
+        so callers can catch FopError or OSError as usual.
+        """
+        try:
+            async with self._running_tree():
+                yield self
+        except BaseExceptionGroup as group:
+            raise _sole_exception(group) from None
+
+    @asynccontextmanager
+    async def _running_tree(self):
         if self._running:
             raise RuntimeError("graph is already running")
         self._running = True
@@ -223,6 +236,14 @@ class Graph:
             if other[name].options != self.volfile[name].options:
                 xl.reconfigure(other[name].options)
         self.volfile = other
+
+
+def _sole_exception(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside nested single-member groups, or the group."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    return leaf if not isinstance(leaf, BaseExceptionGroup) else group
 
 
 def vf_type(v: vf.VolumeDef) -> str:

@@ -77,8 +77,12 @@ def parse_bool(text: str) -> bool:
 
 
 def parse_int(text: str) -> int:
+    """Decimal, 0x hex, or C-style octal (`0755`), as strtol(.., 0) reads them."""
+    t = text.strip()
     try:
-        return int(text.strip(), 0)
+        if re.fullmatch(r"[+-]?0[0-7]+", t):
+            return int(t, 8)
+        return int(t, 0)
     except ValueError:
         raise ValueError(f"{text!r} is not an integer") from None
 

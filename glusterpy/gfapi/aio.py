@@ -882,7 +882,8 @@ class AsyncFile:
         elif how == os.SEEK_END:
             new = (await self.fstat()).st_size + pos
         elif how in (SEEK_DATA, SEEK_HOLE):
-            new = (await self._call("seek", pos, how, None)).offset
+            what = fops.SeekWhat.DATA if how == SEEK_DATA else fops.SeekWhat.HOLE
+            new = (await self._call("seek", pos, what, None)).offset
         else:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), self.path)
         if new < 0:

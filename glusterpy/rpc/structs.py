@@ -15,11 +15,10 @@ gf_statfs              fops.Statvfs
 gf_proto_flock         fops.Flock           start/len are u_quad on the wire;
                                             negative values wrap as in C
 gf_proto_lease         fops.Lease
-gfs3_locklist          list[ActiveLock]     getactivelk/setactivelk
+gfs3_locklist          list[fops.ActiveLock] getactivelk/setactivelk
 =====================  ===================  ====================================
 
-`ActiveLock` and `MdataIatt` live here because `glusterpy.fops` has no type
-for them yet.  Field orders follow glusterfs4-xdr.x / glusterfs3-xdr.x and
+`MdataIatt` (the dict's MDATA value, a wire-only type) lives here.  Field orders follow glusterfs4-xdr.x / glusterfs3-xdr.x and
 the conversion helpers in rpc/xdr/src/glusterfs3.h.
 """
 
@@ -27,9 +26,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
 
-from ..fops import GFID, Flock, Iatt, Lease, Statvfs
+from ..fops import GFID, ActiveLock, Flock, Iatt, Lease, Statvfs
 from .errors import RpcProtocolError
 from .xdr import U64_MAX, Packer, Unpacker
 
@@ -74,8 +72,8 @@ def pack_iattx(p: Packer, a: Iatt | None) -> None:
 
 
 def zero_iatt() -> Iatt:
-    """The Iatt that decodes from 148 zero bytes (note: blksize 0)."""
-    return Iatt(blksize=0)
+    """The Iatt that decodes from 148 zero bytes (the same as Iatt())."""
+    return Iatt()
 
 
 # gf_iatt (3.x): gfid[16] ino dev (u64) mode nlink uid gid (u32) rdev size
@@ -173,14 +171,6 @@ def pack_lease(p: Packer, lease: Lease | None) -> None:
     if lease is None:
         lease = Lease()
     p.pack(LEASE, lease.cmd, lease.type, lease.lease_id, lease.flags)
-
-
-class ActiveLock(NamedTuple):
-    """One entry of gfs3_locklist: a granted lock and who holds it."""
-
-    flock: Flock
-    client_uid: str
-    lk_flags: int = 0
 
 
 def unpack_locklist(u: Unpacker) -> list[ActiveLock]:
