@@ -49,14 +49,14 @@ def main(argv=None) -> int:
 
     gfid = GFID(os.getxattr(brick / "docs" / "hello.txt", "trusted.gfid"))
     handle = brick / ".glusterfs" / str(gfid)[:2] / str(gfid)[2:4] / str(gfid)
-    print(f"\non disk, as GlusterFS lays it out:")
+    print("\non disk, as GlusterFS lays it out:")
     print(f"  {brick / 'docs/hello.txt'}  trusted.gfid = {gfid}")
     print(f"  {handle}  (hard link, {os.stat(handle).st_nlink} links)")
     print("\nuse it from Python:")
-    print(f"  from glusterpy.gfapi import Volume")
+    print("  from glusterpy.gfapi import Volume")
     print(f"  vol = Volume.from_volfile('{VOLFILE}',")
     print(f"                            xlator_options=['demo-posix.directory={brick}'])")
-    print(f"  vol.listdir('/docs')")
+    print("  vol.listdir('/docs')")
     return 0
 
 

@@ -43,3 +43,14 @@ def posix_graph():
         async with graph.running():
             yield graph.top
     return run
+
+
+# -- a real GlusterFS 10 glusterd ------------------------------------------------
+
+@pytest.fixture(scope="session")
+def glusterd(tmp_path_factory):
+    """A private GlusterFS 10 glusterd on 24007 (see tests/realgluster.py),
+    shared by the session's interop tests and torn down at its end."""
+    from realgluster import private_glusterd
+    with private_glusterd(tmp_path_factory.mktemp("glusterd")) as gd:
+        yield gd

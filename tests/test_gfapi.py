@@ -454,7 +454,6 @@ def test_many_threads_at_once(vol):
 
 
 def test_blocking_call_from_the_loop_thread_is_refused(vol):
-    from glusterpy.gfapi.sync import _LoopThread
     loop = vol._loop
 
     async def inner():

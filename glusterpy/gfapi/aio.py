@@ -253,16 +253,12 @@ class AsyncVolume:
         todo = [c for c in path.split("/") if c and c != "."]
         todo.reverse()  # a stack: pop() takes the next component
         links = 0
-        last_parent: _Node | None = None
-        last_name: str | None = None
-        last_iatt: Iatt | None = stack[-1].iatt
         while todo:
             name = todo.pop()
             is_last = not todo
             if name == "..":
                 if len(stack) > 1:
                     stack.pop()
-                last_parent, last_name, last_iatt = None, None, stack[-1].iatt
                 continue
             parent = stack[-1]
             if not parent.iatt.is_dir:
@@ -288,15 +284,12 @@ class AsyncVolume:
                 if target.endswith("/") and is_last:
                     must_be_dir = True
                 todo.extend(reversed(parts))
-                last_parent, last_name, last_iatt = None, None, stack[-1].iatt
                 continue
             if is_last:
-                last_parent, last_name, last_iatt = parent, name, iatt
                 if must_be_dir and not iatt.is_dir:
                     raise FopError(errno.ENOTDIR)
                 return _Resolved(parent, name, iatt, child_path)
             stack.append(_Node(iatt, child_path))
-            last_parent, last_name, last_iatt = parent, name, iatt
         # the path ended in "/", "." or ".." (or a symlink to a directory that
         # had nothing after it): the result is the directory on top, whose
         # attributes we refresh with a nameless (gfid) lookup

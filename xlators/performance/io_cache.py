@@ -22,15 +22,13 @@ older than a write made through it.
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from glusterpy import fops
-from glusterpy.fops import GFID, Fd, FopError, Iatt, ReadReply
+from glusterpy.fops import GFID, Fd, Iatt, ReadReply
 from glusterpy.options import Option, OptionType
 from glusterpy.xlator import Translator
 
