@@ -199,6 +199,14 @@ class Graph:
                 nursery.cancel_scope.cancel()
                 self._running = False
 
+    async def client_disconnected(self, client: Any) -> None:
+        """Tell every translator, top-down, that a client went away."""
+        for xl in reversed(list(self.bottom_up())):
+            try:
+                await xl.client_disconnected(client)
+            except Exception:
+                log.exception("%s: client_disconnected failed", xl.name)
+
     async def wait_child_up(self, timeout: float | None = None) -> bool:
         """Wait until the top reports CHILD_UP; False on timeout."""
         with trio.move_on_after(timeout if timeout is not None else float("inf")):

@@ -121,6 +121,12 @@ class Translator:
         else:
             self.notify_parents(event, data)
 
+    async def client_disconnected(self, client: Any) -> None:
+        """A client of the brick went away (GlusterFS's cbks->client_disconnect):
+        drop what it held here - locks, leases.  protocol/server calls this on
+        every translator of its graph; `client` is what it put in
+        `fops.caller.client`.  Default: nothing."""
+
     def notify_parents(self, event: Event, data: Any = None) -> None:
         for parent in self.parents:
             parent.notify(event, self, data)
