@@ -64,6 +64,11 @@ class Translator:
     OPTIONS: ClassVar[Sequence[Option]] = ()
     #: how many children the translator takes: (min, max); max None = any
     CHILDREN: ClassVar[tuple[int, int | None]] = (1, 1)
+    #: True when every fop completes without suspending - it awaits only its
+    #: children and touches trio only in thread-safe ways - so a graph made
+    #: only of such translators may run fops in the caller's thread
+    #: (gfapi's synchronous facade does, saving the hand-off to its loop)
+    FOPS_NEVER_SUSPEND: ClassVar[bool] = False
 
     def __init__(self, name: str, options: Mapping[str, str] | None = None,
                  children: Sequence["Translator"] = ()):

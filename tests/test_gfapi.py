@@ -431,7 +431,10 @@ def test_open_rejects_bad_access_mode(vol):
 
 # -- concurrency and the async API ----------------------------------------------
 
-def test_many_threads_at_once(vol):
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "loop-thread"])
+def test_many_threads_at_once(volfile, inline):
+    vol = Volume.from_volfile(volfile, inline_fops=inline)
+    assert vol.runs_inline is inline
     errors = []
 
     def worker(n):
@@ -451,6 +454,12 @@ def test_many_threads_at_once(vol):
         t.join()
     assert errors == []
     assert len(vol.listdir("/")) == 160
+    vol.umount()
+
+
+def test_posix_and_io_cache_graphs_run_inline(vol):
+    # both declare FOPS_NEVER_SUSPEND: no hand-off to the loop thread
+    assert vol.runs_inline
 
 
 def test_blocking_call_from_the_loop_thread_is_refused(vol):
@@ -459,7 +468,7 @@ def test_blocking_call_from_the_loop_thread_is_refused(vol):
     async def inner():
         return loop.call(vol._avol.listdir, "/")
     with pytest.raises(RuntimeError, match="deadlock"):
-        vol._call(inner)
+        loop.call(inner)
 
 
 async def test_async_api(volfile):

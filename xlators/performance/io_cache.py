@@ -47,6 +47,8 @@ class _Inode:
 
 
 class IoCache(Translator):
+    FOPS_NEVER_SUSPEND = True  # it awaits only its child
+
     OPTIONS = (
         Option("priority", OptionType.PRIORITY_LIST, "",
                "Assigns priority to filenames with specific patterns so that when a page "
@@ -182,6 +184,11 @@ class IoCache(Translator):
                 fd, len(run) * page_size, run[0] * page_size, 0, None)
             if inode.generation != generation:
                 return  # a write or invalidation ran meanwhile: the data may be old
+            if len(run) == 1 and isinstance(reply.data, bytes):
+                # the common sequential case: keep the child's buffer, no copy
+                if reply.data:
+                    self._store(fd.gfid, inode, run[0], reply.data)
+                continue
             data = memoryview(reply.data)
             for n, index in enumerate(run):
                 piece = data[n * page_size:(n + 1) * page_size]

@@ -307,6 +307,7 @@ class Posix(Translator):
 
     OPTIONS = OPTIONS
     CHILDREN = (0, 0)
+    FOPS_NEVER_SUSPEND = True  # every fop body is synchronous (_inline_fop)
 
     def __init__(self, name, options=None, children=()):
         super().__init__(name, options, children)
@@ -335,6 +336,7 @@ class Posix(Translator):
         self._retired: list[int] = []                        # closed before the next fop
         self._opencount: dict[GFID, int] = {}                # fds open per gfid
         self._unlinked: set[GFID] = set()                    # handles in .glusterfs/unlink
+        self._hash_dirs: set[bytes] = set()                  # .glusterfs/xx/yy known made
         self._open_files: dict[int, weakref.finalize] = {}  # os fd -> closer
         self._dentbuf = ctypes.create_string_buffer(_GETDENTS_BUF)
         self._privileged = os.geteuid() == 0
@@ -367,6 +369,7 @@ class Posix(Translator):
         self._janitor_wake = trio.Event()
         self._janitor_done = trio.Event()
         self._janitor_scope = trio.CancelScope()
+        self._trio_token = trio.lowlevel.current_trio_token()
         self.spawn(self._janitor)
 
     async def fini(self) -> None:
@@ -542,8 +545,7 @@ class Posix(Translator):
                 raise FopError(errno.ENOTDIR)
             dest = str(gfid) if gfid is not None else str(uuid.uuid4())
             os.rename(name, f"{LANDFILL_DIR}/{dest}", src_dir_fd=pfd, dst_dir_fd=self._hdir)
-            if self._janitor_wake is not None:
-                self._janitor_wake.set()
+            self._wake_janitor()
         else:
             try:
                 os.rmdir(name, dir_fd=pfd)
@@ -1211,6 +1213,15 @@ class Posix(Translator):
         except (OSError, FopError):
             _quiet(os.unlink, _hrel(gfid), dir_fd=self._hdir)
 
+    def _wake_janitor(self) -> None:
+        """Thread-safe: fops may run in a gfapi caller's thread
+        (FOPS_NEVER_SUSPEND), where trio.Event.set() is not allowed."""
+        if self._janitor_wake is not None:
+            try:
+                self._trio_token.run_sync_soon(lambda: self._janitor_wake.set())
+            except trio.RunFinishedError:
+                pass
+
     async def _janitor(self) -> None:
         """Purge landfill every janitor-sleep-duration seconds, or at once when
         rmdir moved something there."""
@@ -1663,12 +1674,18 @@ class Posix(Translator):
             return False
 
     def _mkdir_hash(self, gfid: GFID) -> None:
+        """Make .glusterfs/xx/yy once; only this translator adds or removes
+        them, so a set of the ones made saves two mkdir calls per new entry."""
+        prefix = gfid[:2]
+        if prefix in self._hash_dirs:
+            return
         for rel in (f"{gfid[0]:02x}", f"{gfid[0]:02x}/{gfid[1]:02x}"):
             try:
                 os.mkdir(rel, 0o700, dir_fd=self._hdir)
                 os.chmod(rel, 0o700, dir_fd=self._hdir)
             except FileExistsError:
                 pass
+        self._hash_dirs.add(prefix)
 
     def _drop_handle(self, gfid: GFID) -> None:
         """The last name of a file goes: its handle goes too, unless the file
