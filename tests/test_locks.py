@@ -399,6 +399,28 @@ async def test_lk_setlk_fails_and_setlkw_waits(locks_graph):
                                               (b"b".hex(), "WRITE", 90, 0)]
 
 
+async def test_lk_waiters_are_granted_in_order(locks_graph):
+    clients = {tag: Client(tag) for tag in "ABC"}
+    async with locks_graph() as graph:
+        top = graph.top
+        _, fd = await new_file(top)
+        with acting_as(clients["A"], b"A"):
+            await top.lk(fd, SETLK, fl(WR, 0, 10))
+        async with trio.open_nursery() as nursery:
+            requests = Requests(nursery)
+            for tag in "BC":
+                await requests.start(tag, clients[tag], tag.encode(), top.lk, fd, SETLKW,
+                                     fl(WR, 5, 10))
+            with acting_as(clients["A"], b"A"):
+                await top.lk(fd, SETLK, fl(UN, 0, 10))
+            await trio.testing.wait_all_tasks_blocked()
+            assert requests.tags == ["B"]
+            with acting_as(clients["B"], b"B"):
+                await top.lk(fd, SETLK, fl(UN, 0, 0))
+            await trio.testing.wait_all_tasks_blocked()
+            assert requests.tags == ["B", "C"]
+
+
 async def test_lk_splits_and_merges_an_owners_ranges(locks_graph):
     A = Client("A")
     a = b"a".hex()
@@ -685,6 +707,53 @@ async def test_unlink_waits_for_other_clients_inodelks(locks_graph):
         await expect_errno(errno.ENOENT, top.lookup(Loc.child(Loc.root(), "f")))
 
 
+async def test_rename_over_a_locked_name_waits(locks_graph):
+    X, Y = Client("X"), Client("Y")
+    async with locks_graph() as graph:
+        top = graph.top
+        await new_file(top, "f")
+        victim, _ = await new_file(top, "g")
+        with acting_as(X, b"x"):
+            await top.inodelk("dom", victim, SETLK, fl(RD))
+        async with trio.open_nursery() as nursery:
+            requests = Requests(nursery)
+            await requests.start("rename", Y, b"y", top.rename, Loc.child(Loc.root(), "f"),
+                                 Loc.child(Loc.root(), "g"))
+            assert requests.done == []
+            with acting_as(X, b"x"):
+                await top.inodelk("dom", victim, SETLK, fl(UN))
+            await trio.testing.wait_all_tasks_blocked()
+        assert requests.tags == ["rename"]
+        await expect_errno(errno.ENOENT, top.lookup(Loc.child(Loc.root(), "f")))
+
+
+async def test_cancelled_removal_lets_held_back_locks_through(locks_graph):
+    X, Y, Z = Client("X"), Client("Y"), Client("Z")
+    async with locks_graph() as graph:
+        top = graph.top
+        loc, _ = await new_file(top)
+        with acting_as(X, b"x"):
+            await top.inodelk("dom", loc, SETLK, fl(WR, 0, 1))
+        async with trio.open_nursery() as nursery:
+            requests = Requests(nursery)
+            removal = trio.CancelScope()
+            nursery.start_soon(_unlink_as, Y, top, loc, removal)
+            await trio.testing.wait_all_tasks_blocked()
+            await requests.start("z", Z, b"z", top.inodelk, "dom", loc, SETLKW, fl(RD, 5, 1))
+            assert requests.done == []  # held back by the waiting removal
+            removal.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            assert requests.tags == ["z"]
+        state = inode_state(top, loc.gfid)
+        assert (state["removals-running"], state["removals-waiting"]) == (0, 0)
+        assert (await top.lookup(loc)).iatt.gfid == loc.gfid  # never removed
+
+
+async def _unlink_as(client, top, loc, scope):
+    with scope, acting_as(client, b"y"):
+        await top.unlink(loc, 0)
+
+
 # ---------------------------------------------------------------------------
 # Counts in xdata
 
@@ -859,6 +928,22 @@ async def test_trace_logs_requests_and_verdicts(locks_graph, caplog):
                "domain: dom" in line for line in lines)
     assert any(line.startswith("[GRANTED]") and "lock=FCNTL" in line for line in lines)
     assert any(line.startswith("[TRYAGAIN]") for line in lines)
+
+
+async def test_other_fops_wind_through_unchanged(locks_graph):
+    async with locks_graph() as graph:
+        top = graph.top
+        loc, fd = await new_file(top)
+        await top.writev(fd, b"hello, locks", 0, 0)
+        await top.truncate(loc, 5)
+        assert bytes((await top.readv(fd, 100, 0, 0)).data) == b"hello"
+        await top.setxattr(loc, {"user.k": b"v"}, 0)
+        assert (await top.getxattr(loc, "user.k")).dict["user.k"] == b"v"
+        assert (await top.fgetxattr(fd, "user.k")).dict["user.k"] == b"v"
+        await top.flush(fd)
+        await top.release(fd)
+        await top.unlink(loc, 0)
+        await expect_errno(errno.ENOENT, top.stat(loc))
 
 
 def test_options_are_the_ones_served():

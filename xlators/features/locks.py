@@ -287,6 +287,8 @@ class _RemoveWaiter:
 
     client: Any
     woken: trio.Event = field(default_factory=trio.Event)
+    #: set with `woken`: the removal was counted as running on its behalf
+    admitted: bool = False
 
 
 @dataclass(eq=False)
@@ -904,12 +906,14 @@ class Locks(Translator):
             try:
                 await waiter.woken.wait()
             except BaseException:
-                if waiter in pinode.remove_waiters:
+                if waiter.admitted:  # trio cancels no woken task; keep the count right anyway
+                    pinode.remove_running -= 1
+                else:
                     pinode.remove_waiters.remove(waiter)
                 self._settle_removal(pinode)
                 self._tidy(pinode)
                 raise
-            # woken: check again, as call_resume runs the whole fop again
+            return pinode  # admitted by _wake_removals
 
     def _has_other_owners(self, pinode, client, notify: bool) -> bool:
         """pl_inode_has_owners: a user lock (pid >= 0) of another client."""
@@ -934,12 +938,17 @@ class Locks(Translator):
                        for held in dom.inodelks)
 
     def _wake_removals(self, pinode) -> None:
-        """pl_inode_remove_unlocked: removals whose obstacles are gone run."""
+        """pl_inode_remove_unlocked + pl_inode_remove_wake: removals whose
+        obstacles are gone run.  GlusterFS resumes them at once, so they
+        count as running before any held-back inodelk is tried again; here
+        they are admitted (counted) now and their tasks wind when they run."""
         if not pinode.removal_pending:
             return
         for waiter in list(pinode.remove_waiters):
             if not self._has_other_owners(pinode, waiter.client, notify=False):
                 pinode.remove_waiters.remove(waiter)
+                pinode.remove_running += 1
+                waiter.admitted = True
                 waiter.woken.set()
 
     def _settle_removal(self, pinode) -> None:
