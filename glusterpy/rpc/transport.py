@@ -43,6 +43,16 @@ class ConnectionLost(ConnectionError):
         super().__init__(errno.ENOTCONN, message)
 
 
+class CallRefused(Exception):
+    """Raised by a call handler to refuse the call with an RPC error reply
+    (GARBAGE_ARGS, SYSTEM_ERR, ...) instead of results, as rpcsvc.c does
+    when an actor sets req->rpc_err; it is not logged as a crash."""
+
+    def __init__(self, stat: AcceptStat, reason: str = ""):
+        self.stat = stat
+        super().__init__(reason or stat.name)
+
+
 class RpcCallFailed(Exception):
     """The peer refused a call (PROG_UNAVAIL, GARBAGE_ARGS, AUTH_ERROR, ...)."""
 
@@ -73,7 +83,7 @@ class RpcEndpoint:
 
     def __init__(self, stream: trio.abc.Stream, connection: RpcConnection, *,
                  handler: CallHandler | None = None, name: str = "rpc",
-                 peer: str | None = None):
+                 peer: str | None = None, max_calls: int | None = None):
         self.stream = stream
         self.conn = connection
         self.handler = handler
@@ -84,6 +94,10 @@ class RpcEndpoint:
         self._send_lock = trio.StrictFIFOLock()
         self._sock = getattr(stream, "socket", None)
         self._calls_nursery: trio.Nursery | None = None
+        # At most max_calls incoming calls in service at once: reading stops
+        # while they are all busy, so a client that floods us is throttled by
+        # TCP instead of filling memory (rpcsvc's outstanding-rpc-limit).
+        self._call_slots = trio.Semaphore(max_calls) if max_calls else None
         #: state other layers attach to the connection (protocol/server's client)
         self.context: dict[str, Any] = {}
 
@@ -177,6 +191,8 @@ class RpcEndpoint:
                 if isinstance(event, ReplyReceived):
                     self._resolve(event.xid, event.result)
                 elif isinstance(event, CallReceived):
+                    if self._call_slots is not None:
+                        await self._call_slots.acquire()
                     nursery.start_soon(self._serve_call, event)
                 elif isinstance(event, CallFailed):
                     self._resolve(event.xid, RpcCallFailed(event))
@@ -198,6 +214,13 @@ class RpcEndpoint:
             waiter.event.set()
 
     async def _serve_call(self, call: CallReceived) -> None:
+        try:
+            await self._serve_one(call)
+        finally:
+            if self._call_slots is not None:
+                self._call_slots.release()
+
+    async def _serve_one(self, call: CallReceived) -> None:
         if self.handler is None:
             if call.expects_reply:
                 await self._quietly(self.reply_error(call, AcceptStat.PROC_UNAVAIL))
@@ -205,6 +228,12 @@ class RpcEndpoint:
         try:
             result = await self.handler(self, call)
         except ConnectionLost:
+            return
+        except CallRefused as e:
+            log.debug("%s: refused %s from %s: %s", self.name, call.procedure.name,
+                      self.peer, e)
+            if call.expects_reply:
+                await self._quietly(self.reply_error(call, e.stat))
             return
         except Exception:
             log.exception("%s: serving %s from %s failed", self.name,
