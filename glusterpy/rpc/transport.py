@@ -90,6 +90,10 @@ class RpcEndpoint:
         self.name = name
         self.peer = peer or _peer_name(stream)
         self.closed = False
+        #: trio.current_time() of the last bytes sent and received (set when
+        #: serve() starts): protocol/client's ping timer tells a silent peer
+        #: from a busy one by them, as rpc-clnt.c keeps last_sent/last_received
+        self.last_sent = self.last_received = 0.0
         self._waiters: dict[int, _Waiter] = {}
         self._send_lock = trio.StrictFIFOLock()
         self._sock = getattr(stream, "socket", None)
@@ -112,6 +116,7 @@ class RpcEndpoint:
                     await _sendmsg_all(self._sock, buffers)
                 else:
                     await self.stream.send_all(b"".join(bytes(b) for b in buffers))
+                self.last_sent = trio.current_time()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 self._lost(f"send failed: {e}")
                 raise ConnectionLost(f"{self.name}: {e}") from None
@@ -161,6 +166,7 @@ class RpcEndpoint:
         and close the stream.  Raises RpcProtocolError if the peer sent
         something that is not GlusterFS RPC."""
         error: RpcProtocolError | None = None
+        self.last_sent = self.last_received = trio.current_time()
         try:
             async with trio.open_nursery() as nursery:
                 self._calls_nursery = nursery
@@ -183,6 +189,7 @@ class RpcEndpoint:
         while True:
             try:
                 data = await self.stream.receive_some(max(RECV_SIZE, conn.receive_size_hint()))
+                self.last_received = trio.current_time()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 log.debug("%s: receive from %s failed: %s", self.name, self.peer, e)
                 return
