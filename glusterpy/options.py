@@ -183,6 +183,11 @@ class Option:
     seconds).  `set_keys` are the `volume set` keys (GlusterFS's
     `performance.cache-size` style) that the management daemon maps to this
     option.  `reconfigurable` options may change on a live graph.
+
+    A key with `*` is a pattern, as GlusterFS declares `auth.addr.*.allow`:
+    it takes every volfile key it matches (fnmatch; exact keys and aliases
+    of other options win), and its value is a dict of those keys to their
+    parsed values (empty when none is given; `default` is not used).
     """
 
     key: str
@@ -195,6 +200,10 @@ class Option:
     aliases: tuple[str, ...] = ()
     set_keys: tuple[str, ...] = ()
     reconfigurable: bool = True
+
+    @property
+    def is_pattern(self) -> bool:
+        return "*" in self.key
 
     @property
     def attr(self) -> str:
@@ -269,8 +278,12 @@ class OptionValues:
 
 
 def canonical_key(declarations: Iterable[Option], key: str) -> Option | None:
+    declarations = tuple(declarations)
     for opt in declarations:
         if key == opt.key or key in opt.aliases:
+            return opt
+    for opt in declarations:
+        if opt.is_pattern and fnmatch.fnmatchcase(key, opt.key):
             return opt
     return None
 
@@ -288,9 +301,16 @@ def validate(declarations: Iterable[Option], given: Mapping[str, str]) -> Option
         opt = canonical_key(declarations, key)
         if opt is None:
             raise OptionError(key, f"unknown option '{key}'")
+        if opt.is_pattern:
+            values.setdefault(opt.key, {})[key] = opt.parse(text)
+            canonical[key] = text
+            continue
         values[opt.key] = opt.parse(text)
         canonical[opt.key] = text
     for opt in declarations:
         if opt.key not in values:
-            values[opt.key] = opt.parse(opt.default) if opt.default is not None else None
+            if opt.is_pattern:
+                values[opt.key] = {}
+            else:
+                values[opt.key] = opt.parse(opt.default) if opt.default is not None else None
     return OptionValues(declarations, values, canonical)

@@ -95,3 +95,27 @@ def test_help_text():
 def test_size_units_multiply(n, unit):
     factor = {"": 1, "B": 1, "KB": 1024, "MB": 1 << 20, "GB": 1 << 30}[unit]
     assert parse_size(f"{n}{unit}") == n * factor
+
+
+# -- pattern keys (GlusterFS's `auth.addr.*.allow`) -----------------------------
+
+PATTERN_DECLS = (
+    Option("auth.addr.*.allow", OptionType.STR, None, "Addresses allowed."),
+    Option("auth.addr.special.allow", OptionType.INT, "0", "An exact key wins."),
+)
+
+
+def test_pattern_key_collects_every_matching_key():
+    opts = validate(PATTERN_DECLS, {"auth.addr./srv/b1.allow": "*",
+                                    "auth.addr.vol.b2.allow": "10.0.0.0/8",
+                                    "auth.addr.special.allow": "3"})
+    assert opts["auth.addr.*.allow"] == {"auth.addr./srv/b1.allow": "*",
+                                         "auth.addr.vol.b2.allow": "10.0.0.0/8"}
+    assert opts["auth.addr.special.allow"] == 3
+    assert opts.given["auth.addr./srv/b1.allow"] == "*"
+
+
+def test_pattern_key_without_values_is_empty_and_others_stay_unknown():
+    assert validate(PATTERN_DECLS, {})["auth.addr.*.allow"] == {}
+    with pytest.raises(OptionError, match="unknown option 'auth.addr.x.reject'"):
+        validate(PATTERN_DECLS, {"auth.addr.x.reject": "*"})
