@@ -235,13 +235,15 @@ def apply_xlator_options(volfile: Volfile, assignments) -> Volfile:
     """Override options as glusterfs's `--xlator-option VOLUME.KEY=VALUE` does.
 
     VOLUME may be a glob (`*-posix.directory=/b1`); an assignment that
-    matches no volume is an error, so a typo cannot pass silently.
+    matches no volume is an error, so a typo cannot pass silently.  VOLUME
+    ends at the first dot, as glusterfsd splits it, so keys may hold dots
+    (`brick-server.transport.socket.listen-port=49152`).
     """
     import fnmatch
 
     for item in assignments:
         target, sep, value = item.partition("=")
-        volume, dot, key = target.rpartition(".")
+        volume, dot, key = target.partition(".")
         if not sep or not dot or not volume or not key:
             raise VolfileError(volfile.filename, None,
                                f"--xlator-option {item!r}: expected VOLUME.KEY=VALUE")

@@ -124,3 +124,13 @@ def test_garbage_raises_only_volfile_error(text):
         volfile.parses(text, "fuzz.vol")
     except VolfileError:
         pass
+
+
+def test_xlator_option_splits_at_the_first_dot():
+    """glusterfsd's --xlator-option VOLUME.KEY=VALUE: the volume name ends at
+    the first dot, so dotted keys can be set."""
+    vol = volfile.parses("volume b-server\n type protocol/server\nend-volume\n")
+    volfile.apply_xlator_options(vol, ["b-server.transport.socket.listen-port=49152",
+                                       "b-*.auth.addr./srv/b.allow=*"])
+    assert vol["b-server"].options == {"transport.socket.listen-port": "49152",
+                                       "auth.addr./srv/b.allow": "*"}
