@@ -647,6 +647,12 @@ async def test_client_disconnected_releases_everything_and_wakes_waiters(locks_g
         assert results["y-posix"].flock.start == 5
         assert "<Client X>" not in repr(top.dump_state())
         await graph.client_disconnected(X)  # nothing left: a no-op
+        with acting_as(X, b"x"):  # a request still in flight when X went
+            await expect_errno(errno.ENOTCONN, top.inodelk("dom", loc, SETLK, fl(RD, 9, 1)))
+            await expect_errno(errno.ENOTCONN, top.entrylk("dom", d, "late", LOCK_NB, ERD))
+            await expect_errno(errno.ENOTCONN, top.lk(fd, SETLKW, fl(RD, 50, 1)))
+            await expect_errno(errno.EINVAL, top.inodelk("dom", loc, SETLK, fl(UN)))
+        assert "<Client X>" not in repr(top.dump_state())
 
 
 async def test_cancelled_waiters_leave_nothing_behind(locks_graph):

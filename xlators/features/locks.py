@@ -57,7 +57,9 @@ Disconnects
     result from the flush/release protocol/server sends for each fd of the
     client; doing it here leaves nothing behind when the server has no fd
     table entry left.  POSIX locks installed by setactivelk (no fd) stay, as
-    in GlusterFS.
+    in GlusterFS.  A lock request of a departed client that was still in
+    flight is refused with ENOTCONN (GlusterFS refuses a blocking one when
+    the client's bind count is 0 and sweeps the rest at client_destroy).
 
 Removal of locked inodes (pl_inode_remove_prepare and friends)
     unlink, rmdir and a rename over an existing name wait while *another*
@@ -128,6 +130,7 @@ entry behind; a fop that returned holds its lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import os
@@ -379,6 +382,9 @@ class Locks(Translator):
         #: granted locks whose holders are to be told of contention
         self._contended: list[_InodeLock | _EntryLock] = []
         self._monkey = random.Random()
+        #: clients reported gone; a lock request of theirs still in flight
+        #: is refused, or it would hold a lock nobody releases
+        self._departed: weakref.WeakSet = weakref.WeakSet()
 
     async def init(self) -> None:
         # posix.c init(): the translator must sit over a storage translator
@@ -415,6 +421,8 @@ class Locks(Translator):
                                      "inodelk supports only SETLK and SETLKW")
         if flock.type not in (LockType.RDLCK, LockType.WRLCK, LockType.UNLCK):
             raise FopError(errno.EINVAL, f"invalid lock type {flock.type}")
+        if flock.type != LockType.UNLCK:
+            self._refuse_departed(who.client)
 
         lock = _InodeLock(
             gfid=gfid, client=who.client, owner=who.lk_owner, pid=who.pid, domain=volume,
@@ -550,6 +558,8 @@ class Locks(Translator):
             raise FopError(errno.EINVAL, f"unknown entrylk command {cmd}")
         if _null_owner(who.lk_owner):
             raise FopError(errno.EINVAL, "entrylk needs a lock owner")
+        if cmd != EntrylkCmd.UNLOCK:
+            self._refuse_departed(who.client)
         lock = _EntryLock(gfid=gfid, client=who.client, owner=who.lk_owner, pid=who.pid,
                           domain=volume, basename=basename or None, type=type_,
                           conn_id=_xdata_str(xdata, CONNECTION_ID))
@@ -688,6 +698,8 @@ class Locks(Translator):
         if cmd not in (LockCmd.SETLK, LockCmd.SETLKW):
             raise self._traced_error(errno.ENOTSUP, who, fd, text,
                                      "reservation locks and GETLK_FD are not supported")
+        if request.type != LockType.UNLCK:
+            self._refuse_departed(who.client)
 
         pinode = self._inode(gfid)
         try:
@@ -1074,6 +1086,9 @@ class Locks(Translator):
     async def client_disconnected(self, client: Any) -> None:
         """Drop everything `client` holds and fail everything it waits for
         (pl_client_disconnect_cbk, plus the POSIX locks of its fds)."""
+        if client is not None:
+            with contextlib.suppress(TypeError):  # an object a WeakSet cannot hold
+                self._departed.add(client)
         released = 0
         for pinode in list(self._inodes.values()):
             for dom in list(pinode.domains.values()):
@@ -1297,6 +1312,15 @@ class Locks(Translator):
 
     # ======================================================================
     # Helpers: state, waiting, contention, tracing
+
+    def _refuse_departed(self, client) -> None:
+        """GlusterFS refuses a blocking lock of a client whose last
+        connection went (bind count 0: ENOTCONN) and sweeps the rest when
+        the client is destroyed; here every new lock of a departed client
+        is refused.  protocol/server makes a new client object per session,
+        so a client that comes back is not affected."""
+        if client is not None and client in self._departed:
+            raise FopError(errno.ENOTCONN, "the client has disconnected")
 
     def _inode(self, gfid) -> _LockedInode:
         pinode = self._inodes.get(gfid)
