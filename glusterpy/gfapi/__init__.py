@@ -9,6 +9,9 @@ The synchronous API is shaped like libgfapi-python's `gluster.gfapi`
         with vol.fopen("/a/b/c.txt", "w") as f:
             f.write(b"data")
         print(vol.listdir("/a/b"))
+
+    with Volume("server1", "myvol") as vol:     # GETSPEC from server1:24007
+        print(vol.listdir("/"))
 """
 
 from .aio import AsyncDir, AsyncFile, AsyncVolume, DirectoryEntry, mode_to_flags

@@ -10,6 +10,15 @@ graph.  `glusterpy.gfapi.Volume` is the synchronous facade over it.
         async with await vol.open("/a.txt", os.O_CREAT | os.O_WRONLY) as f:
             await f.write(b"hello")
 
+A remote volume (`AsyncVolume.from_server(hosts, volname, port)`) gets its
+graph at mount time: the client volfile fetched with GETSPEC from the first
+volfile server that answers (`gfapi.mgmt`), whose protocol/client
+translators then connect to the bricks.  As libgfapi's glfs_init, mount
+waits for the first CHILD_UP or CHILD_DOWN to reach the top of the graph
+(CHILD_DOWN fails the mount), and it keeps a connection to the volfile
+server: a FETCHSPEC there, or VOLFILE_MODIFIED from a brick, fetches the
+volfile again and applies changed options to the running graph.
+
 Errors surface as OSError with the errno the translators raised
 (`FopError` never escapes this module).  Following libgfapi, an absolute
 symlink target is resolved from the root of the volume.
@@ -19,7 +28,9 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
 import os
+import sys
 import stat as st
 import time
 from contextlib import AsyncExitStack
@@ -32,12 +43,15 @@ from .. import fops
 from ..fops import (GFID, ROOT_GFID, Caller, Fd, FopError, Iatt, Loc,
                     SET_ATTR_ATIME, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_MTIME,
                     SET_ATTR_UID, caller)
+from .. import volfile as vf
 from ..graph import Graph
+from ..xlator import Event
 from .exceptions import LibgfapiException, VolumeNotMounted
 
 MAX_SYMLINKS = 40
 READDIR_SIZE = 128 * 1024  # bytes of entries asked per readdir(p), as GlusterFS's FUSE
 READ_ALL_CHUNK = 1 << 20
+log = logging.getLogger("glusterpy.gfapi")
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 # lseek whence values beyond SEEK_SET/CUR/END
 SEEK_DATA, SEEK_HOLE = 3, 4
@@ -115,11 +129,21 @@ class _Resolved:
 class AsyncVolume:
     """A volume mounted through a translator graph, used from trio."""
 
-    def __init__(self, graph: Graph, *, volname: str | None = None,
-                 mount_timeout: float = 30.0):
+    def __init__(self, graph: Graph | None, *, volname: str | None = None,
+                 mount_timeout: float = 30.0, servers=None):
+        if graph is None and (servers is None or volname is None):
+            raise ValueError("a volume needs a graph, or volfile servers and a volume name")
         self.graph = graph
         self.volname = volname or graph.top.name
         self.mount_timeout = mount_timeout
+        #: volfile servers (mgmt.VolfileServer) when the graph comes from GETSPEC
+        self.servers = servers
+        #: the pass-through translators left out of the fetched graph
+        self.elided: list[str] = []
+        self._volfile_text: str | None = None
+        self._log_handler: logging.Handler | None = None
+        self._log_level = logging.NOTSET
+        self._nursery: trio.Nursery | None = None
         self.umask = _process_umask()
         self.identity = Caller(uid=os.geteuid(), gid=os.getegid(),
                                groups=tuple(os.getgroups()), pid=os.getpid())
@@ -137,6 +161,29 @@ class AsyncVolume:
         """A volume served by the local graph a volfile describes;
         `xlator_options` override options as `VOLUME.KEY=VALUE` strings."""
         return cls(Graph.from_file(os.fspath(path), xlator_options), **kwargs)
+
+    @classmethod
+    def from_server(cls, hosts, volname: str, port: int = 24007, *, transport: str = "tcp",
+                    **kwargs) -> "AsyncVolume":
+        """A remote volume: mount() fetches its client volfile with GETSPEC
+        from the first of `hosts` that answers (see gfapi.mgmt) and runs
+        that graph."""
+        from .mgmt import volfile_servers
+        return cls(None, volname=volname, servers=volfile_servers(hosts, port, transport),
+                   **kwargs)
+
+    def set_logging(self, log_file: str | os.PathLike | None, log_level=7) -> None:
+        """Log the volume's translators to `log_file` at `log_level`
+        (GlusterFS's levels 0 NONE .. 9 TRACE, or a logging level name);
+        None leaves logging to the application.  Applies from the next mount."""
+        self._log_level = _python_log_level(log_level)
+        if log_file is None:
+            self._log_handler = None
+            return
+        handler = logging.FileHandler(os.fspath(log_file), delay=True)
+        handler.setFormatter(logging.Formatter(
+            "[%(asctime)s] %(levelname).1s [%(name)s] %(message)s"))
+        self._log_handler = handler
 
     @property
     def mounted(self) -> bool:
@@ -159,10 +206,26 @@ class AsyncVolume:
             return
         stack = AsyncExitStack()
         try:
+            if self.servers is not None:
+                await self._load_remote_graph()
+            self._attach_logging(stack)
+            first_state = _FirstChildState(self)
+            self.graph.root.listeners.append(first_state)
+            stack.callback(self.graph.root.listeners.remove, first_state)
             await stack.enter_async_context(self.graph.running())
-            if not await self.graph.wait_child_up(self.mount_timeout):
+            self._nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(self._nursery.cancel_scope.cancel)
+            up = await first_state.wait(self.mount_timeout)
+            if up is None:
                 raise LibgfapiException(f"volume {self.volname}: no subvolume came up "
                                         f"within {self.mount_timeout:g}s")
+            if not up:
+                raise LibgfapiException(f"volume {self.volname}: its bricks are not "
+                                        f"reachable (the client graph went CHILD_DOWN)")
+            if self.servers is not None:
+                from .mgmt import VolfileWatch
+                watch = VolfileWatch(self.servers, self.volname)
+                self._nursery.start_soon(watch.run, self._volfile_changed)
             with self._as_caller():
                 reply = await self.graph.top.lookup(Loc.root(), None)
         except FopError as e:
@@ -174,6 +237,61 @@ class AsyncVolume:
         self._stack = stack
         self._root = _Node(reply.iatt, "/")
         self._cwd = [self._root]
+
+    async def _load_remote_graph(self) -> None:
+        """GETSPEC the client volfile and build its graph (a fresh one for
+        every mount, as the volfile may have changed)."""
+        from xlators.protocol.client import ProcessIdentity, set_process_identity
+        from .mgmt import client_graph, fetch_volfile
+        fetched = await fetch_volfile(self.servers, self.volname)
+        self.graph, self.elided = client_graph(fetched)
+        self._volfile_text = fetched.text
+        if self.elided:
+            log.info("volume %s: translators glusterpy does not have were left out of the "
+                     "client graph: %s", self.volname, ", ".join(self.elided))
+        set_process_identity(self.graph, ProcessIdentity(
+            process_name=f"gfapi.{os.path.basename(sys.argv[0] or '') or 'python'}",
+            volfile_key=self.volname, volfile_server=fetched.server.host))
+
+    async def _volfile_changed(self) -> None:
+        """FETCHSPEC from the volfile server or VOLFILE_MODIFIED from a
+        brick: fetch the volfile again and apply a change of options to the
+        running graph.  A change of the graph's shape needs a graph switch,
+        which gfapi does not do on a mounted volume: it is logged and the
+        running graph stays."""
+        from .mgmt import elide_unavailable, fetch_volfile
+        if self.servers is None or not self.mounted:
+            return
+        fetched = await fetch_volfile(self.servers, self.volname)
+        if fetched.text == self._volfile_text:
+            return
+        try:
+            new = vf.parses(fetched.text, f"<volfile of {self.volname} from {fetched.server}>")
+            elide_unavailable(new)
+            if not self.graph.same_shape(new):
+                log.warning("volume %s: the new volfile changes the graph's shape; "
+                            "remount to use it", self.volname)
+                return
+            self.graph.reconfigure(new)
+        except (ValueError, FopError) as e:
+            log.warning("volume %s: the new volfile was not applied: %s", self.volname, e)
+            return
+        self._volfile_text = fetched.text
+        log.info("volume %s: reconfigured from the changed volfile", self.volname)
+
+    def _attach_logging(self, stack: AsyncExitStack) -> None:
+        handler = self._log_handler
+        if handler is None and self._log_level == logging.NOTSET:
+            return
+        loggers = [xl.log for xl in self.graph.by_name.values()]
+        loggers.append(logging.getLogger("glusterpy"))
+        for logger in loggers:
+            previous = logger.level
+            logger.setLevel(self._log_level)
+            stack.callback(logger.setLevel, previous)
+            if handler is not None:
+                logger.addHandler(handler)
+                stack.callback(logger.removeHandler, handler)
 
     async def umount(self) -> None:
         """Close what is still open (flush + release) and stop the graph."""
@@ -764,6 +882,36 @@ class AsyncVolume:
             raise OSError(errno.EIO, f"copytree failed for {len(errors)} entries: {errors}")
 
 
+class _FirstChildState:
+    """A graph-root listener: the first CHILD_UP or CHILD_DOWN that reaches
+    the top decides the mount (glfs_init waits for the same); a later
+    VOLFILE_MODIFIED makes the volume fetch its volfile again."""
+
+    def __init__(self, vol: AsyncVolume):
+        self.vol = vol
+        self.decided = trio.Event()
+        self.up: bool | None = None
+
+    def __call__(self, event: Event, source, data) -> None:
+        if event in (Event.CHILD_UP, Event.CHILD_DOWN) and not self.decided.is_set():
+            self.up = event == Event.CHILD_UP
+            self.decided.set()
+        elif event == Event.CHILD_DOWN:
+            log.warning("volume %s: %s went down", self.vol.volname,
+                        getattr(source, "name", source))
+        elif event == Event.VOLFILE_MODIFIED and self.vol._nursery is not None \
+                and self.vol.servers is not None:
+            self.vol._nursery.start_soon(self.vol._volfile_changed)
+
+    async def wait(self, timeout: float) -> bool | None:
+        """True (up), False (down), or None when nothing came in time."""
+        if self.vol.graph.root.child_up:
+            return True
+        with trio.move_on_after(timeout):
+            await self.decided.wait()
+        return self.up
+
+
 class _CallerScope:
     """Sets the `caller` context variable for the duration of a call."""
 
@@ -1126,6 +1274,27 @@ def mode_to_flags(mode: str) -> int:
     if key not in _MODE_FLAGS or len(plain) != len(key) or plain.count("+") > 1:
         raise ValueError(f"invalid mode: {mode!r}")
     return _MODE_FLAGS[key]
+
+
+#: GlusterFS's log levels (gf_loglevel_t) as Python's
+_GF_LOG_LEVELS = {0: logging.CRITICAL + 10, 1: logging.CRITICAL, 2: logging.CRITICAL,
+                  3: logging.CRITICAL, 4: logging.ERROR, 5: logging.WARNING,
+                  6: logging.INFO, 7: logging.INFO, 8: logging.DEBUG, 9: 5}
+_GF_LOG_NAMES = {"NONE": 0, "EMERG": 1, "ALERT": 2, "CRITICAL": 3, "ERROR": 4,
+                 "WARNING": 5, "NOTICE": 6, "INFO": 7, "DEBUG": 8, "TRACE": 9}
+
+
+def _python_log_level(level) -> int:
+    """A GlusterFS log level (0-9 or its name) as a Python logging level."""
+    if isinstance(level, str):
+        name = level.strip().upper()
+        if name not in _GF_LOG_NAMES:
+            raise ValueError(f"unknown log level {level!r} "
+                             f"(one of {', '.join(_GF_LOG_NAMES)})")
+        level = _GF_LOG_NAMES[name]
+    if level not in _GF_LOG_LEVELS:
+        raise ValueError(f"log level {level!r} is not 0..9")
+    return _GF_LOG_LEVELS[level]
 
 
 def _process_umask() -> int:

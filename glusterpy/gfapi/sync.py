@@ -1,7 +1,9 @@
 """The synchronous facade, shaped like libgfapi-python's `gluster.gfapi`.
 
     from glusterpy.gfapi import Volume
-    vol = Volume.from_volfile("volfiles/demo.vol")     # mounted
+    vol = Volume("server1", "myvol")                   # a remote volume, by GETSPEC
+    vol.mount()
+    vol = Volume.from_volfile("volfiles/demo.vol")     # a local graph, mounted
     with vol.fopen("/hello", "w") as f:
         f.write(b"hi")
     vol.umount()
@@ -152,11 +154,31 @@ class _LoopThread:
 
 
 class Volume:
-    """A mounted volume used from synchronous code (libgfapi-python's Volume)."""
+    """A volume used from synchronous code (libgfapi-python's Volume).
 
-    def __init__(self, avol: AsyncVolume, *, inline_fops: bool | None = None):
+    ``Volume(hosts, volname, proto="tcp", port=24007, log_file=None,
+    log_level=7)`` names a remote volume; `mount()` fetches its client
+    volfile from the first of `hosts` (one host, a comma-separated list or a
+    sequence) that answers GETSPEC and connects to its bricks.  As in
+    libgfapi-python it is not mounted until `mount()` (or `with`).
+    `log_file`/`log_level` are glfs_set_logging's: a file for the volume's
+    log and GlusterFS's level 0 (none) .. 9 (trace); None leaves logging to
+    the application.  ``Volume(async_volume)`` wraps an `AsyncVolume`.
+    """
+
+    def __init__(self, hosts, volname: str | None = None, proto: str = "tcp",
+                 port: int = 24007, log_file: str | os.PathLike | None = None,
+                 log_level=7, *, inline_fops: bool | None = None):
         """`inline_fops`: run fops in the caller's thread (True), always on
         the loop thread (False), or decide from the graph (None)."""
+        if isinstance(hosts, AsyncVolume):
+            avol = hosts
+        else:
+            if volname is None:
+                raise LibgfapiException("Volume(hosts, volname): the volume name is missing")
+            avol = AsyncVolume.from_server(hosts, volname, port, transport=proto)
+        if log_file is not None:
+            avol.set_logging(log_file, log_level)
         self._avol = avol
         self._inline_fops = inline_fops
         self._loop: _LoopThread | None = None
@@ -207,9 +229,12 @@ class Volume:
                         await self._avol.umount()
             try:
                 loop.start(main)
-            except LibgfapiException:
-                raise
             except Exception as e:
+                # the loop's nursery wraps what mount() raised in a group
+                while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+                    e = e.exceptions[0]
+                if isinstance(e, LibgfapiException):
+                    raise e from None
                 raise LibgfapiException(f"mounting {self._avol.volname} failed: {e}") from e
             self._loop = loop
             never_suspend = all(type(xl).FOPS_NEVER_SUSPEND
@@ -258,6 +283,21 @@ class Volume:
 
     def getcwd(self) -> str:
         return self._avol.getcwd()
+
+    def set_logging(self, log_file, log_level=7) -> None:
+        """glfs_set_logging; takes effect at the next mount."""
+        self._avol.set_logging(log_file, log_level)
+
+    @property
+    def host(self) -> str | None:
+        """The first volfile server (libgfapi-python's `host`)."""
+        servers = self._avol.servers
+        return servers[0].host if servers else None
+
+    @property
+    def port(self) -> int | None:
+        servers = self._avol.servers
+        return servers[0].port if servers else None
 
     def setfsuid(self, uid: int) -> None:
         self._avol.setfsuid(uid)

@@ -1,0 +1,280 @@
+"""Getting a client graph from a volfile server, as libgfapi does at start-up.
+
+`fetch_volfile()` asks for a volume's client volfile with the handshake
+program's GETSPEC, the way api/src/glfs-mgmt.c does: key = the volume name,
+flags = GF_GETSPEC_FLAG_SERVERS_LIST, xdata = {max-op-version,
+min-op-version}, the AUTH_GLUSTERFS_v2 credential of a fresh frame.  The
+servers (glusterd on 24007, glusterpyd, `glusterpy volfile-server`) are
+tried in turn until one answers, as glfs's mgmt_rpc_notify moves to the next
+volfile server on a failed connection; an answer "no such volume" ends the
+search, since every server of a cluster knows the same volumes.
+
+`client_graph()` turns the text into a `Graph`.  glusterd's client volfiles
+stack translators glusterpy does not have (yet) above the ones that hold
+the data.  Those that only cache, defer, count or pass through - GlusterFS's
+performance/* translators, debug/io-stats and debug/trace, features/quiesce,
+features/utime, and cluster/distribute over a single subvolume - are left
+out, their child taking their place, and the caller is told which (gfapi
+logs them).  Any other translator glusterpy lacks fails the load with the
+volfile's line, as GlusterFS itself refuses a volfile naming an unknown type.
+Leaving out features/utime has a visible effect on a GlusterFS brick whose
+ctime feature is on: the brick keeps the times it stores in its mdata xattr
+only for clients that send their own clock, so those times do not move for
+changes made through glusterpy.
+
+`VolfileWatch` keeps a connection to the volfile server open after the
+mount, as libgfapi keeps its mgmt connection, and calls back when the server
+sends the callback program's FETCHSPEC ("the volfile changed"); it
+reconnects every 3 seconds (rpc-clnt's reconnect timer) through the same
+list of servers.
+
+The FUSE bridge uses this module the same way gfapi does.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Iterable, Sequence
+
+import trio
+
+from .. import volfile as vf
+from ..graph import Graph, UnknownTranslatorType, canonical_type, translator_class
+from ..rpc import (ALL_PROGRAMS, CLIENT_PROGRAMS, HANDSHAKE, AuthGlusterfsV2, GetSpecRequest,
+                   RpcConnection)
+from ..rpc.mgmt import GF_GETSPEC_FLAG_SERVERS_LIST
+from ..rpc.transport import ConnectionLost, RpcCallFailed, RpcEndpoint
+from ..fops import Caller
+from ..volfile import VolfileError
+from .exceptions import LibgfapiException
+
+log = logging.getLogger("glusterpy.gfapi.mgmt")
+
+DEFAULT_PORT = 24007
+#: GD_OP_VERSION_MIN and GD_OP_VERSION_MAX of GlusterFS 10, which GETSPEC announces
+MIN_OP_VERSION, MAX_OP_VERSION = 1, 100000
+#: seconds to connect and to wait for GETSPEC's answer, per server
+FETCH_TIMEOUT = 10.0
+RECONNECT_INTERVAL = 3.0
+SUPPORTED_TRANSPORTS = ("tcp", "socket")
+
+_GETSPEC = HANDSHAKE.by_name("GETSPEC")
+
+#: translators that may be left out of a fetched client graph when glusterpy
+#: lacks them: each one only caches, defers, counts or passes through
+PASS_THROUGH_TYPES = frozenset({
+    "performance/write-behind", "performance/read-ahead", "performance/readdir-ahead",
+    "performance/io-threads", "performance/open-behind", "performance/quick-read",
+    "performance/md-cache", "performance/stat-prefetch", "performance/nl-cache",
+    "performance/io-cache", "debug/io-stats", "debug/trace", "features/quiesce",
+    "features/utime",
+})
+#: ... and these only when they have a single subvolume
+SINGLE_CHILD_PASS_THROUGH = frozenset({"cluster/distribute"})
+
+
+class VolfileFetchError(LibgfapiException):
+    """GETSPEC did not give a volfile; `errno` says why (ENOENT: no such
+    volume, ENOTCONN: no server reachable, other: the server's answer)."""
+
+    def __init__(self, message: str, err: int):
+        super().__init__(message)
+        self.errno = err
+
+
+@dataclass(frozen=True, slots=True)
+class VolfileServer:
+    host: str
+    port: int = DEFAULT_PORT
+    transport: str = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedVolfile:
+    """A client volfile and the server that gave it."""
+
+    text: str
+    key: str
+    server: VolfileServer
+
+
+def volfile_servers(hosts: str | Iterable[str], port: int = DEFAULT_PORT,
+                    transport: str = "tcp") -> list[VolfileServer]:
+    """The servers to try, in order: `hosts` is one host, a comma-separated
+    list or a sequence (libgfapi-python's `hosts`)."""
+    if transport not in SUPPORTED_TRANSPORTS:
+        raise LibgfapiException(f"transport {transport!r} is not supported "
+                                f"(glusterpy speaks {', '.join(SUPPORTED_TRANSPORTS)})")
+    names = hosts.split(",") if isinstance(hosts, str) else list(hosts)
+    servers = [VolfileServer(h.strip(), int(port), transport) for h in names if h.strip()]
+    if not servers:
+        raise LibgfapiException("no volfile server given")
+    return servers
+
+
+def getspec_request(key: str) -> GetSpecRequest:
+    """GETSPEC's arguments as glfs_volfile_fetch() builds them (the dict's
+    keys in the order GlusterFS puts them on the wire)."""
+    return GetSpecRequest(flags=GF_GETSPEC_FLAG_SERVERS_LIST, key=key,
+                          xdata={"max-op-version": MAX_OP_VERSION,
+                                 "min-op-version": MIN_OP_VERSION})
+
+
+_CRED = AuthGlusterfsV2.from_caller(Caller())
+
+
+async def _connect(server: VolfileServer, timeout: float) -> trio.SocketStream:
+    with trio.fail_after(timeout):
+        return await trio.open_tcp_stream(server.host, server.port)
+
+
+async def _getspec(ep: RpcEndpoint, key: str, server: VolfileServer,
+                   timeout: float) -> FetchedVolfile:
+    reply = await ep.call(_GETSPEC, getspec_request(key), cred=_CRED, timeout=timeout)
+    if reply.op_ret < 0:
+        err = reply.op_errno or errno.ENOENT
+        if err == errno.ENOENT:
+            raise VolfileFetchError(f"volume {key!r} does not exist on the volfile server "
+                                    f"{server} (GETSPEC: {os.strerror(err)})", err)
+        raise VolfileFetchError(f"the volfile server {server} refused the volfile of "
+                                f"{key!r}: {os.strerror(err)}", err)
+    return FetchedVolfile(reply.spec, key, server)
+
+
+async def fetch_volfile(servers: Sequence[VolfileServer], key: str, *,
+                        timeout: float = FETCH_TIMEOUT) -> FetchedVolfile:
+    """GETSPEC `key` from the first server that answers."""
+    failures = []
+    for server in servers:
+        try:
+            stream = await _connect(server, timeout)
+        except (OSError, trio.TooSlowError) as e:
+            failures.append(f"{server}: {_why(e)}")
+            continue
+        ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=CLIENT_PROGRAMS),
+                         name="gfapi-mgmt")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ep.serve)
+                try:
+                    return await _getspec(ep, key, server, timeout)
+                finally:
+                    nursery.cancel_scope.cancel()
+        except (ConnectionLost, RpcCallFailed, trio.TooSlowError) as e:
+            failures.append(f"{server}: {_why(e)}")
+        finally:
+            await ep.aclose()
+    raise VolfileFetchError("cannot fetch the volfile of "
+                            f"{key!r}: no volfile server answered ({'; '.join(failures)})",
+                            errno.ENOTCONN)
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, trio.TooSlowError):
+        return "timed out"
+    cause = e.__cause__
+    if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        # trio.open_tcp_stream: "all attempts to connect failed", each in the group
+        return "; ".join(sorted({_why(c) for c in cause.exceptions}))
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+def elide_unavailable(volfile: vf.Volfile) -> list[str]:
+    """Leave out (in place) the pass-through translators glusterpy lacks;
+    return "name (type)" for each one left out."""
+    elided = []
+    for vdef in list(volfile.volumes):
+        try:
+            translator_class(vdef.type or "")
+            continue
+        except UnknownTranslatorType:
+            pass
+        kind = canonical_type(vdef.type or "")
+        if len(vdef.subvolumes) != 1 or \
+                kind not in PASS_THROUGH_TYPES | SINGLE_CHILD_PASS_THROUGH:
+            continue  # Graph() reports it with its line
+        child = vdef.subvolumes[0]
+        was_top = volfile.top is vdef
+        volfile.volumes.remove(vdef)
+        for other in volfile.volumes:
+            other.subvolumes = [child if s == vdef.name else s for s in other.subvolumes]
+        if was_top:
+            child_def = volfile[child]
+            volfile.volumes.remove(child_def)
+            volfile.volumes.append(child_def)
+        elided.append(f"{vdef.name} ({vdef.type})")
+    return elided
+
+
+def client_graph(fetched: FetchedVolfile) -> tuple[Graph, list[str]]:
+    """Build the client graph of a fetched volfile; LibgfapiException with
+    the volfile's line when it does not load."""
+    where = f"<volfile of {fetched.key} from {fetched.server}>"
+    try:
+        volfile = vf.parses(fetched.text, where)
+        elided = elide_unavailable(volfile)
+        return Graph(volfile), elided
+    except VolfileError as e:
+        raise LibgfapiException(f"the volfile of {fetched.key!r} from {fetched.server} "
+                                f"does not load: {e}") from None
+
+
+class VolfileWatch:
+    """A standing connection to the volfile servers that reports FETCHSPEC.
+
+    `await watch.run(on_change)` (in a nursery) connects to the first
+    server that accepts, serves the callback program, and awaits
+    `on_change()` for each FETCHSPEC; after a disconnect it tries the
+    servers again every RECONNECT_INTERVAL seconds.  Cancel it to stop.
+    """
+
+    def __init__(self, servers: Sequence[VolfileServer], key: str):
+        self.servers = list(servers)
+        self.key = key
+        self.connected_to: VolfileServer | None = None
+
+    async def run(self, on_change: Callable[[], Awaitable[None]]) -> None:
+        pending = trio.Event()  # set when a FETCHSPEC arrived
+
+        async def handler(ep, call):
+            if call.procedure.name == "FETCHSPEC":
+                log.info("volfile server %s: the volfile of %s changed", ep.peer, self.key)
+                pending.set()
+            return None
+
+        async with trio.open_nursery() as nursery:
+            async def react():
+                nonlocal pending
+                while True:
+                    await pending.wait()
+                    pending = trio.Event()
+                    try:
+                        await on_change()
+                    except Exception:
+                        log.exception("reacting to a volfile change of %s failed", self.key)
+            nursery.start_soon(react)
+            while True:
+                for server in self.servers:
+                    try:
+                        stream = await _connect(server, FETCH_TIMEOUT)
+                    except (OSError, trio.TooSlowError):
+                        continue
+                    self.connected_to = server
+                    ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS,
+                                                           serves=CLIENT_PROGRAMS),
+                                     handler=handler, name="gfapi-mgmt")
+                    try:
+                        await ep.serve()
+                    except Exception as e:  # garbage from the server: reconnect
+                        log.warning("volfile server %s: %s", server, e)
+                    self.connected_to = None
+                    break
+                await trio.sleep(RECONNECT_INTERVAL)
