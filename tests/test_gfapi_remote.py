@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 
 import pytest
+import trio
 
-from glusterpy.gfapi import LibgfapiException, Volume
+from glusterpy.gfapi import AsyncVolume, LibgfapiException, Volume
 from glusterpy.gfapi.mgmt import (PASS_THROUGH_TYPES, SINGLE_CHILD_PASS_THROUGH,
                                   FetchedVolfile, VolfileServer, client_graph, fetch_volfile,
                                   getspec_request, volfile_servers)
@@ -299,3 +300,19 @@ def test_brick_outage_enotconn_then_back(gf_volume, glusterd):
         assert f.read() == b"one two"
         f.close()
     assert (brick / "kept-open").read_bytes() == b"one two"
+
+
+@pytest.mark.interop
+async def test_volume_set_reaches_the_mounted_graph(gf_volume, glusterd):
+    """`gluster volume set` makes glusterd send FETCHSPEC on the volfile
+    connection gfapi keeps; the changed option lands in the running graph."""
+    name, _ = gf_volume
+    async with AsyncVolume.from_server("127.0.0.1", name) as vol:
+        client = vol.graph.by_name[f"{name}-client-0"]
+        assert client.opts.ping_timeout == 42
+        await trio.to_thread.run_sync(glusterd.cli, "volume", "set", name,
+                                      "network.ping-timeout", "7")
+        with trio.fail_after(10):
+            while client.opts.ping_timeout != 7:
+                await trio.sleep(0.1)
+        assert await vol.listdir("/") == []

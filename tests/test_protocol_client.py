@@ -29,15 +29,15 @@ from pathlib import Path
 import pytest
 import trio
 
-from glusterpy import volfile as vf
+from glusterpy import fops, volfile as vf
 from glusterpy.fops import GFID, ROOT_GFID, Fd, FopError, Loc
 from glusterpy.graph import Graph
 from glusterpy.rpc import (ALL_PROGRAMS, HNDSK_PROGRAM, RpcCall, decode_message)
 from glusterpy.volfile import VolfileError
 from glusterpy.xlator import Event
 from glusterpy.gfapi import AsyncVolume
-from xlators.protocol.client import (ProcessIdentity, ProtocolClient, RemoteFdCtx,
-                                     set_process_identity)
+from xlators.protocol.client import (ProcessIdentity, ProtocolClient, RemoteFdCtx, Upcall,
+                                     UpcallType, set_process_identity)
 
 from conformance import CHECKS
 from pcap import capture_path, rpc_records
@@ -343,3 +343,31 @@ async def test_frame_timeout_bails_out_one_call(gf_volume):
             os.kill(pid, signal.SIGCONT)
         assert events.count(Event.CHILD_DOWN) == 0
         assert (await top.statfs(Loc.root(), None)).statvfs.bsize > 0
+
+
+@pytest.mark.interop
+async def test_cache_invalidation_reaches_the_graph_as_upcall(gf_volume, glusterd):
+    """With features.cache-invalidation on, the brick's upcall translator
+    tells one client (over the callback program) what another changed."""
+    name, brick = gf_volume
+    await trio.to_thread.run_sync(glusterd.cli, "volume", "set", name,
+                                  "features.cache-invalidation", "on")
+    async with client_graph(brick) as (a, a_events), client_graph(brick) as (b, _):
+        fd = Fd(flags=os.O_RDWR)
+        reply = await a.top.create(Loc(pargfid=ROOT_GFID, name="shared"),
+                                   os.O_RDWR | os.O_CREAT, 0o644, 0, fd,
+                                   {"gfid-req": GFID.random()})
+        gfid = reply.iatt.gfid
+        await a.top.release(fd, None)
+        upcalls = []
+        with trio.fail_after(15):  # the brick applies the option a moment later
+            while not upcalls:
+                await a.top.lookup(Loc(pargfid=ROOT_GFID, name="shared"), None)
+                await b.top.setattr(Loc(gfid=gfid), fops.Iatt(mode=0o600),
+                                    fops.SET_ATTR_MODE, None)
+                await trio.sleep(0.2)
+                upcalls = [d for e, d in a_events.seen if e == Event.UPCALL]
+    upcall = upcalls[0]
+    assert isinstance(upcall, Upcall) and upcall.event_type == UpcallType.CACHE_INVALIDATION
+    assert upcall.gfid == gfid
+    assert upcall.message.stat.mode & 0o777 == 0o600
