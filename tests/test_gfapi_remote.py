@@ -316,3 +316,28 @@ async def test_volume_set_reaches_the_mounted_graph(gf_volume, glusterd):
             while client.opts.ping_timeout != 7:
                 await trio.sleep(0.1)
         assert await vol.listdir("/") == []
+
+
+@pytest.mark.interop
+def test_refused_client_and_dead_brick_fail_the_mount(gf_volume, glusterd):
+    name, _ = gf_volume
+    glusterd.cli("volume", "set", name, "auth.reject", "127.0.0.1")
+    deadline = time.monotonic() + 10
+    while True:  # the brick applies auth.reject a moment after the command
+        vol = Volume("127.0.0.1", name)
+        try:
+            vol.mount()
+        except LibgfapiException as e:
+            assert "a brick refused this client" in str(e)
+            assert f"{name}-client-0: Authentication failed" in str(e)
+            break
+        vol.umount()
+        assert time.monotonic() < deadline, "auth.reject never took effect"
+        time.sleep(0.2)
+    glusterd.cli("volume", "reset", name, "auth.reject")
+
+    os.kill(brick_pid(name), signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(LibgfapiException, match="bricks are not reachable"):
+        Volume("127.0.0.1", name).mount()
+    assert time.monotonic() - start < 5

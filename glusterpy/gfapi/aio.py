@@ -220,6 +220,9 @@ class AsyncVolume:
                 raise LibgfapiException(f"volume {self.volname}: no subvolume came up "
                                         f"within {self.mount_timeout:g}s")
             if not up:
+                if first_state.auth_error:
+                    raise LibgfapiException(f"volume {self.volname}: a brick refused this "
+                                            f"client ({first_state.auth_error})")
                 raise LibgfapiException(f"volume {self.volname}: its bricks are not "
                                         f"reachable (the client graph went CHILD_DOWN)")
             if self.servers is not None:
@@ -891,8 +894,12 @@ class _FirstChildState:
         self.vol = vol
         self.decided = trio.Event()
         self.up: bool | None = None
+        #: what a brick said when it refused this client (AUTH_FAILED)
+        self.auth_error: str | None = None
 
     def __call__(self, event: Event, source, data) -> None:
+        if event == Event.AUTH_FAILED:
+            self.auth_error = f"{getattr(source, 'name', source)}: {data}"
         if event in (Event.CHILD_UP, Event.CHILD_DOWN) and not self.decided.is_set():
             self.up = event == Event.CHILD_UP
             self.decided.set()
