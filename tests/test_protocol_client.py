@@ -371,3 +371,38 @@ async def test_cache_invalidation_reaches_the_graph_as_upcall(gf_volume, gluster
     assert isinstance(upcall, Upcall) and upcall.event_type == UpcallType.CACHE_INVALIDATION
     assert upcall.gfid == gfid
     assert upcall.message.stat.mode & 0o777 == 0o600
+
+
+@pytest.mark.interop
+async def test_strict_locks_leaves_a_locked_fd_closed_after_reconnect(gf_volume, glusterd):
+    """The brick drops a client's locks with its connection; with
+    strict-locks the client does not re-open an fd that held some, so the
+    application learns (EBADFD) instead of writing without its lock."""
+    name, brick = gf_volume
+    async with client_graph(brick, strict_locks="on") as (graph, events):
+        top = graph.top
+        fds = {}
+        for n in ("locked", "free"):
+            fd = fds[n] = Fd(flags=os.O_RDWR)
+            reply = await top.create(Loc(pargfid=ROOT_GFID, name=n), os.O_RDWR | os.O_CREAT,
+                                     0o644, 0, fd, {"gfid-req": GFID.random()})
+            fd.gfid = reply.iatt.gfid
+        lock = fops.Flock(type=fops.LockType.WRLCK, start=0, len=10, owner=b"owner-01")
+        await top.lk(fds["locked"], fops.LockCmd.SETLK, lock, None)
+        assert fds["locked"].ctx[top].locks == [(b"owner-01", 0, 9)]
+
+        pid = brick_pid(name)
+        ups = events.count(Event.CHILD_UP)
+        os.kill(pid, signal.SIGKILL)
+        await wait_reaped(pid)
+        await trio.to_thread.run_sync(glusterd.cli, "volume", "start", name, "force")
+        await events.wait_for(Event.CHILD_UP, after=ups, timeout=20)
+
+        assert (await top.fstat(fds["free"], None)).iatt.gfid == fds["free"].gfid
+        for awaitable in (top.fstat(fds["locked"], None),
+                          top.writev(fds["locked"], b"unlocked!", 0, 0, None)):
+            with pytest.raises(FopError) as e:
+                await awaitable
+            assert e.value.errno == errno.EBADFD
+        for fd in fds.values():
+            await top.release(fd, None)
