@@ -1,0 +1,162 @@
+"""protocol/client against glusterpy's own brick (protocol/server ->
+[features/locks ->] storage/posix), in process over loopback TCP.
+
+Nothing is faked: the client and the brick are the translators glusterpy
+ships, talking GlusterFS RPC over a real socket.  The conformance suite runs
+over the pair; POSIX locks taken through one client conflict with another's
+and go when that client goes; a brick that stops and comes back on its port
+gets the client's fds re-opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+
+import pytest
+import trio
+
+from glusterpy import fops
+from glusterpy.fops import GFID, ROOT_GFID, Fd, FopError, Loc
+from glusterpy.gfapi import AsyncVolume
+from glusterpy.graph import Graph
+from glusterpy.xlator import Event
+
+from brickclient import HAVE_LOCKS, brick_volfile
+from conformance import CHECKS
+
+STACKS = ["posix", pytest.param("locks", marks=pytest.mark.skipif(
+    not HAVE_LOCKS, reason="features/locks is not in this tree yet"))]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def client_volfile(port: int, subvolume: str, **options) -> str:
+    text = ("volume c-client\n    type protocol/client\n"
+            "    option remote-host 127.0.0.1\n"
+            f"    option remote-port {port}\n    option remote-subvolume {subvolume}\n")
+    text += "".join(f"    option {k.replace('_', '-')} {v}\n" for k, v in options.items())
+    return text + "end-volume\n"
+
+
+@contextlib.asynccontextmanager
+async def brick(directory, port: int = 0, locks: bool = False):
+    """Our brick on `port` (0: any); yields (port, subvolume)."""
+    graph = Graph.from_text(brick_volfile(directory, locks=locks, server_options={
+        "transport.socket.listen-port": str(port)}))
+    async with graph.running():
+        yield graph.top.port, graph.top.children[0].name
+
+
+@contextlib.asynccontextmanager
+async def client(port: int, subvolume: str, **options):
+    graph = Graph.from_text(client_volfile(port, subvolume, **options))
+    async with graph.running():
+        assert await graph.wait_child_up(10), "the client never came up"
+        yield graph
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("check_fn", CHECKS, ids=[c.__name__ for c in CHECKS])
+async def test_conformance_against_our_brick(check_fn, stack, tmp_path):
+    async with brick(tmp_path, locks=stack == "locks") as (port, subvolume):
+        graph = Graph.from_text(client_volfile(port, subvolume))
+        if check_fn.kind == "gfapi":
+            async with AsyncVolume(graph, mount_timeout=10) as vol:
+                await check_fn(vol)
+        else:
+            async with graph.running():
+                assert await graph.wait_child_up(10)
+                await check_fn(graph)
+
+
+async def create(top, name: str) -> Fd:
+    fd = Fd(flags=os.O_RDWR)
+    reply = await top.create(Loc(pargfid=ROOT_GFID, name=name), os.O_RDWR | os.O_CREAT,
+                             0o644, 0, fd, {"gfid-req": GFID.random()})
+    fd.gfid = reply.iatt.gfid
+    return fd
+
+
+@pytest.mark.skipif(not HAVE_LOCKS, reason="features/locks is not in this tree yet")
+async def test_posix_locks_between_two_clients(tmp_path):
+    async with brick(tmp_path, locks=True) as (port, subvolume):
+        async with client(port, subvolume) as a:
+            fd_a = await create(a.top, "locked")
+            wr = fops.Flock(type=fops.LockType.WRLCK, start=0, len=100, owner=b"owner-a")
+            await a.top.lk(fd_a, fops.LockCmd.SETLK, wr, None)
+            async with client(port, subvolume) as b:
+                fd_b = Fd(gfid=fd_a.gfid, flags=os.O_RDWR)
+                await b.top.open(Loc(gfid=fd_a.gfid), os.O_RDWR, fd_b, None)
+                theirs = fops.Flock(type=fops.LockType.WRLCK, start=50, len=10,
+                                    owner=b"owner-b")
+                with pytest.raises(FopError) as e:
+                    await b.top.lk(fd_b, fops.LockCmd.SETLK, theirs, None)
+                assert e.value.errno == errno.EAGAIN
+                got = await b.top.lk(fd_b, fops.LockCmd.GETLK, theirs, None)
+                assert got.flock.type == fops.LockType.WRLCK and got.flock.owner == b"owner-a"
+
+                # a blocking request waits for the holder, who then goes away
+                async with trio.open_nursery() as nursery:
+                    granted = trio.Event()
+
+                    async def wait_for_lock():
+                        await b.top.lk(fd_b, fops.LockCmd.SETLKW, theirs, None)
+                        granted.set()
+                    nursery.start_soon(wait_for_lock)
+                    await trio.sleep(0.2)
+                    assert not granted.is_set()
+                    await a.top.release(fd_a, None)  # closes the fd: its locks go
+                    with trio.fail_after(5):
+                        await granted.wait()
+                assert fd_b.ctx[b.top].locks == [(b"owner-b", 50, 59)]
+                await b.top.release(fd_b, None)
+
+
+async def test_fds_reopened_when_our_brick_comes_back(tmp_path):
+    port = free_port()
+    events: list[Event] = []
+    async with trio.open_nursery() as nursery:
+        async def serve(task_status=trio.TASK_STATUS_IGNORED):
+            async with brick(tmp_path, port) as (_, subvolume):
+                task_status.started(subvolume)
+                await trio.sleep_forever()
+
+        brick_scope = trio.CancelScope()
+
+        async def serve_in_scope(task_status=trio.TASK_STATUS_IGNORED):
+            with brick_scope:
+                await serve(task_status=task_status)
+        subvolume = await nursery.start(serve_in_scope)
+
+        graph = Graph.from_text(client_volfile(port, subvolume))
+        graph.root.listeners.append(lambda ev, src, data: events.append(ev))
+        async with graph.running():
+            assert await graph.wait_child_up(10)
+            top = graph.top
+            fd = await create(top, "f")
+            await top.writev(fd, b"first ", 0, 0, None)
+
+            brick_scope.cancel()  # the brick goes away, closing its connections
+            with trio.fail_after(5):
+                while graph.root.child_up:
+                    await graph.root.state_changed.wait()
+            with pytest.raises(FopError) as e:
+                await top.writev(fd, b"lost", 6, 0, None)
+            assert e.value.errno == errno.ENOTCONN
+
+            brick_scope = trio.CancelScope()
+            await nursery.start(serve_in_scope)
+            assert await graph.wait_child_up(10), "no reconnect to the brick"
+            await top.writev(fd, b"second", 6, 0, None)
+            assert bytes((await top.readv(fd, 64, 0, 0, None)).data) == b"first second"
+            await top.release(fd, None)
+        nursery.cancel_scope.cancel()
+    assert events.count(Event.CHILD_UP) == 2 and Event.CHILD_DOWN in events
+    assert (tmp_path / "f").read_bytes() == b"first second"
