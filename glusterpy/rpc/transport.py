@@ -153,10 +153,19 @@ class RpcEndpoint:
         return outcome
 
     async def reply(self, call: CallReceived, result: Any) -> None:
-        await self._send(self.conn.send_reply(call, result))
+        await self._send(self._encode(self.conn.send_reply, call, result))
 
     async def reply_error(self, call: CallReceived, stat: AcceptStat) -> None:
-        await self._send(self.conn.send_error(call, stat))
+        await self._send(self._encode(self.conn.send_error, call, stat))
+
+    def _encode(self, send, call: CallReceived, arg: Any):
+        # The peer may have sent garbage while this call was in service: the
+        # connection is then in its ERROR state and closing, so the reply
+        # has nowhere to go - a lost connection, not a crash of the task.
+        try:
+            return send(call, arg)
+        except RpcProtocolError as e:
+            raise ConnectionLost(f"{self.name}: {e}") from None
 
     # -- receiving -----------------------------------------------------------------
 
