@@ -442,6 +442,10 @@ class Server(Translator):
             await conn.endpoint.serve()
         except RpcProtocolError:
             pass  # RpcEndpoint logged what the peer sent; the connection is closed
+        except Exception:
+            # whatever went wrong belongs to this connection alone: the brick
+            # serves on (the endpoint is closed by now)
+            self.log.exception("connection from %s failed", peer)
         finally:
             self.connections.discard(conn)
             with trio.CancelScope(shield=True):
