@@ -244,17 +244,15 @@ class AsyncVolume:
     async def _load_remote_graph(self) -> None:
         """GETSPEC the client volfile and build its graph (a fresh one for
         every mount, as the volfile may have changed)."""
-        from xlators.protocol.client import ProcessIdentity, set_process_identity
-        from .mgmt import client_graph, fetch_volfile
-        fetched = await fetch_volfile(self.servers, self.volname)
-        self.graph, self.elided = client_graph(fetched)
+        from .mgmt import fetch_client_graph
+        # libgfapi names the process gfapi.<program_invocation_short_name>
+        program = os.path.basename(sys.argv[0] or "") or "python"
+        self.graph, fetched, self.elided = await fetch_client_graph(
+            self.servers, self.volname, process_name=f"gfapi.{program}")
         self._volfile_text = fetched.text
         if self.elided:
             log.info("volume %s: translators glusterpy does not have were left out of the "
                      "client graph: %s", self.volname, ", ".join(self.elided))
-        set_process_identity(self.graph, ProcessIdentity(
-            process_name=f"gfapi.{os.path.basename(sys.argv[0] or '') or 'python'}",
-            volfile_key=self.volname, volfile_server=fetched.server.host))
 
     async def _volfile_changed(self) -> None:
         """FETCHSPEC from the volfile server or VOLFILE_MODIFIED from a

@@ -28,7 +28,9 @@ sends the callback program's FETCHSPEC ("the volfile changed"); it
 reconnects every 3 seconds (rpc-clnt's reconnect timer) through the same
 list of servers.
 
-The FUSE bridge uses this module the same way gfapi does.
+`fetch_client_graph()` is the whole start-up of a client process (GETSPEC,
+the graph, the identity its protocol/client translators send); the FUSE
+bridge uses it as gfapi does.
 """
 
 from __future__ import annotations
@@ -225,6 +227,21 @@ def client_graph(fetched: FetchedVolfile) -> tuple[Graph, list[str]]:
     except VolfileError as e:
         raise LibgfapiException(f"the volfile of {fetched.key!r} from {fetched.server} "
                                 f"does not load: {e}") from None
+
+
+async def fetch_client_graph(servers: Sequence[VolfileServer], volname: str, *,
+                             process_name: str) -> tuple[Graph, FetchedVolfile, list[str]]:
+    """GETSPEC + client_graph(), and the process identity that SETVOLUME
+    sends (process-name, volfile-key, the volfile server as the default
+    remote-host) given to the graph's protocol/client translators: what a
+    client process (gfapi, the FUSE bridge) does before running the graph.
+    Returns the graph, the fetched volfile and the translators left out."""
+    from xlators.protocol.client import ProcessIdentity, set_process_identity
+    fetched = await fetch_volfile(servers, volname)
+    graph, elided = client_graph(fetched)
+    set_process_identity(graph, ProcessIdentity(process_name=process_name, volfile_key=volname,
+                                                volfile_server=fetched.server.host))
+    return graph, fetched, elided
 
 
 class VolfileWatch:
