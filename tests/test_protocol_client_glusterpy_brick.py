@@ -160,3 +160,28 @@ async def test_fds_reopened_when_our_brick_comes_back(tmp_path):
         nursery.cancel_scope.cancel()
     assert events.count(Event.CHILD_UP) == 2 and Event.CHILD_DOWN in events
     assert (tmp_path / "f").read_bytes() == b"first second"
+
+
+async def test_ipv6_remote_host(tmp_path):
+    """An IPv6 address as remote-host is reached over IPv6 even though the
+    address family defaults to inet, as GlusterFS's name.c decides."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this kernel")
+    graph = Graph.from_text(brick_volfile(tmp_path, server_options={
+        "transport.socket.bind-address": "::1", "transport.address-family": "inet6"}))
+    try:
+        async with graph.running():
+            text = client_volfile(graph.top.port, graph.top.children[0].name)
+            async with client_graph_text(text.replace("127.0.0.1", "::1")) as c:
+                assert (await c.top.lookup(Loc.root(), None)).iatt.gfid == ROOT_GFID
+                assert c.top.dump_state()["peer"].startswith("::1")
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+
+
+@contextlib.asynccontextmanager
+async def client_graph_text(text: str):
+    graph = Graph.from_text(text)
+    async with graph.running():
+        assert await graph.wait_child_up(10), "the client never came up"
+        yield graph

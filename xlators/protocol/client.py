@@ -519,7 +519,7 @@ class ProtocolClient(Translator):
         """Resolve in the configured family and connect, with GlusterFS's
         socket options applied."""
         family = socket.AF_INET6 if self.opts["transport.address-family"] == "inet6" \
-            else socket.AF_INET
+            or _is_ipv6_literal(host) else socket.AF_INET
         with trio.fail_after(self.opts.ping_timeout or 42):
             infos = await trio.socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
             last: OSError | None = None
@@ -953,6 +953,15 @@ class ProtocolClient(Translator):
         else:
             self.log.debug("callback %s from %s ignored", name, ep.peer)
         return None
+
+
+def _is_ipv6_literal(host: str) -> bool:
+    """name.c: an IPv6 address as remote-host overrides the address family."""
+    try:
+        socket.inet_pton(socket.AF_INET6, host)
+    except OSError:
+        return False
+    return True
 
 
 # The fd argument of these fops names the fd being opened: it has no remote
