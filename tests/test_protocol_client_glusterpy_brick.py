@@ -185,3 +185,44 @@ async def client_graph_text(text: str):
     async with graph.running():
         assert await graph.wait_child_up(10), "the client never came up"
         yield graph
+
+
+@contextlib.contextmanager
+def as_caller(pid: int, lk_owner: bytes):
+    token = fops.caller.set(fops.Caller(pid=pid, lk_owner=lk_owner))
+    try:
+        yield
+    finally:
+        fops.caller.reset(token)
+
+
+@pytest.mark.skipif(not HAVE_LOCKS, reason="features/locks is not in this tree yet")
+async def test_inodelk_contention_reaches_the_holder_as_upcall(tmp_path):
+    """features/locks on our brick tells an inodelk's holder that another
+    client waits for it; the holder's protocol/client turns the callback
+    into an UPCALL event."""
+    from xlators.protocol.client import Upcall, UpcallType
+    wrlck = fops.Flock(type=fops.LockType.WRLCK)
+    unlck = fops.Flock(type=fops.LockType.UNLCK)
+    async with brick(tmp_path, locks=True) as (port, subvolume):
+        async with client(port, subvolume) as a, client(port, subvolume) as b:
+            upcalls = []
+            a.root.listeners.append(
+                lambda ev, src, data: upcalls.append(data) if ev == Event.UPCALL else None)
+            root = Loc(gfid=ROOT_GFID)
+            with as_caller(1, b"holder-a"):
+                await a.top.inodelk("dom", root, fops.LockCmd.SETLK, wrlck, None)
+
+            async def waiter():
+                with as_caller(2, b"waiter-b"):
+                    await b.top.inodelk("dom", root, fops.LockCmd.SETLKW, wrlck, None)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                with trio.fail_after(5):
+                    while not upcalls:
+                        await trio.sleep(0.01)
+                with as_caller(1, b"holder-a"):
+                    await a.top.inodelk("dom", root, fops.LockCmd.SETLK, unlck, None)
+    (upcall,) = upcalls
+    assert isinstance(upcall, Upcall) and upcall.event_type == UpcallType.INODELK_CONTENTION
+    assert upcall.gfid == ROOT_GFID and upcall.message.domain == "dom"
