@@ -46,11 +46,14 @@ def client_volfile(port: int, subvolume: str, **options) -> str:
 
 
 @contextlib.asynccontextmanager
-async def brick(directory, port: int = 0, locks: bool = False):
-    """Our brick on `port` (0: any); yields (port, subvolume)."""
+async def brick(directory, port: int = 0, locks: bool = False, servers: list | None = None):
+    """Our brick on `port` (0: any); yields (port, subvolume).  `servers`
+    collects its protocol/server translator."""
     graph = Graph.from_text(brick_volfile(directory, locks=locks, server_options={
         "transport.socket.listen-port": str(port)}))
     async with graph.running():
+        if servers is not None:
+            servers.append(graph.top)
         yield graph.top.port, graph.top.children[0].name
 
 
@@ -74,6 +77,18 @@ async def test_conformance_against_our_brick(check_fn, stack, tmp_path):
             async with graph.running():
                 assert await graph.wait_child_up(10)
                 await check_fn(graph)
+
+
+async def test_two_graphs_are_two_clients_of_the_brick(tmp_path):
+    """Graphs from the same volfile must not share a client identity: a
+    brick would give them one fd table and drop neither's locks while the
+    other stays connected."""
+    servers = []
+    async with brick(tmp_path, servers=servers) as (port, subvolume):
+        async with client(port, subvolume), client(port, subvolume):
+            clients = servers[0].dump_state()["clients"]
+            assert len(clients) == 2
+            assert all(c["connections"] == 1 for c in clients.values())
 
 
 async def create(top, name: str) -> Fd:

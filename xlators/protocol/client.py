@@ -302,8 +302,6 @@ class ProcessIdentity:
     volfile_server: str | None = None
 
 
-_DEFAULT_IDENTITY = ProcessIdentity()
-
 
 def set_process_identity(graph, identity: ProcessIdentity) -> None:
     """Give every protocol/client of `graph` the owner's identity (gfapi
@@ -386,7 +384,10 @@ class ProtocolClient(Translator):
                               "glusterpy speaks only the 4.x fop program")
         #: the volfile's options as written, for SETVOLUME
         self._volfile_options = dict(options or {})
-        self.identity = _DEFAULT_IDENTITY
+        # A graph run without an owner that calls set_process_identity() is a
+        # process of its own: two such graphs must not look like one client
+        # to a brick, which would share their fd tables and locks.
+        self.identity = ProcessIdentity()
         self._endpoint: RpcEndpoint | None = None
         self._connected = False      # SETVOLUME succeeded on _endpoint
         self._v3 = False             # the fop program is chosen: v3 credentials
