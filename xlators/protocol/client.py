@@ -159,8 +159,9 @@ OPTIONS = (
     Option("remote-host", T.STR, None, "Host name or address of the brick's server "
            "(and of its portmap server, glusterd).", reconfigurable=False),
     Option("remote-port", T.INT, None, "The brick's port.  Without it the port is "
-           "asked from glusterd's portmap on port 24007.", min=1, max=65535,
-           aliases=("transport.remote-port",), reconfigurable=False),
+           "asked from glusterd's portmap on port 24007.  A new value is used from the "
+           "next connection on (a volfile server moves it when a brick restarts on "
+           "another port).", min=1, max=65535, aliases=("transport.remote-port",)),
     Option("remote-subvolume", T.STR, None, "The brick (its path, or the name of its "
            "top translator) to attach to.", reconfigurable=False),
     Option("transport-type", T.ENUM, "tcp", "Transport; only TCP is supported.",
