@@ -144,6 +144,7 @@ class AsyncVolume:
         self._log_handler: logging.Handler | None = None
         self._log_level = logging.NOTSET
         self._nursery: trio.Nursery | None = None
+        self._watch = None  # mgmt.VolfileWatch of a remote volume while mounted
         self.umask = _process_umask()
         self.identity = Caller(uid=os.geteuid(), gid=os.getegid(),
                                groups=tuple(os.getgroups()), pid=os.getpid())
@@ -227,8 +228,9 @@ class AsyncVolume:
                                         f"reachable (the client graph went CHILD_DOWN)")
             if self.servers is not None:
                 from .mgmt import VolfileWatch
-                watch = VolfileWatch(self.servers, self.volname)
-                self._nursery.start_soon(watch.run, self._volfile_changed)
+                self._watch = VolfileWatch(self.servers, self.volname, self._volfile_text)
+                stack.callback(setattr, self, "_watch", None)
+                self._nursery.start_soon(self._watch.run, self._volfile_changed)
             with self._as_caller():
                 reply = await self.graph.top.lookup(Loc.root(), None)
         except FopError as e:
@@ -254,16 +256,13 @@ class AsyncVolume:
             log.info("volume %s: translators glusterpy does not have were left out of the "
                      "client graph: %s", self.volname, ", ".join(self.elided))
 
-    async def _volfile_changed(self) -> None:
-        """FETCHSPEC from the volfile server or VOLFILE_MODIFIED from a
-        brick: fetch the volfile again and apply a change of options to the
+    async def _volfile_changed(self, fetched) -> None:
+        """The volfile server has a new volfile (FETCHSPEC, or a brick's
+        VOLFILE_MODIFIED made us ask): apply a change of options to the
         running graph.  A change of the graph's shape needs a graph switch,
         which gfapi does not do on a mounted volume: it is logged and the
         running graph stays."""
-        from .mgmt import elide_unavailable, fetch_volfile
-        if self.servers is None or not self.mounted:
-            return
-        fetched = await fetch_volfile(self.servers, self.volname)
+        from .mgmt import elide_unavailable
         if fetched.text == self._volfile_text:
             return
         try:
@@ -904,9 +903,8 @@ class _FirstChildState:
         elif event == Event.CHILD_DOWN:
             log.warning("volume %s: %s went down", self.vol.volname,
                         getattr(source, "name", source))
-        elif event == Event.VOLFILE_MODIFIED and self.vol._nursery is not None \
-                and self.vol.servers is not None:
-            self.vol._nursery.start_soon(self.vol._volfile_changed)
+        elif event == Event.VOLFILE_MODIFIED and self.vol._watch is not None:
+            self.vol._watch.refresh()
 
     async def wait(self, timeout: float) -> bool | None:
         """True (up), False (down), or None when nothing came in time."""

@@ -245,53 +245,81 @@ async def fetch_client_graph(servers: Sequence[VolfileServer], volname: str, *,
 
 
 class VolfileWatch:
-    """A standing connection to the volfile servers that reports FETCHSPEC.
+    """The standing connection to a volfile server that libgfapi keeps.
 
     `await watch.run(on_change)` (in a nursery) connects to the first
-    server that accepts, serves the callback program, and awaits
-    `on_change()` for each FETCHSPEC; after a disconnect it tries the
-    servers again every RECONNECT_INTERVAL seconds.  Cancel it to stop.
+    server that accepts and fetches the volfile there, as glfs does on every
+    (re)connection of its mgmt connection - a volfile server sends FETCHSPEC
+    to the connections that fetched, and a change made while disconnected
+    is caught up with.  It fetches again on each FETCHSPEC and on
+    `refresh()`, and awaits `on_change(fetched)` whenever the text differs
+    from the last one seen (initially `text`).  After a disconnect it tries
+    the servers again every RECONNECT_INTERVAL seconds.  Cancel it to stop.
     """
 
-    def __init__(self, servers: Sequence[VolfileServer], key: str):
+    def __init__(self, servers: Sequence[VolfileServer], key: str, text: str | None = None):
         self.servers = list(servers)
         self.key = key
+        self.text = text
         self.connected_to: VolfileServer | None = None
+        self._wanted = trio.Event()
 
-    async def run(self, on_change: Callable[[], Awaitable[None]]) -> None:
-        pending = trio.Event()  # set when a FETCHSPEC arrived
+    def refresh(self) -> None:
+        """Fetch the volfile again soon (e.g. a brick said it is stale)."""
+        self._wanted.set()
 
-        async def handler(ep, call):
-            if call.procedure.name == "FETCHSPEC":
-                log.info("volfile server %s: the volfile of %s changed", ep.peer, self.key)
-                pending.set()
-            return None
+    async def _callback(self, ep: RpcEndpoint, call) -> None:
+        if call.procedure.name == "FETCHSPEC":
+            log.info("volfile server %s: the volfile of %s changed", ep.peer, self.key)
+            self.refresh()
+        return None
 
-        async with trio.open_nursery() as nursery:
-            async def react():
-                nonlocal pending
-                while True:
-                    await pending.wait()
-                    pending = trio.Event()
-                    try:
-                        await on_change()
-                    except Exception:
-                        log.exception("reacting to a volfile change of %s failed", self.key)
-            nursery.start_soon(react)
-            while True:
-                for server in self.servers:
-                    try:
-                        stream = await _connect(server, FETCH_TIMEOUT)
-                    except (OSError, trio.TooSlowError):
-                        continue
-                    self.connected_to = server
-                    ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS,
-                                                           serves=CLIENT_PROGRAMS),
-                                     handler=handler, name="gfapi-mgmt")
-                    try:
-                        await ep.serve()
-                    except Exception as e:  # garbage from the server: reconnect
-                        log.warning("volfile server %s: %s", server, e)
+    async def run(self, on_change: Callable[[FetchedVolfile], Awaitable[None]]) -> None:
+        while True:
+            for server in self.servers:
+                try:
+                    stream = await _connect(server, FETCH_TIMEOUT)
+                except (OSError, trio.TooSlowError):
+                    continue
+                ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=CLIENT_PROGRAMS),
+                                 handler=self._callback, name="gfapi-mgmt")
+                self.connected_to = server
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._serve, ep, nursery.cancel_scope)
+                        self.refresh()
+                        await self._fetch_when_wanted(ep, server, on_change)
+                finally:
                     self.connected_to = None
-                    break
-                await trio.sleep(RECONNECT_INTERVAL)
+                    await ep.aclose()
+                break
+            await trio.sleep(RECONNECT_INTERVAL)
+
+    async def _serve(self, ep: RpcEndpoint, scope: trio.CancelScope) -> None:
+        try:
+            await ep.serve()
+        except Exception as e:  # garbage from the server: reconnect
+            log.warning("volfile server %s: %s", ep.peer, e)
+        finally:
+            scope.cancel()
+
+    async def _fetch_when_wanted(self, ep, server, on_change) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted = trio.Event()
+            try:
+                fetched = await _getspec(ep, self.key, server, FETCH_TIMEOUT)
+            except (ConnectionLost, RpcCallFailed, trio.TooSlowError) as e:
+                log.warning("volfile server %s: fetching %s failed: %s", server, self.key,
+                            _why(e))
+                return
+            except VolfileFetchError as e:
+                log.warning("%s", e)
+                continue
+            if fetched.text == self.text:
+                continue
+            self.text = fetched.text
+            try:
+                await on_change(fetched)
+            except Exception:
+                log.exception("applying the changed volfile of %s failed", self.key)
