@@ -616,3 +616,30 @@ async def test_max_calls_bounds_calls_in_service(nursery):
     await client.aclose()
     await server.aclose()
     await listeners[0].aclose()
+
+
+async def test_end_of_file_and_directory_hints_as_posix_gives_them(brick):
+    """GlusterFS's posix puts ENOENT in op_errno beside a successful read
+    that reaches the end of the file, and an empty readdir (distribute reads
+    it); the GlusterFS 10 captures show them on the wire."""
+    async with running_brick(brick) as b, raw_client(b.port) as c:
+        assert (await c.setvolume(b.subvolume)).op_ret == 0
+        f = await create(c, "f")
+        fd = RemoteFd(f.iatt.gfid, f.fd.num)
+        await c.ok("writev", fd=fd, data=b"x" * 1000, offset=0, flags=0)
+        middle = await c.fop("readv", fd=fd, size=100, offset=0, flags=0)
+        assert (middle.op_ret, middle.op_errno) == (100, 0)
+        end = await c.fop("readv", fd=fd, size=100, offset=900, flags=0)
+        assert (end.op_ret, end.op_errno) == (100, errno.ENOENT)
+        past = await c.fop("readv", fd=fd, size=100, offset=5000, flags=0)
+        assert (past.op_ret, past.op_errno) == (0, errno.ENOENT)
+        od = await c.ok("opendir", loc=Loc(gfid=ROOT_GFID))
+        dfd = RemoteFd(ROOT_GFID, od.fd.num)
+        offset = 0
+        while True:
+            resp = await c.fop("readdirp", fd=dfd, size=4096, offset=offset)
+            if not resp.result.entries:
+                assert (resp.op_ret, resp.op_errno) == (0, errno.ENOENT)
+                break
+            assert resp.op_errno == 0
+            offset = resp.result.entries[-1].off

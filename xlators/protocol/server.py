@@ -51,7 +51,11 @@ client uid) in xdata, and the request's separate lock `type` wins over the
 flock's, as server4_0_lk/inodelk do.  The iatt of the root carries ino 1;
 readdir sizes are capped near GlusterFS's 128 KiB page; rchecksum's strong
 checksum is sent in SHA-256's 32 bytes (flags 1), as server4_post_rchecksum
-does.  A fop before a successful SETVOLUME is refused with GARBAGE_ARGS
+does.  The reply objects carry no op_errno, so the end-of-file and
+end-of-directory hints GlusterFS's posix gives beside a successful op_ret
+(ENOENT when a read reaches the end of the file, or a readdir returns no
+entry - a readdir that ends the directory with entries says nothing here)
+are added on the wire by the server.  A fop before a successful SETVOLUME is refused with GARBAGE_ARGS
 (rpc_receive_common), RELEASE with SYSTEM_ERR.
 
 Callbacks.  A translator sends an upcall to a client by notifying
@@ -88,7 +92,8 @@ from glusterpy.fops import (ROOT_GFID, Caller, CreateReply, Fd, FopError, Loc, L
 from glusterpy.options import Option, OptionError, OptionType
 from glusterpy.rpc import (ANON_FD, DUMP, FOP, FOP_PROGRAM, HANDSHAKE,
                            ALL_PROGRAMS, AuthGlusterfsV3, CacheInvalidation, CommonReply,
-                           DumpReply, EntrylkContention, GetSpecReply, InodelkContention,
+                           DumpReply, EntrylkContention, FopResponse, GetSpecReply,
+                           InodelkContention,
                            Program, ProgramInfo, ProgramTable, RecallLease, RemoteFd,
                            RpcConnection, RpcProtocolError, SetLkVerReply, SetVolumeReply,
                            old_dict_text)
@@ -761,6 +766,15 @@ class Server(Translator):
         elif name == "rchecksum" and len(reply.strong) < STRONG_CHECKSUM_LEN:
             reply = dataclasses.replace(
                 reply, strong=bytes(reply.strong).ljust(STRONG_CHECKSUM_LEN, b"\0"))
+        elif name == "readv" and reply.iatt is not None:
+            # posix_readv's end-of-file hint: op_errno ENOENT beside a
+            # successful op_ret when the read reached the end of the file
+            count = len(reply.data)
+            if not reply.iatt.size or args["offset"] + count >= reply.iatt.size:
+                return FopResponse(req.fop, reply, count, errno.ENOENT)
+        elif name in ("readdir", "readdirp") and not reply.entries:
+            # and posix's end-of-directory hint, which distribute reads
+            return FopResponse(req.fop, reply, 0, errno.ENOENT)
         return reply
 
     def _resolve_fd(self, client: ServerClient, name: str, args: dict, remote: RemoteFd,
