@@ -643,3 +643,11 @@ async def test_end_of_file_and_directory_hints_as_posix_gives_them(brick):
                 break
             assert resp.op_errno == 0
             offset = resp.result.entries[-1].off
+
+
+async def test_listens_on_ipv6(brick):
+    opts = {"transport.address-family": "inet6", "transport.socket.bind-address": "::1"}
+    async with running_brick(brick, server_options=opts) as b, raw_client(b.port, "::1") as c:
+        assert b.server.address == "::1"
+        assert (await c.setvolume(b.subvolume)).op_ret == 0
+        assert b.server.clients[c.process_uuid].peer.host == "::1"

@@ -66,6 +66,10 @@ server_notify; `Server.send_upcall` does the same directly.  CHILD_UP and
 CHILD_DOWN from a subvolume are passed on to its clients as GlusterFS's
 server does.
 
+A lookup of "." by name (libgfapi resolves paths that way) is the nameless
+lookup of the directory, and ".." of the root is the root: GlusterFS's
+posix finds them through the filesystem path, ours refuses dot names.
+
 Departures: no 3.3 fop program (DUMP lists only what is served), no
 subdirectory mounts (SETVOLUME answers ENOENT, which a GlusterFS client
 reports as a missing subdirectory), no TLS, PUT is served (GlusterFS 10's
