@@ -78,7 +78,18 @@ UPCALL             data: an `Upcall` (cache invalidation, lease recall,
                    inodelk/entrylk contention)
 =================  ==========================================================
 
-Departures from GlusterFS, on purpose: `frame-timeout 0` disables the
+Identity: the process-uuid, process-name and volfile-key that SETVOLUME
+sends come from `ProcessIdentity`; a graph's owner (gfapi, FUSE) gives one
+to all its clients with `set_process_identity()`, as GlusterFS's ctx is per
+process.  Without an owner each translator has its own, so two graphs in
+one process are two clients to a brick.  A volfile without `remote-host`
+(glusterd's gfproxy volfiles) connects to the identity's volfile server.
+An IPv6 address as remote-host is reached over IPv6 whatever
+`transport.address-family` says, as name.c decides.
+
+Departures from GlusterFS, on purpose: a reconfigured `remote-port` is
+used from the next connection on (GlusterFS's transport keeps the old one
+until a graph switch); `frame-timeout 0` disables the
 timeout (GlusterFS would bail every frame after its 10 s bail-out tick);
 frame timeouts are exact rather than checked every 10 s; a call the brick
 refuses at the RPC level fails with EOPNOTSUPP (no such program or
