@@ -46,11 +46,14 @@ def client_volfile(port: int, subvolume: str, **options) -> str:
 
 
 @contextlib.asynccontextmanager
-async def brick(directory, port: int = 0, locks: bool = False, servers: list | None = None):
+async def brick(directory, port: int = 0, locks: bool = False, servers: list | None = None,
+                **volfile_options):
     """Our brick on `port` (0: any); yields (port, subvolume).  `servers`
     collects its protocol/server translator."""
-    graph = Graph.from_text(brick_volfile(directory, locks=locks, server_options={
-        "transport.socket.listen-port": str(port)}))
+    server_options = {"transport.socket.listen-port": str(port)}
+    server_options.update(volfile_options.pop("server_options", {}))
+    graph = Graph.from_text(brick_volfile(directory, locks=locks, server_options=server_options,
+                                          **volfile_options))
     async with graph.running():
         if servers is not None:
             servers.append(graph.top)
@@ -241,3 +244,23 @@ async def test_inodelk_contention_reaches_the_holder_as_upcall(tmp_path):
     (upcall,) = upcalls
     assert isinstance(upcall, Upcall) and upcall.event_type == UpcallType.INODELK_CONTENTION
     assert upcall.gfid == ROOT_GFID and upcall.message.domain == "dom"
+
+
+async def test_auth_login_password(tmp_path):
+    """username/password go in SETVOLUME; a wrong password is AUTH_FAILED
+    (with the brick's reason) and CHILD_CONNECTING, never CHILD_UP."""
+    login = {"auth.login.test-posix.allow": "alice", "auth.login.alice.password": "s3cret"}
+    async with brick(tmp_path, server_options=login, allow=None) as (port, subvolume):
+        async with client(port, subvolume, username="alice", password="s3cret") as good:
+            assert (await good.top.lookup(Loc.root(), None)).iatt.gfid == ROOT_GFID
+        graph = Graph.from_text(client_volfile(port, subvolume, username="alice",
+                                               password="guess"))
+        seen = []
+        graph.root.listeners.append(lambda ev, src, data: seen.append((ev, data)))
+        async with graph.running():
+            with trio.fail_after(5):
+                while not any(ev == Event.CHILD_DOWN for ev, _ in seen):
+                    await trio.sleep(0.01)
+    events = [ev for ev, _ in seen]
+    assert events[:3] == [Event.AUTH_FAILED, Event.CHILD_CONNECTING, Event.CHILD_DOWN]
+    assert seen[0][1] == "Authentication failed" and Event.CHILD_UP not in events
