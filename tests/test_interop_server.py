@@ -177,10 +177,11 @@ def served_volume(base: Path, vol: str, **kwargs):
     assert not (base / "brick.pid").exists(), f"the brick did not stop cleanly; {sv.logs()}"
 
 
-def run_all(commands: list[list[str]], timeout: float = 120) -> list[subprocess.CompletedProcess]:
-    """Run commands concurrently; all must succeed."""
+def run_all(commands: list[list[str]], timeout: float = 120,
+            cwd: Path | None = None) -> list[subprocess.CompletedProcess]:
+    """Run commands concurrently (in `cwd`); all must succeed."""
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              stdin=subprocess.DEVNULL) for c in commands]
+                              stdin=subprocess.DEVNULL, cwd=cwd) for c in commands]
     results = []
     try:
         for cmd, p in zip(commands, procs):
@@ -344,8 +345,9 @@ def test_fio_gfapi_writes_and_verifies(tmp_path):
         fio = run_all([["ip", "netns", "exec", ns, "fio", "--name=gpy-verify",
                         "--ioengine=gfapi", f"--volume={sv.vol}", "--brick=127.0.0.1",
                         "--rw=write", "--bs=128k", "--size=32M", "--verify=crc32c",
-                        "--do_verify=1", "--filename=fio.dat", "--output-format=json"]],
-                      timeout=180)[0].stdout
+                        "--do_verify=1", "--verify_state_save=0", "--filename=fio.dat",
+                        "--output-format=json"]],
+                      timeout=180, cwd=tmp_path)[0].stdout
         report = json.loads(fio[fio.index("{"):])
         job = report["jobs"][0]
         assert job["error"] == 0, fio
