@@ -1,0 +1,443 @@
+"""The FUSE bridge: pyfuse3 requests become fops on a translator graph.
+
+Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
+
+* FUSE node ids map to gfids.  GlusterFS hands the kernel its inode_t
+  pointers; we hand out small integers and keep the kernel's lookup count
+  for each, dropping the entry when `forget` brings it to zero.  The inode
+  number the kernel shows (st_ino) is GlusterFS's: the gfid's last 8 bytes.
+* Entries are resolved by (parent gfid, name), so the kernel's dentry cache
+  and ours never disagree about paths.
+* Who calls (uid, gid, supplementary groups, pid, umask) comes from the
+  request and rides in `fops.caller`, as fuse-bridge fills frame->root.
+* New entries carry a fresh gfid in xdata "gfid-req", as fuse-bridge does.
+* readdir is served with readdirp, so the kernel gets attributes with the
+  names (readdirplus).
+* FopError(errno) becomes FUSEError(errno) here, at the edge.
+
+Departure: pyfuse3 exposes no lock operations, so POSIX locks taken on the
+mount are held by the kernel for this mount only; they do not reach
+features/locks on the bricks.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat as st
+from dataclasses import dataclass
+
+import pyfuse3
+
+from .. import fops
+from ..fops import (GFID, ROOT_GFID, Caller, Fd, FopError, Iatt, Loc, SET_ATTR_ATIME,
+                    SET_ATTR_ATIME_NOW, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_MTIME,
+                    SET_ATTR_MTIME_NOW, SET_ATTR_UID, caller)
+
+log = logging.getLogger(__name__)
+
+READDIR_BUDGET = 128 * 1024
+
+
+@dataclass(slots=True)
+class _Node:
+    gfid: GFID
+    lookups: int
+
+
+class FuseBridge(pyfuse3.Operations):
+    """pyfuse3 handlers over `top`, the graph's top translator.
+
+    `attr_timeout`/`entry_timeout` are how long the kernel may cache
+    attributes and names (seconds, GlusterFS's attribute-timeout and
+    entry-timeout); `direct_io` bypasses the kernel page cache for files.
+    """
+
+    enable_writeback_cache = False
+    supports_dot_lookup = False
+
+    def __init__(self, top, *, attr_timeout: float = 1.0, entry_timeout: float = 1.0,
+                 direct_io: bool = False, read_only: bool = False):
+        super().__init__()
+        self.top = top
+        self.attr_timeout = attr_timeout
+        self.entry_timeout = entry_timeout
+        self.direct_io = direct_io
+        self.read_only = read_only
+        self._nodes: dict[int, _Node] = {pyfuse3.ROOT_INODE: _Node(ROOT_GFID, 1)}
+        self._by_gfid: dict[GFID, int] = {ROOT_GFID: pyfuse3.ROOT_INODE}
+        self._next_node = pyfuse3.ROOT_INODE + 1
+        self._handles: dict[int, Fd] = {}
+        self._next_handle = 1
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _gfid(self, node: int) -> GFID:
+        try:
+            return self._nodes[node].gfid
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.ESTALE) from None
+
+    def _remember(self, iatt: Iatt) -> int:
+        """The node id for a gfid the kernel is about to learn (lookup + 1)."""
+        node = self._by_gfid.get(iatt.gfid)
+        if node is None:
+            node = self._next_node
+            self._next_node += 1
+            self._nodes[node] = _Node(iatt.gfid, 0)
+            self._by_gfid[iatt.gfid] = node
+        self._nodes[node].lookups += 1
+        return node
+
+    def _entry(self, iatt: Iatt) -> pyfuse3.EntryAttributes:
+        attrs = self._attrs(iatt, self._remember(iatt))
+        return attrs
+
+    def _attrs(self, iatt: Iatt, node: int) -> pyfuse3.EntryAttributes:
+        a = pyfuse3.EntryAttributes()
+        a.st_ino = node
+        a.generation = 0
+        a.entry_timeout = self.entry_timeout
+        a.attr_timeout = self.attr_timeout
+        a.st_mode = iatt.mode
+        a.st_nlink = iatt.nlink
+        a.st_uid = iatt.uid
+        a.st_gid = iatt.gid
+        a.st_rdev = iatt.rdev
+        a.st_size = iatt.size
+        a.st_blksize = iatt.blksize or 4096
+        a.st_blocks = iatt.blocks
+        a.st_atime_ns = iatt.atime_ns
+        a.st_mtime_ns = iatt.mtime_ns
+        a.st_ctime_ns = iatt.ctime_ns
+        return a
+
+    def _caller(self, ctx) -> "_As":
+        if ctx is None:
+            return _As(Caller(pid=os.getpid()))
+        try:
+            groups = tuple(pyfuse3.get_sup_groups(ctx.pid))
+        except (OSError, ValueError):
+            groups = ()
+        return _As(Caller(uid=ctx.uid, gid=ctx.gid, groups=groups, pid=ctx.pid,
+                          lk_owner=ctx.pid.to_bytes(8, "little")))
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise pyfuse3.FUSEError(errno.EROFS)
+
+    def _child(self, parent: int, name: bytes) -> Loc:
+        return Loc(pargfid=self._gfid(parent), name=os.fsdecode(name))
+
+    # -- namespace -------------------------------------------------------------------
+
+    async def lookup(self, parent_inode, name, ctx=None):
+        with self._caller(ctx):
+            reply = await self.top.lookup(self._child(parent_inode, name), None)
+        return self._entry(reply.iatt)
+
+    async def forget(self, inode_list):
+        for node, count in inode_list:
+            entry = self._nodes.get(node)
+            if entry is None or node == pyfuse3.ROOT_INODE:
+                continue
+            entry.lookups -= count
+            if entry.lookups <= 0:
+                del self._nodes[node]
+                self._by_gfid.pop(entry.gfid, None)
+
+    async def getattr(self, inode, ctx=None):
+        with self._caller(ctx):
+            reply = await self.top.stat(Loc(gfid=self._gfid(inode)), None)
+        return self._attrs(reply.iatt, inode)
+
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        self._writable()
+        loc = Loc(gfid=self._gfid(inode))
+        fd = self._handles.get(fh) if fh is not None else None
+        with self._caller(ctx):
+            post = None
+            if fields.update_size:
+                reply = await (self.top.ftruncate(fd, attr.st_size, None) if fd is not None
+                               else self.top.truncate(loc, attr.st_size, None))
+                post = reply.postbuf
+            valid = 0
+            change = Iatt()
+            if fields.update_mode:
+                valid |= SET_ATTR_MODE
+                change.mode = attr.st_mode & 0o7777
+            if fields.update_uid:
+                valid |= SET_ATTR_UID
+                change.uid = attr.st_uid
+            if fields.update_gid:
+                valid |= SET_ATTR_GID
+                change.gid = attr.st_gid
+            if fields.update_atime:
+                valid |= SET_ATTR_ATIME
+                change.atime, change.atime_nsec = divmod(attr.st_atime_ns, 1_000_000_000)
+            if fields.update_mtime:
+                valid |= SET_ATTR_MTIME
+                change.mtime, change.mtime_nsec = divmod(attr.st_mtime_ns, 1_000_000_000)
+            if valid:
+                reply = await (self.top.fsetattr(fd, change, valid, None) if fd is not None
+                               else self.top.setattr(loc, change, valid, None))
+                post = reply.postbuf
+            if post is None:
+                post = (await self.top.stat(loc, None)).iatt
+        return self._attrs(post, inode)
+
+    async def readlink(self, inode, ctx):
+        with self._caller(ctx):
+            reply = await self.top.readlink(Loc(gfid=self._gfid(inode)), 4096, None)
+        return os.fsencode(reply.path)
+
+    async def mknod(self, parent_inode, name, mode, rdev, ctx):
+        self._writable()
+        with self._caller(ctx):
+            reply = await self.top.mknod(self._child(parent_inode, name), mode, rdev,
+                                         ctx.umask, {"gfid-req": GFID.random()})
+        return self._entry(reply.iatt)
+
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        self._writable()
+        with self._caller(ctx):
+            reply = await self.top.mkdir(self._child(parent_inode, name), mode, ctx.umask,
+                                         {"gfid-req": GFID.random()})
+        return self._entry(reply.iatt)
+
+    async def symlink(self, parent_inode, name, target, ctx):
+        self._writable()
+        with self._caller(ctx):
+            reply = await self.top.symlink(os.fsdecode(target), self._child(parent_inode, name),
+                                           ctx.umask, {"gfid-req": GFID.random()})
+        return self._entry(reply.iatt)
+
+    async def link(self, inode, new_parent_inode, new_name, ctx):
+        self._writable()
+        with self._caller(ctx):
+            reply = await self.top.link(Loc(gfid=self._gfid(inode)),
+                                        self._child(new_parent_inode, new_name), None)
+        return self._entry(reply.iatt)
+
+    async def unlink(self, parent_inode, name, ctx):
+        self._writable()
+        with self._caller(ctx):
+            await self.top.unlink(self._child(parent_inode, name), 0, None)
+
+    async def rmdir(self, parent_inode, name, ctx):
+        self._writable()
+        with self._caller(ctx):
+            await self.top.rmdir(self._child(parent_inode, name), 0, None)
+
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        self._writable()
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise pyfuse3.FUSEError(errno.EINVAL)  # GlusterFS has no exchange
+        old = self._child(parent_inode_old, name_old)
+        new = self._child(parent_inode_new, name_new)
+        with self._caller(ctx):
+            if flags & pyfuse3.RENAME_NOREPLACE:
+                # not atomic across clients: GlusterFS has no noreplace rename
+                try:
+                    await self.top.lookup(Loc(pargfid=new.pargfid, name=new.name), None)
+                except FopError as e:
+                    if e.errno != errno.ENOENT:
+                        raise
+                else:
+                    raise pyfuse3.FUSEError(errno.EEXIST)
+            await self.top.rename(old, new, None)
+
+    # -- files ---------------------------------------------------------------------
+
+    def _file_info(self, fd: Fd) -> pyfuse3.FileInfo:
+        handle = self._next_handle
+        self._next_handle += 1
+        self._handles[handle] = fd
+        info = pyfuse3.FileInfo(fh=handle)
+        info.direct_io = self.direct_io or bool(fd.flags & os.O_DIRECT)
+        info.keep_cache = False
+        return info
+
+    async def open(self, inode, flags, ctx):
+        if flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC:
+            self._writable()
+        gfid = self._gfid(inode)
+        fd = Fd(gfid=gfid, flags=flags)
+        with self._caller(ctx):
+            await self.top.open(Loc(gfid=gfid), flags, fd, None)
+        return self._file_info(fd)
+
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        self._writable()
+        fd = Fd(flags=flags)
+        with self._caller(ctx):
+            reply = await self.top.create(self._child(parent_inode, name), flags | os.O_CREAT,
+                                          mode, ctx.umask, fd, {"gfid-req": GFID.random()})
+        fd.gfid = reply.iatt.gfid
+        return self._file_info(fd), self._entry(reply.iatt)
+
+    def _fd(self, fh: int) -> Fd:
+        try:
+            return self._handles[fh]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.EBADF) from None
+
+    async def read(self, fh, off, size):
+        reply = await self.top.readv(self._fd(fh), size, off, 0, None)
+        data = reply.data
+        return data if isinstance(data, bytes) else bytes(data)
+
+    async def write(self, fh, off, buf):
+        self._writable()
+        reply = await self.top.writev(self._fd(fh), buf, off, 0, None)
+        return reply.count
+
+    async def flush(self, fh):
+        await self.top.flush(self._fd(fh), None)
+
+    async def fsync(self, fh, datasync):
+        await self.top.fsync(self._fd(fh), int(bool(datasync)), None)
+
+    async def release(self, fh):
+        fd = self._handles.pop(fh, None)
+        if fd is not None:
+            await self.top.release(fd, None)
+
+    # -- directories -----------------------------------------------------------------
+
+    async def opendir(self, inode, ctx):
+        gfid = self._gfid(inode)
+        fd = Fd(gfid=gfid, flags=os.O_RDONLY, is_dir=True)
+        with self._caller(ctx):
+            await self.top.opendir(Loc(gfid=gfid), fd, None)
+        return self._file_info(fd).fh
+
+    async def readdir(self, fh, start_id, token):
+        fd = self._fd(fh)
+        offset = start_id
+        while True:
+            reply = await self.top.readdirp(fd, READDIR_BUDGET, offset, None)
+            if not reply.entries:
+                return
+            for entry in reply.entries:
+                if entry.name in (".", "..") or entry.iatt is None:
+                    offset = entry.off
+                    continue
+                node = self._by_gfid.get(entry.iatt.gfid) or self._new_node(entry.iatt.gfid)
+                if not pyfuse3.readdir_reply(token, os.fsencode(entry.name),
+                                             self._attrs(entry.iatt, node), entry.off):
+                    self._drop_if_unused(node)
+                    return
+                self._nodes[node].lookups += 1  # readdir_reply counts as a lookup
+                offset = entry.off
+
+    def _new_node(self, gfid: GFID) -> int:
+        node = self._next_node
+        self._next_node += 1
+        self._nodes[node] = _Node(gfid, 0)
+        self._by_gfid[gfid] = node
+        return node
+
+    def _drop_if_unused(self, node: int) -> None:
+        entry = self._nodes.get(node)
+        if entry is not None and entry.lookups == 0 and node != pyfuse3.ROOT_INODE:
+            del self._nodes[node]
+            self._by_gfid.pop(entry.gfid, None)
+
+    async def releasedir(self, fh):
+        fd = self._handles.pop(fh, None)
+        if fd is not None:
+            await self.top.releasedir(fd, None)
+
+    async def fsyncdir(self, fh, datasync):
+        await self.top.fsyncdir(self._fd(fh), int(bool(datasync)), None)
+
+    # -- the rest ---------------------------------------------------------------------
+
+    async def statfs(self, ctx):
+        with self._caller(ctx):
+            s = (await self.top.statfs(Loc.root(), None)).statvfs
+        out = pyfuse3.StatvfsData()
+        out.f_bsize, out.f_frsize = s.bsize, s.frsize or s.bsize
+        out.f_blocks, out.f_bfree, out.f_bavail = s.blocks, s.bfree, s.bavail
+        out.f_files, out.f_ffree, out.f_favail = s.files, s.ffree, s.favail
+        out.f_namemax = s.namemax or 255
+        return out
+
+    async def setxattr(self, inode, name, value, ctx):
+        self._writable()
+        with self._caller(ctx):
+            await self.top.setxattr(Loc(gfid=self._gfid(inode)),
+                                    {os.fsdecode(name): bytes(value)}, 0, None)
+
+    async def getxattr(self, inode, name, ctx):
+        key = os.fsdecode(name)
+        with self._caller(ctx):
+            try:
+                reply = await self.top.getxattr(Loc(gfid=self._gfid(inode)), key, None)
+            except FopError as e:
+                if e.errno == errno.ENODATA:
+                    raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
+                raise
+        value = reply.dict.get(key)
+        if value is None:
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    async def listxattr(self, inode, ctx):
+        with self._caller(ctx):
+            reply = await self.top.getxattr(Loc(gfid=self._gfid(inode)), None, None)
+        return [os.fsencode(k) for k in reply.dict]
+
+    async def removexattr(self, inode, name, ctx):
+        self._writable()
+        with self._caller(ctx):
+            try:
+                await self.top.removexattr(Loc(gfid=self._gfid(inode)), os.fsdecode(name), None)
+            except FopError as e:
+                if e.errno == errno.ENODATA:
+                    raise pyfuse3.FUSEError(pyfuse3.ENOATTR) from None
+                raise
+
+    async def access(self, inode, mode, ctx):
+        # the kernel checks permissions itself (default_permissions)
+        return True
+
+
+class _As:
+    """Sets `fops.caller` for a request's fops."""
+
+    __slots__ = ("identity", "token")
+
+    def __init__(self, identity: Caller):
+        self.identity = identity
+
+    def __enter__(self):
+        self.token = caller.set(self.identity)
+
+    def __exit__(self, *exc):
+        caller.reset(self.token)
+
+
+def _translate_errors(cls):
+    """FopError -> FUSEError at the edge, for every handler (pyfuse3 only
+    understands FUSEError; anything else it reports as EIO and logs)."""
+    import functools
+    import inspect
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        async def handler(*args, **kwargs):
+            try:
+                return await fn(*args, **kwargs)
+            except FopError as e:
+                raise pyfuse3.FUSEError(e.errno) from None
+        return handler
+    for name, fn in list(vars(cls).items()):
+        if inspect.iscoroutinefunction(fn) and not name.startswith("_"):
+            setattr(cls, name, wrap(fn))
+    return cls
+
+
+_translate_errors(FuseBridge)

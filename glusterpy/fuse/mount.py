@@ -1,0 +1,248 @@
+"""Run a FUSE mount of a graph: the `glusterfs` FUSE client's job.
+
+One mount per process, as with GlusterFS's glusterfs (pyfuse3 keeps global
+state).  `run_mount()` starts the graph, waits for the volume to come up,
+mounts, serves until unmounted (fusermount3 -u, umount, SIGTERM/SIGINT),
+and always leaves the mount point clean.  By default the process puts
+itself in the background once the mount works, so `mount` returns only
+when the filesystem is usable and fails with a clear message - and no stale
+mount point - when it is not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import pyfuse3
+import trio
+
+from ..graph import Graph
+from .bridge import FuseBridge
+
+log = logging.getLogger(__name__)
+
+
+class MountError(Exception):
+    """The volume could not be mounted; the message says why."""
+
+
+@dataclass
+class MountOptions:
+    """What `-o` may set, with GlusterFS's mount option names."""
+
+    read_only: bool = False
+    direct_io_mode: bool = False
+    attribute_timeout: float = 1.0
+    entry_timeout: float = 1.0
+    log_level: str = "INFO"
+    log_file: str | None = None
+    allow_other: bool = True
+    fsname: str = "glusterpy"
+    extra: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str | None) -> "MountOptions":
+        """`ro,direct-io-mode=enable,attribute-timeout=0,...` (mount -o)."""
+        opts = cls()
+        if not text:
+            return opts
+        for item in text.split(","):
+            key, _, value = item.strip().partition("=")
+            key = key.replace("_", "-")
+            if not key:
+                continue
+            if key == "ro":
+                opts.read_only = True
+            elif key == "rw":
+                opts.read_only = False
+            elif key == "direct-io-mode":
+                if value.lower() not in ("enable", "disable", "on", "off", "true", "false",
+                                         "yes", "no", "auto", ""):
+                    raise MountError(f"direct-io-mode={value!r}: use enable or disable")
+                opts.direct_io_mode = value.lower() in ("enable", "on", "true", "yes", "")
+            elif key in ("attribute-timeout", "entry-timeout"):
+                try:
+                    seconds = float(value)
+                except ValueError:
+                    raise MountError(f"{key}={value!r} is not a number of seconds") from None
+                if seconds < 0:
+                    raise MountError(f"{key}={value!r} must not be negative")
+                setattr(opts, key.replace("-", "_"), seconds)
+            elif key == "log-level":
+                level = value.upper()
+                if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE",
+                                 "NONE"):
+                    raise MountError(f"log-level={value!r}: use ERROR, WARNING, INFO or DEBUG")
+                opts.log_level = {"TRACE": "DEBUG", "NONE": "CRITICAL"}.get(level, level)
+            elif key == "log-file":
+                opts.log_file = value
+            elif key in ("defaults", "_netdev", "noauto", "auto", "nofail", "users", "user",
+                         "nouser", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "async"):
+                continue  # fstab and mount(8) housekeeping, meaningless to us
+            else:
+                raise MountError(f"unknown mount option {key!r}")
+        return opts
+
+    def fuse_options(self) -> set[str]:
+        out = set(pyfuse3.default_options)
+        out.add(f"fsname={self.fsname}")
+        out.add("subtype=glusterpy")
+        if self.allow_other and os.geteuid() == 0:
+            out.add("allow_other")
+        if self.read_only:
+            out.add("ro")
+        return out
+
+
+def check_mountpoint(mountpoint: str) -> None:
+    if not os.path.isdir(mountpoint):
+        raise MountError(f"mount point {mountpoint} does not exist or is not a directory")
+    if os.path.ismount(mountpoint):
+        raise MountError(f"{mountpoint} is already a mount point")
+
+
+async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
+                up_timeout: float = 30.0, ready=None) -> None:
+    """Start `graph`, mount it on `mountpoint`, serve until unmounted."""
+    check_mountpoint(mountpoint)
+    async with graph.running():
+        if not await graph.wait_child_up(up_timeout):
+            raise MountError(f"the volume did not come up within {up_timeout:g}s "
+                             f"(are its bricks running and reachable?)")
+        bridge = FuseBridge(graph.top, attr_timeout=opts.attribute_timeout,
+                            entry_timeout=opts.entry_timeout,
+                            direct_io=opts.direct_io_mode, read_only=opts.read_only)
+        try:
+            pyfuse3.init(bridge, mountpoint, opts.fuse_options())
+        except RuntimeError as e:
+            raise MountError(f"mounting on {mountpoint} failed: {e}") from None
+        unmounted = False
+        try:
+            log.info("mounted %s on %s", opts.fsname, mountpoint)
+            if ready is not None:
+                ready()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+                await pyfuse3.main()
+                unmounted = True
+                nursery.cancel_scope.cancel()
+        finally:
+            # SIGTERM or an error: take the mount down ourselves
+            pyfuse3.close(unmount=not unmounted)
+            log.info("unmounted %s", mountpoint)
+
+
+async def _stop_on_signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for _ in signals:
+            pyfuse3.terminate()
+            return
+
+
+def run_mount(make_graph, mountpoint: str, opts: MountOptions, *,
+              foreground: bool = False) -> int:
+    """Mount in this process (foreground) or in a child that detaches once
+    the mount works.  Returns the exit status for the command line."""
+    mountpoint = os.path.abspath(mountpoint)
+    try:
+        check_mountpoint(mountpoint)
+    except MountError as e:
+        print(f"glusterpy mount: {e}", file=sys.stderr)
+        return 1
+    if foreground:
+        _setup_logging(opts)
+        try:
+            trio.run(_serve_made, make_graph, mountpoint, opts, None)
+        except MountError as e:
+            print(f"glusterpy mount: {e}", file=sys.stderr)
+            return 1
+        return 0
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        # one message: "ok" once mounted, an error text, or nothing if it died
+        verdict = os.read(read_end, 65536).decode(errors="replace")
+        os.close(read_end)
+        if verdict == "ok":
+            return 0
+        os.waitpid(pid, 0)
+        print(f"glusterpy mount: {verdict or 'the mount process died'}", file=sys.stderr)
+        return 1
+    # the child: detach, serve, report success or failure through the pipe
+    os.close(read_end)
+    os.setsid()
+    status = 0
+    with os.fdopen(write_end, "wb", buffering=0) as pipe:
+        def ready():
+            pipe.write(b"ok")
+            _detach_stdio()
+        _setup_logging(opts)
+        try:
+            trio.run(_serve_made, make_graph, mountpoint, opts, ready)
+        except MountError as e:
+            _report(pipe, str(e))
+            status = 1
+        except Exception as e:  # reported to the waiting parent, then logged
+            _report(pipe, f"{type(e).__name__}: {e}")
+            log.exception("mount failed")
+            status = 1
+    os._exit(status)
+
+
+async def _serve_made(make_graph, mountpoint, opts, ready) -> None:
+    graph = await make_graph()
+    await serve(graph, mountpoint, opts, ready=ready)
+
+
+def _report(pipe, message: str) -> None:
+    try:
+        pipe.write(message.encode())
+    except OSError:
+        pass
+
+
+def _detach_stdio() -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _setup_logging(opts: MountOptions) -> None:
+    handler: logging.Handler
+    if opts.log_file:
+        handler = logging.FileHandler(opts.log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(
+        "[%(asctime)s] %(levelname).1s [%(name)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(opts.log_level)
+
+
+def unmount(mountpoint: str) -> int:
+    """`glusterpy umount MNT`: fusermount3 -u, or umount for root."""
+    mountpoint = os.path.abspath(mountpoint)
+    if not os.path.ismount(mountpoint):
+        print(f"glusterpy umount: {mountpoint} is not mounted", file=sys.stderr)
+        return 1
+    for cmd in (["fusermount3", "-u", mountpoint], ["umount", mountpoint]):
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            continue
+        if done.returncode == 0:
+            return 0
+        last = done.stderr.strip()
+    print(f"glusterpy umount: {last}", file=sys.stderr)
+    return 1
+
+
+__all__ = ["MountError", "MountOptions", "run_mount", "serve", "unmount"]

@@ -1,0 +1,281 @@
+"""The FUSE mount: the kernel's view of a volume behaves like a local
+filesystem.  Each test mounts a local graph in a separate process (as the
+real mount runs) and compares os.* calls on the mount with the same calls
+on a local directory."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from test_gfapi_model import FilesystemModel, LocalSide
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse") or shutil.which("fusermount3")
+                                is None, reason="needs /dev/fuse and fusermount3 (fuse3)")
+
+VOLFILE = """
+volume m-posix
+    type storage/posix
+    option directory {brick}
+end-volume
+
+volume m-io-cache
+    type performance/io-cache
+    subvolumes m-posix
+end-volume
+"""
+
+
+class Mount:
+    """A background mount process of a local volfile, and its clean-up."""
+
+    def __init__(self, base: Path, options: str | None = None, volfile: str = VOLFILE):
+        self.base = base
+        self.brick = base / "brick"
+        self.mnt = base / "mnt"
+        self.brick.mkdir(parents=True, exist_ok=True)
+        self.mnt.mkdir(exist_ok=True)
+        self.volfile = base / "m.vol"
+        self.volfile.write_text(volfile.format(brick=self.brick))
+        self.log = base / "mount.log"
+        args = [sys.executable, "-m", "glusterpy.fuse", "--volfile", str(self.volfile)]
+        opts = f"log-file={self.log}" + (f",{options}" if options else "")
+        self.result = subprocess.run(args + ["-o", opts, str(self.mnt)],
+                                     capture_output=True, text=True, timeout=60)
+
+    def ok(self) -> bool:
+        return self.result.returncode == 0 and os.path.ismount(self.mnt)
+
+    def unmount(self) -> None:
+        if os.path.ismount(self.mnt):
+            if subprocess.run(["fusermount3", "-u", str(self.mnt)],
+                              capture_output=True).returncode != 0:
+                subprocess.run(["fusermount3", "-uz", str(self.mnt)], capture_output=True)
+        deadline = time.monotonic() + 10
+        while os.path.ismount(self.mnt) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def mount(tmp_path):
+    m = Mount(tmp_path)
+    assert m.ok(), m.result.stderr + (m.log.read_text() if m.log.exists() else "")
+    yield m
+    m.unmount()
+
+
+def errname(fn, *args):
+    try:
+        fn(*args)
+    except OSError as e:
+        return errno.errorcode[e.errno]
+    return "ok"
+
+
+# -- mounting -------------------------------------------------------------------------
+
+def test_mount_and_unmount_leave_nothing_behind(tmp_path):
+    m = Mount(tmp_path)
+    assert m.ok()
+    (m.mnt / "f").write_text("x")
+    assert (m.brick / "f").read_text() == "x"
+    assert subprocess.run([sys.executable, "-c",
+                           f"from glusterpy.fuse.mount import unmount; "
+                           f"raise SystemExit(unmount({str(m.mnt)!r}))"]).returncode == 0
+    assert not os.path.ismount(m.mnt)
+    assert os.listdir(m.mnt) == []
+
+
+def test_bad_mounts_fail_cleanly(tmp_path):
+    volfile = tmp_path / "v.vol"
+    volfile.write_text(VOLFILE.format(brick=tmp_path))
+    m = subprocess.run([sys.executable, "-m", "glusterpy.fuse", "--volfile", str(volfile),
+                        str(tmp_path / "no-such-dir")], capture_output=True, text=True)
+    assert m.returncode == 1 and "does not exist" in m.stderr
+    bad_brick = Mount(tmp_path / "b", volfile="volume x\n type storage/posix\n"
+                                              " option directory /nonexistent/brick\nend-volume\n")
+    assert bad_brick.result.returncode == 1
+    assert "/nonexistent/brick" in bad_brick.result.stderr
+    assert not os.path.ismount(bad_brick.mnt)
+    bad_option = Mount(tmp_path / "c", options="frobnicate=1")
+    assert bad_option.result.returncode != 0 and "frobnicate" in bad_option.result.stderr
+    assert not os.path.ismount(bad_option.mnt)
+
+
+def test_read_only_mount(tmp_path):
+    m = Mount(tmp_path, options="ro")
+    try:
+        assert m.ok()
+        assert errname((m.mnt / "f").write_text, "x") == "EROFS"
+        assert os.statvfs(m.mnt).f_flag & os.ST_RDONLY
+    finally:
+        m.unmount()
+
+
+# -- POSIX behaviour, against a local directory --------------------------------------------
+
+def same(mount_path: Path, local_path: Path, fn):
+    """fn(path) on the mount and on local: the same outcome."""
+    def run(base):
+        try:
+            return ("ok", fn(base))
+        except OSError as e:
+            return ("err", errno.errorcode[e.errno])
+    a, b = run(mount_path), run(local_path)
+    assert a == b, f"mount gave {a}, local gave {b}"
+    return a
+
+
+def test_errno_cases(mount, tmp_path):
+    local = tmp_path / "local"
+    local.mkdir()
+    for base in (mount.mnt, local):
+        (base / "d").mkdir()
+        (base / "d" / "f").write_text("x")
+        (base / "file").write_text("y")
+        os.symlink("loop2", base / "loop1")
+        os.symlink("loop1", base / "loop2")
+    cases = [
+        lambda b: os.stat(b / "missing"),                      # ENOENT
+        lambda b: os.mkdir(b / "d"),                           # EEXIST
+        lambda b: os.rmdir(b / "d"),                           # ENOTEMPTY
+        lambda b: os.open(b / "d", os.O_WRONLY),               # EISDIR
+        lambda b: os.stat(b / "file" / "x"),                   # ENOTDIR
+        lambda b: os.stat(b / "loop1"),                        # ELOOP
+        lambda b: os.stat(b / ("n" * 256)),                    # ENAMETOOLONG
+        lambda b: os.unlink(b / "d"),                          # EISDIR
+        lambda b: os.rename(b / "d", b / "d" / "sub"),         # EINVAL
+        lambda b: os.link(b / "d", b / "dl"),                  # EPERM
+        lambda b: os.rename(b / "file", b / "d"),              # EISDIR
+        lambda b: os.rename(b / "d", b / "file"),              # ENOTDIR
+    ]
+    outcomes = [same(mount.mnt, local, case)[1] for case in cases]
+    assert outcomes == ["ENOENT", "EEXIST", "ENOTEMPTY", "EISDIR", "ENOTDIR", "ELOOP",
+                        "ENAMETOOLONG", "EISDIR", "EINVAL", "EPERM", "EISDIR", "ENOTDIR"]
+
+
+def test_links_renames_and_open_unlinked_files(mount):
+    m = mount.mnt
+    (m / "a").write_bytes(b"data")
+    os.link(m / "a", m / "b")
+    assert os.stat(m / "a").st_nlink == 2
+    (m / "c").write_bytes(b"over")
+    os.rename(m / "c", m / "a")            # rename over an existing file
+    assert (m / "a").read_bytes() == b"over" and os.stat(m / "b").st_nlink == 1
+    (m / "d1").mkdir()
+    (m / "d2").mkdir()
+    os.rename(m / "d1", m / "d2")          # over an empty directory
+    assert not (m / "d1").exists() and (m / "d2").is_dir()
+    fd = os.open(m / "b", os.O_RDONLY)
+    os.unlink(m / "b")
+    assert os.pread(fd, 10, 0) == b"data"  # the data stays readable through the fd
+    os.close(fd)
+    os.symlink("some/where", m / "s")
+    assert os.readlink(m / "s") == "some/where"
+
+
+def test_append_from_two_descriptors_and_truncate(mount):
+    p = mount.mnt / "log"
+    p.write_bytes(b"")
+    a = os.open(p, os.O_WRONLY | os.O_APPEND)
+    b = os.open(p, os.O_WRONLY | os.O_APPEND)
+    os.write(a, b"1")
+    os.write(b, b"22")
+    os.write(a, b"333")
+    os.close(a)
+    os.close(b)
+    assert p.read_bytes() == b"122333"
+    os.truncate(p, 100)
+    assert p.stat().st_size == 100 and p.read_bytes()[6:] == bytes(94)
+    os.truncate(p, 3)
+    assert p.read_bytes() == b"122"
+
+
+def test_times_modes_and_owners(mount):
+    p = mount.mnt / "t"
+    p.write_bytes(b"x")
+    before = p.stat()
+    time.sleep(0.05)
+    with open(p, "ab") as f:
+        f.write(b"more")
+    after = p.stat()
+    assert after.st_mtime_ns > before.st_mtime_ns and after.st_ctime_ns > before.st_ctime_ns
+    os.utime(p, ns=(1_000_000_007, 2_000_000_009))
+    s = p.stat()
+    assert (s.st_atime_ns, s.st_mtime_ns) == (1_000_000_007, 2_000_000_009)
+    os.chmod(p, 0o4751)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o4751
+    os.chown(p, 4321, 8765)
+    assert (p.stat().st_uid, p.stat().st_gid) == (4321, 8765)
+    os.setxattr(p, "user.k", b"v")
+    assert os.getxattr(p, "user.k") == b"v" and "user.k" in os.listxattr(p)
+    os.removexattr(p, "user.k")
+    assert errname(os.getxattr, p, "user.k") == "ENODATA"
+    sv = os.statvfs(mount.mnt)
+    assert sv.f_blocks > 0
+
+
+def test_big_file_round_trip(mount):
+    data = os.urandom(5 << 20)
+    (mount.mnt / "big").write_bytes(data)
+    assert (mount.mnt / "big").read_bytes() == data
+    assert (mount.brick / "big").read_bytes() == data
+
+
+# -- the model, through the kernel ----------------------------------------------------------
+
+class MountModel(FilesystemModel):
+    """FilesystemModel's rules, with os.* on the mount as the side under test."""
+
+    _mounts: dict = {}
+
+    def __init__(self):
+        RuleBasedInit = super(FilesystemModel, self).__init__
+        RuleBasedInit()
+        if "m" not in self._mounts:
+            base = Path(tempfile.mkdtemp(prefix="fuse-model-"))
+            m = Mount(base, options="attribute-timeout=0,entry-timeout=0")
+            assert m.ok(), m.result.stderr
+            self._mounts["m"] = [m, 0]
+        m, n = self._mounts["m"]
+        self._mounts["m"][1] = n + 1
+        name = f"run{n}"
+        (m.mnt / name).mkdir()
+        local = m.base / f"local-{name}"
+        local.mkdir()
+        self.brick = str(m.brick / name)
+        self.local = LocalSide(str(local))
+        self.remote = LocalSide(str(m.mnt / name))
+        self.next_handle = 0
+
+    def teardown(self):
+        try:
+            self.local.close_all()
+            self.remote.close_all()
+        finally:
+            shutil.rmtree(self.local.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unmount_model():
+    yield
+    for m, _ in MountModel._mounts.values():
+        m.unmount()
+        shutil.rmtree(m.base, ignore_errors=True)
+    MountModel._mounts.clear()
+
+
+TestMountAgainstLocal = MountModel.TestCase
+TestMountAgainstLocal.settings = settings(max_examples=80, stateful_step_count=40,
+                                          deadline=None,
+                                          suppress_health_check=[HealthCheck.too_slow])
