@@ -1371,3 +1371,27 @@ async def test_directory_replaced_by_symlink_is_not_followed(brick, posix_graph,
         assert await errno_of(top.create(Loc(pargfid=d.gfid, name="f"), 0, 0o644, 0, Fd(),
                                          req())) in (errno.ELOOP, errno.ENOTDIR)
     assert snapshot(outside) == before
+
+
+async def test_set_ctime_mdata_stores_times_for_a_legacy_file(brick, posix_graph):
+    """features/utime's setxattr of 'set-ctime-mdata' (regression: it was
+    refused with EINVAL, where GlusterFS's posix stores the times)."""
+    from glusterpy.rpc.structs import MdataIatt
+    from xlators.storage.posix import MDATA_KEY
+    async with posix_graph(brick, ctime="on") as top:
+        made = await top.mknod(Loc(path="/legacy", pargfid=fops.ROOT_GFID, name="legacy"),
+                               0o100644, 0, 0, {"gfid-req": fops.GFID.random()})
+        os.removexattr(brick / "legacy", MDATA_KEY)   # as if made without ctime
+        loc = Loc(path="/legacy", gfid=made.iatt.gfid)
+        times = MdataIatt(atime=100, mtime=200, ctime=300, atime_nsec=1, mtime_nsec=2,
+                          ctime_nsec=3)
+        await top.setxattr(loc, {"set-ctime-mdata": times}, 0, None)
+        ia = (await top.stat(loc, None)).iatt
+        assert (ia.mtime, ia.mtime_nsec, ia.ctime, ia.atime) == (200, 2, 300, 100)
+        # a second client's older times do not move them back
+        older = MdataIatt(atime=1, mtime=1, ctime=1)
+        await top.setxattr(loc, {"set-ctime-mdata": older}, 0, None)
+        assert (await top.stat(loc, None)).iatt.mtime == 200
+        with pytest.raises(FopError) as e:
+            await top.setxattr(loc, {"set-ctime-mdata": b"junk"}, 0, None)
+        assert e.value.errno == errno.EINVAL

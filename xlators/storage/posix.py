@@ -210,6 +210,8 @@ UNLINK_DIR = "unlink"
 GFID_KEY = "trusted.gfid"
 VOLUME_ID_KEY = "trusted.glusterfs.volume-id"
 MDATA_KEY = "trusted.glusterfs.mdata"
+#: setxattr key features/utime sends to store times for a legacy file
+SET_CTIME_MDATA = "set-ctime-mdata"
 GFID2PATH_PREFIX = "trusted.gfid2path."
 PATHINFO_KEY = "trusted.glusterfs.pathinfo"
 USER_PATHINFO_KEY = "glusterfs.pathinfo"
@@ -2025,6 +2027,8 @@ class Posix(Translator):
                      of: "_OpenFile | None" = None) -> Reply:
         if not isinstance(xattrs, dict):
             raise FopError(errno.EINVAL)
+        if SET_CTIME_MDATA in xattrs:
+            return self._set_legacy_mdata(target, node, of, xattrs[SET_CTIME_MDATA])
         pre = self._target_iatt(target, node, of)
         for key, value in xattrs.items():
             if key in (GFID_KEY, VOLUME_ID_KEY, IOSTATS_DUMP_KEY):
@@ -2035,6 +2039,23 @@ class Posix(Translator):
         self._mdata_touch(target, MDATA_C)
         post = self._target_iatt(target, node, of)
         return Reply(xdata={IATT_KEY: post, PRESTAT_KEY: pre, POSTSTAT_KEY: post})
+
+    def _set_legacy_mdata(self, target, node, of, times) -> Reply:
+        """posix_set_mdata_xattr_legacy_files: the client's features/utime
+        found no stored times on lookup (a file made before the ctime feature)
+        and sends its own - store them, or keep the later of each time when
+        another client stored some meanwhile.  `times` is the dict's MDATA
+        value (rpc.MdataIatt: atime/mtime/ctime with *_nsec)."""
+        try:
+            incoming = tuple(getattr(times, f) * NS + getattr(times, f + "_nsec")
+                             for f in ("ctime", "mtime", "atime"))
+        except (AttributeError, TypeError):
+            raise FopError(errno.EINVAL, f"{SET_CTIME_MDATA} needs an mdata value") from None
+        cur = _mdata_decode(_xget_quiet(target, MDATA_KEY))
+        if cur is not None:
+            incoming = tuple(max(a, b) for a, b in zip(incoming, cur))
+        _xset(target, MDATA_KEY, _mdata_encode(*incoming), 0)
+        return Reply()
 
     def _set_one_xattr(self, target, node, key: str, value, flags: int) -> None:
         """posix_handle_pair: one key of a setxattr (or of a new entry's xdata)."""
