@@ -45,7 +45,7 @@ from __future__ import annotations
 import errno
 import re
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterable, NamedTuple, Sequence
 
 # --------------------------------------------------------------------------
@@ -501,6 +501,9 @@ def fix_layout(old: Layout, path: str, hasher: NameHasher, *,
     equal = bool(sizes) and all(s == sizes[0] for s in sizes)
     if equal or not weighted:
         maximize_overlap(new, old.copy())
+    for e in new.entries:
+        if e.err == -1:
+            e.err = 0       # as it will be once written (every brick is)
     return new
 
 

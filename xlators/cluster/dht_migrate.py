@@ -1,0 +1,311 @@
+"""Moving one file to its hashed brick: the data-movement primitive of rebalance.
+
+`migrate_file(dht, loc)` is cluster/distribute's `migrate_file` building
+block (xlators/cluster/distribute.py).  It follows GlusterFS's
+dht_migrate_file (xlators/cluster/dht/src/dht-rebalance.c) phase by phase,
+so that clients of either implementation see the states they expect on the
+bricks:
+
+1. The destination is the linkto file on the hashed brick (created, with the
+   file's gfid and a linkto xattr naming the source, when missing); it is
+   cleared of the "written by a client" mark, given the owner and the size.
+2. The source is opened and marked: its linkto xattr names the destination
+   and its mode gets S_ISGID|S_ISVTX (GlusterFS's migration phase 1).  A
+   client writing through distribute sees the mark in the write's reply and
+   repeats the write on the destination - after marking the destination
+   `trusted.glusterfs.protect.writes`.
+3. The data is copied block by block (1 MiB, holes skipped with
+   SEEK_DATA/SEEK_HOLE), each write asking the brick to refuse it if a
+   client wrote there (`glusterfs.avoid.overwrite`) and followed by a look
+   at the mark: a client's write to the destination during the copy makes
+   the migration give up (EBUSY) rather than overwrite it with older data,
+   as GlusterFS does without force-migration.  Writes through the
+   distribute translator doing the migration instead wait while a block is
+   copied (they take the migration's lock), so they never race a block and
+   the migration never has to give up for them.
+4. Switch, with those writes held back: the destination takes the source's
+   xattrs, owner, mode and times and is synced; the source becomes a linkto
+   file (mode 01000, phase 2) and is truncated; the destination loses its
+   linkto xattr; the source's name is removed.  An fd still open on the
+   source then sees phase 2 (or ENOENT) and distribute reopens it on the
+   destination.
+
+On failure the source gets its mode back and loses the linkto xattr, and
+the destination is truncated back to an empty linkto file, as GlusterFS's
+cleanup leaves them.
+
+Departures: no inodelk/entrylk (the translator takes none, see its
+docstring); files with several hard links are left where they are, as a
+plain GlusterFS rebalance leaves them (remove-brick's hard-link handling,
+gf_defrag_handle_hardlink, is not here); symlinks and special files are
+re-created on the destination (migrate_special_files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import stat
+
+import trio
+
+from glusterpy.fops import (GFID, Fd, FopError, Iatt, Loc, UInt, SET_ATTR_ATIME, SET_ATTR_GID,
+                            SET_ATTR_MODE, SET_ATTR_MTIME, SET_ATTR_UID)
+
+from . import dht_layout as dl
+
+#: DHT_REBALANCE_BLKSIZE
+BLOCK = 1 << 20
+GF_SEEK_DATA, GF_SEEK_HOLE = 0, 1
+PHASE1_BITS = stat.S_ISVTX | stat.S_ISGID
+
+
+@dataclasses.dataclass(eq=False)
+class Migration:
+    """A file this translator is migrating: writes through it to the file
+    take `lock`, which the copy holds for each block and for the switch."""
+
+    src: int
+    dst: int
+    lock: trio.Lock = dataclasses.field(default_factory=trio.Lock)
+    done: bool = False
+
+
+async def migrate_file(dht, loc: Loc) -> bool:
+    """See the module docstring; True when the file moved."""
+    from .distribute import (AVOID_OVERWRITE_KEY, GFID_REQ, INTERNAL_FOP, LINKTO_MODE,
+                             PROTECT_WRITES_KEY, _as_root, _DirCtx)
+    loc, ctx = await dht._inode(loc)
+    if isinstance(ctx, _DirCtx):
+        raise FopError(errno.EISDIR)
+    eloc, parent = await dht._entry(loc)
+    reply = await dht._lookup_named(dataclasses.replace(eloc, gfid=None), parent, None)
+    gfid = reply.iatt.gfid
+    if loc.gfid is not None and gfid != loc.gfid:
+        raise FopError(errno.ESTALE, f"{loc}: the name now belongs to another file")
+    src = dht._file_subvol(gfid)
+    dst = dht._hashed(parent, eloc.name)
+    if dst is None:
+        raise FopError(errno.EIO, f"{eloc}: no subvolume in the layout for this name")
+    if src is None or src == dst:
+        return False
+    dht._require_up(src)
+    dht._require_up(dst)
+    if gfid in dht.migrations:
+        raise FopError(errno.EBUSY, f"{eloc} is being migrated already")
+    named = dataclasses.replace(eloc, gfid=None)
+    by_gfid = Loc(path=eloc.path, gfid=gfid)
+    with _as_root():
+        st = (await dht._wind(src, "lookup", named, {dht.linkto_key: UInt(256)})).iatt
+        if st.gfid != gfid:
+            raise FopError(errno.ESTALE, f"{eloc}: another file took the name")
+        if st.nlink > 1:
+            dht.log.info("%s: not migrated: it has %d hard links", eloc, st.nlink)
+            return False
+        if not st.is_reg:
+            await _migrate_special(dht, src, dst, named, st)
+            return True
+        mig = Migration(src, dst)
+        src_fd = Fd(gfid=gfid, flags=os.O_RDWR)
+        dst_fd = Fd(gfid=gfid, flags=os.O_RDWR)
+        dst_open = src_open = marked = False
+        try:
+            # 1. the destination: the linkto file on the hashed brick
+            try:
+                existing = await dht._wind(dst, "lookup", named, {dht.linkto_key: UInt(256)})
+            except FopError as e:
+                if e.errno not in (errno.ENOENT, errno.ESTALE):
+                    raise
+                existing = None
+            if existing is not None:
+                if existing.iatt.gfid != gfid or not dl.is_linkto_mode(existing.iatt.mode):
+                    raise FopError(errno.EINVAL, f"{eloc}: {dht.names[dst]} has another "
+                                                 f"file under this name")
+                await dht._wind(dst, "open", by_gfid, os.O_RDWR, dst_fd, None)
+            else:
+                await dht._wind(dst, "create", named, os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                                LINKTO_MODE, 0, dst_fd,
+                                {GFID_REQ: gfid, INTERNAL_FOP: "yes",
+                                 dht.linkto_key: dl.linkto_value(dht.names[src])})
+            dst_open = True
+            try:
+                await dht._wind(dst, "fremovexattr", dst_fd, PROTECT_WRITES_KEY, None)
+            except FopError as e:
+                if e.errno != errno.ENODATA:
+                    raise
+            await dht._wind(dst, "fsetattr", dst_fd, Iatt(uid=st.uid, gid=st.gid),
+                            SET_ATTR_UID | SET_ATTR_GID, None)
+            await dht._wind(dst, "ftruncate", dst_fd, st.size, None)
+            # 2. the source, marked: phase 1
+            await dht._wind(src, "open", by_gfid, os.O_RDWR, src_fd, None)
+            src_open = True
+            async with mig.lock:
+                await dht._wind(src, "fsetxattr", src_fd,
+                                {dht.linkto_key: dl.linkto_value(dht.names[dst])}, 0,
+                                {INTERNAL_FOP: "yes"})
+                await dht._wind(src, "fsetattr", src_fd,
+                                Iatt(mode=stat.S_IMODE(st.mode) | PHASE1_BITS), SET_ATTR_MODE,
+                                None)
+                marked = True
+                dht.migrations[gfid] = mig
+            # 3. the data
+            await _copy(dht, mig, src_fd, dst_fd, AVOID_OVERWRITE_KEY, PROTECT_WRITES_KEY)
+            # 4. the switch
+            async with mig.lock:
+                await _check_unwritten(dht, dst, dst_fd, PROTECT_WRITES_KEY)
+                final = (await dht._wind(src, "fstat", src_fd, None)).iatt
+                size = final.size
+                current = (await dht._wind(dst, "fstat", dst_fd, None)).iatt
+                if current.size != size:
+                    await dht._wind(dst, "ftruncate", dst_fd, size, None)
+                xattrs = await _copyable_xattrs(dht, src, src_fd)
+                if xattrs:
+                    await dht._wind(dst, "fsetxattr", dst_fd, xattrs, 0, None)
+                await dht._wind(dst, "fsync", dst_fd, 0, None)
+                mode = stat.S_IMODE(final.mode) & ~PHASE1_BITS | \
+                    (stat.S_IMODE(st.mode) & PHASE1_BITS)
+                await dht._wind(dst, "fsetattr", dst_fd,
+                                Iatt(uid=final.uid, gid=final.gid, mode=mode),
+                                SET_ATTR_UID | SET_ATTR_GID | SET_ATTR_MODE, None)
+                await dht._wind(dst, "fsetattr", dst_fd,
+                                Iatt(atime=final.atime, atime_nsec=final.atime_nsec,
+                                     mtime=final.mtime, mtime_nsec=final.mtime_nsec),
+                                SET_ATTR_ATIME | SET_ATTR_MTIME, None)
+                await dht._wind(src, "fsetattr", src_fd, Iatt(mode=stat.S_ISVTX),
+                                SET_ATTR_MODE, None)
+                mig.done = True
+                dht.migrations.pop(gfid, None)
+                dht._remember_file(gfid, dst)
+                try:
+                    await dht._wind(src, "ftruncate", src_fd, 0, None)
+                except FopError as e:
+                    dht.log.warning("%s: source on %s not truncated: %s", eloc,
+                                    dht.names[src], e)
+                await dht._wind(dst, "fremovexattr", dst_fd, dht.linkto_key, None)
+            try:
+                now = (await dht._wind(src, "lookup", named, None)).iatt
+                if now.gfid == gfid:
+                    await dht._wind(src, "unlink", named, 0, {INTERNAL_FOP: "yes"})
+            except FopError as e:
+                if e.errno not in (errno.ENOENT, errno.ESTALE):
+                    dht.log.warning("%s: migrated, but the old copy on %s stays: %s", eloc,
+                                    dht.names[src], e)
+            dht.log.info("%s: migrated from %s to %s", eloc, dht.names[src], dht.names[dst])
+            return True
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                dht.migrations.pop(gfid, None)
+                if not mig.done:
+                    await _undo(dht, mig, src_fd, dst_fd, st, marked, dst_open)
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                for i, fd, opened in ((src, src_fd, src_open), (dst, dst_fd, dst_open)):
+                    if opened and dht._up[i]:
+                        try:
+                            await dht.children[i].release(fd, None)
+                        except FopError:
+                            pass
+
+
+async def _copy(dht, mig: Migration, src_fd: Fd, dst_fd: Fd, avoid_key: str,
+                protect_key: str) -> None:
+    """__dht_rebalance_migrate_data: the data segments, a block at a time,
+    each under the migration's lock."""
+    offset = 0
+    while True:
+        async with mig.lock:
+            start = await _seek(dht, mig.src, src_fd, offset, GF_SEEK_DATA)
+            if start is None:
+                return
+            end = await _seek(dht, mig.src, src_fd, start, GF_SEEK_HOLE)
+            size = min(BLOCK, end - start) if end is not None and end > start else BLOCK
+            data = (await dht._wind(mig.src, "readv", src_fd, size, start, 0, None)).data
+            if not len(data):
+                return
+            await dht._wind(mig.dst, "writev", dst_fd, data, start, 0, {avoid_key: UInt(1)})
+            await _check_unwritten(dht, mig.dst, dst_fd, protect_key)
+        offset = start + len(data)
+        await trio.lowlevel.checkpoint()
+
+
+async def _seek(dht, i: int, fd: Fd, offset: int, what: int) -> int | None:
+    """SEEK_DATA/SEEK_HOLE; None past the last data.  A brick that cannot
+    seek is read as all data."""
+    try:
+        return (await dht._wind(i, "seek", fd, offset, what, None)).offset
+    except FopError as e:
+        if e.errno == errno.ENXIO:
+            return None
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return offset if what == GF_SEEK_DATA else offset + BLOCK
+        raise
+
+
+async def _check_unwritten(dht, dst: int, dst_fd: Fd, protect_key: str) -> None:
+    """Give up when a client wrote to the new copy behind our back."""
+    try:
+        await dht._wind(dst, "fgetxattr", dst_fd, protect_key, None)
+    except FopError as e:
+        if e.errno == errno.ENODATA:
+            return
+        raise
+    raise FopError(errno.EBUSY, "a client wrote to the file while it was migrated")
+
+
+async def _copyable_xattrs(dht, src: int, src_fd: Fd) -> dict:
+    """The source's xattrs for the destination, without distribute's own
+    and the migration marks."""
+    from .distribute import PROTECT_WRITES_KEY
+    reply = await dht._wind(src, "fgetxattr", src_fd, None, None)
+    skip = {dht.linkto_key, dht.layout_key, dht.mds_key, PROTECT_WRITES_KEY}
+    return {k: v for k, v in reply.dict.items() if k not in skip}
+
+
+async def _undo(dht, mig: Migration, src_fd: Fd, dst_fd: Fd, st: Iatt, marked: bool,
+                dst_open: bool) -> None:
+    """GlusterFS's clean_src/clean_dst: the source as it was, the
+    destination an empty linkto file again."""
+    if marked:
+        try:
+            await dht._wind(mig.src, "fsetattr", src_fd, Iatt(mode=stat.S_IMODE(st.mode)),
+                            SET_ATTR_MODE, None)
+            await dht._wind(mig.src, "fremovexattr", src_fd, dht.linkto_key, None)
+        except FopError as e:
+            dht.log.error("migration undo: source left marked: %s", e)
+    if dst_open:
+        try:
+            await dht._wind(mig.dst, "ftruncate", dst_fd, 0, None)
+        except FopError as e:
+            dht.log.warning("migration undo: destination not emptied: %s", e)
+
+
+async def _migrate_special(dht, src: int, dst: int, named: Loc, st: Iatt) -> None:
+    """migrate_special_files: a symlink, fifo, socket or device is made
+    again on the destination with the same gfid, owner and times; then the
+    source goes."""
+    from .distribute import GFID_REQ, INTERNAL_FOP
+    try:
+        existing = await dht._wind(dst, "lookup", named, {dht.linkto_key: UInt(256)})
+    except FopError as e:
+        if e.errno not in (errno.ENOENT, errno.ESTALE):
+            raise
+    else:
+        if existing.iatt.gfid != st.gfid or not dl.is_linkto_mode(existing.iatt.mode):
+            raise FopError(errno.EINVAL, f"{named}: the destination has another file")
+        await dht._wind(dst, "unlink", named, 0, {INTERNAL_FOP: "yes"})
+    xd = {GFID_REQ: GFID(st.gfid), INTERNAL_FOP: "yes"}
+    if st.is_link:
+        target = (await dht._wind(src, "readlink", Loc(gfid=st.gfid), 4096, None)).path
+        await dht._wind(dst, "symlink", target, named, 0, xd)
+    else:
+        await dht._wind(dst, "mknod", named, st.mode, st.rdev, 0, xd)
+    try:
+        await dht._wind(dst, "setattr", Loc(gfid=st.gfid), dataclasses.replace(st),
+                        SET_ATTR_UID | SET_ATTR_GID | SET_ATTR_ATIME | SET_ATTR_MTIME |
+                        (0 if st.is_link else SET_ATTR_MODE), None)
+    except FopError as e:
+        dht.log.warning("%s: attributes not copied to %s: %s", named, dht.names[dst], e)
+    await dht._wind(src, "unlink", named, 0, {INTERNAL_FOP: "yes"})
+    dht._remember_file(st.gfid, dst)
