@@ -5,6 +5,10 @@ file of the local filesystem (the oracle).  After every step the sizes
 agree; reads agree byte for byte, short at the same end; at the end the
 whole content agrees and every block sits on its brick where the geometry
 puts it.  Both packings, 2 and 4 bricks, with raw fops and through gfapi.
+
+And the project's gfapi model (tests/test_gfapi_model.py: random namespace
+operations, errnos, open files) over stripe on 3 bricks, with the bricks'
+trees checked against the local one after every step.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import shutil
+import stat
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.stateful import invariant
 
 from glusterpy.fops import ROOT_GFID, Fd, GFID, Loc
 from glusterpy.gfapi import Volume
 from glusterpy.graph import Graph
 
+from test_gfapi_model import FilesystemModel, _tree
 from test_stripe import BLOCK, check_placement, stripe_volfile
 
 FALLOC_KEEP_SIZE = 0x01
@@ -204,3 +213,54 @@ def test_gfapi_matches_a_local_file(volume, tmp_path_factory, steps):
     finally:
         local.close()
         os.unlink(local.path)
+
+
+# -- the gfapi namespace model over stripe -------------------------------------------
+
+class StripeFilesystemModel(FilesystemModel):
+    """test_gfapi_model's machine on a 3-brick coalesced stripe.  Its files
+    stay within the first block, so brick 0 holds the local tree exactly,
+    and the other bricks hold its directories and regular files - empty
+    pieces - and nothing else (symlinks and fifos live on brick 0 only)."""
+
+    BRICKS = 3
+    _shared: dict = {}
+
+    @classmethod
+    def _volume(cls):
+        if "stripe" not in cls._shared:
+            tmp = tempfile.mkdtemp(prefix="stripe-model-")
+            volfile = os.path.join(tmp, "stripe.vol")
+            with open(volfile, "w") as f:
+                f.write(stripe_volfile(tmp, cls.BRICKS, coalesce=True))
+            cls._shared["stripe"] = (Volume.from_volfile(volfile), tmp,
+                                     os.path.join(tmp, "brick0"), [0])
+        return cls._shared["stripe"]
+
+    @invariant()
+    def same_tree(self):
+        local = _tree(self.local.root)
+        assert _tree(self.brick, skip_glusterfs=True) == local
+        run = os.path.relpath(self.brick, os.path.join(self.brick, ".."))
+        root = os.path.dirname(os.path.dirname(self.brick))
+        for i in range(1, self.BRICKS):
+            piece_tree = _tree(os.path.join(root, f"brick{i}", run), skip_glusterfs=True)
+            assert piece_tree == {
+                name: (kind, mode, b"" if kind == stat.S_IFREG else None)
+                for name, (kind, mode, _) in local.items()
+                if kind in (stat.S_IFREG, stat.S_IFDIR)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unmount_stripe_model():
+    yield
+    for vol, tmp, _, _ in StripeFilesystemModel._shared.values():
+        vol.umount()
+        shutil.rmtree(tmp, ignore_errors=True)
+    StripeFilesystemModel._shared.clear()
+
+
+TestGfapiModelOverStripe = StripeFilesystemModel.TestCase
+TestGfapiModelOverStripe.settings = settings(
+    max_examples=100, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
