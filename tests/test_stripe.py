@@ -414,6 +414,33 @@ async def test_fops_a_striped_file_cannot_serve_answer_enotsup(tmp_path):
         await top.release(fd, None)
 
 
+async def test_anonymous_fds_learn_the_geometry_by_gfid(tmp_path):
+    """An fd never opened through stripe (protocol/server's anonymous fds),
+    in a graph that has not seen the file: the geometry comes from a lookup
+    by gfid; reads, writes, fsync and fstat are exact."""
+    data = os.urandom(5 * BLOCK + 3)
+    async with mounted(tmp_path, 4) as (vol, graph):
+        async with await vol.fopen("/f", "w") as f:
+            await f.write(data)
+        gfid = GFID(os.getxattr(os.path.join(bricks_of(tmp_path, 4)[0], "f"), "trusted.gfid"))
+    graph = Graph.from_text(stripe_volfile(tmp_path, 4))
+    async with graph.running():
+        top = graph.top
+        fd = Fd(gfid=gfid, flags=os.O_RDWR)
+        assert bytes((await top.readv(fd, 8 * BLOCK, BLOCK - 1, 0, None)).data) == \
+            data[BLOCK - 1:]
+        await top.writev(fd, b"new", len(data), 0, None)
+        assert (await top.fsync(fd, 0, None)).postbuf.size == len(data) + 3
+        assert (await top.fstat(fd, None)).iatt.size == len(data) + 3
+        await top.release(fd, None)
+        root = Fd(gfid=ROOT_GFID, is_dir=True)
+        await top.opendir(Loc.root(), root, None)
+        assert "f" in [e.name for e in (await top.readdir(root, 4096, 0, None)).entries]
+        await top.fsyncdir(root, 0, None)
+        await top.releasedir(root, None)
+    check_placement(bricks_of(tmp_path, 4), "f", data + b"new", BLOCK, True)
+
+
 # -- a child that is down, or a piece that is gone --------------------------------------
 
 async def test_a_child_down_stops_every_fop_with_enotconn(tmp_path):
