@@ -19,13 +19,15 @@ option changed since) keeps its own.
 Where fops go, as in stripe.c: regular files and directories exist on every
 child; symlinks and special files only on the first child, which holds the
 namespace.  lookup, stat, fstat, setattr, fsetattr, truncate, ftruncate,
-open, opendir, flush, fsync, fsyncdir, release, statfs and link reach every
-child that holds the target; mkdir, create, mknod of a regular file, rename
-and rmdir run on the first child and then on the others; unlink runs on the
-others and then on the first child (a failure leaves the name, so it can be
-retried); readv, writev, fallocate, discard and zerofill go to the children
-holding the blocks concerned, in parallel.  getxattr, readdir, readlink,
-access, the lock fops, xattrop and the rest go to the first child.
+open, opendir, flush, fsync, fsyncdir, release and statfs reach every child
+that holds the target at once; mkdir, create, mknod of a regular file, link,
+rename, rmdir, setxattr and removexattr run on the first child and then on
+the others; unlink runs on the others and then on the first child (a
+failure leaves the name, so it can be retried); readv, writev, fallocate,
+discard and zerofill go to the children holding the blocks concerned, in
+parallel; readdirp lists the first child and looks each regular file up on
+the others.  getxattr, readdir, readlink, access, the lock fops, xattrop
+and the rest go to the first child.
 
 Sizes and times: the true size is the largest size any piece implies (a
 piece of S bytes without coalesce implies S; with coalesce, the end of its
