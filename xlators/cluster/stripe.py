@@ -94,7 +94,7 @@ from glusterpy import fops
 from glusterpy.fops import (GFID, SET_ATTR_SIZE, CopyRangeReply, CreateReply, DictReply,
                             DirReply, EntryReply, Fd, FopError, Iatt, LookupReply, Loc,
                             OpenReply, ParentReply, PrePostReply, ReadReply, RenameReply,
-                            Reply, StatfsReply, StatReply, Statvfs, WriteReply)
+                            StatfsReply, StatReply, Statvfs, WriteReply)
 from glusterpy.options import Option, OptionError, OptionType, first_match, parse_int
 from glusterpy.xlator import Event, Translator
 
