@@ -510,9 +510,13 @@ class Distribute(Translator):
             reply = await self.lookup(src, None)
             return RenameReply(reply.iatt, reply.postparent, reply.postparent,
                                reply.postparent, reply.postparent)
+        if isinstance(dst_ctx, _DirCtx) and src.path and dst.path and \
+                src.path.startswith(dst.path.rstrip("/") + "/"):
+            # the kernel's order: a target that holds the source is ENOTEMPTY
+            raise FopError(errno.ENOTEMPTY)
         if isinstance(sctx, _DirCtx):
-            if dst_ctx is not None and not isinstance(dst_ctx, _DirCtx):
-                raise FopError(errno.ENOTDIR)
+            # a file in the way, or a target inside the source: the bricks
+            # answer as the kernel does (ENOTDIR, EINVAL)
             return await self._rename_dir(src, sctx, dst, dparent, dst_ctx, xdata)
         if isinstance(dst_ctx, _DirCtx):
             raise FopError(errno.EISDIR)
@@ -2139,8 +2143,15 @@ class Distribute(Translator):
         others; a failure anywhere is undone where it succeeded."""
         for i in range(self.count):
             self._require_up(i)
-        if dst_ctx is not None:
-            await self._check_target_empty(dst)
+        if isinstance(dst_ctx, _DirCtx):
+            try:
+                await self._check_target_empty(dst)
+            except FopError as e:
+                # the kernel's order: a target inside the source is EINVAL first
+                if e.errno == errno.ENOTEMPTY and src.path and dst.path and \
+                        dst.path.startswith(src.path.rstrip("/") + "/"):
+                    raise FopError(errno.EINVAL) from None
+                raise
         dh = self._hashed(dparent, dst.name)
         if dh is None:
             raise FopError(errno.EIO, f"{dst}: no subvolume in the layout for this name")
@@ -2160,7 +2171,7 @@ class Distribute(Translator):
                 except FopError as e:
                     self.log.error("%s: rename not undone on %s: %s", src, self.names[i], e)
             raise next(iter(failed.values()))
-        if dst_ctx is not None:
+        if isinstance(dst_ctx, _DirCtx):
             self._forget(dst.gfid)
         replies = [first] + [results[i] for i in others]
         return RenameReply(_merge_dir_iatts([r.iatt for r in replies]),
