@@ -214,11 +214,19 @@ class VolfileServer:
             candidates.append(f"{head}/trusted-{tail}-fuse.vol" if head else
                               f"trusted-{tail}-fuse.vol")
         candidates.append(f"{fuse}-fuse.vol")
+        base = self.volfile_dir(key)
+        if base is None:
+            return None
         for name in candidates:
-            path = (self.dir / name).resolve()
+            path = (base / name).resolve()
             if path.is_file() and path.is_relative_to(self.dir):
                 return path
         return None
+
+    def volfile_dir(self, key: str) -> Path | None:
+        """The directory holding the volfiles of GETSPEC `key`: `dir` here;
+        glusterpyd keeps each volume's volfiles in a directory of its own."""
+        return self.dir
 
     def getspec(self, key: str, peer_host: str | None = None) -> GetSpecReply:
         if len(key.encode("utf-8", "surrogateescape")) >= NAME_MAX:
@@ -237,6 +245,12 @@ class VolfileServer:
         spec = fill_remote_ports(text, self.portmap.ports())
         log.info("GETSPEC %r from %s: %s", key, peer_host, path.name)
         return GetSpecReply.for_volfile(spec)
+
+    def use_nursery(self, nursery: trio.Nursery) -> None:
+        """Serve connections accepted elsewhere (`handle_stream`) - as
+        glusterpyd does on its one port shared with HTTP - with `nursery`
+        running the FETCHSPEC notifications."""
+        self._nursery = nursery
 
     # -- FETCHSPEC -----------------------------------------------------------
 
