@@ -1,0 +1,508 @@
+"""Volume operations as pure plans: validate, then compute the new definition.
+
+glusterd runs every volume operation in phases (glusterd-mgmt.c, mgmt_v3):
+lock on every peer, *stage* (validate) on every peer, *commit* on every
+peer, unlock.  Here `prepare()` is the originator's part - it checks the
+request the way glusterd's CLI and op-sm check it, with their messages, and
+computes the volume's whole new definition (a JSON document) - and
+`stage_local()` is what each node checks about its own bricks (paths it
+alone can see: not inside another brick nor inside the working directory,
+creatable, not already part of a volume) plus the ports it proposes for
+them.  Commit then stores the new document on every node.  Because a plan
+carries the old document too, undoing a commit is committing the old one.
+
+A volume document:
+
+    {"name", "id" (volume-id uuid), "status": Created|Started|Stopped,
+     "replica", "arbiter" (0/1), "stripe", "transport": "tcp",
+     "bricks": [{"host", "path", "node" (owner's uuid), "port", "arbiter"?}],
+     "options": {volume set key: value}, "version" (bumped by every commit),
+     "tasks": {"remove-brick": {...}}}
+
+`ValueError` carries the message the CLI prints after "failed: ".
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import os
+import re
+import socket
+import uuid
+from pathlib import Path
+
+from ..options import OptionError
+from . import volgen
+
+VOLNAME_MAX = 256  # GD_VOLUME_NAME_MAX (NAME_MAX + 1)
+INVALID_VOLNAMES = frozenset({
+    "volume", "type", "help", "subvolumes", "option", "end-volume", "all",
+    "volume_not_in_ring", "description", "force", "snap-max-hard-limit",
+    "snap-max-soft-limit", "auto-delete", "activate-on-create"})
+VOLUME_ID_XATTR = "trusted.glusterfs.volume-id"
+GFID_XATTR = "trusted.gfid"
+
+
+def check_volname(name: str) -> None:
+    """cli_validate_volname's rules and messages."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("a volume name is required")
+    if name in INVALID_VOLNAMES:
+        raise ValueError(f'"{name}" cannot be the name of a volume.')
+    if name.startswith("-"):
+        raise ValueError(f'Volume name "{name}" should not start with "-".')
+    if len(name) > VOLNAME_MAX:
+        raise ValueError(f"Volume name exceeds {VOLNAME_MAX} characters.")
+    for c in name:
+        if not (c.isascii() and c.isalnum()) and c not in "-_":
+            raise ValueError(f'Volume name should not contain "{c}" character.\nVolume names '
+                             "can only contain alphanumeric, '-' and '_' characters.")
+
+
+def parse_brick(text: str) -> tuple[str, str]:
+    """`HOST:/PATH` -> (host, normalised absolute path)."""
+    if not isinstance(text, str):
+        raise ValueError(f"wrong brick type: {text!r}, use <HOSTNAME>:<export-dir-abs-path>")
+    host, sep, path = text.rpartition(":")
+    if not sep or not host or not path.startswith("/"):
+        raise ValueError(f"wrong brick type: {text}, use <HOSTNAME>:<export-dir-abs-path>")
+    host = host.strip("[]")
+    if not re.fullmatch(r"[A-Za-z0-9._:-]+", host):
+        raise ValueError(f"internet address '{host}' does not conform to standards")
+    norm = os.path.normpath(path)
+    if norm == "/":
+        raise ValueError(f"wrong brick type: {text}: the root directory cannot be a brick")
+    if any(c in norm for c in "\n\0 "):
+        raise ValueError(f"brick path {path!r} holds blanks or control characters")
+    return host, norm
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or (ip.version == 4 and host.startswith("0."))
+
+
+def is_local_address(host: str) -> bool:
+    """Whether `host` names this machine (its name, or an address a socket
+    can bind to here - true exactly for the addresses of local interfaces)."""
+    if host in ("localhost", socket.gethostname(), socket.getfqdn()):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, _, _, _, addr in infos:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((addr[0], 0))
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _addresses(host: str) -> set[str]:
+    try:
+        return {a[4][0] for a in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except OSError:
+        return set()
+
+
+class Cluster:
+    """What prepare() needs to know of the cluster: this node and its peers."""
+
+    def __init__(self, node_uuid: str, node_names: list[str], peers: dict[str, dict],
+                 volumes: dict[str, dict], workdir: Path):
+        self.node_uuid = node_uuid
+        self.node_names = node_names
+        self.peers = peers
+        self.volumes = volumes
+        self.workdir = workdir
+
+    def resolve_host(self, host: str) -> str:
+        """The uuid of the node `host` names; ValueError (glusterd's
+        message) when it names no node of the cluster."""
+        lowered = host.lower()
+        for peer in self.peers.values():
+            if lowered in (h.lower() for h in peer["hostnames"]):
+                return peer["uuid"]
+        if lowered in (h.lower() for h in self.node_names) or is_local_address(host):
+            return self.node_uuid
+        wanted = _addresses(host)
+        if wanted:
+            for peer in self.peers.values():
+                for h in peer["hostnames"]:
+                    if wanted & _addresses(h):
+                        return peer["uuid"]
+        raise ValueError(f"Host {host} is not in 'Peer in Cluster' state")
+
+    def volume(self, name: str) -> dict:
+        check_volname(name)
+        if name not in self.volumes:
+            raise ValueError(f"Volume {name} does not exist")
+        return self.volumes[name]
+
+
+def _bricks(cluster: Cluster, texts, vol_name: str, existing: list[dict]) -> list[dict]:
+    if not isinstance(texts, list) or not texts:
+        raise ValueError("no bricks given")
+    out: list[dict] = []
+    seen = {(b["node"], b["path"]) for b in existing}
+    for text in texts:
+        host, path = parse_brick(text)
+        if cluster.peers and is_loopback(host):
+            raise ValueError("Please provide a valid hostname/ip other than localhost, "
+                             "127.0.0.1 or loopback address (0.0.0.0 to 0.255.255.255).")
+        node = cluster.resolve_host(host)
+        if (node, path) in seen:
+            raise ValueError(f"Found duplicate exports {text}")
+        seen.add((node, path))
+        out.append({"host": host, "path": path, "node": node, "port": 0})
+    # a brick inside (or containing) another brick on the same node, in any volume
+    others = [(b["node"], b["path"], v["name"]) for v in cluster.volumes.values()
+              for b in v["bricks"]]
+    for i, b in enumerate(out):
+        for node, path, owner in others + [(o["node"], o["path"], vol_name)
+                                           for j, o in enumerate(out) if j != i]:
+            if node != b["node"]:
+                continue
+            if path == b["path"] and owner != vol_name:
+                raise ValueError(f"{b['host']}:{b['path']} is already part of a volume")
+            if _nested(path, b["path"]):
+                raise ValueError(f"Brick: {b['host']}:{b['path']} not available. Brick may "
+                                 "be containing or be contained by an existing brick.")
+    return out
+
+
+def _nested(a: str, b: str) -> bool:
+    """One of two different paths is inside the other."""
+    if a == b:
+        return False
+    return a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
+def _count(args: dict, key: str, default: int = 1) -> int:
+    value = args.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value), 0)
+        except ValueError:
+            raise ValueError(f"{key} count must be a number, not {value!r}") from None
+    return value
+
+
+def prepare_create(cluster: Cluster, args: dict) -> dict:
+    name = args.get("name")
+    check_volname(name)
+    if name in cluster.volumes:
+        raise ValueError(f"Volume {name} already exists")
+    replica, stripe = _count(args, "replica"), _count(args, "stripe")
+    arbiter = _count(args, "arbiter", 0)
+    if args.get("replica") is not None and replica < 2:
+        raise ValueError("replica count should be greater than 1")
+    if args.get("stripe") is not None and stripe < 2:
+        raise ValueError("stripe count should be greater than 1")
+    if arbiter and (arbiter != 1 or replica not in (2, 3)):
+        raise ValueError("For arbiter configuration, replica count must be 2 and arbiter "
+                         "count must be 1. The 3rd brick of the replica will be the arbiter")
+    if arbiter and replica == 2:
+        replica = 3  # "replica 2 arbiter 1" is replica 3 with an arbiter, as glusterd reads it
+    transport = args.get("transport", "tcp") or "tcp"
+    if transport != "tcp":
+        raise ValueError(f"transport-type {transport} is not supported (glusterpy speaks tcp)")
+    bricks = _bricks(cluster, args.get("bricks"), name, [])
+    per_set = replica * stripe
+    if len(bricks) % per_set:
+        if replica > 1 and stripe > 1:
+            raise ValueError("number of bricks is not a multiple of stripe count times "
+                             "replica count")
+        if replica > 1:
+            raise ValueError("number of bricks is not a multiple of replica count")
+        raise ValueError("number of bricks is not a multiple of stripe count")
+    if arbiter:
+        for i, b in enumerate(bricks):
+            if i % replica == replica - 1:
+                b["arbiter"] = True
+    vol = {"name": name, "id": str(uuid.uuid4()), "status": "Created",
+           "replica": replica, "arbiter": arbiter, "stripe": stripe, "transport": transport,
+           "bricks": bricks, "options": {}, "version": 1, "tasks": {}}
+    volgen.check_supported(vol)
+    return vol
+
+
+def prepare_start(cluster: Cluster, args: dict) -> dict:
+    vol = copy.deepcopy(cluster.volume(args.get("name")))
+    if vol["status"] == "Started" and not args.get("force"):
+        raise ValueError(f"Volume {vol['name']} already started")
+    volgen.check_supported(vol)
+    vol["status"] = "Started"
+    return vol
+
+
+def prepare_stop(cluster: Cluster, args: dict) -> dict:
+    vol = copy.deepcopy(cluster.volume(args.get("name")))
+    if vol["status"] != "Started":
+        raise ValueError(f"Volume {vol['name']} is not in the started state")
+    vol["status"] = "Stopped"
+    return vol
+
+
+def prepare_delete(cluster: Cluster, args: dict) -> None:
+    vol = cluster.volume(args.get("name"))
+    if vol["status"] == "Started":
+        raise ValueError(f"Volume {vol['name']} has been started.Volume needs to be stopped "
+                         "before deletion.")
+    return None
+
+
+def prepare_add_brick(cluster: Cluster, args: dict) -> dict:
+    vol = copy.deepcopy(cluster.volume(args.get("name")))
+    if "remove-brick" in vol["tasks"]:
+        raise ValueError("a remove-brick task is in progress on this volume: commit or "
+                         "stop it first")
+    if args.get("replica") is not None:
+        replica = _count(args, "replica")
+        if replica != vol["replica"]:
+            raise ValueError(f"changing the replica count (from {vol['replica']} to "
+                             f"{replica}) is not supported by glusterpy")
+    if args.get("stripe") is not None and _count(args, "stripe") != vol["stripe"]:
+        raise ValueError("changing the stripe count is not supported")
+    new = _bricks(cluster, args.get("bricks"), vol["name"], vol["bricks"])
+    per_set = vol["replica"] * vol["stripe"]
+    if len(new) % per_set:
+        raise ValueError(f"Incorrect number of bricks supplied {len(new)} with count "
+                         f"{per_set}")
+    if vol.get("arbiter"):
+        for i, b in enumerate(new):
+            if i % vol["replica"] == vol["replica"] - 1:
+                b["arbiter"] = True
+    vol["bricks"].extend(new)
+    volgen.check_supported(vol)
+    return vol
+
+
+def _sets(vol: dict) -> list[list[int]]:
+    per_set = vol["replica"] * vol["stripe"]
+    n = len(vol["bricks"])
+    return [list(range(i, i + per_set)) for i in range(0, n, per_set)]
+
+
+def prepare_remove_brick(cluster: Cluster, args: dict) -> dict | None:
+    """start: begin migrating data off the bricks (a task); status: no
+    change; commit: drop them once migrated; force: drop them now."""
+    vol = copy.deepcopy(cluster.volume(args.get("name")))
+    action = args.get("action")
+    if action not in ("start", "status", "commit", "force", "stop"):
+        raise ValueError("remove-brick needs one of start, status, stop, commit or force")
+    task = vol["tasks"].get("remove-brick")
+    wanted = []
+    for text in args.get("bricks") or []:
+        host, path = parse_brick(text)
+        node = cluster.resolve_host(host)
+        match = [i for i, b in enumerate(vol["bricks"]) if b["node"] == node and
+                 b["path"] == path]
+        if not match:
+            raise ValueError(f"Incorrect brick {text} for volume {vol['name']}")
+        wanted.append(match[0])
+    if not wanted:
+        raise ValueError("no bricks given")
+    ids = sorted(set(wanted))
+    if len(ids) != len(wanted):
+        raise ValueError("Found duplicate bricks in the list")
+    if action in ("status", "stop", "commit"):
+        if task is None or sorted(task["indices"]) != ids:
+            raise ValueError(f"No remove-brick task is running on volume {vol['name']} "
+                             "for these bricks")
+        if action == "status":
+            return vol
+        if action == "stop":
+            del vol["tasks"]["remove-brick"]
+            return vol
+        if task["status"] != "completed":
+            raise ValueError("Data migration has not completed: check 'remove-brick "
+                             "status', or use 'force' to remove the bricks without it")
+    sets = _sets(vol)
+    chosen_sets = []
+    for s in sets:
+        inside = [i for i in s if i in ids]
+        if inside and len(inside) != len(s):
+            raise ValueError("Bricks not from same subvol for "
+                             f"{'replica' if vol['replica'] > 1 else 'stripe'}")
+        if inside:
+            chosen_sets.append(sets.index(s))
+    if len(ids) == len(vol["bricks"]):
+        raise ValueError("Deleting all the bricks of the volume is not allowed")
+    if action == "start":
+        if vol["status"] != "Started":
+            raise ValueError(f"Volume {vol['name']} needs to be started before "
+                             "remove-brick (you can use 'force' or 'commit' to override "
+                             "this behavior)")
+        if task is not None:
+            raise ValueError("a remove-brick task is already in progress")
+        subvols = [_set_name(vol, s) for s in chosen_sets]
+        vol["tasks"]["remove-brick"] = {"id": str(uuid.uuid4()), "indices": ids,
+                                        "bricks": [volgen.brick_id(vol["bricks"][i])
+                                                   for i in ids],
+                                        "subvolumes": subvols, "status": "in progress",
+                                        "files": 0, "size": 0, "failures": 0}
+        return vol
+    # commit or force: the bricks leave the volume
+    vol["bricks"] = [b for i, b in enumerate(vol["bricks"]) if i not in ids]
+    vol["tasks"].pop("remove-brick", None)
+    return vol
+
+
+def _set_name(vol: dict, index: int) -> str:
+    if vol["stripe"] > 1:
+        return f"{vol['name']}-stripe-{index}"
+    if vol["replica"] > 1:
+        return f"{vol['name']}-replicate-{index}"
+    return volgen.client_name(vol, index)
+
+
+def prepare_set(cluster: Cluster, args: dict) -> dict:
+    vol = copy.deepcopy(cluster.volume(args.get("name")))
+    options = args.get("options")
+    if not isinstance(options, dict) or not options:
+        raise ValueError("no option given: volume set NAME KEY VALUE")
+    for key, value in options.items():
+        if not isinstance(value, str):
+            raise ValueError(f"the value of {key} must be a string")
+        try:
+            volgen.lookup_key(key).parse(value)
+        except OptionError as e:
+            raise ValueError(str(e)) from None
+        vol["options"][key] = value
+    return vol
+
+
+def prepare_reset(cluster: Cluster, args: dict) -> dict:
+    vol = copy.deepcopy(cluster.volume(args.get("name")))
+    key = args.get("key") or "all"
+    if key == "all":
+        vol["options"] = {}
+        return vol
+    try:
+        volgen.lookup_key(key)
+    except OptionError as e:
+        raise ValueError(str(e)) from None
+    vol["options"].pop(key, None)
+    return vol
+
+
+PROFILE_KEYS = ("diagnostics.latency-measurement", "diagnostics.count-fop-hits")
+
+
+def prepare_profile(cluster: Cluster, args: dict) -> dict:
+    vol = copy.deepcopy(cluster.volume(args.get("name")))
+    action = args.get("action")
+    if action not in ("start", "stop"):
+        raise ValueError("profile needs start, stop or info")
+    keys = volgen.set_keys()
+    missing = [k for k in PROFILE_KEYS if k not in keys]
+    if missing:
+        raise ValueError("profiling needs the debug/io-stats translator's "
+                         f"{', '.join(missing)}, which this glusterpy does not have yet")
+    if action == "start":
+        if vol["status"] != "Started":
+            raise ValueError(f"Volume {vol['name']} is not started")
+        if vol.get("profile"):
+            raise ValueError(f"Profile on Volume {vol['name']} is already started")
+        vol["profile"] = True
+        for k in PROFILE_KEYS:
+            vol["options"][k] = "on"
+    else:
+        if not vol.get("profile"):
+            raise ValueError(f"Profile on Volume {vol['name']} is not started")
+        vol["profile"] = False
+        for k in PROFILE_KEYS:
+            vol["options"].pop(k, None)
+    return vol
+
+
+PREPARE = {"create": prepare_create, "start": prepare_start, "stop": prepare_stop,
+           "delete": prepare_delete, "add-brick": prepare_add_brick,
+           "remove-brick": prepare_remove_brick, "set": prepare_set, "reset": prepare_reset,
+           "profile": prepare_profile}
+
+
+# --------------------------------------------------------------------------
+# what each node checks about its own bricks
+
+
+def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | None,
+                force: bool, taken_ports: set[int], alloc_port) -> dict:
+    """Check this node's bricks that `new` adds; return {"ports": {path: port}}
+    for those that need one.  ValueError names the first problem."""
+    ports: dict[str, int] = {}
+    if new is None:
+        return {"ports": ports}
+    volgen.check_supported(new)
+    old_paths = {b["path"] for b in (old or {}).get("bricks", []) if b["node"] == node_uuid}
+    for b in new["bricks"]:
+        if b["node"] != node_uuid or b["path"] in old_paths:
+            continue
+        path = Path(b["path"])
+        brick = f"{b['host']}:{b['path']}"
+        if path == workdir or workdir in path.parents or path in workdir.parents:
+            raise ValueError("Brick isn't allowed to be created inside glusterd's working "
+                             f"directory. ({brick} and {workdir})")
+        real = Path(os.path.realpath(path))
+        if real != path and (real == workdir or workdir in real.parents):
+            raise ValueError("Brick isn't allowed to be created inside glusterd's working "
+                             f"directory. ({brick} resolves to {real})")
+        for parent in path.parents:
+            if parent.exists() and not parent.is_dir():
+                raise ValueError(f"Failed to create brick directory for brick {brick}. "
+                                 f"Reason : {parent} is not a directory")
+        if path.exists():
+            if not path.is_dir():
+                raise ValueError(f"{brick} is not a directory")
+            for where in [path, *path.parents]:
+                try:
+                    has = any(k in os.listxattr(where) for k in (VOLUME_ID_XATTR,)) or \
+                        (where == path and GFID_XATTR in os.listxattr(where))
+                except OSError:
+                    has = False
+                if has and not force:
+                    if where == path:
+                        raise ValueError(f"{b['path']} is already part of a volume")
+                    raise ValueError(f"parent directory {where} is already part of a volume")
+        if not b.get("port"):
+            port = alloc_port(taken_ports)
+            if not port:
+                raise ValueError("no free port for the brick in the brick port range")
+            taken_ports.add(port)
+            ports[b["path"]] = port
+    return {"ports": ports}
+
+
+def prepare_brick_dirs(node_uuid: str, new: dict, old: dict | None) -> list[str]:
+    """At commit: create this node's new brick directories and stamp them
+    with the volume-id; return the paths stamped (for a rollback)."""
+    stamped = []
+    old_paths = {b["path"] for b in (old or {}).get("bricks", []) if b["node"] == node_uuid}
+    vid = uuid.UUID(new["id"]).bytes
+    for b in new["bricks"]:
+        if b["node"] != node_uuid or b["path"] in old_paths:
+            continue
+        os.makedirs(b["path"], exist_ok=True)
+        os.setxattr(b["path"], VOLUME_ID_XATTR, vid)
+        stamped.append(b["path"])
+    return stamped
+
+
+def unstamp(paths: list[str]) -> None:
+    for p in paths:
+        try:
+            os.removexattr(p, VOLUME_ID_XATTR)
+        except OSError:
+            pass

@@ -1,0 +1,427 @@
+"""volgen: a volume's volfiles from its definition, and the `volume set` keys.
+
+Follows glusterd-volgen.c in what the graphs look like and how they are
+named, with the translators glusterpy has:
+
+Brick volfile, one per brick, named as glusterd names it,
+`VOL.HOST.PATH-with-slashes-as-dashes.vol` (e.g. `demo.node1.srv-b1.vol`):
+
+    VOL-posix    storage/posix   directory PATH, volume-id
+    [VOL-arbiter features/arbiter, on an arbiter brick, when it exists]
+    VOL-locks    features/locks
+    PATH         debug/io-stats  named by the brick path, as glusterd 10 does;
+                                 clients name it as their remote-subvolume
+    VOL-server   protocol/server auth.addr.PATH.allow (auth.allow, default *),
+                                 the brick's listen port
+
+Client volfiles (glusterd's `VOL.tcp-fuse.vol`):
+
+    VOL-client-N    protocol/client  remote-host, remote-port, remote-subvolume
+    VOL-replicate-N cluster/replicate over each replica set   (replica > 1)
+    VOL-stripe-N    cluster/stripe over each stripe set       (stripe > 1;
+                                     over replicate sets when both are given)
+    VOL-dht         cluster/distribute over the sets
+    VOL-utime       features/utime   (when features.ctime is on)
+    VOL-io-cache    performance/io-cache (performance.io-cache, default on)
+    VOL             debug/io-stats   the top is always named VOL
+
+Named variants, selectable by GETSPEC key (volfile-id):
+
+* `VOL` -> `VOL.tcp-fuse.vol`, the default graph above;
+* `VOL.noperf` -> `VOL.noperf.vol`, the same without performance
+  translators (the seed's "native with a custom client side volfile": the
+  fastest path for a single client that needs no cache);
+* `VOL.HOST.PATH` -> that brick's volfile (glusterd serves those too).
+
+A translator that glusterpy does not have (yet) is left out: io-stats (the
+brick's top is then locks, still named by the brick path), utime, arbiter.
+Volume types whose translator is missing are refused (`check_supported`):
+the check looks for the module at runtime, so `replica` starts working the
+day xlators/cluster/replicate.py lands.  Each volume's options are given
+only when the translator declares them, so a volfile always loads.
+
+Departures from glusterd:
+
+* every protocol/client carries `remote-port`: glusterpyd gives each brick
+  its port when the brick is created (the node that owns the brick picks a
+  free one) and keeps it, so a real GlusterFS client reaches bricks without
+  asking port 24007 for them - glusterpyd may listen elsewhere;
+* `performance.io-cache` defaults to on (GlusterFS 10: off): io-cache is
+  glusterpy's one caching translator, where glusterd stacks five others;
+* no trusted-* volfiles, no auth.login credentials: bricks authenticate
+  clients by address (auth.allow / auth.reject).
+
+The `volume set` keys are the `set_keys` of the translators' declared
+options (glusterpy.options.Option), collected by scanning xlators/ at
+runtime, plus glusterd's own keys that add or remove a translator
+(`performance.io-cache`).  A value is checked by the option's own parser,
+so `volume set` refuses exactly what the translator would refuse.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib
+import logging
+import pkgutil
+from dataclasses import dataclass
+
+from .. import volfile as vf
+from ..graph import UnknownTranslatorType, canonical_type, translator_class
+from ..options import Option, OptionError, OptionType, canonical_key, parse_bool
+
+log = logging.getLogger("glusterpy.glusterd.volgen")
+
+CLIENT_VOLFILE = "{vol}.tcp-fuse.vol"
+NOPERF_VOLFILE = "{vol}.noperf.vol"
+NOPERF_SUFFIX = ".noperf"
+
+
+def have(type_name: str) -> bool:
+    """Whether glusterpy has a translator for this volfile type now."""
+    try:
+        translator_class(type_name)
+        return True
+    except UnknownTranslatorType:
+        return False
+    except Exception as e:  # a module being written that does not import yet
+        log.warning("translator %s does not load: %s", type_name, e)
+        return False
+
+
+def declared_options(type_name: str) -> tuple[Option, ...]:
+    try:
+        return tuple(translator_class(type_name).OPTIONS)
+    except Exception:
+        return ()
+
+
+# --------------------------------------------------------------------------
+# volume set keys
+
+
+@dataclass(frozen=True)
+class SetKey:
+    """One `volume set` key: the translator types and option it sets."""
+
+    key: str
+    option: Option
+    types: tuple[str, ...]
+    #: a glusterd key that adds or removes a translator rather than set an option
+    toggles: str | None = None
+
+    def help(self) -> str:
+        text = self.option.help()
+        first, _, rest = text.partition("\n")
+        return f"Option: {self.key}\n{rest}"
+
+    def parse(self, value: str):
+        try:
+            return self.option.parse(value)
+        except OptionError as e:
+            raise OptionError(self.key, f"{e}\n{self.help()}") from None
+
+
+#: glusterd's keys that switch a translator on or off in the client graph
+TOGGLES = {
+    "performance.io-cache": SetKey(
+        "performance.io-cache",
+        Option("performance.io-cache", OptionType.BOOL, "on",
+               "enable/disable io-cache translator in the volume."),
+        ("performance/io-cache",), toggles="performance/io-cache"),
+    "features.ctime": SetKey(
+        "features.ctime",
+        Option("features.ctime", OptionType.BOOL, "on",
+               "enable/disable utime translator on the volume."),
+        ("features/utime", "storage/posix"), toggles="features/utime"),
+}
+
+
+def _module_type(module_name: str) -> str:
+    _, category, name = module_name.split(".", 2)
+    return f"{category.replace('_', '-')}/{name.replace('_', '-')}"
+
+
+@functools.cache
+def _scan(_generation: int) -> dict[str, SetKey]:
+    import xlators
+    found: dict[str, SetKey] = {}
+    for info in pkgutil.walk_packages(xlators.__path__, "xlators."):
+        if info.ispkg or info.name.count(".") != 2:
+            continue
+        try:
+            module = importlib.import_module(info.name)
+        except Exception as e:  # someone's translator that does not import yet
+            log.warning("skipping %s: %s", info.name, e)
+            continue
+        cls = getattr(module, "TRANSLATOR", None)
+        if cls is None:
+            continue
+        type_name = _module_type(info.name)
+        for opt in getattr(cls, "OPTIONS", ()):
+            for key in opt.set_keys:
+                old = found.get(key)
+                types = (old.types if old else ()) + (type_name,)
+                found[key] = SetKey(key, old.option if old else opt, types)
+    for key, toggle in TOGGLES.items():
+        old = found.get(key)
+        found[key] = SetKey(key, toggle.option, toggle.types + (old.types if old else ()),
+                            toggles=toggle.toggles)
+    return found
+
+
+_generation = [0]
+
+
+def set_keys() -> dict[str, SetKey]:
+    """Every key `volume set` accepts now (rescanned after `rescan()`)."""
+    return _scan(_generation[0])
+
+
+def rescan() -> None:
+    """Forget the key table: translators may have appeared since."""
+    _generation[0] += 1
+
+
+def lookup_key(key: str) -> SetKey:
+    """The SetKey for `key`; OptionError with glusterd's message (and a
+    suggestion) for an unknown one."""
+    keys = set_keys()
+    if key in keys:
+        return keys[key]
+    rescan()
+    keys = set_keys()
+    if key in keys:
+        return keys[key]
+    message = f"option : {key} does not exist"
+    close = difflib.get_close_matches(key, list(keys), n=1)
+    if close:
+        message += f"\nDid you mean {close[0]}?"
+    raise OptionError(key, message)
+
+
+def option_value(vol: dict, key: str) -> str | None:
+    """The value of a volume set key on `vol`: set, or the default."""
+    if key in vol["options"]:
+        return vol["options"][key]
+    return lookup_key(key).option.default
+
+
+def enabled(vol: dict, key: str) -> bool:
+    return parse_bool(option_value(vol, key) or "off")
+
+
+# --------------------------------------------------------------------------
+# volume types
+
+
+def volume_type(vol: dict) -> str:
+    """glusterd's type names: Distribute, Replicate, Distributed-Replicate,
+    Stripe, Striped-Replicate, ... (volume info's `Type:`)."""
+    per_set = vol["stripe"] * vol["replica"]
+    distributed = len(vol["bricks"]) > per_set
+    if vol["stripe"] > 1 and vol["replica"] > 1:
+        base = "Striped-Replicate"
+    elif vol["stripe"] > 1:
+        base = "Stripe"
+    elif vol["replica"] > 1:
+        base = "Replicate"
+    else:
+        return "Distribute"
+    return f"Distributed-{base}" if distributed else base
+
+
+def check_supported(vol: dict) -> None:
+    """ValueError naming the missing translator when glusterpy cannot
+    build this volume's graphs yet."""
+    needs = []
+    if vol["replica"] > 1 or vol.get("arbiter"):
+        needs.append(("cluster/replicate", "replicate"))
+    if vol["stripe"] > 1:
+        needs.append(("cluster/stripe", "stripe"))
+    if len(vol["bricks"]) > vol["stripe"] * vol["replica"]:
+        needs.append(("cluster/distribute", "distributed"))
+    for type_name, what in needs:
+        if not have(type_name):
+            module = "xlators/" + type_name.replace("-", "_") + ".py"
+            raise ValueError(f"{what} volumes need the {type_name} translator, which this "
+                             f"glusterpy does not have yet ({module})")
+
+
+# --------------------------------------------------------------------------
+# volfile names
+
+
+def brick_id(brick: dict) -> str:
+    """`HOST:/PATH`, how the CLI and volume info name a brick."""
+    return f"{brick['host']}:{brick['path']}"
+
+
+def brick_volfile_key(vol: dict, brick: dict) -> str:
+    return f"{vol['name']}.{brick['host']}.{brick['path'].strip('/').replace('/', '-')}"
+
+
+def brick_volfile_name(vol: dict, brick: dict) -> str:
+    return brick_volfile_key(vol, brick) + ".vol"
+
+
+def client_name(vol: dict, index: int) -> str:
+    return f"{vol['name']}-client-{index}"
+
+
+# --------------------------------------------------------------------------
+# building
+
+
+class _Builder:
+    """Collects volumes of one volfile, keeping only declared options."""
+
+    def __init__(self, vol: dict):
+        self.vol = vol
+        self.volumes: list[vf.VolumeDef] = []
+
+    def add(self, name: str, type_name: str, options: dict[str, str],
+            subvolumes: list[str] = ()) -> str:
+        declared = declared_options(type_name)
+        kept = {k: v for k, v in options.items() if canonical_key(declared, k) is not None}
+        self.volumes.append(vf.VolumeDef(name=name, type=type_name, options=kept,
+                                         subvolumes=list(subvolumes)))
+        return name
+
+    def apply_set_options(self, brick_subvolume: str | None = None) -> None:
+        """Put every `volume set` value into the translators it is for."""
+        keys = set_keys()
+        for key, value in sorted(self.vol["options"].items()):  # stable text
+            sk = keys.get(key)
+            if sk is None or sk.toggles is not None and sk.option.key == key:
+                continue
+            for v in self.volumes:
+                if canonical_type(v.type) not in sk.types:
+                    continue
+                for opt in declared_options(v.type):
+                    if key not in opt.set_keys:
+                        continue
+                    option_key = opt.key
+                    if opt.is_pattern:
+                        if brick_subvolume is None:
+                            continue
+                        option_key = opt.key.replace("*", brick_subvolume)
+                    v.options[option_key] = value
+
+    def text(self) -> str:
+        return vf.dumps(vf.Volfile(self.volumes))
+
+
+def brick_volfile(vol: dict, brick: dict) -> str:
+    b = _Builder(vol)
+    name, path = vol["name"], brick["path"]
+    below = b.add(f"{name}-posix", "storage/posix",
+                  {"directory": path, "volume-id": vol["id"],
+                   "ctime": "on" if enabled(vol, "features.ctime") else "off"})
+    if brick.get("arbiter") and have("features/arbiter"):
+        below = b.add(f"{name}-arbiter", "features/arbiter", {}, [below])
+    if have("debug/io-stats"):
+        below = b.add(f"{name}-locks", "features/locks", {}, [below])
+        top = b.add(path, "debug/io-stats", {"unique-id": path, "volume-id": vol["id"],
+                                             "log-level": "INFO"}, [below])
+    else:
+        top = b.add(path, "features/locks", {}, [below])
+    server_opts = {"transport-type": "tcp", "transport.address-family": "inet",
+                   "transport.listen-backlog": "1024",
+                   f"auth.addr.{top}.allow": "*"}
+    if brick.get("port"):
+        server_opts["transport.socket.listen-port"] = str(brick["port"])
+    b.add(f"{name}-server", "protocol/server", server_opts, [top])
+    b.apply_set_options(brick_subvolume=top)
+    return b.text()
+
+
+def client_volfile(vol: dict, perf: bool = True) -> str:
+    b = _Builder(vol)
+    name = vol["name"]
+    clients = []
+    for i, brick in enumerate(vol["bricks"]):
+        opts = {"transport-type": "tcp", "transport.address-family": "inet",
+                "send-gids": "true", "remote-subvolume": brick["path"],
+                "remote-host": brick["host"]}
+        if brick.get("port"):
+            opts["remote-port"] = str(brick["port"])
+        clients.append(b.add(client_name(vol, i), "protocol/client", opts))
+    replica, stripe = vol["replica"], vol["stripe"]
+    sets = clients
+    if replica > 1:
+        grouped = [sets[i:i + replica] for i in range(0, len(sets), replica)]
+        sets = [b.add(f"{name}-replicate-{i}", "cluster/replicate",
+                      {"afr-pending-xattr": ",".join(g), "volume-id": vol["id"],
+                       **({"arbiter-count": "1"} if vol.get("arbiter") else {})}, g)
+                for i, g in enumerate(grouped)]
+    if stripe > 1:
+        grouped = [sets[i:i + stripe] for i in range(0, len(sets), stripe)]
+        sets = [b.add(f"{name}-stripe-{i}", "cluster/stripe", {}, g)
+                for i, g in enumerate(grouped)]
+    task = vol.get("tasks", {}).get("remove-brick")
+    dht_opts = {"lock-migration": "off", "force-migration": "off"}
+    if task and task.get("status") in ("in progress", "completed"):
+        dht_opts["decommissioned-bricks"] = ",".join(task.get("subvolumes", []))
+    if have("cluster/distribute"):
+        top = b.add(f"{name}-dht", "cluster/distribute", dht_opts, sets)
+    else:
+        top = sets[0]  # check_supported refused more than one set
+    if enabled(vol, "features.ctime") and have("features/utime"):
+        top = b.add(f"{name}-utime", "features/utime", {"noatime": "on"}, [top])
+    if perf and enabled(vol, "performance.io-cache") and have("performance/io-cache"):
+        top = b.add(f"{name}-io-cache", "performance/io-cache", {}, [top])
+    if have("debug/io-stats"):
+        top = b.add(name, "debug/io-stats", {"log-level": "INFO"}, [top])
+    else:
+        # the top is named after the volume whatever it is, as glusterd's io-stats
+        old = top
+        for v in b.volumes:
+            if v.name == old:
+                v.name = name
+    b.apply_set_options()
+    return b.text()
+
+
+def volfiles(vol: dict) -> dict[str, str]:
+    """Every volfile of the volume, file name -> text."""
+    out = {CLIENT_VOLFILE.format(vol=vol["name"]): client_volfile(vol),
+           NOPERF_VOLFILE.format(vol=vol["name"]): client_volfile(vol, perf=False)}
+    for brick in vol["bricks"]:
+        out[brick_volfile_name(vol, brick)] = brick_volfile(vol, brick)
+    return out
+
+
+# --------------------------------------------------------------------------
+# comparing volfiles: reconfigure or restart?
+
+
+def shape(text: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    volfile = vf.parses(text)
+    return [(v.name, canonical_type(v.type or ""), tuple(v.subvolumes))
+            for v in volfile.volumes]
+
+
+def needs_restart(old_text: str, new_text: str) -> bool:
+    """True when a running brick cannot take `new_text` by reconfigure():
+    its graph changes shape, or an option that is not reconfigurable
+    changes (the listen port, the directory ...)."""
+    if shape(old_text) != shape(new_text):
+        return True
+    old, new = vf.parses(old_text), vf.parses(new_text)
+    for v in new.volumes:
+        before = old[v.name].options
+        declared = declared_options(v.type or "")
+        for key in set(before) | set(v.options):
+            if before.get(key) == v.options.get(key):
+                continue
+            opt = canonical_key(declared, key)
+            if opt is None or not opt.reconfigurable:
+                return True
+    return False
+
+
+__all__ = ["SetKey", "set_keys", "lookup_key", "volfiles", "brick_volfile", "client_volfile",
+           "volume_type", "check_supported", "needs_restart", "brick_volfile_name",
+           "brick_volfile_key", "brick_id", "have", "option_value", "NOPERF_SUFFIX"]
