@@ -17,6 +17,14 @@ portmap forgets a brick whose connection drops), and signs out at exit.
 Unlike glusterfsd, the volfile is always the local file: the volfile server
 is used for the portmap only.
 
+SIGHUP reloads the volfile, as glusterfsd reloads on glusterd's
+FETCHSPEC: a volfile that differs only in options is applied to the live
+graph (Graph.reconfigure - every translator validates before any changes);
+one that changes the graph's shape, or an option that is not
+reconfigurable, is refused and logged ("brick reload refused"), and the
+brick keeps serving the old graph: glusterpyd restarts the brick instead
+when it sees such a change coming (glusterd/volgen.py needs_restart).
+
 Shutdown on SIGTERM/SIGINT follows glusterfsd's cleanup_and_exit: sign out,
 stop accepting, disconnect the clients (their fds are flushed and released
 and their locks dropped), fini every translator, remove the pid file.  The
@@ -106,7 +114,8 @@ def run(args) -> int:
     try:
         if args.pidfile:
             pidfile = PidFile(args.pidfile)
-        trio.run(_serve, graph, portmap, args.brick_name)
+        reload = lambda: build_graph(args.volfile, args.port, args.xlator_option).volfile
+        trio.run(_serve, graph, portmap, args.brick_name, reload)
     except BaseException as e:
         error = sole_exception(e)
         if not isinstance(error, (OSError, FopError)):
@@ -121,12 +130,13 @@ def run(args) -> int:
     return 0
 
 
-async def _serve(graph: Graph, portmap: tuple[str, int] | None, brick_name: str | None) -> None:
+async def _serve(graph: Graph, portmap: tuple[str, int] | None, brick_name: str | None,
+                 reload=None) -> None:
     server = graph.top
     names = [child.name for child in server.children]
     if brick_name and brick_name not in names:
         names.append(brick_name)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with graph.running():
             log.info("brick %s serving on %s:%d", ", ".join(names), server.address,
                      server.port)
@@ -136,6 +146,9 @@ async def _serve(graph: Graph, portmap: tuple[str, int] | None, brick_name: str 
                     signin = PortmapSignin(*portmap, names, server.port)
                     nursery.start_soon(signin.run)
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        _reload(graph, reload)
+                        continue
                     log.info("received signal %d, shutting down", signum)
                     break
                 if signin is not None:
@@ -143,6 +156,23 @@ async def _serve(graph: Graph, portmap: tuple[str, int] | None, brick_name: str 
                 nursery.cancel_scope.cancel()
         # leaving graph.running(): protocol/server stops accepting and
         # disconnects its clients, then every translator's fini runs
+
+
+def _reload(graph: Graph, reload) -> None:
+    """SIGHUP: apply the volfile as it is now on disk to the live graph."""
+    if reload is None:
+        return
+    try:
+        new = reload()
+        if not graph.same_shape(new):
+            log.error("brick reload refused: the volfile changes the graph's shape "
+                      "(the brick must be restarted)")
+            return
+        graph.reconfigure(new)
+    except (vf.VolfileError, FopError, ValueError) as e:
+        log.error("brick reload refused: %s", e)
+        return
+    log.info("brick reconfigured from %s", new.filename)
 
 
 class PortmapSignin:
