@@ -1,0 +1,566 @@
+"""glusterpyd's REST API (JSON over HTTP/1.1), described by OpenAPI 3.
+
+The CLI is a client of this API and nothing else; peers use it to run the
+cluster's transactions; GET /api/v1/openapi.json describes every route (the
+document is built from the ROUTES table below, so it cannot drift from what
+is served).
+
+Public routes (what `glusterpy` uses):
+
+    GET    /api/v1/node                         this node's uuid, names, port
+    GET    /api/v1/peers                        peer status
+    POST   /api/v1/peers {host, port?}          peer probe
+    DELETE /api/v1/peers/{host}?force=1         peer detach
+    GET    /api/v1/pool                         pool list (peers and this node)
+    GET    /api/v1/volumes                      volume info of all volumes
+    POST   /api/v1/volumes {name, bricks, replica?, arbiter?, stripe?, transport?, force?}
+    GET    /api/v1/volumes/{name}               volume info
+    DELETE /api/v1/volumes/{name}               volume delete
+    POST   /api/v1/volumes/{name}/start {force?}    .../stop {force?}
+    GET    /api/v1/volumes/{name}/status        bricks: port, pid, online, on every node
+    GET    /api/v1/status                       the same for every volume
+    POST   /api/v1/volumes/{name}/bricks {bricks, replica?, force?}        add-brick
+    POST   /api/v1/volumes/{name}/remove-brick {bricks, action}   start|status|stop|commit|force
+    GET    /api/v1/volumes/{name}/options?key=K volume get (K or all)
+    POST   /api/v1/volumes/{name}/options {options: {KEY: VALUE}}  volume set
+    DELETE /api/v1/volumes/{name}/options/{key} volume reset (key or "all")
+    GET    /api/v1/options                      volume set help
+    POST   /api/v1/volumes/{name}/profile {action: start|stop}
+    GET    /api/v1/volumes/{name}/profile       profile info (per brick, per fop)
+    GET    /api/v1/log?volume=V&limit=N         the audit log
+
+Peer routes (/api/v1/cluster/..., /api/v1/local/...) carry the transaction
+phases and node-local reads; a caller must name itself with the
+X-Glusterpy-Node header and be a peer (join: not yet one).
+
+Errors are `{"error": message}` with 400 (refused), 404 (no such route or
+volume), 405 (method), 409 (the cluster lock is held), 413 (body too big)
+or 502 (a peer did not answer).  Every state-changing call is written to
+the audit log with who asked: the X-Glusterpy-User header, the uid the
+kernel says owns a loopback client's socket, the client's address, and the
+originating peer for calls that peers relay.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import trio
+
+from ..options import OptionError
+from . import volgen
+from .daemon import VERSION, Glusterd, OpFailed
+from .http import ApiError, Request, Response
+
+
+@dataclass
+class Route:
+    method: str
+    pattern: str
+    handler: Callable[[Glusterd, Request], Awaitable[Response]]
+    summary: str
+    body: dict | None = None  # JSON schema of the request body
+    query: tuple[str, ...] = ()
+    internal: bool = False
+
+    def regex(self) -> re.Pattern:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
+
+
+def _who(req: Request) -> dict:
+    uid = req.headers.get("x-connection-uid")
+    who = {"user": req.headers.get("x-glusterpy-user"),
+           "uid": int(uid) if uid else None,
+           "claimed-uid": req.headers.get("x-glusterpy-uid"),
+           "address": req.peer[0] if req.peer else None}
+    if req.headers.get("x-glusterpy-node"):
+        who["peer"] = req.headers["x-glusterpy-node"]
+    return who
+
+
+def _flag(value) -> bool:
+    return value in (True, 1, "1", "true", "yes", "on", "force")
+
+
+async def _run(gd: Glusterd, req: Request, op: str, args: dict) -> dict:
+    """A volume operation through the cluster transaction, audited."""
+    who = _who(req)
+    try:
+        result = await gd.transact(op, args, who)
+    except OpFailed as e:
+        gd.audit(who, op, args, f"failed: {e}")
+        status = 409 if "Another transaction" in str(e) else \
+            404 if str(e).startswith("Volume ") and str(e).endswith("does not exist") else 400
+        raise ApiError(status, str(e)) from None
+    if not (op == "remove-brick" and args.get("action") == "status"):
+        gd.audit(who, op, args, "success")
+    return result
+
+
+def _volume_view(gd: Glusterd, vol: dict) -> dict:
+    view = dict(vol)
+    view["type"] = volgen.volume_type(vol)
+    view["bricks"] = [dict(b, name=volgen.brick_id(b)) for b in vol["bricks"]]
+    return view
+
+
+# -- public handlers ---------------------------------------------------------
+
+
+async def get_node(gd, req):
+    return Response(200, gd.node_info())
+
+
+async def get_openapi(gd, req):
+    return Response(200, openapi())
+
+
+async def _peer_states(gd) -> list[dict]:
+    peers = list(gd.peers.values())
+    connected = [False] * len(peers)
+
+    async def check(i, p):
+        connected[i] = await gd.peer_connected(p)
+    async with trio.open_nursery() as n:
+        for i, p in enumerate(peers):
+            n.start_soon(check, i, p)
+    return [{"uuid": p["uuid"], "hostname": p["hostnames"][0], "hostnames": p["hostnames"],
+             "port": p["port"], "state": "Peer in Cluster",
+             "connected": connected[i]} for i, p in enumerate(peers)]
+
+
+async def get_peers(gd, req):
+    return Response(200, {"peers": await _peer_states(gd)})
+
+
+async def get_pool(gd, req):
+    pool = await _peer_states(gd)
+    pool.append({"uuid": gd.uuid, "hostname": "localhost", "hostnames": gd.names,
+                 "port": gd.port, "state": "Peer in Cluster", "connected": True})
+    return Response(200, {"pool": pool})
+
+
+async def post_peer(gd, req):
+    body = req.json()
+    host = body.get("host")
+    if not isinstance(host, str) or not host:
+        raise ApiError(400, "peer probe needs a host")
+    port = body.get("port", gd.port)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ApiError(400, f"port {port!r} is not a TCP port")
+    who = _who(req)
+    try:
+        note = await gd.probe(host, port, who)
+    except OpFailed as e:
+        gd.audit(who, "peer probe", body, f"failed: {e}")
+        raise ApiError(409 if "Another transaction" in str(e) else 400, str(e)) from None
+    gd.audit(who, "peer probe", body, "success" + (f": {note}" if note else ""))
+    return Response(200, {"message": note})
+
+
+async def delete_peer(gd, req):
+    host = req.params["host"]
+    force = _flag(req.arg("force"))
+    who = _who(req)
+    try:
+        await gd.detach(host, force)
+    except OpFailed as e:
+        gd.audit(who, "peer detach", {"host": host, "force": force}, f"failed: {e}")
+        raise ApiError(400, str(e)) from None
+    gd.audit(who, "peer detach", {"host": host, "force": force}, "success")
+    return Response(200, {"message": ""})
+
+
+def _volume_or_404(gd, name) -> dict:
+    vol = gd.volumes.get(name)
+    if vol is None:
+        raise ApiError(404, f"Volume {name} does not exist")
+    return vol
+
+
+async def get_volumes(gd, req):
+    return Response(200, {"volumes": [_volume_view(gd, v) for _, v in
+                                      sorted(gd.volumes.items())]})
+
+
+async def get_volume(gd, req):
+    return Response(200, _volume_view(gd, _volume_or_404(gd, req.params["name"])))
+
+
+async def post_volume(gd, req):
+    body = req.json()
+    args = {k: body.get(k) for k in ("name", "bricks", "replica", "arbiter", "stripe",
+                                     "transport", "force")}
+    result = await _run(gd, req, "create", args)
+    return Response(201, _volume_view(gd, result["volume"]))
+
+
+async def delete_volume(gd, req):
+    await _run(gd, req, "delete", {"name": req.params["name"]})
+    return Response(200, {"message": f"{req.params['name']} deleted"})
+
+
+async def post_start(gd, req):
+    body = req.json()
+    result = await _run(gd, req, "start", {"name": req.params["name"],
+                                           "force": _flag(body.get("force"))})
+    return Response(200, _volume_view(gd, result["volume"]))
+
+
+async def post_stop(gd, req):
+    body = req.json()
+    result = await _run(gd, req, "stop", {"name": req.params["name"],
+                                          "force": _flag(body.get("force"))})
+    return Response(200, _volume_view(gd, result["volume"]))
+
+
+async def _cluster_bricks(gd, name: str | None) -> list[dict]:
+    out = gd.local_brick_status(name)
+    for peer in gd.peers.values():
+        try:
+            doc = await gd.call_peer(peer, "GET", "/api/v1/local/bricks" +
+                                     (f"?volume={name}" if name else ""), timeout=5)
+            out.extend(doc["bricks"])
+        except OpFailed:
+            for vol in gd.volumes.values():
+                if name is not None and vol["name"] != name:
+                    continue
+                out.extend({"volume": vol["name"], "brick": volgen.brick_id(b),
+                            "host": b["host"], "path": b["path"], "node": b["node"],
+                            "port": 0, "online": False, "pid": None, "unreachable": True}
+                           for b in vol["bricks"] if b["node"] == peer["uuid"])
+    return out
+
+
+def _status_of(gd, vol: dict, bricks: list[dict]) -> dict:
+    mine = {(b["node"], b["path"]): b for b in bricks if b["volume"] == vol["name"]}
+    rows = [mine.get((b["node"], b["path"]), {"brick": volgen.brick_id(b), "port": 0,
+                                               "online": False, "pid": None})
+            for b in vol["bricks"]]
+    return {"name": vol["name"], "status": vol["status"], "bricks": rows,
+            "tasks": vol.get("tasks", {})}
+
+
+async def get_volume_status(gd, req):
+    vol = _volume_or_404(gd, req.params["name"])
+    if vol["status"] != "Started":
+        raise ApiError(400, f"Volume {vol['name']} is not started")
+    return Response(200, _status_of(gd, vol, await _cluster_bricks(gd, vol["name"])))
+
+
+async def get_status(gd, req):
+    bricks = await _cluster_bricks(gd, None)
+    return Response(200, {"volumes": [_status_of(gd, v, bricks) for _, v in
+                                      sorted(gd.volumes.items()) if v["status"] == "Started"]})
+
+
+async def post_bricks(gd, req):
+    body = req.json()
+    result = await _run(gd, req, "add-brick", {"name": req.params["name"],
+                                               "bricks": body.get("bricks"),
+                                               "replica": body.get("replica"),
+                                               "stripe": body.get("stripe"),
+                                               "force": _flag(body.get("force"))})
+    return Response(200, _volume_view(gd, result["volume"]))
+
+
+async def post_remove_brick(gd, req):
+    body = req.json()
+    result = await _run(gd, req, "remove-brick", {"name": req.params["name"],
+                                                  "bricks": body.get("bricks"),
+                                                  "action": body.get("action")})
+    vol = result["volume"]
+    return Response(200, {"volume": _volume_view(gd, vol),
+                          "task": vol.get("tasks", {}).get("remove-brick")})
+
+
+async def get_options(gd, req):
+    vol = _volume_or_404(gd, req.params["name"])
+    key = req.arg("key", "all")
+    keys = volgen.set_keys()
+    if key != "all":
+        try:
+            volgen.lookup_key(key)
+        except OptionError as e:
+            raise ApiError(400, str(e)) from None
+        wanted = [key]
+    else:
+        wanted = sorted(keys)
+    return Response(200, {"options": [{"key": k, "value": vol["options"].get(
+        k, keys[k].option.default if k in keys else None), "set": k in vol["options"]}
+        for k in wanted]})
+
+
+async def post_options(gd, req):
+    body = req.json()
+    options = body.get("options")
+    if not isinstance(options, dict) or not options:
+        raise ApiError(400, "the body needs \"options\": {KEY: VALUE, ...}")
+    result = await _run(gd, req, "set", {"name": req.params["name"], "options": options})
+    return Response(200, _volume_view(gd, result["volume"]))
+
+
+async def delete_option(gd, req):
+    result = await _run(gd, req, "reset", {"name": req.params["name"],
+                                           "key": req.params["key"]})
+    return Response(200, _volume_view(gd, result["volume"]))
+
+
+async def get_option_help(gd, req):
+    volgen.rescan()
+    keys = volgen.set_keys()
+    return Response(200, {"options": [
+        {"key": k, "default": sk.option.default, "description": sk.option.description,
+         "type": sk.option.type.value, "choices": list(sk.option.choices),
+         "min": sk.option.min, "max": sk.option.max, "translators": list(sk.types),
+         "help": sk.help()} for k, sk in sorted(keys.items())]})
+
+
+async def post_profile(gd, req):
+    body = req.json()
+    action = body.get("action")
+    if action not in ("start", "stop"):
+        raise ApiError(400, "profile action must be start or stop (info: GET)")
+    result = await _run(gd, req, "profile", {"name": req.params["name"], "action": action})
+    return Response(200, _volume_view(gd, result["volume"]))
+
+
+async def get_profile(gd, req):
+    from .profile import local_profile
+    vol = _volume_or_404(gd, req.params["name"])
+    if not vol.get("profile"):
+        raise ApiError(400, f"Profile on Volume {vol['name']} is not started")
+    bricks = await local_profile(gd, vol["name"])
+    for peer in gd.peers.values():
+        try:
+            doc = await gd.call_peer(peer, "GET", f"/api/v1/local/profile/{vol['name']}",
+                                     timeout=30)
+            bricks.extend(doc["bricks"])
+        except OpFailed as e:
+            bricks.append({"brick": peer["hostnames"][0], "error": str(e)})
+    return Response(200, {"volume": vol["name"], "bricks": bricks})
+
+
+async def get_log(gd, req):
+    volume = req.arg("volume")
+    try:
+        limit = int(req.arg("limit", "0"))
+    except ValueError:
+        raise ApiError(400, "limit must be a number") from None
+    entries = [e for e in gd.store.read_audit()
+               if volume is None or (e.get("args") or {}).get("name") == volume]
+    if limit > 0:
+        entries = entries[-limit:]
+    return Response(200, {"entries": entries})
+
+
+# -- peer handlers -------------------------------------------------------------
+
+
+def _from_peer(gd, req, allow_new: bool = False) -> str:
+    node = req.headers.get("x-glusterpy-node")
+    if not node:
+        raise ApiError(400, "peer calls must name the calling node (X-Glusterpy-Node)")
+    if node not in gd.peers and not allow_new:
+        raise ApiError(400, f"node {node} is not a peer of this cluster")
+    return node
+
+
+def _peer_op(fn):
+    async def handler(gd, req):
+        _from_peer(gd, req)
+        try:
+            return Response(200, await fn(gd, req, req.json()) or {})
+        except OpFailed as e:
+            raise ApiError(409 if "Another transaction" in str(e) else 400, str(e)) from None
+    handler.__doc__ = fn.__doc__
+    return handler
+
+
+@_peer_op
+async def cluster_lock(gd, req, body):
+    gd.take_lock(str(body.get("txn")), str(body.get("holder")))
+
+
+@_peer_op
+async def cluster_unlock(gd, req, body):
+    gd.release_lock(str(body.get("txn")))
+
+
+@_peer_op
+async def cluster_stage(gd, req, body):
+    return gd.stage(body)
+
+
+@_peer_op
+async def cluster_commit(gd, req, body):
+    plan = body["plan"]
+    await gd.commit(plan, rollback=bool(body.get("rollback")))
+    if not body.get("rollback"):
+        gd.audit(_who(req), plan["op"], plan["args"], "success (committed for a peer)")
+
+
+@_peer_op
+async def cluster_add_peer(gd, req, body):
+    gd.check_lock(str(body.get("txn")))
+    gd.add_peer(body["peer"])
+
+
+@_peer_op
+async def cluster_leave(gd, req, body):
+    await gd.leave()
+    gd.audit(_who(req), "peer detach", {}, "success (this node left the cluster)")
+
+
+async def cluster_join(gd, req):
+    _from_peer(gd, req, allow_new=True)
+    body = req.json()
+    try:
+        info = await gd.join(body.get("nodes", []), body.get("volumes", {}),
+                             req.peer[0] if req.peer else None)
+    except OpFailed as e:
+        raise ApiError(400, str(e)) from None
+    gd.audit(_who(req), "peer probe", {}, "success (this node joined the cluster)")
+    return Response(200, info)
+
+
+async def cluster_remove_peer(gd, req):
+    _from_peer(gd, req)
+    gd.remove_peer(req.params["uuid"])
+    return Response(200, {})
+
+
+async def local_bricks(gd, req):
+    return Response(200, {"bricks": gd.local_brick_status(req.arg("volume"))})
+
+
+async def local_profile_handler(gd, req):
+    from .profile import local_profile
+    _volume_or_404(gd, req.params["name"])
+    return Response(200, {"bricks": await local_profile(gd, req.params["name"])})
+
+
+_BRICKS = {"type": "array", "items": {"type": "string", "pattern": "^[^:]+:/.*$"},
+           "description": "HOST:/PATH of each brick"}
+_COUNT = {"type": "integer", "minimum": 1}
+
+ROUTES = [
+    Route("GET", "/api/v1/openapi.json", get_openapi, "This document."),
+    Route("GET", "/api/v1/node", get_node, "This node's identity."),
+    Route("GET", "/api/v1/peers", get_peers, "peer status"),
+    Route("POST", "/api/v1/peers", post_peer, "peer probe",
+          {"type": "object", "required": ["host"],
+           "properties": {"host": {"type": "string"}, "port": {"type": "integer"}}}),
+    Route("DELETE", "/api/v1/peers/{host}", delete_peer, "peer detach", query=("force",)),
+    Route("GET", "/api/v1/pool", get_pool, "pool list"),
+    Route("GET", "/api/v1/volumes", get_volumes, "volume info / volume list"),
+    Route("POST", "/api/v1/volumes", post_volume, "volume create",
+          {"type": "object", "required": ["name", "bricks"],
+           "properties": {"name": {"type": "string"}, "bricks": _BRICKS,
+                          "replica": _COUNT, "arbiter": {"type": "integer", "enum": [1]},
+                          "stripe": _COUNT, "transport": {"type": "string", "enum": ["tcp"]},
+                          "force": {"type": "boolean"}}}),
+    Route("GET", "/api/v1/volumes/{name}", get_volume, "volume info NAME"),
+    Route("DELETE", "/api/v1/volumes/{name}", delete_volume, "volume delete"),
+    Route("POST", "/api/v1/volumes/{name}/start", post_start, "volume start",
+          {"type": "object", "properties": {"force": {"type": "boolean"}}}),
+    Route("POST", "/api/v1/volumes/{name}/stop", post_stop, "volume stop",
+          {"type": "object", "properties": {"force": {"type": "boolean"}}}),
+    Route("GET", "/api/v1/volumes/{name}/status", get_volume_status, "volume status NAME"),
+    Route("GET", "/api/v1/status", get_status, "volume status (all)"),
+    Route("POST", "/api/v1/volumes/{name}/bricks", post_bricks, "volume add-brick",
+          {"type": "object", "required": ["bricks"],
+           "properties": {"bricks": _BRICKS, "replica": _COUNT, "force": {"type": "boolean"}}}),
+    Route("POST", "/api/v1/volumes/{name}/remove-brick", post_remove_brick,
+          "volume remove-brick",
+          {"type": "object", "required": ["bricks", "action"],
+           "properties": {"bricks": _BRICKS, "action": {
+               "type": "string", "enum": ["start", "status", "stop", "commit", "force"]}}}),
+    Route("GET", "/api/v1/volumes/{name}/options", get_options, "volume get", query=("key",)),
+    Route("POST", "/api/v1/volumes/{name}/options", post_options, "volume set",
+          {"type": "object", "required": ["options"],
+           "properties": {"options": {"type": "object",
+                                      "additionalProperties": {"type": "string"}}}}),
+    Route("DELETE", "/api/v1/volumes/{name}/options/{key}", delete_option,
+          "volume reset (key or all)"),
+    Route("GET", "/api/v1/options", get_option_help, "volume set help"),
+    Route("POST", "/api/v1/volumes/{name}/profile", post_profile, "volume profile start|stop",
+          {"type": "object", "required": ["action"],
+           "properties": {"action": {"type": "string", "enum": ["start", "stop"]}}}),
+    Route("GET", "/api/v1/volumes/{name}/profile", get_profile, "volume profile info"),
+    Route("GET", "/api/v1/log", get_log, "the audit log", query=("volume", "limit")),
+    # between peers
+    Route("POST", "/api/v1/cluster/lock", cluster_lock, "take the cluster lock", internal=True),
+    Route("POST", "/api/v1/cluster/unlock", cluster_unlock, "release it", internal=True),
+    Route("POST", "/api/v1/cluster/stage", cluster_stage, "stage a plan", internal=True),
+    Route("POST", "/api/v1/cluster/commit", cluster_commit, "commit (or roll back) a plan",
+          internal=True),
+    Route("POST", "/api/v1/cluster/join", cluster_join, "join the caller's cluster",
+          internal=True),
+    Route("POST", "/api/v1/cluster/peers", cluster_add_peer, "record a new peer",
+          internal=True),
+    Route("DELETE", "/api/v1/cluster/peers/{uuid}", cluster_remove_peer, "forget a peer",
+          internal=True),
+    Route("POST", "/api/v1/cluster/leave", cluster_leave, "leave the cluster", internal=True),
+    Route("GET", "/api/v1/local/bricks", local_bricks, "this node's bricks", internal=True,
+          query=("volume",)),
+    Route("GET", "/api/v1/local/profile/{name}", local_profile_handler,
+          "this node's bricks' io-stats", internal=True),
+]
+_COMPILED = [(r, r.regex()) for r in ROUTES]
+
+
+def make_app(gd: Glusterd):
+    async def app(req: Request) -> Response:
+        allowed = []
+        for route, regex in _COMPILED:
+            m = regex.match(req.path)
+            if not m:
+                continue
+            if route.method != req.method:
+                allowed.append(route.method)
+                continue
+            req.params = m.groupdict()
+            if route.body is None and req.body and req.method in ("GET", "DELETE"):
+                raise ApiError(400, f"{req.method} {req.path} takes no request body")
+            return await route.handler(gd, req)
+        if allowed:
+            raise ApiError(405, f"{req.method} is not allowed on {req.path} (allowed: "
+                                f"{', '.join(sorted(set(allowed)))})")
+        raise ApiError(404, f"no such resource: {req.path}")
+    return app
+
+
+def openapi() -> dict:
+    paths: dict[str, dict] = {}
+    error = {"description": "refused", "content": {"application/json": {"schema": {
+        "$ref": "#/components/schemas/Error"}}}}
+    for r in ROUTES:
+        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in re.findall(r"\{(\w+)\}", r.pattern)]
+        params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
+                   for q in r.query]
+        op = {"summary": r.summary, "operationId": r.handler.__name__,
+              "tags": ["peer-to-peer" if r.internal else "management"],
+              "responses": {"200": {"description": "done", "content": {
+                  "application/json": {"schema": {"type": "object"}}}},
+                  "400": error, "404": error, "409": error}}
+        if params:
+            op["parameters"] = params
+        if r.body is not None:
+            op["requestBody"] = {"required": bool(r.body.get("required")), "content": {
+                "application/json": {"schema": r.body}}}
+        paths.setdefault(r.pattern, {})[r.method.lower()] = op
+    return {"openapi": "3.0.3",
+            "info": {"title": "glusterpyd management API", "version": VERSION,
+                     "description": "The REST API of glusterpy's management daemon: "
+                                    "peers, volumes, options, profiles, audit log."},
+            "paths": paths,
+            "components": {"schemas": {"Error": {
+                "type": "object", "required": ["error"],
+                "properties": {"error": {"type": "string"}}}}}}
+
+
+__all__ = ["make_app", "openapi", "ROUTES"]
