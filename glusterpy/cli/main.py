@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import brick_cmd, mount_cmd, volfile_cmd, volfile_server_cmd
+from . import brick_cmd, gluster_cmd, mount_cmd, volfile_cmd, volfile_server_cmd
 
 #: module -> each has `register(subparsers)` adding its subcommands
-COMMANDS = [volfile_cmd, brick_cmd, volfile_server_cmd, mount_cmd]
+COMMANDS = [volfile_cmd, brick_cmd, volfile_server_cmd, mount_cmd, gluster_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(gluster_cmd.hoist_global_options(argv))
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
