@@ -73,7 +73,9 @@ class Migration:
 
 
 async def migrate_file(dht, loc: Loc) -> bool:
-    """See the module docstring; True when the file moved."""
+    """See the module docstring; True when the file moved.  `dht` is the
+    cluster/distribute translator (whose module imports this one, hence the
+    import of its names here)."""
     from .distribute import (AVOID_OVERWRITE_KEY, GFID_REQ, INTERNAL_FOP, LINKTO_MODE,
                              PROTECT_WRITES_KEY, _as_root, _DirCtx)
     loc, ctx = await dht._inode(loc)
@@ -269,8 +271,10 @@ async def _undo(dht, mig: Migration, src_fd: Fd, dst_fd: Fd, st: Iatt, marked: b
     destination an empty linkto file again."""
     if marked:
         try:
-            await dht._wind(mig.src, "fsetattr", src_fd, Iatt(mode=stat.S_IMODE(st.mode)),
-                            SET_ATTR_MODE, None)
+            # the mode as it is now (a client may have changed it), unmarked
+            now = (await dht._wind(mig.src, "fstat", src_fd, None)).iatt
+            mode = stat.S_IMODE(now.mode) & ~PHASE1_BITS | (stat.S_IMODE(st.mode) & PHASE1_BITS)
+            await dht._wind(mig.src, "fsetattr", src_fd, Iatt(mode=mode), SET_ATTR_MODE, None)
             await dht._wind(mig.src, "fremovexattr", src_fd, dht.linkto_key, None)
         except FopError as e:
             dht.log.error("migration undo: source left marked: %s", e)

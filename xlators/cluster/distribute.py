@@ -91,6 +91,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import re
 import stat
 import time
 from collections import OrderedDict
@@ -109,6 +110,7 @@ from glusterpy.options import Option, OptionError, OptionType, PercentOrSize
 from glusterpy.xlator import DOWNWARD_EVENTS, Event, Translator
 
 from . import dht_layout as dl
+from . import dht_migrate
 from .dht_layout import Layout, NameHasher
 
 # --------------------------------------------------------------------------
@@ -292,7 +294,7 @@ class Distribute(Translator):
             self.hasher = NameHasher(
                 opts.rsync_hash_regex if opts.rsync_hash_regex is not None
                 else dl.RSYNC_HASH_REGEX, opts.extra_hash_regex)
-        except Exception as e:   # re.error
+        except re.error as e:
             raise OptionError("rsync-hash-regex", f"invalid hash regex: {e}") from None
         unknown = [n for n in opts.decommissioned_bricks if n not in self.names]
         if unknown:
@@ -612,9 +614,7 @@ class Distribute(Translator):
 
     async def access(self, loc, mask, xdata=None):
         loc, ctx = await self._inode(loc)
-        if isinstance(ctx, _DirCtx):
-            return await self._wind(self._dir_first(ctx), "access", loc, mask, xdata)
-        return await self._on_file(loc, ctx, lambda i: self._wind(i, "access", loc, mask, xdata))
+        return await self._on_inode(loc, ctx, lambda i: self._wind(i, "access", loc, mask, xdata))
 
     async def readlink(self, loc, size, xdata=None):
         loc, ctx = await self._inode(loc)
@@ -655,13 +655,27 @@ class Distribute(Translator):
                                 xdata=replies[0].xdata)
         reply = await self._on_file(loc, ctx, lambda i: self._wind(i, "setattr", loc, stbuf,
                                                                      valid, xdata))
+        await self._keep_migration_mark(reply, valid, lambda i, ia: self._wind(
+            i, "setattr", Loc(gfid=loc.gfid), ia, SET_ATTR_MODE, None), ctx.cached)
         return _prepost(reply)
 
     async def fsetattr(self, fd, stbuf, valid, xdata=None):
         if self._fd_is_dir(fd):
             return await self.setattr(Loc(gfid=fd.gfid), stbuf, valid, xdata)
-        return _prepost(await self._fd_call(fd, lambda i: self._wind(
-            i, "fsetattr", fd, stbuf, valid, xdata)))
+        reply = await self._fd_call(fd, lambda i: self._wind(i, "fsetattr", fd, stbuf, valid,
+                                                             xdata))
+        await self._keep_migration_mark(reply, valid, lambda i, ia: self._wind(
+            i, "fsetattr", fd, ia, SET_ATTR_MODE, None), await self._fd_subvol(fd))
+        return _prepost(reply)
+
+    async def _keep_migration_mark(self, reply, valid: int, set_mode, i: int) -> None:
+        """A chmod of a file being migrated must not wipe the migration's
+        mark (S_ISGID|S_ISVTX): other clients go by it."""
+        pre, post = reply.prebuf, reply.postbuf
+        if valid & SET_ATTR_MODE and pre is not None and post is not None and \
+                dl.is_migration_phase1(pre.mode) and not dl.is_migration_phase1(post.mode):
+            mark = stat.S_IMODE(post.mode) | stat.S_ISGID | stat.S_ISVTX
+            await set_mode(i, Iatt(mode=mark))
 
     async def statfs(self, loc, xdata=None):
         """dht_statfs: the bricks' sums, in the largest block size any uses."""
@@ -775,10 +789,8 @@ class Distribute(Translator):
     async def xattrop(self, loc, optype, xattrs, xdata=None):
         """A file's data subvolume; a directory's first subvolume (dht_xattrop)."""
         loc, ctx = await self._inode(loc)
-        if isinstance(ctx, _DirCtx):
-            return await self._wind(self._dir_first(ctx), "xattrop", loc, optype, xattrs, xdata)
-        return await self._on_file(loc, ctx, lambda i: self._wind(i, "xattrop", loc, optype,
-                                                                    xattrs, xdata))
+        return await self._on_inode(loc, ctx, lambda i: self._wind(i, "xattrop", loc, optype,
+                                                                     xattrs, xdata))
 
     async def fxattrop(self, fd, optype, xattrs, xdata=None):
         if self._fd_is_dir(fd):
@@ -790,11 +802,8 @@ class Distribute(Translator):
 
     async def inodelk(self, volume, loc, cmd, flock, xdata=None):
         loc, ctx = await self._inode(loc)
-        if isinstance(ctx, _DirCtx):
-            return await self._wind(self._dir_first(ctx), "inodelk", volume, loc, cmd, flock,
-                                    xdata)
-        return await self._on_file(loc, ctx, lambda i: self._wind(i, "inodelk", volume, loc,
-                                                                    cmd, flock, xdata))
+        return await self._on_inode(loc, ctx, lambda i: self._wind(i, "inodelk", volume, loc,
+                                                                     cmd, flock, xdata))
 
     async def finodelk(self, volume, fd, cmd, flock, xdata=None):
         if self._fd_is_dir(fd):
@@ -806,9 +815,8 @@ class Distribute(Translator):
 
     async def entrylk(self, volume, loc, basename, cmd, type, xdata=None):
         loc, ctx = await self._inode(loc)
-        i = self._dir_first(ctx) if isinstance(ctx, _DirCtx) else \
-            await self._file_index(loc, ctx)
-        return await self._wind(i, "entrylk", volume, loc, basename, cmd, type, xdata)
+        return await self._on_inode(loc, ctx, lambda i: self._wind(
+            i, "entrylk", volume, loc, basename, cmd, type, xdata))
 
     async def fentrylk(self, volume, fd, basename, cmd, type, xdata=None):
         if self._fd_is_dir(fd):
@@ -829,15 +837,13 @@ class Distribute(Translator):
 
     async def getactivelk(self, loc, xdata=None):
         loc, ctx = await self._inode(loc)
-        i = self._dir_first(ctx) if isinstance(ctx, _DirCtx) else \
-            await self._file_index(loc, ctx)
-        return await self._wind(i, "getactivelk", loc, xdata)
+        return await self._on_inode(loc, ctx, lambda i: self._wind(i, "getactivelk", loc,
+                                                                     xdata))
 
     async def setactivelk(self, loc, locks, xdata=None):
         loc, ctx = await self._inode(loc)
-        i = self._dir_first(ctx) if isinstance(ctx, _DirCtx) else \
-            await self._file_index(loc, ctx)
-        return await self._wind(i, "setactivelk", loc, locks, xdata)
+        return await self._on_inode(loc, ctx, lambda i: self._wind(i, "setactivelk", loc, locks,
+                                                                     xdata))
 
     # ======================================================================
     # open files
@@ -1051,27 +1057,15 @@ class Distribute(Translator):
         return new
 
     async def migrate_file(self, loc) -> bool:
-        """Move a file's data to its hashed subvolume (dht-rebalance.c's
-        dht_migrate_file); True when it moved, False when it was already
-        there.  The phases, each visible on the bricks as in GlusterFS:
-
-        1. the destination is created on the hashed brick as a linkto file
-           pointing at the source (so lookups still find the data);
-        2. the source is marked in migration (mode | S_ISGID | S_ISVTX and
-           its linkto xattr naming the destination); writes through this
-           translator meanwhile reach both copies;
-        3. the data is copied (holes kept), then the destination takes the
-           source's mode, owner, times and xattrs and loses its linkto
-           xattr;
-        4. the source becomes a linkto file (truncated, mode 01000) and is
-           removed; fds open on it are reopened on the destination by the
-           next fop.
-
-        Files with hard links or open fds elsewhere are migrated too (as
-        GlusterFS with force-migration); directories are refused (EISDIR).
-        """
-        from .dht_migrate import migrate_file
-        return await migrate_file(self, loc)
+        """Move a file's data to its hashed subvolume as dht-rebalance.c's
+        dht_migrate_file does, phase by phase (xlators/cluster/dht_migrate.py):
+        True when it moved, False when it was already there or has several
+        hard links (a plain GlusterFS rebalance leaves those).  Writes
+        through this translator go on meanwhile; a write from another client
+        to the new copy makes the migration give up (EBUSY), as GlusterFS
+        without force-migration; fds open on the old copy follow the file.
+        A directory is EISDIR."""
+        return await dht_migrate.migrate_file(self, loc)
 
     # ======================================================================
     # helpers: winding
@@ -1133,6 +1127,11 @@ class Distribute(Translator):
                 continue
             replies.append(r)
         return replies
+
+    def _first_up(self) -> int | None:
+        """dht_first_up_subvol: the subvolume up the longest."""
+        ups = [i for i in range(self.count) if self._up[i]]
+        return min(ups, key=lambda i: (self._up_since[i], i)) if ups else None
 
     def _dir_first(self, ctx: _DirCtx) -> int:
         """The subvolume GlusterFS uses for a directory's single-brick fops:
@@ -1235,15 +1234,17 @@ class Distribute(Translator):
         self._store(gfid, _FileCtx(cached))
 
     def _store(self, gfid: GFID, ctx) -> None:
-        self._ctx[GFID(gfid)] = ctx
-        self._ctx.move_to_end(GFID(gfid))
+        """Keep an inode's context, forgetting the least recently used ones
+        beyond CTX_LIMIT (never the root's)."""
+        gfid = GFID(gfid)
+        self._ctx[gfid] = ctx
+        self._ctx.move_to_end(gfid)
         while len(self._ctx) > CTX_LIMIT:
-            oldest, _ = self._ctx.popitem(last=False)
+            oldest = next(iter(self._ctx))
             if oldest == ROOT_GFID:
-                self._ctx[oldest] = _
-                self._ctx.move_to_end(oldest, last=False)
-                if len(self._ctx) > CTX_LIMIT:
-                    self._ctx.popitem(last=True)
+                self._ctx.move_to_end(oldest)
+                continue
+            del self._ctx[oldest]
 
     def _forget(self, gfid: GFID | None) -> None:
         if gfid is not None:
@@ -1784,8 +1785,11 @@ class Distribute(Translator):
     # ======================================================================
     # helpers: files
 
-    async def _file_index(self, loc: Loc, ctx: _FileCtx) -> int:
-        return ctx.cached
+    async def _on_inode(self, loc: Loc, ctx, call: Callable[[int], Awaitable]):
+        """A single-brick fop: a directory's first subvolume, a file's data."""
+        if isinstance(ctx, _DirCtx):
+            return await call(self._dir_first(ctx))
+        return await self._on_file(loc, ctx, call)
 
     async def _on_file(self, loc: Loc, ctx: _FileCtx, call: Callable[[int], Awaitable]):
         """`call` on the file's data subvolume; if that brick no longer has
@@ -2235,7 +2239,7 @@ class Distribute(Translator):
         if fd.gfid is None:
             raise FopError(errno.EBADF)
         ctx = await self._dir_ctx(GFID(fd.gfid), None)
-        first_up = next((i for i in range(self.count) if self._up[i]), None)
+        first_up = self._first_up()
         index, child_offset = dl.deitransform(offset, self.count) if offset else (0, 0)
         if index >= self.count:
             raise FopError(errno.EINVAL, f"readdir offset {offset:#x} names no subvolume")
