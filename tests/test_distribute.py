@@ -899,3 +899,74 @@ async def test_through_gfapi_as_a_user(tmp_path):
             st = os.lstat(b / "u" / name)
             assert (st.st_uid, st.st_gid) == (4321, 8765)
     check_volume(bricks)
+
+
+async def test_more_options(tmp_path):
+    """use-readdirp off (each name from its hashed brick), unhashed-sticky-bit,
+    lookup-unhashed off, randomize-hash-range-by-gfid, extra-hash-regex."""
+    bricks = make_bricks(tmp_path, 3)
+    async with running(bricks) as top:
+        d = await mkdir(top, ROOT_GFID, "/d")
+        for i in range(10):
+            await create_file(top, d, f"/d/f{i}", b"f")
+        for i in range(5):
+            await top.rename(Loc(path=f"/d/f{i}", pargfid=d, name=f"f{i}"),
+                             Loc(path=f"/d/g{i}", pargfid=d, name=f"g{i}"), None)
+    names = sorted([f"g{i}" for i in range(5)] + [f"f{i}" for i in range(5, 10)])
+    away = next(n for n in names
+                if not (bricks[hashed_brick(bricks, "d", n)] / "d" / n).stat().st_size)
+    async with running(bricks, use_readdirp="off", unhashed_sticky_bit="on") as top:
+        assert sorted(await listing(top, d, "/d", plus=False)) == names
+        ia = (await top.lookup(Loc(path=f"/d/{away}", pargfid=d, name=away), None)).iatt
+        assert ia.mode & stat.S_ISVTX
+    h = hashed_brick(bricks, "d", away)
+    os.unlink(bricks[h] / "d" / away)              # the linkto file is lost
+    async with running(bricks, lookup_optimize="off", lookup_unhashed="off") as top:
+        assert await errno_of(top.lookup(Loc(path=f"/d/{away}", pargfid=d, name=away),
+                                         None)) == "ENOENT"
+    async with running(bricks, lookup_optimize="off") as top:      # lookup-unhashed on
+        await top.lookup(Loc(path=f"/d/{away}", pargfid=d, name=away), None)
+        assert is_linkto(bricks[h] / "d" / away)
+    async with running(bricks, randomize_hash_range_by_gfid="on") as top:
+        e = await mkdir(top, ROOT_GFID, "/e")
+        start = dl.NameHasher().hash(str(e)) % 3
+        names3 = sorted(f"dv-client-{i}" for i in range(3))
+        assert disk_layout(bricks[int(names3[start][-1])] / "e").start == 0
+    check_volume(bricks)
+    async with running(bricks, extra_hash_regex=r'"^(.+)\\.tmp$"') as top:
+        e = (await top.lookup(Loc(path="/e", pargfid=ROOT_GFID, name="e"), None)).iatt.gfid
+        await create_file(top, e, "/e/data.tmp", b"t")
+        assert (bricks[hashed_brick(bricks, "e", "data")] / "e" / "data.tmp").read_bytes() \
+            == b"t"
+
+
+async def test_put_copy_file_range_and_fsyncdir(tmp_path):
+    bricks = make_bricks(tmp_path, 3)
+    async with running(bricks) as top:
+        d = await mkdir(top, ROOT_GFID, "/d")
+        reply = await top.put(Loc(path="/d/p", pargfid=d, name="p"), 0o644, 0, 0, b"put data",
+                              0, {"user.k": b"v"}, gfid_req())
+        assert await read_all(top, reply.iatt.gfid) == b"put data"
+        assert (bricks[hashed_brick(bricks, "d", "p")] / "d" / "p").read_bytes() == b"put data"
+        by_brick = {}
+        for i in range(30):
+            by_brick.setdefault(hashed_brick(bricks, "d", f"c{i}"), []).append(f"c{i}")
+        same = next(v for v in by_brick.values() if len(v) >= 2)
+        other = next(v for k, v in by_brick.items() if v is not same)
+        fds = {}
+        for name in (same[0], same[1], other[0]):
+            g = await create_file(top, d, f"/d/{name}", b"0123456789" if name == same[0]
+                                  else b"")
+            fds[name] = Fd(gfid=g, flags=os.O_RDWR)
+            await top.open(Loc(gfid=g), os.O_RDWR, fds[name], None)
+        copied = await top.copy_file_range(fds[same[0]], 0, fds[same[1]], 0, 10, 0, None)
+        assert copied.count == 10
+        assert bytes((await top.readv(fds[same[1]], 10, 0, 0, None)).data) == b"0123456789"
+        assert await errno_of(top.copy_file_range(fds[same[0]], 0, fds[other[0]], 0, 10, 0,
+                                                  None)) == "EXDEV"
+        for fd in fds.values():
+            await top.release(fd, None)
+        dfd = Fd(gfid=d, is_dir=True)
+        await top.opendir(Loc(path="/d", gfid=d), dfd, None)
+        await top.fsyncdir(dfd, 0, None)
+        await top.releasedir(dfd, None)
