@@ -55,12 +55,16 @@ Following GlusterFS (xlators/cluster/dht/src):
   CHILD_UP if one is up, and afterwards every event passes (a child going
   down while others are up is SOME_DESCENDENT_DOWN).  A fop that needs a
   subvolume that is down fails with ENOTCONN.
-* The building blocks of rebalance: `fix_layout(loc)` writes the layout a
-  fix-layout writes (dht_fix_layout_of_directory: new ranges, swapped to
-  keep as many files in place as possible), `migrate_file(loc)` moves a
-  file to its hashed brick as dht-rebalance.c does (see its docstring).
-  Both are also reached the way GlusterFS's rebalance process reaches
-  them: setxattr of `distribute.fix.layout` / `trusted.distribute.migrate-data`.
+* The building blocks of rebalance: `set_volume_commit_hash(h)` (the
+  commithash xattr on the brick roots, first step of a rebalance),
+  `fix_layout(loc)` (dht_fix_layout_of_directory: new ranges, swapped to
+  keep as many files in place as possible; with `new_commit_hash` it
+  settles a directory whose files are in place), `migrate_file(loc)` (moves
+  a file to its hashed brick as dht-rebalance.c does, xlators/cluster/
+  dht_migrate.py).  They are also reached the way GlusterFS's rebalance
+  process reaches them: setxattr of `distribute.fix.layout` (with
+  `new-commit-hash`), of the commithash key on the root, and of
+  `trusted.distribute.migrate-data`.
 
 Departures:
 
@@ -71,11 +75,18 @@ Departures:
   changes from several clients are therefore not serialised.
 * The inode context (directory layouts, files' data subvolumes) lives in
   this translator, keyed by gfid and bounded; a gfid it does not know is
-  discovered by a nameless lookup on every brick.
+  discovered by a nameless lookup on every brick.  A directory's layout is
+  refreshed by every lookup of it; without the pre-op check below, a
+  create under a layout another client has just changed can land on the
+  old hashed brick (a later lookup-everywhere or rebalance finds it).
 * mkdir without a gfid-req makes one (GlusterFS answers EPERM), since every
   brick must get the same gfid.  GlusterFS's parent-layout pre-op check in
   mkdir/create (GF_PREOP_PARENT_KEY) is not sent: storage/posix here does not
   serve it.
+* fix_layout of a directory whose commit hash is the volume's writes commit
+  hash 1 instead (so misses keep looking everywhere until it is settled);
+  GlusterFS's rebalance avoids the same hazard by changing the volume's
+  commit hash first.
 * The d_off transform counts distribute's children instead of the graph's
   leaves (the same for distribute over clients; also right over replicate).
 * icreate and namelink (gfid-only creation, no name to hash) answer
