@@ -96,10 +96,15 @@ Other behaviour followed, and the departures:
   trusted.glusterfs.node-uuid (with glusterd-uuid), glusterfs.open-fd-count,
   glusterfs.get_real_filename:NAME and glusterfs.gfidtopath.
 * Times (`ctime` on): GlusterFS's client-side features/utime tells posix
-  which times a fop changes and the client's clock; a glusterpy Caller
-  carries neither yet, so this translator applies utime's own table (with
-  its default noatime) and the brick's clock.  Times set by setattr follow
-  posix_update_utime_in_mdata (only an existing mdata xattr is updated).
+  which times a fop changes (the caller's `flags`, MDATA_* bits) and the
+  client's clock (`ctime_ns`).  This translator applies utime's own table
+  (with its default noatime) whoever calls, and stamps the client's clock
+  when the caller carries one - so all bricks of a replica store the same
+  times - else the brick's.  Of the flags it honours MDATA_ATIME on readv,
+  open, opendir and copy_file_range's source (utime with noatime off);
+  a caller without utime gets noatime.  Times set by setattr follow
+  posix_update_utime_in_mdata (only an existing mdata xattr is updated);
+  *_NOW is the same clock.
   Departure: create on an existing file (no O_EXCL) moves no times, as on a
   local filesystem, while GlusterFS moves the file's and its parent's; an
   open with O_TRUNC moves mtime and ctime.
@@ -798,9 +803,11 @@ class Posix(Translator):
                          is_dir=node.is_dir)
         if fd.gfid is None:
             fd.gfid = node.gfid
+        touch = self._atime_asked()
         if oflags & os.O_TRUNC and stat.S_ISREG(mode):
             # the kernel moved mtime and ctime; so do the times GlusterFS reports
-            self._mdata_touch(of.osfd, MDATA_C | MDATA_M)
+            touch |= MDATA_C | MDATA_M
+        self._mdata_touch(of.osfd, touch)
         return OpenReply(fd)
 
     @_inline_fop
@@ -812,6 +819,7 @@ class Posix(Translator):
         self._adopt(fd, osfd, os.O_RDONLY, node.gfid, is_dir=True)
         if fd.gfid is None:
             fd.gfid = node.gfid
+        self._mdata_touch(osfd, self._atime_asked())
         return OpenReply(fd)
 
     async def readv(self, fd, size, offset, flags, xdata=None):
@@ -827,7 +835,7 @@ class Posix(Translator):
                 data = memoryview(buf)[:n]
             else:
                 data = os.pread(of.osfd, size, offset)
-            return ReadReply(data, iatt=self._fd_iatt(of))
+            return ReadReply(data, iatt=self._fd_iatt(of, touch=self._atime_asked()))
         except OSError as e:
             raise FopError(e.errno) from None
 
@@ -1028,7 +1036,8 @@ class Posix(Translator):
         # one call, as GlusterFS: the count says how much was copied
         count = os.copy_file_range(src.osfd, dst.osfd, length, off_in, off_out)
         post_dst = self._fd_iatt(dst, touch=MDATA_C | MDATA_M)
-        return CopyRangeReply(self._fd_iatt(src), pre_dst, post_dst, count)
+        return CopyRangeReply(self._fd_iatt(src, touch=self._atime_asked()), pre_dst, post_dst,
+                              count)
 
     async def put(self, loc, mode, umask, flags, data, offset, xattrs, xdata=None):
         """posix_put: create, write, set xattrs and close in one fop, through
@@ -1768,10 +1777,11 @@ class Posix(Translator):
 
     def _mdata_touch(self, target, flags: int, ia: Iatt | None = None) -> None:
         """posix_set_mdata_xattr: move the flagged times to now (never back);
-        a missing xattr is created with every time set to now."""
+        a missing xattr is created with every time set to now.  "Now" is the
+        client's clock when it sent one (`_clock`)."""
         if not self.opts.ctime or not flags:
             return
-        now = time.time_ns()
+        now = self._clock()
         cur = _mdata_decode(_xget_quiet(target, MDATA_KEY))
         if cur is None:
             c = m = a = now
@@ -1790,6 +1800,22 @@ class Posix(Translator):
             return
         if ia is not None:
             _set_iatt_times(ia, c, m, a)
+
+    @staticmethod
+    def _clock() -> int:
+        """The time this fop stamps, GlusterFS's frame->root->ctime: the
+        client's clock when its features/utime sent one (the caller's
+        ctime_ns), so that every brick of a replica stores the same times;
+        otherwise the brick's."""
+        stamped = fops.caller.get().ctime_ns
+        return stamped if stamped is not None else time.time_ns()
+
+    @staticmethod
+    def _atime_asked() -> int:
+        """MDATA_A when the client's features/utime asks reads, opens and
+        opendirs to move atime (its noatime is off), as posix_set_ctime
+        honours the frame's flags; else 0."""
+        return fops.caller.get().flags & MDATA_A
 
     def _apply_setattr(self, node, of, stbuf: Iatt, valid: int, pre: Iatt) -> None:
         """setattr/fsetattr: owner, mode, size, times; then the mdata times."""
@@ -1818,7 +1844,7 @@ class Posix(Translator):
             self._mdata_touch(target, MDATA_C | MDATA_M)
         times = fops.SET_ATTR_ATIME | fops.SET_ATTR_MTIME | fops.SET_ATTR_ATIME_NOW | \
             fops.SET_ATTR_MTIME_NOW
-        now = time.time_ns()
+        now = self._clock()
         if valid & times:
             st = os.fstat(of.osfd) if of is not None else \
                 os.stat(node.at_name, dir_fd=node.at_fd, follow_symlinks=False)
