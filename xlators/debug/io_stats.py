@@ -31,7 +31,9 @@ Reading the stats:
   through a client connection.  GlusterFS's glusterd asks its bricks by the
   brick op GLUSTERD_BRICK_XLATOR_INFO, which io-stats answers in notify();
   this key is glusterpy's stand-in, as glusterpy's bricks have no brick-op
-  program.  A suffix chooses GlusterFS's info-op and peek:
+  program.  io-stats answers it itself (it is not counted as a GETXATTR)
+  and refuses an unknown suffix with EINVAL.  A suffix chooses GlusterFS's
+  info-op and peek:
 
       trusted.glusterpy.io-stats[.all|.incremental|.cumulative|.clear][.peek]
 
