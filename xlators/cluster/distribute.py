@@ -619,7 +619,9 @@ class Distribute(Translator):
 
     async def fstat(self, fd, xdata=None):
         if self._fd_is_dir(fd):
-            return await self.stat(Loc(gfid=fd.gfid), xdata)
+            replies = await self._dir_fd_all(fd, lambda i: self._wind(i, "fstat", fd, xdata))
+            return StatReply(_merge_dir_iatts([r.iatt for r in replies]),
+                             xdata=replies[0].xdata)
         reply = await self._fd_call(fd, lambda i: self._wind(i, "fstat", fd, xdata))
         return StatReply(_strip_phase1(reply.iatt), xdata=reply.xdata)
 
@@ -672,7 +674,11 @@ class Distribute(Translator):
 
     async def fsetattr(self, fd, stbuf, valid, xdata=None):
         if self._fd_is_dir(fd):
-            return await self.setattr(Loc(gfid=fd.gfid), stbuf, valid, xdata)
+            replies = await self._dir_fd_mds_then_all(
+                fd, lambda i: self._wind(i, "fsetattr", fd, stbuf, valid, xdata))
+            return PrePostReply(_merge_dir_iatts([r.prebuf for r in replies]),
+                                _merge_dir_iatts([r.postbuf for r in replies]),
+                                xdata=replies[0].xdata)
         reply = await self._fd_call(fd, lambda i: self._wind(i, "fsetattr", fd, stbuf, valid,
                                                              xdata))
         await self._keep_migration_mark(reply, valid, lambda i, ia: self._wind(
@@ -735,11 +741,16 @@ class Distribute(Translator):
                                                                     flags, xdata))
 
     async def fsetxattr(self, fd, xattrs, flags, xdata=None):
-        if self._fd_is_dir(fd):
-            return await self.setxattr(Loc(gfid=fd.gfid), xattrs, flags, xdata)
         if not isinstance(xattrs, dict):
             raise FopError(errno.EINVAL)
+        if self._fd_is_dir(fd) and any(k in FIX_LAYOUT_KEYS or k == self.commithash_key
+                                       for k in xattrs):
+            return await self.setxattr(Loc(gfid=fd.gfid), xattrs, flags, xdata)
         self._refuse_internal_keys(xattrs)
+        if self._fd_is_dir(fd):
+            replies = await self._dir_fd_mds_then_all(
+                fd, lambda i: self._wind(i, "fsetxattr", fd, xattrs, flags, xdata))
+            return Reply(xdata=replies[0].xdata)
         return await self._fd_call(fd, lambda i: self._wind(i, "fsetxattr", fd, xattrs, flags,
                                                             xdata))
 
@@ -771,9 +782,23 @@ class Distribute(Translator):
         return DictReply(self._visible(reply.dict), xdata=reply.xdata)
 
     async def fgetxattr(self, fd, name, xdata=None):
-        if self._fd_is_dir(fd):
-            return await self.getxattr(Loc(gfid=fd.gfid), name, xdata)
         self._check_readable_key(name)
+        if self._fd_is_dir(fd):
+            if name in PATHINFO_KEYS:
+                return await self.getxattr(Loc(gfid=fd.gfid), name, xdata)
+            if name and name.startswith(HEALED_XATTR_PREFIXES):
+                i = await self._dir_fd_lead(fd, mds=True)
+                reply = await self._wind(i, "fgetxattr", fd, name, xdata)
+                return DictReply(self._visible(reply.dict), xdata=reply.xdata)
+            replies = await self._dir_fd_all(fd, lambda i: self._wind(i, "fgetxattr", fd, name,
+                                                                      xdata))
+            merged: dict = {}
+            for r in replies:
+                for k, v in self._visible(r.dict).items():
+                    merged.setdefault(k, v)
+            if name and name not in merged:
+                raise FopError(errno.ENODATA)
+            return DictReply(merged, xdata=replies[0].xdata)
         if name in PATHINFO_KEYS or name == LINKINFO_KEY:
             return await self.getxattr(Loc(gfid=fd.gfid), name, xdata)
         reply = await self._fd_call(fd, lambda i: self._wind(i, "fgetxattr", fd, name, xdata))
@@ -791,10 +816,12 @@ class Distribute(Translator):
                                                                     xdata))
 
     async def fremovexattr(self, fd, name, xdata=None):
-        if self._fd_is_dir(fd):
-            return await self.removexattr(Loc(gfid=fd.gfid), name, xdata)
         if name in (self.layout_key, self.mds_key, self.linkto_key, self.commithash_key):
             raise FopError(errno.EPERM, f"{name} belongs to distribute")
+        if self._fd_is_dir(fd):
+            replies = await self._dir_fd_mds_then_all(
+                fd, lambda i: self._wind(i, "fremovexattr", fd, name, xdata))
+            return Reply(xdata=replies[0].xdata)
         return await self._fd_call(fd, lambda i: self._wind(i, "fremovexattr", fd, name, xdata))
 
     async def xattrop(self, loc, optype, xattrs, xdata=None):
@@ -805,7 +832,8 @@ class Distribute(Translator):
 
     async def fxattrop(self, fd, optype, xattrs, xdata=None):
         if self._fd_is_dir(fd):
-            return await self.xattrop(Loc(gfid=fd.gfid), optype, xattrs, xdata)
+            return await self._wind(await self._dir_fd_lead(fd), "fxattrop", fd, optype, xattrs,
+                                    xdata)
         return await self._fd_call(fd, lambda i: self._wind(i, "fxattrop", fd, optype, xattrs,
                                                             xdata))
 
@@ -818,9 +846,8 @@ class Distribute(Translator):
 
     async def finodelk(self, volume, fd, cmd, flock, xdata=None):
         if self._fd_is_dir(fd):
-            ctx = await self._dir_ctx(fd.gfid, None)
-            return await self._wind(self._dir_first(ctx), "finodelk", volume, fd, cmd, flock,
-                                    xdata)
+            return await self._wind(await self._dir_fd_lead(fd), "finodelk", volume, fd, cmd,
+                                    flock, xdata)
         return await self._fd_call(fd, lambda i: self._wind(i, "finodelk", volume, fd, cmd,
                                                             flock, xdata))
 
@@ -831,9 +858,8 @@ class Distribute(Translator):
 
     async def fentrylk(self, volume, fd, basename, cmd, type, xdata=None):
         if self._fd_is_dir(fd):
-            ctx = await self._dir_ctx(fd.gfid, None)
-            return await self._wind(self._dir_first(ctx), "fentrylk", volume, fd, basename,
-                                    cmd, type, xdata)
+            return await self._wind(await self._dir_fd_lead(fd), "fentrylk", volume, fd,
+                                    basename, cmd, type, xdata)
         return await self._fd_call(fd, lambda i: self._wind(i, "fentrylk", volume, fd, basename,
                                                             cmd, type, xdata))
 
@@ -2321,6 +2347,58 @@ class Distribute(Translator):
                     self._remember_file(iatt.gfid, index)
         entry.xdata = self._visible_xdata(entry.xdata, xdata)
         return True
+
+    async def _dir_fd_open(self, fd: Fd) -> list[int]:
+        """The bricks a directory fd is open on (opened where it was not yet,
+        as for an anonymous fd), up ones only; ENOTCONN when none."""
+        where = self._dir_fd(fd)
+        for i in range(self.count):
+            if self._up[i] and i not in where.opened:
+                await self._ensure_open(fd, where, i)
+        opened = sorted(i for i in where.opened if self._up[i])
+        if not opened:
+            raise FopError(errno.ENOTCONN, "the directory is open on no brick that is up")
+        return opened
+
+    async def _dir_fd_lead(self, fd: Fd, mds: bool = False) -> int:
+        """The brick a single-brick fop on a directory fd goes to: its mds
+        (with `mds`) or its first subvolume, as for the directory's loc;
+        the fd's first brick when the directory is gone from the context
+        (removed while open)."""
+        opened = await self._dir_fd_open(fd)
+        ctx = self._ctx.get(GFID(fd.gfid)) if fd.gfid is not None else None
+        if isinstance(ctx, _DirCtx):
+            if mds and ctx.mds in opened:
+                return ctx.mds
+            lead = self._dir_first(ctx)
+            if lead in opened:
+                return lead
+        return opened[0]
+
+    async def _dir_fd_all(self, fd: Fd, call) -> list:
+        """`call` on every brick the directory fd is open on: the answers of
+        those that succeeded; the first error when none did."""
+        opened = await self._dir_fd_open(fd)
+        results = await self._each(opened, call)
+        replies = [results[i] for i in opened if not isinstance(results[i], FopError)]
+        if not replies:
+            raise results[opened[0]]
+        return replies
+
+    async def _dir_fd_mds_then_all(self, fd: Fd, call) -> list:
+        """A change through a directory fd: the mds brick first, then the rest."""
+        lead = await self._dir_fd_lead(fd, mds=True)
+        first = await call(lead)
+        others = [i for i in await self._dir_fd_open(fd) if i != lead]
+        results = await self._each(others, call)
+        replies = [first]
+        for i in others:
+            r = results[i]
+            if isinstance(r, FopError):
+                self.log.info("directory fd: not applied on %s: %s", self.names[i], r)
+                continue
+            replies.append(r)
+        return replies
 
     async def _release_dir(self, fd: Fd, where: _DirFd, xdata) -> Reply:
         for i in sorted(where.opened):
