@@ -970,3 +970,17 @@ async def test_put_copy_file_range_and_fsyncdir(tmp_path):
         await top.opendir(Loc(path="/d", gfid=d), dfd, None)
         await top.fsyncdir(dfd, 0, None)
         await top.releasedir(dfd, None)
+
+
+async def test_regression_fstat_of_a_directory_removed_while_open(tmp_path):
+    """A directory fd keeps answering after rmdir, as on a local filesystem
+    (the fd fops used to resolve the gfid again and got ENOENT)."""
+    bricks = make_bricks(tmp_path, 3)
+    async with running(bricks) as top:
+        d = await mkdir(top, ROOT_GFID, "/d")
+        fd = Fd(gfid=d, is_dir=True)
+        await top.opendir(Loc(path="/d", gfid=d), fd, None)
+        await top.rmdir(Loc(path="/d", pargfid=ROOT_GFID, name="d"), 0, None)
+        assert (await top.fstat(fd, None)).iatt.is_dir
+        assert await listing(top, ROOT_GFID, "/") == []
+        await top.releasedir(fd, None)
