@@ -17,7 +17,16 @@ translators then connect to the bricks.  As libgfapi's glfs_init, mount
 waits for the first CHILD_UP or CHILD_DOWN to reach the top of the graph
 (CHILD_DOWN fails the mount), and it keeps a connection to the volfile
 server: a FETCHSPEC there, or VOLFILE_MODIFIED from a brick, fetches the
-volfile again and applies changed options to the running graph.
+volfile again.  A volfile that changes only options is applied to the
+running graph (Graph.reconfigure); one that changes the graph's shape (a
+brick added, a translator switched on or off) is a graph switch, as
+GlusterFS's glfs_graph_setup/glfs_migrate_openfds do: the new graph is
+started and must come up, new calls go to it, every open file and
+directory is reopened on it by gfid (handles keep working, offsets kept),
+calls already running on the old graph finish there, and only then is the
+old graph released and stopped.  Departure: POSIX locks held through an
+fd do not move to the new graph (GlusterFS moves them with
+lock-migration); a failed switch keeps the old graph.
 
 Errors surface as OSError with the errno the translators raised
 (`FopError` never escapes this module).  Following libgfapi, an absolute
@@ -26,6 +35,7 @@ symlink target is resolved from the root of the volume.
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import functools
 import logging
@@ -126,6 +136,39 @@ class _Resolved:
         return self.iatt
 
 
+class _LiveGraph:
+    """A running graph of a mounted volume and the calls in flight on it."""
+
+    __slots__ = ("graph", "inflight", "_idle", "stop")
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.inflight = 0
+        self._idle = trio.Event()
+        self._idle.set()
+        self.stop = trio.Event()
+
+    def enter(self) -> None:
+        if self.inflight == 0:
+            self._idle = trio.Event()
+        self.inflight += 1
+
+    def exit(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+#: the graph an operation runs on, fixed when it starts (see _CallerScope)
+_pinned: contextvars.ContextVar[_LiveGraph | None] = contextvars.ContextVar(
+    "glusterpy_gfapi_graph", default=None)
+#: how long a graph switch waits for the old graph's calls to finish
+SWITCH_DRAIN_TIMEOUT = 120.0
+
+
 class AsyncVolume:
     """A volume mounted through a translator graph, used from trio."""
 
@@ -144,6 +187,7 @@ class AsyncVolume:
         self._log_handler: logging.Handler | None = None
         self._log_level = logging.NOTSET
         self._nursery: trio.Nursery | None = None
+        self._live: _LiveGraph | None = None
         self._watch = None  # mgmt.VolfileWatch of a remote volume while mounted
         self.umask = _process_umask()
         self.identity = Caller(uid=os.geteuid(), gid=os.getegid(),
@@ -213,9 +257,9 @@ class AsyncVolume:
             first_state = _FirstChildState(self)
             self.graph.root.listeners.append(first_state)
             stack.callback(self.graph.root.listeners.remove, first_state)
-            await stack.enter_async_context(self.graph.running())
             self._nursery = await stack.enter_async_context(trio.open_nursery())
             stack.callback(self._nursery.cancel_scope.cancel)
+            self._live = await self._start_graph(self.graph)
             up = await first_state.wait(self.mount_timeout)
             if up is None:
                 raise LibgfapiException(f"volume {self.volname}: no subvolume came up "
@@ -232,7 +276,7 @@ class AsyncVolume:
                 stack.callback(setattr, self, "_watch", None)
                 self._nursery.start_soon(self._watch.run, self._volfile_changed)
             with self._as_caller():
-                reply = await self.graph.top.lookup(Loc.root(), None)
+                reply = await self._top.lookup(Loc.root(), None)
         except FopError as e:
             await stack.aclose()
             raise LibgfapiException(f"volume {self.volname}: root lookup failed: {e}") from None
@@ -242,6 +286,28 @@ class AsyncVolume:
         self._stack = stack
         self._root = _Node(reply.iatt, "/")
         self._cwd = [self._root]
+
+    async def _start_graph(self, graph: Graph) -> _LiveGraph:
+        """Run `graph` in a task of the mount's nursery until its `stop`."""
+        try:
+            return await self._nursery.start(self._run_graph, graph)
+        except BaseExceptionGroup as group:
+            leaf: BaseException = group
+            while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+                leaf = leaf.exceptions[0]
+            raise leaf from None
+
+    async def _run_graph(self, graph: Graph, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        live = _LiveGraph(graph)
+        async with graph.running():
+            task_status.started(live)
+            await live.stop.wait()
+
+    @property
+    def _top(self):
+        """The top translator of the graph this operation runs on."""
+        live = _pinned.get()
+        return (live.graph if live is not None else self.graph).top
 
     async def _load_remote_graph(self) -> None:
         """GETSPEC the client volfile and build its graph (a fresh one for
@@ -259,18 +325,15 @@ class AsyncVolume:
     async def _volfile_changed(self, fetched) -> None:
         """The volfile server has a new volfile (FETCHSPEC, or a brick's
         VOLFILE_MODIFIED made us ask): apply a change of options to the
-        running graph.  A change of the graph's shape needs a graph switch,
-        which gfapi does not do on a mounted volume: it is logged and the
-        running graph stays."""
+        running graph, switch graphs for a change of shape."""
         from .mgmt import elide_unavailable
         if fetched.text == self._volfile_text:
             return
         try:
             new = vf.parses(fetched.text, f"<volfile of {self.volname} from {fetched.server}>")
-            elide_unavailable(new)
+            elided = elide_unavailable(new)
             if not self.graph.same_shape(new):
-                log.warning("volume %s: the new volfile changes the graph's shape; "
-                            "remount to use it", self.volname)
+                await self._switch_graph(new, fetched, elided)
                 return
             self.graph.reconfigure(new)
         except (ValueError, FopError) as e:
@@ -278,6 +341,64 @@ class AsyncVolume:
             return
         self._volfile_text = fetched.text
         log.info("volume %s: reconfigured from the changed volfile", self.volname)
+
+    async def _switch_graph(self, volfile, fetched, elided: list[str]) -> None:
+        """Start the graph of `volfile`, move every open handle to it, then
+        stop the old one (see the module docstring)."""
+        from xlators.protocol.client import ProcessIdentity, set_process_identity
+        graph = Graph(volfile)
+        program = os.path.basename(sys.argv[0] or "") or "python"
+        set_process_identity(graph, ProcessIdentity(
+            process_name=f"gfapi.{program}", volfile_key=self.volname,
+            volfile_server=fetched.server.host))
+        self._attach_graph_logging(graph)
+        try:
+            live = await self._start_graph(graph)
+        except (OSError, FopError, ValueError) as e:
+            log.warning("volume %s: the new graph did not start (%s); keeping the old one",
+                        self.volname, e)
+            return
+        if not await graph.wait_child_up(self.mount_timeout):
+            log.warning("volume %s: the new graph did not come up; keeping the old one",
+                        self.volname)
+            live.stop.set()
+            return
+        old = self._live
+        self._live, self.graph = live, graph
+        self._volfile_text, self.elided = fetched.text, elided
+        self._dentries.clear()
+        moved: dict[int, Fd] = {}
+        old_fds: list[Fd] = []
+        with trio.move_on_after(SWITCH_DRAIN_TIMEOUT):
+            while True:
+                for handle in [h for h in self._open if h.live is old]:
+                    try:
+                        await handle._move_to(live, moved, old_fds)
+                    except FopError as e:
+                        log.warning("volume %s: %s could not be reopened on the new graph: "
+                                    "%s", self.volname, handle.path, e)
+                        handle.live = live  # its calls now fail there, not on a dead graph
+                await old.wait_idle()
+                if not any(h.live is old for h in self._open) and old.inflight == 0:
+                    break
+        for fd in old_fds:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                try:
+                    await (old.graph.top.releasedir if fd.is_dir else old.graph.top.release)(
+                        fd, None)
+                except FopError:
+                    pass
+        old.stop.set()
+        log.info("volume %s: switched to the new graph (%d open files moved)", self.volname,
+                 len(old_fds))
+
+    def _attach_graph_logging(self, graph: Graph) -> None:
+        if self._log_handler is None and self._log_level == logging.NOTSET:
+            return
+        for xl in graph.by_name.values():
+            xl.log.setLevel(self._log_level)
+            if self._log_handler is not None and self._log_handler not in xl.log.handlers:
+                xl.log.addHandler(self._log_handler)
 
     def _attach_logging(self, stack: AsyncExitStack) -> None:
         handler = self._log_handler
@@ -311,8 +432,10 @@ class AsyncVolume:
         if not self.mounted:
             raise VolumeNotMounted("the volume is not mounted")
 
-    def _as_caller(self):
-        return _CallerScope(self.identity)
+    def _as_caller(self, live: _LiveGraph | None = None):
+        """The caller identity, and the graph the operation runs on: the
+        current one, or `live` (an open handle's)."""
+        return _CallerScope(self.identity, live or self._live)
 
     def setfsuid(self, uid: int) -> None:
         self.identity = Caller(uid=uid, gid=self.identity.gid, groups=self.identity.groups,
@@ -331,7 +454,7 @@ class AsyncVolume:
             if hit is not None:
                 return hit
         try:
-            reply = await self.graph.top.lookup(
+            reply = await self._top.lookup(
                 Loc(path=path, pargfid=parent.gfid, name=name), None)
         except FopError as e:
             if e.errno in (errno.ENOENT, errno.ESTALE):
@@ -393,7 +516,7 @@ class AsyncVolume:
                 links += 1
                 if links > MAX_SYMLINKS:
                     raise FopError(errno.ELOOP)
-                target = (await self.graph.top.readlink(
+                target = (await self._top.readlink(
                     Loc(path=child_path, gfid=iatt.gfid, pargfid=parent.gfid, name=name),
                     4096, None)).path
                 if target.startswith("/"):
@@ -412,7 +535,7 @@ class AsyncVolume:
         # had nothing after it): the result is the directory on top, whose
         # attributes we refresh with a nameless (gfid) lookup
         top = stack[-1]
-        reply = await self.graph.top.lookup(Loc(path=top.path, gfid=top.gfid), None)
+        reply = await self._top.lookup(Loc(path=top.path, gfid=top.gfid), None)
         if len(stack) > 1 and top.path != "/":
             return _Resolved(stack[-2], top.path.rsplit("/", 1)[1], reply.iatt, top.path)
         return _Resolved(None, None, reply.iatt, top.path)
@@ -447,7 +570,7 @@ class AsyncVolume:
         with self._as_caller():
             try:
                 r = await self._resolve(path)
-                await self.graph.top.access(r.loc(), mode, None)
+                await self._top.access(r.loc(), mode, None)
             except FopError:
                 return False
         return True
@@ -456,7 +579,7 @@ class AsyncVolume:
     async def mkdir(self, path: str, mode: int = 0o777) -> None:
         with self._as_caller():
             r = await self._resolve_for_entry(path)
-            await self.graph.top.mkdir(r.loc(), mode & ~self.umask & 0o7777, self.umask,
+            await self._top.mkdir(r.loc(), mode & ~self.umask & 0o7777, self.umask,
                                        self._entry_xdata())
 
     @_edge
@@ -480,7 +603,7 @@ class AsyncVolume:
         with self._as_caller():
             r = await self._resolve_for_entry(path)
             perm = mode & 0o7777 & ~self.umask
-            await self.graph.top.mknod(r.loc(), (mode & ~0o7777) | perm, dev, self.umask,
+            await self._top.mknod(r.loc(), (mode & ~0o7777) | perm, dev, self.umask,
                                        self._entry_xdata())
 
     @_edge
@@ -488,7 +611,7 @@ class AsyncVolume:
         """Create `link_name` pointing at `source` (stored verbatim)."""
         with self._as_caller():
             r = await self._resolve_for_entry(link_name)
-            await self.graph.top.symlink(source, r.loc(), self.umask, self._entry_xdata())
+            await self._top.symlink(source, r.loc(), self.umask, self._entry_xdata())
 
     @_edge
     async def readlink(self, path: str) -> str:
@@ -496,7 +619,7 @@ class AsyncVolume:
             r = await self._resolve(path, follow=False)
             if not r.require().is_link:
                 raise FopError(errno.EINVAL)
-            return (await self.graph.top.readlink(r.loc(), 4096, None)).path
+            return (await self._top.readlink(r.loc(), 4096, None)).path
 
     @_edge
     async def link(self, source: str, link_name: str) -> None:
@@ -507,7 +630,7 @@ class AsyncVolume:
             dst = await self._resolve_for_entry(link_name)
             if src.iatt.is_dir:  # after the EEXIST check, in the kernel's order
                 raise FopError(errno.EPERM)
-            await self.graph.top.link(src.loc(), dst.loc(), None)
+            await self._top.link(src.loc(), dst.loc(), None)
 
     @_edge
     async def unlink(self, path: str) -> None:
@@ -516,7 +639,7 @@ class AsyncVolume:
             r.require()
             if r.name is None:
                 raise FopError(errno.EISDIR if r.iatt.is_dir else errno.EINVAL)
-            await self.graph.top.unlink(r.loc(), 0, None)
+            await self._top.unlink(r.loc(), 0, None)
             self._forget(r.parent.gfid, r.name)
 
     remove = unlink
@@ -532,7 +655,7 @@ class AsyncVolume:
                 raise FopError(errno.EBUSY if r.iatt.gfid == ROOT_GFID else errno.ENOTEMPTY)
             if not r.iatt.is_dir:
                 raise FopError(errno.ENOTDIR)
-            await self.graph.top.rmdir(r.loc(), 0, None)
+            await self._top.rmdir(r.loc(), 0, None)
             self._forget(r.parent.gfid, r.name)
 
     @_edge
@@ -549,7 +672,7 @@ class AsyncVolume:
                                else errno.EINVAL)
             if dst.endswith("/") and not old.iatt.is_dir:
                 raise FopError(errno.ENOTDIR)
-            await self.graph.top.rename(old.loc(), new.loc(), None)
+            await self._top.rename(old.loc(), new.loc(), None)
             self._forget(old.parent.gfid, old.name)
             self._forget(new.parent.gfid, new.name)
 
@@ -561,13 +684,13 @@ class AsyncVolume:
             r = await self._resolve(path)
             if r.require().is_dir:
                 raise FopError(errno.EISDIR)
-            await self.graph.top.truncate(r.loc(), length, None)
+            await self._top.truncate(r.loc(), length, None)
 
     async def _setattr(self, path: str, iatt: Iatt, valid: int, follow: bool = True) -> None:
         with self._as_caller():
             r = await self._resolve(path, follow=follow)
             r.require()
-            await self.graph.top.setattr(r.loc(), iatt, valid, None)
+            await self._top.setattr(r.loc(), iatt, valid, None)
 
     @_edge
     async def chmod(self, path: str, mode: int) -> None:
@@ -591,7 +714,7 @@ class AsyncVolume:
     async def statvfs(self, path: str = "/") -> os.statvfs_result:
         with self._as_caller():
             r = await self._resolve(path)
-            return statvfs_result((await self.graph.top.statfs(r.loc(), None)).statvfs)
+            return statvfs_result((await self._top.statfs(r.loc(), None)).statvfs)
 
     # -- xattrs -------------------------------------------------------------
 
@@ -602,7 +725,7 @@ class AsyncVolume:
         with self._as_caller():
             r = await self._resolve(path, follow=follow_symlinks)
             r.require()
-            reply = await self.graph.top.getxattr(r.loc(), key, None)
+            reply = await self._top.getxattr(r.loc(), key, None)
             return _xattr_value(reply.dict, key, size, path)
 
     @_edge
@@ -611,7 +734,7 @@ class AsyncVolume:
         with self._as_caller():
             r = await self._resolve(path, follow=follow_symlinks)
             r.require()
-            reply = await self.graph.top.getxattr(r.loc(), None, None)
+            reply = await self._top.getxattr(r.loc(), None, None)
             return _xattr_names(reply.dict, size, path)
 
     @_edge
@@ -621,14 +744,14 @@ class AsyncVolume:
         with self._as_caller():
             r = await self._resolve(path, follow=follow_symlinks)
             r.require()
-            await self.graph.top.setxattr(r.loc(), {key: _xattr_bytes(value)}, flags, None)
+            await self._top.setxattr(r.loc(), {key: _xattr_bytes(value)}, flags, None)
 
     @_edge
     async def removexattr(self, path: str, key: str, *, follow_symlinks: bool = True) -> None:
         with self._as_caller():
             r = await self._resolve(path, follow=follow_symlinks)
             r.require()
-            await self.graph.top.removexattr(r.loc(), key, None)
+            await self._top.removexattr(r.loc(), key, None)
 
     # -- files ----------------------------------------------------------------
 
@@ -652,7 +775,7 @@ class AsyncVolume:
             if path.endswith("/"):
                 raise FopError(errno.EISDIR)
             fd = Fd(flags=flags)
-            reply = await self.graph.top.create(
+            reply = await self._top.create(
                 r.loc(), flags, mode & 0o7777 & ~self.umask, self.umask, fd,
                 self._entry_xdata())
             fd.gfid = reply.iatt.gfid
@@ -666,12 +789,12 @@ class AsyncVolume:
             if accmode != os.O_RDONLY or creating:
                 raise FopError(errno.EISDIR)
             fd = Fd(gfid=iatt.gfid, flags=flags, is_dir=True)
-            reply = await self.graph.top.opendir(r.loc(), fd, None)
+            reply = await self._top.opendir(r.loc(), fd, None)
             return self._track(AsyncFile(self, reply.fd, path, flags, iatt))
         if flags & os.O_DIRECTORY:
             raise FopError(errno.ENOTDIR)
         fd = Fd(gfid=iatt.gfid, flags=flags)
-        reply = await self.graph.top.open(r.loc(), flags & ~(os.O_CREAT | os.O_EXCL), fd, None)
+        reply = await self._top.open(r.loc(), flags & ~(os.O_CREAT | os.O_EXCL), fd, None)
         return self._track(AsyncFile(self, reply.fd, path, flags, iatt))
 
     async def fopen(self, path: str, mode: str = "r") -> "AsyncFile":
@@ -685,7 +808,7 @@ class AsyncVolume:
             if not r.require().is_dir:
                 raise FopError(errno.ENOTDIR)
             fd = Fd(gfid=r.iatt.gfid, flags=os.O_RDONLY, is_dir=True)
-            reply = await self.graph.top.opendir(r.loc(), fd, None)
+            reply = await self._top.opendir(r.loc(), fd, None)
             return self._track(AsyncDir(self, reply.fd, path, readdirplus))
 
     def _track(self, handle):
@@ -916,17 +1039,27 @@ class _FirstChildState:
 
 
 class _CallerScope:
-    """Sets the `caller` context variable for the duration of a call."""
+    """Sets the `caller` context variable for the duration of a call, and
+    pins the graph the call runs on (counted in flight there, so a graph
+    switch waits for it); a nested scope keeps the outer pin."""
 
-    __slots__ = ("identity", "token")
+    __slots__ = ("identity", "token", "live", "pin")
 
-    def __init__(self, identity: Caller):
+    def __init__(self, identity: Caller, live: _LiveGraph | None = None):
         self.identity = identity
+        self.live = live
 
     def __enter__(self):
         self.token = caller.set(self.identity)
+        self.pin = None
+        if self.live is not None and _pinned.get() is None:
+            self.pin = _pinned.set(self.live)
+            self.live.enter()
 
     def __exit__(self, *exc):
+        if self.pin is not None:
+            _pinned.reset(self.pin)
+            self.live.exit()
         caller.reset(self.token)
 
 
@@ -942,6 +1075,8 @@ class AsyncFile:
         self.offset = 0
         self.closed = False
         self._refs = refs if refs is not None else [1]  # shared with dup()s
+        #: the graph `fd` is open on (the one the opening call ran on)
+        self.live: _LiveGraph = _pinned.get() or vol._live
 
     async def __aenter__(self) -> "AsyncFile":
         return self
@@ -965,10 +1100,31 @@ class AsyncFile:
         if self.fd.is_dir or self.flags & os.O_ACCMODE == os.O_RDONLY:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.path)
 
+    async def _move_to(self, live: _LiveGraph, moved: dict, old_fds: list) -> None:
+        """Reopen this handle's fd on the graph `live` (once per fd: dup()s
+        share it) by gfid, as glfs_migrate_fd does, and switch to it."""
+        old = self.fd
+        new = moved.get(id(old))
+        if new is None:
+            new = Fd(gfid=old.gfid, flags=old.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC),
+                     is_dir=old.is_dir)
+            new.lk_owner = old.lk_owner
+            with self.vol._as_caller(live):
+                top = live.graph.top
+                loc = Loc(gfid=old.gfid)
+                await top.lookup(loc, None)
+                if old.is_dir:
+                    await top.opendir(loc, new, None)
+                else:
+                    await top.open(loc, new.flags, new, None)
+            moved[id(old)] = new
+            old_fds.append(old)
+        self.fd, self.live = new, live
+
     async def _call(self, fop: str, *args):
-        with self.vol._as_caller():
+        with self.vol._as_caller(self.live):
             try:
-                return await getattr(self.vol.graph.top, fop)(self.fd, *args)
+                return await getattr(self.live.graph.top, fop)(self.fd, *args)
             except FopError as e:
                 raise _oserror(e, self.path) from None
 
@@ -1123,8 +1279,8 @@ class AsyncFile:
         self.closed = True
         self.vol._open.discard(self)
         self._refs[0] -= 1
-        top = self.vol.graph.top
-        with self.vol._as_caller():
+        top = self.live.graph.top
+        with self.vol._as_caller(self.live):
             try:
                 if not self.fd.is_dir:
                     await top.flush(self.fd, None)
@@ -1167,6 +1323,8 @@ class AsyncDir:
         self.fd = fd
         self.path = path
         self.readdirplus = readdirplus
+        #: the graph `fd` is open on
+        self.live: _LiveGraph = _pinned.get() or vol._live
         self.closed = False
         self._offset = 0
         self._buffer: list[fops.Dirent] = []
@@ -1194,10 +1352,10 @@ class AsyncDir:
         while not self._buffer:
             if self._eof:
                 return None
-            with self.vol._as_caller():
+            with self.vol._as_caller(self.live):
                 try:
-                    reply = await (self.vol.graph.top.readdirp if self.readdirplus
-                                   else self.vol.graph.top.readdir)(
+                    reply = await (self.live.graph.top.readdirp if self.readdirplus
+                                   else self.live.graph.top.readdir)(
                         self.fd, READDIR_SIZE, self._offset, None)
                 except FopError as e:
                     raise _oserror(e, self.path) from None
@@ -1209,14 +1367,35 @@ class AsyncDir:
         self._offset = d.off
         return DirectoryEntry(d.name, d.type, d.iatt)
 
+    async def _move_to(self, live: _LiveGraph, moved: dict, old_fds: list) -> None:
+        """Reopen this handle's fd on the graph `live` (once per fd: dup()s
+        share it) by gfid, as glfs_migrate_fd does, and switch to it."""
+        old = self.fd
+        new = moved.get(id(old))
+        if new is None:
+            new = Fd(gfid=old.gfid, flags=old.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC),
+                     is_dir=old.is_dir)
+            new.lk_owner = old.lk_owner
+            with self.vol._as_caller(live):
+                top = live.graph.top
+                loc = Loc(gfid=old.gfid)
+                await top.lookup(loc, None)
+                if old.is_dir:
+                    await top.opendir(loc, new, None)
+                else:
+                    await top.open(loc, new.flags, new, None)
+            moved[id(old)] = new
+            old_fds.append(old)
+        self.fd, self.live = new, live
+
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.vol._open.discard(self)
-        with self.vol._as_caller():
+        with self.vol._as_caller(self.live):
             try:
-                await self.vol.graph.top.releasedir(self.fd, None)
+                await self.live.graph.top.releasedir(self.fd, None)
             except FopError:
                 pass
 
