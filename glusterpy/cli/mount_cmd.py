@@ -6,7 +6,8 @@ GlusterFS's glusterd, or `glusterpy volfile-server`) over GETSPEC, as the
 glusterfs FUSE client fetches it; `--volfile FILE` mounts a local graph
 instead (glusterfs -f FILE).  Options (-o) use GlusterFS's names: ro,
 direct-io-mode=enable|disable, attribute-timeout=SECONDS,
-entry-timeout=SECONDS, log-level=LEVEL, log-file=PATH.
+entry-timeout=SECONDS, log-level=LEVEL, log-file=PATH.  A mount from a
+volfile server follows the volfile's changes without a remount.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 import sys
 
-from ..fuse.mount import MountError, MountOptions, run_mount, unmount
+from ..fuse.mount import MountError, MountOptions, Refetch, run_mount, unmount
 from ..gfapi.mgmt import DEFAULT_PORT, fetch_client_graph, volfile_servers
 from ..graph import Graph
 
@@ -69,7 +70,8 @@ def mount_command(args) -> int:
                         servers, volume, process_name="fuse")
                 except Exception as e:  # LibgfapiException and kin: say why, plainly
                     raise MountError(str(e)) from None
-                return graph
+                # follow the volfile: FETCHSPEC makes the mount switch graphs
+                return graph, Refetch(servers, volume, fetched.text)
     except MountError as e:
         print(f"glusterpy mount: {e}", file=sys.stderr)
         return 2

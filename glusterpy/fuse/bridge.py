@@ -14,6 +14,12 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
 * readdir is served with readdirp, so the kernel gets attributes with the
   names (readdirplus).
 * FopError(errno) becomes FUSEError(errno) here, at the edge.
+* A graph switch (`switch_graph`, when the volfile's shape changes) holds
+  new requests at the door, lets the ones running finish on the old graph,
+  reopens every open file and directory on the new graph by gfid (the
+  kernel's handles and node ids stay valid), swaps, and releases the old
+  fds - fuse-bridge's fuse_graph_switch and fd migration, done with the
+  bridge quiet so no request sees half a switch.
 
 Departure: pyfuse3 exposes no lock operations, so POSIX locks taken on the
 mount are held by the kernel for this mount only; they do not reach
@@ -29,6 +35,7 @@ import stat as st
 from dataclasses import dataclass
 
 import pyfuse3
+import trio
 
 from .. import fops
 from ..fops import (GFID, ROOT_GFID, Caller, Fd, FopError, Iatt, Loc, SET_ATTR_ATIME,
@@ -70,6 +77,52 @@ class FuseBridge(pyfuse3.Operations):
         self._next_node = pyfuse3.ROOT_INODE + 1
         self._handles: dict[int, Fd] = {}
         self._next_handle = 1
+        #: requests being served now; set while a graph switch waits for them
+        self._inflight = 0
+        self._drained: "trio.Event | None" = None
+        #: set (and awaited by new requests) while a graph switch runs
+        self._switching: "trio.Event | None" = None
+
+    # -- graph switch ----------------------------------------------------------------
+
+    async def switch_graph(self, new_top, drain_timeout: float = 60.0) -> int:
+        """Serve from `new_top` from now on (see the module docstring);
+        returns how many open fds moved.  A fd that cannot be reopened stays
+        bound to the old graph and its next calls fail (EBADF), as
+        GlusterFS marks an fd it could not migrate bad."""
+        gate = self._switching = trio.Event()
+        try:
+            if self._inflight:
+                self._drained = trio.Event()
+                with trio.move_on_after(drain_timeout):
+                    await self._drained.wait()
+            old_top = self.top
+            moved: list[tuple[int, Fd, Fd]] = []
+            with _As(Caller(pid=os.getpid())):
+                for fh, fd in list(self._handles.items()):
+                    new = Fd(gfid=fd.gfid, flags=fd.flags & ~(os.O_CREAT | os.O_EXCL |
+                                                                os.O_TRUNC), is_dir=fd.is_dir)
+                    try:
+                        if fd.is_dir:
+                            await new_top.opendir(Loc(gfid=fd.gfid), new, None)
+                        else:
+                            await new_top.open(Loc(gfid=fd.gfid), new.flags, new, None)
+                    except FopError as e:
+                        log.warning("fd of %s not reopened on the new graph: %s", fd.gfid, e)
+                        continue
+                    moved.append((fh, fd, new))
+                for fh, _, new in moved:
+                    self._handles[fh] = new
+                self.top = new_top
+                for _, old, _ in moved:
+                    try:
+                        await (old_top.releasedir if old.is_dir else old_top.release)(old, None)
+                    except FopError:
+                        pass
+            return len(moved)
+        finally:
+            self._switching = self._drained = None
+            gate.set()
 
     # -- helpers -------------------------------------------------------------------
 
@@ -428,14 +481,24 @@ def _translate_errors(cls):
 
     def wrap(fn):
         @functools.wraps(fn)
-        async def handler(*args, **kwargs):
+        async def handler(self, *args, **kwargs):
+            while self._switching is not None:  # a graph switch is under way
+                await self._switching.wait()
+            self._inflight += 1
             try:
-                return await fn(*args, **kwargs)
+                return await fn(self, *args, **kwargs)
             except FopError as e:
                 raise pyfuse3.FUSEError(e.errno) from None
+            finally:
+                self._inflight -= 1
+                if not self._inflight and self._drained is not None:
+                    self._drained.set()
         return handler
     for name, fn in list(vars(cls).items()):
-        if inspect.iscoroutinefunction(fn) and not name.startswith("_"):
+        # pyfuse3's handlers only: the bridge's own coroutines (switch_graph)
+        # must not count as requests in flight
+        if inspect.iscoroutinefunction(fn) and not name.startswith("_") and \
+                hasattr(pyfuse3.Operations, name):
             setattr(cls, name, wrap(fn))
     return cls
 

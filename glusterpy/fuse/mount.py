@@ -7,6 +7,13 @@ and always leaves the mount point clean.  By default the process puts
 itself in the background once the mount works, so `mount` returns only
 when the filesystem is usable and fails with a clear message - and no stale
 mount point - when it is not.
+
+A mount whose graph came from a volfile server (`Refetch`) follows the
+volfile as gfapi does: the standing mgmt connection (gfapi.mgmt.VolfileWatch)
+hears FETCHSPEC, fetches the volfile, applies a change of options to the
+live graph, and for a change of shape starts the new graph, waits for it
+to come up, lets the bridge switch to it (FuseBridge.switch_graph) and
+stops the old one - no remount, open files stay open.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pyfuse3
@@ -99,6 +107,91 @@ class MountOptions:
         return out
 
 
+@dataclass
+class Refetch:
+    """Where a mounted graph's volfile came from, to follow its changes."""
+
+    servers: list
+    volname: str
+    text: str
+    process_name: str = "fuse"
+
+
+class _Graphs:
+    """Graphs running as tasks of one nursery, each until told to stop."""
+
+    def __init__(self, nursery: trio.Nursery):
+        self.nursery = nursery
+        self.stops: dict[int, trio.Event] = {}
+
+    async def start(self, graph: Graph) -> None:
+        try:
+            await self.nursery.start(self._run, graph)
+        except BaseExceptionGroup as group:
+            raise _sole(group) from None
+
+    async def _run(self, graph: Graph, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        stop = self.stops[id(graph)] = trio.Event()
+        async with graph.running():
+            task_status.started()
+            await stop.wait()
+
+    def stop(self, graph: Graph) -> None:
+        self.stops.pop(id(graph)).set()
+
+
+def _sole(group: BaseException) -> BaseException:
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        group = group.exceptions[0]
+    return group
+
+
+@asynccontextmanager
+async def _running_graphs():
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                yield _Graphs(nursery)
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _sole(group) from None
+
+
+async def _follow_volfile(refetch: Refetch, graphs: _Graphs, bridge: FuseBridge,
+                          current: list) -> None:
+    """Apply the volfile's changes to the mount (see the module docstring)."""
+    from .. import volfile as vf
+    from ..gfapi.mgmt import VolfileWatch, elide_unavailable
+    from xlators.protocol.client import ProcessIdentity, set_process_identity
+
+    async def changed(fetched) -> None:
+        graph = current[0]
+        new = vf.parses(fetched.text, f"<volfile of {refetch.volname} from {fetched.server}>")
+        elide_unavailable(new)
+        if graph.same_shape(new):
+            graph.reconfigure(new)
+            log.info("volume %s: reconfigured from the changed volfile", refetch.volname)
+            return
+        new_graph = Graph(new)
+        set_process_identity(new_graph, ProcessIdentity(
+            process_name=refetch.process_name, volfile_key=refetch.volname,
+            volfile_server=fetched.server.host))
+        await graphs.start(new_graph)
+        if not await new_graph.wait_child_up(30):
+            log.warning("volume %s: the new graph did not come up; keeping the old one",
+                        refetch.volname)
+            graphs.stop(new_graph)
+            return
+        moved = await bridge.switch_graph(new_graph.top)
+        current[0] = new_graph
+        graphs.stop(graph)
+        log.info("volume %s: switched to the new graph (%d open fds moved)", refetch.volname,
+                 moved)
+
+    await VolfileWatch(refetch.servers, refetch.volname, refetch.text).run(changed)
+
+
 def check_mountpoint(mountpoint: str) -> None:
     if not os.path.isdir(mountpoint):
         raise MountError(f"mount point {mountpoint} does not exist or is not a directory")
@@ -107,10 +200,12 @@ def check_mountpoint(mountpoint: str) -> None:
 
 
 async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
-                up_timeout: float = 30.0, ready=None) -> None:
-    """Start `graph`, mount it on `mountpoint`, serve until unmounted."""
+                up_timeout: float = 30.0, ready=None, refetch: Refetch | None = None) -> None:
+    """Start `graph`, mount it on `mountpoint`, serve until unmounted;
+    with `refetch`, follow the volfile's changes."""
     check_mountpoint(mountpoint)
-    async with graph.running():
+    async with _running_graphs() as graphs:
+        await graphs.start(graph)
         if not await graph.wait_child_up(up_timeout):
             raise MountError(f"the volume did not come up within {up_timeout:g}s "
                              f"(are its bricks running and reachable?)")
@@ -128,6 +223,8 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
                 ready()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+                if refetch is not None:
+                    nursery.start_soon(_follow_volfile, refetch, graphs, bridge, [graph])
                 await pyfuse3.main()
                 unmounted = True
                 nursery.cancel_scope.cancel()
@@ -135,6 +232,7 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
             # SIGTERM or an error: take the mount down ourselves
             pyfuse3.close(unmount=not unmounted)
             log.info("unmounted %s", mountpoint)
+        # leaving _running_graphs(): every graph still running is stopped
 
 
 async def _stop_on_signals(scope: trio.CancelScope) -> None:
@@ -196,8 +294,10 @@ def run_mount(make_graph, mountpoint: str, opts: MountOptions, *,
 
 
 async def _serve_made(make_graph, mountpoint, opts, ready) -> None:
-    graph = await make_graph()
-    await serve(graph, mountpoint, opts, ready=ready)
+    """`make_graph()` gives a Graph, or (Graph, Refetch) for a fetched one."""
+    made = await make_graph()
+    graph, refetch = made if isinstance(made, tuple) else (made, None)
+    await serve(graph, mountpoint, opts, ready=ready, refetch=refetch)
 
 
 def _report(pipe, message: str) -> None:
@@ -245,4 +345,4 @@ def unmount(mountpoint: str) -> int:
     return 1
 
 
-__all__ = ["MountError", "MountOptions", "run_mount", "serve", "unmount"]
+__all__ = ["MountError", "MountOptions", "Refetch", "run_mount", "serve", "unmount"]
