@@ -408,13 +408,14 @@ class Glusterd:
             self.store.save_volume(new, volgen.volfiles(new))
             self.volumes[name] = new
             await self._reconcile(name, old_texts)
-        await self.notify_clients()
         if not rollback and new is not None and new["status"] == "Started" and \
                 (old is None or old["status"] != "Started" or plan["op"] == "add-brick"):
             down = await self.wait_bricks_up(name)
             if down:
                 raise OpFailed(f"brick{'s' if len(down) > 1 else ''} {', '.join(down)} did "
                                f"not come up (see {self.store.log_dir / 'bricks'})")
+        # clients fetch the new volfile once the bricks it names are up
+        await self.notify_clients()
 
     # -- talking to peers ---------------------------------------------------
 

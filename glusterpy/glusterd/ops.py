@@ -153,13 +153,16 @@ def _bricks(cluster: Cluster, texts, vol_name: str, existing: list[dict]) -> lis
     if not isinstance(texts, list) or not texts:
         raise ValueError("no bricks given")
     out: list[dict] = []
-    seen = {(b["node"], b["path"]) for b in existing}
+    seen: set[tuple[str, str]] = set()
+    current = {(b["node"], b["path"]) for b in existing}
     for text in texts:
         host, path = parse_brick(text)
         if cluster.peers and is_loopback(host):
             raise ValueError("Please provide a valid hostname/ip other than localhost, "
                              "127.0.0.1 or loopback address (0.0.0.0 to 0.255.255.255).")
         node = cluster.resolve_host(host)
+        if (node, path) in current:
+            raise ValueError(f"{text} is already part of a volume")
         if (node, path) in seen:
             raise ValueError(f"Found duplicate exports {text}")
         seen.add((node, path))
