@@ -101,9 +101,9 @@ class Caller:
     pid: int = 0
     lk_owner: bytes = b""
     client: Any = None  # the server's per-connection client, None locally
-    #: the v3 auth header's flags: bit 0x1 marks an internal frame (self-heal,
-    #: rebalance); the MDATA_* bits say which times the client's utime table
-    #: maintains (GlusterFS's ctime feature)
+    #: the v3 auth header's flags: GlusterFS's MDATA_* bits (0x1 ctime,
+    #: 0x2 mtime, 0x4 atime) say which times the fop moves, stamped by the
+    #: client's features/utime for the ctime feature
     flags: int = 0
     #: the client's clock when it made the call (ns), None when unknown
     ctime_ns: int | None = None
