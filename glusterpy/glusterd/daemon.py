@@ -322,12 +322,20 @@ class Glusterd:
         did not, as HOST:PATH."""
         vol = self.volumes[name]
         local = [b for b in vol["bricks"] if b["node"] == self.uuid]
+        procs = {b["path"]: self.bricks[(name, b["path"])] for b in local}
+        restarts = {path: bp.restarts for path, bp in procs.items()}
+
+        def up(b) -> bool:
+            return self.portmap.port_by_brick(b["path"]) == b["port"] and \
+                procs[b["path"]].running
+
+        def failed(b) -> bool:  # it exited since: no need to wait for the time-out
+            return procs[b["path"]].restarts > restarts[b["path"]]
         with trio.move_on_after(timeout):
-            while any(self.portmap.port_by_brick(b["path"]) != b["port"] or
-                      not self.bricks[(name, b["path"])].running for b in local):
+            while not all(up(b) or failed(b) for b in local):
                 await trio.sleep(0.1)
-        return [volgen.brick_id(b) for b in local
-                if self.portmap.port_by_brick(b["path"]) != b["port"]]
+        return [volgen.brick_id(b) + (f" ({procs[b['path']].last_exit})" if failed(b) else "")
+                for b in local if not up(b)]
 
     async def notify_clients(self) -> None:
         if self._nursery is not None:
