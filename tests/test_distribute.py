@@ -984,3 +984,67 @@ async def test_regression_fstat_of_a_directory_removed_while_open(tmp_path):
         assert (await top.fstat(fd, None)).iatt.is_dir
         assert await listing(top, ROOT_GFID, "/") == []
         await top.releasedir(fd, None)
+
+
+def test_glusterfs10_client_volfile_section_loads(tmp_path):
+    """The cluster/distribute section glusterd 10.3 writes (with
+    lock-migration and force-migration) loads as it is."""
+    text = (SAMPLES.parent / "volfiles" / "dist3.tcp-fuse.vol").read_text()
+    section = text[text.index("volume dist3-dht"):]
+    section = section[:section.index("end-volume") + len("end-volume")] + "\n"
+    bricks = make_bricks(tmp_path, 3)
+    clients = "".join(f"volume dist3-client-{i}\n    type storage/posix\n"
+                      f"    option directory {b}\nend-volume\n" for i, b in enumerate(bricks))
+    dht = Graph.from_text(clients + section).top
+    assert (dht.opts.lock_migration, dht.opts.force_migration) == (False, False)
+
+
+def locked_bricks_volfile(bricks, **options) -> str:
+    """Bricks with features/locks over storage/posix, as a brick graph has."""
+    text = distribute_volfile(bricks, **options)
+    for i, b in enumerate(bricks):
+        text = text.replace(
+            f"volume dv-client-{i}\n    type storage/posix\n    option directory {b}\n"
+            f"end-volume\n",
+            f"volume dv-posix-{i}\n    type storage/posix\n    option directory {b}\n"
+            f"end-volume\nvolume dv-client-{i}\n    type features/locks\n"
+            f"    subvolumes dv-posix-{i}\nend-volume\n")
+    return text
+
+
+@pytest.mark.parametrize("lock_migration", ["off", "on"])
+async def test_files_with_posix_locks_and_lock_migration(tmp_path, lock_migration):
+    """Without lock-migration a file holding POSIX locks stays where it is
+    (GlusterFS's __is_file_migratable); with it, the locks go along."""
+    bricks = make_bricks(tmp_path, 2)
+    graph = Graph.from_text(locked_bricks_volfile(bricks[:1]))
+    async with graph.running():
+        d = await mkdir(graph.top, ROOT_GFID, "/d")
+    graph = Graph.from_text(locked_bricks_volfile(bricks, lock_migration=lock_migration))
+    async with graph.running():
+        top = graph.top
+        await top.lookup(Loc(path="/d", pargfid=ROOT_GFID, name="d"), None)
+        await top.fix_layout(Loc(path="/d", gfid=d))
+        # a file on the old brick whose name now hashes to the new one
+        name = next(n for n in (f"l{i}" for i in range(200))
+                    if hashed_brick(bricks, "d", n) == 1)
+        await top.children[0].children[0].create(
+            Loc(pargfid=d, name=name), os.O_RDWR | os.O_CREAT, 0o644, 0, Fd(), gfid_req())
+        gfid = (await top.lookup(Loc(path=f"/d/{name}", pargfid=d, name=name), None)).iatt.gfid
+        fd = Fd(gfid=gfid, flags=os.O_RDWR)
+        await top.open(Loc(gfid=gfid), os.O_RDWR, fd, None)
+        token = fops.caller.set(fops.Caller(lk_owner=b"owner-1"))
+        try:
+            await top.lk(fd, fops.LockCmd.SETLK,
+                         fops.Flock(type=fops.LockType.WRLCK, start=0, len=10,
+                                    owner=b"owner-1"), None)
+            moved = await top.migrate_file(Loc(path=f"/d/{name}", pargfid=d, name=name))
+        finally:
+            fops.caller.reset(token)
+        if lock_migration == "off":
+            assert not moved and (bricks[0] / "d" / name).exists()
+        else:
+            assert moved and not (bricks[0] / "d" / name).exists()
+            carried = await top.children[1].getactivelk(Loc(gfid=gfid), None)
+            assert [(lk.flock.start, lk.flock.len) for lk in carried.locks] == [(0, 10)]
+        await top.release(fd, None)

@@ -19,12 +19,14 @@ bricks:
    client wrote there (`glusterfs.avoid.overwrite`) and followed by a look
    at the mark: a client's write to the destination during the copy makes
    the migration give up (EBUSY) rather than overwrite it with older data,
-   as GlusterFS does without force-migration.  Writes through the
+   as GlusterFS does without `force-migration` (with it, the copy goes on).  Writes through the
    distribute translator doing the migration instead wait while a block is
    copied (they take the migration's lock), so they never race a block and
    the migration never has to give up for them.
-4. Switch, with those writes held back: the destination takes the source's
-   xattrs, owner, mode and times and is synced; the source becomes a linkto
+4. Switch, with those writes held back: with `lock-migration` the POSIX
+   locks move (getactivelk/setactivelk; without it a file with locks is
+   not migrated); the destination takes the source's xattrs, owner, mode
+   and times and is synced (`ensure-durability`); the source becomes a linkto
    file (mode 01000, phase 2) and is truncated; the destination loses its
    linkto xattr; the source's name is removed.  An fd still open on the
    source then sees phase 2 (or ENOENT) and distribute reopens it on the
@@ -57,6 +59,7 @@ from . import dht_layout as dl
 
 #: DHT_REBALANCE_BLKSIZE
 BLOCK = 1 << 20
+POSIXLK_COUNT = "glusterfs.posixlk-count"
 GF_SEEK_DATA, GF_SEEK_HOLE = 0, 1
 PHASE1_BITS = stat.S_ISVTX | stat.S_ISGID
 
@@ -99,11 +102,20 @@ async def migrate_file(dht, loc: Loc) -> bool:
     named = dataclasses.replace(eloc, gfid=None)
     by_gfid = Loc(path=eloc.path, gfid=gfid)
     with _as_root():
-        st = (await dht._wind(src, "lookup", named, {dht.linkto_key: UInt(256)})).iatt
+        looked = await dht._wind(src, "lookup", named,
+                                 {dht.linkto_key: UInt(256), POSIXLK_COUNT: UInt(4)})
+        st = looked.iatt
         if st.gfid != gfid:
             raise FopError(errno.ESTALE, f"{eloc}: another file took the name")
         if st.nlink > 1:
             dht.log.info("%s: not migrated: it has %d hard links", eloc, st.nlink)
+            return False
+        locks = int((looked.xdata or {}).get(POSIXLK_COUNT, 0) or 0)
+        if locks and not dht.opts.lock_migration:
+            # __is_file_migratable: locks would be left behind (bricks without
+            # features/locks report no count: nothing can be locked there)
+            dht.log.info("%s: not migrated: it has %d POSIX locks and lock-migration is "
+                         "off", eloc, locks)
             return False
         if not st.is_reg:
             await _migrate_special(dht, src, dst, named, st)
@@ -152,10 +164,14 @@ async def migrate_file(dht, loc: Loc) -> bool:
                 marked = True
                 dht.migrations[gfid] = mig
             # 3. the data
-            await _copy(dht, mig, src_fd, dst_fd, AVOID_OVERWRITE_KEY, PROTECT_WRITES_KEY)
+            guard = not dht.opts.force_migration
+            await _copy(dht, mig, src_fd, dst_fd, AVOID_OVERWRITE_KEY, PROTECT_WRITES_KEY, guard)
             # 4. the switch
             async with mig.lock:
-                await _check_unwritten(dht, dst, dst_fd, PROTECT_WRITES_KEY)
+                if guard:
+                    await _check_unwritten(dht, dst, dst_fd, PROTECT_WRITES_KEY)
+                if dht.opts.lock_migration:
+                    await _carry_locks(dht, src, dst, by_gfid)
                 final = (await dht._wind(src, "fstat", src_fd, None)).iatt
                 size = final.size
                 current = (await dht._wind(dst, "fstat", dst_fd, None)).iatt
@@ -164,7 +180,8 @@ async def migrate_file(dht, loc: Loc) -> bool:
                 xattrs = await _copyable_xattrs(dht, src, src_fd)
                 if xattrs:
                     await dht._wind(dst, "fsetxattr", dst_fd, xattrs, 0, None)
-                await dht._wind(dst, "fsync", dst_fd, 0, None)
+                if dht.opts.ensure_durability:
+                    await dht._wind(dst, "fsync", dst_fd, 0, {"last-fsync": UInt(1)})
                 mode = stat.S_IMODE(final.mode) & ~PHASE1_BITS | \
                     (stat.S_IMODE(st.mode) & PHASE1_BITS)
                 await dht._wind(dst, "fsetattr", dst_fd,
@@ -212,9 +229,11 @@ async def migrate_file(dht, loc: Loc) -> bool:
 
 
 async def _copy(dht, mig: Migration, src_fd: Fd, dst_fd: Fd, avoid_key: str,
-                protect_key: str) -> None:
+                protect_key: str, guard: bool) -> None:
     """__dht_rebalance_migrate_data: the data segments, a block at a time,
-    each under the migration's lock."""
+    each under the migration's lock; with `guard` (force-migration off)
+    each write asks not to overwrite a client's and the copy gives up when
+    a client wrote."""
     offset = 0
     while True:
         async with mig.lock:
@@ -226,8 +245,10 @@ async def _copy(dht, mig: Migration, src_fd: Fd, dst_fd: Fd, avoid_key: str,
             data = (await dht._wind(mig.src, "readv", src_fd, size, start, 0, None)).data
             if not len(data):
                 return
-            await dht._wind(mig.dst, "writev", dst_fd, data, start, 0, {avoid_key: UInt(1)})
-            await _check_unwritten(dht, mig.dst, dst_fd, protect_key)
+            await dht._wind(mig.dst, "writev", dst_fd, data, start, 0,
+                            {avoid_key: UInt(1)} if guard else None)
+            if guard:
+                await _check_unwritten(dht, mig.dst, dst_fd, protect_key)
         offset = start + len(data)
         await trio.lowlevel.checkpoint()
 
@@ -243,6 +264,20 @@ async def _seek(dht, i: int, fd: Fd, offset: int, what: int) -> int | None:
         if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             return offset if what == GF_SEEK_DATA else offset + BLOCK
         raise
+
+
+async def _carry_locks(dht, src: int, dst: int, loc: Loc) -> None:
+    """lock-migration: the file's POSIX locks go with it (getactivelk on
+    the source, setactivelk on the destination).  Bricks that keep no
+    locks (no features/locks) have none to carry."""
+    try:
+        active = (await dht._wind(src, "getactivelk", loc, None)).locks
+    except FopError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            return
+        raise
+    if active:
+        await dht._wind(dst, "setactivelk", loc, active, None)
 
 
 async def _check_unwritten(dht, dst: int, dst_fd: Fd, protect_key: str) -> None:

@@ -183,6 +183,17 @@ OPTIONS = (
            "allocated starting with 0. Note that we still use a directory/file's name to "
            "determine the subvolume to which it hashes",
            set_keys=("cluster.randomize-hash-range-by-gfid",)),
+    Option("lock-migration", OptionType.BOOL, "off",
+           " If enabled this feature will migrate the posix locks associated with a file "
+           "during rebalance", set_keys=("cluster.lock-migration",)),
+    Option("force-migration", OptionType.BOOL, "off",
+           "If disabled, rebalance will not migrate files that are being written to by an "
+           "application", set_keys=("cluster.force-migration",)),
+    Option("ensure-durability", OptionType.BOOL, "on",
+           "If disabled, rebalance will not fsync files after migration. Please note that "
+           "this can lead to bad data if the data couldn't be synced by the brick machine's "
+           "kernel, because of hardware failure etc.",
+           set_keys=("cluster.ensure-durability",)),
     Option("commit-hash", OptionType.INT, None,
            "The volume's commit hash (set by rebalance); by default it is read from the "
            "brick roots' trusted.glusterfs.dht.commithash.", min=0, max=0xFFFFFFFF),
