@@ -43,7 +43,8 @@ $(STAMPS)/venv: pyproject.toml $(STAMPS)/deb
 
 venv: $(STAMPS)/venv
 
-# The main job on an embedded default: see README.md.
+# The main job on an embedded default: glusterpyd on ./run/glusterpyd with a
+# volume `demo`, mounted on ./run/mnt, served until Ctrl-C (see README.md).
 run: venv
 	$(PY) -m glusterpy.demo
 
