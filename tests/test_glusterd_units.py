@@ -1,0 +1,198 @@
+"""glusterpyd's parts without processes: volgen, ops, the store, HTTP, the
+shared port (RPC and HTTP told apart by their first byte)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import trio
+
+from glusterpy import volfile as vf
+from glusterpy.cli.gluster_cmd import format_info, hoist_global_options
+from glusterpy.glusterd import ops, volgen
+from glusterpy.glusterd.daemon import Glusterd
+from glusterpy.glusterd.http import request
+from glusterpy.glusterd.store import Store, write_atomic
+from glusterpy.graph import Graph
+
+
+def volume(**kw) -> dict:
+    vol = {"name": "vm", "id": str(uuid.uuid4()), "status": "Created", "replica": 1,
+           "arbiter": 0, "stripe": 1, "transport": "tcp", "options": {}, "tasks": {},
+           "bricks": [{"host": "node1", "path": "/srv/b1", "node": "u1", "port": 49152},
+                      {"host": "node2", "path": "/srv/b2", "node": "u2", "port": 49153}]}
+    vol.update(kw)
+    return vol
+
+
+def test_volfiles_follow_glusterd_names_and_shapes():
+    vol = volume()
+    files = volgen.volfiles(vol)
+    assert set(files) == {"vm.tcp-fuse.vol", "vm.noperf.vol", "vm.node1.srv-b1.vol",
+                          "vm.node2.srv-b2.vol"}
+    for text in files.values():
+        Graph(vf.parses(text))  # every volfile loads with our translators
+    brick = vf.parses(files["vm.node1.srv-b1.vol"])
+    assert brick.top.type == "protocol/server" and brick.top.subvolumes == ["/srv/b1"]
+    assert brick.top.options["auth.addr./srv/b1.allow"] == "*"
+    assert brick["vm-posix"].options["directory"] == "/srv/b1"
+    assert brick["vm-posix"].options["volume-id"] == vol["id"]
+    if volgen.have("debug/io-stats"):
+        assert brick["/srv/b1"].type == "debug/io-stats"  # io-stats named by the brick path
+        assert brick["/srv/b1"].subvolumes == ["vm-locks"]
+    client = vf.parses(files["vm.tcp-fuse.vol"])
+    assert client.top.name == "vm"
+    c0 = client["vm-client-0"].options
+    assert (c0["remote-host"], c0["remote-subvolume"], c0["remote-port"]) == \
+        ("node1", "/srv/b1", "49152")
+    assert client["vm-dht"].subvolumes == ["vm-client-0", "vm-client-1"]
+    assert "performance/io-cache" in {v.type for v in client.volumes}
+    assert "performance/io-cache" not in {v.type for v in vf.parses(
+        files["vm.noperf.vol"]).volumes}
+
+
+def test_volume_set_keys_reach_their_translators():
+    vol = volume(options={"performance.cache-size": "64MB", "network.ping-timeout": "7",
+                          "auth.allow": "10.0.0.*", "performance.io-cache": "off"})
+    client = vf.parses(volgen.client_volfile(vol))
+    assert "performance/io-cache" not in {v.type for v in client.volumes}
+    assert client["vm-client-1"].options["ping-timeout"] == "7"
+    brick = vf.parses(volgen.brick_volfile(vol, vol["bricks"][1]))
+    assert brick.top.options["auth.addr./srv/b2.allow"] == "10.0.0.*"
+    vol["options"]["performance.io-cache"] = "on"
+    assert vf.parses(volgen.client_volfile(vol))["vm-io-cache"].options["cache-size"] == "64MB"
+
+
+def test_stripe_and_replica_sets():
+    vol = volume(stripe=2, bricks=[{"host": "h", "path": f"/b{i}", "node": "u", "port": 0}
+                                   for i in range(4)])
+    client = vf.parses(volgen.client_volfile(vol))
+    assert client["vm-stripe-0"].subvolumes == ["vm-client-0", "vm-client-1"]
+    assert client["vm-dht"].subvolumes == ["vm-stripe-0", "vm-stripe-1"]
+    assert volgen.volume_type(vol) == "Distributed-Stripe"
+    rep = volume(replica=3, bricks=[{"host": "h", "path": f"/r{i}", "node": "u", "port": 0}
+                                    for i in range(3)])
+    assert volgen.volume_type(rep) == "Replicate"
+    if volgen.have("cluster/replicate"):
+        client = vf.parses(volgen.client_volfile(rep))
+        assert client["vm-replicate-0"].subvolumes == ["vm-client-0", "vm-client-1",
+                                                      "vm-client-2"]
+    else:
+        with pytest.raises(ValueError, match="cluster/replicate"):
+            volgen.check_supported(rep)
+
+
+def test_needs_restart_only_for_shape_or_fixed_options():
+    vol = volume()
+    a = volgen.brick_volfile(vol, vol["bricks"][0])
+    vol["options"]["auth.allow"] = "127.0.0.1"
+    assert not volgen.needs_restart(a, volgen.brick_volfile(vol, vol["bricks"][0]))
+    moved = dict(vol["bricks"][0], port=50000)
+    assert volgen.needs_restart(a, volgen.brick_volfile(vol, moved))  # listen-port is fixed
+
+
+def test_unknown_key_suggests_the_close_one():
+    with pytest.raises(ValueError, match="Did you mean performance.cache-size"):
+        volgen.lookup_key("performance.cache-siz")
+
+
+@pytest.mark.parametrize("name,message", [
+    ("all", "cannot be the name"), ("a/b", "should not contain"), ("x" * 300, "exceeds"),
+    ("-x", "should not start"), ("naïve", "should not contain"), ("", "required")])
+def test_volume_names(name, message):
+    with pytest.raises(ValueError, match=message):
+        ops.check_volname(name)
+
+
+def test_brick_paths(tmp_path):
+    cluster = ops.Cluster("me", ["127.0.0.1"], {}, {"old": volume(
+        bricks=[{"host": "127.0.0.1", "path": str(tmp_path / "used"), "node": "me",
+                 "port": 1}])}, tmp_path / "wd")
+    base = {"name": "new", "bricks": []}
+    for bricks, message in [
+        ([f"127.0.0.1:{tmp_path / 'used' / 'sub'}"], "containing or be contained"),
+        ([f"127.0.0.1:{tmp_path}"], "containing or be contained"),
+        ([f"127.0.0.1:{tmp_path / 'used'}"], "already part of a volume"),
+        ([f"127.0.0.1:{tmp_path / 'a'}", f"127.0.0.1:{tmp_path / 'a'}/"], "duplicate"),
+        (["127.0.0.1:relative"], "wrong brick type"),
+        (["127.0.0.1:/"], "root directory"),
+        (["nohost.invalid:/srv/x"], "Peer in Cluster"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ops.prepare_create(cluster, dict(base, bricks=bricks))
+    with pytest.raises(ValueError, match="working directory"):
+        new = ops.prepare_create(cluster, dict(base, bricks=[f"127.0.0.1:{tmp_path / 'wd/b'}"]))
+        ops.stage_local("me", tmp_path / "wd", None, new, False, set(), lambda t: 50000)
+
+
+def test_store_writes_atomically_and_skips_a_torn_audit_line(tmp_path):
+    store = Store(tmp_path / "wd")
+    node = store.open()
+    assert store.open() == node  # the identity is kept
+    write_atomic(store.root / "x.json", "one")
+    write_atomic(store.root / "x.json", "two")
+    assert (store.root / "x.json").read_text() == "two"
+    assert not list(store.root.glob(".x.json.*"))  # no temp file left
+    store.audit({"op": "create"})
+    with open(store.audit_path, "ab") as f:
+        f.write(b'{"op": "cut sh')  # what a crash mid-write leaves
+    assert [e["op"] for e in store.read_audit()] == ["create"]
+    store.save_volume(volume(), {"vm.tcp-fuse.vol": "x"})
+    store.delete_volume("vm")
+    assert store.volumes() == {}
+
+
+def test_global_options_before_the_command_are_moved_after_it():
+    assert hoist_global_options(["--mode=script", "--remote-host", "h:1", "volume", "stop",
+                                 "v"]) == ["volume", "--mode=script", "--remote-host", "h:1",
+                                           "stop", "v"]
+    assert hoist_global_options(["brick", "--volfile", "x"]) == ["brick", "--volfile", "x"]
+
+
+def test_info_format_of_an_arbiter_volume():
+    vol = volume(replica=3, arbiter=1, bricks=[
+        {"host": "h", "path": f"/a{i}", "node": "u", "port": 0, "name": f"h:/a{i}",
+         **({"arbiter": True} if i == 2 else {})} for i in range(3)])
+    vol["type"] = "Replicate"
+    text = format_info(vol)
+    assert "Number of Bricks: 1 x (2 + 1) = 3" in text and "Brick3: h:/a2 (arbiter)" in text
+
+
+async def test_one_port_serves_rpc_and_http(tmp_path):
+    from glusterpy.gfapi.mgmt import VolfileFetchError, fetch_volfile, volfile_servers
+    gd = Glusterd(tmp_path / "wd", address="127.0.0.1", port=0)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(gd.serve)
+        status, node = await request("127.0.0.1", port, "GET", "/api/v1/node")
+        assert status == 200 and node["uuid"] == gd.uuid
+        # GlusterFS RPC on the same port: GETSPEC of a volume that does not exist
+        with pytest.raises(BaseException) as info:
+            await fetch_volfile(volfile_servers("127.0.0.1", port), "nosuch")
+        error = info.value
+        while isinstance(error, BaseExceptionGroup):  # trio wraps it in its nursery's group
+            error = error.exceptions[0]
+        assert isinstance(error, VolfileFetchError) and "does not exist" in str(error)
+        # a volume's volfiles, served by key
+        vol = volume(name="svc")
+        gd.store.save_volume(vol, volgen.volfiles(vol))
+        fetched = await fetch_volfile(volfile_servers("127.0.0.1", port), "svc.noperf")
+        assert "protocol/client" in fetched.text and "io-cache" not in fetched.text
+        fetched = await fetch_volfile(volfile_servers("127.0.0.1", port), "svc")
+        assert "performance/io-cache" in fetched.text
+        # keep-alive: two requests on one connection, then an h11 parse error
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET /api/v1/node HTTP/1.1\r\nHost: x\r\n\r\n"
+                              b"GET /api/v1/pool HTTP/1.1\r\nHost: x\r\n\r\n"
+                              b"NOT-HTTP\r\n\r\n")
+        data = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+        assert data.count(b"HTTP/1.1 200") == 2 and b"HTTP/1.1 400" in data
+        body = data.rsplit(b"\r\n\r\n", 1)[1]
+        assert "malformed" in json.loads(body)["error"]
+        nursery.cancel_scope.cancel()
