@@ -1,0 +1,425 @@
+"""cluster/replicate when bricks go away and come back: changelogs, heal,
+split-brain, quorum and the arbiter.
+
+Bricks are served in process by protocol/server on loopback and reached
+through protocol/client (replicate_support.NetworkReplica), so stopping a
+brick closes real connections and replicate gets real CHILD_DOWN and
+CHILD_UP events from protocol/client.  Every test ends by comparing the
+bricks themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+
+import pytest
+import trio
+
+from glusterpy.fops import (ROOT_GFID, Fd, FopError, Iatt, Loc, SET_ATTR_MODE)
+
+from replicate_support import (NetworkReplica, afr_xattrs, create_file, gfid_req,
+                               index_entries, pending, root_loc, tree_of, wait_for)
+from xlators.cluster.afr_heal import Outcome
+
+
+@pytest.fixture(autouse=True)
+def quick_reconnect(monkeypatch):
+    """protocol/client retries a lost brick every 3 s (rpc-clnt's timer);
+    the tests restart bricks often, so they retry every 0.1 s."""
+    monkeypatch.setattr("xlators.protocol.client.RECONNECT_INTERVAL", 0.1)
+
+
+@contextlib.asynccontextmanager
+async def replica(tmp_path, n=3, options=None, arbiter=False, vol="rep"):
+    net = NetworkReplica(tmp_path, n, vol=vol, arbiter=arbiter)
+    async with net.running():
+        graph = net.client_graph(options)
+        async with graph.running():
+            afr = graph.by_name[f"{vol}-replicate-0"]
+            await wait_for(lambda: all(afr.child_up))
+            await graph.top.lookup(Loc.root(), None)
+            yield net, graph, afr
+
+
+async def down(net, afr, i):
+    await net.stop(i)
+    await wait_for(lambda: not afr.child_up[i])
+
+
+async def up(net, afr, i):
+    await net.start(i)
+    await wait_for(lambda: afr.child_up[i])
+
+
+def key(i, vol="rep"):
+    return f"trusted.afr.{vol}-client-{i}"
+
+
+def assert_identical(bricks, ignore=()):
+    trees = [tree_of(b) for b in bricks]
+    for t in trees[1:]:
+        assert t == trees[0]
+
+
+def assert_clean(bricks):
+    """No pending counters, nothing in any index."""
+    for b in bricks:
+        for dirpath, dirnames, filenames in os.walk(b):
+            if dirpath == str(b):
+                dirnames[:] = [d for d in dirnames if d != ".glusterfs"]
+            for name in [dirpath] + [os.path.join(dirpath, f) for f in filenames + dirnames]:
+                for k, v in afr_xattrs(name).items():
+                    assert v == bytes(12), f"{name}: {k} = {v.hex()}"
+        for kind in ("xattrop", "dirty"):
+            assert index_entries(b, kind) == set(), f"{b}: {kind} index not empty"
+
+
+async def heal_until_clean(afr, rounds: int = 5):
+    """What the self-heal daemon does: crawl every brick's index again
+    until nothing is pending (an inode whose parent directory is not
+    healed yet cannot be healed in the same round)."""
+    total = None
+    for _ in range(rounds):
+        pending_now = []
+        for i in range(afr.child_count):
+            if afr.child_up[i]:
+                pending_now += await afr.pending_entries(i)
+        if not pending_now:
+            return total
+        for i in range(afr.child_count):
+            if afr.child_up[i]:
+                stats = await afr.heal_index(i)
+                assert stats.split_brain == 0, stats
+                total = stats if total is None else total
+    raise AssertionError(f"still pending after {rounds} crawls")
+
+
+async def read_all(top, gfid):
+    fd = Fd(gfid=gfid, flags=os.O_RDONLY)
+    await top.open(Loc(gfid=gfid), os.O_RDONLY, fd, None)
+    try:
+        out = b""
+        while True:
+            chunk = bytes((await top.readv(fd, 65536, len(out), 0, None)).data)
+            if not chunk:
+                return out
+            out += chunk
+    finally:
+        await top.release(fd, None)
+
+
+async def test_a_child_down_mid_writes_then_heal_makes_bricks_identical(tmp_path):
+    """A writer keeps writing while brick 1 goes down: every write is
+    acknowledged, the others accuse brick 1 (data, metadata, entries) and
+    index the inodes; brick 1 comes back; one index crawl heals everything
+    and the three bricks are byte-identical with every acknowledged write."""
+    async with replica(tmp_path, options={"granular-entry-heal": "on"}) as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await create_file(top, "log")
+        expected = bytearray()
+        stop_writing = trio.Event()
+
+        async def writer():
+            k = 0
+            while not stop_writing.is_set():
+                chunk = bytes([k % 251]) * 1500
+                await top.writev(fd, chunk, len(expected), 0, None)
+                expected.extend(chunk)
+                k += 1
+                await trio.sleep(0.002)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            await trio.sleep(0.1)
+            await down(net, afr, 1)
+            await trio.sleep(0.1)
+            # namespace and metadata changes while it is down
+            d = await top.mkdir(root_loc("dir"), 0o755, 0, gfid_req())
+            f2, g2 = await create_file(top, "new", b"made while down", parent=d.iatt.gfid,
+                                       parent_path="/dir")
+            await top.release(f2, None)
+            await top.rename(Loc(path="/dir/new", pargfid=d.iatt.gfid, name="new", gfid=g2),
+                             Loc(path="/dir/renamed", pargfid=d.iatt.gfid, name="renamed"),
+                             None)
+            await top.setattr(Loc(path="/log", gfid=gfid), Iatt(mode=0o600), SET_ATTR_MODE,
+                              None)
+            await top.setxattr(Loc(path="/log", gfid=gfid), {"user.tag": b"v"}, 0, None)
+            await trio.sleep(0.1)
+            stop_writing.set()
+        await top.flush(fd, None)
+        b0, b1, b2 = net.bricks
+        for b in (b0, b2):
+            data, meta, _ = pending(b / "log", key(1))
+            assert data > 0 and meta > 0
+            assert pending(b, key(1))[2] > 0 and pending(b / "dir", key(1))[2] > 0
+            assert str(gfid) in index_entries(b)
+        assert not (b1 / "dir").exists()
+
+        await up(net, afr, 1)
+        await heal_until_clean(afr)
+        assert_identical(net.bricks)
+        assert_clean(net.bricks)
+        assert (b1 / "log").read_bytes() == bytes(expected)
+        assert stat.S_IMODE((b1 / "log").stat().st_mode) == 0o600
+        assert os.getxattr(b1 / "log", "user.tag") == b"v"
+        assert (b1 / "dir" / "renamed").read_bytes() == b"made while down"
+        assert await read_all(top, gfid) == bytes(expected)
+        await top.release(fd, None)
+
+
+async def test_reads_never_come_from_a_stale_brick(tmp_path):
+    """read-subvolume-index points at brick 1, which missed a write: after
+    it comes back, reads come from a good copy, and its copy is healed
+    only when asked."""
+    async with replica(tmp_path, options={"read-subvolume-index": "1"}) as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await create_file(top, "f", b"old" * 100)
+        await top.flush(fd, None)
+        await down(net, afr, 1)
+        await top.writev(fd, b"new" * 100, 0, 0, None)
+        await top.flush(fd, None)
+        await up(net, afr, 1)
+        assert (net.bricks[1] / "f").read_bytes() == b"old" * 100
+        assert bytes((await top.readv(fd, 300, 0, 0, None)).data) == b"new" * 100
+        assert await read_all(top, gfid) == b"new" * 100
+        assert afr._inodes[gfid].data == [True, False, True]
+        assert await afr.heal_info(gfid) == "heal-pending"
+        assert await afr.heal_gfid(gfid) == Outcome.HEALED
+        assert await afr.heal_info(gfid) == "no-heal"
+        assert (net.bricks[1] / "f").read_bytes() == b"new" * 100
+        await top.release(fd, None)
+
+
+async def test_client_side_heal_starts_from_lookup(tmp_path):
+    options = {"data-self-heal": "on", "metadata-self-heal": "on", "entry-self-heal": "on"}
+    async with replica(tmp_path, options=options) as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await create_file(top, "f", b"1" * 5000)
+        await top.release(fd, None)
+        await down(net, afr, 2)
+        fd = Fd(gfid=gfid, flags=os.O_RDWR)
+        await top.open(Loc(gfid=gfid), os.O_RDWR, fd, None)
+        await top.writev(fd, b"2" * 8000, 0, 0, None)
+        await top.release(fd, None)
+        f2, g2 = await create_file(top, "while-down", b"x")
+        await top.release(f2, None)
+        await up(net, afr, 2)
+        # a lookup of the name heals it (name heal is not optional) ...
+        await top.lookup(root_loc("while-down"), None)
+        assert (net.bricks[2] / "while-down").exists()
+        # ... and the accused copies are healed in the background
+        await top.lookup(root_loc("f"), None)
+        await wait_for(lambda: (net.bricks[2] / "f").read_bytes() == b"2" * 8000)
+        await top.lookup(root_loc("while-down"), None)
+        await wait_for(lambda: (net.bricks[2] / "while-down").read_bytes() == b"x")
+        await wait_for(lambda: pending(net.bricks[0] / "f", key(2)) == (0, 0, 0))
+
+
+async def make_data_split_brain(net, afr, top, name="sb"):
+    """Replica 2 without quorum: each brick gets a write the other missed."""
+    fd, gfid = await create_file(top, name, b"base" * 10)
+    await top.flush(fd, None)
+    await down(net, afr, 1)
+    await top.writev(fd, b"A" * 100, 0, 0, None)        # on brick 0 only: 100 bytes
+    await top.flush(fd, None)
+    await trio.sleep(0.05)
+    await up(net, afr, 1)
+    await down(net, afr, 0)
+    await top.writev(fd, b"B" * 60, 0, 0, None)         # on brick 1 only: 60 bytes
+    await top.flush(fd, None)
+    await up(net, afr, 0)
+    return fd, gfid
+
+
+async def test_split_brain_is_detected_and_reads_fail(tmp_path):
+    async with replica(tmp_path, n=2) as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await make_data_split_brain(net, afr, top)
+        b0, b1 = net.bricks
+        assert pending(b0 / "sb", key(1))[0] > 0 and pending(b1 / "sb", key(0))[0] > 0
+        with pytest.raises(FopError) as e:
+            await top.readv(fd, 100, 0, 0, None)
+        assert e.value.errno == errno.EIO
+        with pytest.raises(FopError) as e:
+            await top.writev(fd, b"C", 0, 0, None)
+        assert e.value.errno == errno.EIO
+        assert (await afr.heal_info(gfid)).startswith("split-brain")
+        status = await afr.split_brain_status(gfid)
+        assert status.startswith("data-split-brain:yes    metadata-split-brain:no    "
+                                 "Choices:rep-client-0,rep-client-1")
+        with pytest.raises(FopError) as e:
+            await afr.heal_gfid(gfid)
+        assert e.value.errno == errno.EIO
+        # nothing was picked silently
+        assert b0.joinpath("sb").read_bytes()[:100] == b"A" * 100
+        assert b1.joinpath("sb").read_bytes()[:60] == b"B" * 60
+        # the same through getxattr, as glfsheal asks
+        got = await top.getxattr(Loc(path="/sb", gfid=gfid), "glusterfs.heal-info", None)
+        assert got.dict["heal-info"].startswith("split-brain")
+        await top.release(fd, None)
+
+
+@pytest.mark.parametrize("policy,source,winner", [
+    ("bigger-file", None, "A"), ("latest-mtime", None, "B"),
+    ("source-brick", "rep-client-1", "B"), ("source-brick", "rep-client-0", "A")])
+async def test_split_brain_resolution_policies(tmp_path, policy, source, winner):
+    async with replica(tmp_path, n=2) as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await make_data_split_brain(net, afr, top)
+        assert await afr.resolve_split_brain(gfid, policy, source) == ""
+        contents = {b.joinpath("sb").read_bytes() for b in net.bricks}
+        assert len(contents) == 1
+        data = contents.pop()
+        assert data == (b"A" * 100 if winner == "A" else b"B" * 60)
+        assert_clean(net.bricks)
+        assert await read_all(top, gfid) == data
+        assert await afr.resolve_split_brain(gfid, policy, source) == "File not in split-brain"
+        await top.release(fd, None)
+
+
+async def test_resolution_refusals_and_the_getxattr_interface(tmp_path):
+    async with replica(tmp_path, n=2) as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await make_data_split_brain(net, afr, top)
+        assert await afr.resolve_split_brain(gfid, "source-brick", "no-such") == \
+            "Invalid brick name"
+        with pytest.raises(FopError):
+            await afr.resolve_split_brain(gfid, "coin-toss")
+        got = await top.getxattr(Loc(path="/sb", gfid=gfid), "glusterfs.heal-sbrain",
+                                 {"heal-op": 10})
+        assert "sh-fail-msg" not in got.dict
+        assert {b.joinpath("sb").read_bytes() for b in net.bricks} == {b"A" * 100}
+        await top.release(fd, None)
+
+
+async def test_favorite_child_policy_heals_automatically(tmp_path):
+    async with replica(tmp_path, n=2, options={"favorite-child-policy": "size"}) as (
+            net, graph, afr):
+        top = graph.top
+        fd, gfid = await make_data_split_brain(net, afr, top)
+        assert await afr.heal_gfid(gfid) == Outcome.HEALED
+        assert {b.joinpath("sb").read_bytes() for b in net.bricks} == {b"A" * 100}
+        assert_clean(net.bricks)
+        await top.release(fd, None)
+
+
+async def test_split_brain_choice_lets_one_copy_be_read(tmp_path):
+    async with replica(tmp_path, n=2) as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await make_data_split_brain(net, afr, top)
+        await top.setxattr(Loc(path="/sb", gfid=gfid),
+                           {"replica.split-brain-choice": b"rep-client-1"}, 0, None)
+        assert bytes((await top.readv(fd, 60, 0, 0, None)).data) == b"B" * 60
+        await top.release(fd, None)
+
+
+async def test_gfid_and_type_mismatch_are_reported_not_guessed(tmp_path):
+    """The same name created on each brick while the other was down: the
+    parent is in entry split-brain; the conservative merge keeps both
+    copies, reports the mismatch (EIO) and lookup fails with EIO."""
+    async with replica(tmp_path, n=2) as (net, graph, afr):
+        top = graph.top
+        await down(net, afr, 1)
+        f, g0 = await create_file(top, "x", b"zero")
+        await top.release(f, None)
+        await top.mkdir(root_loc("t"), 0o755, 0, gfid_req())
+        await up(net, afr, 1)
+        await down(net, afr, 0)
+        f, g1 = await create_file(top, "x", b"one")
+        await top.release(f, None)
+        f, _ = await create_file(top, "t", b"a file here")
+        await top.release(f, None)
+        await up(net, afr, 0)
+        b0, b1 = net.bricks
+        for name in ("x", "t"):
+            with pytest.raises(FopError) as e:
+                await top.lookup(root_loc(name), None)
+            assert e.value.errno == errno.EIO
+        with pytest.raises(FopError) as e:
+            await afr.heal_gfid(ROOT_GFID)
+        assert e.value.errno == errno.EIO
+        assert (b0 / "x").read_bytes() == b"zero" and (b1 / "x").read_bytes() == b"one"
+        assert (b0 / "t").is_dir() and (b1 / "t").is_file()
+        assert (await afr.heal_info(ROOT_GFID)).startswith("split-brain")
+
+
+async def test_quorum_refuses_writes_instead_of_splitting(tmp_path):
+    """Replica 3 (auto quorum): with two bricks down a write, a create and
+    a read fail with ENOTCONN; with one down everything works."""
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await create_file(top, "f", b"data")
+        await top.flush(fd, None)
+        await down(net, afr, 1)
+        await top.writev(fd, b"more", 4, 0, None)
+        await down(net, afr, 2)
+        for attempt in (top.writev(fd, b"x", 0, 0, None),
+                        top.create(root_loc("g"), os.O_RDWR | os.O_CREAT, 0o644, 0,
+                                   Fd(flags=os.O_RDWR), gfid_req()),
+                        top.readv(fd, 4, 0, 0, None)):
+            with pytest.raises(FopError) as e:
+                await attempt
+            assert e.value.errno == errno.ENOTCONN
+        assert (net.bricks[0] / "f").read_bytes() == b"datamore"
+        assert not (net.bricks[0] / "g").exists()
+        await up(net, afr, 1)
+        await up(net, afr, 2)
+        await top.release(fd, None)
+
+
+async def test_fixed_quorum_count(tmp_path):
+    options = {"quorum-type": "fixed", "quorum-count": "1"}
+    async with replica(tmp_path, options=options) as (net, graph, afr):
+        assert afr.quorum_count == 1
+        await down(net, afr, 1)
+        await down(net, afr, 2)
+        fd, gfid = await create_file(graph.top, "alone", b"ok")
+        await graph.top.release(fd, None)
+        assert (net.bricks[0] / "alone").read_bytes() == b"ok"
+
+
+async def test_replica2_without_quorum_writes_with_one_brick(tmp_path):
+    async with replica(tmp_path, n=2) as (net, graph, afr):
+        assert afr.quorum_count == 0
+        await down(net, afr, 0)
+        fd, gfid = await create_file(graph.top, "f", b"one brick")
+        await graph.top.release(fd, None)
+        assert pending(net.bricks[1], key(0))[2] == 1
+
+
+async def test_arbiter_keeps_names_and_changelogs_not_data(tmp_path):
+    """replica 3 arbiter 1: the arbiter's files are empty but carry the
+    changelogs; with only the arbiter agreeing with a stale copy, writes
+    are refused (ENOTCONN) and reads fail; heal fills the data bricks."""
+    options = {"arbiter-count": "1"}
+    async with replica(tmp_path, options=options, arbiter=True) as (net, graph, afr):
+        top = graph.top
+        b0, b1, b2 = net.bricks
+        fd, gfid = await create_file(top, "f", b"payload" * 100)
+        await top.flush(fd, None)
+        assert (b0 / "f").read_bytes() == b"payload" * 100 == (b1 / "f").read_bytes()
+        assert (b2 / "f").stat().st_size == 0
+        assert await read_all(top, gfid) == b"payload" * 100
+        await down(net, afr, 0)
+        await top.writev(fd, b"NEW!", 0, 0, None)
+        await top.flush(fd, None)
+        assert pending(b2 / "f", key(0))[0] > 0       # the arbiter accuses brick 0
+        await down(net, afr, 1)
+        await up(net, afr, 0)
+        # brick 0 is stale and the arbiter alone cannot vouch for data
+        with pytest.raises(FopError) as e:
+            await top.writev(fd, b"x", 0, 0, None)
+        assert e.value.errno in (errno.ENOTCONN, errno.EIO)
+        with pytest.raises(FopError) as e:
+            await top.readv(fd, 4, 0, 0, None)
+        assert e.value.errno in (errno.EIO, errno.ENOTCONN)
+        await up(net, afr, 1)
+        assert await afr.heal_gfid(gfid) == Outcome.HEALED
+        assert (b0 / "f").read_bytes() == (b1 / "f").read_bytes() == b"NEW!" + \
+            (b"payload" * 100)[4:]
+        assert (b2 / "f").stat().st_size == 0
+        assert_clean(net.bricks)
+        await top.release(fd, None)
