@@ -1019,7 +1019,7 @@ class _FirstChildState:
 
     def __call__(self, event: Event, source, data) -> None:
         if event == Event.AUTH_FAILED:
-            self.auth_error = f"{getattr(source, 'name', source)}: {data}"
+            self.auth_error = str(data)  # protocol/client names itself in it
         if event in (Event.CHILD_UP, Event.CHILD_DOWN) and not self.decided.is_set():
             self.up = event == Event.CHILD_UP
             self.decided.set()

@@ -69,7 +69,8 @@ Events this translator sends upward (`notify(event, self, data)`):
 CHILD_UP           data None: handshake done, fds re-opened, brick child up
 CHILD_DOWN         data None: disconnected (or the brick said CHILD_DOWN)
 CHILD_CONNECTING   data None: the brick refused SETVOLUME; retrying
-AUTH_FAILED        data: the brick's ERROR text (auth.login / auth.allow)
+AUTH_FAILED        data: "<this translator>: <the brick's ERROR text>" (auth.login /
+                   auth.allow) - named here, as the event is re-sourced on its way up
 CHILD_PING         data: round-trip time of the last PING in milliseconds
 VOLFILE_MODIFIED   data: "FETCHSPEC" (the callback) or "ESTALE" (SETVOLUME
                    said the volfile is stale): the graph's owner should
@@ -664,7 +665,7 @@ class ProtocolClient(Translator):
                            remote_error, os.strerror(err) if err else "no errno")
             if err == errno.EACCES and remote_error:
                 self.log.info("sending AUTH_FAILED event")
-                self._notify(Event.AUTH_FAILED, remote_error)
+                self._notify(Event.AUTH_FAILED, f"{self.name}: {remote_error}")
             elif err == errno.ESTALE:
                 self._notify(Event.VOLFILE_MODIFIED, "ESTALE")
             self._notify(Event.CHILD_CONNECTING)
