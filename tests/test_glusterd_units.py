@@ -65,6 +65,15 @@ def test_volume_set_keys_reach_their_translators():
     assert brick.top.options["auth.addr./srv/b2.allow"] == "10.0.0.*"
     vol["options"]["performance.io-cache"] = "on"
     assert vf.parses(volgen.client_volfile(vol))["vm-io-cache"].options["cache-size"] == "64MB"
+    # GlusterFS 8's name for the same option
+    vol["options"] = {"performance.io-cache-size": "80MB"}
+    assert vf.parses(volgen.client_volfile(vol))["vm-io-cache"].options["cache-size"] == "80MB"
+    if volgen.have("debug/io-stats"):  # side-specific keys reach one side's io-stats only
+        vol["options"] = {"diagnostics.brick-log-level": "DEBUG",
+                          "diagnostics.client-log-level": "WARNING"}
+        assert vf.parses(volgen.client_volfile(vol))["vm"].options["log-level"] == "WARNING"
+        brick = vf.parses(volgen.brick_volfile(vol, vol["bricks"][0]))
+        assert brick["/srv/b1"].options["log-level"] == "DEBUG"
 
 
 def test_stripe_and_replica_sets():

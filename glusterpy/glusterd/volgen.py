@@ -290,8 +290,17 @@ class _Builder:
         return name
 
     def apply_set_options(self, brick_subvolume: str | None = None) -> None:
-        """Put every `volume set` value into the translators it is for."""
+        """Put every `volume set` value into the translators it is for;
+        io-stats's side-specific keys (diagnostics.client-log-level ...)
+        only into the client's or the brick's io-stats, as glusterd does."""
         keys = set_keys()
+        side = "brick" if brick_subvolume is not None else "client"
+        for key, value in sorted(self.vol["options"].items()):
+            target = _side_specific().get(key)
+            if target is not None and target[0] == side:
+                for v in self.volumes:
+                    if canonical_type(v.type) == "debug/io-stats":
+                        v.options[target[1]] = value
         for key, value in sorted(self.vol["options"].items()):  # stable text
             sk = keys.get(key)
             if sk is None or sk.toggles is not None and sk.option.key == key:
@@ -311,6 +320,15 @@ class _Builder:
 
     def text(self) -> str:
         return vf.dumps(vf.Volfile(self.volumes))
+
+
+def _side_specific() -> dict:
+    """debug/io-stats's SIDE_SPECIFIC_KEYS: key -> (side, its option, default)."""
+    try:
+        module = importlib.import_module("xlators.debug.io_stats")
+    except Exception:
+        return {}
+    return getattr(module, "SIDE_SPECIFIC_KEYS", {})
 
 
 def brick_volfile(vol: dict, brick: dict) -> str:
