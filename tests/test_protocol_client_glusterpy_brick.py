@@ -263,4 +263,4 @@ async def test_auth_login_password(tmp_path):
                     await trio.sleep(0.01)
     events = [ev for ev, _ in seen]
     assert events[:3] == [Event.AUTH_FAILED, Event.CHILD_CONNECTING, Event.CHILD_DOWN]
-    assert seen[0][1] == "Authentication failed" and Event.CHILD_UP not in events
+    assert seen[0][1] == "c-client: Authentication failed" and Event.CHILD_UP not in events
