@@ -33,6 +33,7 @@ import bisect
 import errno
 import fcntl
 import json
+import logging
 import math
 import os
 import re
@@ -80,6 +81,10 @@ _RESERVED_PARTS = ("_cdata", "_cmeta", "_corig", "_iorig", "_mimage", "_mlog", "
 
 # ioctls of linux/fs.h
 BLKZEROOUT = 0x127F
+
+log = logging.getLogger(__name__)
+# sh logs every command it runs at INFO; a brick's log gets ours, at DEBUG
+logging.getLogger("sh").setLevel(logging.WARNING)
 
 
 # --------------------------------------------------------------------------
@@ -403,6 +408,7 @@ class Lvm:
     def run(self, command: str, *args: str) -> str:
         """`lvm COMMAND --config ... ARGS`; its stdout, or LvmError."""
         argv = [command, *(["--config", self.config] if self.config else []), *args]
+        log.debug("lvm %s %s", command, " ".join(args))
         try:
             return str(self._lvm(*argv))
         except sh.ErrorReturnCode as e:
