@@ -223,6 +223,9 @@ USER_PATHINFO_KEY = "glusterfs.pathinfo"
 NODE_UUID_KEY = "trusted.glusterfs.node-uuid"
 IOSTATS_DUMP_KEY = "trusted.io-stats-dump"
 GFID2PATH_VIRT_KEY = "glusterfs.gfidtopath"
+#: GFID_TO_PATH_KEY: one path of the inode (GlusterFS answers inode_path);
+#: the self-heal daemon asks it for every index entry before healing it
+GFID_TO_PATH_KEY = "glusterfs.gfid2path"
 GFID_STRING_KEY = "glusterfs.gfid.string"
 GFID_VIRT_KEY = "glusterfs.gfid"
 REAL_FILENAME_PREFIX = "glusterfs.get_real_filename:"
@@ -2160,6 +2163,14 @@ class Posix(Translator):
                             entry.name == HIDDEN_DIR and gfid == ROOT_GFID):
                         return entry.name
             raise FopError(errno.ENODATA)
+        if name == GFID_TO_PATH_KEY:
+            # posix_getxattr's GFID_TO_PATH_KEY: inode_path, which GlusterFS
+            # answers "<gfid:UUID>" for an inode it has no name of
+            try:
+                return self._gfid_to_paths(target, node, of, gfid).split(
+                    self.opts.gfid2path_separator)[0]
+            except (FopError, OSError):
+                return f"<gfid:{gfid or NULL_GFID}>"
         if name == GFID2PATH_VIRT_KEY:
             if not self.opts.gfid2path:
                 raise FopError(errno.ENODATA)
