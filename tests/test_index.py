@@ -10,10 +10,8 @@ over protocol/client), and a GlusterFS 10 brick from the samples is served.
 
 import errno
 import os
-import shutil
 import stat
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -282,3 +280,23 @@ async def test_serves_a_glusterfs10_brick(sample_r1):
         # the old base file, linked by nothing, went with the crawl
         assert base_files(brick, "xattrop") == [n for n in base_files(brick, "xattrop")
                                                 if "91f4b7a4" not in n]
+
+
+async def test_brick_answers_the_path_of_an_indexed_gfid(brick):
+    """GlusterFS's self-heal daemon asks storage/posix for
+    ``glusterfs.gfid2path`` (GFID_TO_PATH_KEY) of every index entry before
+    it heals it and skips the entry when that fails: the brick answers a
+    path, or ``<gfid:UUID>`` as GlusterFS's inode_path does."""
+    async with brick_graph(brick).running() as g:
+        d = await g.top.mkdir(Loc(path="/d", pargfid=ROOT_GFID, name="d"), 0o755, 0,
+                              gfid_req())
+        fd, gfid = await create_file(g.top, "f", parent=d.iatt.gfid, parent_path="/d")
+        await g.top.release(fd, None)
+        key = "glusterfs.gfid2path"
+        got = await g.top.getxattr(Loc(gfid=gfid), key, None)
+        assert got.dict[key] == "/d/f"
+        assert (await g.top.getxattr(Loc(gfid=d.iatt.gfid), key, None)).dict[key] == "/d"
+        assert (await g.top.getxattr(Loc(gfid=ROOT_GFID), key, None)).dict[key] == "/"
+        os.removexattr(brick / "d" / "f", next(k for k in os.listxattr(brick / "d" / "f")
+                                                if k.startswith("trusted.gfid2path.")))
+        assert (await g.top.getxattr(Loc(gfid=gfid), key, None)).dict[key] == f"<gfid:{gfid}>"
