@@ -4,9 +4,7 @@ shared port (RPC and HTTP told apart by their first byte)."""
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from pathlib import Path
 
 import pytest
 import trio

@@ -54,7 +54,7 @@ from typing import Any
 import trio
 
 from .bricks import BrickProcess
-from .http import ApiError, PeerUnreachable, request, serve_http
+from .http import PeerUnreachable, request, serve_http
 from .ops import Cluster, prepare_brick_dirs, stage_local, unstamp
 from . import ops, volgen
 from .portmap import PortmapRegistry
