@@ -17,15 +17,17 @@ import stat
 import pytest
 import trio
 
-from glusterpy.fops import (ROOT_GFID, EntrylkCmd, Iatt, Loc, LockCmd, LockType,
+from glusterpy.fops import (ROOT_GFID, EntrylkCmd, Fd, Iatt, Loc, LockCmd, LockType,
                             SET_ATTR_MODE)
 from glusterpy.graph import Graph
 from glusterpy.rpc import ALL_PROGRAMS, FopRequest, RpcCall, decode_message
 from glusterpy.rpc.dicts import dict_bytes
+from xlators.cluster import afr_changelog as cl
 
 from pcap import capture_path, rpc_records
-from replicate_support import (afr_xattrs, create_file, gfid_req, index_entries,
-                               insert_recorders, local_volfile, make_bricks, root_loc)
+from replicate_support import (NetworkReplica, afr_xattrs, create_file, gfid_req,
+                               index_entries, insert_recorders, local_volfile, make_bricks,
+                               root_loc, wait_for)
 
 KEYS = [f"trusted.afr.rep3-client-{i}" for i in range(3)]
 DIRTY = "trusted.afr.dirty"
@@ -223,3 +225,51 @@ async def test_new_entry_and_unchanged_bricks_keep_no_afr_keys(tmp_path):
     for b in bricks:
         assert afr_xattrs(b / "d") == {} and afr_xattrs(b) == {}
         assert stat.S_ISLNK(os.lstat(b / "l").st_mode)
+
+
+@needs_capture
+async def test_heal_locks_and_undo_pending_match_glusterfs(tmp_path, monkeypatch):
+    """One write missed by brick 1, healed: the self-heal daemon's
+    sequence in the capture - inodelk in rep3-replicate-0:self-heal, the
+    data lock and 1 MiB block locks in rep3-replicate-0, then XATTROP
+    undoing the pending count (client-2, client-1, client-0, dirty; data
+    -1 against client 1) - is ours, byte for byte."""
+    monkeypatch.setattr("xlators.protocol.client.RECONNECT_INTERVAL", 0.1)
+    theirs = [v for n, v, cred in captured_calls()
+              if n == "XATTROP" and getattr(cred, "pid", 0) == -6]
+    their_undo = next(v for v in theirs
+                      if v.args["xattrs"].get(KEYS[1]) == bytes.fromhex("ffffffff" + "00" * 8))
+    net = NetworkReplica(tmp_path, 3, vol="rep3")
+    async with net.running():
+        graph = net.client_graph()
+        afr = graph.by_name["rep3-replicate-0"]
+        recs = insert_recorders(graph, afr)
+        async with graph.running():
+            await wait_for(lambda: all(afr.child_up))
+            top = graph.top
+            await top.lookup(Loc.root(), None)
+            fd, gfid = await create_file(top, "f", b"a" * 3_000_000)
+            await top.release(fd, None)
+            await net.stop(1)
+            await wait_for(lambda: not afr.child_up[1])
+            fd = Fd(gfid=gfid, flags=os.O_RDWR)
+            await top.open(Loc(gfid=gfid), os.O_RDWR, fd, None)
+            await top.writev(fd, b"b" * 10, 0, 0, None)
+            await top.release(fd, None)
+            await net.start(1)
+            await wait_for(lambda: afr.child_up[1])
+            for rec in recs:
+                rec.calls.clear()
+            await afr.heal_gfid(gfid)
+    for i, rec in enumerate(recs):
+        locks = [a for n, a in rec.calls if n == "inodelk"]
+        domains = [(a[0], a[3].type, a[3].start, a[3].len) for a in locks]
+        assert domains[:2] == [("rep3-replicate-0:self-heal", LockType.WRLCK, 0, 0),
+                               ("rep3-replicate-0", LockType.WRLCK, 0, 0)]
+        assert ("rep3-replicate-0", LockType.WRLCK, 1 << 20, 1 << 20) in domains
+        undo = [a[2] for n, a in rec.calls if n == "xattrop"][-1]
+        if i == 1:
+            assert undo == cl.changelog_dict(KEYS, None, DIRTY, dirty_last=True)
+        else:
+            assert list(undo) == list(their_undo.args["xattrs"])
+            assert dict_bytes(undo) == dict_bytes(their_undo.args["xattrs"])

@@ -187,8 +187,11 @@ async def test_reads_never_come_from_a_stale_brick(tmp_path):
         assert await read_all(top, gfid) == b"new" * 100
         assert afr._inodes[gfid].data == [True, False, True]
         assert await afr.heal_info(gfid) == "heal-pending"
+        assert await afr.heal_info_entries(0) == [(gfid, "/f", "heal-pending")]
+        assert await afr.heal_info_entries(0, split_brain_only=True) == []
         assert await afr.heal_gfid(gfid) == Outcome.HEALED
         assert await afr.heal_info(gfid) == "no-heal"
+        assert await afr.heal_info_entries(0) == []
         assert (net.bricks[1] / "f").read_bytes() == b"new" * 100
         await top.release(fd, None)
 
@@ -247,6 +250,9 @@ async def test_split_brain_is_detected_and_reads_fail(tmp_path):
             await top.writev(fd, b"C", 0, 0, None)
         assert e.value.errno == errno.EIO
         assert (await afr.heal_info(gfid)).startswith("split-brain")
+        listed = await afr.heal_info_entries(0, split_brain_only=True)
+        assert [(g, p) for g, p, st in listed] == [(gfid, "/sb")]
+        assert listed[0][2].startswith("split-brain")
         status = await afr.split_brain_status(gfid)
         assert status.startswith("data-split-brain:yes    metadata-split-brain:no    "
                                  "Choices:rep-client-0,rep-client-1")

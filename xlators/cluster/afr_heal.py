@@ -1559,3 +1559,35 @@ async def _count(coro, gfid: GFID, stats: CrawlStats) -> None:
         stats.healed += 1
     else:
         stats.skipped += 1
+
+
+async def heal_info_entries(afr: "Replicate", child: int,
+                            split_brain_only: bool = False) -> list[tuple[GFID, str, str]]:
+    """What ``volume heal NAME info [split-brain]`` prints for one brick
+    (glfsheal): every inode its indices list that still needs a heal, as
+    (gfid, path, status) - the path from the brick's
+    ``glusterfs.gfid2path`` (``<gfid:UUID>`` when unknown), the status
+    from `heal_info`; "no-heal" entries are left out."""
+    h = _Heal(afr)
+    sub = afr.children[child]
+    seen: dict[GFID, None] = {}
+    for kind in ("xattrop", "dirty", "entry-changes"):
+        try:
+            for gfid in await pending_entries(afr, child, kind):
+                seen.setdefault(gfid)
+        except FopError:
+            continue
+    out = []
+    for gfid in seen:
+        status = await heal_info(afr, gfid)
+        if status == "no-heal" or (split_brain_only and not status.startswith("split-brain")):
+            continue
+        try:
+            got = await h.one(child, lambda i: sub.getxattr(Loc(gfid=gfid),
+                                                            "glusterfs.gfid2path", None))
+            path = got.dict.get("glusterfs.gfid2path")
+            path = path.decode() if isinstance(path, bytes) else str(path)
+        except FopError:
+            path = f"<gfid:{gfid}>"
+        out.append((gfid, path, status))
+    return out

@@ -2508,6 +2508,12 @@ class Replicate(Translator):
         "split-brain", "possibly-healing" (with "-pending")."""
         return await afr_heal.heal_info(self, gfid)
 
+    async def heal_info_entries(self, child: int, split_brain_only: bool = False
+                                ) -> list[tuple[GFID, str, str]]:
+        """``volume heal NAME info [split-brain]`` for one brick: (gfid,
+        path, status) of every indexed inode that still needs a heal."""
+        return await afr_heal.heal_info_entries(self, child, split_brain_only)
+
     async def split_brain_status(self, gfid: GFID) -> str:
         """``replica.split-brain-status`` text."""
         return await afr_heal.split_brain_status(self, gfid)
