@@ -1,0 +1,130 @@
+"""Hypothesis: random file operations on replica 3 with bricks going away
+and coming back between them, against an in-memory model.
+
+The bricks are served in process (protocol/server on loopback) and reached
+through protocol/client, so "kill" drops real connections and replicate
+sees real CHILD_DOWN/CHILD_UP; the volume is used through gfapi.  Quorum
+is GlusterFS's auto quorum for three bricks: with one brick gone every
+operation must still work and agree with the model; with two gone every
+change is refused with ENOTCONN and changes nothing.  At the end all bricks
+come back, the indices are healed as the self-heal daemon would heal them,
+and every brick must hold exactly the model, with nothing pending.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from glusterpy.gfapi import AsyncVolume
+
+from replicate_support import NetworkReplica, wait_for
+from test_replicate_heal import assert_clean, heal_until_clean
+
+pytestmark = pytest.mark.slow
+
+NAMES = ["a", "b", "c"]
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("write"), st.sampled_from(NAMES), st.integers(0, 6000),
+              st.binary(min_size=1, max_size=3000)),
+    st.tuples(st.just("truncate"), st.sampled_from(NAMES), st.integers(0, 8000)),
+    st.tuples(st.just("unlink"), st.sampled_from(NAMES)),
+    st.tuples(st.just("rename"), st.sampled_from(NAMES), st.sampled_from(NAMES)),
+    st.tuples(st.just("read"), st.sampled_from(NAMES)),
+    st.tuples(st.just("kill"), st.integers(0, 2)),
+    st.tuples(st.just("revive"), st.integers(0, 2)),
+), min_size=1, max_size=25)
+
+
+@pytest.fixture(autouse=True)
+def quick_reconnect(monkeypatch):
+    monkeypatch.setattr("xlators.protocol.client.RECONNECT_INTERVAL", 0.05)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(sequence=ops)
+async def test_operations_with_bricks_going_away(tmp_path_factory, sequence):
+    tmp = tmp_path_factory.mktemp("kills")
+    net = NetworkReplica(tmp, 3)
+    model: dict[str, bytearray] = {}
+    async with net.running():
+        graph = net.client_graph({"granular-entry-heal": "on"})
+        afr = graph.by_name["rep-replicate-0"]
+        async with AsyncVolume(graph, mount_timeout=10) as vol:
+            await wait_for(lambda: all(afr.child_up))
+            dead: set[int] = set()
+            for op in sequence:
+                kind = op[0]
+                if kind == "kill":
+                    if op[1] not in dead:
+                        await net.stop(op[1])
+                        dead.add(op[1])
+                        await wait_for(lambda: not afr.child_up[op[1]])
+                    continue
+                if kind == "revive":
+                    if op[1] in dead:
+                        await net.start(op[1])
+                        dead.discard(op[1])
+                        await wait_for(lambda: afr.child_up[op[1]])
+                    continue
+                quorum = len(dead) <= 1
+                try:
+                    await apply(vol, model, op, quorum)
+                except OSError as e:
+                    assert not quorum, f"{op} failed with {e} while quorum was met"
+                    assert e.errno == errno.ENOTCONN, f"{op}: {e}"
+            for i in sorted(dead):
+                await net.start(i)
+            await wait_for(lambda: all(afr.child_up))
+            await heal_until_clean(afr, rounds=8)
+            for name, data in model.items():
+                async with await vol.fopen("/" + name, "rb") as f:
+                    assert await f.read() == bytes(data)
+            assert sorted(await vol.listdir("/")) == sorted(model)
+    for b in net.bricks:
+        assert sorted(p.name for p in b.iterdir() if p.name != ".glusterfs") == sorted(model)
+        for name, data in model.items():
+            assert (b / name).read_bytes() == bytes(data), f"{b.name}/{name}"
+    assert_clean(net.bricks)
+
+
+async def apply(vol, model, op, quorum: bool) -> None:
+    """Do `op` on the volume; on the model only when it succeeded (a
+    refused op must change nothing)."""
+    kind = op[0]
+    if kind == "write":
+        _, name, offset, data = op
+        async with await vol.fopen("/" + name, "r+b" if name in model else "w+b") as f:
+            await f.pwrite(data, offset)
+        cur = model.setdefault(name, bytearray())
+        if len(cur) < offset:
+            cur.extend(bytes(offset - len(cur)))
+        cur[offset:offset + len(data)] = data
+    elif kind == "truncate":
+        _, name, size = op
+        if name not in model:
+            return
+        await vol.truncate("/" + name, size)
+        cur = model[name]
+        del cur[size:]
+        cur.extend(bytes(size - len(cur)))
+    elif kind == "unlink":
+        if op[1] not in model:
+            return
+        await vol.unlink("/" + op[1])
+        del model[op[1]]
+    elif kind == "rename":
+        _, a, b = op
+        if a not in model or a == b:
+            return
+        await vol.rename("/" + a, "/" + b)
+        model[b] = model.pop(a)
+    elif kind == "read":
+        if op[1] not in model:
+            return
+        async with await vol.fopen("/" + op[1], "rb") as f:
+            assert await f.read() == bytes(model[op[1]])
