@@ -110,7 +110,8 @@ _ERRNO_OF_MESSAGE = (
     (re.compile(r"already exists", re.I), errno.EEXIST),
     (re.compile(r"in use|is open|has dependent|used as origin|is a snapshot origin"
                 r"|snapshot origin volumes", re.I), errno.EBUSY),
-    (re.compile(r"device-mapper|without activation|kernel driver", re.I), errno.ENOTSUP),
+    (re.compile(r"device-mapper|without activation|kernel driver|cannot activate", re.I),
+     errno.ENOTSUP),
     (re.compile(r"not found|failed to find|does not exist|doesn't exist|no such", re.I),
      errno.ENOENT),
     (re.compile(r"invalid|reserved|not supported|not allowed|illegal|must be", re.I),

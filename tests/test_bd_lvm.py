@@ -101,6 +101,52 @@ class LoopVG:
         lines += [f"    subvolumes {prefix}-posix", "end-volume"]
         return "\n".join(lines) + "\n"
 
+    def _restore_with(self, blocks: str, rename: dict[str, str] | None = None, *,
+                      force: bool = False) -> None:
+        """vgcfgbackup, add LV `blocks` (LVM's text format) to
+        logical_volumes, rename LVs (those then hidden), vgcfgrestore."""
+        backup = self.base / f"{self.name}.meta"
+        self.lvm.run("vgcfgbackup", "-f", str(backup), self.name)
+        text = backup.read_text()
+        for old, new in (rename or {}).items():
+            head = f"\t\t{old} {{"
+            at = text.index(head)
+            block_end = text.index("\t\t}", at)
+            body = text[at:block_end].replace(head, f"\t\t{new} {{").replace(
+                '"VISIBLE"', '').replace(', ]', ']')
+            text = text[:at] + body + text[block_end:]
+        start = text.index("logical_volumes {") + len("logical_volumes {")
+        depth, end = 1, start
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        backup.write_text(text[:end - 1] + blocks + text[end - 1:])
+        self.lvm.run("vgcfgrestore", *(["--force"] if force else []), "-f", str(backup),
+                     self.name)
+
+    def craft_thin(self, pool: str, thin: str, pool_extents: int, thin_extents: int) -> None:
+        """A thin pool with one thin LV, in LVM's metadata (lvcreate needs
+        device-mapper for both): data and metadata LVs made linear, then
+        renamed <pool>_tdata/_tmeta and hidden, as LVM keeps them."""
+        self.lvm.lvcreate(self.name, "tm", 2)
+        self.lvm.lvcreate(self.name, "td", pool_extents)
+        blocks = (f'\n\t\t{pool} {{\n\t\t\tid = "{_lvm_id()}"\n'
+                  f'\t\t\tstatus = ["READ", "WRITE", "VISIBLE"]\n\t\t\tflags = []\n'
+                  f'\t\t\tsegment_count = 1\n\t\t\tsegment1 {{\n\t\t\t\tstart_extent = 0\n'
+                  f'\t\t\t\textent_count = {pool_extents}\n\t\t\t\ttype = "thin-pool"\n'
+                  f'\t\t\t\tmetadata = "{pool}_tmeta"\n\t\t\t\tpool = "{pool}_tdata"\n'
+                  f'\t\t\t\ttransaction_id = 1\n\t\t\t\tchunk_size = 128\n'
+                  f'\t\t\t\tdiscards = "passdown"\n\t\t\t\tzero_new_blocks = 1\n'
+                  f'\t\t\t}}\n\t\t}}\n'
+                  f'\n\t\t{thin} {{\n\t\t\tid = "{_lvm_id()}"\n'
+                  f'\t\t\tstatus = ["READ", "WRITE", "VISIBLE"]\n\t\t\tflags = []\n'
+                  f'\t\t\tsegment_count = 1\n\t\t\tsegment1 {{\n\t\t\t\tstart_extent = 0\n'
+                  f'\t\t\t\textent_count = {thin_extents}\n\t\t\t\ttype = "thin"\n'
+                  f'\t\t\t\tthin_pool = "{pool}"\n\t\t\t\ttransaction_id = 0\n'
+                  f'\t\t\t\tdevice_id = 1\n\t\t\t}}\n\t\t}}\n')
+        self._restore_with(blocks, {"tm": f"{pool}_tmeta", "td": f"{pool}_tdata"}, force=True)
+        assert self.report().lvs[thin].thin
+
     def craft_snapshot(self, origin: str, name: str, extents: int) -> None:
         """Make `name` a copy-on-write snapshot of `origin` in LVM's metadata.
 
@@ -110,25 +156,14 @@ class LoopVG:
         cow_store) and put back with vgcfgrestore, so `lvs` shows a real
         origin/snapshot pair."""
         self.lvm.lvcreate(self.name, name, extents)
-        backup = self.base / f"{self.name}.meta"
-        self.lvm.run("vgcfgbackup", "-f", str(backup), self.name)
-        text = backup.read_text()
-        start = text.index("logical_volumes {") + len("logical_volumes {")
-        depth, end = 1, start
-        while depth:
-            depth += {"{": 1, "}": -1}.get(text[end], 0)
-            end += 1
-        lvm_id = "-".join(uuid.uuid4().hex[i:j] for i, j in
-                          ((0, 6), (6, 10), (10, 14), (14, 18), (18, 22), (22, 26), (26, 32)))
         extent_count = self.report().lvs[origin].size // self.report().extent_size
-        snap = (f'\n\t\tsnapshot{uuid.uuid4().int % 10000} {{\n\t\t\tid = "{lvm_id}"\n'
+        snap = (f'\n\t\tsnapshot{uuid.uuid4().int % 10000} {{\n\t\t\tid = "{_lvm_id()}"\n'
                 f'\t\t\tstatus = ["READ", "WRITE"]\n\t\t\tflags = []\n'
                 f'\t\t\tsegment_count = 1\n\t\t\tsegment1 {{\n\t\t\t\tstart_extent = 0\n'
                 f'\t\t\t\textent_count = {extent_count}\n\t\t\t\ttype = "snapshot"\n'
                 f'\t\t\t\tchunk_size = 8\n\t\t\t\torigin = "{origin}"\n'
                 f'\t\t\t\tcow_store = "{name}"\n\t\t\t}}\n\t\t}}\n')
-        backup.write_text(text[:end - 1] + snap + text[end - 1:])
-        self.lvm.run("vgcfgrestore", "-f", str(backup), self.name)
+        self._restore_with(snap)
         assert self.report().lvs[name].origin == origin
 
     # -- clean-up ----------------------------------------------------------------
@@ -151,6 +186,13 @@ class LoopVG:
                 f.unlink()
             except FileNotFoundError:
                 pass
+
+
+def _lvm_id() -> str:
+    """An LVM object id: 32 characters grouped 6-4-4-4-4-4-6."""
+    h = uuid.uuid4().hex
+    return "-".join(h[i:j] for i, j in ((0, 6), (6, 10), (10, 14), (14, 18), (18, 22),
+                                         (22, 26), (26, 32)))
 
 
 @pytest.fixture(scope="module")

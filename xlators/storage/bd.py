@@ -80,12 +80,15 @@ Where the data goes.  With device-mapper, IO goes to the LV's device node
 activation off and IO goes through a user-space mapping of the LV's
 segments onto its physical volumes, read from LVM's own metadata
 (`glusterpy.bd.ExtentMap`): each read and write becomes preads and pwrites
-on the PVs.  Linear and striped segments are mapped; a thin LV cannot be
-(its blocks live in the pool's btree), so without device-mapper thin LVs
-are listed but opening one answers ENOTSUP, thin pools are not used and new
-files are linear LVs; with device-mapper and a thin pool in the VG (the
-first one, or option `thin-pool`) new files are thin LVs, as GlusterFS
-offered them.  New extents are zeroed (option `zero-new-extents`, with
+on the PVs.  Linear and striped segments are mapped.  What only the kernel
+can serve is refused, and says so: a thin LV (its blocks live in the
+pool's btree) is listed but opening, resizing or removing it answers
+ENOTSUP; so does opening a copy-on-write snapshot (its segments hold the
+exception store), and the origin of one reads but answers EROFS to writes
+(nothing would copy the old data aside).  Without device-mapper thin pools
+are not used (a warning says so) and new files are linear LVs; with it and
+a thin pool in the VG (the first one, or option `thin-pool`) new files are
+thin LVs, as GlusterFS offered them.  New extents are zeroed (option `zero-new-extents`, with
 BLKZEROOUT, which a loop device or an SSD does without writing), so a new
 or grown file reads zeros as a file does; discard and zerofill zero their
 range the same way (GlusterFS's discard sent BLKDISCARD, whose data
@@ -1259,6 +1262,10 @@ class BD(Translator):
         until its last close; refused while it has snapshots."""
         if not img.sized or img.unlinked_lv:
             return
+        if img.thin and not self.lvm.dm:
+            raise FopError(errno.ENOTSUP, f"{self.name}: removing thin volume {img.name} "
+                                          f"updates its pool's metadata, which needs "
+                                          f"device-mapper")
         await self._refresh()
         self._refuse_if_snapshots(img)
         if img.openfds:
