@@ -434,9 +434,7 @@ class BD(Translator):
             ext = self._vg.extent_size
             extents = None
             if not origin.thin:
-                size = (xdata or {}).get(lvm.XDATA_SNAPSHOT_SIZE)
-                size = int(size) if size is not None else self._default_snapshot_size(origin)
-                extents = lvm.extents_for(size, ext)
+                extents = lvm.extents_for(self._snapshot_size(origin, xdata), ext)
             async with self._vg_lock:
                 if name in self._vg.lvs or name in self._names:
                     raise FopError(errno.EEXIST)
@@ -498,7 +496,7 @@ class BD(Translator):
                     img = self._register(gfid, name)
                     img.iatt = reply.iatt
                     if src.sized:
-                        self._attach(img, self._vg.lvs[name], written=max(copied, 0))
+                        self._attach(img, self._vg.lvs[name], written=copied)
                         await self._store_bd_xattrs(img)
             except BaseException:
                 with trio.CancelScope(shield=True):
@@ -666,6 +664,7 @@ class BD(Translator):
         img = self._image_of_fd(fd)
         if size <= 0 or offset < 0:
             raise FopError(errno.EINVAL)
+        self._check_mappable(img)     # an anonymous fd was never opened here
         m = img.map
         data = b"" if m is None or offset >= m.size else \
             await self._io(img, m.pread, size, offset)
@@ -679,6 +678,7 @@ class BD(Translator):
         img = self._image_of_fd(fd)
         if offset < 0:
             raise FopError(errno.EINVAL)
+        self._check_mappable(img)
         open_flags = opened.flags if opened is not None else fd.flags
         length = _length(data)
         if open_flags & os.O_APPEND:
@@ -1475,7 +1475,18 @@ class BD(Translator):
             await self._set_lv_size(img, lvm.round_up(max(nbytes, 1), self._vg.extent_size))
         return {k: v for k, v in xattrs.items() if k != lvm.BD_XATTR}
 
-    def _default_snapshot_size(self, origin: _Image) -> int:
+    def _snapshot_size(self, origin: _Image, xdata) -> int:
+        """Copy-on-write bytes: xdata's, or the option's share or size."""
+        given = (xdata or {}).get(lvm.XDATA_SNAPSHOT_SIZE)
+        if given is not None:
+            try:
+                size = int(given)
+            except (TypeError, ValueError):
+                size = 0
+            if size <= 0:
+                raise FopError(errno.EINVAL, f"{self.name}: {lvm.XDATA_SNAPSHOT_SIZE} "
+                                             f"{given!r} is not a size in bytes")
+            return size
         spec: PercentOrSize = self.opts.snapshot_size
         if spec.percent is not None:
             return max(1, int(origin.size * spec.percent / 100))
