@@ -172,8 +172,14 @@ class LoopVG:
         self.lvm.run("lvremove", "-f", self.name)
 
     def destroy(self) -> None:
-        """Everything goes, each step tried even when one before failed."""
+        """Everything goes, each step tried even when one before failed
+        (with storage/bd's lock file of the VG: no graph serves it now)."""
         if self.lvm is not None:
+            try:
+                from xlators.storage.bd import vg_lock_path
+                os.unlink(vg_lock_path(self.report().uuid))
+            except (LvmError, OSError):
+                pass
             for args in (("vgremove", "-f", self.name), ("pvremove", "-y", *self.devices)):
                 try:
                     self.lvm.run(*args)

@@ -881,8 +881,7 @@ class BD(Translator):
 
     def _take_vg_lock(self) -> None:
         """One graph per VG: an flock named after the VG's uuid."""
-        base = "/run/lock" if os.path.isdir("/run/lock") else tempfile.gettempdir()
-        path = os.path.join(base, f"glusterpy-bd-{self._vg.uuid}.lock")
+        path = vg_lock_path(self._vg.uuid)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -1598,6 +1597,14 @@ class BD(Translator):
 
 
 TRANSLATOR = BD
+
+
+def vg_lock_path(vg_uuid: str) -> str:
+    """The file whose flock says a graph serves the VG.  It stays when the
+    graph ends (removing a lock file others may wait on races with them);
+    /run/lock is emptied at boot."""
+    base = "/run/lock" if os.path.isdir("/run/lock") else tempfile.gettempdir()
+    return os.path.join(base, f"glusterpy-bd-{vg_uuid}.lock")
 
 
 _IATT_VALUES = operator.attrgetter(*(f.name for f in dataclasses.fields(Iatt)))
