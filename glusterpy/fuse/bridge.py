@@ -201,9 +201,25 @@ class FuseBridge(pyfuse3.Operations):
                 self._by_gfid.pop(entry.gfid, None)
 
     async def getattr(self, inode, ctx=None):
+        gfid = self._gfid(inode)
         with self._caller(ctx):
-            reply = await self.top.stat(Loc(gfid=self._gfid(inode)), None)
+            try:
+                reply = await self.top.stat(Loc(gfid=gfid), None)
+            except FopError as e:
+                # pyfuse3's getattr carries no file handle, so fstat(2) of a
+                # file unlinked while open arrives here: answer it from an
+                # open fd, as fuse_getattr does when the kernel sends one
+                fd = self._open_fd_of(gfid) if e.errno in (errno.ENOENT, errno.ESTALE) else None
+                if fd is None:
+                    raise
+                reply = await self.top.fstat(fd, None)
         return self._attrs(reply.iatt, inode)
+
+    def _open_fd_of(self, gfid: GFID) -> Fd | None:
+        for fd in self._handles.values():
+            if fd.gfid == gfid and not fd.is_dir:
+                return fd
+        return None
 
     async def setattr(self, inode, attr, fields, fh, ctx):
         self._writable()
