@@ -69,6 +69,8 @@ def mount_command(args) -> int:
                     graph, fetched, elided = await fetch_client_graph(
                         servers, volume, process_name="fuse")
                 except Exception as e:  # LibgfapiException and kin: say why, plainly
+                    while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
+                        e = e.exceptions[0]  # trio wraps what fails in its nurseries
                     raise MountError(str(e)) from None
                 # follow the volfile: FETCHSPEC makes the mount switch graphs
                 return graph, Refetch(servers, volume, fetched.text)
