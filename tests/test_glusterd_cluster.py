@@ -209,16 +209,22 @@ def run_cluster_checks(tmp_path: Path, nodes: list[Daemon]) -> None:
             what="the port blocker")
         r = n2.cli("volume", "start", "fragile")
         assert r.rc != 0 and f"Commit failed on {h[2]}" in r.err, r.text
+        for d in nodes:
+            assert d.ok("volume", "info", "fragile", "--json").json()["volumes"][0][
+                "status"] == "Created"
+            assert not [b for b in d.ok("volume", "status", "--json").json()["volumes"]
+                        if b["name"] == "fragile"]
+        assert snapshots(nodes) == before
+        # start force gives a brick whose port is taken another one
+        n2.ok("volume", "start", "fragile", "force")
+        moved = next(b for b in n1.ok("volume", "info", "fragile", "--json").json()
+                     ["volumes"][0]["bricks"] if b["host"] == h[2])
+        assert moved["port"] != port3
+        rows = n3.ok("volume", "status", "fragile", "--json").json()["volumes"][0]["bricks"]
+        assert all(r["online"] for r in rows)
     finally:
         blocker.kill()
         blocker.wait()
-    for d in nodes:
-        assert d.ok("volume", "info", "fragile", "--json").json()["volumes"][0]["status"] \
-            == "Created"
-        assert not [b for b in d.ok("volume", "status", "--json").json()["volumes"]
-                    if b["name"] == "fragile"]
-    assert snapshots(nodes) == before
-    n2.ok("volume", "start", "fragile")  # the port is free again
     n1.ok("--yes", "volume", "stop", "fragile")
     n3.ok("--yes", "volume", "delete", "fragile")
 

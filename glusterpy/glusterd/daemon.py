@@ -57,7 +57,7 @@ from .bricks import BrickProcess
 from .http import PeerUnreachable, request, serve_http
 from .ops import Cluster, prepare_brick_dirs, stage_local, unstamp
 from . import ops, volgen
-from .portmap import PortmapRegistry
+from .portmap import PortmapRegistry, _port_is_free
 from .store import Store
 from .volfile_server import VolfileServer
 
@@ -375,8 +375,26 @@ class Glusterd:
             raise OpFailed(str(e)) from None
         if plan["op"] == "remove-brick" and plan["args"].get("action") == "start":
             result["data"] = self._bricks_with_data(old, new)
+        if plan["op"] == "start" and plan.get("force"):
+            result["reassign"] = self._busy_brick_ports(name, new, taken)
         result["node"] = self.uuid
         return result
+
+    def _busy_brick_ports(self, name: str, vol: dict, taken: set[int]) -> dict[str, int]:
+        """`start force`: new ports for this node's bricks that are not
+        running and whose port something else holds (glusterd's start force
+        restarts such bricks; with a fixed port ours could not start)."""
+        out = {}
+        for b in vol["bricks"]:
+            bp = self.bricks.get((name, b["path"]))
+            if b["node"] != self.uuid or (bp is not None and bp.running):
+                continue
+            if not _port_is_free("", b["port"]):
+                port = self.portmap.alloc_port(taken=taken)
+                if port:
+                    taken.add(port)
+                    out[b["path"]] = port
+        return out
 
     def _bricks_with_data(self, old: dict, new: dict) -> list[str]:
         task = new["tasks"].get("remove-brick", {})
@@ -525,6 +543,12 @@ class Glusterd:
                 for b in new["bricks"]:
                     if b["path"] == path and not b.get("port") and \
                             b["node"] == result.get("node"):
+                        b["port"] = port
+            for path, port in (result or {}).get("reassign", {}).items():
+                for b in new["bricks"]:
+                    if b["path"] == path and b["node"] == result.get("node"):
+                        log.info("brick %s: port %d is taken, moving to %d", path,
+                                 b["port"], port)
                         b["port"] = port
         if plan["op"] == "remove-brick" and plan["args"].get("action") == "start":
             data = [p for _, r in stages for p in (r or {}).get("data", [])]
