@@ -133,6 +133,7 @@ def run_cluster_checks(tmp_path: Path, nodes: list[Daemon]) -> None:
     for d, row in zip(nodes, rows):
         assert os.readlink(f"/proc/{row['pid']}/ns/net") == \
             os.readlink(f"/proc/{d.proc.pid}/ns/net")
+    n2.ok("volume", "profile", "spread", "start")
     # a client inside node 1's namespace fetches the volfile from node 3
     in_netns(n1.netns, f"""
         from glusterpy.gfapi import Volume
@@ -145,6 +146,13 @@ def run_cluster_checks(tmp_path: Path, nodes: list[Daemon]) -> None:
     counts = [len([n for n in os.listdir(tmp_path / f"brick{i}") if n.startswith("f")])
               for i in (1, 2, 3)]
     assert sum(counts) == 30 and all(counts), counts
+    # volume profile info from any node gathers every node's bricks
+    prof = n3.ok("volume", "profile", "spread", "info", "--json").json()["bricks"]
+    assert sorted(b["brick"] for b in prof) == sorted(bricks)
+    writes = {b["brick"]: b["report"]["cumulative"]["fops"].get("WRITE", {}).get("hits", 0)
+              for b in prof}
+    assert sum(writes.values()) == 30 and all(writes.values()), writes
+    n1.ok("volume", "profile", "spread", "stop")
     # volume set from node 2 reaches every node's volfiles
     n2.ok("volume", "set", "spread", "performance.cache-size", "40MB")
     for d in nodes:
