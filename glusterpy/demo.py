@@ -76,7 +76,10 @@ def main(argv=None) -> int:
     log = root / "glusterpyd.log"
     daemon = subprocess.Popen([sys.executable, "-m", "glusterpy.glusterd.main", "--workdir",
                                str(workdir), "--port", str(port), "--address", "127.0.0.1",
-                               "--log-file", str(log)], stdin=subprocess.DEVNULL)
+                               "--log-file", str(log)], stdin=subprocess.DEVNULL,
+                              # Ctrl-C is ours to handle: the daemon must live until
+                              # it has stopped the volume's bricks
+                              start_new_session=True)
     mounted = False
     try:
         deadline = time.monotonic() + 30
@@ -89,7 +92,9 @@ def main(argv=None) -> int:
         if args.no_wait:
             return 0
         print("\nserving in the foreground; Ctrl-C stops it (unmount, volume stop, daemon stop)")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        # Ctrl-C and SIGTERM end the wait, even when started in the background
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         while daemon.poll() is None:
             time.sleep(1)
         print(f"demo: glusterpyd exited ({daemon.returncode}); see {log}")
