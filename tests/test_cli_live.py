@@ -198,3 +198,21 @@ def test_fuse_mount_switches_graphs_without_remount(tmp_path):
         finally:
             subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
             wait_for(lambda: not os.path.ismount(mnt), what="unmount")
+
+
+def test_replica_3_arbiter_1(tmp_path):
+    from glusterpy.glusterd import volgen
+    if not (volgen.have("cluster/replicate") and volgen.have("features/arbiter")):
+        pytest.skip("cluster/replicate or features/arbiter is not in this tree yet")
+    with running_daemon(tmp_path / "wd") as d:
+        b = [f"127.0.0.1:{tmp_path / n}" for n in ("r1", "r2", "r3")]
+        d.ok("volume", "create", "arb", "replica", "3", "arbiter", "1", *b)
+        info = d.ok("volume", "info", "arb").out
+        assert "Number of Bricks: 1 x (2 + 1) = 3" in info and f"Brick3: {b[2]} (arbiter)" in info
+        d.ok("volume", "start", "arb")
+        with Volume("127.0.0.1", "arb", port=d.port) as vol:
+            with vol.fopen("/img", "w") as f:
+                f.write(b"q" * 100_000)
+            assert vol.open("/img").read() == b"q" * 100_000
+        sizes = [os.stat(tmp_path / n / "img").st_size for n in ("r1", "r2", "r3")]
+        assert sizes == [100_000, 100_000, 0]  # the arbiter keeps names, not data
