@@ -216,3 +216,43 @@ def test_replica_3_arbiter_1(tmp_path):
             assert vol.open("/img").read() == b"q" * 100_000
         sizes = [os.stat(tmp_path / n / "img").st_size for n in ("r1", "r2", "r3")]
         assert sizes == [100_000, 100_000, 0]  # the arbiter keeps names, not data
+
+
+def test_device_lv_volume_serves_logical_volumes_as_files(tmp_path):
+    from glusterpy.glusterd import volgen
+    if not volgen.have("storage/bd"):
+        pytest.skip("storage/bd is not in this tree yet")
+    from test_bd_lvm import LoopVG, need_lvm
+    from test_glusterd_support import snapshot
+    need_lvm()
+    vg = LoopVG(tmp_path)
+    try:
+        with running_daemon(tmp_path / "wd") as d:
+            before = snapshot(d.workdir)
+            for argv, message in [
+                (["volume", "create", "bdv", "device", "lv", "127.0.0.1:/no-such-vg"],
+                 "Volume group no-such-vg does not exist"),
+                (["volume", "create", "bdv", "device", "lv", f"127.0.0.1:/{vg.name}/x"],
+                 "names a volume group"),
+                (["volume", "create", "bdv", "device", "lv", "127.0.0.1:/-bad"],
+                 "not a valid volume group name"),
+                (["volume", "create", "bdv", "device", "floppy", f"127.0.0.1:/{vg.name}"],
+                 "not supported")]:
+                r = d.cli(*argv)
+                assert r.rc != 0 and message in r.err, (argv, r.text)
+                assert snapshot(d.workdir) == before
+            d.ok("volume", "create", "bdv", "device", "lv", f"127.0.0.1:/{vg.name}")
+            d.ok("volume", "start", "bdv")
+            brick = next((d.workdir / "vols" / "bdv").glob("bdv.127.0.0.1.*.vol")).read_text()
+            assert "type storage/bd" in brick and f"option export {vg.name}" in brick
+            with Volume("127.0.0.1", "bdv", port=d.port) as vol:
+                with vol.fopen("/disk1", "w") as f:
+                    f.ftruncate(8 << 20)
+                    f.write(b"on an LV")
+                assert vol.stat("/disk1").st_size == 8 << 20
+                assert vol.open("/disk1").read(8) == b"on an LV"
+            assert vg.lvs() == {"disk1": 8 << 20}
+            assert vg.read_lv("disk1")[:8] == b"on an LV"
+            d.ok("--yes", "volume", "stop", "bdv")
+    finally:
+        vg.destroy()

@@ -3,7 +3,8 @@
     glusterpy [--remote-host HOST[:PORT]] [--json] [--mode=script|--yes] COMMAND ...
 
     peer probe HOST[:PORT] | peer detach HOST [force] | peer status | pool list
-    volume create NAME [stripe N] [replica N [arbiter 1]] [transport tcp] HOST:/PATH... [force]
+    volume create NAME [device lv] [stripe N] [replica N [arbiter 1]] [transport tcp]
+                  HOST:/PATH... [force]          (device lv: HOST:/VG, storage/bd)
     volume start|stop NAME [force]      volume delete NAME
     volume info|status [NAME|all]       volume list
     volume add-brick NAME [replica N] HOST:/PATH... [force]
@@ -236,7 +237,7 @@ def pool(client: ApiClient, opts: Options, words: list[str]) -> int:
 # volume
 
 
-VOLUME_USAGE = """volume create <NEW-VOLNAME> [stripe <COUNT>] [replica <COUNT> [arbiter <COUNT>]] [transport tcp] <NEW-BRICK>... [force]
+VOLUME_USAGE = """volume create <NEW-VOLNAME> [device lv] [stripe <COUNT>] [replica <COUNT> [arbiter <COUNT>]] [transport tcp] <NEW-BRICK>... [force]
 volume start|stop <VOLNAME> [force] | volume delete <VOLNAME>
 volume info|status [all|<VOLNAME>] | volume list
 volume add-brick <VOLNAME> [replica <COUNT>] <NEW-BRICK> ... [force]
@@ -273,12 +274,12 @@ def v_create(client, opts, w) -> int:
         raise Usage(usage)
     name, w = w[0], w[1:]
     body: dict = {"name": name}
-    while w and w[0] in ("stripe", "replica", "arbiter", "transport", "disperse"):
+    while w and w[0] in ("stripe", "replica", "arbiter", "transport", "disperse", "device"):
         if len(w) < 2:
             raise Usage(usage)
         key, value, w = w[0], w[1], w[2:]
-        if key == "transport":
-            body["transport"] = value
+        if key in ("transport", "device"):
+            body[key] = value
         elif key == "disperse":
             return _fail(f"volume create: {name}", "disperse volumes are not supported by "
                                                    "glusterpy")

@@ -13,7 +13,8 @@ Public routes (what `glusterpy` uses):
     DELETE /api/v1/peers/{host}?force=1         peer detach
     GET    /api/v1/pool                         pool list (peers and this node)
     GET    /api/v1/volumes                      volume info of all volumes
-    POST   /api/v1/volumes {name, bricks, replica?, arbiter?, stripe?, transport?, force?}
+    POST   /api/v1/volumes {name, bricks, replica?, arbiter?, stripe?, transport?, device?,
+                        force?}
     GET    /api/v1/volumes/{name}               volume info
     DELETE /api/v1/volumes/{name}               volume delete
     POST   /api/v1/volumes/{name}/start {force?}    .../stop {force?}
@@ -192,7 +193,7 @@ async def get_volume(gd, req):
 async def post_volume(gd, req):
     body = req.json()
     args = {k: body.get(k) for k in ("name", "bricks", "replica", "arbiter", "stripe",
-                                     "transport", "force")}
+                                     "transport", "device", "force")}
     result = await _run(gd, req, "create", args)
     return Response(201, _volume_view(gd, result["volume"]))
 
@@ -461,6 +462,8 @@ ROUTES = [
            "properties": {"name": {"type": "string"}, "bricks": _BRICKS,
                           "replica": _COUNT, "arbiter": {"type": "integer", "enum": [1]},
                           "stripe": _COUNT, "transport": {"type": "string", "enum": ["tcp"]},
+                          "device": {"type": "string", "enum": ["lv", "vg"],
+                                     "description": "bricks are LVM volume groups (storage/bd)"},
                           "force": {"type": "boolean"}}}),
     Route("GET", "/api/v1/volumes/{name}", get_volume, "volume info NAME"),
     Route("DELETE", "/api/v1/volumes/{name}", delete_volume, "volume delete"),

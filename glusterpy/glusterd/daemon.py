@@ -544,6 +544,10 @@ class Glusterd:
                     if b["path"] == path and not b.get("port") and \
                             b["node"] == result.get("node"):
                         b["port"] = port
+            for path, meta in (result or {}).get("metadata", {}).items():
+                for b in new["bricks"]:
+                    if b["path"] == path and b["node"] == result.get("node"):
+                        b["metadata"] = meta
             for path, port in (result or {}).get("reassign", {}).items():
                 for b in new["bricks"]:
                     if b["path"] == path and b["node"] == result.get("node"):

@@ -15,7 +15,9 @@ A volume document:
 
     {"name", "id" (volume-id uuid), "status": Created|Started|Stopped,
      "replica", "arbiter" (0/1), "stripe", "transport": "tcp",
-     "bricks": [{"host", "path", "node" (owner's uuid), "port", "arbiter"?}],
+     "bricks": [{"host", "path", "node" (owner's uuid), "port", "arbiter"?,
+                 "metadata"? (device lv: storage/bd's companion directory)}],
+     "device"?: "lv" (bricks are LVM volume groups, served by storage/bd),
      "options": {volume set key: value}, "version" (bumped by every commit),
      "tasks": {"remove-brick": {...}}}
 
@@ -76,6 +78,18 @@ def parse_brick(text: str) -> tuple[str, str]:
     if any(c in norm for c in "\n\0 "):
         raise ValueError(f"brick path {path!r} holds blanks or control characters")
     return host, norm
+
+
+def check_vg_brick(path: str) -> None:
+    """A `device lv` brick is HOST:/VG - one path component, a name LVM
+    takes for a volume group (a-z A-Z 0-9 + _ . -, no leading hyphen)."""
+    vg = path.strip("/")
+    if not vg or "/" in vg:
+        raise ValueError(f"brick {path}: a device lv brick names a volume group "
+                         "(HOST:/VGNAME), not a directory")
+    if not re.fullmatch(r"[A-Za-z0-9+_.][A-Za-z0-9+_.-]*", vg) or vg in (".", ".."):
+        raise ValueError(f"brick {path}: '{vg}' is not a valid volume group name "
+                         "(allowed: a-z A-Z 0-9 + _ . -, not starting with '-')")
 
 
 def is_loopback(host: str) -> bool:
@@ -221,7 +235,14 @@ def prepare_create(cluster: Cluster, args: dict) -> dict:
     transport = args.get("transport", "tcp") or "tcp"
     if transport != "tcp":
         raise ValueError(f"transport-type {transport} is not supported (glusterpy speaks tcp)")
+    device = args.get("device")
+    if device not in (None, "lv", "vg"):
+        raise ValueError(f"device {device!r} is not supported (device lv: the bricks are "
+                         "LVM volume groups served by storage/bd)")
     bricks = _bricks(cluster, args.get("bricks"), name, [])
+    if device:
+        for b in bricks:
+            check_vg_brick(b["path"])
     per_set = replica * stripe
     if len(bricks) % per_set:
         if replica > 1 and stripe > 1:
@@ -237,6 +258,8 @@ def prepare_create(cluster: Cluster, args: dict) -> dict:
     vol = {"name": name, "id": str(uuid.uuid4()), "status": "Created",
            "replica": replica, "arbiter": arbiter, "stripe": stripe, "transport": transport,
            "bricks": bricks, "options": {}, "version": 1, "tasks": {}}
+    if device:
+        vol["device"] = "lv"
     volgen.check_supported(vol)
     return vol
 
@@ -279,6 +302,9 @@ def prepare_add_brick(cluster: Cluster, args: dict) -> dict:
     if args.get("stripe") is not None and _count(args, "stripe") != vol["stripe"]:
         raise ValueError("changing the stripe count is not supported")
     new = _bricks(cluster, args.get("bricks"), vol["name"], vol["bricks"])
+    if vol.get("device"):
+        for b in new:
+            check_vg_brick(b["path"])
     per_set = vol["replica"] * vol["stripe"]
     if len(new) % per_set:
         raise ValueError(f"Incorrect number of bricks supplied {len(new)} with count "
@@ -450,11 +476,19 @@ def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | Non
         return {"ports": ports}
     volgen.check_supported(new)
     old_paths = {b["path"] for b in (old or {}).get("bricks", []) if b["node"] == node_uuid}
+    metadata: dict[str, str] = {}
     for b in new["bricks"]:
         if b["node"] != node_uuid or b["path"] in old_paths:
             continue
         path = Path(b["path"])
         brick = f"{b['host']}:{b['path']}"
+        if new.get("device"):
+            metadata[b["path"]] = _stage_vg_brick(workdir, new, b, force)
+            if not b.get("port"):
+                port = alloc_port(taken_ports)
+                taken_ports.add(port)
+                ports[b["path"]] = port
+            continue
         if path == workdir or workdir in path.parents or path in workdir.parents:
             raise ValueError("Brick isn't allowed to be created inside glusterd's working "
                              f"directory. ({brick} and {workdir})")
@@ -485,7 +519,29 @@ def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | Non
                 raise ValueError("no free port for the brick in the brick port range")
             taken_ports.add(port)
             ports[b["path"]] = port
-    return {"ports": ports}
+    return {"ports": ports, "metadata": metadata}
+
+
+def _stage_vg_brick(workdir: Path, vol: dict, brick: dict, force: bool) -> str:
+    """A storage/bd brick: the volume group must exist here; its companion
+    metadata directory (names, owners, xattrs LVM cannot hold) lives under
+    the working directory, WORKDIR/bd/VOLUME/VG."""
+    vg = brick["path"].strip("/")
+    try:
+        from ..bd import Lvm, LvmError
+    except ImportError:
+        raise ValueError("device lv needs glusterpy.bd (storage/bd), which this glusterpy "
+                         "does not have yet") from None
+    try:
+        Lvm().report(vg)
+    except LvmError as e:
+        raise ValueError(f"Volume group {vg} does not exist on {brick['host']} ({e})") \
+            from None
+    meta = workdir / "bd" / vol["name"] / vg
+    if meta.exists() and any(meta.iterdir()) and not force:
+        raise ValueError(f"{brick['host']}:{brick['path']} is already part of a volume "
+                         f"(its metadata directory {meta} is not empty)")
+    return str(meta)
 
 
 def prepare_brick_dirs(node_uuid: str, new: dict, old: dict | None) -> list[str]:
@@ -496,6 +552,9 @@ def prepare_brick_dirs(node_uuid: str, new: dict, old: dict | None) -> list[str]
     vid = uuid.UUID(new["id"]).bytes
     for b in new["bricks"]:
         if b["node"] != node_uuid or b["path"] in old_paths:
+            continue
+        if b.get("metadata"):  # storage/bd: the VG carries the volume-id as a tag
+            os.makedirs(b["metadata"], exist_ok=True)
             continue
         os.makedirs(b["path"], exist_ok=True)
         os.setxattr(b["path"], VOLUME_ID_XATTR, vid)

@@ -14,6 +14,10 @@ Brick volfile, one per brick, named as glusterd names it,
     VOL-server   protocol/server auth.addr.PATH.allow (auth.allow, default *),
                                  the brick's listen port
 
+A `device lv` volume's bricks are LVM volume groups (HOST:/VG): VOL-bd
+(storage/bd, export VG) over VOL-posix on its companion metadata
+directory WORKDIR/bd/VOL/VG, then locks, io-stats and server as above.
+
 Client volfiles (glusterd's `VOL.tcp-fuse.vol`):
 
     VOL-client-N    protocol/client  remote-host, remote-port, remote-subvolume
@@ -236,6 +240,8 @@ def check_supported(vol: dict) -> None:
     """ValueError naming the missing translator when glusterpy cannot
     build this volume's graphs yet."""
     needs = []
+    if vol.get("device"):
+        needs.append(("storage/bd", "device lv"))
     if vol["replica"] > 1 or vol.get("arbiter"):
         needs.append(("cluster/replicate", "replicate"))
     if vol["stripe"] > 1:
@@ -334,9 +340,16 @@ def _side_specific() -> dict:
 def brick_volfile(vol: dict, brick: dict) -> str:
     b = _Builder(vol)
     name, path = vol["name"], brick["path"]
-    below = b.add(f"{name}-posix", "storage/posix",
-                  {"directory": path, "volume-id": vol["id"],
-                   "ctime": "on" if enabled(vol, "features.ctime") else "off"})
+    if vol.get("device"):
+        # storage/bd over its companion metadata directory (storage/posix)
+        below = b.add(f"{name}-posix", "storage/posix", {"directory": brick["metadata"]})
+        below = b.add(f"{name}-bd", "storage/bd",
+                      {"export": path.strip("/"), "device": "lv", "volume-id": vol["id"]},
+                      [below])
+    else:
+        below = b.add(f"{name}-posix", "storage/posix",
+                      {"directory": path, "volume-id": vol["id"],
+                       "ctime": "on" if enabled(vol, "features.ctime") else "off"})
     if brick.get("arbiter") and have("features/arbiter"):
         below = b.add(f"{name}-arbiter", "features/arbiter", {}, [below])
     if have("debug/io-stats"):
