@@ -10,6 +10,7 @@ Everything glusterpyd knows lives under its working directory (glusterd's
     WORKDIR/vols/<NAME>/*.vol         its volfiles (names in glusterd/volgen.py)
     WORKDIR/run/<NAME>/<brick>.pid    brick processes' pid files
     WORKDIR/logs/bricks/<brick>.log   brick processes' logs
+    WORKDIR/bd/<NAME>/<VG>/           storage/bd's metadata directories (device lv)
     WORKDIR/audit.log                 one JSON object per line, per operation
 
 Every file is replaced atomically - written to a temporary file in the same
