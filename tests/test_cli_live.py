@@ -253,6 +253,19 @@ def test_device_lv_volume_serves_logical_volumes_as_files(tmp_path):
                 assert vol.open("/disk1").read(8) == b"on an LV"
             assert vg.lvs() == {"disk1": 8 << 20}
             assert vg.read_lv("disk1")[:8] == b"on an LV"
+            # the bd commands against the daemon's volume (issue 9 point 3);
+            # d.cli names the daemon with --remote-host, as for volume commands
+            d.ok("bd", "create", f"bdv:/{vg.name}/disk2", "4M")
+            d.ok("bd", "clone", f"bdv:/{vg.name}/disk1", "copy1")
+            d.ok("bd", "resize", f"bdv:/{vg.name}/disk2", "12M")
+            assert vg.lvs() == {"disk1": 8 << 20, "disk2": 12 << 20, "copy1": 8 << 20}
+            assert vg.read_lv("copy1")[:8] == b"on an LV"
+            snap = d.cli("bd", "snapshot", f"bdv:/{vg.name}/disk1", "snap1", "4M")
+            assert snap.rc != 0 and "device-mapper" in snap.err, snap.text
+            bad = d.cli("bd", "create", f"bdv:/{vg.name}/bad name!", "4M")
+            assert bad.rc != 0
+            d.ok("bd", "delete", f"bdv:/{vg.name}/disk2")
+            assert vg.lvs() == {"disk1": 8 << 20, "copy1": 8 << 20}
             d.ok("--yes", "volume", "stop", "bdv")
     finally:
         vg.destroy()

@@ -55,6 +55,10 @@ class UsageError(Exception):
 def register(sub) -> None:
     p = sub.add_parser("bd", help="LVs of a bd volume: create, clone, snapshot, resize, delete",
                        description=__doc__.split("\n\n")[0])
+    # --remote-host names the daemon as everywhere else in the CLI; before
+    # ACTION it applies to whichever action follows
+    p.add_argument("--remote-host", dest="remote_host", metavar="HOST[:PORT]",
+                   help="the glusterpyd (or any volfile server) to ask; same as --server")
     bsub = p.add_subparsers(dest="bd_command", metavar="ACTION")
     bsub.required = True
 
@@ -63,7 +67,7 @@ def register(sub) -> None:
         a.add_argument("target", metavar="VOL:/VG/LV")
         for arg in args:
             a.add_argument(arg)
-        a.add_argument("--server", default=f"localhost:{DEFAULT_PORT}", metavar="HOST[:PORT]",
+        a.add_argument("--server", "--remote-host", default=None, metavar="HOST[:PORT]",
                        help="volfile server (default: localhost:24007)")
         a.add_argument("--volfile", help="use this local volfile instead of a server")
         a.set_defaults(func=bd_command, action=name)
@@ -117,6 +121,8 @@ def bd_command(args) -> int:
         if args.volfile:
             volume = AsyncVolume.from_volfile(args.volfile)
         else:
+            args.server = args.server or getattr(args, "remote_host", None) or \
+                f"localhost:{DEFAULT_PORT}"
             m = _SERVER.match(args.server)
             if not m:
                 raise UsageError(f"{args.server!r} is not HOST[:PORT]")
