@@ -1063,7 +1063,37 @@ class _CallerScope:
         caller.reset(self.token)
 
 
-class AsyncFile:
+class _GraphHandle:
+    """What AsyncFile and AsyncDir share: an fd on one live graph, moved to
+    the next graph when the volume switches (see AsyncVolume's graph switch)."""
+
+    vol: "AsyncVolume"
+    fd: Fd
+    live: "_LiveGraph"
+
+    async def _move_to(self, live: _LiveGraph, moved: dict, old_fds: list) -> None:
+        """Reopen this handle's fd on the graph `live` (once per fd: dup()s
+        share it) by gfid, as glfs_migrate_fd does, and switch to it."""
+        old = self.fd
+        new = moved.get(id(old))
+        if new is None:
+            new = Fd(gfid=old.gfid, flags=old.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC),
+                     is_dir=old.is_dir)
+            new.lk_owner = old.lk_owner
+            with self.vol._as_caller(live):
+                top = live.graph.top
+                loc = Loc(gfid=old.gfid)
+                await top.lookup(loc, None)
+                if old.is_dir:
+                    await top.opendir(loc, new, None)
+                else:
+                    await top.open(loc, new.flags, new, None)
+            moved[id(old)] = new
+            old_fds.append(old)
+        self.fd, self.live = new, live
+
+
+class AsyncFile(_GraphHandle):
     """An open file (or a directory opened read-only) with its own offset."""
 
     def __init__(self, vol: AsyncVolume, fd: Fd, path: str, flags: int, iatt: Iatt | None,
@@ -1099,27 +1129,6 @@ class AsyncFile:
         self._check()
         if self.fd.is_dir or self.flags & os.O_ACCMODE == os.O_RDONLY:
             raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.path)
-
-    async def _move_to(self, live: _LiveGraph, moved: dict, old_fds: list) -> None:
-        """Reopen this handle's fd on the graph `live` (once per fd: dup()s
-        share it) by gfid, as glfs_migrate_fd does, and switch to it."""
-        old = self.fd
-        new = moved.get(id(old))
-        if new is None:
-            new = Fd(gfid=old.gfid, flags=old.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC),
-                     is_dir=old.is_dir)
-            new.lk_owner = old.lk_owner
-            with self.vol._as_caller(live):
-                top = live.graph.top
-                loc = Loc(gfid=old.gfid)
-                await top.lookup(loc, None)
-                if old.is_dir:
-                    await top.opendir(loc, new, None)
-                else:
-                    await top.open(loc, new.flags, new, None)
-            moved[id(old)] = new
-            old_fds.append(old)
-        self.fd, self.live = new, live
 
     async def _call(self, fop: str, *args):
         with self.vol._as_caller(self.live):
@@ -1315,7 +1324,7 @@ class DirectoryEntry:
     iatt: Iatt | None
 
 
-class AsyncDir:
+class AsyncDir(_GraphHandle):
     """An open directory; `async for entry in dir` reads all its entries."""
 
     def __init__(self, vol: AsyncVolume, fd: Fd, path: str, readdirplus: bool):
@@ -1366,27 +1375,6 @@ class AsyncDir:
         d = self._buffer.pop()
         self._offset = d.off
         return DirectoryEntry(d.name, d.type, d.iatt)
-
-    async def _move_to(self, live: _LiveGraph, moved: dict, old_fds: list) -> None:
-        """Reopen this handle's fd on the graph `live` (once per fd: dup()s
-        share it) by gfid, as glfs_migrate_fd does, and switch to it."""
-        old = self.fd
-        new = moved.get(id(old))
-        if new is None:
-            new = Fd(gfid=old.gfid, flags=old.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC),
-                     is_dir=old.is_dir)
-            new.lk_owner = old.lk_owner
-            with self.vol._as_caller(live):
-                top = live.graph.top
-                loc = Loc(gfid=old.gfid)
-                await top.lookup(loc, None)
-                if old.is_dir:
-                    await top.opendir(loc, new, None)
-                else:
-                    await top.open(loc, new.flags, new, None)
-            moved[id(old)] = new
-            old_fds.append(old)
-        self.fd, self.live = new, live
 
     async def close(self) -> None:
         if self.closed:
