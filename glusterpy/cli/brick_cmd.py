@@ -48,7 +48,7 @@ from ..graph import Graph
 from ..rpc import (ALL_PROGRAMS, CLIENT_PROGRAMS, PORTMAP, AuthGlusterfsV2, RpcConnection,
                    RpcProtocolError, SigninRequest, SignoutRequest)
 from ..rpc.transport import ConnectionLost, RpcCallFailed, RpcEndpoint
-from .daemon import PidFile, add_log_arguments, setup_logging, sole_exception
+from .daemon import add_log_arguments, run_service, setup_logging
 
 log = logging.getLogger("glusterpy.brick")
 
@@ -110,22 +110,11 @@ def run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     setup_logging(args.log_file, args.log_level)
-    pidfile = None
-    try:
-        if args.pidfile:
-            pidfile = PidFile(args.pidfile)
-        reload = lambda: build_graph(args.volfile, args.port, args.xlator_option).volfile
-        trio.run(_serve, graph, portmap, args.brick_name, reload)
-    except BaseException as e:
-        error = sole_exception(e)
-        if not isinstance(error, (OSError, FopError)):
-            raise
-        log.error("brick failed: %s", error)
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if pidfile is not None:
-            pidfile.remove()
+    reload = lambda: build_graph(args.volfile, args.port, args.xlator_option).volfile
+    status = run_service(_serve, graph, portmap, args.brick_name, reload,
+                         pidfile=args.pidfile, program="brick", expected=(OSError, FopError))
+    if status:
+        return status
     log.info("brick stopped")
     return 0
 

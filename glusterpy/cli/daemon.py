@@ -18,6 +18,8 @@ import os
 import sys
 import time
 
+import trio
+
 LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO,
           "WARNING": logging.WARNING, "ERROR": logging.ERROR,
           "CRITICAL": logging.CRITICAL, "NONE": logging.CRITICAL + 10}
@@ -60,6 +62,33 @@ def sole_exception(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+def run_service(async_fn, *args, pidfile: str | None = None, program: str = "error",
+                expected: tuple[type[BaseException], ...] = (OSError,),
+                interrupt_is_success: bool = False) -> int:
+    """Run a long-running process's `trio.run(async_fn, *args)` holding its
+    pid file, and turn an expected failure (OSError by default) into a
+    logged one-line message and exit status 1; anything else is a bug and
+    propagates with its traceback."""
+    held = None
+    try:
+        if pidfile:
+            held = PidFile(pidfile)
+        trio.run(async_fn, *args)
+    except BaseException as e:
+        error = sole_exception(e)
+        if interrupt_is_success and isinstance(error, KeyboardInterrupt):
+            return 0
+        if not isinstance(error, expected):
+            raise
+        logging.getLogger("glusterpy").error("%s failed: %s", program, error)
+        print(f"{program}: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if held is not None:
+            held.remove()
+    return 0
 
 
 class PidFile:

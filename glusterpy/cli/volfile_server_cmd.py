@@ -19,7 +19,7 @@ import sys
 import trio
 
 from ..glusterd.volfile_server import VolfileServer
-from .daemon import PidFile, add_log_arguments, setup_logging, sole_exception
+from .daemon import add_log_arguments, run_service, setup_logging
 
 log = logging.getLogger("glusterpy.volfile-server")
 
@@ -46,22 +46,7 @@ def run(args) -> int:
         print(f"error: --port {args.port}: not a TCP port", file=sys.stderr)
         return 2
     setup_logging(args.log_file, args.log_level)
-    pidfile = None
-    try:
-        if args.pidfile:
-            pidfile = PidFile(args.pidfile)
-        trio.run(_main, args)
-    except BaseException as e:
-        error = sole_exception(e)
-        if not isinstance(error, OSError):
-            raise
-        log.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if pidfile is not None:
-            pidfile.remove()
-    return 0
+    return run_service(_main, args, pidfile=args.pidfile, program="volfile-server")
 
 
 async def _main(args) -> None:

@@ -23,7 +23,7 @@ import sys
 
 import trio
 
-from ..cli.daemon import PidFile, add_log_arguments, setup_logging, sole_exception
+from ..cli.daemon import add_log_arguments, run_service, setup_logging
 from .daemon import DEFAULT_PORT, DEFAULT_WORKDIR, Glusterd
 
 log = logging.getLogger("glusterpy.glusterd")
@@ -51,26 +51,10 @@ def main(argv=None) -> int:
         print(f"glusterpyd: --port {args.port}: not a TCP port", file=sys.stderr)
         return 2
     setup_logging(args.log_file, args.log_level)
-    pidfile = None
-    try:
-        if args.pidfile:
-            pidfile = PidFile(args.pidfile)
-        daemon = Glusterd(args.workdir, address=args.address, port=args.port,
-                          hostname=args.hostname)
-        trio.run(_run, daemon)
-    except BaseException as e:
-        error = sole_exception(e)
-        if isinstance(error, KeyboardInterrupt):
-            return 0
-        if not isinstance(error, OSError):
-            raise
-        log.error("%s", error)
-        print(f"glusterpyd: {error}", file=sys.stderr)
-        return 1
-    finally:
-        if pidfile is not None:
-            pidfile.remove()
-    return 0
+    daemon = Glusterd(args.workdir, address=args.address, port=args.port,
+                      hostname=args.hostname)
+    return run_service(_run, daemon, pidfile=args.pidfile, program="glusterpyd",
+                       interrupt_is_success=True)
 
 
 async def _run(daemon: Glusterd) -> None:
