@@ -17,7 +17,7 @@ DEB_PACKAGES := glusterfs-server glusterfs-client qemu-utils qemu-block-extra \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps venv run test test-fast bench clean
+.PHONY: all deps venv mount-helper run test test-fast bench clean
 
 all: test
 
@@ -41,7 +41,23 @@ $(STAMPS)/venv: pyproject.toml $(STAMPS)/deb
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
-venv: $(STAMPS)/venv
+# mount(8) runs /sbin/mount.<type> for `mount -t glusterpy`: link it to this
+# checkout's console script (root only; a link to another checkout is
+# replaced).  Checked on every run - cheap, and a removed link comes back.
+MOUNT_HELPER := /sbin/mount.glusterpy
+HELPER_TARGET := $(CURDIR)/$(VENV)/bin/mount.glusterpy
+
+mount-helper: $(STAMPS)/venv
+	@if [ "$$(readlink $(MOUNT_HELPER))" != "$(HELPER_TARGET)" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			ln -sfn "$(HELPER_TARGET)" $(MOUNT_HELPER) && \
+			echo "linked $(MOUNT_HELPER) -> $(HELPER_TARGET)"; \
+		else \
+			echo "not root: not linking $(MOUNT_HELPER) (needed by mount -t glusterpy only)"; \
+		fi; \
+	fi
+
+venv: $(STAMPS)/venv mount-helper
 
 # The main job on an embedded default: glusterpyd on ./run/glusterpyd with a
 # volume `demo`, mounted on ./run/mnt, served until Ctrl-C (see README.md).
@@ -55,7 +71,12 @@ test: venv
 test-fast: venv
 	$(PY) -m pytest -m 'not slow'
 
-bench: venv
+# matplotlib draws bench/RESULTS.md's chart: the `bench` extra
+$(STAMPS)/bench-extra: pyproject.toml $(STAMPS)/venv
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $@
+
+bench: venv $(STAMPS)/bench-extra
 	$(PY) -m bench
 
 clean:

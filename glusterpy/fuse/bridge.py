@@ -2,18 +2,36 @@
 
 Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
 
-* FUSE node ids map to gfids.  GlusterFS hands the kernel its inode_t
-  pointers; we hand out small integers and keep the kernel's lookup count
-  for each, dropping the entry when `forget` brings it to zero.  The inode
-  number the kernel shows (st_ino) is GlusterFS's: the gfid's last 8 bytes.
+* FUSE node ids map to gfids, with the kernel's lookup count kept for each
+  and the entry dropped when `forget` brings it to zero.  The inode number
+  the kernel shows (st_ino) is GlusterFS's: the gfid's last 8 bytes
+  (gfid_to_ino), so it is the same on every client and across remounts;
+  the root's gfid gives 1, FUSE's root node id.  GlusterFS hands the
+  kernel its inode_t pointers as node ids and the gfid's bytes as st_ino;
+  pyfuse3 makes the two one number, so the gfid's bytes serve as both.  A
+  second gfid whose bytes collide with one the kernel still knows (or
+  that give 0 or 1) gets a small node id from a counter instead.
 * Entries are resolved by (parent gfid, name), so the kernel's dentry cache
   and ours never disagree about paths.
 * Who calls (uid, gid, supplementary groups, pid, umask) comes from the
   request and rides in `fops.caller`, as fuse-bridge fills frame->root.
 * New entries carry a fresh gfid in xdata "gfid-req", as fuse-bridge does.
 * readdir is served with readdirp, so the kernel gets attributes with the
-  names (readdirplus).
+  names (readdirplus), each counted as a lookup.
 * FopError(errno) becomes FUSEError(errno) here, at the edge.
+* Caching: `attr_timeout`/`entry_timeout` (GlusterFS's attribute-timeout
+  and entry-timeout mount options) are how long the kernel trusts what it
+  was told; `direct_io` (direct-io-mode=enable) opens every file with
+  FOPEN_DIRECT_IO, so each read and write reaches the graph.  O_DIRECT
+  travels down to the brick with the open flags, as in GlusterFS; a file
+  opened O_DIRECT also gets FOPEN_DIRECT_IO here, where GlusterFS leaves
+  O_DIRECT to the kernel's own direct IO path - both bypass the page cache.
+* flush/fsync: close(2) sends FLUSH, fsync(2) FSYNC, both wound down the
+  graph and their errors returned to the caller.  GlusterFS defers write
+  errors in write-behind and returns them at flush; glusterpy's graphs have
+  no write-behind, so write(2) reports its own error at once, and the only
+  deferred writes are the kernel's (dirty pages of a shared mmap), whose
+  errors close(2) and fsync(2) report.
 * A graph switch (`switch_graph`, when the volfile's shape changes) holds
   new requests at the door, lets the ones running finish on the old graph,
   reopens every open file and directory on the new graph by gfid (the
@@ -21,9 +39,15 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
   fds - fuse-bridge's fuse_graph_switch and fd migration, done with the
   bridge quiet so no request sees half a switch.
 
-Departure: pyfuse3 exposes no lock operations, so POSIX locks taken on the
-mount are held by the kernel for this mount only; they do not reach
-features/locks on the bricks.
+Known limitation - locks: pyfuse3 (3.5) registers no getlk/setlk/flock
+handlers with libfuse and never asks for FUSE_CAP_POSIX_LOCKS or
+FUSE_CAP_FLOCK_LOCKS, and its Operations class has no lock methods, so
+there is no way to receive lock requests from the kernel through it.  The
+kernel then keeps fcntl and flock locks itself: they work between the
+processes using one mount, but they do not reach features/locks on the
+bricks, so two mounts (two clients) do not see each other's locks.
+GlusterFS's fuse-bridge sends them as the lk fop; gfapi users of glusterpy
+(and QEMU, fio's gfapi engine) do get cluster-wide locks through lk.
 """
 
 from __future__ import annotations
@@ -31,16 +55,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import stat as st
 from dataclasses import dataclass
 
 import pyfuse3
 import trio
 
-from .. import fops
-from ..fops import (GFID, ROOT_GFID, Caller, Fd, FopError, Iatt, Loc, SET_ATTR_ATIME,
-                    SET_ATTR_ATIME_NOW, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_MTIME,
-                    SET_ATTR_MTIME_NOW, SET_ATTR_UID, caller)
+from ..fops import (GFID, ROOT_GFID, SET_ATTR_ATIME, SET_ATTR_GID, SET_ATTR_MODE,
+                    SET_ATTR_MTIME, SET_ATTR_UID, Caller, Fd, FopError, Iatt, Loc, caller,
+                    gfid_to_ino)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +96,7 @@ class FuseBridge(pyfuse3.Operations):
         self.read_only = read_only
         self._nodes: dict[int, _Node] = {pyfuse3.ROOT_INODE: _Node(ROOT_GFID, 1)}
         self._by_gfid: dict[GFID, int] = {ROOT_GFID: pyfuse3.ROOT_INODE}
+        #: the next node id to try for a gfid whose inode number cannot serve
         self._next_node = pyfuse3.ROOT_INODE + 1
         self._handles: dict[int, Fd] = {}
         self._next_handle = 1
@@ -134,13 +157,25 @@ class FuseBridge(pyfuse3.Operations):
 
     def _remember(self, iatt: Iatt) -> int:
         """The node id for a gfid the kernel is about to learn (lookup + 1)."""
-        node = self._by_gfid.get(iatt.gfid)
-        if node is None:
+        node = self._node_of(iatt.gfid)
+        self._nodes[node].lookups += 1
+        return node
+
+    def _node_of(self, gfid: GFID) -> int:
+        """The node id of `gfid`, made if the kernel does not know it yet:
+        GlusterFS's inode number of the gfid, unless that is taken or
+        reserved (see the module docstring)."""
+        node = self._by_gfid.get(gfid)
+        if node is not None:
+            return node
+        node = gfid_to_ino(gfid)
+        while node <= pyfuse3.ROOT_INODE or node in self._nodes:
+            # random gfids' numbers lie above 2**63 (the UUID variant bits),
+            # so small ones are free but for GlusterFS's reserved gfids
             node = self._next_node
             self._next_node += 1
-            self._nodes[node] = _Node(iatt.gfid, 0)
-            self._by_gfid[iatt.gfid] = node
-        self._nodes[node].lookups += 1
+        self._nodes[node] = _Node(gfid, 0)
+        self._by_gfid[gfid] = node
         return node
 
     def _entry(self, iatt: Iatt) -> pyfuse3.EntryAttributes:
@@ -393,20 +428,13 @@ class FuseBridge(pyfuse3.Operations):
                 if entry.name in (".", "..") or entry.iatt is None:
                     offset = entry.off
                     continue
-                node = self._by_gfid.get(entry.iatt.gfid) or self._new_node(entry.iatt.gfid)
+                node = self._node_of(entry.iatt.gfid)
                 if not pyfuse3.readdir_reply(token, os.fsencode(entry.name),
                                              self._attrs(entry.iatt, node), entry.off):
                     self._drop_if_unused(node)
                     return
                 self._nodes[node].lookups += 1  # readdir_reply counts as a lookup
                 offset = entry.off
-
-    def _new_node(self, gfid: GFID) -> int:
-        node = self._next_node
-        self._next_node += 1
-        self._nodes[node] = _Node(gfid, 0)
-        self._by_gfid[gfid] = node
-        return node
 
     def _drop_if_unused(self, node: int) -> None:
         entry = self._nodes.get(node)

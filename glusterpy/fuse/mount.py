@@ -39,9 +39,23 @@ class MountError(Exception):
     """The volume could not be mounted; the message says why."""
 
 
+#: kernel mount flags that go to the kernel as they are (libfuse 3 passes
+#: these; GlusterFS's mount helper hands the same ones to its fuse mount)
+KERNEL_FLAGS = frozenset({"atime", "noatime", "dev", "nodev", "exec", "noexec", "suid",
+                          "nosuid", "sync", "async", "dirsync"})
+#: accepted and without effect: the kernel's default (relatime), atime
+#: variants libfuse 3.14 cannot pass, and mount(8)/fstab housekeeping
+NO_EFFECT = frozenset({"defaults", "relatime", "_netdev", "noauto", "auto", "nofail", "user",
+                       "users", "nouser", "owner", "group", "comment", "diratime",
+                       "nodiratime", "norelatime", "strictatime", "nostrictatime", "lazytime",
+                       "nolazytime", "silent", "loud"})
+TRANSPORTS = ("tcp", "socket")
+
+
 @dataclass
 class MountOptions:
-    """What `-o` may set, with GlusterFS's mount option names."""
+    """What `-o` may set, with GlusterFS's mount option names (those of
+    mount.glusterfs and the glusterfs client's command line)."""
 
     read_only: bool = False
     direct_io_mode: bool = False
@@ -51,17 +65,27 @@ class MountOptions:
     log_file: str | None = None
     allow_other: bool = True
     fsname: str = "glusterpy"
-    extra: list[str] = field(default_factory=list)
+    #: more volfile servers to try, after the one of the spec
+    backup_volfile_servers: list[str] = field(default_factory=list)
+    #: the volfile servers' port, when the spec gives none
+    server_port: int | None = None
+    transport: str = "tcp"
+    #: kernel flags (nosuid, noexec, ...) and auto_unmount, for libfuse
+    kernel_flags: list[str] = field(default_factory=list)
+    #: options that were accepted without effect (-s: unknown ones too)
+    ignored: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, text: str | None) -> "MountOptions":
-        """`ro,direct-io-mode=enable,attribute-timeout=0,...` (mount -o)."""
+    def parse(cls, text: str | None, *, sloppy: bool = False) -> "MountOptions":
+        """`ro,direct-io-mode=enable,attribute-timeout=0,...` (mount -o).
+        An unknown option is an error, or with `sloppy` (mount -s) ignored."""
         opts = cls()
         if not text:
             return opts
         for item in text.split(","):
-            key, _, value = item.strip().partition("=")
-            key = key.replace("_", "-")
+            item = item.strip()
+            key, _, value = item.partition("=")
+            key = key.replace("_", "-") if key != "_netdev" else key
             if not key:
                 continue
             if key == "ro":
@@ -78,8 +102,8 @@ class MountOptions:
                     seconds = float(value)
                 except ValueError:
                     raise MountError(f"{key}={value!r} is not a number of seconds") from None
-                if seconds < 0:
-                    raise MountError(f"{key}={value!r} must not be negative")
+                if not 0 <= seconds < 1e9:
+                    raise MountError(f"{key}={value!r} must be 0 or more seconds")
                 setattr(opts, key.replace("-", "_"), seconds)
             elif key == "log-level":
                 level = value.upper()
@@ -88,12 +112,32 @@ class MountOptions:
                     raise MountError(f"log-level={value!r}: use ERROR, WARNING, INFO or DEBUG")
                 opts.log_level = {"TRACE": "DEBUG", "NONE": "CRITICAL"}.get(level, level)
             elif key == "log-file":
+                if not value:
+                    raise MountError("log-file= needs a path")
                 opts.log_file = value
-            elif key in ("defaults", "_netdev", "noauto", "auto", "nofail", "users", "user",
-                         "nouser", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "async"):
-                continue  # fstab and mount(8) housekeeping, meaningless to us
+            elif key in ("backup-volfile-servers", "backupvolfile-server"):
+                # GlusterFS separates them with ':' (host names hold no colon)
+                hosts = [h for h in value.split(":") if h]
+                if not hosts:
+                    raise MountError(f"{key}= needs host names (h1:h2:...)")
+                opts.backup_volfile_servers += hosts
+            elif key == "server-port":
+                if not value.isdigit() or not 0 < int(value) < 65536:
+                    raise MountError(f"server-port={value!r} is not a port number")
+                opts.server_port = int(value)
+            elif key == "transport":
+                if value not in TRANSPORTS:
+                    raise MountError(f"transport={value!r}: glusterpy speaks "
+                                     f"{' or '.join(TRANSPORTS)}")
+                opts.transport = value
+            elif item in KERNEL_FLAGS or item == "auto_unmount":
+                opts.kernel_flags.append(item)
+            elif item in NO_EFFECT or key in NO_EFFECT or key.startswith("x-"):
+                opts.ignored.append(item)
+            elif sloppy:
+                opts.ignored.append(item)
             else:
-                raise MountError(f"unknown mount option {key!r}")
+                raise MountError(f"unknown mount option {item!r}")
         return opts
 
     def fuse_options(self) -> set[str]:
@@ -102,8 +146,8 @@ class MountOptions:
         out.add("subtype=glusterpy")
         if self.allow_other and os.geteuid() == 0:
             out.add("allow_other")
-        if self.read_only:
-            out.add("ro")
+        out.add("ro" if self.read_only else "rw")
+        out.update(self.kernel_flags)
         return out
 
 
@@ -243,35 +287,37 @@ async def _stop_on_signals(scope: trio.CancelScope) -> None:
 
 
 def run_mount(make_graph, mountpoint: str, opts: MountOptions, *,
-              foreground: bool = False) -> int:
+              foreground: bool = False, prog: str = "glusterpy mount",
+              failure_status: int = 1) -> int:
     """Mount in this process (foreground) or in a child that detaches once
-    the mount works.  Returns the exit status for the command line."""
+    the mount works.  Returns the exit status for the command line:
+    0, or `failure_status` with the reason on stderr after `prog: `."""
     mountpoint = os.path.abspath(mountpoint)
     try:
         check_mountpoint(mountpoint)
     except MountError as e:
-        print(f"glusterpy mount: {e}", file=sys.stderr)
-        return 1
+        print(f"{prog}: {e}", file=sys.stderr)
+        return failure_status
     if foreground:
         _setup_logging(opts)
         try:
             trio.run(_serve_made, make_graph, mountpoint, opts, None)
         except MountError as e:
-            print(f"glusterpy mount: {e}", file=sys.stderr)
-            return 1
+            print(f"{prog}: {e}", file=sys.stderr)
+            return failure_status
         return 0
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid:
         os.close(write_end)
         # one message: "ok" once mounted, an error text, or nothing if it died
-        verdict = os.read(read_end, 65536).decode(errors="replace")
+        verdict = _read_all(read_end).decode(errors="replace")
         os.close(read_end)
         if verdict == "ok":
             return 0
         os.waitpid(pid, 0)
-        print(f"glusterpy mount: {verdict or 'the mount process died'}", file=sys.stderr)
-        return 1
+        print(f"{prog}: {verdict or 'the mount process died'}", file=sys.stderr)
+        return failure_status
     # the child: detach, serve, report success or failure through the pipe
     os.close(read_end)
     os.setsid()
@@ -279,6 +325,7 @@ def run_mount(make_graph, mountpoint: str, opts: MountOptions, *,
     with os.fdopen(write_end, "wb", buffering=0) as pipe:
         def ready():
             pipe.write(b"ok")
+            pipe.close()
             _detach_stdio()
         _setup_logging(opts)
         try:
@@ -286,21 +333,33 @@ def run_mount(make_graph, mountpoint: str, opts: MountOptions, *,
         except MountError as e:
             _report(pipe, str(e))
             status = 1
-        except Exception as e:  # reported to the waiting parent, then logged
+        except BaseException as e:  # reported to the waiting parent, then logged
             _report(pipe, f"{type(e).__name__}: {e}")
             log.exception("mount failed")
             status = 1
     os._exit(status)
 
 
+def _read_all(fd: int) -> bytes:
+    """Everything the child writes before it closes its end."""
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _serve_made(make_graph, mountpoint, opts, ready) -> None:
     """`make_graph()` gives a Graph, or (Graph, Refetch) for a fetched one."""
+    if opts.ignored:
+        log.info("mount options without effect here: %s", ",".join(opts.ignored))
     made = await make_graph()
     graph, refetch = made if isinstance(made, tuple) else (made, None)
     await serve(graph, mountpoint, opts, ready=ready, refetch=refetch)
 
 
 def _report(pipe, message: str) -> None:
+    if pipe.closed:  # mounted already: the parent has gone
+        return
     try:
         pipe.write(message.encode())
     except OSError:
