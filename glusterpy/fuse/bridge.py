@@ -30,8 +30,9 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
   graph and their errors returned to the caller.  GlusterFS defers write
   errors in write-behind and returns them at flush; glusterpy's graphs have
   no write-behind, so write(2) reports its own error at once, and the only
-  deferred writes are the kernel's (dirty pages of a shared mmap), whose
-  errors close(2) and fsync(2) report.
+  deferred writes are the kernel's (dirty pages of a shared mmap): the
+  kernel keeps their errors and fsync(2)/msync(2) report them.  The FLUSH
+  fop's own error (ENOTCONN once a brick is gone) is what close(2) returns.
 * A graph switch (`switch_graph`, when the volfile's shape changes) holds
   new requests at the door, lets the ones running finish on the old graph,
   reopens every open file and directory on the new graph by gfid (the
