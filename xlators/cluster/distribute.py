@@ -194,6 +194,12 @@ OPTIONS = (
            "this can lead to bad data if the data couldn't be synced by the brick machine's "
            "kernel, because of hardware failure etc.",
            set_keys=("cluster.ensure-durability",)),
+    Option("rebal-throttle", OptionType.ENUM, "normal",
+           " Sets the maximum number of parallel file migrations allowed on a node during "
+           "the rebalance operation: lazy migrates one file at a time, normal two, "
+           "aggressive max(processing units - 4, 4).  Read by the rebalance process "
+           "(glusterpy/rebalance), live.", choices=("lazy", "normal", "aggressive"),
+           set_keys=("cluster.rebal-throttle",)),
     Option("commit-hash", OptionType.INT, None,
            "The volume's commit hash (set by rebalance); by default it is read from the "
            "brick roots' trusted.glusterfs.dht.commithash.", min=0, max=0xFFFFFFFF),
@@ -1052,7 +1058,8 @@ class Distribute(Translator):
                 raise r
         self.vol_commit_hash = value & 0xFFFFFFFF
 
-    async def fix_layout(self, loc, new_commit_hash: int | None = None) -> Layout:
+    async def fix_layout(self, loc, new_commit_hash: int | None = None,
+                         subvolumes=None) -> Layout:
         """Give a directory the layout a fix-layout gives it
         (dht_fix_layout_of_directory) and write it to every brick: ranges
         for every brick that is not decommissioned, swapped to keep as much
@@ -1066,7 +1073,10 @@ class Distribute(Translator):
 
         With `new_commit_hash` (GlusterFS's "new-commit-hash", sent by
         rebalance once a directory's files are where its layout wants them)
-        only the layout's commit hash changes (dht_update_commit_hash_for_layout)."""
+        only the layout's commit hash changes (dht_update_commit_hash_for_layout),
+        on the bricks of `subvolumes` (indexes; all when None) - a rebalance
+        process settles its node's bricks only, and the merged layout is
+        trusted once every node has settled its own."""
         loc, ctx = await self._inode(loc)
         if not isinstance(ctx, _DirCtx):
             raise FopError(errno.ENOTDIR)
@@ -1077,12 +1087,16 @@ class Distribute(Translator):
         for i in range(self.count):
             self._require_up(i)
         if new_commit_hash is not None:
+            value = new_commit_hash & 0xFFFFFFFF
+            which = list(range(self.count)) if subvolumes is None else sorted(set(subvolumes))
             new = ctx.layout.copy()
-            new.commit_hash = new_commit_hash & 0xFFFFFFFF
             for e in new.entries:
-                e.commit_hash = new.commit_hash
-            await self._write_layout(loc, new, list(range(self.count)),
-                                     idle_commit=new.commit_hash, must=True)
+                if e.index in which:
+                    e.commit_hash = value
+            # as Layout.merge: one commit hash for all, or none to trust
+            new.commit_hash = value if all(e.commit_hash == value for e in new.entries) \
+                else dl.LAYOUT_HASH_INVALID
+            await self._write_layout(loc, new, which, idle_commit=value, must=True)
             self._remember_dir(loc.gfid, new, ctx.mds)
             return new
         await self._refresh_du()
@@ -1099,10 +1113,22 @@ class Distribute(Translator):
             raise FopError(errno.ENOTCONN, "a brick is down: layout left alone")
         if new is old:
             return old
+        if _ranges(new) == _ranges(ctx.layout) and not any(e.err for e in ctx.layout.entries):
+            # already fixed (by another node's rebalance, or earlier in this
+            # one): rewriting it would undo commit hashes settled since
+            return ctx.layout
         await self._write_layout(loc, new, list(range(self.count)),
                                  idle_commit=new.commit_hash, must=True)
         self._remember_dir(loc.gfid, new, ctx.mds)
         return new
+
+    async def file_placement(self, loc) -> tuple[int | None, int | None, Iatt]:
+        """Where a file is and where it belongs, as the rebalance crawler
+        asks before migrating (dht_subvol_get_hashed/_cached after a
+        lookup): (hashed subvolume index, data subvolume index, iatt)."""
+        eloc, parent = await self._entry(loc)
+        reply = await self._lookup_named(dataclasses.replace(eloc, gfid=None), parent, None)
+        return self._hashed(parent, eloc.name), self._file_subvol(reply.iatt.gfid), reply.iatt
 
     async def migrate_file(self, loc) -> bool:
         """Move a file's data to its hashed subvolume as dht-rebalance.c's
@@ -2581,6 +2607,10 @@ def _prepost(reply):
         reply.prebuf = _strip_phase1(reply.prebuf)
         reply.postbuf = _strip_phase1(reply.postbuf)
     return reply
+
+
+def _ranges(layout: Layout) -> list[tuple[int, int, int]]:
+    return sorted((e.index, e.start, e.stop) for e in layout.entries)
 
 
 def _as_uint(value) -> int:
