@@ -198,6 +198,7 @@ class AsyncVolume:
         #: (parent gfid, name) -> iatt of directories passed through
         self._dentries: dict[tuple[bytes, str], Iatt] = {}
         self._open: set[AsyncFile | AsyncDir] = set()
+        self._unmounting = False
 
     # -- mounting ---------------------------------------------------------
 
@@ -426,7 +427,11 @@ class AsyncVolume:
                     pass
         stack, self._stack, self._root = self._stack, None, None
         self._dentries.clear()
-        await stack.aclose()
+        self._unmounting = True  # children going down now is expected
+        try:
+            await stack.aclose()
+        finally:
+            self._unmounting = False
 
     def _check_mounted(self) -> None:
         if not self.mounted:
@@ -1024,8 +1029,8 @@ class _FirstChildState:
             self.up = event == Event.CHILD_UP
             self.decided.set()
         elif event == Event.CHILD_DOWN:
-            log.warning("volume %s: %s went down", self.vol.volname,
-                        getattr(source, "name", source))
+            log.log(logging.INFO if self.vol._unmounting else logging.WARNING,
+                    "volume %s: %s went down", self.vol.volname, getattr(source, "name", source))
         elif event == Event.VOLFILE_MODIFIED and self.vol._watch is not None:
             self.vol._watch.refresh()
 

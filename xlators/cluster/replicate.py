@@ -107,6 +107,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import logging
 import os
 import stat as _stat
 from collections import OrderedDict, deque
@@ -123,7 +124,7 @@ from glusterpy.options import Option, OptionError, OptionType as T
 from glusterpy.xlator import DOWNWARD_EVENTS, Event, Translator
 
 from xlators.cluster import afr_changelog as cl
-from xlators.cluster import afr_heal
+from xlators.cluster import afr_heal, afr_shd
 from xlators.cluster.afr_changelog import (DATA, DATA_TXN, ENTRY_TXN, METADATA,
                                            METADATA_TXN, QUORUM_AUTO, RENAME_TXN, SLOT_OF)
 
@@ -248,6 +249,9 @@ OPTIONS = (
     _opt("heal-timeout", T.INT, "600",
          "time interval for checking the need to self-heal in self-heal-daemon",
          "cluster.heal-timeout", min=5, max=(1 << 31) - 1),
+    _opt("node-uuid", T.STR, None,
+         "Local glusterd uuid string, used in starting self-heal-daemon so that it can "
+         "crawl only on local index directories."),
     _opt("volume-id", T.STR, None, "The volume's id (names the anonymous-inode "
          "directory).", reconfigurable=False),
     _opt("use-anonymous-inode", T.BOOL, "no",
@@ -484,6 +488,9 @@ class Replicate(Translator):
 
     def __init__(self, name, options=None, children=()):
         super().__init__(name, options, children)
+        #: set by PARENT_DOWN: children going away now is a planned shutdown,
+        #: logged quietly rather than as an outage
+        self._stopping = False
         n = len(self.children)
         self.child_count = n
         if self.opts.arbiter_count and n != 3:
@@ -517,6 +524,8 @@ class Replicate(Translator):
         self._heal_queue: deque = deque()
         self._heal_queued: set[GFID] = set()
         self._parent_down_done: trio.Event | None = None
+        #: the self-heal daemon's healers (afr_shd.py), with iam-self-heal-daemon
+        self.shd: afr_shd.SelfHealDaemon | None = None
         self._apply_options()
 
     def _apply_options(self) -> None:
@@ -550,6 +559,8 @@ class Replicate(Translator):
 
     def options_changed(self, old) -> None:
         self._apply_options()
+        if self.shd is not None:
+            self.shd.reconfigured(old)
 
     @property
     def selfheal_enabled(self) -> bool:
@@ -561,10 +572,15 @@ class Replicate(Translator):
 
     async def init(self) -> None:
         self._notify_sent = False
+        if self.opts.iam_self_heal_daemon:
+            self.shd = afr_shd.SelfHealDaemon(self)
+            self.shd.start()
 
     async def fini(self) -> None:
         """Finish the delayed post-ops before the children go (GlusterFS
         gets the same from flush/release of every fd at unmount)."""
+        if self.shd is not None:
+            self.shd.stop()
         with trio.move_on_after(_CLEANUP_TIMEOUT) as scope:
             scope.shield = True
             await self._flush_all_delayed()
@@ -584,6 +600,7 @@ class Replicate(Translator):
         if event == Event.PARENT_DOWN:
             # held back until fini() has finished the delayed post-ops, so the
             # children are still connected for them
+            self._stopping = True
             return
         if event in DOWNWARD_EVENTS:
             if event == Event.PARENT_UP and self.nursery is not None:
@@ -603,6 +620,7 @@ class Replicate(Translator):
             self._handle_upcall(data)
         had_heard_from_all = all(e is not None for e in self._last_event)
         propagate = False
+        came_up = event == Event.CHILD_UP  # afr_notify's call_psh
         if event == Event.CHILD_UP:
             if not self.child_up[idx]:
                 self.event_generation += 1
@@ -619,8 +637,9 @@ class Replicate(Translator):
                 self.event_generation += 1
             self.child_up[idx] = False
             if not any(self.child_up):
-                self.log.error("All subvolumes are down. Going offline until at least "
-                               "one of them comes back up.")
+                self.log.log(logging.INFO if self._stopping else logging.ERROR,
+                             "All subvolumes are down. Going offline until at least "
+                             "one of them comes back up.")
             else:
                 event = Event.SOME_DESCENDENT_DOWN
             self._last_event[idx] = event
@@ -644,11 +663,15 @@ class Replicate(Translator):
             if has and not had_quorum:
                 self.log.info("Client-quorum is met")
             elif had_quorum and not has:
-                self.log.warning("Client-quorum is not met")
+                self.log.log(logging.INFO if self._stopping else logging.WARNING,
+                             "Client-quorum is not met")
         if have_heard_from_all:
             propagate = True
         if propagate:
             self.notify_parents(event, data)
+        if self.shd is not None and have_heard_from_all and (not had_heard_from_all or came_up):
+            # afr_selfheal_childup: every up child's index healer crawls
+            self.shd.child_up()
 
     async def _notify_timer_task(self) -> None:
         """__afr_launch_notify_timer: after 10 s, children not heard from
