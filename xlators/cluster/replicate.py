@@ -79,7 +79,11 @@ optional, as in GlusterFS).  The building blocks the self-heal daemon and
 `split_brain_status`, `resolve_split_brain`.  The same are reachable as
 GlusterFS's virtual xattrs (``glusterfs.heal-info``,
 ``replica.split-brain-status``, ``glusterfs.heal-sbrain`` with xdata
-``heal-op`` and ``child-name``) through getxattr.
+``heal-op`` and ``child-name``) through getxattr.  With
+``iam-self-heal-daemon`` (the glustershd process), afr_shd.py's healers
+crawl the local bricks' indices every ``heal-timeout`` seconds and whenever
+a child comes up (afr-self-heald.c); ``node-uuid`` says which bricks are
+local.
 
 Departures from GlusterFS:
 

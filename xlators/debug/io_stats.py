@@ -290,6 +290,10 @@ class IoStats(Translator):
     """debug/io-stats: see the module docstring."""
 
     OPTIONS = OPTIONS
+    #: GlusterFS's io-stats takes any number of subvolumes and winds fops to
+    #: the first; the self-heal daemon's graph puts every replicate set of a
+    #: volume under one io-stats (glusterd's VOL-shd.vol)
+    CHILDREN = (1, None)
     FOPS_NEVER_SUSPEND = True  # the wrappers await only the child
 
     def __init__(self, name, options=None, children=()):
