@@ -6,9 +6,14 @@ named, with the translators glusterpy has:
 Brick volfile, one per brick, named as glusterd names it,
 `VOL.HOST.PATH-with-slashes-as-dashes.vol` (e.g. `demo.node1.srv-b1.vol`):
 
-    VOL-posix    storage/posix   directory PATH, volume-id
+    VOL-posix    storage/posix   directory PATH, volume-id, glusterd-uuid (the
+                                 brick's node, which glusterd passes to glusterfsd
+                                 as --xlator-option *-posix.glusterd-uuid)
     [VOL-arbiter features/arbiter, on an arbiter brick, when it exists]
     VOL-locks    features/locks
+    [VOL-index   features/index  on the bricks of replicated volumes: the heal
+                                 index (index-base PATH/.glusterfs/indices, the
+                                 watch lists trusted.afr.VOL- and trusted.afr.dirty)]
     PATH         debug/io-stats  named by the brick path, as glusterd 10 does;
                                  clients name it as their remote-subvolume
     VOL-server   protocol/server auth.addr.PATH.allow (auth.allow, default *),
@@ -37,6 +42,17 @@ Named variants, selectable by GETSPEC key (volfile-id):
   fastest path for a single client that needs no cache);
 * `VOL.HOST.PATH` -> that brick's volfile (glusterd serves those too).
 
+Self-heal daemon volfile (glusterd 10's `VOL-shd.vol`, replicated volumes
+only; glusterpyd's glustershd process loads it, glusterd/shd.py):
+
+    VOL-client-N    protocol/client  as in the client volfile
+    VOL-replicate-N cluster/replicate iam-self-heal-daemon yes, data-,
+                                     metadata- and entry-self-heal on,
+                                     background-self-heal-count 0 (over the
+                                     volume's own `volume set` values, as
+                                     glusterd's shd mod_dict does)
+    VOL             debug/io-stats   over every replicate set
+
 A translator that glusterpy does not have (yet) is left out: io-stats (the
 brick's top is then locks, still named by the brick path), utime, arbiter.
 Volume types whose translator is missing are refused (`check_supported`):
@@ -50,6 +66,8 @@ Departures from glusterd:
   its port when the brick is created (the node that owns the brick picks a
   free one) and keeps it, so a real GlusterFS client reaches bricks without
   asking port 24007 for them - glusterpyd may listen elsewhere;
+* features/index is on the bricks of replicated volumes only (glusterd puts
+  it on every brick): nothing but cluster/replicate's changelogs feeds it;
 * `performance.io-cache` defaults to on (GlusterFS 10: off): io-cache is
   glusterpy's one caching translator, where glusterd stacks five others;
 * no trusted-* volfiles, no auth.login credentials: bricks authenticate
@@ -69,6 +87,7 @@ import functools
 import importlib
 import logging
 import pkgutil
+import uuid
 from dataclasses import dataclass
 
 from .. import volfile as vf
@@ -79,6 +98,7 @@ log = logging.getLogger("glusterpy.glusterd.volgen")
 
 CLIENT_VOLFILE = "{vol}.tcp-fuse.vol"
 NOPERF_VOLFILE = "{vol}.noperf.vol"
+SHD_VOLFILE = "{vol}-shd.vol"
 NOPERF_SUFFIX = ".noperf"
 
 
@@ -337,27 +357,50 @@ def _side_specific() -> dict:
     return getattr(module, "SIDE_SPECIFIC_KEYS", {})
 
 
+def _glusterd_uuid(brick: dict) -> dict[str, str]:
+    """storage/posix's glusterd-uuid: the brick's node, which its bricks
+    report as trusted.glusterfs.node-uuid - how the self-heal daemon tells
+    its own node's bricks from the others'."""
+    try:
+        return {"glusterd-uuid": str(uuid.UUID(brick["node"]))}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
 def brick_volfile(vol: dict, brick: dict) -> str:
     b = _Builder(vol)
     name, path = vol["name"], brick["path"]
     if vol.get("device"):
         # storage/bd over its companion metadata directory (storage/posix)
-        below = b.add(f"{name}-posix", "storage/posix", {"directory": brick["metadata"]})
+        below = b.add(f"{name}-posix", "storage/posix",
+                      {"directory": brick["metadata"], **_glusterd_uuid(brick)})
         below = b.add(f"{name}-bd", "storage/bd",
                       {"export": path.strip("/"), "device": "lv", "volume-id": vol["id"]},
                       [below])
     else:
         below = b.add(f"{name}-posix", "storage/posix",
                       {"directory": path, "volume-id": vol["id"],
-                       "ctime": "on" if enabled(vol, "features.ctime") else "off"})
+                       "ctime": "on" if enabled(vol, "features.ctime") else "off",
+                       **_glusterd_uuid(brick)})
     if brick.get("arbiter") and have("features/arbiter"):
         below = b.add(f"{name}-arbiter", "features/arbiter", {}, [below])
+    # above locks: [index,] io-stats; the topmost of them is named by the brick path
+    above = []
+    if vol["replica"] > 1 and have("features/index"):
+        # the heal index the self-heal daemon and heal info crawl, where
+        # glusterd puts it (brick_graph_add_index)
+        above.append(("index", "features/index", {
+            "index-base": f"{path}/.glusterfs/indices",
+            "xattrop-dirty-watchlist": "trusted.afr.dirty",
+            "xattrop-pending-watchlist": f"trusted.afr.{name}-"}))
     if have("debug/io-stats"):
-        below = b.add(f"{name}-locks", "features/locks", {}, [below])
-        top = b.add(path, "debug/io-stats", {"unique-id": path, "volume-id": vol["id"],
-                                             "log-level": "INFO"}, [below])
-    else:
-        top = b.add(path, "features/locks", {}, [below])
+        above.append(("io-stats", "debug/io-stats", {"unique-id": path, "volume-id": vol["id"],
+                                                     "log-level": "INFO"}))
+    layers = [("locks", "features/locks", {})] + above
+    for n, (kind, type_name, opts) in enumerate(layers):
+        last = n == len(layers) - 1
+        below = b.add(path if last else f"{name}-{kind}", type_name, opts, [below])
+    top = below
     server_opts = {"transport-type": "tcp", "transport.address-family": "inet",
                    "transport.listen-backlog": "1024",
                    f"auth.addr.{top}.allow": "*"}
@@ -415,12 +458,62 @@ def client_volfile(vol: dict, perf: bool = True) -> str:
     return b.text()
 
 
+#: what glusterd's shd mod_dict sets over the volume's options
+SHD_OVERRIDES = {"iam-self-heal-daemon": "yes", "data-self-heal": "on",
+                 "metadata-self-heal": "on", "entry-self-heal": "on",
+                 "background-self-heal-count": "0"}
+
+
+def has_shd(vol: dict) -> bool:
+    """Whether the volume gets a self-heal daemon graph (glusterd's
+    glusterd_is_shd_compatible_volume: replicated)."""
+    return vol["replica"] > 1 and have("cluster/replicate")
+
+
+def shd_enabled(vol: dict) -> bool:
+    """gd_is_self_heal_enabled: `cluster.self-heal-daemon`, on by default."""
+    value = vol["options"].get("cluster.self-heal-daemon", "on")
+    try:
+        return parse_bool(value)
+    except (OptionError, ValueError):
+        return True
+
+
+def shd_volfile(vol: dict) -> str:
+    """The self-heal daemon's graph of the volume (build_shd_graph): the
+    bricks' protocol/clients, every replicate set with the daemon's
+    settings, debug/io-stats named after the volume on top."""
+    b = _Builder(vol)
+    name = vol["name"]
+    clients = []
+    for i, brick in enumerate(vol["bricks"]):
+        opts = {"transport-type": "tcp", "transport.address-family": "inet",
+                "remote-subvolume": brick["path"], "remote-host": brick["host"]}
+        if brick.get("port"):
+            opts["remote-port"] = str(brick["port"])
+        clients.append(b.add(client_name(vol, i), "protocol/client", opts))
+    replica = vol["replica"]
+    sets = [b.add(f"{name}-replicate-{i // replica}", "cluster/replicate",
+                  {"afr-pending-xattr": ",".join(clients[i:i + replica]), "volume-id": vol["id"],
+                   **({"arbiter-count": "1"} if vol.get("arbiter") else {})},
+                  clients[i:i + replica])
+            for i in range(0, len(clients), replica)]
+    b.add(name, "debug/io-stats", {"log-level": "INFO"}, sets)
+    b.apply_set_options()
+    for v in b.volumes:
+        if canonical_type(v.type) == "cluster/replicate":
+            v.options.update(SHD_OVERRIDES)
+    return b.text()
+
+
 def volfiles(vol: dict) -> dict[str, str]:
     """Every volfile of the volume, file name -> text."""
     out = {CLIENT_VOLFILE.format(vol=vol["name"]): client_volfile(vol),
            NOPERF_VOLFILE.format(vol=vol["name"]): client_volfile(vol, perf=False)}
     for brick in vol["bricks"]:
         out[brick_volfile_name(vol, brick)] = brick_volfile(vol, brick)
+    if has_shd(vol):
+        out[SHD_VOLFILE.format(vol=vol["name"])] = shd_volfile(vol)
     return out
 
 
@@ -455,4 +548,5 @@ def needs_restart(old_text: str, new_text: str) -> bool:
 
 __all__ = ["SetKey", "set_keys", "lookup_key", "volfiles", "brick_volfile", "client_volfile",
            "volume_type", "check_supported", "needs_restart", "brick_volfile_name",
-           "brick_volfile_key", "brick_id", "have", "option_value", "NOPERF_SUFFIX"]
+           "brick_volfile_key", "brick_id", "have", "option_value", "NOPERF_SUFFIX",
+           "shd_volfile", "has_shd", "shd_enabled", "SHD_VOLFILE"]
