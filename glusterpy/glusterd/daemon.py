@@ -58,6 +58,7 @@ from .http import PeerUnreachable, request, serve_http
 from .ops import Cluster, prepare_brick_dirs, stage_local, unstamp
 from . import ops, volgen
 from .portmap import PortmapRegistry, _port_is_free
+from .shd import ShdService
 from .store import Store
 from .volfile_server import VolfileServer
 
@@ -171,6 +172,8 @@ class Glusterd:
         self._stamped: dict[str, list[str]] = {}
         self._nursery: trio.Nursery | None = None
         self.started = trio.Event()
+        #: this node's self-heal daemon (glusterd/shd.py)
+        self.shd = ShdService(self)
 
     # -- serving ----------------------------------------------------------
 
@@ -283,6 +286,7 @@ class Glusterd:
                 self._supervisors.pop(key).cancel()
                 del self.bricks[key]
         if vol is None:
+            await self.shd.reconcile()
             return
         started = vol["status"] == "Started"
         new_texts = self._volfile_texts(name)
@@ -312,6 +316,8 @@ class Glusterd:
             for path in local:
                 with trio.move_on_after(30):
                     await self.bricks[(name, path)].stopped()
+        # glusterd's shd manager runs after the bricks' (glusterd_svcs_manager)
+        await self.shd.reconcile()
 
     async def _supervise(self, bp: BrickProcess, scope: trio.CancelScope) -> None:
         with scope:
