@@ -29,6 +29,14 @@ Public routes (what `glusterpy` uses):
     POST   /api/v1/volumes/{name}/profile {action: start|stop}
     GET    /api/v1/volumes/{name}/profile       profile info (per brick, per fop)
     GET    /api/v1/log?volume=V&limit=N         the audit log
+    POST   /api/v1/volumes/{name}/heal {op: index|full}          volume heal [full]
+    GET    /api/v1/volumes/{name}/heal/info     heal info: per brick, entries needing heal
+    GET    /api/v1/volumes/{name}/heal/split-brain               heal info split-brain
+    GET    /api/v1/volumes/{name}/heal/statistics                heal statistics (crawls)
+    GET    /api/v1/volumes/{name}/heal/statistics/heal-count     statistics heal-count
+    POST   /api/v1/volumes/{name}/heal/split-brain {policy, file?, brick?}
+                                                heal split-brain bigger-file|latest-mtime|
+                                                source-brick (glusterd/heal.py)
 
 Peer routes (/api/v1/cluster/..., /api/v1/local/...) carry the transaction
 phases and node-local reads; a caller must name itself with the
@@ -51,7 +59,7 @@ from typing import Awaitable, Callable
 import trio
 
 from ..options import OptionError
-from . import volgen
+from . import heal, volgen
 from .daemon import VERSION, Glusterd, OpFailed
 from .http import ApiError, Request, Response
 
@@ -494,6 +502,28 @@ ROUTES = [
            "properties": {"action": {"type": "string", "enum": ["start", "stop"]}}}),
     Route("GET", "/api/v1/volumes/{name}/profile", get_profile, "volume profile info"),
     Route("GET", "/api/v1/log", get_log, "the audit log", query=("volume", "limit")),
+    Route("POST", "/api/v1/volumes/{name}/heal", heal.post_heal,
+          "volume heal NAME [full]: start an index (or full) crawl on every brick's "
+          "self-heal daemon",
+          {"type": "object", "properties": {"op": {"type": "string",
+                                                   "enum": ["index", "full"]}}}),
+    Route("GET", "/api/v1/volumes/{name}/heal/info", heal.get_heal_info,
+          "volume heal NAME info: per brick, the entries that need a heal"),
+    Route("GET", "/api/v1/volumes/{name}/heal/split-brain", heal.get_heal_split_brain,
+          "volume heal NAME info split-brain: per brick, the entries in split-brain"),
+    Route("GET", "/api/v1/volumes/{name}/heal/statistics", heal.get_heal_statistics,
+          "volume heal NAME statistics: the self-heal daemons' crawls"),
+    Route("GET", "/api/v1/volumes/{name}/heal/statistics/heal-count", heal.get_heal_count,
+          "volume heal NAME statistics heal-count: entries in each brick's index"),
+    Route("POST", "/api/v1/volumes/{name}/heal/split-brain", heal.post_split_brain,
+          "volume heal NAME split-brain bigger-file|latest-mtime FILE | source-brick "
+          "HOST:/BRICK [FILE]",
+          {"type": "object", "required": ["policy"],
+           "properties": {"policy": {"type": "string", "enum": list(heal.POLICIES)},
+                          "file": {"type": "string", "description":
+                                   "a path from the volume's root, or gfid:UUID"},
+                          "brick": {"type": "string", "pattern": "^[^:]+:/.*$",
+                                    "description": "source-brick: HOST:/PATH"}}}),
     # between peers
     Route("POST", "/api/v1/cluster/lock", cluster_lock, "take the cluster lock", internal=True),
     Route("POST", "/api/v1/cluster/unlock", cluster_unlock, "release it", internal=True),
@@ -511,6 +541,8 @@ ROUTES = [
           query=("volume",)),
     Route("GET", "/api/v1/local/profile/{name}", local_profile_handler,
           "this node's bricks' io-stats", internal=True),
+    Route("POST", "/api/v1/local/heal/{name}", heal.local_heal,
+          "this node's self-heal daemon's answer to a heal op", internal=True),
 ]
 _COMPILED = [(r, r.regex()) for r in ROUTES]
 
@@ -559,7 +591,8 @@ def openapi() -> dict:
     return {"openapi": "3.0.3",
             "info": {"title": "glusterpyd management API", "version": VERSION,
                      "description": "The REST API of glusterpy's management daemon: "
-                                    "peers, volumes, options, profiles, audit log."},
+                                    "peers, volumes, options, profiles, self-heal, "
+                                    "audit log."},
             "paths": paths,
             "components": {"schemas": {"Error": {
                 "type": "object", "required": ["error"],
