@@ -12,6 +12,9 @@
     volume set NAME KEY VALUE [KEY VALUE ...]   volume set help
     volume get NAME KEY|all             volume reset NAME [KEY|all]
     volume profile NAME start|info|stop
+    volume heal NAME [full|enable|disable|info [split-brain|summary]|statistics [heal-count]|
+                split-brain {bigger-file FILE|latest-mtime FILE|source-brick HOST:/BRICK [FILE]}]
+                                        (glusterpy/cli/heal_cmd.py)
     volume log [NAME] [limit N]         the audit trail of management operations
 
 Every command is one or two REST calls to glusterpyd (glusterpy/glusterd/
@@ -36,6 +39,7 @@ import json
 import sys
 
 from .api_client import ApiClient, ApiFailure, quote_path
+from .heal_cmd import v_heal
 
 GLOBAL_FLAGS = ("--json", "--yes", "--mode=script", "--xml")
 
@@ -245,6 +249,7 @@ volume remove-brick <VOLNAME> <BRICK> ... <start|stop|status|commit|force>
 volume set <VOLNAME> <KEY> <VALUE> | volume set help
 volume get <VOLNAME> <KEY|all> | volume reset <VOLNAME> [option] [force]
 volume profile <VOLNAME> start|info|stop
+volume heal <VOLNAME> [full | enable | disable | info [summary | split-brain] | statistics [heal-count] | split-brain {bigger-file <FILE> | latest-mtime <FILE> | source-brick <HOSTNAME:BRICKNAME> [<FILE>]}]
 volume log [<VOLNAME>] [limit <N>]"""
 
 
@@ -255,7 +260,7 @@ def volume(client: ApiClient, opts: Options, words: list[str]) -> int:
     handler = {"create": v_create, "start": v_start, "stop": v_stop, "delete": v_delete,
                "info": v_info, "status": v_status, "list": v_list, "add-brick": v_add_brick,
                "remove-brick": v_remove_brick, "set": v_set, "get": v_get, "reset": v_reset,
-               "profile": v_profile, "log": v_log}.get(cmd)
+               "profile": v_profile, "log": v_log, "heal": v_heal}.get(cmd)
     if handler is None:
         raise Usage(VOLUME_USAGE)
     return handler(client, opts, rest)
