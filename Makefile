@@ -14,6 +14,12 @@ STAMPS := .make-stamps
 DEB_PACKAGES := glusterfs-server glusterfs-client qemu-utils qemu-block-extra \
 	fio tshark fuse3 libfuse3-dev pkg-config gcc lvm2 attr rsync sqlite3 git \
 	iproute2 procps psmisc util-linux
+# A guest booted from a gluster:// disk (tests/test_vm_guest.py): QEMU's
+# system emulator, a kernel with virtio modules and busybox for the
+# initramfs the test builds; virt-xml-validate (and the xmllint it runs)
+# checks `glusterpy vm disk-xml`.
+DEB_PACKAGES += qemu-system-x86 linux-image-cloud-amd64 busybox-static \
+	libvirt-clients libxml2-utils
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

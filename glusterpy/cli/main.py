@@ -10,11 +10,11 @@ import argparse
 import sys
 
 from . import (bd_cmd, brick_cmd, gluster_cmd, mount_cmd, shd_cmd, volfile_cmd,
-               volfile_server_cmd)
+               volfile_server_cmd, vm_cmd)
 
 #: module -> each has `register(subparsers)` adding its subcommands
 COMMANDS = [volfile_cmd, brick_cmd, volfile_server_cmd, mount_cmd, gluster_cmd, bd_cmd,
-            shd_cmd]
+            shd_cmd, vm_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
