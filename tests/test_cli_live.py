@@ -118,22 +118,28 @@ def test_remove_brick_cycle(tmp_path):
         d.ok("volume", "start", "shrink")
         r = d.ok("volume", "remove-brick", "shrink", b[2], "start")
         assert "volume remove-brick start: success" in r.out
-        assert "completed" in d.ok("volume", "remove-brick", "shrink", b[2], "status").out
         assert "decommissioned-bricks shrink-client-2" in \
             (d.workdir / "vols/shrink/shrink.tcp-fuse.vol").read_text()
+        wait_for(lambda: "completed" in d.ok("volume", "remove-brick", "shrink", b[2],
+                                             "status").out, what="the migration off b3")
         d.ok("--yes", "volume", "remove-brick", "shrink", b[2], "commit")
         info = d.ok("volume", "info", "shrink", "--json").json()["volumes"][0]
         assert [x["name"] for x in info["bricks"]] == b[:2]
-        # a brick with data cannot be drained without rebalance: refused, force works
+        # a brick with data is drained by the migration before commit removes it
         with Volume("127.0.0.1", "shrink", port=d.port) as vol:
             for i in range(20):
                 with vol.fopen(f"/f{i}", "w") as g:
-                    g.write(b"x")
-        r = d.cli("volume", "remove-brick", "shrink", b[1], "start")
-        assert r.rc != 0 and "hold data" in r.err
-        d.ok("--yes", "volume", "remove-brick", "shrink", b[1], "force")
+                    g.write(b"x%d" % i)
+        assert [n for n in os.listdir(tmp_path / "b2") if n.startswith("f")]
+        d.ok("volume", "remove-brick", "shrink", b[1], "start")
+        wait_for(lambda: "completed" in d.ok("volume", "remove-brick", "shrink", b[1],
+                                             "status").out, what="the migration off b2")
+        d.ok("--yes", "volume", "remove-brick", "shrink", b[1], "commit")
         assert len(d.ok("volume", "info", "shrink", "--json").json()["volumes"][0]
                    ["bricks"]) == 1
+        with Volume("127.0.0.1", "shrink", port=d.port) as vol:
+            assert sorted(vol.listdir("/")) == sorted(f"f{i}" for i in range(20))
+            assert all(vol.open(f"/f{i}").read() == b"x%d" % i for i in range(20))
 
 
 def test_profile_counts_fops_per_brick(tmp_path):

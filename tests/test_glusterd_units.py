@@ -30,8 +30,8 @@ def volume(**kw) -> dict:
 def test_volfiles_follow_glusterd_names_and_shapes():
     vol = volume()
     files = volgen.volfiles(vol)
-    assert set(files) == {"vm.tcp-fuse.vol", "vm.noperf.vol", "vm.node1.srv-b1.vol",
-                          "vm.node2.srv-b2.vol"}
+    assert set(files) == {"vm.tcp-fuse.vol", "vm.noperf.vol", "vm.rebalance.vol",
+                          "vm.node1.srv-b1.vol", "vm.node2.srv-b2.vol"}
     for text in files.values():
         Graph(vf.parses(text))  # every volfile loads with our translators
     brick = vf.parses(files["vm.node1.srv-b1.vol"])
@@ -51,6 +51,13 @@ def test_volfiles_follow_glusterd_names_and_shapes():
     assert "performance/io-cache" in {v.type for v in client.volumes}
     assert "performance/io-cache" not in {v.type for v in vf.parses(
         files["vm.noperf.vol"]).volumes}
+    # the rebalance process's graph: no utime, no caches, glusterd's dht overrides
+    rebalance = vf.parses(files["vm.rebalance.vol"])
+    assert {v.type for v in rebalance.volumes} <= {"protocol/client", "cluster/distribute",
+                                                   "debug/io-stats"}
+    assert rebalance.top.name == "vm"
+    assert {k: rebalance["vm-dht"].options[k] for k in volgen.REBALANCE_DHT_OPTIONS} == \
+        volgen.REBALANCE_DHT_OPTIONS
 
 
 def test_volume_set_keys_reach_their_translators():

@@ -8,7 +8,9 @@
     volume start|stop NAME [force]      volume delete NAME
     volume info|status [NAME|all]       volume list
     volume add-brick NAME [replica N] HOST:/PATH... [force]
-    volume remove-brick NAME HOST:/PATH... start|status|stop|commit|force
+    volume remove-brick NAME HOST:/PATH... start|status|stop|commit|force [--watch]
+    volume rebalance NAME fix-layout start | start [force] | status | stop [--watch]
+                                        (glusterpy/cli/rebalance_cmd.py)
     volume set NAME KEY VALUE [KEY VALUE ...]   volume set help
     volume get NAME KEY|all             volume reset NAME [KEY|all]
     volume profile NAME start|info|stop
@@ -39,6 +41,7 @@ import json
 import sys
 
 from .api_client import ApiClient, ApiFailure, quote_path
+from . import rebalance_cmd
 from .heal_cmd import v_heal
 
 GLOBAL_FLAGS = ("--json", "--yes", "--mode=script", "--xml")
@@ -245,7 +248,8 @@ VOLUME_USAGE = """volume create <NEW-VOLNAME> [device lv] [stripe <COUNT>] [repl
 volume start|stop <VOLNAME> [force] | volume delete <VOLNAME>
 volume info|status [all|<VOLNAME>] | volume list
 volume add-brick <VOLNAME> [replica <COUNT>] <NEW-BRICK> ... [force]
-volume remove-brick <VOLNAME> <BRICK> ... <start|stop|status|commit|force>
+volume remove-brick <VOLNAME> <BRICK> ... <start|stop|status|commit|force> [--watch]
+volume rebalance <VOLNAME> {fix-layout start | start [force] | status | stop} [--watch]
 volume set <VOLNAME> <KEY> <VALUE> | volume set help
 volume get <VOLNAME> <KEY|all> | volume reset <VOLNAME> [option] [force]
 volume profile <VOLNAME> start|info|stop
@@ -259,7 +263,8 @@ def volume(client: ApiClient, opts: Options, words: list[str]) -> int:
     cmd, rest = words[0], words[1:]
     handler = {"create": v_create, "start": v_start, "stop": v_stop, "delete": v_delete,
                "info": v_info, "status": v_status, "list": v_list, "add-brick": v_add_brick,
-               "remove-brick": v_remove_brick, "set": v_set, "get": v_get, "reset": v_reset,
+               "remove-brick": v_remove_brick, "rebalance": rebalance_cmd.v_rebalance,
+               "set": v_set, "get": v_get, "reset": v_reset,
                "profile": v_profile, "log": v_log, "heal": v_heal}.get(cmd)
     if handler is None:
         raise Usage(VOLUME_USAGE)
@@ -422,11 +427,16 @@ def format_status(st: dict) -> str:
                      f"{(0 if online else 'N/A')!s:<11}{'Y' if online else 'N':<8}"
                      f"{b.get('pid') or 'N/A'}")
     lines += [" ", f"Task Status of Volume {st['name']}", rule]
-    task = (st.get("tasks") or {}).get("remove-brick")
+    tasks = st.get("tasks") or {}
+    task = tasks.get("remove-brick")
     if task:
         lines += ["Task                 : Remove brick", f"ID                   : {task['id']}",
                   "Removed bricks:     "] + task["bricks"] + \
-                 [f"Status               : {task['status']}"]
+                 [f"Status               : {task.get('status', 'unknown')}"]
+    elif tasks.get("rebalance"):
+        task = tasks["rebalance"]
+        lines += ["Task                 : Rebalance", f"ID                   : {task['id']}",
+                  f"Status               : {task.get('status', 'unknown')}"]
     else:
         lines.append("There are no active volume tasks")
     lines.append(" ")
@@ -474,7 +484,12 @@ def v_add_brick(client, opts, w) -> int:
 
 
 def v_remove_brick(client, opts, w) -> int:
-    usage = "volume remove-brick <VOLNAME> <BRICK> ... <start|stop|status|commit|force>"
+    usage = "volume remove-brick <VOLNAME> <BRICK> ... <start|stop|status|commit|force> " \
+            "[--watch]"
+    follow = "--watch" in w
+    w = [x for x in w if x != "--watch"]
+    if follow and w and w[-1] not in ("start", "status"):
+        raise Usage(usage)
     if len(w) < 3 or w[-1] not in ("start", "stop", "status", "commit", "force"):
         raise Usage(usage)
     name, bricks, action = w[0], w[1:-1], w[-1]
@@ -491,20 +506,17 @@ def v_remove_brick(client, opts, w) -> int:
                           {"bricks": bricks, "action": action})
     except ApiFailure as e:
         return _fail(f"volume remove-brick {action}", e)
-    if opts.json:
+    if opts.json and not follow:
         _json(doc)
         return 0
     task = doc.get("task")
     if action == "status":
-        print(f"{'Node':>20} {'Rebalanced-files':>16} {'size':>12} {'scanned':>12} "
-              f"{'failures':>12} {'status':>20}")
-        print(f"{'-' * 20:>20} {'-' * 16:>16} {'-' * 12:>12} {'-' * 12:>12} "
-              f"{'-' * 12:>12} {'-' * 20:>20}")
-        print(f"{'localhost':>20} {task['files']:>16} {task['size']:>12} {task['files']:>12} "
-              f"{task['failures']:>12} {task['status']:>20}")
+        return rebalance_cmd.remove_brick_status(client, opts, name, doc, follow)
     elif action == "start":
         print("volume remove-brick start: success")
         print(f"ID: {task['id']}")
+        if follow:
+            return rebalance_cmd.remove_brick_status(client, opts, name, doc, follow)
     else:
         print(f"volume remove-brick {action}: success")
         if action == "commit":

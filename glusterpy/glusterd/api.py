@@ -29,6 +29,10 @@ Public routes (what `glusterpy` uses):
     POST   /api/v1/volumes/{name}/profile {action: start|stop}
     GET    /api/v1/volumes/{name}/profile       profile info (per brick, per fop)
     GET    /api/v1/log?volume=V&limit=N         the audit log
+    POST   /api/v1/volumes/{name}/rebalance {action: start|fix-layout|stop, force?}
+    GET    /api/v1/volumes/{name}/rebalance     rebalance status: per node, and in all
+    GET    /api/v1/volumes/{name}/remove-brick  remove-brick status: the same
+                                                (glusterd/rebalance_api.py)
     POST   /api/v1/volumes/{name}/heal {op: index|full}          volume heal [full]
     GET    /api/v1/volumes/{name}/heal/info     heal info: per brick, entries needing heal
     GET    /api/v1/volumes/{name}/heal/split-brain               heal info split-brain
@@ -62,6 +66,7 @@ from ..options import OptionError
 from . import heal, volgen
 from .daemon import VERSION, Glusterd, OpFailed
 from .http import ApiError, Request, Response
+from . import rebalance_api
 
 
 @dataclass
@@ -256,13 +261,18 @@ async def get_volume_status(gd, req):
     vol = _volume_or_404(gd, req.params["name"])
     if vol["status"] != "Started":
         raise ApiError(400, f"Volume {vol['name']} is not started")
-    return Response(200, _status_of(gd, vol, await _cluster_bricks(gd, vol["name"])))
+    st = _status_of(gd, vol, await _cluster_bricks(gd, vol["name"]))
+    await rebalance_api.annotate_tasks(gd, st)
+    return Response(200, st)
 
 
 async def get_status(gd, req):
     bricks = await _cluster_bricks(gd, None)
-    return Response(200, {"volumes": [_status_of(gd, v, bricks) for _, v in
-                                      sorted(gd.volumes.items()) if v["status"] == "Started"]})
+    sts = [_status_of(gd, v, bricks) for _, v in sorted(gd.volumes.items())
+           if v["status"] == "Started"]
+    for st in sts:
+        await rebalance_api.annotate_tasks(gd, st)
+    return Response(200, {"volumes": sts})
 
 
 async def post_bricks(gd, req):
@@ -281,8 +291,10 @@ async def post_remove_brick(gd, req):
                                                   "bricks": body.get("bricks"),
                                                   "action": body.get("action")})
     vol = result["volume"]
-    return Response(200, {"volume": _volume_view(gd, vol),
-                          "task": vol.get("tasks", {}).get("remove-brick")})
+    doc = {"volume": _volume_view(gd, vol), "task": vol.get("tasks", {}).get("remove-brick")}
+    if doc["task"] and vol["name"] in gd.volumes:   # every node's migration
+        doc["status"] = await gd.rebalance.cluster_status(vol["name"])
+    return Response(200, doc)
 
 
 async def get_options(gd, req):
@@ -544,6 +556,7 @@ ROUTES = [
     Route("POST", "/api/v1/local/heal/{name}", heal.local_heal,
           "this node's self-heal daemon's answer to a heal op", internal=True),
 ]
+ROUTES += rebalance_api.routes(Route)
 _COMPILED = [(r, r.regex()) for r in ROUTES]
 
 
@@ -580,7 +593,8 @@ def openapi() -> dict:
         op = {"summary": r.summary, "operationId": r.handler.__name__,
               "tags": ["peer-to-peer" if r.internal else "management"],
               "responses": {"200": {"description": "done", "content": {
-                  "application/json": {"schema": {"type": "object"}}}},
+                  "application/json": {"schema": getattr(r, "response_schema", None) or
+                                       {"type": "object"}}}},
                   "400": error, "404": error, "409": error}}
         if params:
             op["parameters"] = params

@@ -34,6 +34,14 @@ every node records it (glusterd's friend state machine, reduced to "Peer in
 Cluster" and "Connected/Disconnected", which is what its CLI shows).
 `peer detach` refuses a peer that holds bricks, as glusterd does.
 
+Rebalance and remove-brick migration (glusterd/rebalance.py): a task in
+the volume document names the nodes that run a rebalance process for it;
+each node's `_reconcile` stops its process before the bricks when the task
+ends or the volume stops, and starts it after them; `stage` lets the
+node's process refuse what glusterd refuses during a rebalance (add-brick,
+another rebalance, volume stop, remove-brick commit before the migration
+completed).
+
 Departures: peer calls are unauthenticated HTTP (keep the management port
 on a trusted network, as glusterd's 24007 must be); `volume start` fails
 (and is undone) when a brick does not sign in within BRICK_UP_TIMEOUT,
@@ -58,6 +66,7 @@ from .http import PeerUnreachable, request, serve_http
 from .ops import Cluster, prepare_brick_dirs, stage_local, unstamp
 from . import ops, volgen
 from .portmap import PortmapRegistry, _port_is_free
+from .rebalance import RebalanceService
 from .shd import ShdService
 from .store import Store
 from .volfile_server import VolfileServer
@@ -172,6 +181,8 @@ class Glusterd:
         self._stamped: dict[str, list[str]] = {}
         self._nursery: trio.Nursery | None = None
         self.started = trio.Event()
+        #: this node's rebalance processes (glusterd/rebalance.py)
+        self.rebalance = RebalanceService(self)
         #: this node's self-heal daemon (glusterd/shd.py)
         self.shd = ShdService(self)
 
@@ -276,6 +287,8 @@ class Glusterd:
                          adopt: bool = False) -> None:
         """Make this node's brick processes of volume `name` match its
         document: start, reload, restart or stop them."""
+        # a rebalance stops before the bricks it uses (volume stop, task ended)
+        await self.rebalance.stop_unwanted(name)
         vol = self.volumes.get(name)
         local = {b["path"]: b for b in (vol or {}).get("bricks", []) if b["node"] == self.uuid}
         for key, bp in list(self.bricks.items()):
@@ -316,6 +329,8 @@ class Glusterd:
             for path in local:
                 with trio.move_on_after(30):
                     await self.bricks[(name, path)].stopped()
+        # ... and starts after them
+        await self.rebalance.reconcile(name, adopt=adopt)
         # glusterd's shd manager runs after the bricks' (glusterd_svcs_manager)
         await self.shd.reconcile()
 
@@ -379,8 +394,10 @@ class Glusterd:
                                  taken, lambda t: self.portmap.alloc_port(taken=t))
         except ValueError as e:
             raise OpFailed(str(e)) from None
-        if plan["op"] == "remove-brick" and plan["args"].get("action") == "start":
-            result["data"] = self._bricks_with_data(old, new)
+        try:
+            self.rebalance.check_stage(plan)
+        except ValueError as e:
+            raise OpFailed(str(e)) from None
         if plan["op"] == "start" and plan.get("force"):
             result["reassign"] = self._busy_brick_ports(name, new, taken)
         result["node"] = self.uuid
@@ -400,22 +417,6 @@ class Glusterd:
                 if port:
                     taken.add(port)
                     out[b["path"]] = port
-        return out
-
-    def _bricks_with_data(self, old: dict, new: dict) -> list[str]:
-        task = new["tasks"].get("remove-brick", {})
-        out = []
-        for i in task.get("indices", []):
-            b = old["bricks"][i]
-            if b["node"] != self.uuid:
-                continue
-            try:
-                names = [n for n in os.listdir(b["path"]) if n not in (".glusterfs",
-                                                                      ".trashcan")]
-            except OSError:
-                names = []
-            if names:
-                out.append(volgen.brick_id(b))
         return out
 
     async def commit(self, plan: dict, rollback: bool = False) -> None:
@@ -560,14 +561,6 @@ class Glusterd:
                         log.info("brick %s: port %d is taken, moving to %d", path,
                                  b["port"], port)
                         b["port"] = port
-        if plan["op"] == "remove-brick" and plan["args"].get("action") == "start":
-            data = [p for _, r in stages for p in (r or {}).get("data", [])]
-            if data:
-                raise OpFailed(
-                    f"the bricks {', '.join(data)} hold data, and moving data off bricks "
-                    "(rebalance) is not available in this glusterpy yet; use 'remove-brick "
-                    "... force' to remove them without migrating (their files stay on them)")
-            new["tasks"]["remove-brick"]["status"] = "completed"
 
     async def _rollback(self, plan: dict, committed: list[dict | None]) -> None:
         for peer in reversed(committed):

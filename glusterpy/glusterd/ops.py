@@ -19,7 +19,10 @@ A volume document:
                  "metadata"? (device lv: storage/bd's companion directory)}],
      "device"?: "lv" (bricks are LVM volume groups, served by storage/bd),
      "options": {volume set key: value}, "version" (bumped by every commit),
-     "tasks": {"remove-brick": {...}}}
+     "tasks": {"remove-brick": {...}, "rebalance": {...}}}
+
+A task is a rebalance, or remove-brick's migration, that the nodes it names
+run (glusterd/rebalance.py): its id, command, commit hash and nodes.
 
 `ValueError` carries the message the CLI prints after "failed: ".
 """
@@ -35,7 +38,7 @@ import uuid
 from pathlib import Path
 
 from ..options import OptionError
-from . import volgen
+from . import rebalance, volgen
 
 VOLNAME_MAX = 256  # GD_VOLUME_NAME_MAX (NAME_MAX + 1)
 INVALID_VOLNAMES = frozenset({
@@ -355,9 +358,7 @@ def prepare_remove_brick(cluster: Cluster, args: dict) -> dict | None:
         if action == "stop":
             del vol["tasks"]["remove-brick"]
             return vol
-        if task["status"] != "completed":
-            raise ValueError("Data migration has not completed: check 'remove-brick "
-                             "status', or use 'force' to remove the bricks without it")
+        # commit: each node that migrates checks its migration completed (at stage)
     sets = _sets(vol)
     chosen_sets = []
     for s in sets:
@@ -377,11 +378,11 @@ def prepare_remove_brick(cluster: Cluster, args: dict) -> dict | None:
         if task is not None:
             raise ValueError("a remove-brick task is already in progress")
         subvols = [_set_name(vol, s) for s in chosen_sets]
-        vol["tasks"]["remove-brick"] = {"id": str(uuid.uuid4()), "indices": ids,
-                                        "bricks": [volgen.brick_id(vol["bricks"][i])
-                                                   for i in ids],
-                                        "subvolumes": subvols, "status": "in progress",
-                                        "files": 0, "size": 0, "failures": 0}
+        # one migration task at a time, as glusterd's volinfo->rebal (a running
+        # rebalance refuses this at stage)
+        vol["tasks"].pop("rebalance", None)
+        vol["tasks"]["remove-brick"] = rebalance.remove_brick_task(
+            vol, ids, subvols, [volgen.brick_id(vol["bricks"][i]) for i in ids])
         return vol
     # commit or force: the bricks leave the volume
     vol["bricks"] = [b for i, b in enumerate(vol["bricks"]) if i not in ids]
@@ -460,7 +461,7 @@ def prepare_profile(cluster: Cluster, args: dict) -> dict:
 PREPARE = {"create": prepare_create, "start": prepare_start, "stop": prepare_stop,
            "delete": prepare_delete, "add-brick": prepare_add_brick,
            "remove-brick": prepare_remove_brick, "set": prepare_set, "reset": prepare_reset,
-           "profile": prepare_profile}
+           "profile": prepare_profile, "rebalance": rebalance.prepare_rebalance}
 
 
 # --------------------------------------------------------------------------

@@ -40,7 +40,15 @@ Named variants, selectable by GETSPEC key (volfile-id):
 * `VOL.noperf` -> `VOL.noperf.vol`, the same without performance
   translators (the seed's "native with a custom client side volfile": the
   fastest path for a single client that needs no cache);
-* `VOL.HOST.PATH` -> that brick's volfile (glusterd serves those too).
+* `VOL.HOST.PATH` -> that brick's volfile (glusterd serves those too);
+* `VOL.rebalance` -> `VOL.rebalance.vol`, the rebalance process's graph
+  (glusterd's `VOL-rebalance.vol`, which it fetches as `rebalance/VOL`):
+  clients and distribute without utime and performance translators, with
+  the distribute options glusterd puts on the rebalance process's command
+  line (lookup-unhashed yes, readdir-optimize on, use-readdirp off) written
+  into it - see glusterpy/rebalance.  While a remove-brick task is in the
+  volume document, every client graph names its bricks' subvolumes in
+  distribute's `decommissioned-bricks`, as glusterd's volgen does.
 
 Self-heal daemon volfile (glusterd 10's `VOL-shd.vol`, replicated volumes
 only; glusterpyd's glustershd process loads it, glusterd/shd.py):
@@ -98,8 +106,13 @@ log = logging.getLogger("glusterpy.glusterd.volgen")
 
 CLIENT_VOLFILE = "{vol}.tcp-fuse.vol"
 NOPERF_VOLFILE = "{vol}.noperf.vol"
+REBALANCE_VOLFILE = "{vol}.rebalance.vol"
 SHD_VOLFILE = "{vol}-shd.vol"
 NOPERF_SUFFIX = ".noperf"
+REBALANCE_SUFFIX = ".rebalance"
+#: glusterd-rebalance.c's --xlator-option *dht.KEY=VALUE for the rebalance process
+REBALANCE_DHT_OPTIONS = {"use-readdirp": "off", "lookup-unhashed": "yes",
+                         "readdir-optimize": "on"}
 
 
 def have(type_name: str) -> bool:
@@ -411,7 +424,7 @@ def brick_volfile(vol: dict, brick: dict) -> str:
     return b.text()
 
 
-def client_volfile(vol: dict, perf: bool = True) -> str:
+def client_volfile(vol: dict, perf: bool = True, rebalance: bool = False) -> str:
     b = _Builder(vol)
     name = vol["name"]
     clients = []
@@ -436,13 +449,13 @@ def client_volfile(vol: dict, perf: bool = True) -> str:
                 for i, g in enumerate(grouped)]
     task = vol.get("tasks", {}).get("remove-brick")
     dht_opts = {"lock-migration": "off", "force-migration": "off"}
-    if task and task.get("status") in ("in progress", "completed"):
+    if task:  # its bricks are leaving: new layouts give them no range
         dht_opts["decommissioned-bricks"] = ",".join(task.get("subvolumes", []))
     if have("cluster/distribute"):
         top = b.add(f"{name}-dht", "cluster/distribute", dht_opts, sets)
     else:
         top = sets[0]  # check_supported refused more than one set
-    if enabled(vol, "features.ctime") and have("features/utime"):
+    if not rebalance and enabled(vol, "features.ctime") and have("features/utime"):
         top = b.add(f"{name}-utime", "features/utime", {"noatime": "on"}, [top])
     if perf and enabled(vol, "performance.io-cache") and have("performance/io-cache"):
         top = b.add(f"{name}-io-cache", "performance/io-cache", {}, [top])
@@ -455,6 +468,10 @@ def client_volfile(vol: dict, perf: bool = True) -> str:
             if v.name == old:
                 v.name = name
     b.apply_set_options()
+    if rebalance:  # as the command line's options, they win over volume set
+        for v in b.volumes:
+            if canonical_type(v.type) == "cluster/distribute":
+                v.options.update(REBALANCE_DHT_OPTIONS)
     return b.text()
 
 
@@ -509,7 +526,9 @@ def shd_volfile(vol: dict) -> str:
 def volfiles(vol: dict) -> dict[str, str]:
     """Every volfile of the volume, file name -> text."""
     out = {CLIENT_VOLFILE.format(vol=vol["name"]): client_volfile(vol),
-           NOPERF_VOLFILE.format(vol=vol["name"]): client_volfile(vol, perf=False)}
+           NOPERF_VOLFILE.format(vol=vol["name"]): client_volfile(vol, perf=False),
+           REBALANCE_VOLFILE.format(vol=vol["name"]): client_volfile(vol, perf=False,
+                                                                     rebalance=True)}
     for brick in vol["bricks"]:
         out[brick_volfile_name(vol, brick)] = brick_volfile(vol, brick)
     if has_shd(vol):

@@ -1420,11 +1420,14 @@ async def pending_entries(afr: "Replicate", child: int, kind: str = "xattrop") -
     return out
 
 
-async def heal_index(afr: "Replicate", child: int) -> CrawlStats:
+async def heal_index(afr: "Replicate", child: int,
+                     stats: CrawlStats | None = None) -> CrawlStats:
     """afr_shd_index_sweep_all for one brick: heal every gfid of its
     xattrop and dirty indices, then every directory of its name index;
-    entries for inodes that exist nowhere are purged."""
-    stats = CrawlStats()
+    entries for inodes that exist nowhere are purged.  `stats`, when
+    given, is counted into as the sweep goes (the self-heal daemon's crawl
+    event)."""
+    stats = stats if stats is not None else CrawlStats()
     h = _Heal(afr)
     for kind in ("xattrop", "dirty", "entry-changes"):
         try:
@@ -1495,11 +1498,12 @@ async def _purge_index(h: _Heal, child: int, kind: str, gfid: GFID) -> None:
 
 
 async def heal_full(afr: "Replicate", child: int | None = None,
-                    root: GFID = ROOT_GFID) -> CrawlStats:
+                    root: GFID = ROOT_GFID, stats: CrawlStats | None = None) -> CrawlStats:
     """afr_shd_full_sweep: walk the namespace as child `child` (every up
     child when None) lists it, from `root`, healing every name and then
-    every inode - a directory before what it contains."""
-    stats = CrawlStats()
+    every inode - a directory before what it contains (`stats` as in
+    `heal_index`)."""
+    stats = stats if stats is not None else CrawlStats()
     children = [child] if child is not None else \
         [i for i in range(afr.child_count) if afr.child_up[i] and i != afr.arbiter]
     for c in children:

@@ -42,9 +42,8 @@ by pathinfo alone; several glusterpyd nodes may share one machine (network
 namespaces share the host name), and the node uuid tells them apart.
 
 Other departures: healers are trio tasks, not threads, and a sweep heals
-one entry at a time (GlusterFS's shd-max-threads default); a sweep's
-counts are filled in when it ends, so a crawl in progress shows its start
-time with zero counts; a sweep is not cut short when ``self-heal-daemon``
+one entry at a time (GlusterFS's shd-max-threads default); a sweep is not
+cut short when ``self-heal-daemon``
 is turned off in the middle of it (the next one waits); and when the
 children are not all heard from (the replicate notify timer ran out) the
 index healers are woken once after that timer, where GlusterFS waits for
@@ -59,7 +58,7 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -67,6 +66,7 @@ from glusterpy import fops
 from glusterpy.fops import ROOT_GFID, Caller, FopError, Loc
 
 from xlators.cluster import afr_changelog as cl
+from xlators.cluster import afr_heal
 
 if TYPE_CHECKING:
     from xlators.cluster.replicate import Replicate
@@ -110,6 +110,25 @@ class CrawlEvent:
                 "split_brain": self.split_brain_count, "heal_failed": self.heal_failed_count}
 
 
+class _LiveStats(afr_heal.CrawlStats):
+    """afr_heal's crawl counters, written through to a crawl event so that
+    `statistics` shows a sweep in progress with its counts so far."""
+
+    def __init__(self, event: CrawlEvent):
+        object.__setattr__(self, "_event", event)
+        super().__init__()
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        field = _EVENT_FIELDS.get(name)
+        if field is not None:
+            setattr(self._event, field, value)
+
+
+_EVENT_FIELDS = {"healed": "healed_count", "split_brain": "split_brain_count",
+                 "failed": "heal_failed_count"}
+
+
 class _Healer:
     """struct subvol_healer: one child's index or full healer task."""
 
@@ -123,6 +142,7 @@ class _Healer:
         self.local = False
         self.sweeps = 0
         self._wake = trio.Event()
+        #: the sweep in progress (start_time 0: none)
         self.event = CrawlEvent(child, crawl_type)
 
     def spawn(self) -> None:
@@ -160,28 +180,26 @@ class _Healer:
         self.event = CrawlEvent(self.child, self.crawl_type, start_time=time.time())
         return self.event
 
-    def _done(self, event: CrawlEvent, stats) -> None:
-        """afr_shd_sweep_done: counts in, end time, into the history."""
-        if stats is not None:
-            event.healed_count = stats.healed
-            event.split_brain_count = stats.split_brain
-            event.heal_failed_count = stats.failed
+    def _done(self, event: CrawlEvent) -> None:
+        """afr_shd_sweep_done: end time, into the history."""
         event.end_time = time.time()
         self.shd.history[self.child].append(event)
         self.event = CrawlEvent(self.child, self.crawl_type)
         self.sweeps += 1
 
-    async def _sweep(self, sweep) -> Any:
+    async def _sweep(self, sweep) -> afr_heal.CrawlStats | None:
+        """One sweep, its counts kept in the crawl event as it goes."""
         event = self._prepare()
-        stats = None
+        stats = _LiveStats(event)
         try:
-            stats = await sweep(self.child)
+            await sweep(self.shd.afr, self.child, stats=stats)
         except FopError as e:
             event.heal_failed_count += 1
             self.shd.log.warning("%s sweep of %s stopped: %s", self.crawl_type.lower(),
                                  self.shd.child_name(self.child), e)
+            return None
         finally:
-            self._done(event, stats)
+            self._done(event)
         return stats
 
     async def run_index(self) -> None:
@@ -200,7 +218,7 @@ class _Healer:
             while True:
                 self.shd.log.debug("starting index sweep on subvol %s",
                                    self.shd.child_name(self.child))
-                stats = await self._sweep(afr.heal_index)
+                stats = await self._sweep(afr_heal.heal_index)
                 self.shd.log.debug("finished index sweep on subvol %s",
                                    self.shd.child_name(self.child))
                 # a pause, so an entry that is only there for I/O in flight
@@ -224,7 +242,7 @@ class _Healer:
             self.local = True
             name = self.shd.child_name(self.child)
             self.shd.log.info("starting full sweep on subvol %s", name)
-            await self._sweep(afr.heal_full)
+            await self._sweep(afr_heal.heal_full)
             self.shd.log.info("finished full sweep on subvol %s", name)
 
 
