@@ -12,14 +12,12 @@ its node's subvolumes the way GlusterFS's rebalance process does.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import subprocess
 
 import pytest
 import trio
 
-from glusterpy.fops import ROOT_GFID, Loc
 from glusterpy.gfapi import AsyncVolume
 from glusterpy.graph import Graph
 from glusterpy.rebalance.defrag import Cmd, Defrag, Status, local_subvolumes
@@ -304,7 +302,3 @@ async def test_a_brick_down_fails_the_run(tmp_path):
         defrag = Defrag(dht, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
         assert await defrag.run() == Status.FAILED
         assert "is down" in defrag.snapshot()["error"]
-
-
-def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

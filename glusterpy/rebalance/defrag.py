@@ -84,7 +84,7 @@ from collections import deque
 import trio
 
 from glusterpy import fops
-from glusterpy.fops import ROOT_GFID, Caller, Fd, FopError, Loc, UInt
+from glusterpy.fops import Caller, Fd, FopError, Loc, UInt
 
 from xlators.cluster import dht_layout as dl
 
@@ -574,14 +574,17 @@ class Defrag:
         d = (await dht.children[dst].statfs(root, None)).statvfs
         unit = GF_DISK_SECTOR_SIZE
         file_blocks = (size + unit - 1) // unit
+        # two bricks on one file system: after fallocating the destination
+        # GlusterFS sees the same free space on both, so the share test passes
         same_fs = s.fsid == d.fsid and s.blocks == d.blocks and s.frsize == d.frsize
         dst_avail = max(d.bavail * (d.frsize // unit or 1) - file_blocks, 0)
-        src_avail = s.bavail * (s.frsize // unit or 1) - (file_blocks if same_fs else 0)
+        src_avail = s.bavail * (s.frsize // unit or 1)
         dst_total = d.blocks * (d.frsize // unit or 1) or 1
         src_total = s.blocks * (s.frsize // unit or 1) or 1
         dst_post = dst_avail * 100 / dst_total
-        src_post = max(src_avail, 0) * 100 / src_total
-        if self.cmd == Cmd.START and not self.decommissioning and dst_post < src_post:
+        src_post = src_avail * 100 / src_total
+        if self.cmd == Cmd.START and not self.decommissioning and not same_fs and \
+                dst_post < src_post:
             self.log.warning("data movement of file {blocks:%d name:(%s)} would result in "
                              "dst node (%s:%d) having lower disk space than the source node "
                              "(%s:%d).Skipping file.", file_blocks, loc, dht.names[dst],
