@@ -40,12 +40,14 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         print(f"== {suite.TITLE}", flush=True)
         try:
-            section = suite.run(work, quick=args.quick)
+            result = suite.run(work, quick=args.quick)
         finally:
             if not args.workdir:
                 shutil.rmtree(work, ignore_errors=True)
-        print(section.markdown(), flush=True)
-        sections.append(section)
+        # a suite gives one Section, or a list of them (a table and its companions)
+        for section in result if isinstance(result, list) else [result]:
+            print(section.markdown(), flush=True)
+            sections.append(section)
     if not args.quick:
         write_results(sections, keep)
         print("results written to bench/RESULTS.md")
