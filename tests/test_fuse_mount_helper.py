@@ -242,11 +242,11 @@ def test_network_mount_failures_are_clear_and_leave_nothing(local):
 def test_glusterpy_mount_options_reach_the_helper_parser():
     """The option table both entry points share (no mount needed)."""
     from glusterpy.fuse.mount import MountError, MountOptions
-    o = MountOptions.parse("ro,direct-io-mode=enable,attribute-timeout=0.5,entry-timeout=0,"
+    o = MountOptions.parse("ro,direct-io-mode=enable,attribute-timeout=0.5,entry-timeout=0,gid-timeout=2,"
                            "backup-volfile-servers=h2:h3,server-port=24017,transport=socket,"
                            "nosuid,auto_unmount,x-systemd.automount,_netdev,relatime")
-    assert (o.read_only, o.direct_io_mode, o.attribute_timeout, o.entry_timeout) == \
-        (True, True, 0.5, 0.0)
+    assert (o.read_only, o.direct_io_mode, o.attribute_timeout, o.entry_timeout,
+            o.gid_timeout) == (True, True, 0.5, 0.0, 2.0)
     assert (o.backup_volfile_servers, o.server_port, o.transport) == (["h2", "h3"], 24017,
                                                                      "socket")
     assert {"nosuid", "auto_unmount", "ro"} <= o.fuse_options()

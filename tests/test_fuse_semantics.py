@@ -3,7 +3,8 @@ mount sees it: direct-io-mode, attribute-timeout and entry-timeout (the
 brick changed behind the mount's back shows what the kernel cached),
 O_DIRECT, readdirplus, st_ino, statfs, xattr flags, O_APPEND from two
 mounts, write errors (at once, and deferred through the page cache), and
-locks, which stay in the kernel of one mount (see glusterpy/fuse/bridge.py).
+locks, which stay in the kernel of one mount (see glusterpy/fuse/bridge.py),
+and the cache of callers' groups (gid-timeout).
 """
 
 from __future__ import annotations
@@ -262,3 +263,25 @@ def test_locks_between_processes_of_one_mount(tmp_path, cleanup):
         fcntl.lockf(f, fcntl.LOCK_UN)
         assert other() == "posix=got flock=busy"
     assert other() == "posix=got flock=got"  # close released them all
+
+
+GID_CACHE_PROBE = """
+import os, types
+from glusterpy.fuse.bridge import FuseBridge
+ctx = types.SimpleNamespace(pid=os.getpid(), uid=os.getuid(), gid=os.getgid())
+cached, uncached = FuseBridge(None, gid_timeout=300), FuseBridge(None, gid_timeout=0)
+os.setgroups([4001])
+assert cached._groups(ctx) == uncached._groups(ctx) == (4001,)
+os.setgroups([4002, 4003])
+print(cached._groups(ctx), uncached._groups(ctx))
+"""
+
+
+def test_supplementary_groups_are_cached_for_gid_timeout():
+    """fuse-bridge's gid cache: a caller's groups are read from /proc once
+    per gid-timeout (0: every request)."""
+    if os.geteuid() != 0:
+        pytest.skip("setgroups needs root")
+    out = subprocess.run([sys.executable, "-c", GID_CACHE_PROBE], capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    assert out.strip() == "(4001,) (4002, 4003)"

@@ -14,7 +14,10 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
 * Entries are resolved by (parent gfid, name), so the kernel's dentry cache
   and ours never disagree about paths.
 * Who calls (uid, gid, supplementary groups, pid, umask) comes from the
-  request and rides in `fops.caller`, as fuse-bridge fills frame->root.
+  request and rides in `fops.caller`, as fuse-bridge fills frame->root;
+  the groups are read from /proc and kept `gid_timeout` seconds per
+  (pid, uid, gid), fuse-bridge's gid cache (mount option gid-timeout,
+  default 300 as in GlusterFS).
 * New entries carry a fresh gfid in xdata "gfid-req", as fuse-bridge does.
 * readdir is served with readdirp, so the kernel gets attributes with the
   names (readdirplus), each counted as a lookup.
@@ -56,6 +59,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 import pyfuse3
@@ -68,6 +72,8 @@ from ..fops import (GFID, ROOT_GFID, SET_ATTR_ATIME, SET_ATTR_GID, SET_ATTR_MODE
 log = logging.getLogger(__name__)
 
 READDIR_BUDGET = 128 * 1024
+#: callers whose groups are kept (fuse-bridge's gid cache is as bounded)
+GID_CACHE_SIZE = 4096
 
 
 @dataclass(slots=True)
@@ -81,16 +87,19 @@ class FuseBridge(pyfuse3.Operations):
 
     `attr_timeout`/`entry_timeout` are how long the kernel may cache
     attributes and names (seconds, GlusterFS's attribute-timeout and
-    entry-timeout); `direct_io` bypasses the kernel page cache for files.
+    entry-timeout); `direct_io` bypasses the kernel page cache for files;
+    `gid_timeout` is how long a caller's supplementary groups are kept.
     """
 
     enable_writeback_cache = False
     supports_dot_lookup = False
 
     def __init__(self, top, *, attr_timeout: float = 1.0, entry_timeout: float = 1.0,
-                 direct_io: bool = False, read_only: bool = False):
+                 direct_io: bool = False, read_only: bool = False, gid_timeout: float = 300):
         super().__init__()
         self.top = top
+        self.gid_timeout = gid_timeout
+        self._gid_cache: dict[tuple[int, int, int], tuple[float, tuple[int, ...]]] = {}
         self.attr_timeout = attr_timeout
         self.entry_timeout = entry_timeout
         self.direct_io = direct_io
@@ -205,12 +214,28 @@ class FuseBridge(pyfuse3.Operations):
     def _caller(self, ctx) -> "_As":
         if ctx is None:
             return _As(Caller(pid=os.getpid()))
+        return _As(Caller(uid=ctx.uid, gid=ctx.gid, groups=self._groups(ctx), pid=ctx.pid,
+                          lk_owner=ctx.pid.to_bytes(8, "little")))
+
+    def _groups(self, ctx) -> tuple[int, ...]:
+        """The caller's supplementary groups (from /proc/PID/status, which
+        costs more than many a fop), kept gid_timeout seconds per (pid, uid,
+        gid) as fuse-bridge's gid cache does; 0 reads them every time."""
+        key = (ctx.pid, ctx.uid, ctx.gid)
+        now = time.monotonic()
+        if self.gid_timeout > 0:
+            hit = self._gid_cache.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
         try:
             groups = tuple(pyfuse3.get_sup_groups(ctx.pid))
         except (OSError, ValueError):
             groups = ()
-        return _As(Caller(uid=ctx.uid, gid=ctx.gid, groups=groups, pid=ctx.pid,
-                          lk_owner=ctx.pid.to_bytes(8, "little")))
+        if self.gid_timeout > 0:
+            if len(self._gid_cache) >= GID_CACHE_SIZE:
+                self._gid_cache.pop(next(iter(self._gid_cache)))  # the oldest entry
+            self._gid_cache[key] = (now + self.gid_timeout, groups)
+        return groups
 
     def _writable(self) -> None:
         if self.read_only:

@@ -61,6 +61,8 @@ class MountOptions:
     direct_io_mode: bool = False
     attribute_timeout: float = 1.0
     entry_timeout: float = 1.0
+    #: seconds a caller's supplementary groups are kept (fuse-bridge's default)
+    gid_timeout: float = 300.0
     log_level: str = "INFO"
     log_file: str | None = None
     allow_other: bool = True
@@ -97,7 +99,7 @@ class MountOptions:
                                          "yes", "no", "auto", ""):
                     raise MountError(f"direct-io-mode={value!r}: use enable or disable")
                 opts.direct_io_mode = value.lower() in ("enable", "on", "true", "yes", "")
-            elif key in ("attribute-timeout", "entry-timeout"):
+            elif key in ("attribute-timeout", "entry-timeout", "gid-timeout"):
                 try:
                     seconds = float(value)
                 except ValueError:
@@ -255,7 +257,8 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
                              f"(are its bricks running and reachable?)")
         bridge = FuseBridge(graph.top, attr_timeout=opts.attribute_timeout,
                             entry_timeout=opts.entry_timeout,
-                            direct_io=opts.direct_io_mode, read_only=opts.read_only)
+                            direct_io=opts.direct_io_mode, read_only=opts.read_only,
+                            gid_timeout=opts.gid_timeout)
         try:
             pyfuse3.init(bridge, mountpoint, opts.fuse_options())
         except RuntimeError as e:
