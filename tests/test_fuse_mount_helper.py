@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -122,6 +123,25 @@ def test_mount_t_glusterpy_and_plain_umount(local):
     assert not os.path.ismount(local.mnt)
     wait_until(lambda: not mount_processes(local.mnt), what="the mount process to exit")
     assert "unmounted" in local.log.read_text()
+
+
+def test_foreground_mount_ends_with_plain_umount(local):
+    """glusterpy mount -N serves in the foreground; umount(8) ends it with
+    status 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "glusterpy.cli.main", "mount", "-N",
+                             "--volfile", str(local.volfile), "-o", f"log-file={local.log}",
+                             str(local.mnt)], stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.ismount(local.mnt) or proc.poll() is not None,
+                   what="the foreground mount")
+        assert os.path.ismount(local.mnt), local.log.read_text()
+        (local.mnt / "fg").write_text("x")
+        assert subprocess.run(["umount", str(local.mnt)]).returncode == 0
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_fstab_line_mount_and_umount_by_directory(local, tmp_path):

@@ -9,7 +9,7 @@ glusterfs FUSE client fetches it; `--volfile FILE` (or, for the helper, a
 readable volfile as the spec, as mount.glusterfs allows) mounts a local
 graph instead (glusterfs -f FILE).  Options (-o) use GlusterFS's names: ro,
 direct-io-mode=enable|disable, attribute-timeout=SECONDS,
-entry-timeout=SECONDS, log-level=LEVEL, log-file=PATH,
+entry-timeout=SECONDS, gid-timeout=SECONDS, log-level=LEVEL, log-file=PATH,
 backup-volfile-servers=H1:H2, server-port=PORT, transport=tcp, the
 kernel's nosuid/nodev/noexec/noatime/sync/dirsync (and their opposites),
 auto_unmount; fstab's housekeeping (defaults, _netdev, nofail, x-*) is
