@@ -43,7 +43,7 @@ def volfile(bricks, nodes=None, name="rv", **dht_options) -> str:
 
 
 #: what glusterd gives the rebalance process (--xlator-option *dht.*)
-REBALANCE_OPTIONS = {"readdir_optimize": "on", "lookup_unhashed": "yes"}
+REBALANCE_OPTIONS = {"readdir_optimize": "on", "lookup_unhashed": "yes", "use_readdirp": "off"}
 
 
 @contextlib.asynccontextmanager

@@ -325,6 +325,8 @@ class Defrag:
         except FopError as e:
             self._dir_error(loc, "lookup", e)
             return
+        if not reply.iatt.is_dir:      # a brick's DT_UNKNOWN entry that is not one
+            return
         loc = dataclasses.replace(loc, gfid=reply.iatt.gfid)
         try:
             subdirs = await self._subdirs(loc)
@@ -371,36 +373,37 @@ class Defrag:
             self._fail(f"{what} of {loc} failed: {e}")
 
     async def _subdirs(self, loc: Loc) -> list[str]:
-        """The names of a directory's subdirectories, through distribute."""
-        dht = self.dht
-        fd = Fd(gfid=loc.gfid, is_dir=True)
-        await dht.opendir(loc, fd, None)
-        names: list[str] = []
-        try:
-            offset = 0
-            while True:
-                entries = (await dht.readdir(fd, READDIR_SIZE, offset, None)).entries
-                if not entries:
-                    return names
-                for e in entries:
-                    offset = e.off
-                    if e.name in (".", ".."):
-                        continue
-                    if e.type == DT_DIR:
-                        names.append(e.name)
-                    elif e.type == DT_UNKNOWN:
-                        try:
-                            ia = (await dht.lookup(Loc.child(loc, e.name), None)).iatt
-                        except FopError:
-                            continue
-                        if ia.is_dir:
-                            names.append(e.name)
-        finally:
-            with trio.CancelScope(shield=True):
-                try:
-                    await dht.releasedir(fd, None)
-                except FopError:
-                    pass
+        """The names of a directory's subdirectories: the union of what
+        every brick lists (a name listed as DT_UNKNOWN too; the crawl's
+        lookup tells).  GlusterFS reads them through distribute with
+        readdir-optimize, from the subvolume up the longest - a brick just
+        added, when it connected first, has none of them yet."""
+        names: set[str] = set()
+        for child in self.dht.children:
+            fd = Fd(gfid=loc.gfid, is_dir=True)
+            try:
+                await child.opendir(Loc(path=loc.path, gfid=loc.gfid), fd, None)
+            except FopError as e:
+                if e.errno in _GONE:
+                    continue
+                raise
+            try:
+                offset = 0
+                while True:
+                    entries = (await child.readdir(fd, READDIR_SIZE, offset, None)).entries
+                    if not entries:
+                        break
+                    for e in entries:
+                        offset = e.off
+                        if e.name not in (".", "..") and e.type in (DT_DIR, DT_UNKNOWN):
+                            names.add(e.name)
+            finally:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await child.releasedir(fd, None)
+                    except FopError:
+                        pass
+        return sorted(names)
 
     # -- gf_defrag_process_dir ------------------------------------------------
 
