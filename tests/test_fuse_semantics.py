@@ -4,7 +4,8 @@ brick changed behind the mount's back shows what the kernel cached),
 O_DIRECT, readdirplus, st_ino, statfs, xattr flags, O_APPEND from two
 mounts, write errors (at once, and deferred through the page cache), and
 locks, which stay in the kernel of one mount (see glusterpy/fuse/bridge.py),
-and the cache of callers' groups (gid-timeout).
+the cache of callers' groups (gid-timeout), and security.capability kept
+on the client as fuse-bridge keeps it.
 """
 
 from __future__ import annotations
@@ -285,3 +286,32 @@ def test_supplementary_groups_are_cached_for_gid_timeout():
     out = subprocess.run([sys.executable, "-c", GID_CACHE_PROBE], capture_output=True,
                          text=True, check=True, timeout=60).stdout
     assert out.strip() == "(4001,) (4002, 4003)"
+
+
+def test_security_capability_stays_on_the_client_unless_asked(tmp_path, cleanup):
+    """As fuse-bridge without its `capability` option: security.capability
+    (which the kernel asks for before every write) is answered ENODATA by
+    the mount, and setting it is refused; -o capability lets it through."""
+    import struct
+    caps = struct.pack("<5I", 0x02000000, 1 << 13, 0, 0, 0)  # cap_net_raw+p, revision 2
+    m = mounted(tmp_path / "default")
+    cleanup(m)
+    (m.mnt / "f").write_bytes(b"x")
+    os.setxattr(m.brick / "f", "security.capability", caps)  # present on the brick ...
+    with pytest.raises(OSError) as e:
+        os.getxattr(m.mnt / "f", "security.capability")       # ... not asked for
+    assert e.value.errno == errno.ENODATA
+    with pytest.raises(OSError) as e:
+        os.setxattr(m.mnt / "f", "security.capability", caps)
+    assert e.value.errno == errno.EOPNOTSUPP
+    with open(m.mnt / "f", "ab") as f:
+        f.write(b"y")
+    # the write still drops the file's capabilities: the brick's own
+    # filesystem does it (killpriv), as it would for a local write
+    assert "security.capability" not in os.listxattr(m.brick / "f")
+    m2 = mounted(tmp_path / "capability", "capability")
+    cleanup(m2)
+    (m2.mnt / "g").write_bytes(b"x")
+    os.setxattr(m2.mnt / "g", "security.capability", caps)
+    assert os.getxattr(m2.mnt / "g", "security.capability") == caps
+    assert os.getxattr(m2.brick / "g", "security.capability") == caps

@@ -10,7 +10,8 @@ readable volfile as the spec, as mount.glusterfs allows) mounts a local
 graph instead (glusterfs -f FILE).  Options (-o) use GlusterFS's names: ro,
 direct-io-mode=enable|disable, attribute-timeout=SECONDS,
 entry-timeout=SECONDS, gid-timeout=SECONDS, log-level=LEVEL, log-file=PATH,
-backup-volfile-servers=H1:H2, server-port=PORT, transport=tcp, the
+backup-volfile-servers=H1:H2, server-port=PORT, transport=tcp,
+capability, selinux (security xattrs kept on the client otherwise), the
 kernel's nosuid/nodev/noexec/noatime/sync/dirsync (and their opposites),
 auto_unmount; fstab's housekeeping (defaults, _netdev, nofail, x-*) is
 accepted.  A mount from a volfile server follows the volfile's changes

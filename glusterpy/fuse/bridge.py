@@ -22,6 +22,11 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
 * readdir is served with readdirp, so the kernel gets attributes with the
   names (readdirplus), each counted as a lookup.
 * FopError(errno) becomes FUSEError(errno) here, at the edge.
+* security.capability and security.selinux never leave the client unless
+  the `capability` / `selinux` mount options say so: getting them gives
+  ENODATA, setting them EOPNOTSUPP (fuse_check_selinux_cap_xattr).  The
+  kernel asks for security.capability before each write to a file, so
+  this saves a round trip to the bricks per write(2).
 * Caching: `attr_timeout`/`entry_timeout` (GlusterFS's attribute-timeout
   and entry-timeout mount options) are how long the kernel trusts what it
   was told; `direct_io` (direct-io-mode=enable) opens every file with
@@ -88,16 +93,20 @@ class FuseBridge(pyfuse3.Operations):
     `attr_timeout`/`entry_timeout` are how long the kernel may cache
     attributes and names (seconds, GlusterFS's attribute-timeout and
     entry-timeout); `direct_io` bypasses the kernel page cache for files;
-    `gid_timeout` is how long a caller's supplementary groups are kept.
+    `gid_timeout` is how long a caller's supplementary groups are kept;
+    `capability`/`selinux` let those security xattrs through.
     """
 
     enable_writeback_cache = False
     supports_dot_lookup = False
 
     def __init__(self, top, *, attr_timeout: float = 1.0, entry_timeout: float = 1.0,
-                 direct_io: bool = False, read_only: bool = False, gid_timeout: float = 300):
+                 direct_io: bool = False, read_only: bool = False, gid_timeout: float = 300,
+                 capability: bool = False, selinux: bool = False):
         super().__init__()
         self.top = top
+        self.capability = capability
+        self.selinux = selinux
         self.gid_timeout = gid_timeout
         self._gid_cache: dict[tuple[int, int, int], tuple[float, tuple[int, ...]]] = {}
         self.attr_timeout = attr_timeout
@@ -416,7 +425,11 @@ class FuseBridge(pyfuse3.Operations):
     async def read(self, fh, off, size):
         reply = await self.top.readv(self._fd(fh), size, off, 0, None)
         data = reply.data
-        return data if isinstance(data, bytes) else bytes(data)
+        # pyfuse3 replies from any contiguous buffer: no copy of the payload
+        if isinstance(data, (bytes, bytearray)) or \
+                (isinstance(data, memoryview) and data.contiguous):
+            return data
+        return bytes(data)
 
     async def write(self, fh, off, buf):
         self._writable()
@@ -488,14 +501,28 @@ class FuseBridge(pyfuse3.Operations):
         out.f_namemax = s.namemax or 255
         return out
 
+    def _security_xattr_off(self, key: str) -> bool:
+        """fuse_check_selinux_cap_xattr: security.capability and
+        security.selinux stay on the client unless the `capability` or
+        `selinux` mount option asks for them."""
+        if key == "security.capability":
+            return not (self.capability or self.selinux)
+        return key == "security.selinux" and not self.selinux
+
     async def setxattr(self, inode, name, value, ctx):
         self._writable()
+        if self._security_xattr_off(os.fsdecode(name)):
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
         with self._caller(ctx):
             await self.top.setxattr(Loc(gfid=self._gfid(inode)),
                                     {os.fsdecode(name): bytes(value)}, 0, None)
 
     async def getxattr(self, inode, name, ctx):
         key = os.fsdecode(name)
+        if self._security_xattr_off(key):
+            # the kernel asks for security.capability before every write;
+            # answered here, as fuse-bridge does, that costs no round trip
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         with self._caller(ctx):
             try:
                 reply = await self.top.getxattr(Loc(gfid=self._gfid(inode)), key, None)

@@ -63,6 +63,9 @@ class MountOptions:
     entry_timeout: float = 1.0
     #: seconds a caller's supplementary groups are kept (fuse-bridge's default)
     gid_timeout: float = 300.0
+    #: let security.capability / security.selinux reach the volume
+    capability: bool = False
+    selinux: bool = False
     log_level: str = "INFO"
     log_file: str | None = None
     allow_other: bool = True
@@ -107,6 +110,8 @@ class MountOptions:
                 if not 0 <= seconds < 1e9:
                     raise MountError(f"{key}={value!r} must be 0 or more seconds")
                 setattr(opts, key.replace("-", "_"), seconds)
+            elif key in ("capability", "selinux") and not value:
+                setattr(opts, key, True)
             elif key == "log-level":
                 level = value.upper()
                 if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE",
@@ -258,7 +263,8 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
         bridge = FuseBridge(graph.top, attr_timeout=opts.attribute_timeout,
                             entry_timeout=opts.entry_timeout,
                             direct_io=opts.direct_io_mode, read_only=opts.read_only,
-                            gid_timeout=opts.gid_timeout)
+                            gid_timeout=opts.gid_timeout, capability=opts.capability,
+                            selinux=opts.selinux)
         try:
             pyfuse3.init(bridge, mountpoint, opts.fuse_options())
         except RuntimeError as e:
