@@ -186,6 +186,16 @@ class RpcConnection:
     # -- state ---------------------------------------------------------------
 
     @property
+    def max_record_size(self) -> int:
+        """The largest record accepted; a server may raise it once a peer
+        has authenticated."""
+        return self._records.max_record_size
+
+    @max_record_size.setter
+    def max_record_size(self, value: int) -> None:
+        self._records.max_record_size = value
+
+    @property
     def state(self) -> State:
         return self._state
 

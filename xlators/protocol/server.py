@@ -109,6 +109,15 @@ from glusterpy.xlator import Event, Translator
 from .auth import AuthConfig, AuthResult, Peer, authenticate, authenticated_username, \
     is_auth_key
 
+# The largest call an authenticated client may send.  QEMU's gluster driver
+# hands libgfapi requests of up to 512 MiB (GLUSTER_MAX_TRANSFER in
+# block/gluster.c) and a GlusterFS 10 brick takes such a WRITE in one record;
+# the RPC default of 16 MiB would drop the connection of a
+# `qemu-io -c 'write 0 32M'`.  Until SETVOLUME accepts a client its
+# connection keeps that default, so a stranger cannot make the brick buffer
+# more.  The margin covers the call's header and xdata.
+MAX_CALL_RECORD = 512 * 1024 * 1024 + 1024 * 1024
+
 # --------------------------------------------------------------------------
 # Options (GlusterFS's names; the auth.* wildcard keys are read by auth.py)
 
@@ -622,6 +631,7 @@ class Server(Translator):
         if xl is None:  # accepted, yet nothing of that name to bind to
             return -1, errno.ENOENT, "Brick not found"
         client = self._bind(conn, client_uid, xl, params)
+        conn.endpoint.conn.max_record_size = MAX_CALL_RECORD
         self.log.info("accepted client from %s (version: %s) with subvol %s",
                       client_uid, params.get("client-version", "old"), name)
         reply["ERROR"] = "Success"
