@@ -11,6 +11,7 @@ mount(8) would not pass (a wrong -t, a bad namespace).  The link
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -81,7 +82,7 @@ class Local:
                               capture_output=True, text=True, timeout=60, env=env)
 
     def cleanup(self) -> None:
-        if os.path.ismount(self.mnt):
+        if proc_mounts_line(self.mnt):  # stale ones too, which ismount misses
             subprocess.run(["umount", "-l", str(self.mnt)], capture_output=True)
         for pid in mount_processes(self.mnt):
             with contextlib.suppress(ProcessLookupError):
@@ -282,3 +283,26 @@ def test_glusterpy_mount_options_reach_the_helper_parser():
     assert parse_spec("h1:24017:/vol") == (["h1"], 24017, "vol")
     assert parse_spec("[::1]:/vol") == (["::1"], None, "vol")
     assert parse_spec("host:vol") == (["host"], None, "vol")
+
+
+def test_killed_mount_process_stale_mount_and_auto_unmount(local):
+    """kill -9 of the mount process: without auto_unmount the mount point
+    is left stale (ENOTCONN), and mounting on it says so; with auto_unmount
+    (libfuse's fusermount3 watcher, as GlusterFS offers it) nothing stays."""
+    assert local.mount().returncode == 0
+    [pid] = mount_processes(local.mnt)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not mount_processes(local.mnt), what="the kill")
+    with pytest.raises(OSError) as e:
+        os.stat(local.mnt)
+    assert e.value.errno == errno.ENOTCONN
+    assert proc_mounts_line(local.mnt)  # still in the mount table: stale
+    again = local.mount()
+    assert again.returncode == 32 and "stale mount whose process is gone" in again.stderr
+    assert subprocess.run(["umount", str(local.mnt)]).returncode == 0
+    assert local.mount(options="auto_unmount").returncode == 0
+    [pid] = mount_processes(local.mnt)
+    os.kill(pid, signal.SIGKILL)
+    # (os.path.ismount is False for a stale mount too: ask the mount table)
+    wait_until(lambda: not proc_mounts_line(local.mnt), what="auto_unmount")
+    assert os.listdir(local.mnt) == []

@@ -18,9 +18,11 @@ stops the old one - no remount, open files stay open.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 from contextlib import asynccontextmanager
@@ -244,7 +246,16 @@ async def _follow_volfile(refetch: Refetch, graphs: _Graphs, bridge: FuseBridge,
 
 
 def check_mountpoint(mountpoint: str) -> None:
-    if not os.path.isdir(mountpoint):
+    try:
+        st = os.stat(mountpoint)
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            # a FUSE mount whose process died (kill -9 without auto_unmount)
+            raise MountError(f"{mountpoint} is a stale mount whose process is gone: "
+                             f"unmount it first (umount {mountpoint})") from None
+        raise MountError(f"mount point {mountpoint} does not exist or is not a "
+                         f"directory ({e.strerror})") from None
+    if not stat.S_ISDIR(st.st_mode):
         raise MountError(f"mount point {mountpoint} does not exist or is not a directory")
     if os.path.ismount(mountpoint):
         raise MountError(f"{mountpoint} is already a mount point")
