@@ -136,6 +136,15 @@ def data_files(brick: Path) -> list[Path]:
             and not is_linkto(p)]
 
 
+def data_brick(tmp_path: Path, path: str) -> str | None:
+    """The brick directory holding a file's data."""
+    for brick in ("b1", "b2", "b3"):
+        p = tmp_path / brick / path.lstrip("/")
+        if p.exists() and not is_linkto(p):
+            return brick
+    return None
+
+
 def on_hashed_brick(brick_paths: list[Path], path: str) -> bool:
     rel = path.lstrip("/")
     d, _, name = rel.rpartition("/")
@@ -153,6 +162,11 @@ def test_add_brick_rebalance_remove_brick_under_writers(tmp_path):
         d.ok("volume", "start", "grow")
         with Volume("127.0.0.1", "grow", port=d.port) as vol:
             before = populate(vol, rng, 160)
+            # idle fds, opened before anything moves, used after their files moved
+            held = {p: vol.open(p).read() for p in sorted(before)[:30] if
+                    vol.stat(p).st_size}
+            where = {p: data_brick(tmp_path, p) for p in held}
+            fds = {p: vol.fopen(p, "r+") for p in held}
             with Writers(vol) as writers:
                 # extend the mounted, busy volume, then rebalance it
                 d.ok("volume", "add-brick", "grow", b[2])
@@ -173,11 +187,21 @@ def test_add_brick_rebalance_remove_brick_under_writers(tmp_path):
                 assert agg["failures"] + agg["skipped"] < 6   # at most the files in writing
                 assert "Task                 : Rebalance" in d.ok("volume", "status",
                                                                    "grow").out
+                moved = [p for p in held if data_brick(tmp_path, p) != where[p]]
+                assert moved, "none of the files held open moved"
+                for p, f in fds.items():
+                    assert f.pread(len(held[p]), 0) == held[p], p
+                    f.pwrite(b"held", 0)
+                    f.fsync()
+                    held[p] = b"held" + held[p][4:]
+                    before[p] = hashlib.sha256(held[p]).hexdigest()
                 # then shrink it: the first brick's data moves off it
                 r = d.ok("volume", "remove-brick", "grow", b[0], "start", "--watch")
                 assert "volume remove-brick start: success" in r.out
                 assert "completed" in r.out
                 time.sleep(0.3)
+            for f in fds.values():
+                f.close()
             assert not writers.errors, writers.errors
             assert writers.acked > 50
             expected = {name: bytes(data) for name, data in writers.expected.items()}

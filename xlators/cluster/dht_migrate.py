@@ -168,15 +168,20 @@ async def migrate_file(dht, loc: Loc) -> bool:
             await _copy(dht, mig, src_fd, dst_fd, AVOID_OVERWRITE_KEY, PROTECT_WRITES_KEY, guard)
             # 4. the switch
             async with mig.lock:
-                if guard:
-                    await _check_unwritten(dht, dst, dst_fd, PROTECT_WRITES_KEY)
-                if dht.opts.lock_migration:
-                    await _carry_locks(dht, src, dst, by_gfid)
+                # the new copy's size first, then the last look for a client's
+                # write: a write that lands on the old copy after that look is
+                # mirrored to the new one after its size was set (and one
+                # before it is seen), so no appended data is cut off; nothing
+                # below changes the new copy's data
                 final = (await dht._wind(src, "fstat", src_fd, None)).iatt
                 size = final.size
                 current = (await dht._wind(dst, "fstat", dst_fd, None)).iatt
                 if current.size != size:
                     await dht._wind(dst, "ftruncate", dst_fd, size, None)
+                if guard:
+                    await _check_unwritten(dht, dst, dst_fd, PROTECT_WRITES_KEY)
+                if dht.opts.lock_migration:
+                    await _carry_locks(dht, src, dst, by_gfid)
                 xattrs = await _copyable_xattrs(dht, src, src_fd)
                 if xattrs:
                     await dht._wind(dst, "fsetxattr", dst_fd, xattrs, 0, None)
