@@ -26,7 +26,8 @@ Parts:
 * `disk_xml(...)` - the <disk> element (ElementTree, so names are escaped);
 * `qcow2_metadata(size)` - the bytes of an empty qcow2 (version 3) image:
   header, refcount table, one refcount block and the L1 table, the layout
-  `qemu-img create -f qcow2` writes (docs/interop/qcow2.txt);
+  `qemu-img create -f qcow2` writes (docs/interop/qcow2.txt), the file
+  extended to a whole cluster so that QEMU's gluster driver reads it;
 * `create_image(...)` / `inspect_image(...)` - gfapi operations on the
   volume: make a raw (sparse) or qcow2 image, and look at an existing one.
 
@@ -61,6 +62,11 @@ QCOW2_REFCOUNT_ORDER = 4             # 16-bit refcounts, qemu-img's default
 QCOW2_HEADER_LENGTH = 112            # version 3 header with the compression type byte
 #: QEMU refuses L1 tables larger than this (QCOW_MAX_L1_SIZE in block/qcow2.h)
 QCOW2_MAX_L1_BYTES = 32 * 1024 * 1024
+#: A qcow2 file on a volume ends on a cluster boundary: QEMU's gluster driver
+#: reads whole sectors (more with O_DIRECT) and takes a short read at the end
+#: of the file as EIO ("Could not read L1 table"), so qemu-img over gluster://
+#: pads the file too.  The padding is a sparse extension (ftruncate).
+QCOW2_FILE_ALIGNMENT = 1 << QCOW2_CLUSTER_BITS
 
 
 class VmError(Exception):
@@ -167,7 +173,8 @@ def qcow2_metadata(size: int) -> bytes:
     unallocated: cluster 0 the header, 1 the refcount table, 2 its one
     refcount block, 3.. the L1 table (all zero).  The refcount block counts
     those clusters once each; QEMU adds refcount blocks as the image grows.
-    The file ends where the L1 table ends, as qemu-img leaves it."""
+    The bytes end where the L1 table ends; `create_image` extends the file
+    to the end of that cluster (see QCOW2_FILE_ALIGNMENT)."""
     size = round_size(size)
     cluster = 1 << QCOW2_CLUSTER_BITS
     l2_entries = cluster // 8
@@ -204,6 +211,11 @@ def qcow2_metadata(size: int) -> bytes:
     for i in range(used_clusters):
         struct.pack_into(">H", out, refcount_block + 2 * i, 1)
     return bytes(out)
+
+
+def qcow2_file_length(metadata: bytes) -> int:
+    """The length of the file `metadata` starts: to the end of its last cluster."""
+    return -(-len(metadata) // QCOW2_FILE_ALIGNMENT) * QCOW2_FILE_ALIGNMENT
 
 
 def qcow2_virtual_size(head: bytes) -> int | None:
@@ -275,6 +287,7 @@ async def create_image(vol: AsyncVolume, image: str, size: int, fmt: str) -> int
             view = memoryview(metadata)
             for offset in range(0, len(view), 1 << 20):
                 await f.pwrite(view[offset:offset + (1 << 20)], offset)
+            await f.ftruncate(qcow2_file_length(metadata))
         await f.fsync()
     except BaseException as e:
         with trio.CancelScope(shield=True):  # clean up even when cancelled

@@ -15,6 +15,9 @@ is left as it was.
 * one WRITE larger than 16 MiB (QEMU sends up to 512 MiB in one call):
   the brick takes it rather than dropping the connection.
 
+And a qcow2 image made by `glusterpy vm create-image` opens in QEMU over
+gluster:// with cache=none and takes writes.
+
 Every qemu-img/qemu-io run costs about 10 s in libgfapi's glfs_fini (the
 same against GlusterFS 10's own bricks), so the scenarios run side by side,
 each on a volume of its own.
@@ -115,6 +118,7 @@ def test_qemu_gets_clean_errors_and_volumes_stay_unchanged(tmp_path):
         d.ok("vm", "create-image", "vms", "disk.img", "16M")
         d.ok("vm", "create-image", "big", "big.img", "64M")
         d.ok("vm", "create-image", "full", "thin.img", "1G")
+        d.ok("vm", "create-image", "big", "made.qcow2", "8G", "--format", "qcow2")
         url = f"gluster://127.0.0.1:{d.port}"
         vms_before = brick_state(bricks["vms"])
         state_before = snapshot(d.workdir)
@@ -187,7 +191,15 @@ def test_qemu_gets_clean_errors_and_volumes_stay_unchanged(tmp_path):
             assert r.returncode == 0 and "wrote 33554432/33554432" in r.stdout, r
             assert "Pattern verification failed" not in r.stdout
 
+        def qcow2_made_by_create_image():
+            # QEMU reads whole sectors with cache=none: the file must not end mid-sector
+            r = qemu("qemu-io", "-t", "none", "-f", "qcow2", "-c", "write -P 0x2f 7G 192k",
+                     "-c", "read -P 0x2f 7G 192k", "-c", "read -P 0 0 64k",
+                     f"{url}/big/made.qcow2")
+            assert r.returncode == 0 and "Pattern verification failed" not in r.stdout, r
+
         run_side_by_side({
+            "qcow2 image made by glusterpy vm create-image": qcow2_made_by_create_image,
             "unknown volume": unknown_volume,
             "unknown image": unknown_image,
             "image in a missing directory": image_in_a_missing_directory,
