@@ -7,7 +7,8 @@ processes: bricks, the rebalance process, gfapi clients writing all along.
   there, fds opened before it all keep working, files sit on their hashed
   bricks and the removed brick holds no data;
 * the rebalance process is supervised: killed with SIGKILL in the middle,
-  it is started again and finishes the run, counting on;
+  it is started again and finishes the run, counting on; a daemon killed
+  meanwhile leaves it running and its successor adopts it;
 * bad input - remove-brick of a brick not in the volume, commit before the
   migration completed, rebalance of a stopped volume, add-brick of a brick
   in use, and the rest of what glusterd refuses - is refused with a clear
@@ -243,6 +244,12 @@ def test_a_killed_rebalance_process_is_restarted_and_finishes(tmp_path):
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() and
                  int(pidfile.read_text()) != first, what="a new rebalance process")
+        second = int(pidfile.read_text())
+        # the daemon dies too: the rebalance goes on, and the new daemon adopts it
+        d.kill9()
+        assert os.path.exists(f"/proc/{second}")
+        d.start()
+        assert int(pidfile.read_text()) == second
         r = d.ok("volume", "rebalance", "kv", "status", "--watch")
         assert "completed" in r.out
         doc = json.loads(status.read_text())

@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import trio
 
@@ -78,6 +79,8 @@ class BrickProcess:
     pidfile: Path
     logfile: Path
     portmap: str  # HOST:PORT of the daemon's portmap
+    #: seconds from SIGTERM to SIGKILL (a rebalance process finishes its file first)
+    stop_timeout: ClassVar[float] = STOP_TIMEOUT
     #: wanted running (the volume is started)
     wanted: bool = False
     pid: int | None = None
@@ -206,7 +209,7 @@ class BrickProcess:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-        with trio.move_on_after(STOP_TIMEOUT):
+        with trio.move_on_after(self.stop_timeout):
             await self._wait_exit()
             log.info("brick %s: process %d stopped", self.path, pid)
             return

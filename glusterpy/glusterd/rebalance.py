@@ -61,6 +61,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import trio
 
@@ -75,7 +76,9 @@ PID_FILE = "rebalance.pid"
 FINAL = frozenset({"stopped", "completed", "failed", "fix-layout stopped",
                    "fix-layout completed", "fix-layout failed"})
 IN_PROGRESS = frozenset({"in progress", "fix-layout in progress"})
-STOP_TIMEOUT = 60.0
+#: a stopping rebalance process finishes the file it is moving first, which
+#: may be large: SIGKILL only after this many seconds
+STOP_TIMEOUT = 300.0
 
 
 def new_commit_hash(now: float | None = None) -> int:
@@ -156,6 +159,7 @@ class RebalanceProcess(BrickProcess):
     """One volume's rebalance process on this node (glusterfs --process-name
     rebalance); supervised, adopted and stopped as BrickProcess is."""
 
+    stop_timeout: ClassVar[float] = STOP_TIMEOUT
     task_id: str = ""
     cmd: str = "start"
     node_uuid: str = ""
@@ -218,6 +222,8 @@ class RebalanceService:
         self.gd = gd
         self.procs: dict[str, RebalanceProcess] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
+        #: processes told to stop that are finishing their file
+        self._stopping: dict[str, RebalanceProcess] = {}
 
     def status_file(self, name: str) -> Path:
         return self.gd.store.run_dir / name / STATUS_FILE
@@ -235,18 +241,26 @@ class RebalanceService:
         return kind, task
 
     def running(self, name: str) -> bool:
+        """Whether this node's rebalance of `name` is at work (or still
+        finishing its file after a stop)."""
+        stopping = self._stopping.get(name)
+        if stopping is not None and stopping.final_status() is None:
+            return True
         proc = self.procs.get(name)
         return proc is not None and proc.wanted and proc.final_status() is None
 
     async def stop_unwanted(self, name: str) -> None:
         """Stop the process of `name` if its task ended, was stopped or
-        replaced, or the volume is stopping (before its bricks go)."""
+        replaced, or the volume is stopping: then - its bricks are about to
+        go - wait for it; otherwise return at once, as `rebalance stop` does
+        in gluster, while it finishes the file it is moving."""
         proc = self.procs.get(name)
         if proc is None:
             return
-        _, task = self._wanted(self.gd.volumes.get(name))
+        vol = self.gd.volumes.get(name)
+        _, task = self._wanted(vol)
         if task is None or proc.task_id != task["id"]:
-            await self._stop(name)
+            await self._stop(name, wait=vol is None or vol.get("status") != "Started")
 
     async def reconcile(self, name: str, *, adopt: bool = False) -> None:
         """Start, keep or stop this node's rebalance process of `name`."""
@@ -254,7 +268,7 @@ class RebalanceService:
         kind, task = self._wanted(vol)
         proc = self.procs.get(name)
         if proc is not None and (task is None or proc.task_id != task["id"]):
-            await self._stop(name)
+            await self._stop(name, wait=True)
             proc = None
         if task is None:
             return
@@ -292,18 +306,28 @@ class RebalanceService:
         with scope:
             await proc.supervise()
 
-    async def _stop(self, name: str) -> None:
+    async def _stop(self, name: str, wait: bool) -> None:
         proc = self.procs.pop(name, None)
         if proc is None:
             return
-        proc.want(False)
-        with trio.move_on_after(STOP_TIMEOUT):
-            await proc.stopped()
-        self._scopes.pop(name).cancel()
+        scope = self._scopes.pop(name)
+        proc.want(False)         # the supervisor sends SIGTERM
+        if wait:
+            with trio.move_on_after(STOP_TIMEOUT + 10):
+                await proc.stopped()
+            scope.cancel()
+            return
+        self._stopping[name] = proc
 
-    async def forget(self, name: str) -> None:
-        """The volume is gone from this node."""
-        await self._stop(name)
+        async def finish():
+            try:
+                with trio.move_on_after(STOP_TIMEOUT + 10):
+                    await proc.stopped()
+            finally:
+                scope.cancel()
+                if self._stopping.get(name) is proc:
+                    del self._stopping[name]
+        self.gd._nursery.start_soon(finish)
 
     # -- status ---------------------------------------------------------------
 
@@ -321,7 +345,7 @@ class RebalanceService:
         if doc is not None and doc.get("id") == task["id"]:
             row.update({k: v for k, v in doc.items() if k not in ("node", "id", "host")})
         proc = self.procs.get(name)
-        alive = proc is not None and proc.wanted
+        alive = name in self._stopping or (proc is not None and proc.wanted)
         if row["status"] == "not started" and alive:
             row["status"] = "fix-layout in progress" if task["cmd"] == "fix-layout" \
                 else "in progress"
