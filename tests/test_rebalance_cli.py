@@ -27,7 +27,6 @@ import random
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -401,5 +400,34 @@ def test_rest_status_and_openapi(tmp_path):
             "action"]["enum"] == ["start", "fix-layout", "stop"]
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
+def test_status_table_and_progress_line_formats():
+    from glusterpy.cli.rebalance_cmd import format_table, human, progress_line
+    doc = {"volume": "v", "kind": "remove-brick", "task": {"cmd": "start-force"},
+           "nodes": [{"host": "node1", "status": "in progress", "files": 12,
+                      "size": 3 << 20, "lookups": 40, "failures": 1, "skipped": 2,
+                      "run-time": 3725},
+                     {"host": "node2", "status": "not started"}],
+           "aggregate": {"status": "in progress", "files": 12, "size": 3 << 20,
+                         "lookups": 40, "failures": 1, "skipped": 2, "run-time": 3725,
+                         "time-left": 90, "progress": 0.5}}
+    lines = format_table(doc, remove_brick=True).splitlines()
+    assert lines[0].split() == ["Node", "Rebalanced-files", "size", "scanned", "failures",
+                                "skipped", "status", "run", "time", "in", "h:m:s"]
+    # node2 took no part; remove-brick counts skipped files as failures
+    assert lines[2].split() == ["node1", "12", "3.0MB", "40", "3", "0", "in", "progress",
+                                "1:02:05"]
+    assert len(lines) == 4 and "Estimated time left" in lines[3] and "0:01:30" in lines[3]
+    assert format_table(doc).splitlines()[2].split()[4:6] == ["1", "2"]
+    assert (human(0), human(1023), human(1536), human(5 << 30)) == \
+        ("0Bytes", "1023Bytes", "1.5KB", "5.0GB")
+    plain = progress_line(doc)
+    assert plain.startswith("remove-brick v: in progress 50.0% - 12 files moved (3.0MB)")
+    assert "about 0:01:30 left" in plain
+    bar = progress_line(doc, width=100)
+    assert bar.startswith("[") and " 50.0% " in bar and len(bar) < 100
+    doc["aggregate"]["progress"] = None        # the totals are not counted yet
+    assert "<=>" in progress_line(doc, width=100)
+    fix = {"task": {"cmd": "fix-layout"}, "nodes": [
+        {"host": "n1", "status": "fix-layout completed", "run-time": 61}], "aggregate": {}}
+    assert format_table(fix).splitlines()[2].split() == ["n1", "fix-layout", "completed",
+                                                          "0:01:01"]

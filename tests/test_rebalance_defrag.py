@@ -302,3 +302,27 @@ async def test_a_brick_down_fails_the_run(tmp_path):
         defrag = Defrag(dht, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
         assert await defrag.run() == Status.FAILED
         assert "is down" in defrag.snapshot()["error"]
+
+
+async def test_progress_and_the_estimate(tmp_path):
+    """The share done is bytes scanned over bytes counted on the local
+    bricks; the estimate divides what is left by the rate so far, once the
+    run is 10 s old."""
+    import time
+    async with dht_graph(make_bricks(tmp_path, 2)) as dht:
+        d = Defrag(dht, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
+        assert d.progress() is None and d.time_left() is None
+        d.status = Status.STARTED
+        d.counters.total_size, d.counters.size_processed = 4000, 1000
+        d._started_at = time.monotonic() - 20
+        assert d.progress() == 0.25
+        assert 59 < d.time_left() < 61
+        d._started_at = time.monotonic() - 5
+        assert d.time_left() is None
+        d.counters.size_processed = 5000          # files created meanwhile
+        assert d.progress() == 0.999
+        fix = Defrag(dht, Cmd.START_LAYOUT_FIX, commit_hash=COMMIT, node_uuid=NODE_A)
+        fix.status = Status.STARTED
+        fix.counters.total_dirs, fix.counters.dirs = 10, 5
+        assert fix.progress() == 0.5
+        assert fix.snapshot()["status"] == "fix-layout in progress"
