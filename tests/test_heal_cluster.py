@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from replicate_support import tree_of
-from test_glusterd_cluster import PORT, SUBNET, in_netns, switched_namespaces
+from test_glusterd_cluster import PORT, SUBNET, in_netns, ip, switched_namespaces
 from test_glusterd_support import Daemon, wait_for
 from test_replicate_heal import assert_clean
 from glusterpy.glusterd.shd import socket_path
@@ -120,5 +122,163 @@ def test_each_node_heals_its_own_brick_index(tmp_path):
             assert text.count("Crawl statistics for brick no") == 3
             assert f"Hostname of brick {h[1]}" in text
         finally:
+            for d in nodes:
+                d.cleanup()
+
+
+# -- a network partition ----------------------------------------------------------
+
+#: a client in a node's namespace, kept alive across the partition: one view
+#: of the volume with its quorum (auto, from glusterpyd) and one without
+PARTITION_CLIENT = """
+import errno, json, time
+from pathlib import Path
+from glusterpy.gfapi import Volume
+ctl = Path({ctl!r})
+def wait(cond, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"node {me}: {{what}} did not happen")
+        time.sleep(0.05)
+me = {me}
+with_quorum = Volume({host!r}, "part", port={port})
+with_quorum.mount()
+without = Volume.from_volfile({volfile!r},
+                              xlator_options=["part-replicate-0.quorum-type=none"])
+views = {{"quorum": (with_quorum, "/q"), "none": (without, "/n")}}
+(ctl / f"ready{{me}}").touch()
+wait(lambda: (ctl / "partitioned").exists(), "the partition")
+def lookup_everywhere(v):
+    # an idle connection is not pinged (as in GlusterFS): a lookup of a new
+    # name reaches every brick, and ping-timeout then ends the silent ones
+    try:
+        v.exists(f"/probe-{{time.monotonic_ns()}}")
+    except OSError:
+        pass
+    return False
+for v, _ in views.values():
+    afr = v._avol.graph.by_name["part-replicate-0"]
+    wait(lambda: lookup_everywhere(v) or afr.child_up == {expect}, f"child_up == {expect}")
+results = {{}}
+for label, (v, path) in views.items():
+    try:
+        with v.fopen(path, "r+") as f:
+            f.pwrite(b"node{me}" * 512, 0)
+        results[label] = "ok"
+    except OSError as e:
+        results[label] = errno.errorcode.get(e.errno, str(e.errno))
+(ctl / f"result{{me}}.json").write_text(json.dumps(results))
+with_quorum.umount()
+without.umount()
+"""
+
+
+def accuses(path) -> list[bool]:
+    """Per client index, whether one brick's copy holds a pending data count
+    against it in its trusted.afr.part-client-N changelog."""
+    out = []
+    for i in range(3):
+        try:
+            value = os.getxattr(path, f"trusted.afr.part-client-{i}")
+        except OSError:
+            value = bytes(12)
+        out.append(int.from_bytes(value[:4], "big") > 0)
+    return out
+
+
+def test_partition_quorum_refuses_the_minority_side(tmp_path):
+    """Node 1 cut off from nodes 2 and 3, a client on each side writing the
+    same file.  With the volume's auto quorum the minority side's write
+    fails (its client knows) and the majority's is healed to node 1's brick.
+    The same writes through views without quorum both succeed and leave
+    copies that accuse each other; heal then keeps the majority's copy, so
+    the write node 1's client was told had succeeded is gone - the loss
+    quorum exists to prevent."""
+    with switched_namespaces(3) as namespaces:
+        tag = namespaces[0][len("gpyn"):-1]
+        nodes = [Daemon(tmp_path / f"node{i}", port=PORT, address=f"{SUBNET}.{i}", netns=ns)
+                 for i, ns in enumerate(namespaces, 1)]
+        clients = []
+        try:
+            for d in nodes:
+                d.start()
+            n1, n2, n3 = nodes
+            h = [f"{SUBNET}.{i}" for i in (1, 2, 3)]
+            n1.ok("peer", "probe", f"{h[1]}:{PORT}")
+            n1.ok("peer", "probe", f"{h[2]}:{PORT}")
+            base = [tmp_path / f"pb{i}" for i in range(3)]
+            n1.ok("volume", "create", "part", "replica", "3",
+                  *[f"{h[i]}:{base[i]}" for i in range(3)])
+            n1.ok("volume", "set", "part", "network.ping-timeout", "3")
+            n1.ok("volume", "set", "part", "cluster.heal-timeout", "5")
+            n1.ok("volume", "start", "part")
+            before = b"before" * 1024
+
+            def written(node: int) -> bytes:
+                return (b"node%d" % node) * 512 + before[2560:]
+            in_netns(n1.netns, f"""
+                from glusterpy.gfapi import Volume
+                with Volume("{h[0]}", "part", port={PORT}) as vol:
+                    for name in ("q", "n"):
+                        with vol.fopen("/" + name, "w") as f:
+                            f.write({before!r})
+            """)
+            ctl = tmp_path / "ctl"
+            ctl.mkdir()
+            sides = {1: [True, False, False], 3: [False, True, True]}
+            for me, expect in sides.items():
+                d = nodes[me - 1]
+                script = PARTITION_CLIENT.format(
+                    ctl=str(ctl), me=me, host=h[me - 1], port=PORT, expect=expect,
+                    volfile=str(d.workdir / "vols" / "part" / "part.noperf.vol"))
+                clients.append(subprocess.Popen(
+                    ["ip", "netns", "exec", d.netns, sys.executable, "-c", script],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            wait_for(lambda: all((ctl / f"ready{me}").exists() for me in sides), 60,
+                     "both clients connected")
+            # the partition: node 1's port on the switch goes down
+            switch_port = ["-n", f"gpysw{tag}", "link", "set", f"gv{tag}1b"]
+            ip(*switch_port, "down")
+            (ctl / "partitioned").touch()
+            for c in clients:
+                out, _ = c.communicate(timeout=120)
+                assert c.returncode == 0, out
+            minority = json.loads((ctl / "result1.json").read_text())
+            majority = json.loads((ctl / "result3.json").read_text())
+            assert minority["quorum"] in ("EROFS", "ENOTCONN"), minority
+            assert majority == {"quorum": "ok", "none": "ok"}, majority
+            assert minority["none"] == "ok", minority
+            # with quorum, node 1's brick kept its old copy and accuses nobody;
+            # without, both sides accuse each other: the makings of a split-brain
+            assert (base[0] / "q").read_bytes() == before
+            assert accuses(base[0] / "q") == [False, False, False]
+            assert (base[0] / "n").read_bytes() == written(1)
+            assert accuses(base[0] / "n") == [False, True, True]
+            for b in base[1:]:
+                assert (b / "q").read_bytes() == (b / "n").read_bytes() == written(3)
+                assert accuses(b / "q") == accuses(b / "n") == [True, False, False]
+            ip(*switch_port, "up")
+            # afr heals towards the copies accused by fewer than quorum-count
+            # bricks: nodes 2 and 3.  For /q that loses nothing; for /n it
+            # drops node 1's write - acknowledged to its client - which is
+            # what refusing it under quorum prevented
+            wait_for(lambda: all((b / name).read_bytes() == written(3)
+                                 for b in base for name in ("q", "n")), 90,
+                     "node 1's brick to be healed from nodes 2 and 3")
+            wait_for(lambda: info_counts(n2, "part") == [0, 0, 0], 60,
+                     "heal info to show nothing pending")
+            assert_clean(base)
+            in_netns(n1.netns, f"""
+                from glusterpy.gfapi import Volume
+                with Volume("{h[0]}", "part", port={PORT}) as vol:
+                    for name in ("q", "n"):
+                        assert vol.fopen("/" + name, "r").read() == {written(3)!r}
+            """)
+        finally:
+            for c in clients:
+                if c.poll() is None:
+                    c.kill()
+                    c.wait()
             for d in nodes:
                 d.cleanup()
