@@ -2,8 +2,9 @@
 mount sees it: direct-io-mode, attribute-timeout and entry-timeout (the
 brick changed behind the mount's back shows what the kernel cached),
 O_DIRECT, readdirplus, st_ino, statfs, xattr flags, O_APPEND from two
-mounts, write errors (at once, and deferred through the page cache), and
-locks, which stay in the kernel of one mount (see glusterpy/fuse/bridge.py),
+mounts, write errors (at once, and deferred through the page cache),
+locks between the processes of one mount (fcntl locks through the bricks,
+see tests/test_fuse_locks.py; flock locks in the kernel of one mount),
 the cache of callers' groups (gid-timeout), and security.capability kept
 on the client as fuse-bridge keeps it.
 """
@@ -246,7 +247,7 @@ print(" ".join(out))
 
 def test_locks_between_processes_of_one_mount(tmp_path, cleanup):
     """fcntl and flock locks contend between two processes on one mount
-    (held by the kernel: pyfuse3 cannot pass them to the bricks)."""
+    (fcntl's held by the bricks' features/locks, flock's by the kernel)."""
     m = mounted(tmp_path)
     cleanup(m)
     p = m.mnt / "lk"

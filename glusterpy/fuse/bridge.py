@@ -48,15 +48,11 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
   fds - fuse-bridge's fuse_graph_switch and fd migration, done with the
   bridge quiet so no request sees half a switch.
 
-Known limitation - locks: pyfuse3 (3.5) registers no getlk/setlk/flock
-handlers with libfuse and never asks for FUSE_CAP_POSIX_LOCKS or
-FUSE_CAP_FLOCK_LOCKS, and its Operations class has no lock methods, so
-there is no way to receive lock requests from the kernel through it.  The
-kernel then keeps fcntl and flock locks itself: they work between the
-processes using one mount, but they do not reach features/locks on the
-bricks, so two mounts (two clients) do not see each other's locks.
-GlusterFS's fuse-bridge sends them as the lk fop; gfapi users of glusterpy
-(and QEMU, fio's gfapi engine) do get cluster-wide locks through lk.
+Locks: fcntl record locks reach features/locks on the bricks as the lk
+fop, as fuse-bridge sends them, so every client sees them; pyfuse3 (3.5)
+has no lock handlers, so glusterpy/fuse/posix_locks.py gives libfuse its
+own (read there how, and its limits).  flock(2) locks stay with the kernel
+of one mount (FUSE_CAP_FLOCK_LOCKS is not asked for).
 """
 
 from __future__ import annotations

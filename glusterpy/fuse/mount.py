@@ -33,6 +33,7 @@ import trio
 
 from ..graph import Graph
 from .bridge import FuseBridge
+from .posix_locks import PosixLocks
 
 log = logging.getLogger(__name__)
 
@@ -280,12 +281,15 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
             pyfuse3.init(bridge, mountpoint, opts.fuse_options())
         except RuntimeError as e:
             raise MountError(f"mounting on {mountpoint} failed: {e}") from None
+        locks = PosixLocks(bridge)
         unmounted = False
         try:
+            locks.install()  # before main: the kernel's INIT asks libfuse for lock support
             log.info("mounted %s on %s", opts.fsname, mountpoint)
             if ready is not None:
                 ready()
             async with trio.open_nursery() as nursery:
+                locks.nursery = nursery  # lock requests are answered from its tasks
                 nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
                 if refetch is not None:
                     nursery.start_soon(_follow_volfile, refetch, graphs, bridge, [graph])
@@ -295,6 +299,7 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
         finally:
             # SIGTERM or an error: take the mount down ourselves
             pyfuse3.close(unmount=not unmounted)
+            locks.uninstall()
             log.info("unmounted %s", mountpoint)
         # leaving _running_graphs(): every graph still running is stopped
 
