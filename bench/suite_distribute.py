@@ -288,14 +288,18 @@ def fill(files, count: int, size: int) -> None:
 # -- the run -------------------------------------------------------------------
 
 
+def require_glusterfs() -> None:
+    for tool in ("glusterfs", "glusterd", "gluster"):
+        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
+            raise RuntimeError(f"{tool} is not installed (make bench installs it)")
+
+
 def run(work: Path, quick: bool = False) -> list[Section]:
     threads = 2 if quick else 4
     per_thread = 100 if quick else 1000
     size = (16 if quick else 256) * MiB
     rb_files, rb_size = (200, 64 << 10) if quick else (2000, 256 << 10)
-    for tool in ("glusterfs", "glusterd", "gluster"):
-        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
-            raise RuntimeError(f"{tool} is not installed (make bench installs it)")
+    require_glusterfs()
     scaling: dict[str, dict[int, dict[str, float]]] = {
         "(a) glusterpy gfapi -> glusterpy bricks": {},
         "(b) GlusterFS FUSE -> glusterpy bricks": {},

@@ -17,6 +17,7 @@ from pathlib import Path
 from glusterpy.gfapi import Volume
 
 from .report import Section
+from .suite_protocol import drop_caches
 
 NAME = "local-io"
 TITLE = "gfapi on a local posix graph vs plain os calls"
@@ -102,15 +103,6 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def drop_caches() -> None:
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError:
-        pass  # not root: the "cold" reads come from the page cache too
 
 
 def measure(side, files: int, size: int, small: int) -> dict[str, float]:

@@ -21,18 +21,15 @@ and its ~10 s glfs_fini are not counted.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from .report import Section
-from .servers import GLUSTERFS_PORT, free_port, glusterfs_volume, port_24007, \
+from .suite_distribute import Glusterpyd
+from .suite_protocol import drop_caches
+from .servers import GLUSTERFS_PORT, glusterfs_volume, port_24007, \
     unique_volume_name
 
 NAME = "qemu"
@@ -51,15 +48,6 @@ def sizes(quick: bool) -> tuple[int, dict[int, int]]:
     if quick:
         return 64 * MiB, {64 * KiB: 512, 4 * KiB: 2048}
     return 512 * MiB, {64 * KiB: 8192, 4 * KiB: 32768}
-
-
-def drop_caches() -> None:
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError:
-        pass  # not root: reads may come from the page cache
 
 
 def qemu_img(*args: str, timeout: float = 900) -> str:
@@ -93,62 +81,20 @@ def contender(url: str, image_size: int, counts: dict[int, int]) -> dict[str, fl
     return out
 
 
-def _cli(port: int, *args: str) -> None:
-    from glusterpy.cli.main import main
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-        rc = main([args[0], "--remote-host", f"127.0.0.1:{port}", *args[1:]])
-    if rc:
-        raise RuntimeError(f"glusterpy {' '.join(args)}: {buf.getvalue()}")
-
-
-@contextlib.contextmanager
-def glusterpyd_volume(base: Path, vol: str):
-    """glusterpyd on a free port with a started one-brick volume; yields the
-    port.  The volume is stopped (its brick with it) before the daemon."""
-    port = free_port()
-    base.mkdir(parents=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "glusterpy.glusterd.main", "--workdir", str(base / "wd"),
-         "--port", str(port), "--address", "127.0.0.1",
-         "--log-file", str(base / "glusterpyd.log")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = False
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _cli(port, "volume", "list")
-                break
-            except RuntimeError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"glusterpyd did not start; see {base}/glusterpyd.log")
-                time.sleep(0.2)
-        _cli(port, "volume", "create", vol, f"127.0.0.1:{base / 'brick'}")
-        _cli(port, "volume", "start", vol)
-        started = True
-        yield port
-    finally:
-        if started:
-            with contextlib.suppress(RuntimeError):
-                _cli(port, "--mode=script", "volume", "stop", vol)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def run(work: Path, quick: bool = False) -> Section:
     image_size, counts = sizes(quick)
     load_before = os.getloadavg()
     results: dict[str, dict[str, float]] = {}
     vol = unique_volume_name("qbench")
     print(" (a) glusterpy", flush=True)
-    with glusterpyd_volume(work / "glusterpy", vol) as port:
-        results["glusterpy"] = contender(f"gluster://127.0.0.1:{port}/{vol}/bench.img",
+    gd = Glusterpyd(work / "glusterpy")
+    try:
+        gd.cli("volume", "create", vol, f"127.0.0.1:{work / 'glusterpy' / 'brick'}")
+        gd.cli("volume", "start", vol)
+        results["glusterpy"] = contender(f"gluster://127.0.0.1:{gd.port}/{vol}/bench.img",
                                          image_size, counts)
+    finally:
+        gd.stop()  # stops the volume, so its brick, before the daemon
     gvol = unique_volume_name("qbenchgf")
     print(" (b) GlusterFS 10", flush=True)
     with port_24007():

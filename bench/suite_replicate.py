@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import time
 import xml.etree.ElementTree as ET
@@ -41,7 +40,7 @@ from glusterpy.gfapi import Volume
 from .report import Section
 from .servers import GLUSTERFS_PORT, _wait_for, free_port, port_24007, unique_volume_name
 from .suite_distribute import (FuseMount, GfapiFiles, GlusterD, Glusterpyd, PosixFiles,
-                               make_bricks, measure)
+                               make_bricks, measure, require_glusterfs)
 
 NAME = "replicate"
 TITLE = "cluster/replicate: replica 3 vs distribute and vs GlusterFS 10, and heal speed"
@@ -107,9 +106,7 @@ def run(work: Path, quick: bool = False) -> list[Section]:
     per_thread = 50 if quick else 500
     size = (8 if quick else 128) * MiB
     heal_files, heal_size = (100, 16 << 10) if quick else (1000, 128 << 10)
-    for tool in ("glusterfs", "glusterd", "gluster"):
-        if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
-            raise RuntimeError(f"{tool} is not installed (make bench installs it)")
+    require_glusterfs()
     io: dict[str, dict[str, float]] = {label: {} for label in (A, B, C, D, E)}
     heal: dict[str, dict[str, float]] = {}
     load_before = os.getloadavg()
