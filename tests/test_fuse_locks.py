@@ -39,7 +39,8 @@ def locker(path: Path, script: str) -> subprocess.Popen:
         import errno, fcntl, os, signal, struct, sys, time
         f = os.open(sys.argv[1], os.O_RDWR)
     """) + textwrap.dedent(script)
-    return subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -164,6 +165,28 @@ def test_close_and_death_release_the_lock(two_mounts):
         wait_for(lambda: try_lock(b) == "locked", 10, "the killed holder's lock to go")
     finally:
         finish(h)
+
+
+def test_a_child_closing_inherited_fds_leaves_the_parents_lock(two_mounts):
+    """Every fork and exec closes the fds the child inherited; each close
+    is a FLUSH with the child's lock owner, which must not release the
+    parent's locks."""
+    a, b = fresh_file(two_mounts, "forked")
+    p = locker(a, """
+        import subprocess
+        fcntl.fcntl(f, fcntl.F_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0))
+        subprocess.run([sys.executable, "-c", "pass"], check=True)   # close_fds
+        if os.fork() == 0:
+            os._exit(0)                                             # exit closes f
+        os.wait()
+        print("locked", flush=True)
+        sys.stdin.readline()
+    """)
+    try:
+        assert line_of(p) == "locked"
+        assert try_lock(b) == "EAGAIN"
+    finally:
+        finish(p)
 
 
 def test_setlkw_waits_for_the_other_mount(two_mounts):

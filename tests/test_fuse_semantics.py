@@ -245,10 +245,19 @@ print(" ".join(out))
 """
 
 
+WITH_LOCKS = POSIX_ONLY + """
+volume s-locks
+    type features/locks
+    subvolumes s-posix
+end-volume
+"""
+
+
 def test_locks_between_processes_of_one_mount(tmp_path, cleanup):
     """fcntl and flock locks contend between two processes on one mount
-    (fcntl's held by the bricks' features/locks, flock's by the kernel)."""
-    m = mounted(tmp_path)
+    (fcntl's held by features/locks, flock's by the kernel)."""
+    m = Mount(tmp_path, volfile=WITH_LOCKS)
+    assert m.ok(), m.result.stderr
     cleanup(m)
     p = m.mnt / "lk"
     p.write_text("x")
@@ -265,6 +274,19 @@ def test_locks_between_processes_of_one_mount(tmp_path, cleanup):
         fcntl.lockf(f, fcntl.LOCK_UN)
         assert other() == "posix=got flock=busy"
     assert other() == "posix=got flock=got"  # close released them all
+
+
+def test_fcntl_locks_without_features_locks_are_enosys(tmp_path, cleanup):
+    """A graph without features/locks has nobody to keep fcntl locks:
+    storage/posix answers lk with ENOSYS, as GlusterFS's does."""
+    m = mounted(tmp_path)
+    cleanup(m)
+    (m.mnt / "lk").write_text("x")
+    with open(m.mnt / "lk", "r+") as f:
+        with pytest.raises(OSError) as e:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert e.value.errno == errno.ENOSYS
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # flock stays with the kernel
 
 
 GID_CACHE_PROBE = """

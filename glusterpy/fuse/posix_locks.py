@@ -13,12 +13,14 @@ the new session; libfuse reads the copy when the kernel's INIT request
 arrives - in the session loop, pyfuse3.main - and offers POSIX locks when
 both getlk and setlk are set.  So `install()`, called between pyfuse3.init
 and pyfuse3.main, fills those two slots of the session's copy with ctypes
-callbacks.  The table and the session pointer are found by their symbols
-in the extension's ELF symbol table and where the extension is mapped;
-the copy is found inside the session as the bytes equal to the table.
+callbacks (and takes over its flush slot, see below).  The table and the
+session pointer are found by their symbols in the extension's ELF symbol
+table and where the extension is mapped; the copy is found inside the
+session as the bytes equal to the table.
 Nothing is written unless everything matches what this was written
 against: both symbols exist, the table has the size of libfuse 3's (44
-slots), the copy is found, and its lock slots are empty.  Otherwise locks
+slots), the copy is found, its lock slots are empty and its flush slot
+is set.  Otherwise locks
 stay local to the mount, as before, and a warning says why.
 
 A callback runs inside pyfuse3's session loop (in trio's thread), copies
@@ -34,13 +36,16 @@ the waiting lock, the request is answered EINTR here a second later).
 
 The lock owner is the kernel's lock_owner for the request (one per open
 file table, i.e. per process for fcntl locks), as fuse-bridge uses it.
-flock(2) stays with the kernel (no flock handler, so libfuse does not ask
-for FUSE_CAP_FLOCK_LOCKS).  Limits: pyfuse3's flush does not pass the
-lock owner, so close(2) drops the locks taken through that open
-file (features/locks' flush with no owner) rather than the closing
-process's locks on the file; and a graph switch (a volfile change of the
-graph's shape) releases the old graph's fds and with them their locks -
-GlusterFS migrates them (getactivelk/setactivelk), glusterpy does not yet.
+close(2) must release the closing owner's locks and nobody else's, and
+only FLUSH tells which owner closes, so the flush slot is taken over as
+well: the same work as pyfuse3's flush (the bridge's flush), with that
+owner as the caller, so features/locks drops that owner's locks - a child
+closing the fds it inherited (every fork and exec does) leaves its
+parent's locks alone.  flock(2) stays with the kernel (no flock handler, so
+libfuse does not ask for FUSE_CAP_FLOCK_LOCKS).  Limit: a graph switch (a
+volfile change of the graph's shape) releases the old graph's fds and with
+them their locks - GlusterFS migrates them (getactivelk/setactivelk),
+glusterpy does not yet.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ import os
 import struct
 from pathlib import Path
 
+import pyfuse3
 import trio
 
 from ..fops import Caller, Flock, FopError, LockCmd, LockType, caller
@@ -62,7 +68,7 @@ log = logging.getLogger(__name__)
 #: struct fuse_lowlevel_ops of libfuse 3 (fuse_lowlevel.h): its slot count
 #: and the slots used here
 OPS_SLOTS = 44
-GETLK_SLOT, SETLK_SLOT = 31, 32
+FLUSH_SLOT, GETLK_SLOT, SETLK_SLOT = 17, 31, 32
 TABLE_SYMBOL = b"__pyx_v_7pyfuse3_fuse_ops"
 SESSION_SYMBOL = b"__pyx_v_7pyfuse3_session"
 #: how far into struct fuse_session its copy of the table is looked for
@@ -99,6 +105,7 @@ GETLK_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINT
 SETLK_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(FileInfo),
                             ctypes.POINTER(CFlock), ctypes.c_int)
 INTERRUPT_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+FLUSH_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.POINTER(FileInfo))
 
 #: fcntl's lock types <-> GlusterFS's (the numbers differ between platforms)
 TO_GF = {fcntl.F_RDLCK: LockType.RDLCK, fcntl.F_WRLCK: LockType.WRLCK,
@@ -151,7 +158,6 @@ def mapped_base(path: str) -> int | None:
 def session_ops():
     """The running session's copy of the operations table, as an array of
     pointers, or the reason it cannot be found."""
-    import pyfuse3
     path = getattr(pyfuse3, "__file__", None)
     if not path or not path.endswith(".so"):
         return None, "pyfuse3 is not its compiled extension"
@@ -243,6 +249,15 @@ def _on_setlk(mount, req, ino, fi, lock, sleep) -> None:
     mount.nursery.start_soon(mount._setlk_task, req, who, fh, flock, waiter)
 
 
+@FLUSH_FN
+@_guarded("flush")
+def _on_flush(mount, req, ino, fi) -> None:
+    ctx = _libfuse().fuse_req_ctx(req).contents
+    who = Caller(uid=ctx.uid, gid=ctx.gid, pid=ctx.pid,
+                 lk_owner=int(fi.contents.lock_owner).to_bytes(8, "little"))
+    mount.nursery.start_soon(mount._flush_task, req, who, int(fi.contents.fh))
+
+
 @INTERRUPT_FN
 def _on_interrupt(req, data) -> None:
     try:
@@ -276,13 +291,14 @@ class PosixLocks:
         if ops is None:
             log.warning("fcntl locks stay local to this mount: %s", why)
             return False
-        if ops[GETLK_SLOT] or ops[SETLK_SLOT]:
-            log.warning("fcntl locks stay local to this mount: pyfuse3 has lock handlers "
-                        "of its own now - use them")
+        if ops[GETLK_SLOT] or ops[SETLK_SLOT] or not ops[FLUSH_SLOT]:
+            log.warning("fcntl locks stay local to this mount: pyfuse3's lock and flush "
+                        "handlers are not the ones this was written for")
             return False
         _libfuse()
         ops[GETLK_SLOT] = ctypes.cast(_on_getlk, ctypes.c_void_p).value
         ops[SETLK_SLOT] = ctypes.cast(_on_setlk, ctypes.c_void_p).value
+        ops[FLUSH_SLOT] = ctypes.cast(_on_flush, ctypes.c_void_p).value
         _active = self
         self.installed = True
         return True
@@ -351,6 +367,24 @@ class PosixLocks:
         finally:
             # before the reply: libfuse frees req with it, and may reuse it
             self._waiting.pop(req, None)
+        _libfuse().fuse_reply_err(req, err)
+
+    async def _flush_task(self, req, who: Caller, fh: int) -> None:
+        """pyfuse3's flush, with the closing process's lock owner: close(2)
+        releases that owner's locks on the file (features/locks' flush),
+        and only theirs - a child that closes the fds it inherited (every
+        fork and exec does) leaves its parent's locks alone."""
+        token = caller.set(who)
+        try:
+            await self.bridge.flush(fh)
+            err = 0
+        except pyfuse3.FUSEError as e:
+            err = e.errno
+        except Exception:
+            log.exception("flush")
+            err = errno.EIO
+        finally:
+            caller.reset(token)
         _libfuse().fuse_reply_err(req, err)
 
     async def _interrupt_task(self, waiter: _Waiter) -> None:
