@@ -33,3 +33,18 @@ def stack(volfile):
 
 test_posix_conformance = conformance_tests(stack(POSIX))
 test_io_cache_conformance = conformance_tests(stack(IO_CACHE))
+
+
+async def test_the_suites_run_on_the_stacks_they_name(tmp_path):
+    """A volfile that lost its top translator would run the suite on bare
+    posix, and it would still pass: check each stack's shape."""
+    for label, volfile, shape in (("posix", POSIX, ["storage/posix"]),
+                                  ("io-cache", IO_CACHE,
+                                   ["performance/io-cache", "storage/posix"])):
+        (tmp_path / label).mkdir()
+        async with stack(volfile)(tmp_path / label) as graph:
+            types, xl = [], graph.top
+            while xl is not None:
+                types.append(xl.type_name)
+                xl = xl.children[0] if xl.children else None
+            assert types == shape

@@ -31,3 +31,9 @@ async def three_bricks(tmp_path):
 
 
 test_distribute_conformance = conformance_tests(three_bricks)
+
+
+async def test_the_suite_runs_on_three_distributed_bricks(tmp_path):
+    async with three_bricks(tmp_path) as graph:
+        assert graph.top.type_name == "cluster/distribute"
+        assert [c.type_name for c in graph.top.children] == ["storage/posix"] * 3

@@ -32,3 +32,18 @@ async def network_factory(tmp_path):
 
 
 test_network_replica3_conformance = conformance_tests(network_factory)
+
+
+async def test_the_suites_run_on_the_stacks_they_name(tmp_path):
+    """Replicate on top with as many brick stacks as the suite's name says,
+    features/arbiter on the arbiter's third brick only."""
+    for label, factory, n, arbiters in (
+            ("r2", local_factory(2), 2, 0), ("r3", local_factory(3), 3, 0),
+            ("arb", local_factory(3, {"arbiter-count": "1"}, arbiter=True), 3, 1)):
+        (tmp_path / label).mkdir()
+        async with factory(tmp_path / label) as graph:
+            assert graph.top.type_name == "cluster/replicate"
+            assert len(graph.top.children) == n
+            types = [xl.type_name for xl in graph.by_name.values()]
+            assert types.count("features/arbiter") == arbiters
+            assert types.count("storage/posix") == n
