@@ -144,6 +144,25 @@ class Translator:
             raise RuntimeError(f"{self.name}: spawn() before the graph runs")
         self.nursery.start_soon(async_fn, *args, name=name or f"{self.name}:{async_fn.__name__}")
 
+    async def put_with_own_fops(self, loc, mode, umask, flags, data, offset, xattrs,
+                                xdata=None):
+        """put as GlusterFS's posix_put does it: create, write, set xattrs,
+        flush, fstat and release, each through this translator's own fops -
+        so a translator that lays files out its own way (stripe, bd) puts
+        them its own way too."""
+        fd = fops.Fd(flags=flags)
+        created = await self.create(loc, flags, mode, umask, fd, xdata)
+        fd.gfid = created.iatt.gfid
+        try:
+            await self.writev(fd, data, offset, flags, None)
+            if xattrs:
+                await self.fsetxattr(fd, xattrs, 0, None)
+            await self.flush(fd, None)
+            iatt = (await self.fstat(fd, None)).iatt
+        finally:
+            await self.release(fd, None)
+        return fops.EntryReply(iatt, created.preparent, created.postparent)
+
     def dump_state(self) -> dict:
         """Private state for statedumps and tests."""
         return {}

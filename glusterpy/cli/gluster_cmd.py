@@ -379,24 +379,30 @@ def format_info(vol: dict) -> str:
     return "\n".join(lines)
 
 
-def v_info(client, opts, w) -> int:
+def _show_volumes(client, opts, w, verb: str, one: str, every: str, formatter) -> int:
+    """`volume info|status [all|<VOLNAME>]`: one volume's document (GET of
+    /api/v1/volumes/NAME + `one`) or every volume's (GET of `every`)."""
     if len(w) > 1:
-        raise Usage("volume info [all|<VOLNAME>]")
+        raise Usage(f"volume {verb} [all|<VOLNAME>]")
     try:
         if w and w[0] != "all":
-            vols = [client.call("GET", f"/api/v1/volumes/{quote_path(w[0])}")]
+            docs = [client.call("GET", f"/api/v1/volumes/{quote_path(w[0])}{one}")]
         else:
-            vols = client.call("GET", "/api/v1/volumes")["volumes"]
+            docs = client.call("GET", every)["volumes"]
     except ApiFailure as e:
-        return _fail("volume info", e)
+        return _fail(f"volume {verb}", e)
     if opts.json:
-        _json({"volumes": vols})
+        _json({"volumes": docs})
         return 0
-    if not vols:
+    if not docs:
         print("No volumes present")
-    for vol in vols:
-        print(format_info(vol))
+    for doc in docs:
+        print(formatter(doc))
     return 0
+
+
+def v_info(client, opts, w) -> int:
+    return _show_volumes(client, opts, w, "info", "", "/api/v1/volumes", format_info)
 
 
 def v_list(client, opts, w) -> int:
@@ -444,22 +450,7 @@ def format_status(st: dict) -> str:
 
 
 def v_status(client, opts, w) -> int:
-    if len(w) > 1:
-        raise Usage("volume status [all|<VOLNAME>]")
-    try:
-        if w and w[0] != "all":
-            sts = [client.call("GET", f"/api/v1/volumes/{quote_path(w[0])}/status")]
-        else:
-            sts = client.call("GET", "/api/v1/status")["volumes"]
-    except ApiFailure as e:
-        return _fail("volume status", e)
-    if opts.json:
-        _json({"volumes": sts})
-        return 0
-    if not sts:
-        print("No volumes present")
-    print("\n".join(format_status(st) for st in sts))
-    return 0
+    return _show_volumes(client, opts, w, "status", "/status", "/api/v1/status", format_status)
 
 
 def v_add_brick(client, opts, w) -> int:

@@ -856,20 +856,7 @@ class Stripe(Translator):
 
     # -- fops built from this translator's own ----------------------------------
 
-    async def put(self, loc, mode, umask, flags, data, offset, xattrs, xdata=None):
-        """create, write, set xattrs and close, as GlusterFS's posix_put does
-        them - here through stripe's own fops, so the file is striped."""
-        fd = Fd(flags=flags)
-        created = await self.create(loc, flags, mode, umask, fd, xdata)
-        try:
-            await self.writev(fd, data, offset, flags, None)
-            if xattrs:
-                await self.fsetxattr(fd, xattrs, 0, None)
-            await self.flush(fd, None)
-            iatt = (await self.fstat(fd, None)).iatt
-        finally:
-            await self.release(fd, None)
-        return EntryReply(iatt, created.preparent, created.postparent)
+    put = Translator.put_with_own_fops  # so the new file is striped
 
     async def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags, xdata=None):
         """readv from one fd and writev to the other, through this

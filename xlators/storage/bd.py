@@ -779,21 +779,7 @@ class BD(Translator):
             dst.mtime_ns = time.time_ns()
         return CopyRangeReply(await self._iatt(src), pre, await self._iatt(dst), count)
 
-    async def put(self, loc, mode, umask, flags, data, offset, xattrs, xdata=None):
-        """create, write, set xattrs and close in one fop, through this
-        translator's own fops (as posix_put does)."""
-        fd = fops.Fd(flags=flags)
-        created = await self.create(loc, flags, mode, umask, fd, xdata)
-        fd.gfid = created.iatt.gfid
-        try:
-            await self.writev(fd, data, offset, flags, None)
-            if xattrs:
-                await self.fsetxattr(fd, xattrs, 0, None)
-            await self.flush(fd, None)
-            iatt = (await self.fstat(fd, None)).iatt
-        finally:
-            await self.release(fd, None)
-        return EntryReply(iatt, created.preparent, created.postparent)
+    put = Translator.put_with_own_fops  # so the new file is an LV
 
     # -- directory ---------------------------------------------------------------
 

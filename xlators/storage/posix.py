@@ -1042,20 +1042,7 @@ class Posix(Translator):
         return CopyRangeReply(self._fd_iatt(src, touch=self._atime_asked()), pre_dst, post_dst,
                               count)
 
-    async def put(self, loc, mode, umask, flags, data, offset, xattrs, xdata=None):
-        """posix_put: create, write, set xattrs and close in one fop, through
-        this translator's own fops as GlusterFS does with syncops."""
-        fd = fops.Fd(flags=flags)
-        created = await self.create(loc, flags, mode, umask, fd, xdata)
-        try:
-            await self.writev(fd, data, offset, flags, None)
-            if xattrs:
-                await self.fsetxattr(fd, xattrs, 0, None)
-            await self.flush(fd, None)
-            iatt = (await self.fstat(fd, None)).iatt
-        finally:
-            await self.release(fd, None)
-        return EntryReply(iatt, created.preparent, created.postparent)
+    put = Translator.put_with_own_fops  # posix_put, through the syncops of this translator
 
     # -- fops GlusterFS's posix leaves to other translators -----------------
     # posix_lk, posix_inodelk, ... answer ENOSYS: "features/locks is not loaded"
