@@ -927,17 +927,7 @@ async def _entry_crawl(h: _Heal, gfid, fd, child: int, full: bool, is_source: bo
         else:
             return False
     if names is None:
-        names = []
-        offset = 0
-        while True:
-            got = await h.one(child, lambda i: afr.children[i].readdir(fd, _DIR_CHUNK, offset,
-                                                                       None))
-            if not got.entries:
-                break
-            for e in got.entries:
-                offset = e.off
-                if e.name not in (".", ".."):
-                    names.append(e.name)
+        names = [e.name async for e in _dir_entries(h, child, fd)]
     mismatch = False
     for name in names:
         if gfid == ROOT_GFID and afr._is_private_dir(name):
@@ -978,20 +968,26 @@ async def _list_dir(h: _Heal, child: int, dir_gfid: GFID, xdata=None) -> list[st
     sub = h.afr.children[child]
     fd = Fd(gfid=dir_gfid, is_dir=True)
     await h.one(child, lambda i: sub.opendir(Loc(gfid=dir_gfid), fd, None))
-    names: list[str] = []
     try:
-        offset = 0
-        while True:
-            got = await h.one(child, lambda i: sub.readdir(fd, _DIR_CHUNK, offset, xdata))
-            if not got.entries:
-                break
-            for e in got.entries:
-                offset = e.off
-                if e.name not in (".", ".."):
-                    names.append(e.name)
+        return [e.name async for e in _dir_entries(h, child, fd, xdata=xdata)]
     finally:
         await h.on([child], lambda i: sub.releasedir(fd, None))
-    return names
+
+
+async def _dir_entries(h: _Heal, child: int, fd: Fd, *, plus: bool = False, xdata=None):
+    """The entries of a directory open on one child, but . and .., read
+    in chunks with readdir (readdirp when `plus`)."""
+    sub = h.afr.children[child]
+    offset = 0
+    while True:
+        got = await h.one(child, lambda i: (sub.readdirp if plus else sub.readdir)(
+            fd, _DIR_CHUNK, offset, xdata))
+        if not got.entries:
+            return
+        for e in got.entries:
+            offset = e.off
+            if e.name not in (".", ".."):
+                yield e
 
 
 async def _heal_dirent(h: _Heal, pgfid: GFID, name: str) -> None:
@@ -1524,27 +1520,19 @@ async def _full_sweep(afr: "Replicate", child: int, root: GFID, stats: CrawlStat
         except FopError:
             continue
         try:
-            offset = 0
-            while True:
-                got = await h.one(child, lambda i: sub.readdirp(fd, _DIR_CHUNK, offset, None))
-                if not got.entries:
-                    break
-                for e in got.entries:
-                    offset = e.off
-                    if e.name in (".", "..") or e.iatt is None:
+            async for e in _dir_entries(h, child, fd, plus=True):
+                if e.iatt is None or gfid == ROOT_GFID and afr._is_private_dir(e.name):
+                    continue
+                try:
+                    await heal_name(afr, gfid, e.name)
+                except FopError as err:
+                    if err.errno == errno.EIO:
+                        stats.split_brain += 1
+                        stats.split_brain_gfids.append(e.iatt.gfid)
                         continue
-                    if gfid == ROOT_GFID and afr._is_private_dir(e.name):
-                        continue
-                    try:
-                        await heal_name(afr, gfid, e.name)
-                    except FopError as err:
-                        if err.errno == errno.EIO:
-                            stats.split_brain += 1
-                            stats.split_brain_gfids.append(e.iatt.gfid)
-                            continue
-                    await _count(heal_gfid(afr, e.iatt.gfid), e.iatt.gfid, stats)
-                    if e.iatt.is_dir:
-                        todo.append(e.iatt.gfid)
+                await _count(heal_gfid(afr, e.iatt.gfid), e.iatt.gfid, stats)
+                if e.iatt.is_dir:
+                    todo.append(e.iatt.gfid)
         finally:
             await h.on([child], lambda i: sub.releasedir(fd, None))
 
