@@ -381,15 +381,7 @@ class BD(Translator):
                                                   xdata)
             img = self._images.get(reply.iatt.gfid) or self._register(reply.iatt.gfid, name)
         img.iatt = reply.iatt
-        try:
-            self._check_mappable(img)
-            if flags & os.O_TRUNC and img.sized:
-                await self._truncate(img, 0, self._forced(xdata))
-        except BaseException:
-            await self.first_child.release(fd, None)
-            raise
-        fd.ctx[self] = _Open(img, flags)
-        img.openfds += 1
+        await self._open_image(img, fd, flags, xdata)
         return self._fix(reply)
 
     @_fop_errors
@@ -647,15 +639,7 @@ class BD(Translator):
         img = self._images.get(gfid) if gfid is not None else None
         if img is None:
             return reply     # not a file of ours (a directory opened as a file)
-        try:
-            self._check_mappable(img)
-            if flags & os.O_TRUNC and img.sized:
-                await self._truncate(img, 0, self._forced(xdata))
-        except BaseException:
-            await self.first_child.release(fd, None)
-            raise
-        fd.ctx[self] = _Open(img, flags)
-        img.openfds += 1
+        await self._open_image(img, fd, flags, xdata)
         return reply
 
     @_fop_errors
@@ -1308,6 +1292,19 @@ class BD(Translator):
 
     # ======================================================================
     # helpers: IO
+
+    async def _open_image(self, img: _Image, fd, flags: int, xdata) -> None:
+        """An fd the child opened becomes an open of `img` (O_TRUNC cuts
+        the LV); on failure the child's fd is released again."""
+        try:
+            self._check_mappable(img)
+            if flags & os.O_TRUNC and img.sized:
+                await self._truncate(img, 0, self._forced(xdata))
+        except BaseException:
+            await self.first_child.release(fd, None)
+            raise
+        fd.ctx[self] = _Open(img, flags)
+        img.openfds += 1
 
     def _check_mappable(self, img: _Image) -> None:
         if img.sized and img.map is None:
