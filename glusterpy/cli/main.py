@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import (bd_cmd, brick_cmd, gluster_cmd, mount_cmd, shd_cmd, volfile_cmd,
+from . import (bd_cmd, brick_cmd, gluster_cmd, mount_cmd, shd_cmd, token_cmd, volfile_cmd,
                volfile_server_cmd, vm_cmd)
 
 #: module -> each has `register(subparsers)` adding its subcommands
 COMMANDS = [volfile_cmd, brick_cmd, volfile_server_cmd, mount_cmd, gluster_cmd, bd_cmd,
-            shd_cmd, vm_cmd]
+            shd_cmd, vm_cmd, token_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,8 +64,10 @@ import trio
 
 from ..options import OptionError
 from . import heal, volgen
+from .. import localsock
 from .daemon import VERSION, Glusterd, OpFailed
 from .http import ApiError, Request, Response
+from .trust import ROLES, TOKEN_NAME, TrustError
 from . import rebalance_api
 
 
@@ -78,20 +80,100 @@ class Route:
     body: dict | None = None  # JSON schema of the request body
     query: tuple[str, ...] = ()
     internal: bool = False
+    #: see ACCESS; by default GET reads, other methods write, internal routes
+    #: are for peers
+    access: str | None = None
+
+    def __post_init__(self):
+        if self.access is None:
+            self.access = "peer" if self.internal else \
+                "read" if self.method == "GET" else "write"
+        assert self.access in ACCESS, self.access
 
     def regex(self) -> re.Pattern:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
 
 
+# -- who may do what ------------------------------------------------------------
+
+#: what a route needs (Route.access):
+#:   public  anyone (the API's description)
+#:   read    a local administrator, any token, a peer
+#:   write   a local administrator or an admin token
+#:   local   a local administrator only (tokens are made and revoked on the node)
+#:   peer    a member of this node's pool (its pinned certificate)
+#:   join    anyone: the node itself refuses unless it is in no pool (glusterd/daemon.py)
+ACCESS = ("public", "read", "write", "local", "peer", "join")
+
+
+def principal(gd: Glusterd, req: Request) -> dict:
+    """Who the caller is, from what the connection proved (glusterd/trust.py):
+    {"kind": local|peer|token|bad-token|anonymous, "role": ..., ...}."""
+    conn = req.conn
+    if conn.get("transport") == "unix":
+        uid = conn.get("uid")
+        if uid is not None and localsock.trusted_uid(uid):
+            return {"kind": "local", "role": "admin", "uid": uid}
+        return {"kind": "anonymous", "uid": uid}
+    cert = conn.get("cert")
+    if cert:
+        for peer in gd.peers.values():
+            if peer.get("fingerprint") == cert:
+                return {"kind": "peer", "role": "peer", "peer": peer["uuid"]}
+    auth = req.headers.get("authorization", "")
+    scheme, _, credential = auth.partition(" ")
+    if scheme.lower() == "bearer" and credential.strip():
+        found = gd.trust.tokens.check(credential.strip())
+        if found is None:
+            return {"kind": "bad-token"}
+        return {"kind": "token", "role": found[1], "token": found[0]}
+    return {"kind": "anonymous"}
+
+
 def _who(req: Request) -> dict:
-    uid = req.headers.get("x-connection-uid")
-    who = {"user": req.headers.get("x-glusterpy-user"),
-           "uid": int(uid) if uid else None,
-           "claimed-uid": req.headers.get("x-glusterpy-uid"),
-           "address": req.peer[0] if req.peer else None}
-    if req.headers.get("x-glusterpy-node"):
-        who["peer"] = req.headers["x-glusterpy-node"]
+    """For the audit log: who asked (as proved) and from where; the user
+    name the CLI sends is kept as a claim only."""
+    who = dict(req.conn.get("principal") or {})
+    who.pop("role", None)
+    who["via"] = req.conn.get("transport")
+    who["address"] = req.conn.get("address") or (req.peer[0] if req.peer else None)
+    if req.headers.get("x-glusterpy-user"):
+        who["user"] = req.headers["x-glusterpy-user"]
     return who
+
+
+def authorize(gd: Glusterd, req: Request, access: str) -> None:
+    """ApiError 401/403 unless the caller may use a route needing `access`;
+    every refusal is written to the audit log."""
+    p = principal(gd, req)
+    req.conn["principal"] = p
+    kind, role = p["kind"], p.get("role")
+    if access in ("public", "join"):
+        return
+    if access == "peer":
+        if kind == "peer":
+            return
+        refusal = (403, f"{req.path} is for members of this node's pool only")
+    elif access == "local":
+        if kind == "local":
+            return
+        refusal = (403, "tokens are managed on the node itself: run `glusterpy token ...` "
+                        "there, as root")
+    elif kind == "local" or role == "admin" or (access == "read" and role in ("read-only",
+                                                                               "peer")):
+        return
+    elif kind == "anonymous":
+        refusal = (401, "authentication required: send Authorization: Bearer TOKEN (make "
+                        "one on the node with `glusterpy token create NAME --role "
+                        "admin|read-only`), or run the CLI on the node as root")
+    elif kind == "bad-token":
+        refusal = (401, "the token is not valid on this node (unknown, revoked or "
+                        "mistyped)")
+    else:
+        refusal = (403, f"{'a read-only token' if role == 'read-only' else 'a peer'} may not "
+                        f"change state ({req.method} {req.path})")
+    gd.audit(_who(req), f"{req.method} {req.path}", {}, f"refused: {refusal[1]}")
+    raise ApiError(*refusal)
 
 
 def _flag(value) -> bool:
@@ -377,16 +459,44 @@ async def get_log(gd, req):
     return Response(200, {"entries": entries})
 
 
+# -- tokens (local administrators only) -----------------------------------------
+
+
+async def get_tokens(gd, req):
+    return Response(200, {"tokens": gd.trust.tokens.listing()})
+
+
+async def post_token(gd, req):
+    body = req.json()
+    name, role = body.get("name"), body.get("role", "read-only")
+    args = {"name": name, "role": role}
+    try:
+        token = gd.trust.tokens.create(name, role, gd.trust.fingerprint)
+    except TrustError as e:
+        gd.audit(_who(req), "token create", args, f"failed: {e}")
+        raise ApiError(409 if "exists" in str(e) else 400, str(e)) from None
+    gd.audit(_who(req), "token create", args, "success")
+    return Response(201, {"name": name, "role": role, "token": token})
+
+
+async def delete_token(gd, req):
+    name = req.params["name"]
+    try:
+        gd.trust.tokens.revoke(name)
+    except TrustError as e:
+        gd.audit(_who(req), "token revoke", {"name": name}, f"failed: {e}")
+        raise ApiError(404, str(e)) from None
+    gd.audit(_who(req), "token revoke", {"name": name}, "success")
+    return Response(200, {"message": f"token {name} revoked"})
+
+
 # -- peer handlers -------------------------------------------------------------
 
 
-def _from_peer(gd, req, allow_new: bool = False) -> str:
-    node = req.headers.get("x-glusterpy-node")
-    if not node:
-        raise ApiError(400, "peer calls must name the calling node (X-Glusterpy-Node)")
-    if node not in gd.peers and not allow_new:
-        raise ApiError(400, f"node {node} is not a peer of this cluster")
-    return node
+def _from_peer(gd, req) -> str:
+    """The uuid of the calling peer, as its certificate proved it (`authorize`
+    let only members through)."""
+    return req.conn["principal"]["peer"]
 
 
 def _peer_op(fn):
@@ -436,12 +546,19 @@ async def cluster_leave(gd, req, body):
 
 
 async def cluster_join(gd, req):
-    _from_peer(gd, req, allow_new=True)
     body = req.json()
+    nodes, volumes = body.get("nodes"), body.get("volumes", {})
+    if not isinstance(nodes, list) or not nodes or not isinstance(volumes, dict):
+        raise ApiError(400, "a join needs {\"nodes\": [...], \"volumes\": {...}}")
+    if gd.peers or gd.volumes:
+        why = (f"{gd.names[0]} is already part of another cluster" if gd.peers else
+               f"{gd.names[0]} has volumes configured")
+        gd.audit(_who(req), "peer probe", {}, f"refused: {why}")
+        raise ApiError(403, why)
     try:
-        info = await gd.join(body.get("nodes", []), body.get("volumes", {}),
-                             req.peer[0] if req.peer else None)
+        info = await gd.join(nodes, volumes, req.peer[0] if req.peer else None)
     except OpFailed as e:
+        gd.audit(_who(req), "peer probe", {}, f"refused: {e}")
         raise ApiError(400, str(e)) from None
     gd.audit(_who(req), "peer probe", {}, "success (this node joined the cluster)")
     return Response(200, info)
@@ -468,7 +585,7 @@ _BRICKS = {"type": "array", "items": {"type": "string", "pattern": "^[^:]+:/.*$"
 _COUNT = {"type": "integer", "minimum": 1}
 
 ROUTES = [
-    Route("GET", "/api/v1/openapi.json", get_openapi, "This document."),
+    Route("GET", "/api/v1/openapi.json", get_openapi, "This document.", access="public"),
     Route("GET", "/api/v1/node", get_node, "This node's identity."),
     Route("GET", "/api/v1/peers", get_peers, "peer status"),
     Route("POST", "/api/v1/peers", post_peer, "peer probe",
@@ -536,6 +653,13 @@ ROUTES = [
                                    "a path from the volume's root, or gfid:UUID"},
                           "brick": {"type": "string", "pattern": "^[^:]+:/.*$",
                                     "description": "source-brick: HOST:/PATH"}}}),
+    Route("GET", "/api/v1/tokens", get_tokens, "token list", access="local"),
+    Route("POST", "/api/v1/tokens", post_token, "token create: the token is shown once",
+          {"type": "object", "required": ["name"],
+           "properties": {"name": {"type": "string", "pattern": TOKEN_NAME.pattern},
+                          "role": {"type": "string", "enum": list(ROLES)}}},
+          access="local"),
+    Route("DELETE", "/api/v1/tokens/{name}", delete_token, "token revoke", access="local"),
     # between peers
     Route("POST", "/api/v1/cluster/lock", cluster_lock, "take the cluster lock", internal=True),
     Route("POST", "/api/v1/cluster/unlock", cluster_unlock, "release it", internal=True),
@@ -543,7 +667,7 @@ ROUTES = [
     Route("POST", "/api/v1/cluster/commit", cluster_commit, "commit (or roll back) a plan",
           internal=True),
     Route("POST", "/api/v1/cluster/join", cluster_join, "join the caller's cluster",
-          internal=True),
+          internal=True, access="join"),
     Route("POST", "/api/v1/cluster/peers", cluster_add_peer, "record a new peer",
           internal=True),
     Route("DELETE", "/api/v1/cluster/peers/{uuid}", cluster_remove_peer, "forget a peer",
@@ -571,6 +695,7 @@ def make_app(gd: Glusterd):
                 allowed.append(route.method)
                 continue
             req.params = m.groupdict()
+            authorize(gd, req, route.access)
             if route.body is None and req.body and req.method in ("GET", "DELETE"):
                 raise ApiError(400, f"{req.method} {req.path} takes no request body")
             return await route.handler(gd, req)
@@ -592,25 +717,46 @@ def openapi() -> dict:
                    for q in r.query]
         op = {"summary": r.summary, "operationId": r.handler.__name__,
               "tags": ["peer-to-peer" if r.internal else "management"],
+              "x-access": r.access,
               "responses": {"200": {"description": "done", "content": {
                   "application/json": {"schema": getattr(r, "response_schema", None) or
                                        {"type": "object"}}}},
-                  "400": error, "404": error, "409": error}}
+                  "400": error, "401": error, "403": error, "404": error, "409": error}}
+        if r.access in ("public", "join"):
+            op["security"] = []
+        elif r.access in ("peer", "local"):
+            # no token opens these: a pinned peer certificate or the unix socket
+            op["security"] = [{"peerCertificate": []}] if r.access == "peer" else []
+            op["description"] = ("Members of the pool only (mutual TLS with a pinned node "
+                                 "certificate)." if r.access == "peer" else
+                                 "Local administrators only (the unix socket).")
         if params:
             op["parameters"] = params
         if r.body is not None:
             op["requestBody"] = {"required": bool(r.body.get("required")), "content": {
                 "application/json": {"schema": r.body}}}
         paths.setdefault(r.pattern, {})[r.method.lower()] = op
-    return {"openapi": "3.0.3",
+    schemes = {
+        "bearerToken": {"type": "http", "scheme": "bearer",
+                        "description": "`glusterpy token create NAME --role admin|read-only` "
+                                       "on the node; read-only tokens may GET only"},
+        "peerCertificate": {"type": "mutualTLS",
+                            "description": "a pool member's pinned node certificate"}}
+    # 3.1: the version that knows mutualTLS
+    return {"openapi": "3.1.0",
             "info": {"title": "glusterpyd management API", "version": VERSION,
                      "description": "The REST API of glusterpy's management daemon: "
                                     "peers, volumes, options, profiles, self-heal, "
-                                    "audit log."},
+                                    "audit log.  Over TCP every route but this document "
+                                    "needs a token (or, for peer routes, a member's "
+                                    "certificate); on the node, the unix socket "
+                                    "WORKDIR/run/glusterpyd.socket serves root as admin."},
             "paths": paths,
-            "components": {"schemas": {"Error": {
-                "type": "object", "required": ["error"],
-                "properties": {"error": {"type": "string"}}}}}}
+            "security": [{"bearerToken": []}],
+            "components": {"securitySchemes": schemes,
+                           "schemas": {"Error": {
+                               "type": "object", "required": ["error"],
+                               "properties": {"error": {"type": "string"}}}}}}
 
 
 __all__ = ["make_app", "openapi", "ROUTES"]

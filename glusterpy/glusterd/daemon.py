@@ -50,10 +50,12 @@ where glusterd reports success once glusterfsd is spawned.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import socket
+import ssl
 import time
 import uuid
 from pathlib import Path
@@ -61,14 +63,17 @@ from typing import Any
 
 import trio
 
+from .. import localsock, pki
+from ..localsock import SOCKET_NAME
 from .bricks import BrickProcess
-from .http import PeerUnreachable, request, serve_http
+from .http import PeerUnreachable, Response, request, serve_http
 from .ops import Cluster, prepare_brick_dirs, stage_local, unstamp
 from . import ops, volgen
 from .portmap import PortmapRegistry, _port_is_free
 from .rebalance import RebalanceService
 from .shd import ShdService
 from .store import Store
+from .trust import GLUSTERFS_CA, NodeTrust, peer_fingerprint
 from .volfile_server import VolfileServer
 
 log = logging.getLogger("glusterpy.glusterd")
@@ -102,11 +107,14 @@ class DaemonVolfileServer(VolfileServer):
 
 class PrefixedStream(trio.abc.HalfCloseableStream):
     """A stream whose first bytes were already read to see what it speaks:
-    they are given back first."""
+    they are given back first.  It exposes the raw socket (which the RPC
+    transport writes to directly) only for a plain TCP stream - never under
+    TLS, where writing to the socket would bypass the encryption."""
 
-    def __init__(self, stream: trio.SocketStream, prefix: bytes):
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes):
         self.stream = stream
-        self.socket = stream.socket
+        if isinstance(stream, trio.SocketStream):
+            self.socket = stream.socket
         self._prefix = prefix
 
     async def receive_some(self, max_bytes=None):
@@ -123,38 +131,55 @@ class PrefixedStream(trio.abc.HalfCloseableStream):
         await self.stream.wait_send_all_might_not_block()
 
     async def send_eof(self):
-        await self.stream.send_eof()
+        if isinstance(self.stream, trio.abc.HalfCloseableStream):
+            await self.stream.send_eof()
+        else:
+            await self.stream.aclose()
 
     async def aclose(self):
         await self.stream.aclose()
 
 
-def tcp_peer_uid(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
-    """The uid owning the client end of a loopback TCP connection, from
-    /proc/net/tcp[6] (the kernel's word, unlike a header the client sends)."""
-    def hexaddr(addr: tuple[str, int], v6: bool) -> str | None:
-        try:
-            if v6:
-                packed = socket.inet_pton(socket.AF_INET6, addr[0])
-                words = [packed[i:i + 4][::-1].hex().upper() for i in range(0, 16, 4)]
-                return "".join(words) + f":{addr[1]:04X}"
-            packed = socket.inet_aton(addr[0])
-            return packed[::-1].hex().upper() + f":{addr[1]:04X}"
-        except OSError:
-            return None
-    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
-        want_local, want_remote = hexaddr(remote, v6), hexaddr(local, v6)
-        if want_local is None:
-            continue
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if len(f) > 7 and f[1] == want_local and f[2] == want_remote:
-                return int(f[7])
-    return None
+#: first byte of a TLS handshake record
+TLS_HANDSHAKE = 0x16
+
+
+async def _refuse_plain_text(req) -> Response:
+    return Response(403, {"error": "management TLS is on (secure-access): connect with TLS "
+                                   "(https://...)"})
+
+
+async def _first_bytes(stream: trio.abc.Stream) -> bytes | None:
+    try:
+        with trio.fail_after(60):
+            return await stream.receive_some(65536) or None
+    except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError,
+            ssl.SSLError):
+        return None
+
+
+def _check_member(node) -> None:
+    """OpFailed unless `node` is a member record a join may carry: uuid,
+    host names, port and certificate, each well-formed."""
+    if not isinstance(node, dict):
+        raise OpFailed("a join's members must be objects")
+    try:
+        uuid.UUID(str(node.get("uuid")))
+    except ValueError:
+        raise OpFailed(f"member uuid {node.get('uuid')!r} is not a uuid") from None
+    names = node.get("hostnames")
+    if not isinstance(names, list) or not names or \
+            not all(isinstance(h, str) and h and len(h) < 256 for h in names):
+        raise OpFailed(f"member {node['uuid']}: hostnames must be a list of names")
+    port = node.get("port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise OpFailed(f"member {node['uuid']}: port {port!r} is not a TCP port")
+    if not isinstance(node.get("cert"), str):
+        raise OpFailed(f"member {node['uuid']}: a join must carry every member's certificate")
+    try:
+        pki.fingerprint_of_pem(node["cert"])
+    except ValueError as e:
+        raise OpFailed(f"member {node['uuid']}: bad certificate ({e})") from None
 
 
 class Glusterd:
@@ -162,9 +187,11 @@ class Glusterd:
 
     def __init__(self, workdir: str | os.PathLike = DEFAULT_WORKDIR, *,
                  address: str = "0.0.0.0", port: int = DEFAULT_PORT,
-                 hostname: str | None = None):
+                 hostname: str | None = None, brick_roots=None):
         self.store = Store(workdir)
         self.workdir = self.store.root
+        #: where this node's bricks may be (ops.brick_roots; None: the defaults)
+        self.brick_roots: tuple[str, ...] = ops.brick_roots(brick_roots, self.workdir)
         self.address = address
         self.port = port
         self.node = self.store.open()
@@ -172,6 +199,9 @@ class Glusterd:
         names = [n for n in (hostname, address) if n and n not in ("0.0.0.0", "::")]
         self.names: list[str] = names or [socket.gethostname()]
         self.peers: dict[str, dict] = self.store.peers()
+        #: this node's certificate, the TLS contexts and the API tokens
+        self.trust = NodeTrust(self.workdir, self.names[0])
+        self.socket_path = self.store.run_dir / SOCKET_NAME
         self.volumes: dict[str, dict] = self.store.volumes()
         self.portmap = PortmapRegistry()
         self.volfiles = DaemonVolfileServer(self.store.vols, self.portmap)
@@ -192,15 +222,17 @@ class Glusterd:
         listeners = await trio.open_tcp_listeners(self.port, host=self.address, backlog=1024)
         self.port = listeners[0].socket.getsockname()[1]
         self.volfiles.address, self.volfiles.port = self.address, self.port
+        local = await self._open_local_socket()
         from .api import make_app
         self.app = make_app(self)
-        log.info("glusterpyd %s (node %s) listening on %s:%d, workdir %s", VERSION, self.uuid,
-                 self.address, self.port, self.workdir)
+        log.info("glusterpyd %s (node %s) listening on %s:%d and %s, workdir %s", VERSION,
+                 self.uuid, self.address, self.port, self.socket_path, self.workdir)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 self.volfiles.use_nursery(nursery)
                 nursery.start_soon(trio.serve_listeners, self._handle, listeners)
+                nursery.start_soon(trio.serve_listeners, self._handle_local, [local])
                 for name in list(self.volumes):
                     try:
                         await self._restore(name)
@@ -210,41 +242,123 @@ class Glusterd:
                 task_status.started(self.port)
         finally:
             self._nursery = None
+            self._close_local_socket()
+
+    async def _open_local_socket(self) -> trio.SocketListener:
+        """WORKDIR/run/glusterpyd.socket, owner-only, linked from the
+        registry the CLI looks in (glusterpy/localsock.py)."""
+        path = self.socket_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # a previous daemon's, or kill -9's leftover
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            await sock.bind(str(path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        link = localsock.registry_path(self.port)
+        try:
+            link.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            tmp = link.with_name(f".{link.name}.{os.getpid()}")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            tmp.symlink_to(path)
+            os.replace(tmp, link)
+            self._registry_link = link
+        except OSError as e:
+            self._registry_link = None
+            log.warning("cannot link %s to %s (%s): the CLI finds this daemon with "
+                        "--remote-host unix:%s only", link, path, e.strerror, path)
+        return trio.SocketListener(sock)
+
+    def _close_local_socket(self) -> None:
+        link = getattr(self, "_registry_link", None)
+        with contextlib.suppress(OSError):
+            if link is not None and os.readlink(link) == str(self.socket_path):
+                link.unlink()
+        with contextlib.suppress(OSError):
+            self.socket_path.unlink()
 
     @property
     def portmap_address(self) -> str:
         host = self.address if self.address not in ("0.0.0.0", "::", "") else "127.0.0.1"
         return f"{host}:{self.port}"
 
+    @property
+    def secure_access(self) -> bool:
+        """Management TLS (glusterd's /var/lib/glusterd/secure-access): with
+        WORKDIR/secure-access present, RPC and the REST API on the TCP port
+        are served over TLS only."""
+        return (self.workdir / "secure-access").exists()
+
+    def server_tls_context(self):
+        peer_certs = [p["cert"] for p in self.peers.values() if p.get("cert")]
+        return self.trust.server_context(peer_certs, GLUSTERFS_CA if self.secure_access
+                                         else None)
+
     async def _handle(self, stream: trio.SocketStream) -> None:
-        try:
-            with trio.fail_after(60):
-                first = await stream.receive_some(65536)
-        except (trio.TooSlowError, trio.BrokenResourceError, OSError):
-            await stream.aclose()
-            return
-        if not first:
-            await stream.aclose()
-            return
-        if first[0] & 0x80:  # an RPC record mark: the last-fragment bit
-            await self.volfiles.handle_stream(PrefixedStream(stream, first))
-            return
+        """One TCP connection: TLS or not, then RPC or HTTP (module docstring)."""
         try:
             peer = stream.socket.getpeername()[:2]
-            local = stream.socket.getsockname()[:2]
         except OSError:
-            peer = local = None
-        await serve_http(stream, self._app_for(peer, local), peer=peer, prefix=first)
+            await stream.aclose()
+            return
+        where = f"{peer[0]}:{peer[1]}"
+        first = await _first_bytes(stream)
+        if first is None:
+            await stream.aclose()
+            return
+        facts = {"transport": "tcp", "address": peer[0]}
+        inner: trio.abc.Stream = stream
+        if first[0] == TLS_HANDSHAKE:
+            inner = trio.SSLStream(PrefixedStream(stream, first), self.server_tls_context(),
+                                   server_side=True)
+            try:
+                with trio.fail_after(60):
+                    await inner.do_handshake()
+            except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as e:
+                log.info("TLS handshake with %s failed: %s", where, e)
+                await stream.aclose()
+                return
+            facts.update(transport="tls", cert=peer_fingerprint(inner))
+            first = await _first_bytes(inner)
+            if first is None:
+                await inner.aclose()
+                return
+        elif self.secure_access:
+            log.info("plain-text connection from %s refused: management TLS is on "
+                     "(%s)", where, self.workdir / "secure-access")
+            if not first[0] & 0x80:
+                await serve_http(stream, _refuse_plain_text, prefix=first)
+            else:
+                await stream.aclose()
+            return
+        if first[0] & 0x80:  # an RPC record mark: the last-fragment bit
+            await self.volfiles.handle_stream(PrefixedStream(inner, first), peer=where)
+            return
+        await serve_http(inner, self.app, peer=peer, prefix=first, conn_facts=facts)
 
-    def _app_for(self, peer, local):
-        async def app(req):
-            req.headers["x-connection-uid"] = ""
-            if peer is not None and ops.is_loopback(peer[0]):
-                uid = tcp_peer_uid(local, peer)
-                if uid is not None:
-                    req.headers["x-connection-uid"] = str(uid)
-            return await self.app(req)
-        return app
+    async def _handle_local(self, stream: trio.SocketStream) -> None:
+        """A connection to the unix socket: HTTP from a local administrator
+        (the kernel says who: SO_PEERCRED), or RPC from a local process."""
+        try:
+            pid, uid, gid = localsock.peer_credentials(stream.socket)
+        except OSError:
+            await stream.aclose()
+            return
+        first = await _first_bytes(stream)
+        if first is None:
+            await stream.aclose()
+            return
+        if first[0] & 0x80:
+            await self.volfiles.handle_stream(PrefixedStream(stream, first),
+                                              peer=f"unix:pid{pid}")
+            return
+        await serve_http(stream, self.app, prefix=first,
+                         conn_facts={"transport": "unix", "uid": uid, "pid": pid})
 
     # -- identity ---------------------------------------------------------
 
@@ -391,7 +505,8 @@ class Glusterd:
                  if b["node"] == self.uuid and b.get("port")}
         try:
             result = stage_local(self.uuid, self.workdir, old, new, plan.get("force", False),
-                                 taken, lambda t: self.portmap.alloc_port(taken=t))
+                                 taken, lambda t: self.portmap.alloc_port(taken=t),
+                                 self.brick_roots)
         except ValueError as e:
             raise OpFailed(str(e)) from None
         try:
@@ -457,24 +572,26 @@ class Glusterd:
 
     async def call_peer(self, peer: dict, method: str, path: str, body: Any = None, *,
                         timeout: float = PEER_TIMEOUT) -> Any:
+        """Call a peer's API over TLS: we show our certificate, and its
+        certificate must be the one pinned for it (glusterd/trust.py)."""
         host, port = self._peer_address(peer)
         try:
-            status, doc = await request(host, port, method, path, body, timeout=timeout,
-                                        headers={"x-glusterpy-node": self.uuid})
+            reply = await request(host, port, method, path, body, timeout=timeout,
+                                  headers={"x-glusterpy-node": self.uuid},
+                                  tls=self.trust.client_context(),
+                                  pin=peer.get("fingerprint") or "(none pinned)")
         except PeerUnreachable as e:
             raise OpFailed(f"{host} is not connected ({e})") from None
-        if status >= 400:
-            raise OpFailed((doc or {}).get("error", f"HTTP {status}"))
-        return doc
+        if reply.status >= 400:
+            raise OpFailed((reply.doc or {}).get("error", f"HTTP {reply.status}"))
+        return reply.doc
 
     async def peer_connected(self, peer: dict) -> bool:
-        host, port = self._peer_address(peer)
         try:
-            status, doc = await request(host, port, "GET", "/api/v1/node",
-                                        timeout=PEER_CHECK_TIMEOUT)
-        except PeerUnreachable:
+            doc = await self.call_peer(peer, "GET", "/api/v1/node", timeout=PEER_CHECK_TIMEOUT)
+        except OpFailed:
             return False
-        return status == 200 and (doc or {}).get("uuid") == peer["uuid"]
+        return (doc or {}).get("uuid") == peer["uuid"]
 
     # -- the originator -------------------------------------------------------
 
@@ -576,41 +693,53 @@ class Glusterd:
 
     # -- peers ----------------------------------------------------------------
 
+    def me(self) -> dict:
+        """This node as its peers record it."""
+        return {"uuid": self.uuid, "hostnames": list(self.names), "port": self.port,
+                "cert": self.trust.cert_pem, "fingerprint": self.trust.fingerprint}
+
     async def probe(self, host: str, port: int, who: dict) -> str:
+        """Bring HOST:PORT into this pool.  Its certificate, as its TLS
+        handshake shows it, is pinned here and on every member: from now on
+        only that key speaks for it."""
         if ops.is_local_address(host) and port == self.port or host in self.names and \
                 port == self.port:
             return "Probe on localhost not needed"
         for peer in self.peers.values():
-            if host in peer["hostnames"]:
+            if host in peer["hostnames"] and peer["port"] == port:
                 return f"Host {host} port {peer['port']} already in peer list"
         try:
-            status, remote = await request(host, port, "GET", "/api/v1/node",
-                                           timeout=PEER_CHECK_TIMEOUT * 3)
+            hello = await request(host, port, "GET", "/api/v1/openapi.json",
+                                  timeout=PEER_CHECK_TIMEOUT * 3,
+                                  tls=self.trust.client_context(anonymous=True))
         except PeerUnreachable as e:
             raise OpFailed(f"Probe returned with Transport endpoint is not connected ({e})") \
                 from None
-        if status != 200 or "uuid" not in (remote or {}):
+        if hello.status != 200 or "openapi" not in (hello.doc or {}):
             raise OpFailed(f"{host}:{port} is not a glusterpyd")
-        if remote["uuid"] == self.uuid:
+        if hello.fingerprint == self.trust.fingerprint:
             return "Probe on localhost not needed"
-        if remote["uuid"] in self.peers:
-            self.peers[remote["uuid"]]["hostnames"].append(host)
-            self.store.save_peer(self.peers[remote["uuid"]])
+        known = next((p for p in self.peers.values()
+                      if p.get("fingerprint") == hello.fingerprint), None)
+        if known is not None:
+            if host not in known["hostnames"]:
+                known["hostnames"].append(host)
+                self.store.save_peer(known)
             return f"Host {host} port {port} already in peer list"
         txn = str(uuid.uuid4())
         peers = list(self.peers.values())
         locked = []
-        new_peer = {"uuid": remote["uuid"], "hostnames": [host], "port": port}
         try:
             self.take_lock(txn, f"probe of {host}")
             for peer in peers:
                 await self.call_peer(peer, "POST", "/api/v1/cluster/lock",
                                      {"txn": txn, "holder": f"probe of {host}"})
                 locked.append(peer)
-            me = {"uuid": self.uuid, "hostnames": self.names, "port": self.port}
-            nodes = [me] + peers
-            await self.call_peer(new_peer, "POST", "/api/v1/cluster/join",
-                                 {"nodes": nodes, "volumes": self.volumes})
+            nodes = [self.me()] + peers
+            joined = await self._join_call(host, port, hello.fingerprint,
+                                           {"nodes": nodes, "volumes": self.volumes})
+            new_peer = {"uuid": joined["uuid"], "hostnames": [host], "port": port,
+                        "cert": joined["cert"], "fingerprint": hello.fingerprint}
             for peer in peers:
                 await self.call_peer(peer, "POST", "/api/v1/cluster/peers",
                                      {"txn": txn, "peer": new_peer})
@@ -625,9 +754,33 @@ class Glusterd:
             self.release_lock(txn)
         return ""
 
+    async def _join_call(self, host: str, port: int, fingerprint: str, body: dict) -> dict:
+        """POST /cluster/join to the probed node, pinned to the certificate
+        it showed at the first contact; its answer must carry that
+        certificate (so members can pin it too) and a uuid."""
+        try:
+            reply = await request(host, port, "POST", "/api/v1/cluster/join", body,
+                                  timeout=PEER_TIMEOUT,
+                                  tls=self.trust.client_context(anonymous=True),
+                                  pin=fingerprint, headers={"x-glusterpy-node": self.uuid})
+        except PeerUnreachable as e:
+            raise OpFailed(f"{host} is not connected ({e})") from None
+        doc = reply.doc if isinstance(reply.doc, dict) else {}
+        if reply.status >= 400:
+            raise OpFailed(doc.get("error", f"HTTP {reply.status}"))
+        try:
+            if pki.fingerprint_of_pem(doc["cert"]) != fingerprint or \
+                    not isinstance(doc.get("uuid"), str):
+                raise ValueError("certificate mismatch")
+        except (KeyError, TypeError, ValueError) as e:
+            raise OpFailed(f"{host}:{port} answered the join with a bad identity ({e})") \
+                from None
+        return doc
+
     def add_peer(self, peer: dict) -> None:
         if peer["uuid"] == self.uuid:
             return
+        peer = dict(peer, fingerprint=pki.fingerprint_of_pem(peer["cert"]))
         known = self.peers.get(peer["uuid"])
         if known:
             for h in peer["hostnames"]:
@@ -638,7 +791,10 @@ class Glusterd:
         self.store.save_peer(peer)
 
     async def join(self, nodes: list[dict], volumes: dict, seen_as: str | None) -> dict:
-        """Become a peer of `nodes` (another node probed us)."""
+        """Become a peer of `nodes` (another node probed us), pinning the
+        certificate each of them carries."""
+        for node in nodes:
+            _check_member(node)
         if self.peers:
             raise OpFailed(f"{self.names[0]} is already part of another cluster")
         if self.volumes:
@@ -653,7 +809,7 @@ class Glusterd:
             self.store.save_volume(vol, volgen.volfiles(vol))
             self.volumes[name] = vol
             await self._reconcile(name, {})
-        return self.node_info()
+        return dict(self.node_info(), cert=self.trust.cert_pem)
 
     async def detach(self, host: str, force: bool) -> None:
         peer = next((p for p in self.peers.values() if host in p["hostnames"]), None)
@@ -737,4 +893,4 @@ class Glusterd:
             log.error("cannot write the audit log: %s", e)
 
 
-__all__ = ["Glusterd", "OpFailed", "DEFAULT_PORT", "DEFAULT_WORKDIR", "tcp_peer_uid"]
+__all__ = ["Glusterd", "OpFailed", "DEFAULT_PORT", "DEFAULT_WORKDIR"]

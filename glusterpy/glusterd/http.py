@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
@@ -56,6 +57,10 @@ class Request:
     body: bytes
     peer: tuple[str, int] | None = None
     params: dict[str, str] = field(default_factory=dict)
+    #: what the connection proved, not what the request claims: "transport"
+    #: (unix, tls or tcp), "uid" (unix: SO_PEERCRED), "cert" (tls: the
+    #: fingerprint of the client's certificate) - see glusterd/trust.py
+    conn: dict = field(default_factory=dict)
 
     def json(self) -> dict:
         """The body as a JSON object ({} when empty); ApiError 400 if not."""
@@ -101,6 +106,8 @@ async def _respond(stream, conn: h11.Connection, resp: Response, keep: bool = Tr
     body = resp.encode()
     headers = [("content-type", "application/json"), ("content-length", str(len(body))),
                ("server", SERVER)]
+    if resp.status == 401:
+        headers.append(("www-authenticate", 'Bearer realm="glusterpyd"'))
     if not keep:
         headers.append(("connection", "close"))
     await _send(stream, conn, h11.Response(status_code=resp.status, headers=headers,
@@ -109,7 +116,8 @@ async def _respond(stream, conn: h11.Connection, resp: Response, keep: bool = Tr
     await _send(stream, conn, h11.EndOfMessage())
 
 
-_REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 404: b"Not Found",
+_REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 401: b"Unauthorized",
+            403: b"Forbidden", 404: b"Not Found",
             405: b"Method Not Allowed", 409: b"Conflict", 413: b"Payload Too Large",
             500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable"}
 
@@ -124,9 +132,11 @@ async def _next_event(stream, conn: h11.Connection):
         conn.receive_data(data)
 
 
-async def serve_http(stream: trio.abc.Stream, app: App, peer=None, prefix: bytes = b"") -> None:
+async def serve_http(stream: trio.abc.Stream, app: App, peer=None, prefix: bytes = b"",
+                     conn_facts: dict | None = None) -> None:
     """Serve HTTP requests on `stream` (whose first bytes, already read,
-    are `prefix`) until the client closes or an error ends it."""
+    are `prefix`) until the client closes or an error ends it; every
+    request carries `conn_facts` as `Request.conn`."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
     if prefix:
         conn.receive_data(prefix)
@@ -163,6 +173,7 @@ async def serve_http(stream: trio.abc.Stream, app: App, peer=None, prefix: bytes
             url = urlsplit(event.target.decode("latin-1"))
             req = Request(method=event.method.decode("latin-1"), path=url.path,
                           query=parse_qs(url.query), body=bytes(body), peer=peer,
+                          conn=dict(conn_facts or {}),
                           headers={k.decode("latin-1").lower(): v.decode("latin-1")
                                    for k, v in event.headers})
             try:
@@ -188,14 +199,26 @@ async def serve_http(stream: trio.abc.Stream, app: App, peer=None, prefix: bytes
 
 
 class PeerUnreachable(Exception):
-    """The peer did not answer (connection refused, timed out, cut)."""
+    """The peer did not answer (connection refused, timed out, cut), or
+    answered with a certificate other than the one pinned for it."""
+
+
+@dataclass
+class Reply:
+    status: int
+    doc: Any
+    #: the fingerprint of the server's certificate (TLS only)
+    fingerprint: str | None = None
 
 
 async def request(host: str, port: int, method: str, path: str, body: Any = None, *,
-                  timeout: float = 30.0, headers: dict[str, str] | None = None
-                  ) -> tuple[int, Any]:
-    """One HTTP request to a peer's API: (status, decoded JSON body).
-    PeerUnreachable when no answer came within `timeout`."""
+                  timeout: float = 30.0, headers: dict[str, str] | None = None,
+                  tls: ssl.SSLContext | None = None, pin: str | None = None) -> Reply:
+    """One HTTP request to a peer's API.  With `tls`, over TLS; with `pin`
+    too, the server's certificate must have that fingerprint (checked
+    before the request is sent).  PeerUnreachable when no answer came
+    within `timeout` or the certificate is not the pinned one."""
+    from .. import pki
     payload = json.dumps(body).encode() if body is not None else b""
     hdrs = [("host", f"{host}:{port}"), ("user-agent", SERVER),
             ("content-length", str(len(payload))), ("connection", "close")]
@@ -204,10 +227,19 @@ async def request(host: str, port: int, method: str, path: str, body: Any = None
     for k, v in (headers or {}).items():
         hdrs.append((k, v))
     conn = h11.Connection(h11.CLIENT)
+    seen = None
     try:
         with trio.fail_after(timeout):
             stream = await trio.open_tcp_stream(host, port)
             try:
+                if tls is not None:
+                    stream = trio.SSLStream(stream, tls, server_hostname=None)
+                    await stream.do_handshake()
+                    seen = pki.fingerprint(stream.getpeercert(binary_form=True))
+                    if pin is not None and seen != pin:
+                        raise PeerUnreachable(
+                            f"{host}:{port}: its certificate (sha256 {seen[:16]}...) is not "
+                            f"the one this pool pinned for it (sha256 {pin[:16]}...)")
                 await _send(stream, conn, h11.Request(method=method, target=path,
                                                       headers=hdrs))
                 await _send(stream, conn, h11.Data(data=payload))
@@ -223,7 +255,11 @@ async def request(host: str, port: int, method: str, path: str, body: Any = None
                     elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                         break
             finally:
-                await stream.aclose()
+                with trio.CancelScope(shield=True):
+                    try:
+                        await stream.aclose()
+                    except (trio.BrokenResourceError, OSError):
+                        pass
     except (OSError, trio.TooSlowError, trio.BrokenResourceError, h11.ProtocolError) as e:
         reason = "timed out" if isinstance(e, trio.TooSlowError) else \
             (getattr(e, "strerror", None) or str(e) or type(e).__name__)
@@ -234,8 +270,8 @@ async def request(host: str, port: int, method: str, path: str, body: Any = None
         doc = json.loads(data) if data else None
     except ValueError:
         doc = {"error": data.decode(errors="replace")}
-    return status, doc
+    return Reply(status, doc, seen)
 
 
-__all__ = ["ApiError", "Request", "Response", "serve_http", "request", "PeerUnreachable",
+__all__ = ["ApiError", "Request", "Response", "serve_http", "request", "Reply", "PeerUnreachable",
            "error_response"]

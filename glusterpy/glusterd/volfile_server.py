@@ -141,9 +141,12 @@ class VolfileServer:
                 for listener in listeners:
                     await listener.aclose()
 
-    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+    async def handle_stream(self, stream: trio.abc.Stream, peer: str | None = None) -> None:
+        """Serve one connection; `peer` names the caller HOST:PORT when the
+        stream cannot tell (a TLS stream hides its socket on purpose)."""
         endpoint = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=VOLFILE_SERVES),
-                               handler=self.dispatch, name="volfile-server", max_calls=64)
+                               handler=self.dispatch, name="volfile-server", max_calls=64,
+                               peer=peer)
         self.connections.add(endpoint)
         try:
             await endpoint.serve()
@@ -184,6 +187,13 @@ class VolfileServer:
             if not names:
                 return BrickByPortReply(op_ret=-1, op_errno=0, status=0, brick="")
             return BrickByPortReply(op_ret=0, op_errno=0, status=0, brick=" ".join(names))
+        if proc.name in ("SIGNIN", "SIGNOUT") and not _signs_in_here(endpoint):
+            # A brick signs in from its own node; anyone else could point
+            # clients at a port of theirs (glusterd trusts any caller here).
+            log.warning("%s from %s refused: bricks sign in from this node only", proc.name,
+                        endpoint.peer)
+            return (SigninReply if proc.name == "SIGNIN" else SignoutReply)(
+                op_ret=-1, op_errno=errno.EPERM)
         if proc.name == "SIGNIN":
             try:
                 self.portmap.signin(args.brick, args.port, owner=endpoint, pid=args.pid)
@@ -274,6 +284,17 @@ class VolfileServer:
 def _peer_host(endpoint: RpcEndpoint) -> str | None:
     host, sep, _port = endpoint.peer.rpartition(":")
     return host if sep else None
+
+
+def _signs_in_here(endpoint: RpcEndpoint) -> bool:
+    """Whether the caller is on this node: a unix socket, or a TCP source
+    address of one of this machine's interfaces (which no other host can
+    use to reach us)."""
+    from .ops import is_local_address
+    host = _peer_host(endpoint)
+    if endpoint.peer.startswith("unix:"):
+        return True
+    return host is not None and (_is_local(host) or is_local_address(host.strip("[]")))
 
 
 def _is_local(host: str) -> bool:

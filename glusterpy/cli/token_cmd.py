@@ -1,0 +1,94 @@
+"""`glusterpy token create|list|revoke`: API tokens for remote administration.
+
+    glusterpy token create NAME [--role admin|read-only]   (read-only by default)
+    glusterpy token list
+    glusterpy token revoke NAME
+
+Run on the node, as root: the daemon serves these on its unix socket only
+(glusterd/trust.py).  `create` prints the token once - the daemon keeps a
+hash - to be used from elsewhere as `glusterpy --token TOKEN --remote-host
+NODE ...`, `GLUSTERPY_TOKEN=TOKEN`, or `Authorization: Bearer TOKEN` over
+HTTPS.  A read-only token may read everything and change nothing.
+Revocation takes effect at the next request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .api_client import ApiClient, ApiFailure, quote_path
+
+ROLES = ("admin", "read-only")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("token", help="API tokens for remote administration (on the node)",
+                       description=__doc__.split("\n\n")[1])
+    p.add_argument("--remote-host", metavar="HOST[:PORT]",
+                   help="the local glusterpyd's port (default 127.0.0.1:24007)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    tsub = p.add_subparsers(dest="action", metavar="ACTION")
+    tsub.required = True
+    c = tsub.add_parser("create", help="make a token (shown once)")
+    c.add_argument("name", metavar="NAME")
+    c.add_argument("--role", choices=ROLES, default="read-only")
+    c.set_defaults(func=create)
+    tsub.add_parser("list", help="the tokens (names, roles, dates)").set_defaults(func=listing)
+    r = tsub.add_parser("revoke", help="revoke a token at once")
+    r.add_argument("name", metavar="NAME")
+    r.set_defaults(func=revoke)
+    for a in tsub.choices.values():  # also after the action, as `volume` takes them
+        a.add_argument("--remote-host", metavar="HOST[:PORT]", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
+        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
+
+
+def _client(args) -> ApiClient:
+    return ApiClient(getattr(args, "remote_host", None))
+
+
+def _done(args, doc, text: str) -> int:
+    print(json.dumps(doc, indent=1) if args.json else text)
+    return 0
+
+
+def create(args) -> int:
+    try:
+        doc = _client(args).call("POST", "/api/v1/tokens", {"name": args.name,
+                                                            "role": args.role})
+    except ApiFailure as e:
+        print(f"token create: failed: {e}", file=sys.stderr)
+        return 1
+    return _done(args, doc, f"token create: success: {doc['name']} ({doc['role']})\n"
+                            f"{doc['token']}\n"
+                            "(shown once: the node keeps only its hash)")
+
+
+def listing(args) -> int:
+    try:
+        doc = _client(args).call("GET", "/api/v1/tokens")
+    except ApiFailure as e:
+        print(f"token list: failed: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        return _done(args, doc, "")
+    if not doc["tokens"]:
+        print("No tokens")
+    for t in doc["tokens"]:
+        print(f"{t['name']:<24} {t['role']:<10} created {t['created']}")
+    return 0
+
+
+def revoke(args) -> int:
+    try:
+        doc = _client(args).call("DELETE", f"/api/v1/tokens/{quote_path(args.name)}")
+    except ApiFailure as e:
+        print(f"token revoke: failed: {e}", file=sys.stderr)
+        return 1
+    return _done(args, doc, f"token revoke: success: {args.name}")
+
+
+__all__ = ["register"]
