@@ -61,7 +61,8 @@ class Glusterpyd:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [*PY, "-m", "glusterpy.glusterd.main", "--workdir", str(base / "wd"), "--port",
-             str(self.port), "--address", "127.0.0.1", "--log-file", str(base / "gd.log")],
+             str(self.port), "--address", "127.0.0.1", "--brick-root", str(base),
+             "--log-file", str(base / "gd.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_for(lambda: self.cli("volume", "list", check=False).returncode == 0,
                   "glusterpyd answering")

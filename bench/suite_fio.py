@@ -166,7 +166,8 @@ def glusterpyd_volume(base: Path, vol: str):
     log = base / "glusterpyd.log"
     daemon = subprocess.Popen([sys.executable, "-m", "glusterpy.glusterd.main", "--workdir",
                                str(wd), "--port", str(GLUSTERFS_PORT), "--address",
-                               "127.0.0.1", "--log-file", str(log), "--log-level", "INFO"],
+                               "127.0.0.1", "--brick-root", str(base), "--log-file",
+                               str(log), "--log-level", "INFO"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
 

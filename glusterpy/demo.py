@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     log = root / "glusterpyd.log"
     daemon = subprocess.Popen([sys.executable, "-m", "glusterpy.glusterd.main", "--workdir",
                                str(workdir), "--port", str(port), "--address", "127.0.0.1",
-                               "--log-file", str(log)], stdin=subprocess.DEVNULL,
+                               "--brick-root", str(bricks), "--log-file", str(log)],
+                              stdin=subprocess.DEVNULL,
                               # Ctrl-C is ours to handle: the daemon must live until
                               # it has stopped the volume's bricks
                               start_new_session=True)

@@ -19,8 +19,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +58,18 @@ def snapshot(workdir: Path) -> dict[str, bytes]:
 
 
 class Daemon:
-    """A glusterpyd process (inside network namespace `netns` when given)."""
+    """A glusterpyd process (inside network namespace `netns` when given).
+    Its bricks may be under `brick_roots` (glusterpyd --brick-root): by
+    default the working directory's parent (a test's tmp_path) and the
+    temporary directory."""
 
     def __init__(self, workdir: Path, *, port: int | None = None, address: str = "127.0.0.1",
-                 netns: str | None = None, hostname: str | None = None):
+                 netns: str | None = None, hostname: str | None = None,
+                 brick_roots: list[str | Path] | None = None):
         self.workdir = Path(workdir)
+        if brick_roots is None:
+            brick_roots = [self.workdir.parent, tempfile.gettempdir()]
+        self.brick_roots = list(dict.fromkeys(str(Path(r).resolve()) for r in brick_roots))
         self.port = port or free_port()
         self.address = address
         self.netns = netns
@@ -83,6 +90,8 @@ class Daemon:
                "--log-file", str(self.log), "--log-level", "DEBUG"]
         if self.hostname:
             cmd += ["--hostname", self.hostname]
+        for root in self.brick_roots:
+            cmd += ["--brick-root", root]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -118,13 +127,20 @@ class Daemon:
 
     def api(self, method: str, path: str, body: bytes | None = None,
             headers: dict | None = None) -> tuple[int, dict]:
-        req = urllib.request.Request(f"http://{self.remote}{path}", data=body, method=method,
-                                     headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return resp.status, json.loads(resp.read() or b"{}")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
+        """A raw REST call as the local administrator: over the daemon's
+        unix socket (the TCP port wants a token: see `api_tcp`)."""
+        return raw_http(method, path, body, headers, unix=str(self.socket))
+
+    def api_tcp(self, method: str, path: str, body: bytes | None = None,
+                headers: dict | None = None, *, tls: bool = True) -> tuple[int, dict]:
+        """A raw REST call over TCP (TLS unless `tls` is false), as a remote
+        caller: anonymous unless `headers` carry a token."""
+        return raw_http(method, path, body, headers, host=self.address, port=self.port,
+                        tls=tls)
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "run" / "glusterpyd.socket"
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -159,6 +175,35 @@ class Daemon:
                 time.sleep(0.1)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def raw_http(method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+             *, unix: str | None = None, host: str = "127.0.0.1", port: int = 0,
+             tls: bool = False, timeout: float = 60) -> tuple[int, dict]:
+    """One HTTP request with nothing of the CLI's help: (status, JSON body)."""
+    import http.client
+    import ssl
+    if unix is not None:
+        class Conn(http.client.HTTPConnection):
+            def connect(self):
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(timeout)
+                self.sock.connect(unix)
+        conn = Conn("localhost", timeout=timeout)
+    elif tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=ctx)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    return resp.status, json.loads(data or b"{}")
 
 
 def _alive(pid: int) -> bool:

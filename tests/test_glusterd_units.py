@@ -178,7 +178,7 @@ def test_info_format_of_an_arbiter_volume():
 
 async def test_one_port_serves_rpc_and_http(tmp_path):
     from glusterpy.gfapi.mgmt import VolfileFetchError, fetch_volfile, volfile_servers
-    gd = Glusterd(tmp_path / "wd", address="127.0.0.1", port=0)
+    gd = Glusterd(tmp_path / "wd", address="127.0.0.1", port=0, brick_roots=[str(tmp_path)])
     async with trio.open_nursery() as nursery:
         port = await nursery.start(gd.serve)
         status, node = await request("127.0.0.1", port, "GET", "/api/v1/node")

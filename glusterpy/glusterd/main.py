@@ -1,12 +1,22 @@
 """`glusterpyd`: run the management daemon.
 
     glusterpyd [--workdir DIR] [--port P] [--address A] [--hostname NAME]
-               [--pidfile FILE] [--log-file FILE] [--log-level LEVEL]
+               [--brick-root DIR]... [--pidfile FILE] [--log-file FILE]
+               [--log-level LEVEL]
 
 Defaults: workdir /var/lib/glusterpy, port 24007 (GlusterFS RPC and the
 REST API on the same port), every IPv4 address.  `--hostname` is the name
 (or address) peers and bricks know this node by; by default the listening
 address, or the machine's host name when listening everywhere.
+
+`--brick-root DIR` (repeatable) names the directories this node's bricks may
+be under; the default is where GlusterFS's documentation puts bricks:
+/bricks, /data, /export, /gluster, /mnt and /srv (glusterd/ops.py
+DEFAULT_BRICK_ROOTS).  Only a local admin sets it - no REST call or
+`volume set` can.  Whatever it says, a system directory (/etc, /usr, /boot,
+/proc, /sys, /dev, /root, /run, /var/lib/glusterpy, ...) or the working
+directory is never a brick: a brick root that is the root directory, or is
+inside one of those, is refused at start.
 
 Runs in the foreground until SIGTERM or SIGINT.  Bricks keep running when
 the daemon stops, as glusterfsd outlives glusterd: the next daemon adopts
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -25,6 +36,7 @@ import trio
 
 from ..cli.daemon import add_log_arguments, run_service, setup_logging
 from .daemon import DEFAULT_PORT, DEFAULT_WORKDIR, Glusterd
+from .ops import DEFAULT_BRICK_ROOTS, brick_roots
 
 log = logging.getLogger("glusterpy.glusterd")
 
@@ -40,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default: every IPv4 address)")
     p.add_argument("--hostname", metavar="NAME",
                    help="the name peers and bricks know this node by")
+    p.add_argument("--brick-root", action="append", metavar="DIR", dest="brick_roots",
+                   help="a directory bricks may be under (repeatable; default: "
+                   f"{', '.join(DEFAULT_BRICK_ROOTS)})")
     p.add_argument("--pidfile", metavar="FILE", help="write the process id here")
     add_log_arguments(p)
     return p
@@ -50,9 +65,14 @@ def main(argv=None) -> int:
     if not 0 <= args.port <= 65535:
         print(f"glusterpyd: --port {args.port}: not a TCP port", file=sys.stderr)
         return 2
+    try:
+        brick_roots(args.brick_roots, os.path.abspath(args.workdir))
+    except ValueError as e:
+        print(f"glusterpyd: --brick-root: {e}", file=sys.stderr)
+        return 2
     setup_logging(args.log_file, args.log_level)
     daemon = Glusterd(args.workdir, address=args.address, port=args.port,
-                      hostname=args.hostname)
+                      hostname=args.hostname, brick_roots=args.brick_roots)
     return run_service(_run, daemon, pidfile=args.pidfile, program="glusterpyd",
                        interrupt_is_success=True)
 

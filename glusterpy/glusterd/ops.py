@@ -6,9 +6,9 @@ peer, unlock.  Here `prepare()` is the originator's part - it checks the
 request the way glusterd's CLI and op-sm check it, with their messages, and
 computes the volume's whole new definition (a JSON document) - and
 `stage_local()` is what each node checks about its own bricks (paths it
-alone can see: not inside another brick nor inside the working directory,
-creatable, not already part of a volume) plus the ports it proposes for
-them.  Commit then stores the new document on every node.  Because a plan
+alone can see: under one of its allowed brick roots, no system directory,
+not inside another brick nor inside the working directory, creatable, not
+already part of a volume) plus the ports it proposes for them.  Commit then stores the new document on every node.  Because a plan
 carries the old document too, undoing a commit is committing the old one.
 
 A volume document:
@@ -36,6 +36,7 @@ import re
 import socket
 import uuid
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from ..options import OptionError
 from . import rebalance, volgen
@@ -467,11 +468,104 @@ PREPARE = {"create": prepare_create, "start": prepare_start, "stop": prepare_sto
 # --------------------------------------------------------------------------
 # what each node checks about its own bricks
 
+#: Where bricks may be, unless `glusterpyd --brick-root DIR` says otherwise:
+#: the places GlusterFS's documentation puts bricks - /data/brick1 (Quick
+#: Start Guide), /bricks/brick1 (Administrator Guide, "Setting up Storage"),
+#: /export/sdb1 (older install guides), /gluster/brick, /srv/..., and /mnt/...
+#: where a disk is mounted for one.  Anything else (/home, /var, /opt, /tmp)
+#: must be named by the local admin.
+DEFAULT_BRICK_ROOTS = ("/bricks", "/data", "/export", "/gluster", "/mnt", "/srv")
+
+#: Never a brick, nor inside or around one, whatever the brick roots say:
+#: writing into a volume writes there as root.  (The root directory itself is
+#: refused as a brick; it contains every one of these anyway.)
+SYSTEM_DIRS = ("/etc", "/usr", "/boot", "/proc", "/sys", "/dev", "/root", "/bin",
+               "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/run", "/var/lib/glusterpy",
+               "/var/lib/glusterd")
+
+BRICK_ROOT_SETTING = "set with glusterpyd --brick-root"
+
+
+def _real(path: str | os.PathLike) -> str:
+    return os.path.realpath(os.path.normpath(os.path.abspath(path)))
+
+
+def _under(path: str, root: str) -> bool:
+    """`path` is `root` or inside it (both absolute and normalised)."""
+    return path == root or root == "/" or path.startswith(root.rstrip("/") + "/")
+
+
+def _forbidden(workdir: Path | str) -> list[str]:
+    """The system directories and the working directory, each as written
+    and as resolved (/lib may be a link to /usr/lib)."""
+    out: list[str] = []
+    for d in (*SYSTEM_DIRS, str(workdir)):
+        for p in (os.path.normpath(os.path.abspath(d)), _real(d)):
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def brick_roots(roots: Iterable[str] | None, workdir: Path | str) -> tuple[str, ...]:
+    """The allowed brick roots, resolved; ValueError for one that is the
+    root directory, relative, or a system directory / the working directory
+    or inside one (a root that merely contains one - /var holds
+    /var/lib/glusterpy - is fine: what it contains stays refused)."""
+    roots = DEFAULT_BRICK_ROOTS if roots is None else tuple(roots)
+    if not roots:
+        raise ValueError("at least one brick root is needed (--brick-root DIR)")
+    forbidden = _forbidden(workdir)
+    out: list[str] = []
+    for root in roots:
+        if not isinstance(root, str) or not root.startswith("/"):
+            raise ValueError(f"brick root {root!r} is not an absolute path")
+        real = _real(root)
+        if real == "/":
+            raise ValueError(f"brick root {root} is the root directory: it would allow a "
+                             "brick anywhere; name the directories bricks may be under")
+        for f in forbidden:
+            if _under(real, f) or _under(os.path.normpath(root), f):
+                where = "" if real == f else f"inside {f}, "
+                raise ValueError(f"brick root {root} is {where}a system directory or "
+                                 "glusterpyd's working directory, which can never hold a "
+                                 "brick")
+        if real not in out:
+            out.append(real)
+    return tuple(out)
+
+
+def check_brick_path(path: str, brick: str, roots: Sequence[str], workdir: Path | str) -> None:
+    """A directory brick must resolve (symlinks, '..') to a path under one of
+    `roots`, and neither it nor what it resolves to may be, contain or lie
+    inside a system directory or the working directory - with force or not."""
+    norm = os.path.normpath(path)
+    real = _real(norm)
+    shown = norm if real == norm else f"{norm} (which resolves to {real})"
+    workdirs = {os.path.normpath(os.path.abspath(workdir)), _real(workdir)}
+    for f in _forbidden(workdir):
+        what = "glusterpyd's working directory" if f in workdirs else "a system directory"
+        for p in (norm, real):
+            if p == f:
+                raise ValueError(f"brick {brick}: {shown} is {what} and can never be a brick")
+            if _under(p, f):
+                raise ValueError(f"brick {brick}: {shown} is inside {f}, {what}, and can "
+                                 "never be a brick")
+            if _under(f, p):
+                raise ValueError(f"brick {brick}: {shown} holds {f}, {what}, and can never "
+                                 "be a brick")
+    if not any(_under(real, r) for r in roots):
+        raise ValueError(f"brick {brick}: {shown} is not under an allowed brick root "
+                         f"({', '.join(roots)}; {BRICK_ROOT_SETTING})")
+
 
 def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | None,
-                force: bool, taken_ports: set[int], alloc_port) -> dict:
+                force: bool, taken_ports: set[int], alloc_port,
+                roots: Sequence[str] | None = None) -> dict:
     """Check this node's bricks that `new` adds; return {"ports": {path: port}}
-    for those that need one.  ValueError names the first problem."""
+    for those that need one.  ValueError names the first problem.  `roots`:
+    the allowed brick roots (`brick_roots()`; None: the defaults)."""
+    if roots is None:
+        roots = brick_roots(None, workdir)
     ports: dict[str, int] = {}
     if new is None:
         return {"ports": ports}
@@ -497,6 +591,7 @@ def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | Non
         if real != path and (real == workdir or workdir in real.parents):
             raise ValueError("Brick isn't allowed to be created inside glusterd's working "
                              f"directory. ({brick} resolves to {real})")
+        check_brick_path(b["path"], brick, roots, workdir)
         for parent in path.parents:
             if parent.exists() and not parent.is_dir():
                 raise ValueError(f"Failed to create brick directory for brick {brick}. "
@@ -534,10 +629,18 @@ def _stage_vg_brick(workdir: Path, vol: dict, brick: dict, force: bool) -> str:
         raise ValueError("device lv needs glusterpy.bd (storage/bd), which this glusterpy "
                          "does not have yet") from None
     try:
-        Lvm().report(vg)
+        report = Lvm().report(vg)
     except LvmError as e:
         raise ValueError(f"Volume group {vg} does not exist on {brick['host']} ({e})") \
             from None
+    # storage/bd adopts every LV of the VG as a file: a VG whose LVs the
+    # system uses (a mounted root or home, swap, a VM's disk) would hand them
+    # out, as a directory brick on /etc would - refused, with force or not
+    busy = sorted(lv.name for lv in report.lvs.values() if lv.attr[5:6] == "o")
+    if busy:
+        raise ValueError(f"brick {brick['host']}:{brick['path']}: volume group {vg} holds "
+                         f"logical volumes in use on this node ({', '.join(busy)}: open, "
+                         "mounted or swap) and can never be a device lv brick")
     meta = workdir / "bd" / vol["name"] / vg
     if meta.exists() and any(meta.iterdir()) and not force:
         raise ValueError(f"{brick['host']}:{brick['path']} is already part of a volume "
