@@ -181,8 +181,15 @@ async def test_one_port_serves_rpc_and_http(tmp_path):
     gd = Glusterd(tmp_path / "wd", address="127.0.0.1", port=0, brick_roots=[str(tmp_path)])
     async with trio.open_nursery() as nursery:
         port = await nursery.start(gd.serve)
-        status, node = await request("127.0.0.1", port, "GET", "/api/v1/node")
-        assert status == 200 and node["uuid"] == gd.uuid
+        # the REST API over TCP: a token needed, over plain HTTP or TLS
+        reply = await request("127.0.0.1", port, "GET", "/api/v1/node")
+        assert reply.status == 401
+        token = gd.trust.tokens.create("t", "read-only", gd.trust.fingerprint)
+        reply = await request("127.0.0.1", port, "GET", "/api/v1/node",
+                              headers={"authorization": f"Bearer {token}"},
+                              tls=gd.trust.client_context(anonymous=True),
+                              pin=gd.trust.fingerprint)
+        assert reply.status == 200 and reply.doc["uuid"] == gd.uuid
         # GlusterFS RPC on the same port: GETSPEC of a volume that does not exist
         with pytest.raises(BaseException) as info:
             await fetch_volfile(volfile_servers("127.0.0.1", port), "nosuch")
@@ -199,8 +206,8 @@ async def test_one_port_serves_rpc_and_http(tmp_path):
         assert "performance/io-cache" in fetched.text
         # keep-alive: two requests on one connection, then an h11 parse error
         stream = await trio.open_tcp_stream("127.0.0.1", port)
-        await stream.send_all(b"GET /api/v1/node HTTP/1.1\r\nHost: x\r\n\r\n"
-                              b"GET /api/v1/pool HTTP/1.1\r\nHost: x\r\n\r\n"
+        await stream.send_all(b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+                              b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
                               b"NOT-HTTP\r\n\r\n")
         data = b""
         with trio.fail_after(10):
