@@ -138,6 +138,9 @@ class Daemon:
         return raw_http(method, path, body, headers, host=self.address, port=self.port,
                         tls=tls)
 
+    def uuid(self) -> str:
+        return json.loads((self.workdir / "glusterd.info").read_text())["uuid"]
+
     @property
     def socket(self) -> Path:
         return self.workdir / "run" / "glusterpyd.socket"
