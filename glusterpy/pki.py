@@ -95,9 +95,11 @@ def self_signed(common_name: str, key, *, alt_names: list[str] = (),
 
 
 def issue(ca_key, ca_cert: x509.Certificate, common_name: str, key, *,
-          alt_names: list[str] = (), days: int = VALID_DAYS) -> x509.Certificate:
+          alt_names: list[str] = (), days: int = VALID_DAYS,
+          ca: bool = False) -> x509.Certificate:
     """A certificate for `key` signed by a CA (for tests of cert-depth and of
-    CA-issued identities)."""
+    CA-issued identities); `ca` makes it an intermediate CA that may sign
+    others."""
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = (x509.CertificateBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
@@ -106,10 +108,15 @@ def issue(ca_key, ca_cert: x509.Certificate, common_name: str, key, *,
                .serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5))
                .not_valid_after(now + datetime.timedelta(days=days))
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                      ExtendedKeyUsageOID.CLIENT_AUTH]),
                               critical=False))
+    if ca:
+        builder = builder.add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
     if alt_names:
         builder = builder.add_extension(x509.SubjectAlternativeName(_alt_names(list(alt_names))),
                                         critical=False)
