@@ -12,7 +12,11 @@ socket and the sans-IO state machine, and nothing more:
   `ConnectionLost`, which protocol/client turns into ENOTCONN.
 
 Sends are vectored (`sendmsg` of the codec's buffer list) so a WRITE's
-payload reaches the socket without being copied into one buffer.
+payload reaches the socket without being copied into one buffer.  Over TLS
+(a `trio.SSLStream` from glusterpy.rpc.tls) the buffers are joined once and
+encrypted by the stream: the record layer copies anyway.  A connection that
+breaks on a TLS failure (the peer's alert refusing our certificate, which
+TLS 1.3 delivers after the handshake) is logged with OpenSSL's reason.
 """
 
 from __future__ import annotations
@@ -30,10 +34,13 @@ from .connection import (CallFailed, CallReceived, ConnectionClosed, OrphanReply
 from .errors import RpcProtocolError
 from .message import AcceptStat
 from .programs import Procedure
+from .tls import socket_of, ssl_failure
 
 log = logging.getLogger(__name__)
 
 RECV_SIZE = 256 * 1024
+#: seconds a TLS connection's close_notify may take before the socket is just closed
+TLS_CLOSE_TIMEOUT = 2.0
 
 
 class ConnectionLost(ConnectionError):
@@ -115,7 +122,7 @@ class RpcEndpoint:
                 if self._sock is not None:
                     await _sendmsg_all(self._sock, buffers)
                 else:
-                    await self.stream.send_all(b"".join(bytes(b) for b in buffers))
+                    await self.stream.send_all(b"".join(buffers))
                 self.last_sent = trio.current_time()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 self._lost(f"send failed: {e}")
@@ -200,7 +207,12 @@ class RpcEndpoint:
                 data = await self.stream.receive_some(max(RECV_SIZE, conn.receive_size_hint()))
                 self.last_received = trio.current_time()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                log.debug("%s: receive from %s failed: %s", self.name, self.peer, e)
+                reason = ssl_failure(e)
+                if reason is not None and not self.closed:
+                    log.error("%s: TLS connection with %s failed: %s", self.name, self.peer,
+                              reason)
+                else:
+                    log.debug("%s: receive from %s failed: %s", self.name, self.peer, e)
                 return
             conn.receive_data(data)
             for event in conn.events():
@@ -279,7 +291,15 @@ class RpcEndpoint:
         self._lost("closed locally")
         with trio.CancelScope(shield=True):
             try:
-                await self.stream.aclose()
+                if isinstance(self.stream, trio.SSLStream):
+                    # close_notify may not get out to a peer that stopped
+                    # reading: give it a moment, then just close the socket
+                    with trio.move_on_after(TLS_CLOSE_TIMEOUT) as scope:
+                        await self.stream.aclose()
+                    if scope.cancelled_caught:
+                        await trio.aclose_forcefully(self.stream.transport_stream)
+                else:
+                    await self.stream.aclose()
             except (trio.BrokenResourceError, OSError):
                 pass
 
@@ -298,7 +318,7 @@ async def _sendmsg_all(sock, buffers) -> None:
 
 
 def _peer_name(stream) -> str:
-    sock = getattr(stream, "socket", None)
+    sock = socket_of(stream)
     if sock is None:
         return "(stream)"
     try:
