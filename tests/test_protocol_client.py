@@ -111,7 +111,7 @@ def test_options_glusterfs_defaults_and_refusals():
             ({"remote-host": "h", "remote-subvolume": "/b", "ping-timeout": "2000"},
              "maximum"),
             ({"remote-host": "h", "remote-subvolume": "/b",
-              "transport.socket.ssl-enabled": "on"}, "SSL"),
+              "transport.socket.ssl-cipher-list": "NO-SUCH-CIPHER"}, "selects no cipher"),
             ({"remote-host": "h", "remote-subvolume": "/b", "no-such": "1"}, "no-such")]:
         text = "volume c\n    type protocol/client\n" + "".join(
             f"    option {k} {v}\n" for k, v in options.items()) + "end-volume\n"

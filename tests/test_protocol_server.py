@@ -532,9 +532,9 @@ def test_bad_auth_values_are_refused_at_load(brick):
     text = brick_volfile(brick, server_options={"auth.addr.test-posix.reject": "10.0.0.0/99"})
     with pytest.raises(VolfileError, match="not a network"):
         Graph.from_text(text)
-    with pytest.raises(VolfileError, match="TLS is not supported"):
+    with pytest.raises(VolfileError, match="ssl-cert-depth.*below the minimum"):
         Graph.from_text(brick_volfile(brick, server_options={
-            "transport.socket.ssl-enabled": "on"}))
+            "transport.socket.ssl-enabled": "on", "transport.socket.ssl-cert-depth": "-1"}))
 
 
 # -- callbacks -----------------------------------------------------------------------

@@ -29,6 +29,14 @@ The rules, as GlusterFS applies them:
   network or pattern entry.  If allow or reject is set and
   `rpc-auth-allow-insecure` is off, a client bound to a port >= 1024 is
   rejected.
+* login over TLS (login.c with an `ssl-name`): protocol/server puts the
+  common name of a TLS client's verified certificate in the SETVOLUME
+  params as `ssl-name` (and drops any `ssl-name` a client sends itself).
+  With `auth.login.<subvolume>.ssl-allow` (glusterd writes it from
+  `auth.ssl-allow`) the name must match one of its fnmatch patterns
+  (separated by blanks or commas; `*` is any authenticated client), else
+  REJECT; without it, DONT_CARE.  A TLS client's username/password are
+  not looked at, and strict-auth-accept does not apply.
 * login: `auth.login.<subvolume>.allow` lists user names (fnmatch
   patterns, separated by blanks or commas); a client that sends
   `username` and `password` matching a listed name must have the password
@@ -40,7 +48,6 @@ Departures: entries are stripped of surrounding blanks, and `!` negates
 only its own entry (GlusterFS's addr.c never resets the flag once set, as
 its own comment admits); networks are matched as real prefixes with
 `ipaddress` (addr.c's mask arithmetic is only right for whole octets).
-SSL names (`ssl-allow`) are not supported: the brick has no TLS.
 """
 
 from __future__ import annotations
@@ -71,13 +78,16 @@ class AuthResult(enum.IntEnum):
 _ADDR_KEY = re.compile(r"auth\.addr\.(.+)\.(allow|reject)")
 _IP_KEY = re.compile(r"auth\.ip\.(.+)\.allow")
 _LOGIN_KEY = re.compile(r"auth\.login\.(.+)\.(allow|password)")
+_SSL_ALLOW_KEY = re.compile(r"auth\.login\.(.+)\.ssl-allow")
+#: the SETVOLUME param protocol/server sets to a TLS client's certificate CN
+SSL_NAME = "ssl-name"
 
 
 def is_auth_key(key: str) -> bool:
     """True for the option keys this module reads (GlusterFS's wildcard
     keys `auth.addr.*.allow`, `auth.login.*.password`, ...)."""
     return bool(_ADDR_KEY.fullmatch(key) or _IP_KEY.fullmatch(key)
-                or _LOGIN_KEY.fullmatch(key))
+                or _LOGIN_KEY.fullmatch(key) or _SSL_ALLOW_KEY.fullmatch(key))
 
 
 @dataclass
@@ -89,6 +99,7 @@ class AuthConfig:
     ip_allow: dict[str, str] = field(default_factory=dict)
     login_allow: dict[str, str] = field(default_factory=dict)
     passwords: dict[str, str] = field(default_factory=dict)
+    ssl_allow: dict[str, str] = field(default_factory=dict)
     strict: bool = False
     allow_insecure: bool = True
 
@@ -98,11 +109,12 @@ class AuthConfig:
 
     @property
     def uses_login(self) -> bool:
-        return bool(self.login_allow or self.passwords)
+        return bool(self.login_allow or self.passwords or self.ssl_allow)
 
     def has_rules_for(self, subvolume: str) -> bool:
         return any(subvolume in d for d in (self.addr_allow, self.addr_reject,
-                                             self.ip_allow, self.login_allow))
+                                             self.ip_allow, self.login_allow,
+                                             self.ssl_allow))
 
     @classmethod
     def from_options(cls, options: Mapping[str, str], *, strict: bool = False,
@@ -117,6 +129,8 @@ class AuthConfig:
             elif m := _IP_KEY.fullmatch(key):
                 cfg.ip_allow[m.group(1)] = value
                 _check_addr_value(key, value)
+            elif m := _SSL_ALLOW_KEY.fullmatch(key):
+                cfg.ssl_allow[m.group(1)] = value
             elif m := _LOGIN_KEY.fullmatch(key):
                 if m.group(2) == "allow":
                     cfg.login_allow[m.group(1)] = value
@@ -257,6 +271,9 @@ def _in_network(network: str, host: str) -> bool:
 
 def login_auth(cfg: AuthConfig, subvolume: str,
                params: Mapping[str, str]) -> tuple[AuthResult, str]:
+    ssl_name = params.get(SSL_NAME)
+    if ssl_name is not None:
+        return ssl_login_auth(cfg, subvolume, ssl_name)
     username = params.get("username")
     password = params.get("password")
     if username is None or password is None:
@@ -279,9 +296,24 @@ def login_auth(cfg: AuthConfig, subvolume: str,
     return AuthResult.DONT_CARE, f"user {username} is not in auth.login.{subvolume}.allow"
 
 
+def ssl_login_auth(cfg: AuthConfig, subvolume: str,
+                   ssl_name: str) -> tuple[AuthResult, str]:
+    """login.c for a TLS client: its certificate's CN against ssl-allow."""
+    allowed = cfg.ssl_allow.get(subvolume)
+    if allowed is None:
+        return AuthResult.DONT_CARE, f"no auth.login.{subvolume}.ssl-allow"
+    for pattern in re.split(r"[ ,]+", allowed.strip()):
+        if pattern and fnmatch.fnmatchcase(ssl_name, pattern):
+            return AuthResult.ACCEPT, f"TLS client {ssl_name!r} is in ssl-allow"
+    return AuthResult.REJECT, (f"TLS client {ssl_name!r} is not in "
+                               f"auth.login.{subvolume}.ssl-allow ({allowed})")
+
+
 def authenticated_username(cfg: AuthConfig, subvolume: str,
                            params: Mapping[str, str]) -> str | None:
     """auth_set_username_passwd(): the user name a client proved, which
     makes it a trusted client (root-squash then spares its internal pids)."""
+    # a password proves a user name whether or not the connection is TLS
+    params = {k: v for k, v in params.items() if k != SSL_NAME}
     result, _ = login_auth(cfg, subvolume, params)
     return params.get("username") if result is AuthResult.ACCEPT else None

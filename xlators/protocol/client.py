@@ -79,6 +79,16 @@ UPCALL             data: an `Upcall` (cache invalidation, lease recall,
                    inodelk/entrylk contention)
 =================  ==========================================================
 
+TLS (glusterpy.rpc.tls): the connection to the brick is TLS from its first
+byte with `transport.socket.ssl-enabled` (volume set `client.ssl`), the
+connection to glusterd's port 24007 (portmap) when secure access is on
+(/var/lib/glusterd/secure-access, or $GLUSTERPY_SECURE_ACCESS), as
+socket_fix_ssl_opts() decides by the port.  The brick's certificate must
+chain to `ssl-ca-list` within `ssl-cert-depth`; host names are not
+checked.  A failed handshake (the brick refusing our certificate included)
+is logged once per outage with OpenSSL's reason and retried every 3
+seconds; fops meanwhile fail with ENOTCONN.
+
 Identity: the process-uuid, process-name and volfile-key that SETVOLUME
 sends come from `ProcessIdentity`; a graph's owner (gfapi, FUSE) gives one
 to all its clients with `set_process_identity()`, as GlusterFS's ctx is per
@@ -96,8 +106,7 @@ frame timeouts are exact rather than checked every 10 s; a call the brick
 refuses at the RPC level fails with EOPNOTSUPP (no such program or
 procedure) or EIO (garbage arguments, system error) instead of ENOTCONN;
 connecting gives up after `ping-timeout` (42 s when pings are off) where
-GlusterFS leaves it to the kernel.  Not supported: SSL
-(`transport.socket.ssl-enabled on` is refused), rdma and unix transports,
+GlusterFS leaves it to the kernel.  Not supported: rdma and unix transports,
 the 3.x fop program (`testing.old-protocol`), binding to a privileged
 source port (`client-bind-insecure` is accepted and has no effect) and
 `event-threads` (one trio task per connection).
@@ -126,6 +135,7 @@ from glusterpy.rpc import (CLIENT_PROGRAMS, DUMP, FOP_PROCEDURES, FOP_PROGRAM,
                            RpcConnection, RpcProtocolError, SetVolumeRequest, old_dict_text)
 from glusterpy.rpc.auth import MAX_AUTH_BYTES
 from glusterpy.rpc.fops4 import ANON_FD, REQUESTS
+from glusterpy.rpc import tls
 from glusterpy.rpc.transport import ConnectionLost, RpcCallFailed, RpcEndpoint
 from glusterpy.xlator import Event, Translator
 
@@ -160,11 +170,6 @@ def _time(key, default, description, lo, hi, **kw) -> Option:
 
 def _bool(key, default, description, **kw) -> Option:
     return Option(key, T.BOOL, default, description, **kw)
-
-
-def _ignored_str(key: str) -> Option:
-    return Option(key, T.STR, None, "SSL setting; accepted for volfile compatibility, "
-                                    "used only with ssl-enabled, which glusterpy refuses")
 
 
 OPTIONS = (
@@ -216,13 +221,11 @@ OPTIONS = (
           "stay unacknowledged before the kernel drops the connection (0 = kernel "
           "default).", 0, 1013),
     _bool("transport.socket.nodelay", "on", "TCP_NODELAY on the connection."),
-    _bool("transport.socket.ssl-enabled", "off", "SSL/TLS (not supported by glusterpy)."),
+    tls.ssl_enabled_option("client.ssl"),
     _bool("transport.socket.own-thread", None, "GlusterFS's thread-per-connection mode; "
           "no effect."),
     _bool("transport.socket.read-fail-log", None, "Log failed reads; no effect."),
-    *(_ignored_str(f"transport.socket.{k}") for k in (
-        "ssl-own-cert", "ssl-private-key", "ssl-ca-list", "ssl-crl-path", "ssl-cert-depth",
-        "ssl-cipher-list", "ssl-dh-param", "ssl-ec-curve")),
+    *tls.transport_options(),
 )
 
 
@@ -389,9 +392,6 @@ class ProtocolClient(Translator):
         super().__init__(name, options, children)
         if self.opts.remote_subvolume is None:
             raise OptionError("remote-subvolume", "option 'remote-subvolume' is required")
-        if self.opts["transport.socket.ssl-enabled"]:
-            raise OptionError("transport.socket.ssl-enabled",
-                              "SSL (transport.socket.ssl-enabled) is not supported")
         if self.opts["testing.old-protocol"]:
             raise OptionError("testing.old-protocol",
                               "glusterpy speaks only the 4.x fop program")
@@ -414,6 +414,9 @@ class ProtocolClient(Translator):
         self._stopped = False
         self._portmap_err_logged = False
         self._connect_err_logged = False
+        self._tls_err_logged = False
+        # SSL contexts by kind ("io", "mgmt"), built at the first connection
+        self._tls_contexts: dict[str, tuple[tls.TlsConfig, Any]] = {}
 
     # -- life cycle -------------------------------------------------------------
 
@@ -512,6 +515,15 @@ class ProtocolClient(Translator):
                 self._connect_err_logged = True
             return
         self._connect_err_logged = False
+        try:
+            stream = await self._start_tls(stream, host, port)
+        except tls.TlsError as e:
+            # logged once per outage; fops meanwhile fail with ENOTCONN
+            log = self.log.debug if self._tls_err_logged else self.log.error
+            log("%s; retrying every %gs", e.strerror, RECONNECT_INTERVAL)
+            self._tls_err_logged = True
+            return
+        self._tls_err_logged = False
         ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=CLIENT_PROGRAMS),
                          handler=self._serve_callback, name=self.name)
         self.log.debug("connected to %s", ep.peer)
@@ -548,6 +560,35 @@ class ProtocolClient(Translator):
                     continue
                 return trio.SocketStream(sock)
         raise last or OSError(errno.EHOSTUNREACH, f"{host} has no address")
+
+    def _tls_config(self, port: int) -> tuple[str, tls.TlsConfig] | None:
+        """socket_fix_ssl_opts(): glusterd's port speaks TLS when secure
+        access is on, any other port when ssl-enabled is."""
+        if port == GLUSTERD_PORT:
+            return ("mgmt", tls.TlsConfig.for_mgmt()) if tls.secure_access() else None
+        if self.opts["transport.socket.ssl-enabled"]:
+            return "io", tls.TlsConfig.from_options(self.opts)
+        return None
+
+    async def _start_tls(self, stream: trio.SocketStream, host: str, port: int):
+        """The connection as the RPC runs over it: TLS or plain TCP."""
+        which = self._tls_config(port)
+        if which is None:
+            return stream
+        kind, config = which
+        cached = self._tls_contexts.get(kind)
+        if cached is None or cached[0] != config:
+            try:
+                cached = self._tls_contexts[kind] = (config, config.context(server_side=False))
+            except tls.TlsError:
+                await stream.aclose()
+                raise
+        peer = f"{host}:{port}"
+        stream = await tls.handshake(stream, cached[1], server_side=False,
+                                     cert_depth=config.cert_depth, peer=peer)
+        self.log.debug("TLS to %s (%s), server certificate CN %r", peer, kind,
+                       tls.common_name(stream))
+        return stream
 
     def _set_socket_options(self, sock) -> None:
         o = self.opts

@@ -70,9 +70,20 @@ A lookup of "." by name (libgfapi resolves paths that way) is the nameless
 lookup of the directory, and ".." of the root is the root: GlusterFS's
 posix finds them through the filesystem path, ours refuses dot names.
 
+TLS (`transport.socket.ssl-enabled`, volume set `server.ssl`; the files,
+depth and ciphers are glusterpy.rpc.tls's `transport.socket.ssl-*`
+options): every accepted connection is TLS from its first byte; a client
+whose certificate does not chain to `ssl-ca-list` within `ssl-cert-depth`
+(or that has none, or speaks plain RPC) fails the handshake and is logged
+("refused connection from ..."), before any RPC.  The certificate's common
+name becomes the SETVOLUME param `ssl-name`, which auth/login checks
+against `auth.login.<subvolume>.ssl-allow` (volume set `auth.ssl-allow`);
+an `ssl-name` sent by a client itself is dropped.  Bad or missing files
+fail the brick's init ("ssl setup failed").
+
 Departures: no 3.3 fop program (DUMP lists only what is served), no
 subdirectory mounts (SETVOLUME answers ENOENT, which a GlusterFS client
-reports as a missing subdirectory), no TLS, PUT is served (GlusterFS 10's
+reports as a missing subdirectory), PUT is served (GlusterFS 10's
 brick has no actor for it), and `transport.listen-backlog` defaults to
 1024 (what glusterd writes) rather than 10.
 """
@@ -102,12 +113,13 @@ from glusterpy.rpc import (ANON_FD, DUMP, FOP, FOP_PROGRAM, HANDSHAKE,
                            RpcConnection, RpcProtocolError, SetLkVerReply, SetVolumeReply,
                            old_dict_text)
 from glusterpy.rpc.message import AcceptStat
+from glusterpy.rpc import tls
 from glusterpy.rpc.programs import CALLBACK
 from glusterpy.rpc.transport import CallRefused, ConnectionLost, RpcEndpoint
 from glusterpy.xlator import Event, Translator
 
-from .auth import AuthConfig, AuthResult, Peer, authenticate, authenticated_username, \
-    is_auth_key
+from .auth import SSL_NAME, AuthConfig, AuthResult, Peer, authenticate, \
+    authenticated_username, is_auth_key
 
 # The largest call an authenticated client may send.  QEMU's gluster driver
 # hands libgfapi requests of up to 512 MiB (GLUSTER_MAX_TRANSFER in
@@ -147,9 +159,8 @@ OPTIONS = (
     Option("transport.tcp-user-timeout", OptionType.TIME, "42",
            "Seconds sent data may stay unacknowledged before the connection is "
            "dropped (TCP_USER_TIMEOUT; 0: the kernel's default).", min=0, max=1013),
-    Option("transport.socket.ssl-enabled", OptionType.BOOL, "off",
-           "TLS on the connections; not supported, so only 'off' is accepted.",
-           reconfigurable=False),
+    tls.ssl_enabled_option("server.ssl"),
+    *tls.transport_options(),
     Option("rpc-auth-allow-insecure", OptionType.BOOL, "on",
            "Accept clients bound to unprivileged ports (>= 1024) when auth.addr "
            "rules are set.", aliases=("allow-insecure",)),
@@ -187,6 +198,10 @@ OPTIONS = (
            "User names allowed to log in to subvolume *."),
     Option("auth.login.*.password", OptionType.STR, None,
            "The password of user *."),
+    Option("auth.login.*.ssl-allow", OptionType.STR, None,
+           "Common names (fnmatch patterns, comma-separated; * = any) of the TLS "
+           "clients' certificates allowed to use subvolume *; unset: every client "
+           "whose certificate the CA list trusts.", set_keys=("auth.ssl-allow",)),
 )
 
 # GlusterFS's ctx->page_size bounds a readdir reply (server4_0_readdir[p]);
@@ -336,6 +351,8 @@ class _Connection:
     def __init__(self, server: "Server", stream, peer: Peer):
         self.server = server
         self.peer = peer
+        #: the common name of a TLS client's certificate (None: not TLS)
+        self.ssl_name: str | None = None
         self.client: ServerClient | None = None
         self.endpoint: RpcEndpoint = RpcEndpoint(
             stream, RpcConnection(ALL_PROGRAMS, serves=BRICK_SERVES),
@@ -356,9 +373,9 @@ class Server(Translator):
 
     def __init__(self, name, options=None, children=()):
         super().__init__(name, options, children)
-        if self.opts["transport.socket.ssl-enabled"]:
-            raise OptionError("transport.socket.ssl-enabled",
-                              "option 'transport.socket.ssl-enabled': TLS is not supported")
+        #: the TLS server context (init), None without transport.socket.ssl-enabled
+        self.tls: tls.TlsConfig | None = None
+        self._tls_context = None
         self.auth = self._auth_config()
         self.process_uuid = str(uuid.uuid4())
         self.clients: dict[str, ServerClient] = {}
@@ -380,6 +397,16 @@ class Server(Translator):
     # -- life cycle ------------------------------------------------------------
 
     async def init(self) -> None:
+        if self.opts["transport.socket.ssl-enabled"]:
+            # socket_init: the files are read once, a failure fails the brick
+            self.tls = tls.TlsConfig.from_options(self.opts)
+            try:
+                self._tls_context = self.tls.context(server_side=True)
+            except tls.TlsError as e:
+                raise tls.TlsError(e.errno, f"{self.name}: ssl setup failed: "
+                                            f"{e.strerror}") from None
+            self.log.info("SSL support on the I/O path is ENABLED, certificate depth is "
+                          "%d, CA list %s", self.tls.cert_depth, self.tls.ca_list)
         inet6 = self.opts["transport.address-family"] == "inet6"
         host = self.opts["transport.socket.bind-address"] or ("::" if inet6 else "0.0.0.0")
         port = self.opts["transport.socket.listen-port"]
@@ -453,7 +480,18 @@ class Server(Translator):
     async def _handle_stream(self, stream: trio.SocketStream) -> None:
         peer = _peer_of(stream.socket)
         self._tune_socket(stream)
+        ssl_name = None
+        if self._tls_context is not None:
+            try:
+                stream = await tls.handshake(stream, self._tls_context, server_side=True,
+                                             cert_depth=self.tls.cert_depth, peer=str(peer))
+            except tls.TlsError as e:
+                self.log.warning("refused connection from %s: %s", peer, e.strerror)
+                return
+            ssl_name = tls.common_name(stream) or ""
+            self.log.info("TLS connection from %s, certificate CN %r", peer, ssl_name)
         conn = _Connection(self, stream, peer)
+        conn.ssl_name = ssl_name
         self.connections.add(conn)
         self.log.debug("accepted connection from %s", peer)
         try:
@@ -578,6 +616,11 @@ class Server(Translator):
 
     async def _setvolume(self, conn: _Connection, request) -> SetVolumeReply:
         params = old_dict_text(request.dict)
+        # only the transport may say who a TLS client is (server_setvolume
+        # sets ssl-name from trans->ssl_name)
+        params.pop(SSL_NAME, None)
+        if conn.ssl_name is not None:
+            params[SSL_NAME] = conn.ssl_name
         reply: dict[str, Any] = {}
         op_ret, op_errno, error = await self._check_setvolume(conn, params, reply)
         if error is not None:
