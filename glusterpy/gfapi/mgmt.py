@@ -28,6 +28,12 @@ sends the callback program's FETCHSPEC ("the volfile changed"); it
 reconnects every 3 seconds (rpc-clnt's reconnect timer) through the same
 list of servers.
 
+Secure access: when /var/lib/glusterd/secure-access exists (or
+$GLUSTERPY_SECURE_ACCESS=1) every connection to a volfile server is TLS
+from its first byte, with /etc/ssl/glusterfs.{pem,key,ca} and the file's
+cert depth (glusterpy.rpc.tls), as libgfapi's glfs_mgmt_init does; the
+server must present a certificate the CA list trusts.
+
 `fetch_client_graph()` is the whole start-up of a client process (GETSPEC,
 the graph, the identity its protocol/client translators send); the FUSE
 bridge uses it as gfapi does.
@@ -46,8 +52,9 @@ import trio
 from .. import volfile as vf
 from ..graph import Graph, UnknownTranslatorType, canonical_type, translator_class
 from ..rpc import (ALL_PROGRAMS, CLIENT_PROGRAMS, HANDSHAKE, AuthGlusterfsV2, GetSpecRequest,
-                   RpcConnection)
+                   RpcConnection, RpcProtocolError)
 from ..rpc.mgmt import GF_GETSPEC_FLAG_SERVERS_LIST
+from ..rpc import tls
 from ..rpc.transport import ConnectionLost, RpcCallFailed, RpcEndpoint
 from ..fops import Caller
 from ..volfile import VolfileError
@@ -131,9 +138,15 @@ def getspec_request(key: str) -> GetSpecRequest:
 _CRED = AuthGlusterfsV2.from_caller(Caller())
 
 
-async def _connect(server: VolfileServer, timeout: float) -> trio.SocketStream:
-    with trio.fail_after(timeout):
-        return await trio.open_tcp_stream(server.host, server.port)
+async def _connect(server: VolfileServer, timeout: float) -> trio.abc.Stream:
+    """TCP to the volfile server, TLS when secure access is on (glfs_mgmt_init
+    reads /var/lib/glusterd/secure-access); a refused handshake is an OSError
+    (TlsError) naming the reason."""
+    try:
+        return await tls.open_mgmt_stream(server.host, server.port, timeout=timeout)
+    except tls.TlsError as e:
+        log.error("volfile server %s: %s", server, e.strerror)
+        raise
 
 
 async def _getspec(ep: RpcEndpoint, key: str, server: VolfileServer,
@@ -161,20 +174,34 @@ async def fetch_volfile(servers: Sequence[VolfileServer], key: str, *,
             continue
         ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=CLIENT_PROGRAMS),
                          name="gfapi-mgmt")
+        fetched = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(ep.serve)
+                nursery.start_soon(_serve_quietly, ep)
                 try:
-                    return await _getspec(ep, key, server, timeout)
+                    # caught here, inside the nursery, so that it is not
+                    # wrapped in an exception group on its way out
+                    fetched = await _getspec(ep, key, server, timeout)
+                except (ConnectionLost, RpcCallFailed, trio.TooSlowError) as e:
+                    failures.append(f"{server}: {_why(e)}")
                 finally:
                     nursery.cancel_scope.cancel()
-        except (ConnectionLost, RpcCallFailed, trio.TooSlowError) as e:
-            failures.append(f"{server}: {_why(e)}")
         finally:
             await ep.aclose()
+        if fetched is not None:
+            return fetched
     raise VolfileFetchError("cannot fetch the volfile of "
                             f"{key!r}: no volfile server answered ({'; '.join(failures)})",
                             errno.ENOTCONN)
+
+
+async def _serve_quietly(ep: RpcEndpoint) -> None:
+    """The endpoint's read loop; garbage from the server ends it (the
+    waiting GETSPEC then fails with ConnectionLost)."""
+    try:
+        await ep.serve()
+    except RpcProtocolError as e:
+        log.warning("volfile server %s: %s", ep.peer, e)
 
 
 def _why(e: BaseException) -> str:
