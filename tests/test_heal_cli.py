@@ -467,7 +467,8 @@ def test_heal_bad_input_is_refused_in_gluster_words(tmp_path):
              "needs the brick"),
             ("GET", "/api/v1/volumes/nosuch/heal/info", None, 404, "does not exist"),
             ("DELETE", f"{api}/info", None, 405, "not allowed"),
-            ("POST", "/api/v1/local/heal/good", b'{"op": "index"}', 400, "X-Glusterpy-Node"),
+            ("POST", "/api/v1/local/heal/good", b'{"op": "index"}', 403,
+             "members of this node's pool"),
         ]:
             code, doc = d.api(method, path, body)
             assert code == status and message in doc["error"], (path, body, code, doc)

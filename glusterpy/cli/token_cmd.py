@@ -25,7 +25,8 @@ ROLES = ("admin", "read-only")
 
 def register(sub) -> None:
     p = sub.add_parser("token", help="API tokens for remote administration (on the node)",
-                       description=__doc__.split("\n\n")[1])
+                       description=__doc__.split("\n\n")[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--remote-host", metavar="HOST[:PORT]",
                    help="the local glusterpyd's port (default 127.0.0.1:24007)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")

@@ -68,7 +68,7 @@ from .. import localsock
 from .daemon import VERSION, Glusterd, OpFailed
 from .http import ApiError, Request, Response
 from .trust import ROLES, TOKEN_NAME, TrustError
-from . import rebalance_api
+from . import rebalance_api, tls_setup
 
 
 @dataclass
@@ -253,6 +253,7 @@ async def post_peer(gd, req):
         gd.audit(who, "peer probe", body, f"failed: {e}")
         raise ApiError(409 if "Another transaction" in str(e) else 400, str(e)) from None
     gd.audit(who, "peer probe", body, "success" + (f": {note}" if note else ""))
+    await tls_setup.refresh(gd)
     return Response(200, {"message": note})
 
 
@@ -266,6 +267,7 @@ async def delete_peer(gd, req):
         gd.audit(who, "peer detach", {"host": host, "force": force}, f"failed: {e}")
         raise ApiError(400, str(e)) from None
     gd.audit(who, "peer detach", {"host": host, "force": force}, "success")
+    await tls_setup.refresh(gd)
     return Response(200, {"message": ""})
 
 
@@ -681,6 +683,7 @@ ROUTES = [
           "this node's self-heal daemon's answer to a heal op", internal=True),
 ]
 ROUTES += rebalance_api.routes(Route)
+ROUTES += tls_setup.routes(Route)
 _COMPILED = [(r, r.regex()) for r in ROUTES]
 
 

@@ -73,7 +73,8 @@ from .portmap import PortmapRegistry, _port_is_free
 from .rebalance import RebalanceService
 from .shd import ShdService
 from .store import Store
-from .trust import GLUSTERFS_CA, NodeTrust, peer_fingerprint
+from ..rpc import tls
+from .trust import NodeTrust, peer_fingerprint
 from .volfile_server import VolfileServer
 
 log = logging.getLogger("glusterpy.glusterd")
@@ -295,9 +296,12 @@ class Glusterd:
         return (self.workdir / "secure-access").exists()
 
     def server_tls_context(self):
+        """Our certificate; clients' certificates verified against the
+        pinned peers and GlusterFS's CA list (/etc/ssl/glusterfs.ca, for
+        bricks and GlusterFS clients speaking management TLS).  Only a
+        pinned certificate makes a caller a peer (api.principal)."""
         peer_certs = [p["cert"] for p in self.peers.values() if p.get("cert")]
-        return self.trust.server_context(peer_certs, GLUSTERFS_CA if self.secure_access
-                                         else None)
+        return self.trust.server_context(peer_certs, Path(tls.default_ca_list()))
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         """One TCP connection: TLS or not, then RPC or HTTP (module docstring)."""
@@ -328,7 +332,9 @@ class Glusterd:
             if first is None:
                 await inner.aclose()
                 return
-        elif self.secure_access:
+        elif self.secure_access and not (first[0] & 0x80 and ops.is_local_address(peer[0])):
+            # (this node's own bricks and daemons may sign in without TLS:
+            # they can read its key anyway)
             log.info("plain-text connection from %s refused: management TLS is on "
                      "(%s)", where, self.workdir / "secure-access")
             if not first[0] & 0x80:

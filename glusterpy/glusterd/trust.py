@@ -30,9 +30,9 @@ members; a node already in a pool refuses every other pool.
 
 The port speaks TLS (first byte 0x16) and plain text alike; the server
 context asks for a client certificate without requiring one, and trusts
-exactly the pinned peer certificates (plus /etc/ssl/glusterfs.ca when
-management TLS is on, for GlusterFS clients - glusterd's secure-access), so
-a certificate nobody pinned fails the handshake.
+exactly the pinned peer certificates plus GlusterFS's CA list
+(/etc/ssl/glusterfs.ca: bricks and GlusterFS clients speaking management
+TLS), so any other certificate fails the handshake.
 """
 
 from __future__ import annotations
@@ -52,10 +52,6 @@ from .store import read_json, write_json
 
 log = logging.getLogger("glusterpy.glusterd.trust")
 
-#: GlusterFS's CA list, trusted for management TLS (secure-access) clients
-GLUSTERFS_CA = Path("/etc/ssl/glusterfs.ca")
-#: GlusterFS's CA list, trusted for management TLS (secure-access) clients
-GLUSTERFS_CA = Path("/etc/ssl/glusterfs.ca")
 ROLES = ("admin", "read-only")
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: hex digits of the node certificate's fingerprint a token carries
@@ -196,5 +192,5 @@ def peer_fingerprint(stream) -> str | None:
     return pki.fingerprint(der) if der else None
 
 
-__all__ = ["GLUSTERFS_CA", "NodeTrust", "TokenStore", "TrustError", "parse_token", "peer_fingerprint", "ROLES",
+__all__ = ["NodeTrust", "TokenStore", "TrustError", "parse_token", "peer_fingerprint", "ROLES",
            "PIN_DIGITS"]

@@ -1,0 +1,95 @@
+"""`glusterpy tls setup|client`: GlusterFS's TLS files for the whole pool.
+
+    glusterpy tls setup [--management on|off]
+    glusterpy tls client NAME --out DIR
+
+Run on a node, as root (the daemon serves these on its unix socket only).
+What they do is in glusterpy/glusterd/tls_setup.py: `setup` writes
+/etc/ssl/glusterfs.{pem,key,ca} on every node of the pool; `client` makes
+a client machine's key and certificate, trusted by every node, and writes
+the three files into DIR to copy to that machine's /etc/ssl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .api_client import ApiClient, ApiFailure
+from .. import pki
+
+
+def register(sub) -> None:
+    p = sub.add_parser("tls", help="TLS files for the pool (GlusterFS's glusterfs.pem|key|ca)",
+                       description=__doc__.split("\n\n")[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--remote-host", metavar="HOST[:PORT]",
+                   help="the local glusterpyd's port (default 127.0.0.1:24007)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+    tsub = p.add_subparsers(dest="action", metavar="ACTION")
+    tsub.required = True
+    s = tsub.add_parser("setup", help="write the TLS files on every node")
+    s.add_argument("--management", choices=("on", "off"),
+                   help="management TLS (secure-access) on every node's port")
+    s.set_defaults(func=setup)
+    c = tsub.add_parser("client", help="a client machine's key and certificate")
+    c.add_argument("name", metavar="NAME", help="its common name (for auth.ssl-allow)")
+    c.add_argument("--out", required=True, metavar="DIR",
+                   help="where to write glusterfs.key, glusterfs.pem, glusterfs.ca")
+    c.set_defaults(func=client)
+    for a in (s, c):
+        a.add_argument("--remote-host", metavar="HOST[:PORT]", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
+        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
+
+
+def _client(args) -> ApiClient:
+    return ApiClient(getattr(args, "remote_host", None))
+
+
+def setup(args) -> int:
+    body = {"management": args.management} if args.management else {}
+    try:
+        doc = _client(args).call("POST", "/api/v1/tls/setup", body)
+    except ApiFailure as e:
+        print(f"tls setup: failed: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(doc, indent=1))
+        return 0
+    for r in doc["nodes"]:
+        print(f"{r['node']}: {r['cert']}, {r['key']}, {r['ca']} (management TLS "
+              f"{'on' if r['management'] else 'off'}; sha256 {r['fingerprint'][:16]}...)")
+    print("tls setup: success")
+    return 0
+
+
+def client(args) -> int:
+    out = Path(args.out)
+    if out.exists() and any((out / n).exists() for n in
+                            ("glusterfs.key", "glusterfs.pem", "glusterfs.ca")):
+        print(f"tls client: failed: {out} already holds glusterfs.* files", file=sys.stderr)
+        return 1
+    try:
+        doc = _client(args).call("POST", "/api/v1/tls/clients", {"name": args.name})
+    except ApiFailure as e:
+        print(f"tls client: failed: {e}", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    pki.write_private(out / "glusterfs.key", doc["key"].encode())
+    (out / "glusterfs.pem").write_text(doc["cert"])
+    (out / "glusterfs.ca").write_text(doc["ca"])
+    if args.json:
+        print(json.dumps({k: v for k, v in doc.items() if k != "key"}, indent=1))
+        return 0
+    print(f"tls client: success: {args.name}'s files are in {out}; copy them to the "
+          "client's /etc/ssl" + (" and create /var/lib/glusterd/secure-access there"
+                                 if doc.get("management") else ""))
+    return 0
+
+
+__all__ = ["register"]
