@@ -10,7 +10,8 @@ import pytest
 import trio
 
 from glusterpy import volfile as vf
-from glusterpy.cli.gluster_cmd import format_info, hoist_global_options
+from glusterpy.cli import global_options
+from glusterpy.cli.gluster_cmd import format_info
 from glusterpy.glusterd import ops, volgen
 from glusterpy.glusterd.daemon import Glusterd
 from glusterpy.glusterd.http import request
@@ -160,11 +161,11 @@ def test_store_writes_atomically_and_skips_a_torn_audit_line(tmp_path):
     assert store.volumes() == {}
 
 
-def test_global_options_before_the_command_are_moved_after_it():
-    assert hoist_global_options(["--mode=script", "--remote-host", "h:1", "volume", "stop",
-                                 "v"]) == ["volume", "--mode=script", "--remote-host", "h:1",
-                                           "stop", "v"]
-    assert hoist_global_options(["brick", "--volfile", "x"]) == ["brick", "--volfile", "x"]
+def test_global_options_before_the_command_are_parsed_once():
+    opts, rest = global_options.split(["--mode=script", "--remote-host", "h:1", "volume",
+                                       "stop", "v"])
+    assert (opts.yes, opts.remote, rest) == (True, "h:1", ["volume", "stop", "v"])
+    assert global_options.split(["brick", "--volfile", "x"])[1] == ["brick", "--volfile", "x"]
 
 
 def test_info_format_of_an_arbiter_volume():

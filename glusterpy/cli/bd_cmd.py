@@ -11,9 +11,13 @@ volume is served, and every rule of storage/bd applies):
     glusterpy bd delete   VOL:/VG/LV               unlink: lvremove
 
 VG must be the volume group the volume serves (the brick answers the
-`glusterfs.bd.vg` xattr).  The volume is found through a volfile server
-(`--server HOST[:PORT]`, glusterd's port 24007 by default), or in a local
-volfile (`--volfile FILE`, only while no brick serves that VG).  SIZE
+`glusterfs.bd.vg` xattr).  The volume is found through a volfile server -
+glusterpyd's port: `--remote-host HOST[:PORT]` before `bd` (as every
+command takes it, glusterpy/cli/global_options.py) or after it, `--server`
+after the action, else $GLUSTERPY_REMOTE_HOST, else localhost:24007 - or in
+a local volfile (`--volfile FILE`, only while no brick serves that VG).
+`--token` is taken as everywhere else; the volfile and the bricks do not
+ask for it.  SIZE
 takes 4096, 512K, 10M, 2G (powers of 1024; rounded up to whole extents).
 Errors name the cause; the exit status is 1 when the volume refused, 2 for
 wrong input.
@@ -21,6 +25,7 @@ wrong input.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 import re
@@ -58,7 +63,9 @@ def register(sub) -> None:
     # --remote-host names the daemon as everywhere else in the CLI; before
     # ACTION it applies to whichever action follows
     p.add_argument("--remote-host", dest="remote_host", metavar="HOST[:PORT]",
-                   help="the glusterpyd (or any volfile server) to ask; same as --server")
+                   help="the glusterpyd (or any volfile server) to ask; same as --server "
+                   "(default $GLUSTERPY_REMOTE_HOST, else localhost:24007)")
+    p.add_argument("--token", metavar="TOKEN", help=argparse.SUPPRESS)
     bsub = p.add_subparsers(dest="bd_command", metavar="ACTION")
     bsub.required = True
 
@@ -68,7 +75,10 @@ def register(sub) -> None:
         for arg in args:
             a.add_argument(arg)
         a.add_argument("--server", "--remote-host", default=None, metavar="HOST[:PORT]",
-                       help="volfile server (default: localhost:24007)")
+                       help="volfile server (default: $GLUSTERPY_REMOTE_HOST, else "
+                       "localhost:24007)")
+        a.add_argument("--token", metavar="TOKEN", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
         a.add_argument("--volfile", help="use this local volfile instead of a server")
         a.set_defaults(func=bd_command, action=name)
         return a
@@ -122,7 +132,7 @@ def bd_command(args) -> int:
             volume = AsyncVolume.from_volfile(args.volfile)
         else:
             args.server = args.server or getattr(args, "remote_host", None) or \
-                f"localhost:{DEFAULT_PORT}"
+                os.environ.get("GLUSTERPY_REMOTE_HOST") or f"localhost:{DEFAULT_PORT}"
             m = _SERVER.match(args.server)
             if not m:
                 raise UsageError(f"{args.server!r} is not HOST[:PORT]")

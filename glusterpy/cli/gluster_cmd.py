@@ -1,6 +1,7 @@
 """`glusterpy peer|pool|volume ...`: the gluster CLI's grammar, against glusterpyd.
 
-    glusterpy [--remote-host HOST[:PORT]] [--json] [--mode=script|--yes] COMMAND ...
+    glusterpy [--remote-host HOST[:PORT]] [--token TOKEN] [--json] [--mode=script|--yes]
+              COMMAND ...
 
     peer probe HOST[:PORT] | peer detach HOST [force] | peer status | pool list
     volume create NAME [device lv] [stripe N] [replica N [arbiter 1]] [transport tcp]
@@ -21,7 +22,7 @@
 
 Every command is one or two REST calls to glusterpyd (glusterpy/glusterd/
 api.py) - 127.0.0.1:24007 unless --remote-host or $GLUSTERPY_REMOTE_HOST
-says otherwise - and prints what the gluster CLI prints (cli-rpc-ops.c's
+says otherwise, with the API token of --token or $GLUSTERPY_TOKEN - and prints what the gluster CLI prints (cli-rpc-ops.c's
 formats: "volume create: NAME: success: please start the volume to access
 data", the `volume info` and `volume status` tables, ...).  Failures print
 "<command>: failed: <reason>" on standard error and exit 1; usage errors
@@ -32,7 +33,8 @@ Like gluster, `volume stop`, `volume delete`, `remove-brick commit|force`
 and `peer detach` ask for confirmation.  They read the answer only from a
 terminal: without one, `--mode=script` or `--yes` must say yes up front,
 and the command fails rather than hang or read a pipe.  The global options
-may come before the command (as gluster's) or anywhere after it.
+may come before the command (as gluster's; glusterpy/cli/global_options.py
+parses them there for every command) or anywhere after it.
 """
 
 from __future__ import annotations
@@ -44,39 +46,21 @@ from .api_client import ApiClient, ApiFailure, quote_path
 from . import rebalance_cmd
 from .heal_cmd import v_heal
 
-GLOBAL_FLAGS = ("--json", "--yes", "--mode=script", "--xml")
-
 
 class Usage(Exception):
     pass
 
 
-def hoist_global_options(argv: list[str]) -> list[str]:
-    """Move our global options given before the command word to after it,
-    so `glusterpy --mode=script volume stop v` parses as gluster's does."""
-    leading = []
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a in GLOBAL_FLAGS or a.startswith("--mode=") or a.startswith("--remote-host="):
-            leading.append(a)
-            i += 1
-        elif a == "--remote-host" and i + 1 < len(argv):
-            leading += argv[i:i + 2]
-            i += 2
-        else:
-            break
-    rest = argv[i:]
-    if leading and rest and rest[0] in ("volume", "peer", "pool"):
-        return [rest[0], *leading, *rest[1:]]
-    return argv
-
-
 class Options:
-    def __init__(self, words: list[str]):
-        self.json = False
-        self.yes = False
-        self.remote = None
+    """The global options given after the command word (any of
+    global_options' may be), over those given before it (`given`), and the
+    command's own words."""
+
+    def __init__(self, words: list[str], given=None):
+        self.json = bool(getattr(given, "json", False))
+        self.yes = bool(getattr(given, "yes", False))
+        self.remote = getattr(given, "remote", None)
+        self.token = getattr(given, "token", None)
         self.words: list[str] = []
         i = 0
         while i < len(words):
@@ -97,6 +81,13 @@ class Options:
                 i += 1
             elif w.startswith("--remote-host="):
                 self.remote = w.split("=", 1)[1]
+            elif w == "--token":
+                if i + 1 >= len(words):
+                    raise Usage("--token needs TOKEN")
+                self.token = words[i + 1]
+                i += 1
+            elif w.startswith("--token="):
+                self.token = w.split("=", 1)[1]
             else:
                 self.words.append(w)
             i += 1
@@ -114,14 +105,14 @@ def register(sub) -> None:
 
 def run(args) -> int:
     try:
-        opts = Options(args.words)
+        opts = Options(args.words, getattr(args, "global_options", None))
     except Usage as e:
         print(f"Usage: {e}", file=sys.stderr)
         return 1
     words = opts.words
     handler = {"volume": volume, "peer": peer, "pool": pool}[args.group]
     try:
-        client = ApiClient(opts.remote)
+        client = ApiClient(opts.remote, token=opts.token)
     except ApiFailure as e:
         print(str(e), file=sys.stderr)
         return 1

@@ -1,8 +1,8 @@
 """`glusterpy vm disk-xml|create-image`: VM disks on a glusterpy volume.
 
-    glusterpy vm disk-xml VOL IMAGE [--format raw|qcow2] [--cache MODE]
+    glusterpy [GLOBAL OPTIONS] vm disk-xml VOL IMAGE [--format raw|qcow2] [--cache MODE]
                           [--target vda] [--remote-host HOST[:PORT]] [--log-file F]
-    glusterpy vm create-image VOL IMAGE SIZE [--format raw|qcow2]
+    glusterpy [GLOBAL OPTIONS] vm create-image VOL IMAGE SIZE [--format raw|qcow2]
                           [--remote-host HOST[:PORT]] [--log-file F]
 
 `disk-xml` prints the libvirt <disk type='network'> element that boots a
@@ -21,7 +21,10 @@ free space is made, with a note saying so; writes past the free space
 fail with ENOSPC in the guest, as on GlusterFS.
 
 The daemon is 127.0.0.1:24007 unless --remote-host or $GLUSTERPY_REMOTE_HOST
-says otherwise; it also serves the volfile gfapi mounts.  Failures print
+says otherwise (before `vm`, as every command takes the global options -
+glusterpy/cli/global_options.py - or after it); it also serves the volfile
+gfapi mounts.  --token or $GLUSTERPY_TOKEN is the API token for a remote
+daemon.  Failures print
 "vm <command>: failed: <reason>" and exit 1; wrong arguments exit 2.
 """
 
@@ -66,10 +69,13 @@ def register(sub) -> None:
     # --remote-host may come before the action (as `glusterpy volume` takes
     # it) or after it; the one after it wins
     remote_help = "glusterpyd to ask (default 127.0.0.1:24007 or $GLUSTERPY_REMOTE_HOST)"
+    token_help = "API token for a remote glusterpyd (default $GLUSTERPY_TOKEN)"
     p.add_argument("--remote-host", metavar="HOST[:PORT]", help=remote_help)
+    p.add_argument("--token", metavar="TOKEN", help=token_help)
     for a in (x, c):
         a.add_argument("--remote-host", metavar="HOST[:PORT]", help=remote_help,
                        default=argparse.SUPPRESS)
+        a.add_argument("--token", metavar="TOKEN", help=token_help, default=argparse.SUPPRESS)
         a.add_argument("--log-file", metavar="FILE",
                        help="write the volume's client log here (default: none)")
 
@@ -96,7 +102,7 @@ def disk_xml_command(args) -> int:
     what = "vm disk-xml"
     try:
         image = vm.image_path(args.image)
-        client = ApiClient(args.remote_host)
+        client = ApiClient(args.remote_host, token=getattr(args, "token", None))
         volume = _started_volume(client, args.volume)
         servers = vm.volume_servers(volume, client.call("GET", "/api/v1/pool")["pool"])
         xml = vm.disk_xml(args.volume, image, servers, fmt=args.format, cache=args.cache,
@@ -132,7 +138,7 @@ def create_image_command(args) -> int:
     try:
         if args.format == "qcow2":
             vm.qcow2_metadata(size)  # refuses a size qcow2 cannot hold, before any change
-        client = ApiClient(args.remote_host)
+        client = ApiClient(args.remote_host, token=getattr(args, "token", None))
         volume = _started_volume(client, args.volume)
         servers = vm.volume_servers(volume, client.call("GET", "/api/v1/pool")["pool"])
         free = trio.run(_create, _mount(client, args.volume, args.log_file), image, size,
