@@ -63,6 +63,7 @@ def test_global_options_before_the_command_word():
     (["--xml", "volume", "info"], "--xml is not supported"),
     (["--remote-host", "h:1", "mount", "h:/v", "/mnt"], "talks to no glusterpyd"),
     (["--token", "t", "brick", "--volfile", "x"], "talks to no glusterpyd"),
+    (["--remote-host", "h:1", "umount", "/mnt"], "talks to no glusterpyd"),
 ])
 def test_wrong_global_options_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
@@ -109,6 +110,17 @@ def test_every_daemon_command_gets_remote_host_and_token(argv, monkeypatch, caps
     assert main(argv) == 1
     assert seen.calls == [("h:7", "T")], (argv, seen.calls)
     assert "no daemon in this test" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["--remote-host", "h:7", "token", "list"],
+    ["--json", "--remote-host=h:7", "token", "list"],
+    ["--remote-host", "h:7", "tls", "setup"],
+])
+def test_the_local_admin_commands_get_remote_host(argv, monkeypatch):
+    seen = Seen(monkeypatch)
+    assert main(argv) == 1
+    assert [remote for remote, _ in seen.calls] == ["h:7"], (argv, seen.calls)
 
 
 def test_the_token_env_reaches_the_client(monkeypatch):

@@ -10,17 +10,17 @@ after the command word (`volume|peer|pool`: all of them; `vm`, `bd`:
 `--remote-host`) still do, and there the later one wins.
 
 * `--remote-host` (else $GLUSTERPY_REMOTE_HOST, else 127.0.0.1:24007): the
-  glusterpyd to ask - for `volume`, `peer`, `pool`, `vm`, `token` its REST
-  API, for `bd` its volfile server (the same port);
+  glusterpyd to ask - for `volume`, `peer`, `pool`, `vm`, `token`, `tls`
+  its REST API, for `bd` its volfile server (the same port);
 * `--token` (else $GLUSTERPY_TOKEN): the API token a remote administrator
   presents (`glusterpy token create` makes one; glusterpy/cli/api_client.py);
 * `--json`: the API's JSON instead of gluster's text, where a command has it;
 * `--mode=script` / `--yes`: say yes to confirmations up front.
 
 `--remote-host` and `--token` before a command that talks to no glusterpyd
-(`mount`, `brick`, `shd`, `volfile`, `volfile-server`) are an error rather
-than silently ignored; an unknown option before the command is a usage
-error (exit 2) naming the options there are.
+(`mount`, `umount`, `brick`, `shd`, `volfile`, `volfile-server`) are an
+error rather than silently ignored; an unknown option before the command
+is a usage error (exit 2) with the usage line.
 
 `apply(args, opts)` hands them to the command: after argparse, the
 namespace carries `remote_host`, `token`, `json` and `yes`, each the
@@ -32,8 +32,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-#: the commands that talk to glusterpyd, so take --remote-host and --token
-DAEMON_COMMANDS = frozenset({"volume", "peer", "pool", "vm", "bd", "token", "tls"})
+#: the commands that talk to no glusterpyd, so take no --remote-host or
+#: --token (every other command - volume, peer, pool, vm, bd, token, tls and
+#: any new one - does)
+LOCAL_COMMANDS = frozenset({"mount", "umount", "brick", "shd", "volfile", "volfile-server"})
 
 USAGE = ("glusterpy [--remote-host HOST[:PORT]] [--token TOKEN] [--json] "
          "[--mode=script|interactive] [--yes] COMMAND ...")
@@ -107,12 +109,12 @@ def split(argv: list[str]) -> tuple[GlobalOptions, list[str]]:
             raise GlobalUsage(f"unknown global option {a!r}")
         i += 1
     rest = argv[i:]
-    if rest and not rest[0].startswith("-") and rest[0] not in DAEMON_COMMANDS:
+    if rest and rest[0] in LOCAL_COMMANDS:
         given = [n for n, v in (("--remote-host", opts.remote), ("--token", opts.token)) if v]
         if given:
             raise GlobalUsage(f"{' and '.join(given)}: `glusterpy {rest[0]}` talks to no "
-                              "glusterpyd (they apply to "
-                              f"{', '.join(sorted(DAEMON_COMMANDS))})")
+                              "glusterpyd (they are for the commands that do: volume, peer, "
+                              "pool, vm, bd, token, tls)")
     return opts, rest
 
 
@@ -130,4 +132,4 @@ def apply(args, opts: GlobalOptions) -> None:
         args.yes = opts.yes
 
 
-__all__ = ["GlobalOptions", "GlobalUsage", "split", "apply", "DAEMON_COMMANDS", "USAGE"]
+__all__ = ["GlobalOptions", "GlobalUsage", "split", "apply", "LOCAL_COMMANDS", "USAGE"]
