@@ -654,15 +654,23 @@ def v_log(client, opts, w) -> int:
         _json(doc)
         return 0
     for e in doc["entries"]:
-        who = e.get("who") or {}
-        user = who.get("user") or "?"
-        uid = who.get("uid") if who.get("uid") is not None else who.get("claimed-uid")
-        via = f" via peer {who['peer']}" if who.get("peer") else ""
+        who = _who_text(e.get("who") or {})
         args = " ".join(f"{k}={json.dumps(v)}" for k, v in sorted((e.get("args") or {}).items())
                         if v not in (None, False))
-        print(f"{e['time']}  {user}(uid {uid}) from {who.get('address')}{via}: "
-              f"{e['op']} {args} -> {e['result']}")
+        print(f"{e['time']}  {who}: {e['op']} {args} -> {e['result']}")
     return 0
 
 
-__all__ = ["register", "run", "hoist_global_options", "format_info", "format_status"]
+def _who_text(who: dict) -> str:
+    """Who asked, as the daemon proved it (glusterd/api.py `principal`)."""
+    kind = who.get("kind")
+    if kind == "local":
+        return f"{who.get('user') or '?'}(uid {who.get('uid')}) on the node"
+    if kind == "token":
+        return f"token {who.get('token')} from {who.get('address')}"
+    if kind == "peer":
+        return f"peer {who.get('peer')} from {who.get('address')}"
+    return f"{kind or 'anonymous'} from {who.get('address')}"
+
+
+__all__ = ["register", "run", "format_info", "format_status"]
