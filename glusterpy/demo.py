@@ -170,7 +170,12 @@ Reach the volume:
   the CLI:   export GLUSTERPY_REMOTE_HOST={remote}
              .venv/bin/glusterpy volume info demo
              .venv/bin/glusterpy volume set demo performance.io-cache off
-  REST:      curl http://{remote}/api/v1/volumes/demo   (API: /api/v1/openapi.json)""")
+             (root on this machine needs nothing: the daemon's unix socket)
+  REST:      curl --unix-socket {bricks.parent / "glusterpyd/run/glusterpyd.socket"} \\
+                 http://localhost/api/v1/volumes/demo
+             from elsewhere: .venv/bin/glusterpy token create me --role read-only, then
+             curl -k -H "Authorization: Bearer TOKEN" https://{remote}/api/v1/volumes/demo
+             (API: /api/v1/openapi.json)""")
     return mounted
 
 
