@@ -42,16 +42,26 @@ Public routes (what `glusterpy` uses):
                                                 heal split-brain bigger-file|latest-mtime|
                                                 source-brick (glusterd/heal.py)
 
-Peer routes (/api/v1/cluster/..., /api/v1/local/...) carry the transaction
-phases and node-local reads; a caller must name itself with the
-X-Glusterpy-Node header and be a peer (join: not yet one).
+    GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{name}   token list|create|revoke
+    POST   /api/v1/tls/setup {management?}, /api/v1/tls/clients {name}
+                                                tls setup | tls client (glusterd/tls_setup.py)
 
-Errors are `{"error": message}` with 400 (refused), 404 (no such route or
-volume), 405 (method), 409 (the cluster lock is held), 413 (body too big)
-or 502 (a peer did not answer).  Every state-changing call is written to
-the audit log with who asked: the X-Glusterpy-User header, the uid the
-kernel says owns a loopback client's socket, the client's address, and the
-originating peer for calls that peers relay.
+Who may call what is `authorize` below (glusterd/trust.py says how each
+caller proves itself): root on the unix socket, an admin token, or -
+reading only - a read-only token; tokens and tls are for root on the node.
+Only this document is public.
+
+Peer routes (/api/v1/cluster/..., /api/v1/local/...) carry the transaction
+phases and node-local reads; only a member, proved by its pinned
+certificate over TLS, may call them (join: a node in no pool accepts one).
+
+Errors are `{"error": message}` with 400 (refused), 401 (no or a bad
+token), 403 (not allowed to this caller), 404 (no such route or volume),
+405 (method), 409 (the cluster lock is held), 413 (body too big) or 502 (a
+peer did not answer).  Every state-changing call and every refusal is
+written to the audit log with who asked as the connection proved it (root's
+uid, a token's name, a peer's uuid), the client's address, and the user
+name the CLI claims.
 """
 
 from __future__ import annotations

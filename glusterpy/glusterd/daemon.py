@@ -1,7 +1,8 @@
 """glusterpyd: the management daemon, one per node - glusterd's role.
 
 One TCP port (24007 by default) serves two protocols, told apart by the
-first bytes of each connection:
+first bytes of each connection, in plain text or TLS (a first byte 0x16,
+then the same test inside):
 
 * GlusterFS RPC - a record mark, whose first byte has the last-fragment bit
   (0x80) set: GETSPEC, PORTMAP and DUMP for real GlusterFS clients, our
@@ -9,6 +10,13 @@ first bytes of each connection:
   VolfileServer` over this node's volume directories;
 * HTTP/1.1 - a request line, whose first byte is an ASCII letter: the REST
   API (glusterd/api.py) that the CLI, peers and future UIs use.
+
+A unix socket, WORKDIR/run/glusterpyd.socket, serves the same to this
+node's root.  Who may do what over each is glusterd/trust.py's and
+glusterd/api.py's (`authorize`): root on the socket, tokens over TCP,
+peers by their pinned certificate over TLS.  With WORKDIR/secure-access
+(glusterd's secure-access) the TCP port refuses plain text, except RPC from
+this node's own addresses (its bricks and daemons).
 
 State (glusterd/store.py) is loaded at start; the volfiles are regenerated
 from it (the translators on this machine may have changed) and the bricks of
@@ -42,8 +50,8 @@ node's process refuse what glusterd refuses during a rebalance (add-brick,
 another rebalance, volume stop, remove-brick commit before the migration
 completed).
 
-Departures: peer calls are unauthenticated HTTP (keep the management port
-on a trusted network, as glusterd's 24007 must be); `volume start` fails
+Departures: peer calls are mutual TLS with pinned certificates, where
+glusterd trusts any host that claims a peer's address; `volume start` fails
 (and is undone) when a brick does not sign in within BRICK_UP_TIMEOUT,
 where glusterd reports success once glusterfsd is spawned.
 """
