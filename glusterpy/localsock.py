@@ -45,11 +45,31 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
+def is_local_address(host: str) -> bool:
+    """Whether `host` names this machine: its name, or an address a socket
+    can bind to here - true exactly for the addresses of local interfaces,
+    in this network namespace."""
+    if host in ("localhost", socket.gethostname()):
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, _, _, _, addr in infos:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.bind((addr[0], 0))
+            return True
+        except OSError:
+            continue
+    return False
+
+
 def trusted_uid(uid: int) -> bool:
     """Root, or whoever runs this process (a daemon run by a user for
     itself trusts that user)."""
     return uid == 0 or uid == os.geteuid()
 
 
-__all__ = ["REGISTRY_DIR", "SOCKET_NAME", "netns_id", "registry_path", "peer_credentials",
+__all__ = ["REGISTRY_DIR", "SOCKET_NAME", "netns_id", "registry_path", "is_local_address", "peer_credentials",
            "trusted_uid"]

@@ -57,23 +57,6 @@ def parse_remote(text: str | None) -> tuple[str, int]:
     return host, int(port) if port else DEFAULT_PORT
 
 
-def _is_this_machine(host: str) -> bool:
-    if host in ("localhost", socket.gethostname()):
-        return True
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    for family, _, _, _, addr in infos:
-        try:
-            with socket.socket(family, socket.SOCK_STREAM) as s:
-                s.bind((addr[0], 0))  # succeeds for this machine's addresses only
-            return True
-        except OSError:
-            continue
-    return False
-
-
 class _UnixConnection(http.client.HTTPConnection):
     """HTTP over the daemon's unix socket; the daemon at the other end must
     be root or ourselves (SO_PEERCRED), never a stranger's socket."""
@@ -107,7 +90,7 @@ class ApiClient:
         self._unix: str | None = None
         if self.host.startswith("unix:"):
             self._unix = self.host[5:]
-        elif _is_this_machine(self.host):
+        elif localsock.is_local_address(self.host):
             link = localsock.registry_path(self.port)
             # (a user who may not use the socket - anyone but root - goes
             # the network way, where a token is needed)

@@ -12,25 +12,18 @@ the three files into DIR to copy to that machine's /etc/ssl.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from .api_client import ApiClient, ApiFailure
+from .api_client import ApiFailure
+from .token_cmd import local_admin_actions_done, local_admin_command, local_client
 from .. import pki
 
 
 def register(sub) -> None:
-    p = sub.add_parser("tls", help="TLS files for the pool (GlusterFS's glusterfs.pem|key|ca)",
-                       description=__doc__.split("\n\n")[1],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--remote-host", metavar="HOST[:PORT]",
-                   help="the local glusterpyd's port (default 127.0.0.1:24007)")
-    p.add_argument("--json", action="store_true", help="print the API's JSON")
-    tsub = p.add_subparsers(dest="action", metavar="ACTION")
-    tsub.required = True
+    tsub = local_admin_command(sub, "tls", "TLS files for the pool (GlusterFS's "
+                               "glusterfs.pem|key|ca)", __doc__)
     s = tsub.add_parser("setup", help="write the TLS files on every node")
     s.add_argument("--management", choices=("on", "off"),
                    help="management TLS (secure-access) on every node's port")
@@ -40,21 +33,13 @@ def register(sub) -> None:
     c.add_argument("--out", required=True, metavar="DIR",
                    help="where to write glusterfs.key, glusterfs.pem, glusterfs.ca")
     c.set_defaults(func=client)
-    for a in (s, c):
-        a.add_argument("--remote-host", metavar="HOST[:PORT]", default=argparse.SUPPRESS,
-                       help=argparse.SUPPRESS)
-        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                       help=argparse.SUPPRESS)
-
-
-def _client(args) -> ApiClient:
-    return ApiClient(getattr(args, "remote_host", None))
+    local_admin_actions_done(tsub)
 
 
 def setup(args) -> int:
     body = {"management": args.management} if args.management else {}
     try:
-        doc = _client(args).call("POST", "/api/v1/tls/setup", body)
+        doc = local_client(args).call("POST", "/api/v1/tls/setup", body)
     except ApiFailure as e:
         print(f"tls setup: failed: {e}", file=sys.stderr)
         return 1
@@ -75,7 +60,7 @@ def client(args) -> int:
         print(f"tls client: failed: {out} already holds glusterfs.* files", file=sys.stderr)
         return 1
     try:
-        doc = _client(args).call("POST", "/api/v1/tls/clients", {"name": args.name})
+        doc = local_client(args).call("POST", "/api/v1/tls/clients", {"name": args.name})
     except ApiFailure as e:
         print(f"tls client: failed: {e}", file=sys.stderr)
         return 1

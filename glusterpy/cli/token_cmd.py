@@ -23,15 +23,36 @@ from .api_client import ApiClient, ApiFailure, quote_path
 ROLES = ("admin", "read-only")
 
 
-def register(sub) -> None:
-    p = sub.add_parser("token", help="API tokens for remote administration (on the node)",
-                       description=__doc__.split("\n\n")[1],
+def local_admin_command(sub, name: str, helptext: str, doc: str):
+    """The parser of a command only root on the node may run (token, tls):
+    `--remote-host` (which local glusterpyd) and `--json`, before or after
+    its action; returns the subparsers for the actions."""
+    p = sub.add_parser(name, help=helptext, description=doc.split("\n\n")[1],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--remote-host", metavar="HOST[:PORT]",
                    help="the local glusterpyd's port (default 127.0.0.1:24007)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
-    tsub = p.add_subparsers(dest="action", metavar="ACTION")
-    tsub.required = True
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    return actions
+
+
+def local_admin_actions_done(actions) -> None:
+    """Let every action take --remote-host and --json after its name too."""
+    for a in actions.choices.values():
+        a.add_argument("--remote-host", metavar="HOST[:PORT]", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
+        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help=argparse.SUPPRESS)
+
+
+def local_client(args) -> ApiClient:
+    return ApiClient(getattr(args, "remote_host", None))
+
+
+def register(sub) -> None:
+    tsub = local_admin_command(sub, "token", "API tokens for remote administration (on the "
+                               "node)", __doc__)
     c = tsub.add_parser("create", help="make a token (shown once)")
     c.add_argument("name", metavar="NAME")
     c.add_argument("--role", choices=ROLES, default="read-only")
@@ -40,15 +61,7 @@ def register(sub) -> None:
     r = tsub.add_parser("revoke", help="revoke a token at once")
     r.add_argument("name", metavar="NAME")
     r.set_defaults(func=revoke)
-    for a in tsub.choices.values():  # also after the action, as `volume` takes them
-        a.add_argument("--remote-host", metavar="HOST[:PORT]", default=argparse.SUPPRESS,
-                       help=argparse.SUPPRESS)
-        a.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                       help=argparse.SUPPRESS)
-
-
-def _client(args) -> ApiClient:
-    return ApiClient(getattr(args, "remote_host", None))
+    local_admin_actions_done(tsub)
 
 
 def _done(args, doc, text: str) -> int:
@@ -58,7 +71,7 @@ def _done(args, doc, text: str) -> int:
 
 def create(args) -> int:
     try:
-        doc = _client(args).call("POST", "/api/v1/tokens", {"name": args.name,
+        doc = local_client(args).call("POST", "/api/v1/tokens", {"name": args.name,
                                                             "role": args.role})
     except ApiFailure as e:
         print(f"token create: failed: {e}", file=sys.stderr)
@@ -70,7 +83,7 @@ def create(args) -> int:
 
 def listing(args) -> int:
     try:
-        doc = _client(args).call("GET", "/api/v1/tokens")
+        doc = local_client(args).call("GET", "/api/v1/tokens")
     except ApiFailure as e:
         print(f"token list: failed: {e}", file=sys.stderr)
         return 1
@@ -85,11 +98,11 @@ def listing(args) -> int:
 
 def revoke(args) -> int:
     try:
-        doc = _client(args).call("DELETE", f"/api/v1/tokens/{quote_path(args.name)}")
+        doc = local_client(args).call("DELETE", f"/api/v1/tokens/{quote_path(args.name)}")
     except ApiFailure as e:
         print(f"token revoke: failed: {e}", file=sys.stderr)
         return 1
     return _done(args, doc, f"token revoke: success: {args.name}")
 
 
-__all__ = ["register"]
+__all__ = ["register", "local_admin_command", "local_admin_actions_done", "local_client"]

@@ -38,6 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..localsock import is_local_address  # one definition, shared with the CLI
 from ..options import OptionError
 from . import rebalance, volgen
 
@@ -104,25 +105,6 @@ def is_loopback(host: str) -> bool:
     except ValueError:
         return False
     return ip.is_loopback or (ip.version == 4 and host.startswith("0."))
-
-
-def is_local_address(host: str) -> bool:
-    """Whether `host` names this machine (its name, or an address a socket
-    can bind to here - true exactly for the addresses of local interfaces)."""
-    if host in ("localhost", socket.gethostname(), socket.getfqdn()):
-        return True
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    for family, _, _, _, addr in infos:
-        try:
-            with socket.socket(family, socket.SOCK_STREAM) as s:
-                s.bind((addr[0], 0))
-            return True
-        except OSError:
-            continue
-    return False
 
 
 def _addresses(host: str) -> set[str]:
