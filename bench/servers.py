@@ -65,36 +65,45 @@ def _wait_for(check, what: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{what} did not happen within {timeout:g}s")
 
 
-def client_volfile(vol: str, subvolume: str, *, io_cache: bool = False) -> str:
-    """A one-brick client graph; the volfile server adds the brick's port."""
+def _options(options: dict[str, str] | None) -> str:
+    return "".join(f"    option {k} {v}\n" for k, v in (options or {}).items())
+
+
+def client_volfile(vol: str, subvolume: str, *, io_cache: bool = False,
+                   options: dict[str, str] | None = None) -> str:
+    """A one-brick client graph; the volfile server adds the brick's port.
+    `options` go on its protocol/client (e.g. TLS)."""
     text = (f"volume {vol}-client-0\n    type protocol/client\n"
             f"    option remote-host 127.0.0.1\n    option remote-subvolume {subvolume}\n"
-            f"    option transport-type tcp\nend-volume\n")
+            f"    option transport-type tcp\n{_options(options)}end-volume\n")
     if io_cache:
         text += (f"\nvolume {vol}-io-cache\n    type performance/io-cache\n"
                  f"    subvolumes {vol}-client-0\nend-volume\n")
     return text
 
 
-def brick_volfile(vol: str, directory: Path) -> str:
+def brick_volfile(vol: str, directory: Path, options: dict[str, str] | None = None) -> str:
     return (f"volume {vol}-posix\n    type storage/posix\n    option directory {directory}\n"
             f"end-volume\n\nvolume {vol}-locks\n    type features/locks\n"
             f"    subvolumes {vol}-posix\nend-volume\n\n"
             f"volume {vol}-server\n    type protocol/server\n"
             "    option transport.socket.bind-address 127.0.0.1\n"
-            f"    option auth.addr.{vol}-locks.allow 127.0.0.1\n"
+            f"    option auth.addr.{vol}-locks.allow 127.0.0.1\n{_options(options)}"
             f"    subvolumes {vol}-locks\nend-volume\n")
 
 
 @contextlib.contextmanager
-def glusterpy_volume(base: Path, vol: str, *, volfile_port: int):
-    """Our volfile server on `volfile_port` and one brick process serving `vol`."""
+def glusterpy_volume(base: Path, vol: str, *, volfile_port: int,
+                     client_options: dict[str, str] | None = None,
+                     server_options: dict[str, str] | None = None):
+    """Our volfile server on `volfile_port` and one brick process serving `vol`
+    (extra options for the served protocol/client and the brick's server)."""
     brick, vols = base / "brick", base / "vols"
     brick.mkdir(parents=True)
     vols.mkdir()
     subvolume = f"{vol}-locks"
-    (vols / f"{vol}.vol").write_text(client_volfile(vol, subvolume))
-    (base / "brick.vol").write_text(brick_volfile(vol, brick))
+    (vols / f"{vol}.vol").write_text(client_volfile(vol, subvolume, options=client_options))
+    (base / "brick.vol").write_text(brick_volfile(vol, brick, server_options))
     brick_port = free_port()
     procs = []
     try:
@@ -125,9 +134,10 @@ def glusterpy_volume(base: Path, vol: str, *, volfile_port: int):
 
 
 @contextlib.contextmanager
-def glusterfs_volume(base: Path, vol: str):
+def glusterfs_volume(base: Path, vol: str, options: dict[str, str] | None = None):
     """A private GlusterFS 10 glusterd on 24007 and a started one-brick volume
-    on a plain directory (force), all removed afterwards."""
+    on a plain directory (force), with `volume set` `options`, all removed
+    afterwards."""
     glusterd = shutil.which("glusterd") or "/usr/sbin/glusterd"
     gluster = shutil.which("gluster") or "/usr/sbin/gluster"
     if not os.path.exists(glusterd):
@@ -160,6 +170,8 @@ def glusterfs_volume(base: Path, vol: str):
                   "glusterd answering")
         cli("volume", "create", vol, f"{socket.gethostname()}:{brick}", "force")
         created = True
+        for key, value in (options or {}).items():
+            cli("volume", "set", vol, key, value)
         cli("volume", "start", vol)
         yield brick
     finally:
