@@ -1,0 +1,178 @@
+"""performance/io-threads: blocking syscalls in worker threads, by priority.
+
+GlusterFS's io-threads (xlators/performance/io-threads) queues every fop
+in one of four priority queues and resumes the lower graph in a pool of up
+to `thread-count` threads.  Here the translators are trio coroutines and
+storage/posix's Python state is not thread-safe, so what runs in the
+threads is only the blocking syscall a fop makes on a descriptor it holds
+(glusterpy.iothreads explains the pool): this translator passes every fop
+down unchanged, only marking its priority lane in a context variable, and
+storage/posix sends its data-path syscalls - pread, pwrite, fsync,
+ftruncate, fallocate, copy_file_range, rchecksum's read, seek - to that
+lane.  Metadata fops run on the event loop as before; in GlusterFS they
+would take a worker too.
+
+The priorities are GlusterFS's iot_schedule:
+
+* HIGH ("fast"): open, stat, fstat, lookup, access, readlink, opendir,
+  statfs, readdir, readdirp, getactivelk, setactivelk, icreate, namelink
+* NORMAL: create, flush, lk, inodelk, finodelk, entrylk, fentrylk, lease,
+  unlink, setattr, fsetattr, mknod, mkdir, rmdir, symlink, rename, link,
+  setxattr, getxattr, fgetxattr, fsetxattr, removexattr, fremovexattr, put
+* LOW ("slow"): readv, writev, fsync, truncate, ftruncate, fsyncdir,
+  xattrop, fxattrop, rchecksum, fallocate, discard, zerofill, seek
+* LEAST: every fop of an internal client (negative pid, but not
+  GF_CLIENT_PID_NO_ROOT_SQUASH -4: self-heal, rebalance, gsyncd ...) when
+  `enable-least-priority` is on.
+
+Workers take the highest priority first, each priority limited to its
+`*-prio-threads` workers at a time (GlusterFS's __iot_dequeue).  Like
+GlusterFS's, release, releasedir and ipc are not queued.
+
+Departures: copy_file_range, which GlusterFS's io-threads does not wrap
+(it runs in the epoll thread there), is queued LOW with reads and writes
+here; the per-client round robin inside a priority is not kept (one FIFO
+per priority); `watchdog-secs` is accepted and does nothing (a queue here
+cannot stall behind a blocked lower translator: only syscalls wait in it);
+`cleanup-disconnected-reqs` is accepted and is in effect always on (a
+request whose connection went away is cancelled, and a cancelled job still
+queued is dropped).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glusterpy import fops, iothreads
+from glusterpy.iothreads import HIGH, LEAST, LOW, NORMAL, Lane, Pool
+from glusterpy.options import Option, OptionType
+from glusterpy.xlator import Translator
+
+#: GlusterFS's IOT_MIN_THREADS, IOT_MAX_THREADS, IOT_DEFAULT_THREADS, IOT_DEFAULT_IDLE
+MIN_THREADS, MAX_THREADS, DEFAULT_THREADS, DEFAULT_IDLE = 1, 64, 16, 120
+#: GF_CLIENT_PID_NO_ROOT_SQUASH: an internal pid that keeps its priority
+PID_NO_ROOT_SQUASH = -4
+
+#: iot_schedule's table
+PRIORITY: dict[str, int] = {}
+for _names, _prio in (
+        ("open stat fstat lookup access readlink opendir statfs readdir readdirp "
+         "getactivelk setactivelk icreate namelink", HIGH),
+        ("create flush lk inodelk finodelk entrylk fentrylk lease unlink setattr "
+         "fsetattr mknod mkdir rmdir symlink rename link setxattr getxattr fgetxattr "
+         "fsetxattr removexattr fremovexattr put", NORMAL),
+        ("readv writev fsync truncate ftruncate fsyncdir xattrop fxattrop rchecksum "
+         "fallocate discard zerofill seek copy_file_range", LOW)):
+    for _name in _names.split():
+        PRIORITY[_name] = _prio
+del _names, _prio, _name
+#: not queued by GlusterFS's io-threads either: passed down as they come
+UNQUEUED = frozenset({"release", "releasedir", "ipc"})
+
+_THREADS_RANGE = dict(min=MIN_THREADS, max=MAX_THREADS)
+
+
+class IoThreads(Translator):
+    OPTIONS = (
+        Option("thread-count", OptionType.INT, str(DEFAULT_THREADS),
+               "Number of threads in IO threads translator which perform concurrent IO "
+               "operations.", set_keys=("performance.io-thread-count",), **_THREADS_RANGE),
+        Option("high-prio-threads", OptionType.INT, str(DEFAULT_THREADS),
+               "Max number of threads in IO threads translator which perform high priority "
+               "IO operations at a given time.",
+               set_keys=("performance.high-prio-threads",), **_THREADS_RANGE),
+        Option("normal-prio-threads", OptionType.INT, str(DEFAULT_THREADS),
+               "Max number of threads in IO threads translator which perform normal "
+               "priority IO operations at a given time.",
+               set_keys=("performance.normal-prio-threads",), **_THREADS_RANGE),
+        Option("low-prio-threads", OptionType.INT, str(DEFAULT_THREADS),
+               "Max number of threads in IO threads translator which perform low priority "
+               "IO operations at a given time.",
+               set_keys=("performance.low-prio-threads",), **_THREADS_RANGE),
+        Option("least-prio-threads", OptionType.INT, str(MIN_THREADS),
+               "Max number of threads in IO threads translator which perform least "
+               "priority IO operations at a given time.",
+               set_keys=("performance.least-prio-threads",), **_THREADS_RANGE),
+        Option("enable-least-priority", OptionType.BOOL, "on",
+               "Enable/Disable least priority",
+               set_keys=("performance.enable-least-priority",)),
+        Option("idle-time", OptionType.INT, str(DEFAULT_IDLE),
+               "Seconds a worker waits for work before it exits (one always stays).",
+               min=1, max=0x7FFFFFFF),
+        Option("watchdog-secs", OptionType.INT, "0",
+               "Number of seconds a queue must be stalled before starting an 'emergency' "
+               "thread.  Accepted for GlusterFS's volfiles; no meaning here: only "
+               "syscalls wait in these queues, never a blocked translator.",
+               min=0, set_keys=("performance.iot-watchdog-secs",)),
+        Option("cleanup-disconnected-reqs", OptionType.BOOL, "off",
+               "'Poison' queued requests when a client disconnects.  Accepted; here a "
+               "request cancelled with its connection always leaves the queue.",
+               set_keys=("performance.iot-cleanup-disconnected-reqs",)),
+        Option("pass-through", OptionType.BOOL, "false",
+               "Enable/Disable io threads translator",
+               set_keys=("performance.iot-pass-through",)),
+    )
+
+    def __init__(self, name, options=None, children=()):
+        super().__init__(name, options, children)
+        self.pool = Pool(self.opts.thread_count, self._limits(), self.opts.idle_time,
+                         name=name)
+        self.lanes = tuple(Lane(self.pool, prio) for prio in (HIGH, NORMAL, LOW, LEAST))
+        self._least = self.opts.enable_least_priority
+        self._pass = self.opts.pass_through
+
+    def _limits(self) -> tuple[int, int, int, int]:
+        o = self.opts
+        return (o.high_prio_threads, o.normal_prio_threads, o.low_prio_threads,
+                o.least_prio_threads)
+
+    def options_changed(self, old) -> None:
+        self.pool.configure(self.opts.thread_count, self._limits(), self.opts.idle_time)
+        self._least = self.opts.enable_least_priority
+        self._pass = self.opts.pass_through
+
+    async def fini(self) -> None:
+        self.pool.close()
+
+    def lane_for(self, fop_name: str) -> Lane | None:
+        """The lane a fop runs in now (None: not queued), as iot_schedule
+        chooses it."""
+        if self._pass or fop_name in UNQUEUED:
+            return None
+        if self._least:
+            pid = fops.caller.get().pid
+            if pid < 0 and pid != PID_NO_ROOT_SQUASH:
+                return self.lanes[LEAST]
+        return self.lanes[PRIORITY.get(fop_name, LEAST)]
+
+    def dump_state(self) -> dict:
+        return self.pool.state()
+
+
+def _make_fop(fop: fops.Fop):
+    """`async def <fop>(self, <args>, xdata=None)`: set the lane, wind to
+    the child, reset the lane.  Generated with real signatures, as the
+    base class's defaults are, so the fop path has no *args."""
+    params = ", ".join(fop.arg_names)
+    source = (
+        f"async def {fop.name}(self, {params}, xdata=None):\n"
+        f"    token = _lane.set(self.lane_for({fop.name!r}))\n"
+        f"    try:\n"
+        f"        return await self.first_child.{fop.name}({params}, xdata)\n"
+        f"    finally:\n"
+        f"        _lane.reset(token)\n"
+    )
+    namespace: dict[str, Any] = {"_lane": iothreads.lane}
+    exec(source, namespace)
+    fn = namespace[fop.name]
+    fn.__qualname__ = f"IoThreads.{fop.name}"
+    fn.__doc__ = f"{fop.name}: wind to the child in its io-threads lane."
+    return fn
+
+
+for _fop in fops.CATALOGUE:
+    if _fop.name not in UNQUEUED:
+        setattr(IoThreads, _fop.name, _make_fop(_fop))
+del _fop
+
+TRANSLATOR = IoThreads
