@@ -121,9 +121,24 @@ Other behaviour followed, and the departures:
   cloudsync, text-form POSIX ACL keys (glusterfs.posix.acl) and the
   ancestry keys.  Options for them are therefore not declared.
 
-Blocking syscalls run inline in the calling trio task: a brick on page cache
-answers in microseconds, and no fop awaits in its middle, so fops never
-interleave.  readv/writev touch only the fd kept in `fd.ctx[self]`.
+Blocking syscalls run inline in the calling trio task unless
+performance/io-threads sits above (glusterpy.iothreads): then the data-path
+syscalls - readv's pread, writev's pwrite (and the fsync of an O_SYNC/O_DSYNC
+write), fsync/fdatasync, ftruncate/truncate, fallocate/discard/zerofill,
+copy_file_range, rchecksum's read and seek - run in the pool's workers,
+each through `_blocking`, while the event loop serves other fops.  Only the
+syscall moves: everything that reads or changes this translator's Python
+state (descriptor caches, open counts, the mdata xattr's read-modify-write)
+stays on the event loop, before or after the one await of such a fop, so
+the fops without that await still never interleave.  A descriptor a worker
+is using is pinned: release (or a garbage-collected Fd) closes it only once
+the syscall has returned, so its number cannot be reused under the worker.
+A buffered readv (no O_DIRECT) first tries preadv2(RWF_NOWAIT) inline and
+goes to a worker only when the data is not in the page cache (see
+bench/RESULTS.md for the numbers behind that); O_DIRECT reads always go.
+Like GlusterFS's io-threads, concurrent writes to overlapping ranges of one
+file are not ordered here: clients order them (write-behind), as they must
+with GlusterFS.
 """
 
 from __future__ import annotations
@@ -148,6 +163,7 @@ from typing import Any
 import trio
 
 from glusterpy import fops
+from glusterpy import iothreads
 from glusterpy.fops import (GFID, NULL_GFID, ROOT_GFID, ChecksumReply, CopyRangeReply,
                             CreateReply, Dirent, DictReply, DirReply, EntryReply, FopError,
                             Iatt, LookupReply, OpenReply, ParentReply, PrePostReply,
@@ -282,6 +298,10 @@ _O_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC   # on every open: links are data
 _ANON_STRIP = os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_NOCTTY
 _MAX_DIR_DEPTH = 4096
 _DIR_CACHE_MAX = 1024
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0x8)
+#: with io-threads, try a buffered read inline with RWF_NOWAIT first (a
+#: page-cache hit) and hand only misses to a worker; see _read_offloaded
+_NOWAIT_FIRST = True
 _GETDENTS_BUF = 64 * 1024
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -312,12 +332,31 @@ def _inline_fop(fn):
     return fop
 
 
+def _offloading_fop(fn):
+    """`_inline_fop` for a fop whose body is a coroutine: the same trim of
+    the descriptor cache before it and the same OSError -> FopError.  The
+    body awaits at most one thing, `self._blocking(...)` (a worker of
+    performance/io-threads, or inline without it); it uses no cached
+    directory descriptor after that await."""
+    @functools.wraps(fn)
+    async def fop(self, *args, **kwargs):
+        if self._retired or len(self._dirs) > _DIR_CACHE_MAX:
+            self._trim_dir_cache()
+        try:
+            return await fn(self, *args, **kwargs)
+        except OSError as e:
+            raise FopError(e.errno if e.errno else errno.EIO) from None
+    return fop
+
+
 class Posix(Translator):
     """storage/posix: see the module docstring."""
 
     OPTIONS = OPTIONS
     CHILDREN = (0, 0)
-    FOPS_NEVER_SUSPEND = True  # every fop body is synchronous (_inline_fop)
+    # every fop body is synchronous (_inline_fop), or awaits a worker only
+    # when performance/io-threads set a lane - and that translator suspends
+    FOPS_NEVER_SUSPEND = True
 
     def __init__(self, name, options=None, children=()):
         super().__init__(name, options, children)
@@ -348,6 +387,9 @@ class Posix(Translator):
         self._unlinked: set[GFID] = set()                    # handles in .glusterfs/unlink
         self._hash_dirs: set[bytes] = set()                  # .glusterfs/xx/yy known made
         self._open_files: dict[int, weakref.finalize] = {}  # os fd -> closer
+        self._busy: dict[int, int] = {}      # os fd -> syscalls in io-threads' workers
+        self._close_later: set[int] = set()  # released while busy: closed when idle
+        self._nowait = _NOWAIT_FIRST         # buffered reads try RWF_NOWAIT inline
         self._dentbuf = ctypes.create_string_buffer(_GETDENTS_BUF)
         self._privileged = os.geteuid() == 0
         self._janitor_wake: trio.Event | None = None
@@ -729,20 +771,35 @@ class Posix(Translator):
             target = target[:size]
         return ReadlinkReply(os.fsdecode(target), self._iatt(node))
 
-    @_inline_fop
-    def truncate(self, loc, offset, xdata=None):
+    @_offloading_fop
+    async def truncate(self, loc, offset, xdata=None):
         node = self._inode(loc)
         pre = self._iatt(node)
-        self._truncate_node(node, offset)
-        node.restat()
-        self._mdata_touch(node.target, MDATA_C | MDATA_M)
-        return PrePostReply(pre, self._iatt(node))
+        if iothreads.lane.get() is None:
+            self._truncate_node(node, offset)
+            node.restat()
+            self._mdata_touch(node.target, MDATA_C | MDATA_M)
+            return PrePostReply(pre, self._iatt(node))
+        # through a worker: after the await only the descriptor opened here
+        # is used (the cached directory descriptors may be gone by then)
+        tfd = self._open_to_truncate(node)
+        try:
+            await self._blocking(None, os.ftruncate, tfd, offset)
+            self._mdata_touch(tfd, MDATA_C | MDATA_M)
+            post = Iatt.from_stat(os.fstat(tfd), node.gfid or NULL_GFID)
+            if post.nlink and node.gfid is not None:
+                post.nlink -= 1     # the handle is not a name
+            if self.opts.ctime:
+                _apply_mdata(post, _xget_quiet(tfd, MDATA_KEY))
+        finally:
+            os.close(tfd)
+        return PrePostReply(pre, post)
 
-    @_inline_fop
-    def ftruncate(self, fd, offset, xdata=None):
+    @_offloading_fop
+    async def ftruncate(self, fd, offset, xdata=None):
         of = self._of(fd)
         pre = self._fd_iatt(of)
-        os.ftruncate(of.osfd, offset)
+        await self._blocking(of, os.ftruncate, of.osfd, offset)
         return PrePostReply(pre, self._fd_iatt(of, touch=MDATA_C | MDATA_M))
 
     @_inline_fop
@@ -832,7 +889,10 @@ class Posix(Translator):
             of = fd.ctx.get(self) or self._anon(fd)
             if size <= 0 or offset < 0:
                 raise FopError(errno.EINVAL)
-            if of.odirect:
+            lane = iothreads.lane.get()
+            if lane is not None:
+                data = await self._read_offloaded(of, size, offset)
+            elif of.odirect:
                 buf = mmap.mmap(-1, _page_round(size))
                 n = os.preadv(of.osfd, [buf], offset)
                 data = memoryview(buf)[:n]
@@ -851,9 +911,8 @@ class Posix(Translator):
             if offset < 0:
                 raise FopError(errno.EINVAL)
             pre = self._fd_iatt(of)
-            count = self._pwrite_all(of, data, offset)
-            if flags & (os.O_SYNC | os.O_DSYNC):
-                os.fsync(of.osfd)
+            count = await self._blocking(of, _pwrite_all, of.osfd, of.odirect, data, offset,
+                                         bool(flags & (os.O_SYNC | os.O_DSYNC)))
             post = self._fd_iatt(of, touch=MDATA_C | MDATA_M)
             reply_x = None
             if xdata:
@@ -874,11 +933,11 @@ class Posix(Translator):
         self._of(fd)
         return Reply()
 
-    @_inline_fop
-    def fsync(self, fd, datasync, xdata=None):
+    @_offloading_fop
+    async def fsync(self, fd, datasync, xdata=None):
         of = self._of(fd)
         pre = self._fd_iatt(of)
-        (os.fdatasync if datasync else os.fsync)(of.osfd)
+        await self._blocking(of, os.fdatasync if datasync else os.fsync, of.osfd)
         return PrePostReply(pre, self._fd_iatt(of))
 
     @_inline_fop
@@ -969,38 +1028,33 @@ class Posix(Translator):
 
     # -- space management -------------------------------------------------------
 
-    @_inline_fop
-    def fallocate(self, fd, mode, offset, length, xdata=None):
+    @_offloading_fop
+    async def fallocate(self, fd, mode, offset, length, xdata=None):
         """`mode` holds fallocate(2) flags (1 = FALLOC_FL_KEEP_SIZE, as
         GlusterFS's keep_size)."""
         of = self._of(fd)
         pre = self._fd_iatt(of)
-        _fallocate(of.osfd, mode, offset, length)
+        await self._blocking(of, _fallocate, of.osfd, mode, offset, length)
         return PrePostReply(pre, self._fd_iatt(of, touch=MDATA_M | MDATA_A))
 
-    @_inline_fop
-    def discard(self, fd, offset, length, xdata=None):
+    @_offloading_fop
+    async def discard(self, fd, offset, length, xdata=None):
         of = self._of(fd)
         pre = self._fd_iatt(of)
-        _fallocate(of.osfd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)
+        await self._blocking(of, _fallocate, of.osfd,
+                             _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)
         return PrePostReply(pre, self._fd_iatt(of))
 
-    @_inline_fop
-    def zerofill(self, fd, offset, length, xdata=None):
+    @_offloading_fop
+    async def zerofill(self, fd, offset, length, xdata=None):
         of = self._of(fd)
         pre = self._fd_iatt(of)
-        try:
-            _fallocate(of.osfd, _FALLOC_FL_ZERO_RANGE, offset, length)
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
-                raise
-            self._write_zeros(of, offset, length)
-        if of.flags & (os.O_SYNC | os.O_DSYNC):
-            os.fsync(of.osfd)
+        await self._blocking(of, _zerofill, of.osfd, offset, length,
+                             bool(of.flags & (os.O_SYNC | os.O_DSYNC)))
         return PrePostReply(pre, self._fd_iatt(of, touch=MDATA_M | MDATA_A))
 
-    @_inline_fop
-    def seek(self, fd, offset, what, xdata=None):
+    @_offloading_fop
+    async def seek(self, fd, offset, what, xdata=None):
         """what: GlusterFS's GF_SEEK_DATA/GF_SEEK_HOLE (0/1); os.SEEK_DATA and
         os.SEEK_HOLE are accepted too."""
         of = self._of(fd)
@@ -1008,36 +1062,36 @@ class Posix(Translator):
                   os.SEEK_DATA: os.SEEK_DATA, os.SEEK_HOLE: os.SEEK_HOLE}.get(what)
         if whence is None:
             raise FopError(errno.ENOTSUP, f"seek: unknown what {what}")
-        return SeekReply(os.lseek(of.osfd, offset, whence))
+        return SeekReply(await self._blocking(of, os.lseek, of.osfd, offset, whence))
 
-    @_inline_fop
-    def rchecksum(self, fd, offset, length, xdata=None):
+    @_offloading_fop
+    async def rchecksum(self, fd, offset, length, xdata=None):
         """adler32 (seeded with 0) and MD5, or SHA256 with fips-mode-rchecksum."""
         of = self._of(fd)
         if length < 0:
             raise FopError(errno.EINVAL)
-        buf = os.pread(of.osfd, length, offset)
+        zeroes = bool(xdata and "check-zero-filled" in xdata)
+        fips = self.opts.fips_mode_rchecksum
+        weak, strong, all_zero = await self._blocking(of, _checksums, of.osfd, offset, length,
+                                                      fips, zeroes)
         reply_x: dict = {}
-        if xdata and "check-zero-filled" in xdata:
-            reply_x["buf-has-zeroes"] = UInt(int(not any(buf)))
-        # GlusterFS: adler32 seeded with 0 (not zlib's 1) as the weak checksum
-        weak = zlib.adler32(buf, 0)
-        if self.opts.fips_mode_rchecksum:
-            strong = hashlib.sha256(buf).digest()
+        if zeroes:
+            reply_x["buf-has-zeroes"] = UInt(int(all_zero))
+        if fips:
             reply_x["fips-mode-rchecksum"] = 1
-        else:
-            strong = hashlib.md5(buf, usedforsecurity=False).digest()
         return ChecksumReply(weak, strong, xdata=reply_x or None)
 
-    @_inline_fop
-    def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags, xdata=None):
+    @_offloading_fop
+    async def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags,
+                              xdata=None):
         """One copy_file_range(2) call, as GlusterFS; the count may be short."""
         if flags:
             raise FopError(errno.EINVAL, "copy_file_range takes no flags")
         src, dst = self._of(fd_in), self._of(fd_out)
         pre_dst = self._fd_iatt(dst)
         # one call, as GlusterFS: the count says how much was copied
-        count = os.copy_file_range(src.osfd, dst.osfd, length, off_in, off_out)
+        count = await self._blocking((src, dst), os.copy_file_range, src.osfd, dst.osfd,
+                                     length, off_in, off_out)
         post_dst = self._fd_iatt(dst, touch=MDATA_C | MDATA_M)
         return CopyRangeReply(self._fd_iatt(src, touch=self._atime_asked()), pre_dst, post_dst,
                               count)
@@ -1252,6 +1306,9 @@ class Posix(Translator):
         for closer in list(self._open_files.values()):
             closer()
         self._open_files.clear()
+        for osfd in self._close_later - set(self._busy):
+            _quiet(os.close, osfd)
+        self._close_later.intersection_update(self._busy)
         for fd in list(self._dirs.values()) + self._retired:
             _quiet(os.close, fd)
         self._dirs.clear()
@@ -1522,7 +1579,10 @@ class Posix(Translator):
 
     def _closed(self, osfd: int, gfid: GFID | None) -> None:
         self._open_files.pop(osfd, None)
-        _quiet(os.close, osfd)
+        if osfd in self._busy:
+            self._close_later.add(osfd)   # a worker uses it: see _blocking
+        else:
+            _quiet(os.close, osfd)
         if gfid is None:
             return
         left = self._opencount.get(gfid, 0) - 1
@@ -1876,46 +1936,88 @@ class Posix(Translator):
         if not valid or valid & (fops.SET_ATTR_UID | fops.SET_ATTR_GID | fops.SET_ATTR_MODE):
             self._mdata_touch(target, MDATA_C)
 
-    def _truncate_node(self, node: "_Node", offset: int) -> None:
+    def _open_to_truncate(self, node: "_Node") -> int:
         mode = node.st.st_mode
         if stat.S_ISDIR(mode):
             raise FopError(errno.EISDIR)
         if not stat.S_ISREG(mode):
             raise FopError(errno.EINVAL)
-        tfd = os.open(node.at_name, os.O_WRONLY | _O_NOFOLLOW, dir_fd=node.at_fd)
+        return os.open(node.at_name, os.O_WRONLY | _O_NOFOLLOW, dir_fd=node.at_fd)
+
+    def _truncate_node(self, node: "_Node", offset: int) -> None:
+        tfd = self._open_to_truncate(node)
         try:
             os.ftruncate(tfd, offset)
         finally:
             os.close(tfd)
 
     # ======================================================================
-    # helpers: data
+    # helpers: data, and the hand-off to performance/io-threads
 
-    def _pwrite_all(self, of: "_OpenFile", data, offset: int) -> int:
-        bufs = data if isinstance(data, (list, tuple)) else (data,)
-        total = 0
-        for buf in bufs:
-            view = memoryview(buf).cast("B")
-            if of.odirect:
-                aligned = mmap.mmap(-1, _page_round(len(view)))
-                aligned[:len(view)] = view
-                view = memoryview(aligned)[:len(view)]
-            done = 0
-            while done < len(view):
-                n = os.pwrite(of.osfd, view[done:] if done else view, offset + total + done)
-                if n == 0:
-                    raise FopError(errno.ENOSPC)
-                done += n
-            total += done
-        return total
+    async def _blocking(self, ofs, fn, *args):
+        """fn(*args): in a worker of performance/io-threads when it set a
+        lane for this fop, else inline (no checkpoint: as if called).
 
-    def _write_zeros(self, of: "_OpenFile", offset: int, length: int) -> None:
-        chunk = mmap.mmap(-1, 1 << 16)     # page-aligned zeros, fine for O_DIRECT
-        done = 0
-        while done < length:
-            n = os.pwrite(of.osfd, memoryview(chunk)[:min(len(chunk), length - done)],
-                          offset + done)
-            done += n
+        `ofs` (an _OpenFile, a tuple of them, or None for a descriptor the
+        fop owns) are pinned while the worker runs: a release meanwhile
+        defers closing them (`_closed`), so a worker never reaches a
+        descriptor number that was closed, or reused by another open.
+        """
+        lane = iothreads.lane.get()
+        if lane is None:
+            return fn(*args)
+        osfds = () if ofs is None else (ofs.osfd,) if isinstance(ofs, _OpenFile) \
+            else tuple(of.osfd for of in ofs)
+        busy = self._busy
+        for osfd in osfds:
+            busy[osfd] = busy.get(osfd, 0) + 1
+        try:
+            return await lane.run(fn, *args)
+        finally:
+            for osfd in osfds:
+                left = busy[osfd] - 1
+                if left:
+                    busy[osfd] = left
+                    continue
+                del busy[osfd]
+                if osfd in self._close_later:
+                    # released meanwhile: closed before the next fop starts
+                    # (this one still uses it until it returns), or now if
+                    # the translator has already stopped
+                    self._close_later.discard(osfd)
+                    if self._root >= 0:
+                        self._retired.append(osfd)
+                    else:
+                        _quiet(os.close, osfd)
+
+    async def _read_offloaded(self, of: "_OpenFile", size: int, offset: int):
+        """readv's pread with io-threads.  O_DIRECT always reads in a worker
+        (into a page-aligned buffer); a buffered read first tries
+        preadv2(RWF_NOWAIT) inline - a page-cache hit costs less than the
+        hop - and hands only what was not cached to a worker."""
+        if of.odirect:
+            buf = mmap.mmap(-1, _page_round(size))
+            n = await self._blocking(of, os.preadv, of.osfd, [buf], offset)
+            return memoryview(buf)[:n]
+        buf = bytearray(size)
+        n = -1
+        if self._nowait:
+            try:
+                n = os.preadv(of.osfd, [buf], offset, _RWF_NOWAIT)
+            except BlockingIOError:
+                n = -1
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                self._nowait = False    # this kernel or filesystem has no RWF_NOWAIT
+                n = -1
+        if n < 0:
+            n = await self._blocking(of, os.preadv, of.osfd, [buf], offset)
+        elif 0 < n < size:
+            # partly cached: the rest from the disk (0 more at end of file)
+            n += await self._blocking(of, os.preadv, of.osfd, [memoryview(buf)[n:]],
+                                      offset + n)
+        return memoryview(buf)[:n] if n < size else buf
 
     def _list(self, of: "_OpenFile", size: int, offset: int, plus: bool,
               xdata: dict | None) -> list[Dirent]:
@@ -2519,6 +2621,64 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     if _c_fallocate(fd, mode, offset, length) != 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
+
+
+# The blocking parts of the data fops: plain functions of descriptors and
+# buffers, touching no translator state, so they may run in a worker of
+# performance/io-threads (Posix._blocking) as well as inline.
+
+def _pwrite_all(osfd: int, odirect: bool, data, offset: int, sync: bool = False) -> int:
+    """pwrite every buffer of `data` (one, or a list) from `offset`; under
+    O_DIRECT through a page-aligned copy; then fsync when `sync`."""
+    bufs = data if isinstance(data, (list, tuple)) else (data,)
+    total = 0
+    for buf in bufs:
+        view = memoryview(buf).cast("B")
+        if odirect:
+            aligned = mmap.mmap(-1, _page_round(len(view)))
+            aligned[:len(view)] = view
+            view = memoryview(aligned)[:len(view)]
+        done = 0
+        while done < len(view):
+            n = os.pwrite(osfd, view[done:] if done else view, offset + total + done)
+            if n == 0:
+                raise FopError(errno.ENOSPC)
+            done += n
+        total += done
+    if sync:
+        os.fsync(osfd)
+    return total
+
+
+def _write_zeros(osfd: int, offset: int, length: int) -> None:
+    chunk = mmap.mmap(-1, 1 << 16)     # page-aligned zeros, fine for O_DIRECT
+    done = 0
+    while done < length:
+        n = os.pwrite(osfd, memoryview(chunk)[:min(len(chunk), length - done)], offset + done)
+        done += n
+
+
+def _zerofill(osfd: int, offset: int, length: int, sync: bool) -> None:
+    """FALLOC_FL_ZERO_RANGE, or written zeros where the filesystem has none."""
+    try:
+        _fallocate(osfd, _FALLOC_FL_ZERO_RANGE, offset, length)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        _write_zeros(osfd, offset, length)
+    if sync:
+        os.fsync(osfd)
+
+
+def _checksums(osfd: int, offset: int, length: int, fips: bool,
+               zeroes: bool) -> tuple[int, bytes, bool]:
+    """rchecksum's read and sums: (adler32 seeded with 0 - GlusterFS's weak
+    checksum, not zlib's 1 -, MD5 or SHA256, whether all bytes are zero)."""
+    buf = os.pread(osfd, length, offset)
+    weak = zlib.adler32(buf, 0)
+    strong = hashlib.sha256(buf).digest() if fips else \
+        hashlib.md5(buf, usedforsecurity=False).digest()
+    return weak, strong, zeroes and not any(buf)
 
 
 def _open_or_make_dir(parent: int, name: str, mode: int) -> int:
