@@ -231,10 +231,10 @@ class Pool:
                     self._active[job.prio] -= 1
                     self._done.append(job)
                     notify = len(self._done) == 1
-                job = self._take()
-                leave = False
+                leave = self._threads > self._thread_count   # thread-count lowered
+                job = None if leave else self._take()
                 if job is None:
-                    if self._closed or self._threads > self._thread_count:
+                    if leave or self._closed:
                         self._threads -= 1
                         self.exited += 1
                         leave = True

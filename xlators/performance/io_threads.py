@@ -130,6 +130,10 @@ class IoThreads(Translator):
         self.pool.configure(self.opts.thread_count, self._limits(), self.opts.idle_time)
         self._least = self.opts.enable_least_priority
         self._pass = self.opts.pass_through
+        self.log.info("io-threads reconfigured: thread-count %d, high/normal/low/least "
+                      "%s, idle-time %d s, least priority %s%s", self.opts.thread_count,
+                      "/".join(map(str, self._limits())), self.opts.idle_time,
+                      "on" if self._least else "off", ", pass-through" if self._pass else "")
 
     async def fini(self) -> None:
         self.pool.close()
