@@ -42,7 +42,10 @@ def test_volfiles_follow_glusterd_names_and_shapes():
     assert brick["vm-posix"].options["volume-id"] == vol["id"]
     if volgen.have("debug/io-stats"):
         assert brick["/srv/b1"].type == "debug/io-stats"  # io-stats named by the brick path
-        assert brick["/srv/b1"].subvolumes == ["vm-locks"]
+        # io-threads between io-stats and locks, as glusterd's brick graph has it
+        assert brick["/srv/b1"].subvolumes == ["vm-io-threads"]
+        assert brick["vm-io-threads"].type == "performance/io-threads"
+        assert brick["vm-io-threads"].subvolumes == ["vm-locks"]
     client = vf.parses(files["vm.tcp-fuse.vol"])
     assert client.top.name == "vm"
     c0 = client["vm-client-0"].options

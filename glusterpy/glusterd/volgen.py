@@ -397,8 +397,12 @@ def brick_volfile(vol: dict, brick: dict) -> str:
                        **_glusterd_uuid(brick)})
     if brick.get("arbiter") and have("features/arbiter"):
         below = b.add(f"{name}-arbiter", "features/arbiter", {}, [below])
-    # above locks: [index,] io-stats; the topmost of them is named by the brick path
+    # above locks: io-threads, [index,] io-stats; the topmost of them is named
+    # by the brick path.  io-threads is on every brick, with its defaults
+    # unless `volume set performance.io-thread-count` ... (brick_graph_add_iot)
     above = []
+    if have("performance/io-threads"):
+        above.append(("io-threads", "performance/io-threads", {}))
     if vol["replica"] > 1 and have("features/index"):
         # the heal index the self-heal daemon and heal info crawl, where
         # glusterd puts it (brick_graph_add_index)
