@@ -208,6 +208,23 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
     assert sorted(os.listdir("/etc")) == etc_before
     assert "x" not in n1.ok("volume", "list").out.split()
 
+    # with management TLS on, a plain-text GETSPEC from another host gets nothing
+    (n1.workdir / "secure-access").write_text("")
+    try:
+        answer = run_in(attacker.netns, f"""
+            import os, trio
+            os.environ["GLUSTERPY_SECURE_ACCESS"] = "0"
+            from glusterpy.gfapi.mgmt import fetch_volfile, volfile_servers
+            try:
+                trio.run(fetch_volfile, volfile_servers("{host1}", {PORT}), "x")
+                print(json.dumps("fetched"))
+            except BaseException as e:
+                print(json.dumps(f"refused: {{type(e).__name__}}"))
+        """)
+        assert answer.startswith("refused"), answer
+    finally:
+        (n1.workdir / "secure-access").unlink()
+
     # every refusal is in node 1's audit log, with the attacker's address
     refused = refused_in_audit(n1, evil)
     ops_refused = {e["op"] for e in refused}

@@ -28,6 +28,7 @@ import ssl
 from urllib.parse import quote
 
 from .. import localsock
+from ..glusterd.trust import NODE_SNI
 
 DEFAULT_PORT = 24007
 TIMEOUT = 300.0
@@ -81,6 +82,27 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class _NodeTlsConnection(http.client.HTTPSConnection):
+    """HTTPS to a glusterpyd, asking for its node certificate (NODE_SNI):
+    the one a token's pin names, whatever certificate the port shows
+    GlusterFS's clients.  Not verified by a CA: `_check_pin` compares it."""
+
+    def __init__(self, host: str, port: int, timeout: float):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        super().__init__(host, port, timeout=timeout, context=ctx)
+        self._ctx = ctx
+
+    def connect(self):
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        try:
+            self.sock = self._ctx.wrap_socket(sock, server_hostname=NODE_SNI)
+        except BaseException:
+            sock.close()
+            raise
+
+
 class ApiClient:
     def __init__(self, remote: str | None = None, timeout: float = TIMEOUT,
                  token: str | None = None):
@@ -105,11 +127,7 @@ class ApiClient:
     def _connection(self) -> http.client.HTTPConnection:
         if self._unix is not None:
             return _UnixConnection(self._unix, self.timeout)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # checked against the token's pin below
-        return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
-                                           context=ctx)
+        return _NodeTlsConnection(self.host, self.port, self.timeout)
 
     def _check_pin(self, conn: http.client.HTTPConnection) -> None:
         """The daemon's certificate must match the pin in the token (its

@@ -42,6 +42,7 @@ import sys
 
 import trio
 
+from ..rpc import tls
 from .. import volfile as vf
 from ..fops import FopError
 from ..graph import Graph
@@ -177,7 +178,8 @@ class PortmapSignin:
         self._cred = AuthGlusterfsV2(pid=os.getpid(), lk_owner=os.getpid().to_bytes(4, "little"))
 
     async def _connect(self) -> RpcEndpoint:
-        stream = await trio.open_tcp_stream(self.host, self.port)
+        # TLS under secure-access, as glusterfsd signs in to glusterd
+        stream = await tls.open_mgmt_stream(self.host, self.port)
         return RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=CLIENT_PROGRAMS),
                            name="portmap")
 

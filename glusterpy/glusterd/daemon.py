@@ -211,6 +211,8 @@ class Glusterd:
         #: this node's certificate, the TLS contexts and the API tokens
         self.trust = NodeTrust(self.workdir, self.names[0])
         self.socket_path = self.store.run_dir / SOCKET_NAME
+        #: what the environment said before management TLS changed it
+        self._secure_access_env = os.environ.get(tls.SECURE_ACCESS_ENV)
         self.volumes: dict[str, dict] = self.store.volumes()
         self.portmap = PortmapRegistry()
         self.volfiles = DaemonVolfileServer(self.store.vols, self.portmap)
@@ -232,6 +234,7 @@ class Glusterd:
         self.port = listeners[0].socket.getsockname()[1]
         self.volfiles.address, self.volfiles.port = self.address, self.port
         local = await self._open_local_socket()
+        self.export_secure_access()
         from .api import make_app
         self.app = make_app(self)
         log.info("glusterpyd %s (node %s) listening on %s:%d and %s, workdir %s", VERSION,
@@ -303,13 +306,28 @@ class Glusterd:
         are served over TLS only."""
         return (self.workdir / "secure-access").exists()
 
+    def export_secure_access(self) -> None:
+        """Let the processes this daemon starts (bricks, self-heal,
+        rebalance) speak TLS to it when management TLS is on, whatever
+        /var/lib/glusterd/secure-access says (rpc/tls.py reads the
+        variable)."""
+        given = self._secure_access_env
+        if self.secure_access:
+            os.environ[tls.SECURE_ACCESS_ENV] = "1"
+        elif given is None:
+            os.environ.pop(tls.SECURE_ACCESS_ENV, None)
+        else:
+            os.environ[tls.SECURE_ACCESS_ENV] = given
+
     def server_tls_context(self):
         """Our certificate; clients' certificates verified against the
         pinned peers and GlusterFS's CA list (/etc/ssl/glusterfs.ca, for
         bricks and GlusterFS clients speaking management TLS).  Only a
         pinned certificate makes a caller a peer (api.principal)."""
         peer_certs = [p["cert"] for p in self.peers.values() if p.get("cert")]
-        return self.trust.server_context(peer_certs, Path(tls.default_ca_list()))
+        return self.trust.server_context(
+            peer_certs, Path(tls.default_ca_list()),
+            (Path(tls.default_own_cert()), Path(tls.default_private_key())))
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         """One TCP connection: TLS or not, then RPC or HTTP (module docstring)."""

@@ -219,6 +219,7 @@ async def request(host: str, port: int, method: str, path: str, body: Any = None
     before the request is sent).  PeerUnreachable when no answer came
     within `timeout` or the certificate is not the pinned one."""
     from .. import pki
+    from .trust import NODE_SNI
     payload = json.dumps(body).encode() if body is not None else b""
     hdrs = [("host", f"{host}:{port}"), ("user-agent", SERVER),
             ("content-length", str(len(payload))), ("connection", "close")]
@@ -233,7 +234,7 @@ async def request(host: str, port: int, method: str, path: str, body: Any = None
             stream = await trio.open_tcp_stream(host, port)
             try:
                 if tls is not None:
-                    stream = trio.SSLStream(stream, tls, server_hostname=None)
+                    stream = trio.SSLStream(stream, tls, server_hostname=NODE_SNI)
                     await stream.do_handshake()
                     seen = pki.fingerprint(stream.getpeercert(binary_form=True))
                     if pin is not None and seen != pin:

@@ -90,6 +90,7 @@ def apply_locally(gd, clients: str, management: bool | None) -> dict:
             marker.write_text("")
         elif marker.exists():
             marker.unlink()
+        gd.export_secure_access()
     write_json(_state_path(gd), state)
     return {"node": gd.names[0], "key": str(key_path), "cert": str(cert_path),
             "ca": str(ca_path), "management": state["management"],

@@ -56,6 +56,10 @@ ROLES = ("admin", "read-only")
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: hex digits of the node certificate's fingerprint a token carries
 PIN_DIGITS = 32
+#: the server name (SNI) our own clients - peers and the CLI - ask for, to
+#: be shown the node certificate even where the port's default certificate
+#: is GlusterFS's /etc/ssl/glusterfs.pem (see NodeTrust.server_context)
+NODE_SNI = "node.glusterpyd"
 
 
 class TrustError(Exception):
@@ -143,25 +147,49 @@ class NodeTrust:
         self._server_ctx: tuple[tuple, ssl.SSLContext] | None = None
         self._client_ctx: dict[bool, ssl.SSLContext] = {}
 
-    def server_context(self, peer_certs: list[str], extra_ca: Path | None = None
+    def server_context(self, peer_certs: list[str], extra_ca: Path | None = None,
+                       glusterfs_identity: tuple[Path, Path] | None = None
                        ) -> ssl.SSLContext:
-        """The context for TLS connections to our port: our certificate; a
-        client certificate is asked for, optional, and must be one we
-        pinned (or, with `extra_ca`, one that CA file vouches for)."""
+        """The context for TLS connections to our port.  A client
+        certificate is asked for, optional, and must be one we pinned or
+        one `extra_ca` (GlusterFS's CA list) vouches for.  The certificate
+        shown is the node's; with `glusterfs_identity` (glusterfs.pem and
+        .key, when they exist and are not the node's own) it is that one
+        for GlusterFS's clients, which verify it against their
+        glusterfs.ca, and the node's for ours, which ask for NODE_SNI."""
         extra = extra_ca.read_bytes() if extra_ca is not None and extra_ca.exists() else b""
-        key = (tuple(sorted(peer_certs)), extra)
+        if glusterfs_identity is not None and not all(p.exists() for p in glusterfs_identity):
+            glusterfs_identity = None
+        if glusterfs_identity is not None and \
+                glusterfs_identity[0].read_text() == self.cert_pem:
+            glusterfs_identity = None  # `tls setup` made them: the same identity
+        key = (tuple(sorted(peer_certs)), extra, glusterfs_identity and tuple(
+            p.read_bytes() for p in glusterfs_identity))
         if self._server_ctx is None or self._server_ctx[0] != key:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            ctx.load_cert_chain(self.cert_path, self.key_path)
             cadata = "".join(peer_certs) + extra.decode(errors="replace")
-            if cadata.strip():
-                ctx.load_verify_locations(cadata=cadata)
-                ctx.verify_mode = ssl.CERT_OPTIONAL
-            else:
-                ctx.verify_mode = ssl.CERT_NONE
+            node_ctx = self._new_server_context(self.cert_path, self.key_path, cadata)
+            ctx = node_ctx
+            if glusterfs_identity is not None:
+                ctx = self._new_server_context(*glusterfs_identity, cadata)
+
+                def ours_get_the_node_certificate(sslobj, server_name, _ctx):
+                    if server_name == NODE_SNI:
+                        sslobj.context = node_ctx
+                ctx.sni_callback = ours_get_the_node_certificate
             self._server_ctx = (key, ctx)
         return self._server_ctx[1]
+
+    @staticmethod
+    def _new_server_context(cert: Path, key: Path, cadata: str) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        if cadata.strip():
+            ctx.load_verify_locations(cadata=cadata)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        else:
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
 
     def client_context(self, anonymous: bool = False) -> ssl.SSLContext:
         """The context for calling peers: we present our certificate (not
@@ -193,4 +221,4 @@ def peer_fingerprint(stream) -> str | None:
 
 
 __all__ = ["NodeTrust", "TokenStore", "TrustError", "parse_token", "peer_fingerprint", "ROLES",
-           "PIN_DIGITS"]
+           "PIN_DIGITS", "NODE_SNI"]

@@ -24,7 +24,11 @@ secure-access rules:
   hashed CRLs, c_rehash style; the server then checks its clients' whole
   chain against them, the client does not check CRLs), `ssl-dh-param` (DH
   parameters file, read only when given) and `ssl-ec-curve` (prime256v1).
-  The directory /etc/ssl is GlusterFS's compile-time SSL_CERT_PATH; here
+  The directory is GlusterFS's compile-time SSL_CERT_PATH, which its
+  configure takes from OpenSSL's OPENSSLDIR - /usr/lib/ssl on Debian (whose
+  GlusterFS 10 reads /usr/lib/ssl/glusterfs.pem), /etc/pki/tls on Fedora,
+  /etc/ssl in GlusterFS's documentation - so here it is this machine's
+  OpenSSL directory too, where the installed GlusterFS looks;
   `$GLUSTERPY_SSL_CERT_DIR` may move it (tests, unprivileged setups).
 * Management TLS ("secure access"): when /var/lib/glusterd/secure-access
   exists, a client process speaks TLS to glusterd's port 24007 (GETSPEC,
@@ -65,7 +69,9 @@ log = logging.getLogger("glusterpy.rpc.tls")
 SECURE_ACCESS_FILE = "/var/lib/glusterd/secure-access"
 SECURE_ACCESS_ENV = "GLUSTERPY_SECURE_ACCESS"
 CERT_DIR_ENV = "GLUSTERPY_SSL_CERT_DIR"
-DEFAULT_CERT_DIR = "/etc/ssl"
+#: OpenSSL's OPENSSLDIR, as GlusterFS's configure finds it (see the docstring)
+DEFAULT_CERT_DIR = os.path.dirname(ssl.get_default_verify_paths().openssl_capath or "") \
+    or "/etc/ssl"
 DEFAULT_CERT_DEPTH = 1
 DEFAULT_CIPHER_LIST = "AES128:EECDH:EDH:HIGH:!3DES:!RC4:!DES:!MD5:!aNULL:!eNULL"
 DEFAULT_EC_CURVE = "prime256v1"
@@ -149,13 +155,16 @@ def transport_options() -> tuple[Option, ...]:
     defaults), with glusterd's `volume set` keys."""
     return (
         Option(_PREFIX + "ssl-own-cert", OptionType.PATH, None,
-               "This end's certificate chain, PEM (default /etc/ssl/glusterfs.pem).",
+               f"This end's certificate chain, PEM (default {DEFAULT_CERT_DIR}/"
+               "glusterfs.pem: OpenSSL's directory, as GlusterFS's build takes it).",
                set_keys=("ssl.own-cert",), reconfigurable=False),
         Option(_PREFIX + "ssl-private-key", OptionType.PATH, None,
-               "The private key of ssl-own-cert, PEM (default /etc/ssl/glusterfs.key).",
+               f"The private key of ssl-own-cert, PEM (default {DEFAULT_CERT_DIR}/"
+               "glusterfs.key).",
                set_keys=("ssl.private-key",), reconfigurable=False),
         Option(_PREFIX + "ssl-ca-list", OptionType.PATH, None,
-               "Certificates trusted to sign the peer's (default /etc/ssl/glusterfs.ca).",
+               f"Certificates trusted to sign the peer's (default {DEFAULT_CERT_DIR}/"
+               "glusterfs.ca).",
                set_keys=("ssl.ca-list",), reconfigurable=False),
         Option(_PREFIX + "ssl-crl-path", OptionType.PATH, None,
                "Directory of hashed certificate revocation lists the server checks "
