@@ -5,9 +5,9 @@
 
 Run on a node, as root (the daemon serves these on its unix socket only).
 What they do is in glusterpy/glusterd/tls_setup.py: `setup` writes
-/etc/ssl/glusterfs.{pem,key,ca} on every node of the pool; `client` makes
+glusterfs.{pem,key,ca} (OpenSSL's directory) on every node of the pool; `client` makes
 a client machine's key and certificate, trusted by every node, and writes
-the three files into DIR to copy to that machine's /etc/ssl.
+the three files into DIR to copy to that machine's OpenSSL directory.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def client(args) -> int:
         print(json.dumps({k: v for k, v in doc.items() if k != "key"}, indent=1))
         return 0
     print(f"tls client: success: {args.name}'s files are in {out}; copy them to the "
-          "client's /etc/ssl" + (" and create /var/lib/glusterd/secure-access there"
+          "client's OpenSSL directory (/usr/lib/ssl on Debian)" + (" and create /var/lib/glusterd/secure-access there"
                                  if doc.get("management") else ""))
     return 0
 

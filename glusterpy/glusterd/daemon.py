@@ -321,7 +321,7 @@ class Glusterd:
 
     def server_tls_context(self):
         """Our certificate; clients' certificates verified against the
-        pinned peers and GlusterFS's CA list (/etc/ssl/glusterfs.ca, for
+        pinned peers and GlusterFS's CA list (glusterfs.ca, for
         bricks and GlusterFS clients speaking management TLS).  Only a
         pinned certificate makes a caller a peer (api.principal)."""
         peer_certs = [p["cert"] for p in self.peers.values() if p.get("cert")]

@@ -1,6 +1,6 @@
 """`glusterpy tls setup` and `tls client`: GlusterFS's TLS files, made for the pool.
 
-GlusterFS's TLS wants, on every server and client, /etc/ssl/glusterfs.pem
+GlusterFS's TLS wants, on every server and client, glusterfs.pem
 (own certificate), glusterfs.key (its key) and glusterfs.ca (every
 certificate to trust - in practice each node's and client's self-signed
 certificate, concatenated by hand and copied everywhere).  The pool already
@@ -13,7 +13,8 @@ run once on any node (as root) writes, on every node of the pool,
 glusterfs.key and glusterfs.pem (that node's own key and certificate - the
 one its peers pin, so management TLS, peers and the I/O path share one
 identity) and glusterfs.ca (all members' certificates plus the clients'
-below), in GlusterFS's directory (/etc/ssl; rpc/tls.py's cert_dir()).  Then
+below), in GlusterFS's directory (OpenSSL's: /usr/lib/ssl on Debian;
+rpc/tls.py's cert_dir()).  Then
 `volume set VOL client.ssl on` and `server.ssl on` turn TLS on for a
 volume's I/O (rpc/tls.py).  `--management on` also makes every node's
 glusterpyd serve RPC and REST on its port over TLS only (WORKDIR/
@@ -26,7 +27,7 @@ sign in without TLS, since they can read its key anyway.
 makes a key and a self-signed certificate (common name NAME, for
 `auth.ssl-allow`) for a client machine, adds the certificate to every
 node's glusterfs.ca, and writes DIR/glusterfs.{key,pem,ca} to copy to the
-client's /etc/ssl (plus /var/lib/glusterd/secure-access there when
+client's OpenSSL directory (plus /var/lib/glusterd/secure-access there when
 management TLS is on).
 
 Once set up, the files follow the pool: a probe or detach rewrites every

@@ -31,7 +31,7 @@ members; a node already in a pool refuses every other pool.
 The port speaks TLS (first byte 0x16) and plain text alike; the server
 context asks for a client certificate without requiring one, and trusts
 exactly the pinned peer certificates plus GlusterFS's CA list
-(/etc/ssl/glusterfs.ca: bricks and GlusterFS clients speaking management
+(glusterfs.ca: bricks and GlusterFS clients speaking management
 TLS), so any other certificate fails the handshake.
 """
 
@@ -58,7 +58,7 @@ TOKEN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PIN_DIGITS = 32
 #: the server name (SNI) our own clients - peers and the CLI - ask for, to
 #: be shown the node certificate even where the port's default certificate
-#: is GlusterFS's /etc/ssl/glusterfs.pem (see NodeTrust.server_context)
+#: is GlusterFS's glusterfs.pem (see NodeTrust.server_context)
 NODE_SNI = "node.glusterpyd"
 
 
