@@ -32,6 +32,21 @@ O_DIRECT pread it offloads):
   reschedules every task in the list, so completions that finish together
   cost one wake-up of the event loop.
 
+Which syscalls take the hop is measured, not assumed (`runs_inline`): the
+pool keeps, per function, a moving average of how long the syscall took
+inline, and the caller runs it inline while that average is below
+`offload_above` (200 us by default; 0 offloads everything).  A function
+never seen goes to a worker, whose timings seed the average until the first
+inline one; after that only inline runs count - a worker's timing includes
+its wait for the GIL, which grows with the loop's load and would keep a
+cheap syscall offloaded for ever - so one call in PROBE_EVERY of an
+offloaded function runs inline to measure it again.  On the
+machine of bench/RESULTS.md a hop costs the brick ~150 us of CPU per
+request (thread wake-ups, the GIL handed back and forth, the completion's
+wake-up of the loop) while an O_DIRECT 4 KiB pread takes ~70 us: those stay
+inline and only slower syscalls - fsync, a slow or busy disk's reads - go
+to the workers.  A function never seen is first run in a worker.
+
 Cancellation.  A job still queued when its task is cancelled is removed from
 its queue and the task sees Cancelled at once: no thread ever touched its
 arguments.  A job already running is not abandoned: the abort is refused
@@ -52,6 +67,7 @@ import logging
 import threading
 import time
 from collections import deque
+from time import perf_counter_ns
 from typing import Any, Callable
 
 import outcome
@@ -72,8 +88,14 @@ MIN_THREADS = 1
 _QUEUED, _RUNNING, _DROPPED = 0, 1, 2
 
 
+#: the default of `offload_above`, in ns
+OFFLOAD_ABOVE_NS = 200_000
+#: one call in this many of an offloaded function runs inline, to re-measure it
+PROBE_EVERY = 32
+
+
 class _Job:
-    __slots__ = ("fn", "args", "task", "prio", "state", "result")
+    __slots__ = ("fn", "args", "task", "prio", "state", "result", "ns")
 
     def __init__(self, fn, args, task, prio):
         self.fn = fn
@@ -82,6 +104,7 @@ class _Job:
         self.prio = prio
         self.state = _QUEUED
         self.result = None
+        self.ns = 0
 
 
 class Pool:
@@ -90,8 +113,14 @@ class Pool:
     workers go."""
 
     def __init__(self, thread_count: int = 16, limits=(16, 16, 16, 1),
-                 idle_time: float = 120, name: str = "iot"):
+                 idle_time: float = 120, name: str = "iot",
+                 offload_above_ns: int = OFFLOAD_ABOVE_NS):
         self.name = name
+        self.offload_above_ns = offload_above_ns
+        #: fn -> moving average of its duration (ns); touched only by the trio thread
+        self._cost: dict[Any, float] = {}
+        self._measured_inline: set = set()
+        self._calls = 0
         self._lock = threading.Lock()
         self._queues = tuple(deque() for _ in PRIORITIES)
         self._queued = 0
@@ -116,7 +145,7 @@ class Pool:
     # -- configuration -----------------------------------------------------
 
     def configure(self, thread_count: int | None = None, limits=None,
-                  idle_time: float | None = None) -> None:
+                  idle_time: float | None = None, offload_above_ns: int | None = None) -> None:
         """Change the limits on a live pool (volume set): more threads are
         started as jobs come, extra ones exit as they go idle."""
         wake = []
@@ -127,6 +156,8 @@ class Pool:
                 self._limits = [int(n) for n in limits]
             if idle_time is not None:
                 self._idle_time = float(idle_time)
+            if offload_above_ns is not None:
+                self.offload_above_ns = int(offload_above_ns)
             # sleeping workers re-read the limits: wake those above the count
             while self._idle and self._threads - len(wake) > self._thread_count:
                 wake.append(self._idle.pop())
@@ -160,9 +191,36 @@ class Pool:
                     "limits": list(self._limits), "queued": [len(q) for q in self._queues],
                     "active": list(self._active), "max-active": list(self.max_active),
                     "jobs": self.jobs, "deliveries": self.deliveries,
-                    "started": self.started, "exited": self.exited, "dropped": self.dropped}
+                    "started": self.started, "exited": self.exited, "dropped": self.dropped,
+                    "offload-above-us": self.offload_above_ns / 1000,
+                    "syscall-us": self.costs()}
 
     # -- the hop -------------------------------------------------------------
+
+    def runs_inline(self, fn) -> bool:
+        """Whether fn has been cheaper than a hop lately, or is due for an
+        inline probe (see the module docstring); a caller that runs it
+        inline reports with `observe(fn, ns, inline=True)`."""
+        cost = self._cost.get(fn)
+        if cost is None or not self.offload_above_ns:
+            return False
+        if cost < self.offload_above_ns:
+            return True
+        self._calls += 1
+        return self._calls % PROBE_EVERY == 0
+
+    def observe(self, fn, ns: int, inline: bool = False) -> None:
+        """One measured duration of fn (1/8 weight to the new one)."""
+        if inline:
+            self._measured_inline.add(fn)
+        elif fn in self._measured_inline:
+            return              # a worker's time includes its wait for the GIL
+        old = self._cost.get(fn)
+        self._cost[fn] = ns if old is None else old + (ns - old) / 8
+
+    def costs(self) -> dict[str, float]:
+        """The moving averages in microseconds, by function name."""
+        return {getattr(fn, "__name__", repr(fn)): ns / 1000 for fn, ns in self._cost.items()}
 
     async def run(self, prio: int, fn: Callable[..., Any], *args: Any) -> Any:
         """fn(*args) in a worker, at priority `prio`; its result or exception.
@@ -249,10 +307,12 @@ class Pool:
                     if not self._sleep(wake):
                         return
                     continue
+                start = perf_counter_ns()
                 try:
                     job.result = outcome.Value(job.fn(*job.args))
                 except BaseException as e:  # handed to the waiting task
                     job.result = outcome.Error(e)
+                job.ns = perf_counter_ns() - start
         except BaseException:  # pragma: no cover - a bug here must not go silent
             log.exception("%s: io-threads worker failed", self.name)
             raise
@@ -287,7 +347,9 @@ class Pool:
         with self._lock:
             done, self._done = self._done, []
             self.deliveries += 1
+        observe = self.observe
         for job in done:
+            observe(job.fn, job.ns)
             reschedule(job.task, job.result)
 
     # -- shutdown ----------------------------------------------------------------

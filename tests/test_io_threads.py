@@ -80,7 +80,7 @@ def test_options_are_glusterfs_ones():
             "performance.normal-prio-threads", "performance.low-prio-threads",
             "performance.least-prio-threads", "performance.enable-least-priority",
             "performance.iot-watchdog-secs", "performance.iot-cleanup-disconnected-reqs",
-            "performance.iot-pass-through"} == keys
+            "performance.iot-pass-through", "performance.iot-offload-above-usec"} == keys
 
 
 def test_priorities_are_iot_schedules():
@@ -289,7 +289,7 @@ async def test_a_cancelled_running_job_is_waited_for_and_fills_its_buffer():
 async def test_o_direct_data_through_the_pool_reaches_the_disk(brick):
     block = 64 * 1024
     blobs = [os.urandom(block) for _ in range(32)]
-    graph = Graph.from_text(volfile(brick, o_direct=True))
+    graph = Graph.from_text(volfile(brick, {"offload-above-usec": "0"}, o_direct=True))
     async with graph.running():
         top, pool = graph.top, iot_of(graph).pool
         fd = await make_file(top, "img")
@@ -353,7 +353,7 @@ async def test_every_offloaded_fop_answers_as_posix_alone(brick, tmp_path):
     g1 = Graph.from_text(volfile(alone, io_threads=False))
     async with g1.running():
         expected = await sequence(g1.top)
-    g2 = Graph.from_text(volfile(threaded))
+    g2 = Graph.from_text(volfile(threaded, {"offload-above-usec": "0"}))
     async with g2.running():
         got = await sequence(g2.top)
         assert iot_of(g2).pool.jobs >= 10
@@ -466,6 +466,44 @@ async def test_a_cancelled_read_in_a_worker_is_waited_for(brick, slow_preadv):
         assert scope.cancelled_caught
         assert len(slow_preadv) == 1
         assert not graph.by_name["t-posix"]._busy       # returned before we did
+        await top.release(fd, None)
+
+
+async def test_syscalls_cheaper_than_a_hop_run_inline(brick, monkeypatch):
+    """A function is first run in a worker; while its measured duration
+    stays below offload-above-usec it runs inline, once it is slow it goes
+    back to the workers."""
+    graph = Graph.from_text(volfile(brick, o_direct=True))
+    async with graph.running():
+        top, pool = graph.top, iot_of(graph).pool
+        fd = await make_file(top, "img", os.urandom(16 * 4096))
+        first = pool.jobs
+        for i in range(400):     # the first read goes to a worker; the average falls
+            await top.readv(fd, 4096, (i % 16) * 4096, 0, None)
+            if pool.runs_inline(os.preadv):
+                break
+        assert pool.runs_inline(os.preadv), pool.costs()   # an O_DIRECT 4 KiB pread
+        assert pool.jobs >= first + 1
+        before = pool.jobs
+        for i in range(16):
+            await top.readv(fd, 4096, i * 4096, 0, None)
+        assert pool.jobs == before
+        real = os.preadv
+
+        def slow(*args):
+            time.sleep(0.05)
+            return real(*args)
+        monkeypatch.setattr(os, "preadv", slow)
+        for i in range(3):       # a function not seen yet: measured in a worker, slow
+            await top.readv(fd, 4096, 0, 0, None)
+        assert not pool.runs_inline(slow) and pool.jobs == before + 3
+        assert pool.costs()["slow"] > 40_000
+        graph.reconfigure(vf.parses(volfile(brick, {"offload-above-usec": "0"},
+                                            o_direct=True)))
+        monkeypatch.setattr(os, "preadv", real)
+        before = pool.jobs
+        await top.readv(fd, 4096, 0, 0, None)
+        assert pool.jobs == before + 1
         await top.release(fd, None)
 
 

@@ -10,7 +10,8 @@ down unchanged, only marking its priority lane in a context variable, and
 storage/posix sends its data-path syscalls - pread, pwrite, fsync,
 ftruncate, fallocate, copy_file_range, rchecksum's read, seek - to that
 lane.  Metadata fops run on the event loop as before; in GlusterFS they
-would take a worker too.
+would take a worker too.  A syscall that has lately been cheaper than the
+hop (`offload-above-usec`, glusterpy's own option) runs inline instead.
 
 The priorities are GlusterFS's iot_schedule:
 
@@ -108,6 +109,11 @@ class IoThreads(Translator):
                "'Poison' queued requests when a client disconnects.  Accepted; here a "
                "request cancelled with its connection always leaves the queue.",
                set_keys=("performance.iot-cleanup-disconnected-reqs",)),
+        Option("offload-above-usec", OptionType.INT, "200",
+               "glusterpy's own: a syscall whose recent average duration is below this "
+               "many microseconds runs inline on the event loop, where it costs less than "
+               "the hop to a worker (0: every syscall goes to a worker).",
+               min=0, set_keys=("performance.iot-offload-above-usec",)),
         Option("pass-through", OptionType.BOOL, "false",
                "Enable/Disable io threads translator",
                set_keys=("performance.iot-pass-through",)),
@@ -116,7 +122,7 @@ class IoThreads(Translator):
     def __init__(self, name, options=None, children=()):
         super().__init__(name, options, children)
         self.pool = Pool(self.opts.thread_count, self._limits(), self.opts.idle_time,
-                         name=name)
+                         name=name, offload_above_ns=self.opts.offload_above_usec * 1000)
         self.lanes = tuple(Lane(self.pool, prio) for prio in (HIGH, NORMAL, LOW, LEAST))
         self._least = self.opts.enable_least_priority
         self._pass = self.opts.pass_through
@@ -127,7 +133,8 @@ class IoThreads(Translator):
                 o.least_prio_threads)
 
     def options_changed(self, old) -> None:
-        self.pool.configure(self.opts.thread_count, self._limits(), self.opts.idle_time)
+        self.pool.configure(self.opts.thread_count, self._limits(), self.opts.idle_time,
+                            self.opts.offload_above_usec * 1000)
         self._least = self.opts.enable_least_priority
         self._pass = self.opts.pass_through
         self.log.info("io-threads reconfigured: thread-count %d, high/normal/low/least "
