@@ -37,6 +37,11 @@ TITLE = "qemu-img bench over gluster://: glusterpy vs GlusterFS 10"
 KiB = 1024
 MiB = 1024 * KiB
 
+#: measurements made beside this suite (profiles, micro-benchmarks), kept as
+#: notes of its section: each "- " bullet at the start of a line is one note,
+#: indented lines continue it; the file survives the suite rewriting its section
+NOTES = Path(__file__).with_name("notes") / "qemu.md"
+
 #: (label, request size, write?) in the order they run: writes fill what reads read
 RUNS = (("write 64 KiB", 64 * KiB, True), ("read 64 KiB", 64 * KiB, False),
         ("write 4 KiB", 4 * KiB, True), ("read 4 KiB", 4 * KiB, False))
@@ -125,4 +130,18 @@ def run(work: Path, quick: bool = False) -> Section:
         f"after: {'/'.join(f'{x:.2f}' for x in load_after)}; 2 cores shared by QEMU, "
         "the client translators and the brick.",
     ]
+    section.notes += kept_notes()
     return section
+
+
+def kept_notes(path: Path = NOTES) -> list[str]:
+    """The bullets of the hand-written notes file (none when it is absent)."""
+    if not path.exists():
+        return []
+    notes: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("- "):
+            notes.append(line[2:])
+        elif notes and (line.startswith(" ") or not line.strip()):
+            notes[-1] += "\n" + line
+    return [n.rstrip() for n in notes]
