@@ -134,8 +134,10 @@ the fops without that await still never interleave.  A descriptor a worker
 is using is pinned: release (or a garbage-collected Fd) closes it only once
 the syscall has returned, so its number cannot be reused under the worker.
 A buffered readv (no O_DIRECT) first tries preadv2(RWF_NOWAIT) inline and
-goes to a worker only when the data is not in the page cache (see
-bench/RESULTS.md for the numbers behind that); O_DIRECT reads always go.
+goes to a worker only when the data is not in the page cache; and a
+syscall whose recent inline time is below io-threads' offload-above-usec
+runs inline too, since the hop would cost more (glusterpy.iothreads; the
+numbers are in bench/RESULTS.md).
 Like GlusterFS's io-threads, concurrent writes to overlapping ranges of one
 file are not ordered here: clients order them (write-behind), as they must
 with GlusterFS.
@@ -1999,10 +2001,10 @@ class Posix(Translator):
                         _quiet(os.close, osfd)
 
     async def _read_offloaded(self, of: "_OpenFile", size: int, offset: int):
-        """readv's pread with io-threads.  O_DIRECT always reads in a worker
-        (into a page-aligned buffer); a buffered read first tries
-        preadv2(RWF_NOWAIT) inline - a page-cache hit costs less than the
-        hop - and hands only what was not cached to a worker."""
+        """readv's pread with io-threads.  O_DIRECT reads through
+        `_blocking` (into a page-aligned buffer); a buffered read first
+        tries preadv2(RWF_NOWAIT) inline - a page-cache hit costs less than
+        the hop - and hands only what was not cached to `_blocking`."""
         if of.odirect:
             buf = mmap.mmap(-1, _page_round(size))
             n = await self._blocking(of, os.preadv, of.osfd, [buf], offset)
