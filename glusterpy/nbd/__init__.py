@@ -1,0 +1,1 @@
+"""NBD exports of volumes' image files (see server.py)."""
