@@ -20,6 +20,9 @@ DEB_PACKAGES := glusterfs-server glusterfs-client qemu-utils qemu-block-extra \
 # checks `glusterpy vm disk-xml`.
 DEB_PACKAGES += qemu-system-x86 linux-image-cloud-amd64 busybox-static \
 	libvirt-clients libxml2-utils
+# NBD exports (tests/test_nbd*.py) are checked with libnbd's clients:
+# nbdinfo, nbdcopy (qemu-img/qemu-io/qemu-nbd come with qemu-utils).
+DEB_PACKAGES += libnbd-bin
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
