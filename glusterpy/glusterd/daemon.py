@@ -79,6 +79,7 @@ from .ops import Cluster, prepare_brick_dirs, stage_local, unstamp
 from . import ops, volgen
 from .portmap import PortmapRegistry, _port_is_free
 from .rebalance import RebalanceService
+from .nbd import NbdService
 from .shd import ShdService
 from .store import Store
 from ..rpc import tls
@@ -226,6 +227,8 @@ class Glusterd:
         self.rebalance = RebalanceService(self)
         #: this node's self-heal daemon (glusterd/shd.py)
         self.shd = ShdService(self)
+        #: this node's NBD servers (glusterd/nbd.py)
+        self.nbd = NbdService(self)
 
     # -- serving ----------------------------------------------------------
 
@@ -446,6 +449,7 @@ class Glusterd:
                 del self.bricks[key]
         if vol is None:
             await self.shd.reconcile()
+            await self.nbd.reconcile()
             return
         started = vol["status"] == "Started"
         new_texts = self._volfile_texts(name)
@@ -479,6 +483,8 @@ class Glusterd:
         await self.rebalance.reconcile(name, adopt=adopt)
         # glusterd's shd manager runs after the bricks' (glusterd_svcs_manager)
         await self.shd.reconcile()
+        # NBD servers follow the volume's start/stop, auth and nbd.* keys
+        await self.nbd.reconcile()
 
     async def _supervise(self, bp: BrickProcess, scope: trio.CancelScope) -> None:
         with scope:

@@ -175,6 +175,26 @@ TOGGLES = {
 }
 
 
+#: keys only glusterd reads (no translator takes them): the NBD server it runs
+#: for a volume (glusterd/nbd.py)
+DAEMON_KEYS = {
+    "nbd.export": SetKey(
+        "nbd.export",
+        Option("nbd.export", OptionType.BOOL, "off",
+               "Serve the volume's image files as NBD exports VOLUME/PATH from every "
+               "node with a brick of the volume."), ()),
+    "nbd.port": SetKey(
+        "nbd.port",
+        Option("nbd.port", OptionType.INT, "10809",
+               "The TCP port of the volume's NBD exports (volumes on one port share "
+               "one server).", min=1, max=65535), ()),
+    "nbd.read-only": SetKey(
+        "nbd.read-only",
+        Option("nbd.read-only", OptionType.BOOL, "off",
+               "Export the volume's images read-only over NBD."), ()),
+}
+
+
 def _module_type(module_name: str) -> str:
     _, category, name = module_name.split(".", 2)
     return f"{category.replace('_', '-')}/{name.replace('_', '-')}"
@@ -201,6 +221,7 @@ def _scan(_generation: int) -> dict[str, SetKey]:
                 old = found.get(key)
                 types = (old.types if old else ()) + (type_name,)
                 found[key] = SetKey(key, old.option if old else opt, types)
+    found.update(DAEMON_KEYS)
     for key, toggle in TOGGLES.items():
         old = found.get(key)
         found[key] = SetKey(key, toggle.option, toggle.types + (old.types if old else ()),

@@ -1,0 +1,143 @@
+"""NBD servers under glusterpyd: `volume set VOL nbd.export on`.
+
+A started volume with ``nbd.export on`` and a brick on this node is
+served by a `glusterpy nbd` process (glusterpy/nbd) on this node, on port
+``nbd.port`` (10809, NBD's, by default); volumes on the same port share
+one process.  Each process is a `BrickProcess` with its own command line
+(bricks.py): restarted with back-off when it dies, adopted by a daemon
+restarted after kill -9 (its pid file and command line), stopped when no
+volume needs it.
+
+The process reads its volumes from ``WORKDIR/run/nbd-PORT.json`` - each
+volume's ``auth.allow``/``auth.reject`` (as its bricks apply them) and
+``nbd.read-only`` - which `reconcile()` rewrites, then sends SIGHUP; the
+process cuts connections the new policy no longer admits.  It fetches the
+volumes' client volfiles from this daemon.
+
+Files: WORKDIR/run/nbd-PORT.json, nbd-PORT.pid; WORKDIR/logs/nbd-PORT.log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+
+import trio
+
+from . import volgen
+from .bricks import BrickProcess
+from .portmap import _port_is_free
+from .store import write_atomic
+
+log = logging.getLogger("glusterpy.glusterd.nbd")
+
+#: how long an operation waits for a new NBD server to listen
+LISTEN_WAIT = 20.0
+
+
+@dataclass
+class NbdProcess(BrickProcess):
+    """One `glusterpy nbd` process; `volfile` is its policy file, whose
+    path identifies the process when a restarted daemon adopts it."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "glusterpy.cli.main", "nbd",
+                "--volfile-server", self.portmap, "--config", str(self.volfile),
+                "--port", str(self.port), "--pidfile", str(self.pidfile),
+                "--log-file", str(self.logfile)]
+
+
+def policy(vol: dict) -> dict:
+    # unset, auth.allow is "*": what glusterd writes into every brick volfile
+    return {"allow": volgen.option_value(vol, "auth.allow") or "*",
+            "reject": volgen.option_value(vol, "auth.reject"),
+            "read_only": volgen.enabled(vol, "nbd.read-only")}
+
+
+class NbdService:
+    """This node's NBD servers as glusterpyd manages them (module docstring)."""
+
+    def __init__(self, gd):
+        self.gd = gd
+        self.processes: dict[int, NbdProcess] = {}
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._lock = trio.Lock()
+
+    def served(self) -> dict[int, dict[str, dict]]:
+        """port -> {volume: policy} of what this node serves now."""
+        out: dict[int, dict[str, dict]] = {}
+        for name, vol in sorted(self.gd.volumes.items()):
+            if vol["status"] != "Started" or not volgen.enabled(vol, "nbd.export") or \
+                    not any(b["node"] == self.gd.uuid for b in vol["bricks"]):
+                continue
+            port = int(volgen.option_value(vol, "nbd.port") or 10809)
+            out.setdefault(port, {})[name] = policy(vol)
+        return out
+
+    def _config(self, port: int):
+        return self.gd.store.run_dir / f"nbd-{port}.json"
+
+    def _make_process(self, port: int) -> NbdProcess:
+        store = self.gd.store
+        return NbdProcess(volume="nbd", path=f"nbd-{port}", volfile=self._config(port),
+                          port=port, pidfile=store.run_dir / f"nbd-{port}.pid",
+                          logfile=store.log_dir / f"nbd-{port}.log",
+                          portmap=self.gd.portmap_address)
+
+    async def reconcile(self) -> None:
+        if self.gd._nursery is None:
+            return
+        async with self._lock:
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
+        served = self.served()
+        for port, volumes in served.items():
+            path = self._config(port)
+            text = json.dumps({"volumes": volumes}, indent=1, sort_keys=True) + "\n"
+            old = path.read_text() if path.exists() else None
+            if text != old:
+                write_atomic(path, text, 0o600)
+            p = self.processes.get(port)
+            if p is None:
+                p = self._make_process(port)
+                p.adopt()
+                self.processes[port] = p
+                self._scopes[port] = scope = trio.CancelScope()
+                self.gd._nursery.start_soon(self._supervise, p, scope)
+            starting = not p.running
+            p.want(True)
+            if not starting and text != old:
+                p.reload()  # SIGHUP: the process re-reads its policy file
+            if starting:
+                await self._wait_listening(p)
+        for port in [p for p in self.processes if p not in served]:
+            p = self.processes.pop(port)
+            p.want(False)
+            with trio.move_on_after(30):
+                await p.stopped()
+            self._scopes.pop(port).cancel()
+            self._config(port).unlink(missing_ok=True)
+
+    async def _wait_listening(self, p: NbdProcess) -> None:
+        with trio.move_on_after(LISTEN_WAIT):
+            while _port_is_free("", p.port):
+                if p.restarts:  # it exited; the supervisor logs why and retries
+                    break
+                await trio.sleep(0.1)
+            else:
+                return
+        log.warning("the NBD server on port %d is not listening (see %s)", p.port, p.logfile)
+
+    async def _supervise(self, p: NbdProcess, scope: trio.CancelScope) -> None:
+        with scope:
+            await p.supervise()
+
+    def status(self) -> list[dict]:
+        return [{"port": port, "online": p.running, "pid": p.pid if p.running else None,
+                 "restarts": p.restarts} for port, p in sorted(self.processes.items())]
+
+
+__all__ = ["NbdService", "NbdProcess"]
