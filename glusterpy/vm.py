@@ -137,10 +137,7 @@ def transport_of(volume: dict) -> str:
 # -- libvirt XML -------------------------------------------------------------------
 
 
-def disk_xml(volume: str, image: str, servers: list[tuple[str, int]], *, fmt: str = "raw",
-             cache: str = "none", target: str = "vda", transport: str = "tcp") -> str:
-    """libvirt's <disk type='network'> element for VOL/IMAGE, one <host> per
-    server (formatdomain: "Hard drives, floppy disks, CDROMs")."""
+def _check_disk_args(fmt: str, cache: str, target: str) -> None:
     if fmt not in FORMATS:
         raise VmError(f"format {fmt!r}: use one of {', '.join(FORMATS)}")
     if cache not in CACHE_MODES:
@@ -148,6 +145,13 @@ def disk_xml(volume: str, image: str, servers: list[tuple[str, int]], *, fmt: st
     if not (target.startswith("vd") and len(target) > 2 and target[2:].isalpha()
             and target.islower() and target.isascii()):
         raise VmError(f"target {target!r}: a virtio disk is named vda, vdb, ...")
+
+
+def disk_xml(volume: str, image: str, servers: list[tuple[str, int]], *, fmt: str = "raw",
+             cache: str = "none", target: str = "vda", transport: str = "tcp") -> str:
+    """libvirt's <disk type='network'> element for VOL/IMAGE, one <host> per
+    server (formatdomain: "Hard drives, floppy disks, CDROMs")."""
+    _check_disk_args(fmt, cache, target)
     disk = ET.Element("disk", type="network", device="disk")
     ET.SubElement(disk, "driver", name="qemu", type=fmt, cache=cache)
     source = ET.SubElement(disk, "source", protocol="gluster",
@@ -157,6 +161,58 @@ def disk_xml(volume: str, image: str, servers: list[tuple[str, int]], *, fmt: st
     ET.SubElement(disk, "target", dev=target, bus="virtio")
     ET.indent(disk, space="  ")
     return ET.tostring(disk, encoding="unicode")
+
+
+PROTOCOLS = ("gluster", "nbd")
+DEFAULT_NBD_PORT = 10809
+
+
+def nbd_servers(volume: dict) -> list[tuple[str, int]]:
+    """(host, NBD port) of every node that serves `volume` over NBD - the
+    nodes holding its bricks (glusterd/nbd.py starts a server on each), in
+    brick order; VmError unless `volume set VOL nbd.export on`."""
+    options = volume.get("options") or {}
+    if str(options.get("nbd.export", "off")).lower() not in ("on", "yes", "true", "enable",
+                                                              "1"):
+        raise VmError(f"volume {volume['name']} is not exported over NBD "
+                      f"(glusterpy volume set {volume['name']} nbd.export on)")
+    port = int(options.get("nbd.port", DEFAULT_NBD_PORT))
+    hosts: list[tuple[str, int]] = []
+    for brick in volume["bricks"]:
+        entry = (brick["host"].strip("[]"), port)
+        if entry not in hosts:
+            hosts.append(entry)
+    if not hosts:
+        raise VmError(f"volume {volume['name']} has no bricks")
+    return hosts
+
+
+def nbd_disk_xml(volume: str, image: str, servers: list[tuple[str, int]], *,
+                 fmt: str = "raw", cache: str = "none", target: str = "vda") -> str:
+    """libvirt's <disk type='network'> element for VOL/IMAGE over NBD.
+
+    libvirt's schema takes exactly one <host> in an NBD source (QEMU's nbd
+    driver connects to one server), so the first server is the disk's and
+    the others - every node serves the same export - follow in a comment,
+    for a failover `virsh` edit or `--host`."""
+    _check_disk_args(fmt, cache, target)
+    disk = ET.Element("disk", type="network", device="disk")
+    ET.SubElement(disk, "driver", name="qemu", type=fmt, cache=cache)
+    source = ET.SubElement(disk, "source", protocol="nbd",
+                           name=f"{volume}/{image_path(image)}")
+    host, port = servers[0]
+    ET.SubElement(source, "host", name=host, port=str(port))
+    if len(servers) > 1:
+        others = ", ".join(f"{h}:{p}" for h, p in servers[1:])
+        source.append(ET.Comment(f" the same export is served by {others} "))
+    ET.SubElement(disk, "target", dev=target, bus="virtio")
+    ET.indent(disk, space="  ")
+    return ET.tostring(disk, encoding="unicode")
+
+
+def nbd_url(volume: str, image: str, host: str, port: int) -> str:
+    netloc = f"[{host}]" if ":" in host else host
+    return f"nbd://{netloc}:{port}/{volume}/{image_path(image)}"
 
 
 def gluster_url(volume: str, image: str, host: str, port: int) -> str:

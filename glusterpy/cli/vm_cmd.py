@@ -1,7 +1,8 @@
 """`glusterpy vm disk-xml|create-image`: VM disks on a glusterpy volume.
 
     glusterpy [GLOBAL OPTIONS] vm disk-xml VOL IMAGE [--format raw|qcow2] [--cache MODE]
-                          [--target vda] [--remote-host HOST[:PORT]] [--log-file F]
+                          [--target vda] [--protocol gluster|nbd] [--host HOST]
+                          [--remote-host HOST[:PORT]] [--log-file F]
     glusterpy [GLOBAL OPTIONS] vm create-image VOL IMAGE SIZE [--format raw|qcow2]
                           [--remote-host HOST[:PORT]] [--log-file F]
 
@@ -11,7 +12,10 @@ holding a brick of VOL, with that node's glusterpyd port (from the daemon's
 volume info and pool list).  The image must exist; its format is never
 guessed (a guest can write a qcow2 header into a raw disk), so raw is the
 default, a raw disk that starts like a qcow2 image gets a warning and
-`--format qcow2` on an image that is not one is refused.
+`--format qcow2` on an image that is not one is refused.  `--protocol nbd`
+gives the disk over the volume's NBD exports instead (`volume set VOL
+nbd.export on`; glusterpy/nbd): libvirt takes one <host> there, the first
+node holding a brick or --host; the other nodes follow in a comment.
 
 `create-image` makes the image through gfapi: raw is a sparse file of SIZE,
 qcow2 an empty qcow2 v3 image written here (glusterpy.vm.qcow2_metadata).
@@ -56,6 +60,12 @@ def register(sub) -> None:
     x.add_argument("--cache", choices=vm.CACHE_MODES, default="none",
                    help="QEMU's cache mode (default none)")
     x.add_argument("--target", default="vda", help="the guest's device name (default vda)")
+    x.add_argument("--protocol", choices=vm.PROTOCOLS, default="gluster",
+                   help="gluster (QEMU's gluster driver, the default) or nbd (the volume's "
+                        "NBD exports: volume set VOL nbd.export on)")
+    x.add_argument("--host", metavar="HOST",
+                   help="with --protocol nbd: the node the disk connects to (default: "
+                        "the first node holding a brick)")
     x.set_defaults(func=disk_xml_command)
 
     c = vsub.add_parser("create-image", help="create IMAGE of SIZE in VOL through gfapi")
@@ -104,9 +114,21 @@ def disk_xml_command(args) -> int:
         image = vm.image_path(args.image)
         client = ApiClient(args.remote_host, token=getattr(args, "token", None))
         volume = _started_volume(client, args.volume)
-        servers = vm.volume_servers(volume, client.call("GET", "/api/v1/pool")["pool"])
-        xml = vm.disk_xml(args.volume, image, servers, fmt=args.format, cache=args.cache,
-                          target=args.target, transport=vm.transport_of(volume))
+        if args.protocol == "nbd":
+            servers = vm.nbd_servers(volume)
+            if args.host:
+                chosen = [s for s in servers if s[0] == args.host]
+                if not chosen:
+                    raise vm.VmError(f"{args.host} holds no brick of {args.volume}; "
+                                     f"its NBD servers are on "
+                                     f"{', '.join(h for h, _ in servers)}")
+                servers = chosen + [s for s in servers if s[0] != args.host]
+            xml = vm.nbd_disk_xml(args.volume, image, servers, fmt=args.format,
+                                  cache=args.cache, target=args.target)
+        else:
+            servers = vm.volume_servers(volume, client.call("GET", "/api/v1/pool")["pool"])
+            xml = vm.disk_xml(args.volume, image, servers, fmt=args.format, cache=args.cache,
+                              target=args.target, transport=vm.transport_of(volume))
         info = trio.run(_inspect, _mount(client, args.volume, args.log_file), image)
     except (vm.VmError, ApiFailure, LibgfapiException) as e:
         return _fail(what, e)
