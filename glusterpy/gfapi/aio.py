@@ -221,15 +221,34 @@ class AsyncVolume:
     def set_logging(self, log_file: str | os.PathLike | None, log_level=7) -> None:
         """Log the volume's translators to `log_file` at `log_level`
         (GlusterFS's levels 0 NONE .. 9 TRACE, or a logging level name);
-        None leaves logging to the application.  Applies from the next mount."""
-        self._log_level = _python_log_level(log_level)
-        if log_file is None:
-            self._log_handler = None
-            return
-        handler = logging.FileHandler(os.fspath(log_file), delay=True)
-        handler.setFormatter(logging.Formatter(
-            "[%(asctime)s] %(levelname).1s [%(name)s] %(message)s"))
-        self._log_handler = handler
+        None leaves logging to the application.  Before mount() it applies
+        from the mount; on a mounted volume at once, as glfs_set_logging."""
+        level = _python_log_level(log_level)
+        handler = None
+        if log_file is not None:
+            handler = logging.FileHandler(os.fspath(log_file), delay=True)
+            handler.setFormatter(logging.Formatter(
+                "[%(asctime)s] %(levelname).1s [%(name)s] %(message)s"))
+        old, self._log_level, self._log_handler = self._log_handler, level, handler
+        if self._stack is not None and self.graph is not None:
+            self._switch_logging(old)
+
+    def _switch_logging(self, old: logging.Handler | None) -> None:
+        """Move the mounted graph's loggers from handler `old` to the current
+        one; umount undoes it like the mount's own attachment."""
+        loggers = [xl.log for xl in self.graph.by_name.values()]
+        loggers.append(logging.getLogger("glusterpy"))
+        for logger in loggers:
+            if old is not None:
+                logger.removeHandler(old)
+            self._stack.callback(logger.setLevel, logger.level)
+            logger.setLevel(self._log_level)
+            new = self._log_handler
+            if new is not None and new not in logger.handlers:
+                logger.addHandler(new)
+                self._stack.callback(logger.removeHandler, new)
+        if old is not None:
+            old.close()
 
     @property
     def mounted(self) -> bool:

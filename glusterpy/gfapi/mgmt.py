@@ -52,8 +52,8 @@ import trio
 from .. import volfile as vf
 from ..graph import Graph, UnknownTranslatorType, canonical_type, translator_class
 from ..rpc import (ALL_PROGRAMS, CLIENT_PROGRAMS, HANDSHAKE, AuthGlusterfsV2, GetSpecRequest,
-                   RpcConnection, RpcProtocolError)
-from ..rpc.mgmt import GF_GETSPEC_FLAG_SERVERS_LIST
+                   GetVolumeInfoRequest, RpcConnection, RpcProtocolError)
+from ..rpc.mgmt import GF_GET_VOLUME_UUID, GF_GETSPEC_FLAG_SERVERS_LIST
 from ..rpc import tls
 from ..rpc.transport import ConnectionLost, RpcCallFailed, RpcEndpoint
 from ..fops import Caller
@@ -71,6 +71,7 @@ RECONNECT_INTERVAL = 3.0
 SUPPORTED_TRANSPORTS = ("tcp", "socket")
 
 _GETSPEC = HANDSHAKE.by_name("GETSPEC")
+_GET_VOLUME_INFO = HANDSHAKE.by_name("GET_VOLUME_INFO")
 
 #: translators that may be left out of a fetched client graph when glusterpy
 #: lacks them: each one only caches, defers, counts or passes through
@@ -193,6 +194,51 @@ async def fetch_volfile(servers: Sequence[VolfileServer], key: str, *,
     raise VolfileFetchError("cannot fetch the volfile of "
                             f"{key!r}: no volfile server answered ({'; '.join(failures)})",
                             errno.ENOTCONN)
+
+
+async def fetch_volume_id(servers: Sequence[VolfileServer], volname: str, *,
+                          timeout: float = FETCH_TIMEOUT) -> str:
+    """The volume's uuid from the first volfile server that answers the
+    handshake program's GET_VOLUME_INFO, as glfs_get_volumeid() asks it
+    (glfs_get_volume_info_rpc: dict {flags: GF_GET_VOLUME_UUID, volname});
+    glusterd answers {volume_id: UUID}.  VolfileFetchError when no server
+    gives it (ENOTSUP: a server without the procedure, such as glusterpyd)."""
+    failures, err = [], errno.ENOTCONN
+    request = GetVolumeInfoRequest({"flags": GF_GET_VOLUME_UUID, "volname": volname})
+    for server in servers:
+        try:
+            stream = await _connect(server, timeout)
+        except (OSError, trio.TooSlowError) as e:
+            failures.append(f"{server}: {_why(e)}")
+            continue
+        ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=CLIENT_PROGRAMS),
+                         name="gfapi-mgmt")
+        reply = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_serve_quietly, ep)
+                try:
+                    reply = await ep.call(_GET_VOLUME_INFO, request, cred=_CRED,
+                                          timeout=timeout)
+                except RpcCallFailed as e:
+                    failures.append(f"{server}: GET_VOLUME_INFO: {e}")
+                    err = errno.ENOTSUP
+                except (ConnectionLost, trio.TooSlowError) as e:
+                    failures.append(f"{server}: {_why(e)}")
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            await ep.aclose()
+        if reply is None:
+            continue
+        found = (reply.dict or {}).get("volume_id")
+        if reply.op_ret < 0 or not found:
+            err = reply.op_errno or errno.ENODATA
+            failures.append(f"{server}: GET_VOLUME_INFO: {reply.op_errstr or os.strerror(err)}")
+            continue
+        return found.decode() if isinstance(found, bytes) else str(found)
+    raise VolfileFetchError(f"cannot get the volume id of {volname!r} "
+                            f"({'; '.join(failures)})", err)
 
 
 async def _serve_quietly(ep: RpcEndpoint) -> None:
