@@ -28,7 +28,6 @@ import trio
 
 from . import volgen
 from .bricks import BrickProcess
-from .portmap import _port_is_free
 from .store import write_atomic
 
 log = logging.getLogger("glusterpy.glusterd.nbd")
@@ -122,12 +121,18 @@ class NbdService:
             self._config(port).unlink(missing_ok=True)
 
     async def _wait_listening(self, p: NbdProcess) -> None:
+        """Until the new process accepts connections - it has its SIGHUP
+        handler by then, so a reload right after cannot kill it."""
+        restarts = p.restarts
         with trio.move_on_after(LISTEN_WAIT):
-            while _port_is_free("", p.port):
-                if p.restarts:  # it exited; the supervisor logs why and retries
-                    break
-                await trio.sleep(0.1)
-            else:
+            while p.restarts == restarts:  # else it exited; the supervisor says why
+                try:
+                    # a connection, not a bind test: a port in TIME_WAIT is not a server
+                    stream = await trio.open_tcp_stream("127.0.0.1", p.port)
+                except OSError:
+                    await trio.sleep(0.1)
+                    continue
+                await stream.aclose()
                 return
         log.warning("the NBD server on port %d is not listening (see %s)", p.port, p.logfile)
 

@@ -220,6 +220,20 @@ class NbdServer:
             return m.vol
 
     async def open_image(self, name: str, path: str, read_only: bool) -> _Image:
+        try:
+            return await self._open_image(name, path, read_only)
+        except OSError as e:
+            if e.errno != errno.ENOTCONN or any(k[0] == name for k in self._images):
+                raise
+        # the mount lost its bricks for good (a brick refused it, say, while
+        # auth.allow left this node out): mount the volume afresh, once
+        log.warning("volume %s: its mount is not connected; mounting it again", name)
+        old = self._mounted.pop(name, None)
+        if old is not None:
+            old.stop.set()
+        return await self._open_image(name, path, read_only)
+
+    async def _open_image(self, name: str, path: str, read_only: bool) -> _Image:
         key = (name, path, read_only)
         async with self._image_lock:
             img = self._images.get(key)
