@@ -610,8 +610,6 @@ class _Connection:
             self._inflight.release()
 
     def _check(self, cmd, flags, offset, length, *, writes: bool) -> None:
-        if flags & ~_KNOWN_CMD_FLAGS:
-            raise RequestError(P.EINVAL, f"unknown command flags {flags:#x}")
         if writes and self.read_only:
             raise RequestError(P.EPERM, "the export is read-only")
         if offset + length > self.size:
@@ -619,6 +617,8 @@ class _Connection:
 
     async def dispatch(self, cmd, flags, cookie, offset, length, payload) -> None:
         f = self.image.file
+        if flags & ~_KNOWN_CMD_FLAGS:
+            raise RequestError(P.EINVAL, f"unknown command flags {flags:#x}")
         if cmd == P.CMD_READ:
             self._check(cmd, flags, offset, length, writes=False)
             if length > MAX_PAYLOAD:
