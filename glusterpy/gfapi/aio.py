@@ -186,6 +186,7 @@ class AsyncVolume:
         self._volfile_text: str | None = None
         self._log_handler: logging.Handler | None = None
         self._log_level = logging.NOTSET
+        self._log_forward = _ForwardHandler()
         self._nursery: trio.Nursery | None = None
         self._live: _LiveGraph | None = None
         self._watch = None  # mgmt.VolfileWatch of a remote volume while mounted
@@ -230,25 +231,24 @@ class AsyncVolume:
             handler.setFormatter(logging.Formatter(
                 "[%(asctime)s] %(levelname).1s [%(name)s] %(message)s"))
         old, self._log_level, self._log_handler = self._log_handler, level, handler
+        # the loggers hold a forwarder, attached at mount, so a new file
+        # takes over at once and umount still detaches it after the graph
+        # stopped (what stopping logs is kept)
+        self._log_forward.target = handler
         if self._stack is not None and self.graph is not None:
-            self._switch_logging(old)
-
-    def _switch_logging(self, old: logging.Handler | None) -> None:
-        """Move the mounted graph's loggers from handler `old` to the current
-        one; umount undoes it like the mount's own attachment."""
-        loggers = [xl.log for xl in self.graph.by_name.values()]
-        loggers.append(logging.getLogger("glusterpy"))
-        for logger in loggers:
-            if old is not None:
-                logger.removeHandler(old)
-            self._stack.callback(logger.setLevel, logger.level)
-            logger.setLevel(self._log_level)
-            new = self._log_handler
-            if new is not None and new not in logger.handlers:
-                logger.addHandler(new)
-                self._stack.callback(logger.removeHandler, new)
+            loggers = [xl.log for xl in self.graph.by_name.values()]
+            loggers.append(logging.getLogger("glusterpy"))
+            for logger in loggers:
+                self._stack.callback(logger.setLevel, logger.level)
+                logger.setLevel(level)
+                if handler is not None and self._log_forward not in logger.handlers:
+                    logger.addHandler(self._log_forward)
+                    self._stack.push_async_callback(self._detach_late, logger)
         if old is not None:
             old.close()
+
+    async def _detach_late(self, logger: logging.Logger) -> None:
+        logger.removeHandler(self._log_forward)
 
     @property
     def mounted(self) -> bool:
@@ -417,8 +417,8 @@ class AsyncVolume:
             return
         for xl in graph.by_name.values():
             xl.log.setLevel(self._log_level)
-            if self._log_handler is not None and self._log_handler not in xl.log.handlers:
-                xl.log.addHandler(self._log_handler)
+            if self._log_handler is not None and self._log_forward not in xl.log.handlers:
+                xl.log.addHandler(self._log_forward)
 
     def _attach_logging(self, stack: AsyncExitStack) -> None:
         handler = self._log_handler
@@ -431,8 +431,8 @@ class AsyncVolume:
             logger.setLevel(self._log_level)
             stack.callback(logger.setLevel, previous)
             if handler is not None:
-                logger.addHandler(handler)
-                stack.callback(logger.removeHandler, handler)
+                logger.addHandler(self._log_forward)
+                stack.callback(logger.removeHandler, self._log_forward)
 
     async def umount(self) -> None:
         """Close what is still open (flush + release) and stop the graph."""
@@ -1476,6 +1476,19 @@ _GF_LOG_LEVELS = {0: logging.CRITICAL + 10, 1: logging.CRITICAL, 2: logging.CRIT
                   6: logging.INFO, 7: logging.INFO, 8: logging.DEBUG, 9: 5}
 _GF_LOG_NAMES = {"NONE": 0, "EMERG": 1, "ALERT": 2, "CRITICAL": 3, "ERROR": 4,
                  "WARNING": 5, "NOTICE": 6, "INFO": 7, "DEBUG": 8, "TRACE": 9}
+
+
+class _ForwardHandler(logging.Handler):
+    """Hands records to the volume's current log handler (set_logging)."""
+
+    def __init__(self):
+        super().__init__()
+        self.target: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = self.target
+        if target is not None:
+            target.handle(record)
 
 
 def _python_log_level(level) -> int:

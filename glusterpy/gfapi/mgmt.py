@@ -236,7 +236,9 @@ async def fetch_volume_id(servers: Sequence[VolfileServer], volname: str, *,
             err = reply.op_errno or errno.ENODATA
             failures.append(f"{server}: GET_VOLUME_INFO: {reply.op_errstr or os.strerror(err)}")
             continue
-        return found.decode() if isinstance(found, bytes) else str(found)
+        found = found.decode() if isinstance(found, bytes) else str(found)
+        # glusterd's dict strings carry their C terminator
+        return found.rstrip("\x00")
     raise VolfileFetchError(f"cannot get the volume id of {volname!r} "
                             f"({'; '.join(failures)})", err)
 
