@@ -32,6 +32,10 @@ follows the documentation:
 * `copytree()` calls `ignore` for every directory it copies (documented:
   "the callable will be called once for each directory that is copied");
   the code did not pass it down, so it saw only the top directory.
+* `walk()` differs from os.walk only in where symlinks to directories go
+  (documented: "Slight difference in behaviour in comparison to
+  os.walk()", naming only that), so names removed from `dirnames` top-down
+  are not visited, as in os.walk; the code yielded a copy of the list.
 * `set_logging()` on a mounted volume takes effect at once, as documented.
 
 Departures that come from not being libgfapi (none changes a documented
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import math
 import os
 import stat
 import threading
@@ -139,6 +144,15 @@ def _to_stat(s: os.stat_result) -> api.Stat:
         setattr(out, f"st_{name}", sec)
         setattr(out, f"st_{name}nsec", nsec)
     return out
+
+
+def _ns(seconds) -> int:
+    """Seconds (int or float) as nanoseconds; the fraction is taken apart
+    from the whole seconds, where a double still has ns precision."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        raise TypeError(f"utime() times must be numbers, not {type(seconds).__name__}")
+    whole = math.floor(seconds)
+    return int(whole) * 1_000_000_000 + int(round((seconds - whole) * 1e9))
 
 
 def _stat_ns(s: api.Stat, name: str) -> int:
@@ -922,9 +936,7 @@ class Volume:
             times = (now, now)
         elif type(times) is not tuple or len(times) != 2:
             raise TypeError("utime() arg 2 must be a tuple (atime, mtime)")
-        ns = tuple(int(round(t * 1e9)) if isinstance(t, float) else int(t) * 1_000_000_000
-                   for t in times)
-        self.fs.utime(_path(path), ns=ns)
+        self.fs.utime(_path(path), ns=tuple(_ns(t) for t in times))
 
     def walk(self, top, topdown=True, onerror=None, followlinks=False):
         """os.walk over the volume: (dirpath, dirnames, filenames).  With
@@ -941,13 +953,17 @@ class Volume:
             if onerror is not None:
                 onerror(err)
             return
+        names = [d.name for d in dirs]
         if topdown:
-            yield top, [d.name for d in dirs], nondirs
+            yield top, names, nondirs
+            # dirnames pruned in place steer the walk, as in os.walk
+            kept = set(names)
+            dirs = [d for d in dirs if d.name in kept]
         for d in dirs:
             if followlinks or not d.is_symlink():
                 yield from self.walk(os.path.join(top, d.name), topdown, onerror, followlinks)
         if not topdown:
-            yield top, [d.name for d in dirs], nondirs
+            yield top, names, nondirs
 
     def samefile(self, path1, path2):
         s1, s2 = self.stat(path1), self.stat(path2)
