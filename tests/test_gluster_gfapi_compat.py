@@ -927,3 +927,81 @@ def test_setfsuid_makes_later_calls_as_that_user(vol, served, request):
     with pytest.raises(OSError) as e:
         vol.setfsuid(-1)
     assert e.value.errno == errno.EINVAL
+
+
+# -- a program written for libgfapi-python ------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gfapi_tree_checksum.py"
+
+
+def make_local_tree(root: Path) -> dict[str, str]:
+    """A tree with the shapes a real one has; returns path -> sha256 of its files."""
+    sums = {}
+    (root / "docs" / "deep" / "deeper").mkdir(parents=True)
+    (root / "empty-dir").mkdir()
+    files = {"README": b"top level\n", "empty": b"", "docs/one.txt": b"1" * 5000,
+             "docs/deep/big.bin": os.urandom(700 * 1024 + 13),
+             "docs/deep/deeper/ünïcode名前.txt": "text ✓\n".encode(),
+             "docs/deep/exact.bin": os.urandom(128 * 1024)}
+    for rel, data in files.items():
+        (root / rel).write_bytes(data)
+        sums[rel] = hashlib.sha256(data).hexdigest()
+    os.chmod(root / "README", 0o600)
+    os.symlink("one.txt", root / "docs" / "link-to-file")
+    os.symlink("deep", root / "docs" / "link-to-dir")
+    return sums
+
+
+def run_example(served, *args, cwd):
+    return subprocess.run([sys.executable, str(EXAMPLE), served.host, *args,
+                           "--port", str(served.port)],
+                          capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def test_example_program_runs_unchanged(served, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    sums = make_local_tree(src)
+    # run from elsewhere than the checkout: the installed gluster.gfapi
+    r = run_example(served, served.volname, str(src), "--manifest", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    manifest = dict(reversed(line.split("  ", 1)) for line in r.stdout.splitlines()
+                    if "  " in line)
+    assert manifest == sums
+    total = sum(f.stat().st_size for f in src.rglob("*") if f.is_file() and not f.is_symlink())
+    assert r.stdout.splitlines()[-1].startswith(
+        f"6 files ({total} bytes), 4 directories, 2 symlinks: copy ")
+    assert r.stdout.rstrip().endswith(": OK")
+    # it cleans up after itself
+    with Volume(served.host, served.volname, port=served.port) as vol:
+        assert not [n for n in vol.listdir("/") if n.startswith("tree-checksum-")]
+    # --keep leaves the copy, and a second run into it is refused
+    r = run_example(served, served.volname, str(src), "--dest", "/kept", "--keep",
+                    cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run_example(served, served.volname, str(src), "--dest", "/kept", cwd=tmp_path)
+    assert r.returncode == 2 and "already exists" in r.stderr
+    with Volume(served.host, served.volname, port=served.port) as vol:
+        assert vol.readlink("/kept/docs/link-to-dir") == "deep"
+        assert vol.getsize("/kept/docs/deep/big.bin") == 700 * 1024 + 13
+        assert stat.S_IMODE(vol.stat("/kept/README").st_mode) == 0o600
+        vol.rmtree("/kept")
+
+
+def test_example_program_reports_an_unusable_volume(served, tmp_path):
+    r = run_example(served, served.volname + "-nosuch", str(tmp_path), cwd=tmp_path)
+    assert r.returncode == 2 and "cannot mount" in r.stderr
+
+
+def test_example_program_is_plain_libgfapi_python():
+    """Nothing of glusterpy's own: only the standard library and gluster.gfapi."""
+    import ast
+    tree = ast.parse(EXAMPLE.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+    assert {m for m in imported if m.split(".")[0] not in sys.stdlib_module_names} == \
+        {"gluster", "gluster.gfapi.exceptions"}
