@@ -397,10 +397,19 @@ def v_info(client, opts, w) -> int:
 
 
 def v_list(client, opts, w) -> int:
-    if w:
-        raise Usage("volume list")
+    query = None
+    if w and w[0] == "--search" and len(w) == 2:
+        query = w[1]
+    elif w and w[0].startswith("--search=") and len(w) == 1:
+        query = w[0].split("=", 1)[1]
+    elif w:
+        raise Usage('volume list [--search "Volumes: name = vm* and status = started '
+                    'sortby name desc"]')
     try:
-        vols = client.call("GET", "/api/v1/volumes")["volumes"]
+        # the daemon parses the query, so the CLI, the console and the API
+        # agree on the grammar (glusterpy/search.py)
+        vols = client.call("GET", "/api/v1/volumes")["volumes"] if query is None else \
+            client.call("GET", "/api/v1/search", q=query)["volumes"]
     except ApiFailure as e:
         return _fail("volume list", e)
     if opts.json:

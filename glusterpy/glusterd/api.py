@@ -29,6 +29,8 @@ Public routes (what `glusterpy` uses):
     POST   /api/v1/volumes/{name}/profile {action: start|stop}
     GET    /api/v1/volumes/{name}/profile       profile info (per brick, per fop)
     GET    /api/v1/log?volume=V&limit=N         the audit log
+    GET    /api/v1/search?q=QUERY               volume search (glusterpy/search.py's grammar)
+    GET    /api/v1/search/complete?q=TEXT       what may come next in a query (auto-complete)
     POST   /api/v1/volumes/{name}/rebalance {action: start|fix-layout|stop, force?}
     GET    /api/v1/volumes/{name}/rebalance     rebalance status: per node, and in all
     GET    /api/v1/volumes/{name}/remove-brick  remove-brick status: the same
@@ -471,6 +473,22 @@ async def get_log(gd, req):
     return Response(200, {"entries": entries})
 
 
+async def get_search(gd, req):
+    from .. import search
+    text = req.arg("q", "")
+    try:
+        query = search.parse(text)
+    except search.SearchError as e:
+        raise ApiError(400, f"search: {e}", position=e.position) from None
+    views = [_volume_view(gd, v) for _, v in sorted(gd.volumes.items())]
+    return Response(200, {"query": query.print(), "volumes": query.apply(views)})
+
+
+async def get_search_complete(gd, req):
+    from .. import search
+    return Response(200, search.complete(req.arg("q", "")))
+
+
 # -- tokens (local administrators only) -----------------------------------------
 
 
@@ -643,6 +661,11 @@ ROUTES = [
            "properties": {"action": {"type": "string", "enum": ["start", "stop"]}}}),
     Route("GET", "/api/v1/volumes/{name}/profile", get_profile, "volume profile info"),
     Route("GET", "/api/v1/log", get_log, "the audit log", query=("volume", "limit")),
+    Route("GET", "/api/v1/search", get_search,
+          "volume search: `Volumes: name = vm* and type = replicate sortby name desc` "
+          "(400 names the position of an error)", query=("q",)),
+    Route("GET", "/api/v1/search/complete", get_search_complete,
+          "what may come next at the end of a search query", query=("q",)),
     Route("POST", "/api/v1/volumes/{name}/heal", heal.post_heal,
           "volume heal NAME [full]: start an index (or full) crawl on every brick's "
           "self-heal daemon",
