@@ -23,6 +23,8 @@ class Served:
     volname: str
     volume_id: uuid.UUID
     bricks: list[Path] = field(default_factory=list)
+    #: the management daemon's unix socket (proto="unix")
+    socket: Path | None = None
 
 
 @contextlib.contextmanager
@@ -35,7 +37,7 @@ def glusterpy_volume(base: Path, name: str = "compat"):
              *(f"127.0.0.1:{b}" for b in bricks))
         d.ok("volume", "start", name)
         vid = d.ok("volume", "info", name, "--json").json()["volumes"][0]["id"]
-        yield Served("glusterpy", "127.0.0.1", d.port, name, uuid.UUID(vid), bricks)
+        yield Served("glusterpy", "127.0.0.1", d.port, name, uuid.UUID(vid), bricks, d.socket)
 
 
 def glusterfs_volume(glusterd, base: Path) -> Served:
@@ -43,4 +45,5 @@ def glusterfs_volume(glusterd, base: Path) -> Served:
     brick = base / "brick"
     brick.mkdir()
     name = glusterd.create_volume(brick)
-    return Served("glusterfs10", "127.0.0.1", 24007, name, glusterd.volume_id(name), [brick])
+    return Served("glusterfs10", "127.0.0.1", 24007, name, glusterd.volume_id(name), [brick],
+                  glusterd.sock)

@@ -93,9 +93,10 @@ end-volume
 def test_servers_and_transports():
     assert [str(s) for s in volfile_servers("a, b", 24008)] == ["a:24008", "b:24008"]
     assert [s.host for s in volfile_servers(["x", "y"])] == ["x", "y"]
-    for bad in ("rdma", "unix"):
-        with pytest.raises(LibgfapiException, match="not supported"):
-            Volume("h", "v", proto=bad)
+    with pytest.raises(LibgfapiException, match="not supported"):
+        Volume("h", "v", proto="rdma")
+    assert [str(s) for s in volfile_servers("/run/glusterd.socket", transport="unix")] == \
+        ["unix:/run/glusterd.socket"]
     with pytest.raises(LibgfapiException, match="volume name"):
         Volume("h")
 

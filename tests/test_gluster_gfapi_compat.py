@@ -133,11 +133,14 @@ def test_constructor_attributes_and_refusals():
         with pytest.raises(LibgfapiException, match=match):
             Volume(*args, **kwargs)
     # accepted as by libgfapi-python, refused when mounting: glusterpy speaks tcp
-    for proto in ("rdma", "unix"):
-        v = Volume("/var/run/glusterd.socket", "v", proto=proto)
-        with pytest.raises(LibgfapiException, match="tcp only"):
-            v.mount()
-        assert not v.mounted
+    v = Volume("h", "v", proto="rdma")
+    with pytest.raises(LibgfapiException, match="over rdma"):
+        v.mount()
+    assert not v.mounted
+    v = Volume("/nonexistent/glusterd.socket", "v", proto="unix")
+    with pytest.raises(LibgfapiException, match="unix:/nonexistent/glusterd.socket"):
+        v.mount()
+    assert not v.mounted
 
 
 def test_unmounted_volume_raises_volume_not_mounted():
@@ -242,6 +245,16 @@ def test_mount_umount_and_hosts(served):
     with Volume(served.host, served.volname, port=served.port) as again:
         assert again.mounted and again.getcwd() == "/"
     assert not again.mounted
+
+
+def test_mount_through_the_management_unix_socket(served):
+    """proto="unix": the volfile from glusterd's (glusterpyd's) socket, data over tcp."""
+    with Volume(str(served.socket), served.volname, proto="unix", port=0) as vol:
+        assert vol.mounted
+        with vol.fopen("/over-unix", "w") as f:
+            f.write("via the socket")
+        assert vol.fopen("/over-unix").read() == b"via the socket"
+        vol.unlink("/over-unix")
 
 
 def test_unknown_volume_fails_mount(served):

@@ -39,9 +39,9 @@ follows the documentation:
 * `set_logging()` on a mounted volume takes effect at once, as documented.
 
 Departures that come from not being libgfapi (none changes a documented
-result): `proto` "rdma" and "unix" are accepted by the constructor, as
-there, but mount() refuses them with LibgfapiException (glusterpy speaks
-TCP); `log_file=None` leaves the log to the application's logging set-up
+result): `proto` "rdma" is accepted by the constructor, as there, but
+mount() refuses it with LibgfapiException (glusterpy speaks TCP, and "unix"
+to reach the volfile server's socket); `log_file=None` leaves the log to the application's logging set-up
 instead of a file under /var/log/glusterfs; `setfsuid()`/`setfsgid()` set
 the identity of the whole Volume rather than of the calling thread;
 `get_volume_id()` asks the volfile server (GET_VOLUME_INFO, as libgfapi
@@ -526,7 +526,8 @@ class Volume:
         :param hosts: a host (str) or hosts (list of str) running glusterd
                       (GlusterFS) or glusterpyd, tried in turn
         :param volname: the volume to mount
-        :param proto: "tcp" ("rdma" and "unix" are refused at mount())
+        :param proto: "tcp", or "unix" with hosts the path of glusterd's
+                      socket ("rdma" is refused at mount())
         :param port: the management daemon's port
         :param log_file: the client's log file; "/dev/null" (the default)
                          logs nothing, None leaves it to the application
@@ -569,14 +570,15 @@ class Volume:
         """
         if self.fs is not None and self._mounted:
             return
-        if self.protocol != "tcp":
-            raise LibgfapiException(f"mounting {self.volname} over {self.protocol!r}: "
-                                    f"glusterpy's client speaks tcp only")
+        if self.protocol == "rdma":
+            raise LibgfapiException(f"mounting {self.volname} over rdma: glusterpy's "
+                                    f"client speaks tcp (and unix to the volfile server)")
         for host in self.hosts:
             if not isinstance(host, str) or not host.strip():
                 raise LibgfapiException(f"Invalid host specified: {host!r}")
         try:
-            fs = _SyncVolume(self.hosts, encode_to_string(self.volname), "tcp", self.port)
+            fs = _SyncVolume(self.hosts, encode_to_string(self.volname), self.protocol,
+                             self.port)
         except LibgfapiException:
             raise
         except (ValueError, TypeError) as e:

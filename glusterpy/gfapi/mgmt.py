@@ -68,7 +68,9 @@ MIN_OP_VERSION, MAX_OP_VERSION = 1, 100000
 #: seconds to connect and to wait for GETSPEC's answer, per server
 FETCH_TIMEOUT = 10.0
 RECONNECT_INTERVAL = 3.0
-SUPPORTED_TRANSPORTS = ("tcp", "socket")
+#: "unix": the host is the path of glusterd's (or glusterpyd's) unix socket,
+#: as glfs_set_volfile_server("unix", path, 0) takes it
+SUPPORTED_TRANSPORTS = ("tcp", "socket", "unix")
 
 _GETSPEC = HANDSHAKE.by_name("GETSPEC")
 _GET_VOLUME_INFO = HANDSHAKE.by_name("GET_VOLUME_INFO")
@@ -102,6 +104,8 @@ class VolfileServer:
     transport: str = "tcp"
 
     def __str__(self) -> str:
+        if self.transport == "unix":
+            return f"unix:{self.host}"
         return f"{self.host}:{self.port}"
 
 
@@ -142,7 +146,11 @@ _CRED = AuthGlusterfsV2.from_caller(Caller())
 async def _connect(server: VolfileServer, timeout: float) -> trio.abc.Stream:
     """TCP to the volfile server, TLS when secure access is on (glfs_mgmt_init
     reads /var/lib/glusterd/secure-access); a refused handshake is an OSError
-    (TlsError) naming the reason."""
+    (TlsError) naming the reason.  A unix socket is plain, as GlusterFS
+    never puts TLS on a local socket."""
+    if server.transport == "unix":
+        with trio.fail_after(timeout):
+            return await trio.open_unix_socket(server.host)
     try:
         return await tls.open_mgmt_stream(server.host, server.port, timeout=timeout)
     except tls.TlsError as e:
@@ -221,7 +229,7 @@ async def fetch_volume_id(servers: Sequence[VolfileServer], volname: str, *,
                     reply = await ep.call(_GET_VOLUME_INFO, request, cred=_CRED,
                                           timeout=timeout)
                 except RpcCallFailed as e:
-                    failures.append(f"{server}: GET_VOLUME_INFO: {e}")
+                    failures.append(f"{server}: {e}")
                     err = errno.ENOTSUP
                 except (ConnectionLost, trio.TooSlowError) as e:
                     failures.append(f"{server}: {_why(e)}")
