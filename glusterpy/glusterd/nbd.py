@@ -10,7 +10,9 @@ volume needs it.
 
 The process reads its volumes from ``WORKDIR/run/nbd-PORT.json`` - each
 volume's ``auth.allow``/``auth.reject`` (as its bricks apply them) and
-``nbd.read-only`` - which `reconcile()` rewrites, then sends SIGHUP; the
+``nbd.read-only``, ``nbd.tls`` with ``auth.ssl-allow``, and the certificate
+files STARTTLS offers (``ssl.own-cert``, ``ssl.private-key``, ``ssl.ca-list``
+or GlusterFS's defaults) - which `reconcile()` rewrites, then sends SIGHUP; the
 process cuts connections the new policy no longer admits.  It fetches the
 volumes' client volfiles from this daemon.
 
@@ -52,7 +54,18 @@ def policy(vol: dict) -> dict:
     # unset, auth.allow is "*": what glusterd writes into every brick volfile
     return {"allow": volgen.option_value(vol, "auth.allow") or "*",
             "reject": volgen.option_value(vol, "auth.reject"),
-            "read_only": volgen.enabled(vol, "nbd.read-only")}
+            "read_only": volgen.enabled(vol, "nbd.read-only"),
+            "tls": volgen.enabled(vol, "nbd.tls"),
+            "ssl_allow": volgen.option_value(vol, "auth.ssl-allow")}
+
+
+def tls_files(vol: dict) -> dict:
+    """The certificate STARTTLS offers: the volume's ssl.* keys, else
+    GlusterFS's files (the ones `glusterpy tls setup` writes)."""
+    from ..rpc import tls
+    return {"cert": volgen.option_value(vol, "ssl.own-cert") or tls.default_own_cert(),
+            "key": volgen.option_value(vol, "ssl.private-key") or tls.default_private_key(),
+            "ca": volgen.option_value(vol, "ssl.ca-list") or tls.default_ca_list()}
 
 
 class NbdService:
@@ -64,15 +77,18 @@ class NbdService:
         self._scopes: dict[int, trio.CancelScope] = {}
         self._lock = trio.Lock()
 
-    def served(self) -> dict[int, dict[str, dict]]:
-        """port -> {volume: policy} of what this node serves now."""
+    def served(self) -> dict[int, dict]:
+        """port -> the policy file's document of what this node serves there."""
         out: dict[int, dict[str, dict]] = {}
         for name, vol in sorted(self.gd.volumes.items()):
             if vol["status"] != "Started" or not volgen.enabled(vol, "nbd.export") or \
                     not any(b["node"] == self.gd.uuid for b in vol["bricks"]):
                 continue
             port = int(volgen.option_value(vol, "nbd.port") or 10809)
-            out.setdefault(port, {})[name] = policy(vol)
+            out.setdefault(port, {"volumes": {}})["volumes"][name] = policy(vol)
+            if volgen.enabled(vol, "nbd.tls"):
+                # one certificate per port: the first TLS volume's (by name)
+                out[port].setdefault("tls", tls_files(vol))
         return out
 
     def _config(self, port: int):
@@ -93,9 +109,9 @@ class NbdService:
 
     async def _reconcile(self) -> None:
         served = self.served()
-        for port, volumes in served.items():
+        for port, doc in served.items():
             path = self._config(port)
-            text = json.dumps({"volumes": volumes}, indent=1, sort_keys=True) + "\n"
+            text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
             old = path.read_text() if path.exists() else None
             if text != old:
                 write_atomic(path, text, 0o600)

@@ -188,6 +188,13 @@ DAEMON_KEYS = {
         Option("nbd.port", OptionType.INT, "10809",
                "The TCP port of the volume's NBD exports (volumes on one port share "
                "one server).", min=1, max=65535), ()),
+    "nbd.tls": SetKey(
+        "nbd.tls",
+        Option("nbd.tls", OptionType.BOOL, "off",
+               "Export the volume's images over NBD only after STARTTLS, to clients with a "
+               "certificate the CA list (ssl.ca-list) trusts - and whose name auth.ssl-allow "
+               "matches when set; the server's certificate is ssl.own-cert/ssl.private-key "
+               "(GlusterFS's files by default)."), ()),
     "nbd.read-only": SetKey(
         "nbd.read-only",
         Option("nbd.read-only", OptionType.BOOL, "off",

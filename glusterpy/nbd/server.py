@@ -9,8 +9,11 @@ servers) the first time an export of it is asked for, and stays mounted.
 Protocol: the fixed newstyle handshake (NBD_FLAG_NO_ZEROES offered),
 option haggling with EXPORT_NAME, ABORT, LIST, INFO, GO,
 STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (the one
-context is `base:allocation`); STARTTLS is answered NBD_REP_ERR_UNSUP
-(not built yet), EXTENDED_HEADERS likewise.  In transmission: READ
+context is `base:allocation`) and STARTTLS (the server's certificate,
+client certificates required and verified against its CA list; the
+negotiation starts over inside TLS, as the protocol says); STARTTLS is
+answered NBD_REP_ERR_UNSUP
+when the server has no certificate, EXTENDED_HEADERS is not supported.  In transmission: READ
 (a structured OFFSET_DATA chunk when structured replies were negotiated),
 WRITE, FLUSH (fsync), TRIM (discard: a punched hole on the brick),
 WRITE_ZEROES (discard too, so zeros cost no space; with NO_HOLE, zerofill,
@@ -25,8 +28,12 @@ had acknowledged: the exports carry NBD_FLAG_CAN_MULTI_CONN.
 
 Who gets in: an export of a volume is refused (NBD_REP_ERR_POLICY,
 logged) to a client the volume's `auth.allow`/`auth.reject` do not admit
-- the same rules, and the same matching code, as its bricks use;
-NBD_OPT_LIST shows only the volumes the client may use.  When the
+- the same rules, and the same matching code, as its bricks use.  A
+volume with `tls` takes clients only after STARTTLS (NBD_REP_ERR_TLS_REQD
+before, the SELECTIVETLS mode of the protocol), and with `ssl_allow` only
+those whose certificate's common name matches one of its patterns
+(auth.ssl-allow's syntax).  NBD_OPT_LIST shows only the volumes the
+client may use.  When the
 policy changes (a reload), connections it no longer admits are cut.
 
 Bad input ends cleanly: an unknown export or a malformed option is an
@@ -92,6 +99,18 @@ class VolumePolicy:
     allow: str | None = "*"
     reject: str | None = None
     read_only: bool = False
+    #: exports only over TLS (STARTTLS first)
+    tls: bool = False
+    #: fnmatch patterns of client certificate common names ("*": any verified one)
+    ssl_allow: str | None = None
+
+    def admits_name(self, common_name: str | None) -> bool:
+        import fnmatch
+        if not self.ssl_allow:
+            return True
+        patterns = [p for p in self.ssl_allow.replace(",", " ").split() if p]
+        return common_name is not None and any(fnmatch.fnmatchcase(common_name, p)
+                                               for p in patterns)
 
     def auth_config(self):
         from xlators.protocol.auth import AuthConfig
@@ -108,6 +127,18 @@ class VolumePolicy:
         result, why = await authenticate(self.auth_config(), self.name, {},
                                          Peer(host, 0, family))
         return result is AuthResult.ACCEPT, why
+
+
+def tls_context(cert: str, key: str, ca: str):
+    """The server side of STARTTLS: our certificate chain, and clients'
+    certificates required and verified against the CA list."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
 
 
 class _Reader:
@@ -155,8 +186,10 @@ class NbdServer:
     """The server: volumes by name, their policies, the listening socket."""
 
     def __init__(self, policies: dict[str, VolumePolicy],
-                 open_volume: Callable[[str], AsyncVolume]):
+                 open_volume: Callable[[str], AsyncVolume], tls_context=None):
         self.policies = policies
+        #: ssl.SSLContext (server side) for STARTTLS; None: no TLS offered
+        self.tls_context = tls_context
         self.open_volume = open_volume
         self._mounted: dict[str, _Mounted] = {}
         self._mount_lock = trio.Lock()
@@ -167,8 +200,10 @@ class NbdServer:
         self.port: int | None = None
 
     @classmethod
-    def from_servers(cls, policies: dict[str, VolumePolicy], hosts, port: int) -> "NbdServer":
-        return cls(policies, lambda name: AsyncVolume.from_server(hosts, name, port))
+    def from_servers(cls, policies: dict[str, VolumePolicy], hosts, port: int,
+                     tls_context=None) -> "NbdServer":
+        return cls(policies, lambda name: AsyncVolume.from_server(hosts, name, port),
+                   tls_context)
 
     async def serve(self, port: int, host: str | None = None, *,
                     task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -192,7 +227,8 @@ class NbdServer:
             if conn.volume is None:
                 continue
             ok = pol is not None and (await pol.admits(conn.host, conn.family))[0] \
-                and (pol.read_only is False or conn.read_only)
+                and (pol.read_only is False or conn.read_only) \
+                and (not pol.tls or conn.tls) and pol.admits_name(conn.common_name)
             if not ok:
                 log.info("%s: export %s/%s no longer admitted; disconnecting", conn.peer,
                          conn.volume, conn.path)
@@ -298,7 +334,7 @@ class NbdServer:
                     if conn.image is not None:
                         await self.close_image(conn.image)
                 with trio.move_on_after(1):
-                    await stream.aclose()
+                    await conn.stream.aclose()
 
 
 def split_export_name(name: str) -> tuple[str, str] | None:
@@ -325,6 +361,8 @@ class _Connection:
         self.host = addr[0] if isinstance(addr, tuple) else str(addr)
         self.peer = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
         self.no_zeroes = False
+        self.tls = False
+        self.common_name: str | None = None
         self.structured = False
         #: the export SET_META_CONTEXT named and whether base:allocation was chosen
         self.meta_export: str | None = None
@@ -377,7 +415,7 @@ class _Connection:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
                 return False
-            handler = {P.OPT_LIST: self.opt_list, P.OPT_INFO: self.opt_info_go,
+            handler = {P.OPT_LIST: self.opt_list, P.OPT_STARTTLS: self.opt_starttls, P.OPT_INFO: self.opt_info_go,
                        P.OPT_GO: self.opt_info_go,
                        P.OPT_STRUCTURED_REPLY: self.opt_structured,
                        P.OPT_LIST_META_CONTEXT: self.opt_meta_context,
@@ -403,6 +441,12 @@ class _Connection:
         pol = self.server.policies.get(vol)
         if pol is None:
             return P.REP_ERR_UNKNOWN, f"volume {vol} is not exported here"
+        if pol.tls and not self.tls:
+            return P.REP_ERR_TLS_REQD, f"volume {vol} is exported over TLS only (STARTTLS)"
+        if not pol.admits_name(self.common_name):
+            log.warning("%s: export %s refused: certificate name %r not in auth.ssl-allow",
+                        self.peer, name, self.common_name)
+            return P.REP_ERR_POLICY, f"certificate {self.common_name!r} may not use volume {vol}"
         ok, why = await pol.admits(self.host, self.family)
         if not ok:
             log.warning("%s: export %s refused: %s", self.peer, name, why)
@@ -450,7 +494,8 @@ class _Connection:
             raise _OptionInvalid("NBD_OPT_LIST takes no data")
         names: list[str] = []
         for vol, pol in sorted(self.server.policies.items()):
-            if not (await pol.admits(self.host, self.family))[0]:
+            if pol.tls and not self.tls or not pol.admits_name(self.common_name) or \
+                    not (await pol.admits(self.host, self.family))[0]:
                 continue
             try:
                 images = await self.server.list_images(vol)
@@ -463,6 +508,33 @@ class _Connection:
             await self.send(P.option_reply(option, P.REP_SERVER,
                                            struct.pack(">I", len(raw)) + raw))
         await self.send(P.option_reply(option, P.REP_ACK))
+        return False
+
+    async def opt_starttls(self, option: int, data: bytes) -> bool:
+        if data:
+            raise _OptionInvalid("NBD_OPT_STARTTLS takes no data")
+        if self.server.tls_context is None:
+            await self.opt_error(option, P.REP_ERR_UNSUP, "this server has no certificate")
+            return False
+        if self.tls:
+            raise _OptionInvalid("TLS is on already")
+        if self.reader.buf:
+            raise ProtocolError("data sent after STARTTLS before the TLS handshake")
+        await self.send(P.option_reply(option, P.REP_ACK))
+        stream = trio.SSLStream(self.stream, self.server.tls_context, server_side=True)
+        try:
+            await stream.do_handshake()
+        except trio.BrokenResourceError as e:
+            raise ProtocolError(f"TLS handshake failed: {e.__cause__ or e}") from None
+        self.stream, self.reader, self.tls = stream, _Reader(stream), True
+        cert = stream.getpeercert() or {}
+        for rdn in cert.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    self.common_name = value
+        # what was negotiated in the clear does not carry over (proto.md)
+        self.structured, self.meta_export, self.allocation_id = False, None, None
+        log.info("%s: TLS on, client certificate %r", self.peer, self.common_name)
         return False
 
     async def opt_structured(self, option: int, data: bytes) -> bool:
@@ -742,4 +814,4 @@ class _OptionInvalid(Exception):
     pass
 
 
-__all__ = ["NbdServer", "VolumePolicy", "split_export_name", "ProtocolError"]
+__all__ = ["NbdServer", "VolumePolicy", "split_export_name", "ProtocolError", "tls_context"]
