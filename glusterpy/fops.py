@@ -76,6 +76,18 @@ NULL_GFID = GFID(bytes(16))
 ROOT_GFID = GFID(bytes(15) + b"\x01")
 
 
+def ia_makedev(dev: int) -> int:
+    """A dev_t as an iatt's rdev: GlusterFS's ia_makedev(major, minor) =
+    major << 32 | minor, the encoding on the wire (mknod's own argument
+    stays a dev_t)."""
+    return (os.major(dev) << 32) | os.minor(dev)
+
+
+def dev_from_ia(rdev: int) -> int:
+    """An iatt's rdev back as a dev_t (makedev(ia_major, ia_minor))."""
+    return os.makedev(rdev >> 32, rdev & 0xFFFFFFFF)
+
+
 def gfid_to_ino(gfid: bytes) -> int:
     """GlusterFS's inode number for a gfid: its last 8 bytes, big-endian."""
     return int.from_bytes(gfid[8:16], "big")
@@ -232,7 +244,7 @@ class Iatt:
     def from_stat(cls, st: os.stat_result, gfid: GFID) -> "Iatt":
         a, m, c = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
         return cls(
-            gfid=gfid, ino=gfid_to_ino(gfid), dev=st.st_dev, rdev=st.st_rdev,
+            gfid=gfid, ino=gfid_to_ino(gfid), dev=st.st_dev, rdev=ia_makedev(st.st_rdev),
             size=st.st_size, blocks=st.st_blocks, mode=st.st_mode,
             nlink=st.st_nlink, uid=st.st_uid, gid=st.st_gid,
             blksize=st.st_blksize,

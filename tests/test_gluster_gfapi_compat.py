@@ -748,13 +748,9 @@ def test_access_chdir_chmod_chown_utime_mknod_fifo(vol):
     assert e.value.errno == errno.EEXIST
 
 
-def test_mknod_device_numbers(vol, served, request):
-    if served.kind == "glusterfs10":
-        # GlusterFS puts ia_makedev(major, minor) = major << 32 | minor in an
-        # iatt's rdev; glusterpy's Iatt carries the dev_t itself (its bricks
-        # send that, its client takes any rdev as one)
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "glusterpy's client does not decode GlusterFS's ia_rdev encoding")))
+def test_mknod_device_numbers(vol, served):
+    """An iatt's rdev is GlusterFS's ia_makedev (major << 32 | minor) on the
+    wire, from either brick; st_rdev is the dev_t again."""
     vol.mknod("null", 0o644 | stat.S_IFCHR, os.makedev(1, 3))
     st = vol.stat("null")
     assert stat.S_ISCHR(st.st_mode)

@@ -68,7 +68,7 @@ import trio
 
 from ..fops import (GFID, ROOT_GFID, SET_ATTR_ATIME, SET_ATTR_GID, SET_ATTR_MODE,
                     SET_ATTR_MTIME, SET_ATTR_UID, Caller, Fd, FopError, Iatt, Loc, caller,
-                    gfid_to_ino)
+                    dev_from_ia, gfid_to_ino)
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class FuseBridge(pyfuse3.Operations):
         a.st_nlink = iatt.nlink
         a.st_uid = iatt.uid
         a.st_gid = iatt.gid
-        a.st_rdev = iatt.rdev
+        a.st_rdev = dev_from_ia(iatt.rdev)
         a.st_size = iatt.size
         a.st_blksize = iatt.blksize or 4096
         a.st_blocks = iatt.blocks

@@ -92,7 +92,7 @@ def stat_result(iatt: Iatt) -> os.stat_result:
         iatt.mode, iatt.ino, iatt.dev, iatt.nlink, iatt.uid, iatt.gid, iatt.size,
         iatt.atime, iatt.mtime, iatt.ctime,
         a / 1e9, m / 1e9, c / 1e9, a, m, c,
-        iatt.blksize, iatt.blocks, iatt.rdev,
+        iatt.blksize, iatt.blocks, fops.dev_from_ia(iatt.rdev),
     ))
 
 

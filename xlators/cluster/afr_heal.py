@@ -61,7 +61,7 @@ import stat as _stat
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from glusterpy.fops import (GFID, ROOT_GFID, Caller, EntrylkCmd, EntrylkType, Fd, Flock,
-                            FopError, Iatt, Loc, LockCmd, LockType, SET_ATTR_ATIME,
+                            FopError, Iatt, Loc, LockCmd, dev_from_ia, LockType, SET_ATTR_ATIME,
                             SET_ATTR_CTIME, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_MTIME,
                             SET_ATTR_UID, UInt, XattropType)
 
@@ -1144,7 +1144,8 @@ async def _recreate_entry(h: _Heal, dst, source, sources, pgfid, name, replies) 
             await h.one(dst, lambda i: child.link(srcloc, loc, None))
     else:
         xdata[INTERNAL_FOP] = 1
-        await h.one(dst, lambda i: child.mknod(loc, mode, src.rdev, 0, xdata))
+        await h.one(dst, lambda i: child.mknod(loc, mode, dev_from_ia(src.rdev), 0,
+                                               xdata))
 
 
 def _new_entry_marked(h: _Heal, replies, sources, source, dst, src: Iatt) -> bool:

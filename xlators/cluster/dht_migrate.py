@@ -53,7 +53,7 @@ import stat
 import trio
 
 from glusterpy.fops import (GFID, Fd, FopError, Iatt, Loc, UInt, SET_ATTR_ATIME, SET_ATTR_GID,
-                            SET_ATTR_MODE, SET_ATTR_MTIME, SET_ATTR_UID)
+                            SET_ATTR_MODE, SET_ATTR_MTIME, SET_ATTR_UID, dev_from_ia)
 
 from . import dht_layout as dl
 
@@ -344,7 +344,7 @@ async def _migrate_special(dht, src: int, dst: int, named: Loc, st: Iatt) -> Non
         target = (await dht._wind(src, "readlink", Loc(gfid=st.gfid), 4096, None)).path
         await dht._wind(dst, "symlink", target, named, 0, xd)
     else:
-        await dht._wind(dst, "mknod", named, st.mode, st.rdev, 0, xd)
+        await dht._wind(dst, "mknod", named, st.mode, dev_from_ia(st.rdev), 0, xd)
     try:
         await dht._wind(dst, "setattr", Loc(gfid=st.gfid), dataclasses.replace(st),
                         SET_ATTR_UID | SET_ATTR_GID | SET_ATTR_ATIME | SET_ATTR_MTIME |
