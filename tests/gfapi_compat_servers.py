@@ -28,13 +28,14 @@ class Served:
 
 
 @contextlib.contextmanager
-def glusterpy_volume(base: Path, name: str = "compat"):
-    """glusterpyd on a free port with a started replica-3 volume."""
+def glusterpy_volume(base: Path, name: str = "compat", replica: int | None = 3):
+    """glusterpyd on a free port with a started replica-3 volume (or, with
+    replica None, a one-brick distribute volume)."""
     from test_glusterd_support import running_daemon
     with running_daemon(base / "wd") as d:
-        bricks = [base / f"b{i}" for i in range(3)]
-        d.ok("volume", "create", name, "replica", "3",
-             *(f"127.0.0.1:{b}" for b in bricks))
+        bricks = [base / f"b{i}" for i in range(replica or 1)]
+        layout = ["replica", str(replica)] if replica else []
+        d.ok("volume", "create", name, *layout, *(f"127.0.0.1:{b}" for b in bricks))
         d.ok("volume", "start", name)
         vid = d.ok("volume", "info", name, "--json").json()["volumes"][0]["id"]
         yield Served("glusterpy", "127.0.0.1", d.port, name, uuid.UUID(vid), bricks, d.socket)

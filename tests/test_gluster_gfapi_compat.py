@@ -272,6 +272,19 @@ def test_get_volume_id(served):
         assert volid == served.volume_id == vol.volid
 
 
+@pytest.mark.skipif(not ROOT, reason="bricks need trusted.* xattrs (root)")
+def test_volume_id_unknown_is_enotsup(tmp_path):
+    """glusterpyd answers no GET_VOLUME_INFO and a one-brick volume's client
+    graph carries no volume-id: a clear OSError, not a wrong id."""
+    with glusterpy_volume(tmp_path, "plain", replica=None) as s:
+        with Volume(s.host, s.volname, port=s.port) as vol:
+            with pytest.raises(OSError) as e:
+                vol.get_volume_id()
+            assert e.value.errno == errno.ENOTSUP
+            assert "GET_VOLUME_INFO" in str(e.value) and "PROC_UNAVAIL" in str(e.value)
+            assert vol.volid is None
+
+
 def test_set_logging(served, tmp_path):
     log1, log2 = tmp_path / "one.log", tmp_path / "two.log"
     vol = Volume(served.host, served.volname, port=served.port, log_file=str(log1))
