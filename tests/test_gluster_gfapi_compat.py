@@ -701,6 +701,13 @@ def test_links_rename_unlink(vol):
     with pytest.raises(OSError) as e:
         vol.rename("three", "dir")
     assert e.value.errno == errno.EISDIR
+    # "If dst is a directory, OSError will be raised": an empty one too
+    vol.mkdir("dir2")
+    with pytest.raises(OSError) as e:
+        vol.rename("dir2", "dir")
+    assert e.value.errno == errno.EEXIST and vol.isdir("dir2")
+    vol.rename("dir2", "dir3")
+    assert vol.isdir("dir3") and not vol.exists("dir2")
     vol.unlink("two")
     vol.remove("three")
     assert not vol.exists("two") and not vol.exists("three")
@@ -862,6 +869,10 @@ def test_copyfileobj_copyfile_copymode_copystat(vol):
     with pytest.raises(OSError) as e:
         vol.copyfile("nothing", "x")
     assert e.value.errno == errno.ENOENT
+    vol.mknod("fifo", 0o600 | stat.S_IFIFO, 0)
+    with pytest.raises(Error, match="special file .named pipe"):
+        vol.copyfile("fifo", "x")
+    assert not vol.exists("x")
     vol.copymode("src", "copied")
     assert stat.S_IMODE(vol.stat("copied").st_mode) == 0o640
     vol.copystat("src", "dst")

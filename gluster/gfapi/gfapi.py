@@ -37,6 +37,11 @@ follows the documentation:
   os.walk()", naming only that), so names removed from `dirnames` top-down
   are not visited, as in os.walk; the code yielded a copy of the list.
 * `set_logging()` on a mounted volume takes effect at once, as documented.
+* `rename()` onto an existing directory is OSError (documented: "If dst is
+  a directory, OSError will be raised"); the code let glfs_rename replace
+  an empty one.
+* `copyfile()` of a device, fifo or socket is Error (documented: "Special
+  files ... cannot be copied with this function"); the code opened it.
 
 Departures that come from not being libgfapi (none changes a documented
 result): `proto` "rdma" is accepted by the constructor, as there, but
@@ -185,6 +190,10 @@ def _to_dirent(entry, lstat: api.Stat | None) -> api.Dirent:
     if lstat is not None:
         out.d_ino = lstat.st_ino
     return out
+
+
+_KINDS = {stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
+          stat.S_IFIFO: "named pipe", stat.S_IFSOCK: "socket"}
 
 
 # -- the glfd table -----------------------------------------------------------------
@@ -847,7 +856,20 @@ class Volume:
 
     @validate_mount
     def rename(self, src, dst):
-        self.fs.rename(_path(src), _path(dst))
+        """Rename src to dst; a file dst is replaced.  dst an existing
+        directory is OSError (EISDIR for a file src, EEXIST for a
+        directory), as documented - even an empty one."""
+        src, dst = _path(src), _path(dst)
+        try:
+            target = self.fs.lstat(dst)
+        except OSError:
+            target = None
+        if target is not None and stat.S_ISDIR(target.st_mode):
+            source = self.fs.lstat(src)
+            err = errno.EEXIST if stat.S_ISDIR(source.st_mode) else errno.EISDIR
+            if not self.samefile(src, dst):
+                raise OSError(err, os.strerror(err), src, None, dst)
+        self.fs.rename(src, dst)
 
     @validate_mount
     def rmdir(self, path):
@@ -994,6 +1016,10 @@ class Volume:
             same = False
         if same:
             raise Error(f"`{src}` and `{dst}` are the same file")
+        kind = stat.S_IFMT(self.stat(src).st_mode)
+        if kind not in (stat.S_IFREG, stat.S_IFDIR):
+            raise Error(f"`{src}` is a special file ({_KINDS.get(kind, 'unknown type')}): "
+                        f"copyfile copies regular files")
         with self.fopen(src, "rb") as fsrc:
             with self.fopen(dst, "wb") as fdst:
                 self.copyfileobj(fsrc, fdst)
