@@ -8,8 +8,8 @@ threads as libgfapi's glfs_t is.
 
 The raw glfd.  libgfapi-python's `Volume.open()` returns libgfapi's glfd
 pointer as an int that `File(fd, path, mode)` wraps, and `Dir(fd)` wraps
-glfs_opendir's.  Here `open()`/`opendir()` return a small int naming an
-entry of a process-wide table of open handles; `File(fd)`/`Dir(fd)` look
+glfs_opendir's.  Here `open()`/`opendir()` return an int naming an entry
+of a process-wide table of open handles; `File(fd)`/`Dir(fd)` look
 it up, so an fd still works after the File that wrapped it is gone, and
 stays open until close() (or the volume's umount), as a glfd does.
 
@@ -20,8 +20,9 @@ follows the documentation:
   length"); the code returns None.
 * `File.write(str)` writes the text as UTF-8 and returns the number of bytes
   written (documented: "The data to be written to file", and the README
-  writes a str); the code hands the str to ctypes, which passes it as
-  wchar_t, so len(str) bytes of UTF-32 reached the file.
+  writes a str); the code hands the str to ctypes, which passes it as a
+  wchar_t string, so the first len(str) bytes of its UTF-32 reached the
+  file ("abc" became b"a\\0\\0").
 * `getxattr()`/`fgetxattr()` return the whole value (documented: "Value of
   extended attribute"); the code cut it at the first NUL byte (ctypes'
   `.value`).  A value that is not UTF-8 comes back as bytes instead of
@@ -46,8 +47,9 @@ follows the documentation:
 Departures that come from not being libgfapi (none changes a documented
 result): `proto` "rdma" is accepted by the constructor, as there, but
 mount() refuses it with LibgfapiException (glusterpy speaks TCP, and "unix"
-to reach the volfile server's socket); `log_file=None` leaves the log to the application's logging set-up
-instead of a file under /var/log/glusterfs; `setfsuid()`/`setfsgid()` set
+to reach the volfile server's socket); `log_file=None` leaves the log to
+the application's logging set-up instead of a file under
+/var/log/glusterfs; `setfsuid()`/`setfsgid()` set
 the identity of the whole Volume rather than of the calling thread;
 `get_volume_id()` asks the volfile server (GET_VOLUME_INFO, as libgfapi
 does) and, from a server without that procedure (glusterpyd), takes the
