@@ -404,3 +404,29 @@ def test_disk_xml_for_nbd_validates(setup, tmp_path):
     volume["options"] = {}
     with pytest.raises(vm.VmError, match="nbd.export on"):
         vm.nbd_servers(volume)
+
+
+def test_qemu_reconnects_after_the_server_is_killed(setup):
+    """qemu-img bench writing with reconnect-delay: the server is killed
+    mid-run, glusterpyd starts it again, QEMU reconnects, resends what was
+    in flight, and the run completes with every block on the brick."""
+    s = setup
+    brick = s.image("recon.img", "32M")
+    opts = (f"driver=raw,file.driver=nbd,file.server.type=inet,file.server.host=127.0.0.1,"
+            f"file.server.port={s.port},file.export=vms/recon.img,file.reconnect-delay=30")
+    pid = s.nbd_pid()
+    bench = subprocess.Popen(["qemu-img", "bench", "-w", "--pattern=0x77", "-c", "8192", "-s",
+                              "4k", "-d", "8", "-t", "none", "--image-opts", opts],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)
+    def started() -> bool:
+        with open(brick, "rb") as f:
+            return f.read(4096) == b"\x77" * 4096 or bench.poll() is not None
+    wait_for(started, timeout=20, interval=0.02, what="the first writes on the brick")
+    assert bench.poll() is None, "the run ended before the server could be killed"
+    os.kill(pid, signal.SIGKILL)
+    out, err = bench.communicate(timeout=90)
+    assert bench.returncode == 0, out + err
+    assert s.nbd_pid() != pid
+    data = brick.read_bytes()
+    assert data == b"\x77" * (32 * MiB), "a write QEMU was told succeeded is missing"
