@@ -296,6 +296,9 @@ def test_set_logging(served, tmp_path):
         # name at TRACE level is logged in the new file
         with pytest.raises(LibgfapiException, match="set_logging"):
             vol.set_logging(str(log2), 42)
+        with pytest.raises(LibgfapiException, match="No such file or directory"):
+            vol.set_logging(str(tmp_path / "no" / "such" / "dir.log"), 7)
+        assert vol.log_file == str(log1)
         vol.set_logging(str(log2), 9)
         assert (vol.log_file, vol.log_level) == (str(log2), 9)
         size1 = log1.stat().st_size
@@ -307,6 +310,11 @@ def test_set_logging(served, tmp_path):
     assert log1.stat().st_size == size1
     vol.disable_logging()
     assert vol.log_file == "/dev/null"
+    bad = Volume(served.host, served.volname, port=served.port,
+                 log_file=str(tmp_path / "no" / "such.log"))
+    with pytest.raises(LibgfapiException, match="set_logging"):
+        bad.mount()
+    assert not bad.mounted
 
 
 # -- files ---------------------------------------------------------------------------

@@ -131,6 +131,19 @@ def _xattr_str(value: bytes):
         return value
 
 
+def _check_log_file(log_file, log_level) -> None:
+    """glfs_set_logging fails on a file it cannot open; the handler behind
+    it opens lazily, so try now and say so at the call."""
+    if log_file is None:
+        return
+    try:
+        with open(os.fspath(log_file), "a"):
+            pass
+    except (OSError, TypeError) as e:
+        raise LibgfapiException(f"set_logging({log_file!r}, {log_level!r}) failed: "
+                                f"{e}") from e
+
+
 def _check_size(size) -> None:
     # ctypes.create_string_buffer(size) is where libgfapi-python stopped a
     # negative size: ValueError, before any call
@@ -594,6 +607,7 @@ class Volume:
             raise
         except (ValueError, TypeError) as e:
             raise LibgfapiException(f"Volume({self.hosts!r}, {self.volname!r}): {e}") from e
+        _check_log_file(self.log_file, self.log_level)
         try:
             if self.log_file is not None:
                 fs.set_logging(self.log_file, self.log_level)
@@ -645,6 +659,7 @@ class Volume:
         :raises: LibgfapiException on failure
         """
         if self.fs is not None:
+            _check_log_file(log_file, log_level)
             try:
                 self.fs.set_logging(log_file, log_level)
             except (OSError, ValueError) as e:
