@@ -499,6 +499,44 @@ def test_file_from_another_thread(vol):
     assert sorted(vol.listdir(".")) == [f"thread{i}" for i in range(4)]
 
 
+def test_bad_arguments_are_clear_errors(vol):
+    with vol.fopen("f", "w+") as f:
+        f.write(b"0123456789")
+        for call, kind, match in (
+                (lambda: vol.stat(123), TypeError, "path must be str or bytes"),
+                (lambda: vol.listdir(None), TypeError, "path must be str or bytes"),
+                (lambda: vol.mkdir("d", "0755"), TypeError, "mode must be an integer"),
+                (lambda: vol.chmod("f", "644"), TypeError, "mode must be an integer"),
+                (lambda: vol.chown("f", "root", 0), TypeError, "uid must be an integer"),
+                (lambda: vol.open("g", os.O_CREAT | os.O_WRONLY, "x"), TypeError,
+                 "mode must be an integer"),
+                (lambda: vol.mknod("n", 0o644, "x"), TypeError, "dev must be an integer"),
+                (lambda: vol.setxattr("f", 5, "v"), ValueError, "Cannot convert"),
+                (lambda: vol.setxattr("f", "user.a", "v", "1"), TypeError, "flags must be"),
+                (lambda: vol.utime("f", ("a", "b")), TypeError, "must be numbers"),
+                (lambda: f.read("a"), TypeError, "size must be an integer"),
+                (lambda: f.lseek("0", os.SEEK_SET), TypeError, "pos must be an integer"),
+                (lambda: f.ftruncate("1"), TypeError, "length must be an integer"),
+                (lambda: f.fchmod("x"), TypeError, "mode must be an integer"),
+                (lambda: f.write(b"x", "y"), TypeError, "flags must be an integer"),
+                (lambda: f.zerofill("a", 1), TypeError, "offset must be an integer"),
+                (lambda: Dir(None), ValueError, "invalid fd")):
+            with pytest.raises(kind, match=match):
+                call()
+        for call in (lambda: f.fallocate(0, -1, 10), lambda: f.discard(0, 0),
+                     lambda: f.zerofill(-5, 1), lambda: f.ftruncate(-1),
+                     lambda: f.lseek(0, 99), lambda: vol.setxattr("f", "user.a", "v", 7)):
+            with pytest.raises(OSError) as e:
+                call()
+            assert e.value.errno == errno.EINVAL
+        for call in (lambda: vol.mkdir(""), lambda: vol.opendir(""), lambda: vol.stat("")):
+            with pytest.raises(OSError) as e:
+                call()
+            assert e.value.errno == errno.ENOENT
+        f.lseek(0, os.SEEK_SET)
+        assert f.read() == b"0123456789"  # nothing above changed the file
+
+
 # -- xattrs ----------------------------------------------------------------------------
 
 

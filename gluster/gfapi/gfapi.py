@@ -131,6 +131,22 @@ def _xattr_str(value: bytes):
         return value
 
 
+def _ints(**named) -> None:
+    """TypeError naming the argument that is not an int (libgfapi-python's
+    ctypes call raised an ArgumentError there)."""
+    for name, value in named.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+
+
+def _range(offset, length) -> None:
+    """fallocate(2)'s EINVAL for a negative offset or a length <= 0."""
+    _ints(offset=offset, length=length)
+    if offset < 0 or length <= 0:
+        raise OSError(errno.EINVAL, f"{os.strerror(errno.EINVAL)}: offset {offset}, "
+                                    f"length {length}")
+
+
 def _check_log_file(log_file, log_level) -> None:
     """glfs_set_logging fails on a file it cannot open; the handler behind
     it opens lazily, so try now and say so at the call."""
@@ -327,6 +343,7 @@ class File:
     @validate_glfd
     def discard(self, offset, length):
         """Punch a hole: release the blocks of [offset, offset+length)."""
+        _range(offset, length)
         self._h.discard(offset, length)
 
     @validate_glfd
@@ -337,14 +354,18 @@ class File:
 
     @validate_glfd
     def fallocate(self, mode, offset, length):
+        _ints(mode=mode)
+        _range(offset, length)
         self._h.fallocate(mode, offset, length)
 
     @validate_glfd
     def fchmod(self, mode):
+        _ints(mode=mode)
         self._h.fchmod(mode)
 
     @validate_glfd
     def fchown(self, uid, gid):
+        _ints(uid=uid, gid=gid)
         self._h.fchown(uid, gid)
 
     @validate_glfd
@@ -371,6 +392,7 @@ class File:
     @validate_glfd
     def fsetxattr(self, key, value, flags=0):
         """flags 0: create or replace, 1: create only (EEXIST), 2: replace only (ENODATA)."""
+        _ints(flags=flags)
         self._h.fsetxattr(encode_to_string(key), decode_to_bytes(value), flags)
 
     @validate_glfd
@@ -388,11 +410,13 @@ class File:
 
     @validate_glfd
     def ftruncate(self, length):
+        _ints(length=length)
         self._h.ftruncate(length)
 
     @validate_glfd
     def lseek(self, pos, how):
         """Move the offset (os.SEEK_SET/CUR/END, SEEK_DATA/HOLE); returns it."""
+        _ints(pos=pos, how=how)
         return self._h.lseek(pos, how)
 
     @validate_glfd
@@ -422,10 +446,12 @@ class File:
         elif not isinstance(data, bytes):
             raise TypeError(f"write() needs bytes, a bytearray or a str, "
                             f"not {type(data).__name__}")
+        _ints(flags=flags)
         return self._h.write(data, flags)
 
     @validate_glfd
     def zerofill(self, offset, length):
+        _range(offset, length)
         self._h.zerofill(offset, length)
 
 
@@ -714,10 +740,12 @@ class Volume:
 
     @validate_mount
     def chmod(self, path, mode):
+        _ints(mode=mode)
         self.fs.chmod(_path(path), mode)
 
     @validate_mount
     def chown(self, path, uid, gid):
+        _ints(uid=uid, gid=gid)
         self.fs.chown(_path(path), uid, gid)
 
     def exists(self, path):
@@ -819,6 +847,7 @@ class Volume:
 
     @validate_mount
     def mkdir(self, path, mode=0o777):
+        _ints(mode=mode)
         self.fs.mkdir(_path(path), mode)
 
     @validate_mount
@@ -848,6 +877,7 @@ class Volume:
         """
         if isinstance(flags, bool) or not isinstance(flags, int):
             raise TypeError("flags must evaluate to an integer")
+        _ints(mode=mode)
         return self._open(path, flags, mode)
 
     def _open(self, path, flags, mode):
@@ -942,6 +972,7 @@ class Volume:
     def setxattr(self, path, key, value, flags=0):
         """flags 0: create or replace, 1: create only (EEXIST), 2: replace
         only (ENODATA); others EINVAL."""
+        _ints(flags=flags)
         self.fs.setxattr(_path(path), encode_to_string(key), decode_to_bytes(value), flags)
 
     @validate_mount
@@ -1115,4 +1146,5 @@ class Volume:
     @validate_mount
     def mknod(self, path, mode, dev):
         """Create a file, device, fifo or socket (mknod(2))."""
+        _ints(mode=mode, dev=dev)
         self.fs.mknod(_path(path), mode, dev)
