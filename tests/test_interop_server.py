@@ -303,6 +303,37 @@ def test_fuse_client_copies_a_tree(tmp_path):
         assert not os.path.ismount(mnt)
 
 
+def test_fuse_client_sees_device_numbers(tmp_path):
+    """An iatt's rdev is GlusterFS's ia_makedev (major << 32 | minor): the
+    glusterfs FUSE client decodes what our brick sends back to the device
+    created (before, it showed 1,3 as 0,259)."""
+    need("glusterfs", "umount")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with served_volume(tmp_path / "srv", "devvol") as sv:
+        pidfile = tmp_path / "glusterfs.pid"
+        try:
+            subprocess.run(["glusterfs", "--volfile-server=127.0.0.1",
+                            f"--volfile-server-port={sv.volfile_port}",
+                            f"--volfile-id={sv.vol}", f"--log-file={tmp_path / 'fuse.log'}",
+                            f"--pid-file={pidfile}", str(mnt)], check=True, timeout=60)
+            deadline = time.monotonic() + 30
+            while not os.path.ismount(mnt):
+                assert time.monotonic() < deadline, f"no mount; see {tmp_path / 'fuse.log'}"
+                time.sleep(0.1)
+            os.mknod(mnt / "null", 0o644 | 0o020000, os.makedev(1, 3))
+            os.mknod(mnt / "big", 0o644 | 0o060000, os.makedev(259, 70000))
+            for name, dev in (("null", (1, 3)), ("big", (259, 70000))):
+                seen, kept = os.stat(mnt / name).st_rdev, os.stat(sv.brick / name).st_rdev
+                assert (os.major(seen), os.minor(seen)) == dev, name
+                assert (os.major(kept), os.minor(kept)) == dev, name
+        finally:
+            if os.path.ismount(mnt):
+                if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+                    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+            _end_pid_file(pidfile)
+
+
 def _end_pid_file(pidfile: Path) -> None:
     """Wait for (then kill) the process whose pid the file holds."""
     try:
