@@ -23,6 +23,10 @@ DEB_PACKAGES += qemu-system-x86 linux-image-cloud-amd64 busybox-static \
 # NBD exports (tests/test_nbd*.py) are checked with libnbd's clients:
 # nbdinfo, nbdcopy (qemu-img/qemu-io/qemu-nbd come with qemu-utils).
 DEB_PACKAGES += libnbd-bin
+# The web console's browser test (tests/test_console_browser.py): Debian's
+# chromium and its matching chromedriver, driven by selenium from PyPI - no
+# browser download at test time.
+DEB_PACKAGES += chromium chromium-driver
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

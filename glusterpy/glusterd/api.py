@@ -31,6 +31,10 @@ Public routes (what `glusterpy` uses):
     GET    /api/v1/log?volume=V&limit=N         the audit log
     GET    /api/v1/search?q=QUERY               volume search (glusterpy/search.py's grammar)
     GET    /api/v1/search/complete?q=TEXT       what may come next in a query (auto-complete)
+    GET    /api/v1/whoami                       the caller as this node sees it, with its role
+    GET    /ui/...                              the web console (glusterd/console.py): public
+                                                files; everything it shows or does is a
+                                                call above with the signed-in token
     POST   /api/v1/volumes/{name}/rebalance {action: start|fix-layout|stop, force?}
     GET    /api/v1/volumes/{name}/rebalance     rebalance status: per node, and in all
     GET    /api/v1/volumes/{name}/remove-brick  remove-brick status: the same
@@ -51,7 +55,7 @@ Public routes (what `glusterpy` uses):
 Who may call what is `authorize` below (glusterd/trust.py says how each
 caller proves itself): root on the unix socket, an admin token, or -
 reading only - a read-only token; tokens and tls are for root on the node.
-Only this document is public.
+Only this document and the console's static files are public.
 
 Peer routes (/api/v1/cluster/..., /api/v1/local/...) carry the transaction
 phases and node-local reads; only a member, proved by its pinned
@@ -80,7 +84,7 @@ from .. import localsock
 from .daemon import VERSION, Glusterd, OpFailed
 from .http import ApiError, Request, Response
 from .trust import ROLES, TOKEN_NAME, TrustError
-from . import rebalance_api, tls_setup
+from . import console, rebalance_api, tls_setup
 
 
 @dataclass
@@ -484,6 +488,15 @@ async def get_search(gd, req):
     return Response(200, {"query": query.print(), "volumes": query.apply(views)})
 
 
+async def get_whoami(gd, req):
+    # the console's sign-in: what this token may do decides which buttons it shows
+    p = dict(req.conn.get("principal") or {})
+    return Response(200, {"kind": p.get("kind"), "role": p.get("role"),
+                          "name": p.get("token") or (f"uid {p['uid']}" if "uid" in p else
+                                                     p.get("peer")),
+                          "node": gd.node_info()})
+
+
 async def get_search_complete(gd, req):
     from .. import search
     return Response(200, search.complete(req.arg("q", "")))
@@ -664,6 +677,7 @@ ROUTES = [
     Route("GET", "/api/v1/search", get_search,
           "volume search: `Volumes: name = vm* and type = replicate sortby name desc` "
           "(400 names the position of an error)", query=("q",)),
+    Route("GET", "/api/v1/whoami", get_whoami, "the caller and its role (admin, read-only)"),
     Route("GET", "/api/v1/search/complete", get_search_complete,
           "what may come next at the end of a search query", query=("q",)),
     Route("POST", "/api/v1/volumes/{name}/heal", heal.post_heal,
@@ -717,6 +731,7 @@ ROUTES = [
 ]
 ROUTES += rebalance_api.routes(Route)
 ROUTES += tls_setup.routes(Route)
+ROUTES += console.routes(Route)
 _COMPILED = [(r, r.regex()) for r in ROUTES]
 
 

@@ -83,8 +83,14 @@ class Request:
 class Response:
     status: int
     body: Any = None  # JSON-able
+    #: a body that is not JSON (the web console's static files: glusterd/console.py)
+    raw: bytes | None = None
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         return (json.dumps(self.body, indent=1) + "\n").encode() if self.body is not None \
             else b""
 
@@ -104,8 +110,8 @@ async def _send(stream: trio.abc.Stream, conn: h11.Connection, event) -> None:
 
 async def _respond(stream, conn: h11.Connection, resp: Response, keep: bool = True) -> None:
     body = resp.encode()
-    headers = [("content-type", "application/json"), ("content-length", str(len(body))),
-               ("server", SERVER)]
+    headers = [("content-type", resp.content_type), ("content-length", str(len(body))),
+               ("server", SERVER), *resp.headers.items()]
     if resp.status == 401:
         headers.append(("www-authenticate", 'Bearer realm="glusterpyd"'))
     if not keep:
@@ -116,7 +122,7 @@ async def _respond(stream, conn: h11.Connection, resp: Response, keep: bool = Tr
     await _send(stream, conn, h11.EndOfMessage())
 
 
-_REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 401: b"Unauthorized",
+_REASONS = {200: b"OK", 201: b"Created", 301: b"Moved Permanently", 304: b"Not Modified", 400: b"Bad Request", 401: b"Unauthorized",
             403: b"Forbidden", 404: b"Not Found",
             405: b"Method Not Allowed", 409: b"Conflict", 413: b"Payload Too Large",
             500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable"}
