@@ -9,18 +9,18 @@ servers) the first time an export of it is asked for, and stays mounted.
 Protocol: the fixed newstyle handshake (NBD_FLAG_NO_ZEROES offered),
 option haggling with EXPORT_NAME, ABORT, LIST, INFO, GO,
 STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (the one
-context is `base:allocation`) and STARTTLS (the server's certificate,
-client certificates required and verified against its CA list; the
-negotiation starts over inside TLS, as the protocol says); STARTTLS is
-answered NBD_REP_ERR_UNSUP
-when the server has no certificate, EXTENDED_HEADERS is not supported.  In transmission: READ
-(a structured OFFSET_DATA chunk when structured replies were negotiated),
-WRITE, FLUSH (fsync), TRIM (discard: a punched hole on the brick),
-WRITE_ZEROES (discard too, so zeros cost no space; with NO_HOLE, zerofill,
-which keeps the range allocated), FUA on any of them (fdatasync after
-the operation), BLOCK_STATUS for base:allocation from SEEK_DATA/SEEK_HOLE
-on the file, CACHE (accepted, nothing to do) and DISC.  Requests are
-served concurrently, at most `MAX_INFLIGHT` per connection.
+context is `base:allocation`), and STARTTLS when the server has a
+certificate (client certificates required and verified against its CA
+list; the negotiation starts over inside TLS, as the protocol says;
+NBD_REP_ERR_UNSUP without one).  EXTENDED_HEADERS is not supported.  In
+transmission: READ (a structured OFFSET_DATA chunk when structured
+replies were negotiated), WRITE, FLUSH (fsync), TRIM (discard: a punched
+hole on the brick), WRITE_ZEROES (discard too, so zeros cost no space;
+with NO_HOLE, zerofill, which keeps the range allocated), FUA on any of
+them (fdatasync after the operation), BLOCK_STATUS for base:allocation
+from SEEK_DATA/SEEK_HOLE on the file (data extents are not read to find
+zeros), CACHE (accepted, nothing to do) and DISC.  Requests are served
+concurrently, at most `MAX_INFLIGHT` per connection.
 
 Every connection to the same image in this process shares one open file,
 so a FLUSH on any of them is an fsync that covers the writes all of them
@@ -33,8 +33,8 @@ volume with `tls` takes clients only after STARTTLS (NBD_REP_ERR_TLS_REQD
 before, the SELECTIVETLS mode of the protocol), and with `ssl_allow` only
 those whose certificate's common name matches one of its patterns
 (auth.ssl-allow's syntax).  NBD_OPT_LIST shows only the volumes the
-client may use.  When the
-policy changes (a reload), connections it no longer admits are cut.
+client may use.  When the policy changes (a reload), connections it no
+longer admits are cut.
 
 Bad input ends cleanly: an unknown export or a malformed option is an
 option error reply; a request past the end, oversized or with unknown
@@ -59,6 +59,7 @@ from typing import Callable
 import trio
 
 from ..gfapi.aio import SEEK_DATA, SEEK_HOLE, AsyncFile, AsyncVolume
+from ..gfapi.exceptions import LibgfapiException
 from . import proto as P
 
 log = logging.getLogger("glusterpy.nbd")
@@ -74,6 +75,8 @@ SEND_TIMEOUT = 60.0
 #: block status answers at most this many extents (the spec's ceiling is 2^20)
 MAX_EXTENTS = 1024
 MAX_LIST = 1000
+#: how long a volume that does not mount is retried before an export fails
+MOUNT_RETRY = 5.0
 IMAGE_SUFFIXES = (".img", ".raw", ".qcow2", ".qcow", ".vmdk", ".vdi", ".vhd", ".vhdx",
                   ".iso")
 _KNOWN_CMD_FLAGS = (P.CMD_FLAG_FUA | P.CMD_FLAG_NO_HOLE | P.CMD_FLAG_DF | P.CMD_FLAG_REQ_ONE)
@@ -244,14 +247,23 @@ class NbdServer:
             m = self._mounted.get(name)
             if m is not None and m.vol.mounted:
                 return m.vol
-            m = _Mounted(self.open_volume(name))
-            try:
-                await self._nursery.start(m.run)
-            except BaseExceptionGroup as group:
-                leaf = group
-                while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
-                    leaf = leaf.exceptions[0]
-                raise leaf from None
+            # a brick restarting (volume set of a key that needs it) refuses
+            # connections for a moment: that is a retry, not a failed export
+            deadline = trio.current_time() + MOUNT_RETRY
+            while True:
+                m = _Mounted(self.open_volume(name))
+                try:
+                    await self._nursery.start(m.run)
+                    break
+                except BaseExceptionGroup as group:
+                    leaf = group
+                    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+                        leaf = leaf.exceptions[0]
+                    if not isinstance(leaf, LibgfapiException) or \
+                            trio.current_time() > deadline:
+                        raise leaf from None
+                    log.info("volume %s: mount failed (%s); trying again", name, leaf)
+                    await trio.sleep(0.5)
             self._mounted[name] = m
             return m.vol
 
