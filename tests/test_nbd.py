@@ -430,3 +430,27 @@ def test_qemu_reconnects_after_the_server_is_killed(setup):
     assert s.nbd_pid() != pid
     data = brick.read_bytes()
     assert data == b"\x77" * (32 * MiB), "a write QEMU was told succeeded is missing"
+
+
+def test_replica_3_block_status_and_holes(setup):
+    """On replica 3 the extents come from one brick's SEEK_DATA through
+    cluster/replicate, and a trim punches the hole on all three."""
+    s = setup
+    bricks = [s.tmp / f"r{i}" for i in range(3)]
+    s.d.ok("volume", "create", "rep", "replica", "3", *(f"127.0.0.1:{b}" for b in bricks),
+           "force")
+    s.d.ok("volume", "start", "rep")
+    s.d.ok("volume", "set", "rep", "nbd.port", str(s.port))
+    s.d.ok("volume", "set", "rep", "nbd.export", "on")
+    s.d.ok("vm", "create-image", "rep", "r.img", "8M")
+    url = s.url("rep/r.img")
+    run("qemu-io", "-f", "raw", "-c", "write -P 9 1M 1M", "-c", "write -P 9 6M 512k",
+        "-c", "discard 1M 512k", "-c", "flush", url)
+    want = merged(allocation(bricks[0] / "r.img"))
+    assert want == [(1536 * 1024, 2 * MiB), (6 * MiB, 6 * MiB + 512 * 1024)]
+    for b in bricks:
+        assert merged(allocation(b / "r.img")) == want, b
+    r = run("qemu-img", "map", "--output=json", "-f", "raw", url)
+    got = merged((e["start"], e["start"] + e["length"]) for e in json.loads(r.stdout)
+                 if e["data"])
+    assert got == want
