@@ -298,3 +298,45 @@ def test_fuzz_handshake_and_transmission(env, flags, opts, go, structured, reqs)
     finally:
         c.close()
     env.healthy()
+
+
+# -- the time limits, on a server run in this process with short ones ---------------
+
+async def test_silent_handshakes_and_readers_that_stop_are_cut(env, monkeypatch):
+    """A client silent in the handshake and one that stops reading its replies
+    are disconnected after HANDSHAKE_TIMEOUT / SEND_TIMEOUT (shortened here;
+    the server is glusterpy's, in this process, on the same volume)."""
+    import trio
+    from glusterpy.nbd import server as S
+    monkeypatch.setattr(S, "HANDSHAKE_TIMEOUT", 1.0)
+    monkeypatch.setattr(S, "SEND_TIMEOUT", 1.0)
+    srv = S.NbdServer.from_servers({"vms": S.VolumePolicy("vms")}, ["127.0.0.1"], env.d.port)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(srv.serve, 0, "127.0.0.1")
+
+        def silent() -> bool:
+            c = Client("127.0.0.1", port)
+            try:
+                c.recv(18)   # the greeting, then nothing from us
+                return c.closed(timeout=10)
+            finally:
+                c.close()
+
+        def stuck_reader() -> bool:
+            c = Client.connect("127.0.0.1", port, "vms/sentinel.img")
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            try:
+                for _ in range(32):
+                    c.request(N.CMD_READ, 0, SIZE)
+                time.sleep(4)  # past SEND_TIMEOUT with the replies stuck
+                return c.closed(timeout=10)
+            finally:
+                c.close()
+
+        assert await trio.to_thread.run_sync(silent), "a silent client was kept"
+        assert await trio.to_thread.run_sync(stuck_reader), "a client that never reads was kept"
+        # the server goes on
+        good = await trio.to_thread.run_sync(
+            lambda: Client.connect("127.0.0.1", port, "vms/sentinel.img").read(0, 512))
+        assert good == (0, b"\x42" * 512)
+        nursery.cancel_scope.cancel()
