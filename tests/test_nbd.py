@@ -236,8 +236,12 @@ def test_convert_and_nbdcopy_round_trip(setup):
     run("qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", str(src), s.url("vms/conv.img"))
     assert sha(s.brick / "conv.img") == sha(src)
     back = s.tmp / "back.raw"
+    log = s.d.workdir / "logs" / f"nbd-{s.port}.log"
+    before = log.read_text().count("serving vms:/conv.img")
     run("nbdcopy", s.url("vms/conv.img"), str(back))
     assert sha(back) == sha(src)
+    # CAN_MULTI_CONN: nbdcopy opened several connections to the one image
+    assert log.read_text().count("serving vms:/conv.img") - before >= 2
     # nbdcopy as the writer, qemu-img convert (to qcow2, via block status) as the reader
     s.image("copy.img", "12M")
     run("nbdcopy", str(src), s.url("vms/copy.img"))
