@@ -286,30 +286,44 @@ def test_volume_id_unknown_is_enotsup(tmp_path):
 
 
 def test_set_logging(served, tmp_path):
+    import logging
+    probe = logging.getLogger("glusterpy.gfapi.compat-test")
     log1, log2 = tmp_path / "one.log", tmp_path / "two.log"
     vol = Volume(served.host, served.volname, port=served.port, log_file=str(log1))
     vol.mount()
     try:
         assert (vol.log_file, vol.log_level) == (str(log1), 7)
-        assert log1.exists() and log1.stat().st_size > 0
-        # on a mounted volume the change is at once: a lookup of a missing
-        # name at TRACE level is logged in the new file
+        assert log1.exists() and log1.stat().st_size > 0  # the mount's connections
         with pytest.raises(LibgfapiException, match="set_logging"):
             vol.set_logging(str(log2), 42)
         with pytest.raises(LibgfapiException, match="No such file or directory"):
             vol.set_logging(str(tmp_path / "no" / "such" / "dir.log"), 7)
         assert vol.log_file == str(log1)
+        # on a mounted volume the change is at once: the client's next
+        # records (here one of our own, in glusterpy's logger) go to the new file
         vol.set_logging(str(log2), 9)
         assert (vol.log_file, vol.log_level) == (str(log2), 9)
-        size1 = log1.stat().st_size
+        probe.debug("first probe")
+        assert "first probe" in log2.read_text()
+        assert "first probe" not in log1.read_text()
+        vol.disable_logging()
+        assert vol.log_file == "/dev/null"
+        probe.warning("second probe")
+        assert "second probe" not in log2.read_text() + log1.read_text()
     finally:
-        # what the unmount logs (the bricks' connections ending) goes to the
-        # new file: the switch took effect before any next mount
         vol.umount()
-    assert log2.exists() and log2.stat().st_size > 0
-    assert log1.stat().st_size == size1
-    vol.disable_logging()
-    assert vol.log_file == "/dev/null"
+    probe.warning("after umount")
+    assert "after umount" not in log2.read_text()
+    # mounted without a log file, then given one: it takes over at once too
+    log3 = tmp_path / "three.log"
+    vol = Volume(served.host, served.volname, port=served.port, log_file=None)
+    vol.mount()
+    try:
+        vol.set_logging(str(log3), 7)
+        probe.info("third probe")
+    finally:
+        vol.umount()
+    assert "I [glusterpy.gfapi.compat-test] third probe" in log3.read_text()
     bad = Volume(served.host, served.volname, port=served.port,
                  log_file=str(tmp_path / "no" / "such.log"))
     with pytest.raises(LibgfapiException, match="set_logging"):

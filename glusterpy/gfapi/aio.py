@@ -231,24 +231,17 @@ class AsyncVolume:
             handler.setFormatter(logging.Formatter(
                 "[%(asctime)s] %(levelname).1s [%(name)s] %(message)s"))
         old, self._log_level, self._log_handler = self._log_handler, level, handler
-        # the loggers hold a forwarder, attached at mount, so a new file
-        # takes over at once and umount still detaches it after the graph
-        # stopped (what stopping logs is kept)
+        # the loggers hold a forwarder from mount to umount, so a new file
+        # takes over at once, and what stopping the graph logs still
+        # reaches it
         self._log_forward.target = handler
         if self._stack is not None and self.graph is not None:
             loggers = [xl.log for xl in self.graph.by_name.values()]
             loggers.append(logging.getLogger("glusterpy"))
             for logger in loggers:
-                self._stack.callback(logger.setLevel, logger.level)
-                logger.setLevel(level)
-                if handler is not None and self._log_forward not in logger.handlers:
-                    logger.addHandler(self._log_forward)
-                    self._stack.push_async_callback(self._detach_late, logger)
+                logger.setLevel(level)  # umount puts back the level from before mount
         if old is not None:
             old.close()
-
-    async def _detach_late(self, logger: logging.Logger) -> None:
-        logger.removeHandler(self._log_forward)
 
     @property
     def mounted(self) -> bool:
@@ -413,26 +406,25 @@ class AsyncVolume:
                  len(old_fds))
 
     def _attach_graph_logging(self, graph: Graph) -> None:
-        if self._log_handler is None and self._log_level == logging.NOTSET:
-            return
         for xl in graph.by_name.values():
-            xl.log.setLevel(self._log_level)
-            if self._log_handler is not None and self._log_forward not in xl.log.handlers:
+            if self._log_forward not in xl.log.handlers:
                 xl.log.addHandler(self._log_forward)
+            if self._log_handler is not None or self._log_level != logging.NOTSET:
+                xl.log.setLevel(self._log_level)
 
     def _attach_logging(self, stack: AsyncExitStack) -> None:
-        handler = self._log_handler
-        if handler is None and self._log_level == logging.NOTSET:
-            return
+        configured = self._log_handler is not None or self._log_level != logging.NOTSET
         loggers = [xl.log for xl in self.graph.by_name.values()]
         loggers.append(logging.getLogger("glusterpy"))
         for logger in loggers:
-            previous = logger.level
-            logger.setLevel(self._log_level)
-            stack.callback(logger.setLevel, previous)
-            if handler is not None:
-                logger.addHandler(self._log_forward)
-                stack.callback(logger.removeHandler, self._log_forward)
+            # the forwarder is there even without a file (it then drops
+            # records), so set_logging on the mounted volume needs no
+            # re-attaching
+            logger.addHandler(self._log_forward)
+            stack.callback(logger.removeHandler, self._log_forward)
+            stack.callback(logger.setLevel, logger.level)
+            if configured:
+                logger.setLevel(self._log_level)
 
     async def umount(self) -> None:
         """Close what is still open (flush + release) and stop the graph."""
