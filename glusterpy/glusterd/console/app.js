@@ -33,24 +33,34 @@ const q = encodeURIComponent;
 // -- small helpers ------------------------------------------------------------
 
 function usePoll(fn, ms, deps = []) {
+  // One request at a time: a tick while the last is still out is skipped (a
+  // slow answer - a peer that does not answer takes seconds - must still
+  // show, not be dropped for a newer one that is just as slow).  Answers
+  // from before a change of `deps` are dropped.
   const [state, setState] = useState({ data: null, error: null });
-  const tick = useRef(0);
-  const run = useCallback(async () => {
-    const mine = ++tick.current;
+  const gen = useRef(0);
+  const busy = useRef(false);
+  const run = useCallback(async (force) => {
+    if (busy.current && !force) return;
+    const mine = gen.current;
+    busy.current = true;
     try {
       const data = await fn();
-      if (mine === tick.current) setState({ data, error: null });
+      if (mine === gen.current) setState({ data, error: null });
     } catch (e) {
-      if (mine === tick.current) setState(s => ({ data: s.data, error: e.message }));
+      if (mine === gen.current) setState(s => ({ data: s.data, error: e.message }));
+    } finally {
+      busy.current = false;
     }
   }, deps);
   useEffect(() => {
-    run();
+    gen.current++;
+    run(true);
     if (!ms) return undefined;
-    const id = setInterval(run, ms);
+    const id = setInterval(() => run(false), ms);
     return () => clearInterval(id);
   }, [run]);
-  return [state.data, state.error, run];
+  return [state.data, state.error, () => run(true)];
 }
 
 let notify = () => {};
@@ -167,8 +177,7 @@ function Dashboard() {
     <div class="cards">
       <section class="card" aria-labelledby="c-nodes"><h2 id="c-nodes">Nodes</h2>
         <div class="big"><span class="ok" id="nodes-up">${up.length} up</span>${down.length ? html`, <span class="bad" id="nodes-down">${down.length} down</span>` : ''}</div>
-        <ul id="node-list">${data.pool.map(n => html`<li data-node=${n.hostname}>${n.hostname}${n.hostname === 'localhost' ? ' (this node)' : ''}:
-          <span class=${n.connected ? 'ok' : 'bad'}>${n.connected ? 'up' : 'down'}</span></li>`)}</ul></section>
+        <ul id="node-list">${data.pool.map(n => html`<li data-node=${n.hostname} data-state=${n.connected ? 'up' : 'down'}>${n.hostname}${n.hostname === 'localhost' ? ' (this node)' : ''}:${' '}<span class=${n.connected ? 'ok' : 'bad'}>${n.connected ? 'up' : 'down'}</span></li>`)}</ul></section>
       <section class="card" aria-labelledby="c-vols"><h2 id="c-vols">Volumes</h2>
         <div class="big">${data.volumes.length}</div>
         <p>${Object.entries(byState).map(([k, n]) => `${n} ${k.toLowerCase()}`).join(', ') || 'none yet'}</p></section>
