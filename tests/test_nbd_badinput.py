@@ -152,6 +152,12 @@ def test_bad_requests_get_errors_and_the_connection_goes_on(env):
         assert c.write(0, b"ok" * 256) == 0
         assert c.read(0, 512) == (0, b"ok" * 256)
         assert c.read(0, 0) == (0, b"")
+        # zeros come back as a hole chunk (type 2), which reads as zeros
+        c.request(N.CMD_READ, 2 * MiB, 65536)
+        _, error, chunks = c.response()
+        assert error == 0 and [t for t, _ in chunks] == [2]
+        assert struct.unpack(">QI", chunks[0][1]) == (2 * MiB, 65536)
+        assert c.read(2 * MiB, 65536) == (0, bytes(65536))
     finally:
         c.disconnect()
     # with simple replies too

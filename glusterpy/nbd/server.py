@@ -14,7 +14,7 @@ certificate (client certificates required and verified against its CA
 list; the negotiation starts over inside TLS, as the protocol says;
 NBD_REP_ERR_UNSUP without one).  EXTENDED_HEADERS is not supported.  In
 transmission: READ (a structured OFFSET_DATA chunk when structured
-replies were negotiated), WRITE, FLUSH (fsync), TRIM (discard: a punched
+replies were negotiated, OFFSET_HOLE when what was read is all zeros), WRITE, FLUSH (fsync), TRIM (discard: a punched
 hole on the brick), WRITE_ZEROES (discard too, so zeros cost no space;
 with NO_HOLE, zerofill, which keeps the range allocated), FUA on any of
 them (fdatasync after the operation), BLOCK_STATUS for base:allocation
@@ -75,6 +75,8 @@ SEND_TIMEOUT = 60.0
 #: block status answers at most this many extents (the spec's ceiling is 2^20)
 MAX_EXTENTS = 1024
 MAX_LIST = 1000
+#: a structured READ at least this long that reads all zeros is answered as a hole
+ZERO_CHECK_MIN = 4096
 #: how long a volume that does not mount is retried before an export fails
 MOUNT_RETRY = 5.0
 IMAGE_SUFFIXES = (".img", ".raw", ".qcow2", ".qcow", ".vmdk", ".vdi", ".vhd", ".vhdx",
@@ -709,7 +711,11 @@ class _Connection:
                 raise RequestError(P.EINVAL, f"read of {length} bytes: the most is "
                                              f"{MAX_PAYLOAD}")
             data = await self._read(f, offset, length)
-            if self.structured:
+            if self.structured and length >= ZERO_CHECK_MIN and data == bytes(length):
+                # zeros (a hole, mostly) cross the wire as 12 bytes, not `length`
+                await self.send(P.chunk(cookie, P.REPLY_TYPE_OFFSET_HOLE,
+                                        struct.pack(">QI", offset, length)))
+            elif self.structured:
                 await self.send(P.chunk(cookie, P.REPLY_TYPE_OFFSET_DATA,
                                         struct.pack(">Q", offset) + data))
             else:
