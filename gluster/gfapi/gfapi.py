@@ -432,7 +432,7 @@ class File:
         """Read up to len(buf) bytes into the bytearray `buf`; returns how
         many (0 at end of file)."""
         if type(buf) is not bytearray:
-            raise TypeError("buffer must of type bytearray")
+            raise TypeError(f"readinto() needs a bytearray, not {type(buf).__name__}")
         return self._h.readinto(buf)
 
     @validate_glfd
