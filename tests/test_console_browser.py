@@ -109,8 +109,9 @@ class Page:
         return lab.find_element(By.CSS_SELECTOR, "input, select, textarea")  # wrapped
 
     def buttons(self, scope=None) -> list[str]:
-        return [b.text for b in (scope or self.drv).find_elements(By.TAG_NAME, "button")
-                if b.is_displayed()]
+        # hidden ones too (a closed <details>): a read-only page must have none
+        return [b.get_attribute("textContent").strip()
+                for b in (scope or self.drv).find_elements(By.TAG_NAME, "button")]
 
     def button(self, text: str, scope=None):
         return self.wait(lambda: [b for b in (scope or self.drv).find_elements(
@@ -218,6 +219,28 @@ def test_admin_and_read_only_in_the_console(browser, node, tmp_path):
     got = node.ok("volume", "get", "web3", "performance.cache-size", "--json").json()
     assert "64MB" in str(got), got
     p.shot("06-volume-page")
+    # self-heal: every brick of the replica set answers, nothing pending
+    p.wait(lambda: p.by_id("heal-table").text.count("Connected") == 3, what="heal info")
+    assert "used of" not in p.by_id("brick-table").text
+    assert " of " in p.row("brick-table", "data-brick", f"127.0.0.1:{tmp_path / 'w1'}").text
+
+    # the dashboard: capacity of the started volume, no heal pending
+    p.go("#/dashboard", "Dashboard")
+    p.wait(lambda: "web3" in p.by_id("capacity").text, what="capacity")
+    p.wait(lambda: p.by_id("heal-pending").text == "0 pending", what="heal count")
+    p.shot("06b-dashboard-volume")
+
+    # profile: start it from the console, then per-brick fop counters
+    p.go("#/profile/web3", "Profile of web3")
+    p.button("Start profiling").click()
+    p.wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "section[aria-label^='brick'] table"))
+           == 3, timeout=40, what="three bricks' profiles")
+    assert node.ok("volume", "info", "web3", "--json").json()["volumes"][0].get("profile")
+    p.button("Stop profiling")
+    assert browser.execute_script(  # the heading stays on top as the sections arrive
+        "return document.querySelector('main h1').getBoundingClientRect().top < "
+        "document.querySelector('main section').getBoundingClientRect().top")
+    p.shot("06c-profile")
 
     # the search box, by keyboard only: completion of field, operator and value
     p.go("#/volumes", "Volumes")
@@ -249,10 +272,15 @@ def test_admin_and_read_only_in_the_console(browser, node, tmp_path):
 
     # a rebalance, watched to its end: a distribute volume made through the CLI
     # shows up here too
-    node.ok("volume", "create", "dist", f"127.0.0.1:{tmp_path / 'd1'}",
-            f"127.0.0.1:{tmp_path / 'd2'}")
+    node.ok("volume", "create", "dist", f"127.0.0.1:{tmp_path / 'd1'}")
     node.ok("volume", "start", "dist")
     p.go("#/volumes/dist", "Volume dist")
+    # grow it from the console first
+    browser.find_element(By.CSS_SELECTOR, "details summary").click()
+    p.labelled("Bricks to add").send_keys(f"127.0.0.1:{tmp_path / 'd2'}")
+    p.button("Add bricks").click()
+    p.wait(lambda: p.by_id("brick-table").text.count("127.0.0.1:") == 2, what="the new brick")
+    assert len(node.ok("volume", "info", "dist", "--json").json()["volumes"][0]["bricks"]) == 2
     p.button("Rebalance").click()
     p.wait(lambda: "Tasks" in [h.text for h in browser.find_elements(By.TAG_NAME, "h1")],
            what="the Tasks page")

@@ -192,6 +192,17 @@ def _check_member(node) -> None:
         raise OpFailed(f"member {node['uuid']}: bad certificate ({e})") from None
 
 
+def _disk_use(path: str) -> dict:
+    """The brick's file system, as `volume status detail` shows it (the web
+    console's capacity chart); nothing for a brick that is not a directory
+    here (a device lv brick is a volume group)."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return {}
+    return {"disk_total": st.f_blocks * st.f_frsize, "disk_free": st.f_bavail * st.f_frsize}
+
+
 class Glusterd:
     """One node's management daemon."""
 
@@ -920,7 +931,7 @@ class Glusterd:
                             "host": b["host"], "path": b["path"], "node": self.uuid,
                             "port": b["port"] if online else 0, "online": online,
                             "pid": bp.pid if bp and bp.running else None,
-                            "restarts": bp.restarts if bp else 0})
+                            "restarts": bp.restarts if bp else 0, **_disk_use(b["path"])})
         return out
 
     def audit(self, who: dict, op: str, args: dict, result: str) -> None:

@@ -165,6 +165,19 @@ function Dashboard() {
       api('GET', '/api/v1/status'), api('GET', '/api/v1/log?limit=8')]);
     return { pool: pool.pool, volumes: vols.volumes, status: status.volumes, log: log.entries };
   }, 2000);
+  // heal info connects to every brick: asked less often than the rest
+  const [heals] = usePoll(async () => {
+    const vols = (await api('GET', '/api/v1/volumes')).volumes.filter(v => v.status === 'Started' && v.replica > 1);
+    const out = [];
+    for (const v of vols) {
+      try {
+        const info = await api('GET', `/api/v1/volumes/${q(v.name)}/heal/info`);
+        const entries = info.bricks.flatMap(b => b.entries || []);
+        out.push({ volume: v.name, pending: entries.length, splitBrain: entries.filter(e => /split/i.test(e.status || '')).length });
+      } catch (e) { out.push({ volume: v.name, error: e.message }); }
+    }
+    return out;
+  }, 10000);
   if (!data) return html`<${Heading}>Dashboard<//><${ErrorBox} error=${error} /><p>Loading\u2026</p>`;
   const up = data.pool.filter(n => n.connected), down = data.pool.filter(n => !n.connected);
   const byState = {};
@@ -188,9 +201,36 @@ function Dashboard() {
       <section class="card" aria-labelledby="c-tasks"><h2 id="c-tasks">Running tasks</h2>
         <div class="big">${tasks.length}</div>
         <ul>${tasks.map(t => html`<li><a href="#/tasks">${t.kind} on ${t.volume}</a></li>`)}</ul></section>
+      <section class="card" aria-labelledby="c-heal"><h2 id="c-heal">Self-heal</h2>
+        ${heals ? html`<div class=${`big ${heals.some(h => h.pending) ? 'warn' : 'ok'}`} id="heal-pending">${heals.reduce((n, h) => n + (h.pending || 0), 0)} pending</div>
+          <p class=${heals.some(h => h.splitBrain) ? 'bad' : 'muted'} id="split-brains">${heals.reduce((n, h) => n + (h.splitBrain || 0), 0)} in split-brain</p>
+          <ul>${heals.filter(h => h.pending || h.error).map(h => html`<li><a href=${`#/volumes/${q(h.volume)}`}>${h.volume}</a>: ${h.error || `${h.pending} pending`}</li>`)}</ul>`
+        : html`<p class="muted">checking\u2026</p>`}</section>
     </div>
+    <h2>Capacity</h2>
+    <${Capacity} bricks=${bricks} />
     <h2>Recent operations</h2>
     <${AuditTable} entries=${data.log.slice().reverse()} />`;
+}
+
+// Used and free space per volume (its bricks' file systems, each counted once
+// per node) as bars, with the numbers in text for screen readers and copying.
+function Capacity({ bricks }) {
+  const vols = {};
+  for (const b of bricks) {
+    if (b.disk_total == null) continue;
+    const v = vols[b.volume] = vols[b.volume] || { total: 0, free: 0, bricks: 0 };
+    v.total += b.disk_total; v.free += b.disk_free; v.bricks++;
+  }
+  const rows = Object.entries(vols);
+  if (!rows.length) return html`<p class="muted">No started volume reports its disks yet.</p>`;
+  return html`<div class="table-wrap"><table id="capacity"><thead><tr><th scope="col">Volume</th><th scope="col">Used</th><th scope="col">Free</th><th scope="col">Use</th></tr></thead>
+    <tbody>${rows.map(([name, v]) => {
+      const used = v.total - v.free, share = v.total ? used / v.total : 0;
+      return html`<tr><td>${name}</td><td>${bytes(used)}</td><td>${bytes(v.free)}</td>
+        <td><${Progress} value=${share} label=${`${name}: ${Math.round(share * 100)}% used`} /></td></tr>`;
+    })}</tbody></table></div>
+    <p class="muted">Summed over bricks; bricks sharing a file system count it once each.</p>`;
 }
 
 // -- volumes ------------------------------------------------------------------
@@ -362,11 +402,86 @@ function VolumePage({ name, who }) {
         ${vol.replica > 1 && html`<${Act} label="Heal" call=${() => api('POST', `/api/v1/volumes/${n}/heal`, { op: 'index' })} />`}
       </div>`}
     <h2>Bricks</h2>
-    <div class="table-wrap"><table id="brick-table"><thead><tr><th scope="col">Brick</th><th scope="col">Port</th><th scope="col">PID</th><th scope="col">Online</th></tr></thead>
-      <tbody>${rows.map(b => html`<tr><td class="mono">${b.brick}</td><td>${b.port || ''}</td><td>${b.pid || ''}</td>
-        <td class=${b.online ? 'ok' : 'bad'}>${status ? (b.online ? 'yes' : 'no') : 'volume not started'}</td></tr>`)}</tbody></table></div>
+    <div class="table-wrap"><table id="brick-table"><thead><tr><th scope="col">Brick</th><th scope="col">Port</th><th scope="col">PID</th><th scope="col">Online</th><th scope="col">Disk used</th></tr></thead>
+      <tbody>${rows.map(b => html`<tr data-brick=${b.brick}><td class="mono">${b.brick}</td><td>${b.port || ''}</td><td>${b.pid || ''}</td>
+        <td class=${b.online ? 'ok' : 'bad'}>${status ? (b.online ? 'yes' : 'no') : 'volume not started'}</td>
+        <td>${b.disk_total ? `${bytes(b.disk_total - b.disk_free)} of ${bytes(b.disk_total)}` : ''}</td></tr>`)}</tbody></table></div>
+    ${admin && html`<${Bricks} vol=${vol} refresh=${refresh} />`}
+    ${vol.replica > 1 && vol.status === 'Started' && html`<${HealInfo} vol=${vol} admin=${admin} />`}
     <p><a href=${`#/profile/${n}`}>Profile of ${name}</a> \u00b7 <a href=${`#/audit?volume=${n}`}>Its audit log</a></p>
     <${Options} name=${name} admin=${admin} vol=${vol} refresh=${refresh} />`;
+}
+
+function Bricks({ vol, refresh }) {
+  const n = q(vol.name);
+  const [add, setAdd] = useState('');
+  const [replica, setReplica] = useState('');
+  const [force, setForce] = useState(false);
+  const [picked, setPicked] = useState([]);
+  const [error, setError] = useState('');
+  const addBricks = async ev => {
+    ev.preventDefault();
+    const body = { bricks: add.split('\n').map(x => x.trim()).filter(Boolean), force };
+    if (replica) body.replica = Number(replica);
+    try { await api('POST', `/api/v1/volumes/${n}/bricks`, body); setAdd(''); setError(''); notify(`add-brick on ${vol.name}: done`); refresh(); }
+    catch (e) { setError(e.message); }
+  };
+  const remove = async action => {
+    try {
+      await api('POST', `/api/v1/volumes/${n}/remove-brick`, { bricks: picked, action });
+      setError(''); notify(`remove-brick ${action}: done`);
+      if (action === 'start') location.hash = '#/tasks'; else { setPicked([]); refresh(); }
+    } catch (e) { setError(e.message); }
+  };
+  const toggle = name => setPicked(p => p.includes(name) ? p.filter(x => x !== name) : [...p, name]);
+  return html`<details class="card" style="margin-top:.75rem"><summary>Add or remove bricks</summary>
+    <form class="stack" onSubmit=${addBricks} style="margin-top:.5rem">
+      <div><label for="ab-bricks">Bricks to add (HOST:/PATH, one a line; a whole replica set)</label>
+        <textarea id="ab-bricks" rows="3" required value=${add} onInput=${e => setAdd(e.target.value)}></textarea></div>
+      <div class="row"><div><label for="ab-replica">New replica count (optional)</label><input id="ab-replica" type="number" min="1" value=${replica} onInput=${e => setReplica(e.target.value)} /></div>
+        <div><label class="inline"><input type="checkbox" checked=${force} onChange=${e => setForce(e.target.checked)} /> force</label></div>
+        <div style="flex:0 0 auto"><button type="submit">Add bricks</button></div></div>
+    </form>
+    <fieldset class="stack" style="margin-top:.75rem"><legend>Remove bricks (migrates their data first)</legend>
+      ${vol.bricks.map(b => html`<label class="inline mono"><input type="checkbox" checked=${picked.includes(b.name)} onChange=${() => toggle(b.name)} /> ${b.name}</label>`)}
+      <div class="actions"><button type="button" disabled=${!picked.length} onClick=${() => remove('start')}>Start removing</button>
+        <button type="button" disabled=${!picked.length} onClick=${() => remove('commit')}>Commit removal</button>
+        <button type="button" disabled=${!picked.length} onClick=${() => remove('stop')}>Stop removing</button></div>
+    </fieldset>
+    <${ErrorBox} error=${error} />
+  </details>`;
+}
+
+function HealInfo({ vol, admin }) {
+  const n = q(vol.name);
+  const [info, error, reload] = usePoll(() => api('GET', `/api/v1/volumes/${n}/heal/info`), 10000, [vol.name]);
+  const [policy, setPolicy] = useState('latest-mtime');
+  const [file, setFile] = useState('');
+  const [brick, setBrick] = useState('');
+  const [sbError, setSbError] = useState('');
+  const resolve = async ev => {
+    ev.preventDefault();
+    const body = { policy };
+    if (file) body.file = file;
+    if (policy === 'source-brick') body.brick = brick;
+    try { const r = await api('POST', `/api/v1/volumes/${n}/heal/split-brain`, body); setSbError(''); notify(`split-brain: ${r.healed} healed`); reload(); }
+    catch (e) { setSbError(e.message); }
+  };
+  return html`<h2>Self-heal</h2>
+    <${ErrorBox} error=${error} />
+    ${info && html`<div class="table-wrap"><table id="heal-table"><thead><tr><th scope="col">Brick</th><th scope="col">Status</th><th scope="col">Entries needing heal</th></tr></thead>
+      <tbody>${info.bricks.map(b => html`<tr><td class="mono">${b.brick}</td><td>${b.status}</td>
+        <td>${b.count == null ? '' : b.count}${(b.entries || []).slice(0, 20).map(e => html`<div class="mono">${e.path || e.gfid} ${e.status ? `(${e.status})` : ''}</div>`)}</td></tr>`)}</tbody></table></div>`}
+    ${admin && html`<div class="actions" style="margin:.5rem 0"><${Act} label="Heal now" call=${() => api('POST', `/api/v1/volumes/${n}/heal`, { op: 'index' })} done=${reload} />
+      <${Act} label="Full heal" call=${() => api('POST', `/api/v1/volumes/${n}/heal`, { op: 'full' })} done=${reload} /></div>
+      <form class="stack" onSubmit=${resolve}><fieldset class="stack"><legend>Resolve a split-brain</legend>
+        <div class="row"><div><label for="sb-policy">Policy</label><select id="sb-policy" value=${policy} onChange=${e => setPolicy(e.target.value)}>
+          <option value="latest-mtime">latest-mtime</option><option value="bigger-file">bigger-file</option><option value="source-brick">source-brick</option></select></div>
+          <div><label for="sb-file">File (path from the volume's root, or gfid:UUID)</label><input id="sb-file" value=${file} onInput=${e => setFile(e.target.value)} required=${policy !== 'source-brick'} /></div>
+          ${policy === 'source-brick' && html`<div><label for="sb-brick">Source brick</label><select id="sb-brick" value=${brick} onChange=${e => setBrick(e.target.value)} required>
+            <option value="">choose</option>${vol.bricks.map(b => html`<option value=${b.name}>${b.name}</option>`)}</select></div>`}</div>
+        <${ErrorBox} error=${sbError} />
+        <div><button type="submit">Resolve</button></div></fieldset></form>`}`;
 }
 
 let helpCache = null;
@@ -442,6 +557,9 @@ function Tasks({ who }) {
           <td><${Progress} value=${r.progress} label=${`${r.host}`} /></td><td>${r.files}</td><td>${bytes(r.size)}</td><td>${r.failures}</td><td>${secs(r['time-left'])}</td></tr>`)}</tbody></table></div>
       ${admin && t.kind === 'rebalance' && t.aggregate && /progress/.test(t.aggregate.status) && html`<p><${Act} label="Stop the rebalance"
         call=${() => api('POST', `/api/v1/volumes/${q(t.volume)}/rebalance`, { action: 'stop' })} /></p>`}
+      ${admin && t.kind === 'remove-brick' && t.task && t.aggregate && html`<p class="actions">
+        ${t.aggregate.status === 'completed' && html`<${Act} label="Commit the removal" call=${() => api('POST', `/api/v1/volumes/${q(t.volume)}/remove-brick`, { bricks: t.task.bricks, action: 'commit' })} />`}
+        ${/progress/.test(t.aggregate.status) && html`<${Act} label="Stop removing" call=${() => api('POST', `/api/v1/volumes/${q(t.volume)}/remove-brick`, { bricks: t.task.bricks, action: 'stop' })} />`}</p>`}
     </section>`)}`;
 }
 
@@ -489,7 +607,7 @@ function Audit({ params }) {
 
 function Profile({ name, who }) {
   const admin = who.role === 'admin';
-  const [vols] = usePoll(() => api('GET', '/api/v1/volumes'), 0);
+  const [vols, , reloadVols] = usePoll(() => api('GET', '/api/v1/volumes'), 0);
   const [period, setPeriod] = useState('cumulative');
   const [history, setHistory] = useState([]);
   const n = name && q(name);
@@ -503,17 +621,18 @@ function Profile({ name, who }) {
     return d;
   }, 5000, [name]);
   const vol = vols && name && vols.volumes.find(v => v.name === name);
-  return html`<${Heading}>Profile${name ? ` of ${name}` : ''}<//>
+  // one root: a fragment whose children come and go was put back out of order
+  return html`<div><${Heading}>Profile${name ? ` of ${name}` : ''}<//>
     <div class="row"><div><label for="p-vol">Volume</label><select id="p-vol" value=${name || ''} onChange=${e => { location.hash = `#/profile/${q(e.target.value)}`; }}>
       <option value="">choose a volume</option>${vols && vols.volumes.map(v => html`<option value=${v.name}>${v.name}</option>`)}</select></div>
       <div><label for="p-period">Counters</label><select id="p-period" value=${period} onChange=${e => setPeriod(e.target.value)}>
         <option value="cumulative">cumulative</option><option value="interval">this interval</option></select></div></div>
-    ${admin && vol && html`<p class="actions">${vol.profile ? html`<${Act} label="Stop profiling" call=${() => api('POST', `/api/v1/volumes/${n}/profile`, { action: 'stop' })} done=${refresh} />`
-      : html`<${Act} label="Start profiling" call=${() => api('POST', `/api/v1/volumes/${n}/profile`, { action: 'start' })} done=${refresh} />`}</p>`}
+    ${admin && vol && html`<p class="actions">${vol.profile ? html`<${Act} label="Stop profiling" call=${() => api('POST', `/api/v1/volumes/${n}/profile`, { action: 'stop' })} done=${() => { reloadVols(); refresh(); }} />`
+      : html`<${Act} label="Start profiling" call=${() => api('POST', `/api/v1/volumes/${n}/profile`, { action: 'start' })} done=${() => { reloadVols(); refresh(); }} />`}</p>`}
     <${ErrorBox} error=${name && error} />
     ${history.length > 1 && html`<h2>Throughput</h2><${Chart} points=${history} />`}
     ${data && data.bricks.map(b => html`<section aria-label=${`brick ${b.brick}`}><h2 class="mono">${b.brick}</h2>
-      ${b.error ? html`<p class="error">${b.error}</p>` : html`<${BrickProfile} p=${b.report[period]} />`}</section>`)}`;
+      ${b.error ? html`<p class="error">${b.error}</p>` : html`<${BrickProfile} p=${b.report[period]} />`}</section>`)}</div>`;
 }
 
 function BrickProfile({ p }) {
