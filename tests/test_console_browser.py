@@ -53,7 +53,9 @@ def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--disable-gpu", "--window-size=1280,900", "--lang=en-US"):
+                "--disable-gpu", "--window-size=1280,900", "--lang=en-US",
+                # the node's own self-signed certificate, for the https:// check
+                "--ignore-certificate-errors"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     drv = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
@@ -345,6 +347,14 @@ def test_admin_and_read_only_in_the_console(browser, node, tmp_path):
         "return document.documentElement.scrollWidth <= window.innerWidth + 1")
     p.shot("13-narrow-volumes")
     assert p.script_errors() == []
+
+    # the same port speaks TLS: the console works over https:// as well
+    p.sign_out()
+    p.base = f"https://{node.remote}/ui/"
+    p.sign_in(node.reader)
+    p.has_text("1 up")
+    assert browser.current_url.startswith("https://")
+    p.shot("14-https")
 
 
 def test_console_files_and_headers(node):

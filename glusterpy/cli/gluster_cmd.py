@@ -7,7 +7,9 @@
     volume create NAME [device lv] [stripe N] [replica N [arbiter 1]] [transport tcp]
                   HOST:/PATH... [force]          (device lv: HOST:/VG, storage/bd)
     volume start|stop NAME [force]      volume delete NAME
-    volume info|status [NAME|all]       volume list
+    volume info|status [NAME|all]       volume list [--search QUERY]
+                  (QUERY: "Volumes: name = vm* and status = started sortby name desc",
+                   glusterpy/search.py's grammar, parsed by the daemon)
     volume add-brick NAME [replica N] HOST:/PATH... [force]
     volume remove-brick NAME HOST:/PATH... start|status|stop|commit|force [--watch]
     volume rebalance NAME fix-layout start | start [force] | status | stop [--watch]
@@ -237,7 +239,7 @@ def pool(client: ApiClient, opts: Options, words: list[str]) -> int:
 
 VOLUME_USAGE = """volume create <NEW-VOLNAME> [device lv] [stripe <COUNT>] [replica <COUNT> [arbiter <COUNT>]] [transport tcp] <NEW-BRICK>... [force]
 volume start|stop <VOLNAME> [force] | volume delete <VOLNAME>
-volume info|status [all|<VOLNAME>] | volume list
+volume info|status [all|<VOLNAME>] | volume list [--search "Volumes: <FIELD> <OP> <VALUE> [and|or ...] [sortby <FIELD> [desc]]"]
 volume add-brick <VOLNAME> [replica <COUNT>] <NEW-BRICK> ... [force]
 volume remove-brick <VOLNAME> <BRICK> ... <start|stop|status|commit|force> [--watch]
 volume rebalance <VOLNAME> {fix-layout start | start [force] | status | stop} [--watch]
