@@ -36,7 +36,12 @@ TITLE = "qemu-img bench over nbd://: glusterpy's NBD export vs gluster:// vs qem
 KiB = 1024
 MiB = 1024 * KiB
 #: measured beside the suite (hand runs), kept with its section
-NOTE_PROFILE = ("By hand, after this run: 64 KiB reads from the page cache (no drop) took 2.1-2.3 s for 4096 requests over nbd:// against 0.8-0.9 s over gluster:// (0.38x); under cProfile the NBD server was busy for the whole run (trio's loop, io-cache's readv and the RPC client's record handling, no single hot spot) - three processes (qemu-img, NBD server, brick) share the 2 cores where gluster:// has two.")
+NOTE_PROFILE = (
+    'By hand, after this run: 64 KiB reads from the page cache (no drop) took 2.1-2.3 s '
+    'for 4096 requests over nbd:// against 0.8-0.9 s over gluster:// (0.38x); under '
+    "cProfile the NBD server was busy for the whole run (trio's loop, io-cache's readv "
+    "and the RPC client's record handling, no single hot spot) - three processes (qemu-"
+    'img, NBD server, brick) share the 2 cores where gluster:// has two.')
 
 
 def sizes(quick: bool) -> tuple[int, dict[int, int]]:

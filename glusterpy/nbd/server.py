@@ -14,11 +14,12 @@ certificate (client certificates required and verified against its CA
 list; the negotiation starts over inside TLS, as the protocol says;
 NBD_REP_ERR_UNSUP without one).  EXTENDED_HEADERS is not supported.  In
 transmission: READ (a structured OFFSET_DATA chunk when structured
-replies were negotiated, OFFSET_HOLE when what was read is all zeros), WRITE, FLUSH (fsync), TRIM (discard: a punched
-hole on the brick), WRITE_ZEROES (discard too, so zeros cost no space;
-with NO_HOLE, zerofill, which keeps the range allocated), FUA on any of
-them (fdatasync after the operation), BLOCK_STATUS for base:allocation
-from SEEK_DATA/SEEK_HOLE on the file (data extents are not read to find
+replies were negotiated, OFFSET_HOLE when what was read is all zeros),
+WRITE, FLUSH (fsync), TRIM (discard: a punched hole on the brick),
+WRITE_ZEROES (discard too, so zeros cost no space; with NO_HOLE,
+zerofill, which keeps the range allocated), FUA on any of them
+(fdatasync after the operation), BLOCK_STATUS for base:allocation from
+SEEK_DATA/SEEK_HOLE on the file (data extents are not read to find
 zeros), CACHE (accepted, nothing to do) and DISC.  Requests are served
 concurrently, at most `MAX_INFLIGHT` per connection.
 
@@ -429,8 +430,8 @@ class _Connection:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
                 return False
-            handler = {P.OPT_LIST: self.opt_list, P.OPT_STARTTLS: self.opt_starttls, P.OPT_INFO: self.opt_info_go,
-                       P.OPT_GO: self.opt_info_go,
+            handler = {P.OPT_LIST: self.opt_list, P.OPT_STARTTLS: self.opt_starttls,
+                       P.OPT_INFO: self.opt_info_go, P.OPT_GO: self.opt_info_go,
                        P.OPT_STRUCTURED_REPLY: self.opt_structured,
                        P.OPT_LIST_META_CONTEXT: self.opt_meta_context,
                        P.OPT_SET_META_CONTEXT: self.opt_meta_context}.get(option)
