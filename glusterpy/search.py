@@ -308,13 +308,17 @@ def complete(text: str) -> dict:
     """What may come next at the end of `text`: {"start": offset of the word
     being typed, "options": [...]}; replacing text[start:] with an option
     (and a space) continues the query."""
+    # a lone "!" is the start of "!=", not yet a token
+    body = text[:-1] if text.endswith("!") else text
     try:
-        toks = _tokens(text)[:-1]
+        toks = _tokens(body)[:-1]
     except SearchError:
         return {"start": len(text), "options": []}
     start = len(text)
     partial = ""
-    if toks and not text[-1:].isspace() and toks[-1].kind in ("word", "op") and \
+    if body != text:
+        partial, start = "!", len(body)
+    elif toks and not text[-1:].isspace() and toks[-1].kind in ("word", "op") and \
             toks[-1].pos + len(toks[-1].text) == len(text):
         partial = toks[-1].text
         start = toks[-1].pos

@@ -151,6 +151,30 @@ def test_the_issue_example_and_evaluation():
         ["vm4", "data", "vm1", "vm2", "vm3"]
 
 
+@given(queries)
+def test_completion_offers_each_next_word_of_a_query(q):
+    # at every word of a canonical query but free text and numbers, the
+    # completer offers that word for the text before it
+    text = q.print()
+    toks = search._tokens(text)[:-1]
+    for i, t in enumerate(toks):
+        word = t.text.lower()
+        prev = toks[i - 1].text.lower() if i else None
+        value_of = toks[i - 2].text.lower() if i >= 2 and toks[i - 1].kind == "op" else None
+        if t.kind not in ("word", "op") or word == ":" or \
+                (value_of and search.STRING_FIELDS.get(value_of) is None) or \
+                (value_of and "*" in word) or prev in ("(",) and t.kind != "word":
+            continue
+        offered = [o.lower() for o in search.complete(text[:t.pos])["options"]]
+        if i == 0:
+            assert "volumes:" in offered
+            continue
+        assert word in offered, (text, text[:t.pos], offered)
+        # and the word typed in part narrows the list to it, among others
+        part = search.complete(text[:t.pos] + t.text[:1])
+        assert word in [o.lower() for o in part["options"]] and part["start"] == t.pos
+
+
 def test_completion_walks_the_grammar():
     c = search.complete
     assert c("") == {"start": 0, "options": ["Volumes:"]}

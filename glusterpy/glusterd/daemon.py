@@ -200,7 +200,9 @@ def _disk_use(path: str) -> dict:
         st = os.statvfs(path)
     except OSError:
         return {}
-    return {"disk_total": st.f_blocks * st.f_frsize, "disk_free": st.f_bavail * st.f_frsize}
+    # (the file system's id: bricks sharing one count its space once)
+    return {"disk_total": st.f_blocks * st.f_frsize, "disk_free": st.f_bavail * st.f_frsize,
+            "disk_fsid": st.f_fsid}
 
 
 class Glusterd:

@@ -219,8 +219,11 @@ function Capacity({ bricks }) {
   const vols = {};
   for (const b of bricks) {
     if (b.disk_total == null) continue;
-    const v = vols[b.volume] = vols[b.volume] || { total: 0, free: 0, bricks: 0 };
-    v.total += b.disk_total; v.free += b.disk_free; v.bricks++;
+    const v = vols[b.volume] = vols[b.volume] || { total: 0, free: 0, seen: new Set() };
+    const fs = `${b.node}/${b.disk_fsid}`;
+    if (v.seen.has(fs)) continue;   // three bricks on one disk are one disk's space
+    v.seen.add(fs);
+    v.total += b.disk_total; v.free += b.disk_free;
   }
   const rows = Object.entries(vols);
   if (!rows.length) return html`<p class="muted">No started volume reports its disks yet.</p>`;
@@ -230,7 +233,7 @@ function Capacity({ bricks }) {
       return html`<tr><td>${name}</td><td>${bytes(used)}</td><td>${bytes(v.free)}</td>
         <td><${Progress} value=${share} label=${`${name}: ${Math.round(share * 100)}% used`} /></td></tr>`;
     })}</tbody></table></div>
-    <p class="muted">Summed over bricks; bricks sharing a file system count it once each.</p>`;
+    <p class="muted">The file systems of the volume's bricks, each counted once.</p>`;
 }
 
 // -- volumes ------------------------------------------------------------------
@@ -595,8 +598,8 @@ function Audit({ params }) {
       <div><label for="a-volume">Volume</label><input id="a-volume" value=${f.volume} onInput=${set('volume')} /></div>
       <div><label for="a-result">Result</label><select id="a-result" value=${f.result} onChange=${set('result')}>
         <option value="">any</option><option value="success">success</option><option value="failed">failed</option><option value="refused">refused</option></select></div>
-      <div><label for="a-since">From</label><input id="a-since" type="datetime-local" value=${f.since} onInput=${set('since')} /></div>
-      <div><label for="a-until">Until</label><input id="a-until" type="datetime-local" value=${f.until} onInput=${set('until')} /></div>
+      <div><label for="a-since">From (UTC)</label><input id="a-since" type="datetime-local" value=${f.since} onInput=${set('since')} /></div>
+      <div><label for="a-until">Until (UTC)</label><input id="a-until" type="datetime-local" value=${f.until} onInput=${set('until')} /></div>
     </form>
     <${ErrorBox} error=${error} />
     <p class="muted" aria-live="polite">${data ? `${entries.length} of ${data.entries.length} entries` : 'Loading\u2026'}</p>
