@@ -52,9 +52,8 @@ import errno
 import logging
 import os
 import posixpath
-import socket
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import trio
