@@ -296,6 +296,22 @@ def test_admin_and_read_only_in_the_console(browser, node, tmp_path):
     assert task is not None
     p.shot("08-tasks")
 
+    # shrink it again: remove-brick start from the volume's page, watched on
+    # Tasks to its end, then committed there
+    p.go("#/volumes/dist", "Volume dist")
+    browser.find_element(By.CSS_SELECTOR, "details summary").click()
+    p.labelled(f"127.0.0.1:{tmp_path / 'd2'}").click()
+    p.button("Start removing").click()
+    p.wait(lambda: browser.find_elements(By.CSS_SELECTOR, ".task[data-kind='remove-brick']"),
+           what="the remove-brick task")
+    p.wait(lambda: "completed" in browser.find_element(
+        By.CSS_SELECTOR, ".task[data-kind='remove-brick'] .task-status").text, timeout=60,
+        what="the migration completed")
+    p.shot("08b-remove-brick")
+    p.button("Commit the removal").click()
+    p.wait(lambda: len(node.ok("volume", "info", "dist", "--json").json()["volumes"][0]
+                       ["bricks"]) == 1, what="the brick removed")
+
     # the audit log: who set what
     p.go("#/audit", "Audit log")
     p.labelled("Operation").send_keys("set")
