@@ -250,8 +250,10 @@ def check_mountpoint(mountpoint: str) -> None:
     try:
         st = os.stat(mountpoint)
     except OSError as e:
-        if e.errno == errno.ENOTCONN:
-            # a FUSE mount whose process died (kill -9 without auto_unmount)
+        if e.errno in (errno.ENOTCONN, errno.ECONNABORTED):
+            # a FUSE mount whose process died (kill -9 without auto_unmount);
+            # the kernel says ECONNABORTED instead when a request was in
+            # flight as the connection was torn down
             raise MountError(f"{mountpoint} is a stale mount whose process is gone: "
                              f"unmount it first (umount {mountpoint})") from None
         raise MountError(f"mount point {mountpoint} does not exist or is not a "
