@@ -226,6 +226,23 @@ class RpcConnection:
         """Bytes that would complete the current fragment: a good recv size."""
         return self._records.bytes_needed()
 
+    def receive_buffer(self, min_size: int) -> memoryview | None:
+        """A view to receive the rest of a large fragment into (see
+        RecordDecoder.fragment_buffer), or None: use receive_data()."""
+        self._check_usable()
+        if self._eof:
+            return None
+        return self._records.fragment_buffer(min_size)
+
+    def received_into(self, n: int) -> None:
+        """`n` bytes were received into the receive_buffer() view (0: the
+        peer closed its side)."""
+        self._check_usable()
+        if n == 0:
+            self._eof = True
+            return
+        self._records.fragment_filled(n)
+
     def next_event(self) -> Event | _NeedData:
         """The next event, or NEED_DATA.  Raises RpcProtocolError (and the
         connection enters ERROR) on malformed input."""

@@ -19,7 +19,11 @@ bytes arrive, before any byte of the fragment is buffered, so a peer that
 announces a 2 GiB fragment gets `RpcProtocolError` at once and costs no
 memory.  Records that arrive whole in one `feed()` are handed out as
 memoryviews of that chunk without copying; records split over several
-chunks or fragments are joined once.
+chunks or fragments are joined once.  A transport that can receive into a
+buffer asks `fragment_buffer()` for one the size of the fragment being
+read (what is already buffered of it is moved in) and fills the rest
+straight from the socket: a large WRITE or READ record is then never
+joined.
 
 Sending - `frame_record(parts)` prefixes the buffers of one message with
 fragment headers and returns the list of buffers to write (with
@@ -52,7 +56,7 @@ class RecordDecoder:
     """Reassembles records from a byte stream (sans-IO)."""
 
     __slots__ = ("max_record_size", "_chunks", "_avail", "_frags", "_record_len",
-                 "_frag_len", "_last")
+                 "_frag_len", "_last", "_direct", "_direct_pos")
 
     def __init__(self, max_record_size: int = DEFAULT_MAX_RECORD_SIZE) -> None:
         self.max_record_size = max_record_size
@@ -62,12 +66,16 @@ class RecordDecoder:
         self._record_len = 0     # bytes in _frags
         self._frag_len = -1      # length of the fragment being read; -1: header next
         self._last = False
+        self._direct: bytearray | None = None  # the fragment_buffer() being filled
+        self._direct_pos = 0                    # bytes of it filled
 
     def feed(self, data: Buffer) -> None:
         """Add received bytes.  A bytearray or memoryview is copied (the
         caller may reuse its buffer); bytes are kept by reference."""
         if not data:
             return
+        if self._direct is not None:
+            raise RuntimeError("feed() while a fragment_buffer() is being filled")
         if not isinstance(data, bytes):
             data = bytes(data)
         self._chunks.append(memoryview(data))
@@ -76,18 +84,45 @@ class RecordDecoder:
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as part of a record."""
-        return self._avail + self._record_len
+        return self._avail + self._record_len + self._direct_pos
 
     def at_record_boundary(self) -> bool:
         """True when no partial record is buffered (a clean place for EOF)."""
-        return self._avail == 0 and self._frag_len < 0 and not self._frags
+        return (self._avail == 0 and self._frag_len < 0 and not self._frags
+                and self._direct is None)
 
     def bytes_needed(self) -> int:
         """How many more bytes complete the current fragment (or header):
         a receive-size hint for the transport."""
         if self._frag_len < 0:
             return max(4 - self._avail, 1)
+        if self._direct is not None:
+            return self._frag_len - self._direct_pos
         return max(self._frag_len - self._avail, 1)
+
+    def fragment_buffer(self, min_size: int) -> memoryview | None:
+        """Where to receive the rest of the fragment being read, when at
+        least `min_size` bytes of it are still to come (else None: feed()
+        as usual).  Receive into the view, then call `fragment_filled(n)`;
+        ask again until `bytes_needed()` is covered (the view shrinks)."""
+        if self._direct is None:
+            if self._frag_len < 0 or self._frag_len - self._avail < min_size:
+                return None
+            buf = bytearray(self._frag_len)
+            pos = 0
+            while self._chunks:
+                chunk = self._chunks.popleft()
+                buf[pos:pos + len(chunk)] = chunk
+                pos += len(chunk)
+            self._avail = 0
+            self._direct, self._direct_pos = buf, pos
+        return memoryview(self._direct)[self._direct_pos:]
+
+    def fragment_filled(self, n: int) -> None:
+        """`n` more bytes of the fragment_buffer() were received."""
+        if self._direct is None or not 0 <= n <= len(self._direct) - self._direct_pos:
+            raise RuntimeError(f"fragment_filled({n}) without room for it")
+        self._direct_pos += n
 
     def _take(self, n: int) -> memoryview:
         """Remove and return the first n buffered bytes (n <= _avail)."""
@@ -126,9 +161,17 @@ class RecordDecoder:
                         f"the maximum of {self.max_record_size}")
                 self._frag_len = length
                 self._last = bool(header & LAST_FRAGMENT)
-            if self._avail < self._frag_len:
+            if self._direct is not None:
+                if self._direct_pos < self._frag_len:
+                    return None
+                # read-only, as views of received bytes are: hashable, and
+                # nobody downstream can scribble on a WRITE's payload
+                fragment = memoryview(self._direct).toreadonly()
+                self._direct, self._direct_pos = None, 0
+            elif self._avail < self._frag_len:
                 return None
-            fragment = self._take(self._frag_len) if self._frag_len else memoryview(b"")
+            else:
+                fragment = self._take(self._frag_len) if self._frag_len else memoryview(b"")
             self._frag_len = -1
             if not self._last:
                 self._frags.append(fragment)

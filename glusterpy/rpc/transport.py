@@ -11,12 +11,29 @@ socket and the sans-IO state machine, and nothing more:
 * a connection that closes or sends garbage fails every waiting call with
   `ConnectionLost`, which protocol/client turns into ENOTCONN.
 
-Sends are vectored (`sendmsg` of the codec's buffer list) so a WRITE's
-payload reaches the socket without being copied into one buffer.  Over TLS
-(a `trio.SSLStream` from glusterpy.rpc.tls) the buffers are joined once and
-encrypted by the stream: the record layer copies anyway.  A connection that
-breaks on a TLS failure (the peer's alert refusing our certificate, which
-TLS 1.3 delivers after the handshake) is logged with OpenSSL's reason.
+Built for the cost of a request, which on a brick is mostly the request
+path around the fop (bench/notes/qemu.md has the profiles):
+
+* Sends are queued and written by one flusher task per connection with one
+  vectored `sendmsg` per batch: the replies of every call that finished in
+  one pass of trio's scheduler leave in one syscall, and a WRITE's payload
+  reaches the socket without being copied into one buffer.  Senders wait
+  only when the queue is over `SEND_QUEUE_LIMIT` bytes (a peer that does
+  not read cannot make us buffer more).  Over TLS (a `trio.SSLStream` from
+  glusterpy.rpc.tls) a batch is joined once and encrypted by the stream:
+  the record layer copies anyway.
+* A plain TCP connection is read and written with the socket's own
+  non-blocking calls, waiting on trio only when the kernel says EAGAIN:
+  trio's socket methods checkpoint twice per call, a trip through the
+  scheduler each.  The reader yields once per received chunk instead, so
+  the calls it started run (and their replies go out) before it reads on.
+* A large record (a WRITE call, a READ reply) is received straight into a
+  buffer of its size (`RecordDecoder.fragment_buffer`), not joined from
+  chunks.
+
+A connection that breaks on a TLS failure (the peer's alert refusing our
+certificate, which TLS 1.3 delivers after the handshake) is logged with
+OpenSSL's reason.
 """
 
 from __future__ import annotations
@@ -38,7 +55,16 @@ from .tls import socket_of, ssl_failure
 
 log = logging.getLogger(__name__)
 
-RECV_SIZE = 256 * 1024
+#: what one receive asks for between large records; 64 requests of a
+#: qemu at queue depth 64 fit many times over
+RECV_SIZE = 64 * 1024
+#: a fragment with at least this much still to come is received straight
+#: into a buffer of its own size instead of in chunks that are then joined
+DIRECT_RECEIVE_MIN = 32 * 1024
+#: bytes queued for sending above which senders wait for the flusher
+SEND_QUEUE_LIMIT = 4 * 1024 * 1024
+#: buffers one sendmsg takes (the kernel's UIO_MAXIOV)
+IOV_MAX = 1024
 #: seconds a TLS connection's close_notify may take before the socket is just closed
 TLS_CLOSE_TIMEOUT = 2.0
 
@@ -103,7 +129,14 @@ class RpcEndpoint:
         self.last_sent = self.last_received = 0.0
         self._waiters: dict[int, _Waiter] = {}
         self._send_lock = trio.StrictFIFOLock()
-        self._sock = getattr(stream, "socket", None)
+        self._raw = _raw_socket(stream)
+        # the send queue: buffers in order, written by the flusher task
+        # while serve() runs (before it, _send writes directly)
+        self._outq: list[Any] = []
+        self._outq_bytes = 0
+        self._flusher: trio.lowlevel.Task | None = None
+        self._flusher_parked = False
+        self._queue_drained = trio.Event()
         self._calls_nursery: trio.Nursery | None = None
         # At most max_calls incoming calls in service at once: reading stops
         # while they are all busy, so a client that floods us is throttled by
@@ -115,18 +148,74 @@ class RpcEndpoint:
     # -- sending ------------------------------------------------------------------
 
     async def _send(self, buffers) -> None:
-        async with self._send_lock:
+        """Queue one message's buffers for the flusher (or write them now
+        when no flusher runs); raises ConnectionLost if the connection is
+        closed.  A failure of the write itself fails every waiting call."""
+        if self.closed:
+            raise ConnectionLost(f"{self.name}: connection to {self.peer} is closed")
+        if self._flusher is None:
+            async with self._send_lock:
+                try:
+                    await self._write(list(buffers))
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                    self._lost(f"send failed: {e}")
+                    raise ConnectionLost(f"{self.name}: {e}") from None
+            return
+        while self._outq_bytes > SEND_QUEUE_LIMIT:
+            await self._queue_drained.wait()
             if self.closed:
                 raise ConnectionLost(f"{self.name}: connection to {self.peer} is closed")
-            try:
-                if self._sock is not None:
-                    await _sendmsg_all(self._sock, buffers)
-                else:
-                    await self.stream.send_all(b"".join(buffers))
-                self.last_sent = trio.current_time()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                self._lost(f"send failed: {e}")
-                raise ConnectionLost(f"{self.name}: {e}") from None
+        queue = self._outq
+        for b in buffers:
+            queue.append(b)
+            self._outq_bytes += len(b) if isinstance(b, bytes) else memoryview(b).nbytes
+        if self._flusher_parked:
+            self._flusher_parked = False
+            trio.lowlevel.reschedule(self._flusher)
+
+    async def _flush_loop(self) -> None:
+        """The flusher: writes whatever was queued since its last write in
+        one go, then parks until more comes."""
+        self._flusher = trio.lowlevel.current_task()
+
+        def unpark(_):
+            self._flusher_parked = False
+            return trio.lowlevel.Abort.SUCCEEDED
+        try:
+            while True:
+                if not self._outq:
+                    self._flusher_parked = True
+                    await trio.lowlevel.wait_task_rescheduled(unpark)
+                    continue
+                batch, self._outq, self._outq_bytes = self._outq, [], 0
+                drained, self._queue_drained = self._queue_drained, trio.Event()
+                drained.set()
+                try:
+                    # a direct write from before serve() started may still
+                    # be going out; messages must not interleave
+                    try:
+                        self._send_lock.acquire_nowait()
+                    except trio.WouldBlock:
+                        await self._send_lock.acquire()
+                    try:
+                        await self._write(batch)
+                    finally:
+                        self._send_lock.release()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                    self._lost(f"send failed: {e}")
+                    return
+        finally:
+            self._flusher = None
+            self._flusher_parked = False
+            self._outq, self._outq_bytes = [], 0
+            self._queue_drained.set()
+
+    async def _write(self, buffers: list) -> None:
+        if self._raw is not None:
+            await _sendmsg_all(self._raw, buffers)
+        else:
+            await self.stream.send_all(b"".join(buffers))
+        self.last_sent = trio.current_time()
 
     async def call(self, procedure: Procedure, args: Any = None, *,
                    cred: Auth = AUTH_NULL_CRED, timeout: float | None = None) -> Any:
@@ -186,6 +275,7 @@ class RpcEndpoint:
         try:
             async with trio.open_nursery() as nursery:
                 self._calls_nursery = nursery
+                nursery.start_soon(self._flush_loop)
                 try:
                     await self._read_loop(nursery)
                 except RpcProtocolError as e:
@@ -200,11 +290,33 @@ class RpcEndpoint:
         if error is not None:
             raise error
 
-    async def _read_loop(self, nursery: trio.Nursery) -> None:
+    async def _receive(self) -> bool:
+        """Receive once into the connection; False at end of file."""
         conn = self.conn
+        raw = self._raw
+        if raw is None:
+            data = await self.stream.receive_some(max(RECV_SIZE, conn.receive_size_hint()))
+            conn.receive_data(data)
+            return bool(data)
+        view = conn.receive_buffer(DIRECT_RECEIVE_MIN)
         while True:
             try:
-                data = await self.stream.receive_some(max(RECV_SIZE, conn.receive_size_hint()))
+                if view is not None:
+                    n = raw.recv_into(view)
+                    conn.received_into(n)
+                    return n > 0
+                data = raw.recv(RECV_SIZE)
+                conn.receive_data(data)
+                return bool(data)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(raw)
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        conn = self.conn
+        slots = self._call_slots
+        while True:
+            try:
+                more = await self._receive()
                 self.last_received = trio.current_time()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 reason = ssl_failure(e)
@@ -214,26 +326,32 @@ class RpcEndpoint:
                 else:
                     log.debug("%s: receive from %s failed: %s", self.name, self.peer, e)
                 return
-            conn.receive_data(data)
             for event in conn.events():
                 if isinstance(event, ReplyReceived):
                     self._resolve(event.xid, event.result)
                 elif isinstance(event, CallReceived):
-                    if self._call_slots is not None:
-                        await self._call_slots.acquire()
+                    if slots is not None:
+                        try:
+                            slots.acquire_nowait()
+                        except trio.WouldBlock:
+                            await slots.acquire()
                     nursery.start_soon(self._serve_call, event)
                 elif isinstance(event, CallFailed):
                     self._resolve(event.xid, RpcCallFailed(event))
                 elif isinstance(event, RejectedCall):
                     log.info("%s: refused a call from %s: %s", self.name, self.peer, event.reason)
                     if event.expects_reply:
-                        nursery.start_soon(self._send, conn.send_rejection(event))
+                        await self._quietly(self._send(conn.send_rejection(event)))
                 elif isinstance(event, OrphanReply):
                     log.debug("%s: late reply xid %d dropped", self.name, event.xid)
                 elif isinstance(event, ConnectionClosed):
                     return
-            if not data:
+            if not more:
                 return
+            # let what this chunk started run (and its replies go out)
+            # before reading on; a peer that never stops sending cannot
+            # keep the loop to itself
+            await trio.lowlevel.checkpoint()
 
     def _resolve(self, xid: int, outcome: Any) -> None:
         waiter = self._waiters.pop(xid, None)
@@ -304,17 +422,36 @@ class RpcEndpoint:
                 pass
 
 
-async def _sendmsg_all(sock, buffers) -> None:
-    views = [memoryview(b).cast("B") for b in buffers if len(b)]
-    while views:
-        sent = await sock.sendmsg(views)
+async def _sendmsg_all(sock: socket.socket, buffers: list) -> None:
+    """Write every buffer with the socket's own non-blocking sendmsg,
+    IOV_MAX at a time, waiting for room only on EAGAIN."""
+    views = [b if isinstance(b, bytes) else memoryview(b).cast("B") for b in buffers if len(b)]
+    first = 0
+    while first < len(views):
+        try:
+            sent = sock.sendmsg(views[first:first + IOV_MAX])
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(sock)
+            continue
         while sent:
-            if sent >= len(views[0]):
-                sent -= len(views[0])
-                views.pop(0)
+            head = views[first]
+            if sent >= len(head):
+                sent -= len(head)
+                first += 1
             else:
-                views[0] = views[0][sent:]
+                views[first] = memoryview(head)[sent:]
                 sent = 0
+
+
+def _raw_socket(stream) -> socket.socket | None:
+    """The stdlib socket under a plain trio.SocketStream (None for TLS and
+    other streams): its non-blocking calls are used directly, see the
+    module docstring.  trio keeps it as `_sock`; if a trio release drops
+    that, the transport falls back to the stream's own methods (slower)."""
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    raw = getattr(stream.socket, "_sock", None)
+    return raw if isinstance(raw, socket.socket) else None
 
 
 def _peer_name(stream) -> str:
