@@ -120,3 +120,72 @@ def test_random_bytes_raise_only_protocol_errors(data):
         records(dec)
     except RpcProtocolError:
         pass
+
+
+def receive_like_a_transport(dec: RecordDecoder, wire: bytes, cuts: list[int],
+                             direct_min: int) -> list[bytes]:
+    """Drive the decoder as rpc.transport does: feed() small pieces, and
+    receive into fragment_buffer() whenever it offers one."""
+    got, pos, i = [], 0, 0
+    while pos < len(wire):
+        step = cuts[i % len(cuts)]
+        i += 1
+        view = dec.fragment_buffer(direct_min)
+        if view is not None:
+            n = min(step, len(view), len(wire) - pos)
+            view[:n] = wire[pos:pos + n]
+            dec.fragment_filled(n)
+        else:
+            n = step
+            dec.feed(wire[pos:pos + n])
+        pos += n
+        got += records(dec)
+    return got
+
+
+@settings(max_examples=150)
+@given(st.lists(st.binary(max_size=300), max_size=5), st.integers(1, 100),
+       st.lists(st.integers(1, 50), min_size=1, max_size=10), st.integers(1, 64))
+def test_direct_receive_any_fragmentation_and_chunking(messages, max_fragment, cuts,
+                                                       direct_min):
+    wire = b"".join(record_bytes([m], max_fragment=max_fragment) for m in messages)
+    dec = RecordDecoder()
+    assert receive_like_a_transport(dec, wire, cuts, direct_min) == messages
+    assert dec.at_record_boundary() and dec.buffered == 0
+
+
+def test_direct_receive_moves_what_was_buffered_and_hands_out_read_only():
+    payload = bytes(range(256)) * 4
+    wire = frag(payload, True)
+    dec = RecordDecoder()
+    dec.feed(wire[:100])                       # header + 96 bytes, chunked
+    assert dec.fragment_buffer(1) is None      # the header is not read yet
+    assert dec.next_record() is None
+    assert dec.fragment_buffer(2000) is None   # not enough still to come
+    view = dec.fragment_buffer(100)
+    assert len(view) == len(payload) - 96 and dec.buffered == 96
+    assert not dec.at_record_boundary()
+    assert dec.bytes_needed() == len(view)
+    view[:500] = wire[100:600]
+    dec.fragment_filled(500)
+    assert dec.next_record() is None
+    assert len(dec.fragment_buffer(1)) == len(payload) - 596  # the view shrinks
+    rest = dec.fragment_buffer(1)
+    rest[:] = wire[600:]
+    dec.fragment_filled(len(rest))
+    record = dec.next_record()
+    assert bytes(record) == payload and record.readonly
+    assert dec.at_record_boundary()
+
+
+def test_direct_receive_misuse_is_refused():
+    dec = RecordDecoder()
+    with pytest.raises(RuntimeError):
+        dec.fragment_filled(1)                 # no buffer handed out
+    dec.feed(frag(b"x" * 100, True)[:10])
+    assert dec.next_record() is None
+    view = dec.fragment_buffer(1)
+    with pytest.raises(RuntimeError):
+        dec.fragment_filled(len(view) + 1)     # more than there is room for
+    with pytest.raises(RuntimeError):
+        dec.feed(b"y")                         # bytes would go around the buffer

@@ -120,3 +120,107 @@ async def test_garbage_from_the_peer_ends_the_connection(nursery):
     assert server.closed
     raw.close()
     await listeners[0].aclose()
+
+
+async def test_a_peer_that_never_reads_costs_bounded_memory_and_loses_nothing(nursery):
+    """Replies queue for the flusher; above SEND_QUEUE_LIMIT their senders
+    wait.  A client that sends many calls and reads nothing therefore holds
+    the server to the limit (plus one reply), and once it reads, every
+    reply arrives, each matched to its call."""
+    from glusterpy.rpc import ReplyReceived
+    from glusterpy.rpc.transport import SEND_QUEUE_LIMIT
+    reply_size = 256 * 1024
+    calls = 64                       # 16 MiB of replies: well over what can queue
+    served = []
+
+    async def handler(endpoint, call):
+        served.append(call.xid)
+        return DumpReply(gfs_id=call.args.gfs_id,
+                         programs=[ProgramInfo("x" * reply_size, call.args.gfs_id, 1)])
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", port))
+    server = RpcEndpoint(await listeners[0].accept(), RpcConnection(), handler=handler,
+                         name="server")
+    await listeners[0].aclose()
+    nursery.start_soon(server.serve)
+    client = RpcConnection()
+    xids = []
+    for n in range(calls):
+        xid, buffers = client.send_call(DUMP_PROC, DumpRequest(gfs_id=n))
+        xids.append(xid)
+        raw.sendall(b"".join(buffers))
+    most_queued = 0
+    for _ in range(50):              # let the server do all it can
+        await trio.sleep(0.02)
+        most_queued = max(most_queued, server._outq_bytes)
+    assert 0 < most_queued <= SEND_QUEUE_LIMIT + reply_size + 1024
+    assert len(served) == calls      # every call was served...
+    # ...but not every reply could be queued or sent: nobody reads
+
+    raw.setblocking(False)
+    answered = {}
+    with trio.fail_after(20):
+        while len(answered) < calls:
+            await trio.lowlevel.wait_readable(raw)
+            data = raw.recv(1 << 20)
+            assert data, "the server closed before answering everything"
+            client.receive_data(data)
+            for event in client.events():
+                assert isinstance(event, ReplyReceived)
+                answered[event.xid] = event.result
+    assert sorted(answered) == sorted(xids)
+    assert all(len(answered[x].programs[0].name) == reply_size for x in xids)
+    assert [answered[x].gfs_id for x in xids] == list(range(calls))
+    raw.close()
+    await server.aclose()
+
+
+async def test_large_writes_and_reads_arrive_intact(nursery):
+    """WRITE calls and READ replies big enough to be received straight into
+    a buffer of their own, many at once, mixed with tiny ones."""
+    import hashlib
+    from glusterpy import fops as F
+    from glusterpy.fops import Iatt
+    from glusterpy.rpc import FOP_PROCEDURES
+    from glusterpy.rpc.fops4 import FopRequest, RemoteFd
+    gfid = b"\x01" * 16
+    fd = RemoteFd(gfid, 1)
+
+    def content(n: int) -> bytes:
+        size = n if n % 3 == 0 else (n * 37_001) % 300_000
+        return hashlib.shake_256(n.to_bytes(4, "big")).digest(size) if size else b""
+    written = {}
+
+    async def handler(endpoint, call):
+        request = call.args
+        if request.name == "writev":
+            data = bytes(request.args["data"])
+            written[request.args["offset"]] = data
+            return F.WriteReply(count=len(data), prebuf=Iatt(gfid=gfid), postbuf=Iatt(gfid=gfid))
+        return F.ReadReply(data=content(request.args["offset"]), iatt=Iatt(gfid=gfid))
+    server, client = await open_pair(handler)
+    nursery.start_soon(server.serve)
+    nursery.start_soon(client.serve)
+    read = {}
+
+    async def one(n):
+        if n % 2:
+            args = {"fd": fd, "data": content(n), "offset": n, "flags": 0}
+            reply = await client.call(FOP_PROCEDURES["writev"],
+                                      FopRequest(F.BY_NAME["writev"], args), timeout=20)
+            assert reply.unwrap().count == len(content(n))
+        else:
+            args = {"fd": fd, "size": 1 << 20, "offset": n, "flags": 0}
+            reply = await client.call(FOP_PROCEDURES["readv"],
+                                      FopRequest(F.BY_NAME["readv"], args), timeout=20)
+            read[n] = bytes(reply.unwrap().data)
+    async with trio.open_nursery() as calls:
+        for n in range(60):
+            calls.start_soon(one, n)
+    assert written == {n: content(n) for n in range(1, 60, 2)}
+    assert read == {n: content(n) for n in range(0, 60, 2)}
+    await client.aclose()
+    await server.aclose()

@@ -103,7 +103,8 @@ class RecordDecoder:
     def fragment_buffer(self, min_size: int) -> memoryview | None:
         """Where to receive the rest of the fragment being read, when at
         least `min_size` bytes of it are still to come (else None: feed()
-        as usual).  Receive into the view, then call `fragment_filled(n)`;
+        as usual).  The fragment's header must have been read: ask after
+        next_record() returned None, as a transport does anyway.  Receive into the view, then call `fragment_filled(n)`;
         ask again until `bytes_needed()` is covered (the view shrinks)."""
         if self._direct is None:
             if self._frag_len < 0 or self._frag_len - self._avail < min_size:
