@@ -33,8 +33,12 @@ def test_volfiles_follow_glusterd_names_and_shapes():
     files = volgen.volfiles(vol)
     assert set(files) == {"vm.tcp-fuse.vol", "vm.noperf.vol", "vm.rebalance.vol",
                           "vm.node1.srv-b1.vol", "vm.node2.srv-b2.vol"}
+    from glusterpy.gfapi.mgmt import elide_unavailable
     for text in files.values():
-        Graph(vf.parses(text))  # every volfile loads with our translators
+        # every volfile loads with our translators, as our clients load it
+        parsed = vf.parses(text)
+        elide_unavailable(parsed)
+        Graph(parsed)
     brick = vf.parses(files["vm.node1.srv-b1.vol"])
     assert brick.top.type == "protocol/server" and brick.top.subvolumes == ["/srv/b1"]
     assert brick.top.options["auth.addr./srv/b1.allow"] == "*"
@@ -52,7 +56,15 @@ def test_volfiles_follow_glusterd_names_and_shapes():
     assert (c0["remote-host"], c0["remote-subvolume"], c0["remote-port"]) == \
         ("node1", "/srv/b1", "49152")
     assert client["vm-dht"].subvolumes == ["vm-client-0", "vm-client-1"]
-    assert "performance/io-cache" in {v.type for v in client.volumes}
+    # GlusterFS 10's client stack over utime, in its order (io-cache where
+    # glusterd would put it), io-stats on top
+    chain, name = [], client.top.name
+    while name != "vm-dht":
+        chain.append(client[name].type)
+        [name] = client[name].subvolumes
+    assert chain == ["debug/io-stats", "performance/io-threads", "performance/md-cache",
+                     "performance/quick-read", "performance/open-behind",
+                     "performance/io-cache", "performance/write-behind", "features/utime"]
     assert "performance/io-cache" not in {v.type for v in vf.parses(
         files["vm.noperf.vol"]).volumes}
     # the rebalance process's graph: no utime, no caches, glusterd's dht overrides
@@ -77,6 +89,11 @@ def test_volume_set_keys_reach_their_translators():
     # GlusterFS 8's name for the same option
     vol["options"] = {"performance.io-cache-size": "80MB"}
     assert vf.parses(volgen.client_volfile(vol))["vm-io-cache"].options["cache-size"] == "80MB"
+    # glusterd's keys switch the translators glusterpy lacks as well
+    vol["options"] = {"performance.write-behind": "off", "performance.stat-prefetch": "off"}
+    types = {v.type for v in vf.parses(volgen.client_volfile(vol)).volumes}
+    assert "performance/write-behind" not in types and "performance/md-cache" not in types
+    assert "performance/quick-read" in types
     if volgen.have("debug/io-stats"):  # side-specific keys reach one side's io-stats only
         vol["options"] = {"diagnostics.brick-log-level": "DEBUG",
                           "diagnostics.client-log-level": "WARNING"}

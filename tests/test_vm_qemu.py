@@ -161,13 +161,20 @@ def test_qemu_gets_clean_errors_and_volumes_stay_unchanged(tmp_path):
             wrote = out.count("wrote 1048576/1048576 bytes")
             failed = [line for line in out.splitlines() if "failed" in line]
             assert 20 <= wrote < 48 and wrote * (1 << 20) <= free, out
-            assert failed and all(f == "write failed: No space left on device" for f in failed), \
-                failed
-            assert "Pattern verification failed" not in out and \
-                out.count("read 1048576/1048576 bytes") == 2, out
-            # what was acknowledged is on the brick
+            # the brick's ENOSPC reaches QEMU.  The client graph has
+            # write-behind, as glusterd's has: QEMU's gluster driver then
+            # closes the image after the first failed write or flush (it
+            # cannot know what write-behind dropped), so what follows fails
+            # with ENOMEDIUM - as on a GlusterFS volume
+            assert failed and failed[0] == "write failed: No space left on device", failed
+            assert all(f in ("write failed: No space left on device",
+                             "write failed: No medium found",
+                             "read failed: No medium found") for f in failed), failed
+            assert "Pattern verification failed" not in out, out
+            # what was acknowledged before the space ran out is on the brick
             with open(bricks["full"] / "thin.img", "rb") as f:
                 assert f.read(1 << 20) == b"\x40" * (1 << 20)
+                assert f.read(1 << 20) == b"\x41" * (1 << 20)
 
         def preallocation_past_the_free_space():
             free = free_bytes(prealloc)

@@ -31,8 +31,21 @@ Client volfiles (glusterd's `VOL.tcp-fuse.vol`):
                                      over replicate sets when both are given)
     VOL-dht         cluster/distribute over the sets
     VOL-utime       features/utime   (when features.ctime is on)
-    VOL-io-cache    performance/io-cache (performance.io-cache, default on)
+    VOL-write-behind  performance/write-behind  (performance.write-behind)
+    VOL-io-cache    performance/io-cache      (performance.io-cache)
+    VOL-open-behind performance/open-behind   (performance.open-behind)
+    VOL-quick-read  performance/quick-read    (performance.quick-read)
+    VOL-md-cache    performance/md-cache      (performance.stat-prefetch)
+    VOL-io-threads  performance/io-threads    (performance.client-io-threads)
     VOL             debug/io-stats   the top is always named VOL
+
+The performance translators are GlusterFS 10's default client stack, in its
+order, each switched by its glusterd key (all on by default).  glusterpy's
+own clients (the FUSE mount, gfapi, the NBD server) run those it has and
+leave out the rest, which only cache or defer (gfapi.mgmt.elide_unavailable);
+GlusterFS's clients of a glusterpy volume - QEMU's gluster driver, fio's
+gfapi engine, glusterfs's FUSE mount - run them all, so they get the graph
+they would get from glusterd.
 
 Named variants, selectable by GETSPEC key (volfile-id):
 
@@ -61,8 +74,9 @@ only; glusterpyd's glustershd process loads it, glusterd/shd.py):
                                      glusterd's shd mod_dict does)
     VOL             debug/io-stats   over every replicate set
 
-A translator that glusterpy does not have (yet) is left out: io-stats (the
-brick's top is then locks, still named by the brick path), utime, arbiter.
+Other translators that glusterpy does not have (yet) are left out: io-stats
+(the brick's top is then locks, still named by the brick path), utime,
+arbiter.
 Volume types whose translator is missing are refused (`check_supported`):
 the check looks for the module at runtime, so `replica` starts working the
 day xlators/cluster/replicate.py lands.  Each volume's options are given
@@ -77,7 +91,7 @@ Departures from glusterd:
 * features/index is on the bricks of replicated volumes only (glusterd puts
   it on every brick): nothing but cluster/replicate's changelogs feeds it;
 * `performance.io-cache` defaults to on (GlusterFS 10: off): io-cache is
-  glusterpy's one caching translator, where glusterd stacks five others;
+  glusterpy's one client-side cache of its own;
 * no trusted-* volfiles, no auth.login credentials: bricks authenticate
   clients by address (auth.allow / auth.reject).
 
@@ -160,13 +174,28 @@ class SetKey:
             raise OptionError(self.key, f"{e}\n{self.help()}") from None
 
 
+#: the client graph's performance translators, bottom up as glusterd
+#: stacks them: (the key that switches it, its type, its name suffix,
+#: default, what `volume set help` says)
+CLIENT_PERFORMANCE = (
+    ("performance.write-behind", "performance/write-behind", "write-behind", "on",
+     "enable/disable write-behind translator in the volume."),
+    ("performance.io-cache", "performance/io-cache", "io-cache", "on",
+     "enable/disable io-cache translator in the volume."),
+    ("performance.open-behind", "performance/open-behind", "open-behind", "on",
+     "enable/disable open-behind translator in the volume."),
+    ("performance.quick-read", "performance/quick-read", "quick-read", "on",
+     "enable/disable quick-read translator in the volume."),
+    ("performance.stat-prefetch", "performance/md-cache", "md-cache", "on",
+     "enable/disable meta-data caching translator in the volume."),
+    ("performance.client-io-threads", "performance/io-threads", "io-threads", "on",
+     "enable/disable io-threads translator in the client graph of volume."),
+)
+
 #: glusterd's keys that switch a translator on or off in the client graph
 TOGGLES = {
-    "performance.io-cache": SetKey(
-        "performance.io-cache",
-        Option("performance.io-cache", OptionType.BOOL, "on",
-               "enable/disable io-cache translator in the volume."),
-        ("performance/io-cache",), toggles="performance/io-cache"),
+    **{key: SetKey(key, Option(key, OptionType.BOOL, default, text), (kind,), toggles=kind)
+       for key, kind, _, default, text in CLIENT_PERFORMANCE},
     "features.ctime": SetKey(
         "features.ctime",
         Option("features.ctime", OptionType.BOOL, "on",
@@ -489,8 +518,10 @@ def client_volfile(vol: dict, perf: bool = True, rebalance: bool = False) -> str
         top = sets[0]  # check_supported refused more than one set
     if not rebalance and enabled(vol, "features.ctime") and have("features/utime"):
         top = b.add(f"{name}-utime", "features/utime", {"noatime": "on"}, [top])
-    if perf and enabled(vol, "performance.io-cache") and have("performance/io-cache"):
-        top = b.add(f"{name}-io-cache", "performance/io-cache", {}, [top])
+    if perf:
+        for key, kind, suffix, _, _ in CLIENT_PERFORMANCE:
+            if enabled(vol, key):
+                top = b.add(f"{name}-{suffix}", kind, {}, [top])
     if have("debug/io-stats"):
         top = b.add(name, "debug/io-stats", {"log-level": "INFO"}, [top])
     else:
