@@ -32,9 +32,12 @@ SLOW = 0.3
 
 
 def volfile(brick, iot_options: dict | None = None, o_direct: bool = False,
-            io_threads: bool = True) -> str:
+            io_threads: bool = True, linux_aio: bool = False) -> str:
+    """posix [under io-threads]; O_DIRECT IO through the pool unless
+    `linux_aio` (posix's default) sends it to the kernel's AIO."""
     text = (f"volume t-posix\n type storage/posix\n option directory {brick}\n"
-            + (" option o-direct on\n" if o_direct else "") + "end-volume\n")
+            + (" option o-direct on\n" if o_direct else "")
+            + f" option linux-aio {'on' if linux_aio else 'off'}\n" + "end-volume\n")
     if io_threads:
         text += "volume t-iot\n type performance/io-threads\n"
         for k, v in (iot_options or {}).items():

@@ -117,7 +117,7 @@ Other behaviour followed, and the departures:
   a background janitor, as GlusterFS does for self-heal.
 * fsyncdir syncs the directory (GlusterFS returns success without a sync).
 * Not implemented: the `reserve` disk-space guard, health checks, batch
-  fsync, linux-aio/io_uring, pgfid link counts (update-link-count-parent),
+  fsync, io_uring, pgfid link counts (update-link-count-parent),
   cloudsync, text-form POSIX ACL keys (glusterfs.posix.acl) and the
   ancestry keys.  Options for them are therefore not declared.
 
@@ -138,6 +138,13 @@ goes to a worker only when the data is not in the page cache; and a
 syscall whose recent inline time is below io-threads' offload-above-usec
 runs inline too, since the hop would cost more (glusterpy.iothreads; the
 numbers are in bench/RESULTS.md).
+Reads and writes on an O_DIRECT descriptor under io-threads go through Linux
+native AIO instead (`linux-aio`, GlusterFS's posix-aio; glusterpy.linux_aio):
+io_submit from the event loop, the completion reaped from an eventfd - no
+thread, so QEMU's queue of requests reaches the disk together at the cost of
+two syscalls each.  GlusterFS's option is off by default and sets O_DIRECT on
+the descriptor for aligned requests; here it is on by default and only
+descriptors opened O_DIRECT use it.
 Like GlusterFS's io-threads, concurrent writes to overlapping ranges of one
 file are not ordered here: clients order them (write-behind), as they must
 with GlusterFS.
@@ -172,6 +179,7 @@ from glusterpy.fops import (GFID, NULL_GFID, ROOT_GFID, ChecksumReply, CopyRange
                             Iatt, LookupReply, OpenReply, ParentReply, PrePostReply,
                             ReadlinkReply, ReadReply, RenameReply, Reply, SeekReply,
                             StatfsReply, StatReply, Statvfs, UInt, WriteReply, XattropType)
+from glusterpy.linux_aio import AioContext
 from glusterpy.options import Option, OptionError, OptionType
 from glusterpy.xlator import Translator
 
@@ -187,6 +195,11 @@ OPTIONS = (
            reconfigurable=False),
     Option("o-direct", OptionType.BOOL, "off",
            "Open every file with O_DIRECT (applies to later opens)."),
+    Option("linux-aio", OptionType.BOOL, "on",
+           "Reads and writes on O_DIRECT descriptors go to the disk through Linux "
+           "native AIO (io_submit) while performance/io-threads is above, instead of "
+           "a worker thread (GlusterFS's default: off).",
+           set_keys=("storage.linux-aio",)),
     Option("brick-uid", OptionType.INT, "-1",
            "Owner uid given to the brick root; -1 leaves it.", min=-1,
            set_keys=("storage.owner-uid",)),
@@ -398,6 +411,7 @@ class Posix(Translator):
         self._janitor_wake: trio.Event | None = None
         self._janitor_scope: trio.CancelScope | None = None
         self._janitor_done: trio.Event | None = None
+        self._aio: AioContext | None = None
 
     # -- life cycle ------------------------------------------------------
 
@@ -426,17 +440,29 @@ class Posix(Translator):
         self._janitor_scope = trio.CancelScope()
         self._trio_token = trio.lowlevel.current_trio_token()
         self.spawn(self._janitor)
+        self._start_aio()
 
     async def fini(self) -> None:
         if self._janitor_scope is not None:
             self._janitor_scope.cancel()
             if self._janitor_done is not None:
                 await self._janitor_done.wait()
+        if self._aio is not None:
+            self._aio.close()
+            self._aio = None
         self._close_all()
 
     def options_changed(self, old) -> None:
         if (self.opts.brick_uid, self.opts.brick_gid) != (old.brick_uid, old.brick_gid):
             self._set_brick_owner()
+        if self.opts.linux_aio and not old.linux_aio:
+            self._start_aio()
+
+    def _start_aio(self) -> None:
+        if self.opts.linux_aio and self._aio is None:
+            self._aio = AioContext.open()
+            if self._aio is not None:
+                self.spawn(self._aio.reap)
 
     def dump_state(self) -> dict:
         return {"directory": self.base, "volume-id": str(self.volume_id or ""),
@@ -898,7 +924,7 @@ class Posix(Translator):
             elif of.odirect:
                 buf = mmap.mmap(-1, _page_round(size))
                 n = os.preadv(of.osfd, [buf], offset)
-                data = memoryview(buf)[:n]
+                data = memoryview(buf)[:min(n, size)]
             else:
                 data = os.pread(of.osfd, size, offset)
             return ReadReply(data, iatt=self._fd_iatt(of, touch=self._atime_asked()))
@@ -914,8 +940,13 @@ class Posix(Translator):
             if offset < 0:
                 raise FopError(errno.EINVAL)
             pre = self._fd_iatt(of)
-            count = await self._blocking(of, _pwrite_all, of.osfd, of.odirect, data, offset,
-                                         bool(flags & (os.O_SYNC | os.O_DSYNC)))
+            sync = bool(flags & (os.O_SYNC | os.O_DSYNC))
+            aio = self._aio_for(of)
+            if aio is not None:
+                count = await self._write_aio(aio, of, data, offset, sync)
+            else:
+                count = await self._blocking(of, _pwrite_all, of.osfd, of.odirect, data,
+                                             offset, sync)
             post = self._fd_iatt(of, touch=MDATA_C | MDATA_M)
             reply_x = None
             if xdata:
@@ -2000,15 +2031,51 @@ class Posix(Translator):
                     else:
                         _quiet(os.close, osfd)
 
+    def _aio_for(self, of: "_OpenFile") -> AioContext | None:
+        """The AIO context for a data syscall on `of`: O_DIRECT descriptors,
+        under io-threads (whose lane says this fop may suspend), while
+        `linux-aio` is on and the kernel gave a context."""
+        if of.odirect and self._aio is not None and self.opts.linux_aio and \
+                iothreads.lane.get() is not None:
+            return self._aio
+        return None
+
+    async def _write_aio(self, aio: AioContext, of: "_OpenFile", data, offset: int,
+                         sync: bool) -> int:
+        """writev's pwrite on an O_DIRECT descriptor through Linux AIO: the
+        buffers copied once into one page-aligned buffer, one request."""
+        views = [memoryview(b).cast("B") for b in
+                 (data if isinstance(data, (list, tuple)) else (data,))]
+        length = sum(len(v) for v in views)
+        aligned = mmap.mmap(-1, _page_round(length))
+        pos = 0
+        for v in views:
+            aligned[pos:pos + len(v)] = v
+            pos += len(v)
+        done = 0
+        while done < length:
+            n = await aio.pwrite(of.osfd, memoryview(aligned)[done:length], offset + done)
+            if n == 0:
+                raise FopError(errno.ENOSPC)
+            done += n
+        if sync:
+            await self._blocking(of, os.fsync, of.osfd)
+        return done
+
     async def _read_offloaded(self, of: "_OpenFile", size: int, offset: int):
-        """readv's pread with io-threads.  O_DIRECT reads through
-        `_blocking` (into a page-aligned buffer); a buffered read first
-        tries preadv2(RWF_NOWAIT) inline - a page-cache hit costs less than
-        the hop - and hands only what was not cached to `_blocking`."""
+        """readv's pread with io-threads.  O_DIRECT reads through Linux AIO
+        (`linux-aio`) or `_blocking`, into a page-aligned buffer; a buffered
+        read first tries preadv2(RWF_NOWAIT) inline - a page-cache hit costs
+        less than the hop - and hands only what was not cached to
+        `_blocking`."""
         if of.odirect:
             buf = mmap.mmap(-1, _page_round(size))
-            n = await self._blocking(of, os.preadv, of.osfd, [buf], offset)
-            return memoryview(buf)[:n]
+            aio = self._aio_for(of)
+            if aio is not None:
+                n = await aio.pread(of.osfd, memoryview(buf)[:_direct_length(size)], offset)
+            else:
+                n = await self._blocking(of, os.preadv, of.osfd, [buf], offset)
+            return memoryview(buf)[:min(n, size)]
         buf = bytearray(size)
         n = -1
         if self._nowait:
@@ -2636,6 +2703,13 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
 # The blocking parts of the data fops: plain functions of descriptors and
 # buffers, touching no translator state, so they may run in a worker of
 # performance/io-threads (Posix._blocking) as well as inline.
+
+def _direct_length(size: int) -> int:
+    """What an O_DIRECT read of `size` bytes asks the disk for: the size
+    itself when it is a multiple of 512 (the smallest logical block),
+    else whole pages - the excess is cut from the reply."""
+    return size if size % 512 == 0 else _page_round(size)
+
 
 def _pwrite_all(osfd: int, odirect: bool, data, offset: int, sync: bool = False) -> int:
     """pwrite every buffer of `data` (one, or a list) from `offset`; under
