@@ -273,16 +273,25 @@ def test_get_volume_id(served):
 
 
 @pytest.mark.skipif(not ROOT, reason="bricks need trusted.* xattrs (root)")
-def test_volume_id_unknown_is_enotsup(tmp_path):
-    """glusterpyd answers no GET_VOLUME_INFO and a one-brick volume's client
-    graph carries no volume-id: a clear OSError, not a wrong id."""
+def test_glusterpyd_answers_get_volume_info(tmp_path):
+    """A one-brick volume's client graph carries no volume-id: the id comes
+    from glusterpyd's GET_VOLUME_INFO, as from glusterd's.  Asking for an
+    unknown volume, or for something else than the id, is EINVAL there."""
+    import trio
+    from glusterpy.gfapi.mgmt import VolfileFetchError, VolfileServer, fetch_volume_id
     with glusterpy_volume(tmp_path, "plain", replica=None) as s:
         with Volume(s.host, s.volname, port=s.port) as vol:
-            with pytest.raises(OSError) as e:
-                vol.get_volume_id()
-            assert e.value.errno == errno.ENOTSUP
-            assert "GET_VOLUME_INFO" in str(e.value) and "PROC_UNAVAIL" in str(e.value)
-            assert vol.volid is None
+            assert vol.get_volume_id() == s.volume_id == vol.volid
+        server = [VolfileServer(s.host, s.port)]
+        with pytest.raises(VolfileFetchError) as e:
+            trio.run(fetch_volume_id, server, "nosuch")
+        assert e.value.errno == errno.EINVAL and "nosuch does not exist" in str(e.value)
+        with pytest.raises(VolfileFetchError):
+            trio.run(fetch_volume_id, server, "../plain")
+        # an old dict's values arrive as strings, with C's terminator
+        from glusterpy.glusterd.volfile_server import VolfileServer as Served
+        reply = Served.volume_info(None, {"flags": b"0\0", "volname": b"plain\0"})
+        assert reply.op_ret == -1 and reply.op_errno == errno.EINVAL
 
 
 def test_set_logging(served, tmp_path):

@@ -52,9 +52,9 @@ the application's logging set-up instead of a file under
 /var/log/glusterfs; `setfsuid()`/`setfsgid()` set
 the identity of the whole Volume rather than of the calling thread;
 `get_volume_id()` asks the volfile server (GET_VOLUME_INFO, as libgfapi
-does) and, from a server without that procedure (glusterpyd), takes the
-`volume-id` a replicated volume's client graph carries, else OSError
-ENOTSUP.  As with libgfapi, the process umask is not applied to created
+does; glusterpyd answers it too) and, from a server without that procedure
+(the standalone `glusterpy volfile-server`), takes the `volume-id` a
+replicated volume's client graph carries, else OSError ENOTSUP.  As with libgfapi, the process umask is not applied to created
 files and directories (fopen() creates 0666).
 """
 

@@ -210,7 +210,8 @@ async def fetch_volume_id(servers: Sequence[VolfileServer], volname: str, *,
     handshake program's GET_VOLUME_INFO, as glfs_get_volumeid() asks it
     (glfs_get_volume_info_rpc: dict {flags: GF_GET_VOLUME_UUID, volname});
     glusterd answers {volume_id: UUID}.  VolfileFetchError when no server
-    gives it (ENOTSUP: a server without the procedure, such as glusterpyd)."""
+    gives it (ENOTSUP: a server without the procedure, such as the
+    standalone volfile server)."""
     failures, err = [], errno.ENOTCONN
     request = GetVolumeInfoRequest({"flags": GF_GET_VOLUME_UUID, "volname": volname})
     for server in servers:

@@ -48,6 +48,7 @@ lists its peer, CLI and mgmt programs, which this server does not serve).
 from __future__ import annotations
 
 import errno
+import glob
 import ipaddress
 import logging
 import os
@@ -61,6 +62,8 @@ from ..graph import canonical_type
 from ..rpc import (ALL_PROGRAMS, DUMP, HANDSHAKE, PORTMAP, BrickByPortReply, CommonReply,
                    DumpReply, GetSpecReply, PortByBrickReply, Program, ProgramInfo,
                    ProgramTable, RpcConnection, RpcProtocolError, SigninReply, SignoutReply)
+from ..rpc.dicts import old_dict_text
+from ..rpc.mgmt import GF_GET_VOLUME_UUID, GetVolumeInfoReply
 from ..rpc.programs import CALLBACK
 from ..rpc.transport import ConnectionLost, RpcEndpoint
 from .portmap import PortmapRegistry
@@ -71,7 +74,7 @@ NAME_MAX = 255
 
 
 def _glusterd_handshake() -> Program:
-    keep = ("NULL", "GETSPEC")
+    keep = ("NULL", "GETSPEC", "GET_VOLUME_INFO")
     return Program(HANDSHAKE.number, HANDSHAKE.version, "Gluster Handshake",
                    {n: p for n, p in HANDSHAKE.procedures.items() if p.name in keep})
 
@@ -174,6 +177,8 @@ class VolfileServer:
                 if reply.op_ret >= 0:
                     self.spec_clients.add(endpoint)
                 return reply
+            if proc.name == "GET_VOLUME_INFO":
+                return self.volume_info(call.args.dict)
             return None
         # the portmap program
         args = call.args
@@ -255,6 +260,46 @@ class VolfileServer:
         spec = fill_remote_ports(text, self.portmap.ports())
         log.info("GETSPEC %r from %s: %s", key, peer_host, path.name)
         return GetSpecReply.for_volfile(spec)
+
+    # -- GET_VOLUME_INFO ---------------------------------------------------------
+
+    def volume_info(self, request: dict | None) -> GetVolumeInfoReply:
+        """What glusterd's server_get_volume_info answers glfs_get_volumeid():
+        {volume_id: UUID} when the flags ask GF_GET_VOLUME_UUID; EINVAL for
+        other flags or a volume not served here.  The id is the one the
+        volume's volfiles carry (posix's or replicate's `volume-id`)."""
+        params = old_dict_text(request)
+        try:
+            flags = int(params.get("flags", "0"), 0)
+        except ValueError:
+            flags = 0
+        volname = params.get("volname", "")
+        if not flags & GF_GET_VOLUME_UUID:
+            return GetVolumeInfoReply(op_ret=-1, op_errno=errno.EINVAL,
+                                      op_errstr="only the volume id can be asked for")
+        vid = self.volume_id(volname) if volname else None
+        if vid is None:
+            log.info("GET_VOLUME_INFO %r: no such volume here", volname)
+            return GetVolumeInfoReply(op_ret=-1, op_errno=errno.EINVAL,
+                                      op_errstr=f"Volume {volname} does not exist")
+        return GetVolumeInfoReply(op_ret=0, op_errno=0, dict={"volume_id": vid})
+
+    def volume_id(self, volname: str) -> str | None:
+        """The volume-id option of the volume's volfiles here, or None."""
+        if "/" in volname or volname.startswith("."):
+            return None
+        base = self.volfile_dir(volname)
+        if base is None or not base.is_dir():
+            return None
+        for path in sorted(base.glob(glob.escape(volname) + ".*vol")):
+            try:
+                parsed = vf.parses(path.read_text("utf-8", "surrogateescape"), str(path))
+            except (OSError, vf.VolfileError):
+                continue
+            for volume in parsed.volumes:
+                if volume.options.get("volume-id"):
+                    return volume.options["volume-id"]
+        return None
 
     def use_nursery(self, nursery: trio.Nursery) -> None:
         """Serve connections accepted elsewhere (`handle_stream`) - as
