@@ -8,6 +8,7 @@
                   HOST:/PATH... [force]          (device lv: HOST:/VG, storage/bd)
     volume start|stop NAME [force]      volume delete NAME
     volume info|status [NAME|all]       volume list [--search QUERY]
+    volume status [NAME|all] clients    per brick, the connected clients
                   (QUERY: "Volumes: name = vm* and status = started sortby name desc",
                    glusterpy/search.py's grammar, parsed by the daemon)
     volume add-brick NAME [replica N] HOST:/PATH... [force]
@@ -239,7 +240,7 @@ def pool(client: ApiClient, opts: Options, words: list[str]) -> int:
 
 VOLUME_USAGE = """volume create <NEW-VOLNAME> [device lv] [stripe <COUNT>] [replica <COUNT> [arbiter <COUNT>]] [transport tcp] <NEW-BRICK>... [force]
 volume start|stop <VOLNAME> [force] | volume delete <VOLNAME>
-volume info|status [all|<VOLNAME>] | volume list [--search "Volumes: <FIELD> <OP> <VALUE> [and|or ...] [sortby <FIELD> [desc]]"]
+volume info|status [all|<VOLNAME>] | volume status [all|<VOLNAME>] clients | volume list [--search "Volumes: <FIELD> <OP> <VALUE> [and|or ...] [sortby <FIELD> [desc]]"]
 volume add-brick <VOLNAME> [replica <COUNT>] <NEW-BRICK> ... [force]
 volume remove-brick <VOLNAME> <BRICK> ... <start|stop|status|commit|force> [--watch]
 volume rebalance <VOLNAME> {fix-layout start | start [force] | status | stop} [--watch]
@@ -372,6 +373,13 @@ def format_info(vol: dict) -> str:
     return "\n".join(lines)
 
 
+def _status_failed(e: Exception) -> int:
+    """gf_cli_status_cbk prints glusterd's reason alone ("Volume vm is not
+    started"), without the "<command>: failed:" of other commands."""
+    print(str(e), file=sys.stderr)
+    return 1
+
+
 def _show_volumes(client, opts, w, verb: str, one: str, every: str, formatter) -> int:
     """`volume info|status [all|<VOLNAME>]`: one volume's document (GET of
     /api/v1/volumes/NAME + `one`) or every volume's (GET of `every`)."""
@@ -383,7 +391,7 @@ def _show_volumes(client, opts, w, verb: str, one: str, every: str, formatter) -
         else:
             docs = client.call("GET", every)["volumes"]
     except ApiFailure as e:
-        return _fail(f"volume {verb}", e)
+        return _status_failed(e) if verb == "status" else _fail(f"volume {verb}", e)
     if opts.json:
         _json({"volumes": docs})
         return 0
@@ -451,8 +459,56 @@ def format_status(st: dict) -> str:
     return "\n".join(lines)
 
 
+def format_clients(doc: dict) -> str:
+    """cli-rpc-ops.c's `volume status NAME clients` (cli_print_volume_status_clients)."""
+    rule = "-" * 46
+    lines = [f"Client connections for volume {doc['volume']}", rule]
+    for b in doc["bricks"]:
+        lines.append(f"Brick : {b['brick']}")
+        if b.get("error"):
+            lines.append(f"Clients connected : N/A ({b['error']})")
+        elif not b["online"]:
+            lines.append("Clients connected : N/A (the brick is offline)")
+        else:
+            lines.append(f"Clients connected : {len(b['clients'])}")
+            lines.append(f"{'Hostname':<50}{'BytesRead':>15}{'BytesWritten':>15}"
+                         f"{'OpVersion':>15}")
+            lines.append(f"{'--------':<50}{'---------':>15}{'------------':>15}"
+                         f"{'---------':>15}")
+            for c in b["clients"]:
+                lines.append(f"{c['hostname']:<50}{c.get('bytes_read') or 0:>15}"
+                             f"{c.get('bytes_written') or 0:>15}{c.get('op_version') or 0:>15}")
+        lines.append(rule)
+    return "\n".join(lines)
+
+
 def v_status(client, opts, w) -> int:
+    if w and w[-1] == "clients":
+        # volume status [all|<VOLNAME>] clients: gluster's status-op word
+        return _status_clients(client, opts, w[:-1])
     return _show_volumes(client, opts, w, "status", "/status", "/api/v1/status", format_status)
+
+
+def _status_clients(client, opts, w) -> int:
+    if len(w) > 1:
+        raise Usage("volume status [all|<VOLNAME>] [clients]")
+    try:
+        if w and w[0] != "all":
+            names = [w[0]]
+        else:
+            names = [st["name"] for st in client.call("GET", "/api/v1/status")["volumes"]]
+        docs = [client.call("GET", f"/api/v1/volumes/{quote_path(n)}/status/clients")
+                for n in names]
+    except ApiFailure as e:
+        return _status_failed(e)
+    if opts.json:
+        _json({"volumes": docs})
+        return 0
+    if not docs:
+        print("No volumes present")
+    for doc in docs:
+        print(format_clients(doc))
+    return 0
 
 
 def v_add_brick(client, opts, w) -> int:
@@ -684,4 +740,4 @@ def _who_text(who: dict) -> str:
     return f"{kind or 'anonymous'} from {who.get('address')}"
 
 
-__all__ = ["register", "run", "format_info", "format_status"]
+__all__ = ["register", "run", "format_info", "format_status", "format_clients"]

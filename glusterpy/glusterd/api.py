@@ -20,6 +20,9 @@ Public routes (what `glusterpy` uses):
     POST   /api/v1/volumes/{name}/start {force?}    .../stop {force?}
     GET    /api/v1/volumes/{name}/status        bricks: port, pid, online, on every node
     GET    /api/v1/status                       the same for every volume
+    GET    /api/v1/volumes/{name}/status/clients    volume status NAME clients: per brick,
+                                                the clients' address, bytes, op-version
+                                                (glusterd/clients.py)
     POST   /api/v1/volumes/{name}/bricks {bricks, replica?, force?}        add-brick
     POST   /api/v1/volumes/{name}/remove-brick {bricks, action}   start|status|stop|commit|force
     GET    /api/v1/volumes/{name}/options?key=K volume get (K or all)
@@ -84,7 +87,7 @@ from .. import localsock
 from .daemon import VERSION, Glusterd, OpFailed
 from .http import ApiError, Request, Response
 from .trust import ROLES, TOKEN_NAME, TrustError
-from . import console, rebalance_api, tls_setup
+from . import clients, console, rebalance_api, tls_setup
 
 
 @dataclass
@@ -730,6 +733,7 @@ ROUTES = [
           "this node's self-heal daemon's answer to a heal op", internal=True),
 ]
 ROUTES += rebalance_api.routes(Route)
+ROUTES += clients.routes(Route)
 ROUTES += tls_setup.routes(Route)
 ROUTES += console.routes(Route)
 _COMPILED = [(r, r.regex()) for r in ROUTES]

@@ -35,27 +35,38 @@ def _probe_volfile(vol: dict, brick: dict) -> str:
             "    option transport-type tcp\n    option ping-timeout 10\nend-volume\n")
 
 
-async def brick_profile(vol: dict, brick: dict) -> dict:
-    """One brick's io-stats report, or {"error": why}."""
-    name = volgen.brick_id(brick)
+async def brick_xattr(vol: dict, brick: dict, key: str,
+                      what: str) -> tuple[bytes | None, str | None]:
+    """(the value of virtual xattr `key` on brick's root, None) or (None,
+    why not, naming `what` was read): the probe client above, which
+    `volume status clients` uses too (glusterd/clients.py)."""
     try:
         graph = Graph.from_text(_probe_volfile(vol, brick))
         with trio.fail_after(TIMEOUT):
             async with graph.running():
                 if not await graph.wait_child_up(TIMEOUT):
-                    return {"brick": name, "error": "the brick is not reachable"}
+                    return None, "the brick is not reachable"
                 token = caller.set(Caller())
                 try:
-                    reply = await graph.top.getxattr(Loc.root(), IOSTATS_XATTR, None)
+                    reply = await graph.top.getxattr(Loc.root(), key, None)
                 finally:
                     caller.reset(token)
     except (FopError, OSError, trio.TooSlowError) as e:
-        return {"brick": name, "error": f"reading io-stats failed: {e}"}
-    raw = reply.dict.get(IOSTATS_XATTR)
+        return None, f"reading {what} failed: {e}"
+    raw = reply.dict.get(key)
+    return (None, None) if raw is None else (bytes(raw), None)
+
+
+async def brick_profile(vol: dict, brick: dict) -> dict:
+    """One brick's io-stats report, or {"error": why}."""
+    name = volgen.brick_id(brick)
+    raw, error = await brick_xattr(vol, brick, IOSTATS_XATTR, "io-stats")
+    if error is not None:
+        return {"brick": name, "error": error}
     if raw is None:
         return {"brick": name, "error": "the brick has no debug/io-stats"}
     try:
-        report = json.loads(bytes(raw))
+        report = json.loads(raw)
     except ValueError as e:
         return {"brick": name, "error": f"unreadable io-stats report: {e}"}
     return {"brick": name, "report": report}

@@ -93,6 +93,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import heapq
+import json
 import os
 import socket
 import uuid
@@ -129,6 +130,17 @@ from .auth import SSL_NAME, AuthConfig, AuthResult, Peer, authenticate, \
 # connection keeps that default, so a stranger cannot make the brick buffer
 # more.  The margin covers the call's header and xdata.
 MAX_CALL_RECORD = 512 * 1024 * 1024 + 1024 * 1024
+
+#: `volume status VOL clients`: glusterd has no brick-op channel to our
+#: bricks, so - as for profile's io-stats - it connects to its own brick as a
+#: client and reads this virtual xattr on the root; the server answers it
+#: itself (only it knows its connections) with its other clients as JSON
+#: (glusterd/clients.py), and only to a client on this machine.
+CLIENTS_XATTR = "trusted.glusterpy.clients"
+#: struct tcp_info: the offsets of tcpi_bytes_acked and tcpi_bytes_received
+#: (Linux 4.1/4.2) - the bytes a connection carried, as the kernel counts
+#: them, for the BytesRead/BytesWritten columns
+_TCPI_BYTES_ACKED, _TCPI_BYTES_RECEIVED, _TCP_INFO_LEN = 120, 128, 136
 
 # --------------------------------------------------------------------------
 # Options (GlusterFS's names; the auth.* wildcard keys are read by auth.py)
@@ -466,6 +478,27 @@ class Server(Translator):
                                   "connections": len(c.connections), "peer": str(c.peer)}
                             for uid, c in self.clients.items()}}
 
+    def _clients_report(self, asking: _Connection) -> fops.Reply | FopError:
+        """CLIENTS_XATTR's answer: one row per bound connection but the
+        asker's (gluster's `volume status clients` lists transports, each
+        with its address, bytes and op-version)."""
+        if not _is_loopback(asking.peer):
+            return FopError(errno.EPERM, f"{CLIENTS_XATTR} is for this node's glusterd")
+        rows = []
+        for conn in list(self.connections):
+            client = conn.client
+            if client is None or conn is asking:
+                continue
+            read, written = _tcp_bytes(conn.endpoint.stream)
+            rows.append({"hostname": f"{conn.peer.host}:{conn.peer.port}",
+                         "bytes_read": read, "bytes_written": written,
+                         "op_version": _int(client.params.get("opversion")) or None,
+                         "process_name": client.process_name,
+                         "client_uid": client.client_uid, "subvolume": client.subvolume,
+                         "fds": len(client.fds)})
+        rows.sort(key=lambda r: r["hostname"])
+        return fops.DictReply({CLIENTS_XATTR: json.dumps({"clients": rows}).encode()})
+
     # -- connections -------------------------------------------------------------
 
     async def _serve(self) -> None:
@@ -762,6 +795,8 @@ class Server(Translator):
             # never happened; RELEASE says SYSTEM_ERR
             raise CallRefused(AcceptStat.SYSTEM_ERR if name in ("release", "releasedir")
                               else AcceptStat.GARBAGE_ARGS, f"{name} before SETVOLUME")
+        if name == "getxattr" and req.args.get("name") == CLIENTS_XATTR:
+            return self._clients_report(conn)
         token = fops.caller.set(self._caller(call.cred, client))
         try:
             if name in ("release", "releasedir"):
@@ -990,6 +1025,25 @@ def _int(text: str | None) -> int:
         return int(text) if text is not None else 0
     except ValueError:
         return 0
+
+
+def _is_loopback(peer: Peer) -> bool:
+    return peer.host.startswith("127.") or peer.host == "::1"
+
+
+def _tcp_bytes(stream) -> tuple[int | None, int | None]:
+    """(bytes received, bytes sent and acknowledged) on the connection under
+    `stream` (TLS or not), from TCP_INFO; None where the kernel cannot say."""
+    sock = getattr(stream, "socket", None) or \
+        getattr(getattr(stream, "transport_stream", None), "socket", None)
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except (AttributeError, OSError):
+        return None, None
+    if len(info) < _TCP_INFO_LEN:
+        return None, None
+    return (int.from_bytes(info[_TCPI_BYTES_RECEIVED:_TCPI_BYTES_RECEIVED + 8], "little"),
+            int.from_bytes(info[_TCPI_BYTES_ACKED:_TCPI_BYTES_ACKED + 8], "little"))
 
 
 def _peer_of(sock) -> Peer:
