@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from glusterpy.gfapi import Volume
 from test_glusterd_support import running_daemon, wait_for
+from test_status_clients import my_tcp_ports
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -225,6 +227,24 @@ def test_admin_and_read_only_in_the_console(browser, node, tmp_path):
     p.wait(lambda: p.by_id("heal-table").text.count("Connected") == 3, what="heal info")
     assert "used of" not in p.by_id("brick-table").text
     assert " of " in p.row("brick-table", "data-brick", f"127.0.0.1:{tmp_path / 'w1'}").text
+    # clients: this test mounts the volume; its connection shows on each brick
+    with Volume("127.0.0.1", "web3", port=node.port) as vol:
+        with vol.fopen("/hello", "wb") as f:
+            f.write(b"hello" * 1000)
+        mine = {f"127.0.0.1:{port}" for port in my_tcp_ports()}
+        rows = p.wait(lambda: [r for r in browser.find_elements(
+            By.CSS_SELECTOR, "#client-table tr[data-client]")
+            if r.get_attribute("data-client") in mine] or None, what="our client's rows")
+        p.wait(lambda: len([r for r in browser.find_elements(
+            By.CSS_SELECTOR, "#client-table tr[data-client]")
+            if r.get_attribute("data-client") in mine]) == 3, what="a row on each brick")
+        rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#client-table tr")
+                if r.get_attribute("data-client") in mine]
+        assert all("127.0.0.1:" in r and "B" in r for r in rows), rows
+        assert sorted(r.split()[0] for r in rows) == sorted(
+            f"127.0.0.1:{tmp_path / f'w{i}'}" for i in range(1, 4)), rows
+        browser.execute_script("arguments[0].scrollIntoView()", p.by_id("client-table"))
+        p.shot("06a-clients")
 
     # the dashboard: capacity of the started volume, no heal pending
     p.go("#/dashboard", "Dashboard")
@@ -235,8 +255,10 @@ def test_admin_and_read_only_in_the_console(browser, node, tmp_path):
     # profile: start it from the console, then per-brick fop counters
     p.go("#/profile/web3", "Profile of web3")
     p.button("Start profiling").click()
-    p.wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "section[aria-label^='brick'] table"))
-           == 3, timeout=40, what="three bricks' profiles")
+    # (a brick that saw writes has a second table, its block sizes)
+    p.wait(lambda: len([s for s in browser.find_elements(
+        By.CSS_SELECTOR, "section[aria-label^='brick']") if s.find_elements(By.TAG_NAME, "table")])
+        == 3, timeout=40, what="three bricks' profiles")
     assert node.ok("volume", "info", "web3", "--json").json()["volumes"][0].get("profile")
     p.button("Stop profiling")
     assert browser.execute_script(  # the heading stays on top as the sections arrive

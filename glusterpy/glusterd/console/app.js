@@ -410,9 +410,28 @@ function VolumePage({ name, who }) {
         <td class=${b.online ? 'ok' : 'bad'}>${status ? (b.online ? 'yes' : 'no') : 'volume not started'}</td>
         <td>${b.disk_total ? `${bytes(b.disk_total - b.disk_free)} of ${bytes(b.disk_total)}` : ''}</td></tr>`)}</tbody></table></div>
     ${admin && html`<${Bricks} vol=${vol} refresh=${refresh} />`}
+    ${vol.status === 'Started' && html`<${Clients} vol=${vol} />`}
     ${vol.replica > 1 && vol.status === 'Started' && html`<${HealInfo} vol=${vol} admin=${admin} />`}
     <p><a href=${`#/profile/${n}`}>Profile of ${name}</a> \u00b7 <a href=${`#/audit?volume=${n}`}>Its audit log</a></p>
     <${Options} name=${name} admin=${admin} vol=${vol} refresh=${refresh} />`;
+}
+
+// volume status NAME clients: who is connected to each brick (the self-heal
+// daemon and rebalance are clients too, as in GlusterFS)
+function Clients({ vol }) {
+  const n = q(vol.name);
+  const [doc, error] = usePoll(() => api('GET', `/api/v1/volumes/${n}/status/clients`), 3000, [vol.name]);
+  const rows = doc ? doc.bricks.flatMap(b => b.error ? [{ brick: b.brick, note: b.error }]
+    : !b.online ? [{ brick: b.brick, note: 'brick offline' }]
+    : b.clients.length ? b.clients.map(c => ({ brick: b.brick, c })) : [{ brick: b.brick, note: 'no client connected' }]) : [];
+  return html`<h2>Clients</h2>
+    <${ErrorBox} error=${error} />
+    ${doc ? html`<div class="table-wrap"><table id="client-table"><thead><tr><th scope="col">Brick</th><th scope="col">Client address</th>
+      <th scope="col">Process</th><th scope="col">Bytes read</th><th scope="col">Bytes written</th><th scope="col">Op-version</th></tr></thead>
+      <tbody>${rows.map(r => r.c ? html`<tr data-brick=${r.brick} data-client=${r.c.hostname}><td class="mono">${r.brick}</td>
+          <td class="mono">${r.c.hostname}</td><td>${r.c.process_name}</td><td>${bytes(r.c.bytes_read)}</td><td>${bytes(r.c.bytes_written)}</td><td>${r.c.op_version ?? ''}</td></tr>`
+        : html`<tr data-brick=${r.brick}><td class="mono">${r.brick}</td><td colspan="5" class="muted">${r.note}</td></tr>`)}</tbody></table></div>`
+      : !error && html`<p class="muted">Asking the bricks\u2026</p>`}`;
 }
 
 function Bricks({ vol, refresh }) {
