@@ -47,6 +47,9 @@ Public routes (what `glusterpy` uses):
     GET    /api/v1/volumes/{name}/heal/split-brain               heal info split-brain
     GET    /api/v1/volumes/{name}/heal/statistics                heal statistics (crawls)
     GET    /api/v1/volumes/{name}/heal/statistics/heal-count     statistics heal-count
+    GET    /api/v1/volumes/{name}/heal/task     the heal as a task: per brick pending,
+                                                healed, progress, rate, time left
+                                                (glusterd/heal_task.py)
     POST   /api/v1/volumes/{name}/heal/split-brain {policy, file?, brick?}
                                                 heal split-brain bigger-file|latest-mtime|
                                                 source-brick (glusterd/heal.py)
@@ -87,7 +90,7 @@ from .. import localsock
 from .daemon import VERSION, Glusterd, OpFailed
 from .http import ApiError, Request, Response
 from .trust import ROLES, TOKEN_NAME, TrustError
-from . import clients, console, rebalance_api, tls_setup
+from . import clients, console, heal_task, rebalance_api, tls_setup
 
 
 @dataclass
@@ -696,6 +699,9 @@ ROUTES = [
           "volume heal NAME statistics: the self-heal daemons' crawls"),
     Route("GET", "/api/v1/volumes/{name}/heal/statistics/heal-count", heal.get_heal_count,
           "volume heal NAME statistics heal-count: entries in each brick's index"),
+    Route("GET", "/api/v1/volumes/{name}/heal/task", heal.get_heal_task,
+          "the heal of NAME as a task (the console's Tasks page): per brick the entries "
+          "pending and healed since it began, progress, heal rate and time left"),
     Route("POST", "/api/v1/volumes/{name}/heal/split-brain", heal.post_split_brain,
           "volume heal NAME split-brain bigger-file|latest-mtime FILE | source-brick "
           "HOST:/BRICK [FILE]",
@@ -734,6 +740,9 @@ ROUTES = [
 ]
 ROUTES += rebalance_api.routes(Route)
 ROUTES += clients.routes(Route)
+for _r in ROUTES:   # the task route carries its answer's schema, as rebalance's do
+    if _r.handler is heal.get_heal_task:
+        _r.response_schema = heal_task.TASK_SCHEMA
 ROUTES += tls_setup.routes(Route)
 ROUTES += console.routes(Route)
 _COMPILED = [(r, r.regex()) for r in ROUTES]

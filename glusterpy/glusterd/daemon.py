@@ -81,6 +81,7 @@ from .portmap import PortmapRegistry, _port_is_free
 from .rebalance import RebalanceService
 from .nbd import NbdService
 from .shd import ShdService
+from .heal_task import HealTracker
 from .store import Store
 from ..rpc import tls
 from .trust import NodeTrust, peer_fingerprint
@@ -240,6 +241,8 @@ class Glusterd:
         self.rebalance = RebalanceService(self)
         #: this node's self-heal daemon (glusterd/shd.py)
         self.shd = ShdService(self)
+        # heals as tasks, for the console (glusterd/heal_task.py)
+        self.heal_tasks = HealTracker(self)
         #: this node's NBD servers (glusterd/nbd.py)
         self.nbd = NbdService(self)
 

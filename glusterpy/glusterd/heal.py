@@ -443,6 +443,8 @@ async def post_heal(gd, req):
         _audit(gd, req, "heal", args, f"failed: {e.message}")
         raise
     _audit(gd, req, "heal", args, "success")
+    from .api import _who
+    gd.heal_tasks.requested(req.params["name"], op, _who(req))
     return Response(200, result)
 
 
@@ -456,6 +458,12 @@ async def get_heal_split_brain(gd, req):
 
 async def get_heal_statistics(gd, req):
     return Response(200, await _guard(shd_op(gd, req.params["name"], "statistics")))
+
+
+async def get_heal_task(gd, req):
+    """The heal as a task: per brick pending, healed, rate and time left
+    (glusterd/heal_task.py)."""
+    return Response(200, await _guard(gd.heal_tasks.status(req.params["name"])))
 
 
 async def get_heal_count(gd, req):

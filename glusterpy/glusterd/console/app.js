@@ -555,7 +555,8 @@ function Options({ name, admin, vol, refresh }) {
 function Tasks({ who }) {
   const admin = who.role === 'admin';
   const [data, error] = usePoll(async () => {
-    const vols = (await api('GET', '/api/v1/volumes')).volumes.filter(v => Object.keys(v.tasks || {}).length);
+    const all = (await api('GET', '/api/v1/volumes')).volumes;
+    const vols = all.filter(v => Object.keys(v.tasks || {}).length);
     const out = [];
     for (const v of vols) {
       for (const kind of Object.keys(v.tasks)) {
@@ -563,12 +564,20 @@ function Tasks({ who }) {
         try { out.push(await api('GET', `/api/v1/volumes/${q(v.name)}/${kind}`)); } catch (e) { out.push({ volume: v.name, kind, error: e.message, nodes: [] }); }
       }
     }
+    // heals: every started replicated volume's, listed while entries are
+    // pending or a heal ended lately (the daemon keeps the task: heal_task.py)
+    for (const v of all.filter(v => v.status === 'Started' && v.replica > 1)) {
+      try {
+        const h = await api('GET', `/api/v1/volumes/${q(v.name)}/heal/task`);
+        if (h.task) out.push(h);
+      } catch (e) { out.push({ volume: v.name, kind: 'heal', error: e.message, nodes: [] }); }
+    }
     return out;
   }, 2000);
   return html`<${Heading}>Tasks<//>
     <${ErrorBox} error=${error} />
-    ${data && data.length === 0 && html`<p>No rebalance or remove-brick task on any volume.</p>`}
-    ${data && data.map(t => html`<section class="card task" data-volume=${t.volume} data-kind=${t.kind} aria-labelledby=${`t-${t.volume}-${t.kind}`}>
+    ${data && data.length === 0 && html`<p>No rebalance, remove-brick or heal task on any volume.</p>`}
+    ${data && data.map(t => t.kind === 'heal' ? html`<${HealTask} t=${t} />` : html`<section class="card task" data-volume=${t.volume} data-kind=${t.kind} aria-labelledby=${`t-${t.volume}-${t.kind}`}>
       <h2 id=${`t-${t.volume}-${t.kind}`}>${t.kind} on <a href=${`#/volumes/${q(t.volume)}`}>${t.volume}</a>${': '}<span class="task-status">${t.aggregate ? t.aggregate.status : 'unknown'}</span></h2>
       <${ErrorBox} error=${t.error} />
       ${t.aggregate && html`<${Progress} value=${t.aggregate.progress} label=${`${t.kind} of ${t.volume}`} />
@@ -583,6 +592,28 @@ function Tasks({ who }) {
         ${t.aggregate.status === 'completed' && html`<${Act} label="Commit the removal" call=${() => api('POST', `/api/v1/volumes/${q(t.volume)}/remove-brick`, { bricks: t.task.bricks, action: 'commit' })} />`}
         ${/progress/.test(t.aggregate.status) && html`<${Act} label="Stop removing" call=${() => api('POST', `/api/v1/volumes/${q(t.volume)}/remove-brick`, { bricks: t.task.bricks, action: 'stop' })} />`}</p>`}
     </section>`)}`;
+}
+
+// A heal: entries pending per brick, healed since it began, and a time left
+// from the rate the daemon measured over its last samples - or, plainly, that
+// no rate is known yet.
+function HealTask({ t }) {
+  const a = t.aggregate;
+  const id = `t-${t.volume}-heal`;
+  const left = (pending, rate, timeLeft) => pending === 0 ? 'done' : timeLeft != null ? `about ${secs(timeLeft)}` : pending == null ? '' : 'not known yet';
+  return html`<section class="card task" data-volume=${t.volume} data-kind="heal" aria-labelledby=${id}>
+    <h2 id=${id}>heal on <a href=${`#/volumes/${q(t.volume)}`}>${t.volume}</a>${': '}<span class="task-status">${a ? a.status : 'unknown'}</span></h2>
+    <${ErrorBox} error=${t.error} />
+    ${a && html`<${Progress} value=${a.progress} label=${`heal of ${t.volume}`} />
+      <p class="heal-summary">${a.pending} entr${a.pending === 1 ? 'y' : 'ies'} pending, ${a.healed} healed since ${t.task['started-by'] === 'self-heal daemon' ? 'first seen pending' : `${t.task['started-by']} was asked`};
+        run time ${secs(a['run-time'])}; ${a.status === 'completed' ? 'nothing left to heal.'
+          : a.rate ? `healing ${a.rate.toFixed(a.rate < 10 ? 1 : 0)} entries/s, about ${secs(a['time-left'])} left.`
+          : html`<span class="heal-eta">time left not known yet: no entry was healed between the last polls, so there is no heal rate to go by.</span>`}</p>
+      ${t.note && html`<p class="warn">${t.note}</p>`}`}
+    <div class="table-wrap"><table><thead><tr><th scope="col">Brick</th><th scope="col">Status</th><th scope="col">Pending</th><th scope="col">Healed</th><th scope="col">Progress</th><th scope="col">Time left</th></tr></thead>
+      <tbody>${t.nodes.map(r => html`<tr data-brick=${r.brick}><td class="mono">${r.brick}</td><td>${r.status}</td><td class="pending">${r.pending ?? ''}</td><td>${r.healed}</td>
+        <td><${Progress} value=${r.progress} label=${r.brick} /></td><td>${left(r.pending, r.rate, r['time-left'])}</td></tr>`)}</tbody></table></div>
+  </section>`;
 }
 
 // -- audit log ----------------------------------------------------------------
