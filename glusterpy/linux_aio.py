@@ -80,10 +80,14 @@ class _Request:
 
 
 class AioContext:
-    """One kernel AIO context and the task that reaps its completions.
-    Run `reap()` in a nursery; `pread`/`pwrite` from tasks of the same trio
-    run.  A request, once submitted, is waited for even when its caller is
-    cancelled: the kernel writes into its buffer until it completes."""
+    """One kernel AIO context, the task that submits its requests and the
+    one that reaps their completions.  Run `run()` in a nursery;
+    `pread`/`pwrite` from tasks of the same trio run.  Requests made in one
+    pass of trio's scheduler (the reads decoded from one receive) go to the
+    kernel in one io_submit, which also lets the block layer pass them to
+    the disk together.  A request, once made, is waited for even when its
+    caller is cancelled: the kernel writes into its buffer until it
+    completes."""
 
     def __init__(self, ctx: int, eventfd: int, calls: tuple[int, int, int, int],
                  depth: int) -> None:
@@ -91,6 +95,9 @@ class AioContext:
         self._eventfd = eventfd
         self._nr_destroy, self._nr_getevents, self._nr_submit = calls[1:]
         self._pending: dict[int, _Request] = {}
+        self._queue: list[_Request] = []       # made, not yet submitted
+        self._submitter: trio.lowlevel.Task | None = None
+        self._submitter_parked = False
         self._next = 1
         self._slots = trio.Semaphore(depth)
         self._events = (_IoEvent * _BATCH)()
@@ -131,6 +138,8 @@ class AioContext:
         except trio.WouldBlock:
             await self._slots.acquire()
         try:
+            if self.closed:
+                raise OSError(errno.EBADF, "the AIO context is closed")
             view = (ctypes.c_char * len(buf)).from_buffer(buf)
             key = self._next
             self._next += 1
@@ -139,12 +148,11 @@ class AioContext:
                          aio_offset=offset, aio_flags=IOCB_FLAG_RESFD,
                          aio_resfd=self._eventfd)
             request = _Request(iocb, view)
-            if _syscall(ctypes.c_long(self._nr_submit), ctypes.c_ulong(self._ctx),
-                        ctypes.c_long(1), request.pointer) != 1:
-                err = ctypes.get_errno()
-                raise OSError(err, os.strerror(err))
             request.task = trio.lowlevel.current_task()
-            self._pending[key] = request
+            self._queue.append(request)
+            if self._submitter_parked:
+                self._submitter_parked = False
+                trio.lowlevel.reschedule(self._submitter)
             await trio.lowlevel.wait_task_rescheduled(
                 lambda _: trio.lowlevel.Abort.FAILED)   # the kernel owns the buffer
             res = request.result
@@ -154,9 +162,66 @@ class AioContext:
             raise OSError(-res, os.strerror(-res))
         return res
 
+    async def run(self) -> None:
+        """Submit and reap until cancelled or closed; then close."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._submit_loop)
+                await self.reap()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.close()
+
+    async def _submit_loop(self) -> None:
+        self._submitter = trio.lowlevel.current_task()
+
+        def unpark(_):
+            self._submitter_parked = False
+            return trio.lowlevel.Abort.SUCCEEDED
+        try:
+            while not self.closed:
+                if not self._queue:
+                    self._submitter_parked = True
+                    await trio.lowlevel.wait_task_rescheduled(unpark)
+                    continue
+                self._submit_queued()
+                await trio.lowlevel.checkpoint()
+        finally:
+            self._submitter = None
+            self._submitter_parked = False
+
+    def _submit_queued(self) -> None:
+        """io_submit everything queued, in order; a request the kernel
+        refuses fails alone, the ones after it are submitted next time."""
+        batch, self._queue = self._queue, []
+        pointers = (ctypes.POINTER(_IoCb) * len(batch))(
+            *(ctypes.pointer(r.iocb) for r in batch))
+        for request in batch:
+            self._pending[request.iocb.aio_data] = request
+        done = _syscall(ctypes.c_long(self._nr_submit), ctypes.c_ulong(self._ctx),
+                        ctypes.c_long(len(batch)), pointers)
+        if done == len(batch):
+            return
+        if done < 0:
+            # the first request is refused (EBADF, EINVAL ...): it fails
+            err = ctypes.get_errno()
+            if err == errno.EAGAIN:
+                done = 0
+            else:
+                self._finish(self._pending.pop(batch[0].iocb.aio_data), -err)
+                done = 1
+        for request in batch[done:]:
+            del self._pending[request.iocb.aio_data]
+        self._queue[:0] = batch[done:]
+
+    @staticmethod
+    def _finish(request: _Request, result: int) -> None:
+        request.result = result
+        trio.lowlevel.reschedule(request.task, outcome.Value(None))
+
     async def reap(self) -> None:
-        """Wake each request's task as the kernel completes it; runs until
-        cancelled, then closes the context (waiting for what is in flight)."""
+        """Wake each request's task as the kernel completes it, until the
+        context is closed."""
         try:
             while True:
                 try:
@@ -185,8 +250,7 @@ class AioContext:
             for i in range(n):
                 request = self._pending.pop(events[i].data, None)
                 if request is not None:
-                    request.result = events[i].res
-                    trio.lowlevel.reschedule(request.task, outcome.Value(None))
+                    self._finish(request, events[i].res)
             if n < _BATCH:
                 return
 
@@ -197,10 +261,13 @@ class AioContext:
         self.closed = True
         _syscall(ctypes.c_long(self._nr_destroy), ctypes.c_ulong(self._ctx))
         # io_destroy completed what was in flight; wake whoever still waits
-        for request in self._pending.values():
-            request.result = -errno.ECANCELED
-            trio.lowlevel.reschedule(request.task, outcome.Value(None))
+        for request in [*self._pending.values(), *self._queue]:
+            self._finish(request, -errno.ECANCELED)
         self._pending.clear()
+        self._queue.clear()
+        if self._submitter_parked:
+            self._submitter_parked = False
+            trio.lowlevel.reschedule(self._submitter)
         try:
             trio.lowlevel.notify_closing(self._eventfd)
         except RuntimeError:

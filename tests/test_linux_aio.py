@@ -26,7 +26,7 @@ BLOCK = 64 * 1024
 async def aio(nursery):
     ctx = AioContext.open(depth=8)
     assert ctx is not None, "this kernel gives no AIO context"
-    nursery.start_soon(ctx.reap)
+    nursery.start_soon(ctx.run)
     yield ctx
     ctx.close()
 
@@ -183,3 +183,28 @@ async def test_posix_without_io_threads_or_o_direct_never_uses_aio(brick, monkey
             assert len((await top.readv(fd, 4096, 0, 0, None)).data) == 4096
             await top.release(fd, None)
     assert submitted == []
+
+
+def test_aligned_buffers_are_reused_only_once_every_view_is_gone():
+    import ctypes
+    from glusterpy.aligned import MAX_POOLED, PAGE, AlignedBuffers
+    pool = AlignedBuffers(limit=8 << 20)
+    a = pool.take(1000)
+    assert len(a) == 1000 and not a.readonly
+    assert ctypes.addressof(ctypes.c_char.from_buffer(a)) % PAGE == 0
+    a[:3] = b"abc"
+    part = a[:3]                   # a reply may hold a slice of it
+    del a
+    b = pool.take(1000)            # the first slot is still held by `part`
+    assert bytes(part) == b"abc"
+    b[:3] = b"xyz"
+    assert bytes(part) == b"abc"
+    held = ctypes.addressof(ctypes.c_char.from_buffer(part))
+    del part, b
+    kept = [pool.take(1000) for _ in range(2)]
+    again = {ctypes.addressof(ctypes.c_char.from_buffer(v)) for v in kept}
+    assert held in again           # given back, then handed out again
+    big = pool.take(MAX_POOLED + 1)
+    assert len(big) == MAX_POOLED + 1 and pool.fresh == 1
+    small = AlignedBuffers(limit=0)     # nothing may be pooled: fresh maps
+    assert len(small.take(4096)) == 4096 and small.fresh == 1 and small.mapped == 0

@@ -174,6 +174,7 @@ import trio
 
 from glusterpy import fops
 from glusterpy import iothreads
+from glusterpy.aligned import BUFFERS
 from glusterpy.fops import (GFID, NULL_GFID, ROOT_GFID, ChecksumReply, CopyRangeReply,
                             CreateReply, Dirent, DictReply, DirReply, EntryReply, FopError,
                             Iatt, LookupReply, OpenReply, ParentReply, PrePostReply,
@@ -462,7 +463,7 @@ class Posix(Translator):
         if self.opts.linux_aio and self._aio is None:
             self._aio = AioContext.open()
             if self._aio is not None:
-                self.spawn(self._aio.reap)
+                self.spawn(self._aio.run)
 
     def dump_state(self) -> dict:
         return {"directory": self.base, "volume-id": str(self.volume_id or ""),
@@ -922,9 +923,9 @@ class Posix(Translator):
             if lane is not None:
                 data = await self._read_offloaded(of, size, offset)
             elif of.odirect:
-                buf = mmap.mmap(-1, _page_round(size))
+                buf = BUFFERS.take(_direct_length(size))
                 n = os.preadv(of.osfd, [buf], offset)
-                data = memoryview(buf)[:min(n, size)]
+                data = buf[:min(n, size)]
             else:
                 data = os.pread(of.osfd, size, offset)
             return ReadReply(data, iatt=self._fd_iatt(of, touch=self._atime_asked()))
@@ -2047,14 +2048,14 @@ class Posix(Translator):
         views = [memoryview(b).cast("B") for b in
                  (data if isinstance(data, (list, tuple)) else (data,))]
         length = sum(len(v) for v in views)
-        aligned = mmap.mmap(-1, _page_round(length))
+        aligned = BUFFERS.take(length)
         pos = 0
         for v in views:
             aligned[pos:pos + len(v)] = v
             pos += len(v)
         done = 0
         while done < length:
-            n = await aio.pwrite(of.osfd, memoryview(aligned)[done:length], offset + done)
+            n = await aio.pwrite(of.osfd, aligned[done:], offset + done)
             if n == 0:
                 raise FopError(errno.ENOSPC)
             done += n
@@ -2069,13 +2070,13 @@ class Posix(Translator):
         less than the hop - and hands only what was not cached to
         `_blocking`."""
         if of.odirect:
-            buf = mmap.mmap(-1, _page_round(size))
+            buf = BUFFERS.take(_direct_length(size))
             aio = self._aio_for(of)
             if aio is not None:
-                n = await aio.pread(of.osfd, memoryview(buf)[:_direct_length(size)], offset)
+                n = await aio.pread(of.osfd, buf, offset)
             else:
                 n = await self._blocking(of, os.preadv, of.osfd, [buf], offset)
-            return memoryview(buf)[:min(n, size)]
+            return buf[:min(n, size)]
         buf = bytearray(size)
         n = -1
         if self._nowait:
