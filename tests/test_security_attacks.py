@@ -128,9 +128,13 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
             out.append(call("{host1}", {PORT}, "GET", "/api/v1/volumes", tls=tls))
             out.append(call("{host1}", {PORT}, "POST", "/api/v1/tokens",
                             {{"name": "mine", "role": "admin"}}, tls=tls))
+            # what a volume's clients and heal look like is not for strangers either
+            out.append(call("{host1}", {PORT}, "GET", "/api/v1/volumes/x/status/clients",
+                            tls=tls))
+            out.append(call("{host1}", {PORT}, "GET", "/api/v1/volumes/x/heal/task", tls=tls))
         print(json.dumps(out))
     """)
-    assert [a[0] for a in answers] == [401, 401, 401, 403] * 2, answers
+    assert [a[0] for a in answers] == [401, 401, 401, 403, 401, 401] * 2, answers
     assert all("error" in a[1] for a in answers)
     assert states(members) == before
 
@@ -177,7 +181,8 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
                   "cert": cert.read_text()}}),
               ("DELETE", f"/api/v1/cluster/peers/{n2.uuid()}", None),
               ("POST", "/api/v1/cluster/leave", {}),
-              ("GET", "/api/v1/local/bricks", None)]
+              ("GET", "/api/v1/local/bricks", None),
+              ("GET", "/api/v1/local/clients/x", None)]
     answers = run_in(attacker.netns, f"""
         routes = json.loads({json.dumps(json.dumps(routes))})
         out = []
