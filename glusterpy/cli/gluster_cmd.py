@@ -392,6 +392,11 @@ def _show_volumes(client, opts, w, verb: str, one: str, every: str, formatter) -
             docs = client.call("GET", every)["volumes"]
     except ApiFailure as e:
         return _status_failed(e) if verb == "status" else _fail(f"volume {verb}", e)
+    return _print_volumes(opts, docs, formatter)
+
+
+def _print_volumes(opts, docs: list, formatter) -> int:
+    """Volume documents as JSON or through `formatter`, one after another."""
     if opts.json:
         _json({"volumes": docs})
         return 0
@@ -501,14 +506,7 @@ def _status_clients(client, opts, w) -> int:
                 for n in names]
     except ApiFailure as e:
         return _status_failed(e)
-    if opts.json:
-        _json({"volumes": docs})
-        return 0
-    if not docs:
-        print("No volumes present")
-    for doc in docs:
-        print(format_clients(doc))
-    return 0
+    return _print_volumes(opts, docs, format_clients)
 
 
 def v_add_brick(client, opts, w) -> int:
