@@ -428,7 +428,8 @@ def test_console_files_and_headers(node):
     status, doc = node.api_tcp("GET", "/ui/app.js", tls=True)
     assert status == 200 and doc["content_type"].startswith("text/javascript")
     for path in ("/ui/../trust/node.key", "/ui/%2e%2e/glusterd.info", "/ui/console.py",
-                 "/ui/vendor/../../api.py", "/ui/.hidden", "/ui/vendor/VENDOR.md"):
+                 "/ui/vendor/../../api.py", "/ui/.hidden", "/ui/vendor/VENDOR.md",
+                 "/ui/" + "a" * 300, "/ui/vendor/" + "b" * 300):
         status, _ = node.api_tcp("GET", path, tls=False)
         assert status == 404, path
     status, _ = node.api_tcp("POST", "/ui/", b"{}", tls=False)
