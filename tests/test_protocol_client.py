@@ -36,8 +36,8 @@ from glusterpy.rpc import (ALL_PROGRAMS, HNDSK_PROGRAM, RpcCall, decode_message)
 from glusterpy.volfile import VolfileError
 from glusterpy.xlator import Event
 from glusterpy.gfapi import AsyncVolume
-from xlators.protocol.client import (ProcessIdentity, ProtocolClient, RemoteFdCtx, Upcall,
-                                     UpcallType, set_process_identity)
+from glusterpy.process import ProcessIdentity, set_process_identity
+from xlators.protocol.client import ProtocolClient, RemoteFdCtx, Upcall, UpcallType
 
 from conformance import CHECKS
 from pcap import capture_path, rpc_records

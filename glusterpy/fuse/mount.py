@@ -32,6 +32,7 @@ import pyfuse3
 import trio
 
 from ..graph import Graph
+from ..process import ProcessIdentity, set_process_identity
 from .bridge import FuseBridge
 from .posix_locks import PosixLocks
 
@@ -217,7 +218,6 @@ async def _follow_volfile(refetch: Refetch, graphs: _Graphs, bridge: FuseBridge,
     """Apply the volfile's changes to the mount (see the module docstring)."""
     from .. import volfile as vf
     from ..gfapi.mgmt import VolfileWatch, elide_unavailable
-    from xlators.protocol.client import ProcessIdentity, set_process_identity
 
     async def changed(fetched) -> None:
         graph = current[0]

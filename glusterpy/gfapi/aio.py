@@ -55,6 +55,7 @@ from ..fops import (GFID, ROOT_GFID, Caller, Fd, FopError, Iatt, Loc,
                     SET_ATTR_UID, caller)
 from .. import volfile as vf
 from ..graph import Graph
+from ..process import ProcessIdentity, set_process_identity
 from ..xlator import Event
 from .exceptions import LibgfapiException, VolumeNotMounted
 
@@ -358,7 +359,6 @@ class AsyncVolume:
     async def _switch_graph(self, volfile, fetched, elided: list[str]) -> None:
         """Start the graph of `volfile`, move every open handle to it, then
         stop the old one (see the module docstring)."""
-        from xlators.protocol.client import ProcessIdentity, set_process_identity
         graph = Graph(volfile)
         program = os.path.basename(sys.argv[0] or "") or "python"
         set_process_identity(graph, ProcessIdentity(

@@ -51,6 +51,7 @@ import trio
 
 from .. import volfile as vf
 from ..graph import Graph, UnknownTranslatorType, canonical_type, translator_class
+from ..process import ProcessIdentity, set_process_identity
 from ..rpc import (ALL_PROGRAMS, CLIENT_PROGRAMS, HANDSHAKE, AuthGlusterfsV2, GetSpecRequest,
                    GetVolumeInfoRequest, RpcConnection, RpcProtocolError)
 from ..rpc.mgmt import GF_GET_VOLUME_UUID, GF_GETSPEC_FLAG_SERVERS_LIST
@@ -320,7 +321,6 @@ async def fetch_client_graph(servers: Sequence[VolfileServer], volname: str, *,
     remote-host) given to the graph's protocol/client translators: what a
     client process (gfapi, the FUSE bridge) does before running the graph.
     Returns the graph, the fetched volfile and the translators left out."""
-    from xlators.protocol.client import ProcessIdentity, set_process_identity
     fetched = await fetch_volfile(servers, volname)
     graph, elided = client_graph(fetched)
     set_process_identity(graph, ProcessIdentity(process_name=process_name, volfile_key=volname,

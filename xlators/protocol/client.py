@@ -90,10 +90,10 @@ is logged once per outage with OpenSSL's reason and retried every 3
 seconds; fops meanwhile fail with ENOTCONN.
 
 Identity: the process-uuid, process-name and volfile-key that SETVOLUME
-sends come from `ProcessIdentity`; a graph's owner (gfapi, FUSE) gives one
-to all its clients with `set_process_identity()`, as GlusterFS's ctx is per
-process.  Without an owner each translator has its own, so two graphs in
-one process are two clients to a brick.  A volfile without `remote-host`
+sends come from `ProcessIdentity` (glusterpy.process); a graph's owner
+(gfapi, FUSE) gives one to all its clients with `set_process_identity()`,
+as GlusterFS's ctx is per process.  Without an owner each translator has
+its own, so two graphs in one process are two clients to a brick.  A volfile without `remote-host`
 (glusterd's gfproxy volfiles) connects to the identity's volfile server.
 An IPv6 address as remote-host is reached over IPv6 whatever
 `transport.address-family` says, as name.c decides.
@@ -118,7 +118,6 @@ import enum
 import errno
 import os
 import socket
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -127,6 +126,7 @@ import trio
 from glusterpy import fops
 from glusterpy.fops import NULL_GFID, GFID, Caller, Fd, FopError, LockCmd, LockType, Loc
 from glusterpy.options import Option, OptionError, OptionType as T
+from glusterpy.process import ProcessIdentity
 from glusterpy.rpc import (CLIENT_PROGRAMS, DUMP, FOP_PROCEDURES, FOP_PROGRAM,
                            FOP_VERSION, HANDSHAKE, PMAP_PROGRAM, PMAP_VERSION, PORTMAP,
                            ALL_PROGRAMS, AcceptStat, AuthGlusterfsV2, AuthGlusterfsV3,
@@ -298,33 +298,6 @@ class RemoteFdCtx:
             if end is not None and (e is None or e > end):
                 kept.append((o, end + 1, e))
         self.locks = kept
-
-
-# --------------------------------------------------------------------------
-# Process identity (GlusterFS's ctx->process_uuid, cmd_args.process_name,
-# cmd_args.volfile_id): set by the graph's owner before the graph runs.
-
-
-@dataclass(slots=True)
-class ProcessIdentity:
-    """Who this client process is, as SETVOLUME tells the brick."""
-
-    ctx_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
-    graph_id: int = 0
-    process_name: str | None = None
-    #: the volfile's key (volume name) when it came from a volfile server
-    volfile_key: str | None = None
-    #: the host the volfile came from: remote-host when a volfile has none
-    volfile_server: str | None = None
-
-
-
-def set_process_identity(graph, identity: ProcessIdentity) -> None:
-    """Give every protocol/client of `graph` the owner's identity (gfapi
-    and the FUSE bridge call this before running the graph)."""
-    for xl in graph.by_name.values():
-        if isinstance(xl, ProtocolClient):
-            xl.identity = identity
 
 
 # --------------------------------------------------------------------------
