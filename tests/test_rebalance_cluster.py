@@ -70,11 +70,17 @@ def run_checks(tmp_path, nodes) -> None:
     assert set(rows) == set(h) and all(r["status"] == "completed" for r in rows.values())
     after = [files_on(tmp_path / f"brick{i}") for i in (1, 2, 3)]
     moved_from = [len(before[0] - after[0]), len(before[1] - after[1])]
-    # each node moved exactly the files that left its own brick; node 3 none
+    # each node moved exactly the files that left its own brick; node 3 none.
+    # Most go to the new brick, but not only: fix-layout gives new ranges and
+    # swaps them where that keeps more of the old layout (GlusterFS's greedy
+    # maximize_overlap), which is not a minimal-move assignment, so files can
+    # also move between the old bricks (a CI run moved 53 of 90 that way).
     assert [rows[h[0]]["files"], rows[h[1]]["files"], rows[h[2]]["files"]] == \
         [moved_from[0], moved_from[1], 0]
-    assert after[2] and sum(moved_from) == len(after[2])
-    assert doc["aggregate"]["files"] == len(after[2])
+    arrived = [after[0] - before[0], after[1] - before[1], after[2]]
+    assert after[2] and sum(moved_from) == sum(map(len, arrived))
+    assert sorted(n for a in after for n in a) == sorted(before[0] | before[1])
+    assert doc["aggregate"]["files"] == sum(moved_from)
     # every node's process scanned its own brick's files only
     assert rows[h[0]]["lookups"] == len(before[0]) and rows[h[1]]["lookups"] == len(before[1])
     table = n1.ok("volume", "rebalance", "wide", "status").out
