@@ -116,17 +116,12 @@ def main(argv=None) -> int:
 
 
 def show(remote: str, port: int, bricks: Path, mnt: Path) -> bool:
-    from glusterpy.glusterd import volgen
     from glusterpy.gfapi import Volume
     vols = json.loads(cli(remote, "volume", "info", "--json")[1])["volumes"]
     demo = next((v for v in vols if v["name"] == "demo"), None)
     if demo is None:
         dirs = [f"127.0.0.1:{bricks / f'brick{i}'}" for i in (1, 2, 3)]
-        if volgen.have("cluster/replicate"):
-            must(remote, "volume", "create", "demo", "replica", "3", *dirs)
-        else:
-            print("(cluster/replicate is not in this tree yet: a distribute volume instead)")
-            must(remote, "volume", "create", "demo", *dirs)
+        must(remote, "volume", "create", "demo", "replica", "3", *dirs)
         demo = json.loads(cli(remote, "volume", "info", "demo", "--json")[1])["volumes"][0]
     if demo["status"] != "Started":
         must(remote, "volume", "start", "demo")

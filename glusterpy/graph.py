@@ -1,10 +1,14 @@
 """From a volfile to a live tree of translators.
 
-The volfile type `cluster/replicate` names the module
-`xlators/cluster/replicate.py`, whose `TRANSLATOR` attribute is the class;
-hyphens become underscores (`performance/io-cache` -> `io_cache.py`), and
-GlusterFS's aliases (`cluster/afr`, `cluster/dht`, ...) map to the same
-modules.  Building checks every type, option value and child count against
+`TRANSLATORS` is the registry: every volfile type glusterpy serves and the
+module whose `TRANSLATOR` attribute is its class (`cluster/replicate` ->
+`xlators/cluster/replicate.py`; hyphens become underscores,
+`performance/io-cache` -> `io_cache.py`), and GlusterFS's aliases
+(`cluster/afr`, `cluster/dht`, ...) map to the same modules.  The table is
+static: a type not in it is unknown (`UnknownTranslatorType`, which gfapi
+and volgen take as "not available"); a registered module that fails to
+import raises its own error with its traceback, so a broken translator
+fails loudly instead of vanishing from volfiles and tests.  Building checks every type, option value and child count against
 the translators' declarations before anything starts, and reports the
 volfile's file and line.
 
@@ -17,7 +21,6 @@ it watches events through `Graph.root`.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import re
 from contextlib import asynccontextmanager
@@ -53,23 +56,48 @@ def canonical_type(type_name: str) -> str:
     return TYPE_ALIASES.get(type_name, type_name)
 
 
+def _module(type_name: str) -> str:
+    category, name = type_name.split("/")
+    return f"xlators.{category.replace('-', '_')}.{name.replace('-', '_')}"
+
+
+#: volfile type -> the module that serves it (its TRANSLATOR class); a new
+#: translator is added here (tests/test_graph_registry.py checks the table
+#: against xlators/)
+TRANSLATORS: dict[str, str] = {t: _module(t) for t in (
+    "cluster/distribute",
+    "cluster/replicate",
+    "cluster/stripe",
+    "debug/delay-gen",
+    "debug/io-stats",
+    "features/arbiter",
+    "features/index",
+    "features/locks",
+    "features/utime",
+    "performance/io-cache",
+    "performance/io-threads",
+    "protocol/client",
+    "protocol/server",
+    "storage/bd",
+    "storage/posix",
+)}
+
+
 def translator_class(type_name: str) -> type[Translator]:
-    """The class serving a volfile type; UnknownTranslatorType if none."""
+    """The class serving a volfile type; UnknownTranslatorType if glusterpy
+    has none.  A registered translator that does not import raises its
+    ImportError (or whatever its module raised), not UnknownTranslatorType."""
     canonical = canonical_type(type_name)
     if not _TYPE_NAME.fullmatch(canonical):
         raise UnknownTranslatorType(f"'{type_name}' is not a translator type (CATEGORY/NAME)")
-    category, name = canonical.split("/")
-    module_name = f"xlators.{category.replace('-', '_')}.{name.replace('-', '_')}"
-    try:
-        spec = importlib.util.find_spec(module_name)
-    except ModuleNotFoundError:
-        spec = None
-    if spec is None:
+    module_name = TRANSLATORS.get(canonical)
+    if module_name is None:
         raise UnknownTranslatorType(f"unknown translator type '{type_name}'")
     module = importlib.import_module(module_name)
     cls = getattr(module, "TRANSLATOR", None)
     if not (isinstance(cls, type) and issubclass(cls, Translator)):
-        raise UnknownTranslatorType(f"{module_name} defines no TRANSLATOR class")
+        raise TypeError(f"{module_name} (translator type {canonical}) defines no "
+                        f"TRANSLATOR class")
     return cls
 
 

@@ -12,7 +12,6 @@ protocol/client.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import uuid
 from dataclasses import dataclass
@@ -31,8 +30,6 @@ SETVOLUME = HANDSHAKE.by_name("SETVOLUME")
 HANDSHAKE_PING = HANDSHAKE.by_name("PING")
 DUMP_DUMP = DUMP.by_name("DUMP")
 DUMP_PING = DUMP.by_name("PING")
-
-HAVE_LOCKS = importlib.util.find_spec("xlators.features.locks") is not None
 
 
 def brick_volfile(directory, *, name: str = "test", locks: bool = False,

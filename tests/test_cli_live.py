@@ -143,9 +143,6 @@ def test_remove_brick_cycle(tmp_path):
 
 
 def test_profile_counts_fops_per_brick(tmp_path):
-    from glusterpy.glusterd import volgen
-    if not volgen.have("debug/io-stats"):
-        pytest.skip("debug/io-stats is not in this tree yet")
     with running_daemon(tmp_path / "wd") as d:
         d.ok("volume", "create", "prof", f"127.0.0.1:{tmp_path / 'b1'}",
              f"127.0.0.1:{tmp_path / 'b2'}")
@@ -207,9 +204,6 @@ def test_fuse_mount_switches_graphs_without_remount(tmp_path):
 
 
 def test_replica_3_arbiter_1(tmp_path):
-    from glusterpy.glusterd import volgen
-    if not (volgen.have("cluster/replicate") and volgen.have("features/arbiter")):
-        pytest.skip("cluster/replicate or features/arbiter is not in this tree yet")
     with running_daemon(tmp_path / "wd") as d:
         b = [f"127.0.0.1:{tmp_path / n}" for n in ("r1", "r2", "r3")]
         d.ok("volume", "create", "arb", "replica", "3", "arbiter", "1", *b)
@@ -225,9 +219,6 @@ def test_replica_3_arbiter_1(tmp_path):
 
 
 def test_device_lv_volume_serves_logical_volumes_as_files(tmp_path):
-    from glusterpy.glusterd import volgen
-    if not volgen.have("storage/bd"):
-        pytest.skip("storage/bd is not in this tree yet")
     from test_bd_lvm import LoopVG, need_lvm
     from test_glusterd_support import snapshot
     need_lvm()

@@ -12,7 +12,6 @@ once, and once a new brick process is up the same file works again.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import signal
 import socket
@@ -24,11 +23,6 @@ from pathlib import Path
 import pytest
 
 from glusterpy.gfapi import LibgfapiException, Volume
-
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("glusterpy.cli.brick_cmd") is None
-    or importlib.util.find_spec("glusterpy.cli.volfile_server_cmd") is None,
-    reason="glusterpy brick / volfile-server are not in this tree yet")
 
 GLUSTERPY = [sys.executable, "-m", "glusterpy.cli.main"]
 

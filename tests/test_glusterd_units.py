@@ -44,12 +44,11 @@ def test_volfiles_follow_glusterd_names_and_shapes():
     assert brick.top.options["auth.addr./srv/b1.allow"] == "*"
     assert brick["vm-posix"].options["directory"] == "/srv/b1"
     assert brick["vm-posix"].options["volume-id"] == vol["id"]
-    if volgen.have("debug/io-stats"):
-        assert brick["/srv/b1"].type == "debug/io-stats"  # io-stats named by the brick path
-        # io-threads between io-stats and locks, as glusterd's brick graph has it
-        assert brick["/srv/b1"].subvolumes == ["vm-io-threads"]
-        assert brick["vm-io-threads"].type == "performance/io-threads"
-        assert brick["vm-io-threads"].subvolumes == ["vm-locks"]
+    assert brick["/srv/b1"].type == "debug/io-stats"  # io-stats named by the brick path
+    # io-threads between io-stats and locks, as glusterd's brick graph has it
+    assert brick["/srv/b1"].subvolumes == ["vm-io-threads"]
+    assert brick["vm-io-threads"].type == "performance/io-threads"
+    assert brick["vm-io-threads"].subvolumes == ["vm-locks"]
     client = vf.parses(files["vm.tcp-fuse.vol"])
     assert client.top.name == "vm"
     c0 = client["vm-client-0"].options
@@ -94,12 +93,12 @@ def test_volume_set_keys_reach_their_translators():
     types = {v.type for v in vf.parses(volgen.client_volfile(vol)).volumes}
     assert "performance/write-behind" not in types and "performance/md-cache" not in types
     assert "performance/quick-read" in types
-    if volgen.have("debug/io-stats"):  # side-specific keys reach one side's io-stats only
-        vol["options"] = {"diagnostics.brick-log-level": "DEBUG",
-                          "diagnostics.client-log-level": "WARNING"}
-        assert vf.parses(volgen.client_volfile(vol))["vm"].options["log-level"] == "WARNING"
-        brick = vf.parses(volgen.brick_volfile(vol, vol["bricks"][0]))
-        assert brick["/srv/b1"].options["log-level"] == "DEBUG"
+    # side-specific keys reach one side's io-stats only
+    vol["options"] = {"diagnostics.brick-log-level": "DEBUG",
+                      "diagnostics.client-log-level": "WARNING"}
+    assert vf.parses(volgen.client_volfile(vol))["vm"].options["log-level"] == "WARNING"
+    brick = vf.parses(volgen.brick_volfile(vol, vol["bricks"][0]))
+    assert brick["/srv/b1"].options["log-level"] == "DEBUG"
 
 
 def test_stripe_and_replica_sets():
@@ -112,13 +111,9 @@ def test_stripe_and_replica_sets():
     rep = volume(replica=3, bricks=[{"host": "h", "path": f"/r{i}", "node": "u", "port": 0}
                                     for i in range(3)])
     assert volgen.volume_type(rep) == "Replicate"
-    if volgen.have("cluster/replicate"):
-        client = vf.parses(volgen.client_volfile(rep))
-        assert client["vm-replicate-0"].subvolumes == ["vm-client-0", "vm-client-1",
-                                                      "vm-client-2"]
-    else:
-        with pytest.raises(ValueError, match="cluster/replicate"):
-            volgen.check_supported(rep)
+    client = vf.parses(volgen.client_volfile(rep))
+    assert client["vm-replicate-0"].subvolumes == ["vm-client-0", "vm-client-1",
+                                                  "vm-client-2"]
 
 
 def test_needs_restart_only_for_shape_or_fixed_options():

@@ -17,10 +17,6 @@ from glusterpy.graph import Graph
 
 SAMPLES = Path("/work/shared/glusterfs10-samples/volfiles")
 
-pytestmark = pytest.mark.skipif(not volgen.have("cluster/replicate"),
-                                reason="cluster/replicate is not in this tree")
-
-
 def rep3(**kw) -> dict:
     vol = {"name": "rep3", "id": str(uuid.uuid4()), "status": "Started", "replica": 3,
            "arbiter": 0, "stripe": 1, "transport": "tcp", "options": {}, "tasks": {},

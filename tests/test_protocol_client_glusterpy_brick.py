@@ -24,11 +24,10 @@ from glusterpy.gfapi import AsyncVolume
 from glusterpy.graph import Graph
 from glusterpy.xlator import Event
 
-from brickclient import HAVE_LOCKS, brick_volfile
+from brickclient import brick_volfile
 from conformance import CHECKS
 
-STACKS = ["posix", pytest.param("locks", marks=pytest.mark.skipif(
-    not HAVE_LOCKS, reason="features/locks is not in this tree yet"))]
+STACKS = ["posix", "locks"]
 
 
 def free_port() -> int:
@@ -102,7 +101,6 @@ async def create(top, name: str) -> Fd:
     return fd
 
 
-@pytest.mark.skipif(not HAVE_LOCKS, reason="features/locks is not in this tree yet")
 async def test_posix_locks_between_two_clients(tmp_path):
     async with brick(tmp_path, locks=True) as (port, subvolume):
         async with client(port, subvolume) as a:
@@ -214,7 +212,6 @@ def as_caller(pid: int, lk_owner: bytes):
         fops.caller.reset(token)
 
 
-@pytest.mark.skipif(not HAVE_LOCKS, reason="features/locks is not in this tree yet")
 async def test_inodelk_contention_reaches_the_holder_as_upcall(tmp_path):
     """features/locks on our brick tells an inodelk's holder that another
     client waits for it; the holder's protocol/client turns the callback

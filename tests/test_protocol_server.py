@@ -30,11 +30,10 @@ from glusterpy import volfile as vf
 from glusterpy.volfile import VolfileError
 from xlators.protocol.server import Upcall
 
-from brickclient import (DUMP_DUMP, DUMP_PING, HANDSHAKE_PING, HAVE_LOCKS, brick_volfile,
+from brickclient import (DUMP_DUMP, DUMP_PING, HANDSHAKE_PING, brick_volfile,
                          raw_client, running_brick, wait_until)
 
-STACKS = ["posix", pytest.param("locks", marks=pytest.mark.skipif(
-    not HAVE_LOCKS, reason="features/locks is not in this tree yet"))]
+STACKS = ["posix", "locks"]
 
 
 def gfid_req() -> dict:
@@ -411,7 +410,6 @@ async def test_release_waits_for_fops_in_flight(brick):
 # -- locks -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not HAVE_LOCKS, reason="features/locks is not in this tree yet")
 async def test_locks_get_connection_id_and_die_with_their_client(brick):
     async with running_brick(brick, locks=True) as b, raw_client(b.port) as other:
         assert (await other.setvolume(b.subvolume)).op_ret == 0

@@ -20,7 +20,7 @@ from glusterpy.rpc import (AuthGlusterfsV3, DumpRequest, FopRequest, SetVolumeRe
 from glusterpy.rpc.message import AcceptStat, RejectStat, RpcCall
 from glusterpy.rpc.record import RecordDecoder
 
-from brickclient import HAVE_LOCKS, raw_client, running_brick, wait_until
+from brickclient import raw_client, running_brick, wait_until
 
 CRED = AuthGlusterfsV3.from_caller(Caller(pid=1, lk_owner=b"fuzzer"))
 
@@ -173,8 +173,7 @@ async def test_silent_client_blocks_nobody_and_shutdown_still_works(brick):
 # -- clients that vanish -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack", ["posix", pytest.param("locks", marks=pytest.mark.skipif(
-    not HAVE_LOCKS, reason="features/locks is not in this tree yet"))])
+@pytest.mark.parametrize("stack", ["posix", "locks"])
 async def test_client_vanishing_mid_write_leaves_no_trace(brick, stack):
     async with running_brick(brick, locks=stack == "locks") as b, raw_client(b.port) as other:
         assert (await other.setvolume(b.subvolume)).op_ret == 0

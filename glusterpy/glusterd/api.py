@@ -436,7 +436,6 @@ async def delete_option(gd, req):
 
 
 async def get_option_help(gd, req):
-    volgen.rescan()
     keys = volgen.set_keys()
     return Response(200, {"options": [
         {"key": k, "default": sk.option.default, "description": sk.option.description,

@@ -246,7 +246,6 @@ def prepare_create(cluster: Cluster, args: dict) -> dict:
            "bricks": bricks, "options": {}, "version": 1, "tasks": {}}
     if device:
         vol["device"] = "lv"
-    volgen.check_supported(vol)
     return vol
 
 
@@ -254,7 +253,6 @@ def prepare_start(cluster: Cluster, args: dict) -> dict:
     vol = copy.deepcopy(cluster.volume(args.get("name")))
     if vol["status"] == "Started" and not args.get("force"):
         raise ValueError(f"Volume {vol['name']} already started")
-    volgen.check_supported(vol)
     vol["status"] = "Started"
     return vol
 
@@ -300,7 +298,6 @@ def prepare_add_brick(cluster: Cluster, args: dict) -> dict:
             if i % vol["replica"] == vol["replica"] - 1:
                 b["arbiter"] = True
     vol["bricks"].extend(new)
-    volgen.check_supported(vol)
     return vol
 
 
@@ -419,11 +416,6 @@ def prepare_profile(cluster: Cluster, args: dict) -> dict:
     action = args.get("action")
     if action not in ("start", "stop"):
         raise ValueError("profile needs start, stop or info")
-    keys = volgen.set_keys()
-    missing = [k for k in PROFILE_KEYS if k not in keys]
-    if missing:
-        raise ValueError("profiling needs the debug/io-stats translator's "
-                         f"{', '.join(missing)}, which this glusterpy does not have yet")
     if action == "start":
         if vol["status"] != "Started":
             raise ValueError(f"Volume {vol['name']} is not started")
@@ -551,7 +543,6 @@ def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | Non
     ports: dict[str, int] = {}
     if new is None:
         return {"ports": ports}
-    volgen.check_supported(new)
     old_paths = {b["path"] for b in (old or {}).get("bricks", []) if b["node"] == node_uuid}
     metadata: dict[str, str] = {}
     for b in new["bricks"]:
@@ -605,11 +596,7 @@ def _stage_vg_brick(workdir: Path, vol: dict, brick: dict, force: bool) -> str:
     metadata directory (names, owners, xattrs LVM cannot hold) lives under
     the working directory, WORKDIR/bd/VOLUME/VG."""
     vg = brick["path"].strip("/")
-    try:
-        from ..bd import Lvm, LvmError
-    except ImportError:
-        raise ValueError("device lv needs glusterpy.bd (storage/bd), which this glusterpy "
-                         "does not have yet") from None
+    from ..bd import Lvm, LvmError
     try:
         report = Lvm().report(vg)
     except LvmError as e:

@@ -74,13 +74,12 @@ only; glusterpyd's glustershd process loads it, glusterd/shd.py):
                                      glusterd's shd mod_dict does)
     VOL             debug/io-stats   over every replicate set
 
-Other translators that glusterpy does not have (yet) are left out: io-stats
-(the brick's top is then locks, still named by the brick path), utime,
-arbiter.
-Volume types whose translator is missing are refused (`check_supported`):
-the check looks for the module at runtime, so `replica` starts working the
-day xlators/cluster/replicate.py lands.  Each volume's options are given
-only when the translator declares them, so a volfile always loads.
+Every translator of these graphs is glusterpy's own except GlusterFS's
+client performance translators, which glusterpy's clients leave out
+(above).  Each volume's options are given only when the translator
+declares them, so a volfile always loads.  The translators come from the
+static registry (glusterpy.graph.TRANSLATORS): one that does not import
+makes volgen raise with its traceback rather than generate a smaller graph.
 
 Departures from glusterd:
 
@@ -96,8 +95,8 @@ Departures from glusterd:
   clients by address (auth.allow / auth.reject).
 
 The `volume set` keys are the `set_keys` of the translators' declared
-options (glusterpy.options.Option), collected by scanning xlators/ at
-runtime, plus glusterd's own keys that add or remove a translator
+options (glusterpy.options.Option), collected from the registered
+translators, plus glusterd's own keys that add or remove a translator
 (`performance.io-cache`).  A value is checked by the option's own parser,
 so `volume set` refuses exactly what the translator would refuse.
 """
@@ -107,16 +106,13 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
-import logging
-import pkgutil
 import uuid
 from dataclasses import dataclass
 
 from .. import volfile as vf
-from ..graph import UnknownTranslatorType, canonical_type, translator_class
+from ..graph import TRANSLATORS, UnknownTranslatorType, canonical_type, translator_class
 from ..options import Option, OptionError, OptionType, canonical_key, parse_bool
 
-log = logging.getLogger("glusterpy.glusterd.volgen")
 
 CLIENT_VOLFILE = "{vol}.tcp-fuse.vol"
 NOPERF_VOLFILE = "{vol}.noperf.vol"
@@ -129,22 +125,14 @@ REBALANCE_DHT_OPTIONS = {"use-readdirp": "off", "lookup-unhashed": "yes",
                          "readdir-optimize": "on"}
 
 
-def have(type_name: str) -> bool:
-    """Whether glusterpy has a translator for this volfile type now."""
-    try:
-        translator_class(type_name)
-        return True
-    except UnknownTranslatorType:
-        return False
-    except Exception as e:  # a module being written that does not import yet
-        log.warning("translator %s does not load: %s", type_name, e)
-        return False
-
-
 def declared_options(type_name: str) -> tuple[Option, ...]:
+    """The options a volfile type declares; none for a type glusterpy does
+    not have (GlusterFS's performance translators in the client volfile,
+    which only GlusterFS's clients run).  A translator of ours that does
+    not import raises."""
     try:
         return tuple(translator_class(type_name).OPTIONS)
-    except Exception:
+    except UnknownTranslatorType:
         return ()
 
 
@@ -231,28 +219,13 @@ DAEMON_KEYS = {
 }
 
 
-def _module_type(module_name: str) -> str:
-    _, category, name = module_name.split(".", 2)
-    return f"{category.replace('_', '-')}/{name.replace('_', '-')}"
-
-
 @functools.cache
-def _scan(_generation: int) -> dict[str, SetKey]:
-    import xlators
+def set_keys() -> dict[str, SetKey]:
+    """Every key `volume set` accepts: those the registered translators
+    declare, glusterd's daemon keys and its toggles."""
     found: dict[str, SetKey] = {}
-    for info in pkgutil.walk_packages(xlators.__path__, "xlators."):
-        if info.ispkg or info.name.count(".") != 2:
-            continue
-        try:
-            module = importlib.import_module(info.name)
-        except Exception as e:  # someone's translator that does not import yet
-            log.warning("skipping %s: %s", info.name, e)
-            continue
-        cls = getattr(module, "TRANSLATOR", None)
-        if cls is None:
-            continue
-        type_name = _module_type(info.name)
-        for opt in getattr(cls, "OPTIONS", ()):
+    for type_name in sorted(TRANSLATORS):
+        for opt in translator_class(type_name).OPTIONS:
             for key in opt.set_keys:
                 old = found.get(key)
                 types = (old.types if old else ()) + (type_name,)
@@ -265,26 +238,9 @@ def _scan(_generation: int) -> dict[str, SetKey]:
     return found
 
 
-_generation = [0]
-
-
-def set_keys() -> dict[str, SetKey]:
-    """Every key `volume set` accepts now (rescanned after `rescan()`)."""
-    return _scan(_generation[0])
-
-
-def rescan() -> None:
-    """Forget the key table: translators may have appeared since."""
-    _generation[0] += 1
-
-
 def lookup_key(key: str) -> SetKey:
     """The SetKey for `key`; OptionError with glusterd's message (and a
     suggestion) for an unknown one."""
-    keys = set_keys()
-    if key in keys:
-        return keys[key]
-    rescan()
     keys = set_keys()
     if key in keys:
         return keys[key]
@@ -324,25 +280,6 @@ def volume_type(vol: dict) -> str:
     else:
         return "Distribute"
     return f"Distributed-{base}" if distributed else base
-
-
-def check_supported(vol: dict) -> None:
-    """ValueError naming the missing translator when glusterpy cannot
-    build this volume's graphs yet."""
-    needs = []
-    if vol.get("device"):
-        needs.append(("storage/bd", "device lv"))
-    if vol["replica"] > 1 or vol.get("arbiter"):
-        needs.append(("cluster/replicate", "replicate"))
-    if vol["stripe"] > 1:
-        needs.append(("cluster/stripe", "stripe"))
-    if len(vol["bricks"]) > vol["stripe"] * vol["replica"]:
-        needs.append(("cluster/distribute", "distributed"))
-    for type_name, what in needs:
-        if not have(type_name):
-            module = "xlators/" + type_name.replace("-", "_") + ".py"
-            raise ValueError(f"{what} volumes need the {type_name} translator, which this "
-                             f"glusterpy does not have yet ({module})")
 
 
 # --------------------------------------------------------------------------
@@ -420,11 +357,7 @@ class _Builder:
 
 def _side_specific() -> dict:
     """debug/io-stats's SIDE_SPECIFIC_KEYS: key -> (side, its option, default)."""
-    try:
-        module = importlib.import_module("xlators.debug.io_stats")
-    except Exception:
-        return {}
-    return getattr(module, "SIDE_SPECIFIC_KEYS", {})
+    return importlib.import_module(TRANSLATORS["debug/io-stats"]).SIDE_SPECIFIC_KEYS
 
 
 def _glusterd_uuid(brick: dict) -> dict[str, str]:
@@ -452,24 +385,21 @@ def brick_volfile(vol: dict, brick: dict) -> str:
                       {"directory": path, "volume-id": vol["id"],
                        "ctime": "on" if enabled(vol, "features.ctime") else "off",
                        **_glusterd_uuid(brick)})
-    if brick.get("arbiter") and have("features/arbiter"):
+    if brick.get("arbiter"):
         below = b.add(f"{name}-arbiter", "features/arbiter", {}, [below])
     # above locks: io-threads, [index,] io-stats; the topmost of them is named
     # by the brick path.  io-threads is on every brick, with its defaults
     # unless `volume set performance.io-thread-count` ... (brick_graph_add_iot)
-    above = []
-    if have("performance/io-threads"):
-        above.append(("io-threads", "performance/io-threads", {}))
-    if vol["replica"] > 1 and have("features/index"):
+    above = [("io-threads", "performance/io-threads", {})]
+    if vol["replica"] > 1:
         # the heal index the self-heal daemon and heal info crawl, where
         # glusterd puts it (brick_graph_add_index)
         above.append(("index", "features/index", {
             "index-base": f"{path}/.glusterfs/indices",
             "xattrop-dirty-watchlist": "trusted.afr.dirty",
             "xattrop-pending-watchlist": f"trusted.afr.{name}-"}))
-    if have("debug/io-stats"):
-        above.append(("io-stats", "debug/io-stats", {"unique-id": path, "volume-id": vol["id"],
-                                                     "log-level": "INFO"}))
+    above.append(("io-stats", "debug/io-stats", {"unique-id": path, "volume-id": vol["id"],
+                                                 "log-level": "INFO"}))
     layers = [("locks", "features/locks", {})] + above
     for n, (kind, type_name, opts) in enumerate(layers):
         last = n == len(layers) - 1
@@ -512,24 +442,14 @@ def client_volfile(vol: dict, perf: bool = True, rebalance: bool = False) -> str
     dht_opts = {"lock-migration": "off", "force-migration": "off"}
     if task:  # its bricks are leaving: new layouts give them no range
         dht_opts["decommissioned-bricks"] = ",".join(task.get("subvolumes", []))
-    if have("cluster/distribute"):
-        top = b.add(f"{name}-dht", "cluster/distribute", dht_opts, sets)
-    else:
-        top = sets[0]  # check_supported refused more than one set
-    if not rebalance and enabled(vol, "features.ctime") and have("features/utime"):
+    top = b.add(f"{name}-dht", "cluster/distribute", dht_opts, sets)
+    if not rebalance and enabled(vol, "features.ctime"):
         top = b.add(f"{name}-utime", "features/utime", {"noatime": "on"}, [top])
     if perf:
         for key, kind, suffix, _, _ in CLIENT_PERFORMANCE:
             if enabled(vol, key):
                 top = b.add(f"{name}-{suffix}", kind, {}, [top])
-    if have("debug/io-stats"):
-        top = b.add(name, "debug/io-stats", {"log-level": "INFO"}, [top])
-    else:
-        # the top is named after the volume whatever it is, as glusterd's io-stats
-        old = top
-        for v in b.volumes:
-            if v.name == old:
-                v.name = name
+    b.add(name, "debug/io-stats", {"log-level": "INFO"}, [top])
     b.apply_set_options()
     if rebalance:  # as the command line's options, they win over volume set
         for v in b.volumes:
@@ -547,7 +467,7 @@ SHD_OVERRIDES = {"iam-self-heal-daemon": "yes", "data-self-heal": "on",
 def has_shd(vol: dict) -> bool:
     """Whether the volume gets a self-heal daemon graph (glusterd's
     glusterd_is_shd_compatible_volume: replicated)."""
-    return vol["replica"] > 1 and have("cluster/replicate")
+    return vol["replica"] > 1
 
 
 def shd_enabled(vol: dict) -> bool:
@@ -629,6 +549,6 @@ def needs_restart(old_text: str, new_text: str) -> bool:
 
 
 __all__ = ["SetKey", "set_keys", "lookup_key", "volfiles", "brick_volfile", "client_volfile",
-           "volume_type", "check_supported", "needs_restart", "brick_volfile_name",
-           "brick_volfile_key", "brick_id", "have", "option_value", "NOPERF_SUFFIX",
+           "volume_type", "needs_restart", "brick_volfile_name",
+           "brick_volfile_key", "brick_id", "option_value", "NOPERF_SUFFIX",
            "shd_volfile", "has_shd", "shd_enabled", "SHD_VOLFILE"]

@@ -1,0 +1,52 @@
+"""The static translator registry (glusterpy.graph.TRANSLATORS): it names
+every translator in xlators/, and a translator that does not import fails
+loudly instead of being taken for one glusterpy does not have."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from glusterpy import graph
+from glusterpy.glusterd import volgen
+from glusterpy.graph import TRANSLATORS, UnknownTranslatorType, translator_class
+from glusterpy.xlator import Translator
+
+XLATORS = Path(__file__).resolve().parent.parent / "xlators"
+
+
+def test_every_registered_type_loads():
+    for type_name in TRANSLATORS:
+        assert issubclass(translator_class(type_name), Translator)
+
+
+def test_every_translator_module_is_registered():
+    defining = {".".join(p.relative_to(XLATORS.parent).with_suffix("").parts)
+                for p in XLATORS.rglob("*.py")
+                if re.search(r"^TRANSLATOR = ", p.read_text(), re.M)}
+    assert defining == set(TRANSLATORS.values())
+
+
+def test_aliases_and_unknown_types():
+    assert translator_class("cluster/dht") is translator_class("cluster/distribute")
+    for unknown in ("performance/write-behind", "cluster/dht-layout", "nowhere/nothing", "x"):
+        with pytest.raises(UnknownTranslatorType):
+            translator_class(unknown)
+    assert volgen.declared_options("performance/write-behind") == ()
+
+
+def test_a_translator_that_does_not_import_raises(tmp_path, monkeypatch):
+    (tmp_path / "broken_xlator_for_test.py").write_text(
+        "raise RuntimeError('half-written translator')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(graph.TRANSLATORS, "testing/broken", "broken_xlator_for_test")
+    try:
+        with pytest.raises(RuntimeError, match="half-written translator"):
+            translator_class("testing/broken")
+        with pytest.raises(RuntimeError, match="half-written translator"):
+            volgen.declared_options("testing/broken")
+    finally:
+        sys.modules.pop("broken_xlator_for_test", None)
