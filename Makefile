@@ -30,7 +30,7 @@ DEB_PACKAGES += chromium chromium-driver
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps venv mount-helper run test test-fast bench clean
+.PHONY: all deps venv mount-helper run lint test test-fast bench clean
 
 all: test
 
@@ -77,11 +77,18 @@ venv: $(STAMPS)/venv mount-helper
 run: venv
 	$(PY) -m glusterpy.demo
 
-test: venv
+# ruff's bug checks (pyproject.toml's [tool.ruff]) before any test runs:
+# an undefined name or a broken import fails in a second, not mid-suite.
+LINT_PATHS := glusterpy xlators gluster bench tests
+
+lint: venv
+	$(PY) -m ruff check $(LINT_PATHS)
+
+test: venv lint
 	$(PY) -m pytest
 
 # The quick subset while developing: no slow group.
-test-fast: venv
+test-fast: venv lint
 	$(PY) -m pytest -m 'not slow'
 
 # matplotlib draws bench/RESULTS.md's chart: the `bench` extra
@@ -93,4 +100,4 @@ bench: venv $(STAMPS)/bench-extra
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(STAMPS) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) $(STAMPS) build *.egg-info .pytest_cache .hypothesis .ruff_cache

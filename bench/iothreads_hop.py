@@ -1,7 +1,7 @@
 """Micro-benchmark of the io-threads hop (issue 15): us per offloaded no-op
 and O_DIRECT 4 KiB pread through glusterpy.iothreads.Pool vs
 trio.to_thread.run_sync vs inline.  Not a suite: python -m bench.iothreads_hop"""
-import os, sys, time, mmap, trio
+import os, time, mmap, trio
 # run from the repository root: python -m bench.iothreads_hop
 from glusterpy.iothreads import Pool
 

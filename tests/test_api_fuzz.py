@@ -20,7 +20,6 @@ import http.client
 import json
 import re
 import socket
-import ssl
 from urllib.parse import urlsplit
 
 import pytest

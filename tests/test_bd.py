@@ -29,7 +29,12 @@ from glusterpy.graph import Graph
 from xlators.storage import bd as bd_xlator
 
 from conformance import CHECKS
-from test_bd_lvm import LoopVG, loop_vg, vg  # noqa: F401 (fixtures)
+import test_bd_lvm
+from test_bd_lvm import LoopVG
+
+# test_bd_lvm's fixtures, used here: bound by assignment, since a test's
+# parameter named after an imported fixture reads to pyflakes as a redefinition
+loop_vg, vg = test_bd_lvm.loop_vg, test_bd_lvm.vg
 
 EXT = 4096          # the test VG's extent size
 MiB = 1 << 20

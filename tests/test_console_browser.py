@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from glusterpy.gfapi import Volume
-from test_glusterd_support import running_daemon, wait_for
+from test_glusterd_support import running_daemon
 from test_heal_task import leave_pending
 from test_status_clients import my_tcp_ports
 

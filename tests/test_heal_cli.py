@@ -452,7 +452,7 @@ def test_heal_bad_input_is_refused_in_gluster_words(tmp_path):
             assert message in r.text, f"{argv}: expected {message!r} in {r.text!r}"
             assert snapshot(d.workdir) == before, f"{argv} changed the state on disk"
         # the REST side of the same
-        api = f"/api/v1/volumes/good/heal"
+        api = "/api/v1/volumes/good/heal"
         for method, path, body, status, message in [
             ("POST", api, b'{"op": "sideways"}', 400, "index or full"),
             ("POST", api, b"[1]", 400, "JSON object"),

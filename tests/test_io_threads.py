@@ -15,14 +15,13 @@ import hashlib
 import os
 import threading
 import time
-import zlib
 
 import pytest
 import trio
 
 from glusterpy import fops, iothreads
 from glusterpy import volfile as vf
-from glusterpy.fops import GFID, Caller, Fd, FopError, Loc
+from glusterpy.fops import GFID, Caller, Fd, Loc
 from glusterpy.graph import Graph
 from glusterpy.iothreads import HIGH, LEAST, LOW, NORMAL, Pool
 from glusterpy.options import OptionError, validate

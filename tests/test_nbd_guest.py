@@ -17,8 +17,12 @@ from pathlib import Path
 import pytest
 
 from test_glusterd_support import free_port, running_daemon, wait_for
+import test_vm_guest
 from test_vm_guest import (BOOT, EXIT, JOB, KILL_BETWEEN_WRITES, MiB, boot, brick_rows,
-                           heal_counts, kernel, pattern)  # noqa: F401 (kernel: a fixture)
+                           heal_counts, pattern)
+
+# test_vm_guest's fixture, bound by assignment (see tests/test_bd.py)
+kernel = test_vm_guest.kernel
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop,
               pytest.mark.skipif(os.geteuid() != 0, reason="bricks need trusted.* xattrs (root)")]

@@ -14,7 +14,7 @@ import re
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from glusterpy import search
 from glusterpy.search import And, Cond, Or, Query, SearchError, parse

@@ -21,16 +21,13 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
-import socket
 import subprocess
 import sys
 
 import pytest
-import trio
 
 from glusterpy import pki
-from test_glusterd_support import Daemon, raw_http, running_daemon, snapshot
+from test_glusterd_support import Daemon, running_daemon, snapshot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon's socket is root's")
 

@@ -36,7 +36,6 @@ import errno
 import inspect
 import logging
 import os
-import socket
 import ssl
 import subprocess
 import time

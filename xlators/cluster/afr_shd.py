@@ -229,7 +229,6 @@ class _Healer:
 
     async def run_full(self) -> None:
         """afr_shd_full_healer."""
-        afr = self.shd.afr
         while True:
             if not await self.wait():
                 self.running = False

@@ -105,7 +105,7 @@ import trio
 from glusterpy import fops
 from glusterpy.fops import (ROOT_GFID, Caller, CreateReply, Fd, FopError, Loc, LookupReply,
                             OpenReply)
-from glusterpy.options import Option, OptionError, OptionType
+from glusterpy.options import Option, OptionType
 from glusterpy.rpc import (ANON_FD, DUMP, FOP, FOP_PROGRAM, HANDSHAKE,
                            ALL_PROGRAMS, AuthGlusterfsV3, CacheInvalidation, CommonReply,
                            DumpReply, EntrylkContention, FopResponse, GetSpecReply,
