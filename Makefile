@@ -77,12 +77,14 @@ venv: $(STAMPS)/venv mount-helper
 run: venv
 	$(PY) -m glusterpy.demo
 
-# ruff's bug checks (pyproject.toml's [tool.ruff]) before any test runs:
-# an undefined name or a broken import fails in a second, not mid-suite.
+# ruff's bug checks and mypy on the modules it covers (pyproject.toml's
+# [tool.ruff] and [tool.mypy]) before any test runs: an undefined name or a
+# broken import fails in seconds, not mid-suite.
 LINT_PATHS := glusterpy xlators gluster bench tests
 
 lint: venv
 	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m mypy
 
 test: venv lint
 	$(PY) -m pytest
@@ -100,4 +102,4 @@ bench: venv $(STAMPS)/bench-extra
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) $(STAMPS) build *.egg-info .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) $(STAMPS) build *.egg-info .pytest_cache .hypothesis .ruff_cache .mypy_cache

@@ -14,7 +14,7 @@ Besides the catalogue it defines the values that travel with fops:
   `fd.ctx[translator]`, as GlusterFS keeps `fd_ctx`.
 * `Iatt`, `Statvfs`, `Flock`, `Dirent` - GlusterFS's iatt, statfs, flock and
   gf_dirent_t.
-* xdata - a plain `dict` of str keys; values are int, `UInt`, float, str,
+* xdata - a plain `dict` of str keys (`GfDict`); values are int, `UInt`, float, str,
   bytes, `Iatt` or `GFID` (the typed values of GlusterFS's dict; the wire
   codecs add `rpc.MdataIatt`, `rpc.StrOld` and `rpc.RawStr` where a peer's
   exact type must survive a round trip).
@@ -36,6 +36,10 @@ import stat as _stat
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+#: the type of xdata and xattr maps (GlusterFS's dict_t): str keys, values
+#: as the module docstring lists
+GfDict = dict[str, Any]
 
 # --------------------------------------------------------------------------
 # Identity
@@ -138,7 +142,7 @@ class FopError(Exception):
     some translators (replicate, distribute) read even on failure.
     """
 
-    def __init__(self, err: int, message: str | None = None, xdata: dict | None = None):
+    def __init__(self, err: int, message: str | None = None, xdata: GfDict | None = None):
         self.errno = err
         self.message = message or os.strerror(err)
         self.xdata = xdata
@@ -399,7 +403,7 @@ class Dirent:
     off: int = 0
     type: int = 0  # DT_* value
     iatt: Iatt | None = None
-    xdata: dict | None = None
+    xdata: GfDict | None = None
 
 
 # --------------------------------------------------------------------------
@@ -410,7 +414,7 @@ class Dirent:
 class Reply:
     """A fop that returns nothing but xdata."""
 
-    xdata: dict | None = field(default=None, kw_only=True)
+    xdata: GfDict | None = field(default=None, kw_only=True)
 
 
 @dataclass(slots=True)
@@ -504,7 +508,7 @@ class StatfsReply(Reply):
 class DictReply(Reply):
     """getxattr, fgetxattr, xattrop, fxattrop: name -> value."""
 
-    dict: dict
+    dict: GfDict
 
 
 @dataclass(slots=True)
@@ -573,7 +577,8 @@ class Fop(NamedTuple):
         return tuple(a.name for a in self.args)
 
 
-def _fop(name, gf_fop, procnum, args, reply, modifies=""):
+def _fop(name: str, gf_fop: int, procnum: int, args: str, reply: type,
+         modifies: str = "") -> Fop:
     parsed = tuple(Arg(*a.split(":")) for a in args.split())
     target = next((a.name for a in parsed if a.kind in ("loc", "fd")), None)
     return Fop(name, gf_fop, procnum, parsed, reply, target, frozenset(modifies.split()))

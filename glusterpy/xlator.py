@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Awaitable, Callable, ClassVar, Mapping, Sequence
 
 import trio
 
@@ -138,32 +138,36 @@ class Translator:
 
     # -- helpers ---------------------------------------------------------
 
-    def spawn(self, async_fn, *args, name: str | None = None) -> None:
+    def spawn(self, async_fn: Callable[..., Awaitable[Any]], *args: Any,
+              name: str | None = None) -> None:
         """Start a background task that lives as long as the graph."""
         if self.nursery is None:
             raise RuntimeError(f"{self.name}: spawn() before the graph runs")
         self.nursery.start_soon(async_fn, *args, name=name or f"{self.name}:{async_fn.__name__}")
 
-    async def put_with_own_fops(self, loc, mode, umask, flags, data, offset, xattrs,
-                                xdata=None):
+    async def put_with_own_fops(self, loc: fops.Loc, mode: int, umask: int, flags: int,
+                                data: bytes | bytearray | memoryview, offset: int,
+                                xattrs: fops.GfDict | None,
+                                xdata: fops.GfDict | None = None) -> fops.EntryReply:
         """put as GlusterFS's posix_put does it: create, write, set xattrs,
         flush, fstat and release, each through this translator's own fops -
         so a translator that lays files out its own way (stripe, bd) puts
         them its own way too."""
         fd = fops.Fd(flags=flags)
-        created = await self.create(loc, flags, mode, umask, fd, xdata)
+        own: Any = self  # the fops are set on the class below, out of mypy's sight
+        created = await own.create(loc, flags, mode, umask, fd, xdata)
         fd.gfid = created.iatt.gfid
         try:
-            await self.writev(fd, data, offset, flags, None)
+            await own.writev(fd, data, offset, flags, None)
             if xattrs:
-                await self.fsetxattr(fd, xattrs, 0, None)
-            await self.flush(fd, None)
-            iatt = (await self.fstat(fd, None)).iatt
+                await own.fsetxattr(fd, xattrs, 0, None)
+            await own.flush(fd, None)
+            iatt = (await own.fstat(fd, None)).iatt
         finally:
-            await self.release(fd, None)
+            await own.release(fd, None)
         return fops.EntryReply(iatt, created.preparent, created.postparent)
 
-    def dump_state(self) -> dict:
+    def dump_state(self) -> dict[str, Any]:
         """Private state for statedumps and tests."""
         return {}
 
@@ -176,11 +180,11 @@ class _Unserved:
 
     name = "(no child)"
 
-    def __getattr__(self, fop_name: str):
+    def __getattr__(self, fop_name: str) -> Callable[..., Awaitable[Any]]:
         if fop_name not in fops.BY_NAME:
             raise AttributeError(fop_name)
 
-        async def unsupported(*args, **kwargs):
+        async def unsupported(*args: Any, **kwargs: Any) -> Any:
             raise FopError(errno.ENOTSUP, f"{fop_name} is not supported here")
         return unsupported
 
@@ -188,7 +192,7 @@ class _Unserved:
 _UNSERVED = _Unserved()
 
 
-def _make_default(fop: fops.Fop):
+def _make_default(fop: fops.Fop) -> Callable[..., Awaitable[Any]]:
     """Build `async def <fop>(self, <args>, xdata=None)` winding to the first
     child.  Generated with exec so the defaults have real signatures and no
     *args overhead on the fop path."""
@@ -199,11 +203,11 @@ def _make_default(fop: fops.Fop):
     )
     namespace: dict[str, Any] = {}
     exec(source, namespace)
-    fn = namespace[fop.name]
+    fn: Callable[..., Awaitable[Any]] = namespace[fop.name]
     fn.__qualname__ = f"Translator.{fop.name}"
     fn.__doc__ = (f"{fop.name}({', '.join(fop.arg_names)}, xdata) -> "
                   f"{fop.reply.__name__}; default: wind to the first child.")
-    fn.is_default_fop = True
+    setattr(fn, "is_default_fop", True)  # overridden_fops() looks for it
     return fn
 
 
