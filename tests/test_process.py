@@ -32,3 +32,17 @@ def test_owner_identity_reaches_every_client():
     assert graph.by_name["c0"].identity is ident
     assert graph.by_name["c1"].identity is ident
     assert not hasattr(graph.by_name["dht"], "identity")
+
+
+def test_settle_heap_freezes_startup_objects_and_raises_the_young_threshold():
+    """A serving process's collector: what exists at start-up is frozen
+    (never traversed again) and the young generation collects less often."""
+    import subprocess
+    import sys
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import gc; from glusterpy.process import settle_heap, SERVING_GC_THRESHOLDS as T;"
+         "before = gc.get_freeze_count(); settle_heap();"
+         "print(before, gc.get_freeze_count() > 1000, gc.get_threshold() == T)"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["0", "True", "True"]

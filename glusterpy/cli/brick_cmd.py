@@ -49,6 +49,7 @@ from ..graph import Graph
 from ..rpc import (ALL_PROGRAMS, CLIENT_PROGRAMS, PORTMAP, AuthGlusterfsV2, RpcConnection,
                    RpcProtocolError, SigninRequest, SignoutRequest)
 from ..rpc.transport import ConnectionLost, RpcCallFailed, RpcEndpoint
+from ..process import settle_heap
 from .daemon import add_log_arguments, run_service, setup_logging
 
 log = logging.getLogger("glusterpy.brick")
@@ -130,6 +131,7 @@ async def _serve(graph: Graph, portmap: tuple[str, int] | None, brick_name: str 
         async with graph.running():
             log.info("brick %s serving on %s:%d", ", ".join(names), server.address,
                      server.port)
+            settle_heap()       # again: the graph's translators are set up now
             signin = None
             async with trio.open_nursery() as nursery:
                 if portmap is not None:

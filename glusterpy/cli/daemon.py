@@ -20,6 +20,8 @@ import time
 
 import trio
 
+from ..process import settle_heap
+
 LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO,
           "WARNING": logging.WARNING, "ERROR": logging.ERROR,
           "CRITICAL": logging.CRITICAL, "NONE": logging.CRITICAL + 10}
@@ -75,6 +77,7 @@ def run_service(async_fn, *args, pidfile: str | None = None, program: str = "err
     try:
         if pidfile:
             held = PidFile(pidfile)
+        settle_heap()
         trio.run(async_fn, *args)
     except BaseException as e:
         error = sole_exception(e)

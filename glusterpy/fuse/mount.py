@@ -32,7 +32,7 @@ import pyfuse3
 import trio
 
 from ..graph import Graph
-from ..process import ProcessIdentity, set_process_identity
+from ..process import ProcessIdentity, set_process_identity, settle_heap
 from .bridge import FuseBridge
 from .posix_locks import PosixLocks
 
@@ -327,6 +327,7 @@ def run_mount(make_graph, mountpoint: str, opts: MountOptions, *,
         return failure_status
     if foreground:
         _setup_logging(opts)
+        settle_heap()
         try:
             trio.run(_serve_made, make_graph, mountpoint, opts, None)
         except MountError as e:
@@ -355,6 +356,7 @@ def run_mount(make_graph, mountpoint: str, opts: MountOptions, *,
             pipe.close()
             _detach_stdio()
         _setup_logging(opts)
+        settle_heap()
         try:
             trio.run(_serve_made, make_graph, mountpoint, opts, ready)
         except MountError as e:
