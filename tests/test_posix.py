@@ -12,9 +12,11 @@ import errno
 import gc
 import hashlib
 import os
+import random
 import stat
 import struct
 import time
+import types
 import uuid
 import zlib
 
@@ -1205,6 +1207,50 @@ async def test_times_live_in_mdata(brick, posix_graph):
     async with posix_graph(brick, ctime="off") as top:
         st = (await top.stat(Loc(gfid=f.gfid), None)).iatt
         assert st.mtime_ns == os.stat(brick / "f").st_mtime_ns
+
+
+async def test_reads_see_every_change_of_the_stored_times(brick, posix_graph):
+    """readv answers from a cache of the mdata xattr: a change from outside
+    the brick process (ctime moves) and a store through the brick within
+    the same clock tick (ctime may not move) both show in the next read."""
+    def mdata(c, m, a):
+        return struct.pack(">BQqQqQqQ", 1, 0, c, 0, m, 0, a, 0)
+    async with posix_graph(brick) as top:
+        f = await mkfile(top, Loc.root(), "f", b"data")
+        fd = Fd(gfid=f.gfid, flags=os.O_RDONLY)
+        await top.open(Loc(gfid=f.gfid), os.O_RDONLY, fd, None)
+        first = (await top.readv(fd, 4, 0, 0, None)).iatt
+        assert (await top.readv(fd, 4, 0, 0, None)).iatt.mtime_ns == first.mtime_ns
+        os.setxattr(brick / "f", MDATA_KEY, mdata(2000000000, 1900000000, 1800000000))
+        seen = (await top.readv(fd, 4, 0, 0, None)).iatt
+        assert (seen.ctime, seen.mtime, seen.atime) == (2000000000, 1900000000, 1800000000)
+        mtime = random.randrange(1, 1800000000)
+        await top.setattr(Loc(gfid=f.gfid), Iatt(mtime=mtime), fops.SET_ATTR_MTIME, None)
+        assert (await top.readv(fd, 4, 0, 0, None)).iatt.mtime == mtime
+        await top.release(fd, None)
+
+
+def test_the_mdata_cache_trusts_ctime_only_for_changes_it_did_not_make(tmp_path):
+    """A store through the brick may keep the inode's ctime (same clock
+    tick): the cache must not answer with what it held before it."""
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        cache = posix_mod._MdataCache()
+        posix_mod._xset(fd, MDATA_KEY, b"one", 0)
+        st = os.fstat(fd)
+        assert cache.get(fd, st) == b"one"
+        os.setxattr(fd, MDATA_KEY, b"two")                  # from outside, ctime kept
+        assert cache.get(fd, st) == b"one"                  # what ctime cannot show
+        moved = types.SimpleNamespace(st_dev=st.st_dev, st_ino=st.st_ino,
+                                      st_ctime_ns=st.st_ctime_ns + 1)
+        assert cache.get(fd, moved) == b"two"               # a moved ctime re-reads
+        assert cache.get(fd, st) == b"two"
+        posix_mod._xset(fd, MDATA_KEY, b"three", 0)         # through the brick
+        assert cache.get(fd, st) == b"three"                # same stat: still seen
+    finally:
+        os.close(fd)
 
 
 # -- confinement --------------------------------------------------------------------------

@@ -407,6 +407,7 @@ class Posix(Translator):
         self._busy: dict[int, int] = {}      # os fd -> syscalls in io-threads' workers
         self._close_later: set[int] = set()  # released while busy: closed when idle
         self._nowait = _NOWAIT_FIRST         # buffered reads try RWF_NOWAIT inline
+        self._mdata = _MdataCache()
         self._dentbuf = ctypes.create_string_buffer(_GETDENTS_BUF)
         self._privileged = os.geteuid() == 0
         self._janitor_wake: trio.Event | None = None
@@ -1848,7 +1849,7 @@ class Posix(Translator):
             if touch:
                 self._mdata_touch(of.osfd, touch, ia)
             else:
-                _apply_mdata(ia, _xget_quiet(of.osfd, MDATA_KEY))
+                _apply_mdata(ia, self._mdata.get(of.osfd, st))
         return ia
 
     def _dir_iatt(self, dfd: int, gfid: GFID, touch: int = 0) -> Iatt:
@@ -2597,17 +2598,70 @@ def _xget_quiet(target, key: str) -> bytes | None:
 
 
 def _xset(target, key: str, value: bytes, flags: int) -> None:
-    if isinstance(target, int):
-        os.setxattr(target, key, value, flags)
-    else:
-        os.setxattr(target, key, value, flags, follow_symlinks=False)
+    try:
+        if isinstance(target, int):
+            os.setxattr(target, key, value, flags)
+        else:
+            os.setxattr(target, key, value, flags, follow_symlinks=False)
+    finally:
+        if key == MDATA_KEY:
+            _MdataCache.stored()
 
 
 def _xremove(target, key: str) -> None:
-    if isinstance(target, int):
-        os.removexattr(target, key)
-    else:
-        os.removexattr(target, key, follow_symlinks=False)
+    try:
+        if isinstance(target, int):
+            os.removexattr(target, key)
+        else:
+            os.removexattr(target, key, follow_symlinks=False)
+    finally:
+        if key == MDATA_KEY:
+            _MdataCache.stored()
+
+
+class _MdataCache:
+    """The mdata xattr of the files reads were answered for, so that a read
+    costs one fstat and no fgetxattr (GlusterFS keeps the same in posix's
+    inode context).  An entry is good while the inode's ctime is the one
+    seen when it was read - a change by anyone, inside this process or not,
+    moves ctime - and while nothing stored mdata through this process since:
+    our own stores can land in the clock tick of the ctime seen (the kernel's
+    coarse clock), which ctime cannot show, so every store through `_xset`
+    or `_xremove` retires every entry once it is done (a store in an
+    io-threads worker that overlaps a read cannot leave the read's entry
+    behind).  A read-mostly workload (a VM's image) hits; a store costs a
+    generation bump."""
+
+    #: entries kept; beyond it the table starts over
+    LIMIT = 4096
+    #: bumped by every store of mdata in this process (all bricks)
+    generation = 0
+
+    __slots__ = ("_entries", "_generation")
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, int], tuple[int, bytes | None]] = {}
+        self._generation = 0
+
+    @classmethod
+    def stored(cls) -> None:
+        cls.generation += 1
+
+    def get(self, osfd: int, st: os.stat_result) -> bytes | None:
+        """The mdata of the file open as `osfd`, whose fstat is `st`."""
+        entries = self._entries
+        if self._generation != _MdataCache.generation:
+            entries.clear()
+            self._generation = _MdataCache.generation
+        key = (st.st_dev, st.st_ino)
+        hit = entries.get(key)
+        if hit is not None and hit[0] == st.st_ctime_ns:
+            return hit[1]
+        raw = _xget_quiet(osfd, MDATA_KEY)
+        if len(entries) >= self.LIMIT:
+            entries.clear()
+        entries[key] = (st.st_ctime_ns, raw)
+        return raw
 
 
 def _xlist(target) -> list[str]:
