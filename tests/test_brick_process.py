@@ -24,7 +24,7 @@ from glusterpy.glusterd.volfile_server import VolfileServer
 from glusterpy.rpc import PortByBrickRequest
 from glusterpy.rpc.programs import PORTMAP
 
-from brickclient import HAVE_LOCKS, brick_volfile, raw_client, wait_until
+from brickclient import brick_volfile, raw_client, wait_until
 
 GLUSTERPY = [sys.executable, "-m", "glusterpy.cli.main"]
 
@@ -59,7 +59,7 @@ async def wait_exit(proc, timeout=15) -> int:
 
 def write_brick_volfile(tmp_path: Path, brick: Path) -> Path:
     vol = tmp_path / "brick.vol"
-    vol.write_text(brick_volfile(brick, locks=HAVE_LOCKS))
+    vol.write_text(brick_volfile(brick, locks=True))
     return vol
 
 
@@ -69,7 +69,7 @@ async def test_brick_signs_in_serves_and_shuts_down_cleanly(tmp_path, brick, nur
     port = free_port()
     pidfile, logfile = tmp_path / "brick.pid", tmp_path / "brick.log"
     vol = write_brick_volfile(tmp_path, brick)
-    sub = "test-locks" if HAVE_LOCKS else "test-posix"
+    sub = "test-locks"
     with process("brick", "--volfile", str(vol), "--port", str(port), "--pidfile", str(pidfile),
                  "--log-file", str(logfile), "--log-level", "DEBUG", "--volfile-server",
                  f"127.0.0.1:{pm_port}", "--brick-name", "/bricks/b1") as proc:
