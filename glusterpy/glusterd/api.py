@@ -88,6 +88,7 @@ from ..options import OptionError
 from . import heal, volgen
 from .. import localsock
 from .daemon import VERSION, Glusterd, OpFailed
+from .handlers import flag, peer_of, run_transaction, volume_or_404, volume_view, who_asked
 from .http import ApiError, Request, Response
 from .trust import ROLES, TOKEN_NAME, TrustError
 from . import clients, console, heal_task, rebalance_api, tls_setup
@@ -152,18 +153,6 @@ def principal(gd: Glusterd, req: Request) -> dict:
     return {"kind": "anonymous"}
 
 
-def _who(req: Request) -> dict:
-    """For the audit log: who asked (as proved) and from where; the user
-    name the CLI sends is kept as a claim only."""
-    who = dict(req.conn.get("principal") or {})
-    who.pop("role", None)
-    who["via"] = req.conn.get("transport")
-    who["address"] = req.conn.get("address") or (req.peer[0] if req.peer else None)
-    if req.headers.get("x-glusterpy-user"):
-        who["user"] = req.headers["x-glusterpy-user"]
-    return who
-
-
 def authorize(gd: Glusterd, req: Request, access: str) -> None:
     """ApiError 401/403 unless the caller may use a route needing `access`;
     every refusal is written to the audit log."""
@@ -194,34 +183,8 @@ def authorize(gd: Glusterd, req: Request, access: str) -> None:
     else:
         refusal = (403, f"{'a read-only token' if role == 'read-only' else 'a peer'} may not "
                         f"change state ({req.method} {req.path})")
-    gd.audit(_who(req), f"{req.method} {req.path}", {}, f"refused: {refusal[1]}")
+    gd.audit(who_asked(req), f"{req.method} {req.path}", {}, f"refused: {refusal[1]}")
     raise ApiError(*refusal)
-
-
-def _flag(value) -> bool:
-    return value in (True, 1, "1", "true", "yes", "on", "force")
-
-
-async def _run(gd: Glusterd, req: Request, op: str, args: dict) -> dict:
-    """A volume operation through the cluster transaction, audited."""
-    who = _who(req)
-    try:
-        result = await gd.transact(op, args, who)
-    except OpFailed as e:
-        gd.audit(who, op, args, f"failed: {e}")
-        status = 409 if "Another transaction" in str(e) else \
-            404 if str(e).startswith("Volume ") and str(e).endswith("does not exist") else 400
-        raise ApiError(status, str(e)) from None
-    if not (op == "remove-brick" and args.get("action") == "status"):
-        gd.audit(who, op, args, "success")
-    return result
-
-
-def _volume_view(gd: Glusterd, vol: dict) -> dict:
-    view = dict(vol)
-    view["type"] = volgen.volume_type(vol)
-    view["bricks"] = [dict(b, name=volgen.brick_id(b)) for b in vol["bricks"]]
-    return view
 
 
 # -- public handlers ---------------------------------------------------------
@@ -268,7 +231,7 @@ async def post_peer(gd, req):
     port = body.get("port", gd.port)
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ApiError(400, f"port {port!r} is not a TCP port")
-    who = _who(req)
+    who = who_asked(req)
     try:
         note = await gd.probe(host, port, who)
     except OpFailed as e:
@@ -281,8 +244,8 @@ async def post_peer(gd, req):
 
 async def delete_peer(gd, req):
     host = req.params["host"]
-    force = _flag(req.arg("force"))
-    who = _who(req)
+    force = flag(req.arg("force"))
+    who = who_asked(req)
     try:
         await gd.detach(host, force)
     except OpFailed as e:
@@ -293,47 +256,40 @@ async def delete_peer(gd, req):
     return Response(200, {"message": ""})
 
 
-def _volume_or_404(gd, name) -> dict:
-    vol = gd.volumes.get(name)
-    if vol is None:
-        raise ApiError(404, f"Volume {name} does not exist")
-    return vol
-
-
 async def get_volumes(gd, req):
-    return Response(200, {"volumes": [_volume_view(gd, v) for _, v in
+    return Response(200, {"volumes": [volume_view(gd, v) for _, v in
                                       sorted(gd.volumes.items())]})
 
 
 async def get_volume(gd, req):
-    return Response(200, _volume_view(gd, _volume_or_404(gd, req.params["name"])))
+    return Response(200, volume_view(gd, volume_or_404(gd, req.params["name"])))
 
 
 async def post_volume(gd, req):
     body = req.json()
     args = {k: body.get(k) for k in ("name", "bricks", "replica", "arbiter", "stripe",
                                      "transport", "device", "force")}
-    result = await _run(gd, req, "create", args)
-    return Response(201, _volume_view(gd, result["volume"]))
+    result = await run_transaction(gd, req, "create", args)
+    return Response(201, volume_view(gd, result["volume"]))
 
 
 async def delete_volume(gd, req):
-    await _run(gd, req, "delete", {"name": req.params["name"]})
+    await run_transaction(gd, req, "delete", {"name": req.params["name"]})
     return Response(200, {"message": f"{req.params['name']} deleted"})
 
 
 async def post_start(gd, req):
     body = req.json()
-    result = await _run(gd, req, "start", {"name": req.params["name"],
-                                           "force": _flag(body.get("force"))})
-    return Response(200, _volume_view(gd, result["volume"]))
+    result = await run_transaction(gd, req, "start", {"name": req.params["name"],
+                                                      "force": flag(body.get("force"))})
+    return Response(200, volume_view(gd, result["volume"]))
 
 
 async def post_stop(gd, req):
     body = req.json()
-    result = await _run(gd, req, "stop", {"name": req.params["name"],
-                                          "force": _flag(body.get("force"))})
-    return Response(200, _volume_view(gd, result["volume"]))
+    result = await run_transaction(gd, req, "stop", {"name": req.params["name"],
+                                                     "force": flag(body.get("force"))})
+    return Response(200, volume_view(gd, result["volume"]))
 
 
 async def _cluster_bricks(gd, name: str | None) -> list[dict]:
@@ -364,7 +320,7 @@ def _status_of(gd, vol: dict, bricks: list[dict]) -> dict:
 
 
 async def get_volume_status(gd, req):
-    vol = _volume_or_404(gd, req.params["name"])
+    vol = volume_or_404(gd, req.params["name"])
     if vol["status"] != "Started":
         raise ApiError(400, f"Volume {vol['name']} is not started")
     st = _status_of(gd, vol, await _cluster_bricks(gd, vol["name"]))
@@ -383,28 +339,28 @@ async def get_status(gd, req):
 
 async def post_bricks(gd, req):
     body = req.json()
-    result = await _run(gd, req, "add-brick", {"name": req.params["name"],
-                                               "bricks": body.get("bricks"),
-                                               "replica": body.get("replica"),
-                                               "stripe": body.get("stripe"),
-                                               "force": _flag(body.get("force"))})
-    return Response(200, _volume_view(gd, result["volume"]))
+    result = await run_transaction(gd, req, "add-brick", {"name": req.params["name"],
+                                                          "bricks": body.get("bricks"),
+                                                          "replica": body.get("replica"),
+                                                          "stripe": body.get("stripe"),
+                                                          "force": flag(body.get("force"))})
+    return Response(200, volume_view(gd, result["volume"]))
 
 
 async def post_remove_brick(gd, req):
     body = req.json()
-    result = await _run(gd, req, "remove-brick", {"name": req.params["name"],
-                                                  "bricks": body.get("bricks"),
-                                                  "action": body.get("action")})
+    result = await run_transaction(gd, req, "remove-brick", {"name": req.params["name"],
+                                                             "bricks": body.get("bricks"),
+                                                             "action": body.get("action")})
     vol = result["volume"]
-    doc = {"volume": _volume_view(gd, vol), "task": vol.get("tasks", {}).get("remove-brick")}
+    doc = {"volume": volume_view(gd, vol), "task": vol.get("tasks", {}).get("remove-brick")}
     if doc["task"] and vol["name"] in gd.volumes:   # every node's migration
         doc["status"] = await gd.rebalance.cluster_status(vol["name"])
     return Response(200, doc)
 
 
 async def get_options(gd, req):
-    vol = _volume_or_404(gd, req.params["name"])
+    vol = volume_or_404(gd, req.params["name"])
     key = req.arg("key", "all")
     keys = volgen.set_keys()
     if key != "all":
@@ -425,14 +381,15 @@ async def post_options(gd, req):
     options = body.get("options")
     if not isinstance(options, dict) or not options:
         raise ApiError(400, "the body needs \"options\": {KEY: VALUE, ...}")
-    result = await _run(gd, req, "set", {"name": req.params["name"], "options": options})
-    return Response(200, _volume_view(gd, result["volume"]))
+    result = await run_transaction(gd, req, "set",
+                                   {"name": req.params["name"], "options": options})
+    return Response(200, volume_view(gd, result["volume"]))
 
 
 async def delete_option(gd, req):
-    result = await _run(gd, req, "reset", {"name": req.params["name"],
-                                           "key": req.params["key"]})
-    return Response(200, _volume_view(gd, result["volume"]))
+    result = await run_transaction(gd, req, "reset", {"name": req.params["name"],
+                                                      "key": req.params["key"]})
+    return Response(200, volume_view(gd, result["volume"]))
 
 
 async def get_option_help(gd, req):
@@ -449,13 +406,14 @@ async def post_profile(gd, req):
     action = body.get("action")
     if action not in ("start", "stop"):
         raise ApiError(400, "profile action must be start or stop (info: GET)")
-    result = await _run(gd, req, "profile", {"name": req.params["name"], "action": action})
-    return Response(200, _volume_view(gd, result["volume"]))
+    result = await run_transaction(gd, req, "profile",
+                                   {"name": req.params["name"], "action": action})
+    return Response(200, volume_view(gd, result["volume"]))
 
 
 async def get_profile(gd, req):
     from .profile import local_profile
-    vol = _volume_or_404(gd, req.params["name"])
+    vol = volume_or_404(gd, req.params["name"])
     if not vol.get("profile"):
         raise ApiError(400, f"Profile on Volume {vol['name']} is not started")
     bricks = await local_profile(gd, vol["name"])
@@ -489,7 +447,7 @@ async def get_search(gd, req):
         query = search.parse(text)
     except search.SearchError as e:
         raise ApiError(400, f"search: {e}", position=e.position) from None
-    views = [_volume_view(gd, v) for _, v in sorted(gd.volumes.items())]
+    views = [volume_view(gd, v) for _, v in sorted(gd.volumes.items())]
     return Response(200, {"query": query.print(), "volumes": query.apply(views)})
 
 
@@ -521,9 +479,9 @@ async def post_token(gd, req):
     try:
         token = gd.trust.tokens.create(name, role, gd.trust.fingerprint)
     except TrustError as e:
-        gd.audit(_who(req), "token create", args, f"failed: {e}")
+        gd.audit(who_asked(req), "token create", args, f"failed: {e}")
         raise ApiError(409 if "exists" in str(e) else 400, str(e)) from None
-    gd.audit(_who(req), "token create", args, "success")
+    gd.audit(who_asked(req), "token create", args, "success")
     return Response(201, {"name": name, "role": role, "token": token})
 
 
@@ -532,24 +490,18 @@ async def delete_token(gd, req):
     try:
         gd.trust.tokens.revoke(name)
     except TrustError as e:
-        gd.audit(_who(req), "token revoke", {"name": name}, f"failed: {e}")
+        gd.audit(who_asked(req), "token revoke", {"name": name}, f"failed: {e}")
         raise ApiError(404, str(e)) from None
-    gd.audit(_who(req), "token revoke", {"name": name}, "success")
+    gd.audit(who_asked(req), "token revoke", {"name": name}, "success")
     return Response(200, {"message": f"token {name} revoked"})
 
 
 # -- peer handlers -------------------------------------------------------------
 
 
-def _from_peer(gd, req) -> str:
-    """The uuid of the calling peer, as its certificate proved it (`authorize`
-    let only members through)."""
-    return req.conn["principal"]["peer"]
-
-
 def _peer_op(fn):
     async def handler(gd, req):
-        _from_peer(gd, req)
+        peer_of(gd, req)
         try:
             return Response(200, await fn(gd, req, req.json()) or {})
         except OpFailed as e:
@@ -578,7 +530,7 @@ async def cluster_commit(gd, req, body):
     plan = body["plan"]
     await gd.commit(plan, rollback=bool(body.get("rollback")))
     if not body.get("rollback"):
-        gd.audit(_who(req), plan["op"], plan["args"], "success (committed for a peer)")
+        gd.audit(who_asked(req), plan["op"], plan["args"], "success (committed for a peer)")
 
 
 @_peer_op
@@ -590,7 +542,7 @@ async def cluster_add_peer(gd, req, body):
 @_peer_op
 async def cluster_leave(gd, req, body):
     await gd.leave()
-    gd.audit(_who(req), "peer detach", {}, "success (this node left the cluster)")
+    gd.audit(who_asked(req), "peer detach", {}, "success (this node left the cluster)")
 
 
 async def cluster_join(gd, req):
@@ -601,19 +553,19 @@ async def cluster_join(gd, req):
     if gd.peers or gd.volumes:
         why = (f"{gd.names[0]} is already part of another cluster" if gd.peers else
                f"{gd.names[0]} has volumes configured")
-        gd.audit(_who(req), "peer probe", {}, f"refused: {why}")
+        gd.audit(who_asked(req), "peer probe", {}, f"refused: {why}")
         raise ApiError(403, why)
     try:
         info = await gd.join(nodes, volumes, req.peer[0] if req.peer else None)
     except OpFailed as e:
-        gd.audit(_who(req), "peer probe", {}, f"refused: {e}")
+        gd.audit(who_asked(req), "peer probe", {}, f"refused: {e}")
         raise ApiError(400, str(e)) from None
-    gd.audit(_who(req), "peer probe", {}, "success (this node joined the cluster)")
+    gd.audit(who_asked(req), "peer probe", {}, "success (this node joined the cluster)")
     return Response(200, info)
 
 
 async def cluster_remove_peer(gd, req):
-    _from_peer(gd, req)
+    peer_of(gd, req)
     gd.remove_peer(req.params["uuid"])
     return Response(200, {})
 
@@ -624,7 +576,7 @@ async def local_bricks(gd, req):
 
 async def local_profile_handler(gd, req):
     from .profile import local_profile
-    _volume_or_404(gd, req.params["name"])
+    volume_or_404(gd, req.params["name"])
     return Response(200, {"bricks": await local_profile(gd, req.params["name"])})
 
 

@@ -29,6 +29,7 @@ from xlators.protocol.server import CLIENTS_XATTR
 
 from . import volgen
 from .daemon import OpFailed
+from .handlers import volume_or_404
 from .http import ApiError, Response
 from .profile import brick_xattr
 
@@ -121,9 +122,7 @@ async def cluster_clients(gd, name: str) -> dict:
 
 
 def _started_volume(gd, name: str) -> dict:
-    vol = gd.volumes.get(name)
-    if vol is None:
-        raise ApiError(404, f"Volume {name} does not exist")
+    vol = volume_or_404(gd, name)
     if vol["status"] != "Started":
         raise ApiError(400, f"Volume {name} is not started")
     return vol

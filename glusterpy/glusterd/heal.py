@@ -52,6 +52,7 @@ from ..fops import GFID, ROOT_GFID, Caller, FopError, Loc, caller
 from ..graph import Graph
 from . import ops, volgen
 from .daemon import Glusterd, OpFailed
+from .handlers import who_asked
 from .http import ApiError, Response
 from .shd import ShdUnavailable
 
@@ -415,8 +416,7 @@ def _api_error(e: HealRefused) -> ApiError:
 
 
 def _audit(gd: Glusterd, req, op: str, args: dict, result: str) -> None:
-    from .api import _who  # the API module imports this one
-    gd.audit(_who(req), op, args, result)
+    gd.audit(who_asked(req), op, args, result)
 
 
 async def _guard(coro):
@@ -443,8 +443,7 @@ async def post_heal(gd, req):
         _audit(gd, req, "heal", args, f"failed: {e.message}")
         raise
     _audit(gd, req, "heal", args, "success")
-    from .api import _who
-    gd.heal_tasks.requested(req.params["name"], op, _who(req))
+    gd.heal_tasks.requested(req.params["name"], op, who_asked(req))
     return Response(200, result)
 
 

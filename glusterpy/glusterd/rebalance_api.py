@@ -25,6 +25,7 @@ share done (0..1, null until the totals are counted); times in seconds.
 
 from __future__ import annotations
 
+from .handlers import peer_of, run_transaction, volume_or_404, volume_view
 from .http import ApiError, Response
 from .rebalance import active_task
 
@@ -47,15 +48,7 @@ STATUS_SCHEMA = {
         "aggregate": {"type": "object"}}}
 
 
-def _volume(gd, name: str) -> dict:
-    vol = gd.volumes.get(name)
-    if vol is None:
-        raise ApiError(404, f"Volume {name} does not exist")
-    return vol
-
-
 async def post_rebalance(gd, req):
-    from .api import _run, _volume_view
     body = req.json()
     action = body.get("action")
     if action not in _ACTIONS:
@@ -64,17 +57,17 @@ async def post_rebalance(gd, req):
     force = body.get("force") in (True, 1, "1", "true", "yes", "on", "force")
     if action == "fix-layout" and force:
         raise ApiError(400, "fix-layout start takes no force")
-    result = await _run(gd, req, "rebalance", {"name": req.params["name"], "action": action,
-                                               "force": force})
+    result = await run_transaction(gd, req, "rebalance",
+                                   {"name": req.params["name"], "action": action, "force": force})
     vol = result["volume"]
-    doc = {"volume": _volume_view(gd, vol), "task": vol["tasks"].get("rebalance")}
+    doc = {"volume": volume_view(gd, vol), "task": vol["tasks"].get("rebalance")}
     if action == "stop":
         doc["status"] = await gd.rebalance.cluster_status(vol["name"])
     return Response(200, doc)
 
 
 async def get_rebalance(gd, req):
-    vol = _volume(gd, req.params["name"])
+    vol = volume_or_404(gd, req.params["name"])
     kind, task = active_task(vol)
     if kind != "rebalance":
         raise ApiError(400, f"Rebalance not started for volume {vol['name']}.")
@@ -82,7 +75,7 @@ async def get_rebalance(gd, req):
 
 
 async def get_remove_brick(gd, req):
-    vol = _volume(gd, req.params["name"])
+    vol = volume_or_404(gd, req.params["name"])
     kind, task = active_task(vol)
     if kind != "remove-brick":
         raise ApiError(400, f"remove-brick not started for volume {vol['name']}.")
@@ -90,9 +83,8 @@ async def get_remove_brick(gd, req):
 
 
 async def local_rebalance(gd, req):
-    from .api import _from_peer
-    _from_peer(gd, req)
-    _volume(gd, req.params["name"])
+    peer_of(gd, req)
+    volume_or_404(gd, req.params["name"])
     return Response(200, gd.rebalance.local_status(req.params["name"]))
 
 

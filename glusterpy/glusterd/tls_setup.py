@@ -42,6 +42,7 @@ from pathlib import Path
 
 from .. import pki
 from ..rpc import tls
+from .handlers import who_asked
 from .http import ApiError, Response
 from .store import read_json, write_atomic, write_json
 
@@ -137,19 +138,17 @@ def _management_arg(body: dict) -> bool | None:
 
 
 async def post_setup(gd, req):
-    from .api import _who
     body = req.json()
     management = _management_arg(body)
     results = await _pool_wide(gd, _clients(gd), management)
     failed = [r for r in results if "error" in r]
-    gd.audit(_who(req), "tls setup", {"management": management},
+    gd.audit(who_asked(req), "tls setup", {"management": management},
              "success" if not failed else f"failed on {', '.join(r['node'] for r in failed)}")
     return Response(200 if not failed else 502, {"nodes": results, **(
         {"error": "; ".join(f"{r['node']}: {r['error']}" for r in failed)} if failed else {})})
 
 
 async def post_client(gd, req):
-    from .api import _who
     from .trust import TOKEN_NAME
     body = req.json()
     name = body.get("name")
@@ -160,7 +159,7 @@ async def post_client(gd, req):
     clients = _clients(gd) + cert
     results = await _pool_wide(gd, clients, None)
     failed = [r for r in results if "error" in r]
-    gd.audit(_who(req), "tls client", {"name": name},
+    gd.audit(who_asked(req), "tls client", {"name": name},
              "success" if not failed else f"failed on {', '.join(r['node'] for r in failed)}")
     return Response(201, {"name": name, "key": pki.key_pem(key).decode(), "cert": cert,
                           "ca": ca_bundle(gd, clients), "nodes": results,
