@@ -30,6 +30,7 @@ from typing import Any, Awaitable, Callable, ClassVar, Mapping, Sequence
 import trio
 
 from . import fops
+from .fopgen import Family, install
 from .fops import FopError
 from .options import Option, OptionValues, validate
 
@@ -192,28 +193,16 @@ class _Unserved:
 _UNSERVED = _Unserved()
 
 
-def _make_default(fop: fops.Fop) -> Callable[..., Awaitable[Any]]:
-    """Build `async def <fop>(self, <args>, xdata=None)` winding to the first
-    child.  Generated with exec so the defaults have real signatures and no
-    *args overhead on the fop path."""
-    params = ", ".join(fop.arg_names)
-    source = (
-        f"async def {fop.name}(self, {params}, xdata=None):\n"
-        f"    return await self.first_child.{fop.name}({params}, xdata)\n"
-    )
-    namespace: dict[str, Any] = {}
-    exec(source, namespace)
-    fn: Callable[..., Awaitable[Any]] = namespace[fop.name]
-    fn.__qualname__ = f"Translator.{fop.name}"
-    fn.__doc__ = (f"{fop.name}({', '.join(fop.arg_names)}, xdata) -> "
-                  f"{fop.reply.__name__}; default: wind to the first child.")
-    setattr(fn, "is_default_fop", True)  # overridden_fops() looks for it
-    return fn
-
-
-for _fop in fops.CATALOGUE:
-    setattr(Translator, _fop.name, _make_default(_fop))
-del _fop
+#: the defaults: wind every fop, unchanged, to the first child
+DEFAULTS = Family(
+    module="glusterpy.xlator_fops", owner="Translator",
+    doc="{name}: default - wind to the first child.",
+    template="""
+async def {name}(self, {params}, xdata=None):
+    return await self.first_child.{name}({params}, xdata)
+""",
+    marks={"is_default_fop": True})      # overridden_fops() looks for it
+install(Translator, DEFAULTS)
 
 
 def overridden_fops(cls: type[Translator]) -> list[str]:

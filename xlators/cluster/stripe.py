@@ -90,11 +90,11 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import trio
 
-from glusterpy import fops
 from glusterpy.fops import (GFID, SET_ATTR_SIZE, CopyRangeReply, CreateReply, DictReply,
                             DirReply, EntryReply, Fd, FopError, Iatt, LookupReply, Loc,
                             OpenReply, ParentReply, PrePostReply, ReadReply, RenameReply,
                             StatfsReply, StatReply, Statvfs, WriteReply)
+from glusterpy.fopgen import Family, install
 from glusterpy.options import Option, OptionError, OptionType, first_match, parse_int
 from glusterpy.xlator import Event, Translator
 
@@ -1370,23 +1370,23 @@ class Stripe(Translator):
 _PATHINFO_KEYS = frozenset({"trusted.glusterfs.pathinfo", "glusterfs.pathinfo"})
 
 
-def _first_child_fop(fop: fops.Fop):
-    """A fop stripe sends to the first child only (stripe.c's defaults)."""
-    async def method(self, *args, **kwargs):
-        self._check_up()
-        return await getattr(self.first_child, fop.name)(*args, **kwargs)
-    method.__name__ = method.__qualname__ = fop.name
-    method.__doc__ = f"{fop.name}: to the first child, which holds the namespace."
-    return method
+#: readlink and symlink: symlinks live on the first child; the lock fops:
+#: one child arbitrates; the rest act on what the first child alone keeps
+FIRST_CHILD_FOPS = ("access", "readlink", "symlink", "readdir", "xattrop", "fxattrop",
+                    "inodelk", "finodelk", "entrylk", "fentrylk", "lk", "lease",
+                    "getactivelk", "setactivelk", "ipc")
 
-
-# readlink and symlink: symlinks live on the first child; the lock fops:
-# one child arbitrates; the rest act on what the first child alone keeps
-for _name in ("access", "readlink", "symlink", "readdir", "xattrop", "fxattrop",
-              "inodelk", "finodelk", "entrylk", "fentrylk", "lk", "lease",
-              "getactivelk", "setactivelk", "ipc"):
-    setattr(Stripe, _name, _first_child_fop(fops.BY_NAME[_name]))
-del _name
+#: the fops stripe sends to the first child only (stripe.c's defaults)
+FOP_METHODS = Family(
+    module="xlators.cluster.stripe_fops", owner="Stripe",
+    doc="{name}: to the first child, which holds the namespace.",
+    fop_names=lambda: FIRST_CHILD_FOPS,
+    template="""
+async def {name}(self, {params}, xdata=None):
+    self._check_up()
+    return await self.first_child.{name}({params}, xdata)
+""")
+install(Stripe, FOP_METHODS)
 
 
 async def _outcome(call):

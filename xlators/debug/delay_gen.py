@@ -16,6 +16,7 @@ import random
 import trio
 
 from glusterpy import fops
+from glusterpy.fopgen import Family, install
 from glusterpy.options import Option, OptionError, OptionType, parse_list
 from glusterpy.xlator import Translator
 
@@ -56,18 +57,16 @@ class DelayGen(Translator):
             await trio.sleep(self.opts.delay_duration / 1e6)
 
 
-def _delaying(fop: fops.Fop):
-    async def method(self, *args):
-        await self._maybe_delay(fop.name)
-        return await getattr(self.first_child, fop.name)(*args)
-    method.__name__ = method.__qualname__ = fop.name
-    method.__doc__ = f"{fop.name}: maybe delay, then wind to the child."
-    return method
-
-
-# every fop may be delayed, so every fop is generated from the catalogue
-for _fop in fops.CATALOGUE:
-    setattr(DelayGen, _fop.name, _delaying(_fop))
-del _fop
+#: every fop may be delayed
+FOP_METHODS = Family(
+    module="xlators.debug.delay_gen_fops", owner="DelayGen",
+    doc="{name}: maybe delay, then wind to the child.",
+    fields=lambda fop: {"quoted": repr(fop.name)},
+    template="""
+async def {name}(self, {params}, xdata=None):
+    await self._maybe_delay({quoted})
+    return await self.first_child.{name}({params}, xdata)
+""")
+install(DelayGen, FOP_METHODS)
 
 TRANSLATOR = DelayGen

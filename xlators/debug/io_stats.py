@@ -103,12 +103,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from time import perf_counter_ns
 from typing import Any
 
 import trio
 
 from glusterpy import fops
+from glusterpy.fopgen import Family, install
 from glusterpy.fops import DictReply, FopError
 from glusterpy.options import Option, OptionType
 from glusterpy.xlator import Event, Translator
@@ -648,31 +648,10 @@ class IoStats(Translator):
 # --------------------------------------------------------------------------
 # The wrappers, one per fop of the catalogue
 
-_WRAPPER = """
-async def {name}(self, {params}, xdata=None):
-{wind}    _mode = self._mode
-    if not _mode:
-        {result}await self.first_child.{name}({params}, xdata)
-    else:
-        _start = perf_counter_ns() if _mode & MEASURE_LATENCY else 0
-        try:
-            {result}await self.first_child.{name}({params}, xdata)
-        finally:
-            # a failed fop counts and is timed too, as in GlusterFS
-            _period = self._current
-            if _mode & COUNT_HITS:
-                _period.hits[{index}] += 1
-            if _start:
-                _period.add_latency({index}, perf_counter_ns() - _start)
-{unwind}"""
-
-
-def _wrapper(fop: fops.Fop):
-    """`async def <fop>(self, <args>, xdata=None)`: count, time and wind.
-    Generated with exec, as the base class's defaults are, so wrappers have
-    real signatures and no *args overhead on the fop path.  Its own locals
-    start with `_`, which no fop argument does."""
-    params = ", ".join(fop.arg_names)
+def _fields(fop: fops.Fop) -> dict[str, str]:
+    """What io-stats' template needs for `fop`: its counter's index, the
+    wind and unwind hooks IoStats has for it, and the bits of `_mode`
+    (literals: the generated module does not import this one)."""
     wind = unwind = ""
     hook = getattr(IoStats, f"_wind_{fop.name}", None)
     if hook is not None:
@@ -682,16 +661,9 @@ def _wrapper(fop: fops.Fop):
     if hook is not None:
         unwind = (f"    self._unwind_{fop.name}({_hook_args(hook, fop)})\n"
                   f"    return _reply\n")
-    source = _WRAPPER.format(name=fop.name, params=params, index=FOP_INDEX[fop.name],
-                             wind=wind, unwind=unwind,
-                             result="_reply = " if unwind else "return ")
-    namespace: dict[str, Any] = {"perf_counter_ns": perf_counter_ns,
-                                 "MEASURE_LATENCY": MEASURE_LATENCY, "COUNT_HITS": COUNT_HITS}
-    exec(source, namespace)
-    method = namespace[fop.name]
-    method.__qualname__ = f"IoStats.{fop.name}"
-    method.__doc__ = f"{fop.name}: count and time the call, then wind to the child."
-    return method
+    return {"index": str(FOP_INDEX[fop.name]), "wind": wind, "unwind": unwind,
+            "result": "_reply = " if unwind else "return ",
+            "MEASURE_LATENCY": str(MEASURE_LATENCY), "COUNT_HITS": str(COUNT_HITS)}
 
 
 def _hook_args(hook, fop: fops.Fop) -> str:
@@ -703,10 +675,30 @@ def _hook_args(hook, fop: fops.Fop) -> str:
     return ", ".join("_reply" if n == "reply" else n for n in names)
 
 
-assert not any(a.startswith("_") for f in fops.CATALOGUE for a in f.arg_names)
-for _fop in fops.CATALOGUE:
-    setattr(IoStats, _fop.name, _wrapper(_fop))
-del _fop
+#: count, time and wind every fop
+FOP_METHODS = Family(
+    module="xlators.debug.io_stats_fops", owner="IoStats",
+    doc="{name}: count and time the call, then wind to the child.",
+    header="from time import perf_counter_ns",
+    fields=_fields,
+    template="""
+async def {name}(self, {params}, xdata=None):
+{wind}    _mode = self._mode
+    if not _mode:
+        {result}await self.first_child.{name}({params}, xdata)
+    else:
+        _start = perf_counter_ns() if _mode & {MEASURE_LATENCY} else 0   # MEASURE_LATENCY
+        try:
+            {result}await self.first_child.{name}({params}, xdata)
+        finally:
+            # a failed fop counts and is timed too, as in GlusterFS
+            _period = self._current
+            if _mode & {COUNT_HITS}:     # COUNT_HITS
+                _period.hits[{index}] += 1
+            if _start:
+                _period.add_latency({index}, perf_counter_ns() - _start)
+{unwind}""")
+install(IoStats, FOP_METHODS)
 
 
 def _nbytes(data) -> int:

@@ -57,10 +57,10 @@ FOPS_NEVER_SUSPEND holds.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from glusterpy import fops
 from glusterpy.fops import Caller, FopError, Loc, caller
+from glusterpy.fopgen import Family, install
 from glusterpy.options import Option, OptionType
 from glusterpy.rpc import MdataIatt
 from glusterpy.xlator import Translator
@@ -194,36 +194,27 @@ class Utime(Translator):
 # --------------------------------------------------------------------------
 # The stamped fops, generated from the table and the catalogue
 
-_WRAPPER = """
+def _flags(fop: fops.Fop) -> dict[str, str]:
+    flags = str(FLAGS[fop.name])
+    if fop.name in ATIME_FOPS:
+        flags += " | self._atime"
+    return {"flags": flags}
+
+
+#: wind every fop of FLAGS under a Caller stamped with the client's clock
+FOP_METHODS = Family(
+    module="xlators.features.utime_fops", owner="Utime",
+    doc="{name}: stamp the client's clock and the times it moves, then wind.",
+    header="from glusterpy.fops import caller",
+    fop_names=lambda: list(FLAGS), fields=_flags,
+    template="""
 async def {name}(self, {params}, xdata=None):
     _token = caller.set(self._stamped({flags}, self.clock()))
     try:
         return await self.first_child.{name}({params}, xdata)
     finally:
         caller.reset(_token)
-"""
-
-
-def _stamping(fop: fops.Fop):
-    """`async def <fop>(self, <args>, xdata=None)` that winds under a stamped
-    Caller.  Generated with exec, as the base class's defaults are, so the
-    wrappers have real signatures and no *args overhead; the wrapper's own
-    local starts with `_`, which no fop argument does."""
-    flags = str(FLAGS[fop.name])
-    if fop.name in ATIME_FOPS:
-        flags += " | self._atime"
-    source = _WRAPPER.format(name=fop.name, params=", ".join(fop.arg_names), flags=flags)
-    namespace: dict[str, Any] = {"caller": caller}
-    exec(source, namespace)
-    method = namespace[fop.name]
-    method.__qualname__ = f"Utime.{fop.name}"
-    method.__doc__ = f"{fop.name}: stamp the client's clock and the times it moves, then wind."
-    return method
-
-
-assert not any(a.startswith("_") for f in fops.CATALOGUE for a in f.arg_names)
-for _name in FLAGS:
-    setattr(Utime, _name, _stamping(fops.BY_NAME[_name]))
-del _name
+""")
+install(Utime, FOP_METHODS)
 
 TRANSLATOR = Utime

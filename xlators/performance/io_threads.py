@@ -42,10 +42,10 @@ queued is dropped).
 
 from __future__ import annotations
 
-from typing import Any
 
-from glusterpy import fops, iothreads
+from glusterpy import fops
 from glusterpy.iothreads import HIGH, LEAST, LOW, NORMAL, Lane, Pool
+from glusterpy.fopgen import Family, install
 from glusterpy.options import Option, OptionType
 from glusterpy.xlator import Translator
 
@@ -160,30 +160,21 @@ class IoThreads(Translator):
         return self.pool.state()
 
 
-def _make_fop(fop: fops.Fop):
-    """`async def <fop>(self, <args>, xdata=None)`: set the lane, wind to
-    the child, reset the lane.  Generated with real signatures, as the
-    base class's defaults are, so the fop path has no *args."""
-    params = ", ".join(fop.arg_names)
-    source = (
-        f"async def {fop.name}(self, {params}, xdata=None):\n"
-        f"    token = _lane.set(self.lane_for({fop.name!r}))\n"
-        f"    try:\n"
-        f"        return await self.first_child.{fop.name}({params}, xdata)\n"
-        f"    finally:\n"
-        f"        _lane.reset(token)\n"
-    )
-    namespace: dict[str, Any] = {"_lane": iothreads.lane}
-    exec(source, namespace)
-    fn = namespace[fop.name]
-    fn.__qualname__ = f"IoThreads.{fop.name}"
-    fn.__doc__ = f"{fop.name}: wind to the child in its io-threads lane."
-    return fn
-
-
-for _fop in fops.CATALOGUE:
-    if _fop.name not in UNQUEUED:
-        setattr(IoThreads, _fop.name, _make_fop(_fop))
-del _fop
+#: every queued fop: wound in its io-threads lane
+FOP_METHODS = Family(
+    module="xlators.performance.io_threads_fops", owner="IoThreads",
+    doc="{name}: wind to the child in its io-threads lane.",
+    header="from glusterpy.iothreads import lane as _lane",
+    fop_names=lambda: [f.name for f in fops.CATALOGUE if f.name not in UNQUEUED],
+    fields=lambda fop: {"quoted": repr(fop.name)},
+    template="""
+async def {name}(self, {params}, xdata=None):
+    _token = _lane.set(self.lane_for({quoted}))
+    try:
+        return await self.first_child.{name}({params}, xdata)
+    finally:
+        _lane.reset(_token)
+""")
+install(IoThreads, FOP_METHODS)
 
 TRANSLATOR = IoThreads

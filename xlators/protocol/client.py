@@ -125,6 +125,7 @@ import trio
 
 from glusterpy import fops
 from glusterpy.fops import NULL_GFID, GFID, Caller, Fd, FopError, LockCmd, LockType, Loc
+from glusterpy.fopgen import Family, install
 from glusterpy.options import Option, OptionError, OptionType as T
 from glusterpy.process import ProcessIdentity
 from glusterpy.rpc import (CLIENT_PROGRAMS, DUMP, FOP_PROCEDURES, FOP_PROGRAM,
@@ -997,26 +998,15 @@ def _is_ipv6_literal(host: str) -> bool:
 _OPENERS = {("open", "fd"), ("create", "fd"), ("opendir", "fd")}
 
 
-def _make_fop(fop: fops.Fop):
-    """`async def <fop>(self, <args>, xdata=None)` sending the fop; built
-    with exec, like the base class's defaults, for real signatures."""
-    params = ", ".join(fop.arg_names)
-    source = (
-        f"async def {fop.name}(self, {params}, xdata=None):\n"
-        f"    return await self._wind({fop.name!r}, "
-        f"self._prepare({fop.name!r}, ({params},), xdata), xdata)\n"
-    )
-    namespace: dict[str, Any] = {}
-    exec(source, namespace)
-    fn = namespace[fop.name]
-    fn.__qualname__ = f"ProtocolClient.{fop.name}"
-    fn.__doc__ = f"{fop.name}: sent to the brick with the 4.x fop program."
-    return fn
-
-
-for _fop in fops.CATALOGUE:
-    if _fop.name not in ProtocolClient.__dict__:
-        setattr(ProtocolClient, _fop.name, _make_fop(_fop))
-del _fop
+#: every fop the class does not write itself: sent to the brick
+FOP_METHODS = Family(
+    module="xlators.protocol.client_fops", owner="ProtocolClient",
+    doc="{name}: sent to the brick with the 4.x fop program.",
+    fields=lambda fop: {"quoted": repr(fop.name)},
+    template="""
+async def {name}(self, {params}, xdata=None):
+    return await self._wind({quoted}, self._prepare({quoted}, ({params},), xdata), xdata)
+""")
+install(ProtocolClient, FOP_METHODS)
 
 TRANSLATOR = ProtocolClient
