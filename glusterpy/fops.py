@@ -561,7 +561,11 @@ class Fop(NamedTuple):
 
     `target` is the argument that names the inode the fop acts on (a loc or
     an fd); `modifies` is the set of things a successful call may change
-    ('data', 'meta', 'entry', 'xattr'), which caches use to invalidate.
+    ('data', 'meta', 'entry', 'xattr'), which caches use to invalidate;
+    `gf_name` is GlusterFS's upper-case name (gf_fop_list: READ for readv,
+    WRITE for writev), which its RPC procedures, dumps and profiles show;
+    `opens` names the fd argument that the fop opens (open, create,
+    opendir): it has no remote number yet and is not sent.
     """
 
     name: str
@@ -571,17 +575,25 @@ class Fop(NamedTuple):
     reply: type
     target: str | None
     modifies: frozenset[str]
+    gf_name: str
+    opens: str | None
 
     @property
     def arg_names(self) -> tuple[str, ...]:
         return tuple(a.name for a in self.args)
 
 
+#: where GlusterFS's name is not the catalogue's in upper case
+_GF_NAMES = {"readv": "READ", "writev": "WRITE"}
+
+
 def _fop(name: str, gf_fop: int, procnum: int, args: str, reply: type,
-         modifies: str = "") -> Fop:
+         modifies: str = "", *, opens: str | None = None) -> Fop:
     parsed = tuple(Arg(*a.split(":")) for a in args.split())
     target = next((a.name for a in parsed if a.kind in ("loc", "fd")), None)
-    return Fop(name, gf_fop, procnum, parsed, reply, target, frozenset(modifies.split()))
+    assert opens is None or any(a.name == opens and a.kind == "fd" for a in parsed)
+    return Fop(name, gf_fop, procnum, parsed, reply, target, frozenset(modifies.split()),
+               _GF_NAMES.get(name, name.upper()), opens)
 
 
 CATALOGUE: tuple[Fop, ...] = (
@@ -599,13 +611,14 @@ CATALOGUE: tuple[Fop, ...] = (
     _fop("link", 9, 9, "oldloc:loc newloc:loc", EntryReply, "entry meta"),
     _fop("truncate", 10, 10, "loc:loc offset:int", PrePostReply, "data meta"),
     _fop("ftruncate", 24, 24, "fd:fd offset:int", PrePostReply, "data meta"),
-    _fop("open", 11, 11, "loc:loc flags:int fd:fd", OpenReply),
-    _fop("create", 23, 23, "loc:loc flags:int mode:int umask:int fd:fd", CreateReply, "entry"),
+    _fop("open", 11, 11, "loc:loc flags:int fd:fd", OpenReply, opens="fd"),
+    _fop("create", 23, 23, "loc:loc flags:int mode:int umask:int fd:fd", CreateReply, "entry",
+         opens="fd"),
     _fop("readv", 12, 12, "fd:fd size:int offset:int flags:int", ReadReply),
     _fop("writev", 13, 13, "fd:fd data:data offset:int flags:int", WriteReply, "data meta"),
     _fop("flush", 15, 15, "fd:fd", Reply),
     _fop("fsync", 16, 16, "fd:fd datasync:int", PrePostReply),
-    _fop("opendir", 20, 20, "loc:loc fd:fd", OpenReply),
+    _fop("opendir", 20, 20, "loc:loc fd:fd", OpenReply, opens="fd"),
     _fop("readdir", 28, 28, "fd:fd size:int offset:int", DirReply),
     _fop("readdirp", 40, 40, "fd:fd size:int offset:int", DirReply),
     _fop("fsyncdir", 21, 21, "fd:fd datasync:int", Reply),
@@ -649,6 +662,9 @@ CATALOGUE: tuple[Fop, ...] = (
 BY_NAME: dict[str, Fop] = {f.name: f for f in CATALOGUE}
 BY_PROCNUM: dict[int, Fop] = {f.procnum: f for f in CATALOGUE}
 FOP_NAMES: tuple[str, ...] = tuple(f.name for f in CATALOGUE)
+#: (fop, argument) of every fd a fop opens
+OPENED_FDS: frozenset[tuple[str, str]] = frozenset(
+    (f.name, f.opens) for f in CATALOGUE if f.opens is not None)
 
 
 # --------------------------------------------------------------------------

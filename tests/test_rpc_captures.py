@@ -145,17 +145,17 @@ def test_qemu_img_handshake():
 def test_qemu_img_write_and_read_0x5a():
     """qemu-io's `write -P 0x5a 0 128k` lands in a qcow2 data cluster; the
     other writes are qcow2 metadata."""
-    writes = [d.value for d in values("qemu-img.pcap", "WRITEV")]
+    writes = [d.value for d in values("qemu-img.pcap", "WRITE")]
     assert all(isinstance(w, FopRequest) for w in writes)
     pattern = [w for w in writes if bytes(w.args["data"]) == b"\x5a" * 131072]
     assert len(pattern) == 1
     offset = pattern[0].args["offset"]
     assert offset % 65536 == 0 and offset > 0  # a cluster after the header and tables
     assert bytes(writes[0].args["data"][:4]) == b"QFI\xfb"  # the qcow2 header
-    reads = [(d.call, d.value) for d in values("qemu-img.pcap", "READV", RpcReply)]
+    reads = [(d.call, d.value) for d in values("qemu-img.pcap", "READ", RpcReply)]
     back = [v for c, v in reads if v.op_ret == 131072]
     assert len(back) == 1 and bytes(back[0].result.data) == b"\x5a" * 131072
-    read_call = next(d.value for d in values("qemu-img.pcap", "READV")
+    read_call = next(d.value for d in values("qemu-img.pcap", "READ")
                      if d.value.args["size"] == 131072)
     assert read_call.args["offset"] == offset
 

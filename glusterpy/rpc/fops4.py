@@ -264,7 +264,7 @@ REQUESTS: dict[str, str] = {
 }
 
 # The fd argument of these fops names the fd being opened; it is not sent.
-NOT_ON_WIRE = {("open", "fd"), ("create", "fd"), ("opendir", "fd")}
+NOT_ON_WIRE = F.OPENED_FDS
 
 _COMMON = "dict:xdata=xdata"
 _IATT = "dict:xdata=xdata iatt:stat=iatt"

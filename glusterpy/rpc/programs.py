@@ -223,7 +223,7 @@ def _fop_procedure(codec: FopCodec) -> Procedure:
                                       op_errno=result.op_errno, extra=result.extra)
         return codec.encode_reply(result)
 
-    return Procedure(FOP_PROGRAM, FOP_VERSION, codec.procnum, codec.name.upper(),
+    return Procedure(FOP_PROGRAM, FOP_VERSION, codec.procnum, F.BY_NAME[codec.name].gf_name,
                      codec.decode_request, encode_args, codec.decode_reply, encode_result)
 
 

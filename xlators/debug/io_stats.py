@@ -192,11 +192,10 @@ STATS_DIR = "/var/lib/glusterd/stats"
 BLOCK_BUCKETS = 32  # IOS_BLOCK_COUNT_SIZE
 
 #: gf_fop_list names where they differ from the catalogue's upper-cased names
-_GF_NAMES = {"readv": "READ", "writev": "WRITE"}
 #: the catalogue in GlusterFS's fop-number order, as its dumps list fops
 _FOPS = sorted(fops.CATALOGUE, key=lambda f: f.gf_fop)
 FOP_INDEX = {f.name: i for i, f in enumerate(_FOPS)}
-GF_FOP_NAMES = tuple(_GF_NAMES.get(f.name, f.name.upper()) for f in _FOPS)
+GF_FOP_NAMES = tuple(f.gf_name for f in _FOPS)
 
 #: gf_upcall_list, and the UP_* bits a cache invalidation carries
 UPCALL_NAMES = ("UPCALL", "CI_IATT", "CI_XATTR", "CI_RENAME", "CI_UNLINK", "CI_FORGET",

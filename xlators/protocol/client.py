@@ -828,7 +828,7 @@ class ProtocolClient(Translator):
         args = dict(zip(fop.arg_names, values))
         _check_locs(name, args)
         for arg in fop.args:
-            if arg.kind == "fd" and (name, arg.name) not in _OPENERS:
+            if arg.kind == "fd" and (name, arg.name) not in fops.OPENED_FDS:
                 args[arg.name] = self._remote_fd(name, args[arg.name])
         if self.opts.filter_O_DIRECT and name in ("open", "create", "readv", "writev"):
             args["flags"] = args["flags"] & ~os.O_DIRECT
@@ -993,9 +993,6 @@ def _is_ipv6_literal(host: str) -> bool:
     return True
 
 
-# The fd argument of these fops names the fd being opened: it has no remote
-# number yet.
-_OPENERS = {("open", "fd"), ("create", "fd"), ("opendir", "fd")}
 
 
 #: every fop the class does not write itself: sent to the brick
