@@ -568,7 +568,7 @@ class Fop(NamedTuple):
     gf_fop: int
     procnum: int
     args: tuple[Arg, ...]
-    reply: type
+    reply: type[Reply]
     target: str | None
     modifies: frozenset[str]
 
@@ -577,7 +577,7 @@ class Fop(NamedTuple):
         return tuple(a.name for a in self.args)
 
 
-def _fop(name: str, gf_fop: int, procnum: int, args: str, reply: type,
+def _fop(name: str, gf_fop: int, procnum: int, args: str, reply: type[Reply],
          modifies: str = "") -> Fop:
     parsed = tuple(Arg(*a.split(":")) for a in args.split())
     target = next((a.name for a in parsed if a.kind in ("loc", "fd")), None)
