@@ -572,7 +572,7 @@ class Fop(NamedTuple):
     gf_fop: int
     procnum: int
     args: tuple[Arg, ...]
-    reply: type
+    reply: type[Reply]
     target: str | None
     modifies: frozenset[str]
     gf_name: str
@@ -587,7 +587,7 @@ class Fop(NamedTuple):
 _GF_NAMES = {"readv": "READ", "writev": "WRITE"}
 
 
-def _fop(name: str, gf_fop: int, procnum: int, args: str, reply: type,
+def _fop(name: str, gf_fop: int, procnum: int, args: str, reply: type[Reply],
          modifies: str = "", *, opens: str | None = None) -> Fop:
     parsed = tuple(Arg(*a.split(":")) for a in args.split())
     target = next((a.name for a in parsed if a.kind in ("loc", "fd")), None)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar, Protocol, Union
 
 from ..fops import Caller
 from .errors import RpcProtocolError
@@ -260,7 +260,7 @@ _V2_HEAD = struct.Struct(">iIII")      # pid uid gid ngroups
 _V3_HEAD = struct.Struct(">iIIIIQI")   # pid uid gid flags ctime_nsec ctime_sec ngroups
 
 
-def _groups_owner(groups, lk_owner: bytes) -> bytes:
+def _groups_owner(groups: tuple[int, ...], lk_owner: bytes) -> bytes:
     """The groups (count already written) and the lk_owner opaque."""
     p = Packer()
     if groups:
@@ -279,7 +279,16 @@ def _parse_groups_owner(body: bytes, pos: int, ngroups: int) -> tuple[tuple[int,
 
 Auth = Union[OpaqueAuth, AuthNull, AuthUnix, AuthGlusterfs, AuthGlusterfsV2, AuthGlusterfsV3]
 
-FLAVORS: dict[int, type] = {
+class CredentialClass(Protocol):
+    """What `FLAVORS` maps a flavour to: a credential class, seen through
+    its `parse` class method."""
+
+    @property
+    def flavor(self) -> int: ...
+    def parse(self, body: bytes, /) -> Auth: ...
+
+
+FLAVORS: dict[int, CredentialClass] = {
     AUTH_NULL: AuthNull,
     AUTH_UNIX: AuthUnix,
     AUTH_GLUSTERFS: AuthGlusterfs,

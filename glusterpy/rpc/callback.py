@@ -37,7 +37,7 @@ program.  CACHE_INVALIDATION names the inode by its gfid *as text*
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .. import fops as F
 from .xdrmsg import XdrMessage
@@ -65,7 +65,7 @@ class CacheInvalidation(XdrMessage):
     stat: F.Iatt = field(default_factory=F.Iatt)
     parent_stat: F.Iatt = field(default_factory=F.Iatt)
     oldparent_stat: F.Iatt = field(default_factory=F.Iatt)
-    xdata: dict | None = None
+    xdata: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -75,7 +75,7 @@ class RecallLease(XdrMessage):
     gfid: F.GFID = F.NULL_GFID
     lease_type: int = 0
     tid: bytes = bytes(16)
-    xdata: dict | None = None
+    xdata: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -96,7 +96,7 @@ class InodelkContention(XdrMessage):
     flock: F.Flock = field(default_factory=F.Flock)
     pid: int = 0
     domain: str = ""
-    xdata: dict | None = None
+    xdata: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -110,7 +110,7 @@ class EntrylkContention(XdrMessage):
     pid: int = 0
     name: str = ""
     domain: str = ""
-    xdata: dict | None = None
+    xdata: dict[str, Any] | None = None
 
 
 __all__ = [

@@ -111,7 +111,7 @@ def _decode_key(raw: bytes) -> str:
     return raw[:-1].decode("utf-8", "surrogateescape")
 
 
-def _decode_str(raw: bytes):
+def _decode_str(raw: bytes) -> str | RawStr:
     if raw and raw[-1] == 0:
         try:
             return raw[:-1].decode("utf-8")
@@ -136,6 +136,7 @@ def unpack_dict(u: Unpacker) -> dict[str, Any] | None:
     if npairs * 12 > u.end - u.pos:
         raise RpcProtocolError(f"gfx_dict: {npairs} pairs cannot fit in {u.end - u.pos} bytes")
     out: dict[str, Any] = {}
+    value: object  # one of the types the branches below decode
     data = u.data
     for _ in range(npairs):
         key = _decode_key(u.opaque())
@@ -173,7 +174,7 @@ def unpack_dict(u: Unpacker) -> dict[str, Any] | None:
     return out
 
 
-def _pack_value(p: Packer, key: str, value) -> None:
+def _pack_value(p: Packer, key: str, value: object) -> None:
     buf = p.buf
     # Order matters: UInt before int, GFID/StrOld/RawStr before bytes.
     if isinstance(value, str):

@@ -71,7 +71,7 @@ import dataclasses
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Union
 
 from .. import fops as F
 from ..fops import GFID, NULL_GFID, FopError, Loc
@@ -132,35 +132,35 @@ def flags_from_wire(gf_flags: int) -> int:
 # bug and raises ValueError; the other packers encode None as GlusterFS
 # encodes a missing value (zeros, "", a NULL dict).
 
-def _pack_u32(p: Packer, v) -> None:
+def _pack_u32(p: Packer, v: int) -> None:
     p.pack(U32, v)
 
 
-def _pack_i32(p: Packer, v) -> None:
+def _pack_i32(p: Packer, v: int) -> None:
     p.pack(I32, v)
 
 
-def _pack_u64(p: Packer, v) -> None:
+def _pack_u64(p: Packer, v: int) -> None:
     p.pack(U64, v)
 
 
-def _pack_i64(p: Packer, v) -> None:
+def _pack_i64(p: Packer, v: int) -> None:
     p.pack(I64, v)
 
 
-def _pack_gfid(p: Packer, v) -> None:
+def _pack_gfid(p: Packer, v: bytes | None) -> None:
     p.buf += gfid_bytes(v)
 
 
-def _pack_iatt(p: Packer, v) -> None:
+def _pack_iatt(p: Packer, v: F.Iatt | None) -> None:
     p.buf += ZERO_IATTX if v is None else iattx_bytes(v)
 
 
-def _pack_str(p: Packer, v) -> None:
+def _pack_str(p: Packer, v: str | bytes | None) -> None:
     p.string("" if v is None else v)
 
 
-def _pack_opaque(p: Packer, v) -> None:
+def _pack_opaque(p: Packer, v: Buffer | None) -> None:
     p.opaque(b"" if v is None else v)
 
 
@@ -312,15 +312,15 @@ REPLIES: dict[str, str] = {
 
 # Wire-only request fields: what GlusterFS's client (client-common.c) puts
 # there for given arguments.  A decoded value equal to this is not kept.
-def _namelen(args) -> int:
+def _namelen(args: Mapping[str, Any]) -> int:
     return 1 if args.get("name") else 0
 
 
-def _entry_namelen(args) -> int:
+def _entry_namelen(args: Mapping[str, Any]) -> int:
     return 1 if args.get("basename") else 0
 
 
-def _flock_type(args) -> int:
+def _flock_type(args: Mapping[str, Any]) -> int:
     flock = args.get("flock")
     return flock.type if flock is not None else 0
 
@@ -347,19 +347,22 @@ REPLY_EXTRA_DEFAULTS: dict[tuple[str, str], Any] = {
 
 def default_op_ret(name: str, reply: F.Reply) -> int:
     """op_ret as GlusterFS's server reports a successful fop."""
+    # `reply` is the catalogue's reply class for `name` (encode_reply checks
+    # it): the ignores below read the attribute that class has, which the
+    # name, not the static type, tells.
     if name == "readv":
-        return len(reply.data)
+        return len(reply.data)  # type: ignore[attr-defined]
     if name in ("writev", "copy_file_range"):
-        return reply.count
+        return reply.count  # type: ignore[attr-defined, no-any-return]
     if name in ("readdir", "readdirp"):
-        return len(reply.entries)
+        return len(reply.entries)  # type: ignore[attr-defined]
     if name == "readlink":
-        return len(reply.path.encode("utf-8", "surrogateescape"))
-    if name in ("getxattr", "fgetxattr") and reply.dict and len(reply.dict) == 1:
+        return len(reply.path.encode("utf-8", "surrogateescape"))  # type: ignore[attr-defined]
+    if name in ("getxattr", "fgetxattr") and reply.dict and len(reply.dict) == 1:  # type: ignore[attr-defined]
         # posix_getxattr: the size of the one value asked for (a string's
         # without its NUL); virtual xattrs answered by other translators
         # (index's gfids) report 0.
-        (value,) = reply.dict.values()
+        (value,) = reply.dict.values()  # type: ignore[attr-defined]
         if isinstance(value, str):
             return len(value.encode("utf-8", "surrogateescape"))
         if isinstance(value, (bytes, bytearray, memoryview)) and not isinstance(value, GFID):
@@ -392,7 +395,7 @@ def _unpack_dirlist(u: Unpacker, plus: bool) -> list[F.Dirent]:
     return entries
 
 
-def _pack_dirlist(p: Packer, entries, plus: bool) -> None:
+def _pack_dirlist(p: Packer, entries: Iterable[F.Dirent] | None, plus: bool) -> None:
     for e in entries or ():
         raw = e.name.encode("utf-8", "surrogateescape")
         p.optional(True)
@@ -423,7 +426,7 @@ class FopRequest:
 
     fop: F.Fop
     args: dict[str, Any]
-    xdata: dict | None = None
+    xdata: F.GfDict | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -454,7 +457,7 @@ class FopResponse:
         return not isinstance(self.result, FopError)
 
     @property
-    def xdata(self) -> dict | None:
+    def xdata(self) -> F.GfDict | None:
         return self.result.xdata
 
     def unwrap(self) -> F.Reply:
@@ -533,7 +536,7 @@ _OP_HEAD = struct.Struct(">ii")
 _NULL16 = bytes(16)
 
 
-def _gfid_or_none(raw) -> GFID | None:
+def _gfid_or_none(raw: bytes) -> GFID | None:
     """A gfid field: the null gfid is "none"."""
     return None if raw == _NULL16 else bytes.__new__(GFID, raw)
 
@@ -543,8 +546,17 @@ def _gfid_or_none(raw) -> GFID | None:
 # precompiled struct.Struct - for writev's gfid, fd, offset, size and flag
 # that is one unpack_from instead of five method calls.
 
-def _read_steps(fields, head: str = "") -> tuple:
-    steps, fmt = [], head
+# A step reads (or writes) either a run of fixed-size fields with one
+# struct, or one field with its wire type's function: exactly one of the
+# two is set.
+_ReadStep = Union[tuple[struct.Struct, None], tuple[None, Callable[[Unpacker], Any]]]
+_WriteStep = Union[tuple[struct.Struct, None, int, int],
+                   tuple[None, Callable[[Packer, Any], None], int, int]]
+
+
+def _read_steps(fields: Iterable[_Field], head: str = "") -> tuple[_ReadStep, ...]:
+    steps: list[_ReadStep] = []
+    fmt = head
     for f in fields:
         if f.wtype.fmt:
             fmt += f.wtype.fmt
@@ -558,13 +570,15 @@ def _read_steps(fields, head: str = "") -> tuple:
     return tuple(steps)
 
 
-def _read(u: Unpacker, steps) -> list:
+def _read(u: Unpacker, steps: tuple[_ReadStep, ...]) -> list[Any]:
     """One value per field, in field order."""
-    vals: list = []
+    vals: list[Any] = []
     data = u.data
     for st, unpack in steps:
         if st is None:
-            vals.append(unpack(u))
+            # a step has its struct or its function (_ReadStep); mypy does
+            # not relate the two names unpacked from the tuple
+            vals.append(unpack(u))  # type: ignore[misc]
         else:
             p = u.pos
             if st.size > u.end - p:
@@ -575,8 +589,9 @@ def _read(u: Unpacker, steps) -> list:
     return vals
 
 
-def _write_steps(fields, head: str = "") -> tuple:
-    steps, fmt, start = [], head, 0
+def _write_steps(fields: Iterable[_Field], head: str = "") -> tuple[_WriteStep, ...]:
+    steps: list[_WriteStep] = []
+    fmt, start = head, 0
     index = len(head)
     for f in fields:
         if f.wtype.fmt:
@@ -595,11 +610,11 @@ def _write_steps(fields, head: str = "") -> tuple:
     return tuple(steps)
 
 
-def _write(p: Packer, steps, vals: list) -> None:
+def _write(p: Packer, steps: tuple[_WriteStep, ...], vals: list[Any]) -> None:
     buf = p.buf
     for st, pack, a, b in steps:
         if st is None:
-            pack(p, vals[a])
+            pack(p, vals[a])  # type: ignore[misc]  # as in _read: st is None, so pack is not
         else:
             try:
                 buf += st.pack(*vals[a:b])
@@ -704,7 +719,7 @@ class FopCodec:
 
     # -- requests -----------------------------------------------------------
 
-    def encode_request(self, args: Mapping[str, Any], xdata: dict | None = None,
+    def encode_request(self, args: Mapping[str, Any], xdata: F.GfDict | None = None,
                        extra: Mapping[str, Any] | None = None) -> list[Buffer]:
         """XDR of the request (and the payload buffer for writev/put)."""
         vals = []
@@ -787,18 +802,23 @@ class FopCodec:
                      op_errno: int | None = None,
                      extra: Mapping[str, Any] | None = None) -> list[Buffer]:
         """XDR of the reply (and, for readv, the data buffer after it)."""
-        failed = isinstance(result, FopError)
-        if failed:
+        # (the test decides the branch itself, not a `failed` flag, so the
+        # type checker narrows `result` in each)
+        if isinstance(result, FopError):
+            failed = True
             ret = -1 if op_ret is None else op_ret
             err = result.errno if op_errno is None else op_errno
         else:
+            failed = False
             if not isinstance(result, self.reply_class):
                 raise TypeError(f"{self.name} replies with {self.reply_class.__name__}, "
                                 f"not {type(result).__name__}")
             ret = default_op_ret(self.name, result) if op_ret is None else op_ret
             err = 0 if op_errno is None else op_errno
-        data = result.data if self.reply_payload and not failed else b""
+        # reply_payload is set for readv only, whose ReadReply has `data`
+        data = result.data if self.reply_payload and not failed else b""  # type: ignore[union-attr]
         vals = [ret, err]
+        value: Any  # a field's value, of its wire type
         for op, _i, wire, target, zero, default in self._reply_plan:
             if op == _R_XDATA:
                 value = result.xdata
@@ -811,7 +831,9 @@ class FopCodec:
             elif op == _R_ATTR or op == _R_OPT_IATT:
                 value = getattr(result, target)
             elif op == _R_FD:
-                fd = result.fd
+                # only open/create/opendir replies have an _R_FD field,
+                # and a failed reply never gets here: the reply has `fd`
+                fd = result.fd  # type: ignore[union-attr]
                 if not isinstance(fd, RemoteFd):
                     raise TypeError(f"{self.name}: reply fd must be a RemoteFd, not {fd!r}")
                 value = fd.num
@@ -842,9 +864,11 @@ class FopCodec:
             if op == _R_XDATA:
                 xdata = v
             elif op == _R_LEN:
-                if v != len(data):
+                # only readv's plan has a _R_LEN field, and readv has a
+                # reply_payload: data is the payload, not None
+                if v != len(data):  # type: ignore[arg-type]
                     raise RpcProtocolError(
-                        f"{self.name}: size {v} but {len(data)} payload bytes follow")
+                        f"{self.name}: size {v} but {len(data)} payload bytes follow")  # type: ignore[arg-type]
             elif failed:
                 if v != zero:
                     extra[wire] = v
@@ -873,7 +897,7 @@ FOP_CODECS: dict[str, FopCodec] = {fop.name: FopCodec(fop) for fop in F.CATALOGU
 CODECS_BY_PROCNUM: dict[int, FopCodec] = {c.procnum: c for c in FOP_CODECS.values()}
 
 
-def encode_fop_request(name: str, *, xdata: dict | None = None, **args) -> list[Buffer]:
+def encode_fop_request(name: str, *, xdata: F.GfDict | None = None, **args: Any) -> list[Buffer]:
     """Shorthand: ``encode_fop_request("stat", loc=Loc(gfid=g))``."""
     return FOP_CODECS[name].encode_request(args, xdata)
 

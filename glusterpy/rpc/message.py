@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence, TypeVar
 
 from .auth import AUTH_NULL_CRED, Auth, pack_auth, unpack_auth
 from .errors import RpcProtocolError
@@ -70,14 +70,18 @@ class AuthStat(enum.IntEnum):
     RPCSEC_GSS_CTXPROBLEM = 14
 
 
-_MEMBERS = {cls: {m.value: m for m in cls} for cls in (ReplyStat, AcceptStat, RejectStat,
+_E = TypeVar("_E", bound=enum.IntEnum)
+
+# Each class's values map to that class's own members; Any lets `_enum`
+# return the class it was given.
+_MEMBERS: dict[type[enum.IntEnum], dict[int, Any]] = {cls: {m.value: m for m in cls} for cls in (ReplyStat, AcceptStat, RejectStat,
                                                        AuthStat)}
 
 
-def _enum(cls, value: int, what: str):
+def _enum(cls: type[_E], value: int, what: str) -> _E:
     # a dict lookup: calling the enum class costs more than the rest of a
     # reply header
-    member = _MEMBERS[cls].get(value)
+    member: _E | None = _MEMBERS[cls].get(value)
     if member is None:
         raise RpcProtocolError(f"unknown {what} {value}")
     return member

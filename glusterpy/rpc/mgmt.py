@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .xdr import Packer, Unpacker
 from .xdrmsg import XdrMessage
@@ -120,7 +120,7 @@ class CommonReply(XdrMessage):
     _layout: ClassVar = (("op_ret", "i32"), ("op_errno", "i32"), ("xdata", "olddict"))
     op_ret: int = 0
     op_errno: int = 0
-    xdata: dict | None = None
+    xdata: dict[str, Any] | None = None
 
 
 # --- HANDSHAKE -------------------------------------------------------------
@@ -129,7 +129,7 @@ class CommonReply(XdrMessage):
 @dataclass(slots=True)
 class SetVolumeRequest(XdrMessage):
     _layout: ClassVar = (("dict", "olddict"),)
-    dict: dict | None = None
+    dict: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -137,7 +137,7 @@ class SetVolumeReply(XdrMessage):
     _layout: ClassVar = (("op_ret", "i32"), ("op_errno", "i32"), ("dict", "olddict"))
     op_ret: int = 0
     op_errno: int = 0
-    dict: dict | None = None
+    dict: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -149,7 +149,7 @@ class GetSpecRequest(XdrMessage):
     _layout: ClassVar = (("flags", "u32"), ("key", "string"), ("xdata", "olddict"))
     flags: int = 0
     key: str = ""
-    xdata: dict | None = None
+    xdata: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -159,10 +159,10 @@ class GetSpecReply(XdrMessage):
     op_ret: int = 0
     op_errno: int = 0
     spec: str = ""
-    xdata: dict | None = None
+    xdata: dict[str, Any] | None = None
 
     @classmethod
-    def for_volfile(cls, spec: str, xdata: dict | None = None) -> "GetSpecReply":
+    def for_volfile(cls, spec: str, xdata: dict[str, Any] | None = None) -> "GetSpecReply":
         """A successful reply as glusterd sends it: op_ret = the size."""
         return cls(len(spec.encode("utf-8", "surrogateescape")), 0, spec, xdata)
 
@@ -186,7 +186,7 @@ class SetLkVerReply(XdrMessage):
 class EventNotifyRequest(XdrMessage):
     _layout: ClassVar = (("op", "i32"), ("dict", "olddict"))
     op: int = 0
-    dict: dict | None = None
+    dict: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -194,13 +194,13 @@ class EventNotifyReply(XdrMessage):
     _layout: ClassVar = (("op_ret", "i32"), ("op_errno", "i32"), ("dict", "olddict"))
     op_ret: int = 0
     op_errno: int = 0
-    dict: dict | None = None
+    dict: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
 class GetVolumeInfoRequest(XdrMessage):
     _layout: ClassVar = (("dict", "olddict"),)
-    dict: dict | None = None
+    dict: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -210,13 +210,13 @@ class GetVolumeInfoReply(XdrMessage):
     op_ret: int = 0
     op_errno: int = 0
     op_errstr: str = ""
-    dict: dict | None = None
+    dict: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
 class GetSnapshotInfoRequest(XdrMessage):
     _layout: ClassVar = (("dict", "olddict"),)
-    dict: dict | None = None
+    dict: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -226,7 +226,7 @@ class GetSnapshotInfoReply(XdrMessage):
     op_ret: int = 0
     op_errno: int = 0
     op_errstr: str = ""
-    dict: dict | None = None
+    dict: dict[str, Any] | None = None
 
 
 # --- PORTMAP ---------------------------------------------------------------

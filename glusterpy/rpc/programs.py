@@ -29,17 +29,19 @@ Program names are the ones GlusterFS's own servers list in DUMP replies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Union
 
 from .. import fops as F
 from . import callback as cbk
 from . import mgmt
 from .fops4 import FOP_CODECS, FOP_PROGRAM, FOP_VERSION, FopCodec, FopRequest, FopResponse
 from .record import Buffer
-from .xdrmsg import decode_void, encode_void
+from .xdrmsg import XdrMessage, decode_void, encode_void
 
 Encoder = Callable[[Any], list[Buffer]]
 Decoder = Callable[[Buffer], Any]
+# What `_proc` builds codecs from: a message class, None for void, or "raw".
+MessageKind = Union[type[XdrMessage], Literal["raw"], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ class ProgramTable:
         for prog in programs:
             self._programs[(prog.number, prog.version)] = prog
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Program]:
         return iter(self._programs.values())
 
     def program(self, number: int, version: int) -> Program | None:
@@ -110,8 +112,8 @@ class ProgramTable:
 # Helpers to build procedures from message classes
 
 
-def _message_encoder(cls) -> Encoder:
-    def encode(value) -> list[Buffer]:
+def _message_encoder(cls: type[XdrMessage]) -> Encoder:
+    def encode(value: object) -> list[Buffer]:
         if not isinstance(value, cls):
             raise TypeError(f"expected {cls.__name__}, got {type(value).__name__}")
         return [value.encode()]
@@ -119,7 +121,7 @@ def _message_encoder(cls) -> Encoder:
     return encode
 
 
-def _void_encoder(value=None) -> list[Buffer]:
+def _void_encoder(value: None = None) -> list[Buffer]:
     return [encode_void(value)]
 
 
@@ -127,16 +129,16 @@ def _raw_decoder(data: Buffer) -> bytes:
     return bytes(data)
 
 
-def _raw_encoder(value: bytes) -> list[Buffer]:
+def _raw_encoder(value: object) -> list[Buffer]:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError("raw arguments are bytes")
     return [bytes(value)]
 
 
-def _proc(prog: int, vers: int, num: int, name: str, args, result=None,
-          one_way: bool = False) -> Procedure:
+def _proc(prog: int, vers: int, num: int, name: str, args: MessageKind,
+          result: MessageKind = None, one_way: bool = False) -> Procedure:
     """args/result: a message class, None for void, or "raw"."""
-    def codecs(kind):
+    def codecs(kind: MessageKind) -> tuple[Decoder, Encoder]:
         if kind is None:
             return decode_void, _void_encoder
         if kind == "raw":
@@ -210,14 +212,14 @@ CALLBACK = _program(C, CV, "GlusterFS Callback", [
 
 
 def _fop_procedure(codec: FopCodec) -> Procedure:
-    def encode_args(req) -> list[Buffer]:
+    def encode_args(req: object) -> list[Buffer]:
         if not isinstance(req, FopRequest):
             raise TypeError(f"{codec.name} arguments are a FopRequest, not {type(req).__name__}")
         if req.fop.name != codec.name:
             raise ValueError(f"a {req.fop.name} request sent as {codec.name}")
         return codec.encode_request(req.args, req.xdata, req.extra)
 
-    def encode_result(result) -> list[Buffer]:
+    def encode_result(result: FopResponse | F.Reply | F.FopError) -> list[Buffer]:
         if isinstance(result, FopResponse):
             return codec.encode_reply(result.result, op_ret=result.op_ret,
                                       op_errno=result.op_errno, extra=result.extra)

@@ -26,10 +26,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..fops import GFID, ActiveLock, Flock, Iatt, Lease, Statvfs
 from .errors import RpcProtocolError
 from .xdr import U64_MAX, Packer, Unpacker
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 # gfx_iattx: gfid[16]; flags ino dev rdev size blocks attributes
 # attributes_mask (u64 x8); atime mtime ctime btime (s64 x4); atime_nsec
@@ -185,7 +189,7 @@ def unpack_locklist(u: Unpacker) -> list[ActiveLock]:
     return locks
 
 
-def pack_locklist(p: Packer, locks) -> None:
+def pack_locklist(p: Packer, locks: Iterable[ActiveLock] | None) -> None:
     for lock in locks or ():
         p.optional(True)
         pack_flock(p, lock.flock)
@@ -202,7 +206,7 @@ def unpack_gfid(u: Unpacker) -> GFID:
     return _new_gfid(GFID, bytes(u.data[p:p + 16]))
 
 
-def gfid_bytes(g) -> bytes:
+def gfid_bytes(g: bytes | bytearray | memoryview | None) -> bytes:
     """A gfid field's 16 bytes; None is the null gfid."""
     if g is None:
         return bytes(16)

@@ -58,11 +58,11 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, cast
 
 import trio
 
-from glusterpy.options import Option, OptionError, OptionType
+from glusterpy.options import Option, OptionError, OptionType, OptionValues
 
 log = logging.getLogger("glusterpy.rpc.tls")
 
@@ -210,7 +210,7 @@ class TlsConfig:
         return cls(default_own_cert(), default_private_key(), default_ca_list(), cert_depth)
 
     @classmethod
-    def from_options(cls, opts) -> "TlsConfig":
+    def from_options(cls, opts: OptionValues | Mapping[str, Any]) -> "TlsConfig":
         """From a translator's parsed options (`opts[key]`)."""
         crl = opts[_PREFIX + "ssl-crl-path"]
         return cls(own_cert=opts[_PREFIX + "ssl-own-cert"] or default_own_cert(),
@@ -317,18 +317,21 @@ def secure_access_cert_depth(path: str = SECURE_ACCESS_FILE) -> int:
 # Handshakes
 
 
-def verified_chain(stream: trio.SSLStream) -> list:
+def verified_chain(stream: trio.SSLStream[Any]) -> list[Any]:
     """The peer's chain as OpenSSL verified it, leaf first, trust anchor
     last (SSLObject.get_verified_chain, public from Python 3.13)."""
-    obj = stream._ssl_object
+    # Any: before 3.13 the method is on the SSLObject's private _sslobj,
+    # which typeshed does not declare
+    obj: Any = stream._ssl_object
     get = getattr(obj, "get_verified_chain", None) or obj._sslobj.get_verified_chain
     return list(get() or ())
 
 
-def common_name(stream: trio.SSLStream) -> str | None:
+def common_name(stream: trio.SSLStream[Any]) -> str | None:
     """The first commonName of the peer certificate's subject, as
     X509_NAME_get_text_by_NID gives it to auth.ssl-allow."""
     cert = stream.getpeercert()
+    value: str  # the subject's (key, value) pairs are strings
     for rdn in (cert or {}).get("subject", ()):
         for key, value in rdn:
             if key == "commonName":
@@ -338,7 +341,7 @@ def common_name(stream: trio.SSLStream) -> str | None:
 
 async def handshake(stream: trio.abc.Stream, context: ssl.SSLContext, *, server_side: bool,
                     cert_depth: int, peer: str,
-                    timeout: float = HANDSHAKE_TIMEOUT) -> trio.SSLStream:
+                    timeout: float = HANDSHAKE_TIMEOUT) -> trio.SSLStream[trio.abc.Stream]:
     """Run the TLS handshake over `stream` and check the peer's chain
     depth; return the TLS stream.  TlsError says why it failed (and the
     stream is closed)."""
@@ -412,12 +415,13 @@ async def open_mgmt_stream(host: str, port: int, *,
                          timeout=timeout)
 
 
-def socket_of(stream: trio.abc.Stream):
+def socket_of(stream: trio.abc.Stream | None) -> trio.socket.SocketType | None:
     """The socket under a stream (a TLS one included), or None."""
     while stream is not None:
         sock = getattr(stream, "socket", None)
         if sock is not None:
-            return sock
+            # the `socket` of a trio.SocketStream (once per connection)
+            return cast("trio.socket.SocketType", sock)
         stream = getattr(stream, "transport_stream", None)
     return None
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import trio
 
@@ -51,6 +51,7 @@ from .connection import (CallFailed, CallReceived, ConnectionClosed, OrphanReply
 from .errors import RpcProtocolError
 from .message import AcceptStat
 from .programs import Procedure
+from .record import Buffer
 from .tls import socket_of, ssl_failure
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ CallHandler = Callable[["RpcEndpoint", CallReceived], Awaitable[Any]]
 class _Waiter:
     __slots__ = ("event", "outcome")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.event = trio.Event()
         self.outcome: Any = None
 
@@ -147,7 +148,7 @@ class RpcEndpoint:
 
     # -- sending ------------------------------------------------------------------
 
-    async def _send(self, buffers) -> None:
+    async def _send(self, buffers: Iterable[Buffer]) -> None:
         """Queue one message's buffers for the flusher (or write them now
         when no flusher runs); raises ConnectionLost if the connection is
         closed.  A failure of the write itself fails every waiting call."""
@@ -178,7 +179,7 @@ class RpcEndpoint:
         one go, then parks until more comes."""
         self._flusher = trio.lowlevel.current_task()
 
-        def unpark(_):
+        def unpark(_: object) -> trio.lowlevel.Abort:
             self._flusher_parked = False
             return trio.lowlevel.Abort.SUCCEEDED
         try:
@@ -210,7 +211,7 @@ class RpcEndpoint:
             self._outq, self._outq_bytes = [], 0
             self._queue_drained.set()
 
-    async def _write(self, buffers: list) -> None:
+    async def _write(self, buffers: list[Buffer]) -> None:
         if self._raw is not None:
             await _sendmsg_all(self._raw, buffers)
         else:
@@ -254,7 +255,8 @@ class RpcEndpoint:
     async def reply_error(self, call: CallReceived, stat: AcceptStat) -> None:
         await self._send(self._encode(self.conn.send_error, call, stat))
 
-    def _encode(self, send, call: CallReceived, arg: Any):
+    def _encode(self, send: Callable[[CallReceived, Any], list[Buffer]], call: CallReceived,
+                arg: Any) -> list[Buffer]:
         # The peer may have sent garbage while this call was in service: the
         # connection is then in its ERROR state and closing, so the reply
         # has nowhere to go - a lost connection, not a crash of the task.
@@ -390,7 +392,7 @@ class RpcEndpoint:
         if call.expects_reply:
             await self._quietly(self.reply(call, result))
 
-    async def _quietly(self, coro) -> None:
+    async def _quietly(self, coro: Awaitable[object]) -> None:
         try:
             await coro
         except ConnectionLost:
@@ -422,7 +424,7 @@ class RpcEndpoint:
                 pass
 
 
-async def _sendmsg_all(sock: socket.socket, buffers: list) -> None:
+async def _sendmsg_all(sock: socket.socket, buffers: list[Buffer]) -> None:
     """Write every buffer with the socket's own non-blocking sendmsg,
     IOV_MAX at a time, waiting for room only on EAGAIN."""
     views = [b if isinstance(b, bytes) else memoryview(b).cast("B") for b in buffers if len(b)]
@@ -443,7 +445,7 @@ async def _sendmsg_all(sock: socket.socket, buffers: list) -> None:
                 sent = 0
 
 
-def _raw_socket(stream) -> socket.socket | None:
+def _raw_socket(stream: trio.abc.Stream) -> socket.socket | None:
     """The stdlib socket under a plain trio.SocketStream (None for TLS and
     other streams): its non-blocking calls are used directly, see the
     module docstring.  trio keeps it as `_sock`; if a trio release drops
@@ -454,7 +456,7 @@ def _raw_socket(stream) -> socket.socket | None:
     return raw if isinstance(raw, socket.socket) else None
 
 
-def _peer_name(stream) -> str:
+def _peer_name(stream: trio.abc.Stream) -> str:
     sock = socket_of(stream)
     if sock is None:
         return "(stream)"

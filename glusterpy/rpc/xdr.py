@@ -26,16 +26,41 @@ memoryview (the READ/WRITE payload that GlusterFS carries after the XDR).
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .errors import RpcProtocolError
 
-U32 = struct.Struct(">I")
-I32 = struct.Struct(">i")
-U64 = struct.Struct(">Q")
-I64 = struct.Struct(">q")
-F64 = struct.Struct(">d")
-U32X2 = struct.Struct(">II")
-U32X3 = struct.Struct(">III")
+if TYPE_CHECKING:
+    import builtins
+
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class Fmt(Protocol[_T_co]):
+    """A `struct.Struct` as the type checker sees it, with the tuple its
+    unpack methods return (typeshed types them `tuple[Any, ...]`).  Only an
+    annotation: the objects are plain `struct.Struct`s."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def format(self) -> str: ...
+    def unpack_from(self, buffer: ReadableBuffer, offset: int = 0) -> _T_co: ...
+    def unpack(self, buffer: ReadableBuffer) -> _T_co: ...
+    def pack(self, *v: Any) -> bytes: ...
+    def pack_into(self, buffer: WriteableBuffer, offset: int, *v: Any) -> None: ...
+
+
+U32: Fmt[tuple[int]] = struct.Struct(">I")
+I32: Fmt[tuple[int]] = struct.Struct(">i")
+U64: Fmt[tuple[int]] = struct.Struct(">Q")
+I64: Fmt[tuple[int]] = struct.Struct(">q")
+F64: Fmt[tuple[float]] = struct.Struct(">d")
+U32X2: Fmt[tuple[int, int]] = struct.Struct(">II")
+U32X3: Fmt[tuple[int, int, int]] = struct.Struct(">III")
 
 _PAD = (b"", b"\0\0\0", b"\0\0", b"\0")
 
@@ -89,7 +114,7 @@ class Unpacker:
 
     # -- fixed-size items ---------------------------------------------------
 
-    def unpack(self, st: struct.Struct) -> tuple:
+    def unpack(self, st: Fmt[_T]) -> _T:
         p = self.pos
         if st.size > self.end - p:
             raise RpcProtocolError(
@@ -189,7 +214,7 @@ class Unpacker:
         surrogate escapes, so `Packer.string` gives back the same bytes."""
         return self.opaque(maxlen).decode("utf-8", "surrogateescape")
 
-    def optional(self) -> bool:
+    def optional(self) -> builtins.bool:
         """The discriminant of an XDR optional-data pointer (`*next`)."""
         return self.bool()
 
@@ -212,7 +237,7 @@ class Packer:
     def __len__(self) -> int:
         return len(self.buf)
 
-    def pack(self, st: struct.Struct, *values) -> None:
+    def pack(self, st: Fmt[Any], *values: Any) -> None:
         try:
             self.buf += st.pack(*values)
         except struct.error as e:
@@ -255,5 +280,5 @@ class Packer:
             s = s.encode("utf-8", "surrogateescape")
         self.opaque(s)
 
-    def optional(self, present: bool) -> None:
+    def optional(self, present: builtins.bool) -> None:
         self.buf += U32.pack(1 if present else 0)

@@ -23,24 +23,25 @@ dict, see dicts.decode_old_dict; None when empty) opaque (bytes) gf_iatt
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from collections.abc import Mapping, Sized
+from typing import Any, Callable, ClassVar, Self
 
 from ..fops import GFID
-from .dicts import decode_old_dict, encode_old_dict
+from .dicts import StrOld, decode_old_dict, encode_old_dict
 from .errors import RpcProtocolError
 from .structs import pack_flock, pack_gf_iatt, unpack_flock, unpack_gf_iatt
 from .xdr import Packer, Unpacker
 
 
-def _unpack_olddict(u: Unpacker):
+def _unpack_olddict(u: Unpacker) -> dict[str, StrOld] | None:
     return decode_old_dict(u.opaque_view())
 
 
-def _pack_olddict(p: Packer, d) -> None:
+def _pack_olddict(p: Packer, d: Mapping[str, Any] | None) -> None:
     p.opaque(encode_old_dict(d))
 
 
-def _pack_gfid(p: Packer, g) -> None:
+def _pack_gfid(p: Packer, g: bytes | None) -> None:
     p.fixed(bytes(16) if g is None else bytes(g), 16)
 
 
@@ -74,26 +75,26 @@ class XdrMessage:
         return p.getvalue()
 
     @classmethod
-    def unpack(cls, u: Unpacker):
+    def unpack(cls, u: Unpacker) -> Self:
         values = {attr: FIELD_TYPES[typ][0](u) for attr, typ in cls._layout}
         return cls(**values)
 
     @classmethod
-    def decode(cls, data) -> "XdrMessage":
+    def decode(cls, data: bytes | bytearray | memoryview) -> Self:
         u = Unpacker(data)
         msg = cls.unpack(u)
         u.done()
         return msg
 
 
-def decode_void(data) -> None:
+def decode_void(data: Sized) -> None:
     """A procedure without arguments or results: the body must be empty."""
     if len(data):
         raise RpcProtocolError(f"{len(data)} bytes where no arguments belong")
     return None
 
 
-def encode_void(value=None) -> bytes:
+def encode_void(value: None = None) -> bytes:
     if value is not None:
         raise ValueError("this procedure carries no arguments or results")
     return b""
