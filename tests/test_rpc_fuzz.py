@@ -108,9 +108,9 @@ MGMT_SAMPLES = {
 
 def own_seeds(proc: Procedure, side: str) -> list[bytes]:
     """Our encodings of sample values for this procedure's decoder."""
-    name = proc.name.lower()
-    if proc.program == FOP_PROGRAM and name in FOP_CODECS:
-        codec = FOP_CODECS[name]
+    fop = F.BY_PROCNUM.get(proc.number) if proc.program == FOP_PROGRAM else None
+    if fop is not None:
+        codec = FOP_CODECS[fop.name]
         if side == "args":
             return [join(codec.encode_request(sample_args(codec), XDATA))]
         return [join(codec.encode_reply(sample_reply(codec))),
