@@ -45,6 +45,8 @@ from typing import Iterable, Iterator, Sequence
 
 import sh
 
+from glusterpy.keys import GFID_KEY, VOLUME_ID_KEY
+
 # --------------------------------------------------------------------------
 # Names shared with GlusterFS's storage/bd
 
@@ -59,10 +61,10 @@ CAPS_THIN = 0x02
 CAPS_OFFLOAD_COPY = 0x04
 CAPS_OFFLOAD_SNAPSHOT = 0x08
 CAPS_OFFLOAD_ZERO = 0x20
-VOLUME_ID_TAG = "trusted.glusterfs.volume-id"   # VG tag "<key>:<uuid>"
+VOLUME_ID_TAG = VOLUME_ID_KEY           # VG tag "<key>:<uuid>"
 
 # glusterpy's own
-GFID_TAG = "trusted.gfid"               # LV tag "trusted.gfid:<uuid>"
+GFID_TAG = GFID_KEY                     # LV tag "trusted.gfid:<uuid>"
 WRITTEN_XATTR = "trusted.glusterfs.bd.written"  # high-water mark of written data
 VG_BINDING_XATTR = "trusted.glusterfs.bd.vg-uuid"  # on the metadata directory
 VG_KEY = "glusterfs.bd.vg"              # getxattr: the exported VG's name

@@ -22,7 +22,8 @@ from glusterpy import volfile as vf
 from glusterpy.xlator import Event
 
 from conformance import conformance_tests
-from xlators.debug.io_stats import BLOCK_BUCKETS, FORMAT_VERSION, IOSTATS_XATTR, IoStats
+from glusterpy.keys import IOSTATS_XATTR
+from xlators.debug.io_stats import BLOCK_BUCKETS, FORMAT_VERSION, IoStats
 
 SAMPLES = Path("/work/shared/glusterfs10-samples/volfiles")
 

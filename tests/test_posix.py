@@ -1424,7 +1424,7 @@ async def test_set_ctime_mdata_stores_times_for_a_legacy_file(brick, posix_graph
     """features/utime's setxattr of 'set-ctime-mdata' (regression: it was
     refused with EINVAL, where GlusterFS's posix stores the times)."""
     from glusterpy.rpc.structs import MdataIatt
-    from xlators.storage.posix import MDATA_KEY
+    from glusterpy.keys import MDATA_KEY
     async with posix_graph(brick, ctime="on") as top:
         made = await top.mknod(Loc(path="/legacy", pargfid=fops.ROOT_GFID, name="legacy"),
                                0o100644, 0, 0, {"gfid-req": fops.GFID.random()})

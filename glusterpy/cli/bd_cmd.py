@@ -37,6 +37,7 @@ from .. import bd
 from ..fops import GFID, ROOT_GFID, FopError, Loc
 from ..gfapi import AsyncVolume, LibgfapiException
 from ..gfapi.mgmt import DEFAULT_PORT
+from ..keys import GFID_REQ
 
 _VOLUME = re.compile(r"[A-Za-z0-9_.+-]+")
 _SERVER = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:]+)(?::(?P<port>\d+))?$")
@@ -186,7 +187,7 @@ async def _run(volume: AsyncVolume, action: str, vg: str, lv: str, new: str | No
         if action == "snapshot":
             await vol.stat(path)
             await top.symlink(lv, Loc(path=f"/{new}", pargfid=ROOT_GFID, name=new), 0,
-                              {"gfid-req": GFID.random(), bd.XDATA_SNAPSHOT_SIZE: size})
+                              {GFID_REQ: GFID.random(), bd.XDATA_SNAPSHOT_SIZE: size})
             return f"snapshot {vg}/{new} of {vg}/{lv} made"
         if action == "resize":
             found = await top.lookup(Loc(path=path, pargfid=ROOT_GFID, name=lv), None)

@@ -69,6 +69,7 @@ import trio
 from ..fops import (GFID, ROOT_GFID, SET_ATTR_ATIME, SET_ATTR_GID, SET_ATTR_MODE,
                     SET_ATTR_MTIME, SET_ATTR_UID, Caller, Fd, FopError, Iatt, Loc, caller,
                     dev_from_ia, gfid_to_ino)
+from ..keys import CAPABILITY_KEY, GFID_REQ, SELINUX_KEY
 
 log = logging.getLogger(__name__)
 
@@ -331,21 +332,21 @@ class FuseBridge(pyfuse3.Operations):
         self._writable()
         with self._caller(ctx):
             reply = await self.top.mknod(self._child(parent_inode, name), mode, rdev,
-                                         ctx.umask, {"gfid-req": GFID.random()})
+                                         ctx.umask, {GFID_REQ: GFID.random()})
         return self._entry(reply.iatt)
 
     async def mkdir(self, parent_inode, name, mode, ctx):
         self._writable()
         with self._caller(ctx):
             reply = await self.top.mkdir(self._child(parent_inode, name), mode, ctx.umask,
-                                         {"gfid-req": GFID.random()})
+                                         {GFID_REQ: GFID.random()})
         return self._entry(reply.iatt)
 
     async def symlink(self, parent_inode, name, target, ctx):
         self._writable()
         with self._caller(ctx):
             reply = await self.top.symlink(os.fsdecode(target), self._child(parent_inode, name),
-                                           ctx.umask, {"gfid-req": GFID.random()})
+                                           ctx.umask, {GFID_REQ: GFID.random()})
         return self._entry(reply.iatt)
 
     async def link(self, inode, new_parent_inode, new_name, ctx):
@@ -408,7 +409,7 @@ class FuseBridge(pyfuse3.Operations):
         fd = Fd(flags=flags)
         with self._caller(ctx):
             reply = await self.top.create(self._child(parent_inode, name), flags | os.O_CREAT,
-                                          mode, ctx.umask, fd, {"gfid-req": GFID.random()})
+                                          mode, ctx.umask, fd, {GFID_REQ: GFID.random()})
         fd.gfid = reply.iatt.gfid
         return self._file_info(fd), self._entry(reply.iatt)
 
@@ -501,9 +502,9 @@ class FuseBridge(pyfuse3.Operations):
         """fuse_check_selinux_cap_xattr: security.capability and
         security.selinux stay on the client unless the `capability` or
         `selinux` mount option asks for them."""
-        if key == "security.capability":
+        if key == CAPABILITY_KEY:
             return not (self.capability or self.selinux)
-        return key == "security.selinux" and not self.selinux
+        return key == SELINUX_KEY and not self.selinux
 
     async def setxattr(self, inode, name, value, ctx):
         self._writable()

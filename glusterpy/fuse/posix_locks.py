@@ -62,6 +62,7 @@ import pyfuse3
 import trio
 
 from ..fops import Caller, Flock, FopError, LockCmd, LockType, caller
+from ..keys import INTERRUPT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,6 @@ SESSION_SYMBOL = b"__pyx_v_7pyfuse3_session"
 #: (libfuse 3.14 puts it at 32, after mountpoint, exited, fd, mo, debug
 #: and deny_others)
 SESSION_SEARCH = 256
-INTERRUPT_KEY = "glusterfs.intrlk.tposix.kblocked"
 
 
 class FileInfo(ctypes.Structure):

@@ -53,6 +53,7 @@ from .. import fops
 from ..fops import (GFID, ROOT_GFID, Caller, Fd, FopError, Iatt, Loc,
                     SET_ATTR_ATIME, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_MTIME,
                     SET_ATTR_UID, caller)
+from ..keys import GFID_REQ
 from .. import volfile as vf
 from ..graph import Graph
 from ..process import ProcessIdentity, set_process_identity
@@ -566,7 +567,7 @@ class AsyncVolume:
         return r
 
     def _entry_xdata(self) -> dict:
-        return {"gfid-req": GFID.random()}
+        return {GFID_REQ: GFID.random()}
 
     # -- namespace --------------------------------------------------------------
 

@@ -25,8 +25,7 @@ import json
 
 import trio
 
-from xlators.protocol.server import CLIENTS_XATTR
-
+from ..keys import CLIENTS_XATTR
 from . import volgen
 from .daemon import OpFailed
 from .handlers import volume_or_404

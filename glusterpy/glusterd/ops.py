@@ -38,6 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..keys import GFID_KEY, VOLUME_ID_KEY
 from ..localsock import is_local_address  # one definition, shared with the CLI
 from ..options import OptionError
 from . import rebalance, volgen
@@ -47,8 +48,6 @@ INVALID_VOLNAMES = frozenset({
     "volume", "type", "help", "subvolumes", "option", "end-volume", "all",
     "volume_not_in_ring", "description", "force", "snap-max-hard-limit",
     "snap-max-soft-limit", "auto-delete", "activate-on-create"})
-VOLUME_ID_XATTR = "trusted.glusterfs.volume-id"
-GFID_XATTR = "trusted.gfid"
 
 
 def check_volname(name: str) -> None:
@@ -574,8 +573,8 @@ def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | Non
                 raise ValueError(f"{brick} is not a directory")
             for where in [path, *path.parents]:
                 try:
-                    has = any(k in os.listxattr(where) for k in (VOLUME_ID_XATTR,)) or \
-                        (where == path and GFID_XATTR in os.listxattr(where))
+                    has = any(k in os.listxattr(where) for k in (VOLUME_ID_KEY,)) or \
+                        (where == path and GFID_KEY in os.listxattr(where))
                 except OSError:
                     has = False
                 if has and not force:
@@ -630,7 +629,7 @@ def prepare_brick_dirs(node_uuid: str, new: dict, old: dict | None) -> list[str]
             os.makedirs(b["metadata"], exist_ok=True)
             continue
         os.makedirs(b["path"], exist_ok=True)
-        os.setxattr(b["path"], VOLUME_ID_XATTR, vid)
+        os.setxattr(b["path"], VOLUME_ID_KEY, vid)
         stamped.append(b["path"])
     return stamped
 
@@ -638,6 +637,6 @@ def prepare_brick_dirs(node_uuid: str, new: dict, old: dict | None) -> list[str]
 def unstamp(paths: list[str]) -> None:
     for p in paths:
         try:
-            os.removexattr(p, VOLUME_ID_XATTR)
+            os.removexattr(p, VOLUME_ID_KEY)
         except OSError:
             pass

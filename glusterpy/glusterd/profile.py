@@ -19,11 +19,11 @@ import trio
 
 from ..fops import Caller, FopError, Loc, caller
 from ..graph import Graph
+from ..keys import IOSTATS_XATTR
 from . import volgen
 
 log = logging.getLogger("glusterpy.glusterd.profile")
 
-IOSTATS_XATTR = "trusted.glusterpy.io-stats"
 TIMEOUT = 15.0
 
 

@@ -111,6 +111,7 @@ from dataclasses import dataclass
 
 from .. import volfile as vf
 from ..graph import TRANSLATORS, UnknownTranslatorType, canonical_type, translator_class
+from ..keys import AFR_DIRTY, AFR_XATTR_PREFIX
 from ..options import Option, OptionError, OptionType, canonical_key, parse_bool
 
 
@@ -396,8 +397,8 @@ def brick_volfile(vol: dict, brick: dict) -> str:
         # glusterd puts it (brick_graph_add_index)
         above.append(("index", "features/index", {
             "index-base": f"{path}/.glusterfs/indices",
-            "xattrop-dirty-watchlist": "trusted.afr.dirty",
-            "xattrop-pending-watchlist": f"trusted.afr.{name}-"}))
+            "xattrop-dirty-watchlist": AFR_DIRTY,
+            "xattrop-pending-watchlist": f"{AFR_XATTR_PREFIX}.{name}-"}))
     above.append(("io-stats", "debug/io-stats", {"unique-id": path, "volume-id": vol["id"],
                                                  "log-level": "INFO"}))
     layers = [("locks", "features/locks", {})] + above

@@ -85,6 +85,7 @@ import trio
 
 from glusterpy import fops
 from glusterpy.fops import Caller, Fd, FopError, Loc, UInt
+from glusterpy.keys import NODE_UUID_KEY
 
 from xlators.cluster import dht_layout as dl
 
@@ -137,7 +138,6 @@ _AS_FIX_LAYOUT = {Status.STARTED: Status.LAYOUT_FIX_STARTED,
                   Status.FAILED: Status.LAYOUT_FIX_FAILED}
 
 GF_CLIENT_PID_DEFRAG = -3
-NODE_UUID_KEY = "trusted.glusterfs.node-uuid"
 #: entries the crawler may queue ahead of the migrators (MAX_MIGRATE_QUEUE_COUNT)
 MAX_MIGRATE_QUEUE_COUNT = 500
 READDIR_SIZE = 131072

@@ -41,8 +41,6 @@ DATA_TXN, METADATA_TXN, ENTRY_TXN, RENAME_TXN = "data", "metadata", "entry", "re
 SLOT_OF = {DATA_TXN: DATA, METADATA_TXN: METADATA, ENTRY_TXN: ENTRY, RENAME_TXN: ENTRY}
 NUM_CHANGELOGS = 3
 CHANGELOG_SIZE = 4 * NUM_CHANGELOGS
-AFR_XATTR_PREFIX = "trusted.afr"
-DIRTY_DEFAULT = AFR_XATTR_PREFIX + ".dirty"
 #: "quorum-type auto": more than half, or exactly half including the first
 QUORUM_AUTO = -1
 #: afr_selfheal_find_direction's pflag bits

@@ -64,6 +64,11 @@ from glusterpy.fops import (GFID, ROOT_GFID, Caller, EntrylkCmd, EntrylkType, Fd
                             FopError, Iatt, Loc, LockCmd, dev_from_ia, LockType, SET_ATTR_ATIME,
                             SET_ATTR_CTIME, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_MTIME,
                             SET_ATTR_UID, UInt, XattropType)
+from glusterpy.keys import (AFR_XATTR_PREFIX, GET_GFID_TYPE, GFID_REQ, GFID_TO_PATH_KEY,
+                            GFIDLESS_LOOKUP, INODELK_DOM_PREFIX, INTERNAL_FOP, MDATA_KEY,
+                            MULTI_DOM_LK_CNT_REQUESTS, PURGE_INDEX_KEY, QUOTA_SIZE_KEY,
+                            SELINUX_KEY, XATTR_NAMESPACES, XATTROP_DIRTY_GFID,
+                            XATTROP_ENTRY_CHANGES_GFID, XATTROP_INDEX_GFID)
 
 from xlators.cluster import afr_changelog as cl
 from xlators.cluster.afr_changelog import DATA, ENTRY, METADATA
@@ -78,18 +83,10 @@ HEAL_OP_BIGGER_FILE, HEAL_OP_SOURCE_BRICK, HEAL_OP_LATEST_MTIME = 10, 11, 14
 POLICY_HEAL_OPS = {"bigger-file": HEAL_OP_BIGGER_FILE, "source-brick": HEAL_OP_SOURCE_BRICK,
                    "latest-mtime": HEAL_OP_LATEST_MTIME}
 METADATA_LOCK_START = (1 << 63) - 2
-MULTI_DOM_LK_CNT = "glusterfs.multi-dom-lk-cnt-req"
-DOM_PREFIX = "glusterfs.inodelk-dom-prefix"
-GFIDLESS_LOOKUP = "gfidless-lookup"
-INTERNAL_FOP = "glusterfs-internal-fop"
-PURGE_INDEX_KEY = "glusterfs.xattrop-purge-index"
-INDEX_GFID_KEYS = {"xattrop": "glusterfs.xattrop_index_gfid",
-                   "dirty": "glusterfs.xattrop_dirty_gfid",
-                   "entry-changes": "glusterfs.xattrop_entry_changes_gfid"}
+INDEX_GFID_KEYS = {"xattrop": XATTROP_INDEX_GFID, "dirty": XATTROP_DIRTY_GFID,
+                   "entry-changes": XATTROP_ENTRY_CHANGES_GFID}
 #: xattrs metadata heal neither compares nor copies (afr_ignore_xattrs + mdata)
-IGNORED_XATTRS = frozenset({"security.selinux", "trusted.glusterfs.quota.size",
-                            "trusted.glusterfs.mdata"})
-XATTR_NAMESPACES = ("trusted.", "user.", "security.", "system.")
+IGNORED_XATTRS = frozenset({SELINUX_KEY, QUOTA_SIZE_KEY, MDATA_KEY})
 SBRAIN_HEAL_NO_GO_MSG = ("Failed to obtain replies from all bricks of the replica (are "
                          "they up?). Cannot resolve split-brain.")
 SFILE_NOT_IN_SPLIT_BRAIN = "File not in split-brain"
@@ -122,7 +119,7 @@ class CrawlStats:
 
 def ignorable(key: str) -> bool:
     """afr_is_xattr_ignorable (plus mdata, see the module docstring)."""
-    return key.startswith(cl.AFR_XATTR_PREFIX + ".") or key in IGNORED_XATTRS
+    return key.startswith(AFR_XATTR_PREFIX + ".") or key in IGNORED_XATTRS
 
 
 def healable_xattrs(d: dict | None) -> dict:
@@ -167,9 +164,9 @@ class _Heal:
     def discover_req(self) -> dict:
         """afr_selfheal_unlocked_discover_on's request."""
         req = self.afr._xattr_req({})
-        req[MULTI_DOM_LK_CNT] = UInt(1)
-        req[f"{DOM_PREFIX}:{self.afr.domain}"] = UInt(1)
-        req[f"{DOM_PREFIX}:{self.afr.sh_domain}"] = UInt(1)
+        req[MULTI_DOM_LK_CNT_REQUESTS] = UInt(1)
+        req[f"{INODELK_DOM_PREFIX}:{self.afr.domain}"] = UInt(1)
+        req[f"{INODELK_DOM_PREFIX}:{self.afr.sh_domain}"] = UInt(1)
         return req
 
     async def discover(self, gfid: GFID, targets=None) -> list:
@@ -1078,7 +1075,7 @@ async def _heal_gfid_of_name(h: _Heal, pgfid, name, replies, source, sources, gf
                if _ok(r) and r.iatt.gfid.is_null and (ia_type is None or r.iatt.type == ia_type)]
     if not wind_on:
         return replies
-    req = {"gfid-req": gfid}
+    req = {GFID_REQ: gfid}
     got = await h.on(wind_on, lambda i: afr.children[i].lookup(
         Loc(pargfid=pgfid, name=name), req))
     replies = list(replies)
@@ -1115,7 +1112,7 @@ async def _recreate_entry(h: _Heal, dst, source, sources, pgfid, name, replies) 
     await _delete_entry(h, pgfid, name, dst, replies)
     loc = Loc(pargfid=pgfid, name=name)
     srcloc = Loc(gfid=src.gfid)
-    xdata = {"gfid-req": src.gfid}
+    xdata = {GFID_REQ: src.gfid}
     newentry = False
     if not _new_entry_marked(h, replies, sources, source, dst, src):
         try:
@@ -1326,8 +1323,8 @@ def _update_heal_status(h: _Heal, replies, first: Iatt, pflag, dsh, msh, esh) ->
         if not _ok(r):
             continue
         xd = r.xdata or {}
-        io_count = io_count or int(xd.get(f"{DOM_PREFIX}:{afr.domain}") or 0)
-        sh_count = sh_count or int(xd.get(f"{DOM_PREFIX}:{afr.sh_domain}") or 0)
+        io_count = io_count or int(xd.get(f"{INODELK_DOM_PREFIX}:{afr.domain}") or 0)
+        sh_count = sh_count or int(xd.get(f"{INODELK_DOM_PREFIX}:{afr.sh_domain}") or 0)
     if not pflag & cl.PFLAG_PENDING:
         xdatas = [r.xdata if _ok(r) else None for r in replies]
         slots = [METADATA]
@@ -1409,7 +1406,7 @@ async def pending_entries(afr: "Replicate", child: int, kind: str = "xattrop") -
     got = await h.one(child, lambda i: sub.getxattr(Loc(gfid=ROOT_GFID, path="/"), key, None))
     vgfid = GFID(bytes(got.dict[key]))
     out = []
-    for name in await _list_dir(h, child, vgfid, {"get-gfid-type": 1}):
+    for name in await _list_dir(h, child, vgfid, {GET_GFID_TYPE: 1}):
         try:
             out.append(GFID(name))
         except ValueError:
@@ -1577,8 +1574,8 @@ async def heal_info_entries(afr: "Replicate", child: int,
             continue
         try:
             got = await h.one(child, lambda i: sub.getxattr(Loc(gfid=gfid),
-                                                            "glusterfs.gfid2path", None))
-            path = got.dict.get("glusterfs.gfid2path")
+                                                            GFID_TO_PATH_KEY, None))
+            path = got.dict.get(GFID_TO_PATH_KEY)
             path = path.decode() if isinstance(path, bytes) else str(path)
         except FopError:
             path = f"<gfid:{gfid}>"

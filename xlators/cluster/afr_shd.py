@@ -64,6 +64,7 @@ import trio
 
 from glusterpy import fops
 from glusterpy.fops import ROOT_GFID, Caller, FopError, Loc
+from glusterpy.keys import INDEX_COUNT_KEY, NODE_UUID_KEY, PATHINFO_KEY
 
 from xlators.cluster import afr_changelog as cl
 from xlators.cluster import afr_heal
@@ -80,9 +81,6 @@ SSTARTED_SELF_HEAL = "Started self-heal"
 HISTORY_SIZE = 50
 #: GF_CLIENT_PID_SELF_HEALD
 SHD_PID = -6
-NODE_UUID_KEY = "trusted.glusterfs.node-uuid"
-PATHINFO_KEY = "trusted.glusterfs.pathinfo"
-INDEX_COUNT_KEY = "glusterfs.xattrop_index_count"
 #: the pause between index sweeps that healed something
 SWEEP_PAUSE = 1.0
 #: replicate's NOTIFY_TIMEOUT plus a margin (see the module docstring)

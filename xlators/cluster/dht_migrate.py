@@ -54,12 +54,13 @@ import trio
 
 from glusterpy.fops import (GFID, Fd, FopError, Iatt, Loc, UInt, SET_ATTR_ATIME, SET_ATTR_GID,
                             SET_ATTR_MODE, SET_ATTR_MTIME, SET_ATTR_UID, dev_from_ia)
+from glusterpy.keys import (AVOID_OVERWRITE_KEY, GFID_REQ, INTERNAL_FOP, POSIXLK_COUNT,
+                            PROTECT_WRITES_KEY)
 
 from . import dht_layout as dl
 
 #: DHT_REBALANCE_BLKSIZE
 BLOCK = 1 << 20
-POSIXLK_COUNT = "glusterfs.posixlk-count"
 GF_SEEK_DATA, GF_SEEK_HOLE = 0, 1
 PHASE1_BITS = stat.S_ISVTX | stat.S_ISGID
 
@@ -79,8 +80,7 @@ async def migrate_file(dht, loc: Loc) -> bool:
     """See the module docstring; True when the file moved.  `dht` is the
     cluster/distribute translator (whose module imports this one, hence the
     import of its names here)."""
-    from .distribute import (AVOID_OVERWRITE_KEY, GFID_REQ, INTERNAL_FOP, LINKTO_MODE,
-                             PROTECT_WRITES_KEY, _as_root, _DirCtx)
+    from .distribute import LINKTO_MODE, _as_root, _DirCtx
     loc, ctx = await dht._inode(loc)
     if isinstance(ctx, _DirCtx):
         raise FopError(errno.EISDIR)
@@ -299,7 +299,6 @@ async def _check_unwritten(dht, dst: int, dst_fd: Fd, protect_key: str) -> None:
 async def _copyable_xattrs(dht, src: int, src_fd: Fd) -> dict:
     """The source's xattrs for the destination, without distribute's own
     and the migration marks."""
-    from .distribute import PROTECT_WRITES_KEY
     reply = await dht._wind(src, "fgetxattr", src_fd, None, None)
     skip = {dht.linkto_key, dht.layout_key, dht.mds_key, PROTECT_WRITES_KEY}
     return {k: v for k, v in reply.dict.items() if k not in skip}
@@ -329,7 +328,6 @@ async def _migrate_special(dht, src: int, dst: int, named: Loc, st: Iatt) -> Non
     """migrate_special_files: a symlink, fifo, socket or device is made
     again on the destination with the same gfid, owner and times; then the
     source goes."""
-    from .distribute import GFID_REQ, INTERNAL_FOP
     try:
         existing = await dht._wind(dst, "lookup", named, {dht.linkto_key: UInt(256)})
     except FopError as e:

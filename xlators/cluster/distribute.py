@@ -117,6 +117,11 @@ from glusterpy.fops import (GFID, ROOT_GFID, CreateReply, DictReply, DirReply, E
                             PrePostReply, RenameReply, Reply, StatfsReply, StatReply, Statvfs,
                             UInt, SET_ATTR_ATIME, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_MTIME,
                             SET_ATTR_UID)
+from glusterpy.keys import (ACL_ACCESS_KEY, ACL_DEFAULT_KEY, DHT_XATTR_NAME, GFID_REQ,
+                            INTERNAL_FOP, LINKINFO_KEY, OPEN_FD_COUNT, PATHINFO_KEYS,
+                            PROTECT_WRITES_KEY, QUOTA_LIMIT_KEY, QUOTA_LIMIT_OBJECTS_KEY,
+                            READDIR_SKIP_DIRS, SELINUX_KEY, SKIP_NON_LINKTO_UNLINK,
+                            SKIP_OPEN_FD_UNLINK)
 from glusterpy.options import Option, OptionError, OptionType, PercentOrSize
 from glusterpy.xlator import DOWNWARD_EVENTS, Event, Translator
 
@@ -171,7 +176,7 @@ OPTIONS = (
            "Regular expression for stripping temporary-file suffix and prefix used by an "
            "application, to prevent relocation when the file is renamed.",
            set_keys=("cluster.extra-hash-regex",)),
-    Option("xattr-name", OptionType.STR, "trusted.glusterfs.dht",
+    Option("xattr-name", OptionType.STR, DHT_XATTR_NAME,
            "Base for extended attributes used by this translator instance, to avoid "
            "conflicts with others above or below it.", reconfigurable=False),
     Option("weighted-rebalance", OptionType.BOOL, "on",
@@ -208,27 +213,13 @@ OPTIONS = (
 # --------------------------------------------------------------------------
 # GlusterFS's names and numbers
 
-GFID_REQ = "gfid-req"
-INTERNAL_FOP = "glusterfs-internal-fop"
-OPEN_FD_COUNT = "glusterfs.open-fd-count"
-SKIP_NON_LINKTO_UNLINK = "unlink-only-if-dht-linkto-file"
-SKIP_OPEN_FD_UNLINK = "dont-unlink-for-open-fd"
-READDIR_SKIP_DIRS = "readdir-filter-directories"
-LIST_XATTR = "list-xattr"
-PATHINFO_KEYS = ("trusted.glusterfs.pathinfo", "glusterfs.pathinfo")
-LINKINFO_KEY = "trusted.distribute.linkinfo"
-#: a client wrote to a file's new copy during its migration (GlusterFS's
-#: GF_PROTECT_FROM_EXTERNAL_WRITES / GF_AVOID_OVERWRITE)
-PROTECT_WRITES_KEY = "trusted.glusterfs.protect.writes"
-AVOID_OVERWRITE_KEY = "glusterfs.avoid.overwrite"
 FIX_LAYOUT_KEYS = ("distribute.fix.layout", "trusted.distribute.fix.layout")
 NEW_COMMIT_HASH_KEY = "new-commit-hash"
 MIGRATE_KEYS = ("distribute.migrate-data", "trusted.distribute.migrate-data")
-ACL_KEYS = ("system.posix_acl_access", "system.posix_acl_default")
+ACL_KEYS = (ACL_ACCESS_KEY, ACL_DEFAULT_KEY)
 #: xattrs a directory's mds subvolume is the authority for (xattrs_to_heal)
-HEALED_XATTR_PREFIXES = ("user.", "system.posix_acl_access", "system.posix_acl_default",
-                         "trusted.glusterfs.quota.limit-set",
-                         "trusted.glusterfs.quota.limit-objects", "security.selinux")
+HEALED_XATTR_PREFIXES = ("user.", ACL_ACCESS_KEY, ACL_DEFAULT_KEY, QUOTA_LIMIT_KEY,
+                         QUOTA_LIMIT_OBJECTS_KEY, SELINUX_KEY)
 DIR_STAT_SIZE, DIR_STAT_BLOCKS = 4096, 8        # DHT_DIR_STAT_SIZE/BLOCKS
 LINKTO_MODE = stat.S_IFREG | stat.S_ISVTX       # DHT_LINKFILE_MODE
 #: inode contexts kept (GlusterFS's inode table is bounded by lru-limit)

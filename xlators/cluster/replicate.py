@@ -124,6 +124,12 @@ from glusterpy.fops import (GFID, ROOT_GFID, Caller, CreateReply, DictReply, Ent
                             EntrylkType, EntryReply, Fd, Flock, FopError, Iatt, Loc, LockCmd,
                             LockType, LookupReply, OpenReply, ParentReply, RenameReply, Reply,
                             UInt, WriteReply, XattropType)
+from glusterpy.keys import (ACTIVE_FD_COUNT, AFR_DIRTY, AFR_XATTR_PREFIX, ENTRY_IN_KEY,
+                            ENTRY_OUT_KEY, ENTRYLK_COUNT, GFID_REQ, HEAL_INFO_KEY,
+                            HEAL_SBRAIN_KEY, INDEX_COUNT_KEY, INODELK_COUNT, INODELK_DOM_COUNT,
+                            INTERNAL_FOP, LINK_COUNT, LIST_XATTR, NODE_UUID_KEY, PARENT_ENTRYLK,
+                            PATHINFO_KEY, SBRAIN_CHOICE_KEY, SBRAIN_STATUS_KEY,
+                            USER_PATHINFO_KEY, WRITE_IS_APPEND)
 from glusterpy.options import Option, OptionError, OptionType as T
 from glusterpy.xlator import DOWNWARD_EVENTS, Event, Translator
 
@@ -221,7 +227,7 @@ OPTIONS = (
          "If quorum-type is \"fixed\" only allow writes if this many bricks are present.  "
          "Other quorum types will OVERWRITE this value.", "cluster.quorum-count",
          min=1, max=(1 << 31) - 1),
-    _opt("afr-dirty-xattr", T.STR, cl.DIRTY_DEFAULT, "The xattr marking an operation in "
+    _opt("afr-dirty-xattr", T.STR, AFR_DIRTY, "The xattr marking an operation in "
          "flight on a brick."),
     _opt("afr-pending-xattr", T.STR, None,
          "Comma separated list of xattrs that are used to capture information on pending "
@@ -277,27 +283,6 @@ GF_CLIENT_PID_SELF_HEALD = -6
 GF_CLIENT_PID_GLFS_HEAL = -7
 REPLICATE_TRASH_DIR = ".landfill"
 ANON_DIR_PREFIX = ".glusterfs-anonymous-inode"
-PATHINFO_KEY = "trusted.glusterfs.pathinfo"
-USER_PATHINFO_KEY = "glusterfs.pathinfo"
-NODE_UUID_KEY = "trusted.glusterfs.node-uuid"
-HEAL_INFO_KEY = "glusterfs.heal-info"
-HEAL_SBRAIN_KEY = "glusterfs.heal-sbrain"
-SBRAIN_STATUS_KEY = "replica.split-brain-status"
-SBRAIN_CHOICE_KEY = "replica.split-brain-choice"
-INODELK_COUNT = "glusterfs.inodelk-count"
-ENTRYLK_COUNT = "glusterfs.entrylk-count"
-INODELK_DOM_COUNT = "glusterfs.inodelk-dom-count"
-PARENT_ENTRYLK = "glusterfs.parent-entrylk"
-ACTIVE_FD_COUNT = "glusterfs.open-active-fd-count"
-WRITE_IS_APPEND = "glusterfs.write-is-append"
-INTERNAL_FOP = "glusterfs-internal-fop"
-LINK_COUNT = "link-count"
-INDEX_COUNT_KEY = "glusterfs.xattrop_index_count"
-ENTRY_IN_KEY = "glusterfs.xattrop-entry-create"
-ENTRY_OUT_KEY = "glusterfs.xattrop-entry-delete"
-GFID_REQ = "gfid-req"
-LIST_XATTR = "list-xattr"
-CONTENT_KEY = "glusterfs.content"
 #: fops whose post-op may be delayed (afr_is_delayed_changelog_post_op_needed)
 DELAY_OPS = frozenset({"writev", "fxattrop", "fsync"})
 _MAX_INODES = 65536
@@ -507,9 +492,9 @@ class Replicate(Translator):
             if len(names) != n:
                 raise OptionError("afr-pending-xattr", f"option 'afr-pending-xattr': "
                                   f"{len(names)} names for {n} subvolumes")
-            self.pending_keys = [f"{cl.AFR_XATTR_PREFIX}.{p}" for p in names]
+            self.pending_keys = [f"{AFR_XATTR_PREFIX}.{p}" for p in names]
         else:
-            self.pending_keys = [f"{cl.AFR_XATTR_PREFIX}.{c.name}" for c in self.children]
+            self.pending_keys = [f"{AFR_XATTR_PREFIX}.{c.name}" for c in self.children]
         self.dirty_key = self.opts.afr_dirty_xattr
         self.domain = self.name
         self.sh_domain = f"{self.name}:self-heal"
@@ -1306,7 +1291,7 @@ class Replicate(Translator):
         if name:
             return reply
         kept = {k: v for k, v in reply.dict.items()
-                if not k.startswith(cl.AFR_XATTR_PREFIX + ".")}
+                if not k.startswith(AFR_XATTR_PREFIX + ".")}
         return DictReply(kept, xdata=reply.xdata)
 
     async def _special_getxattr(self, loc, name, xdata):

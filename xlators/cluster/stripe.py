@@ -95,6 +95,7 @@ from glusterpy.fops import (GFID, SET_ATTR_SIZE, CopyRangeReply, CreateReply, Di
                             OpenReply, ParentReply, PrePostReply, ReadReply, RenameReply,
                             StatfsReply, StatReply, Statvfs, WriteReply)
 from glusterpy.fopgen import Family, install
+from glusterpy.keys import GFID_REQ, PATHINFO_KEYS
 from glusterpy.options import Option, OptionError, OptionType, first_match, parse_int
 from glusterpy.xlator import Event, Translator
 
@@ -821,7 +822,7 @@ class Stripe(Translator):
         """The first child's, geometry keys hidden; pathinfo gathers every
         child's, as GlusterFS's stripe_fill_pathinfo_xattr writes it."""
         self._check_up()
-        if name in _PATHINFO_KEYS:
+        if name in PATHINFO_KEYS:
             results = await self._fan([functools.partial(c.getxattr, loc, name, xdata)
                                        for c in self.children])
             shape = await self._shape_of(loc)
@@ -830,7 +831,7 @@ class Stripe(Translator):
 
     async def fgetxattr(self, fd, name, xdata=None):
         self._check_up()
-        if name in _PATHINFO_KEYS:
+        if name in PATHINFO_KEYS:
             ctx = await self._ctx_of(fd)
             results = await self._fan([
                 functools.partial(self.children[i].fgetxattr, fd, name, xdata)
@@ -1229,18 +1230,18 @@ class Stripe(Translator):
     @staticmethod
     def _gfid_req(xdata: dict, gfid: GFID) -> dict:
         out = dict(xdata)
-        out["gfid-req"] = gfid
+        out[GFID_REQ] = gfid
         return out
 
     def _with_gfid_req(self, xdata: dict | None) -> tuple[dict, GFID]:
         """Every child must give a new entry the same gfid: make sure there
         is a gfid-req (gfapi and the FUSE bridge always send one)."""
         out = dict(xdata) if xdata else {}
-        req = out.get("gfid-req")
+        req = out.get(GFID_REQ)
         if isinstance(req, (bytearray, memoryview)):
             req = bytes(req)
         gfid = GFID(req) if req is not None else GFID.random()
-        out["gfid-req"] = gfid
+        out[GFID_REQ] = gfid
         return out, gfid
 
     def _merge(self, iatts: list[Iatt | None], geometry: Geometry | None) -> Iatt | None:
@@ -1365,9 +1366,6 @@ class Stripe(Translator):
                 "reported": self._reported.name if self._reported else None,
                 "known_inodes": len(self._shapes),
                 "appending_files": len(self._append_locks)}
-
-
-_PATHINFO_KEYS = frozenset({"trusted.glusterfs.pathinfo", "glusterfs.pathinfo"})
 
 
 #: readlink and symlink: symlinks live on the first child; the lock fops:

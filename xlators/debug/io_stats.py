@@ -110,6 +110,7 @@ import trio
 from glusterpy import fops
 from glusterpy.fopgen import Family, install
 from glusterpy.fops import DictReply, FopError
+from glusterpy.keys import IOSTATS_XATTR
 from glusterpy.options import Option, OptionType
 from glusterpy.xlator import Event, Translator
 
@@ -179,8 +180,6 @@ SIDE_SPECIFIC_KEYS = {
 # --------------------------------------------------------------------------
 # GlusterFS's names and numbers
 
-#: the virtual xattr the management daemon reads (see the module docstring)
-IOSTATS_XATTR = "trusted.glusterpy.io-stats"
 FORMAT_VERSION = 1
 #: GlusterFS's info-ops (gf1_cli_info_op): all, incremental, cumulative, clear
 INFO_OPS = ("all", "incremental", "cumulative", "clear")

@@ -26,10 +26,9 @@ import errno
 from collections import OrderedDict
 
 from glusterpy.fops import FopError, Iatt, Loc, PrePostReply, UInt, WriteReply
+from glusterpy.keys import OPEN_FD_COUNT, WRITE_IS_APPEND
 from glusterpy.xlator import Translator
 
-OPEN_FD_COUNT = "glusterfs.open-fd-count"
-WRITE_IS_APPEND = "glusterfs.write-is-append"
 _CACHE_MAX = 4096
 
 

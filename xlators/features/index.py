@@ -78,6 +78,10 @@ import trio
 
 from glusterpy.fops import (GFID, DictReply, Dirent, DirReply, FopError, Iatt, Loc,
                             LookupReply, OpenReply, ParentReply, Reply, UInt, XattropType)
+from glusterpy.keys import (AFR_DIRTY, AFR_XATTR_PREFIX, DIRTY_COUNT_KEY, EC_DIRTY, ENTRY_IN_KEY,
+                            ENTRY_OUT_KEY, GET_GFID_TYPE, IA_TYPE_GET_REQ, IA_TYPE_GET_RSP,
+                            INDEX_COUNT_KEY, LINK_COUNT, PURGE_INDEX_KEY, XATTROP_DIRTY_GFID,
+                            XATTROP_ENTRY_CHANGES_GFID, XATTROP_INDEX_GFID)
 from glusterpy.options import Option, OptionType
 from glusterpy.xlator import Translator
 
@@ -88,9 +92,9 @@ OPTIONS = (
     Option("index-base", OptionType.PATH, None,
            "path where the index files need to be stored (default: the brick "
            "directory's .glusterfs/indices)", reconfigurable=False),
-    Option("xattrop64-watchlist", OptionType.STR, "trusted.ec.dirty",
+    Option("xattrop64-watchlist", OptionType.STR, EC_DIRTY,
            "Comma separated list of xattrs that are watched", reconfigurable=False),
-    Option("xattrop-dirty-watchlist", OptionType.STR, "trusted.afr.dirty",
+    Option("xattrop-dirty-watchlist", OptionType.STR, AFR_DIRTY,
            "Comma separated list of xattrs that are watched", reconfigurable=False),
     Option("xattrop-pending-watchlist", OptionType.STR, None,
            "Comma separated list of xattrs that are watched (default: every "
@@ -102,23 +106,13 @@ OPTIONS = (
 
 XATTROP, DIRTY, ENTRY_CHANGES = 0, 1, 2
 SUBDIRS = ("xattrop", "dirty", "entry-changes")
-VGFID_KEYS = ("glusterfs.xattrop_index_gfid", "glusterfs.xattrop_dirty_gfid",
-              "glusterfs.xattrop_entry_changes_gfid")
-INDEX_COUNT_KEY = "glusterfs.xattrop_index_count"
-DIRTY_COUNT_KEY = "glusterfs.xattrop_dirty_count"
-ENTRY_IN_KEY = "glusterfs.xattrop-entry-create"
-ENTRY_OUT_KEY = "glusterfs.xattrop-entry-delete"
-PURGE_INDEX_KEY = "glusterfs.xattrop-purge-index"
-IA_TYPE_GET_REQ = "glusterfs.index-ia-type-get-req"
-IA_TYPE_GET_RSP = "glusterfs.index-ia-type-get-rsp"
-GET_GFID_TYPE = "get-gfid-type"
-LINK_COUNT = "link-count"
+VGFID_KEYS = (XATTROP_INDEX_GFID, XATTROP_DIRTY_GFID, XATTROP_ENTRY_CHANGES_GFID)
 #: ia_type_t values the index reports
 IA_IFREG, IA_IFDIR = 1, 2
 #: max(sizeof(gf_dirent_t), sizeof(gfs3_dirplist)) on x86_64
 DIRENT_COST = 208
 _DT_DIR, _DT_REG, _DT_UNKNOWN = 4, 8, 0
-DEFAULT_PENDING_PREFIX = "trusted.afr."
+DEFAULT_PENDING_PREFIX = AFR_XATTR_PREFIX + "."
 
 
 def _watchlist(text: str | None) -> tuple[str, ...]:

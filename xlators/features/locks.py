@@ -147,23 +147,13 @@ from glusterpy.fops import (GFID, ActiveLock, DictReply, EntrylkCmd, Flock, FopE
 from glusterpy.options import Option, OptionType
 from glusterpy.rpc.callback import (GF_CBK_ENTRYLK_CONTENTION, GF_CBK_INODELK_CONTENTION,
                                     EntrylkContention, InodelkContention)
+from glusterpy.keys import (CLRLK_CMD, CONNECTION_ID, ENTRYLK_COUNT, INODELK_COUNT,
+                            INODELK_DOM_COUNT, INODELK_DOM_PREFIX, INTRLK_CMD, LOCK_MODE,
+                            MULTI_DOM_LK_CNT_REQUESTS, PARENT_ENTRYLK, PATHINFO_KEY,
+                            POSIXLK_COUNT)
 from glusterpy.xlator import Event, Translator
 
 LLONG_MAX = (1 << 63) - 1
-
-# xdata keys (libglusterfs/src/glusterfs/glusterfs.h)
-INODELK_COUNT = "glusterfs.inodelk-count"
-ENTRYLK_COUNT = "glusterfs.entrylk-count"
-POSIXLK_COUNT = "glusterfs.posixlk-count"
-PARENT_ENTRYLK = "glusterfs.parent-entrylk"
-INODELK_DOM_COUNT = "glusterfs.inodelk-dom-count"
-INODELK_DOM_PREFIX = "glusterfs.inodelk-dom-prefix"
-MULTI_DOM_LK_CNT_REQUESTS = "glusterfs.multi-dom-lk-cnt-req"
-LOCK_MODE = "glusterfs.lk.lkmode"
-CONNECTION_ID = "connection-id"
-CLRLK_CMD = "glusterfs.clrlk"
-INTRLK_CMD = "glusterfs.intrlk"
-PATHINFO_KEY = "trusted.glusterfs.pathinfo"
 
 _COUNT_KEYS = (INODELK_COUNT, ENTRYLK_COUNT, POSIXLK_COUNT, PARENT_ENTRYLK,
                INODELK_DOM_COUNT, MULTI_DOM_LK_CNT_REQUESTS)

@@ -61,6 +61,7 @@ import time
 from glusterpy import fops
 from glusterpy.fops import Caller, FopError, Loc, caller
 from glusterpy.fopgen import Family, install
+from glusterpy.keys import MDATA_KEY, SET_CTIME_MDATA
 from glusterpy.options import Option, OptionType
 from glusterpy.rpc import MdataIatt
 from glusterpy.xlator import Translator
@@ -81,8 +82,6 @@ OPTIONS = (
 #: call_stack flags (stack.h): which times a fop updates
 MDATA_CTIME, MDATA_MTIME, MDATA_ATIME = 0x1, 0x2, 0x4
 MDATA_PAR_CTIME, MDATA_PAR_MTIME, MDATA_PAR_ATIME = 0x8, 0x10, 0x20
-MDATA_KEY = "trusted.glusterfs.mdata"        # GF_XATTR_MDATA_KEY
-SET_CTIME_MDATA = "set-ctime-mdata"          # CTIME_MDATA_XDATA_KEY
 GF_CLIENT_PID_SET_UTIME = -13
 
 _NEW_ENTRY = MDATA_CTIME | MDATA_MTIME | MDATA_ATIME | MDATA_PAR_CTIME | MDATA_PAR_MTIME

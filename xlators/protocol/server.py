@@ -105,6 +105,7 @@ import trio
 from glusterpy import fops
 from glusterpy.fops import (ROOT_GFID, Caller, CreateReply, Fd, FopError, Loc, LookupReply,
                             OpenReply)
+from glusterpy.keys import CLIENTS_XATTR, CONNECTION_ID
 from glusterpy.options import Option, OptionType
 from glusterpy.rpc import (ANON_FD, DUMP, FOP, FOP_PROGRAM, HANDSHAKE,
                            ALL_PROGRAMS, AuthGlusterfsV3, CacheInvalidation, CommonReply,
@@ -131,12 +132,6 @@ from .auth import SSL_NAME, AuthConfig, AuthResult, Peer, authenticate, \
 # more.  The margin covers the call's header and xdata.
 MAX_CALL_RECORD = 512 * 1024 * 1024 + 1024 * 1024
 
-#: `volume status VOL clients`: glusterd has no brick-op channel to our
-#: bricks, so - as for profile's io-stats - it connects to its own brick as a
-#: client and reads this virtual xattr on the root; the server answers it
-#: itself (only it knows its connections) with its other clients as JSON
-#: (glusterd/clients.py), and only to a client on this machine.
-CLIENTS_XATTR = "trusted.glusterpy.clients"
 #: struct tcp_info: the offsets of tcpi_bytes_acked and tcpi_bytes_received
 #: (Linux 4.1/4.2) - the bytes a connection carried, as the kernel counts
 #: them, for the BytesRead/BytesWritten columns
@@ -834,7 +829,7 @@ class Server(Translator):
                 args["flock"] = dataclasses.replace(args["flock"], type=req.extra["type"])
             if name in _LOCK_FOPS:
                 xdata = dict(xdata or {})
-                xdata["connection-id"] = client.client_uid
+                xdata[CONNECTION_ID] = client.client_uid
             reply = await getattr(client.bound, name)(**args, xdata=xdata)
         except FopError as e:
             self.log.debug("%s from %s failed: %s", name, client.client_uid, e)

@@ -134,6 +134,7 @@ from glusterpy.bd import LvmError
 from glusterpy.fops import (GFID, ROOT_GFID, ChecksumReply, CopyRangeReply, DictReply,
                             DirReply, EntryReply, FopError, Iatt, Loc, PrePostReply, ReadReply,
                             Reply, SeekReply, StatfsReply, Statvfs, UInt, WriteReply)
+from glusterpy.keys import CONTENT_KEY, GET_SIZE, GFID_REQ
 from glusterpy.options import Option, OptionError, OptionType, PercentOrSize
 from glusterpy.xlator import Translator
 
@@ -180,8 +181,6 @@ OPTIONS = (
 # --------------------------------------------------------------------------
 # Numbers and names
 
-CONTENT_KEY = "glusterfs.content"    # quick-read's file content on lookup
-GET_SIZE_KEY = "get-size"
 STATFS_BLOCK = 4096
 #: the on-disk written mark is rounded up to this, so sequential writes
 #: store it once per MiB; the exact mark is stored at flush and release
@@ -362,8 +361,8 @@ class BD(Translator):
             self._register(ia.gfid, name)   # a file put into the directory by hand
         self._fix(reply)
         img = self._images.get(ia.gfid)
-        if img is not None and reply.xdata and GET_SIZE_KEY in reply.xdata:
-            reply.xdata[GET_SIZE_KEY] = UInt(img.size)
+        if img is not None and reply.xdata and GET_SIZE in reply.xdata:
+            reply.xdata[GET_SIZE] = UInt(img.size)
         return reply
 
     @_fop_errors
@@ -1014,7 +1013,7 @@ class BD(Translator):
         gfid = GFID(tagged) if tagged and GFID(tagged) not in self._images else GFID.random()
         loc = Loc(path=f"/{lv.name}", pargfid=ROOT_GFID, name=lv.name)
         reply = await self.first_child.mknod(loc, stat.S_IFREG | ADOPTED_MODE, 0, 0,
-                                             {"gfid-req": gfid})
+                                             {GFID_REQ: gfid})
         img = self._register(reply.iatt.gfid, lv.name)
         img.iatt = reply.iatt
         self._attach(img, lv, written=lv.size)
@@ -1267,7 +1266,7 @@ class BD(Translator):
         owner."""
         src = await self._iatt(like)
         reply = await self.first_child.mknod(loc, stat.S_IFREG | stat.S_IMODE(src.mode), 0, 0,
-                                             {"gfid-req": gfid})
+                                             {GFID_REQ: gfid})
         if (reply.iatt.uid, reply.iatt.gid) != (src.uid, src.gid):
             with contextlib.suppress(FopError):
                 post = await self.first_child.setattr(
@@ -1525,7 +1524,7 @@ class BD(Translator):
         return Loc(path=f"/{img.name}", gfid=img.gfid)
 
     def _gfid_req(self, xdata) -> GFID:
-        value = (xdata or {}).get("gfid-req")
+        value = (xdata or {}).get(GFID_REQ)
         if value is None:
             return GFID.random()
         try:

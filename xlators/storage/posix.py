@@ -180,6 +180,18 @@ from glusterpy.fops import (GFID, NULL_GFID, ROOT_GFID, ChecksumReply, CopyRange
                             Iatt, LookupReply, OpenReply, ParentReply, PrePostReply,
                             ReadlinkReply, ReadReply, RenameReply, Reply, SeekReply,
                             StatfsReply, StatReply, Statvfs, UInt, WriteReply, XattropType)
+from glusterpy.keys import (ACL_ACCESS_KEY, ACL_DEFAULT_KEY, ACTIVE_FD_COUNT, CONTENT_KEY,
+                            DHT_LINKTO_KEY, DURABLE_OP, ENTRYLK_COUNT, GET_LINK_COUNT, GET_SIZE,
+                            GFID2PATH_PREFIX, GFID2PATH_VIRT_KEY, GFID_KEY, GFID_REQ,
+                            GFID_STRING_KEY, GFID_TO_PATH_KEY, GFID_VIRT_KEY, GFIDLESS_LOOKUP,
+                            IATT_KEY, INODELK_COUNT, INODELK_DOM_COUNT, INTERNAL_CTX_KEY,
+                            INTERNAL_FOP, IOSTATS_DUMP_KEY, LIST_XATTR, MDATA_KEY, NODE_UUID_KEY,
+                            OPEN_FD_COUNT, PARENT_ENTRYLK, PATHINFO_KEY, POSIXLK_COUNT,
+                            POSTSTAT_KEY, PRESTAT_KEY, READDIR_SKIP_DIRS, REAL_FILENAME_PREFIX,
+                            REQUEST_LINK_COUNT, RESPONSE_LINK_COUNT, SELINUX_KEY,
+                            SET_CTIME_MDATA, SKIP_NON_LINKTO_UNLINK, SKIP_OPEN_FD_UNLINK,
+                            UNLINKED_LOOKUP, USER_PATHINFO_KEY, VOLUME_ID_KEY, WRITE_IS_APPEND,
+                            XATTR_NAMESPACES)
 from glusterpy.linux_aio import AioContext
 from glusterpy.options import Option, OptionError, OptionType
 from glusterpy.xlator import Translator
@@ -245,57 +257,15 @@ HIDDEN_DIR = ".glusterfs"
 LANDFILL_DIR = "landfill"
 UNLINK_DIR = "unlink"
 
-GFID_KEY = "trusted.gfid"
-VOLUME_ID_KEY = "trusted.glusterfs.volume-id"
-MDATA_KEY = "trusted.glusterfs.mdata"
-#: setxattr key features/utime sends to store times for a legacy file
-SET_CTIME_MDATA = "set-ctime-mdata"
-GFID2PATH_PREFIX = "trusted.gfid2path."
-PATHINFO_KEY = "trusted.glusterfs.pathinfo"
-USER_PATHINFO_KEY = "glusterfs.pathinfo"
-NODE_UUID_KEY = "trusted.glusterfs.node-uuid"
-IOSTATS_DUMP_KEY = "trusted.io-stats-dump"
-GFID2PATH_VIRT_KEY = "glusterfs.gfidtopath"
-#: GFID_TO_PATH_KEY: one path of the inode (GlusterFS answers inode_path);
-#: the self-heal daemon asks it for every index entry before healing it
-GFID_TO_PATH_KEY = "glusterfs.gfid2path"
-GFID_STRING_KEY = "glusterfs.gfid.string"
-GFID_VIRT_KEY = "glusterfs.gfid"
-REAL_FILENAME_PREFIX = "glusterfs.get_real_filename:"
-CONTENT_KEY = "glusterfs.content"
-OPEN_FD_COUNT = "glusterfs.open-fd-count"
-ACTIVE_FD_COUNT = "glusterfs.open-active-fd-count"
-WRITE_IS_APPEND = "glusterfs.write-is-append"
-DURABLE_OP = "trusted.glusterfs.durable-op"
-REQUEST_LINK_COUNT = "gf_request_link_count"
-RESPONSE_LINK_COUNT = "gf_response_link_count"
-GET_LINK_COUNT = "get-link-count"
-GET_SIZE = "get-size"
-LIST_XATTR = "list-xattr"
-GFIDLESS_LOOKUP = "gfidless-lookup"
-UNLINKED_LOOKUP = "unlinked-lookup"
-INTERNAL_FOP = "glusterfs-internal-fop"
-SKIP_OPEN_FD_UNLINK = "dont-unlink-for-open-fd"
-SKIP_NON_LINKTO_UNLINK = "unlink-only-if-dht-linkto-file"
-DHT_LINKTO_KEY = "trusted.glusterfs.dht.linkto"
-READDIR_SKIP_DIRS = "readdir-filter-directories"
-IATT_KEY = "dht-get-iatt-in-xattr"
-PRESTAT_KEY = "virt-gf-prestat"
-POSTSTAT_KEY = "virt-gf-poststat"
-ACL_ACCESS_KEY = "system.posix_acl_access"
-ACL_DEFAULT_KEY = "system.posix_acl_default"
-
 #: xdata keys that are requests to posix, never xattrs (posix_ignore_xattrs)
 IGNORED_KEYS = frozenset({
-    "gfid-req", INTERNAL_FOP, "glusterfs.entrylk-count", "glusterfs.inodelk-count",
-    "glusterfs.posixlk-count", "glusterfs.parent-entrylk", GFIDLESS_LOOKUP,
-    "glusterfs.inodelk-dom-count"})
+    GFID_REQ, INTERNAL_FOP, ENTRYLK_COUNT, INODELK_COUNT, POSIXLK_COUNT, PARENT_ENTRYLK,
+    GFIDLESS_LOOKUP, INODELK_DOM_COUNT})
 #: never shown by the "list-xattr" request (list_xattr_ignore_xattrs, marker)
-LIST_HIDDEN = frozenset({GFID_KEY, VOLUME_ID_KEY, "security.selinux"})
+LIST_HIDDEN = frozenset({GFID_KEY, VOLUME_ID_KEY, SELINUX_KEY})
 MARKER_PATTERNS = ("trusted.glusterfs.quota.*", "trusted.glusterfs.*.xtime")
 GEOREP_PATTERNS = ("*.glusterfs.*.stime", "*.glusterfs.*.xtime", "*.glusterfs.lockinfo",
                    "*.glusterfs.*.entry_stime", "*.glusterfs.volume-mark.*")
-XATTR_NAMESPACES = ("trusted.", "user.", "security.", "system.")
 
 #: sizeof(gf_dirent_t) on x86_64: what GlusterFS charges per readdir entry
 DIRENT_COST = 208
@@ -2262,7 +2232,7 @@ class Posix(Translator):
             raise FopError(errno.EACCES)
         if key.startswith(GFID2PATH_PREFIX):
             raise FopError(errno.ENOTSUP)
-        if key.startswith(("glusterfs.internal-ctx", "force-replace")):
+        if key.startswith((INTERNAL_CTX_KEY, "force-replace")):
             return
         if key == MDATA_KEY:
             # from rebalance or self-heal: keep the later of each time
@@ -2543,7 +2513,7 @@ def _path_parts(path: str) -> list[str]:
 
 
 def _gfid_req(xdata: dict | None) -> GFID | None:
-    value = (xdata or {}).get("gfid-req")
+    value = (xdata or {}).get(GFID_REQ)
     if value is None:
         return None
     try:
