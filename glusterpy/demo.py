@@ -3,8 +3,7 @@
 Starts one glusterpyd on ./run/glusterpyd (port 24007, or the next free
 port from 24017 when something - a GlusterFS glusterd - holds 24007),
 creates the volume `demo` the first time - replica 3 on three local
-directories when cluster/replicate is there, a plain distribute volume
-over them before that - starts it, writes a file through gfapi, mounts it
+directories - starts it, writes a file through gfapi, mounts it
 with FUSE on ./run/mnt when FUSE is available, prints how to reach it
 (gfapi, qemu-img, the glusterfs FUSE client, the CLI), and serves in the
 foreground until Ctrl-C; then it unmounts, stops the volume (its bricks
