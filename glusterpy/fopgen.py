@@ -84,7 +84,6 @@ def render(family: Family) -> str:
         fop = fops.BY_NAME[name]
         values = {"name": name, "params": ", ".join(fop.arg_names), **family.fields(fop)}
         parts.append("\n" + family.template.strip("\n").format(**values).rstrip() + "\n")
-    parts.append("\nFOPS = {\n" + "".join(f"    {n!r}: {n},\n" for n in names) + "}\n")
     return "\n".join(parts)
 
 
@@ -97,9 +96,10 @@ def install(cls: type, family: Family, *, keep_own: bool = True) -> None:
         if e.name == family.module and os.environ.get(GENERATING):
             return      # about to be written; this process only generates
         raise
-    for name, fn in module.FOPS.items():
+    for name in family.fop_names():
         if keep_own and name in cls.__dict__:
             continue
+        fn = getattr(module, name)
         fn.__qualname__ = f"{cls.__qualname__}.{name}"
         fn.__doc__ = family.doc.format(name=name)
         for key, value in family.marks.items():

@@ -77,22 +77,3 @@ async def setactivelk(self, loc, locks, xdata=None):
 async def ipc(self, op, xdata=None):
     self._check_up()
     return await self.first_child.ipc(op, xdata)
-
-
-FOPS = {
-    'access': access,
-    'readlink': readlink,
-    'symlink': symlink,
-    'readdir': readdir,
-    'xattrop': xattrop,
-    'fxattrop': fxattrop,
-    'inodelk': inodelk,
-    'finodelk': finodelk,
-    'entrylk': entrylk,
-    'fentrylk': fentrylk,
-    'lk': lk,
-    'lease': lease,
-    'getactivelk': getactivelk,
-    'setactivelk': setactivelk,
-    'ipc': ipc,
-}

@@ -172,28 +172,3 @@ async def opendir(self, loc, fd, xdata=None):
         return await self.first_child.opendir(loc, fd, xdata)
     finally:
         caller.reset(_token)
-
-
-FOPS = {
-    'mknod': mknod,
-    'mkdir': mkdir,
-    'symlink': symlink,
-    'create': create,
-    'unlink': unlink,
-    'rmdir': rmdir,
-    'link': link,
-    'rename': rename,
-    'writev': writev,
-    'truncate': truncate,
-    'ftruncate': ftruncate,
-    'fallocate': fallocate,
-    'zerofill': zerofill,
-    'removexattr': removexattr,
-    'fremovexattr': fremovexattr,
-    'setxattr': setxattr,
-    'fsetxattr': fsetxattr,
-    'copy_file_range': copy_file_range,
-    'readv': readv,
-    'open': open,
-    'opendir': opendir,
-}
