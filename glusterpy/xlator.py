@@ -32,6 +32,7 @@ import trio
 from . import fops
 from .fopgen import Family, install
 from .fops import FopError
+from .inode import Inode, InodeTable
 from .options import Option, OptionValues, validate
 
 
@@ -84,11 +85,37 @@ class Translator:
         self.opts: OptionValues = validate(self.OPTIONS, options or {})
         #: the graph's nursery, set before init(); for background tasks
         self.nursery: trio.Nursery | None = None
+        #: the inode table the whole tree shares (glusterpy/inode.py): a
+        #: leaf makes one, a parent takes its first child's and brings the
+        #: other children's subtrees onto it
+        self.itable: InodeTable = self.children[0].itable if self.children else InodeTable()
+        for child in self.children[1:]:
+            if child.itable is not self.itable:
+                self.itable.adopt(child.itable)
+                child._use_table(self.itable)
+
+    def _use_table(self, table: InodeTable) -> None:
+        self.itable = table
+        for child in self.children:
+            if child.itable is not table:
+                child._use_table(table)
 
     # -- life cycle ------------------------------------------------------
 
     async def init(self) -> None:
         """Acquire resources; runs bottom-up once the children are ready."""
+
+    # -- the inode table's hooks (GlusterFS's forget cbk) ------------------------
+
+    def forget(self, inode: Inode) -> None:
+        """The table is dropping `inode`; `inode.ctx[self]` is what this
+        translator kept about it, still there.  Release what it holds
+        outside the table; the slot itself goes with the inode."""
+
+    def inode_busy(self, ctx: Any) -> bool:
+        """True while this translator cannot let its context `ctx` go (the
+        LRU bound then passes the inode over)."""
+        return False
 
     async def fini(self) -> None:
         """Release resources; runs top-down when the graph stops."""

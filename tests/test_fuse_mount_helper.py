@@ -265,7 +265,9 @@ def test_glusterpy_mount_options_reach_the_helper_parser():
     from glusterpy.fuse.mount import MountError, MountOptions
     o = MountOptions.parse("ro,direct-io-mode=enable,attribute-timeout=0.5,entry-timeout=0,gid-timeout=2,"
                            "backup-volfile-servers=h2:h3,server-port=24017,transport=socket,"
-                           "nosuid,auto_unmount,x-systemd.automount,_netdev,relatime")
+                           "lru-limit=5000,nosuid,auto_unmount,x-systemd.automount,_netdev,"
+                           "relatime")
+    assert o.lru_limit == 5000 and MountOptions.parse("rw").lru_limit == 65536
     assert (o.read_only, o.direct_io_mode, o.attribute_timeout, o.entry_timeout,
             o.gid_timeout) == (True, True, 0.5, 0.0, 2.0)
     assert (o.backup_volfile_servers, o.server_port, o.transport) == (["h2", "h3"], 24017,
@@ -274,7 +276,8 @@ def test_glusterpy_mount_options_reach_the_helper_parser():
     assert o.ignored == ["x-systemd.automount", "_netdev", "relatime"]
     for bad, why in [("attribute-timeout=-1", "0 or more"), ("server-port=0", "port number"),
                      ("direct-io-mode=maybe", "enable or disable"), ("log-file=", "path"),
-                     ("backup-volfile-servers=", "host names")]:
+                     ("backup-volfile-servers=", "host names"), ("lru-limit=-1", "inodes"),
+                     ("lru-limit=lots", "inodes")]:
         with pytest.raises(MountError, match=why):
             MountOptions.parse(bad)
     assert MountOptions.parse("whatever=1", sloppy=True).ignored == ["whatever=1"]

@@ -10,7 +10,10 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
   kernel its inode_t pointers as node ids and the gfid's bytes as st_ino;
   pyfuse3 makes the two one number, so the gfid's bytes serve as both.  A
   second gfid whose bytes collide with one the kernel still knows (or
-  that give 0 or 1) gets a small node id from a counter instead.
+  that give 0 or 1) gets a small node id from a counter instead.  The
+  graph's inode table (glusterpy/inode.py) gets the same lookup counts, so
+  an inode the kernel forgets leaves every translator's context with it;
+  the table's own bound is the `lru-limit` mount option.
 * Entries are resolved by (parent gfid, name), so the kernel's dentry cache
   and ours never disagree about paths.
 * Who calls (uid, gid, supplementary groups, pid, umask) comes from the
@@ -99,9 +102,12 @@ class FuseBridge(pyfuse3.Operations):
 
     def __init__(self, top, *, attr_timeout: float = 1.0, entry_timeout: float = 1.0,
                  direct_io: bool = False, read_only: bool = False, gid_timeout: float = 300,
-                 capability: bool = False, selinux: bool = False):
+                 capability: bool = False, selinux: bool = False, lru_limit: int | None = None):
         super().__init__()
         self.top = top
+        self.lru_limit = lru_limit
+        if lru_limit is not None:
+            top.itable.limit = lru_limit
         self.capability = capability
         self.selinux = selinux
         self.gid_timeout = gid_timeout
@@ -152,6 +158,8 @@ class FuseBridge(pyfuse3.Operations):
                     moved.append((fh, fd, new))
                 for fh, _, new in moved:
                     self._handles[fh] = new
+                if self.lru_limit is not None:
+                    new_top.itable.limit = self.lru_limit
                 self.top = new_top
                 for _, old, _ in moved:
                     try:
@@ -175,6 +183,7 @@ class FuseBridge(pyfuse3.Operations):
         """The node id for a gfid the kernel is about to learn (lookup + 1)."""
         node = self._node_of(iatt.gfid)
         self._nodes[node].lookups += 1
+        self.top.itable.lookup(iatt.gfid)
         return node
 
     def _node_of(self, gfid: GFID) -> int:
@@ -263,6 +272,9 @@ class FuseBridge(pyfuse3.Operations):
             if entry is None or node == pyfuse3.ROOT_INODE:
                 continue
             entry.lookups -= count
+            # the graph's inode table drops the inode (and what every
+            # translator kept about it) once the kernel holds no lookup
+            self.top.itable.forget(entry.gfid, count)
             if entry.lookups <= 0:
                 del self._nodes[node]
                 self._by_gfid.pop(entry.gfid, None)
@@ -470,6 +482,7 @@ class FuseBridge(pyfuse3.Operations):
                     self._drop_if_unused(node)
                     return
                 self._nodes[node].lookups += 1  # readdir_reply counts as a lookup
+                self.top.itable.lookup(entry.iatt.gfid)
                 offset = entry.off
 
     def _drop_if_unused(self, node: int) -> None:

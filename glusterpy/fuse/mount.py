@@ -32,6 +32,7 @@ import pyfuse3
 import trio
 
 from ..graph import Graph
+from ..inode import DEFAULT_LRU_LIMIT
 from ..process import ProcessIdentity, set_process_identity, settle_heap
 from .bridge import FuseBridge
 from .posix_locks import PosixLocks
@@ -67,6 +68,8 @@ class MountOptions:
     entry_timeout: float = 1.0
     #: seconds a caller's supplementary groups are kept (fuse-bridge's default)
     gid_timeout: float = 300.0
+    #: inodes the client's inode table keeps (GlusterFS's lru-limit; 0: no bound)
+    lru_limit: int = DEFAULT_LRU_LIMIT
     #: let security.capability / security.selinux reach the volume
     capability: bool = False
     selinux: bool = False
@@ -114,6 +117,11 @@ class MountOptions:
                 if not 0 <= seconds < 1e9:
                     raise MountError(f"{key}={value!r} must be 0 or more seconds")
                 setattr(opts, key.replace("-", "_"), seconds)
+            elif key == "lru-limit":
+                if not value.isdigit() or int(value) > 2**32:
+                    raise MountError(f"lru-limit={value!r} is not a number of inodes "
+                                     f"(0 for no bound)")
+                opts.lru_limit = int(value)
             elif key in ("capability", "selinux") and not value:
                 setattr(opts, key, True)
             elif key == "log-level":
@@ -278,7 +286,7 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
                             entry_timeout=opts.entry_timeout,
                             direct_io=opts.direct_io_mode, read_only=opts.read_only,
                             gid_timeout=opts.gid_timeout, capability=opts.capability,
-                            selinux=opts.selinux)
+                            selinux=opts.selinux, lru_limit=opts.lru_limit or sys.maxsize)
         try:
             pyfuse3.init(bridge, mountpoint, opts.fuse_options())
         except RuntimeError as e:

@@ -80,7 +80,8 @@ class IoCache(Translator):
 
     def __init__(self, name, options=None, children=()):
         super().__init__(name, options, children)
-        self._inodes: dict[GFID, _Inode] = {}
+        # what it knows of each file is its slot in the graph's inode table
+        # (self.itable), dropped with the inode (forget below)
         # LRU of cached pages per priority: (gfid, page index) -> bytes held
         self._lru: dict[int, OrderedDict[tuple[GFID, int], int]] = {}
         self._cached_bytes = 0
@@ -122,7 +123,7 @@ class IoCache(Translator):
         reply = await self.first_child.open(loc, flags, fd, xdata)
         if truncating:
             self._invalidate(loc.gfid)
-            inode = self._inodes.get(loc.gfid)
+            inode = self.itable.ctx(self, loc.gfid)
             if inode is not None:
                 inode.size = -1  # unknown until the next fstat
         self._remember_fd(loc, flags, fd)
@@ -144,12 +145,15 @@ class IoCache(Translator):
         cacheable = fd.ctx.get(self)
         if not cacheable or self.opts.pass_through or size <= 0 or offset < 0 or xdata:
             return await self.first_child.readv(fd, size, offset, flags, xdata)
-        inode = self._inodes.get(fd.gfid)
+        inode = self.itable.ctx(self, fd.gfid)
         if inode is None:
-            inode = self._inodes[fd.gfid] = _Inode(priority=cacheable)
+            inode = _Inode(priority=cacheable)
+            self.itable.set_ctx(self, fd.gfid, inode)
         if time.monotonic() - inode.validated >= self.opts.cache_timeout or inode.size < 0:
             self._observe((await self.first_child.fstat(fd, None)).iatt)
-            inode = self._inodes[fd.gfid]
+            if self.itable.peek_ctx(self, fd.gfid) is not inode:
+                # the table dropped the inode while fstat ran: serve uncached
+                return await self.first_child.readv(fd, size, offset, flags, xdata)
             inode.validated = time.monotonic()
         if not self._size_in_range(inode.size):
             return await self.first_child.readv(fd, size, offset, flags, xdata)
@@ -301,7 +305,7 @@ class IoCache(Translator):
         """A reply showed the inode's attributes: drop pages if it changed."""
         if iatt is None or not iatt.is_reg:
             return
-        inode = self._inodes.get(iatt.gfid)
+        inode = self.itable.ctx(self, iatt.gfid)
         if inode is None:
             return
         if inode.mtime_ns != iatt.mtime_ns or inode.size != iatt.size:
@@ -312,14 +316,19 @@ class IoCache(Translator):
 
     def _after_change(self, gfid: GFID | None, postbuf: Iatt | None) -> None:
         self._invalidate(gfid)
-        inode = self._inodes.get(gfid) if gfid is not None else None
+        inode = self.itable.ctx(self, gfid)
         if inode is not None and postbuf is not None:
             inode.mtime_ns, inode.size, inode.iatt = postbuf.mtime_ns, postbuf.size, postbuf
 
     def _invalidate(self, gfid: GFID | None) -> None:
-        inode = self._inodes.get(gfid) if gfid is not None else None
-        if inode is None:
-            return
+        inode = self.itable.peek_ctx(self, gfid)
+        if inode is not None:
+            self._drop_pages(gfid, inode)
+
+    def forget(self, inode) -> None:
+        self._drop_pages(inode.gfid, inode.ctx[self])
+
+    def _drop_pages(self, gfid, inode: _Inode) -> None:
         inode.generation += 1
         lru = self._lru.get(inode.priority)
         for index, page in inode.pages.items():
@@ -351,7 +360,7 @@ class IoCache(Translator):
             lru = self._lru[prio]
             while self._cached_bytes > limit and lru:
                 (gfid, index), _ = lru.popitem(last=False)
-                inode = self._inodes.get(gfid)
+                inode = self.itable.peek_ctx(self, gfid)
                 page = inode.pages.pop(index, None) if inode else None
                 if page is not None:
                     self._cached_bytes -= len(page)
@@ -359,12 +368,13 @@ class IoCache(Translator):
                 break
 
     def _drop_everything(self) -> None:
-        for gfid in list(self._inodes):
-            self._invalidate(gfid)
+        for gfid, inode in self.itable.contexts(self):
+            self._drop_pages(gfid, inode)
 
     def dump_state(self) -> dict:
-        return {"cached_bytes": self._cached_bytes, "files": len(self._inodes),
-                "pages": sum(len(i.pages) for i in self._inodes.values()),
+        files = [inode for _, inode in self.itable.contexts(self)]
+        return {"cached_bytes": self._cached_bytes, "files": len(files),
+                "pages": sum(len(i.pages) for i in files),
                 "hits": self.hits, "misses": self.misses}
 
 
