@@ -565,7 +565,8 @@ class Fop(NamedTuple):
     `gf_name` is GlusterFS's upper-case name (gf_fop_list: READ for readv,
     WRITE for writev), which its RPC procedures, dumps and profiles show;
     `opens` names the fd argument that the fop opens (open, create,
-    opendir): it has no remote number yet and is not sent.
+    opendir): it has no remote number yet and is not sent; `iot` is its
+    performance/io-threads class (IOT_CLASSES).
     """
 
     name: str
@@ -577,6 +578,7 @@ class Fop(NamedTuple):
     modifies: frozenset[str]
     gf_name: str
     opens: str | None
+    iot: str | None
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -586,6 +588,21 @@ class Fop(NamedTuple):
 #: where GlusterFS's name is not the catalogue's in upper case
 _GF_NAMES = {"readv": "READ", "writev": "WRITE"}
 
+#: performance/io-threads' queue for each fop (iot_schedule): "high" for the
+#: quick metadata reads, "normal" for entry and metadata changes and locks,
+#: "low" for data; a fop in none of them (release, releasedir, ipc) is not
+#: queued at all.  ("least" is where io-threads puts internal clients.)
+IOT_CLASSES: dict[str, str] = {
+    "high": "open stat fstat lookup access readlink opendir statfs readdir readdirp "
+            "getactivelk setactivelk icreate namelink",
+    "normal": "create flush lk inodelk finodelk entrylk fentrylk lease unlink setattr "
+              "fsetattr mknod mkdir rmdir symlink rename link setxattr getxattr fgetxattr "
+              "fsetxattr removexattr fremovexattr put",
+    "low": "readv writev fsync truncate ftruncate fsyncdir xattrop fxattrop rchecksum "
+           "fallocate discard zerofill seek copy_file_range",
+}
+_IOT_OF = {name: cls for cls, names in IOT_CLASSES.items() for name in names.split()}
+
 
 def _fop(name: str, gf_fop: int, procnum: int, args: str, reply: type[Reply],
          modifies: str = "", *, opens: str | None = None) -> Fop:
@@ -593,7 +610,7 @@ def _fop(name: str, gf_fop: int, procnum: int, args: str, reply: type[Reply],
     target = next((a.name for a in parsed if a.kind in ("loc", "fd")), None)
     assert opens is None or any(a.name == opens and a.kind == "fd" for a in parsed)
     return Fop(name, gf_fop, procnum, parsed, reply, target, frozenset(modifies.split()),
-               _GF_NAMES.get(name, name.upper()), opens)
+               _GF_NAMES.get(name, name.upper()), opens, _IOT_OF.get(name))
 
 
 CATALOGUE: tuple[Fop, ...] = (
@@ -665,6 +682,7 @@ FOP_NAMES: tuple[str, ...] = tuple(f.name for f in CATALOGUE)
 #: (fop, argument) of every fd a fop opens
 OPENED_FDS: frozenset[tuple[str, str]] = frozenset(
     (f.name, f.opens) for f in CATALOGUE if f.opens is not None)
+assert set(_IOT_OF) <= set(BY_NAME), set(_IOT_OF) - set(BY_NAME)
 
 
 # --------------------------------------------------------------------------

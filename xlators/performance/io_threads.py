@@ -54,21 +54,11 @@ MIN_THREADS, MAX_THREADS, DEFAULT_THREADS, DEFAULT_IDLE = 1, 64, 16, 120
 #: GF_CLIENT_PID_NO_ROOT_SQUASH: an internal pid that keeps its priority
 PID_NO_ROOT_SQUASH = -4
 
-#: iot_schedule's table
-PRIORITY: dict[str, int] = {}
-for _names, _prio in (
-        ("open stat fstat lookup access readlink opendir statfs readdir readdirp "
-         "getactivelk setactivelk icreate namelink", HIGH),
-        ("create flush lk inodelk finodelk entrylk fentrylk lease unlink setattr "
-         "fsetattr mknod mkdir rmdir symlink rename link setxattr getxattr fgetxattr "
-         "fsetxattr removexattr fremovexattr put", NORMAL),
-        ("readv writev fsync truncate ftruncate fsyncdir xattrop fxattrop rchecksum "
-         "fallocate discard zerofill seek copy_file_range", LOW)):
-    for _name in _names.split():
-        PRIORITY[_name] = _prio
-del _names, _prio, _name
+#: iot_schedule: each fop's lane, from the catalogue's io-threads column
+PRIORITY: dict[str, int] = {f.name: {"high": HIGH, "normal": NORMAL, "low": LOW}[f.iot]
+                            for f in fops.CATALOGUE if f.iot is not None}
 #: not queued by GlusterFS's io-threads either: passed down as they come
-UNQUEUED = frozenset({"release", "releasedir", "ipc"})
+UNQUEUED = frozenset(f.name for f in fops.CATALOGUE if f.iot is None)
 
 _THREADS_RANGE = dict(min=MIN_THREADS, max=MAX_THREADS)
 
