@@ -109,6 +109,14 @@ files); GlusterFS's setxattr interface for clone, snapshot and merge is
 replaced by link and symlink, but setting `user.glusterfs.bd` = "lv:SIZE"
 on a file without an LV still creates it; `volume.type`, `volume.caps`,
 `list-origin` answer as they did, and `glusterfs.bd.vg` names the VG.
+
+The package, one concern a module (each a mixin of `BD`, composed here
+with its life cycle): `common` (options, one file's state `Image`, the
+fops' error mapping), `mapping` (the LV <-> file mapping and its
+metadata: start-up checks, adoption, the metadata file, lookup, readdir,
+statfs), `entry` (create, clone, snapshot, resize, rename and remove
+LVs), `lv_io` (user-space LV IO), `xattrs` (the xattr fops and
+GlusterFS's virtual keys).
 """
 
 from __future__ import annotations
