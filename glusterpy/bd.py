@@ -1,6 +1,6 @@
 """LVM for storage/bd: lvm2 driven through `sh`, and the way to an LV's bytes.
 
-storage/bd (xlators/storage/bd.py) and the `glusterpy bd` commands share
+storage/bd (the package xlators/storage/bd/) and the `glusterpy bd` commands share
 this module.  It knows nothing of translators or fops:
 
 * `Lvm` runs lvm2's commands (`lvm lvcreate ...`) with a `--config` that

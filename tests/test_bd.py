@@ -26,7 +26,7 @@ from glusterpy.fops import GFID, ROOT_GFID, Fd, FopError, Iatt, Loc, SET_ATTR_SI
 from glusterpy.gfapi import AsyncVolume
 from glusterpy.graph import Graph
 
-from xlators.storage import bd as bd_xlator
+from xlators.storage.bd import mapping as bd_mapping
 
 from conformance import CHECKS
 import test_bd_lvm
@@ -493,7 +493,7 @@ async def test_no_directories_and_no_special_files(vg, meta):
 
 async def test_lvs_made_outside_are_adopted_and_vanished_ones_let_go(vg, meta, monkeypatch):
     # a lookup that misses re-reads LVM once its last look is a second old
-    monkeypatch.setattr(bd_xlator, "LVM_RESCAN_INTERVAL", 0)
+    monkeypatch.setattr(bd_mapping, "LVM_RESCAN_INTERVAL", 0)
     gfid = GFID.random()
     vg.lvm.lvcreate(vg.name, "outside", 2, tags=[lvm.gfid_tag(gfid)])
     vg.lvm.lvcreate(vg.name, "untagged", 1)
