@@ -85,8 +85,6 @@ read, write, space fops); `stripe_fops` is generated (glusterpy.fopgen).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any
 
 import trio
 
@@ -124,8 +122,9 @@ class Stripe(StripeEntry, StripeData, StripeFanout, StripeLayout, Translator):
         self.key_index = prefix + "stripe-index"
         self.key_coalesce = prefix + "stripe-coalesce"
         self._keys = (self.key_size, self.key_count, self.key_index, self.key_coalesce)
-        #: gfid -> Geometry | DIRECTORY | SINGLE; an inode's shape never changes
-        self._shapes: OrderedDict[GFID, Any] = OrderedDict()
+        # each inode's shape (Geometry, DIRECTORY or SINGLE; it never
+        # changes) is its slot in the graph's inode table; a dropped one
+        # costs a lookup
         #: one lock per file with appends in flight (O_APPEND)
         self._append_locks: dict[GFID, trio.Lock] = {}
 
@@ -159,7 +158,7 @@ class Stripe(StripeEntry, StripeData, StripeFanout, StripeLayout, Translator):
         return {"children": {c.name: (s.name if s else None)
                              for c, s in zip(self.children, self._child_state)},
                 "reported": self._reported.name if self._reported else None,
-                "known_inodes": len(self._shapes),
+                "known_inodes": sum(1 for _ in self.itable.contexts(self)),
                 "appending_files": len(self._append_locks)}
 
 

@@ -93,7 +93,7 @@ class StripeEntry:
                                 for c in self.children[1:]])
         self._raise_unless_missing(rest, f"rmdir {loc}")
         if loc.gfid is not None:
-            self._shapes.pop(loc.gfid, None)
+            self.itable.del_ctx(self, loc.gfid)
         replies = [first] + [r if not isinstance(r, FopError) else None for r in rest]
         return ParentReply(self._merge([r.preparent if r else None for r in replies], None),
                            self._merge([r.postparent if r else None for r in replies], None),

@@ -18,9 +18,6 @@ from glusterpy.options import first_match, parse_int
 
 from .options import DEFAULT_BLOCK_SIZE
 
-#: how many files' geometries stay remembered (a miss only costs a lookup)
-_GEOMETRY_CACHE = 16384
-
 
 # --------------------------------------------------------------------------
 # The geometry of one file
@@ -210,7 +207,7 @@ class StripeLayout:
     def _configured_geometry(self, where: Loc) -> Geometry:
         """use-xattr off: what the options say for this path, or what was
         remembered for the gfid; EINVAL when neither is known."""
-        known = self._shapes.get(where.gfid) if where.gfid is not None else None
+        known = self.itable.ctx(self, where.gfid)
         if isinstance(known, Geometry):
             return known
         if not (where.path or where.name):
@@ -221,16 +218,13 @@ class StripeLayout:
     def _remember(self, gfid: GFID | None, shape: Any) -> None:
         if gfid is None:
             return
-        self._shapes[gfid] = shape
-        self._shapes.move_to_end(gfid)
-        while len(self._shapes) > _GEOMETRY_CACHE:
-            self._shapes.popitem(last=False)
+        self.itable.set_ctx(self, gfid, shape)
 
     async def _shape_of(self, loc: Loc) -> Any:
         """The inode's shape (Geometry, DIRECTORY or SINGLE), remembered or
         looked up on every child."""
         if loc.gfid is not None:
-            shape = self._shapes.get(loc.gfid)
+            shape = self.itable.ctx(self, loc.gfid)
             if shape is not None:
                 return shape
         replies = await self._lookup_all(loc)
