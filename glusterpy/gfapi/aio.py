@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from contextlib import AsyncExitStack
 
 import trio
@@ -96,7 +97,8 @@ class AsyncVolume(VolumeMount, PathResolution, VolumeNamespace, VolumeXattrs,
         self._stack: AsyncExitStack | None = None
         self._root: Node | None = None
         self._cwd: list[Node] = []
-        #: (parent gfid, name) -> iatt of directories passed through
-        self._dentries: dict[tuple[bytes, str], Iatt] = {}
+        #: (parent gfid, name) -> iatt of directories passed through, least
+        #: recently used first, as many as the graph's inode table keeps
+        self._dentries: OrderedDict[tuple[bytes, str], Iatt] = OrderedDict()
         self._open: set[AsyncFile | AsyncDir] = set()
         self._unmounting = False

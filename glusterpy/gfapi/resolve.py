@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .. import fops
 from ..fops import GFID, FopError, Iatt, Loc
+from ..inode import DEFAULT_LRU_LIMIT
 from ..keys import GFID_REQ
 
 
@@ -60,6 +61,7 @@ class PathResolution:
         if cached:
             hit = self._dentries.get(key)
             if hit is not None:
+                self._dentries.move_to_end(key)
                 return hit
         try:
             reply = await self._top.lookup(
@@ -71,6 +73,9 @@ class PathResolution:
             raise
         if reply.iatt.is_dir:
             self._dentries[key] = reply.iatt
+            self._dentries.move_to_end(key)
+            if len(self._dentries) > DEFAULT_LRU_LIMIT:
+                self._dentries.popitem(last=False)
         else:
             self._dentries.pop(key, None)
         return reply.iatt
