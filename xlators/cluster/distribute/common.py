@@ -200,7 +200,7 @@ class DhtCommon(Translator):
         self._du_time = 0.0
         self._ctx: OrderedDict[GFID, DirCtx | FileCtx] = OrderedDict()
         self.vol_commit_hash = 0
-        #: files this translator is migrating (dht_migrate.Migration by gfid)
+        #: files this translator is migrating (migrate.Migration by gfid)
         self.migrations: dict[GFID, Any] = {}
         self._configure()
 

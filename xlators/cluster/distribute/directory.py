@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import errno
 
-from glusterpy.fops import GFID, DirReply, EntryReply, Fd, FopError, Loc, OpenReply, ParentReply, \
-    Reply, UInt
+from glusterpy.fops import (GFID, DirReply, EntryReply, Fd, FopError, Loc, OpenReply,
+                            ParentReply, Reply, UInt)
 from glusterpy.keys import GFID_REQ, READDIR_SKIP_DIRS
 
 from . import layout as dl

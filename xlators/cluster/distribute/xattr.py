@@ -68,7 +68,7 @@ class DhtXattr:
                                                             xdata))
 
     async def getxattr(self, loc, name, xdata=None):
-        """dht_getxattr: see the module docstring."""
+        """dht_getxattr: see the package docstring."""
         loc, ctx = await self._inode(loc)
         self._check_readable_key(name)
         if name in PATHINFO_KEYS:
