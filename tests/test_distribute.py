@@ -26,7 +26,7 @@ from glusterpy.fops import GFID, ROOT_GFID, Fd, FopError, Iatt, Loc
 from glusterpy.gfapi import AsyncVolume
 from glusterpy.graph import Graph
 from glusterpy.xlator import Event
-from xlators.cluster import dht_layout as dl
+from xlators.cluster.distribute import layout as dl
 
 SAMPLES = Path("/work/shared/glusterfs10-samples/bricks")
 LAYOUT_KEY = "trusted.glusterfs.dht"
@@ -285,8 +285,8 @@ def test_fix_layout_keeps_what_it_can():
     assert dl.anomalies(fixed)[:2] == (0, 0)
     naive = dl.Layout([dl.LayoutEntry(i, n, err=-1) for i, n in enumerate(names)])
     dl.new_directory_layout(naive, "/d", hasher, weighted=False)
-    kept = sum(dl._overlap(o, n) for o in old.entries for n in fixed.entries if o.index == n.index)
-    kept_naive = sum(dl._overlap(o, n) for o in old.entries for n in naive.entries
+    kept = sum(dl.overlap(o, n) for o in old.entries for n in fixed.entries if o.index == n.index)
+    kept_naive = sum(dl.overlap(o, n) for o in old.entries for n in naive.entries
                      if o.index == n.index)
     assert kept >= kept_naive and kept >= 0xFFFFFFFF // 2
 
@@ -300,7 +300,7 @@ def test_d_off_transform_round_trip(offset, index, count):
     if y & (1 << 62):
         # GlusterFS's "huge" d_off loses the low bits (the brick resumes a
         # little earlier, never later)
-        assert back <= offset and offset - back < 2 ** (dl._bits_for(count) + 1)
+        assert back <= offset and offset - back < 2 ** (dl.bits_for(count) + 1)
     else:
         assert back == offset
 

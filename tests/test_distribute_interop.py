@@ -25,7 +25,7 @@ import trio
 from glusterpy.fops import ROOT_GFID, Loc
 from glusterpy.gfapi import AsyncVolume
 from glusterpy.graph import Graph
-from xlators.cluster import dht_layout as dl
+from xlators.cluster.distribute import layout as dl
 
 from test_distribute import (check_volume, disk_layout, distribute_volfile, is_linkto,
                              listing, make_bricks, read_all, running)

@@ -68,7 +68,7 @@ Departures, each on purpose:
 * files skipped for min-free-disk are not placed on another brick with
   room (GlusterFS looks for one and leaves a linkto file); they are
   skipped;
-* no entry or inode locks are taken (see xlators/cluster/distribute.py).
+* no entry or inode locks are taken (see xlators/cluster/distribute/__init__.py).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ from glusterpy import fops
 from glusterpy.fops import Caller, Fd, FopError, Loc, UInt
 from glusterpy.keys import NODE_UUID_KEY
 
-from xlators.cluster import dht_layout as dl
+from xlators.cluster.distribute import layout as dl
 
 log = logging.getLogger("glusterpy.rebalance")
 

@@ -1,8 +1,9 @@
-"""The pure core of cluster/distribute: names to hashes, hashes to bricks.
+"""The pure core of cluster/distribute: names to hashes, hashes to bricks
+(dht-layout.c, dht-hashfn.c, and the layout arithmetic of dht-selfheal.c).
 
 Everything here is a function of its arguments - no I/O, no trio - so that
-the translator (xlators/cluster/distribute.py), the future rebalance and
-fix-layout code and the tests share one definition of where a name lives.
+the translator (the rest of this package), the rebalance process
+(glusterpy/rebalance) and the tests share one definition of where a name lives.
 It follows GlusterFS 10 to the bit:
 
 * `dm_hash` is libglusterfs's gf_dm_hashfn: Davies-Meyer over TEA rounds,
@@ -260,14 +261,14 @@ class Layout:
 
     def sort_by_start(self) -> None:
         """dht_layout_sort: ascending start; 0-0 entries by their stop."""
-        self.entries.sort(key=_start_key)
+        self.entries.sort(key=start_key)
 
     def sort_by_name(self) -> None:
         """dht_layout_sort_volname."""
         self.entries.sort(key=lambda e: e.name.encode())
 
 
-def _start_key(e: LayoutEntry) -> int:
+def start_key(e: LayoutEntry) -> int:
     # qsort with dht_layout_entry_cmp compares to a 0-0 entry by stop;
     # with non-negative numbers both orders agree with plain (start, stop)
     return (e.start << 32) | e.stop
@@ -284,7 +285,7 @@ class Anomalies(NamedTuple):
 
 def anomalies(layout: Layout) -> Anomalies:
     """dht_layout_anomalies on a copy sorted by start."""
-    entries = sorted(layout.entries, key=_start_key)
+    entries = sorted(layout.entries, key=start_key)
     holes = overlaps = missing = down = misc = no_space = 0
     if not entries:
         return Anomalies(1, 0, 0, 0, 0, 0)
@@ -437,7 +438,7 @@ def new_directory_layout(layout: Layout, path: str, hasher: NameHasher, *,
     return layout
 
 
-def _overlap(old: LayoutEntry, new: LayoutEntry) -> int:
+def overlap(old: LayoutEntry, new: LayoutEntry) -> int:
     """dht_overlap_calc, in uint32."""
     if old.err > 0 or new.err > 0:
         return 0
@@ -455,7 +456,7 @@ def maximize_overlap(new: Layout, old: Layout) -> Layout:
     old.sort_by_name()
     new.sort_by_name()
     n, m = len(new.entries), len(old.entries)
-    table = [[_overlap(old.entries[j], new.entries[i]) if j < m and i < n else 0
+    table = [[overlap(old.entries[j], new.entries[i]) if j < m and i < n else 0
               for j in range(m)] for i in range(n)]
 
     def ov(i, j):
@@ -511,7 +512,7 @@ def fix_layout(old: Layout, path: str, hasher: NameHasher, *,
 # readdir offsets
 
 
-def _bits_for(num: int) -> int:
+def bits_for(num: int) -> int:
     bits, ctrl = 0, 1
     while ctrl < num:
         ctrl *= 2
@@ -528,7 +529,7 @@ def itransform(offset: int, index: int, count: int) -> int:
         return 0
     if count == 1:
         return offset
-    bits = _bits_for(count)
+    bits = bits_for(count)
     hi_mask = ~(_PRESENT_MASK >> (bits + 1)) & _MASK64
     if offset & hi_mask:
         off_mask = (_MASK64 << bits) & _MASK64
@@ -542,7 +543,7 @@ def deitransform(offset: int, count: int) -> tuple[int, int]:
     if count == 1:
         return 0, offset
     if offset & _TOP_BIT:
-        bits = _bits_for(count)
+        bits = bits_for(count)
         off_mask = (_MASK64 << bits) & _MASK64
         return offset & ~off_mask & _MASK64, \
             (((offset & ~_TOP_BIT) & off_mask) << _SHIFT_BITS) & _MASK64
