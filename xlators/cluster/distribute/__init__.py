@@ -123,7 +123,7 @@ module's class is a mixin of the translator class `Distribute` below):
 from __future__ import annotations
 
 from . import layout
-from .common import (ACL_KEYS, CTX_LIMIT, DIR_STAT_BLOCKS, DIR_STAT_SIZE, DU_REFRESH,
+from .common import (ACL_KEYS, DIR_STAT_BLOCKS, DIR_STAT_SIZE, DU_REFRESH,
                      FIX_LAYOUT_KEYS, HEAL_ATTR_VALID, HEALED_XATTR_PREFIXES, LINKTO_MODE,
                      MIGRATE_KEYS, NEW_COMMIT_HASH_KEY, OPTIONS, DhtCommon)
 from .diskusage import DhtDiskUsage
@@ -150,7 +150,7 @@ class Distribute(DhtLookup, DhtEntry, DhtDirectory, DhtRename, DhtInodeRead, Dht
 
 TRANSLATOR = Distribute
 
-__all__ = ["ACL_KEYS", "CTX_LIMIT", "DIR_STAT_BLOCKS", "DIR_STAT_SIZE", "DU_REFRESH",
+__all__ = ["ACL_KEYS", "DIR_STAT_BLOCKS", "DIR_STAT_SIZE", "DU_REFRESH",
            "FIX_LAYOUT_KEYS", "HEAL_ATTR_VALID", "HEALED_XATTR_PREFIXES", "LINKTO_MODE",
            "MIGRATE_KEYS", "NEW_COMMIT_HASH_KEY", "OPTIONS", "TRANSLATOR", "Distribute",
            "Migration", "layout"]

@@ -11,7 +11,6 @@ import errno
 import re
 import stat
 import time
-from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Awaitable, Callable
 
@@ -122,8 +121,6 @@ HEALED_XATTR_PREFIXES = ("user.", ACL_ACCESS_KEY, ACL_DEFAULT_KEY, QUOTA_LIMIT_K
                          QUOTA_LIMIT_OBJECTS_KEY, SELINUX_KEY)
 DIR_STAT_SIZE, DIR_STAT_BLOCKS = 4096, 8        # DHT_DIR_STAT_SIZE/BLOCKS
 LINKTO_MODE = stat.S_IFREG | stat.S_ISVTX       # DHT_LINKFILE_MODE
-#: inode contexts kept (GlusterFS's inode table is bounded by lru-limit)
-CTX_LIMIT = 1 << 16
 #: seconds between statfs refreshes of the bricks' free space (GlusterFS
 #: refreshes at most once a second)
 DU_REFRESH = 1.0
@@ -198,7 +195,8 @@ class DhtCommon(Translator):
         self._up_since = [0.0] * self.count
         self._du = [DiskUsage() for _ in self.children]
         self._du_time = 0.0
-        self._ctx: OrderedDict[GFID, DirCtx | FileCtx] = OrderedDict()
+        # what it knows of each inode (DirCtx or FileCtx) is its slot in the
+        # graph's inode table, bounded and dropped with the inode there
         self.vol_commit_hash = 0
         #: files this translator is migrating (migrate.Migration by gfid)
         self.migrations: dict[GFID, Any] = {}
@@ -268,8 +266,8 @@ class DhtCommon(Translator):
     def dump_state(self) -> dict:
         return {"subvolumes": {n: self._up[i] for i, n in enumerate(self.names)},
                 "commit-hash": self.vol_commit_hash,
-                "directories": sum(isinstance(c, DirCtx) for c in self._ctx.values()),
-                "files": sum(isinstance(c, FileCtx) for c in self._ctx.values())}
+                "directories": sum(isinstance(c, DirCtx) for _, c in self.itable.contexts(self)),
+                "files": sum(isinstance(c, FileCtx) for _, c in self.itable.contexts(self))}
 
     async def ipc(self, op, xdata=None):
         """dht_ipc: to every subvolume; success if one served it."""
@@ -381,7 +379,7 @@ class DhtCommon(Translator):
         """The gfid of a directory path, looked up one name at a time."""
         gfid = ROOT_GFID
         walked = ""
-        if ROOT_GFID not in self._ctx:
+        if self.itable.peek_ctx(self, ROOT_GFID) is None:
             await self.lookup(Loc.root(), None)
         for name in [c for c in path.split("/") if c]:
             walked += "/" + name
@@ -392,15 +390,14 @@ class DhtCommon(Translator):
         return gfid
 
     async def _dir_ctx(self, gfid: GFID, path: str | None) -> DirCtx:
-        ctx = self._ctx.get(gfid)
+        ctx = self.itable.ctx(self, gfid)
         if isinstance(ctx, DirCtx):
-            self._ctx.move_to_end(gfid)
             return ctx
         if gfid == ROOT_GFID:
             await self.lookup(Loc.root(), None)
         else:
             await self._discover(Loc(gfid=gfid, path=path), None)
-        ctx = self._ctx.get(gfid)
+        ctx = self.itable.ctx(self, gfid)
         if not isinstance(ctx, DirCtx):
             raise FopError(errno.ENOTDIR, f"{path or gfid} is not a directory")
         return ctx
@@ -413,17 +410,15 @@ class DhtCommon(Translator):
             else:
                 reply = await self.lookup(loc, None)
                 loc = dataclasses.replace(loc, gfid=reply.iatt.gfid)
-        ctx = self._ctx.get(loc.gfid)
+        ctx = self.itable.ctx(self, loc.gfid)
         if ctx is None:
             if loc.gfid == ROOT_GFID:
                 await self.lookup(root_loc(loc), None)
             else:
                 await self._discover(loc, None)
-            ctx = self._ctx.get(loc.gfid)
+            ctx = self.itable.ctx(self, loc.gfid)
             if ctx is None:
                 raise FopError(errno.ESTALE)
-        else:
-            self._ctx.move_to_end(loc.gfid)
         return loc, ctx
 
     async def _existing(self, eloc: Loc, parent: DirCtx) -> tuple[Loc, DirCtx | FileCtx]:
@@ -435,7 +430,7 @@ class DhtCommon(Translator):
         return await self._inode(eloc)
 
     def _remember_dir(self, gfid: GFID, layout: Layout, mds: int | None) -> DirCtx:
-        old = self._ctx.get(gfid)
+        old = self.itable.ctx(self, gfid)
         ctx = DirCtx(layout, mds if mds is not None else
                       (old.mds if isinstance(old, DirCtx) else None))
         if isinstance(old, DirCtx):
@@ -447,24 +442,15 @@ class DhtCommon(Translator):
         self._store(gfid, FileCtx(cached))
 
     def _store(self, gfid: GFID, ctx) -> None:
-        """Keep an inode's context, forgetting the least recently used ones
-        beyond CTX_LIMIT (never the root's)."""
-        gfid = GFID(gfid)
-        self._ctx[gfid] = ctx
-        self._ctx.move_to_end(gfid)
-        while len(self._ctx) > CTX_LIMIT:
-            oldest = next(iter(self._ctx))
-            if oldest == ROOT_GFID:
-                self._ctx.move_to_end(oldest)
-                continue
-            del self._ctx[oldest]
+        """Keep an inode's context in the graph's inode table (its LRU bound
+        forgets the least recently used, never the root's)."""
+        self.itable.set_ctx(self, GFID(gfid), ctx)
 
     def _forget(self, gfid: GFID | None) -> None:
-        if gfid is not None:
-            self._ctx.pop(gfid, None)
+        self.itable.del_ctx(self, gfid)
 
     def _file_subvol(self, gfid: GFID | None) -> int | None:
-        ctx = self._ctx.get(gfid) if gfid is not None else None
+        ctx = self.itable.ctx(self, gfid) if gfid is not None else None
         return ctx.cached if isinstance(ctx, FileCtx) else None
 
     def _hashed(self, parent: DirCtx, name: str) -> int | None:

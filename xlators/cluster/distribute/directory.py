@@ -325,7 +325,7 @@ class DhtDirectory:
         the fd's first brick when the directory is gone from the context
         (removed while open)."""
         opened = await self._dir_fd_open(fd)
-        ctx = self._ctx.get(GFID(fd.gfid)) if fd.gfid is not None else None
+        ctx = self.itable.ctx(self, GFID(fd.gfid)) if fd.gfid is not None else None
         if isinstance(ctx, DirCtx):
             if mds and ctx.mds in opened:
                 return ctx.mds

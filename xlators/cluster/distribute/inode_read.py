@@ -197,7 +197,7 @@ class DhtInodeRead:
             await self._discover(Loc(gfid=loc.gfid, path=loc.path), None)
         except FopError:
             raise first from None
-        now = self._ctx.get(loc.gfid)
+        now = self.itable.ctx(self, loc.gfid)
         if not isinstance(now, FileCtx) or now.cached == ctx.cached:
             raise first
         return await call(now.cached)
@@ -208,10 +208,10 @@ class DhtInodeRead:
             return where.cached
         if isinstance(where, DirFd) or fd.gfid is None:
             raise FopError(errno.EBADF)
-        ctx = self._ctx.get(GFID(fd.gfid))
+        ctx = self.itable.ctx(self, GFID(fd.gfid))
         if ctx is None:
             await self._discover(Loc(gfid=GFID(fd.gfid)), None)
-            ctx = self._ctx.get(GFID(fd.gfid))
+            ctx = self.itable.ctx(self, GFID(fd.gfid))
         if isinstance(ctx, DirCtx):
             raise FopError(errno.EISDIR)
         if not isinstance(ctx, FileCtx):
@@ -251,7 +251,7 @@ class DhtInodeRead:
             await self._discover(Loc(gfid=gfid), None)
         except FopError:
             return None
-        ctx = self._ctx.get(gfid)
+        ctx = self.itable.ctx(self, gfid)
         if not isinstance(ctx, FileCtx) or ctx.cached == old:
             return None
         await self._fd_open_on(fd, ctx.cached)

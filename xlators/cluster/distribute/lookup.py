@@ -253,7 +253,7 @@ class DhtLookup:
             self._merge_layout(layout, i, r)
             found[i] = r
         if need_everywhere and everywhere and not root and loc.name is not None:
-            parent = self._ctx.get(loc.pargfid)
+            parent = self.itable.ctx(self, loc.pargfid)
             return await self._lookup_everywhere(
                 loc, parent if isinstance(parent, DirCtx) else None, hashed, xdata)
         if not found:

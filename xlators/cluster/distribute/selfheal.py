@@ -157,7 +157,7 @@ class DhtSelfheal:
         if not isinstance(ctx, DirCtx):
             raise FopError(errno.ENOTDIR)
         await self._lookup_dir(loc, None, hashed=None)      # heals missing directories
-        ctx = self._ctx.get(loc.gfid)
+        ctx = self.itable.ctx(self, loc.gfid)
         if not isinstance(ctx, DirCtx):
             raise FopError(errno.ENOENT)
         for i in range(self.count):
