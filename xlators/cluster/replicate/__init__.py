@@ -133,9 +133,10 @@ from glusterpy.keys import (ACTIVE_FD_COUNT, AFR_DIRTY, AFR_XATTR_PREFIX, ENTRY_
 from glusterpy.options import Option, OptionError, OptionType as T
 from glusterpy.xlator import DOWNWARD_EVENTS, Event, Translator
 
-from xlators.cluster import afr_changelog as cl
-from xlators.cluster import afr_heal, afr_shd
-from xlators.cluster.afr_changelog import (DATA, DATA_TXN, ENTRY_TXN, METADATA,
+from xlators.cluster.replicate import changelog as cl
+from xlators.cluster.replicate import heal_common as afr_heal
+from xlators.cluster.replicate import shd as afr_shd
+from xlators.cluster.replicate.changelog import (DATA, DATA_TXN, ENTRY_TXN, METADATA,
                                            METADATA_TXN, QUORUM_AUTO, RENAME_TXN, SLOT_OF)
 
 # --------------------------------------------------------------------------

@@ -70,8 +70,8 @@ from glusterpy.keys import (AFR_XATTR_PREFIX, GET_GFID_TYPE, GFID_REQ, GFID_TO_P
                             SELINUX_KEY, XATTR_NAMESPACES, XATTROP_DIRTY_GFID,
                             XATTROP_ENTRY_CHANGES_GFID, XATTROP_INDEX_GFID)
 
-from xlators.cluster import afr_changelog as cl
-from xlators.cluster.afr_changelog import DATA, ENTRY, METADATA
+from xlators.cluster.replicate import changelog as cl
+from xlators.cluster.replicate.changelog import DATA, ENTRY, METADATA
 
 if TYPE_CHECKING:
     from xlators.cluster.replicate import Replicate

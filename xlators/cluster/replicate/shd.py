@@ -66,8 +66,8 @@ from glusterpy import fops
 from glusterpy.fops import ROOT_GFID, Caller, FopError, Loc
 from glusterpy.keys import INDEX_COUNT_KEY, NODE_UUID_KEY, PATHINFO_KEY
 
-from xlators.cluster import afr_changelog as cl
-from xlators.cluster import afr_heal
+from xlators.cluster.replicate import changelog as cl
+from xlators.cluster.replicate import heal_common as afr_heal
 
 if TYPE_CHECKING:
     from xlators.cluster.replicate import Replicate
