@@ -18,7 +18,8 @@ from xlators.cluster.replicate.state import Lockee, Txn, errno_of, is_ok
 class AfrLk:
     """The transactions' locks and the lock fops."""
 
-    # -- locking --------------------------------------------------------------
+    # ======================================================================
+    # The transactions' locks (afr-lk-common.c)
 
     def _owner_caller(self, txn: Txn) -> Caller:
         return dataclasses.replace(txn.caller, lk_owner=txn.owner)
