@@ -107,7 +107,7 @@ def afr_xattrs(path: Path) -> dict[str, bytes]:
 
 
 def pending(path: Path, key: str) -> tuple[int, int, int]:
-    from xlators.cluster.afr_changelog import decode
+    from xlators.cluster.replicate.changelog import decode
     try:
         return decode(os.getxattr(path, key, follow_symlinks=False))
     except OSError:

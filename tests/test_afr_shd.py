@@ -1,4 +1,4 @@
-"""cluster/replicate as the self-heal daemon (afr_shd.py), in process.
+"""cluster/replicate as the self-heal daemon (xlators/cluster/replicate/shd.py), in process.
 
 Bricks are served on loopback by protocol/server (replicate_support's
 NetworkReplica); one client graph writes while a brick is away, and a
@@ -22,7 +22,7 @@ from glusterpy.graph import Graph
 from replicate_support import (NetworkReplica, create_file, index_entries, network_client_volfile,
                                tree_of, wait_for)
 from test_replicate_heal import assert_clean
-from xlators.cluster import afr_shd
+from xlators.cluster.replicate import shd as afr_shd
 
 SHD_OPTIONS = {"iam-self-heal-daemon": "yes", "data-self-heal": "on",
                "metadata-self-heal": "on", "entry-self-heal": "on",
@@ -32,7 +32,7 @@ SHD_OPTIONS = {"iam-self-heal-daemon": "yes", "data-self-heal": "on",
 @pytest.fixture(autouse=True)
 def quick_reconnect(monkeypatch):
     monkeypatch.setattr("xlators.protocol.client.RECONNECT_INTERVAL", 0.1)
-    monkeypatch.setattr("xlators.cluster.afr_shd.SWEEP_PAUSE", 0.1)
+    monkeypatch.setattr("xlators.cluster.replicate.shd.SWEEP_PAUSE", 0.1)
 
 
 def shd_graph(net: NetworkReplica, **options) -> Graph:

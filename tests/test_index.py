@@ -20,7 +20,7 @@ from glusterpy.fops import GFID, ROOT_GFID, Fd, FopError, Loc, XattropType
 from glusterpy.graph import Graph
 
 from replicate_support import NetworkReplica, brick_stack, create_file, gfid_req, wait_for
-from xlators.cluster import afr_changelog as cl
+from xlators.cluster.replicate import changelog as cl
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "glusterfs10-samples"
 KEYS = ["trusted.afr.rep3-client-0", "trusted.afr.rep3-client-1", "trusted.afr.rep3-client-2"]

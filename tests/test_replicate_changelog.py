@@ -1,4 +1,4 @@
-"""AFR's changelog arithmetic (xlators/cluster/afr_changelog.py), without bricks.
+"""AFR's changelog arithmetic (xlators/cluster/replicate/changelog.py), without bricks.
 
 The 12-byte counters, the dicts in GlusterFS's wire order, the decision
 rules of afr_selfheal_find_direction on the matrices GlusterFS's own tests
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from glusterpy.fops import FopError, Iatt
-from xlators.cluster import afr_changelog as cl
+from xlators.cluster.replicate import changelog as cl
 
 KEYS = ["trusted.afr.rep3-client-0", "trusted.afr.rep3-client-1", "trusted.afr.rep3-client-2"]
 DIRTY = "trusted.afr.dirty"

@@ -22,7 +22,7 @@ from glusterpy.fops import (ROOT_GFID, EntrylkCmd, Fd, Iatt, Loc, LockCmd, LockT
 from glusterpy.graph import Graph
 from glusterpy.rpc import ALL_PROGRAMS, FopRequest, RpcCall, decode_message
 from glusterpy.rpc.dicts import dict_bytes
-from xlators.cluster import afr_changelog as cl
+from xlators.cluster.replicate import changelog as cl
 
 from pcap import capture_path, rpc_records
 from replicate_support import (NetworkReplica, afr_xattrs, create_file, gfid_req,

@@ -22,7 +22,7 @@ from glusterpy.fops import (ROOT_GFID, Fd, FopError, Iatt, Loc, SET_ATTR_MODE)
 
 from replicate_support import (NetworkReplica, afr_xattrs, create_file, gfid_req,
                                index_entries, pending, root_loc, tree_of, wait_for)
-from xlators.cluster.afr_heal import Outcome
+from xlators.cluster.replicate.heal_common import Outcome
 
 
 @pytest.fixture(autouse=True)

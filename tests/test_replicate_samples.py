@@ -27,8 +27,8 @@ from glusterpy.graph import Graph
 
 from replicate_support import index_entries, local_volfile, pending, tree_of
 from test_replicate_heal import assert_clean, read_all
-from xlators.cluster import afr_changelog as cl
-from xlators.cluster.afr_heal import Outcome
+from xlators.cluster.replicate import changelog as cl
+from xlators.cluster.replicate.heal_common import Outcome
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "glusterfs10-samples"
 KEEP = GFID("bae16153-2435-424e-82d4-2db97c09246e")

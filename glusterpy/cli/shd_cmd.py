@@ -8,7 +8,7 @@ node, as GlusterFS 10's multiplexed glustershd does: FILE lists the
 volumes' self-heal volfiles (glusterd's `VOL-shd.vol`: protocol/clients,
 cluster/replicate with ``iam-self-heal-daemon yes``, debug/io-stats on
 top), one path per line, and each is run as a graph of its own.  The
-healing itself is cluster/replicate's (xlators/cluster/afr_shd.py): index
+healing itself is cluster/replicate's (xlators/cluster/replicate/shd.py): index
 crawls every ``cluster.heal-timeout`` seconds and whenever a brick comes
 back, full crawls on request.  glusterpyd passes ``--xlator-option
 *-replicate-*.node-uuid=<its uuid>`` so that only this node's bricks'
@@ -25,7 +25,7 @@ too) takes one JSON object per line and answers one line:
 
     {"op": "heal-index"|"heal-full"|"statistics"|"heal-count", "volume": V}
         -> {"volume": V, "sets": [{"replicate": NAME, "op_ret": 0|-1,
-                                   "children": [...]}]}       (afr_shd's xl_op)
+                                   "children": [...]}]}       (replicate/shd.py's xl_op)
     {"op": "reload"}  -> {"volumes": [...]}   re-read FILE first
     {"op": "status"}  -> {"pid": P, "volumes": {V: {volfile, sets}}}
 

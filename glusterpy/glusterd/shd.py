@@ -23,7 +23,7 @@ process, one graph per volume).  glusterpyd does the same:
   ``WORKDIR/run/glustershd.socket`` (or, when that path is too long for a
   Unix socket, one under the temporary directory named by a hash of the
   working directory - GlusterFS's /var/run/gluster/<hash>.socket), one JSON
-  line each way; xlators/cluster/afr_shd.py answers.
+  line each way; xlators/cluster/replicate/shd.py answers.
 * ``--xlator-option *-replicate-*.node-uuid=<this node's uuid>`` on the
   command line, as glusterd passes it, so the process crawls only the
   indices of this node's bricks.

@@ -1,6 +1,6 @@
 """AFR's changelog arithmetic and decision rules, without I/O.
 
-cluster/replicate (replicate.py) and its self-heal (afr_heal.py) keep their
+cluster/replicate (the translator) and its self-heal (heal_*.py) keep their
 bookkeeping in extended attributes on every brick, in GlusterFS's format:
 
 * ``trusted.afr.<volume>-client-<N>`` on brick *i* (the *pending* key of

@@ -9,7 +9,7 @@ touching the files:
   ``heal-timeout`` seconds (600 by default) or until woken, then - when at
   least two children are up and the child is *local* - sweeps that child's
   heal index (``xattrop``, ``dirty`` and ``entry-changes``, through
-  `afr_heal.heal_index`), and sweeps again after a pause of one second as
+  `crawl.heal_index`), and sweeps again after a pause of one second as
   long as a sweep healed something: healing a directory can make the
   entries below it healable.  A healer whose child turns out not to be
   local ends, as GlusterFS's thread does, until it is woken again.
@@ -21,7 +21,7 @@ touching the files:
   sleep whatever happens.
 * one **full healer** per child, started only on demand (``volume heal
   NAME full``): a walk of the whole namespace as that child lists it
-  (`afr_heal.heal_full`).  It ends when no new request comes within
+  (`crawl.heal_full`).  It ends when no new request comes within
   ``heal-timeout`` after its sweep.
 * **crawl statistics**: every sweep is a crawl event - type INDEX or FULL,
   start and end time, entries healed, in split-brain and failed - and the
@@ -66,8 +66,9 @@ from glusterpy import fops
 from glusterpy.fops import ROOT_GFID, Caller, FopError, Loc
 from glusterpy.keys import INDEX_COUNT_KEY, NODE_UUID_KEY, PATHINFO_KEY
 
-from xlators.cluster import afr_changelog as cl
-from xlators.cluster import afr_heal
+from xlators.cluster.replicate import changelog as cl
+from xlators.cluster.replicate import crawl
+from xlators.cluster.replicate.heal_common import CrawlStats
 
 if TYPE_CHECKING:
     from xlators.cluster.replicate import Replicate
@@ -108,8 +109,8 @@ class CrawlEvent:
                 "split_brain": self.split_brain_count, "heal_failed": self.heal_failed_count}
 
 
-class _LiveStats(afr_heal.CrawlStats):
-    """afr_heal's crawl counters, written through to a crawl event so that
+class _LiveStats(CrawlStats):
+    """The crawl's counters, written through to a crawl event so that
     `statistics` shows a sweep in progress with its counts so far."""
 
     def __init__(self, event: CrawlEvent):
@@ -185,7 +186,7 @@ class _Healer:
         self.event = CrawlEvent(self.child, self.crawl_type)
         self.sweeps += 1
 
-    async def _sweep(self, sweep) -> afr_heal.CrawlStats | None:
+    async def _sweep(self, sweep) -> CrawlStats | None:
         """One sweep, its counts kept in the crawl event as it goes."""
         event = self._prepare()
         stats = _LiveStats(event)
@@ -216,7 +217,7 @@ class _Healer:
             while True:
                 self.shd.log.debug("starting index sweep on subvol %s",
                                    self.shd.child_name(self.child))
-                stats = await self._sweep(afr_heal.heal_index)
+                stats = await self._sweep(crawl.heal_index)
                 self.shd.log.debug("finished index sweep on subvol %s",
                                    self.shd.child_name(self.child))
                 # a pause, so an entry that is only there for I/O in flight
@@ -239,7 +240,7 @@ class _Healer:
             self.local = True
             name = self.shd.child_name(self.child)
             self.shd.log.info("starting full sweep on subvol %s", name)
-            await self._sweep(afr_heal.heal_full)
+            await self._sweep(crawl.heal_full)
             self.shd.log.info("finished full sweep on subvol %s", name)
 
 

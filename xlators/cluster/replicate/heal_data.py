@@ -1,0 +1,211 @@
+"""Data self-heal (afr-self-heal-data.c): a regular file's content from its
+source to its sinks, block by block.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc
+
+from xlators.cluster.replicate import changelog as cl
+from xlators.cluster.replicate.changelog import DATA
+from xlators.cluster.replicate.heal_common import SFILE_NOT_IN_SPLIT_BRAIN, Heal, Outcome
+from xlators.cluster.replicate.state import is_ok
+
+_BLOCK = 128 * 1024
+
+
+# -- data (afr-self-heal-data.c) ---------------------------------------------
+
+
+async def heal_data(h: Heal, gfid: GFID) -> Outcome:
+    """afr_selfheal_data."""
+    afr = h.afr
+    fd = Fd(gfid=gfid, flags=os.O_RDWR)
+    loc = Loc(gfid=gfid)
+    opened = await h.on(h.up(), lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None))
+    open_on = [is_ok(r) for r in opened]
+    if not any(open_on):
+        raise next((r for r in opened if isinstance(r, FopError)),
+                   FopError(errno.ENOTCONN))
+    try:
+        locked_on = await h.inodelk(afr.sh_domain, gfid, tie_breaker=True)
+        try:
+            if sum(locked_on) < h.n:
+                raise FopError(errno.ENOTCONN, "Skipping self-heal: not every subvolume "
+                                               "could be locked")
+            return await _heal_data_locked(h, gfid, fd)
+        finally:
+            await h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on)
+    finally:
+        await h.on([i for i in range(h.n) if open_on[i]],
+                   lambda i: afr.children[i].release(fd, None))
+
+
+def _has_holes(ia: Iatt) -> bool:
+    return ia.blocks * 512 < ia.size
+
+
+async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
+    """__afr_selfheal_data."""
+    afr = h.afr
+    n = h.n
+    undid = [False] * n
+    data_lock = await h.inodelk(afr.domain, gfid)
+    arbiter_only = empty = False
+    try:
+        if sum(data_lock) < n:
+            raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
+        replies = await h.discover(gfid)
+        d = h.direction(replies, DATA, data_lock)
+        sources, sinks = d.sources, d.sinks
+        healed = [sinks[i] and data_lock[i] for i in range(n)]
+        source = await _data_finalize_source(h, gfid, replies, d, healed, data_lock, undid)
+        if not any(healed):
+            return Outcome.NO_HEAL_NEEDED
+        iatts = [r.iatt if is_ok(r) else None for r in replies]
+        if source == afr.arbiter:
+            empty = all(ia is not None and ia.size == 0 for ia in iatts)
+            if not empty:
+                return Outcome.NO_HEAL_NEEDED
+        else:
+            size = iatts[source].size
+            trunc = await h.on([i for i in range(n) if healed[i]],
+                               lambda i: afr.children[i].ftruncate(fd, size, None))
+            for i in range(n):
+                if healed[i] and not is_ok(trunc[i]):
+                    healed[i] = False
+            if afr.arbiter is not None and sum(healed) == 1 and healed[afr.arbiter]:
+                arbiter_only = True
+    finally:
+        await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
+    if not empty and not arbiter_only:
+        await _copy_data(h, gfid, fd, source, healed, iatts)
+    await h.restore_time(gfid, iatts[source], healed)
+    if not empty and not arbiter_only:
+        data_lock = await h.inodelk(afr.domain, gfid)
+        if sum(data_lock) < n:
+            await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
+            raise FopError(errno.ENOTCONN, "could not lock every subvolume for the post-op")
+    try:
+        await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
+    finally:
+        await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
+    afr.log.info("Completed data selfheal on %s. sources=%s sinks=%s", gfid,
+                 [i for i in range(n) if sources[i]], [i for i in range(n) if healed[i]])
+    return Outcome.HEALED
+
+
+async def _data_finalize_source(h: Heal, gfid, replies, d: cl.Direction, healed,
+                                locked_on, undid) -> int:
+    """__afr_selfheal_data_finalize_source; EIO for an unresolved
+    split-brain."""
+    afr = h.afr
+    n = h.n
+    sources, sinks = d.sources, d.sinks
+    iatts = [r.iatt if is_ok(r) else None for r in replies]
+    if healed == list(locked_on) or not any(sources):
+        source = h.split_brain_source(replies, sources, sinks, healed, locked_on, DATA)
+        if source < 0:
+            afr.log.error("Unable to self-heal contents of %s (possible split-brain). "
+                          "Please delete the file from all but the preferred subvolume.",
+                          gfid)
+            raise FopError(errno.EIO, h.fail_msg or f"{gfid} is in data split-brain")
+        await h.reset_sink_xattrs(gfid, replies, source, healed, locked_on, DATA, undid)
+    else:
+        if h.heal_op is not None:
+            h.fail_msg = SFILE_NOT_IN_SPLIT_BRAIN
+            raise FopError(errno.EIO, SFILE_NOT_IN_SPLIT_BRAIN)
+        if cl.size_mismatch(sources, iatts, afr.arbiter) or \
+                any(sources[i] and d.witness[i] for i in range(n)):
+            cl.largest_file(sources, iatts)
+            cl.biggest_witness(sources, d.witness)
+            cl.newest_ctime(sources, iatts)
+            if afr.arbiter is not None:
+                h.if_file_empty(replies, sources, sinks, healed, locked_on, DATA)
+    for i in range(n):
+        healed[i] = not sources[i] and bool(locked_on[i])
+    return h.choose_source(sources, DATA)
+
+
+async def _copy_data(h: Heal, gfid, fd, source, healed, iatts) -> None:
+    """afr_selfheal_data_do: block by block, each under its own range lock."""
+    afr = h.afr
+    arbiter_sink = False
+    if afr.arbiter is not None and healed[afr.arbiter]:
+        arbiter_sink = True
+        healed[afr.arbiter] = False
+    try:
+        src = iatts[source]
+        block = _BLOCK * afr.opts.data_self_heal_window_size
+        if _has_holes(src):
+            block = _BLOCK
+        algo = afr.opts.data_self_heal_algorithm
+        if algo is None:
+            algo = "diff" if any(iatts[i].size for i in range(h.n)
+                                 if healed[i] or i == source) else "full"
+        off = 0
+        while off < src.size:
+            if not any(healed):
+                raise FopError(errno.ENOTCONN, "every sink failed")
+            await _heal_block(h, gfid, fd, source, healed, off, block, algo, iatts)
+            off += block
+        if afr.opts.ensure_durability:
+            res = await h.on([i for i in range(h.n) if healed[i]],
+                             lambda i: afr.children[i].fsync(fd, 0, None))
+            for i in range(h.n):
+                if healed[i] and not is_ok(res[i]):
+                    healed[i] = False
+    finally:
+        if arbiter_sink:
+            healed[afr.arbiter] = True
+
+
+async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts) -> None:
+    """afr_selfheal_data_block."""
+    afr = h.afr
+    lock = await h.inodelk(afr.domain, gfid, off, size)
+    try:
+        if not lock[source] or not any(healed[i] and lock[i] for i in range(h.n)):
+            raise FopError(errno.ENOTCONN, "source or sinks not locked")
+        if algo == "diff" and await _block_matches(h, fd, source, healed, off, size,
+                                                   iatts[source]):
+            return
+        data = bytes((await h.one(source, lambda i: afr.children[i].readv(
+            fd, size, off, 0, None))).data)
+        if not data:
+            return
+        zero = not any(data)
+        src = iatts[source]
+        for i in range(h.n):
+            if not healed[i]:
+                continue
+            last = off <= src.size <= off + size
+            if _has_holes(src) and off >= iatts[i].size and not last and zero:
+                continue        # beyond the sink's size already covered by ftruncate
+            try:
+                w = await h.one(i, lambda j: afr.children[j].writev(fd, data, off, 0, None))
+                if w.count != len(data):
+                    healed[i] = False
+            except FopError:
+                healed[i] = False
+    finally:
+        await h.uninodelk(afr.domain, gfid, off, size, lock)
+
+
+async def _block_matches(h: Heal, fd, source, healed, off, size, src: Iatt) -> bool:
+    """__afr_can_skip_data_block_heal: equal checksums everywhere."""
+    afr = h.afr
+    targets = [i for i in range(h.n) if i == source or healed[i]]
+    sums = await h.on(targets, lambda i: afr.children[i].rchecksum(
+        fd, off, size, {"check-zero-filled": 1}))
+    if not is_ok(sums[source]):
+        return False
+    for i in targets:
+        if i != source and is_ok(sums[i]) and sums[i].strong != sums[source].strong:
+            return False
+    if _has_holes(src):
+        return True
+    return not (sums[source].xdata or {}).get("buf-has-zeroes")
