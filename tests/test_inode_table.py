@@ -114,8 +114,7 @@ def test_one_table_per_tree_whatever_the_build_order():
 
 
 def test_a_graph_shares_one_table_across_its_translators(tmp_path):
-    bricks = [tmp_path / "b0", tmp_path / "b1"]
-    graph = Graph.from_text(walk_volfile(bricks))
+    graph = Graph.from_text(walk_volfile([tmp_path / f"b{i}" for i in range(4)]))
     tables = {id(xl.itable) for xl in graph.bottom_up()}
     assert tables == {id(graph.top.itable)}
 
@@ -124,12 +123,20 @@ def test_a_graph_shares_one_table_across_its_translators(tmp_path):
 
 
 def walk_volfile(bricks) -> str:
+    """distribute over two replica pairs, io-cache on top: each keeps
+    something per inode."""
     text = ""
     for i, b in enumerate(bricks):
         b.mkdir(parents=True, exist_ok=True)
-        text += f"volume p{i}\n    type storage/posix\n    option directory {b}\nend-volume\n\n"
-    text += (f"volume dht\n    type cluster/distribute\n"
-             f"    subvolumes {' '.join(f'p{i}' for i in range(len(bricks)))}\nend-volume\n\n"
+        text += (f"volume p{i}-posix\n    type storage/posix\n    option directory {b}\n"
+                 f"end-volume\n\nvolume p{i}\n    type features/locks\n"
+                 f"    subvolumes p{i}-posix\nend-volume\n\n")
+    pairs = [f"r{j}" for j in range(len(bricks) // 2)]
+    for j, name in enumerate(pairs):
+        text += (f"volume {name}\n    type cluster/replicate\n"
+                 f"    subvolumes p{2 * j} p{2 * j + 1}\nend-volume\n\n")
+    text += (f"volume dht\n    type cluster/distribute\n    subvolumes {' '.join(pairs)}\n"
+             "end-volume\n\n"
              "volume ioc\n    type performance/io-cache\n    subvolumes dht\nend-volume\n")
     return text
 
@@ -171,13 +178,14 @@ def _heap() -> int:
 async def _growth_of_second_half(tmp_path, limit: int) -> tuple[int, int, dict]:
     """Heap growth while walking the second half of a namespace whose
     first half is already walked, and the table's size at the end."""
-    graph = Graph.from_text(walk_volfile([tmp_path / "b0", tmp_path / "b1"]))
+    bricks = [tmp_path / f"b{i}" for i in range(4)]
+    graph = Graph.from_text(walk_volfile(bricks))
     graph.top.itable.limit = limit
     async with graph.running():
         top = graph.top
         dirs = await _make_namespace(top, 30, FILES // 30)
         # a fresh graph on the same bricks plays the long-lived client
-        client = Graph.from_text(walk_volfile([tmp_path / "b0", tmp_path / "b1"]))
+        client = Graph.from_text(walk_volfile(bricks))
         client.top.itable.limit = limit
         async with client.running():
             half = len(dirs) // 2

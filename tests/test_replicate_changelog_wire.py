@@ -167,7 +167,7 @@ async def test_the_delayed_post_op_ends_by_itself(tmp_path, autojump_clock):
         assert afr_xattrs(bricks[0] / "f")[DIRTY] == bytes.fromhex("000000010000000000000000")
         await trio.sleep(1.5)
         assert afr_xattrs(bricks[0] / "f")[DIRTY] == bytes(12)
-        assert not afr._inodes[gfid].locks[0].acquired
+        assert not afr.itable.peek_ctx(afr, gfid).locks[0].acquired
         await graph.top.release(fd, None)
 
 

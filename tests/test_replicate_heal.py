@@ -185,7 +185,7 @@ async def test_reads_never_come_from_a_stale_brick(tmp_path):
         assert (net.bricks[1] / "f").read_bytes() == b"old" * 100
         assert bytes((await top.readv(fd, 300, 0, 0, None)).data) == b"new" * 100
         assert await read_all(top, gfid) == b"new" * 100
-        assert afr._inodes[gfid].data == [True, False, True]
+        assert afr.itable.peek_ctx(afr, gfid).data == [True, False, True]
         assert await afr.heal_info(gfid) == "heal-pending"
         assert await afr.heal_info_entries(0) == [(gfid, "/f", "heal-pending")]
         assert await afr.heal_info_entries(0, split_brain_only=True) == []

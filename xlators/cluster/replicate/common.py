@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any, Awaitable, Callable, Sequence
 
 import trio
@@ -27,8 +27,7 @@ from xlators.cluster.replicate.heal_name import heal_name
 from xlators.cluster.replicate.shd import SelfHealDaemon
 from xlators.cluster.replicate.state import (ANON_DIR_PREFIX, ARBITER_BRICK_INDEX, CLEANUP_TIMEOUT,
                                              GF_CLIENT_PID_GLFS_HEAL, GF_CLIENT_PID_SELF_HEALD,
-                                             NOTIFY_TIMEOUT, REPLICATE_TRASH_DIR, InodeCtx,
-                                             as_caller, errno_of, is_ok)
+                                             NOTIFY_TIMEOUT, REPLICATE_TRASH_DIR, as_caller, errno_of, is_ok)
 
 
 class AfrCommon:
@@ -66,7 +65,8 @@ class AfrCommon:
         self.local = [False] * n
         self.read_child = -1
         self._did_discovery = False
-        self._inodes: OrderedDict[GFID, InodeCtx] = OrderedDict()
+        # afr_inode_ctx_t of each inode: its slot in the graph's inode table
+        # (read_txn._ctx; inode_busy keeps the table from dropping one in use)
         self._notify_timer: trio.CancelScope | None = None
         self._heals_running = 0
         self._heal_queue: deque = deque()
@@ -138,7 +138,8 @@ class AfrCommon:
     def dump_state(self) -> dict:
         return {"child_up": list(self.child_up), "event_generation": self.event_generation,
                 "quorum_count": self.quorum_count, "read_child": self.read_child,
-                "pending_keys": list(self.pending_keys), "inodes": len(self._inodes),
+                "pending_keys": list(self.pending_keys),
+                "inodes": sum(1 for _ in self.itable.contexts(self)),
                 "heals_running": self._heals_running, "heals_queued": len(self._heal_queue)}
 
     # ======================================================================
@@ -243,7 +244,7 @@ class AfrCommon:
         message = getattr(upcall, "message", None)
         if getattr(message, "domain", None) != self.domain:
             return
-        ctx = self._inodes.get(getattr(upcall, "gfid", None))
+        ctx = self.itable.ctx(self, getattr(upcall, "gfid", None))
         if ctx is None:
             return
         for lock in ctx.locks.values():
@@ -309,7 +310,7 @@ class AfrCommon:
     async def _lookup_done(self, loc, replies):
         """afr_lookup_done."""
         locked_entry = any(is_ok(r) and r.xdata and r.xdata.get(PARENT_ENTRYLK) for r in replies)
-        pctx = self._inodes.get(loc.pargfid) if loc.pargfid is not None else None
+        pctx = self.itable.ctx(self, loc.pargfid) if loc.pargfid is not None else None
         par_readable = pctx.data if pctx is not None and pctx.data is not None else \
             [True] * self.child_count
         success = [is_ok(r) for r in replies]
@@ -407,7 +408,7 @@ class AfrCommon:
         success = [is_ok(r) for r in replies]
         if not cl.has_quorum(success, self.quorum_count) or errors:
             return True
-        pctx = self._inodes.get(loc.pargfid)
+        pctx = self.itable.ctx(self, loc.pargfid)
         par = pctx.data if pctx is not None and pctx.data else [True] * self.child_count
         return any(par[i] and isinstance(r, FopError) and r.errno != errno.ENOTCONN
                    for i, r in enumerate(replies))

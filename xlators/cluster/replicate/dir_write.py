@@ -62,10 +62,10 @@ class AfrDirWrite:
                     chosen = txn.replies[read]
         if any(isinstance(r, FopError) for r in txn.replies):
             for ploc, _ in txn.parents:
-                pctx = self._inodes.get(ploc.gfid)
+                pctx = self.itable.ctx(self, ploc.gfid)
                 if pctx is not None:
                     pctx.need_refresh = True
-        pctx = self._inodes.get(txn.parents[0][0].gfid)
+        pctx = self.itable.ctx(self, txn.parents[0][0].gfid)
         par = self._select_read(pctx.data, pctx.gfid, pctx.mode) \
             if pctx is not None and pctx.data else -1
         parent_reply = txn.replies[par] if par >= 0 and is_ok(txn.replies[par]) else first
@@ -179,7 +179,7 @@ class AfrDirWrite:
         directory being replaced, if any)."""
         extra = []
         if newloc.gfid is not None:
-            vctx = self._inodes.get(newloc.gfid)
+            vctx = self.itable.ctx(self, newloc.gfid)
             if vctx is not None and _stat.S_ISDIR(vctx.mode):
                 extra.append(Lockee("entry", loc=Loc(gfid=newloc.gfid, path=newloc.path)))
         txn = self._entry_txn("rename", [(self._parent_of(oldloc), oldloc.name),
@@ -188,7 +188,7 @@ class AfrDirWrite:
 
         async def finalize(t):
             chosen, par = await self._dir_write_finalize(t)
-            pctx2 = self._inodes.get(newloc.pargfid)
+            pctx2 = self.itable.ctx(self, newloc.pargfid)
             par2_i = self._select_read(pctx2.data, pctx2.gfid, pctx2.mode) \
                 if pctx2 is not None and pctx2.data else -1
             par2 = t.replies[par2_i] if par2_i >= 0 and is_ok(t.replies[par2_i]) else par

@@ -118,7 +118,7 @@ class AfrHeal:
                                                    entry=self.opts.entry_self_heal)
                 except FopError as e:
                     self.log.debug("background heal of %s: %s", gfid, e)
-                ctx = self._inodes.get(gfid)
+                ctx = self.itable.ctx(self, gfid)
                 if ctx is not None:
                     ctx.need_refresh = True
         finally:

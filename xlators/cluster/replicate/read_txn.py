@@ -19,8 +19,6 @@ from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA_TXN, METADATA_TXN
 from xlators.cluster.replicate.state import InodeCtx, is_ok
 
-_MAX_INODES = 65536
-
 
 class AfrReadTxn:
     """The inode table, readability and the read transaction."""
@@ -29,19 +27,17 @@ class AfrReadTxn:
     # Readability and the read child
 
     def _ctx(self, gfid: GFID) -> InodeCtx:
-        ctx = self._inodes.get(gfid)
+        """afr's inode context: its slot in the graph's inode table."""
+        ctx = self.itable.ctx(self, gfid)
         if ctx is None:
-            ctx = self._inodes[gfid] = InodeCtx(gfid, self.child_count)
-            if len(self._inodes) > _MAX_INODES:
-                self._evict()
-        else:
-            self._inodes.move_to_end(gfid)
+            ctx = InodeCtx(gfid, self.child_count)
+            self.itable.set_ctx(self, gfid, ctx)
         return ctx
 
-    def _evict(self) -> None:
-        for gfid in list(self._inodes)[: len(self._inodes) - _MAX_INODES // 2]:
-            if not self._inodes[gfid].busy:
-                del self._inodes[gfid]
+    def inode_busy(self, ctx: InodeCtx) -> bool:
+        # a lock held or being taken, a delayed post-op, a refresh running:
+        # the context must outlive the table's LRU bound until it is done
+        return ctx.busy
 
     def _interpret(self, iatts: Sequence[Iatt | None], xdatas: Sequence[dict | None],
                    start_heal: bool = False) -> InodeCtx | None:

@@ -219,7 +219,7 @@ class AfrTransaction:
 
     async def _wake_fd_delayed(self, fd: Fd) -> None:
         """afr_delayed_changelog_wake_resume for flush and release."""
-        ctx = self._inodes.get(fd.gfid) if fd.gfid is not None else None
+        ctx = self.itable.ctx(self, fd.gfid) if fd.gfid is not None else None
         if ctx is None:
             return
         for lock in ctx.locks.values():
@@ -227,7 +227,7 @@ class AfrTransaction:
                 await self._cleanup(self._fire_delayed(lock))
 
     async def _flush_all_delayed(self) -> None:
-        for ctx in list(self._inodes.values()):
+        for _, ctx in self.itable.contexts(self):
             for lock in ctx.locks.values():
                 if lock.delayed is not None:
                     await self._fire_delayed(lock)
