@@ -2,8 +2,9 @@
 
 `TRANSLATORS` is the registry: every volfile type glusterpy serves and the
 module whose `TRANSLATOR` attribute is its class (`cluster/replicate` ->
-`xlators/cluster/replicate.py`; hyphens become underscores,
-`performance/io-cache` -> `io_cache.py`), and GlusterFS's aliases
+`xlators.cluster.replicate`, a package whose `__init__` composes it;
+hyphens become underscores, `performance/io-cache` -> `io_cache.py`), and
+GlusterFS's aliases
 (`cluster/afr`, `cluster/dht`, ...) map to the same modules.  The table is
 static: a type not in it is unknown (`UnknownTranslatorType`, which gfapi
 and volgen take as "not available"); a registered module that fails to
