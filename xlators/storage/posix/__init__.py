@@ -148,6 +148,15 @@ descriptors opened O_DIRECT use it.
 Like GlusterFS's io-threads, concurrent writes to overlapping ranges of one
 file are not ordered here: clients order them (write-behind), as they must
 with GlusterFS.
+
+The package is split by concern as GlusterFS's posix-*.c are, and `Posix`
+below composes one mixin from each module: common (options, init and fini,
+the janitor: posix-common.c), entry_ops (posix-entry-ops.c), inode_ops,
+fd_ops (open files, their data and the io-threads/AIO hand-off) and dir_ops
+and xattr_ops (posix-inode-fd-ops.c), mdata (the times: posix-metadata.c),
+resolve (locs, gfids and fds to descriptors, the directory cache) and
+handles (.glusterfs and gfid2path: posix-handle.c, posix-gfid-path.c);
+helpers holds what they share.
 """
 
 from __future__ import annotations

@@ -26,8 +26,6 @@ from .mdata import MDATA_A, MDATA_C, MDATA_M
 class PosixEntryOps:
     """The fops that add, remove or rename names."""
 
-    # -- entry fops -------------------------------------------------------
-
     @inline_fop
     def lookup(self, loc, xdata=None):
         """By name (parent gfid + name, or path) or by gfid; fills the reply
@@ -236,7 +234,7 @@ class PosixEntryOps:
                 elif self.opts.gfid2path:
                     hpath = handle_path(self._hdir, ogfid)
                     quiet(os.removexattr, hpath, gfid2path_key(opgfid, oname),
-                           follow_symlinks=False)
+                          follow_symlinks=False)
                     self._set_gfid2path(hpath, npgfid, nname)
         nst = os.stat(nname, dir_fd=npfd, follow_symlinks=False)
         node = Node.entry(npfd, nname, nst, ogfid)
@@ -326,7 +324,7 @@ class PosixEntryOps:
         return CreateReply(fd, ia, pre, post)
 
     # ======================================================================
-    # helpers: new entries, gfids and handles
+    # helpers: new entries
 
     def _new_gfid(self, xdata: dict) -> GFID:
         req = _gfid_req(xdata)

@@ -31,6 +31,7 @@ IGNORED_KEYS = frozenset({
 O_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC   # on every open: links are data
 DIR_CACHE_MAX = 1024
 
+# the C library, for the syscalls os has no call for (fallocate64, getdents64)
 libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -173,6 +174,7 @@ def xremove(target, key: str) -> None:
             MdataCache.stored()
 
 
+# beside xset and xremove, not in mdata.py: every store through them retires it
 class MdataCache:
     """The mdata xattr of the files reads were answered for, so that a read
     costs one fstat and no fgetxattr (GlusterFS keeps the same in posix's

@@ -21,8 +21,6 @@ from .mdata import MDATA_C, MDATA_M, apply_mdata, mdata_decode, mdata_encode
 class PosixInodeOps:
     """Attributes of an inode."""
 
-    # -- inode fops ---------------------------------------------------------
-
     @inline_fop
     def stat(self, loc, xdata=None):
         node = self._inode(loc)
@@ -123,6 +121,8 @@ class PosixInodeOps:
                                    bfree=bfree, bavail=bavail, files=files, ffree=ffree,
                                    favail=favail, fsid=sv.f_fsid, flag=sv.f_flag,
                                    namemax=sv.f_namemax))
+
+    # -- helpers: setattr and truncate ---------------------------------------
 
     def _apply_setattr(self, node, of, stbuf: Iatt, valid: int, pre: Iatt) -> None:
         """setattr/fsetattr: owner, mode, size, times; then the mdata times."""

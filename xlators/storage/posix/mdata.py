@@ -52,9 +52,6 @@ def _set_iatt_times(ia: Iatt, c: int, m: int, a: int) -> None:
 class PosixMdata:
     """iatts and the mdata times."""
 
-    # ======================================================================
-    # helpers: attributes
-
     def _iatt(self, node: "Node") -> Iatt:
         ia = Iatt.from_stat(node.st, node.gfid or NULL_GFID)
         if not node.is_dir and ia.nlink and node.gfid is not None:

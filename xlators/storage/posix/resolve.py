@@ -41,9 +41,6 @@ def _path_parts(path: str) -> list[str]:
 class PosixResolve:
     """Locs, gfids and fds to what the syscalls take."""
 
-    # ======================================================================
-    # helpers: resolution
-
     def _node(self, gfid: GFID) -> "Node":
         """The inode a gfid names, through its handle."""
         if gfid == ROOT_GFID:

@@ -37,8 +37,6 @@ GEOREP_PATTERNS = ("*.glusterfs.*.stime", "*.glusterfs.*.xtime", "*.glusterfs.lo
 class PosixXattrOps:
     """Stored, virtual and requested xattrs."""
 
-    # -- xattrs ------------------------------------------------------------------
-
     @inline_fop
     def setxattr(self, loc, xattrs, flags, xdata=None):
         node = self._inode(loc)
