@@ -32,6 +32,9 @@ from glusterpy.graph import Graph
 from glusterpy.volfile import VolfileError
 from glusterpy.xlator import overridden_fops
 from xlators.storage import posix as posix_mod
+from xlators.storage.posix.handles import xxh64
+from xlators.storage.posix.helpers import DIR_CACHE_MAX, MdataCache, xset
+from xlators.storage.posix.xattr_ops import combine
 
 from conftest import posix_volfile
 
@@ -83,7 +86,7 @@ def disk_gfid(path) -> GFID:
 
 
 def gfid2path_key(pgfid, name) -> str:
-    return "trusted.gfid2path." + f"{posix_mod._xxh64(f'{pgfid}/{name}'.encode()):016x}"
+    return "trusted.gfid2path." + f"{xxh64(f'{pgfid}/{name}'.encode()):016x}"
 
 
 @contextlib.contextmanager
@@ -913,11 +916,11 @@ async def test_readdir_hides_glusterfs_and_readdirp_fills_iatt(brick, posix_grap
 
 async def test_directory_cache_survives_renames_and_forgets_removals(brick, posix_graph):
     async with posix_graph(brick) as top:
-        dirs = [await mkdir(top, Loc.root(), f"d{i}") for i in range(posix_mod._DIR_CACHE_MAX + 50)]
+        dirs = [await mkdir(top, Loc.root(), f"d{i}") for i in range(DIR_CACHE_MAX + 50)]
         for d in dirs:
             await top.stat(Loc(gfid=d.gfid), None)
         await top.stat(Loc.root(), None)
-        assert top.dump_state()["cached-directories"] <= posix_mod._DIR_CACHE_MAX + 1
+        assert top.dump_state()["cached-directories"] <= DIR_CACHE_MAX + 1
         last = dirs[-1]
         await top.rmdir(child(Loc.root(), "d0"), 0, None)
         assert await errno_of(top.lookup(Loc(pargfid=dirs[0].gfid, name="x"), None)) == \
@@ -1026,7 +1029,6 @@ async def test_virtual_xattrs(brick, posix_graph):
 
 
 def test_xattrop_arithmetic_matches_glusterfs():
-    combine = posix_mod._combine
     add = combine(XattropType.ADD_ARRAY, struct.pack(">3i", 1, -1, 0x7fffffff),
                   struct.pack(">3i", 2, 1, 1), 12)
     assert struct.unpack(">3i", add) == (3, 0, -0x80000000)          # wraps like int32
@@ -1044,7 +1046,7 @@ def test_xattrop_arithmetic_matches_glusterfs():
 def test_xattrop_add_array_is_a_sum_of_int32(deltas):
     value = bytes(12)
     for delta in deltas:
-        value = posix_mod._combine(XattropType.ADD_ARRAY, value, struct.pack(">3i", *delta), 12)
+        value = combine(XattropType.ADD_ARRAY, value, struct.pack(">3i", *delta), 12)
     want = [((sum(col) + 2**31) % 2**32) - 2**31 for col in zip(*deltas)]
     assert list(struct.unpack(">3i", value)) == want
 
@@ -1237,8 +1239,8 @@ def test_the_mdata_cache_trusts_ctime_only_for_changes_it_did_not_make(tmp_path)
     path.write_bytes(b"")
     fd = os.open(path, os.O_RDONLY)
     try:
-        cache = posix_mod._MdataCache()
-        posix_mod._xset(fd, MDATA_KEY, b"one", 0)
+        cache = MdataCache()
+        xset(fd, MDATA_KEY, b"one", 0)
         st = os.fstat(fd)
         assert cache.get(fd, st) == b"one"
         os.setxattr(fd, MDATA_KEY, b"two")                  # from outside, ctime kept
@@ -1247,7 +1249,7 @@ def test_the_mdata_cache_trusts_ctime_only_for_changes_it_did_not_make(tmp_path)
                                       st_ctime_ns=st.st_ctime_ns + 1)
         assert cache.get(fd, moved) == b"two"               # a moved ctime re-reads
         assert cache.get(fd, st) == b"two"
-        posix_mod._xset(fd, MDATA_KEY, b"three", 0)         # through the brick
+        xset(fd, MDATA_KEY, b"three", 0)                    # through the brick
         assert cache.get(fd, st) == b"three"                # same stat: still seen
     finally:
         os.close(fd)

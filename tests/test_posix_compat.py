@@ -30,7 +30,7 @@ from glusterpy.graph import Graph
 
 from glusterpy import fops
 from glusterpy.fops import GFID, ROOT_GFID, Caller, Fd, FopError, Loc
-from xlators.storage import posix as posix_mod
+from xlators.storage.posix.handles import gfid2path_key
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "glusterfs10-samples" / "bricks"
 if not SAMPLES.is_dir():
@@ -152,7 +152,7 @@ async def test_glusterfs10_sample_bricks_read_back(sample_bricks, name):
             else:
                 assert os.stat(h).st_ino == st.st_ino and ia.nlink == st.st_nlink - 1, path
                 # our gfid2path hash names the very key GlusterFS wrote
-                assert posix_mod._gfid2path_key(pgfid, ent.name) in x, path
+                assert gfid2path_key(pgfid, ent.name) in x, path
             # every way of naming it agrees
             named = await top.lookup(Loc(pargfid=pgfid, name=ent.name), {"trusted.afr.*": 0})
             nameless = await top.lookup(Loc(gfid=ia.gfid), None)

@@ -1,0 +1,132 @@
+"""Directories (GlusterFS's posix_opendir, posix_readdir and
+posix_readdirp_fill): opendir, and listings from getdents64(2) resumed at
+the kernel's d_off cookies."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+import struct
+
+from glusterpy.fops import ROOT_GFID, Dirent, DirReply, FopError, OpenReply
+from glusterpy.keys import READDIR_SKIP_DIRS
+
+from .helpers import Node, OpenFile, inline_fop, libc
+
+
+#: sizeof(gf_dirent_t) on x86_64: what GlusterFS charges per readdir entry
+DIRENT_COST = 208
+
+_DIRENT64 = struct.Struct("=QqHB")  # linux_dirent64 header; d_name follows
+_DT_DIR, _DT_UNKNOWN = 4, 0
+GETDENTS_BUF = 64 * 1024
+
+_c_getdents64 = libc.getdents64
+_c_getdents64.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)
+_c_getdents64.restype = ctypes.c_ssize_t
+
+
+class PosixDirOps:
+    """opendir, readdir, readdirp."""
+
+    @inline_fop
+    def opendir(self, loc, fd, xdata=None):
+        node = self._inode(loc)
+        if not node.is_dir:
+            raise FopError(errno.ENOTDIR)
+        osfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=node.at_fd)
+        self._adopt(fd, osfd, os.O_RDONLY, node.gfid, is_dir=True)
+        if fd.gfid is None:
+            fd.gfid = node.gfid
+        self._mdata_touch(osfd, self._atime_asked())
+        return OpenReply(fd)
+
+    @inline_fop
+    def readdir(self, fd, size, offset, xdata=None):
+        """Entries from the d_off cookie `offset` (0 = start) within `size`
+        bytes as GlusterFS counts them; Dirent.off resumes after the entry."""
+        of = self._of(fd, want_dir=True)
+        return DirReply(self._list(of, size, offset, False, xdata))
+
+    @inline_fop
+    def readdirp(self, fd, size, offset, xdata=None):
+        """readdir with each entry's iatt (and the xattrs xdata asks for)."""
+        of = self._of(fd, want_dir=True)
+        return DirReply(self._list(of, size, offset, True, xdata))
+
+    def _list(self, of: "OpenFile", size: int, offset: int, plus: bool,
+              xdata: dict | None) -> list[Dirent]:
+        """Entries from `offset` (a d_off cookie, 0 = start) within the budget."""
+        fd = of.osfd
+        os.lseek(fd, offset, os.SEEK_SET)
+        at_root = of.gfid == ROOT_GFID
+        skip_dirs = bool(xdata and xdata.get(READDIR_SKIP_DIRS))
+        entries: list[Dirent] = []
+        filled = 0
+        buf = self._dentbuf
+        full = False
+        while not full:
+            n = _c_getdents64(fd, buf, GETDENTS_BUF)
+            if n < 0:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+            if n == 0:
+                break
+            raw = ctypes.string_at(buf, n)
+            pos = 0
+            while pos < n:
+                ino, off, reclen, dtype = _DIRENT64.unpack_from(raw, pos)
+                bname = raw[pos + _DIRENT64.size:pos + reclen].split(b"\0", 1)[0]
+                pos += reclen
+                if at_root and bname == b".glusterfs":
+                    continue
+                if dtype == _DT_UNKNOWN or (skip_dirs and dtype == _DT_DIR):
+                    try:
+                        dtype = _dtype(os.stat(bname, dir_fd=fd, follow_symlinks=False).st_mode)
+                    except OSError:
+                        pass
+                    if skip_dirs and dtype == _DT_DIR:
+                        continue
+                cost = DIRENT_COST + len(bname) + 1
+                if entries and filled + cost > size:
+                    full = True
+                    break
+                filled += cost
+                entries.append(Dirent(os.fsdecode(bname), ino, off, dtype))
+        if plus:
+            keep = []
+            for ent in entries:
+                if self._fill_dirent(of, ent, at_root, xdata):
+                    keep.append(ent)
+            entries = keep
+        return entries
+
+    def _fill_dirent(self, of: "OpenFile", ent: Dirent, at_root: bool,
+                     xdata: dict | None) -> bool:
+        fd = of.osfd
+        name = ent.name
+        try:
+            if name == "." or (name == ".." and at_root):
+                st, gfid, target = os.fstat(fd), of.gfid, fd
+                node = Node.directory(fd, st, gfid)
+            else:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                gfid = self._read_gfid(fd, name)
+                node = Node.entry(fd, name, st, gfid)
+                target = node.target
+            ia = self._iatt(node)
+        except OSError:
+            return False     # gone since getdents: skip it, as GlusterFS does
+        ent.iatt = ia
+        if ia.ino:
+            ent.ino = ia.ino
+        if xdata:
+            ent.xdata = self._fill_xattrs(target, xdata, ia, node) or None
+        return True
+
+
+def _dtype(mode: int) -> int:
+    return {stat.S_IFREG: 8, stat.S_IFDIR: 4, stat.S_IFLNK: 10, stat.S_IFCHR: 2,
+            stat.S_IFBLK: 6, stat.S_IFIFO: 1, stat.S_IFSOCK: 12}.get(stat.S_IFMT(mode), 0)

@@ -1,0 +1,228 @@
+"""storage/posix's shared pieces (GlusterFS's posix.h and posix-helpers.c):
+the brick's hidden directories, the fop decorators, the resolved inode and
+the open file, and the xattr calls on a descriptor or a /proc path - with the
+cache of the mdata xattr that every store through them retires."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+import stat
+
+from glusterpy.fops import GFID, FopError
+from glusterpy.keys import (ENTRYLK_COUNT, GFID_REQ, GFIDLESS_LOOKUP, INODELK_COUNT,
+                            INODELK_DOM_COUNT, INTERNAL_FOP, MDATA_KEY, PARENT_ENTRYLK,
+                            POSIXLK_COUNT)
+
+
+# --------------------------------------------------------------------------
+# GlusterFS's names and numbers
+
+HIDDEN_DIR = ".glusterfs"
+LANDFILL_DIR = "landfill"
+UNLINK_DIR = "unlink"
+
+#: xdata keys that are requests to posix, never xattrs (posix_ignore_xattrs)
+IGNORED_KEYS = frozenset({
+    GFID_REQ, INTERNAL_FOP, ENTRYLK_COUNT, INODELK_COUNT, POSIXLK_COUNT, PARENT_ENTRYLK,
+    GFIDLESS_LOOKUP, INODELK_DOM_COUNT})
+O_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC   # on every open: links are data
+DIR_CACHE_MAX = 1024
+
+# the C library, for the syscalls os has no call for (fallocate64, getdents64)
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def inline_fop(fn):
+    """Make a fop from a synchronous implementation.
+
+    The body runs inline in the calling trio task with no await in its
+    middle, so fops never interleave; OSError becomes FopError with the same
+    errno; and the cache of directory descriptors is trimmed between fops,
+    never while one may still be using a descriptor it took from the cache.
+    """
+    @functools.wraps(fn)
+    async def fop(self, *args, **kwargs):
+        if self._retired or len(self._dirs) > DIR_CACHE_MAX:
+            self._trim_dir_cache()
+        try:
+            return fn(self, *args, **kwargs)
+        except OSError as e:
+            raise FopError(e.errno if e.errno else errno.EIO) from None
+    return fop
+
+
+def offloading_fop(fn):
+    """`inline_fop` for a fop whose body is a coroutine: the same trim of
+    the descriptor cache before it and the same OSError -> FopError.  The
+    body awaits at most one thing, `self._blocking(...)` (a worker of
+    performance/io-threads, or inline without it); it uses no cached
+    directory descriptor after that await."""
+    @functools.wraps(fn)
+    async def fop(self, *args, **kwargs):
+        if self._retired or len(self._dirs) > DIR_CACHE_MAX:
+            self._trim_dir_cache()
+        try:
+            return await fn(self, *args, **kwargs)
+        except OSError as e:
+            raise FopError(e.errno if e.errno else errno.EIO) from None
+    return fop
+
+
+class Node:
+    """A resolved inode: its stat, gfid, and where *at calls reach it
+    (at_fd, at_name) - a directory is reached as "." of its own descriptor."""
+
+    __slots__ = ("gfid", "st", "at_fd", "at_name", "is_dir")
+
+    def __init__(self, gfid: GFID | None, st: os.stat_result, at_fd: int, at_name: str):
+        self.gfid = gfid
+        self.st = st
+        self.at_fd = at_fd
+        self.at_name = at_name
+        self.is_dir = stat.S_ISDIR(st.st_mode)
+
+    @classmethod
+    def directory(cls, dfd: int, st, gfid: GFID | None) -> "Node":
+        return cls(gfid, st, dfd, ".")
+
+    @classmethod
+    def entry(cls, pfd: int, name: str, st, gfid: GFID | None) -> "Node":
+        return cls(gfid, st, pfd, name)
+
+    @property
+    def target(self):
+        """What xattr calls take: the descriptor of a directory, or a
+        /proc/self/fd path used without following its last component."""
+        if self.at_name == ".":
+            return self.at_fd
+        return entry_path(self.at_fd, self.at_name)
+
+    def restat(self) -> None:
+        self.st = os.stat(self.at_name, dir_fd=self.at_fd, follow_symlinks=False) \
+            if self.at_name != "." else os.fstat(self.at_fd)
+        self.is_dir = stat.S_ISDIR(self.st.st_mode)
+
+
+class OpenFile:
+    """What storage/posix keeps in fd.ctx: the OS descriptor and its flags."""
+
+    __slots__ = ("osfd", "flags", "is_dir", "gfid", "odirect")
+
+    def __init__(self, osfd: int, flags: int, is_dir: bool, gfid: GFID | None):
+        self.osfd = osfd
+        self.flags = flags
+        self.is_dir = is_dir
+        self.gfid = gfid
+        self.odirect = bool(flags & os.O_DIRECT)
+
+
+def entry_path(dirfd: int, name: str) -> str:
+    # the kernel follows the magic /proc link to the directory we hold, then
+    # looks `name` up in it; callers never follow the last component
+    return f"/proc/self/fd/{dirfd}/{name}"
+
+
+def xattr_bytes(value) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    raise FopError(errno.EINVAL, f"xattr values are bytes or str, not {type(value).__name__}")
+
+
+def xget(target, key: str) -> bytes | None:
+    """getxattr without following a link; None when the xattr is absent."""
+    try:
+        if isinstance(target, int):
+            return os.getxattr(target, key)
+        return os.getxattr(target, key, follow_symlinks=False)
+    except OSError as e:
+        if e.errno == errno.ENODATA:
+            return None
+        raise
+
+
+def xget_quiet(target, key: str) -> bytes | None:
+    try:
+        return xget(target, key)
+    except OSError:
+        return None
+
+
+def xset(target, key: str, value: bytes, flags: int) -> None:
+    try:
+        if isinstance(target, int):
+            os.setxattr(target, key, value, flags)
+        else:
+            os.setxattr(target, key, value, flags, follow_symlinks=False)
+    finally:
+        if key == MDATA_KEY:
+            MdataCache.stored()
+
+
+def xremove(target, key: str) -> None:
+    try:
+        if isinstance(target, int):
+            os.removexattr(target, key)
+        else:
+            os.removexattr(target, key, follow_symlinks=False)
+    finally:
+        if key == MDATA_KEY:
+            MdataCache.stored()
+
+
+# beside xset and xremove, not in mdata.py: every store through them retires it
+class MdataCache:
+    """The mdata xattr of the files reads were answered for, so that a read
+    costs one fstat and no fgetxattr (GlusterFS keeps the same in posix's
+    inode context).  An entry is good while the inode's ctime is the one
+    seen when it was read - a change by anyone, inside this process or not,
+    moves ctime - and while nothing stored mdata through this process since:
+    our own stores can land in the clock tick of the ctime seen (the kernel's
+    coarse clock), which ctime cannot show, so every store through `xset`
+    or `xremove` retires every entry once it is done (a store in an
+    io-threads worker that overlaps a read cannot leave the read's entry
+    behind).  A read-mostly workload (a VM's image) hits; a store costs a
+    generation bump."""
+
+    #: entries kept; beyond it the table starts over
+    LIMIT = 4096
+    #: bumped by every store of mdata in this process (all bricks)
+    generation = 0
+
+    __slots__ = ("_entries", "_generation")
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, int], tuple[int, bytes | None]] = {}
+        self._generation = 0
+
+    @classmethod
+    def stored(cls) -> None:
+        cls.generation += 1
+
+    def get(self, osfd: int, st: os.stat_result) -> bytes | None:
+        """The mdata of the file open as `osfd`, whose fstat is `st`."""
+        entries = self._entries
+        if self._generation != MdataCache.generation:
+            entries.clear()
+            self._generation = MdataCache.generation
+        key = (st.st_dev, st.st_ino)
+        hit = entries.get(key)
+        if hit is not None and hit[0] == st.st_ctime_ns:
+            return hit[1]
+        raw = xget_quiet(osfd, MDATA_KEY)
+        if len(entries) >= self.LIMIT:
+            entries.clear()
+        entries[key] = (st.st_ctime_ns, raw)
+        return raw
+
+
+def quiet(fn, *args, **kwargs):
+    """Call fn, ignoring OSError (cleanup paths); False when it failed."""
+    try:
+        return fn(*args, **kwargs)
+    except (OSError, FopError):
+        return False

@@ -1,0 +1,145 @@
+"""The times GlusterFS 10 reports (posix-metadata.c): the
+trusted.glusterfs.mdata xattr's format, iatts with its times, and moving
+them as fops change a file (the caller's clock, utime's flags)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+import time
+
+from glusterpy import fops
+from glusterpy.fops import GFID, NULL_GFID, FopError, Iatt, Reply
+from glusterpy.keys import MDATA_KEY, SET_CTIME_MDATA
+
+from .helpers import Node, OpenFile, xget_quiet, xset
+
+
+#: mdata flags (GlusterFS's MDATA_CTIME/MTIME/ATIME, stack.h)
+MDATA_C, MDATA_M, MDATA_A = 1, 2, 4
+NS = 1_000_000_000
+
+# posix_mdata_disk_t: version, flags, then ctime, mtime, atime as
+# (sec, nsec), all big-endian, packed
+_MDATA = struct.Struct(">BQqQqQqQ")
+
+
+def mdata_decode(raw: bytes | None) -> tuple[int, int, int] | None:
+    """(ctime, mtime, atime) in ns from posix_mdata_disk_t, or None."""
+    if raw is None or len(raw) < _MDATA.size:
+        return None
+    _, _, cs, cn, ms, mn, as_, an = _MDATA.unpack_from(raw)
+    return cs * NS + cn, ms * NS + mn, as_ * NS + an
+
+
+def mdata_encode(c: int, m: int, a: int) -> bytes:
+    return _MDATA.pack(1, 0, *divmod(c, NS), *divmod(m, NS), *divmod(a, NS))
+
+
+def apply_mdata(ia: Iatt, raw: bytes | None) -> None:
+    times = mdata_decode(raw)
+    if times is not None:
+        _set_iatt_times(ia, *times)
+
+
+def _set_iatt_times(ia: Iatt, c: int, m: int, a: int) -> None:
+    ia.ctime, ia.ctime_nsec = divmod(c, NS)
+    ia.mtime, ia.mtime_nsec = divmod(m, NS)
+    ia.atime, ia.atime_nsec = divmod(a, NS)
+
+
+class PosixMdata:
+    """iatts and the mdata times."""
+
+    def _iatt(self, node: "Node") -> Iatt:
+        ia = Iatt.from_stat(node.st, node.gfid or NULL_GFID)
+        if not node.is_dir and ia.nlink and node.gfid is not None:
+            ia.nlink -= 1     # the handle is not a name
+        if self.opts.ctime:
+            apply_mdata(ia, xget_quiet(node.target, MDATA_KEY))
+        return ia
+
+    def _iatt_nlink(self, node: "Node") -> int:
+        n = node.st.st_nlink
+        return n - 1 if not node.is_dir and node.gfid is not None and n else n
+
+    def _fd_iatt(self, of: "OpenFile", touch: int = 0) -> Iatt:
+        st = os.fstat(of.osfd)
+        ia = Iatt.from_stat(st, of.gfid or NULL_GFID)
+        if not of.is_dir and ia.nlink:
+            ia.nlink -= 1
+        if self.opts.ctime:
+            if touch:
+                self._mdata_touch(of.osfd, touch, ia)
+            else:
+                apply_mdata(ia, self._mdata.get(of.osfd, st))
+        return ia
+
+    def _dir_iatt(self, dfd: int, gfid: GFID, touch: int = 0) -> Iatt:
+        ia = Iatt.from_stat(os.fstat(dfd), gfid)
+        if self.opts.ctime:
+            if touch:
+                self._mdata_touch(dfd, touch, ia)
+            else:
+                apply_mdata(ia, xget_quiet(dfd, MDATA_KEY))
+        return ia
+
+    def _mdata_touch(self, target, flags: int, ia: Iatt | None = None) -> None:
+        """posix_set_mdata_xattr: move the flagged times to now (never back);
+        a missing xattr is created with every time set to now.  "Now" is the
+        client's clock when it sent one (`_clock`)."""
+        if not self.opts.ctime or not flags:
+            return
+        now = self._clock()
+        cur = mdata_decode(xget_quiet(target, MDATA_KEY))
+        if cur is None:
+            c = m = a = now
+        else:
+            c, m, a = cur
+            if flags & MDATA_C and now > c:
+                c = now
+            if flags & MDATA_M and now > m:
+                m = now
+            if flags & MDATA_A and now > a:
+                a = now
+        try:
+            xset(target, MDATA_KEY, mdata_encode(c, m, a), 0)
+        except OSError as e:
+            self.log.warning("storing %s failed: %s", MDATA_KEY, e)
+            return
+        if ia is not None:
+            _set_iatt_times(ia, c, m, a)
+
+    @staticmethod
+    def _clock() -> int:
+        """The time this fop stamps, GlusterFS's frame->root->ctime: the
+        client's clock when its features/utime sent one (the caller's
+        ctime_ns), so that every brick of a replica stores the same times;
+        otherwise the brick's."""
+        stamped = fops.caller.get().ctime_ns
+        return stamped if stamped is not None else time.time_ns()
+
+    @staticmethod
+    def _atime_asked() -> int:
+        """MDATA_A when the client's features/utime asks reads, opens and
+        opendirs to move atime (its noatime is off), as posix_set_ctime
+        honours the frame's flags; else 0."""
+        return fops.caller.get().flags & MDATA_A
+
+    def _set_legacy_mdata(self, target, node, of, times) -> Reply:
+        """posix_set_mdata_xattr_legacy_files: the client's features/utime
+        found no stored times on lookup (a file made before the ctime feature)
+        and sends its own - store them, or keep the later of each time when
+        another client stored some meanwhile.  `times` is the dict's MDATA
+        value (rpc.MdataIatt: atime/mtime/ctime with *_nsec)."""
+        try:
+            incoming = tuple(getattr(times, f) * NS + getattr(times, f + "_nsec")
+                             for f in ("ctime", "mtime", "atime"))
+        except (AttributeError, TypeError):
+            raise FopError(errno.EINVAL, f"{SET_CTIME_MDATA} needs an mdata value") from None
+        cur = mdata_decode(xget_quiet(target, MDATA_KEY))
+        if cur is not None:
+            incoming = tuple(max(a, b) for a, b in zip(incoming, cur))
+        xset(target, MDATA_KEY, mdata_encode(*incoming), 0)
+        return Reply()
