@@ -1,5 +1,6 @@
-"""The conformance suite on the local stacks: storage/posix alone, and
-performance/io-cache over it."""
+"""The conformance suite on the local stacks: storage/posix alone,
+performance/io-cache over it, and the small-file stack glusterd puts in
+client graphs (open-behind, quick-read, nl-cache) over it."""
 
 import contextlib
 
@@ -21,6 +22,24 @@ volume c-io-cache
 end-volume
 """
 
+SMALL_FILES = POSIX + """
+volume c-open-behind
+    type performance/open-behind
+    subvolumes c-posix
+end-volume
+
+volume c-quick-read
+    type performance/quick-read
+    subvolumes c-open-behind
+end-volume
+
+volume c-nl-cache
+    type performance/nl-cache
+    option nl-cache-positive-entry on
+    subvolumes c-quick-read
+end-volume
+"""
+
 
 def stack(volfile):
     @contextlib.asynccontextmanager
@@ -33,6 +52,7 @@ def stack(volfile):
 
 test_posix_conformance = conformance_tests(stack(POSIX))
 test_io_cache_conformance = conformance_tests(stack(IO_CACHE))
+test_small_files_conformance = conformance_tests(stack(SMALL_FILES))
 
 
 async def test_the_suites_run_on_the_stacks_they_name(tmp_path):
@@ -40,7 +60,10 @@ async def test_the_suites_run_on_the_stacks_they_name(tmp_path):
     posix, and it would still pass: check each stack's shape."""
     for label, volfile, shape in (("posix", POSIX, ["storage/posix"]),
                                   ("io-cache", IO_CACHE,
-                                   ["performance/io-cache", "storage/posix"])):
+                                   ["performance/io-cache", "storage/posix"]),
+                                  ("small-files", SMALL_FILES,
+                                   ["performance/nl-cache", "performance/quick-read",
+                                    "performance/open-behind", "storage/posix"])):
         (tmp_path / label).mkdir()
         async with stack(volfile)(tmp_path / label) as graph:
             types, xl = [], graph.top
