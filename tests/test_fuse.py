@@ -331,3 +331,60 @@ def test_fstat_of_an_open_unlinked_file(mount):
         assert os.pread(fd, 8, 0) == b"67890"
     finally:
         os.close(fd)
+
+
+# -- lru-limit: the kernel's entries and the inode table stay bounded --------------------
+
+
+def _statedump(m: Mount) -> dict:
+    import json
+    import signal
+    from glusterpy.fuse.mount import statedump_path
+    [pid] = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+             and str(m.mnt).encode() in (p / "cmdline").read_bytes().split(b"\0")]
+    path = Path(statedump_path(pid))
+    path.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert time.monotonic() < deadline, "no statedump written"
+        time.sleep(0.05)
+    state = json.loads(path.read_text())
+    path.unlink()
+    return state
+
+
+@pytest.mark.parametrize("limit", [100, None])
+def test_lru_limit_bounds_what_the_mount_keeps(tmp_path, limit):
+    """Past lru-limit the bridge asks the kernel to drop entries; the
+    kernel's forgets shrink its node map, and the graph's inode table keeps
+    no more than the limit.  Without a small limit both grow with the walk."""
+    m = Mount(tmp_path, f"lru-limit={limit}" if limit else None)
+    assert m.ok(), m.result.stderr + (m.log.read_text() if m.log.exists() else "")
+    try:
+        files = 600
+        for d in range(6):
+            (m.mnt / f"d{d}").mkdir()
+            for f in range(files // 6):
+                (m.mnt / f"d{d}" / f"f{f}").write_bytes(b"x")
+        for d in range(6):
+            for entry in os.scandir(m.mnt / f"d{d}"):
+                entry.stat(follow_symlinks=False)
+        state = _statedump(m)
+        if limit is None:
+            assert state["bridge"]["nodes"] > files
+            assert state["bridge"]["inode_table"]["inodes"] > files
+            return
+        # the forgets come when the kernel gets to them
+        deadline = time.monotonic() + 15
+        while state["bridge"]["nodes"] > limit + 20 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            state = _statedump(m)
+        assert state["bridge"]["nodes"] <= limit + 20, state["bridge"]
+        assert state["bridge"]["inode_table"]["inodes"] <= limit, state["bridge"]
+        assert "m-io-cache" in state["translators"]
+        # and nothing is lost: every file still reads back through the mount
+        assert all((m.mnt / f"d{d}" / f"f{f}").read_bytes() == b"x"
+                   for d in range(6) for f in range(files // 6))
+    finally:
+        m.unmount()

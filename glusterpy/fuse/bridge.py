@@ -12,8 +12,11 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
   second gfid whose bytes collide with one the kernel still knows (or
   that give 0 or 1) gets a small node id from a counter instead.  The
   graph's inode table (glusterpy/inode.py) gets the same lookup counts, so
-  an inode the kernel forgets leaves every translator's context with it;
-  the table's own bound is the `lru-limit` mount option.
+  an inode the kernel forgets leaves every translator's context with it.
+  `lru-limit` (mount option, 65,536 as GlusterFS's) bounds both: past it
+  the bridge asks the kernel to drop its least recently used entries
+  (fuse-bridge's lru-limit invalidation), whose forgets then shrink the
+  node map, and the table drops its own least recently used inodes.
 * Entries are resolved by (parent gfid, name), so the kernel's dentry cache
   and ours never disagree about paths.
 * Who calls (uid, gid, supplementary groups, pid, umask) comes from the
@@ -64,6 +67,7 @@ import errno
 import logging
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import pyfuse3
@@ -85,6 +89,11 @@ GID_CACHE_SIZE = 4096
 class _Node:
     gfid: GFID
     lookups: int
+    #: the entry the kernel last learned it by, to ask it to drop that
+    parent: int = 0
+    name: bytes = b""
+    #: asked the kernel to drop it; waiting for its forget
+    invalidating: bool = False
 
 
 class FuseBridge(pyfuse3.Operations):
@@ -116,7 +125,10 @@ class FuseBridge(pyfuse3.Operations):
         self.entry_timeout = entry_timeout
         self.direct_io = direct_io
         self.read_only = read_only
-        self._nodes: dict[int, _Node] = {pyfuse3.ROOT_INODE: _Node(ROOT_GFID, 1)}
+        #: node id -> what the kernel knows, least recently used first
+        self._nodes: OrderedDict[int, _Node] = OrderedDict({pyfuse3.ROOT_INODE: _Node(ROOT_GFID, 1)})
+        #: nodes asked to be dropped whose forget has not come yet
+        self._invalidating = 0
         self._by_gfid: dict[GFID, int] = {ROOT_GFID: pyfuse3.ROOT_INODE}
         #: the next node id to try for a gfid whose inode number cannot serve
         self._next_node = pyfuse3.ROOT_INODE + 1
@@ -175,16 +187,50 @@ class FuseBridge(pyfuse3.Operations):
 
     def _gfid(self, node: int) -> GFID:
         try:
-            return self._nodes[node].gfid
+            entry = self._nodes[node]
         except KeyError:
             raise pyfuse3.FUSEError(errno.ESTALE) from None
+        self._nodes.move_to_end(node)
+        return entry.gfid
 
-    def _remember(self, iatt: Iatt) -> int:
-        """The node id for a gfid the kernel is about to learn (lookup + 1)."""
+    def _remember(self, iatt: Iatt, parent: int, name: bytes) -> int:
+        """The node id for a gfid the kernel is about to learn (lookup + 1)
+        as `name` in directory node `parent`."""
         node = self._node_of(iatt.gfid)
-        self._nodes[node].lookups += 1
-        self.top.itable.lookup(iatt.gfid)
+        self._learned(node, parent, name)
         return node
+
+    def _learned(self, node: int, parent: int, name: bytes) -> None:
+        entry = self._nodes[node]
+        entry.lookups += 1
+        if parent:
+            entry.parent, entry.name = parent, name
+        if entry.invalidating:
+            entry.invalidating = False
+            self._invalidating -= 1
+        self._nodes.move_to_end(node)
+        self.top.itable.lookup(entry.gfid)
+        if self.lru_limit is not None and len(self._nodes) - self._invalidating > self.lru_limit:
+            self._shed()
+
+    def _shed(self) -> None:
+        """More nodes than lru-limit: ask the kernel to drop the least
+        recently used entries, so that its forgets bound this table and the
+        graph's (fuse-bridge's lru-limit invalidation).  Their forgets
+        arrive later; until then they are counted as going."""
+        excess = len(self._nodes) - self._invalidating - self.lru_limit
+        victims = []
+        for node, entry in self._nodes.items():
+            if len(victims) >= excess:
+                break
+            if node != pyfuse3.ROOT_INODE and not entry.invalidating and entry.name:
+                victims.append((node, entry))
+        for node, entry in victims:
+            entry.invalidating = True
+            self._invalidating += 1
+            # to the young end: the next shed starts at nodes not yet asked
+            self._nodes.move_to_end(node)
+            pyfuse3.invalidate_entry_async(entry.parent, entry.name, ignore_enoent=True)
 
     def _node_of(self, gfid: GFID) -> int:
         """The node id of `gfid`, made if the kernel does not know it yet:
@@ -203,9 +249,8 @@ class FuseBridge(pyfuse3.Operations):
         self._by_gfid[gfid] = node
         return node
 
-    def _entry(self, iatt: Iatt) -> pyfuse3.EntryAttributes:
-        attrs = self._attrs(iatt, self._remember(iatt))
-        return attrs
+    def _entry(self, iatt: Iatt, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
+        return self._attrs(iatt, self._remember(iatt, parent, name))
 
     def _attrs(self, iatt: Iatt, node: int) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
@@ -264,7 +309,7 @@ class FuseBridge(pyfuse3.Operations):
     async def lookup(self, parent_inode, name, ctx=None):
         with self._caller(ctx):
             reply = await self.top.lookup(self._child(parent_inode, name), None)
-        return self._entry(reply.iatt)
+        return self._entry(reply.iatt, parent_inode, name)
 
     async def forget(self, inode_list):
         for node, count in inode_list:
@@ -278,6 +323,8 @@ class FuseBridge(pyfuse3.Operations):
             if entry.lookups <= 0:
                 del self._nodes[node]
                 self._by_gfid.pop(entry.gfid, None)
+                if entry.invalidating:
+                    self._invalidating -= 1
 
     async def getattr(self, inode, ctx=None):
         gfid = self._gfid(inode)
@@ -345,28 +392,28 @@ class FuseBridge(pyfuse3.Operations):
         with self._caller(ctx):
             reply = await self.top.mknod(self._child(parent_inode, name), mode, rdev,
                                          ctx.umask, {GFID_REQ: GFID.random()})
-        return self._entry(reply.iatt)
+        return self._entry(reply.iatt, parent_inode, name)
 
     async def mkdir(self, parent_inode, name, mode, ctx):
         self._writable()
         with self._caller(ctx):
             reply = await self.top.mkdir(self._child(parent_inode, name), mode, ctx.umask,
                                          {GFID_REQ: GFID.random()})
-        return self._entry(reply.iatt)
+        return self._entry(reply.iatt, parent_inode, name)
 
     async def symlink(self, parent_inode, name, target, ctx):
         self._writable()
         with self._caller(ctx):
             reply = await self.top.symlink(os.fsdecode(target), self._child(parent_inode, name),
                                            ctx.umask, {GFID_REQ: GFID.random()})
-        return self._entry(reply.iatt)
+        return self._entry(reply.iatt, parent_inode, name)
 
     async def link(self, inode, new_parent_inode, new_name, ctx):
         self._writable()
         with self._caller(ctx):
             reply = await self.top.link(Loc(gfid=self._gfid(inode)),
                                         self._child(new_parent_inode, new_name), None)
-        return self._entry(reply.iatt)
+        return self._entry(reply.iatt, new_parent_inode, new_name)
 
     async def unlink(self, parent_inode, name, ctx):
         self._writable()
@@ -423,7 +470,7 @@ class FuseBridge(pyfuse3.Operations):
             reply = await self.top.create(self._child(parent_inode, name), flags | os.O_CREAT,
                                           mode, ctx.umask, fd, {GFID_REQ: GFID.random()})
         fd.gfid = reply.iatt.gfid
-        return self._file_info(fd), self._entry(reply.iatt)
+        return self._file_info(fd), self._entry(reply.iatt, parent_inode, name)
 
     def _fd(self, fh: int) -> Fd:
         try:
@@ -481,9 +528,15 @@ class FuseBridge(pyfuse3.Operations):
                                              self._attrs(entry.iatt, node), entry.off):
                     self._drop_if_unused(node)
                     return
-                self._nodes[node].lookups += 1  # readdir_reply counts as a lookup
-                self.top.itable.lookup(entry.iatt.gfid)
+                # readdir_reply counts as a lookup of the name in this directory
+                self._learned(node, self._by_gfid.get(fd.gfid, 0), os.fsencode(entry.name))
                 offset = entry.off
+
+    def dump_state(self) -> dict:
+        """What the bridge and the graph's inode table hold (statedumps)."""
+        return {"nodes": len(self._nodes), "invalidating": self._invalidating,
+                "lru_limit": self.lru_limit, "open_handles": len(self._handles),
+                "inode_table": self.top.itable.stats()}
 
     def _drop_if_unused(self, node: int) -> None:
         entry = self._nodes.get(node)

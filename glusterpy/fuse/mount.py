@@ -19,6 +19,7 @@ stops the old one - no remount, open files stay open.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import signal
@@ -301,6 +302,7 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
             async with trio.open_nursery() as nursery:
                 locks.nursery = nursery  # lock requests are answered from its tasks
                 nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+                nursery.start_soon(_statedump_on_signal, bridge)
                 if refetch is not None:
                     nursery.start_soon(_follow_volfile, refetch, graphs, bridge, [graph])
                 await pyfuse3.main()
@@ -319,6 +321,54 @@ async def _stop_on_signals(scope: trio.CancelScope) -> None:
         async for _ in signals:
             pyfuse3.terminate()
             return
+
+
+#: where SIGUSR1 writes a statedump (GlusterFS's default statedump path)
+STATEDUMP_DIR = "/var/run/gluster"
+
+
+def statedump_path(pid: int) -> str:
+    return os.path.join(STATEDUMP_DIR, f"glusterpy-mount.{pid}.dump")
+
+
+async def _statedump_on_signal(bridge: FuseBridge) -> None:
+    """SIGUSR1: write what the bridge and each translator of the graph in
+    use hold, as JSON, to statedump_path(pid) (GlusterFS's clients dump on
+    the same signal)."""
+    with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            state = {"bridge": bridge.dump_state(),
+                     "translators": {xl.name: _jsonable(xl.dump_state())
+                                     for xl in _translators(bridge.top)}}
+            path = statedump_path(os.getpid())
+            try:
+                os.makedirs(STATEDUMP_DIR, exist_ok=True)
+                tmp = path + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump(state, f, indent=1, default=repr)
+                os.replace(tmp, path)
+                log.info("statedump written to %s", path)
+            except OSError as e:
+                log.warning("statedump to %s failed: %s", path, e)
+
+
+def _translators(top) -> list:
+    seen, out, todo = set(), [], [top]
+    while todo:
+        xl = todo.pop()
+        if id(xl) not in seen:
+            seen.add(id(xl))
+            out.append(xl)
+            todo.extend(xl.children)
+    return out
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value, default=repr)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def run_mount(make_graph, mountpoint: str, opts: MountOptions, *,
