@@ -104,6 +104,10 @@ class _Md:
     xattrs: dict[str, Any] | None = None   # the cached keys that exist
     xa_time: float = 0.0          # when xattrs were loaded; 0: not valid
     generation: int = 0           # the invalidation that last touched it
+    #: names learned under this directory are valid while this stays; it
+    #: changes only when someone else changed the directory (an upcall), as
+    #: this client's own entry fops update the names they touch
+    dentry_epoch: int = 0
 
 
 class MdCache(Translator):
@@ -209,6 +213,14 @@ class MdCache(Translator):
             return None
         return md.xattrs
 
+    def _new_md(self, gfid: GFID) -> _Md:
+        # a fresh epoch: names learned under an earlier context of the same
+        # directory (dropped by the table since) are not taken for valid
+        self._generation += 1
+        md = _Md(dentry_epoch=self._generation)
+        self.itable.set_ctx(self, gfid, md)
+        return md
+
     def _invalidate(self, gfid: GFID | None, xattrs: bool = True) -> int:
         """Drop what is cached of the inode (its xattrs too unless told to
         keep them) and return the generation now stamped on it; replies of
@@ -216,10 +228,7 @@ class MdCache(Translator):
         if gfid is None or gfid == NULL_GFID:
             return -1
         self._generation += 1
-        md = self.itable.peek_ctx(self, gfid)
-        if md is None:
-            md = _Md()
-            self.itable.set_ctx(self, gfid, md)
+        md = self.itable.peek_ctx(self, gfid) or self._new_md(gfid)
         md.generation = self._generation
         md.ia_time = 0.0
         if xattrs:
@@ -234,8 +243,7 @@ class MdCache(Translator):
             return
         md = self.itable.peek_ctx(self, iatt.gfid)
         if md is None:
-            md = _Md()
-            self.itable.set_ctx(self, iatt.gfid, md)
+            md = self._new_md(iatt.gfid)
         elif incident < md.generation:
             return  # an invalidation came after this fop began
         if md.iatt is not None and md.ia_time and iatt.ctime_ns < md.iatt.ctime_ns:
@@ -277,12 +285,9 @@ class MdCache(Translator):
     def _learn(self, pargfid: GFID | None, name: str | None, gfid: GFID | None) -> None:
         if pargfid is None or not name or gfid is None or gfid == NULL_GFID:
             return
-        parent = self.itable.peek_ctx(self, pargfid)
-        if parent is None:
-            parent = _Md()
-            self.itable.set_ctx(self, pargfid, parent)
+        parent = self.itable.peek_ctx(self, pargfid) or self._new_md(pargfid)
         key = (pargfid, name)
-        self._dentries[key] = (gfid, parent.generation)
+        self._dentries[key] = (gfid, parent.dentry_epoch)
         self._dentries.move_to_end(key)
         while len(self._dentries) > DENTRY_LIMIT:
             self._dentries.popitem(last=False)
@@ -294,7 +299,7 @@ class MdCache(Translator):
             return None
         hit = self._dentries.get((pargfid, name))
         parent = self.itable.peek_ctx(self, pargfid)
-        if hit is None or parent is None or parent.generation != hit[1]:
+        if hit is None or parent is None or parent.dentry_epoch != hit[1]:
             return None
         return hit[0]
 
@@ -325,7 +330,11 @@ class MdCache(Translator):
                                    xdata=dict(cached_x) if xdata else None)
         self.stats["stat_miss"] += 1
         incident = self._generation
-        reply = await self.first_child.lookup(loc, self._request(xdata))
+        try:
+            reply = await self.first_child.lookup(loc, self._request(xdata))
+        except FopError:
+            self._dentries.pop((loc.pargfid, loc.name), None)
+            raise
         self._observe(reply.iatt, incident, reply.xdata, load_xattrs=True)
         self._observe(reply.postparent, incident)
         if loc.name is not None:
@@ -636,13 +645,15 @@ class MdCache(Translator):
         self.stats["upcalls"] += 1
         message = getattr(upcall, "message", None)
         flags = int(getattr(message, "flags", 0))
-        self._invalidate(getattr(upcall, "gfid", None))
+        gfids = [getattr(upcall, "gfid", None)]
         if flags & (UP_PARENT_TIMES | UP_RENAME | UP_NLINK):
-            for stat in (getattr(message, "parent_stat", None),
-                         getattr(message, "oldparent_stat", None)):
-                gfid = getattr(stat, "gfid", None)
-                if gfid is not None and gfid != NULL_GFID:
-                    self._invalidate(GFID(gfid), xattrs=False)
+            gfids += [getattr(stat, "gfid", None) for stat in (
+                getattr(message, "parent_stat", None), getattr(message, "oldparent_stat", None))]
+        for gfid in gfids:
+            if gfid is not None and gfid != NULL_GFID:
+                self._invalidate(GFID(gfid))
+                md = self.itable.peek_ctx(self, GFID(gfid))
+                md.dentry_epoch = self._generation  # its names may have changed
 
     def _drop_everything(self) -> None:
         for gfid, _md in self.itable.contexts(self):
