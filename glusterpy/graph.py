@@ -44,6 +44,7 @@ TYPE_ALIASES = {
     "performance/iocache": "performance/io-cache",
     "debug/iostats": "debug/io-stats",
     "features/posix-locks": "features/locks",
+    "performance/stat-prefetch": "performance/md-cache",
 }
 
 _TYPE_NAME = re.compile(r"[a-z][a-z0-9_-]*/[a-z][a-z0-9_-]*")
@@ -74,9 +75,11 @@ TRANSLATORS: dict[str, str] = {t: _module(t) for t in (
     "features/arbiter",
     "features/index",
     "features/locks",
+    "features/upcall",
     "features/utime",
     "performance/io-cache",
     "performance/io-threads",
+    "performance/md-cache",
     "performance/nl-cache",
     "performance/open-behind",
     "performance/quick-read",

@@ -53,6 +53,13 @@ def stack(volfile):
 test_posix_conformance = conformance_tests(stack(POSIX))
 test_io_cache_conformance = conformance_tests(stack(IO_CACHE))
 test_small_files_conformance = conformance_tests(stack(SMALL_FILES))
+test_md_cache_conformance = conformance_tests(stack(IO_CACHE + '''
+volume c-mdc
+    type performance/md-cache
+    option md-cache-timeout 600
+    subvolumes c-io-cache
+end-volume
+'''))
 
 
 async def test_the_suites_run_on_the_stacks_they_name(tmp_path):

@@ -36,6 +36,7 @@ def test_every_translator_module_is_registered():
 
 def test_aliases_and_unknown_types():
     assert translator_class("cluster/dht") is translator_class("cluster/distribute")
+    assert translator_class("performance/stat-prefetch") is translator_class("performance/md-cache")
     for unknown in ("performance/symlink-cache", "cluster/dht-layout", "nowhere/nothing", "x"):
         with pytest.raises(UnknownTranslatorType):
             translator_class(unknown)
