@@ -10,7 +10,8 @@ reads the virtual xattr CLIENTS_XATTR on the root, which protocol/server
 answers itself with its connections but the probe's (the bytes are the
 kernel's count for each TCP connection).  The node that got the request
 asks each peer holding bricks for its rows over the peer route
-``GET /api/v1/local/clients/{name}``, as for profile and the bricks' status.
+``GET /api/v1/local/clients/{name}``, as for profile and the bricks' status
+(the routes: glusterd/routes/clients.py).
 
 A row: {"brick", "host", "path", "node", "online", "clients": [{"hostname"
 HOST:PORT, "bytes_read", "bytes_written", "op_version", "process_name",
@@ -27,34 +28,8 @@ import trio
 
 from ..keys import CLIENTS_XATTR
 from . import volgen
-from .daemon import OpFailed
-from .handlers import volume_or_404
-from .http import ApiError, Response
+from .common import OpFailed
 from .profile import brick_xattr
-
-#: what GET .../status/clients answers (declared in the OpenAPI document)
-CLIENTS_SCHEMA = {
-    "type": "object", "required": ["volume", "bricks"],
-    "properties": {
-        "volume": {"type": "string"},
-        "bricks": {"type": "array", "items": {
-            "type": "object", "required": ["brick", "online", "clients"],
-            "properties": {
-                "brick": {"type": "string"}, "host": {"type": "string"},
-                "path": {"type": "string"}, "node": {"type": "string"},
-                "online": {"type": "boolean"},
-                "error": {"type": "string"},
-                "clients": {"type": ["array", "null"], "items": {
-                    "type": "object",
-                    "properties": {
-                        "hostname": {"type": "string", "description": "HOST:PORT"},
-                        "bytes_read": {"type": ["integer", "null"]},
-                        "bytes_written": {"type": ["integer", "null"]},
-                        "op_version": {"type": ["integer", "null"]},
-                        "process_name": {"type": "string"},
-                        "client_uid": {"type": "string"},
-                        "subvolume": {"type": "string"},
-                        "fds": {"type": "integer"}}}}}}}}}
 
 
 def _row(vol: dict, brick: dict, online: bool) -> dict:
@@ -120,33 +95,4 @@ async def cluster_clients(gd, name: str) -> dict:
         for b in vol["bricks"]]}
 
 
-def _started_volume(gd, name: str) -> dict:
-    vol = volume_or_404(gd, name)
-    if vol["status"] != "Started":
-        raise ApiError(400, f"Volume {name} is not started")
-    return vol
-
-
-async def get_status_clients(gd, req):
-    vol = _started_volume(gd, req.params["name"])
-    return Response(200, await cluster_clients(gd, vol["name"]))
-
-
-async def local_clients_handler(gd, req):
-    """Peer route: this node's bricks' rows."""
-    vol = _started_volume(gd, req.params["name"])
-    return Response(200, {"bricks": await local_clients(gd, vol["name"])})
-
-
-def routes(Route) -> list:
-    """The routes, as glusterd/api.py's Route objects."""
-    public = Route("GET", "/api/v1/volumes/{name}/status/clients", get_status_clients,
-                   "volume status NAME clients: per brick, the connected clients (address, "
-                   "bytes read and written, op-version)")
-    public.response_schema = CLIENTS_SCHEMA
-    return [public,
-            Route("GET", "/api/v1/local/clients/{name}", local_clients_handler,
-                  "this node's bricks' clients", internal=True)]
-
-
-__all__ = ["routes", "cluster_clients", "local_clients", "CLIENTS_SCHEMA"]
+__all__ = ["cluster_clients", "local_clients"]

@@ -9,11 +9,11 @@ then the same test inside):
   clients (gfapi, FUSE) and our bricks, served by `volfile_server.
   VolfileServer` over this node's volume directories;
 * HTTP/1.1 - a request line, whose first byte is an ASCII letter: the REST
-  API (glusterd/api.py) that the CLI, peers and future UIs use.
+  API (glusterd/routes/) that the CLI, peers and future UIs use.
 
 A unix socket, WORKDIR/run/glusterpyd.socket, serves the same to this
 node's root.  Who may do what over each is glusterd/trust.py's and
-glusterd/api.py's (`authorize`): root on the socket, tokens over TCP,
+glusterd/routes/api.py's (`authorize`): root on the socket, tokens over TCP,
 peers by their pinned certificate over TLS.  With WORKDIR/secure-access
 (glusterd's secure-access) the TCP port refuses plain text, except RPC from
 this node's own addresses (its bricks and daemons).
@@ -74,6 +74,7 @@ import trio
 from .. import localsock, pki
 from ..localsock import SOCKET_NAME
 from .bricks import BrickProcess
+from .common import VERSION, OpFailed
 from .http import PeerUnreachable, Response, request, serve_http
 from .ops import Cluster, prepare_brick_dirs, stage_local, unstamp
 from . import ops, volgen
@@ -95,11 +96,6 @@ LOCK_TIMEOUT = 180.0
 BRICK_UP_TIMEOUT = 30.0
 PEER_TIMEOUT = 60.0
 PEER_CHECK_TIMEOUT = 3.0
-VERSION = "glusterpy 0.1.0"
-
-
-class OpFailed(Exception):
-    """An operation refused or failed; the message is the CLI's reason."""
 
 
 class DaemonVolfileServer(VolfileServer):
@@ -254,7 +250,9 @@ class Glusterd:
         self.volfiles.address, self.volfiles.port = self.address, self.port
         local = await self._open_local_socket()
         self.export_secure_access()
-        from .api import make_app
+        # the one place the REST routes are wired in: services never import
+        # glusterd/routes/ (tests/test_glusterd_layout.py)
+        from .routes import make_app
         self.app = make_app(self)
         log.info("glusterpyd %s (node %s) listening on %s:%d and %s, workdir %s", VERSION,
                  self.uuid, self.address, self.port, self.socket_path, self.workdir)

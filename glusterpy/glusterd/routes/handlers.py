@@ -1,8 +1,8 @@
 """What glusterpyd's route handlers share: who asked, the volume a route
 names, and an operation run through the cluster transaction.
 
-The route modules (api.py and the ones it gathers: heal, rebalance_api,
-clients, tls_setup, ...) import these from here, so none of them imports
+The route modules (api.py and the ones it gathers: heal, rebalance,
+clients, profile, tls_setup, ...) import these from here, so none of them imports
 another route module for a helper and api.py is the only one that knows
 them all.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import volgen
-from .daemon import OpFailed
-from .http import ApiError, Request
+from .. import volgen
+from ..common import OpFailed
+from ..http import ApiError, Request
 
 if TYPE_CHECKING:
-    from .daemon import Glusterd
+    from ..daemon import Glusterd
 
 __all__ = ["flag", "peer_of", "run_transaction", "volume_or_404", "volume_view", "who_asked"]
 
