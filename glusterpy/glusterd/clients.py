@@ -22,6 +22,7 @@ clients and "online": false; a brick or peer that did not answer has an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import trio
@@ -29,15 +30,16 @@ import trio
 from ..keys import CLIENTS_XATTR
 from . import volgen
 from .common import OpFailed
+from .model import Brick, Volume
 from .profile import brick_xattr
 
 
-def _row(vol: dict, brick: dict, online: bool) -> dict:
-    return {"brick": volgen.brick_id(brick), "host": brick["host"], "path": brick["path"],
-            "node": brick["node"], "online": online, "clients": [] if not online else None}
+def _row(vol: Volume, brick: Brick, online: bool) -> dict:
+    return {"brick": volgen.brick_id(brick), "host": brick.host, "path": brick.path,
+            "node": brick.node, "online": online, "clients": [] if not online else None}
 
 
-async def _brick_row(vol: dict, brick: dict, online: bool) -> dict:
+async def _brick_row(vol: Volume, brick: Brick, online: bool) -> dict:
     row = _row(vol, brick, online)
     if not online:
         return row
@@ -58,13 +60,13 @@ async def local_clients(gd, name: str) -> list[dict]:
     """This node's bricks of volume `name`, each with its clients."""
     vol = gd.volumes[name]
     status = {r["path"]: r for r in gd.local_brick_status(name)}
-    local = [b for b in vol["bricks"] if b["node"] == gd.uuid]
+    local = [b for b in vol.bricks if b.node == gd.uuid]
     out: list[dict] = [{}] * len(local)
 
     async def one(i, b):
-        st = status.get(b["path"], {})
+        st = status.get(b.path, {})
         # the port the brick signed in with (status shows 0 when offline)
-        out[i] = await _brick_row(vol, dict(b, port=st.get("port") or b["port"]),
+        out[i] = await _brick_row(vol, dataclasses.replace(b, port=st.get("port") or b.port),
                                   bool(st.get("online")))
     async with trio.open_nursery() as nursery:
         for i, b in enumerate(local):
@@ -76,7 +78,7 @@ async def cluster_clients(gd, name: str) -> dict:
     """Every brick's row, in the volume's brick order."""
     vol = gd.volumes[name]
     rows = {(r["node"], r["path"]): r for r in await local_clients(gd, name)}
-    holders = {b["node"] for b in vol["bricks"]}
+    holders = {b.node for b in vol.bricks}
     for peer in gd.peers.values():
         if peer["uuid"] not in holders:
             continue
@@ -84,15 +86,15 @@ async def cluster_clients(gd, name: str) -> dict:
             doc = await gd.call_peer(peer, "GET", f"/api/v1/local/clients/{name}", timeout=30)
             rows.update({(r["node"], r["path"]): r for r in doc["bricks"]})
         except OpFailed as e:
-            for b in vol["bricks"]:
-                if b["node"] == peer["uuid"]:
-                    rows[(b["node"], b["path"])] = dict(
+            for b in vol.bricks:
+                if b.node == peer["uuid"]:
+                    rows[(b.node, b.path)] = dict(
                         _row(vol, b, False), clients=None,
                         error=f"{peer['hostnames'][0]} did not answer: {e}")
     return {"volume": name, "bricks": [
-        rows.get((b["node"], b["path"])) or dict(_row(vol, b, False), clients=None,
+        rows.get((b.node, b.path)) or dict(_row(vol, b, False), clients=None,
                                                   error="no node answered for this brick")
-        for b in vol["bricks"]]}
+        for b in vol.bricks]}
 
 
 __all__ = ["cluster_clients", "local_clients"]

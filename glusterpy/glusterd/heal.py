@@ -52,6 +52,7 @@ from ..fops import GFID, ROOT_GFID, Caller, FopError, Loc, caller
 from ..graph import Graph
 from . import ops, volgen
 from .common import OpFailed
+from .model import Volume
 from .shd import ShdUnavailable
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class HealRefused(Exception):
 # checks (glusterd_op_stage_heal_volume, glusterd_handle_heal_cmd, glfsheal)
 
 
-def _volume(gd: Glusterd, name: str) -> dict:
+def _volume(gd: Glusterd, name: str) -> Volume:
     try:
         ops.check_volname(name)
     except ValueError as e:
@@ -100,15 +101,15 @@ def _volume(gd: Glusterd, name: str) -> dict:
     return vol
 
 
-def _replicated(vol: dict) -> bool:
-    return vol["replica"] > 1
+def _replicated(vol: Volume) -> bool:
+    return vol.replica > 1
 
 
-def check_shd_op(gd: Glusterd, name: str, op: str) -> dict:
+def check_shd_op(gd: Glusterd, name: str, op: str) -> Volume:
     if op not in SHD_OPS:
         raise HealRefused(f"unknown heal operation {op!r} (one of {', '.join(SHD_OPS)})")
     vol = _volume(gd, name)
-    if vol["status"] != "Started":
+    if vol.status != "Started":
         raise HealRefused(f"Volume {name} is not started.")
     if not _replicated(vol):
         if op in ("index", "full"):
@@ -121,9 +122,9 @@ def check_shd_op(gd: Glusterd, name: str, op: str) -> dict:
     return vol
 
 
-def check_glfsheal(gd: Glusterd, name: str, what: str = "replicate") -> dict:
+def check_glfsheal(gd: Glusterd, name: str, what: str = "replicate") -> Volume:
     vol = _volume(gd, name)
-    if vol["status"] != "Started":
+    if vol.status != "Started":
         raise HealRefused(f"Volume {name} is not started (Or) All the bricks are not running.")
     if not _replicated(vol):
         raise HealRefused(f"This command is supported for only volumes of {what} type. "
@@ -139,7 +140,7 @@ async def local_shd_op(gd: Glusterd, name: str, op: str) -> dict:
     """This node's glustershd's answer for volume `name`: {"node", "sets"};
     HealRefused when this node's daemon is not there to ask."""
     vol = check_shd_op(gd, name, op)
-    if not any(b["node"] == gd.uuid for b in vol["bricks"]):
+    if not any(b.node == gd.uuid for b in vol.bricks):
         return {"node": gd.uuid, "sets": []}
     if not gd.shd.running:
         raise HealRefused(OFFLINE_MSG)
@@ -151,15 +152,15 @@ async def local_shd_op(gd: Glusterd, name: str, op: str) -> dict:
     return {"node": gd.uuid, "sets": reply.get("sets", [])}
 
 
-def _brick_index(vol: dict) -> dict[str, int]:
-    return {volgen.brick_id(b): i for i, b in enumerate(vol["bricks"])}
+def _brick_index(vol: Volume) -> dict[str, int]:
+    return {volgen.brick_id(b): i for i, b in enumerate(vol.bricks)}
 
 
 async def shd_op(gd: Glusterd, name: str, op: str) -> dict:
     """`heal NAME [full|statistics|statistics heal-count]` on the cluster."""
     vol = check_shd_op(gd, name, op)
     answers = [await local_shd_op(gd, name, op)]
-    holders = {b["node"] for b in vol["bricks"]}
+    holders = {b.node for b in vol.bricks}
     for peer in gd.peers.values():
         if peer["uuid"] not in holders:
             continue
@@ -179,8 +180,8 @@ async def shd_op(gd: Glusterd, name: str, op: str) -> dict:
                 i = index.get(child.get("brick"))
                 if i is None:
                     continue
-                owner = vol["bricks"][i]["node"]
-                row = dict(child, brick=volgen.brick_id(vol["bricks"][i]), number=i,
+                owner = vol.bricks[i].node
+                row = dict(child, brick=volgen.brick_id(vol.bricks[i]), number=i,
                            node=answer.get("node"))
                 old = rows.get(i)
                 # the daemon on the brick's own node speaks for it
@@ -198,10 +199,10 @@ async def shd_op(gd: Glusterd, name: str, op: str) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def heal_graph(vol: dict, resolve: bool = False):
+async def heal_graph(vol: Volume, resolve: bool = False):
     """The volume's client graph as glfsheal builds it; yields (graph, the
     replicate translators in set order).  HealRefused when no brick answers."""
-    name = vol["name"]
+    name = vol.name
     options = [f"{name}-replicate-*.background-self-heal-count=0"]
     if resolve:
         options += [f"{name}-replicate-*.{key}=on" for key in
@@ -209,7 +210,7 @@ async def heal_graph(vol: dict, resolve: bool = False):
     graph = Graph.from_text(volgen.client_volfile(vol, perf=False), f"{name} (glfsheal)",
                             options)
     sets = [graph.by_name[f"{name}-replicate-{i}"]
-            for i in range(len(vol["bricks"]) // vol["replica"])]
+            for i in range(len(vol.bricks) // vol.replica)]
     heard = trio.Event()
 
     def listener(event, source, data):
@@ -233,8 +234,8 @@ async def heal_graph(vol: dict, resolve: bool = False):
             caller.reset(token)
 
 
-def _set_and_child(vol: dict, brick_number: int) -> tuple[int, int]:
-    return divmod(brick_number, vol["replica"])
+def _set_and_child(vol: Volume, brick_number: int) -> tuple[int, int]:
+    return divmod(brick_number, vol.replica)
 
 
 async def heal_info(gd: Glusterd, name: str, split_brain_only: bool = False) -> dict:
@@ -243,7 +244,7 @@ async def heal_info(gd: Glusterd, name: str, split_brain_only: bool = False) -> 
     vol = check_glfsheal(gd, name, "replicate" if split_brain_only else "replicate/disperse")
     bricks = []
     async with heal_graph(vol) as (graph, sets):
-        for i, brick in enumerate(vol["bricks"]):
+        for i, brick in enumerate(vol.bricks):
             s, c = _set_and_child(vol, i)
             afr = sets[s]
             row: dict[str, Any] = {"brick": volgen.brick_id(brick), "number": i}
@@ -324,7 +325,7 @@ async def _resolve_on_sets(sets, gfid: GFID, policy: str, child_name: str | None
     return messages[0] if messages else os.strerror(errno.ENOENT)
 
 
-def _find_brick(gd: Glusterd, vol: dict, text: str) -> int:
+def _find_brick(gd: Glusterd, vol: Volume, text: str) -> int:
     """The number of brick HOST:/PATH in the volume (glfsheal matches the
     client's remote-host and remote-subvolume)."""
     bad = HealRefused(f"\"{text}\"- No such brick available in the volume.")
@@ -332,15 +333,15 @@ def _find_brick(gd: Glusterd, vol: dict, text: str) -> int:
         host, path = ops.parse_brick(text)
     except ValueError:
         raise bad from None
-    for i, b in enumerate(vol["bricks"]):
-        if b["path"] == path and b["host"] == host:
+    for i, b in enumerate(vol.bricks):
+        if b.path == path and b.host == host:
             return i
     try:
         node = gd.cluster().resolve_host(host)
     except ValueError:
         raise bad from None
-    for i, b in enumerate(vol["bricks"]):
-        if b["path"] == path and b["node"] == node:
+    for i, b in enumerate(vol.bricks):
+        if b.path == path and b.node == node:
             return i
     raise bad
 

@@ -2,20 +2,20 @@
 
 A volume is kept on disk as one JSON document (glusterd/store.py,
 WORKDIR/vols/NAME/info.json; its keys are described in glusterd/ops.py) and
-travels between peers in the same form inside a plan.  `Volume` and
-`Brick` are those documents as dataclasses: `from_json` reads a document,
-`to_json` gives it back with the same keys - a key a document did not have
-(an optional one: a brick's "arbiter" and "metadata", a volume's "device"
-and "profile") stays absent, and a key these records do not know (written
-by a newer glusterpy) is kept in `extra` and written back, so a store
-written before loads, and what is written loads in code that knows only
-dicts (tests/test_glusterd_model.py checks both against documents in the
-current format).
+travels between peers in the same form inside a plan and a join; in
+glusterpyd it is a `Volume` (gd.volumes, what ops.prepare_* compute, what
+volgen builds volfiles from).  `from_json` reads a document, `to_json`
+gives it back with the same keys - a key a document did not have (an
+optional one: a brick's "arbiter" and "metadata", a volume's "device" and
+"profile") stays absent, and a key these records do not know (written by
+a newer glusterpy) is kept in `extra` and written back - so a store
+written before loads, and what is written loads in the code before the
+records (tests/test_glusterd_model.py checks both against documents in
+that format).
 
 The only keys `to_json` adds are the core ones a document from an older
-glusterpy may lack and every reader already defaults ("tasks": {} - read
-as `vol.get("tasks", {})` - and "version", "arbiter", "stripe",
-"transport" with their creation values).
+glusterpy may lack, with the values its readers assumed ("tasks": {},
+"version", "arbiter", "stripe", "transport" as a volume is created).
 """
 
 from __future__ import annotations

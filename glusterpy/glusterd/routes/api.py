@@ -27,6 +27,7 @@ from . import heal as heal_routes, tls_setup as tls_setup_routes
 
 if TYPE_CHECKING:
     from ..daemon import Glusterd
+    from ..model import Volume
 
 
 @dataclass
@@ -236,29 +237,30 @@ async def _cluster_bricks(gd, name: str | None) -> list[dict]:
             out.extend(doc["bricks"])
         except OpFailed:
             for vol in gd.volumes.values():
-                if name is not None and vol["name"] != name:
+                if name is not None and vol.name != name:
                     continue
-                out.extend({"volume": vol["name"], "brick": volgen.brick_id(b),
-                            "host": b["host"], "path": b["path"], "node": b["node"],
+                out.extend({"volume": vol.name, "brick": volgen.brick_id(b),
+                            "host": b.host, "path": b.path, "node": b.node,
                             "port": 0, "online": False, "pid": None, "unreachable": True}
-                           for b in vol["bricks"] if b["node"] == peer["uuid"])
+                           for b in vol.bricks if b.node == peer["uuid"])
     return out
 
 
-def _status_of(gd, vol: dict, bricks: list[dict]) -> dict:
-    mine = {(b["node"], b["path"]): b for b in bricks if b["volume"] == vol["name"]}
-    rows = [mine.get((b["node"], b["path"]), {"brick": volgen.brick_id(b), "port": 0,
+def _status_of(gd, vol: Volume, bricks: list[dict]) -> dict:
+    # `bricks` are status rows (dicts); the volume's bricks are records
+    mine = {(b["node"], b["path"]): b for b in bricks if b["volume"] == vol.name}
+    rows = [mine.get((b.node, b.path), {"brick": volgen.brick_id(b), "port": 0,
                                                "online": False, "pid": None})
-            for b in vol["bricks"]]
-    return {"name": vol["name"], "status": vol["status"], "bricks": rows,
-            "tasks": vol.get("tasks", {})}
+            for b in vol.bricks]
+    return {"name": vol.name, "status": vol.status, "bricks": rows,
+            "tasks": vol.tasks}
 
 
 async def get_volume_status(gd, req):
     vol = volume_or_404(gd, req.params["name"])
-    if vol["status"] != "Started":
-        raise ApiError(400, f"Volume {vol['name']} is not started")
-    st = _status_of(gd, vol, await _cluster_bricks(gd, vol["name"]))
+    if vol.status != "Started":
+        raise ApiError(400, f"Volume {vol.name} is not started")
+    st = _status_of(gd, vol, await _cluster_bricks(gd, vol.name))
     await rebalance.annotate_tasks(gd, st)
     return Response(200, st)
 
@@ -266,7 +268,7 @@ async def get_volume_status(gd, req):
 async def get_status(gd, req):
     bricks = await _cluster_bricks(gd, None)
     sts = [_status_of(gd, v, bricks) for _, v in sorted(gd.volumes.items())
-           if v["status"] == "Started"]
+           if v.status == "Started"]
     for st in sts:
         await rebalance.annotate_tasks(gd, st)
     return Response(200, {"volumes": sts})
@@ -288,9 +290,9 @@ async def post_remove_brick(gd, req):
                                                              "bricks": body.get("bricks"),
                                                              "action": body.get("action")})
     vol = result["volume"]
-    doc = {"volume": volume_view(gd, vol), "task": vol.get("tasks", {}).get("remove-brick")}
-    if doc["task"] and vol["name"] in gd.volumes:   # every node's migration
-        doc["status"] = await gd.rebalance.cluster_status(vol["name"])
+    doc = {"volume": volume_view(gd, vol), "task": vol.tasks.get("remove-brick")}
+    if doc["task"] and vol.name in gd.volumes:   # every node's migration
+        doc["status"] = await gd.rebalance.cluster_status(vol.name)
     return Response(200, doc)
 
 
@@ -306,8 +308,8 @@ async def get_options(gd, req):
         wanted = [key]
     else:
         wanted = sorted(keys)
-    return Response(200, {"options": [{"key": k, "value": vol["options"].get(
-        k, keys[k].option.default if k in keys else None), "set": k in vol["options"]}
+    return Response(200, {"options": [{"key": k, "value": vol.options.get(
+        k, keys[k].option.default if k in keys else None), "set": k in vol.options}
         for k in wanted]})
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..clients import cluster_clients, local_clients
 from ..http import ApiError, Response
+from ..model import Volume
 from .handlers import volume_or_404
 
 #: what GET .../status/clients answers (declared in the OpenAPI document)
@@ -34,22 +35,22 @@ CLIENTS_SCHEMA = {
                         "fds": {"type": "integer"}}}}}}}}}
 
 
-def _started_volume(gd, name: str) -> dict:
+def _started_volume(gd, name: str) -> Volume:
     vol = volume_or_404(gd, name)
-    if vol["status"] != "Started":
+    if vol.status != "Started":
         raise ApiError(400, f"Volume {name} is not started")
     return vol
 
 
 async def get_status_clients(gd, req):
     vol = _started_volume(gd, req.params["name"])
-    return Response(200, await cluster_clients(gd, vol["name"]))
+    return Response(200, await cluster_clients(gd, vol.name))
 
 
 async def local_clients_handler(gd, req):
     """Peer route: this node's bricks' rows."""
     vol = _started_volume(gd, req.params["name"])
-    return Response(200, {"bricks": await local_clients(gd, vol["name"])})
+    return Response(200, {"bricks": await local_clients(gd, vol.name)})
 
 
 def routes(Route) -> list:

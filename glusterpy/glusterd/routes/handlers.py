@@ -17,6 +17,7 @@ from ..http import ApiError, Request
 
 if TYPE_CHECKING:
     from ..daemon import Glusterd
+    from ..model import Volume
 
 __all__ = ["flag", "peer_of", "run_transaction", "volume_or_404", "volume_view", "who_asked"]
 
@@ -44,18 +45,18 @@ def flag(value) -> bool:
     return value in (True, 1, "1", "true", "yes", "on", "force")
 
 
-def volume_or_404(gd: Glusterd, name: str) -> dict:
+def volume_or_404(gd: Glusterd, name: str) -> Volume:
     vol = gd.volumes.get(name)
     if vol is None:
         raise ApiError(404, f"Volume {name} does not exist")
     return vol
 
 
-def volume_view(gd: Glusterd, vol: dict) -> dict:
+def volume_view(gd: Glusterd, vol: Volume) -> dict:
     """A volume's document as the API shows it: its type and brick names added."""
-    view = dict(vol)
+    view = vol.to_json()
     view["type"] = volgen.volume_type(vol)
-    view["bricks"] = [dict(b, name=volgen.brick_id(b)) for b in vol["bricks"]]
+    view["bricks"] = [dict(b.to_json(), name=volgen.brick_id(b)) for b in vol.bricks]
     return view
 
 

@@ -23,17 +23,17 @@ async def post_profile(gd, req):
 
 async def get_profile(gd, req):
     vol = volume_or_404(gd, req.params["name"])
-    if not vol.get("profile"):
-        raise ApiError(400, f"Profile on Volume {vol['name']} is not started")
-    bricks = await local_profile(gd, vol["name"])
+    if not vol.profile:
+        raise ApiError(400, f"Profile on Volume {vol.name} is not started")
+    bricks = await local_profile(gd, vol.name)
     for peer in gd.peers.values():
         try:
-            doc = await gd.call_peer(peer, "GET", f"/api/v1/local/profile/{vol['name']}",
+            doc = await gd.call_peer(peer, "GET", f"/api/v1/local/profile/{vol.name}",
                                      timeout=30)
             bricks.extend(doc["bricks"])
         except OpFailed as e:
             bricks.append({"brick": peer["hostnames"][0], "error": str(e)})
-    return Response(200, {"volume": vol["name"], "bricks": bricks})
+    return Response(200, {"volume": vol.name, "bricks": bricks})
 
 
 async def local_profile_handler(gd, req):

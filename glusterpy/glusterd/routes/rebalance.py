@@ -60,9 +60,9 @@ async def post_rebalance(gd, req):
     result = await run_transaction(gd, req, "rebalance",
                                    {"name": req.params["name"], "action": action, "force": force})
     vol = result["volume"]
-    doc = {"volume": volume_view(gd, vol), "task": vol["tasks"].get("rebalance")}
+    doc = {"volume": volume_view(gd, vol), "task": vol.tasks.get("rebalance")}
     if action == "stop":
-        doc["status"] = await gd.rebalance.cluster_status(vol["name"])
+        doc["status"] = await gd.rebalance.cluster_status(vol.name)
     return Response(200, doc)
 
 
@@ -70,16 +70,16 @@ async def get_rebalance(gd, req):
     vol = volume_or_404(gd, req.params["name"])
     kind, task = active_task(vol)
     if kind != "rebalance":
-        raise ApiError(400, f"Rebalance not started for volume {vol['name']}.")
-    return Response(200, await gd.rebalance.cluster_status(vol["name"]))
+        raise ApiError(400, f"Rebalance not started for volume {vol.name}.")
+    return Response(200, await gd.rebalance.cluster_status(vol.name))
 
 
 async def get_remove_brick(gd, req):
     vol = volume_or_404(gd, req.params["name"])
     kind, task = active_task(vol)
     if kind != "remove-brick":
-        raise ApiError(400, f"remove-brick not started for volume {vol['name']}.")
-    return Response(200, await gd.rebalance.cluster_status(vol["name"]))
+        raise ApiError(400, f"remove-brick not started for volume {vol.name}.")
+    return Response(200, await gd.rebalance.cluster_status(vol.name))
 
 
 async def local_rebalance(gd, req):
