@@ -143,7 +143,8 @@ def record(vol: dict) -> dict:
     """The searchable fields of a volume document (GET /api/v1/volumes)."""
     from .glusterd import volgen
     return {"name": vol["name"],
-            "type": (vol.get("type") or volgen.volume_type(vol)).lower(),
+            "type": (vol.get("type") or volgen.type_name(
+                vol["replica"], vol["stripe"], len(vol["bricks"]))).lower(),
             "transport_type": vol.get("transport", "tcp"),
             "replica_count": int(vol.get("replica", 1)),
             "stripe_count": int(vol.get("stripe", 1)),

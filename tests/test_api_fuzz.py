@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glusterpy.glusterd.api import ROUTES
+from glusterpy.glusterd.routes import ROUTES
 from test_glusterd_support import Daemon, raw_http, snapshot
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "BREW"]

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from glusterpy.glusterd import ops
+from glusterpy.glusterd.model import Brick, Volume
 from test_glusterd_support import free_port, running_daemon, snapshot
 
 live = pytest.mark.skipif(os.geteuid() != 0, reason="bricks need trusted.* xattrs (root)")
@@ -168,9 +169,9 @@ def test_a_volume_group_in_use_is_never_a_device_lv_brick(tmp_path, monkeypatch)
                 if vg == "system" else {"img": lv("img", "-wi-a-----")}
             return SimpleNamespace(lvs=lvs)
     monkeypatch.setattr(bd, "Lvm", FakeLvm)
-    vol = {"name": "v", "device": "lv", "bricks": []}
+    vol = Volume(name="v", id="", device="lv")
     for force in (False, True):
         with pytest.raises(ValueError, match="in use on this node .root"):
-            ops._stage_vg_brick(tmp_path, vol, {"host": "h", "path": "/system"}, force)
-    assert ops._stage_vg_brick(tmp_path, vol, {"host": "h", "path": "/vg0"}, False) == \
+            ops._stage_vg_brick(tmp_path, vol, Brick(host="h", path="/system", node=""), force)
+    assert ops._stage_vg_brick(tmp_path, vol, Brick(host="h", path="/vg0", node=""), False) == \
         str(tmp_path / "bd" / "v" / "vg0")

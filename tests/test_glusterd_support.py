@@ -208,7 +208,7 @@ def raw_http(method: str, path: str, body: bytes | None = None, headers: dict | 
         conn.close()
     ctype = resp.getheader("content-type") or ""
     if data and not ctype.startswith("application/json"):
-        # the web console's files (glusterd/console.py): the API answers JSON only
+        # the web console's files (glusterd/routes/console.py): the API answers JSON only
         return resp.status, {"content_type": ctype, "text": data.decode("utf-8", "replace")}
     return resp.status, json.loads(data or b"{}")
 

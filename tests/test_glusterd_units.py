@@ -3,6 +3,7 @@ shared port (RPC and HTTP told apart by their first byte)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 
@@ -15,17 +16,22 @@ from glusterpy.cli.gluster_cmd import format_info
 from glusterpy.glusterd import ops, volgen
 from glusterpy.glusterd.daemon import Glusterd
 from glusterpy.glusterd.http import request
+from glusterpy.glusterd.model import Volume
 from glusterpy.glusterd.store import Store, write_atomic
 from glusterpy.graph import Graph
 
 
-def volume(**kw) -> dict:
+def volume_doc(**kw) -> dict:
     vol = {"name": "vm", "id": str(uuid.uuid4()), "status": "Created", "replica": 1,
            "arbiter": 0, "stripe": 1, "transport": "tcp", "options": {}, "tasks": {},
            "bricks": [{"host": "node1", "path": "/srv/b1", "node": "u1", "port": 49152},
                       {"host": "node2", "path": "/srv/b2", "node": "u2", "port": 49153}]}
     vol.update(kw)
     return vol
+
+
+def volume(**kw) -> Volume:
+    return Volume.from_json(volume_doc(**kw))
 
 
 def test_volfiles_follow_glusterd_names_and_shapes():
@@ -43,7 +49,7 @@ def test_volfiles_follow_glusterd_names_and_shapes():
     assert brick.top.type == "protocol/server" and brick.top.subvolumes == ["/srv/b1"]
     assert brick.top.options["auth.addr./srv/b1.allow"] == "*"
     assert brick["vm-posix"].options["directory"] == "/srv/b1"
-    assert brick["vm-posix"].options["volume-id"] == vol["id"]
+    assert brick["vm-posix"].options["volume-id"] == vol.id
     assert brick["/srv/b1"].type == "debug/io-stats"  # io-stats named by the brick path
     # io-threads between io-stats and locks, as glusterd's brick graph has it
     assert brick["/srv/b1"].subvolumes == ["vm-io-threads"]
@@ -81,23 +87,23 @@ def test_volume_set_keys_reach_their_translators():
     client = vf.parses(volgen.client_volfile(vol))
     assert "performance/io-cache" not in {v.type for v in client.volumes}
     assert client["vm-client-1"].options["ping-timeout"] == "7"
-    brick = vf.parses(volgen.brick_volfile(vol, vol["bricks"][1]))
+    brick = vf.parses(volgen.brick_volfile(vol, vol.bricks[1]))
     assert brick.top.options["auth.addr./srv/b2.allow"] == "10.0.0.*"
-    vol["options"]["performance.io-cache"] = "on"
+    vol.options["performance.io-cache"] = "on"
     assert vf.parses(volgen.client_volfile(vol))["vm-io-cache"].options["cache-size"] == "64MB"
     # GlusterFS 8's name for the same option
-    vol["options"] = {"performance.io-cache-size": "80MB"}
+    vol.options = {"performance.io-cache-size": "80MB"}
     assert vf.parses(volgen.client_volfile(vol))["vm-io-cache"].options["cache-size"] == "80MB"
     # glusterd's keys switch the translators glusterpy lacks as well
-    vol["options"] = {"performance.write-behind": "off", "performance.stat-prefetch": "off"}
+    vol.options = {"performance.write-behind": "off", "performance.stat-prefetch": "off"}
     types = {v.type for v in vf.parses(volgen.client_volfile(vol)).volumes}
     assert "performance/write-behind" not in types and "performance/md-cache" not in types
     assert "performance/quick-read" in types
     # side-specific keys reach one side's io-stats only
-    vol["options"] = {"diagnostics.brick-log-level": "DEBUG",
+    vol.options = {"diagnostics.brick-log-level": "DEBUG",
                       "diagnostics.client-log-level": "WARNING"}
     assert vf.parses(volgen.client_volfile(vol))["vm"].options["log-level"] == "WARNING"
-    brick = vf.parses(volgen.brick_volfile(vol, vol["bricks"][0]))
+    brick = vf.parses(volgen.brick_volfile(vol, vol.bricks[0]))
     assert brick["/srv/b1"].options["log-level"] == "DEBUG"
 
 
@@ -118,10 +124,10 @@ def test_stripe_and_replica_sets():
 
 def test_needs_restart_only_for_shape_or_fixed_options():
     vol = volume()
-    a = volgen.brick_volfile(vol, vol["bricks"][0])
-    vol["options"]["auth.allow"] = "127.0.0.1"
-    assert not volgen.needs_restart(a, volgen.brick_volfile(vol, vol["bricks"][0]))
-    moved = dict(vol["bricks"][0], port=50000)
+    a = volgen.brick_volfile(vol, vol.bricks[0])
+    vol.options["auth.allow"] = "127.0.0.1"
+    assert not volgen.needs_restart(a, volgen.brick_volfile(vol, vol.bricks[0]))
+    moved = dataclasses.replace(vol.bricks[0], port=50000)
     assert volgen.needs_restart(a, volgen.brick_volfile(vol, moved))  # listen-port is fixed
 
 
@@ -184,7 +190,7 @@ def test_global_options_before_the_command_are_parsed_once():
 
 
 def test_info_format_of_an_arbiter_volume():
-    vol = volume(replica=3, arbiter=1, bricks=[
+    vol = volume_doc(replica=3, arbiter=1, bricks=[
         {"host": "h", "path": f"/a{i}", "node": "u", "port": 0, "name": f"h:/a{i}",
          **({"arbiter": True} if i == 2 else {})} for i in range(3)])
     vol["type"] = "Replicate"

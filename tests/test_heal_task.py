@@ -19,10 +19,12 @@ import time
 import pytest
 
 from glusterpy.gfapi import Volume
+from glusterpy.glusterd import model
 from glusterpy.glusterd.heal_task import RATE_WINDOW, HealTask
 from test_glusterd_support import running_daemon, wait_for
 
-VOL = {"name": "v", "bricks": [{"host": "h", "path": f"/b{i}", "node": "n"} for i in range(3)]}
+VOL = model.Volume(name="v", id="", bricks=[model.Brick(host="h", path=f"/b{i}", node="n")
+                                            for i in range(3)])
 B = [f"h:/b{i}" for i in range(3)]
 
 

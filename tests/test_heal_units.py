@@ -13,17 +13,18 @@ import pytest
 from glusterpy import volfile as vf
 from glusterpy.cli import heal_cmd
 from glusterpy.glusterd import volgen
+from glusterpy.glusterd.model import Volume
 from glusterpy.graph import Graph
 
 SAMPLES = Path("/work/shared/glusterfs10-samples/volfiles")
 
-def rep3(**kw) -> dict:
+def rep3(**kw) -> Volume:
     vol = {"name": "rep3", "id": str(uuid.uuid4()), "status": "Started", "replica": 3,
            "arbiter": 0, "stripe": 1, "transport": "tcp", "options": {}, "tasks": {},
            "bricks": [{"host": "vm", "path": f"/srv/r{i}", "node": str(uuid.uuid4()),
                        "port": 49152 + i} for i in (1, 2, 3)]}
     vol.update(kw)
-    return vol
+    return Volume.from_json(vol)
 
 
 def chain(volfile: vf.Volfile) -> list[str]:
@@ -38,7 +39,7 @@ def chain(volfile: vf.Volfile) -> list[str]:
 
 def test_brick_graph_has_the_index_where_glusterd_puts_it():
     vol = rep3()
-    mine = vf.parses(volgen.brick_volfile(vol, vol["bricks"][0]))
+    mine = vf.parses(volgen.brick_volfile(vol, vol.bricks[0]))
     order = chain(mine)
     # GlusterFS's server_graph_table: io-stats, index, ..., io-threads, ..., locks
     assert order[order.index("features/index") - 1:order.index("features/index") + 3] == \
@@ -48,19 +49,19 @@ def test_brick_graph_has_the_index_where_glusterd_puts_it():
         theirs = vf.load(SAMPLES / "rep3.vm.srv-r1.vol")["rep3-index"].options
         for key in ("xattrop-pending-watchlist", "xattrop-dirty-watchlist", "index-base"):
             assert index[key] == theirs[key], key
-    assert mine["rep3-posix"].options["glusterd-uuid"] == vol["bricks"][0]["node"]
+    assert mine["rep3-posix"].options["glusterd-uuid"] == vol.bricks[0].node
     Graph(mine)
     # an arbiter brick: posix -> arbiter -> locks -> io-threads -> index, as
     # glusterd stacks them
     arb = rep3(arbiter=1)
-    arb["bricks"][2]["arbiter"] = True
-    order = chain(vf.parses(volgen.brick_volfile(arb, arb["bricks"][2])))
+    arb.bricks[2].arbiter = True
+    order = chain(vf.parses(volgen.brick_volfile(arb, arb.bricks[2])))
     assert order[-5:] == ["features/index", "performance/io-threads", "features/locks",
                           "features/arbiter", "storage/posix"]
     # not on a distribute volume's bricks
     dist = rep3(replica=1)
     assert "features/index" not in chain(vf.parses(volgen.brick_volfile(dist,
-                                                                        dist["bricks"][0])))
+                                                                        dist.bricks[0])))
     assert "rep3-shd.vol" not in volgen.volfiles(dist)
 
 

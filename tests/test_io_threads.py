@@ -525,11 +525,13 @@ async def test_buffered_reads_hit_the_page_cache_inline(brick, slow_preadv):
 
 async def test_volume_set_reaches_the_brick_volfile():
     from glusterpy.glusterd import volgen
-    vol = {"name": "vm", "id": "6a1b0a5e-3f77-4c8c-9e38-1b7d1cde5a10", "replica": 1,
-           "stripe": 1, "options": {"performance.io-thread-count": "32",
-                                    "performance.low-prio-threads": "8"},
-           "bricks": [{"host": "127.0.0.1", "path": "/srv/b1", "node": "u1"}]}
-    brick_vf = vf.parses(volgen.brick_volfile(vol, vol["bricks"][0]))
+    from glusterpy.glusterd.model import Volume
+    vol = Volume.from_json({
+        "name": "vm", "id": "6a1b0a5e-3f77-4c8c-9e38-1b7d1cde5a10", "replica": 1,
+        "stripe": 1, "options": {"performance.io-thread-count": "32",
+                                 "performance.low-prio-threads": "8"},
+        "bricks": [{"host": "127.0.0.1", "path": "/srv/b1", "node": "u1"}]})
+    brick_vf = vf.parses(volgen.brick_volfile(vol, vol.bricks[0]))
     iot = [v for v in brick_vf.volumes if v.type == "performance/io-threads"]
     assert len(iot) == 1
     assert iot[0].options == {"thread-count": "32", "low-prio-threads": "8"}

@@ -330,14 +330,16 @@ def test_option_values_are_checked():
 def test_volume_set_keys_reach_the_volfiles():
     from glusterpy import volfile as vf
     from glusterpy.glusterd import volgen
-    vol = {"name": "v", "id": "5b2a8a3a-0f55-4f5e-9a4c-2f1a3a9b1c00", "replica": 1,
-           "stripe": 1, "type": "Distribute",
-           "bricks": [{"host": "h1", "path": "/b/one", "port": 49200,
-                       "node": "6f1c8a4e-3d1b-4c8e-9a58-0c1f2b3a4d5e"}],
-           "options": {"client.ssl": "on", "server.ssl": "on", "auth.ssl-allow": "n1,n2",
-                       "ssl.certificate-depth": "2", "ssl.cipher-list": "HIGH",
-                       "ssl.own-cert": "/x/own.pem", "ssl.ca-list": "/x/ca"}}
-    brick = vf.parses(volgen.brick_volfile(vol, vol["bricks"][0]))
+    from glusterpy.glusterd.model import Volume
+    vol = Volume.from_json({
+        "name": "v", "id": "5b2a8a3a-0f55-4f5e-9a4c-2f1a3a9b1c00", "replica": 1,
+        "stripe": 1, "type": "Distribute",
+        "bricks": [{"host": "h1", "path": "/b/one", "port": 49200,
+                    "node": "6f1c8a4e-3d1b-4c8e-9a58-0c1f2b3a4d5e"}],
+        "options": {"client.ssl": "on", "server.ssl": "on", "auth.ssl-allow": "n1,n2",
+                    "ssl.certificate-depth": "2", "ssl.cipher-list": "HIGH",
+                    "ssl.own-cert": "/x/own.pem", "ssl.ca-list": "/x/ca"}})
+    brick = vf.parses(volgen.brick_volfile(vol, vol.bricks[0]))
     server = next(v for v in brick.volumes if v.type == "protocol/server")
     assert server.options["transport.socket.ssl-enabled"] == "on"
     assert server.options["auth.login./b/one.ssl-allow"] == "n1,n2"
@@ -351,7 +353,7 @@ def test_volume_set_keys_reach_the_volfiles():
     assert proto.options["transport.socket.ssl-cert-depth"] == "2"
     assert not any("ssl-allow" in k for k in proto.options)
     # the brief's short name for the depth is the same option
-    vol["options"] = {"ssl.cert-depth": "3"}
+    vol.options = {"ssl.cert-depth": "3"}
     client = vf.parses(volgen.client_volfile(vol))
     proto = next(v for v in client.volumes if v.type == "protocol/client")
     assert proto.options["transport.socket.ssl-cert-depth"] == "3"

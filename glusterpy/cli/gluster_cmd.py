@@ -727,7 +727,7 @@ def v_log(client, opts, w) -> int:
 
 
 def _who_text(who: dict) -> str:
-    """Who asked, as the daemon proved it (glusterd/api.py `principal`)."""
+    """Who asked, as the daemon proved it (glusterd/routes/api.py `principal`)."""
     kind = who.get("kind")
     if kind == "local":
         return f"{who.get('user') or '?'}(uid {who.get('uid')}) on the node"

@@ -7,7 +7,7 @@
     volume remove-brick NAME BRICK... start|status [--watch]
 
 The commands are REST calls to glusterpyd (glusterpy/glusterd/
-rebalance_api.py) and print what the gluster CLI prints
+routes/rebalance.py) and print what the gluster CLI prints
 (cli-rpc-ops.c): "volume rebalance: NAME: success: Rebalance on NAME has
 been started successfully. ... ID: ...", and for status the per-node table
 of gf_cli_print_rebalance_status - Node, Rebalanced-files, size (in

@@ -10,7 +10,8 @@ reads the virtual xattr CLIENTS_XATTR on the root, which protocol/server
 answers itself with its connections but the probe's (the bytes are the
 kernel's count for each TCP connection).  The node that got the request
 asks each peer holding bricks for its rows over the peer route
-``GET /api/v1/local/clients/{name}``, as for profile and the bricks' status.
+``GET /api/v1/local/clients/{name}``, as for profile and the bricks' status
+(the routes: glusterd/routes/clients.py).
 
 A row: {"brick", "host", "path", "node", "online", "clients": [{"hostname"
 HOST:PORT, "bytes_read", "bytes_written", "op_version", "process_name",
@@ -21,48 +22,24 @@ clients and "online": false; a brick or peer that did not answer has an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import trio
 
 from ..keys import CLIENTS_XATTR
 from . import volgen
-from .daemon import OpFailed
-from .handlers import volume_or_404
-from .http import ApiError, Response
+from .common import OpFailed
+from .model import Brick, Volume
 from .profile import brick_xattr
 
-#: what GET .../status/clients answers (declared in the OpenAPI document)
-CLIENTS_SCHEMA = {
-    "type": "object", "required": ["volume", "bricks"],
-    "properties": {
-        "volume": {"type": "string"},
-        "bricks": {"type": "array", "items": {
-            "type": "object", "required": ["brick", "online", "clients"],
-            "properties": {
-                "brick": {"type": "string"}, "host": {"type": "string"},
-                "path": {"type": "string"}, "node": {"type": "string"},
-                "online": {"type": "boolean"},
-                "error": {"type": "string"},
-                "clients": {"type": ["array", "null"], "items": {
-                    "type": "object",
-                    "properties": {
-                        "hostname": {"type": "string", "description": "HOST:PORT"},
-                        "bytes_read": {"type": ["integer", "null"]},
-                        "bytes_written": {"type": ["integer", "null"]},
-                        "op_version": {"type": ["integer", "null"]},
-                        "process_name": {"type": "string"},
-                        "client_uid": {"type": "string"},
-                        "subvolume": {"type": "string"},
-                        "fds": {"type": "integer"}}}}}}}}}
+
+def _row(vol: Volume, brick: Brick, online: bool) -> dict:
+    return {"brick": volgen.brick_id(brick), "host": brick.host, "path": brick.path,
+            "node": brick.node, "online": online, "clients": [] if not online else None}
 
 
-def _row(vol: dict, brick: dict, online: bool) -> dict:
-    return {"brick": volgen.brick_id(brick), "host": brick["host"], "path": brick["path"],
-            "node": brick["node"], "online": online, "clients": [] if not online else None}
-
-
-async def _brick_row(vol: dict, brick: dict, online: bool) -> dict:
+async def _brick_row(vol: Volume, brick: Brick, online: bool) -> dict:
     row = _row(vol, brick, online)
     if not online:
         return row
@@ -83,13 +60,13 @@ async def local_clients(gd, name: str) -> list[dict]:
     """This node's bricks of volume `name`, each with its clients."""
     vol = gd.volumes[name]
     status = {r["path"]: r for r in gd.local_brick_status(name)}
-    local = [b for b in vol["bricks"] if b["node"] == gd.uuid]
+    local = [b for b in vol.bricks if b.node == gd.uuid]
     out: list[dict] = [{}] * len(local)
 
     async def one(i, b):
-        st = status.get(b["path"], {})
+        st = status.get(b.path, {})
         # the port the brick signed in with (status shows 0 when offline)
-        out[i] = await _brick_row(vol, dict(b, port=st.get("port") or b["port"]),
+        out[i] = await _brick_row(vol, dataclasses.replace(b, port=st.get("port") or b.port),
                                   bool(st.get("online")))
     async with trio.open_nursery() as nursery:
         for i, b in enumerate(local):
@@ -101,7 +78,7 @@ async def cluster_clients(gd, name: str) -> dict:
     """Every brick's row, in the volume's brick order."""
     vol = gd.volumes[name]
     rows = {(r["node"], r["path"]): r for r in await local_clients(gd, name)}
-    holders = {b["node"] for b in vol["bricks"]}
+    holders = {b.node for b in vol.bricks}
     for peer in gd.peers.values():
         if peer["uuid"] not in holders:
             continue
@@ -109,44 +86,15 @@ async def cluster_clients(gd, name: str) -> dict:
             doc = await gd.call_peer(peer, "GET", f"/api/v1/local/clients/{name}", timeout=30)
             rows.update({(r["node"], r["path"]): r for r in doc["bricks"]})
         except OpFailed as e:
-            for b in vol["bricks"]:
-                if b["node"] == peer["uuid"]:
-                    rows[(b["node"], b["path"])] = dict(
+            for b in vol.bricks:
+                if b.node == peer["uuid"]:
+                    rows[(b.node, b.path)] = dict(
                         _row(vol, b, False), clients=None,
                         error=f"{peer['hostnames'][0]} did not answer: {e}")
     return {"volume": name, "bricks": [
-        rows.get((b["node"], b["path"])) or dict(_row(vol, b, False), clients=None,
+        rows.get((b.node, b.path)) or dict(_row(vol, b, False), clients=None,
                                                   error="no node answered for this brick")
-        for b in vol["bricks"]]}
+        for b in vol.bricks]}
 
 
-def _started_volume(gd, name: str) -> dict:
-    vol = volume_or_404(gd, name)
-    if vol["status"] != "Started":
-        raise ApiError(400, f"Volume {name} is not started")
-    return vol
-
-
-async def get_status_clients(gd, req):
-    vol = _started_volume(gd, req.params["name"])
-    return Response(200, await cluster_clients(gd, vol["name"]))
-
-
-async def local_clients_handler(gd, req):
-    """Peer route: this node's bricks' rows."""
-    vol = _started_volume(gd, req.params["name"])
-    return Response(200, {"bricks": await local_clients(gd, vol["name"])})
-
-
-def routes(Route) -> list:
-    """The routes, as glusterd/api.py's Route objects."""
-    public = Route("GET", "/api/v1/volumes/{name}/status/clients", get_status_clients,
-                   "volume status NAME clients: per brick, the connected clients (address, "
-                   "bytes read and written, op-version)")
-    public.response_schema = CLIENTS_SCHEMA
-    return [public,
-            Route("GET", "/api/v1/local/clients/{name}", local_clients_handler,
-                  "this node's bricks' clients", internal=True)]
-
-
-__all__ = ["routes", "cluster_clients", "local_clients", "CLIENTS_SCHEMA"]
+__all__ = ["cluster_clients", "local_clients"]

@@ -9,11 +9,11 @@ then the same test inside):
   clients (gfapi, FUSE) and our bricks, served by `volfile_server.
   VolfileServer` over this node's volume directories;
 * HTTP/1.1 - a request line, whose first byte is an ASCII letter: the REST
-  API (glusterd/api.py) that the CLI, peers and future UIs use.
+  API (glusterd/routes/) that the CLI, peers and future UIs use.
 
 A unix socket, WORKDIR/run/glusterpyd.socket, serves the same to this
 node's root.  Who may do what over each is glusterd/trust.py's and
-glusterd/api.py's (`authorize`): root on the socket, tokens over TCP,
+glusterd/routes/api.py's (`authorize`): root on the socket, tokens over TCP,
 peers by their pinned certificate over TLS.  With WORKDIR/secure-access
 (glusterd's secure-access) the TCP port refuses plain text, except RPC from
 this node's own addresses (its bricks and daemons).
@@ -74,6 +74,8 @@ import trio
 from .. import localsock, pki
 from ..localsock import SOCKET_NAME
 from .bricks import BrickProcess
+from .common import VERSION, OpFailed
+from .model import Brick, Volume
 from .http import PeerUnreachable, Response, request, serve_http
 from .ops import Cluster, prepare_brick_dirs, stage_local, unstamp
 from . import ops, volgen
@@ -95,11 +97,6 @@ LOCK_TIMEOUT = 180.0
 BRICK_UP_TIMEOUT = 30.0
 PEER_TIMEOUT = 60.0
 PEER_CHECK_TIMEOUT = 3.0
-VERSION = "glusterpy 0.1.0"
-
-
-class OpFailed(Exception):
-    """An operation refused or failed; the message is the CLI's reason."""
 
 
 class DaemonVolfileServer(VolfileServer):
@@ -193,6 +190,11 @@ def _check_member(node) -> None:
         raise OpFailed(f"member {node['uuid']}: bad certificate ({e})") from None
 
 
+def _record(doc: dict | None) -> Volume | None:
+    """A plan's volume document (None: no volume) as the record."""
+    return Volume.from_json(doc) if doc is not None else None
+
+
 def _disk_use(path: str) -> dict:
     """The brick's file system, as `volume status detail` shows it (the web
     console's capacity chart); nothing for a brick that is not a directory
@@ -228,7 +230,7 @@ class Glusterd:
         self.socket_path = self.store.run_dir / SOCKET_NAME
         #: what the environment said before management TLS changed it
         self._secure_access_env = os.environ.get(tls.SECURE_ACCESS_ENV)
-        self.volumes: dict[str, dict] = self.store.volumes()
+        self.volumes: dict[str, Volume] = self.store.volumes()
         self.portmap = PortmapRegistry()
         self.volfiles = DaemonVolfileServer(self.store.vols, self.portmap)
         self.bricks: dict[tuple[str, str], BrickProcess] = {}
@@ -254,7 +256,9 @@ class Glusterd:
         self.volfiles.address, self.volfiles.port = self.address, self.port
         local = await self._open_local_socket()
         self.export_secure_access()
-        from .api import make_app
+        # the one place the REST routes are wired in: services never import
+        # glusterd/routes/ (tests/test_glusterd_layout.py)
+        from .routes import make_app
         self.app = make_app(self)
         log.info("glusterpyd %s (node %s) listening on %s:%d and %s, workdir %s", VERSION,
                  self.uuid, self.address, self.port, self.socket_path, self.workdir)
@@ -439,12 +443,12 @@ class Glusterd:
         self.store.save_volume(vol, volgen.volfiles(vol))
         await self._reconcile(name, old_texts, adopt=True)
 
-    def _brick_process(self, vol: dict, brick: dict) -> BrickProcess:
-        safe = brick["path"].strip("/").replace("/", "-")
+    def _brick_process(self, vol: Volume, brick: Brick) -> BrickProcess:
+        safe = brick.path.strip("/").replace("/", "-")
         return BrickProcess(
-            volume=vol["name"], path=brick["path"],
-            volfile=self.store.volume_dir(vol["name"]) / volgen.brick_volfile_name(vol, brick),
-            port=brick["port"], pidfile=self.store.run_dir / vol["name"] / f"{safe}.pid",
+            volume=vol.name, path=brick.path,
+            volfile=self.store.volume_dir(vol.name) / volgen.brick_volfile_name(vol, brick),
+            port=brick.port, pidfile=self.store.run_dir / vol.name / f"{safe}.pid",
             logfile=self.store.log_dir / "bricks" / f"{safe}.log",
             portmap=self.portmap_address)
 
@@ -455,7 +459,7 @@ class Glusterd:
         # a rebalance stops before the bricks it uses (volume stop, task ended)
         await self.rebalance.stop_unwanted(name)
         vol = self.volumes.get(name)
-        local = {b["path"]: b for b in (vol or {}).get("bricks", []) if b["node"] == self.uuid}
+        local = {b.path: b for b in (vol.bricks if vol else []) if b.node == self.uuid}
         for key, bp in list(self.bricks.items()):
             if key[0] == name and key[1] not in local:
                 bp.want(False)
@@ -467,7 +471,7 @@ class Glusterd:
             await self.shd.reconcile()
             await self.nbd.reconcile()
             return
-        started = vol["status"] == "Started"
+        started = vol.status == "Started"
         new_texts = self._volfile_texts(name)
         for path, brick in local.items():
             key = (name, path)
@@ -484,12 +488,12 @@ class Glusterd:
             if started and bp.running and old_texts.get(fname) != new_texts.get(fname):
                 if old_texts.get(fname) is None or \
                         volgen.needs_restart(old_texts[fname], new_texts[fname]) or \
-                        bp.port != brick["port"]:
-                    bp.port = brick["port"]
+                        bp.port != brick.port:
+                    bp.port = brick.port
                     await bp.restart()
                 else:
                     bp.reload()
-            bp.port = brick["port"]
+            bp.port = brick.port
             bp.want(started)
         if not started:
             for path in local:
@@ -510,20 +514,20 @@ class Glusterd:
         """Wait until this node's bricks of `name` signed in; the ones that
         did not, as HOST:PATH."""
         vol = self.volumes[name]
-        local = [b for b in vol["bricks"] if b["node"] == self.uuid]
-        procs = {b["path"]: self.bricks[(name, b["path"])] for b in local}
+        local = [b for b in vol.bricks if b.node == self.uuid]
+        procs = {b.path: self.bricks[(name, b.path)] for b in local}
         restarts = {path: bp.restarts for path, bp in procs.items()}
 
         def up(b) -> bool:
-            return self.portmap.port_by_brick(b["path"]) == b["port"] and \
-                procs[b["path"]].running
+            return self.portmap.port_by_brick(b.path) == b.port and \
+                procs[b.path].running
 
         def failed(b) -> bool:  # it exited since: no need to wait for the time-out
-            return procs[b["path"]].restarts > restarts[b["path"]]
+            return procs[b.path].restarts > restarts[b.path]
         with trio.move_on_after(timeout):
             while not all(up(b) or failed(b) for b in local):
                 await trio.sleep(0.1)
-        return [volgen.brick_id(b) + (f" ({procs[b['path']].last_exit})" if failed(b) else "")
+        return [volgen.brick_id(b) + (f" ({procs[b.path].last_exit})" if failed(b) else "")
                 for b in local if not up(b)]
 
     async def notify_clients(self) -> None:
@@ -550,13 +554,13 @@ class Glusterd:
 
     def stage(self, plan: dict) -> dict:
         self.check_lock(plan["txn"])
-        name, old, new = plan["name"], plan["old"], plan["new"]
+        name, old, new = plan["name"], _record(plan["old"]), _record(plan["new"])
         mine = self.volumes.get(name)
-        if (mine or {}).get("version") != (old or {}).get("version"):
+        if (mine.version if mine else None) != (old.version if old else None):
             raise OpFailed(f"volume {name} changed on this node during the operation; "
                            "try again")
-        taken = {b["port"] for v in self.volumes.values() for b in v["bricks"]
-                 if b["node"] == self.uuid and b.get("port")}
+        taken = {b.port for v in self.volumes.values() for b in v.bricks
+                 if b.node == self.uuid and b.port}
         try:
             result = stage_local(self.uuid, self.workdir, old, new, plan.get("force", False),
                                  taken, lambda t: self.portmap.alloc_port(taken=t),
@@ -572,20 +576,20 @@ class Glusterd:
         result["node"] = self.uuid
         return result
 
-    def _busy_brick_ports(self, name: str, vol: dict, taken: set[int]) -> dict[str, int]:
+    def _busy_brick_ports(self, name: str, vol: Volume, taken: set[int]) -> dict[str, int]:
         """`start force`: new ports for this node's bricks that are not
         running and whose port something else holds (glusterd's start force
         restarts such bricks; with a fixed port ours could not start)."""
         out = {}
-        for b in vol["bricks"]:
-            bp = self.bricks.get((name, b["path"]))
-            if b["node"] != self.uuid or (bp is not None and bp.running):
+        for b in vol.bricks:
+            bp = self.bricks.get((name, b.path))
+            if b.node != self.uuid or (bp is not None and bp.running):
                 continue
-            if not _port_is_free("", b["port"]):
+            if not _port_is_free("", b.port):
                 port = self.portmap.alloc_port(taken=taken)
                 if port:
                     taken.add(port)
-                    out[b["path"]] = port
+                    out[b.path] = port
         return out
 
     async def commit(self, plan: dict, rollback: bool = False) -> None:
@@ -593,6 +597,7 @@ class Glusterd:
         self.check_lock(txn)
         name = plan["name"]
         new, old = (plan["old"], plan["new"]) if rollback else (plan["new"], plan["old"])
+        new, old = _record(new), _record(old)
         old_texts = self._volfile_texts(name)
         if rollback:
             unstamp(self._stamped.pop(txn, []))
@@ -610,8 +615,8 @@ class Glusterd:
             self.store.save_volume(new, volgen.volfiles(new))
             self.volumes[name] = new
             await self._reconcile(name, old_texts)
-        if not rollback and new is not None and new["status"] == "Started" and \
-                (old is None or old["status"] != "Started" or plan["op"] == "add-brick"):
+        if not rollback and new is not None and new.status == "Started" and \
+                (old is None or old.status != "Started" or plan["op"] == "add-brick"):
             down = await self.wait_bricks_up(name)
             if down:
                 raise OpFailed(f"brick{'s' if len(down) > 1 else ''} {', '.join(down)} did "
@@ -675,8 +680,11 @@ class Glusterd:
             if op == "remove-brick" and args.get("action") == "status":
                 return {"volume": new}
             if new is not None:
-                new["version"] = (old["version"] if old else 0) + 1
-            plan = {"txn": txn, "op": op, "args": args, "name": name, "old": old, "new": new,
+                new.version = (old.version if old else 0) + 1
+            # what every node stages and commits, as it travels: JSON documents
+            plan = {"txn": txn, "op": op, "args": args, "name": name,
+                    "old": old.to_json() if old else None,
+                    "new": new.to_json() if new else None,
                     "force": bool(args.get("force"))}
             stages = [("localhost", self.stage(plan))]
             for peer in peers:
@@ -701,7 +709,8 @@ class Glusterd:
                     committed.append(peer)  # undo its partial work too
                     await self._rollback(plan, committed)
                     raise OpFailed(f"Commit failed on {where}. Error: {e}") from None
-            result = {"volume": plan["new"]}
+            # the document as committed (with the ports the nodes staged)
+            result = {"volume": _record(plan["new"])}
             return result
         finally:
             for peer in locked:
@@ -713,6 +722,8 @@ class Glusterd:
             self.release_lock(txn)
 
     def _merge_stage(self, plan: dict, stages: list[tuple[str, dict]]) -> None:
+        # into the plan's JSON document of the new volume, which the
+        # commit then carries to every node
         new = plan["new"]
         if new is None:
             return
@@ -791,7 +802,8 @@ class Glusterd:
                 locked.append(peer)
             nodes = [self.me()] + peers
             joined = await self._join_call(host, port, hello.fingerprint,
-                                           {"nodes": nodes, "volumes": self.volumes})
+                                           {"nodes": nodes, "volumes": {
+                                               n: v.to_json() for n, v in self.volumes.items()}})
             new_peer = {"uuid": joined["uuid"], "hostnames": [host], "port": port,
                         "cert": joined["cert"], "fingerprint": hello.fingerprint}
             for peer in peers:
@@ -859,7 +871,8 @@ class Glusterd:
             if i == 0 and seen_as and seen_as not in node["hostnames"]:
                 node["hostnames"].append(seen_as)
             self.add_peer(node)
-        for name, vol in volumes.items():
+        for name, doc in volumes.items():
+            vol = Volume.from_json(doc)
             self.store.save_volume(vol, volgen.volfiles(vol))
             self.volumes[name] = vol
             await self._reconcile(name, {})
@@ -871,8 +884,8 @@ class Glusterd:
             if ops.is_local_address(host) or host in self.names:
                 raise OpFailed(f"{host} is localhost")
             raise OpFailed(f"{host} is not part of cluster")
-        holding = [v["name"] for v in self.volumes.values()
-                   if any(b["node"] == peer["uuid"] for b in v["bricks"])]
+        holding = [v.name for v in self.volumes.values()
+                   if any(b.node == peer["uuid"] for b in v.bricks)]
         if holding:
             raise OpFailed(f"Peer {host} hosts one or more bricks. If the peer is in not "
                            "recoverable state then use either replace-brick or remove-brick "
@@ -924,19 +937,19 @@ class Glusterd:
     def local_brick_status(self, name: str | None = None) -> list[dict]:
         out = []
         for vol in self.volumes.values():
-            if name is not None and vol["name"] != name:
+            if name is not None and vol.name != name:
                 continue
-            for b in vol["bricks"]:
-                if b["node"] != self.uuid:
+            for b in vol.bricks:
+                if b.node != self.uuid:
                     continue
-                bp = self.bricks.get((vol["name"], b["path"]))
+                bp = self.bricks.get((vol.name, b.path))
                 online = bool(bp and bp.running and
-                              self.portmap.port_by_brick(b["path"]) == b["port"])
-                out.append({"volume": vol["name"], "brick": volgen.brick_id(b),
-                            "host": b["host"], "path": b["path"], "node": self.uuid,
-                            "port": b["port"] if online else 0, "online": online,
+                              self.portmap.port_by_brick(b.path) == b.port)
+                out.append({"volume": vol.name, "brick": volgen.brick_id(b),
+                            "host": b.host, "path": b.path, "node": self.uuid,
+                            "port": b.port if online else 0, "online": online,
                             "pid": bp.pid if bp and bp.running else None,
-                            "restarts": bp.restarts if bp else 0, **_disk_use(b["path"])})
+                            "restarts": bp.restarts if bp else 0, **_disk_use(b.path)})
         return out
 
     def audit(self, who: dict, op: str, args: dict, result: str) -> None:

@@ -44,17 +44,19 @@ import errno
 import logging
 import os
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..fops import GFID, ROOT_GFID, Caller, FopError, Loc, caller
 from ..graph import Graph
 from . import ops, volgen
-from .daemon import Glusterd, OpFailed
-from .handlers import who_asked
-from .http import ApiError, Response
+from .common import OpFailed
+from .model import Volume
 from .shd import ShdUnavailable
+
+if TYPE_CHECKING:
+    from .daemon import Glusterd
 
 log = logging.getLogger("glusterpy.glusterd.heal")
 
@@ -88,7 +90,7 @@ class HealRefused(Exception):
 # checks (glusterd_op_stage_heal_volume, glusterd_handle_heal_cmd, glfsheal)
 
 
-def _volume(gd: Glusterd, name: str) -> dict:
+def _volume(gd: Glusterd, name: str) -> Volume:
     try:
         ops.check_volname(name)
     except ValueError as e:
@@ -99,15 +101,15 @@ def _volume(gd: Glusterd, name: str) -> dict:
     return vol
 
 
-def _replicated(vol: dict) -> bool:
-    return vol["replica"] > 1
+def _replicated(vol: Volume) -> bool:
+    return vol.replica > 1
 
 
-def check_shd_op(gd: Glusterd, name: str, op: str) -> dict:
+def check_shd_op(gd: Glusterd, name: str, op: str) -> Volume:
     if op not in SHD_OPS:
         raise HealRefused(f"unknown heal operation {op!r} (one of {', '.join(SHD_OPS)})")
     vol = _volume(gd, name)
-    if vol["status"] != "Started":
+    if vol.status != "Started":
         raise HealRefused(f"Volume {name} is not started.")
     if not _replicated(vol):
         if op in ("index", "full"):
@@ -120,9 +122,9 @@ def check_shd_op(gd: Glusterd, name: str, op: str) -> dict:
     return vol
 
 
-def check_glfsheal(gd: Glusterd, name: str, what: str = "replicate") -> dict:
+def check_glfsheal(gd: Glusterd, name: str, what: str = "replicate") -> Volume:
     vol = _volume(gd, name)
-    if vol["status"] != "Started":
+    if vol.status != "Started":
         raise HealRefused(f"Volume {name} is not started (Or) All the bricks are not running.")
     if not _replicated(vol):
         raise HealRefused(f"This command is supported for only volumes of {what} type. "
@@ -138,7 +140,7 @@ async def local_shd_op(gd: Glusterd, name: str, op: str) -> dict:
     """This node's glustershd's answer for volume `name`: {"node", "sets"};
     HealRefused when this node's daemon is not there to ask."""
     vol = check_shd_op(gd, name, op)
-    if not any(b["node"] == gd.uuid for b in vol["bricks"]):
+    if not any(b.node == gd.uuid for b in vol.bricks):
         return {"node": gd.uuid, "sets": []}
     if not gd.shd.running:
         raise HealRefused(OFFLINE_MSG)
@@ -150,15 +152,15 @@ async def local_shd_op(gd: Glusterd, name: str, op: str) -> dict:
     return {"node": gd.uuid, "sets": reply.get("sets", [])}
 
 
-def _brick_index(vol: dict) -> dict[str, int]:
-    return {volgen.brick_id(b): i for i, b in enumerate(vol["bricks"])}
+def _brick_index(vol: Volume) -> dict[str, int]:
+    return {volgen.brick_id(b): i for i, b in enumerate(vol.bricks)}
 
 
 async def shd_op(gd: Glusterd, name: str, op: str) -> dict:
     """`heal NAME [full|statistics|statistics heal-count]` on the cluster."""
     vol = check_shd_op(gd, name, op)
     answers = [await local_shd_op(gd, name, op)]
-    holders = {b["node"] for b in vol["bricks"]}
+    holders = {b.node for b in vol.bricks}
     for peer in gd.peers.values():
         if peer["uuid"] not in holders:
             continue
@@ -178,8 +180,8 @@ async def shd_op(gd: Glusterd, name: str, op: str) -> dict:
                 i = index.get(child.get("brick"))
                 if i is None:
                     continue
-                owner = vol["bricks"][i]["node"]
-                row = dict(child, brick=volgen.brick_id(vol["bricks"][i]), number=i,
+                owner = vol.bricks[i].node
+                row = dict(child, brick=volgen.brick_id(vol.bricks[i]), number=i,
                            node=answer.get("node"))
                 old = rows.get(i)
                 # the daemon on the brick's own node speaks for it
@@ -197,10 +199,10 @@ async def shd_op(gd: Glusterd, name: str, op: str) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def heal_graph(vol: dict, resolve: bool = False):
+async def heal_graph(vol: Volume, resolve: bool = False):
     """The volume's client graph as glfsheal builds it; yields (graph, the
     replicate translators in set order).  HealRefused when no brick answers."""
-    name = vol["name"]
+    name = vol.name
     options = [f"{name}-replicate-*.background-self-heal-count=0"]
     if resolve:
         options += [f"{name}-replicate-*.{key}=on" for key in
@@ -208,7 +210,7 @@ async def heal_graph(vol: dict, resolve: bool = False):
     graph = Graph.from_text(volgen.client_volfile(vol, perf=False), f"{name} (glfsheal)",
                             options)
     sets = [graph.by_name[f"{name}-replicate-{i}"]
-            for i in range(len(vol["bricks"]) // vol["replica"])]
+            for i in range(len(vol.bricks) // vol.replica)]
     heard = trio.Event()
 
     def listener(event, source, data):
@@ -232,8 +234,8 @@ async def heal_graph(vol: dict, resolve: bool = False):
             caller.reset(token)
 
 
-def _set_and_child(vol: dict, brick_number: int) -> tuple[int, int]:
-    return divmod(brick_number, vol["replica"])
+def _set_and_child(vol: Volume, brick_number: int) -> tuple[int, int]:
+    return divmod(brick_number, vol.replica)
 
 
 async def heal_info(gd: Glusterd, name: str, split_brain_only: bool = False) -> dict:
@@ -242,7 +244,7 @@ async def heal_info(gd: Glusterd, name: str, split_brain_only: bool = False) -> 
     vol = check_glfsheal(gd, name, "replicate" if split_brain_only else "replicate/disperse")
     bricks = []
     async with heal_graph(vol) as (graph, sets):
-        for i, brick in enumerate(vol["bricks"]):
+        for i, brick in enumerate(vol.bricks):
             s, c = _set_and_child(vol, i)
             afr = sets[s]
             row: dict[str, Any] = {"brick": volgen.brick_id(brick), "number": i}
@@ -323,7 +325,7 @@ async def _resolve_on_sets(sets, gfid: GFID, policy: str, child_name: str | None
     return messages[0] if messages else os.strerror(errno.ENOENT)
 
 
-def _find_brick(gd: Glusterd, vol: dict, text: str) -> int:
+def _find_brick(gd: Glusterd, vol: Volume, text: str) -> int:
     """The number of brick HOST:/PATH in the volume (glfsheal matches the
     client's remote-host and remote-subvolume)."""
     bad = HealRefused(f"\"{text}\"- No such brick available in the volume.")
@@ -331,15 +333,15 @@ def _find_brick(gd: Glusterd, vol: dict, text: str) -> int:
         host, path = ops.parse_brick(text)
     except ValueError:
         raise bad from None
-    for i, b in enumerate(vol["bricks"]):
-        if b["path"] == path and b["host"] == host:
+    for i, b in enumerate(vol.bricks):
+        if b.path == path and b.host == host:
             return i
     try:
         node = gd.cluster().resolve_host(host)
     except ValueError:
         raise bad from None
-    for i, b in enumerate(vol["bricks"]):
-        if b["path"] == path and b["node"] == node:
+    for i, b in enumerate(vol.bricks):
+        if b.path == path and b.node == node:
             return i
     raise bad
 
@@ -407,92 +409,5 @@ async def split_brain(gd: Glusterd, name: str, policy: str, file: str | None = N
             "results": results, "healed": sum(1 for r in results if r["healed"])}
 
 
-# --------------------------------------------------------------------------
-# REST handlers (routes in glusterd/api.py)
-
-
-def _api_error(e: HealRefused) -> ApiError:
-    return ApiError(e.status, e.message, **e.extra)
-
-
-def _audit(gd: Glusterd, req, op: str, args: dict, result: str) -> None:
-    gd.audit(who_asked(req), op, args, result)
-
-
-async def _guard(coro):
-    try:
-        with trio.fail_after(HEAL_TIMEOUT):
-            return await coro
-    except HealRefused as e:
-        raise _api_error(e) from None
-    except trio.TooSlowError:
-        raise ApiError(504, f"the heal operation took longer than {HEAL_TIMEOUT:.0f}s") \
-            from None
-
-
-async def post_heal(gd, req):
-    body = req.json()
-    op = body.get("op", "index")
-    if op not in ("index", "full"):
-        raise ApiError(400, "heal op must be index or full (statistics: GET .../heal/"
-                            "statistics)")
-    args = {"name": req.params["name"], "op": op}
-    try:
-        result = await _guard(shd_op(gd, req.params["name"], op))
-    except ApiError as e:
-        _audit(gd, req, "heal", args, f"failed: {e.message}")
-        raise
-    _audit(gd, req, "heal", args, "success")
-    gd.heal_tasks.requested(req.params["name"], op, who_asked(req))
-    return Response(200, result)
-
-
-async def get_heal_info(gd, req):
-    return Response(200, await _guard(heal_info(gd, req.params["name"])))
-
-
-async def get_heal_split_brain(gd, req):
-    return Response(200, await _guard(heal_info(gd, req.params["name"], True)))
-
-
-async def get_heal_statistics(gd, req):
-    return Response(200, await _guard(shd_op(gd, req.params["name"], "statistics")))
-
-
-async def get_heal_task(gd, req):
-    """The heal as a task: per brick pending, healed, rate and time left
-    (glusterd/heal_task.py)."""
-    return Response(200, await _guard(gd.heal_tasks.status(req.params["name"])))
-
-
-async def get_heal_count(gd, req):
-    return Response(200, await _guard(shd_op(gd, req.params["name"], "heal-count")))
-
-
-async def post_split_brain(gd, req):
-    body = req.json()
-    args = {"name": req.params["name"], **{k: body.get(k) for k in ("policy", "file", "brick")}}
-    for key in ("policy", "file", "brick"):
-        if body.get(key) is not None and not isinstance(body[key], str):
-            raise ApiError(400, f"{key} must be a string")
-    try:
-        result = await _guard(split_brain(gd, req.params["name"], body.get("policy"),
-                                          body.get("file"), body.get("brick")))
-    except ApiError as e:
-        _audit(gd, req, "heal split-brain", args, f"failed: {e.message}")
-        raise
-    _audit(gd, req, "heal split-brain", args, f"success: {result['healed']} healed")
-    return Response(200, result)
-
-
-async def local_heal(gd, req):
-    """Peer route: this node's glustershd's answer."""
-    if not req.headers.get("x-glusterpy-node"):
-        raise ApiError(400, "peer calls must name the calling node (X-Glusterpy-Node)")
-    body = req.json()
-    return Response(200, await _guard(local_shd_op(gd, req.params["name"],
-                                                   str(body.get("op")))))
-
-
 __all__ = ["shd_op", "local_shd_op", "heal_info", "split_brain", "heal_graph",
-           "HealRefused", "POLICIES"]
+           "HealRefused", "POLICIES", "HEAL_TIMEOUT"]

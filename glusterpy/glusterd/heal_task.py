@@ -40,6 +40,7 @@ from collections import deque
 import trio
 
 from . import volgen
+from .model import Volume
 
 #: a sample answers every caller for this long (heal info connects to every brick)
 SAMPLE_INTERVAL = 2.0
@@ -127,15 +128,15 @@ class HealTask:
         healed = sum(h1.get(b, 0) - h0.get(b, 0) for b in bricks)
         return healed / (t1 - t0) if healed > 0 else None
 
-    def document(self, vol: dict, shd_on: bool, now: float) -> dict:
+    def document(self, vol: Volume, shd_on: bool, now: float) -> dict:
         rows = []
-        for b in vol["bricks"]:
+        for b in vol.bricks:
             name = volgen.brick_id(b)
             pending, healed = self.pending.get(name), self.healed.get(name, 0)
             rate = self.rate(name)
             seen = healed + (pending or 0)
             rows.append({
-                "brick": name, "host": b["host"], "node": b["node"],
+                "brick": name, "host": b.host, "node": b.node,
                 "status": NOT_CONNECTED_ROW if not self.connected.get(name, True) else
                 COMPLETED if pending == 0 else WAITING if not shd_on else IN_PROGRESS,
                 "pending": pending, "healed": healed,
@@ -158,8 +159,8 @@ class HealTask:
                              (pending / rate if rate else None),
                              "run-time": (self.finished or now) - self.started}}
         if status == WAITING:
-            doc["note"] = (f"the self-heal daemon of {vol['name']} is disabled: nothing "
-                           f"heals until `volume heal {vol['name']} enable`")
+            doc["note"] = (f"the self-heal daemon of {vol.name} is disabled: nothing "
+                           f"heals until `volume heal {vol.name} enable`")
         return doc
 
 

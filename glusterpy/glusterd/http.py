@@ -83,7 +83,7 @@ class Request:
 class Response:
     status: int
     body: Any = None  # JSON-able
-    #: a body that is not JSON (the web console's static files: glusterd/console.py)
+    #: a body that is not JSON (the web console's static files: glusterd/routes/console.py)
     raw: bytes | None = None
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)

@@ -30,6 +30,7 @@ import trio
 
 from . import volgen
 from .bricks import BrickProcess
+from .model import Volume
 from .store import write_atomic
 
 log = logging.getLogger("glusterpy.glusterd.nbd")
@@ -50,7 +51,7 @@ class NbdProcess(BrickProcess):
                 "--log-file", str(self.logfile)]
 
 
-def policy(vol: dict) -> dict:
+def policy(vol: Volume) -> dict:
     # unset, auth.allow is "*": what glusterd writes into every brick volfile
     return {"allow": volgen.option_value(vol, "auth.allow") or "*",
             "reject": volgen.option_value(vol, "auth.reject"),
@@ -59,7 +60,7 @@ def policy(vol: dict) -> dict:
             "ssl_allow": volgen.option_value(vol, "auth.ssl-allow")}
 
 
-def tls_files(vol: dict) -> dict:
+def tls_files(vol: Volume) -> dict:
     """The certificate STARTTLS offers: the volume's ssl.* keys, else
     GlusterFS's files (the ones `glusterpy tls setup` writes)."""
     from ..rpc import tls
@@ -81,8 +82,8 @@ class NbdService:
         """port -> the policy file's document of what this node serves there."""
         out: dict[int, dict[str, dict]] = {}
         for name, vol in sorted(self.gd.volumes.items()):
-            if vol["status"] != "Started" or not volgen.enabled(vol, "nbd.export") or \
-                    not any(b["node"] == self.gd.uuid for b in vol["bricks"]):
+            if vol.status != "Started" or not volgen.enabled(vol, "nbd.export") or \
+                    not any(b.node == self.gd.uuid for b in vol.bricks):
                 continue
             port = int(volgen.option_value(vol, "nbd.port") or 10809)
             out.setdefault(port, {"volumes": {}})["volumes"][name] = policy(vol)

@@ -4,14 +4,16 @@ glusterd runs every volume operation in phases (glusterd-mgmt.c, mgmt_v3):
 lock on every peer, *stage* (validate) on every peer, *commit* on every
 peer, unlock.  Here `prepare()` is the originator's part - it checks the
 request the way glusterd's CLI and op-sm check it, with their messages, and
-computes the volume's whole new definition (a JSON document) - and
+computes the volume's whole new definition (a `Volume`, glusterd/model.py,
+travelling between nodes as its JSON document) - and
 `stage_local()` is what each node checks about its own bricks (paths it
 alone can see: under one of its allowed brick roots, no system directory,
 not inside another brick nor inside the working directory, creatable, not
 already part of a volume) plus the ports it proposes for them.  Commit then stores the new document on every node.  Because a plan
 carries the old document too, undoing a commit is committing the old one.
 
-A volume document:
+A volume document (`Volume.to_json`; `Volume` and `Brick` have the same
+fields as attributes):
 
     {"name", "id" (volume-id uuid), "status": Created|Started|Stopped,
      "replica", "arbiter" (0/1), "stripe", "transport": "tcp",
@@ -42,6 +44,7 @@ from ..keys import GFID_KEY, VOLUME_ID_KEY
 from ..localsock import is_local_address  # one definition, shared with the CLI
 from ..options import OptionError
 from . import rebalance, volgen
+from .model import Brick, Volume
 
 VOLNAME_MAX = 256  # GD_VOLUME_NAME_MAX (NAME_MAX + 1)
 INVALID_VOLNAMES = frozenset({
@@ -117,7 +120,7 @@ class Cluster:
     """What prepare() needs to know of the cluster: this node and its peers."""
 
     def __init__(self, node_uuid: str, node_names: list[str], peers: dict[str, dict],
-                 volumes: dict[str, dict], workdir: Path):
+                 volumes: dict[str, Volume], workdir: Path):
         self.node_uuid = node_uuid
         self.node_names = node_names
         self.peers = peers
@@ -141,19 +144,19 @@ class Cluster:
                         return peer["uuid"]
         raise ValueError(f"Host {host} is not in 'Peer in Cluster' state")
 
-    def volume(self, name: str) -> dict:
+    def volume(self, name: str) -> Volume:
         check_volname(name)
         if name not in self.volumes:
             raise ValueError(f"Volume {name} does not exist")
         return self.volumes[name]
 
 
-def _bricks(cluster: Cluster, texts, vol_name: str, existing: list[dict]) -> list[dict]:
+def _bricks(cluster: Cluster, texts, vol_name: str, existing: list[Brick]) -> list[Brick]:
     if not isinstance(texts, list) or not texts:
         raise ValueError("no bricks given")
-    out: list[dict] = []
+    out: list[Brick] = []
     seen: set[tuple[str, str]] = set()
-    current = {(b["node"], b["path"]) for b in existing}
+    current = {(b.node, b.path) for b in existing}
     for text in texts:
         host, path = parse_brick(text)
         if cluster.peers and is_loopback(host):
@@ -165,19 +168,19 @@ def _bricks(cluster: Cluster, texts, vol_name: str, existing: list[dict]) -> lis
         if (node, path) in seen:
             raise ValueError(f"Found duplicate exports {text}")
         seen.add((node, path))
-        out.append({"host": host, "path": path, "node": node, "port": 0})
+        out.append(Brick(host=host, path=path, node=node, port=0))
     # a brick inside (or containing) another brick on the same node, in any volume
-    others = [(b["node"], b["path"], v["name"]) for v in cluster.volumes.values()
-              for b in v["bricks"]]
+    others = [(b.node, b.path, v.name) for v in cluster.volumes.values()
+              for b in v.bricks]
     for i, b in enumerate(out):
-        for node, path, owner in others + [(o["node"], o["path"], vol_name)
+        for node, path, owner in others + [(o.node, o.path, vol_name)
                                            for j, o in enumerate(out) if j != i]:
-            if node != b["node"]:
+            if node != b.node:
                 continue
-            if path == b["path"] and owner != vol_name:
-                raise ValueError(f"{b['host']}:{b['path']} is already part of a volume")
-            if _nested(path, b["path"]):
-                raise ValueError(f"Brick: {b['host']}:{b['path']} not available. Brick may "
+            if path == b.path and owner != vol_name:
+                raise ValueError(f"{b.host}:{b.path} is already part of a volume")
+            if _nested(path, b.path):
+                raise ValueError(f"Brick: {b.host}:{b.path} not available. Brick may "
                                  "be containing or be contained by an existing brick.")
     return out
 
@@ -201,7 +204,7 @@ def _count(args: dict, key: str, default: int = 1) -> int:
     return value
 
 
-def prepare_create(cluster: Cluster, args: dict) -> dict:
+def prepare_create(cluster: Cluster, args: dict) -> Volume:
     name = args.get("name")
     check_volname(name)
     if name in cluster.volumes:
@@ -227,7 +230,7 @@ def prepare_create(cluster: Cluster, args: dict) -> dict:
     bricks = _bricks(cluster, args.get("bricks"), name, [])
     if device:
         for b in bricks:
-            check_vg_brick(b["path"])
+            check_vg_brick(b.path)
     per_set = replica * stripe
     if len(bricks) % per_set:
         if replica > 1 and stripe > 1:
@@ -239,89 +242,89 @@ def prepare_create(cluster: Cluster, args: dict) -> dict:
     if arbiter:
         for i, b in enumerate(bricks):
             if i % replica == replica - 1:
-                b["arbiter"] = True
-    vol = {"name": name, "id": str(uuid.uuid4()), "status": "Created",
-           "replica": replica, "arbiter": arbiter, "stripe": stripe, "transport": transport,
-           "bricks": bricks, "options": {}, "version": 1, "tasks": {}}
+                b.arbiter = True
+    vol = Volume(name=name, id=str(uuid.uuid4()), status="Created",
+                 replica=replica, arbiter=arbiter, stripe=stripe, transport=transport,
+                 bricks=bricks, options={}, version=1, tasks={})
     if device:
-        vol["device"] = "lv"
+        vol.device = "lv"
     return vol
 
 
-def prepare_start(cluster: Cluster, args: dict) -> dict:
+def prepare_start(cluster: Cluster, args: dict) -> Volume:
     vol = copy.deepcopy(cluster.volume(args.get("name")))
-    if vol["status"] == "Started" and not args.get("force"):
-        raise ValueError(f"Volume {vol['name']} already started")
-    vol["status"] = "Started"
+    if vol.status == "Started" and not args.get("force"):
+        raise ValueError(f"Volume {vol.name} already started")
+    vol.status = "Started"
     return vol
 
 
-def prepare_stop(cluster: Cluster, args: dict) -> dict:
+def prepare_stop(cluster: Cluster, args: dict) -> Volume:
     vol = copy.deepcopy(cluster.volume(args.get("name")))
-    if vol["status"] != "Started":
-        raise ValueError(f"Volume {vol['name']} is not in the started state")
-    vol["status"] = "Stopped"
+    if vol.status != "Started":
+        raise ValueError(f"Volume {vol.name} is not in the started state")
+    vol.status = "Stopped"
     return vol
 
 
 def prepare_delete(cluster: Cluster, args: dict) -> None:
     vol = cluster.volume(args.get("name"))
-    if vol["status"] == "Started":
-        raise ValueError(f"Volume {vol['name']} has been started.Volume needs to be stopped "
+    if vol.status == "Started":
+        raise ValueError(f"Volume {vol.name} has been started.Volume needs to be stopped "
                          "before deletion.")
     return None
 
 
-def prepare_add_brick(cluster: Cluster, args: dict) -> dict:
+def prepare_add_brick(cluster: Cluster, args: dict) -> Volume:
     vol = copy.deepcopy(cluster.volume(args.get("name")))
-    if "remove-brick" in vol["tasks"]:
+    if "remove-brick" in vol.tasks:
         raise ValueError("a remove-brick task is in progress on this volume: commit or "
                          "stop it first")
     if args.get("replica") is not None:
         replica = _count(args, "replica")
-        if replica != vol["replica"]:
-            raise ValueError(f"changing the replica count (from {vol['replica']} to "
+        if replica != vol.replica:
+            raise ValueError(f"changing the replica count (from {vol.replica} to "
                              f"{replica}) is not supported by glusterpy")
-    if args.get("stripe") is not None and _count(args, "stripe") != vol["stripe"]:
+    if args.get("stripe") is not None and _count(args, "stripe") != vol.stripe:
         raise ValueError("changing the stripe count is not supported")
-    new = _bricks(cluster, args.get("bricks"), vol["name"], vol["bricks"])
-    if vol.get("device"):
+    new = _bricks(cluster, args.get("bricks"), vol.name, vol.bricks)
+    if vol.device:
         for b in new:
-            check_vg_brick(b["path"])
-    per_set = vol["replica"] * vol["stripe"]
+            check_vg_brick(b.path)
+    per_set = vol.replica * vol.stripe
     if len(new) % per_set:
         raise ValueError(f"Incorrect number of bricks supplied {len(new)} with count "
                          f"{per_set}")
-    if vol.get("arbiter"):
+    if vol.arbiter:
         for i, b in enumerate(new):
-            if i % vol["replica"] == vol["replica"] - 1:
-                b["arbiter"] = True
-    vol["bricks"].extend(new)
+            if i % vol.replica == vol.replica - 1:
+                b.arbiter = True
+    vol.bricks.extend(new)
     return vol
 
 
-def _sets(vol: dict) -> list[list[int]]:
-    per_set = vol["replica"] * vol["stripe"]
-    n = len(vol["bricks"])
+def _sets(vol: Volume) -> list[list[int]]:
+    per_set = vol.replica * vol.stripe
+    n = len(vol.bricks)
     return [list(range(i, i + per_set)) for i in range(0, n, per_set)]
 
 
-def prepare_remove_brick(cluster: Cluster, args: dict) -> dict | None:
+def prepare_remove_brick(cluster: Cluster, args: dict) -> Volume | None:
     """start: begin migrating data off the bricks (a task); status: no
     change; commit: drop them once migrated; force: drop them now."""
     vol = copy.deepcopy(cluster.volume(args.get("name")))
     action = args.get("action")
     if action not in ("start", "status", "commit", "force", "stop"):
         raise ValueError("remove-brick needs one of start, status, stop, commit or force")
-    task = vol["tasks"].get("remove-brick")
+    task = vol.tasks.get("remove-brick")
     wanted = []
     for text in args.get("bricks") or []:
         host, path = parse_brick(text)
         node = cluster.resolve_host(host)
-        match = [i for i, b in enumerate(vol["bricks"]) if b["node"] == node and
-                 b["path"] == path]
+        match = [i for i, b in enumerate(vol.bricks) if b.node == node and
+                 b.path == path]
         if not match:
-            raise ValueError(f"Incorrect brick {text} for volume {vol['name']}")
+            raise ValueError(f"Incorrect brick {text} for volume {vol.name}")
         wanted.append(match[0])
     if not wanted:
         raise ValueError("no bricks given")
@@ -330,12 +333,12 @@ def prepare_remove_brick(cluster: Cluster, args: dict) -> dict | None:
         raise ValueError("Found duplicate bricks in the list")
     if action in ("status", "stop", "commit"):
         if task is None or sorted(task["indices"]) != ids:
-            raise ValueError(f"No remove-brick task is running on volume {vol['name']} "
+            raise ValueError(f"No remove-brick task is running on volume {vol.name} "
                              "for these bricks")
         if action == "status":
             return vol
         if action == "stop":
-            del vol["tasks"]["remove-brick"]
+            del vol.tasks["remove-brick"]
             return vol
         # commit: each node that migrates checks its migration completed (at stage)
     sets = _sets(vol)
@@ -344,14 +347,14 @@ def prepare_remove_brick(cluster: Cluster, args: dict) -> dict | None:
         inside = [i for i in s if i in ids]
         if inside and len(inside) != len(s):
             raise ValueError("Bricks not from same subvol for "
-                             f"{'replica' if vol['replica'] > 1 else 'stripe'}")
+                             f"{'replica' if vol.replica > 1 else 'stripe'}")
         if inside:
             chosen_sets.append(sets.index(s))
-    if len(ids) == len(vol["bricks"]):
+    if len(ids) == len(vol.bricks):
         raise ValueError("Deleting all the bricks of the volume is not allowed")
     if action == "start":
-        if vol["status"] != "Started":
-            raise ValueError(f"Volume {vol['name']} needs to be started before "
+        if vol.status != "Started":
+            raise ValueError(f"Volume {vol.name} needs to be started before "
                              "remove-brick (you can use 'force' or 'commit' to override "
                              "this behavior)")
         if task is not None:
@@ -359,25 +362,25 @@ def prepare_remove_brick(cluster: Cluster, args: dict) -> dict | None:
         subvols = [_set_name(vol, s) for s in chosen_sets]
         # one migration task at a time, as glusterd's volinfo->rebal (a running
         # rebalance refuses this at stage)
-        vol["tasks"].pop("rebalance", None)
-        vol["tasks"]["remove-brick"] = rebalance.remove_brick_task(
-            vol, ids, subvols, [volgen.brick_id(vol["bricks"][i]) for i in ids])
+        vol.tasks.pop("rebalance", None)
+        vol.tasks["remove-brick"] = rebalance.remove_brick_task(
+            vol, ids, subvols, [volgen.brick_id(vol.bricks[i]) for i in ids])
         return vol
     # commit or force: the bricks leave the volume
-    vol["bricks"] = [b for i, b in enumerate(vol["bricks"]) if i not in ids]
-    vol["tasks"].pop("remove-brick", None)
+    vol.bricks = [b for i, b in enumerate(vol.bricks) if i not in ids]
+    vol.tasks.pop("remove-brick", None)
     return vol
 
 
-def _set_name(vol: dict, index: int) -> str:
-    if vol["stripe"] > 1:
-        return f"{vol['name']}-stripe-{index}"
-    if vol["replica"] > 1:
-        return f"{vol['name']}-replicate-{index}"
+def _set_name(vol: Volume, index: int) -> str:
+    if vol.stripe > 1:
+        return f"{vol.name}-stripe-{index}"
+    if vol.replica > 1:
+        return f"{vol.name}-replicate-{index}"
     return volgen.client_name(vol, index)
 
 
-def prepare_set(cluster: Cluster, args: dict) -> dict:
+def prepare_set(cluster: Cluster, args: dict) -> Volume:
     vol = copy.deepcopy(cluster.volume(args.get("name")))
     options = args.get("options")
     if not isinstance(options, dict) or not options:
@@ -389,46 +392,46 @@ def prepare_set(cluster: Cluster, args: dict) -> dict:
             volgen.lookup_key(key).parse(value)
         except OptionError as e:
             raise ValueError(str(e)) from None
-        vol["options"][key] = value
+        vol.options[key] = value
     return vol
 
 
-def prepare_reset(cluster: Cluster, args: dict) -> dict:
+def prepare_reset(cluster: Cluster, args: dict) -> Volume:
     vol = copy.deepcopy(cluster.volume(args.get("name")))
     key = args.get("key") or "all"
     if key == "all":
-        vol["options"] = {}
+        vol.options = {}
         return vol
     try:
         volgen.lookup_key(key)
     except OptionError as e:
         raise ValueError(str(e)) from None
-    vol["options"].pop(key, None)
+    vol.options.pop(key, None)
     return vol
 
 
 PROFILE_KEYS = ("diagnostics.latency-measurement", "diagnostics.count-fop-hits")
 
 
-def prepare_profile(cluster: Cluster, args: dict) -> dict:
+def prepare_profile(cluster: Cluster, args: dict) -> Volume:
     vol = copy.deepcopy(cluster.volume(args.get("name")))
     action = args.get("action")
     if action not in ("start", "stop"):
         raise ValueError("profile needs start, stop or info")
     if action == "start":
-        if vol["status"] != "Started":
-            raise ValueError(f"Volume {vol['name']} is not started")
-        if vol.get("profile"):
-            raise ValueError(f"Profile on Volume {vol['name']} is already started")
-        vol["profile"] = True
+        if vol.status != "Started":
+            raise ValueError(f"Volume {vol.name} is not started")
+        if vol.profile:
+            raise ValueError(f"Profile on Volume {vol.name} is already started")
+        vol.profile = True
         for k in PROFILE_KEYS:
-            vol["options"][k] = "on"
+            vol.options[k] = "on"
     else:
-        if not vol.get("profile"):
-            raise ValueError(f"Profile on Volume {vol['name']} is not started")
-        vol["profile"] = False
+        if not vol.profile:
+            raise ValueError(f"Profile on Volume {vol.name} is not started")
+        vol.profile = False
         for k in PROFILE_KEYS:
-            vol["options"].pop(k, None)
+            vol.options.pop(k, None)
     return vol
 
 
@@ -531,7 +534,7 @@ def check_brick_path(path: str, brick: str, roots: Sequence[str], workdir: Path 
                          f"({', '.join(roots)}; {BRICK_ROOT_SETTING})")
 
 
-def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | None,
+def stage_local(node_uuid: str, workdir: Path, old: Volume | None, new: Volume | None,
                 force: bool, taken_ports: set[int], alloc_port,
                 roots: Sequence[str] | None = None) -> dict:
     """Check this node's bricks that `new` adds; return {"ports": {path: port}}
@@ -542,19 +545,19 @@ def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | Non
     ports: dict[str, int] = {}
     if new is None:
         return {"ports": ports}
-    old_paths = {b["path"] for b in (old or {}).get("bricks", []) if b["node"] == node_uuid}
+    old_paths = {b.path for b in (old.bricks if old else []) if b.node == node_uuid}
     metadata: dict[str, str] = {}
-    for b in new["bricks"]:
-        if b["node"] != node_uuid or b["path"] in old_paths:
+    for b in new.bricks:
+        if b.node != node_uuid or b.path in old_paths:
             continue
-        path = Path(b["path"])
-        brick = f"{b['host']}:{b['path']}"
-        if new.get("device"):
-            metadata[b["path"]] = _stage_vg_brick(workdir, new, b, force)
-            if not b.get("port"):
+        path = Path(b.path)
+        brick = f"{b.host}:{b.path}"
+        if new.device:
+            metadata[b.path] = _stage_vg_brick(workdir, new, b, force)
+            if not b.port:
                 port = alloc_port(taken_ports)
                 taken_ports.add(port)
-                ports[b["path"]] = port
+                ports[b.path] = port
             continue
         if path == workdir or workdir in path.parents or path in workdir.parents:
             raise ValueError("Brick isn't allowed to be created inside glusterd's working "
@@ -563,7 +566,7 @@ def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | Non
         if real != path and (real == workdir or workdir in real.parents):
             raise ValueError("Brick isn't allowed to be created inside glusterd's working "
                              f"directory. ({brick} resolves to {real})")
-        check_brick_path(b["path"], brick, roots, workdir)
+        check_brick_path(b.path, brick, roots, workdir)
         for parent in path.parents:
             if parent.exists() and not parent.is_dir():
                 raise ValueError(f"Failed to create brick directory for brick {brick}. "
@@ -579,58 +582,58 @@ def stage_local(node_uuid: str, workdir: Path, old: dict | None, new: dict | Non
                     has = False
                 if has and not force:
                     if where == path:
-                        raise ValueError(f"{b['path']} is already part of a volume")
+                        raise ValueError(f"{b.path} is already part of a volume")
                     raise ValueError(f"parent directory {where} is already part of a volume")
-        if not b.get("port"):
+        if not b.port:
             port = alloc_port(taken_ports)
             if not port:
                 raise ValueError("no free port for the brick in the brick port range")
             taken_ports.add(port)
-            ports[b["path"]] = port
+            ports[b.path] = port
     return {"ports": ports, "metadata": metadata}
 
 
-def _stage_vg_brick(workdir: Path, vol: dict, brick: dict, force: bool) -> str:
+def _stage_vg_brick(workdir: Path, vol: Volume, brick: Brick, force: bool) -> str:
     """A storage/bd brick: the volume group must exist here; its companion
     metadata directory (names, owners, xattrs LVM cannot hold) lives under
     the working directory, WORKDIR/bd/VOLUME/VG."""
-    vg = brick["path"].strip("/")
+    vg = brick.path.strip("/")
     from ..bd import Lvm, LvmError
     try:
         report = Lvm().report(vg)
     except LvmError as e:
-        raise ValueError(f"Volume group {vg} does not exist on {brick['host']} ({e})") \
+        raise ValueError(f"Volume group {vg} does not exist on {brick.host} ({e})") \
             from None
     # storage/bd adopts every LV of the VG as a file: a VG whose LVs the
     # system uses (a mounted root or home, swap, a VM's disk) would hand them
     # out, as a directory brick on /etc would - refused, with force or not
     busy = sorted(lv.name for lv in report.lvs.values() if lv.attr[5:6] == "o")
     if busy:
-        raise ValueError(f"brick {brick['host']}:{brick['path']}: volume group {vg} holds "
+        raise ValueError(f"brick {brick.host}:{brick.path}: volume group {vg} holds "
                          f"logical volumes in use on this node ({', '.join(busy)}: open, "
                          "mounted or swap) and can never be a device lv brick")
-    meta = workdir / "bd" / vol["name"] / vg
+    meta = workdir / "bd" / vol.name / vg
     if meta.exists() and any(meta.iterdir()) and not force:
-        raise ValueError(f"{brick['host']}:{brick['path']} is already part of a volume "
+        raise ValueError(f"{brick.host}:{brick.path} is already part of a volume "
                          f"(its metadata directory {meta} is not empty)")
     return str(meta)
 
 
-def prepare_brick_dirs(node_uuid: str, new: dict, old: dict | None) -> list[str]:
+def prepare_brick_dirs(node_uuid: str, new: Volume, old: Volume | None) -> list[str]:
     """At commit: create this node's new brick directories and stamp them
     with the volume-id; return the paths stamped (for a rollback)."""
     stamped = []
-    old_paths = {b["path"] for b in (old or {}).get("bricks", []) if b["node"] == node_uuid}
-    vid = uuid.UUID(new["id"]).bytes
-    for b in new["bricks"]:
-        if b["node"] != node_uuid or b["path"] in old_paths:
+    old_paths = {b.path for b in (old.bricks if old else []) if b.node == node_uuid}
+    vid = uuid.UUID(new.id).bytes
+    for b in new.bricks:
+        if b.node != node_uuid or b.path in old_paths:
             continue
-        if b.get("metadata"):  # storage/bd: the VG carries the volume-id as a tag
-            os.makedirs(b["metadata"], exist_ok=True)
+        if b.metadata:  # storage/bd: the VG carries the volume-id as a tag
+            os.makedirs(b.metadata, exist_ok=True)
             continue
-        os.makedirs(b["path"], exist_ok=True)
-        os.setxattr(b["path"], VOLUME_ID_KEY, vid)
-        stamped.append(b["path"])
+        os.makedirs(b.path, exist_ok=True)
+        os.setxattr(b.path, VOLUME_ID_KEY, vid)
+        stamped.append(b.path)
     return stamped
 
 

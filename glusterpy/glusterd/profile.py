@@ -21,21 +21,22 @@ from ..fops import Caller, FopError, Loc, caller
 from ..graph import Graph
 from ..keys import IOSTATS_XATTR
 from . import volgen
+from .model import Brick, Volume
 
 log = logging.getLogger("glusterpy.glusterd.profile")
 
 TIMEOUT = 15.0
 
 
-def _probe_volfile(vol: dict, brick: dict) -> str:
+def _probe_volfile(vol: Volume, brick: Brick) -> str:
     return ("volume profile-client\n    type protocol/client\n"
             "    option remote-host 127.0.0.1\n"
-            f"    option remote-port {brick['port']}\n"
-            f"    option remote-subvolume {brick['path']}\n"
+            f"    option remote-port {brick.port}\n"
+            f"    option remote-subvolume {brick.path}\n"
             "    option transport-type tcp\n    option ping-timeout 10\nend-volume\n")
 
 
-async def brick_xattr(vol: dict, brick: dict, key: str,
+async def brick_xattr(vol: Volume, brick: Brick, key: str,
                       what: str) -> tuple[bytes | None, str | None]:
     """(the value of virtual xattr `key` on brick's root, None) or (None,
     why not, naming `what` was read): the probe client above, which
@@ -57,7 +58,7 @@ async def brick_xattr(vol: dict, brick: dict, key: str,
     return (None, None) if raw is None else (bytes(raw), None)
 
 
-async def brick_profile(vol: dict, brick: dict) -> dict:
+async def brick_profile(vol: Volume, brick: Brick) -> dict:
     """One brick's io-stats report, or {"error": why}."""
     name = volgen.brick_id(brick)
     raw, error = await brick_xattr(vol, brick, IOSTATS_XATTR, "io-stats")
@@ -74,7 +75,7 @@ async def brick_profile(vol: dict, brick: dict) -> dict:
 
 async def local_profile(gd, volname: str) -> list[dict]:
     vol = gd.volumes[volname]
-    local = [b for b in vol["bricks"] if b["node"] == gd.uuid]
+    local = [b for b in vol.bricks if b.node == gd.uuid]
     out: list[dict] = [{}] * len(local)
 
     async def one(i, b):

@@ -66,6 +66,7 @@ from typing import ClassVar
 import trio
 
 from .bricks import BrickProcess, _alive, _cmdline
+from .model import Volume
 
 log = logging.getLogger("glusterpy.glusterd.rebalance")
 
@@ -89,15 +90,15 @@ def new_commit_hash(now: float | None = None) -> int:
     return ((sec << 3) | (1 << ((usec >> 10) % 3))) & 0xFFFFFFFF
 
 
-def volume_nodes(vol: dict, indices=None) -> list[str]:
+def volume_nodes(vol: Volume, indices=None) -> list[str]:
     """The nodes holding the volume's bricks (those at `indices`)."""
-    bricks = vol["bricks"] if indices is None else [vol["bricks"][i] for i in indices]
-    return sorted({b["node"] for b in bricks})
+    bricks = vol.bricks if indices is None else [vol.bricks[i] for i in indices]
+    return sorted({b.node for b in bricks})
 
 
-def active_task(vol: dict) -> tuple[str, dict] | tuple[None, None]:
+def active_task(vol: Volume | None) -> tuple[str, dict] | tuple[None, None]:
     """The volume's migration task: ("remove-brick", task) or ("rebalance", task)."""
-    tasks = vol.get("tasks") or {}
+    tasks = vol.tasks if vol is not None else {}
     for kind in ("remove-brick", "rebalance"):
         if tasks.get(kind):
             return kind, tasks[kind]
@@ -108,7 +109,7 @@ def active_task(vol: dict) -> tuple[str, dict] | tuple[None, None]:
 # the operation's plan (ops.PREPARE["rebalance"])
 
 
-def prepare_rebalance(cluster, args: dict) -> dict:
+def prepare_rebalance(cluster, args: dict) -> Volume:
     """`volume rebalance NAME fix-layout start | start [force] | stop`: the
     volume document with its rebalance task; ValueError with glusterd's
     message when refused."""
@@ -117,13 +118,13 @@ def prepare_rebalance(cluster, args: dict) -> dict:
     if action not in ("start", "fix-layout", "stop"):
         raise ValueError("rebalance needs one of fix-layout start, start [force], stop or "
                          "status")
-    name = vol["name"]
-    if len(vol["bricks"]) <= vol["replica"] * vol["stripe"]:
+    name = vol.name
+    if len(vol.bricks) <= vol.replica * vol.stripe:
         raise ValueError(f"Volume {name} is not a distribute volume or contains only 1 "
                          "brick.\nNot performing rebalance")
-    if vol["status"] != "Started":
+    if vol.status != "Started":
         raise ValueError(f"Volume {name} needs to be started to perform rebalance")
-    tasks = vol.setdefault("tasks", {})
+    tasks = vol.tasks
     if action == "stop":
         task = tasks.get("rebalance")
         if task is None:
@@ -141,7 +142,7 @@ def prepare_rebalance(cluster, args: dict) -> dict:
     return vol
 
 
-def remove_brick_task(vol: dict, ids: list[int], subvolumes: list[str],
+def remove_brick_task(vol: Volume, ids: list[int], subvolumes: list[str],
                       brick_ids: list[str]) -> dict:
     """remove-brick start's task: the removed bricks' nodes migrate their
     data off them (GF_DEFRAG_CMD_START_FORCE over decommissioned bricks)."""
@@ -228,14 +229,14 @@ class RebalanceService:
     def status_file(self, name: str) -> Path:
         return self.gd.store.run_dir / name / STATUS_FILE
 
-    def _wanted(self, vol: dict | None) -> tuple[str | None, dict | None]:
+    def _wanted(self, vol: Volume | None) -> tuple[str | None, dict | None]:
         """The task this node should be running for `vol`, if any."""
-        if vol is None or vol.get("status") != "Started":
+        if vol is None or vol.status != "Started":
             return None, None
         kind, task = active_task(vol)
         if task is None or task.get("stopped") or self.gd.uuid not in task.get("nodes", ()):
             return None, None
-        doc = read_status(self.status_file(vol["name"]))
+        doc = read_status(self.status_file(vol.name))
         if doc and doc.get("id") == task["id"] and doc.get("status") in FINAL:
             return None, None
         return kind, task
@@ -260,7 +261,7 @@ class RebalanceService:
         vol = self.gd.volumes.get(name)
         _, task = self._wanted(vol)
         if task is None or proc.task_id != task["id"]:
-            await self._stop(name, wait=vol is None or vol.get("status") != "Started")
+            await self._stop(name, wait=vol is None or vol.status != "Started")
 
     async def reconcile(self, name: str, *, adopt: bool = False) -> None:
         """Start, keep or stop this node's rebalance process of `name`."""
@@ -334,7 +335,7 @@ class RebalanceService:
     def local_status(self, name: str) -> dict:
         """This node's row for the volume's current task."""
         vol = self.gd.volumes.get(name)
-        kind, task = active_task(vol or {})
+        kind, task = active_task(vol)
         row = {"node": self.gd.uuid, "host": self.gd.names[0], "status": "not started",
                "files": 0, "size": 0, "lookups": 0, "failures": 0, "skipped": 0,
                "run-time": 0, "time-left": None, "progress": None}
@@ -396,6 +397,7 @@ class RebalanceService:
     def _check_commit(self, plan: dict) -> None:
         """remove-brick commit: only once this node's migration completed
         with nothing skipped or failed."""
+        # the plan as it travels between nodes: its volumes are JSON documents
         old = plan.get("old") or {}
         task = (old.get("tasks") or {}).get("remove-brick")
         if not task or self.gd.uuid not in task.get("nodes", ()):

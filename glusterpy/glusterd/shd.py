@@ -106,9 +106,9 @@ class ShdService:
         """The volumes this node's glustershd heals now."""
         out = []
         for name, vol in sorted(self.gd.volumes.items()):
-            if vol["status"] == "Started" and volgen.has_shd(vol) and \
+            if vol.status == "Started" and volgen.has_shd(vol) and \
                     volgen.shd_enabled(vol) and \
-                    any(b["node"] == self.gd.uuid for b in vol["bricks"]):
+                    any(b.node == self.gd.uuid for b in vol.bricks):
                 out.append(name)
         return out
 
@@ -176,8 +176,8 @@ class ShdService:
                 await self.process.stopped()
 
     async def _wait_local_bricks(self, names: list[str]) -> None:
-        ports = [b["port"] for n in names for b in self.gd.volumes[n]["bricks"]
-                 if b["node"] == self.gd.uuid and b.get("port")]
+        ports = [b.port for n in names for b in self.gd.volumes[n].bricks
+                 if b.node == self.gd.uuid and b.port]
         with trio.move_on_after(BRICK_WAIT):
             while any(_port_is_free("", port) for port in ports):
                 await trio.sleep(0.1)

@@ -6,7 +6,8 @@ Everything glusterpyd knows lives under its working directory (glusterd's
     WORKDIR/glusterd.info             this node: {"uuid": ..., "op-version": ...}
     WORKDIR/peers/<uuid>.json         one file per peer: uuid, hostnames, port
     WORKDIR/vols/<NAME>/info.json     the volume: id, type counts, bricks, options,
-                                      status, version, tasks
+                                      status, version, tasks (glusterd/model.py's
+                                      Volume.to_json)
     WORKDIR/vols/<NAME>/*.vol         its volfiles (names in glusterd/volgen.py)
     WORKDIR/run/<NAME>/<brick>.pid    brick processes' pid files
     WORKDIR/logs/bricks/<brick>.log   brick processes' logs
@@ -38,6 +39,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
+
+from .model import Volume
 
 #: the operating version we write (GlusterFS 10's GD_OP_VERSION_MAX)
 OP_VERSION = 100000
@@ -135,19 +138,19 @@ class Store:
     def volume_dir(self, name: str) -> Path:
         return self.vols / name
 
-    def volumes(self) -> dict[str, dict]:
+    def volumes(self) -> dict[str, Volume]:
         out = {}
         for info in sorted(self.vols.glob("*/info.json")):
-            doc = read_json(info)
-            out[doc["name"]] = doc
+            vol = Volume.from_json(read_json(info))
+            out[vol.name] = vol
         return out
 
-    def save_volume(self, doc: dict, volfiles: dict[str, str]) -> None:
+    def save_volume(self, vol: Volume, volfiles: dict[str, str]) -> None:
         """Write the volume's definition and its volfiles; volfiles it had
         before and no longer has are removed.  The definition is written
         last: it is what a restart trusts, and volfiles are regenerated
         from it then."""
-        vdir = self.volume_dir(doc["name"])
+        vdir = self.volume_dir(vol.name)
         vdir.mkdir(parents=True, exist_ok=True)
         for name, text in volfiles.items():
             path = vdir / name
@@ -156,7 +159,7 @@ class Store:
         for old in vdir.glob("*.vol"):
             if old.name not in volfiles:
                 old.unlink()
-        write_json(vdir / "info.json", doc)
+        write_json(vdir / "info.json", vol.to_json())
 
     def delete_volume(self, name: str) -> None:
         vdir = self.volume_dir(name)

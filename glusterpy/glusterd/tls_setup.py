@@ -32,7 +32,7 @@ management TLS is on).
 
 Once set up, the files follow the pool: a probe or detach rewrites every
 node's glusterfs.ca (`refresh`), so a new member is trusted and a detached
-one is not.
+one is not.  The routes are glusterd/routes/tls_setup.py.
 """
 
 from __future__ import annotations
@@ -42,14 +42,13 @@ from pathlib import Path
 
 from .. import pki
 from ..rpc import tls
-from .handlers import who_asked
-from .http import ApiError, Response
+from .common import OpFailed
 from .store import read_json, write_atomic, write_json
 
 log = logging.getLogger("glusterpy.glusterd.tls")
 
 
-def _state_path(gd) -> Path:
+def state_path(gd) -> Path:
     return gd.trust.dir / "tls.json"
 
 
@@ -58,10 +57,11 @@ def _clients_path(gd) -> Path:
 
 
 def is_set_up(gd) -> bool:
-    return _state_path(gd).exists()
+    return state_path(gd).exists()
 
 
-def _clients(gd) -> str:
+def client_certs(gd) -> str:
+    """The client certificates `tls client` added, as PEM text."""
     path = _clients_path(gd)
     return path.read_text() if path.exists() else ""
 
@@ -84,7 +84,7 @@ def apply_locally(gd, clients: str, management: bool | None) -> dict:
     write_atomic(cert_path, gd.trust.cert_pem, 0o644)
     write_atomic(ca_path, ca_bundle(gd, clients), 0o644)
     write_atomic(_clients_path(gd), clients, 0o600)
-    state = read_json(_state_path(gd)) if is_set_up(gd) else {"management": False}
+    state = read_json(state_path(gd)) if is_set_up(gd) else {"management": False}
     if management is not None:
         state["management"] = management
         marker = gd.workdir / "secure-access"
@@ -93,16 +93,15 @@ def apply_locally(gd, clients: str, management: bool | None) -> dict:
         elif marker.exists():
             marker.unlink()
         gd.export_secure_access()
-    write_json(_state_path(gd), state)
+    write_json(state_path(gd), state)
     return {"node": gd.names[0], "key": str(key_path), "cert": str(cert_path),
             "ca": str(ca_path), "management": state["management"],
             "fingerprint": gd.trust.fingerprint}
 
 
-async def _pool_wide(gd, clients: str, management: bool | None) -> list[dict]:
+async def pool_wide(gd, clients: str, management: bool | None) -> list[dict]:
     """Apply on this node and every peer; a peer that fails is reported,
     not hidden (its files are rewritten at the next setup or refresh)."""
-    from .daemon import OpFailed
     results = [apply_locally(gd, clients, management)]
     for peer in list(gd.peers.values()):
         try:
@@ -118,80 +117,10 @@ async def refresh(gd) -> None:
     """After the pool changed: rewrite glusterfs.ca everywhere, if TLS was
     set up here."""
     if is_set_up(gd):
-        for r in await _pool_wide(gd, _clients(gd), None):
+        for r in await pool_wide(gd, client_certs(gd), None):
             if "error" in r:
                 log.warning("TLS files on %s not refreshed: %s", r["node"], r["error"])
 
 
-# -- the routes ---------------------------------------------------------------
-
-
-def _management_arg(body: dict) -> bool | None:
-    value = body.get("management")
-    if value is None:
-        return None
-    if value in (True, "on"):
-        return True
-    if value in (False, "off"):
-        return False
-    raise ApiError(400, "management must be on or off")
-
-
-async def post_setup(gd, req):
-    body = req.json()
-    management = _management_arg(body)
-    results = await _pool_wide(gd, _clients(gd), management)
-    failed = [r for r in results if "error" in r]
-    gd.audit(who_asked(req), "tls setup", {"management": management},
-             "success" if not failed else f"failed on {', '.join(r['node'] for r in failed)}")
-    return Response(200 if not failed else 502, {"nodes": results, **(
-        {"error": "; ".join(f"{r['node']}: {r['error']}" for r in failed)} if failed else {})})
-
-
-async def post_client(gd, req):
-    from .trust import TOKEN_NAME
-    body = req.json()
-    name = body.get("name")
-    if not isinstance(name, str) or not TOKEN_NAME.match(name):
-        raise ApiError(400, f"client name {name!r}: use 1-64 letters, digits, '_' or '-'")
-    key = pki.new_key()
-    cert = pki.cert_pem(pki.self_signed(name, key)).decode()
-    clients = _clients(gd) + cert
-    results = await _pool_wide(gd, clients, None)
-    failed = [r for r in results if "error" in r]
-    gd.audit(who_asked(req), "tls client", {"name": name},
-             "success" if not failed else f"failed on {', '.join(r['node'] for r in failed)}")
-    return Response(201, {"name": name, "key": pki.key_pem(key).decode(), "cert": cert,
-                          "ca": ca_bundle(gd, clients), "nodes": results,
-                          "management": bool(read_json(_state_path(gd)).get("management"))})
-
-
-async def cluster_tls(gd, req):
-    body = req.json()
-    clients = body.get("clients", "")
-    if not isinstance(clients, str):
-        raise ApiError(400, "clients must be PEM text")
-    try:
-        return Response(200, apply_locally(gd, clients, _management_arg(body)))
-    except ValueError as e:
-        raise ApiError(400, f"bad client certificates: {e}") from None
-
-
-def routes(Route) -> list:
-    return [
-        Route("POST", "/api/v1/tls/setup", post_setup,
-              "tls setup: GlusterFS's TLS files on every node of the pool",
-              {"type": "object", "properties": {"management": {
-                  "type": "string", "enum": ["on", "off"],
-                  "description": "management TLS (secure-access) on every node"}}},
-              access="local"),
-        Route("POST", "/api/v1/tls/clients", post_client,
-              "tls client NAME: a client's key and certificate, trusted pool-wide",
-              {"type": "object", "required": ["name"],
-               "properties": {"name": {"type": "string"}}}, access="local"),
-        Route("POST", "/api/v1/cluster/tls", cluster_tls,
-              "write this node's TLS files (for tls setup)", internal=True),
-    ]
-
-
-__all__ = ["routes", "refresh", "is_set_up", "apply_locally", "ca_bundle"]
+__all__ = ["refresh", "is_set_up", "apply_locally", "ca_bundle", "client_certs", "pool_wide",
+           "state_path"]

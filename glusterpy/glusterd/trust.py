@@ -1,7 +1,7 @@
 """Who glusterpyd lets in: its node identity, the peers it pins, API tokens.
 
 Three kinds of caller reach a glusterpyd, and each proves itself its own way
-(the rules the API applies are in glusterd/api.py, `authorize`):
+(the rules the API applies are in glusterd/routes/api.py, `authorize`):
 
 * **Local administrators** come through the unix socket in the daemon's run
   directory (WORKDIR/run/glusterpyd.socket, mode 0600): the kernel tells us

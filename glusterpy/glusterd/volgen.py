@@ -113,6 +113,7 @@ from .. import volfile as vf
 from ..graph import TRANSLATORS, UnknownTranslatorType, canonical_type, translator_class
 from ..keys import AFR_DIRTY, AFR_XATTR_PREFIX
 from ..options import Option, OptionError, OptionType, canonical_key, parse_bool
+from .model import Brick, Volume
 
 
 CLIENT_VOLFILE = "{vol}.tcp-fuse.vol"
@@ -252,14 +253,14 @@ def lookup_key(key: str) -> SetKey:
     raise OptionError(key, message)
 
 
-def option_value(vol: dict, key: str) -> str | None:
+def option_value(vol: Volume, key: str) -> str | None:
     """The value of a volume set key on `vol`: set, or the default."""
-    if key in vol["options"]:
-        return vol["options"][key]
+    if key in vol.options:
+        return vol.options[key]
     return lookup_key(key).option.default
 
 
-def enabled(vol: dict, key: str) -> bool:
+def enabled(vol: Volume, key: str) -> bool:
     return parse_bool(option_value(vol, key) or "off")
 
 
@@ -267,16 +268,22 @@ def enabled(vol: dict, key: str) -> bool:
 # volume types
 
 
-def volume_type(vol: dict) -> str:
+def volume_type(vol: Volume) -> str:
     """glusterd's type names: Distribute, Replicate, Distributed-Replicate,
     Stripe, Striped-Replicate, ... (volume info's `Type:`)."""
-    per_set = vol["stripe"] * vol["replica"]
-    distributed = len(vol["bricks"]) > per_set
-    if vol["stripe"] > 1 and vol["replica"] > 1:
+    return type_name(vol.replica, vol.stripe, len(vol.bricks))
+
+
+def type_name(replica: int, stripe: int, bricks: int) -> str:
+    """`volume_type` from the counts alone (glusterpy/search.py reads them
+    from the API's volume documents)."""
+    per_set = stripe * replica
+    distributed = bricks > per_set
+    if stripe > 1 and replica > 1:
         base = "Striped-Replicate"
-    elif vol["stripe"] > 1:
+    elif stripe > 1:
         base = "Stripe"
-    elif vol["replica"] > 1:
+    elif replica > 1:
         base = "Replicate"
     else:
         return "Distribute"
@@ -287,21 +294,21 @@ def volume_type(vol: dict) -> str:
 # volfile names
 
 
-def brick_id(brick: dict) -> str:
+def brick_id(brick: Brick) -> str:
     """`HOST:/PATH`, how the CLI and volume info name a brick."""
-    return f"{brick['host']}:{brick['path']}"
+    return f"{brick.host}:{brick.path}"
 
 
-def brick_volfile_key(vol: dict, brick: dict) -> str:
-    return f"{vol['name']}.{brick['host']}.{brick['path'].strip('/').replace('/', '-')}"
+def brick_volfile_key(vol: Volume, brick: Brick) -> str:
+    return f"{vol.name}.{brick.host}.{brick.path.strip('/').replace('/', '-')}"
 
 
-def brick_volfile_name(vol: dict, brick: dict) -> str:
+def brick_volfile_name(vol: Volume, brick: Brick) -> str:
     return brick_volfile_key(vol, brick) + ".vol"
 
 
-def client_name(vol: dict, index: int) -> str:
-    return f"{vol['name']}-client-{index}"
+def client_name(vol: Volume, index: int) -> str:
+    return f"{vol.name}-client-{index}"
 
 
 # --------------------------------------------------------------------------
@@ -311,7 +318,7 @@ def client_name(vol: dict, index: int) -> str:
 class _Builder:
     """Collects volumes of one volfile, keeping only declared options."""
 
-    def __init__(self, vol: dict):
+    def __init__(self, vol: Volume):
         self.vol = vol
         self.volumes: list[vf.VolumeDef] = []
 
@@ -329,13 +336,13 @@ class _Builder:
         only into the client's or the brick's io-stats, as glusterd does."""
         keys = set_keys()
         side = "brick" if brick_subvolume is not None else "client"
-        for key, value in sorted(self.vol["options"].items()):
+        for key, value in sorted(self.vol.options.items()):
             target = _side_specific().get(key)
             if target is not None and target[0] == side:
                 for v in self.volumes:
                     if canonical_type(v.type) == "debug/io-stats":
                         v.options[target[1]] = value
-        for key, value in sorted(self.vol["options"].items()):  # stable text
+        for key, value in sorted(self.vol.options.items()):  # stable text
             sk = keys.get(key)
             if sk is None or sk.toggles is not None and sk.option.key == key:
                 continue
@@ -361,45 +368,45 @@ def _side_specific() -> dict:
     return importlib.import_module(TRANSLATORS["debug/io-stats"]).SIDE_SPECIFIC_KEYS
 
 
-def _glusterd_uuid(brick: dict) -> dict[str, str]:
+def _glusterd_uuid(brick: Brick) -> dict[str, str]:
     """storage/posix's glusterd-uuid: the brick's node, which its bricks
     report as trusted.glusterfs.node-uuid - how the self-heal daemon tells
     its own node's bricks from the others'."""
     try:
-        return {"glusterd-uuid": str(uuid.UUID(brick["node"]))}
+        return {"glusterd-uuid": str(uuid.UUID(brick.node))}
     except (ValueError, TypeError, AttributeError):
         return {}
 
 
-def brick_volfile(vol: dict, brick: dict) -> str:
+def brick_volfile(vol: Volume, brick: Brick) -> str:
     b = _Builder(vol)
-    name, path = vol["name"], brick["path"]
-    if vol.get("device"):
+    name, path = vol.name, brick.path
+    if vol.device:
         # storage/bd over its companion metadata directory (storage/posix)
         below = b.add(f"{name}-posix", "storage/posix",
-                      {"directory": brick["metadata"], **_glusterd_uuid(brick)})
+                      {"directory": brick.metadata, **_glusterd_uuid(brick)})
         below = b.add(f"{name}-bd", "storage/bd",
-                      {"export": path.strip("/"), "device": "lv", "volume-id": vol["id"]},
+                      {"export": path.strip("/"), "device": "lv", "volume-id": vol.id},
                       [below])
     else:
         below = b.add(f"{name}-posix", "storage/posix",
-                      {"directory": path, "volume-id": vol["id"],
+                      {"directory": path, "volume-id": vol.id,
                        "ctime": "on" if enabled(vol, "features.ctime") else "off",
                        **_glusterd_uuid(brick)})
-    if brick.get("arbiter"):
+    if brick.arbiter:
         below = b.add(f"{name}-arbiter", "features/arbiter", {}, [below])
     # above locks: io-threads, [index,] io-stats; the topmost of them is named
     # by the brick path.  io-threads is on every brick, with its defaults
     # unless `volume set performance.io-thread-count` ... (brick_graph_add_iot)
     above = [("io-threads", "performance/io-threads", {})]
-    if vol["replica"] > 1:
+    if vol.replica > 1:
         # the heal index the self-heal daemon and heal info crawl, where
         # glusterd puts it (brick_graph_add_index)
         above.append(("index", "features/index", {
             "index-base": f"{path}/.glusterfs/indices",
             "xattrop-dirty-watchlist": AFR_DIRTY,
             "xattrop-pending-watchlist": f"{AFR_XATTR_PREFIX}.{name}-"}))
-    above.append(("io-stats", "debug/io-stats", {"unique-id": path, "volume-id": vol["id"],
+    above.append(("io-stats", "debug/io-stats", {"unique-id": path, "volume-id": vol.id,
                                                  "log-level": "INFO"}))
     layers = [("locks", "features/locks", {})] + above
     for n, (kind, type_name, opts) in enumerate(layers):
@@ -409,37 +416,37 @@ def brick_volfile(vol: dict, brick: dict) -> str:
     server_opts = {"transport-type": "tcp", "transport.address-family": "inet",
                    "transport.listen-backlog": "1024",
                    f"auth.addr.{top}.allow": "*"}
-    if brick.get("port"):
-        server_opts["transport.socket.listen-port"] = str(brick["port"])
+    if brick.port:
+        server_opts["transport.socket.listen-port"] = str(brick.port)
     b.add(f"{name}-server", "protocol/server", server_opts, [top])
     b.apply_set_options(brick_subvolume=top)
     return b.text()
 
 
-def client_volfile(vol: dict, perf: bool = True, rebalance: bool = False) -> str:
+def client_volfile(vol: Volume, perf: bool = True, rebalance: bool = False) -> str:
     b = _Builder(vol)
-    name = vol["name"]
+    name = vol.name
     clients = []
-    for i, brick in enumerate(vol["bricks"]):
+    for i, brick in enumerate(vol.bricks):
         opts = {"transport-type": "tcp", "transport.address-family": "inet",
-                "send-gids": "true", "remote-subvolume": brick["path"],
-                "remote-host": brick["host"]}
-        if brick.get("port"):
-            opts["remote-port"] = str(brick["port"])
+                "send-gids": "true", "remote-subvolume": brick.path,
+                "remote-host": brick.host}
+        if brick.port:
+            opts["remote-port"] = str(brick.port)
         clients.append(b.add(client_name(vol, i), "protocol/client", opts))
-    replica, stripe = vol["replica"], vol["stripe"]
+    replica, stripe = vol.replica, vol.stripe
     sets = clients
     if replica > 1:
         grouped = [sets[i:i + replica] for i in range(0, len(sets), replica)]
         sets = [b.add(f"{name}-replicate-{i}", "cluster/replicate",
-                      {"afr-pending-xattr": ",".join(g), "volume-id": vol["id"],
-                       **({"arbiter-count": "1"} if vol.get("arbiter") else {})}, g)
+                      {"afr-pending-xattr": ",".join(g), "volume-id": vol.id,
+                       **({"arbiter-count": "1"} if vol.arbiter else {})}, g)
                 for i, g in enumerate(grouped)]
     if stripe > 1:
         grouped = [sets[i:i + stripe] for i in range(0, len(sets), stripe)]
         sets = [b.add(f"{name}-stripe-{i}", "cluster/stripe", {}, g)
                 for i, g in enumerate(grouped)]
-    task = vol.get("tasks", {}).get("remove-brick")
+    task = vol.tasks.get("remove-brick")
     dht_opts = {"lock-migration": "off", "force-migration": "off"}
     if task:  # its bricks are leaving: new layouts give them no range
         dht_opts["decommissioned-bricks"] = ",".join(task.get("subvolumes", []))
@@ -465,38 +472,38 @@ SHD_OVERRIDES = {"iam-self-heal-daemon": "yes", "data-self-heal": "on",
                  "background-self-heal-count": "0"}
 
 
-def has_shd(vol: dict) -> bool:
+def has_shd(vol: Volume) -> bool:
     """Whether the volume gets a self-heal daemon graph (glusterd's
     glusterd_is_shd_compatible_volume: replicated)."""
-    return vol["replica"] > 1
+    return vol.replica > 1
 
 
-def shd_enabled(vol: dict) -> bool:
+def shd_enabled(vol: Volume) -> bool:
     """gd_is_self_heal_enabled: `cluster.self-heal-daemon`, on by default."""
-    value = vol["options"].get("cluster.self-heal-daemon", "on")
+    value = vol.options.get("cluster.self-heal-daemon", "on")
     try:
         return parse_bool(value)
     except (OptionError, ValueError):
         return True
 
 
-def shd_volfile(vol: dict) -> str:
+def shd_volfile(vol: Volume) -> str:
     """The self-heal daemon's graph of the volume (build_shd_graph): the
     bricks' protocol/clients, every replicate set with the daemon's
     settings, debug/io-stats named after the volume on top."""
     b = _Builder(vol)
-    name = vol["name"]
+    name = vol.name
     clients = []
-    for i, brick in enumerate(vol["bricks"]):
+    for i, brick in enumerate(vol.bricks):
         opts = {"transport-type": "tcp", "transport.address-family": "inet",
-                "remote-subvolume": brick["path"], "remote-host": brick["host"]}
-        if brick.get("port"):
-            opts["remote-port"] = str(brick["port"])
+                "remote-subvolume": brick.path, "remote-host": brick.host}
+        if brick.port:
+            opts["remote-port"] = str(brick.port)
         clients.append(b.add(client_name(vol, i), "protocol/client", opts))
-    replica = vol["replica"]
+    replica = vol.replica
     sets = [b.add(f"{name}-replicate-{i // replica}", "cluster/replicate",
-                  {"afr-pending-xattr": ",".join(clients[i:i + replica]), "volume-id": vol["id"],
-                   **({"arbiter-count": "1"} if vol.get("arbiter") else {})},
+                  {"afr-pending-xattr": ",".join(clients[i:i + replica]), "volume-id": vol.id,
+                   **({"arbiter-count": "1"} if vol.arbiter else {})},
                   clients[i:i + replica])
             for i in range(0, len(clients), replica)]
     b.add(name, "debug/io-stats", {"log-level": "INFO"}, sets)
@@ -507,16 +514,16 @@ def shd_volfile(vol: dict) -> str:
     return b.text()
 
 
-def volfiles(vol: dict) -> dict[str, str]:
+def volfiles(vol: Volume) -> dict[str, str]:
     """Every volfile of the volume, file name -> text."""
-    out = {CLIENT_VOLFILE.format(vol=vol["name"]): client_volfile(vol),
-           NOPERF_VOLFILE.format(vol=vol["name"]): client_volfile(vol, perf=False),
-           REBALANCE_VOLFILE.format(vol=vol["name"]): client_volfile(vol, perf=False,
+    out = {CLIENT_VOLFILE.format(vol=vol.name): client_volfile(vol),
+           NOPERF_VOLFILE.format(vol=vol.name): client_volfile(vol, perf=False),
+           REBALANCE_VOLFILE.format(vol=vol.name): client_volfile(vol, perf=False,
                                                                      rebalance=True)}
-    for brick in vol["bricks"]:
+    for brick in vol.bricks:
         out[brick_volfile_name(vol, brick)] = brick_volfile(vol, brick)
     if has_shd(vol):
-        out[SHD_VOLFILE.format(vol=vol["name"])] = shd_volfile(vol)
+        out[SHD_VOLFILE.format(vol=vol.name)] = shd_volfile(vol)
     return out
 
 
@@ -550,6 +557,6 @@ def needs_restart(old_text: str, new_text: str) -> bool:
 
 
 __all__ = ["SetKey", "set_keys", "lookup_key", "volfiles", "brick_volfile", "client_volfile",
-           "volume_type", "needs_restart", "brick_volfile_name",
+           "volume_type", "type_name", "needs_restart", "brick_volfile_name",
            "brick_volfile_key", "brick_id", "option_value", "NOPERF_SUFFIX",
            "shd_volfile", "has_shd", "shd_enabled", "SHD_VOLFILE"]

@@ -1,5 +1,5 @@
 """The REST routes of rebalance and remove-brick migration status
-(glusterd/rebalance.py does the work; glusterd/api.py serves these routes
+(glusterd/rebalance.py does the work; routes/api.py serves these routes
 with its own and documents them in its OpenAPI document):
 
     POST /api/v1/volumes/{name}/rebalance {action: start|fix-layout|stop, force?}
@@ -25,9 +25,9 @@ share done (0..1, null until the totals are counted); times in seconds.
 
 from __future__ import annotations
 
+from ..http import ApiError, Response
+from ..rebalance import active_task
 from .handlers import peer_of, run_transaction, volume_or_404, volume_view
-from .http import ApiError, Response
-from .rebalance import active_task
 
 _ACTIONS = ("start", "fix-layout", "stop")
 
@@ -60,9 +60,9 @@ async def post_rebalance(gd, req):
     result = await run_transaction(gd, req, "rebalance",
                                    {"name": req.params["name"], "action": action, "force": force})
     vol = result["volume"]
-    doc = {"volume": volume_view(gd, vol), "task": vol["tasks"].get("rebalance")}
+    doc = {"volume": volume_view(gd, vol), "task": vol.tasks.get("rebalance")}
     if action == "stop":
-        doc["status"] = await gd.rebalance.cluster_status(vol["name"])
+        doc["status"] = await gd.rebalance.cluster_status(vol.name)
     return Response(200, doc)
 
 
@@ -70,16 +70,16 @@ async def get_rebalance(gd, req):
     vol = volume_or_404(gd, req.params["name"])
     kind, task = active_task(vol)
     if kind != "rebalance":
-        raise ApiError(400, f"Rebalance not started for volume {vol['name']}.")
-    return Response(200, await gd.rebalance.cluster_status(vol["name"]))
+        raise ApiError(400, f"Rebalance not started for volume {vol.name}.")
+    return Response(200, await gd.rebalance.cluster_status(vol.name))
 
 
 async def get_remove_brick(gd, req):
     vol = volume_or_404(gd, req.params["name"])
     kind, task = active_task(vol)
     if kind != "remove-brick":
-        raise ApiError(400, f"remove-brick not started for volume {vol['name']}.")
-    return Response(200, await gd.rebalance.cluster_status(vol["name"]))
+        raise ApiError(400, f"remove-brick not started for volume {vol.name}.")
+    return Response(200, await gd.rebalance.cluster_status(vol.name))
 
 
 async def local_rebalance(gd, req):
@@ -102,7 +102,7 @@ async def annotate_tasks(gd, status: dict) -> None:
 
 
 def routes(Route) -> list:
-    """The routes, as glusterd/api.py's Route objects; the status routes
+    """The routes, as routes/api.py's Route objects; the status routes
     carry the schema of what they answer (`response_schema`)."""
     out = [
         Route("POST", "/api/v1/volumes/{name}/rebalance", post_rebalance,

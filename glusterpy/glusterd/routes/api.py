@@ -1,97 +1,33 @@
-"""glusterpyd's REST API (JSON over HTTP/1.1), described by OpenAPI 3.
-
-The CLI is a client of this API and nothing else; peers use it to run the
-cluster's transactions; GET /api/v1/openapi.json describes every route (the
-document is built from the ROUTES table below, so it cannot drift from what
-is served).
-
-Public routes (what `glusterpy` uses):
-
-    GET    /api/v1/node                         this node's uuid, names, port
-    GET    /api/v1/peers                        peer status
-    POST   /api/v1/peers {host, port?}          peer probe
-    DELETE /api/v1/peers/{host}?force=1         peer detach
-    GET    /api/v1/pool                         pool list (peers and this node)
-    GET    /api/v1/volumes                      volume info of all volumes
-    POST   /api/v1/volumes {name, bricks, replica?, arbiter?, stripe?, transport?, device?,
-                        force?}
-    GET    /api/v1/volumes/{name}               volume info
-    DELETE /api/v1/volumes/{name}               volume delete
-    POST   /api/v1/volumes/{name}/start {force?}    .../stop {force?}
-    GET    /api/v1/volumes/{name}/status        bricks: port, pid, online, on every node
-    GET    /api/v1/status                       the same for every volume
-    GET    /api/v1/volumes/{name}/status/clients    volume status NAME clients: per brick,
-                                                the clients' address, bytes, op-version
-                                                (glusterd/clients.py)
-    POST   /api/v1/volumes/{name}/bricks {bricks, replica?, force?}        add-brick
-    POST   /api/v1/volumes/{name}/remove-brick {bricks, action}   start|status|stop|commit|force
-    GET    /api/v1/volumes/{name}/options?key=K volume get (K or all)
-    POST   /api/v1/volumes/{name}/options {options: {KEY: VALUE}}  volume set
-    DELETE /api/v1/volumes/{name}/options/{key} volume reset (key or "all")
-    GET    /api/v1/options                      volume set help
-    POST   /api/v1/volumes/{name}/profile {action: start|stop}
-    GET    /api/v1/volumes/{name}/profile       profile info (per brick, per fop)
-    GET    /api/v1/log?volume=V&limit=N         the audit log
-    GET    /api/v1/search?q=QUERY               volume search (glusterpy/search.py's grammar)
-    GET    /api/v1/search/complete?q=TEXT       what may come next in a query (auto-complete)
-    GET    /api/v1/whoami                       the caller as this node sees it, with its role
-    GET    /ui/...                              the web console (glusterd/console.py): public
-                                                files; everything it shows or does is a
-                                                call above with the signed-in token
-    POST   /api/v1/volumes/{name}/rebalance {action: start|fix-layout|stop, force?}
-    GET    /api/v1/volumes/{name}/rebalance     rebalance status: per node, and in all
-    GET    /api/v1/volumes/{name}/remove-brick  remove-brick status: the same
-                                                (glusterd/rebalance_api.py)
-    POST   /api/v1/volumes/{name}/heal {op: index|full}          volume heal [full]
-    GET    /api/v1/volumes/{name}/heal/info     heal info: per brick, entries needing heal
-    GET    /api/v1/volumes/{name}/heal/split-brain               heal info split-brain
-    GET    /api/v1/volumes/{name}/heal/statistics                heal statistics (crawls)
-    GET    /api/v1/volumes/{name}/heal/statistics/heal-count     statistics heal-count
-    GET    /api/v1/volumes/{name}/heal/task     the heal as a task: per brick pending,
-                                                healed, progress, rate, time left
-                                                (glusterd/heal_task.py)
-    POST   /api/v1/volumes/{name}/heal/split-brain {policy, file?, brick?}
-                                                heal split-brain bigger-file|latest-mtime|
-                                                source-brick (glusterd/heal.py)
-
-    GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{name}   token list|create|revoke
-    POST   /api/v1/tls/setup {management?}, /api/v1/tls/clients {name}
-                                                tls setup | tls client (glusterd/tls_setup.py)
-
-Who may call what is `authorize` below (glusterd/trust.py says how each
-caller proves itself): root on the unix socket, an admin token, or -
-reading only - a read-only token; tokens and tls are for root on the node.
-Only this document and the console's static files are public.
-
-Peer routes (/api/v1/cluster/..., /api/v1/local/...) carry the transaction
-phases and node-local reads; only a member, proved by its pinned
-certificate over TLS, may call them (join: a node in no pool accepts one).
-
-Errors are `{"error": message}` with 400 (refused), 401 (no or a bad
-token), 403 (not allowed to this caller), 404 (no such route or volume),
-405 (method), 409 (the cluster lock is held), 413 (body too big) or 502 (a
-peer did not answer).  Every state-changing call and every refusal is
-written to the audit log with who asked as the connection proved it (root's
-uid, a token's name, a peer's uuid), the client's address, and the user
-name the CLI claims.
+"""glusterpyd's REST routes: the ROUTES table that `make_app` serves and
+`openapi` describes, who may call each (`ACCESS`, `authorize`), and the
+handlers of node, peers, volumes, options, search, tokens and the peer
+routes of the cluster transaction.  The routes of heal, rebalance,
+clients, profile, tls and the console are in their own modules here and
+join the table below; routes/__init__.py describes the whole API.
 """
+
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import trio
 
-from ..options import OptionError
-from . import heal, volgen
-from .. import localsock
-from .daemon import VERSION, Glusterd, OpFailed
+from ...options import OptionError
+from .. import heal, heal_task, tls_setup, volgen
+from ... import localsock
+from ..common import VERSION, OpFailed
+from ..http import ApiError, Request, Response
+from ..trust import ROLES, TOKEN_NAME, TrustError
 from .handlers import flag, peer_of, run_transaction, volume_or_404, volume_view, who_asked
-from .http import ApiError, Request, Response
-from .trust import ROLES, TOKEN_NAME, TrustError
-from . import clients, console, heal_task, rebalance_api, tls_setup
+from . import clients, console, profile, rebalance
+from . import heal as heal_routes, tls_setup as tls_setup_routes
+
+if TYPE_CHECKING:
+    from ..daemon import Glusterd
+    from ..model import Volume
 
 
 @dataclass
@@ -301,39 +237,40 @@ async def _cluster_bricks(gd, name: str | None) -> list[dict]:
             out.extend(doc["bricks"])
         except OpFailed:
             for vol in gd.volumes.values():
-                if name is not None and vol["name"] != name:
+                if name is not None and vol.name != name:
                     continue
-                out.extend({"volume": vol["name"], "brick": volgen.brick_id(b),
-                            "host": b["host"], "path": b["path"], "node": b["node"],
+                out.extend({"volume": vol.name, "brick": volgen.brick_id(b),
+                            "host": b.host, "path": b.path, "node": b.node,
                             "port": 0, "online": False, "pid": None, "unreachable": True}
-                           for b in vol["bricks"] if b["node"] == peer["uuid"])
+                           for b in vol.bricks if b.node == peer["uuid"])
     return out
 
 
-def _status_of(gd, vol: dict, bricks: list[dict]) -> dict:
-    mine = {(b["node"], b["path"]): b for b in bricks if b["volume"] == vol["name"]}
-    rows = [mine.get((b["node"], b["path"]), {"brick": volgen.brick_id(b), "port": 0,
+def _status_of(gd, vol: Volume, bricks: list[dict]) -> dict:
+    # `bricks` are status rows (dicts); the volume's bricks are records
+    mine = {(b["node"], b["path"]): b for b in bricks if b["volume"] == vol.name}
+    rows = [mine.get((b.node, b.path), {"brick": volgen.brick_id(b), "port": 0,
                                                "online": False, "pid": None})
-            for b in vol["bricks"]]
-    return {"name": vol["name"], "status": vol["status"], "bricks": rows,
-            "tasks": vol.get("tasks", {})}
+            for b in vol.bricks]
+    return {"name": vol.name, "status": vol.status, "bricks": rows,
+            "tasks": vol.tasks}
 
 
 async def get_volume_status(gd, req):
     vol = volume_or_404(gd, req.params["name"])
-    if vol["status"] != "Started":
-        raise ApiError(400, f"Volume {vol['name']} is not started")
-    st = _status_of(gd, vol, await _cluster_bricks(gd, vol["name"]))
-    await rebalance_api.annotate_tasks(gd, st)
+    if vol.status != "Started":
+        raise ApiError(400, f"Volume {vol.name} is not started")
+    st = _status_of(gd, vol, await _cluster_bricks(gd, vol.name))
+    await rebalance.annotate_tasks(gd, st)
     return Response(200, st)
 
 
 async def get_status(gd, req):
     bricks = await _cluster_bricks(gd, None)
     sts = [_status_of(gd, v, bricks) for _, v in sorted(gd.volumes.items())
-           if v["status"] == "Started"]
+           if v.status == "Started"]
     for st in sts:
-        await rebalance_api.annotate_tasks(gd, st)
+        await rebalance.annotate_tasks(gd, st)
     return Response(200, {"volumes": sts})
 
 
@@ -353,9 +290,9 @@ async def post_remove_brick(gd, req):
                                                              "bricks": body.get("bricks"),
                                                              "action": body.get("action")})
     vol = result["volume"]
-    doc = {"volume": volume_view(gd, vol), "task": vol.get("tasks", {}).get("remove-brick")}
-    if doc["task"] and vol["name"] in gd.volumes:   # every node's migration
-        doc["status"] = await gd.rebalance.cluster_status(vol["name"])
+    doc = {"volume": volume_view(gd, vol), "task": vol.tasks.get("remove-brick")}
+    if doc["task"] and vol.name in gd.volumes:   # every node's migration
+        doc["status"] = await gd.rebalance.cluster_status(vol.name)
     return Response(200, doc)
 
 
@@ -371,8 +308,8 @@ async def get_options(gd, req):
         wanted = [key]
     else:
         wanted = sorted(keys)
-    return Response(200, {"options": [{"key": k, "value": vol["options"].get(
-        k, keys[k].option.default if k in keys else None), "set": k in vol["options"]}
+    return Response(200, {"options": [{"key": k, "value": vol.options.get(
+        k, keys[k].option.default if k in keys else None), "set": k in vol.options}
         for k in wanted]})
 
 
@@ -401,32 +338,6 @@ async def get_option_help(gd, req):
          "help": sk.help()} for k, sk in sorted(keys.items())]})
 
 
-async def post_profile(gd, req):
-    body = req.json()
-    action = body.get("action")
-    if action not in ("start", "stop"):
-        raise ApiError(400, "profile action must be start or stop (info: GET)")
-    result = await run_transaction(gd, req, "profile",
-                                   {"name": req.params["name"], "action": action})
-    return Response(200, volume_view(gd, result["volume"]))
-
-
-async def get_profile(gd, req):
-    from .profile import local_profile
-    vol = volume_or_404(gd, req.params["name"])
-    if not vol.get("profile"):
-        raise ApiError(400, f"Profile on Volume {vol['name']} is not started")
-    bricks = await local_profile(gd, vol["name"])
-    for peer in gd.peers.values():
-        try:
-            doc = await gd.call_peer(peer, "GET", f"/api/v1/local/profile/{vol['name']}",
-                                     timeout=30)
-            bricks.extend(doc["bricks"])
-        except OpFailed as e:
-            bricks.append({"brick": peer["hostnames"][0], "error": str(e)})
-    return Response(200, {"volume": vol["name"], "bricks": bricks})
-
-
 async def get_log(gd, req):
     volume = req.arg("volume")
     try:
@@ -441,7 +352,7 @@ async def get_log(gd, req):
 
 
 async def get_search(gd, req):
-    from .. import search
+    from ... import search
     text = req.arg("q", "")
     try:
         query = search.parse(text)
@@ -461,7 +372,7 @@ async def get_whoami(gd, req):
 
 
 async def get_search_complete(gd, req):
-    from .. import search
+    from ... import search
     return Response(200, search.complete(req.arg("q", "")))
 
 
@@ -574,12 +485,6 @@ async def local_bricks(gd, req):
     return Response(200, {"bricks": gd.local_brick_status(req.arg("volume"))})
 
 
-async def local_profile_handler(gd, req):
-    from .profile import local_profile
-    volume_or_404(gd, req.params["name"])
-    return Response(200, {"bricks": await local_profile(gd, req.params["name"])})
-
-
 _BRICKS = {"type": "array", "items": {"type": "string", "pattern": "^[^:]+:/.*$"},
            "description": "HOST:/PATH of each brick"}
 _COUNT = {"type": "integer", "minimum": 1}
@@ -626,10 +531,7 @@ ROUTES = [
     Route("DELETE", "/api/v1/volumes/{name}/options/{key}", delete_option,
           "volume reset (key or all)"),
     Route("GET", "/api/v1/options", get_option_help, "volume set help"),
-    Route("POST", "/api/v1/volumes/{name}/profile", post_profile, "volume profile start|stop",
-          {"type": "object", "required": ["action"],
-           "properties": {"action": {"type": "string", "enum": ["start", "stop"]}}}),
-    Route("GET", "/api/v1/volumes/{name}/profile", get_profile, "volume profile info"),
+    *profile.routes(Route),
     Route("GET", "/api/v1/log", get_log, "the audit log", query=("volume", "limit")),
     Route("GET", "/api/v1/search", get_search,
           "volume search: `Volumes: name = vm* and type = replicate sortby name desc` "
@@ -637,23 +539,23 @@ ROUTES = [
     Route("GET", "/api/v1/whoami", get_whoami, "the caller and its role (admin, read-only)"),
     Route("GET", "/api/v1/search/complete", get_search_complete,
           "what may come next at the end of a search query", query=("q",)),
-    Route("POST", "/api/v1/volumes/{name}/heal", heal.post_heal,
+    Route("POST", "/api/v1/volumes/{name}/heal", heal_routes.post_heal,
           "volume heal NAME [full]: start an index (or full) crawl on every brick's "
           "self-heal daemon",
           {"type": "object", "properties": {"op": {"type": "string",
                                                    "enum": ["index", "full"]}}}),
-    Route("GET", "/api/v1/volumes/{name}/heal/info", heal.get_heal_info,
+    Route("GET", "/api/v1/volumes/{name}/heal/info", heal_routes.get_heal_info,
           "volume heal NAME info: per brick, the entries that need a heal"),
-    Route("GET", "/api/v1/volumes/{name}/heal/split-brain", heal.get_heal_split_brain,
+    Route("GET", "/api/v1/volumes/{name}/heal/split-brain", heal_routes.get_heal_split_brain,
           "volume heal NAME info split-brain: per brick, the entries in split-brain"),
-    Route("GET", "/api/v1/volumes/{name}/heal/statistics", heal.get_heal_statistics,
+    Route("GET", "/api/v1/volumes/{name}/heal/statistics", heal_routes.get_heal_statistics,
           "volume heal NAME statistics: the self-heal daemons' crawls"),
-    Route("GET", "/api/v1/volumes/{name}/heal/statistics/heal-count", heal.get_heal_count,
+    Route("GET", "/api/v1/volumes/{name}/heal/statistics/heal-count", heal_routes.get_heal_count,
           "volume heal NAME statistics heal-count: entries in each brick's index"),
-    Route("GET", "/api/v1/volumes/{name}/heal/task", heal.get_heal_task,
+    Route("GET", "/api/v1/volumes/{name}/heal/task", heal_routes.get_heal_task,
           "the heal of NAME as a task (the console's Tasks page): per brick the entries "
           "pending and healed since it began, progress, heal rate and time left"),
-    Route("POST", "/api/v1/volumes/{name}/heal/split-brain", heal.post_split_brain,
+    Route("POST", "/api/v1/volumes/{name}/heal/split-brain", heal_routes.post_split_brain,
           "volume heal NAME split-brain bigger-file|latest-mtime FILE | source-brick "
           "HOST:/BRICK [FILE]",
           {"type": "object", "required": ["policy"],
@@ -684,17 +586,16 @@ ROUTES = [
     Route("POST", "/api/v1/cluster/leave", cluster_leave, "leave the cluster", internal=True),
     Route("GET", "/api/v1/local/bricks", local_bricks, "this node's bricks", internal=True,
           query=("volume",)),
-    Route("GET", "/api/v1/local/profile/{name}", local_profile_handler,
-          "this node's bricks' io-stats", internal=True),
-    Route("POST", "/api/v1/local/heal/{name}", heal.local_heal,
+    *profile.peer_routes(Route),
+    Route("POST", "/api/v1/local/heal/{name}", heal_routes.local_heal,
           "this node's self-heal daemon's answer to a heal op", internal=True),
 ]
-ROUTES += rebalance_api.routes(Route)
+ROUTES += rebalance.routes(Route)
 ROUTES += clients.routes(Route)
 for _r in ROUTES:   # the task route carries its answer's schema, as rebalance's do
-    if _r.handler is heal.get_heal_task:
+    if _r.handler is heal_routes.get_heal_task:
         _r.response_schema = heal_task.TASK_SCHEMA
-ROUTES += tls_setup.routes(Route)
+ROUTES += tls_setup_routes.routes(Route)
 ROUTES += console.routes(Route)
 _COMPILED = [(r, r.regex()) for r in ROUTES]
 

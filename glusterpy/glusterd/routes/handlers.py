@@ -1,8 +1,8 @@
 """What glusterpyd's route handlers share: who asked, the volume a route
 names, and an operation run through the cluster transaction.
 
-The route modules (api.py and the ones it gathers: heal, rebalance_api,
-clients, tls_setup, ...) import these from here, so none of them imports
+The route modules (api.py and the ones it gathers: heal, rebalance,
+clients, profile, tls_setup, ...) import these from here, so none of them imports
 another route module for a helper and api.py is the only one that knows
 them all.
 """
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import volgen
-from .daemon import OpFailed
-from .http import ApiError, Request
+from .. import volgen
+from ..common import OpFailed
+from ..http import ApiError, Request
 
 if TYPE_CHECKING:
-    from .daemon import Glusterd
+    from ..daemon import Glusterd
+    from ..model import Volume
 
 __all__ = ["flag", "peer_of", "run_transaction", "volume_or_404", "volume_view", "who_asked"]
 
@@ -44,18 +45,18 @@ def flag(value) -> bool:
     return value in (True, 1, "1", "true", "yes", "on", "force")
 
 
-def volume_or_404(gd: Glusterd, name: str) -> dict:
+def volume_or_404(gd: Glusterd, name: str) -> Volume:
     vol = gd.volumes.get(name)
     if vol is None:
         raise ApiError(404, f"Volume {name} does not exist")
     return vol
 
 
-def volume_view(gd: Glusterd, vol: dict) -> dict:
+def volume_view(gd: Glusterd, vol: Volume) -> dict:
     """A volume's document as the API shows it: its type and brick names added."""
-    view = dict(vol)
+    view = vol.to_json()
     view["type"] = volgen.volume_type(vol)
-    view["bricks"] = [dict(b, name=volgen.brick_id(b)) for b in vol["bricks"]]
+    view["bricks"] = [dict(b.to_json(), name=volgen.brick_id(b)) for b in vol.bricks]
     return view
 
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .http import ApiError, Response
+from ..http import ApiError, Response
 
-ROOT = Path(__file__).with_name("console")
+# the files stay in glusterpy/glusterd/console/ (the package data of
+# glusterpy.glusterd in pyproject.toml)
+ROOT = Path(__file__).parent.parent / "console"
 
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
