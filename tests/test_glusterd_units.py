@@ -51,10 +51,13 @@ def test_volfiles_follow_glusterd_names_and_shapes():
     assert brick["vm-posix"].options["directory"] == "/srv/b1"
     assert brick["vm-posix"].options["volume-id"] == vol.id
     assert brick["/srv/b1"].type == "debug/io-stats"  # io-stats named by the brick path
-    # io-threads between io-stats and locks, as glusterd's brick graph has it
+    # io-threads, then upcall, between io-stats and locks, as glusterd's
+    # brick graph has them
     assert brick["/srv/b1"].subvolumes == ["vm-io-threads"]
     assert brick["vm-io-threads"].type == "performance/io-threads"
-    assert brick["vm-io-threads"].subvolumes == ["vm-locks"]
+    assert brick["vm-io-threads"].subvolumes == ["vm-upcall"]
+    assert brick["vm-upcall"].type == "features/upcall"
+    assert brick["vm-upcall"].subvolumes == ["vm-locks"]
     client = vf.parses(files["vm.tcp-fuse.vol"])
     assert client.top.name == "vm"
     c0 = client["vm-client-0"].options

@@ -11,6 +11,8 @@ Brick volfile, one per brick, named as glusterd names it,
                                  as --xlator-option *-posix.glusterd-uuid)
     [VOL-arbiter features/arbiter, on an arbiter brick, when it exists]
     VOL-locks    features/locks
+    VOL-upcall   features/upcall cache invalidation for the clients
+                                 (features.cache-invalidation, off)
     [VOL-index   features/index  on the bricks of replicated volumes: the heal
                                  index (index-base PATH/.glusterfs/indices, the
                                  watch lists trusted.afr.VOL- and trusted.afr.dirty)]
@@ -32,15 +34,20 @@ Client volfiles (glusterd's `VOL.tcp-fuse.vol`):
     VOL-dht         cluster/distribute over the sets
     VOL-utime       features/utime   (when features.ctime is on)
     VOL-write-behind  performance/write-behind  (performance.write-behind)
+    VOL-read-ahead  performance/read-ahead    (performance.read-ahead, off)
+    VOL-readdir-ahead performance/readdir-ahead (performance.readdir-ahead, off)
     VOL-io-cache    performance/io-cache      (performance.io-cache)
     VOL-open-behind performance/open-behind   (performance.open-behind)
     VOL-quick-read  performance/quick-read    (performance.quick-read)
+    VOL-nl-cache    performance/nl-cache      (performance.nl-cache, off)
     VOL-md-cache    performance/md-cache      (performance.stat-prefetch)
     VOL-io-threads  performance/io-threads    (performance.client-io-threads)
     VOL             debug/io-stats   the top is always named VOL
 
-The performance translators are GlusterFS 10's default client stack, in its
-order, each switched by its glusterd key (all on by default).  glusterpy's
+The performance translators are GlusterFS 10's client stack, in its
+order, each switched by its glusterd key (read-ahead, readdir-ahead and
+nl-cache off by default as in GlusterFS 10; io-cache on, where GlusterFS 10
+has it off).  glusterpy's
 own clients (the FUSE mount, gfapi, the NBD server) run those it has and
 leave out the rest, which only cache or defer (gfapi.mgmt.elide_unavailable);
 GlusterFS's clients of a glusterpy volume - QEMU's gluster driver, fio's
@@ -170,12 +177,19 @@ class SetKey:
 CLIENT_PERFORMANCE = (
     ("performance.write-behind", "performance/write-behind", "write-behind", "on",
      "enable/disable write-behind translator in the volume."),
+    ("performance.read-ahead", "performance/read-ahead", "read-ahead", "off",
+     "enable/disable read-ahead translator in the volume."),
+    ("performance.readdir-ahead", "performance/readdir-ahead", "readdir-ahead", "off",
+     "enable/disable readdir-ahead translator in the volume."),
     ("performance.io-cache", "performance/io-cache", "io-cache", "on",
      "enable/disable io-cache translator in the volume."),
     ("performance.open-behind", "performance/open-behind", "open-behind", "on",
      "enable/disable open-behind translator in the volume."),
     ("performance.quick-read", "performance/quick-read", "quick-read", "on",
      "enable/disable quick-read translator in the volume."),
+    ("performance.nl-cache", "performance/nl-cache", "nl-cache", "off",
+     "enable/disable negative entry caching translator in the volume. Enabling this "
+     "option improves performance of 'create file/directory' workload"),
     ("performance.stat-prefetch", "performance/md-cache", "md-cache", "on",
      "enable/disable meta-data caching translator in the volume."),
     ("performance.client-io-threads", "performance/io-threads", "io-threads", "on",
@@ -408,7 +422,9 @@ def brick_volfile(vol: Volume, brick: Brick) -> str:
             "xattrop-pending-watchlist": f"{AFR_XATTR_PREFIX}.{name}-"}))
     above.append(("io-stats", "debug/io-stats", {"unique-id": path, "volume-id": vol.id,
                                                  "log-level": "INFO"}))
-    layers = [("locks", "features/locks", {})] + above
+    # upcall above locks, as in glusterd's server graph (leases, which
+    # glusterpy has not, would sit between them)
+    layers = [("locks", "features/locks", {}), ("upcall", "features/upcall", {})] + above
     for n, (kind, type_name, opts) in enumerate(layers):
         last = n == len(layers) - 1
         below = b.add(path if last else f"{name}-{kind}", type_name, opts, [below])
