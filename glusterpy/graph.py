@@ -76,6 +76,8 @@ TRANSLATORS: dict[str, str] = {t: _module(t) for t in (
     "features/utime",
     "performance/io-cache",
     "performance/io-threads",
+    "performance/read-ahead",
+    "performance/readdir-ahead",
     "protocol/client",
     "protocol/server",
     "storage/bd",
