@@ -13,8 +13,11 @@ entries at a time; the brick is asked for 128KB.
   A request is served as soon as the buffer holds a request's worth, or the
   prefetch reached the end of the directory or failed.
 * The prefetch runs until the end of the directory or until all buffers
-  together hold `rda-cache-limit` bytes; it resumes when a reader finds the
-  buffer short.  Entries are counted as storage/posix counts them against a
+  together (with the requests in flight) would pass `rda-cache-limit`; it
+  resumes when a reader finds the buffer short, and a reader waiting on a
+  drained buffer gets its request made even past the limit (GlusterFS's
+  pending stub keeps the prefetch running): the limit is overshot by at most
+  one request per waiting reader.  Entries are counted as storage/posix counts them against a
   readdirp size (DIRENT_COST + name + 1).
 * An error of the prefetch is returned in order: after the entries before
   it have been served, then the fd passes every later call through.
@@ -98,7 +101,8 @@ class _Dir:
     running: bool = False
     done: trio.Event = field(default_factory=trio.Event)   # the running prefetch ended
     wakeup: trio.Event = field(default_factory=trio.Event)  # entries arrived or it ended
-    waiting: bool = False
+    waiting: bool = False     # a readdirp waits for the prefetch (GlusterFS's stub)
+    starved: bool = False     # ... and nothing it can take is buffered yet
     #: gfids changed through this translator while a prefetch was in flight
     changed: set = field(default_factory=set)
 
@@ -135,6 +139,7 @@ class ReaddirAhead(Translator):
     def __init__(self, name, options=None, children=()):
         super().__init__(name, options, children)
         self._cached = 0                  # bytes buffered over all fds
+        self._reserved = 0                # bytes asked for by prefetches in flight
         self._prefetching: set[_Dir] = set()
         #: changes seen through this translator (an entry buffered before
         #: the latest one whose inode slot is gone is stat'ed when served)
@@ -169,7 +174,7 @@ class ReaddirAhead(Translator):
         while not self._can_serve(d, size):
             if not d.running:
                 self._start(fd, d)
-            d.waiting = True
+            d.waiting = d.starved = True
             d.wakeup = trio.Event()
             try:
                 await d.wakeup.wait()
@@ -223,13 +228,19 @@ class ReaddirAhead(Translator):
     async def _prefetch(self, fd: Fd, d: _Dir) -> None:
         try:
             while not (d.bypass or d.closed or self.opts.pass_through):
-                if self._cached >= self.opts.rda_cache_limit and not d.waiting:
+                request_size = self.opts.rda_request_size
+                # requests in flight count against the limit too, so several
+                # directories prefetching at once overshoot it by one request
+                # at most; a reader waiting on an empty buffer is served anyway
+                if (self._cached + self._reserved + request_size > self.opts.rda_cache_limit
+                        and not d.starved):
                     break           # resumes when a reader finds the buffer short
                 d.changed.clear()
                 self.requests += 1
+                self._reserved += request_size
                 try:
                     reply = await self.first_child.readdirp(
-                        fd, self.opts.rda_request_size, d.next_offset, d.xdata)
+                        fd, request_size, d.next_offset, d.xdata)
                 except FopError as e:
                     d.error = e
                     break
@@ -237,12 +248,15 @@ class ReaddirAhead(Translator):
                     self.log.exception("readdirp prefetch failed")
                     d.error = FopError(errno.EIO, f"readdir-ahead prefetch: {e}")
                     break
+                finally:
+                    self._reserved -= request_size
                 if d.bypass or d.closed:
                     break
                 if not reply.entries:
                     d.eod = True
                     break
                 self._buffer(d, reply.entries)
+                d.starved = False
                 if d.size >= self.opts.rda_high_wmark:
                     d.plugged = False
                 d.wakeup.set()
