@@ -314,3 +314,32 @@ def test_fuse_mount_lists_and_stats_through_readdir_ahead(tmp_path):
         assert len(os.listdir(big)) == 2001
     finally:
         m.unmount()
+
+
+async def test_a_reader_that_kept_part_of_an_answer_gets_the_rest(brick):
+    """The FUSE bridge's case: ask 128KB, keep a few entries, ask again
+    from the last one kept - served from the buffer, not bypassed."""
+    graph = Graph.from_text(volfile(brick))
+    async with graph.running():
+        top = graph.top
+        loc, _ = await make_dir(top, "d", 2000)
+        fd = await opendir(top, loc)
+        whole = await listing(top, fd, size=4096)
+        await top.releasedir(fd, None)
+        requests = top.dump_state()["requests"]
+        fd = await opendir(top, loc)
+        seen, offset = [], 0
+        for kept in (3, 1, 17, 40) * 200:
+            reply = await top.readdirp(fd, 128 * 1024, offset, None)
+            if not reply.entries:
+                break
+            seen += [e.name for e in reply.entries[:kept]]
+            offset = reply.entries[:kept][-1].off
+        assert seen == [n for n, _, _ in whole]
+        state = top.dump_state()
+        assert state["bypassed"] == 0 and state["requests"] - requests <= 6, state
+        # a real seek still bypasses
+        await top.readdirp(fd, 4096, whole[5][1], None)
+        assert top.dump_state()["bypassed"] == 1
+        await top.releasedir(fd, None)
+        assert top.dump_state()["cached_bytes"] == 0

@@ -187,8 +187,9 @@ class ReadAhead(Translator):
                 page = self._fault(f, at)
                 faulted = True
             wanted.append(page)
-        for at in [at for at in f.pages if at < first]:
-            self._forget(f, f.pages[at])        # the reader is past it
+        if len(f.pages) > len(wanted):
+            for at in [at for at in f.pages if at < first]:
+                self._forget(f, f.pages[at])    # the reader is past it
         self._read_ahead(f, first, offset)
         f.offset = offset + size
         if faulted:
@@ -196,7 +197,8 @@ class ReadAhead(Translator):
         else:
             self.hits += 1
         for page in wanted:
-            await page.ready.wait()
+            if not page.ready.is_set():     # (waiting on a set event still
+                await page.ready.wait()     # yields to the scheduler: a hit need not)
             if page.error is not None:
                 raise page.error
         if not faulted and self.opts.force_atime_update:

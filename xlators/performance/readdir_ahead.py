@@ -21,24 +21,31 @@ entries at a time; the brick is asked for 128KB.
   readdirp size (DIRENT_COST + name + 1).
 * An error of the prefetch is returned in order: after the entries before
   it have been served, then the fd passes every later call through.
-* A readdirp at another offset than the one the reader reached (a seek), a
+* A reader that kept only part of an answer (glusterpy's FUSE bridge asks
+  for 128KB, the kernel keeps a page's worth) asks again from the last entry
+  it kept: the rest of that answer is served again (a departure: GlusterFS's
+  fuse-bridge asks for what the kernel takes, so it has no such case).
+* A readdirp at any other offset than the one the reader reached (a seek), a
   readdir (not p), or a readdirp asking for other xdata than the prefetch
   used switches the fd to pass-through for good ("bypass"), as GlusterFS
   does; a rewind (offset 0) after the whole directory was served starts a
   fresh prefetch.
-* Entries' attributes: every entry's iatt is kept in this translator's slot
-  of the graph's inode table (bounded by the table's LRU), and writes,
-  truncates, setattrs and xattr changes that pass through here update it
-  from their reply (or mark it unknown when the reply carries none), so an
-  entry buffered before a change is served with the attributes after it.
-  A change made while a prefetch was in flight makes that prefetch's iatt
-  of the inode untrusted (GlusterFS's writes_during_prefetch).
+* Entries' attributes: writes, truncates, setattrs, xattr and entry changes
+  that pass through here record in this translator's slot of the changed
+  inode (the graph's inode table, bounded by its LRU) the attributes their
+  reply carries - or that they are unknown, when it carries none - and an
+  entry buffered before such a change is served with the attributes after
+  it.  A change made while a prefetch was in flight makes that prefetch's
+  iatt of the inode untrusted (GlusterFS's writes_during_prefetch).
 
 Departures from GlusterFS, and why:
 
-* An entry whose attributes are marked unknown is served with a fresh stat
+* An entry whose attributes are unknown is served with a fresh stat
   instead of a zeroed iatt: glusterpy's FUSE bridge drops readdirp entries
   without an iatt, so a zeroed one would hide a name.
+* Only changed inodes get a slot (GlusterFS makes one for every entry it
+  prefetches): entries are stamped with the translator's change count, so
+  serving a listing nothing changed under costs no inode table work.
 * A bypass or a release waits for the prefetch's request in flight before
   winding: the child sees one readdirp at a time on a directory fd, as
   GlusterFS's posix ensures with its fd lock.
@@ -75,12 +82,12 @@ def _NONE(reply) -> None:
 
 @dataclass(slots=True)
 class _Attr:
-    """This translator's slot on an inode: the attributes to serve for it
-    (None: unknown, stat before serving) and a generation bumped whenever
-    a change left them unknown."""
+    """This translator's slot on an inode changed through it: the
+    attributes the change left (None: unknown, stat before serving) and the
+    translator's change count when it happened."""
 
     iatt: Iatt | None = None
-    generation: int = 0
+    changed: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -103,6 +110,10 @@ class _Dir:
     wakeup: trio.Event = field(default_factory=trio.Event)  # entries arrived or it ended
     waiting: bool = False     # a readdirp waits for the prefetch (GlusterFS's stub)
     starved: bool = False     # ... and nothing it can take is buffered yet
+    #: the last answer, and where it started: what a reader that kept only
+    #: part of it asks for again
+    last: list = field(default_factory=list)
+    last_start: int = 0
     #: gfids changed through this translator while a prefetch was in flight
     changed: set = field(default_factory=set)
 
@@ -144,6 +155,7 @@ class ReaddirAhead(Translator):
         #: changes seen through this translator (an entry buffered before
         #: the latest one whose inode slot is gone is stat'ed when served)
         self._changes = 0
+        self._forgotten = 0   # the latest change whose inode slot the table dropped
         self.served = self.bypassed = self.requests = 0
 
     def options_changed(self, old) -> None:
@@ -169,6 +181,8 @@ class ReaddirAhead(Translator):
         if offset == 0 and d.eod and not d.entries and not d.running:
             self._reset(d)          # a rewind after the whole listing: list afresh
             d.xdata = dict(xdata) if xdata else None
+        if offset != d.cur_offset and not d.waiting:
+            self._take_back(d, offset)
         if offset != d.cur_offset or d.waiting or (xdata or None) != d.xdata:
             return await self._bypass(fd, d, size, offset, xdata)
         while not self._can_serve(d, size):
@@ -183,6 +197,28 @@ class ReaddirAhead(Translator):
             if d.bypass or d.closed or self.opts.pass_through:
                 return await self._bypass(fd, d, size, offset, xdata)
         return await self._serve(d, size)
+
+    def _take_back(self, d: _Dir, offset: int) -> None:
+        """A reader that took only part of the last answer asks again from
+        the last entry it kept: put the rest back in front of the buffer.
+        glusterpy's FUSE bridge asks for 128KB and the kernel keeps what
+        fits its 4KB page, so this is the common case there, not a seek."""
+        if not d.last:
+            return
+        if offset == d.last_start:
+            keep = 0
+        else:
+            keep = next((i + 1 for i, (entry, _, _) in enumerate(d.last) if entry.off == offset),
+                        None)
+            if keep is None:
+                return
+        back = d.last[keep:]
+        d.entries.extendleft(reversed(back))
+        for _, cost, _ in back:
+            d.size += cost
+            self._cached += cost
+        d.last = []
+        d.cur_offset = d.last_start = offset
 
     async def readdir(self, fd, size, offset, xdata=None):
         # plain readdir is not served from the buffer (GlusterFS serves only
@@ -267,13 +303,13 @@ class ReaddirAhead(Translator):
             d.done.set()
 
     def _buffer(self, d: _Dir, entries: list[Dirent]) -> None:
+        changes = self._changes
         for entry in entries:
             cost = entry_cost(entry)
-            if entry.iatt is not None and entry.name not in (".", ".."):
-                # an iatt fetched while its inode changed here is not trusted
-                generation = 0 if entry.iatt.gfid in d.changed else -1
-                self._update_attr(entry.iatt.gfid, entry.iatt, generation)
-            d.entries.append((entry, cost, self._changes))
+            # the translator's change count stamps the entry; an iatt fetched
+            # while its inode changed here is older than any count (-1)
+            stamp = -1 if entry.iatt is not None and entry.iatt.gfid in d.changed else changes
+            d.entries.append((entry, cost, stamp))
             d.size += cost
             self._cached += cost
             d.next_offset = entry.off
@@ -286,22 +322,21 @@ class ReaddirAhead(Translator):
 
     async def _serve(self, d: _Dir, size: int) -> DirReply:
         out: list[Dirent] = []
+        d.last = []
+        d.last_start = d.cur_offset
         filled = 0
         stale: list[Dirent] = []
         while d.entries:
             entry, cost, stamp = d.entries[0]
             if out and filled + cost > size:
                 break
-            d.entries.popleft()
+            d.last.append(d.entries.popleft())
             d.size -= cost
             self._cached -= cost
             filled += cost
-            if entry.iatt is not None and entry.name not in (".", ".."):
-                attr = self.itable.ctx(self, entry.iatt.gfid)
-                if attr is not None and attr.iatt is not None:
-                    entry.iatt = attr.iatt
-                elif attr is not None or stamp != self._changes:
-                    stale.append(entry)   # unknown now, or maybe changed since
+            if stamp != self._changes and entry.iatt is not None \
+                    and entry.name not in (".", ".."):
+                self._freshen(entry, stamp, stale)   # something changed since
             out.append(entry)
             d.cur_offset = entry.off
         if d.size <= self.opts.rda_low_wmark:
@@ -315,60 +350,68 @@ class ReaddirAhead(Translator):
         self.served += 1
         return DirReply(out)
 
+    def _freshen(self, entry: Dirent, stamp: int, stale: list[Dirent]) -> None:
+        """Serve the attributes after the changes made here since `entry` was
+        fetched: the recorded ones if newer, a fresh stat if they are unknown."""
+        assert entry.iatt is not None
+        attr = self.itable.peek_ctx(self, entry.iatt.gfid)
+        if attr is None:
+            if stamp < 0 or stamp < self._forgotten:
+                stale.append(entry)     # its record is gone: do not guess
+        elif attr.changed > stamp:
+            if attr.iatt is None:
+                stale.append(entry)
+            elif attr.iatt.ctime_ns >= entry.iatt.ctime_ns:
+                entry.iatt = attr.iatt
+
     async def _refresh(self, entry: Dirent) -> None:
         assert entry.iatt is not None
         gfid = entry.iatt.gfid
-        generation = self._generation(gfid)
+        attr = self.itable.peek_ctx(self, gfid)
+        changed = attr.changed if attr is not None else None
         try:
             iatt = (await self.first_child.stat(Loc(gfid=gfid), None)).iatt
         except FopError:
             return              # gone since: the listing keeps what it saw
         entry.iatt = iatt
-        self._update_attr(gfid, iatt, generation)
+        if attr is not None and attr.changed == changed and attr.iatt is None:
+            attr.iatt = iatt    # no change ran meanwhile: known again
 
-    # -- attributes kept per inode -----------------------------------------------------
+    # -- attributes kept per inode (GlusterFS's rda inode ctx) -------------------------
 
-    def _generation(self, gfid: GFID | None) -> int:
-        attr = self.itable.ctx(self, gfid)
-        return attr.generation if attr is not None else 0
-
-    def _update_attr(self, gfid: GFID, iatt: Iatt | None, generation: int) -> None:
-        """GlusterFS's rda_inode_ctx_update_iatts: a newer ctime wins; with no
-        attributes known, take `iatt` if no change made them unknown since
-        `generation` was read (-1: unconditionally); no iatt (or one without
-        a ctime) marks them unknown."""
+    def _record(self, gfid: GFID, iatt: Iatt | None) -> None:
+        """A change through this translator left `iatt` (None: the reply had
+        none, the attributes are unknown until a stat); a newer ctime wins."""
         attr = self.itable.ctx(self, gfid)
         if attr is None:
             attr = _Attr()
             self.itable.set_ctx(self, gfid, attr)
+        attr.changed = self._changes
         if iatt is None or (iatt.ctime == 0 and iatt.ctime_nsec == 0):
             attr.iatt = None
-            attr.generation += 1
-            return
-        if attr.iatt is not None:
-            if iatt.ctime_ns < attr.iatt.ctime_ns:
-                return
-        elif generation != -1 and generation != attr.generation:
-            return
-        attr.iatt = iatt
+        elif attr.iatt is None or iatt.ctime_ns >= attr.iatt.ctime_ns:
+            attr.iatt = iatt
+
+    def forget(self, inode) -> None:
+        # an entry buffered before this change can no longer learn of it
+        self._forgotten = max(self._forgotten, inode.ctx[self].changed)
 
     async def _changed(self, call, *targets):
         """Wind a fop that changes inodes, then record what it left: each
         target is (gfid, reply -> its iatt after the fop, or None if the
         reply has none)."""
-        generations = [self._generation(gfid) for gfid, _ in targets]
         reply = await call
         self._changes += 1
-        for (gfid, after), generation in zip(targets, generations):
+        for gfid, after in targets:
             if gfid is not None:
                 for d in self._prefetching:
                     d.changed.add(gfid)
-                self._update_attr(gfid, after(reply), generation)
+                self._record(gfid, after(reply))
         return reply
 
     def _reset(self, d: _Dir) -> None:
         self._drop_buffer(d)
-        d.cur_offset = d.next_offset = 0
+        d.cur_offset = d.next_offset = d.last_start = 0
         d.eod = False
         d.error = None
         d.plugged = False
@@ -377,6 +420,7 @@ class ReaddirAhead(Translator):
         self._cached -= d.size
         d.size = 0
         d.entries.clear()
+        d.last = []
 
     # -- fops that change an inode: keep its attributes current -----------------------
 
