@@ -301,3 +301,32 @@ def test_fuse_mount_reads_through_read_ahead(tmp_path):
             os.close(fd)
     finally:
         m.unmount()
+
+
+async def test_a_read_waiting_on_a_fetch_cut_short_reads_below(brick):
+    """The graph stopping cancels fetches in flight; a read waiting on one
+    must not take the empty page for the end of the file."""
+    graph = Graph.from_text(volfile(brick, delay_fops="READ"))
+    data = os.urandom(1 << 20)
+    async with graph.running():
+        top = graph.top
+        top.first_child.reconfigure({"enable": "READ", "delay-percentage": "100%",
+                                     "delay-duration": "200000"})
+        w = await new_file(top, "f", data)
+        fd = await reopen(top, w.gfid)
+        got = []
+
+        async def reader():
+            got.append(await read(top, fd, 4096, 0))
+
+        graph_nursery = top.nursery
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as fetches:
+                top.nursery = fetches               # the fetch runs here, the read in outer
+                outer.start_soon(reader)
+                await trio.sleep(0.05)              # the page fetch waits in delay-gen
+                assert top.dump_state()["pages"] == 1
+                fetches.cancel_scope.cancel()       # as the graph stopping does
+            top.nursery = graph_nursery
+        assert got == [data[:4096]]                 # read below, not an empty "EOF"
+        assert top.dump_state()["pages"] == 0

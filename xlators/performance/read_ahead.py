@@ -59,6 +59,7 @@ class _Page:
     data: bytes | bytearray | memoryview = b""
     iatt: Iatt | None = None
     error: FopError | None = None
+    lost: bool = False      # the fetch was cancelled (the graph stops): read below
 
 
 @dataclass(eq=False, slots=True)
@@ -102,6 +103,10 @@ class ReadAhead(Translator):
         super().__init__(name, options, children)
         self.hits = self.misses = self.passed = 0
         self._cached = 0   # bytes held in ready pages, over all fds
+        self._stopped = False
+
+    async def fini(self) -> None:
+        self._stopped = True   # the graph's nursery is about to be cancelled
 
     # -- opening and closing ---------------------------------------------------------
 
@@ -162,8 +167,8 @@ class ReadAhead(Translator):
 
     async def readv(self, fd, size, offset, flags, xdata=None):
         f: _File | None = fd.ctx.get(self)
-        if (f is None or f.disabled or self.opts.pass_through or xdata or size <= 0
-                or offset < 0 or size > f.page_size * self.opts.page_count):
+        if (f is None or f.disabled or self.opts.pass_through or self._stopped or xdata
+                or size <= 0 or offset < 0 or size > f.page_size * self.opts.page_count):
             self.passed += 1
             return await self.first_child.readv(fd, size, offset, flags, xdata)
         page_size = f.page_size
@@ -201,6 +206,8 @@ class ReadAhead(Translator):
                 await page.ready.wait()     # yields to the scheduler: a hit need not)
             if page.error is not None:
                 raise page.error
+            if page.lost:
+                return await self.first_child.readv(fd, size, offset, flags, xdata)
         if not faulted and self.opts.force_atime_update:
             await self.first_child.readv(fd, 1, offset, 0, None)
         return self._assemble(wanted, page_size, offset, offset + size)
@@ -233,23 +240,24 @@ class ReadAhead(Translator):
         return page
 
     async def _fetch(self, f: _File, page: _Page) -> None:
+        page.lost = True
         try:
             reply = await self.first_child.readv(f.fd, f.page_size, page.offset, 0, None)
-            page.data, page.iatt = reply.data, reply.iatt
+            page.data, page.iatt, page.lost = reply.data, reply.iatt, False
             if page.generation == f.generation:
                 if len(reply.data) < f.page_size:
                     f.size = page.offset + len(reply.data)
                 elif reply.iatt is not None:
                     f.size = reply.iatt.size
         except FopError as e:
-            page.error = e
+            page.error, page.lost = e, False
         except Exception as e:  # noqa: BLE001 - a bug below must not kill the graph
             self.log.exception("read-ahead fetch failed")
-            page.error = FopError(errno.EIO, f"read-ahead: {e}")
+            page.error, page.lost = FopError(errno.EIO, f"read-ahead: {e}"), False
         finally:
             kept = f.pages.get(page.offset) is page
-            if kept and (page.error is not None or page.generation != f.generation
-                         or f.closed):
+            if kept and (page.error is not None or page.lost or f.closed
+                         or page.generation != f.generation):
                 del f.pages[page.offset]    # refetched by the next read that wants it
                 kept = False
             if kept:

@@ -156,7 +156,14 @@ class ReaddirAhead(Translator):
         #: the latest one whose inode slot is gone is stat'ed when served)
         self._changes = 0
         self._forgotten = 0   # the latest change whose inode slot the table dropped
+        self._stopped = False
         self.served = self.bypassed = self.requests = 0
+
+    async def fini(self) -> None:
+        # the graph's nursery is about to be cancelled: no more prefetches
+        self._stopped = True
+        for d in list(self._prefetching):
+            d.bypass = True
 
     def options_changed(self, old) -> None:
         if self.opts.pass_through and not old.pass_through:
@@ -252,6 +259,9 @@ class ReaddirAhead(Translator):
     # -- the prefetch ------------------------------------------------------------------
 
     def _start(self, fd: Fd, d: _Dir) -> None:
+        if self._stopped:
+            d.bypass = True
+            return
         if d.running or d.eod or d.error is not None or d.bypass or d.closed:
             return
         d.running = True
@@ -262,6 +272,7 @@ class ReaddirAhead(Translator):
         self.spawn(self._prefetch, fd, d, name=f"{self.name}:prefetch")
 
     async def _prefetch(self, fd: Fd, d: _Dir) -> None:
+        ended = False
         try:
             while not (d.bypass or d.closed or self.opts.pass_through):
                 request_size = self.opts.rda_request_size
@@ -296,7 +307,10 @@ class ReaddirAhead(Translator):
                 if d.size >= self.opts.rda_high_wmark:
                     d.plugged = False
                 d.wakeup.set()
+            ended = True
         finally:
+            if not ended:
+                d.bypass = True     # cancelled (the graph stops): readers go below
             d.running = False
             self._prefetching.discard(d)
             d.wakeup.set()
