@@ -343,3 +343,18 @@ async def test_a_reader_that_kept_part_of_an_answer_gets_the_rest(brick):
         assert top.dump_state()["bypassed"] == 1
         await top.releasedir(fd, None)
         assert top.dump_state()["cached_bytes"] == 0
+
+
+async def test_rewind_in_the_middle_shows_the_directory_as_it_is_now(brick):
+    graph = Graph.from_text(volfile(brick))
+    async with graph.running():
+        top = graph.top
+        loc, _ = await make_dir(top, "d", 300)
+        fd = await opendir(top, loc)
+        first = await top.readdirp(fd, 4096, 0, None)
+        await top.mknod(Loc(pargfid=loc.gfid, name="new"), 0o100644, 0, 0,
+                        {"gfid-req": GFID.random()})
+        await top.unlink(Loc(pargfid=loc.gfid, name=first.entries[-1].name), 0)
+        names = {n for n, _, _ in await listing(top, fd)}   # rewinddir: offset 0
+        assert "new" in names and first.entries[-1].name not in names
+        await top.releasedir(fd, None)

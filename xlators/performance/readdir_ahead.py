@@ -209,8 +209,10 @@ class ReaddirAhead(Translator):
         """A reader that took only part of the last answer asks again from
         the last entry it kept: put the rest back in front of the buffer.
         glusterpy's FUSE bridge asks for 128KB and the kernel keeps what
-        fits its 4KB page, so this is the common case there, not a seek."""
-        if not d.last:
+        fits its 4KB page, so this is the common case there, not a seek.
+        Offset 0 is never taken back: it is also rewinddir, which must show
+        the directory as it is now."""
+        if not d.last or offset == 0:
             return
         if offset == d.last_start:
             keep = 0
