@@ -83,6 +83,8 @@ TRANSLATORS: dict[str, str] = {t: _module(t) for t in (
     "performance/nl-cache",
     "performance/open-behind",
     "performance/quick-read",
+    "performance/read-ahead",
+    "performance/readdir-ahead",
     "protocol/client",
     "protocol/server",
     "storage/bd",
