@@ -103,7 +103,11 @@ class FuseBridge(pyfuse3.Operations):
     attributes and names (seconds, GlusterFS's attribute-timeout and
     entry-timeout); `direct_io` bypasses the kernel page cache for files;
     `gid_timeout` is how long a caller's supplementary groups are kept;
-    `capability`/`selinux` let those security xattrs through.
+    `capability`/`selinux` let those security xattrs through;
+    `writeback_cache` lets the kernel keep writes in its page cache and send
+    them later in larger pieces (GlusterFS's kernel-writeback-cache mount
+    option, off by default: another client then sees a write only once the
+    kernel flushes it, at fsync, close or memory pressure).
     """
 
     enable_writeback_cache = False
@@ -111,9 +115,12 @@ class FuseBridge(pyfuse3.Operations):
 
     def __init__(self, top, *, attr_timeout: float = 1.0, entry_timeout: float = 1.0,
                  direct_io: bool = False, read_only: bool = False, gid_timeout: float = 300,
-                 capability: bool = False, selinux: bool = False, lru_limit: int | None = None):
+                 capability: bool = False, selinux: bool = False, lru_limit: int | None = None,
+                 writeback_cache: bool = False):
         super().__init__()
         self.top = top
+        # pyfuse3 reads it when the kernel's INIT arrives, after this
+        self.enable_writeback_cache = writeback_cache
         self.lru_limit = lru_limit
         if lru_limit is not None:
             top.itable.limit = lru_limit

@@ -71,6 +71,8 @@ class MountOptions:
     gid_timeout: float = 300.0
     #: inodes the client's inode table keeps (GlusterFS's lru-limit; 0: no bound)
     lru_limit: int = DEFAULT_LRU_LIMIT
+    #: the kernel's writeback cache (GlusterFS's kernel-writeback-cache)
+    kernel_writeback_cache: bool = False
     #: let security.capability / security.selinux reach the volume
     capability: bool = False
     selinux: bool = False
@@ -118,6 +120,10 @@ class MountOptions:
                 if not 0 <= seconds < 1e9:
                     raise MountError(f"{key}={value!r} must be 0 or more seconds")
                 setattr(opts, key.replace("-", "_"), seconds)
+            elif key == "kernel-writeback-cache":
+                if value.lower() not in ("yes", "no", "on", "off", "true", "false", ""):
+                    raise MountError(f"kernel-writeback-cache={value!r}: use yes or no")
+                opts.kernel_writeback_cache = value.lower() in ("yes", "on", "true", "")
             elif key == "lru-limit":
                 if not value.isdigit() or int(value) > 2**32:
                     raise MountError(f"lru-limit={value!r} is not a number of inodes "
@@ -287,7 +293,8 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
                             entry_timeout=opts.entry_timeout,
                             direct_io=opts.direct_io_mode, read_only=opts.read_only,
                             gid_timeout=opts.gid_timeout, capability=opts.capability,
-                            selinux=opts.selinux, lru_limit=opts.lru_limit or sys.maxsize)
+                            selinux=opts.selinux, lru_limit=opts.lru_limit or sys.maxsize,
+                            writeback_cache=opts.kernel_writeback_cache)
         try:
             pyfuse3.init(bridge, mountpoint, opts.fuse_options())
         except RuntimeError as e:
