@@ -76,6 +76,7 @@ TRANSLATORS: dict[str, str] = {t: _module(t) for t in (
     "features/utime",
     "performance/io-cache",
     "performance/io-threads",
+    "performance/write-behind",
     "protocol/client",
     "protocol/server",
     "storage/bd",

@@ -36,10 +36,10 @@ def test_every_translator_module_is_registered():
 
 def test_aliases_and_unknown_types():
     assert translator_class("cluster/dht") is translator_class("cluster/distribute")
-    for unknown in ("performance/write-behind", "cluster/dht-layout", "nowhere/nothing", "x"):
+    for unknown in ("performance/no-such-xlator", "cluster/dht-layout", "nowhere/nothing", "x"):
         with pytest.raises(UnknownTranslatorType):
             translator_class(unknown)
-    assert volgen.declared_options("performance/write-behind") == ()
+    assert volgen.declared_options("performance/no-such-xlator") == ()
 
 
 def test_a_translator_that_does_not_import_raises(tmp_path, monkeypatch):
