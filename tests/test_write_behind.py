@@ -368,3 +368,112 @@ async def test_every_read_matches_a_model(tmp_path_factory, ops):
         await top.release(a, None)
         await top.release(b, None)
     assert (brick / "f").read_bytes() == bytes(model)
+
+
+# -- through a real FUSE mount ---------------------------------------------------
+
+FUSE_VOLFILE = """
+volume f-posix
+    type storage/posix
+    option directory {brick}
+end-volume
+
+volume f-delay
+    type debug/delay-gen
+    option delay-percentage 100%
+    option delay-duration 1000
+    option enable WRITE
+    subvolumes f-posix
+end-volume
+
+volume f-wb
+    type performance/write-behind
+    subvolumes f-delay
+end-volume
+"""
+
+
+def fuse_mount(base, brick=None, options=""):
+    import shutil
+
+    from test_fuse import Mount
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        pytest.skip("needs /dev/fuse and fusermount3 (fuse3)")
+    text = FUSE_VOLFILE if brick is None else FUSE_VOLFILE.replace("{brick}", str(brick))
+    m = Mount(base, options=options, volfile=text)
+    assert m.ok(), m.result.stderr + (m.log.read_text() if m.log.exists() else "")
+    return m
+
+
+@pytest.mark.parametrize("mode", ["disable", "enable"])
+def test_fuse_writes_reads_and_sizes_match_a_local_file(tmp_path, mode):
+    """Small writes, reads of them (through the page cache and, with
+    direct-io-mode, through write-behind itself), truncates and sizes on
+    the mount match the same calls on a local file; after close the brick
+    holds it all.  Every write below write-behind is delayed (debug/delay-gen),
+    so the behind ones really are behind when the reads come."""
+    import random
+    m = fuse_mount(tmp_path, options=f"direct-io-mode={mode}")
+    local = tmp_path / "local"
+    try:
+        rng = random.Random(17)
+        fds = [os.open(m.mnt / "f", os.O_RDWR | os.O_CREAT, 0o644),
+               os.open(local, os.O_RDWR | os.O_CREAT, 0o644)]
+        for _ in range(1500):
+            op = rng.choice("wwwwwrrst")
+            off, size = rng.randrange(0, 256 * K), rng.randrange(1, 3 * K)
+            data = rng.randbytes(size)
+            results = []
+            for fd in fds:
+                if op == "w":
+                    results.append(os.pwrite(fd, data, off))
+                elif op == "r":
+                    results.append(os.pread(fd, size, off))
+                elif op == "t":
+                    results.append(os.ftruncate(fd, off))
+                else:
+                    results.append(os.fstat(fd).st_size)
+            assert results[0] == results[1], op
+        for fd in fds:
+            os.close(fd)
+        assert (m.mnt / "f").read_bytes() == local.read_bytes()
+        assert (m.brick / "f").read_bytes() == local.read_bytes()
+    finally:
+        m.unmount()
+
+
+def test_fuse_sequential_writes_land_by_close_and_errors_surface(tmp_path):
+    """A sequential writer (4 KiB writes) on the mount: another reader of
+    the brick sees everything once close(2) returned; on a full brick the
+    writer is told ENOSPC, by a write(2) or at the latest by close(2)."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tiny)], check=True)
+    m = fuse_mount(tmp_path, brick=tiny)
+    try:
+        data = os.urandom(512 * 1024)
+        fd = os.open(m.mnt / "seq", os.O_WRONLY | os.O_CREAT, 0o644)
+        for off in range(0, len(data), K):
+            assert os.write(fd, data[off:off + K]) == K
+        assert os.fstat(fd).st_size == len(data)
+        os.close(fd)
+        assert (tiny / "seq").read_bytes() == data
+        os.unlink(m.mnt / "seq")
+        fd = os.open(m.mnt / "big", os.O_WRONLY | os.O_CREAT, 0o644)
+        told = None
+        try:
+            for _ in range(2048):                   # 8 MiB onto a 1 MiB brick
+                os.write(fd, b"w" * K)
+        except OSError as e:
+            told = e.errno
+        try:
+            os.close(fd)
+        except OSError as e:
+            told = told or e.errno
+        assert told == errno.ENOSPC
+    finally:
+        m.unmount()
+        subprocess.run(["umount", "-l", str(tiny)], check=True)
