@@ -208,6 +208,39 @@ async def test_a_failed_behind_write_is_reported_by_flush_then_cleared(brick):
         assert top.dump_state()["window"] == 0
 
 
+@pytest.fixture
+def tiny_brick(tmp_path):
+    """A 1 MiB tmpfs as the brick, to run out of space."""
+    import subprocess
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path = tmp_path / "tiny"
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=True)
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+async def test_a_failed_behind_write_is_retried_when_the_next_fop_comes(tiny_brick):
+    graph = Graph.from_text(volfile(tiny_brick))
+    async with graph.running():
+        top = graph.top
+        fd = await create(top, "f")
+        filler = tiny_brick / "filler"
+        with open(filler, "wb") as f:   # the brick fills up behind the client's back
+            try:
+                f.write(b"\0" * (2 << 20))
+            except OSError:
+                pass
+        data = os.urandom(256 << 10)
+        await top.writev(fd, data, 0, 0, None)    # lied; fails ENOSPC below
+        await trio.sleep(0.02)
+        assert top.dump_state()["queued"] == 1   # kept, not dropped
+        filler.unlink()                           # space again
+        assert await read(top, fd, len(data)) == data   # the read retried it first
+        await top.flush(fd, None)                 # nothing left to report
+        assert (tiny_brick / "f").read_bytes() == data
+
 async def test_fsync_reports_and_resync_keeps_failed_writes(brick):
     graph = Graph.from_text(volfile(brick, resync_failed_syncs_after_fsync="on"))
     async with graph.running():
@@ -477,3 +510,17 @@ def test_fuse_sequential_writes_land_by_close_and_errors_surface(tmp_path):
     finally:
         m.unmount()
         subprocess.run(["umount", "-l", str(tiny)], check=True)
+
+
+async def test_writes_go_through_while_the_child_is_down(brick):
+    from glusterpy.xlator import Event
+    graph = Graph.from_text(volfile(brick))
+    async with graph.running():
+        top = graph.top
+        fd = await create(top, "f")
+        top.notify(Event.CHILD_DOWN, top.first_child)   # as protocol/client says it
+        await top.writev(fd, b"now", 0, 0, None)
+        assert top.lied == 0 and (brick / "f").read_bytes() == b"now"
+        top.notify(Event.CHILD_UP, top.first_child)
+        await top.writev(fd, b"later", 3, 0, None)
+        assert top.lied == 1

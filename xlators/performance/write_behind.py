@@ -22,15 +22,21 @@ share one order):
   (all of them).  A write's range starts at the file's known size when it
   lies past it, so a read of the hole it leaves waits for it too.  stat
   answers therefore reflect the behind writes, as GlusterFS's do.
-* A behind write that fails is kept.  A later read or data change that
-  overlaps it fails with its error (GlusterFS's failed conflict); flush
-  and fsync retry it once and return its error; flush (and fsync unless
-  `resync-failed-syncs-after-fsync`) then forget it.  A failed write that
+* A behind write that fails is kept and retried whenever a fop of the file
+  arrives (as GlusterFS's queue processing does).  A read or data change
+  that overlaps it and finds it failed again fails with its error
+  (GlusterFS's failed conflict); flush and fsync retry it and return its
+  error; flush (and fsync unless `resync-failed-syncs-after-fsync`) then
+  forget it.  A failed write that
   is dropped unreported (release, unmount) leaves its error on the inode
   for the next flush or fsync: no write error is silently lost.
 * `flush-behind`: once the writes before it are settled, a flush is sent
   in the background and answered at once; fops of the inode that need it
   done (lk, release, later writes) wait for it.
+* While the child is down (from CHILD_DOWN, or a behind write's ENOTCONN,
+  until CHILD_UP or a write that goes through), writes and flushes go
+  through, so their ENOTCONN comes back at once and close(2) returns the
+  flush's error (GlusterFS lies regardless).
 * `trickling-writes`: a write is sent at once when nothing of the file is
   in flight, so aggregation only happens while the child is busy;
   `strict-write-ordering` makes every write wait for all earlier ones.
@@ -58,7 +64,7 @@ import trio
 from glusterpy import fops
 from glusterpy.fops import Fd, FopError, Loc, PrePostReply, Reply, WriteReply
 from glusterpy.options import Option, OptionError, OptionType, validate
-from glusterpy.xlator import Translator
+from glusterpy.xlator import Event, Translator
 
 INF = 1 << 63
 #: overlap checks index requests by 4 KiB block; a request spanning more
@@ -111,6 +117,7 @@ class _WbInode:
     size: int = 0            # the size once every queued write lands (0: unknown)
     seq: int = 0
     error: int = 0           # an error dropped unreported, for the next flush/fsync
+    failed: int = 0          # requests FAILED, waiting for a retry
     event: trio.Event | None = None
     inode: object = None     # the table's inode, ref'ed while anything is queued
 
@@ -171,6 +178,9 @@ class WriteBehind(Translator):
         super().__init__(name, options, children)
         self._check(self.opts)
         self.options_changed(self.opts)
+        #: the child said CHILD_DOWN: write through, so the caller gets the
+        #: ENOTCONN at once instead of at close
+        self._down = False
         self.sent = 0      # writes sent below (after aggregation), for tests and dumps
         self.lied = 0      # writes acknowledged before they were sent
 
@@ -194,6 +204,13 @@ class WriteBehind(Translator):
         if opts.strict_O_DIRECT:
             self._sync_flags |= os.O_DIRECT
         self._pass = opts.pass_through
+
+    def notify(self, event, source, data=None) -> None:
+        if event == Event.CHILD_DOWN:
+            self._down = True
+        elif event == Event.CHILD_UP:
+            self._down = False
+        super().notify(event, source, data)
 
     # -- the queue --------------------------------------------------------------
 
@@ -274,6 +291,8 @@ class WriteBehind(Translator):
             pending.remove(req)
         if req.state == QUEUED:
             ws.queue.remove(req)
+        elif req.state == FAILED:
+            ws.failed -= 1
         self._unindex(ws, req)
         ws.window -= req.lied
         if not pending and ws.inode is not None:
@@ -322,6 +341,9 @@ class WriteBehind(Translator):
             self.log.warning("behind write of %d bytes at %d to %s failed: %s",
                              len(req.data), req.offset, req.fd.gfid, os.strerror(err))
             req.state, req.errno = FAILED, err
+            ws.failed += 1
+            if err == errno.ENOTCONN:
+                self._down = True  # CHILD_DOWN may still be on its way
         else:
             if err:
                 self.log.warning("background flush of %s failed: %s",
@@ -344,13 +366,14 @@ class WriteBehind(Translator):
             req.offset += reply.count
 
     async def _settle(self, ws: _WbInode, lo: int = 0, hi: int = INF, fail: bool = False,
-                      fd: Fd | None = None, mark: int | None = None) -> None:
+                      mine=None, mark: int | None = None) -> None:
         """Wait until no request that arrived before this call (before
-        `mark`) and overlaps [lo, hi) (or, with `fd`, belongs to it) is
+        `mark`) and overlaps [lo, hi) (or, with `mine`, that it picks) is
         queued or in flight.  A failed one overlapping raises its error when
         `fail`; one stuck behind a failed one (it may not overtake it) does
         not hold the wait: only a flush or fsync unsticks it."""
         mark = ws.seq if mark is None else mark
+        self._retry(ws, ws.pending)
         while True:
             busy = False
             stuck: list[_Req] = []
@@ -367,7 +390,7 @@ class WriteBehind(Translator):
                                                for f in stuck):
                     stuck.append(req)
                     continue
-                if (fd is None or req.fd is fd) and req.start < hi and lo < req.end:
+                if (req.start < hi and lo < req.end) if mine is None else mine(req):
                     busy = True
                     req.go = True
             if not busy:
@@ -399,10 +422,15 @@ class WriteBehind(Translator):
 
     @staticmethod
     def _retry(ws: _WbInode, reqs: list[_Req]) -> None:
+        """Queue failed writes again (GlusterFS retries them whenever a fop
+        of the file arrives, until a flush or fsync reports them)."""
+        if not ws.failed:
+            return
         for req in reqs:
             if req.state == FAILED:
                 req.state, req.go = QUEUED, True
                 ws.queue.append(req)
+                ws.failed -= 1
         ws.queue.sort(key=lambda r: r.seq)
 
     # -- writes -----------------------------------------------------------------------
@@ -410,8 +438,11 @@ class WriteBehind(Translator):
     async def writev(self, fd, data, offset, flags, xdata=None):
         n = len(data)
         ws = self._ws(fd.gfid)
-        if n == 0 or xdata or offset < 0 or (fd.flags | flags) & self._sync_flags or self._pass:
+        if n == 0 or xdata or offset < 0 or (fd.flags | flags) & self._sync_flags or self._pass \
+                or self._down:
             return await self._write_through(ws, fd, data, offset, flags, xdata)
+        if ws.failed:
+            self._retry(ws, ws.pending)
         while ws.window >= self._window:
             # the window is full: wait for acknowledgements (GlusterFS's
             # temptation list), sending whatever still waits for company
@@ -469,6 +500,7 @@ class WriteBehind(Translator):
             self._remove(ws, req)
             self._kick(ws)
             ws.wake()
+        self._down = False  # evidently reachable again
         if reply.postbuf is not None and not ws.pending:
             ws.size = reply.postbuf.size
         else:
@@ -480,7 +512,7 @@ class WriteBehind(Translator):
     async def flush(self, fd, xdata=None):
         ws = self._active(fd.gfid)
         err = await self._barrier(ws, forget=True) if ws is not None else 0
-        if self.opts.flush_behind and not self.opts.pass_through:
+        if self.opts.flush_behind and not self.opts.pass_through and not self._down:
             ws = self._ws(fd.gfid)
             req = _Req(FLUSH, fd, 0, b"", 0, fops.caller.get(), ws.seq, 0, INF, INFLIGHT)
             self._enqueue(ws, fd.gfid, req)
@@ -506,28 +538,42 @@ class WriteBehind(Translator):
     async def release(self, fd, xdata=None):
         ws = self._active(fd.gfid)
         if ws is not None and any(r.fd is fd for r in ws.pending):
-            await self._settle(ws, fd=fd)
-            # the fd goes: writes of it that failed cannot be retried
-            self._drop_failed(ws, [r for r in ws.pending if r.fd is fd])
+            await self._drain(ws, lambda r: r.fd is fd)
         return await self.first_child.release(fd, xdata)
-
-    def _drop_failed(self, ws: _WbInode, reqs: list[_Req]) -> None:
-        for req in reqs:
-            if req.state == FAILED:
-                self.log.error("dropping a failed behind write of %d bytes at %d to %s; "
-                               "the next flush or fsync reports %s", len(req.data),
-                               req.offset, req.fd.gfid, os.strerror(req.errno))
-                ws.error = ws.error or req.errno
-                self._remove(ws, req)
-        self._kick(ws)
-        ws.wake()
 
     async def fini(self) -> None:
         for _gfid, ws in self.itable.contexts(self):
             if ws.pending:
-                self._retry(ws, list(ws.pending))
-                await self._settle(ws)
-                self._drop_failed(ws, list(ws.pending))
+                await self._drain(ws, lambda r: True)
+
+    async def _drain(self, ws: _WbInode, mine) -> None:
+        """Send and wait for every request `mine` picks (an fd going, the
+        graph stopping); what still fails after a retry, or stays stuck
+        behind such a write, is dropped - its error left on the inode for
+        the next flush or fsync."""
+        self._retry(ws, list(ws.pending))
+        for attempt in range(2):
+            await self._settle(ws, mine=mine)
+            err = 0
+            for req in [r for r in ws.pending if r.state == FAILED]:
+                err = err or req.errno
+                if mine(req):
+                    self._drop(ws, req, req.errno)
+            left = [r for r in ws.pending if mine(r)]
+            if not left:
+                break
+            if attempt:  # stuck behind another fd's failed write: give up on them
+                for req in left:
+                    self._drop(ws, req, err or errno.EIO)
+            self._kick(ws)  # those stuck behind the dropped ones may go now
+        ws.wake()
+
+    def _drop(self, ws: _WbInode, req: _Req, err: int) -> None:
+        self.log.error("dropping a behind write of %d bytes at %d to %s that cannot be "
+                       "written (%s); the next flush or fsync reports it", len(req.data),
+                       req.offset, req.fd.gfid, os.strerror(err))
+        ws.error = ws.error or err
+        self._remove(ws, req)
 
     # -- fops that depend on the file's data or size -----------------------------
 
@@ -648,7 +694,7 @@ class WriteBehind(Translator):
     async def open(self, loc, flags, fd, xdata=None):
         truncating = flags & os.O_TRUNC and flags & os.O_ACCMODE != os.O_RDONLY
         if truncating:
-            await self._wait(loc.gfid)
+            await self._wait(loc.gfid, fail=True)
         reply = await self.first_child.open(loc, flags, fd, xdata)
         if truncating:
             ws = self.itable.peek_ctx(self, loc.gfid)
