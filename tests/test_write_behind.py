@@ -351,6 +351,23 @@ def test_invalid_options_are_refused(brick):
     assert graph.top.opts.cache_size == 2 << 20
 
 
+def test_volume_set_keys_are_glusterfs_ones():
+    from glusterpy.glusterd import volgen
+    for key, option in (("performance.write-behind-window-size", "cache-size"),
+                        ("performance.flush-behind", "flush-behind"),
+                        ("performance.strict-o-direct", "strict-O_DIRECT"),
+                        ("performance.strict-write-ordering", "strict-write-ordering"),
+                        ("performance.write-behind-trickling-writes", "trickling-writes"),
+                        ("performance.resync-failed-syncs-after-fsync",
+                         "resync-failed-syncs-after-fsync"),
+                        ("performance.aggregate-size", "aggregate-size"),
+                        ("performance.write-behind-pass-through", "pass-through")):
+        found = volgen.lookup_key(key)
+        assert found.types == ("performance/write-behind",) and found.option.key == option
+    assert volgen.lookup_key("performance.write-behind").toggles == "performance/write-behind"
+    with pytest.raises(OptionError):
+        volgen.lookup_key("performance.nfs.write-behind-window-size")  # no gNFS here
+
 async def test_a_refused_reconfigure_changes_nothing(brick):
     graph = Graph.from_text(volfile(brick))
     async with graph.running():

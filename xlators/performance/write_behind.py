@@ -5,10 +5,11 @@ write is answered as soon as it is queued ("lied"), and sent to the child
 behind the application's back, contiguous small writes of one fd and one
 caller aggregated into one write of up to `aggregate-size`.  What a file
 may hold in lied, not yet acknowledged bytes is its window (`cache-size`,
-GlusterFS's window-size); past it, writes go through synchronously (as
-GlusterFS's tempted-but-not-lied writes do) until acknowledgements free
-it.  Per file (the graph's inode table slot, so several fds of one inode
-share one order):
+GlusterFS's window-size); past it, a write waits until acknowledgements
+free it (GlusterFS's temptation list), or goes through when nothing is in
+flight to free it.  Per file (the graph's inode table slot, so several fds
+of one inode share one order; the inode is held in the table while
+anything of it is queued):
 
 * Writes with O_SYNC/O_DSYNC (on the fd or the call) are never delayed;
   O_DIRECT ones are not when `strict-O_DIRECT` is on.  They still wait for
@@ -27,9 +28,9 @@ share one order):
   that overlaps it and finds it failed again fails with its error
   (GlusterFS's failed conflict); flush and fsync retry it and return its
   error; flush (and fsync unless `resync-failed-syncs-after-fsync`) then
-  forget it.  A failed write that
-  is dropped unreported (release, unmount) leaves its error on the inode
-  for the next flush or fsync: no write error is silently lost.
+  forget it.  A failed write dropped unreported (release, unmount) leaves
+  its error on the inode for the next flush or fsync: no write error is
+  silently lost.
 * `flush-behind`: once the writes before it are settled, a flush is sent
   in the background and answered at once; fops of the inode that need it
   done (lk, release, later writes) wait for it.
@@ -45,7 +46,8 @@ share one order):
 Departures from GlusterFS, and why: O_APPEND writes are not delayed (an
 append's offset is only known at the brick, and gfapi follows its reply's
 post-size as the fd's offset); writev replies of lied writes carry no
-iatts (GlusterFS sends zeroed ones); a background flush that fails is only
+iatts (GlusterFS sends zeroed ones; a cache above must take a write reply
+without postbuf as "attributes unknown"); a background flush that fails is only
 logged (GlusterFS drops it too); readdirp entries of a file with behind
 writes are re-stat'ed after they land instead of being stripped of their
 stat (glusterpy's FUSE bridge skips stat-less entries); flush and fsync are
@@ -133,6 +135,9 @@ class _WbInode:
 
 
 class WriteBehind(Translator):
+    # GlusterFS's performance.nfs.* keys set the same options in its gNFS
+    # server's graph; glusterpy has none, so they are not taken here (they
+    # would change every client's write-behind instead)
     OPTIONS = (
         Option("write-behind", OptionType.BOOL, "off", "enable/disable write-behind"),
         Option("pass-through", OptionType.BOOL, "false",
@@ -143,24 +148,21 @@ class WriteBehind(Translator):
                "flush in background, by returning success (or any errors, if any of "
                "previous writes were failed) to application even before flush FOP is "
                "sent to backend filesystem.",
-               set_keys=("performance.flush-behind", "performance.nfs.flush-behind")),
+               set_keys=("performance.flush-behind",)),
         Option("cache-size", OptionType.SIZE, "1MB",
                "Size of the write-behind buffer for a single file (inode).",
                min=512 << 10, max=1 << 30, aliases=("window-size",),
-               set_keys=("performance.write-behind-window-size",
-                         "performance.nfs.write-behind-window-size")),
+               set_keys=("performance.write-behind-window-size",)),
         Option("trickling-writes", OptionType.BOOL, "on",
                "Send a write at once when nothing of the file is in flight "
                "(aggregation then happens only while the brick is busy).",
-               set_keys=("performance.write-behind-trickling-writes",
-                         "performance.nfs.write-behind-trickling-writes")),
+               set_keys=("performance.write-behind-trickling-writes",)),
         Option("strict-O_DIRECT", OptionType.BOOL, "off",
                "This option when set to off, ignores the O_DIRECT flag.",
-               set_keys=("performance.strict-o-direct", "performance.nfs.strict-o-direct")),
+               set_keys=("performance.strict-o-direct",)),
         Option("strict-write-ordering", OptionType.BOOL, "off",
                "Do not let later writes overtake earlier writes even if they do not overlap",
-               set_keys=("performance.strict-write-ordering",
-                         "performance.nfs.strict-write-ordering")),
+               set_keys=("performance.strict-write-ordering",)),
         Option("resync-failed-syncs-after-fsync", OptionType.BOOL, "off",
                "If sync of \"cached-writes issued before fsync\" (to backend) fails, this "
                "option configures whether to retry syncing them after fsync or forget "
