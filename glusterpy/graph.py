@@ -85,6 +85,7 @@ TRANSLATORS: dict[str, str] = {t: _module(t) for t in (
     "performance/quick-read",
     "performance/read-ahead",
     "performance/readdir-ahead",
+    "performance/write-behind",
     "protocol/client",
     "protocol/server",
     "storage/bd",
