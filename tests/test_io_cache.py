@@ -213,3 +213,22 @@ async def test_reads_never_older_than_writes(tmp_path_factory, ops):
                     assert await read(top, fd, size, offset) == bytes(model[offset:offset + size])
         if model:
             assert await read(top, fd, len(model)) == bytes(model)
+
+
+async def test_a_write_reply_without_attributes_makes_the_size_unknown(brick):
+    """Under io-cache, write-behind answers writes before they land and
+    without a post-write iatt: io-cache must not keep serving the size it
+    knew before (a read past it would come back short)."""
+    text = (f"volume w-posix\n    type storage/posix\n    option directory {brick}\n"
+            "end-volume\n\nvolume w-wb\n    type performance/write-behind\n"
+            "    subvolumes w-posix\nend-volume\n\nvolume w-ioc\n"
+            "    type performance/io-cache\n    option cache-timeout 60\n"
+            "    subvolumes w-wb\nend-volume\n")
+    graph = Graph.from_text(text)
+    async with graph.running():
+        top = graph.top
+        fd = await new_file(top, "f", b"1" * 10)
+        assert await read(top, fd, 100) == b"1" * 10        # cached, size 10 known
+        reply = await top.writev(fd, b"2" * 20, 10, 0, None)
+        assert reply.postbuf is None                        # acknowledged early
+        assert await read(top, fd, 100) == b"1" * 10 + b"2" * 20

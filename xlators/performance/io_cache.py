@@ -317,8 +317,14 @@ class IoCache(Translator):
     def _after_change(self, gfid: GFID | None, postbuf: Iatt | None) -> None:
         self._invalidate(gfid)
         inode = self.itable.ctx(self, gfid)
-        if inode is not None and postbuf is not None:
+        if inode is None:
+            return
+        if postbuf is not None:
             inode.mtime_ns, inode.size, inode.iatt = postbuf.mtime_ns, postbuf.size, postbuf
+        else:
+            # a reply without attributes (write-behind's acknowledged-early
+            # writes): the size is unknown until the next fstat
+            inode.size = -1
 
     def _invalidate(self, gfid: GFID | None) -> None:
         inode = self.itable.peek_ctx(self, gfid)
