@@ -41,9 +41,10 @@ def test_brick_graph_has_the_index_where_glusterd_puts_it():
     vol = rep3()
     mine = vf.parses(volgen.brick_volfile(vol, vol.bricks[0]))
     order = chain(mine)
-    # GlusterFS's server_graph_table: io-stats, index, ..., io-threads, ..., locks
-    assert order[order.index("features/index") - 1:order.index("features/index") + 3] == \
-        ["debug/io-stats", "features/index", "performance/io-threads", "features/locks"]
+    # GlusterFS's server_graph_table: io-stats, index, ..., io-threads, upcall, ..., locks
+    assert order[order.index("features/index") - 1:order.index("features/index") + 4] == \
+        ["debug/io-stats", "features/index", "performance/io-threads", "features/upcall",
+         "features/locks"]
     index = mine["rep3-index"].options
     if SAMPLES.exists():  # glusterd 10's rep3.vm.srv-r1.vol
         theirs = vf.load(SAMPLES / "rep3.vm.srv-r1.vol")["rep3-index"].options
@@ -51,13 +52,13 @@ def test_brick_graph_has_the_index_where_glusterd_puts_it():
             assert index[key] == theirs[key], key
     assert mine["rep3-posix"].options["glusterd-uuid"] == vol.bricks[0].node
     Graph(mine)
-    # an arbiter brick: posix -> arbiter -> locks -> io-threads -> index, as
-    # glusterd stacks them
+    # an arbiter brick: posix -> arbiter -> locks -> upcall -> io-threads ->
+    # index, as glusterd stacks them
     arb = rep3(arbiter=1)
     arb.bricks[2].arbiter = True
     order = chain(vf.parses(volgen.brick_volfile(arb, arb.bricks[2])))
-    assert order[-5:] == ["features/index", "performance/io-threads", "features/locks",
-                          "features/arbiter", "storage/posix"]
+    assert order[-6:] == ["features/index", "performance/io-threads", "features/upcall",
+                          "features/locks", "features/arbiter", "storage/posix"]
     # not on a distribute volume's bricks
     dist = rep3(replica=1)
     assert "features/index" not in chain(vf.parses(volgen.brick_volfile(dist,
