@@ -55,3 +55,20 @@ def test_a_translator_that_does_not_import_raises(tmp_path, monkeypatch):
             volgen.declared_options("testing/broken")
     finally:
         sys.modules.pop("broken_xlator_for_test", None)
+
+
+def test_caches_handle_every_fop_the_catalogue_says_changes_what_they_keep():
+    """Fop.modifies is what the caching translators follow: md-cache keeps
+    attributes and xattrs (any change), io-cache, quick-read and read-ahead
+    keep data; a fop that changes what a cache keeps and that the cache
+    does not intercept would leave it stale."""
+    from glusterpy import fops
+    keeps = {"performance/md-cache": None, "performance/io-cache": {"data"},
+             "performance/quick-read": {"data"}, "performance/read-ahead": {"data"}}
+    for type_name, kinds in keeps.items():
+        cls = translator_class(type_name)
+        changing = {f.name for f in fops.CATALOGUE
+                    if (f.modifies if kinds is None else f.modifies & kinds)}
+        assert changing, type_name
+        overridden = {n for c in cls.__mro__ if c is not Translator for n in vars(c)}
+        assert changing <= overridden, (type_name, sorted(changing - overridden))

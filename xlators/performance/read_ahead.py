@@ -338,6 +338,11 @@ class ReadAhead(Translator):
         return await self._changing(fd_out.gfid, self.first_child.copy_file_range(
             fd_in, off_in, fd_out, off_out, length, flags, xdata))
 
+    async def put(self, loc, mode, umask, flags, data, offset, xattrs, xdata=None):
+        # a put may write over a file open here (its gfid known by the loc)
+        return await self._changing(loc.gfid, self.first_child.put(
+            loc, mode, umask, flags, data, offset, xattrs, xdata))
+
     async def setattr(self, loc, stbuf, valid, xdata=None):
         if not valid & SET_ATTR_SIZE:
             return await self.first_child.setattr(loc, stbuf, valid, xdata)
