@@ -11,6 +11,8 @@ import contextlib
 import errno
 from typing import Any, Callable
 
+import trio
+
 from glusterpy import fops
 from glusterpy.fops import DictReply, Flock, FopError, Loc
 from glusterpy.keys import CLRLK_CMD, INTRLK_CMD, PATHINFO_KEY
@@ -25,7 +27,26 @@ _CLRLK_KINDS = {"blocked": CLRLK_BLOCKED, "granted": CLRLK_GRANTED, "all": CLRLK
 
 
 class ClearLocks:
-    """clear-locks, lock interrupts and a departed client; see the package docstring."""
+    """clear-locks, lock revocation, lock interrupts and a departed client; see the
+    package docstring."""
+
+    def _revocation_reason(self, held: list, blocked: list,
+                           conflicts: Callable[[Any], bool]) -> tuple[str | None, float | None]:
+        """Why a request's conflicting locks are to be revoked, and the age
+        of the oldest conflicting holder (GlusterFS's __*_prune_stale): a
+        holder older than revocation-secs, or revocation-max-blocked waiters."""
+        now = trio.current_time()
+        for lock in held:
+            if conflicts(lock) and now - lock.granted_at > self.opts.revocation_secs:
+                return "age", now - lock.granted_at
+        max_blocked = self.opts.revocation_max_blocked
+        if max_blocked and len(blocked) >= max_blocked:
+            return "max blocked", None
+        return None, None
+
+    def _revocation_kind(self) -> int:
+        return CLRLK_ALL if self.opts.revocation_clear_all else CLRLK_GRANTED
+
 
     async def getxattr(self, loc, name, xdata=None):
         if name and name.startswith(CLRLK_CMD):

@@ -13,7 +13,6 @@ from glusterpy import fops
 from glusterpy.fops import EntrylkCmd, FopError, Reply
 from glusterpy.keys import CONNECTION_ID
 
-from .clear import CLRLK_ALL, CLRLK_GRANTED
 from .common import (BLOCKED, GONE, GRANTED, EntryLock, entrylk_text, fd_gfid, null_owner,
                      owner_of, xdata_str)
 
@@ -119,19 +118,11 @@ class EntrylkFops:
     def _entrylk_prune_stale(self, pinode, dom, request) -> None:
         """revocation for entry locks (__entrylk_prune_stale): the age test
         looks only at names, not owners."""
-        now = trio.current_time()
-        reason = age = None
-        for held in dom.entrylks:
-            if held.names_conflict(request) and now - held.granted_at > self.opts.revocation_secs:
-                reason, age = "age", now - held.granted_at
-                break
-        max_blocked = self.opts.revocation_max_blocked
-        if reason is None and max_blocked and len(dom.blocked_entrylks) >= max_blocked:
-            reason = "max blocked"
+        reason, age = self._revocation_reason(dom.entrylks, dom.blocked_entrylks,
+                                              lambda held: held.names_conflict(request))
         if reason is None:
             return
-        kind = CLRLK_ALL if self.opts.revocation_clear_all else CLRLK_GRANTED
-        blocked, granted = self._clear_entrylks(dom, kind, None)
+        blocked, granted = self._clear_entrylks(dom, self._revocation_kind(), None)
         self.log.warning("Lock revocation [reason: %s; gfid: %s; domain: %s; age: %s sec] - "
                          "Entry lock revoked:  %d granted & %d blocked locks cleared",
                          reason, pinode.gfid, dom.name, int(age or 0), granted, blocked)

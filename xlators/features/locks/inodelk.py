@@ -13,7 +13,6 @@ from glusterpy import fops
 from glusterpy.fops import Flock, FopError, LockCmd, LockType, Reply
 from glusterpy.keys import CONNECTION_ID
 
-from .clear import CLRLK_ALL, CLRLK_GRANTED
 from .common import (BLOCKED, GONE, GRANTED, LLONG_MAX, InodeLock, fd_gfid, inodelk_text,
                      null_owner, owner_of, s32, s64, xdata_str)
 
@@ -146,19 +145,11 @@ class InodelkFops:
 
     def _inodelk_prune_stale(self, pinode, dom, request) -> None:
         """revocation-secs / revocation-max-blocked (__inodelk_prune_stale)."""
-        now = trio.current_time()
-        reason = age = None
-        for held in dom.inodelks:
-            if held.conflicts(request) and now - held.granted_at > self.opts.revocation_secs:
-                reason, age = "age", now - held.granted_at
-                break
-        max_blocked = self.opts.revocation_max_blocked
-        if reason is None and max_blocked and len(dom.blocked_inodelks) >= max_blocked:
-            reason = "max blocked"
+        reason, age = self._revocation_reason(dom.inodelks, dom.blocked_inodelks,
+                                              lambda held: held.conflicts(request))
         if reason is None:
             return
-        kind = CLRLK_ALL if self.opts.revocation_clear_all else CLRLK_GRANTED
-        blocked, granted = self._clear_inodelks(pinode, dom, kind, None)
+        blocked, granted = self._clear_inodelks(pinode, dom, self._revocation_kind(), None)
         self.log.warning("Lock revocation [reason: %s; gfid: %s; domain: %s; age: %s sec] - "
                          "Inode lock revoked:  %d granted & %d blocked locks cleared",
                          reason, pinode.gfid, dom.name, int(age or 0), granted, blocked)
