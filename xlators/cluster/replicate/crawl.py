@@ -72,8 +72,8 @@ class GfidGuard:
 
     def __init__(self) -> None:
         self._busy: dict[GFID, trio.Event] = {}
-        #: instrumentation: the most heals of one gfid ever running at once
-        #: (1 unless the guard is broken) and the most heals at once
+        #: instrumentation (statedump, tests): heals in progress, the most
+        #: ever in progress at once
         self.running = 0
         self.peak = 0
 

@@ -52,7 +52,9 @@ by pathinfo alone; several glusterpyd nodes may share one machine (network
 namespaces share the host name), and the node uuid tells them apart.
 
 Other departures: healers and their heal jobs are trio tasks, not threads;
-a sweep is not cut short when ``self-heal-daemon``
+a full sweep heals in parallel too (GlusterFS's syncop_ftw heals one entry
+at a time; only its index sweep uses shd-max-threads) and resumes after a
+restart (above); a sweep is not cut short when ``self-heal-daemon``
 is turned off in the middle of it (the next one waits); and when the
 children are not all heard from (the replicate notify timer ran out) the
 index healers are woken once after that timer, where GlusterFS waits for
