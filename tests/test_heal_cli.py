@@ -19,8 +19,10 @@ that killing bricks alternately leaves.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from glusterpy.gfapi import Volume
+from glusterpy.glusterd.shd import socket_path
 from test_glusterd_support import Daemon, _alive, free_port, running_daemon, snapshot, \
     wait_for
 from replicate_support import tree_of
@@ -79,6 +82,18 @@ def info_counts(d: Daemon, name: str, *words: str) -> list[int | None]:
 
 def healed(d: Daemon, name: str) -> bool:
     return info_counts(d, name) == [0, 0, 0]
+
+
+def shd_status(d: Daemon) -> dict:
+    """glustershd's own answer on its control socket."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(socket_path(d.workdir.resolve())))
+        s.sendall(b'{"op": "status"}\n')
+        data = b""
+        while not data.endswith(b"\n"):
+            data += s.recv(65536)
+    return json.loads(data)
 
 
 def shd_pid(d: Daemon) -> int | None:
@@ -380,6 +395,19 @@ def test_glustershd_follows_volumes_and_survives_the_daemon(tmp_path):
         wait_for(lambda: "option heal-timeout 30" in
                  (d.workdir / "vols" / "life" / "life-shd.vol").read_text(), 10, "volgen")
         assert shd_pid(d) == pid
+        # parallel heals: the new shd-max-threads reaches the running process's
+        # replicate (no restart); a value out of range is refused by name
+        d.ok("volume", "set", "life", "cluster.shd-max-threads", "4")
+        wait_for(lambda: [s["max_threads"] for s in shd_status(d)["volumes"]["life"]["sets"]]
+                 == [4], 20, "shd-max-threads to reach glustershd")
+        assert shd_pid(d) == pid
+        r = d.cli("volume", "set", "life", "cluster.shd-max-threads", "65")
+        assert r.rc != 0 and "shd-max-threads" in r.err + r.out
+        r = d.cli("volume", "set", "life", "cluster.shd-wait-qlength", "0")
+        assert r.rc != 0 and "shd-wait-qlength" in r.err + r.out
+        # the full sweep's position is kept in WORKDIR/glustershd
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert f"*-replicate-*.shd-state-dir={d.workdir / 'glustershd'}".encode() in cmdline
         d.ok("--yes", "volume", "stop", "life")
         wait_for(lambda: not _alive(pid), 30, "glustershd to stop with the volume")
         r = d.cli("volume", "heal", "life")

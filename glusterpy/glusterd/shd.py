@@ -26,9 +26,13 @@ process, one graph per volume).  glusterpyd does the same:
   line each way; xlators/cluster/replicate/shd.py answers.
 * ``--xlator-option *-replicate-*.node-uuid=<this node's uuid>`` on the
   command line, as glusterd passes it, so the process crawls only the
-  indices of this node's bricks.
+  indices of this node's bricks; and ``*-replicate-*.shd-state-dir=
+  WORKDIR/glustershd`` (GlusterFS's /var/lib/glusterd/glustershd), where
+  replicate saves the position of a full sweep so that it resumes after a
+  restart.
 
-Files: WORKDIR/run/glustershd.pid, .vols, .socket; WORKDIR/logs/glustershd.log.
+Files: WORKDIR/run/glustershd.pid, .vols, .socket; WORKDIR/logs/glustershd.log;
+WORKDIR/glustershd/*.full-sweep.json.
 """
 
 from __future__ import annotations
@@ -69,12 +73,15 @@ class ShdProcess(BrickProcess):
 
     socket: Path = field(default=Path("."))
     node_uuid: str = ""
+    state_dir: Path | None = None
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "glusterpy.cli.main", "shd",
                 "--volfile-list", str(self.volfile), "--socket", str(self.socket),
                 "--pidfile", str(self.pidfile), "--log-file", str(self.logfile),
-                "--xlator-option", f"*-replicate-*.node-uuid={self.node_uuid}"]
+                "--xlator-option", f"*-replicate-*.node-uuid={self.node_uuid}",
+                *(["--xlator-option", f"*-replicate-*.shd-state-dir={self.state_dir}"]
+                  if self.state_dir is not None else [])]
 
 
 def socket_path(workdir: Path) -> Path:
@@ -124,7 +131,8 @@ class ShdService:
         return ShdProcess(volume=NAME, path=NAME, volfile=self.listfile, port=0,
                           pidfile=store.run_dir / f"{NAME}.pid",
                           logfile=store.log_dir / f"{NAME}.log", portmap="",
-                          socket=self.socket, node_uuid=self.gd.uuid)
+                          socket=self.socket, node_uuid=self.gd.uuid,
+                          state_dir=Path(self.gd.workdir) / NAME)
 
     async def reconcile(self) -> None:
         """Start, reload or stop the process to serve `served()`."""

@@ -120,6 +120,21 @@ class CrawlStats:
     skipped: int = 0
     stale_purged: int = 0
     split_brain_gfids: list[GFID] = dataclasses.field(default_factory=list)
+    #: a full sweep's directories: listed, all of whose entries were
+    #: healed, and left to do by the interrupted sweep it resumed
+    dirs_listed: int = 0
+    dirs_done: int = 0
+    resumed_dirs: int = 0
+    #: the parallel heals (crawl.HealQueue): the most jobs at once, the
+    #: most entries waiting, how often the crawl waited for a place
+    peak_jobs: int = 0
+    peak_waiting: int = 0
+    crawl_waits: int = 0
+
+    def note_queue(self, queue) -> None:
+        self.peak_jobs = max(self.peak_jobs, queue.peak_jobs)
+        self.peak_waiting = max(self.peak_waiting, queue.peak_waiting)
+        self.crawl_waits += queue.crawl_waits
 
 
 def ignorable(key: str) -> bool:

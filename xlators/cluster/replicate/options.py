@@ -131,6 +131,18 @@ OPTIONS = (
     _opt("heal-timeout", T.INT, "600",
          "time interval for checking the need to self-heal in self-heal-daemon",
          "cluster.heal-timeout", min=5, max=(1 << 31) - 1),
+    _opt("shd-max-threads", T.INT, "1",
+         "Maximum number of parallel heals SHD can do per local brick. This can "
+         "substantially lower heal times, but can also crush your bricks if you don't "
+         "have the storage hardware to support this.", "cluster.shd-max-threads",
+         min=1, max=64),
+    _opt("shd-wait-qlength", T.INT, "1024",
+         "This option can be used to control number of heals that can wait in SHD per "
+         "subvolume.", "cluster.shd-wait-qlength", min=1, max=655536),
+    _opt("shd-state-dir", T.STR, None,
+         "Where the self-heal daemon keeps the position of an interrupted full sweep, "
+         "so that the sweep resumes there after a restart (glusterpy's; glusterpyd "
+         "passes WORKDIR/glustershd).  Unset: a full sweep starts over, as in GlusterFS."),
     _opt("node-uuid", T.STR, None,
          "Local glusterd uuid string, used in starting self-heal-daemon so that it can "
          "crawl only on local index directories."),

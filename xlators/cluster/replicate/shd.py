@@ -22,7 +22,17 @@ touching the files:
 * one **full healer** per child, started only on demand (``volume heal
   NAME full``): a walk of the whole namespace as that child lists it
   (`crawl.heal_full`).  It ends when no new request comes within
-  ``heal-timeout`` after its sweep.
+  ``heal-timeout`` after its sweep.  With ``shd-state-dir`` set (glusterpyd
+  sets it) the sweep's position is saved as it goes
+  (`crawl.SweepPosition`), and a sweep cut short - the daemon restarted, a
+  brick went away - continues from there: on the next request, and by
+  itself when the daemon's children come up.  GlusterFS starts over.
+* **parallel heals** (``shd-max-threads``, ``shd-wait-qlength``): every
+  sweep heals up to ``shd-max-threads`` files at once, with up to
+  ``shd-wait-qlength`` waiting, directories one at a time by the crawl
+  itself (crawl.py's docstring says why); one `crawl.GfidGuard` for all
+  the healers of the daemon keeps two heals of one gfid from overlapping.
+  A ``volume set`` of either reaches a sweep in progress.
 * **crawl statistics**: every sweep is a crawl event - type INDEX or FULL,
   start and end time, entries healed, in split-brain and failed - and the
   last 50 of each child are kept (AFR_STATISTICS_HISTORY_SIZE) for
@@ -41,9 +51,10 @@ host name, which is GlusterFS's own test.  Departure: GlusterFS 10 decides
 by pathinfo alone; several glusterpyd nodes may share one machine (network
 namespaces share the host name), and the node uuid tells them apart.
 
-Other departures: healers are trio tasks, not threads, and a sweep heals
-one entry at a time (GlusterFS's shd-max-threads default); a sweep is not
-cut short when ``self-heal-daemon``
+Other departures: healers and their heal jobs are trio tasks, not threads;
+a full sweep heals in parallel too (GlusterFS's syncop_ftw heals one entry
+at a time; only its index sweep uses shd-max-threads) and resumes after a
+restart (above); a sweep is not cut short when ``self-heal-daemon``
 is turned off in the middle of it (the next one waits); and when the
 children are not all heard from (the replicate notify timer ran out) the
 index healers are woken once after that timer, where GlusterFS waits for
@@ -140,6 +151,8 @@ class _Healer:
         self.rerun = False
         self.local = False
         self.sweeps = 0
+        #: the counters of the last sweep (crawl.CrawlStats), for statedump
+        self.last_stats: CrawlStats | None = None
         self._wake = trio.Event()
         #: the sweep in progress (start_time 0: none)
         self.event = CrawlEvent(child, crawl_type)
@@ -186,12 +199,12 @@ class _Healer:
         self.event = CrawlEvent(self.child, self.crawl_type)
         self.sweeps += 1
 
-    async def _sweep(self, sweep) -> CrawlStats | None:
+    async def _sweep(self, sweep, **kw) -> CrawlStats | None:
         """One sweep, its counts kept in the crawl event as it goes."""
         event = self._prepare()
-        stats = _LiveStats(event)
+        stats = self.last_stats = _LiveStats(event)
         try:
-            await sweep(self.shd.afr, self.child, stats=stats)
+            await sweep(self.shd.afr, self.child, stats=stats, guard=self.shd.guard, **kw)
         except FopError as e:
             event.heal_failed_count += 1
             self.shd.log.warning("%s sweep of %s stopped: %s", self.crawl_type.lower(),
@@ -240,7 +253,7 @@ class _Healer:
             self.local = True
             name = self.shd.child_name(self.child)
             self.shd.log.info("starting full sweep on subvol %s", name)
-            await self._sweep(crawl.heal_full)
+            await self._sweep(crawl.heal_full, position=self.shd.position(self.child))
             self.shd.log.info("finished full sweep on subvol %s", name)
 
 
@@ -258,6 +271,8 @@ class SelfHealDaemon:
         self._nursery: trio.Nursery | None = None
         self._stopped = False
         self._woken = False
+        #: the gfids being healed by any healer of this daemon
+        self.guard = crawl.GfidGuard()
 
     @property
     def enabled(self) -> bool:
@@ -269,6 +284,14 @@ class SelfHealDaemon:
 
     def child_name(self, child: int) -> str:
         return self.afr.children[child].name
+
+    def position(self, child: int) -> crawl.SweepPosition | None:
+        """Where child `child`'s full sweep is saved (``shd-state-dir``)."""
+        directory = self.afr.opts.shd_state_dir
+        if not directory:
+            return None
+        return crawl.SweepPosition(directory, self.afr.name, self.child_name(child),
+                                   self.afr.opts.volume_id)
 
     def brick_of(self, child: int) -> str:
         """HOST:PATH of the brick a protocol/client child reaches (what
@@ -342,6 +365,13 @@ class SelfHealDaemon:
         for i, up in enumerate(self.afr.child_up):
             if up:
                 self.index_healers[i].spawn()
+                # a full sweep cut short goes on (see the module docstring)
+                position = self.position(i)
+                if position is not None and position.exists() and \
+                        not self.full_healers[i].running and self.enabled:
+                    self.log.info("resuming the interrupted full sweep of %s",
+                                  self.child_name(i))
+                    self.full_healers[i].spawn()
 
     def reconfigured(self, old) -> None:
         """afr reconfigure: turning the daemon on or changing heal-timeout
@@ -452,6 +482,9 @@ class SelfHealDaemon:
 
     def dump_state(self) -> dict:
         return {"enabled": self.enabled, "timeout": self.timeout,
+                "max_threads": self.afr.opts.shd_max_threads,
+                "wait_qlength": self.afr.opts.shd_wait_qlength,
+                "healing": self.guard.running,
                 "index_healers": [{"running": h.running, "local": h.local, "sweeps": h.sweeps}
                                   for h in self.index_healers],
                 "full_healers": [{"running": h.running, "local": h.local, "sweeps": h.sweeps}
