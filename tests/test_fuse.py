@@ -427,3 +427,27 @@ def test_kernel_writeback_cache_option_is_checked():
     assert not MountOptions.parse("kernel-writeback-cache=no").kernel_writeback_cache
     with pytest.raises(MountError, match="yes or no"):
         MountOptions.parse("kernel-writeback-cache=sometimes")
+
+
+@pytest.mark.parametrize("acl", [False, True])
+def test_posix_acl_xattrs_need_the_acl_option(tmp_path, acl):
+    """Without `-o acl` the mount answers the POSIX ACL xattrs itself with
+    EOPNOTSUPP, as fuse-bridge does (`ls -l` asks for every file's access
+    ACL: no round trip to the bricks for it); with it they reach the volume."""
+    m = Mount(tmp_path, "acl" if acl else None, STATS_VOLFILE)
+    assert m.ok(), m.result.stderr + (m.log.read_text() if m.log.exists() else "")
+    try:
+        (m.mnt / "f").write_bytes(b"x")
+        with pytest.raises(OSError) as e:
+            os.getxattr(m.mnt / "f", "system.posix_acl_access")
+        assert e.value.errno == (errno.ENODATA if acl else errno.EOPNOTSUPP)
+        if not acl:
+            with pytest.raises(OSError) as e:
+                os.setxattr(m.mnt / "f", "system.posix_acl_access", b"\x02\x00\x00\x00")
+            assert e.value.errno == errno.EOPNOTSUPP
+        fops_seen = _statedump(m)["translators"]["m-stats"]["cumulative"]["fops"]
+        assert ("GETXATTR" in fops_seen) == acl, fops_seen
+        os.setxattr(m.mnt / "f", "user.kept", b"v")          # other xattrs unaffected
+        assert os.getxattr(m.mnt / "f", "user.kept") == b"v"
+    finally:
+        m.unmount()

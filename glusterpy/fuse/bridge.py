@@ -32,7 +32,10 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
   the `capability` / `selinux` mount options say so: getting them gives
   ENODATA, setting them EOPNOTSUPP (fuse_check_selinux_cap_xattr).  The
   kernel asks for security.capability before each write to a file, so
-  this saves a round trip to the bricks per write(2).
+  this saves a round trip to the bricks per write(2).  Likewise POSIX ACLs
+  (system.posix_acl_access/default) give EOPNOTSUPP unless the `acl`
+  mount option is given, as fuse-bridge does without it: `ls -l` asks for
+  the access ACL of every file it lists.
 * Caching: `attr_timeout`/`entry_timeout` (GlusterFS's attribute-timeout
   and entry-timeout mount options) are how long the kernel trusts what it
   was told; `direct_io` (direct-io-mode=enable) opens every file with
@@ -76,7 +79,7 @@ import trio
 from ..fops import (GFID, ROOT_GFID, SET_ATTR_ATIME, SET_ATTR_GID, SET_ATTR_MODE,
                     SET_ATTR_MTIME, SET_ATTR_UID, Caller, Fd, FopError, Iatt, Loc, caller,
                     dev_from_ia, gfid_to_ino)
-from ..keys import CAPABILITY_KEY, GFID_REQ, SELINUX_KEY
+from ..keys import ACL_ACCESS_KEY, ACL_DEFAULT_KEY, CAPABILITY_KEY, GFID_REQ, SELINUX_KEY
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ class FuseBridge(pyfuse3.Operations):
     def __init__(self, top, *, attr_timeout: float = 1.0, entry_timeout: float = 1.0,
                  direct_io: bool = False, read_only: bool = False, gid_timeout: float = 300,
                  capability: bool = False, selinux: bool = False, lru_limit: int | None = None,
-                 writeback_cache: bool = False):
+                 writeback_cache: bool = False, acl: bool = False):
         super().__init__()
         self.top = top
         # pyfuse3 reads it when the kernel's INIT arrives, after this
@@ -125,6 +128,7 @@ class FuseBridge(pyfuse3.Operations):
         if lru_limit is not None:
             top.itable.limit = lru_limit
         self.capability = capability
+        self.acl = acl
         self.selinux = selinux
         self.gid_timeout = gid_timeout
         self._gid_cache: dict[tuple[int, int, int], tuple[float, tuple[int, ...]]] = {}
@@ -579,9 +583,13 @@ class FuseBridge(pyfuse3.Operations):
             return not (self.capability or self.selinux)
         return key == SELINUX_KEY and not self.selinux
 
+    def _acl_off(self, key: str) -> bool:
+        return not self.acl and key in (ACL_ACCESS_KEY, ACL_DEFAULT_KEY)
+
     async def setxattr(self, inode, name, value, ctx):
         self._writable()
-        if self._security_xattr_off(os.fsdecode(name)):
+        key = os.fsdecode(name)
+        if self._security_xattr_off(key) or self._acl_off(key):
             raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
         with self._caller(ctx):
             await self.top.setxattr(Loc(gfid=self._gfid(inode)),
@@ -593,6 +601,8 @@ class FuseBridge(pyfuse3.Operations):
             # the kernel asks for security.capability before every write;
             # answered here, as fuse-bridge does, that costs no round trip
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        if self._acl_off(key):
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
         with self._caller(ctx):
             try:
                 reply = await self.top.getxattr(Loc(gfid=self._gfid(inode)), key, None)
@@ -612,6 +622,8 @@ class FuseBridge(pyfuse3.Operations):
 
     async def removexattr(self, inode, name, ctx):
         self._writable()
+        if self._acl_off(os.fsdecode(name)):
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
         with self._caller(ctx):
             try:
                 await self.top.removexattr(Loc(gfid=self._gfid(inode)), os.fsdecode(name), None)

@@ -73,6 +73,8 @@ class MountOptions:
     lru_limit: int = DEFAULT_LRU_LIMIT
     #: the kernel's writeback cache (GlusterFS's kernel-writeback-cache)
     kernel_writeback_cache: bool = False
+    #: POSIX ACL xattrs reach the volume (GlusterFS's `acl`; off: EOPNOTSUPP)
+    acl: bool = False
     #: let security.capability / security.selinux reach the volume
     capability: bool = False
     selinux: bool = False
@@ -129,7 +131,7 @@ class MountOptions:
                     raise MountError(f"lru-limit={value!r} is not a number of inodes "
                                      f"(0 for no bound)")
                 opts.lru_limit = int(value)
-            elif key in ("capability", "selinux") and not value:
+            elif key in ("capability", "selinux", "acl") and not value:
                 setattr(opts, key, True)
             elif key == "log-level":
                 level = value.upper()
@@ -294,7 +296,7 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
                             direct_io=opts.direct_io_mode, read_only=opts.read_only,
                             gid_timeout=opts.gid_timeout, capability=opts.capability,
                             selinux=opts.selinux, lru_limit=opts.lru_limit or sys.maxsize,
-                            writeback_cache=opts.kernel_writeback_cache)
+                            writeback_cache=opts.kernel_writeback_cache, acl=opts.acl)
         try:
             pyfuse3.init(bridge, mountpoint, opts.fuse_options())
         except RuntimeError as e:
