@@ -72,6 +72,10 @@ class Volfile:
         return dumps(self)
 
 
+#: the volfile-id under which glusterd serves a volume's client graph without
+#: its performance translators (`VOL.noperf`)
+NOPERF_SUFFIX = ".noperf"
+
 _TOKEN = re.compile(r'"((?:[^"\\\n]|\\.)*)"|([^\s"\\]+)|(\S)')
 
 

@@ -117,6 +117,7 @@ import uuid
 from dataclasses import dataclass
 
 from .. import volfile as vf
+from ..volfile import NOPERF_SUFFIX
 from ..graph import TRANSLATORS, UnknownTranslatorType, canonical_type, translator_class
 from ..keys import AFR_DIRTY, AFR_XATTR_PREFIX
 from ..options import Option, OptionError, OptionType, canonical_key, parse_bool
@@ -127,7 +128,6 @@ CLIENT_VOLFILE = "{vol}.tcp-fuse.vol"
 NOPERF_VOLFILE = "{vol}.noperf.vol"
 REBALANCE_VOLFILE = "{vol}.rebalance.vol"
 SHD_VOLFILE = "{vol}-shd.vol"
-NOPERF_SUFFIX = ".noperf"
 REBALANCE_SUFFIX = ".rebalance"
 #: glusterd-rebalance.c's --xlator-option *dht.KEY=VALUE for the rebalance process
 REBALANCE_DHT_OPTIONS = {"use-readdirp": "off", "lookup-unhashed": "yes",

@@ -59,6 +59,7 @@ from typing import Callable
 import trio
 
 from ..gfapi.aio import SEEK_DATA, SEEK_HOLE, AsyncFile, AsyncVolume
+from ..volfile import NOPERF_SUFFIX
 from ..gfapi.exceptions import LibgfapiException
 from . import proto as P
 
@@ -207,7 +208,13 @@ class NbdServer:
     @classmethod
     def from_servers(cls, policies: dict[str, VolumePolicy], hosts, port: int,
                      tls_context=None) -> "NbdServer":
-        return cls(policies, lambda name: AsyncVolume.from_server(hosts, name, port),
+        # the volume's graph without performance translators (volfile-id
+        # VOL.noperf): a block server must not acknowledge a write that is
+        # only in its own memory (write-behind) - a killed server would lose
+        # it - and the guest above caches reads itself
+        return cls(policies,
+                   lambda name: AsyncVolume.from_server(hosts, name + NOPERF_SUFFIX,
+                                                        port),
                    tls_context)
 
     async def serve(self, port: int, host: str | None = None, *,
