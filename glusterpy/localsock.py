@@ -53,7 +53,8 @@ def is_local_address(host: str) -> bool:
         return True
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):
+        # no such name, or not a name at all ("..", an empty or 64-byte label)
         return False
     for family, _, _, _, addr in infos:
         try:

@@ -167,3 +167,14 @@ def test_raw_bytes_at_the_port(node, first, junk):
     status, _ = raw_http("GET", "/api/v1/openapi.json", host=node.address, port=node.port,
                          tls=True)
     assert status == 200
+
+
+@pytest.mark.parametrize("name", ["..", "a..b", "x" * 64 + ".example", "."])
+def test_peer_names_that_are_no_host_names_are_refused(node, name):
+    """Found by the fuzzer: a peer name the resolver cannot even encode
+    (an empty or 64-byte label) raised UnicodeError as a 500."""
+    for method in ("DELETE", "POST"):
+        path = f"/api/v1/peers/{name}" if method == "DELETE" else "/api/v1/peers"
+        body = None if method == "DELETE" else json.dumps({"host": name}).encode()
+        status, doc = _request(node, method, path, body, {}, unix=True)
+        assert status is not None and 400 <= status < 500, (method, name, status, doc)

@@ -234,6 +234,9 @@ async def test_shd_max_threads_reaches_a_sweep_in_progress(tmp_path, monkeypatch
                                                        **{"shd-max-threads": "4"})))
             assert afr.opts.shd_max_threads == 4
             await wait_for(lambda: not any(index_entries(b) for b in net.bricks), 30)
+            # the index empties as each heal ends; the sweep's counts are
+            # added up when its jobs have returned
+            await wait_for(lambda: totals(afr)["healed"] >= n, 30)
             assert 2 <= inst.peak <= 4 and inst.peak_same == 1
             assert totals(afr)["healed"] == n
     assert_clean(net.bricks)

@@ -267,6 +267,9 @@ async def request(host: str, port: int, method: str, path: str, body: Any = None
                         await stream.aclose()
                     except (trio.BrokenResourceError, OSError):
                         pass
+    except UnicodeError:
+        # the resolver cannot even encode it: "..", an empty or 64-byte label
+        raise PeerUnreachable(f"{host!r} is not a host name") from None
     except (OSError, trio.TooSlowError, trio.BrokenResourceError, h11.ProtocolError) as e:
         reason = "timed out" if isinstance(e, trio.TooSlowError) else \
             (getattr(e, "strerror", None) or str(e) or type(e).__name__)

@@ -112,7 +112,7 @@ def is_loopback(host: str) -> bool:
 def _addresses(host: str) -> set[str]:
     try:
         return {a[4][0] for a in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
-    except OSError:
+    except (OSError, UnicodeError):  # UnicodeError: not a host name at all ("..")
         return set()
 
 
