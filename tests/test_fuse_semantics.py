@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import mmap
 import os
 import subprocess
@@ -135,6 +136,48 @@ def test_readdirplus_gives_attributes_and_gfid_inode_numbers(tmp_path, cleanup):
         assert entries[n] == os.stat(m.mnt / "d" / n).st_ino == \
             int.from_bytes(gfid[8:], "big")
     assert os.stat(m.mnt).st_ino == 1
+
+
+POSIX_COUNTED = POSIX_ONLY + """
+volume s-stats
+    type debug/io-stats
+    option count-fop-hits on
+    subvolumes s-posix
+end-volume
+"""
+
+
+def test_a_listing_reads_the_directory_once(tmp_path, cleanup):
+    """The kernel asks for a page of entries at a time; a readdirp from the
+    graph brings far more.  What did not fit is kept for the kernel's next
+    request: listing a directory costs about (its size / one readdirp's
+    budget) readdirps, not one per page of the kernel's."""
+    m = Mount(tmp_path, volfile=POSIX_COUNTED)
+    assert m.ok(), m.result.stderr
+    cleanup(m)
+    names = {f"entry-with-a-longer-name-{i:05d}" for i in range(3000)}
+    (m.mnt / "d").mkdir()
+    for n in names:
+        (m.mnt / "d" / n).write_bytes(b"")
+    before = _fop_hits(m, "READDIRP")
+    listed = set(os.listdir(m.mnt / "d"))
+    assert listed == names
+    readdirps = _fop_hits(m, "READDIRP") - before
+    # here the kernel took ~160 entries per request and a readdirp brought
+    # ~430: 8 readdirps with the rest kept, 19 when every request fetched
+    # afresh (and each of those brought the whole rest of the directory)
+    assert 0 < readdirps <= 12, readdirps
+    # a second listing from the start (rewinddir) still sees everything,
+    # including what changed meanwhile
+    (m.mnt / "d" / "entry-with-a-longer-name-00000").unlink()
+    (m.mnt / "d" / "late").write_bytes(b"")
+    names = (names - {"entry-with-a-longer-name-00000"}) | {"late"}
+    assert set(os.listdir(m.mnt / "d")) == names
+
+
+def _fop_hits(m: Mount, fop: str) -> int:
+    report = json.loads(os.getxattr(m.mnt, "trusted.glusterpy.io-stats.cumulative.peek"))
+    return report["cumulative"]["fops"].get(fop, {}).get("hits", 0)
 
 
 def test_statfs_is_the_bricks(tmp_path, cleanup):

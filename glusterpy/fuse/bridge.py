@@ -99,6 +99,15 @@ class _Node:
     invalidating: bool = False
 
 
+@dataclass(slots=True)
+class _DirRest:
+    #: the offset the kernel's next readdir of the handle will ask from
+    offset: int
+    entries: list
+    #: time.monotonic() of the readdirp they came from
+    fetched: float
+
+
 class FuseBridge(pyfuse3.Operations):
     """pyfuse3 handlers over `top`, the graph's top translator.
 
@@ -145,6 +154,9 @@ class FuseBridge(pyfuse3.Operations):
         self._next_node = pyfuse3.ROOT_INODE + 1
         self._handles: dict[int, Fd] = {}
         self._next_handle = 1
+        #: directory handle -> entries fetched that the kernel's last
+        #: readdir had no room for (see readdir)
+        self._dir_rest: dict[int, _DirRest] = {}
         #: requests being served now; set while a graph switch waits for them
         self._inflight = 0
         self._drained: "trio.Event | None" = None
@@ -526,21 +538,36 @@ class FuseBridge(pyfuse3.Operations):
     async def readdir(self, fh, start_id, token):
         fd = self._fd(fh)
         offset = start_id
+        # The kernel's reply buffer holds a page or so of entries, a
+        # readdirp from the graph READDIR_BUDGET: what did not fit waits
+        # here for the kernel's next request, which starts where this one
+        # stopped (else each request would fetch the rest of the directory
+        # again and use a page of it - quadratic in the directory's size).
+        rest = self._dir_rest.pop(fh, None)
+        if rest is not None and (rest.offset != start_id or
+                                 time.monotonic() - rest.fetched > self.attr_timeout):
+            rest = None
         while True:
-            reply = await self.top.readdirp(fd, READDIR_BUDGET, offset, None)
-            if not reply.entries:
-                return
-            for entry in reply.entries:
+            if rest is not None:
+                entries, fetched, rest = rest.entries, rest.fetched, None
+            else:
+                entries = (await self.top.readdirp(fd, READDIR_BUDGET, offset, None)).entries
+                fetched = time.monotonic()
+                if not entries:
+                    return
+            for i, entry in enumerate(entries):
                 if entry.name in (".", "..") or entry.iatt is None:
                     offset = entry.off
                     continue
                 node = self._node_of(entry.iatt.gfid)
-                if not pyfuse3.readdir_reply(token, os.fsencode(entry.name),
-                                             self._attrs(entry.iatt, node), entry.off):
+                name = os.fsencode(entry.name)
+                if not pyfuse3.readdir_reply(token, name, self._attrs(entry.iatt, node),
+                                             entry.off):
                     self._drop_if_unused(node)
+                    self._dir_rest[fh] = _DirRest(offset, entries[i:], fetched)
                     return
                 # readdir_reply counts as a lookup of the name in this directory
-                self._learned(node, self._by_gfid.get(fd.gfid, 0), os.fsencode(entry.name))
+                self._learned(node, self._by_gfid.get(fd.gfid, 0), name)
                 offset = entry.off
 
     def dump_state(self) -> dict:
@@ -556,6 +583,7 @@ class FuseBridge(pyfuse3.Operations):
             self._by_gfid.pop(entry.gfid, None)
 
     async def releasedir(self, fh):
+        self._dir_rest.pop(fh, None)
         fd = self._handles.pop(fh, None)
         if fd is not None:
             await self.top.releasedir(fd, None)
