@@ -22,9 +22,13 @@ from .report import Section
 from .servers import GLUSTERFS_PORT, glusterfs_volume, port_24007, unique_volume_name
 from .suite_fio import GLUSTERPY, fuse_mount, glusterpyd_volume, wait_for_free_port
 from .suite_protocol import drop_caches
+from .suite_qemu import kept_notes
 
 NAME = "metadata"
 TITLE = "Metadata on a FUSE mount: create, find, ls -lR, du, rm -rf"
+
+#: hand-written notes of this section (what changed between runs, profiles)
+NOTES = Path(__file__).with_name("notes") / "metadata.md"
 
 FILES, DIRS = 50_000, 100
 QUICK_FILES, QUICK_DIRS = 2_000, 20
@@ -106,5 +110,6 @@ def run(work: Path, quick: bool = False) -> Section:
         "ls -lR, du -s and rm -rf are the coreutils; cold find after "
         "echo 3 > /proc/sys/vm/drop_caches.",
     ]
+    section.notes += kept_notes(NOTES)
     return section
 
