@@ -127,6 +127,7 @@ import errno
 import trio
 
 from glusterpy import bd as lvm
+from glusterpy import bd_snapshot as snapshots
 from glusterpy import fops
 from glusterpy.bd import LvmError
 from glusterpy.fops import GFID, FopError
@@ -168,6 +169,8 @@ class BD(BdEntry, BdIO, BdXattrs, BdMapping, Translator):
         self._devices = lvm.Devices()
         self._lockfd = -1
         self._pool: str | None = None
+        #: snapshots' exception stores by their LV's uuid (glusterpy.bd_snapshot)
+        self._cows: dict[str, snapshots.ExceptionStore] = {}
 
     # -- life cycle ------------------------------------------------------
 

@@ -194,10 +194,11 @@ class BdIO:
             raise FopError(errno.ENOTSUP if "device-mapper" in img.unmappable else errno.EIO,
                            f"{self.name}: {img.unmappable or img.name + ' cannot be reached'}")
 
-    async def _io(self, img: Image, fn, *args):
-        """Run a read, write or sync inline, or (bd-aio) in a worker thread
-        counted in the file's active IO, so a shrink can wait for it."""
-        if not self.opts.bd_aio:
+    async def _io(self, img: Image, fn, *args, thread: bool = False):
+        """Run a read, write or sync inline, or (bd-aio, or `thread`) in a
+        worker thread counted in the file's active IO, so a shrink or a
+        snapshot can wait for it."""
+        if not (self.opts.bd_aio or thread):
             return fn(*args)
         img.io_active += 1
         try:
@@ -217,7 +218,7 @@ class BdIO:
     async def _zero(self, img: Image, offset: int, length: int) -> None:
         if length <= 0 or offset < 0 or img.map is None:
             return
-        await trio.to_thread.run_sync(img.map.zero, offset, length)
+        await self._io(img, img.map.zero, offset, length, thread=True)
 
 
 def _length(data) -> int:
