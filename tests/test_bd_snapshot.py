@@ -200,6 +200,43 @@ async def test_writing_the_snapshot_leaves_the_origin(vg, meta):
         await vol.unlink("/base")
 
 
+async def test_a_snapshot_taken_while_a_writer_goes_on_stays_put(vg, meta):
+    """With bd-aio (writes in worker threads) a writer rewrites the origin
+    chunk by chunk, version after version, while the snapshot is taken: the
+    snapshot then holds whole versions and no longer changes."""
+    chunks = 32
+    async with bd_volume(vg, meta, bd_aio="on", snapshot_size=str(40 * CHUNK)) as vol:
+        f = await vol.open("/base", os.O_CREAT | os.O_RDWR)
+        await f.ftruncate(chunks * CHUNK)
+        started, stop = trio.Event(), trio.Event()
+
+        async def writer():
+            v = 0
+            while not stop.is_set():
+                v = v % 250 + 1
+                for i in range(chunks):
+                    await f.pwrite(bytes([v]) * CHUNK, i * CHUNK)
+                started.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            await started.wait()
+            await vol.symlink("base", "/snap")
+            async with await vol.fopen("/snap") as s:
+                first = await s.read()
+            for _ in range(3):      # more versions over the origin
+                await trio.sleep(0.05)
+            async with await vol.fopen("/snap") as s:
+                assert await s.read() == first
+            stop.set()
+        for i in range(chunks):
+            block = first[i * CHUNK:(i + 1) * CHUNK]
+            assert block == bytes([block[0]]) * CHUNK and block[0], f"chunk {i} is torn"
+        await f.close()
+        await vol.unlink("/snap")
+        await vol.unlink("/base")
+
+
 async def test_a_full_store_invalidates_the_snapshot(vg, meta):
     """Three chunks hold the header, one metadata area and one exception:
     the origin's second overwritten chunk does not fit."""

@@ -223,7 +223,11 @@ class BD(BdEntry, BdIO, BdXattrs, BdMapping, Translator):
                 "thin-pool": self._pool or "",
                 "files": {i.name: {"size": i.size, "written": i.written, "open": i.openfds,
                                    "lv": i.lv_name if i.sized else ""}
-                          for i in self._images.values()}}
+                          for i in self._images.values()},
+                "snapshots": {s.name: {"valid": s.valid, "chunk-size": s.chunk,
+                                       "exceptions": len(s.exceptions),
+                                       "next-free-chunk": s.next_free}
+                              for s in self._cows.values()}}
 
 
 TRANSLATOR = BD

@@ -351,9 +351,17 @@ class BdMapping:
             base = lvm.ExtentMap.for_lv(origin, vg, self._devices, raw=True)
             return snapshots.SnapshotMap(base, self._cow_store(lv), lv.visible_size)
         if lv.has_snapshots:
+            try:
+                stores = [(self._cow_store(s), s.visible_size)
+                          for s in vg.lvs.values() if s.origin == lv.name]
+            except OSError as e:
+                # a snapshot whose store cannot be read: the origin still
+                # reads, and refuses writes (EROFS) rather than leave that
+                # snapshot without its old data
+                self.log.warning("%s/%s is read-only: %s", self.vgname, lv.name, e)
+                return lvm.ExtentMap.for_lv(lv, vg, self._devices)
             base = lvm.ExtentMap.for_lv(lv, vg, self._devices, raw=True)
-            return snapshots.OriginMap(base, [(self._cow_store(s), s.visible_size)
-                                              for s in vg.lvs.values() if s.origin == lv.name])
+            return snapshots.OriginMap(base, stores)
         return lvm.ExtentMap.for_lv(lv, vg, self._devices)
 
     def _cow_store(self, lv: lvm.LogicalVolume) -> snapshots.ExceptionStore:
@@ -381,6 +389,8 @@ class BdMapping:
                 store.retired = True
 
     def _origin_map_stale(self, img: Image, lv: lvm.LogicalVolume) -> bool:
+        if self.lvm.dm:
+            return False    # the kernel's snapshot-origin target copies
         have = img.map.snapshots if isinstance(img.map, snapshots.OriginMap) else ()
         want = {self._cows.get(s.uuid) for s in self._vg.lvs.values() if s.origin == lv.name}
         return {store for store, _ in have} != want or None in want
