@@ -14,7 +14,9 @@ this module.  It knows nothing of translators or fops:
   LVM's own metadata - each segment's physical extents on its physical
   volume, the PV's `pe_start` and the VG's extent size - and reads and
   writes go to the physical volumes with pread/pwrite: a user-space linear
-  (and striped) mapping, what dm-linear would do in the kernel.
+  (and striped) mapping, what dm-linear would do in the kernel.  Snapshots
+  and their origins are mapped on top of it by `glusterpy.bd_snapshot`
+  (dm-snapshot's work, on the kernel's exception-store format).
 * `check_lv_name()` applies LVM's naming rules, so a bad name is refused
   before anything is created.
 
