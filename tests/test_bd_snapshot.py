@@ -23,6 +23,7 @@ import pytest
 import trio
 
 from glusterpy import bd as lvm
+from glusterpy import bd_snapshot as snapshots
 from glusterpy.fops import FopError, Fd
 
 import test_bd
@@ -344,3 +345,58 @@ async def test_snapshot_through_a_served_volume(served):
         await vol.unlink("/img-snap")
         await vol.unlink("/img")
     assert not {"img", "img-snap"} & set(served.vg.lvs())
+
+
+class Recorded:
+    """A real LV's map that records the order of its writes and flushes
+    (by chunk), so the commit order can be checked."""
+
+    def __init__(self, real: lvm.ExtentMap, log: list):
+        self.real, self.log = real, log
+        self.size, self.fds = real.size, real.fds
+
+    def pread(self, size, offset):
+        return self.real.pread(size, offset)
+
+    def pwrite(self, data, offset):
+        self.log.append(("write", offset // CHUNK))
+        return self.real.pwrite(data, offset)
+
+    def sync(self, datasync=True):
+        self.log.append(("sync",))
+        self.real.sync(datasync)
+
+
+def test_data_is_flushed_before_its_metadata_entry(vg):
+    """The exceptions' data chunks, a flush, then the metadata area, a
+    flush; a full area zeroes the next one before it is written (the
+    kernel's persistent_commit_exception)."""
+    per_area = CHUNK // 16
+    vg.lvm.lvcreate(vg.name, "cow", per_area + 8)
+    rep = vg.report()
+    devices = lvm.Devices()
+    try:
+        log: list = []
+        cow = Recorded(lvm.ExtentMap.for_lv(rep.lvs["cow"], rep, devices), log)
+        store = snapshots.ExceptionStore.create(cow, CHUNK, "t/cow")
+        assert log == [("write", 1), ("write", 0), ("sync",)]    # area 0 zeroed, header
+        del log[:]
+        store.copy_in([(7, b"7" * CHUNK), (3, b"3" * CHUNK)])
+        assert log == [("write", 2), ("write", 3), ("sync",), ("write", 1), ("sync",)]
+        del log[:]
+        # fill area 0 (two more than it holds): area 1 (at chunk 1 + 257)
+        # zeroed, area 0 written, then area 1 with the rest; data skips area 1
+        store.copy_in([(100 + i, bytes([i % 256]) * CHUNK) for i in range(per_area)])
+        data = [e[1] for e in log if e[0] == "write"][:per_area]
+        assert data == list(range(4, 2 + per_area)) + [per_area + 3, per_area + 4]
+        assert log[per_area:] == [("sync",), ("write", per_area + 2), ("write", 1),
+                                  ("write", per_area + 2), ("sync",)]
+        decoded = decode_store(raw_lv(vg, "cow"))
+        assert len(decoded["exceptions"]) == per_area + 2 and decoded["valid"] == 1
+        assert decoded["data"](decoded["exceptions"][3]) == b"3" * CHUNK
+        # and it reads back as written
+        again = snapshots.ExceptionStore.load(lvm.ExtentMap.for_lv(rep.lvs["cow"], rep, devices),
+                                              CHUNK, "t/cow")
+        assert again.exceptions == store.exceptions and again.next_free == store.next_free
+    finally:
+        devices.close()
