@@ -392,6 +392,8 @@ class BdMapping:
         if self.lvm.dm:
             return False    # the kernel's snapshot-origin target copies
         have = img.map.snapshots if isinstance(img.map, snapshots.OriginMap) else ()
+        if not have and not lv.has_snapshots:
+            return False    # the common case, kept cheap: refresh asks for every file
         want = {self._cows.get(s.uuid) for s in self._vg.lvs.values() if s.origin == lv.name}
         return {store for store, _ in have} != want or None in want
 
