@@ -52,11 +52,13 @@ import errno
 import logging
 import struct
 import threading
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence, Union, cast
 
 from glusterpy.bd import ExtentMap
 
 log = logging.getLogger(__name__)
+
+Buffer = Union[bytes, bytearray, memoryview]
 
 SNAP_MAGIC = 0x70416E53                 # "SnAp" as a little-endian u32
 SNAPSHOT_DISK_VERSION = 1
@@ -104,7 +106,7 @@ class ExceptionStore:
     def area_location(self, area: int) -> int:
         return 1 + self.stride * area
 
-    def _write_chunk(self, chunk: int, data) -> None:
+    def _write_chunk(self, chunk: int, data: Buffer) -> None:
         self.cow.pwrite(data, chunk * self.chunk)
 
     def _write_header(self) -> None:
@@ -276,7 +278,7 @@ class SnapshotMap:
     def truncated(self, size: int) -> "SnapshotMap":
         return SnapshotMap(self.origin, self.store, min(size, self.size))
 
-    def pread(self, size: int, offset: int):
+    def pread(self, size: int, offset: int) -> Buffer:
         end = min(offset + size, self.size)
         if end <= offset:
             return b""
@@ -284,7 +286,8 @@ class SnapshotMap:
         with store.lock:
             store.check()
             if not store.exceptions:
-                return self.origin.pread(end - offset, offset)
+                data: Buffer = self.origin.pread(end - offset, offset)
+                return data
             buf = bytearray(end - offset)
             pos = offset
             while pos < end:
@@ -306,10 +309,11 @@ class SnapshotMap:
                 pos += n
             return buf
 
-    def pwrite(self, data, offset: int) -> int:
+    def pwrite(self, data: Buffer | Sequence[Buffer], offset: int) -> int:
         if isinstance(data, (list, tuple)):
-            data = b"".join(bytes(b) for b in data)
-        view = memoryview(data).cast("B")
+            view = memoryview(b"".join(bytes(b) for b in data))
+        else:   # any buffer, as ExtentMap takes
+            view = memoryview(cast(Buffer, data)).cast("B")
         n = len(view)
         if offset + n > self.size:
             raise OSError(errno.ENOSPC, "write beyond the end of the snapshot")
@@ -363,11 +367,12 @@ class OriginMap:
     def truncated(self, size: int) -> "OriginMap":
         return OriginMap(self.base.truncated(size), self.snapshots)
 
-    def pread(self, size: int, offset: int):
-        return self.base.pread(size, offset)
+    def pread(self, size: int, offset: int) -> Buffer:
+        data: Buffer = self.base.pread(size, offset)
+        return data
 
     @contextlib.contextmanager
-    def _preserved(self, offset: int, length: int):
+    def _preserved(self, offset: int, length: int) -> Iterator[None]:
         """Hold every store's lock while the old chunks of [offset, +length)
         are copied aside and the caller writes."""
         with contextlib.ExitStack() as held:
@@ -390,11 +395,11 @@ class OriginMap:
                     pass    # the snapshot is gone; the origin's write goes on, as in the kernel
             yield
 
-    def pwrite(self, data, offset: int) -> int:
+    def pwrite(self, data: Buffer | Sequence[Buffer], offset: int) -> int:
         if isinstance(data, (list, tuple)):
             length = sum(memoryview(b).nbytes for b in data)
         else:
-            length = memoryview(data).nbytes
+            length = memoryview(cast(Buffer, data)).nbytes
         with self._preserved(offset, length):
             return self.base.pwrite(data, offset)
 
