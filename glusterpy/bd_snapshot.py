@@ -389,8 +389,14 @@ class OriginMap:
                         if c not in store.exceptions]
                 if not todo:
                     continue
+                # one read of the origin for the chunks to copy
+                lo = todo[0]
+                span = bytearray((todo[-1] + 1 - lo) * cs)
+                got = self.base.pread(len(span), lo * cs)
+                span[:len(got)] = got
                 try:
-                    store.copy_in((c, bytes(_chunk_of(self.base, c, cs))) for c in todo)
+                    store.copy_in((c, bytes(span[(c - lo) * cs:(c - lo + 1) * cs]))
+                                  for c in todo)
                 except SnapshotInvalid:
                     pass    # the snapshot is gone; the origin's write goes on, as in the kernel
             yield
