@@ -14,7 +14,9 @@ this module.  It knows nothing of translators or fops:
   LVM's own metadata - each segment's physical extents on its physical
   volume, the PV's `pe_start` and the VG's extent size - and reads and
   writes go to the physical volumes with pread/pwrite: a user-space linear
-  (and striped) mapping, what dm-linear would do in the kernel.
+  (and striped) mapping, what dm-linear would do in the kernel.  Snapshots
+  and their origins are mapped on top of it by `glusterpy.bd_snapshot`
+  (dm-snapshot's work, on the kernel's exception-store format).
 * `check_lv_name()` applies LVM's naming rules, so a bad name is refused
   before anything is created.
 
@@ -246,6 +248,13 @@ class LogicalVolume:
     origin: str
     pool: str
     segments: tuple[Segment, ...]
+    origin_size: int = 0    # a snapshot's size: its origin's when it was taken
+    chunk_size: int = 0     # a snapshot's copy-on-write chunk, bytes
+
+    @property
+    def visible_size(self) -> int:
+        """The bytes a reader sees: a snapshot's `size` is its COW store's."""
+        return self.origin_size if self.snapshot and self.origin_size else self.size
 
     @property
     def public(self) -> bool:
@@ -324,7 +333,8 @@ _REPORT_FIELDS = (
     ("lv", "lv_uuid"),
     ("pvseg", "pvseg_start"),
     ("seg", "lv_name,lv_uuid,lv_size,lv_attr,lv_role,lv_tags,origin,pool_lv,segtype,"
-            "seg_start_pe,seg_size_pe,seg_pe_ranges,devices,stripes,stripe_size"),
+            "seg_start_pe,seg_size_pe,seg_pe_ranges,devices,stripes,stripe_size,origin_size,"
+            "chunk_size"),
 )
 
 
@@ -351,7 +361,9 @@ def parse_report(text: str, vg_name: str) -> VolumeGroup:
             name=name, uuid=first["lv_uuid"], size=int(first["lv_size"] or 0),
             attr=first["lv_attr"], role=first.get("lv_role", ""),
             tags=tuple(t for t in first.get("lv_tags", "").split(",") if t),
-            origin=first.get("origin", ""), pool=first.get("pool_lv", ""), segments=segments)
+            origin=first.get("origin", ""), pool=first.get("pool_lv", ""), segments=segments,
+            origin_size=int(first.get("origin_size") or 0),
+            chunk_size=max(int(s.get("chunk_size") or 0) for s in segs))
     return VolumeGroup(name=v["vg_name"], uuid=v["vg_uuid"], size=int(v["vg_size"]),
                        free=int(v["vg_free"]), extent_size=int(v["vg_extent_size"]),
                        free_extents=int(v["vg_free_count"]),
@@ -455,6 +467,14 @@ class Lvm:
         size = ["-l", str(extents)] if extents is not None else ["-kn"]
         self.run("lvcreate", "--yes", "-s", *size, "-n", name, *tag_args, f"{vg}/{origin}")
 
+    def convert_to_snapshot(self, vg: str, origin: str, cow: str, chunk_size: int) -> None:
+        """`lvconvert -s`: LV `cow` becomes the COW store of a snapshot of
+        `origin` with `chunk_size`-byte chunks.  Unlike `lvcreate -s` it
+        works with activation off; --zero n: the caller has written the
+        store's header already (lvcreate would zero its start)."""
+        self.run("lvconvert", "--yes", "-s", "-c", f"{chunk_size // 1024}k", "--zero", "n",
+                 f"{vg}/{origin}", f"{vg}/{cow}")
+
     def activate(self, vg: str, name: str) -> None:
         self.run("lvchange", "-ay", "-K", f"{vg}/{name}")
 
@@ -533,11 +553,15 @@ class ExtentMap:
         return cls(size, [_Run(0, size, ((fd, 0),))] if size else [])
 
     @classmethod
-    def for_lv(cls, lv: LogicalVolume, vg: VolumeGroup, devices: Devices) -> "ExtentMap":
-        """The user-space mapping: each segment's extents on its PVs."""
+    def for_lv(cls, lv: LogicalVolume, vg: VolumeGroup, devices: Devices, *,
+               raw: bool = False) -> "ExtentMap":
+        """The user-space mapping: each segment's extents on its PVs.
+        `raw`: the LV's own extents whatever it is - a snapshot's COW
+        store, an origin written without copying (glusterpy.bd_snapshot
+        builds the snapshot's and the origin's maps on these)."""
         ext = vg.extent_size
         runs = []
-        if lv.snapshot:
+        if lv.snapshot and not raw:
             raise LvmError(errno.ENOTSUP, f"{vg.name}/{lv.name} is a snapshot of {lv.origin}: "
                                           f"its blocks are copy-on-write exceptions, read "
                                           f"through device-mapper", "map")
@@ -566,7 +590,8 @@ class ExtentMap:
             raise LvmError(errno.EIO, f"{vg.name}/{lv.name}: segments cover {size} bytes "
                                       f"of {lv.size}", "map")
         read_only = f"{vg.name}/{lv.name} has snapshots and writing it without " \
-                    f"device-mapper would not copy old data to them" if lv.has_snapshots else ""
+                    f"device-mapper would not copy old data to them" \
+            if lv.has_snapshots and not raw else ""
         return cls(size, runs, read_only)
 
     def truncated(self, size: int) -> "ExtentMap":

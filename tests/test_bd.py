@@ -5,7 +5,8 @@ Each file is an LV: every step is checked against LVM's own report (what
 physical volumes too.  Then the bad input the issue lists - illegal LV
 names, sizes beyond the VG, shrinking below written data, unlinking an
 origin of snapshots, a missing VG - each answered with a clear errno and
-nothing left behind; snapshots on this kernel (ENOTSUP, no device-mapper);
+nothing left behind; what snapshots refuse (test_bd_snapshot.py has the
+snapshots themselves);
 LVs made outside glusterpy; a restart; and the conformance suite where a
 flat namespace of LVs can follow it.
 """
@@ -353,52 +354,58 @@ async def test_size_beyond_the_vg_is_enospc_with_nothing_left(vg, meta):
 
 
 async def test_unlink_of_an_origin_with_snapshots_is_ebusy(vg, meta):
-    """The snapshot is made in LVM's metadata (lvcreate -s needs
-    device-mapper; see LoopVG.craft_snapshot)."""
+    """The snapshot is made outside glusterpy, in LVM's metadata (see
+    LoopVG.craft_snapshot)."""
     async with bd_volume(vg, meta) as vol:
         async with await vol.fopen("/base", "w") as f:
             await f.write(b"b" * 4 * EXT)
-        vg.craft_snapshot("base", "snap", 2)
+        vg.craft_snapshot("base", "snap", 4)
         with pytest.raises(OSError) as e:
             await vol.unlink("/base")
         assert e.value.errno == errno.EBUSY
         assert set(vg.lvs()) == {"base", "snap"} and await vol.exists("/base")
-        # the snapshot is listed (adopted), but its bytes need device-mapper
+        # the snapshot is listed (adopted) and served; the origin's writes
+        # copy the old data to it first
         assert sorted(await vol.listdir("/")) == ["base", "snap"]
-        with pytest.raises(OSError) as e:
-            await vol.open("/snap", os.O_RDONLY)
-        assert e.value.errno == errno.ENOTSUP
-        # the origin reads, but writing it would not copy old data aside
         async with await vol.fopen("/base", "r+") as f:
             assert await f.read(1) == b"b"
-            with pytest.raises(OSError) as e:
-                await f.pwrite(b"x", 0)
-            assert e.value.errno == errno.EROFS
+            await f.pwrite(b"x", 0)
+        async with await vol.fopen("/snap") as f:
+            assert await f.read() == b"b" * 4 * EXT
         assert await errno_of(vol.truncate("/base", 0)) in (errno.EPERM, errno.EBUSY)
         await vol.unlink("/snap")
         await vol.unlink("/base")
         assert vg.lvs() == {}
 
 
-@pytest.mark.skipif(lvm.device_mapper_available(),
-                    reason="this kernel has device-mapper: symlink makes real snapshots")
-async def test_snapshot_without_device_mapper_is_enotsup(vg, meta):
+async def test_what_a_snapshot_refuses(vg, meta):
+    """Each refused with its errno and nothing created: an origin that is no
+    LV of the group, a name taken, an origin without an LV yet, a COW store
+    bigger than the VG's free space."""
     async with bd_graph(vg, meta) as top:
         fd = Fd(flags=os.O_RDWR)
         await top.create(entry("base"), os.O_CREAT | os.O_RDWR, 0o644, 0, fd, None)
         await top.writev(fd, b"x" * EXT, 0, 0, None)
         await top.release(fd, None)
-        with pytest.raises(FopError) as e:
-            await top.symlink("base", entry("snap"), 0, {lvm.XDATA_SNAPSHOT_SIZE: EXT})
-        assert e.value.errno == errno.ENOTSUP and "device-mapper" in e.value.message
-        assert vg.lvs() == {"base": EXT} and sorted(os.listdir(meta)) == [".glusterfs", "base"]
-        # an origin that is not an LV of the group is ENOENT
-        assert await errno_of(top.symlink("nothere", entry("s2"), 0, None)) == errno.ENOENT
+        fd = Fd(flags=os.O_RDWR)
+        await top.create(entry("empty"), os.O_CREAT | os.O_RDWR, 0o644, 0, fd, None)
+        await top.release(fd, None)
+        before = sorted(os.listdir(meta))
+        for linkname, name, xdata, err in [
+                ("nothere", "s1", None, errno.ENOENT),
+                ("base", "empty", None, errno.EEXIST),
+                ("empty", "s2", None, errno.EINVAL),
+                ("base", "s3", {lvm.XDATA_SNAPSHOT_SIZE: 1 << 40}, errno.ENOSPC),
+                ("base", "s4", {lvm.XDATA_SNAPSHOT_SIZE: "lots"}, errno.EINVAL),
+                ("base", "bad:name", None, errno.EINVAL)]:
+            got = await errno_of(top.symlink(linkname, entry(name), 0, xdata))
+            assert got == err, (linkname, name, got)
+        assert vg.lvs() == {"base": EXT} and sorted(os.listdir(meta)) == before
 
 
 @pytest.mark.skipif(not lvm.device_mapper_available(),
-                    reason="no device-mapper in this kernel: LVM cannot make snapshots "
-                           "(test_snapshot_without_device_mapper_is_enotsup covers the refusal)")
+                    reason="no device-mapper in this kernel: bd serves snapshots in user "
+                           "space (test_bd_snapshot.py)")
 async def test_snapshot_with_device_mapper(vg, meta):
     async with bd_volume(vg, meta) as vol:
         async with await vol.fopen("/base", "w") as f:
@@ -566,7 +573,7 @@ async def test_zero_new_extents(vg, meta):
 NOT_APPLICABLE = {
     "namespace_errors": "mkdir: a volume group has no directories",
     "rename_link_symlink": "link is a full clone (a new gfid, nlink 1) and symlink a "
-                           "snapshot that needs device-mapper",
+                           "snapshot (a regular file), not a symbolic link",
     "readdir_resumes_from_offsets": "mkdir: a volume group has no directories",
     "xattrs_and_xattrop": "its target is a directory, which a volume group has not",
     "setattr_truncate_and_space_fops": "ftruncate to 100 bytes shrinks the LV below its "

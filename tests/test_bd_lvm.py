@@ -154,8 +154,10 @@ class LoopVG:
         snapshot is written the way LVM writes one (a COW LV plus a hidden
         `snapshotN` LV of segment type "snapshot" naming origin and
         cow_store) and put back with vgcfgrestore, so `lvs` shows a real
-        origin/snapshot pair."""
+        origin/snapshot pair.  The COW LV's start is zeroed, as lvcreate -s
+        blanks it: a fresh exception store."""
         self.lvm.lvcreate(self.name, name, extents)
+        self.zero_lv_start(name, min(extents, 2) * self.report().extent_size)
         extent_count = self.report().lvs[origin].size // self.report().extent_size
         snap = (f'\n\t\tsnapshot{uuid.uuid4().int % 10000} {{\n\t\t\tid = "{_lvm_id()}"\n'
                 f'\t\t\tstatus = ["READ", "WRITE"]\n\t\t\tflags = []\n'
@@ -165,6 +167,15 @@ class LoopVG:
                 f'\t\t\t\tcow_store = "{name}"\n\t\t\t}}\n\t\t}}\n')
         self._restore_with(snap)
         assert self.report().lvs[name].origin == origin
+
+    def zero_lv_start(self, name: str, nbytes: int) -> None:
+        """Zeros over an LV's first bytes, written to its first PV area."""
+        rep = self.report()
+        pv_name, first = rep.lvs[name].segments[0].areas[0]
+        pv = rep.pvs[pv_name]
+        with open(pv.name, "r+b") as dev:
+            dev.seek(pv.pe_start + first * rep.extent_size)
+            dev.write(bytes(nbytes))
 
     # -- clean-up ----------------------------------------------------------------
 

@@ -6,7 +6,8 @@ volume is served, and every rule of storage/bd applies):
 
     glusterpy bd create   VOL:/VG/LV SIZE          create + ftruncate
     glusterpy bd clone    VOL:/VG/LV NEWLV         link: a full clone
-    glusterpy bd snapshot VOL:/VG/LV NEWLV SIZE    symlink: an LVM snapshot
+    glusterpy bd snapshot VOL:/VG/LV NEWLV SIZE    symlink: an LVM snapshot, SIZE
+                                                   its copy-on-write store
     glusterpy bd resize   VOL:/VG/LV SIZE [--force]  truncate
     glusterpy bd delete   VOL:/VG/LV               unlink: lvremove
 
@@ -44,7 +45,8 @@ _SERVER = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[^:]+)(?::(?P<port>\d+))?$")
 
 #: what each errno means for these commands, beyond strerror
 _HINTS = {
-    errno.ENOTSUP: "snapshots need device-mapper in the brick's kernel",
+    errno.ENOTSUP: "thin volumes and their snapshots need device-mapper in the brick's "
+                   "kernel",
     errno.ENOSPC: "the volume group has not that much free space",
     errno.EEXIST: "an LV of that name exists",
     errno.ENOENT: "no such LV",
@@ -86,7 +88,8 @@ def register(sub) -> None:
 
     action("create", "make an LV of SIZE (create + truncate)", "size")
     action("clone", "copy an LV into a new one (link)", "new")
-    action("snapshot", "snapshot an LV (symlink; needs device-mapper)", "new", "size")
+    action("snapshot", "snapshot an LV (symlink: copy-on-write, SIZE bytes of COW "
+                       "store)", "new", "size")
     action("resize", "grow or shrink an LV (truncate)", "size").add_argument(
         "--force", action="store_true", help="shrink even below the data written")
     action("delete", "remove an LV (unlink)")

@@ -41,10 +41,17 @@ The seed's mapping of fops onto LVM:
   source's mode and owner; xattrs are not copied.
 * symlink is a linked clone: an LVM snapshot of the LV the link target
   names (its last path component, an LV of this VG) - a thin snapshot when
-  the origin is thin, else a copy-on-write snapshot of xdata
-  `glusterfs.bd.snapshot-size` bytes or the option `snapshot-size`.
-  Snapshots need device-mapper in the kernel: without it symlink answers
-  ENOTSUP and says so, and creates nothing.  The snapshot is a regular file.
+  the origin is thin, else a copy-on-write snapshot whose COW store has
+  xdata `glusterfs.bd.snapshot-size` bytes or the option `snapshot-size`.
+  The snapshot is a regular file of the origin's size, readable and
+  writable; its writes never reach the origin, the origin's writes after it
+  never reach the snapshot.  With device-mapper LVM makes it (lvcreate -s);
+  without, bd does (see "Snapshots without device-mapper" below).  A
+  snapshot of a snapshot, or resizing one (its size is its origin's when
+  taken), is EINVAL; a thin snapshot without device-mapper is ENOTSUP.
+  Through a FUSE mount `ln -s` makes the snapshot but the kernel answers
+  EIO: FUSE insists that a symlink's new entry be a symbolic link
+  (`glusterpy bd snapshot` and gfapi's symlink have no such limit).
 * unlink removes the LV (lvremove), refused with EBUSY while the LV has
   snapshots.  An LV unlinked while open is renamed `glusterpy_unlinked_<gfid>`
   and removed at its last close (or at the next start), as posix keeps
@@ -83,9 +90,10 @@ segments onto its physical volumes, read from LVM's own metadata
 on the PVs.  Linear and striped segments are mapped.  What only the kernel
 can serve is refused, and says so: a thin LV (its blocks live in the
 pool's btree) is listed but opening, resizing or removing it answers
-ENOTSUP; so does opening a copy-on-write snapshot (its segments hold the
-exception store), and the origin of one reads but answers EROFS to writes
-(nothing would copy the old data aside).  Without device-mapper thin pools
+ENOTSUP.  Copy-on-write snapshots and their origins are mapped too (next
+paragraph); an origin whose snapshot's store cannot be read reads but
+answers EROFS to writes (nothing would copy its old data aside).
+Without device-mapper thin pools
 are not used (a warning says so) and new files are linear LVs; with it and
 a thin pool in the VG (the first one, or option `thin-pool`) new files are
 thin LVs, as GlusterFS offered them.  New extents are zeroed (option `zero-new-extents`, with
@@ -93,6 +101,30 @@ BLKZEROOUT, which a loop device or an SSD does without writing), so a new
 or grown file reads zeros as a file does; discard and zerofill zero their
 range the same way (GlusterFS's discard sent BLKDISCARD, whose data
 afterwards the device decides).
+
+Snapshots without device-mapper (`glusterpy.bd_snapshot`).  LVM's
+`lvcreate -s` refuses to run without device-mapper, but its metadata is
+all a snapshot is to LVM: symlink creates a linear LV for the COW store,
+writes the kernel's persistent exception-store header into it
+(drivers/md/dm-snap-persistent.c: "SnAp", valid, version 1, the chunk
+size), then `lvconvert -s` (which runs with activation off) turns it into
+the snapshot of the origin with 4 KiB chunks, so `lvs` shows the snapshot
+with its origin and a kernel with device-mapper activates it as any
+snapshot.  IO follows dm-snapshot: the snapshot reads its exceptions from
+the store and the rest from the origin; a write to the origin first copies
+the chunks it replaces into the store of every snapshot of it; a write to
+the snapshot gives its chunk an exception (a partial write copies the rest
+of the chunk from the origin).  The exception's data is flushed before its
+metadata entry, as the kernel commits.  A full store invalidates the
+snapshot (header valid = 0): it then answers EIO, and the origin is
+written without copying, as with the kernel.  The stores are read back at
+start-up, so a restart (or a snapshot made elsewhere) serves them as they
+were.  The origin's map starts copying into a new store before LVM records
+the snapshot, after IO in flight with the old map has finished, so no
+write slips between.  Thin pools are not written in user space: their
+metadata is a btree of block mappings and space maps (dm-thin-metadata),
+not read or written here, so a thin LV and thin snapshots still need
+device-mapper.
 
 One process per VG: init takes a lock named after the VG's uuid (and
 fails with EBUSY when another graph serves it), because an LV's mapping and
@@ -127,6 +159,7 @@ import errno
 import trio
 
 from glusterpy import bd as lvm
+from glusterpy import bd_snapshot as snapshots
 from glusterpy import fops
 from glusterpy.bd import LvmError
 from glusterpy.fops import GFID, FopError
@@ -168,6 +201,8 @@ class BD(BdEntry, BdIO, BdXattrs, BdMapping, Translator):
         self._devices = lvm.Devices()
         self._lockfd = -1
         self._pool: str | None = None
+        #: snapshots' exception stores by their LV's uuid (glusterpy.bd_snapshot)
+        self._cows: dict[str, snapshots.ExceptionStore] = {}
 
     # -- life cycle ------------------------------------------------------
 
@@ -220,7 +255,11 @@ class BD(BdEntry, BdIO, BdXattrs, BdMapping, Translator):
                 "thin-pool": self._pool or "",
                 "files": {i.name: {"size": i.size, "written": i.written, "open": i.openfds,
                                    "lv": i.lv_name if i.sized else ""}
-                          for i in self._images.values()}}
+                          for i in self._images.values()},
+                "snapshots": {s.name: {"valid": s.valid, "chunk-size": s.chunk,
+                                       "exceptions": len(s.exceptions),
+                                       "next-free-chunk": s.next_free}
+                              for s in self._cows.values()}}
 
 
 TRANSLATOR = BD

@@ -67,7 +67,7 @@ class Image:
 
     __slots__ = ("gfid", "name", "sized", "thin", "lv", "map", "unmappable", "written",
                  "written_disk", "lock", "openfds", "iatt", "mtime_ns", "unlinked",
-                 "unlinked_lv", "io_active", "io_idle")
+                 "unlinked_lv", "io_seq", "io_inflight", "io_idle")
 
     def __init__(self, gfid: GFID, name: str):
         self.gfid = gfid
@@ -85,13 +85,14 @@ class Image:
         self.mtime_ns = 0              # a write's time, not yet stored
         self.unlinked = False          # its name is gone; open fds keep it
         self.unlinked_lv: str | None = None
-        self.io_active = 0
-        self.io_idle: trio.Event | None = None
+        self.io_seq = 0                # IO in worker threads: numbered,
+        self.io_inflight: set[int] = set()   # those not finished yet
+        self.io_idle: trio.Event | None = None  # set when one finishes
 
     @property
     def size(self) -> int:
         return self.map.size if self.map is not None else (
-            self.lv.size if self.sized and self.lv is not None else 0)
+            self.lv.visible_size if self.sized and self.lv is not None else 0)
 
     @property
     def lv_name(self) -> str:

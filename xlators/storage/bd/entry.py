@@ -16,6 +16,7 @@ import time
 import trio
 
 from glusterpy import bd as lvm
+from glusterpy import bd_snapshot as snapshots
 from glusterpy import fops
 from glusterpy.bd import LvmError
 from glusterpy.fops import GFID, EntryReply, FopError, Iatt, Loc, PrePostReply
@@ -71,7 +72,10 @@ class BdEntry:
 
     @fop_errors
     async def symlink(self, linkname, loc, umask, xdata=None):
-        """A linked clone: an LVM snapshot of the LV `linkname` names."""
+        """A linked clone: an LVM snapshot of the LV `linkname` names.
+        Without device-mapper a copy-on-write snapshot is made and served
+        in user space (`_user_space_snapshot`); a thin one needs
+        device-mapper."""
         name = self._new_name(loc)
         origin_name = (linkname or "").rstrip("/").rpartition("/")[2]
         if name in self._names or name in self._vg.lvs or name in self._pending:
@@ -80,19 +84,25 @@ class BdEntry:
         if origin is None:
             raise FopError(errno.ENOENT, f"{self.name}: snapshot origin {linkname!r} is not "
                                          f"an LV of {self.vgname}")
-        if not self.lvm.dm:
-            raise FopError(errno.ENOTSUP, f"{self.name}: LVM snapshots need the kernel's "
-                                          f"device-mapper, which this kernel lacks (no "
-                                          f"device-mapper in /proc/misc); nothing was created")
         if not origin.sized:
             raise FopError(errno.EINVAL, f"{self.name}: {origin_name} has no LV yet: "
                                          f"nothing to snapshot")
+        if origin.lv is not None and origin.lv.snapshot:
+            raise FopError(errno.EINVAL, f"{self.name}: {origin_name} is a snapshot itself; "
+                                         f"LVM makes no snapshots of snapshots")
+        if not self.lvm.dm and origin.thin:
+            raise FopError(errno.ENOTSUP, f"{self.name}: a thin snapshot updates the pool's "
+                                          f"metadata, which needs the kernel's device-mapper "
+                                          f"(this kernel lacks it); nothing was created")
         gfid = self._gfid_req(xdata)
         async with origin.lock:
             ext = self._vg.extent_size
             extents = None
             if not origin.thin:
-                extents = lvm.extents_for(self._snapshot_size(origin, xdata), ext)
+                size = self._snapshot_size(origin, xdata)
+                if not self.lvm.dm:
+                    size = max(size, snapshots.MIN_STORE_CHUNKS * snapshots.DEFAULT_CHUNK_SIZE)
+                extents = lvm.extents_for(size, ext)
             async with self._vg_lock:
                 if name in self._vg.lvs or name in self._names:
                     raise FopError(errno.EEXIST)
@@ -100,8 +110,11 @@ class BdEntry:
                     raise FopError(errno.ENOSPC, f"{self.name}: a snapshot of {extents * ext} "
                                                  f"bytes does not fit in the VG's "
                                                  f"{self._vg.free} free bytes")
-                await self._lvm_call(self.lvm.snapshot, self.vgname, origin.lv_name, name,
-                                     extents=extents, tags=[lvm.gfid_tag(gfid)])
+                if self.lvm.dm:
+                    await self._lvm_call(self.lvm.snapshot, self.vgname, origin.lv_name, name,
+                                         extents=extents, tags=[lvm.gfid_tag(gfid)])
+                else:
+                    await self._user_space_snapshot(origin, name, gfid, extents)
                 try:
                     await self._refresh()
                     reply = await self._new_entry(loc, gfid, origin)
@@ -328,6 +341,10 @@ class BdEntry:
         """Make `img`'s LV `want` bytes (whole extents): create, extend,
         reduce, or (0) remove it."""
         ext = self._vg.extent_size
+        if img.lv is not None and img.lv.snapshot and want != img.size:
+            raise FopError(errno.EINVAL, f"{self.name}: {img.name} is a snapshot: its size "
+                                         f"is its origin's when it was taken ({img.size} "
+                                         f"bytes); unlink it to remove it")
         async with self._vg_lock:
             old = img.size
             if not img.sized:
@@ -388,6 +405,48 @@ class BdEntry:
                         await self._refresh()
                     raise
             await self._store_bd_xattrs(img)
+
+    async def _user_space_snapshot(self, origin: Image, name: str, gfid: GFID,
+                                   extents: int) -> None:
+        """A copy-on-write snapshot without device-mapper (origin's lock and
+        the VG lock held): a linear LV of `extents` gets an empty exception
+        store, the origin's map starts copying into it, then `lvconvert -s`
+        makes LVM record the snapshot (origin, COW LV, chunk size).  On
+        failure nothing is left: the origin's map and the LV are undone."""
+        self._check_mappable(origin)
+        chunk = snapshots.DEFAULT_CHUNK_SIZE
+        await self._lvm_call(self.lvm.lvcreate, self.vgname, name, extents,
+                             tags=[lvm.gfid_tag(gfid)])
+        previous, uuid = origin.map, None
+        try:
+            await self._refresh()
+            cow_lv = self._vg.lvs[name]
+            uuid = cow_lv.uuid
+            cow = lvm.ExtentMap.for_lv(cow_lv, self._vg, self._devices, raw=True)
+            store = await trio.to_thread.run_sync(snapshots.ExceptionStore.create, cow, chunk,
+                                                  f"{self.vgname}/{name}")
+            self._cows[uuid] = store
+            # the snapshot's moment: from here every write of the origin
+            # copies its old chunks aside; writes still using the old map
+            # finish first
+            if isinstance(previous, snapshots.OriginMap):
+                base, snaps = previous.base, list(previous.snapshots)
+            else:
+                base, snaps = previous, []
+            origin.map = snapshots.OriginMap(base, snaps + [(store, origin.size)])
+            await self._drain(origin)
+            await self._lvm_call(self.lvm.convert_to_snapshot, self.vgname, origin.lv_name,
+                                 name, chunk)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                origin.map = previous
+                if uuid is not None:
+                    self._cows.pop(uuid, None)
+                with contextlib.suppress(LvmError):
+                    await self._lvm_call(self.lvm.lvremove, self.vgname, name)
+                with contextlib.suppress(LvmError):
+                    await self._refresh()
+            raise
 
     async def _make_lv(self, name: str, gfid: GFID, size: int, *, thin: bool,
                        zero: bool = True) -> None:

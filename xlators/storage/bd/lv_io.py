@@ -194,22 +194,29 @@ class BdIO:
             raise FopError(errno.ENOTSUP if "device-mapper" in img.unmappable else errno.EIO,
                            f"{self.name}: {img.unmappable or img.name + ' cannot be reached'}")
 
-    async def _io(self, img: Image, fn, *args):
-        """Run a read, write or sync inline, or (bd-aio) in a worker thread
-        counted in the file's active IO, so a shrink can wait for it."""
-        if not self.opts.bd_aio:
+    async def _io(self, img: Image, fn, *args, thread: bool = False):
+        """Run a read, write or sync inline, or (bd-aio, or `thread`) in a
+        worker thread counted in the file's IO in flight, so a shrink or a
+        snapshot can wait for what still uses the map it replaced."""
+        if not (self.opts.bd_aio or thread):
             return fn(*args)
-        img.io_active += 1
+        seq = img.io_seq
+        img.io_seq += 1
+        img.io_inflight.add(seq)
         try:
             return await trio.to_thread.run_sync(fn, *args)
         finally:
-            img.io_active -= 1
-            if not img.io_active and img.io_idle is not None:
+            img.io_inflight.discard(seq)
+            if img.io_idle is not None:
                 img.io_idle.set()
                 img.io_idle = None
 
     async def _drain(self, img: Image) -> None:
-        while img.io_active:
+        """Wait for the IO that started before this call (it may use the
+        map just replaced); IO started later uses the new map and is not
+        waited for, so a busy writer cannot hold this off."""
+        cutoff = img.io_seq
+        while img.io_inflight and min(img.io_inflight) < cutoff:
             if img.io_idle is None:
                 img.io_idle = trio.Event()
             await img.io_idle.wait()
@@ -217,7 +224,7 @@ class BdIO:
     async def _zero(self, img: Image, offset: int, length: int) -> None:
         if length <= 0 or offset < 0 or img.map is None:
             return
-        await trio.to_thread.run_sync(img.map.zero, offset, length)
+        await self._io(img, img.map.zero, offset, length, thread=True)
 
 
 def _length(data) -> int:

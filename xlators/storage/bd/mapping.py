@@ -20,6 +20,7 @@ import tempfile
 import trio
 
 from glusterpy import bd as lvm
+from glusterpy import bd_snapshot as snapshots
 from glusterpy import fops
 from glusterpy.bd import LvmError
 from glusterpy.fops import (GFID, ROOT_GFID, DirReply, FopError, Iatt, Loc, StatfsReply,
@@ -243,11 +244,12 @@ class BdMapping:
                         continue
                     if bdval:
                         written = _int(x.get(lvm.WRITTEN_XATTR))
-                        self._attach(img, lv, written=lv.size if written is None else written)
+                        self._attach(img, lv,
+                                     written=lv.visible_size if written is None else written)
                     else:
                         # the LV exists but the file was never told: a crash
                         # between lvcreate and setxattr, or an LV named like it
-                        self._attach(img, lv, written=lv.size)
+                        self._attach(img, lv, written=lv.visible_size)
                         await self._store_bd_xattrs(img)
                     if lv.gfid != bytes(img.gfid):
                         await self._tag(img, lv)
@@ -267,7 +269,7 @@ class BdMapping:
                                              {GFID_REQ: gfid})
         img = self._register(reply.iatt.gfid, lv.name)
         img.iatt = reply.iatt
-        self._attach(img, lv, written=lv.size)
+        self._attach(img, lv, written=lv.visible_size)
         await self._store_bd_xattrs(img)
         if tagged != bytes(img.gfid):
             await self._tag(img, lv)
@@ -305,10 +307,13 @@ class BdMapping:
         of every file whose LV changed."""
         self._vg = await self._lvm_call(self.lvm.report, self.vgname)
         self._vg_time = trio.current_time()
+        self._prune_cow_stores()
         for img in self._images.values():
             if img.sized:
                 lv = self._vg.lvs.get(img.lv_name)
-                if lv is not None and lv != img.lv:
+                # an origin's map names its snapshots' stores: rebuilt when
+                # they change, though the origin's own LV did not
+                if lv is not None and (lv != img.lv or self._origin_map_stale(img, lv)):
                     self._attach(img, lv, written=img.written)
 
     def _attach(self, img: Image, lv: lvm.LogicalVolume, *, written: int) -> None:
@@ -316,7 +321,7 @@ class BdMapping:
         img.sized = True
         img.lv = lv
         img.thin = lv.thin
-        img.written = min(written, lv.size)
+        img.written = min(written, lv.visible_size)
         img.written_disk = max(img.written_disk, img.written)
         try:
             img.map = self._map_for(lv)
@@ -332,12 +337,65 @@ class BdMapping:
                 # an inactive LV made outside glusterpy (ours are created
                 # active): rare enough to activate inline
                 self.lvm.activate(self.vgname, lv.name)
-            return lvm.ExtentMap.for_device(self._devices.fd(path), lv.size)
+            return lvm.ExtentMap.for_device(self._devices.fd(path), lv.visible_size)
         if lv.thin:
             raise LvmError(errno.ENOTSUP, f"{self.vgname}/{lv.name} is a thin volume: its "
                                           f"blocks live in the pool and need device-mapper",
                            "map")
-        return lvm.ExtentMap.for_lv(lv, self._vg, self._devices)
+        vg = self._vg
+        if lv.snapshot:
+            origin = vg.lvs.get(lv.origin)
+            if origin is None:
+                raise LvmError(errno.EIO, f"{self.vgname}/{lv.name}: its origin {lv.origin} "
+                                          f"is missing", "map")
+            base = lvm.ExtentMap.for_lv(origin, vg, self._devices, raw=True)
+            return snapshots.SnapshotMap(base, self._cow_store(lv), lv.visible_size)
+        if lv.has_snapshots:
+            try:
+                stores = [(self._cow_store(s), s.visible_size)
+                          for s in vg.lvs.values() if s.origin == lv.name]
+            except OSError as e:
+                # a snapshot whose store cannot be read: the origin still
+                # reads, and refuses writes (EROFS) rather than leave that
+                # snapshot without its old data
+                self.log.warning("%s/%s is read-only: %s", self.vgname, lv.name, e)
+                return lvm.ExtentMap.for_lv(lv, vg, self._devices)
+            base = lvm.ExtentMap.for_lv(lv, vg, self._devices, raw=True)
+            return snapshots.OriginMap(base, stores)
+        return lvm.ExtentMap.for_lv(lv, vg, self._devices)
+
+    def _cow_store(self, lv: lvm.LogicalVolume) -> snapshots.ExceptionStore:
+        """The exception store of snapshot `lv`, read from its COW LV once
+        and shared by the snapshot's map and its origin's (keyed by the LV's
+        uuid, which renames keep)."""
+        cow = lvm.ExtentMap.for_lv(lv, self._vg, self._devices, raw=True)
+        store = self._cows.get(lv.uuid)
+        if store is None:
+            store = snapshots.ExceptionStore.load(
+                cow, lv.chunk_size or snapshots.DEFAULT_CHUNK_SIZE, f"{self.vgname}/{lv.name}")
+            self._cows[lv.uuid] = store
+        elif cow.size != store.cow.size:
+            with store.lock:        # the COW LV was extended (lvextend)
+                store.cow = cow
+        store.name = f"{self.vgname}/{lv.name}"
+        return store
+
+    def _prune_cow_stores(self) -> None:
+        """Stores of snapshots LVM no longer has take no more copies."""
+        alive = {lv.uuid for lv in self._vg.lvs.values() if lv.snapshot}
+        for uuid in [u for u in self._cows if u not in alive]:
+            store = self._cows.pop(uuid)
+            with store.lock:
+                store.retired = True
+
+    def _origin_map_stale(self, img: Image, lv: lvm.LogicalVolume) -> bool:
+        if self.lvm.dm:
+            return False    # the kernel's snapshot-origin target copies
+        have = img.map.snapshots if isinstance(img.map, snapshots.OriginMap) else ()
+        if not have and not lv.has_snapshots:
+            return False    # the common case, kept cheap: refresh asks for every file
+        want = {self._cows.get(s.uuid) for s in self._vg.lvs.values() if s.origin == lv.name}
+        return {store for store, _ in have} != want or None in want
 
     def _device_path(self, lv_name: str) -> str:
         return f"/dev/{self.vgname}/{lv_name}"

@@ -72,9 +72,11 @@ class BdXattrs:
         if name == lvm.VOL_TYPE_KEY:
             return DictReply({name: "1"})
         if name == lvm.VOL_CAPS_KEY:
-            caps = lvm.CAPS_BD | lvm.CAPS_OFFLOAD_COPY | lvm.CAPS_OFFLOAD_ZERO
-            if self.lvm.dm:
-                caps |= lvm.CAPS_OFFLOAD_SNAPSHOT | (lvm.CAPS_THIN if self._pool else 0)
+            # snapshots work with or without device-mapper (glusterpy.bd_snapshot)
+            caps = lvm.CAPS_BD | lvm.CAPS_OFFLOAD_COPY | lvm.CAPS_OFFLOAD_ZERO | \
+                lvm.CAPS_OFFLOAD_SNAPSHOT
+            if self.lvm.dm and self._pool:
+                caps |= lvm.CAPS_THIN
             return DictReply({name: str(caps)})
         if name == lvm.VG_KEY:
             return DictReply({name: self.vgname})
