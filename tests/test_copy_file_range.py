@@ -16,6 +16,9 @@ import pytest
 
 from glusterpy.fops import Fd, FopError, Loc
 
+from glusterpy.gfapi.files import SEEK_DATA, SEEK_HOLE
+from test_posix import mkfile
+from test_stripe import bricks_of, mounted as stripe_mounted
 from replicate_support import create_file, index_entries, pending
 from test_replicate_heal import down, heal_until_clean, key, read_all, replica, up
 
@@ -23,6 +26,59 @@ from test_replicate_heal import down, heal_until_clean, key, read_all, replica, 
 @pytest.fixture(autouse=True)
 def quick_reconnect(monkeypatch):
     monkeypatch.setattr("xlators.protocol.client.RECONNECT_INTERVAL", 0.1)
+
+
+MB = 1 << 20
+
+
+# -- posix ----------------------------------------------------------------------------
+
+
+def sparse_source(path, tail_hole=True) -> bytes:
+    """A file with data, a hole, data (and a hole at the end): its bytes."""
+    with open(path, "wb") as f:
+        f.write(b"A" * 8192)
+        f.seek(MB)
+        f.write(b"B" * 8192)
+        f.truncate(2 * MB if tail_hole else MB + 8192)
+    return path.read_bytes()
+
+
+def holes_of(path) -> list[tuple[int, int]]:
+    """The file's data extents, by SEEK_DATA/SEEK_HOLE."""
+    out, pos = [], 0
+    with open(path, "rb") as f:
+        fd, size = f.fileno(), os.fstat(f.fileno()).st_size
+        while pos < size:
+            try:
+                data = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+            out.append((data, hole))
+            pos = hole
+    return out
+
+
+async def test_posix_copy_keeps_holes_and_clears_the_destination_under_them(brick,
+                                                                         posix_graph):
+    async with posix_graph(brick) as top:
+        src = await mkfile(top, Loc.root(), "src")
+        dst = await mkfile(top, Loc.root(), "dst", b"x" * (3 * MB))
+        expected = sparse_source(brick / "src")
+        r = await top.copy_file_range(Fd(gfid=src.gfid), 0, Fd(gfid=dst.gfid, flags=os.O_RDWR),
+                                      0, 10 * MB, 0, None)
+        assert r.count == 2 * MB and r.postbuf_dst.size == 3 * MB
+        got = (brick / "dst").read_bytes()
+        assert got[:2 * MB] == expected and got[2 * MB:] == b"x" * MB
+        # the source's hole is a hole in the copy, not written zeros
+        assert holes_of(brick / "dst")[:2] == [(0, 8192), (MB, MB + 8192)]
+        # a new file: extended over the source's final hole
+        new = await mkfile(top, Loc.root(), "new")
+        r = await top.copy_file_range(Fd(gfid=src.gfid), 0, Fd(gfid=new.gfid, flags=os.O_RDWR),
+                                      0, 2 * MB, 0, None)
+        assert r.count == 2 * MB and (brick / "new").read_bytes() == expected
+        assert holes_of(brick / "new") == [(0, 8192), (MB, MB + 8192)]
 
 
 # -- replicate ------------------------------------------------------------------------
@@ -78,3 +134,49 @@ async def test_replicate_does_not_copy_a_stale_source_copy(tmp_path):
         assert (b2 / "dst").read_bytes() != b"new" * 1000
         await heal_until_clean(afr)
         assert (b2 / "dst").read_bytes() == b"new" * 1000
+
+
+# -- stripe ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("coalesce", [True, False])
+async def test_stripe_copies_piece_by_piece_and_keeps_holes(tmp_path, coalesce):
+    block = 16 * 1024
+    async with stripe_mounted(tmp_path, 3, coalesce=coalesce) as (vol, graph):
+        top = graph.top
+        # data in blocks 0-1 and 7, a hole between and at the end
+        image = bytearray(12 * block)
+        image[:2 * block] = os.urandom(2 * block)
+        image[7 * block:8 * block] = os.urandom(block)
+        async with await vol.fopen("/src", "w") as f:
+            await f.pwrite(bytes(image[:2 * block]), 0)
+            await f.pwrite(bytes(image[7 * block:8 * block]), 7 * block)
+            await f.ftruncate(len(image))
+        src = await vol.open("/src", os.O_RDONLY)
+        # SEEK_DATA/SEEK_HOLE across the pieces
+        assert await src.lseek(0, SEEK_HOLE) == 2 * block
+        assert await src.lseek(2 * block, SEEK_DATA) == 7 * block
+        assert await src.lseek(7 * block + 5, SEEK_HOLE) == 8 * block
+        with pytest.raises(OSError) as e:
+            await src.lseek(8 * block, SEEK_DATA)
+        assert e.value.errno == errno.ENXIO
+        dst = await vol.open("/dst", os.O_RDWR | os.O_CREAT, 0o644)
+        # the whole file, and then a stripe-aligned shift: per piece
+        r = await top.copy_file_range(src.fd, 0, dst.fd, 0, 100 * block, 0, None)
+        assert r.count == len(image) and r.postbuf_dst.size == len(image)
+        assert await dst.pread(len(image) + 1, 0) == bytes(image)
+        for brick in bricks_of(tmp_path, 3):
+            # nothing of the holes was written out on any piece
+            allocated = os.stat(os.path.join(brick, "dst")).st_blocks * 512
+            assert allocated <= os.stat(os.path.join(brick, "src")).st_blocks * 512
+        r = await top.copy_file_range(src.fd, 3 * block, dst.fd, 0, 6 * block, 0, None)
+        assert r.count == 6 * block
+        assert await dst.pread(len(image), 0) == bytes(image[3 * block:9 * block] +
+                                                        image[6 * block:])
+        # not a whole stripe apart: through the translator, the same bytes
+        r = await top.copy_file_range(src.fd, 5, dst.fd, 1, 2 * block, 0, None)
+        assert r.count == 2 * block
+        assert await dst.pread(2 * block + 1, 1) == bytes(image[5:5 + 2 * block]) + \
+            bytes(image[3 * block + 2 * block + 1:3 * block + 2 * block + 2])
+        await src.close()
+        await dst.close()

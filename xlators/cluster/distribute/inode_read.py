@@ -182,7 +182,12 @@ class DhtInodeRead:
         end = min(off_in + length, (await self.fstat(fd_in, None)).iatt.size)
         pos, post = off_in, pre
         while pos < end:
-            data_at = await self._next_extent(fd_in, pos, SeekWhat.DATA, end)
+            data_at = min(end, await self._next_extent(fd_in, pos, SeekWhat.DATA, end))
+            # a hole of the source over data of the destination: punched
+            hole_end = min(off_out + data_at - off_in, pre.size)
+            if hole_end > off_out + pos - off_in:
+                await self.discard(fd_out, off_out + pos - off_in,
+                                   hole_end - (off_out + pos - off_in), None)
             if data_at >= end:
                 break
             stop = min(end, await self._next_extent(fd_in, data_at, SeekWhat.HOLE, end))
