@@ -14,7 +14,9 @@ import os
 
 import pytest
 
-from glusterpy.fops import Fd, FopError, Loc
+import test_distribute as dist
+from glusterpy.fops import GFID, ROOT_GFID, Fd, FopError, Loc
+from glusterpy.keys import COLOCATE_KEY
 
 from glusterpy.gfapi.files import SEEK_DATA, SEEK_HOLE
 from test_posix import mkfile
@@ -180,3 +182,32 @@ async def test_stripe_copies_piece_by_piece_and_keeps_holes(tmp_path, coalesce):
             bytes(image[3 * block + 2 * block + 1:3 * block + 2 * block + 2])
         await src.close()
         await dst.close()
+
+
+# -- distribute -------------------------------------------------------------------------
+
+
+async def test_distribute_creates_a_clone_beside_its_source(tmp_path):
+    bricks = dist.make_bricks(tmp_path, 3)
+    async with dist.running(bricks) as top:
+        src_gfid = await dist.create_file(top, ROOT_GFID, "/src", b"data")
+        home = dist.hashed_brick(bricks, "", "src")
+        away = [f"n{i}" for i in range(40) if dist.hashed_brick(bricks, "", f"n{i}") != home]
+        for name in away[:3]:
+            fd = Fd(flags=os.O_RDWR)
+            await top.create(Loc(path=f"/{name}", pargfid=ROOT_GFID, name=name),
+                             os.O_RDWR | os.O_CREAT, 0o644, 0, fd,
+                             {"gfid-req": GFID.random(), COLOCATE_KEY: src_gfid})
+            await top.release(fd, None)
+            # the data beside the source, a linkto file where the name hashes
+            assert (bricks[home] / name).exists()
+            hashed = bricks[dist.hashed_brick(bricks, "", name)] / name
+            assert "trusted.glusterfs.dht.linkto" in os.listxattr(hashed)
+        # a gfid distribute cannot find: the usual placement
+        name = away[3]
+        fd = Fd(flags=os.O_RDWR)
+        await top.create(Loc(path=f"/{name}", pargfid=ROOT_GFID, name=name),
+                         os.O_RDWR | os.O_CREAT, 0o644, 0, fd,
+                         {"gfid-req": GFID.random(), COLOCATE_KEY: GFID.random()})
+        await top.release(fd, None)
+        assert not (bricks[home] / name).exists()

@@ -108,7 +108,10 @@ class DhtEntry:
         eloc, parent = await self._entry(loc)
         hashed = self._hashed_for_new(parent, eloc)
         xd = with_gfid_req(xdata)
-        target = await self._placement(hashed, parent)
+        near = xd.pop(COLOCATE_KEY, None)
+        target = await self._colocated(near, parent) if near is not None else None
+        if target is None:
+            target = await self._placement(hashed, parent)
         if target != hashed:
             await self._create_linkto(hashed, target, eloc, xd[GFID_REQ])
             try:

@@ -1,0 +1,166 @@
+"""VM image clones and snapshots by copy_file_range (issue 21): gfapi's
+copy_file and `glusterpy vm clone|snapshot|create-image --backing` against
+a glusterpyd serving a distribute + replicate 3 volume (2 x 3 bricks, each
+its own process).
+
+The clone must equal the source, keep its holes on every brick, and be
+made by the bricks: the client's bytes on the wire (TCP_INFO of its
+protocol/client connections) stay far below the image's data.  QEMU's own
+gluster driver (`qemu-img map`/`info` over gluster://) sees the holes and
+the overlay's backing image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+import trio
+
+from glusterpy.gfapi import AsyncVolume
+from test_glusterd_support import running_daemon
+from xlators.protocol.server import _tcp_bytes
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="bricks need trusted.* xattrs (root)")
+
+MB = 1 << 20
+#: the source image: 64 MiB, data in three places, holes between
+EXTENTS = ((0, 4 * MB), (20 * MB, 2 * MB), (60 * MB, 4 * MB))
+SIZE = 64 * MB
+
+
+def wire_bytes_sent(vol: AsyncVolume) -> int:
+    """What the client's protocol/client connections sent (and had acked)."""
+    total = 0
+    for x in vol.graph.by_name.values():
+        ep = getattr(x, "_endpoint", None)
+        if type(x).__module__ == "xlators.protocol.client" and ep is not None:
+            sent = _tcp_bytes(ep.stream)[1]
+            assert sent is not None
+            total += sent
+    return total
+
+
+def data_extents(path) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    with open(path, "rb") as f:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            pos = os.lseek(fd, start, os.SEEK_HOLE)
+            out.append((start, pos - start))
+    return out
+
+
+def holders(bricks, name) -> list:
+    """The bricks holding `name`'s data (not a linkto file)."""
+    return [b for b in bricks if (b / name).exists() and
+            "trusted.glusterfs.dht.linkto" not in os.listxattr(b / name)]
+
+
+@needs_root
+def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
+    bricks = [tmp_path / f"b{i}" for i in range(6)]
+    with running_daemon(tmp_path / "wd") as d:
+        d.ok("volume", "create", "vms", "replica", "3", *(f"127.0.0.1:{b}" for b in bricks))
+        d.ok("volume", "start", "vms")
+        pieces = {off: os.urandom(n) for off, n in EXTENTS}
+
+        async def main():
+            async with AsyncVolume.from_server("127.0.0.1", "vms", d.port) as vol:
+                async with await vol.fopen("/base.img", "w") as f:
+                    for off, data in pieces.items():
+                        await f.pwrite(data, off)
+                    await f.ftruncate(SIZE)
+                before = wire_bytes_sent(vol)
+                seen = []
+                copied = await vol.copy_file("/base.img", "/clone.img",
+                                             progress=lambda done, total: seen.append(done),
+                                             chunk=16 * MB)
+                assert copied == SIZE and seen == [16 * MB, 32 * MB, 48 * MB, 64 * MB]
+                # more names: some hash to the other replica set, and are
+                # still created beside the source
+                for i in range(4):
+                    await vol.copy_file("/base.img", f"/c{i}.img")
+                sent = wire_bytes_sent(vol) - before
+                # requests only: far below the 10 MiB of data the image holds
+                assert sent < 5 * 256 * 1024, sent
+                async with await vol.fopen("/clone.img", "r") as f:
+                    for off, data in pieces.items():
+                        assert await f.pread(len(data), off) == data
+                    assert await f.pread(MB, 10 * MB) == bytes(MB)
+                    assert (await f.fstat()).st_size == SIZE
+                with pytest.raises(FileExistsError):
+                    await vol.copy_file("/base.img", "/clone.img")
+                with pytest.raises(FileNotFoundError):
+                    await vol.copy_file("/nosuch.img", "/other.img")
+                assert not await vol.exists("/other.img")
+        trio.run(main)
+
+        # the clone's data is on the source's replica set, holes kept on each copy
+        src_at, clone_at = holders(bricks, "base.img"), holders(bricks, "clone.img")
+        assert len(src_at) == 3 and clone_at == src_at
+        assert all(holders(bricks, f"c{i}.img") == src_at for i in range(4))
+        for b in clone_at:
+            assert (b / "clone.img").read_bytes() == (b / "base.img").read_bytes()
+            assert data_extents(b / "clone.img") == list(EXTENTS)
+
+        # the CLI: a clone, a read-only snapshot, an overlay
+        r = d.ok("vm", "clone", "vms", "base.img", "vm1.img")
+        assert r.out.startswith(f"created gluster://127.0.0.1:{d.port}/vms/vm1.img: clone of "
+                                "base.img, 64 MiB")
+        r = d.ok("vm", "snapshot", "vms", "vm1.img", "vm1-snap.img")
+        assert "read-only snapshot of vm1.img" in r.out
+        for b in holders(bricks, "vm1-snap.img"):
+            assert stat.S_IMODE((b / "vm1-snap.img").stat().st_mode) == 0o400
+            assert data_extents(b / "vm1-snap.img") == list(EXTENTS)
+        r = d.ok("vm", "create-image", "vms", "vm2.qcow2", "--backing", "base.img")
+        base_url = f"gluster://127.0.0.1:{d.port}/vms/base.img"
+        assert r.out.strip() == (f"created gluster://127.0.0.1:{d.port}/vms/vm2.qcow2: qcow2, "
+                                 f"64 MiB, over {base_url}")
+
+        # refusals: clear, and nothing changes
+        for args, rc, message in (
+                (("vm", "clone", "vms", "base.img", "vm1.img"), 1, "already exists"),
+                (("vm", "clone", "vms", "nosuch.img", "x.img"), 1, "does not exist"),
+                (("vm", "clone", "vms", "base.img", "nodir/x.img"), 1, "does not exist"),
+                (("vm", "clone", "vms", "base.img", "/base.img"), 2, "the same image"),
+                (("vm", "clone", "vms", "base.img", "../x.img"), 2, "not an image path"),
+                (("vm", "create-image", "vms", "x.qcow2", "--backing", "base.img",
+                  "--format", "raw"), 2, "only a qcow2 image"),
+                (("vm", "create-image", "vms", "x.qcow2", "1M", "--backing", "base.img"), 1,
+                 "smaller than the backing image"),
+                (("vm", "create-image", "vms", "x.qcow2", "--backing", "base.img",
+                  "--backing-format", "qcow2"), 1, "not a qcow2 image")):
+            r = d.cli(*args)
+            assert (r.rc, r.out) == (rc, ""), (args, r)
+            assert message in r.err, (args, r.err)
+        for b in bricks:
+            assert not (b / "x.img").exists() and not (b / "x.qcow2").exists()
+
+        if shutil.which("qemu-img"):
+            url = f"gluster://127.0.0.1:{d.port}/vms"
+            done = subprocess.run(["qemu-img", "map", "--output=json", f"{url}/vm1.img"],
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            data = [(e["start"], e["length"]) for e in json.loads(done.stdout) if e["data"]]
+            assert data == list(EXTENTS)
+            done = subprocess.run(["qemu-img", "info", "--output=json", f"{url}/vm2.qcow2"],
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            info = json.loads(done.stdout)
+            assert (info["backing-filename"], info["backing-filename-format"],
+                    info["virtual-size"]) == (base_url, "raw", SIZE)
+            # the guest's view through the overlay is the backing image's
+            done = subprocess.run(["qemu-img", "compare", f"{url}/vm2.qcow2",
+                                   f"{url}/base.img"], capture_output=True, text=True,
+                                  timeout=120)
+            assert done.returncode == 0, done.stdout + done.stderr
