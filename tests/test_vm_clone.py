@@ -164,3 +164,71 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
                                    f"{url}/base.img"], capture_output=True, text=True,
                                   timeout=120)
             assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- an XFS brick: reflinks --------------------------------------------------------------
+
+
+@pytest.fixture
+def xfs_dir(tmp_path):
+    """An XFS filesystem with reflink=1 on a loop device, mounted; all of it
+    undone afterwards."""
+    for tool in ("mkfs.xfs", "losetup", "filefrag"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    image, mnt = tmp_path / "xfs.img", tmp_path / "xfs"
+    with open(image, "wb") as f:
+        f.truncate(2 << 30)
+    subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], check=True)
+    dev = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    try:
+        mnt.mkdir()
+        subprocess.run(["mount", dev, str(mnt)], check=True)
+        try:
+            yield mnt
+        finally:
+            subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=True)
+
+
+def shared_extents(path) -> int:
+    """How many of the file's extents filefrag -v flags as shared."""
+    out = subprocess.run(["filefrag", "-v", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    return sum(1 for line in out.splitlines() if "shared" in line.split(":")[-1])
+
+
+@needs_root
+def test_clone_of_a_1gib_image_on_xfs_is_a_reflink(tmp_path, xfs_dir):
+    brick = xfs_dir / "brick"
+    with running_daemon(tmp_path / "wd") as d:
+        d.ok("volume", "create", "xv", f"127.0.0.1:{brick}")
+        d.ok("volume", "start", "xv")
+        extents = [(i * 128 * MB, 16 * MB) for i in range(8)]   # 128 MiB of data in 1 GiB
+
+        async def main():
+            async with AsyncVolume.from_server("127.0.0.1", "xv", d.port) as vol:
+                async with await vol.fopen("/base.img", "w") as f:
+                    block = os.urandom(MB)
+                    for off, n in extents:
+                        for k in range(0, n, MB):
+                            await f.pwrite(block, off + k)
+                    await f.ftruncate(1 << 30)
+                    await f.fsync()
+                started = trio.current_time()
+                assert await vol.copy_file("/base.img", "/clone.img") == 1 << 30
+                return trio.current_time() - started
+        seconds = trio.run(main)
+        assert seconds < 1.0, seconds
+        assert (brick / "clone.img").read_bytes() == (brick / "base.img").read_bytes()
+        assert data_extents(brick / "clone.img") == extents
+        assert shared_extents(brick / "clone.img") >= len(extents)
+        assert shared_extents(brick / "base.img") >= len(extents)
+
+        # and through the CLI
+        r = d.ok("vm", "clone", "xv", "base.img", "vm1.img")
+        assert "clone of base.img, 1 GiB" in r.out
+        assert shared_extents(brick / "vm1.img") >= len(extents)
+        assert data_extents(brick / "vm1.img") == extents
