@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -19,6 +21,7 @@ from glusterpy.fops import GFID, ROOT_GFID, Fd, FopError, Loc
 from glusterpy.keys import COLOCATE_KEY
 
 from glusterpy.gfapi.files import SEEK_DATA, SEEK_HOLE
+from test_interop_server import need, served_volume
 from test_posix import mkfile
 from test_stripe import bricks_of, mounted as stripe_mounted
 from replicate_support import create_file, index_entries, pending
@@ -211,3 +214,75 @@ async def test_distribute_creates_a_clone_beside_its_source(tmp_path):
                          {"gfid-req": GFID.random(), COLOCATE_KEY: GFID.random()})
         await top.release(fd, None)
         assert not (bricks[home] / name).exists()
+
+
+# -- a GlusterFS 10 client ----------------------------------------------------------------
+
+
+#: run by a python subprocess (libgfapi's glfs_fini takes ~10 s and its
+#: threads stay behind): GlusterFS 10's libgfapi writes a sparse /src and
+#: copies it to /dst with glfs_copy_file_range, over ctypes
+LIBGFAPI_COPY = r"""
+import ctypes, os, sys
+from ctypes import byref, c_char_p, c_int, c_int64, c_size_t, c_uint, c_void_p
+g = ctypes.CDLL("libgfapi.so.0", use_errno=True)
+for name, res, args in (
+        ("glfs_new", c_void_p, [c_char_p]),
+        ("glfs_set_volfile_server", c_int, [c_void_p, c_char_p, c_char_p, c_int]),
+        ("glfs_set_logging", c_int, [c_void_p, c_char_p, c_int]),
+        ("glfs_init", c_int, [c_void_p]), ("glfs_fini", c_int, [c_void_p]),
+        ("glfs_creat", c_void_p, [c_void_p, c_char_p, c_int, c_uint]),
+        ("glfs_open", c_void_p, [c_void_p, c_char_p, c_int]),
+        ("glfs_close", c_int, [c_void_p]),
+        ("glfs_ftruncate", c_int, [c_void_p, c_int64, c_void_p, c_void_p]),
+        ("glfs_pwrite", ctypes.c_ssize_t,
+         [c_void_p, c_char_p, c_size_t, c_int64, c_int, c_void_p, c_void_p]),
+        ("glfs_copy_file_range", ctypes.c_ssize_t,
+         [c_void_p, ctypes.POINTER(c_int64), c_void_p, ctypes.POINTER(c_int64), c_size_t,
+          c_uint, c_void_p, c_void_p, c_void_p])):
+    f = getattr(g, name)
+    f.restype, f.argtypes = res, args
+vol, port, log, mb = sys.argv[1].encode(), int(sys.argv[2]), sys.argv[3].encode(), 1 << 20
+fs = g.glfs_new(vol)
+g.glfs_set_volfile_server(fs, b"tcp", b"127.0.0.1", port)
+g.glfs_set_logging(fs, log, 7)
+assert g.glfs_init(fs) == 0, "glfs_init"
+src = g.glfs_creat(fs, b"/src", os.O_RDWR, 0o644)
+assert src, "creat /src"
+assert g.glfs_pwrite(src, b"A" * 8192, 8192, 0, 0, None, None) == 8192
+assert g.glfs_pwrite(src, b"B" * 8192, 8192, mb, 0, None, None) == 8192
+assert g.glfs_ftruncate(src, 2 * mb, None, None) == 0
+dst = g.glfs_creat(fs, b"/dst", os.O_RDWR, 0o644)
+off_in, off_out, done = c_int64(0), c_int64(0), 0
+while done < 2 * mb:
+    n = g.glfs_copy_file_range(src, byref(off_in), dst, byref(off_out), 2 * mb - done, 0,
+                               None, None, None)
+    assert n > 0, ("glfs_copy_file_range", n, os.strerror(ctypes.get_errno()))
+    done += n
+print(done, off_in.value, off_out.value)
+g.glfs_close(src)
+g.glfs_close(dst)
+g.glfs_fini(fs)
+"""
+
+
+def test_glusterfs10_libgfapi_copy_file_range_against_our_brick(tmp_path):
+    """GlusterFS 10's glfs_copy_file_range (its own client graph, its own
+    wire encoding of COPY_FILE_RANGE) against a glusterpy brick: the copy
+    is done by the brick, holes kept.  (GlusterFS 10's FUSE client here has
+    no copy_file_range: fuse.so is built without it, so the kernel falls
+    back to read and write on its mounts.)"""
+    need("python3")
+    if subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout.find(
+            "libgfapi.so.0") < 0:
+        pytest.skip("GlusterFS 10's libgfapi is not installed")
+    with served_volume(tmp_path / "srv", "cfrvol") as sv:
+        done = subprocess.run([sys.executable, "-c", LIBGFAPI_COPY, sv.vol,
+                               str(sv.volfile_port), str(tmp_path / "gfapi.log")],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr + sv.logs()
+        assert done.stdout.split() == [str(2 * MB)] * 3
+        expected = sparse_source(tmp_path / "expected")
+        assert (sv.brick / "src").read_bytes() == expected
+        assert (sv.brick / "dst").read_bytes() == expected
+        assert holes_of(sv.brick / "dst") == [(0, 8192), (MB, MB + 8192)]
