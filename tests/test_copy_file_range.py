@@ -141,6 +141,31 @@ async def test_replicate_does_not_copy_a_stale_source_copy(tmp_path):
         assert (b2 / "dst").read_bytes() == b"new" * 1000
 
 
+async def test_replicate_copy_with_a_brick_killed_midway_is_complete_after_heal(tmp_path):
+    """A clone in pieces (as gfapi's copy_file makes it): brick 1 goes away
+    after a third of them; the copy goes on on the others, and heal makes
+    brick 1's clone whole."""
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        data = os.urandom(12 * MB)
+        src, sg = await create_file(top, "src", data)
+        dst, dg = await create_file(top, "dst")
+        for k in range(12):
+            if k == 4:
+                await down(net, afr, 1)
+            r = await top.copy_file_range(src, k * MB, dst, k * MB, MB, 0, None)
+            assert r.count == MB
+        for fd in (src, dst):
+            await top.release(fd, None)
+        b0, b1, b2 = net.bricks
+        assert (b0 / "dst").read_bytes() == data == (b2 / "dst").read_bytes()
+        assert (b1 / "dst").read_bytes() != data
+        await up(net, afr, 1)
+        await heal_until_clean(afr)
+        assert (b1 / "dst").read_bytes() == data
+        assert await read_all(top, dg) == data
+
+
 # -- stripe ---------------------------------------------------------------------------
 
 
