@@ -159,6 +159,15 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
             info = json.loads(done.stdout)
             assert (info["backing-filename"], info["backing-filename-format"],
                     info["virtual-size"]) == (base_url, "raw", SIZE)
+            # a guest's discard (QEMU's gluster driver: glfs_discard) frees the
+            # clone's blocks on the bricks, and reads back as zeros
+            done = subprocess.run(["qemu-io", "-f", "raw", "-d", "unmap", "-c",
+                                   "discard 0 4M", f"{url}/vm1.img"],
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0 and "discard 4194304" in done.stdout, done.stdout + done.stderr
+            for b in holders(bricks, "vm1.img"):
+                assert data_extents(b / "vm1.img") == list(EXTENTS[1:])
+                assert (b / "vm1.img").read_bytes()[:4 * MB] == bytes(4 * MB)
             # the guest's view through the overlay is the backing image's
             done = subprocess.run(["qemu-img", "compare", f"{url}/vm2.qcow2",
                                    f"{url}/base.img"], capture_output=True, text=True,
