@@ -66,6 +66,34 @@ def holders(bricks, name) -> list:
             "trusted.glusterfs.dht.linkto" not in os.listxattr(b / name)]
 
 
+def test_qcow2_overlay_header_is_what_qemu_img_reads(tmp_path):
+    """An overlay's header, written in-process, read back by qemu-img: its
+    backing file and format; qemu-img check finds no fault."""
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img is not installed")
+    from glusterpy import vm
+    base = tmp_path / "base.img"
+    base.write_bytes(b"")
+    os.truncate(base, SIZE)
+    for name, fmt in ((str(base), "raw"), (str(base), None)):
+        meta = vm.qcow2_metadata(SIZE, name, fmt)
+        path = tmp_path / "overlay.qcow2"
+        path.write_bytes(meta.ljust(vm.qcow2_file_length(meta), b"\0"))
+        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", "-U",
+                                          str(path)], check=True, capture_output=True,
+                                         text=True).stdout)
+        assert info["backing-filename"] == name and info["virtual-size"] == SIZE
+        assert info.get("backing-filename-format") == fmt
+        done = subprocess.run(["qemu-img", "check", str(path)], capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+    for bad in ("", "x" * 1024, "a\0b"):
+        with pytest.raises(vm.VmError, match="backing file name"):
+            vm.qcow2_metadata(SIZE, bad, "raw")
+    with pytest.raises(vm.VmError, match="backing format"):
+        vm.qcow2_metadata(SIZE, "base.img", "vmdk")
+
+
 @needs_root
 def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
     bricks = [tmp_path / f"b{i}" for i in range(6)]
