@@ -269,3 +269,17 @@ def test_clone_of_a_1gib_image_on_xfs_is_a_reflink(tmp_path, xfs_dir):
         assert "clone of base.img, 1 GiB" in r.out
         assert shared_extents(brick / "vm1.img") >= len(extents)
         assert data_extents(brick / "vm1.img") == extents
+
+
+def test_progress_bar_redraws_one_line(capsys):
+    from glusterpy.cli.vm_cmd import _ProgressBar
+    bar = _ProgressBar()
+    bar.end()                       # nothing drawn, nothing ended
+    assert capsys.readouterr().err == ""
+    bar.show(256 * MB, 1024 * MB)
+    bar.show(1024 * MB, 1024 * MB)
+    bar.end()
+    err = capsys.readouterr().err
+    first, second = err.split("\r")[1:]
+    assert first.startswith("[" + "#" * 7 + "-" * 23 + "]  25%  256 MiB of 1 GiB")
+    assert second.startswith("[" + "#" * 30 + "] 100%  1 GiB of 1 GiB") and err.endswith("\n")
