@@ -138,7 +138,8 @@ def run(work: Path, quick: bool = False) -> Section:
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed")
     times: dict[str, float] = {}
-    xfs = XfsLoop(work / "loop", 4 * size + 1024 * MiB)
+    # under glusterpyd's brick root
+    xfs = XfsLoop(work / "glusterpy" / "loop", 4 * size + 1024 * MiB)
     try:
         gd = Glusterpyd(work / "glusterpy")
         try:
