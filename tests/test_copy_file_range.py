@@ -311,3 +311,29 @@ def test_glusterfs10_libgfapi_copy_file_range_against_our_brick(tmp_path):
         assert (sv.brick / "src").read_bytes() == expected
         assert (sv.brick / "dst").read_bytes() == expected
         assert holes_of(sv.brick / "dst") == [(0, 8192), (MB, MB + 8192)]
+
+
+async def test_distribute_between_two_bricks_keeps_holes(tmp_path):
+    """Two existing files on two bricks: distribute reads and writes the
+    source's data extents only; the source's holes over the destination's
+    data are punched, so the range reads as the source's."""
+    bricks = dist.make_bricks(tmp_path, 2)
+    async with dist.running(bricks) as top:
+        d = await dist.mkdir(top, ROOT_GFID, "/d")
+        names = {}
+        for i in range(40):
+            names.setdefault(dist.hashed_brick(bricks, "d", f"f{i}"), f"f{i}")
+        a, b = names[0], names[1]
+        ga = await dist.create_file(top, d, f"/d/{a}")
+        gb = await dist.create_file(top, d, f"/d/{b}", b"x" * (3 * MB))
+        expected = sparse_source(bricks[0] / "d" / a)
+        src, dst = Fd(gfid=ga, flags=os.O_RDONLY), Fd(gfid=gb, flags=os.O_RDWR)
+        await top.open(Loc(gfid=ga), os.O_RDONLY, src, None)
+        await top.open(Loc(gfid=gb), os.O_RDWR, dst, None)
+        r = await top.copy_file_range(src, 0, dst, 0, 4 * MB, 0, None)
+        assert r.count == 2 * MB and r.postbuf_dst.size == 3 * MB
+        got = (bricks[1] / "d" / b).read_bytes()
+        assert got[:2 * MB] == expected and got[2 * MB:] == b"x" * MB
+        assert holes_of(bricks[1] / "d" / b)[:2] == [(0, 8192), (MB, MB + 8192)]
+        for fd in (src, dst):
+            await top.release(fd, None)
