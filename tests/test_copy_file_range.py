@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+import test_bd
 import test_distribute as dist
 from glusterpy.fops import GFID, ROOT_GFID, Fd, FopError, Loc
 from glusterpy.keys import COLOCATE_KEY
@@ -26,6 +27,10 @@ from test_posix import mkfile
 from test_stripe import bricks_of, mounted as stripe_mounted
 from replicate_support import create_file, index_entries, pending
 from test_replicate_heal import down, heal_until_clean, key, read_all, replica, up
+
+
+# storage/bd's fixtures (a VG on loop devices), bound by assignment as test_bd does
+vg, meta, loop_vg = test_bd.vg, test_bd.meta, test_bd.loop_vg
 
 
 @pytest.fixture(autouse=True)
@@ -337,3 +342,24 @@ async def test_distribute_between_two_bricks_keeps_holes(tmp_path):
         assert holes_of(bricks[1] / "d" / b)[:2] == [(0, 8192), (MB, MB + 8192)]
         for fd in (src, dst):
             await top.release(fd, None)
+
+
+# -- storage/bd -------------------------------------------------------------------------
+
+
+async def test_bd_clone_is_an_lv_to_lv_copy(vg, meta):
+    """gfapi's copy_file (vm clone) on a bd volume: a new LV with the
+    source LV's bytes, copied by storage/bd's copy_file_range."""
+    from glusterpy import vm
+    async with test_bd.bd_volume(vg, meta) as vol:
+        data = os.urandom(5 * test_bd.EXT + 100)
+        async with await vol.fopen("/base", "w") as f:
+            await f.write(data)
+        size = await vol.getsize("/base")      # whole extents, as bd sizes an LV
+        assert await vm.clone_image(vol, "base", "copy") == size
+        assert vg.lvs()["copy"] == vg.lvs()["base"] == size
+        assert vg.read_lv("copy") == vg.read_lv("base")
+        async with await vol.fopen("/copy") as f:
+            assert (await f.read())[:len(data)] == data
+        with pytest.raises(vm.VmError, match="already exists"):
+            await vm.clone_image(vol, "base", "copy")
