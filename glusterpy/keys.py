@@ -177,6 +177,11 @@ IATT_KEY = "dht-get-iatt-in-xattr"                  # DHT_IATT_IN_XDATA_KEY
 #: GF_PROTECT_FROM_EXTERNAL_WRITES and GF_AVOID_OVERWRITE)
 PROTECT_WRITES_KEY = "trusted.glusterfs.protect.writes"
 AVOID_OVERWRITE_KEY = "glusterfs.avoid.overwrite"
+#: create xdata (glusterpy's own): put the new file's data on the brick
+#: holding the data of the file whose gfid (16 bytes) is the value, with a
+#: linkto file on the name's hashed brick - so a copy_file_range from that
+#: file into the new one (a VM image clone) stays on one brick
+COLOCATE_KEY = "glusterpy.dht.colocate-with"
 #: the inode's link count in the reply's xdata
 GET_LINK_COUNT = "get-link-count"                   # GET_LINK_COUNT
 #: the file's size in the reply's xdata

@@ -29,7 +29,11 @@ Parts:
   `qemu-img create -f qcow2` writes (docs/interop/qcow2.txt), the file
   extended to a whole cluster so that QEMU's gluster driver reads it;
 * `create_image(...)` / `inspect_image(...)` - gfapi operations on the
-  volume: make a raw (sparse) or qcow2 image, and look at an existing one.
+  volume: make a raw (sparse) or qcow2 image (a qcow2 overlay of a
+  `Backing` image, named by its gluster:// URL), and look at an existing one;
+* `clone_image(...)` - a copy made by the bricks (gfapi's copy_file, that
+  is copy_file_range through the translators: a reflink on XFS bricks, a
+  server-side copy elsewhere, holes kept), read-only for a snapshot.
 
 Sizes round up to 512 bytes, as qemu-img rounds them.  Images are thin, as
 QEMU's and GlusterFS's are: a raw image is a sparse file, a qcow2 image
@@ -62,6 +66,10 @@ QCOW2_REFCOUNT_ORDER = 4             # 16-bit refcounts, qemu-img's default
 QCOW2_HEADER_LENGTH = 112            # version 3 header with the compression type byte
 #: QEMU refuses L1 tables larger than this (QCOW_MAX_L1_SIZE in block/qcow2.h)
 QCOW2_MAX_L1_BYTES = 32 * 1024 * 1024
+#: the backing file format header extension (docs/interop/qcow2.txt)
+QCOW2_EXT_BACKING_FORMAT = 0xE2792ACA
+#: QEMU refuses longer backing file names (1023 in block/qcow2.c)
+QCOW2_MAX_BACKING_NAME = 1023
 #: A qcow2 file on a volume ends on a cluster boundary: QEMU's gluster driver
 #: reads whole sectors (more with O_DIRECT) and takes a short read at the end
 #: of the file as EIO ("Could not read L1 table"), so qemu-img over gluster://
@@ -224,14 +232,35 @@ def gluster_url(volume: str, image: str, host: str, port: int) -> str:
 # -- qcow2 -----------------------------------------------------------------------
 
 
-def qcow2_metadata(size: int) -> bytes:
+def qcow2_metadata(size: int, backing: str | None = None,
+                   backing_format: str | None = None) -> bytes:
     """An empty qcow2 v3 image of virtual size `size`, every cluster
     unallocated: cluster 0 the header, 1 the refcount table, 2 its one
     refcount block, 3.. the L1 table (all zero).  The refcount block counts
     those clusters once each; QEMU adds refcount blocks as the image grows.
     The bytes end where the L1 table ends; `create_image` extends the file
-    to the end of that cluster (see QCOW2_FILE_ALIGNMENT)."""
+    to the end of that cluster (see QCOW2_FILE_ALIGNMENT).
+
+    With `backing` (an overlay): every unallocated cluster reads from that
+    image, named in cluster 0 after the header extensions - the backing
+    format extension, then the end marker - as qemu-img create -b writes it."""
     size = round_size(size)
+    extensions = b""
+    if backing is not None:
+        name = backing.encode()
+        if not name or len(name) > QCOW2_MAX_BACKING_NAME or "\0" in backing:
+            raise VmError(f"backing file name {backing!r}: 1 to {QCOW2_MAX_BACKING_NAME} "
+                          "bytes, no NUL")
+        if backing_format is not None:
+            if backing_format not in FORMATS:
+                raise VmError(f"backing format {backing_format!r}: use one of "
+                              f"{', '.join(FORMATS)}")
+            data = backing_format.encode()
+            extensions += struct.pack(">II", QCOW2_EXT_BACKING_FORMAT, len(data)) + \
+                data.ljust(-(-len(data) // 8) * 8, b"\0")
+        extensions += struct.pack(">II", 0, 0)          # the end of the extensions
+        backing_offset = QCOW2_HEADER_LENGTH + len(extensions)
+        extensions += name
     cluster = 1 << QCOW2_CLUSTER_BITS
     l2_entries = cluster // 8
     l1_entries = math.ceil(size / (cluster * l2_entries))
@@ -247,7 +276,7 @@ def qcow2_metadata(size: int) -> bytes:
     header = struct.pack(
         ">4sIQIIQIIQQIIQ",
         QCOW2_MAGIC, QCOW2_VERSION,
-        0, 0,                            # no backing file (offset, length)
+        backing_offset if backing else 0, len(backing.encode()) if backing else 0,
         QCOW2_CLUSTER_BITS, size,
         0,                               # no encryption
         l1_entries, l1_table,
@@ -263,6 +292,7 @@ def qcow2_metadata(size: int) -> bytes:
     # the header extension area that follows is zero: the end-of-extensions marker
     out = bytearray(l1_table + l1_bytes)
     out[:len(header)] = header
+    out[len(header):len(header) + len(extensions)] = extensions
     struct.pack_into(">Q", out, refcount_table, refcount_block)
     for i in range(used_clusters):
         struct.pack_into(">H", out, refcount_block + 2 * i, 1)
@@ -315,14 +345,30 @@ async def inspect_image(vol: AsyncVolume, image: str) -> ImageInfo:
                      qsize if qsize is not None else st.st_size)
 
 
-async def create_image(vol: AsyncVolume, image: str, size: int, fmt: str) -> int:
+async def create_image(vol: AsyncVolume, image: str, size: int | None, fmt: str,
+                       backing: Backing | None = None) -> int:
     """Create IMAGE (never over an existing file) and return its virtual
-    size: raw is a sparse file of that size, qcow2 its metadata.  A failure
-    part-way removes the file again, so the volume is left as it was."""
+    size: raw is a sparse file of that size, qcow2 its metadata - with
+    `backing`, a qcow2 overlay of that image (`size` None: the backing
+    image's virtual size).  A failure part-way removes the file again, so
+    the volume is left as it was."""
     if fmt not in FORMATS:
         raise VmError(f"format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if backing is not None:
+        if fmt != "qcow2":
+            raise VmError("only a qcow2 image can have a backing image (--format qcow2)")
+        size = round_size(size if size is not None else backing.virtual_size)
+        if size < backing.virtual_size:
+            raise VmError(f"{format_size(size)} is smaller than the backing image "
+                          f"({format_size(backing.virtual_size)})")
+    elif size is None:
+        raise VmError("an image needs a size (or a backing image to take it from)")
     size = round_size(size)
-    metadata = qcow2_metadata(size) if fmt == "qcow2" else b""
+    if fmt == "qcow2":
+        metadata = qcow2_metadata(size, backing.name if backing else None,
+                                  backing.format if backing else None)
+    else:
+        metadata = b""
     path = "/" + image_path(image)
     try:
         # 0600, as QEMU's gluster driver creates images
@@ -355,3 +401,52 @@ async def create_image(vol: AsyncVolume, image: str, size: int, fmt: str) -> int
         raise
     await f.close()
     return size
+
+
+@dataclass
+class Backing:
+    """The image a qcow2 overlay reads its unwritten clusters from: its
+    name as QEMU opens it (a gluster:// URL), format and virtual size."""
+    name: str
+    format: str
+    virtual_size: int
+
+
+async def backing_of(vol: AsyncVolume, image: str, url: str,
+                     fmt: str | None = None) -> Backing:
+    """The Backing for IMAGE of `vol`, named by `url`; its format is the
+    one asked, or what its first bytes say (as qemu-img create -b probes);
+    an explicit qcow2 on an image without a qcow2 header is refused."""
+    info = await inspect_image(vol, image)
+    found = "qcow2" if info.looks_qcow2 else "raw"
+    if fmt is not None and fmt != found and fmt == "qcow2":
+        raise VmError(f"backing image {image_path(image)} is not a qcow2 image")
+    return Backing(url, fmt or found, info.virtual_size)
+
+
+# -- clones and snapshots ----------------------------------------------------------------
+
+
+async def clone_image(vol: AsyncVolume, src: str, dst: str, *, progress=None,
+                      read_only: bool = False) -> int:
+    """A new image DST with SRC's bytes, by server-side copy
+    (gfapi's copy_file: copy_file_range on the bricks, a reflink on XFS
+    bricks, holes kept); `read_only` leaves it mode 0400 (a snapshot).
+    Returns the bytes copied; DST is removed again on failure."""
+    src_path, dst_path = "/" + image_path(src), "/" + image_path(dst)
+    if src_path == dst_path:
+        raise VmError("the source and the copy are the same image")
+    await inspect_image(vol, src)          # a clear error for a missing source
+    try:
+        copied = await vol.copy_file(src_path, dst_path, progress=progress)
+    except OSError as e:
+        if e.errno == errno.EEXIST:
+            raise VmError(f"image {image_path(dst)} already exists in volume "
+                          f"{vol.volname}") from None
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise VmError(f"directory {os.path.dirname(image_path(dst))} does not exist in "
+                          f"volume {vol.volname}") from None
+        raise
+    if read_only:
+        await vol.chmod(dst_path, 0o400)
+    return copied

@@ -25,7 +25,7 @@ import trio
 
 from glusterpy import fops
 from glusterpy.fops import (GFID, ROOT_GFID, Fd, FopError, Iatt, Loc, SET_ATTR_MODE,
-                            SET_ATTR_MTIME, SET_ATTR_ATIME)
+                            SET_ATTR_MTIME, SET_ATTR_ATIME, SeekWhat)
 from glusterpy.gfapi import AsyncVolume
 
 CHECKS = []
@@ -202,6 +202,32 @@ async def setattr_truncate_and_space_fops(graph):
     await top.fallocate(fd, 0, 0, 1 << 20, None)
     assert (await top.fstat(fd, None)).iatt.size == 1 << 20
     await top.release(fd, None)
+
+
+@check
+async def copy_file_range_and_seek(graph):
+    """copy_file_range copies within the volume (every stack serves it);
+    SEEK_DATA finds the data a write put at 0, SEEK_HOLE no hole before it."""
+    top = graph.top
+    fds = []
+    for name in ("src", "dst"):
+        fd = Fd(flags=os.O_RDWR)
+        r = await top.create(Loc(path=f"/{name}", pargfid=ROOT_GFID, name=name),
+                             os.O_RDWR | os.O_CREAT, 0o600, 0, fd, gfid_req())
+        fd.gfid = r.iatt.gfid
+        fds.append(fd)
+    src, dst = fds
+    data = os.urandom(100_000)
+    await top.writev(src, data, 0, 0, None)
+    await top.writev(dst, b"\x07" * 10, 0, 0, None)
+    r = await top.copy_file_range(src, 10, dst, 5, 50_000, 0, None)
+    assert r.count == 50_000
+    back = bytes((await top.readv(dst, 60_000, 0, 0, None)).data)
+    assert back[:5] == b"\x07" * 5 and back[5:50_005] == data[10:50_010]
+    assert (await top.seek(src, 0, SeekWhat.DATA, None)).offset == 0
+    assert (await top.seek(src, 0, SeekWhat.HOLE, None)).offset >= 4096
+    for fd in fds:
+        await top.release(fd, None)
 
 
 # -- through gfapi -----------------------------------------------------------------

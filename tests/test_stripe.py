@@ -394,7 +394,9 @@ async def test_fops_a_striped_file_cannot_serve_answer_enotsup(tmp_path):
         made = await top.create(Loc(path="/f", pargfid=ROOT_GFID, name="f"),
                                 os.O_RDWR | os.O_CREAT, 0o644, 0, fd, gfid_req())
         await top.writev(fd, b"x" * (3 * BLOCK), 0, 0, None)
-        assert await errno_of(top.seek(fd, 0, SeekWhat.DATA, None)) == "ENOTSUP"
+        assert (await top.seek(fd, 0, SeekWhat.DATA, None)).offset == 0
+        assert (await top.seek(fd, 0, SeekWhat.HOLE, None)).offset == 3 * BLOCK
+        assert await errno_of(top.seek(fd, 3 * BLOCK, SeekWhat.DATA, None)) == "ENXIO"
         assert await errno_of(top.rchecksum(fd, 0, 100, None)) == "ENOTSUP"
         assert await errno_of(top.icreate(Loc(gfid=GFID.random()), 0o644, None)) == \
             "ENOTSUP"

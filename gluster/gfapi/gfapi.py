@@ -341,6 +341,22 @@ class File:
         handle.close()
 
     @validate_glfd
+    def copy_file_range(self, dst, length, off_in=None, off_out=None, flags=0):
+        """glfs_copy_file_range (libgfapi 6+; libgfapi-python has no wrapper):
+        up to `length` bytes of this file into the File `dst`, copied by the
+        bricks where the volume can.  An offset left None is that file's own
+        and advances.  Returns the count, 0 at the end of the source."""
+        if not isinstance(dst, File):
+            raise TypeError(f"dst must be a File, not {type(dst).__name__}")
+        _ints(length=length, flags=flags)
+        for name, value in (("off_in", off_in), ("off_out", off_out)):
+            if value is not None:
+                _ints(**{name: value})
+        if dst.closed:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return self._h.copy_file_range(dst._h, length, off_in, off_out, flags)
+
+    @validate_glfd
     def discard(self, offset, length):
         """Punch a hole: release the blocks of [offset, offset+length)."""
         _range(offset, length)

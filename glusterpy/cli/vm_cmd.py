@@ -1,10 +1,13 @@
-"""`glusterpy vm disk-xml|create-image`: VM disks on a glusterpy volume.
+"""`glusterpy vm disk-xml|create-image|clone|snapshot`: VM disks on a glusterpy volume.
 
     glusterpy [GLOBAL OPTIONS] vm disk-xml VOL IMAGE [--format raw|qcow2] [--cache MODE]
                           [--target vda] [--protocol gluster|nbd] [--host HOST]
                           [--remote-host HOST[:PORT]] [--log-file F]
-    glusterpy [GLOBAL OPTIONS] vm create-image VOL IMAGE SIZE [--format raw|qcow2]
+    glusterpy [GLOBAL OPTIONS] vm create-image VOL IMAGE [SIZE] [--format raw|qcow2]
+                          [--backing IMAGE [--backing-format raw|qcow2]]
                           [--remote-host HOST[:PORT]] [--log-file F]
+    glusterpy [GLOBAL OPTIONS] vm clone VOL SRC DST [--no-progress] [--remote-host ...]
+    glusterpy [GLOBAL OPTIONS] vm snapshot VOL IMAGE SNAP [--no-progress] [...]
 
 `disk-xml` prints the libvirt <disk type='network'> element that boots a
 guest from VOL/IMAGE over QEMU's gluster driver: a <host> for every node
@@ -24,6 +27,20 @@ bytes, as qemu-img's does.  Images are thin: a SIZE beyond the volume's
 free space is made, with a note saying so; writes past the free space
 fail with ENOSPC in the guest, as on GlusterFS.
 
+`--backing BASE` makes IMAGE a qcow2 overlay of BASE (in the same
+volume): unwritten clusters read from BASE, named in the overlay as QEMU
+opens it, gluster://HOST:PORT/VOL/BASE (the first node holding a brick),
+with its format (probed unless --backing-format says it).  SIZE defaults
+to BASE's virtual size.
+
+`clone` copies SRC to a new image DST, and `snapshot` copies IMAGE to a
+new read-only (0400) image SNAP, both with copy_file_range through the
+volume's translators: the bricks copy (a reflink, instant, on XFS bricks;
+each replica its own copy; stripe piece by piece), the client sends
+requests, not the image.  A progress bar goes to stderr on a terminal
+(--no-progress leaves it out).  A snapshot of a bd volume's LV as a
+copy-on-write LV is `glusterpy bd snapshot`.
+
 The daemon is 127.0.0.1:24007 unless --remote-host or $GLUSTERPY_REMOTE_HOST
 says otherwise (before `vm`, as every command takes the global options -
 glusterpy/cli/global_options.py - or after it); it also serves the volfile
@@ -38,6 +55,7 @@ import argparse
 import errno
 import os
 import sys
+import time
 
 import trio
 
@@ -71,10 +89,31 @@ def register(sub) -> None:
     c = vsub.add_parser("create-image", help="create IMAGE of SIZE in VOL through gfapi")
     c.add_argument("volume", metavar="VOL")
     c.add_argument("image", metavar="IMAGE")
-    c.add_argument("size", metavar="SIZE", help="4096, 512K, 10M, 2G, 1T")
-    c.add_argument("--format", choices=vm.FORMATS, default="raw",
-                   help="raw (a sparse file, the default) or qcow2")
+    c.add_argument("size", metavar="SIZE", nargs="?",
+                   help="4096, 512K, 10M, 2G, 1T (with --backing: default its size)")
+    c.add_argument("--format", choices=vm.FORMATS, default=None,
+                   help="raw (a sparse file, the default) or qcow2 (the default with "
+                        "--backing)")
+    c.add_argument("--backing", metavar="IMAGE",
+                   help="make a qcow2 overlay of IMAGE (in the same volume)")
+    c.add_argument("--backing-format", choices=vm.FORMATS,
+                   help="the backing image's format (default: probed)")
     c.set_defaults(func=create_image_command)
+
+    k = vsub.add_parser("clone", help="copy SRC to a new image DST on the bricks")
+    k.add_argument("volume", metavar="VOL")
+    k.add_argument("src", metavar="SRC")
+    k.add_argument("dst", metavar="DST")
+    k.set_defaults(func=clone_command, read_only=False, what="vm clone")
+
+    n = vsub.add_parser("snapshot", help="copy IMAGE to a new read-only image SNAP")
+    n.add_argument("volume", metavar="VOL")
+    n.add_argument("src", metavar="IMAGE")
+    n.add_argument("dst", metavar="SNAP")
+    n.set_defaults(func=clone_command, read_only=True, what="vm snapshot")
+    for a in (k, n):
+        a.add_argument("--no-progress", action="store_true",
+                       help="no progress bar (there is none unless stderr is a terminal)")
 
     # --remote-host may come before the action (as `glusterpy volume` takes
     # it) or after it; the one after it wins
@@ -82,7 +121,7 @@ def register(sub) -> None:
     token_help = "API token for a remote glusterpyd (default $GLUSTERPY_TOKEN)"
     p.add_argument("--remote-host", metavar="HOST[:PORT]", help=remote_help)
     p.add_argument("--token", metavar="TOKEN", help=token_help)
-    for a in (x, c):
+    for a in (x, c, k, n):
         a.add_argument("--remote-host", metavar="HOST[:PORT]", help=remote_help,
                        default=argparse.SUPPRESS)
         a.add_argument("--token", metavar="TOKEN", help=token_help, default=argparse.SUPPRESS)
@@ -151,39 +190,114 @@ async def _inspect(volume: AsyncVolume, image: str) -> vm.ImageInfo:
 
 def create_image_command(args) -> int:
     what = "vm create-image"
+    fmt = args.format or ("qcow2" if args.backing else "raw")
     try:
         image = vm.image_path(args.image)
-        size = vm.round_size(bd.parse_size(args.size))
+        backing = vm.image_path(args.backing) if args.backing else None
+        if args.size is None and backing is None:
+            raise vm.VmError("SIZE is needed (or --backing IMAGE to take it from)")
+        if args.backing_format and backing is None:
+            raise vm.VmError("--backing-format needs --backing")
+        if backing is not None and fmt != "qcow2":
+            raise vm.VmError("only a qcow2 image can have a backing image (--format qcow2)")
+        size = vm.round_size(bd.parse_size(args.size)) if args.size is not None else None
     except (vm.VmError, ValueError) as e:
         print(f"glusterpy {what}: {e}", file=sys.stderr)
         return 2
     try:
-        if args.format == "qcow2":
+        if fmt == "qcow2" and size is not None:
             vm.qcow2_metadata(size)  # refuses a size qcow2 cannot hold, before any change
         client = ApiClient(args.remote_host, token=getattr(args, "token", None))
         volume = _started_volume(client, args.volume)
         servers = vm.volume_servers(volume, client.call("GET", "/api/v1/pool")["pool"])
-        free = trio.run(_create, _mount(client, args.volume, args.log_file), image, size,
-                        args.format)
+        backing_url = vm.gluster_url(args.volume, backing, *servers[0]) if backing else None
+        size, free = trio.run(_create, _mount(client, args.volume, args.log_file), image, size,
+                              fmt, backing, backing_url, args.backing_format)
     except (vm.VmError, ApiFailure, LibgfapiException) as e:
         return _fail(what, e)
     except OSError as e:
         hint = " (the volume is full)" if e.errno == errno.ENOSPC else ""
         return _fail(what, f"{args.volume}/{image}: {os.strerror(e.errno)}{hint}")
     url = vm.gluster_url(args.volume, image, *servers[0])
-    print(f"created {url}: {args.format}, {vm.format_size(size)}")
+    over = f", over {backing_url}" if backing_url else ""
+    print(f"created {url}: {fmt}, {vm.format_size(size)}{over}")
     if size > free:
         print(f"{what}: note: the image is thin: {vm.format_size(size)} virtual, "
               f"{vm.format_size(free)} free in volume {args.volume}", file=sys.stderr)
     return 0
 
 
-async def _create(volume: AsyncVolume, image: str, size: int, fmt: str) -> int:
-    """Create the image; return the volume's free bytes afterwards."""
+async def _create(volume: AsyncVolume, image: str, size: int | None, fmt: str,
+                  backing: str | None, backing_url: str | None,
+                  backing_format: str | None) -> tuple[int, int]:
+    """Create the image; return its size and the volume's free bytes afterwards."""
     async with volume as vol:
-        await vm.create_image(vol, image, size, fmt)
+        base = await vm.backing_of(vol, backing, backing_url, backing_format) \
+            if backing else None
+        size = await vm.create_image(vol, image, size, fmt, base)
         st = await vol.statvfs("/")
-        return st.f_bavail * st.f_frsize
+        return size, st.f_bavail * st.f_frsize
+
+
+def clone_command(args) -> int:
+    """vm clone and vm snapshot: a copy by the bricks, with a progress bar."""
+    what = args.what
+    try:
+        src, dst = vm.image_path(args.src), vm.image_path(args.dst)
+        if src == dst:
+            raise vm.VmError("the source and the copy are the same image")
+    except vm.VmError as e:
+        print(f"glusterpy {what}: {e}", file=sys.stderr)
+        return 2
+    bar = None if args.no_progress or not sys.stderr.isatty() else _ProgressBar()
+    try:
+        client = ApiClient(args.remote_host, token=getattr(args, "token", None))
+        volume = _started_volume(client, args.volume)
+        servers = vm.volume_servers(volume, client.call("GET", "/api/v1/pool")["pool"])
+        started = time.monotonic()
+        copied = trio.run(_clone, _mount(client, args.volume, args.log_file), src, dst,
+                          args.read_only, bar)
+    except (vm.VmError, ApiFailure, LibgfapiException) as e:
+        return _fail(what, e)
+    except OSError as e:
+        hint = " (the volume is full)" if e.errno == errno.ENOSPC else ""
+        return _fail(what, f"{args.volume}/{dst}: {os.strerror(e.errno)}{hint}")
+    finally:
+        if bar is not None:
+            bar.end()
+    seconds = time.monotonic() - started
+    url = vm.gluster_url(args.volume, dst, *servers[0])
+    kind = "read-only snapshot" if args.read_only else "clone"
+    print(f"created {url}: {kind} of {src}, {vm.format_size(copied)} in {seconds:.2f} s")
+    return 0
+
+
+async def _clone(volume: AsyncVolume, src: str, dst: str, read_only: bool, bar) -> int:
+    async with volume as vol:
+        return await vm.clone_image(vol, src, dst, read_only=read_only,
+                                    progress=bar.show if bar is not None else None)
+
+
+class _ProgressBar:
+    """One line on stderr, redrawn: [#####-----]  42%  1.2 GiB of 3 GiB."""
+
+    WIDTH = 30
+
+    def __init__(self):
+        self.drawn = False
+
+    def show(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // total if total else self.WIDTH
+        percent = 100 * done // total if total else 100
+        sys.stderr.write(f"\r[{'#' * filled}{'-' * (self.WIDTH - filled)}] {percent:3d}%  "
+                         f"{vm.format_size(done)} of {vm.format_size(total)}   ")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def end(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def _fail(what: str, e) -> int:

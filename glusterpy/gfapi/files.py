@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 READ_ALL_CHUNK = 1 << 20
+#: the most one copy_file_range call asks for (its wire size is a u32)
+MAX_COPY = 1 << 30
 # lseek whence values beyond SEEK_SET/CUR/END
 SEEK_DATA, SEEK_HOLE = 3, 4
 
@@ -179,6 +181,34 @@ class AsyncFile(GraphHandle):
     async def zerofill(self, offset: int, length: int) -> None:
         self._writable()
         await self._call("zerofill", offset, length, None)
+
+    async def copy_file_range(self, dst: "AsyncFile", length: int, off_in: int | None = None,
+                              off_out: int | None = None, flags: int = 0) -> int:
+        """glfs_copy_file_range: up to `length` bytes of this file into
+        `dst`, copied by the bricks where the volume's translators can (on
+        one brick, each replica on its own, stripe piece by piece; reflinks
+        on XFS).  An offset left None is that file's own and advances by
+        the count, as copy_file_range(2)'s NULL offsets.  Returns the
+        count: 0 at the end of the source, and at most MAX_COPY per call
+        (the wire's size field is 32 bits), so callers loop as with the
+        syscall."""
+        self._readable()
+        dst._writable()
+        if dst.live is not self.live:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), dst.path)
+        start_in = self.offset if off_in is None else off_in
+        start_out = dst.offset if off_out is None else off_out
+        if length < 0 or start_in < 0 or start_out < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), self.path)
+        if length == 0:
+            return 0
+        reply = await self._call("copy_file_range", start_in, dst.fd, start_out,
+                                 min(length, MAX_COPY), flags, None)
+        if off_in is None:
+            self.offset += reply.count
+        if off_out is None:
+            dst.offset += reply.count
+        return reply.count
 
     async def fgetxattr(self, key: str, size: int = 0) -> bytes:
         self._check()

@@ -190,7 +190,8 @@ class VolumeNamespace:
         with self._as_caller():
             return await self._open_file(path, flags, mode)
 
-    async def _open_file(self, path: str, flags: int, mode: int) -> "AsyncFile":
+    async def _open_file(self, path: str, flags: int, mode: int,
+                         create_xdata: dict | None = None) -> "AsyncFile":
         accmode = flags & os.O_ACCMODE
         if accmode == os.O_ACCMODE or (flags & os.O_CREAT and flags & os.O_DIRECTORY):
             # O_CREAT|O_DIRECTORY: EINVAL, as Linux answers since 6.4
@@ -204,7 +205,7 @@ class VolumeNamespace:
             fd = Fd(flags=flags)
             reply = await self._top.create(
                 r.loc(), flags, mode & 0o7777 & ~self.umask, self.umask, fd,
-                self._entry_xdata())
+                {**self._entry_xdata(), **(create_xdata or {})})
             fd.gfid = reply.iatt.gfid
             return self._track(AsyncFile(self, reply.fd, path, flags, reply.iatt))
         if creating and flags & os.O_EXCL:

@@ -90,8 +90,10 @@ Departures:
   leaves (the same for distribute over clients; also right over replicate).
 * icreate and namelink (gfid-only creation, no name to hash) answer
   ENOTSUP; GlusterFS would wind them to the first child.  rchecksum, seek
-  and copy_file_range go to the file's data subvolume (copy_file_range
-  between two bricks is EXDEV) instead of the first child.
+  and copy_file_range go to the file's data subvolume instead of the first
+  child; copy_file_range between two bricks is done here, readv/writev of
+  the source's data extents (GlusterFS 10 winds it to the first child), and
+  create takes COLOCATE_KEY to put a clone's data beside its source.
 * Regex options are Python regexes over bytes, not POSIX ERE (they agree on
   the default and the usual patterns).
 

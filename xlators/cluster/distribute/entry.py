@@ -9,8 +9,8 @@ import dataclasses
 import errno
 import os
 
-from glusterpy.fops import CreateReply, EntryReply, Fd, FopError, Loc, ParentReply
-from glusterpy.keys import GFID_REQ
+from glusterpy.fops import GFID, CreateReply, EntryReply, Fd, FopError, Loc, ParentReply
+from glusterpy.keys import COLOCATE_KEY, GFID_REQ
 
 from . import layout as dl
 from .common import (MISSING, DirCtx, FileFd, as_root, fixed_dir, strip_phase1,
@@ -29,7 +29,10 @@ class DhtEntry:
         eloc, parent = await self._entry(loc)
         hashed = self._hashed_for_new(parent, eloc)
         xd = with_gfid_req(xdata)
-        target = await self._placement(hashed, parent)
+        near = xd.pop(COLOCATE_KEY, None)
+        target = await self._colocated(near, parent) if near is not None else None
+        if target is None:
+            target = await self._placement(hashed, parent)
         if target != hashed:
             await self._create_linkto(hashed, target, eloc, xd[GFID_REQ])
             try:
@@ -105,7 +108,10 @@ class DhtEntry:
         eloc, parent = await self._entry(loc)
         hashed = self._hashed_for_new(parent, eloc)
         xd = with_gfid_req(xdata)
-        target = await self._placement(hashed, parent)
+        near = xd.pop(COLOCATE_KEY, None)
+        target = await self._colocated(near, parent) if near is not None else None
+        if target is None:
+            target = await self._placement(hashed, parent)
         if target != hashed:
             await self._create_linkto(hashed, target, eloc, xd[GFID_REQ])
             try:
@@ -140,6 +146,22 @@ class DhtEntry:
 
     async def namelink(self, loc, xdata=None):
         raise FopError(errno.ENOTSUP, "namelink: distribute places entries by name")
+
+    async def _colocated(self, gfid, parent: DirCtx) -> int | None:
+        """COLOCATE_KEY's brick: where that file's data is, if it can take
+        a new file now; None (the usual placement) otherwise."""
+        try:
+            gfid = GFID(gfid)
+            where = self._file_subvol(gfid)
+            if where is None:
+                await self._discover(Loc(gfid=gfid), None)
+                where = self._file_subvol(gfid)
+        except (FopError, ValueError, TypeError) as e:
+            self.log.debug("%s: no colocation (%s)", COLOCATE_KEY, e)
+            return None
+        if where is None or not self._usable(where, parent):
+            return None
+        return where
 
     async def _open_existing(self, loc: Loc, parent: DirCtx, flags: int, fd: Fd):
         """create without O_EXCL found the name's linkto file: open the data."""

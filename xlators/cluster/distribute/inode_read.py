@@ -9,11 +9,15 @@ import errno
 import os
 from typing import Awaitable, Callable
 
-from glusterpy.fops import GFID, Fd, FopError, Loc, OpenReply, Reply, StatReply
+from glusterpy.fops import (GFID, CopyRangeReply, Fd, FopError, Loc, OpenReply, Reply, SeekWhat,
+                            StatReply)
 
 from . import layout as dl
 from .common import (MISSING, DirCtx, DirFd, FileCtx, FileFd, merge_dir_iatts, post_iatt,
                      prepost, strip_phase1)
+
+#: copy_file_range between two bricks moves data in pieces of this size
+_COPY_CHUNK = 1 << 20
 
 
 class DhtInodeRead:
@@ -151,14 +155,73 @@ class DhtInodeRead:
                                                             xdata))
 
     async def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags, xdata=None):
-        """Both files on one brick: there; otherwise EXDEV, as between two
-        filesystems, so callers fall back to read and write."""
+        """Both files on one brick: wound there, so the brick copies (and
+        reflinks where its filesystem can).  On two bricks the data moves
+        here, through this translator on the client (`_copy_across`): no
+        brick talks to another, and a brick-side copy would need one to.
+        A clone made through gfapi's `copy_file` avoids that case: it
+        creates the destination on the source's brick (COLOCATE_KEY)."""
+        if flags:
+            raise FopError(errno.EINVAL, "copy_file_range takes no flags")
+        if length < 0 or off_in < 0 or off_out < 0:
+            raise FopError(errno.EINVAL)
         src = await self._fd_subvol(fd_in)
         dst = await self._fd_subvol(fd_out)
-        if src != dst:
-            raise FopError(errno.EXDEV, "the two files are on different bricks")
-        return await self._wind(src, "copy_file_range", fd_in, off_in, fd_out, off_out, length,
-                                flags, xdata)
+        if src == dst:
+            return await self._wind(src, "copy_file_range", fd_in, off_in, fd_out, off_out,
+                                    length, flags, xdata)
+        return await self._copy_across(fd_in, off_in, fd_out, off_out, length)
+
+    async def _copy_across(self, fd_in: Fd, off_in: int, fd_out: Fd, off_out: int,
+                           length: int) -> CopyRangeReply:
+        """readv and writev through this translator, the source's data
+        extents only (SEEK_DATA/SEEK_HOLE): holes stay holes in the copy.
+        The count covers a trailing hole too, as copy_file_range(2)'s does;
+        the destination is extended over it."""
+        pre = (await self.fstat(fd_out, None)).iatt
+        end = min(off_in + length, (await self.fstat(fd_in, None)).iatt.size)
+        pos, post = off_in, pre
+        while pos < end:
+            data_at = min(end, await self._next_extent(fd_in, pos, SeekWhat.DATA, end))
+            # a hole of the source over data of the destination: punched
+            hole_end = min(off_out + data_at - off_in, pre.size)
+            if hole_end > off_out + pos - off_in:
+                await self.discard(fd_out, off_out + pos - off_in,
+                                   hole_end - (off_out + pos - off_in), None)
+            if data_at >= end:
+                break
+            stop = min(end, await self._next_extent(fd_in, data_at, SeekWhat.HOLE, end))
+            while data_at < stop:
+                chunk = await self.readv(fd_in, min(_COPY_CHUNK, stop - data_at), data_at, 0,
+                                         None)
+                if not len(chunk.data):     # the source shrank meanwhile
+                    end = stop = data_at
+                    break
+                wrote = await self.writev(fd_out, chunk.data, off_out + data_at - off_in, 0,
+                                          None)
+                post = wrote.postbuf or post
+                data_at += wrote.count
+                if wrote.count < len(chunk.data):
+                    end = stop = data_at
+                    break
+            pos = stop
+        copied = max(0, end - off_in)
+        if copied and (post.size if post is not None else 0) < off_out + copied:
+            post = (await self.ftruncate(fd_out, off_out + copied, None)).postbuf
+        src = (await self.fstat(fd_in, None)).iatt
+        return CopyRangeReply(src, pre, post, copied)
+
+    async def _next_extent(self, fd: Fd, offset: int, what: SeekWhat, end: int) -> int:
+        """seek's answer; `end` when there is no more data, `offset` (for
+        data) or `end` (for a hole) when the brick cannot say."""
+        try:
+            return (await self.seek(fd, offset, what, None)).offset
+        except FopError as e:
+            if e.errno == errno.ENXIO:
+                return end
+            if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL):
+                return offset if what == SeekWhat.DATA else end
+            raise
 
     async def release(self, fd, xdata=None):
         where = fd.ctx.pop(self, None)

@@ -103,8 +103,7 @@ Departures from GlusterFS:
   anonymous-inode directory for renamed directories
   (``use-anonymous-inode``, accepted and without effect - deleted
   directories go to the brick's landfill as before GlusterFS 8),
-  put and copy_file_range (ENOTSUP: GlusterFS would wind them to one
-  child), icreate, namelink, lease and the lock-migration fops (ENOTSUP).
+  put (ENOTSUP: GlusterFS would wind it to one child), icreate, namelink, lease and the lock-migration fops (ENOTSUP).
 
 The package is split by concern as GlusterFS splits afr's sources; each
 part of the translator is a mixin class, composed into `Replicate` here:

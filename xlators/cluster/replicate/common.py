@@ -540,10 +540,6 @@ class AfrCommon:
     async def put(self, loc, mode, umask, flags, data, offset, xattrs, xdata=None):
         raise FopError(errno.ENOTSUP, "put is not replicated")
 
-    async def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags,
-                              xdata=None):
-        raise FopError(errno.ENOTSUP, "copy_file_range is not replicated")
-
     async def icreate(self, loc, mode, xdata=None):
         raise FopError(errno.ENOTSUP, "icreate is not served by replicate")
 

@@ -7,7 +7,7 @@ import dataclasses
 import errno
 import os
 
-from glusterpy.fops import GFID, Fd, FopError, Loc, Reply, UInt, WriteReply
+from glusterpy.fops import GFID, CopyRangeReply, Fd, FopError, Loc, Reply, UInt, WriteReply
 from glusterpy.keys import (ACTIVE_FD_COUNT, INODELK_COUNT, INODELK_DOM_COUNT, SBRAIN_CHOICE_KEY,
                             WRITE_IS_APPEND)
 
@@ -105,6 +105,64 @@ class AfrInodeWrite:
                 if is_ok(r) and r.count < best.count:
                     t.failed[i] = True
             return WriteReply(best.prebuf, best.postbuf, count=best.count, xdata=best.xdata)
+
+        return await self._transaction(txn, wind, finalize)
+
+    async def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags,
+                              xdata=None):
+        """Each replica copies its own copy of the source into its own copy
+        of the destination: one data transaction on the destination, as a
+        writev.  A replica whose source copy is not a good one (pending
+        heal) is not asked; the transaction counts it failed, so the
+        changelog marks its destination for heal from the others.  The
+        arbiter, which keeps no data, gets a one-byte write, as for writev."""
+        if flags:
+            raise FopError(errno.EINVAL, "copy_file_range takes no flags")
+        if length < 0 or off_in < 0 or off_out < 0:
+            raise FopError(errno.EINVAL)
+        await self._fix_open(fd_in)
+        await self._fix_open(fd_out)
+        src = self._ctx(fd_in.gfid)
+        if src.data is None or src.need_refresh or src.generation != self.event_generation:
+            src = await self._refresh(fd_in.gfid, fd_in)
+        good = self._readable_for(src, DATA_TXN)
+        if not any(g and self.child_up[i] and i != self.arbiter for i, g in enumerate(good)):
+            raise FopError(errno.EIO, f"no good copy of {fd_in.gfid} is up")
+        txn = self._inode_txn(DATA_TXN, "copy_file_range", fd=fd_out, start=off_out,
+                              length=length)
+
+        async def stale(i):
+            raise FopError(errno.EIO, f"{self.children[i].name} holds a stale copy of the source")
+
+        def wind(i):
+            if i == self.arbiter:
+                return self.children[i].writev(fd_out, b"\xff", off_out, 0, xdata)
+            if not good[i]:
+                return stale(i)
+            return self.children[i].copy_file_range(fd_in, off_in, fd_out, off_out, length,
+                                                    flags, xdata)
+
+        async def finalize(t: Txn):
+            copies = [i for i, r in enumerate(t.replies) if is_ok(r) and i != self.arbiter]
+            if not copies:
+                return await self._inode_write_finalize(t)
+            count = max(t.replies[i].count for i in copies)
+            if self.arbiter is not None and is_ok(t.replies[self.arbiter]):
+                a = t.replies[self.arbiter]
+                t.replies[self.arbiter] = CopyRangeReply(None, a.prebuf, a.postbuf, count)
+            best = await self._inode_write_finalize(t)
+            # a shorter copy than another replica's is a failure, as a short write
+            for i, r in enumerate(t.replies):
+                if is_ok(r) and r.count < best.count:
+                    t.failed[i] = True
+            # reads of the destination leave the replicas that did not copy
+            # at once, before the (maybe delayed) post-op accuses them on
+            # disk (GlusterFS's afr_set_in_flight_sb_status)
+            if t.ctx is not None and t.ctx.data is not None:
+                for i, failed in enumerate(t.failed):
+                    if failed and i < len(t.ctx.data):
+                        t.ctx.data[i] = False
+            return best
 
         return await self._transaction(txn, wind, finalize)
 

@@ -67,10 +67,14 @@ Departures from GlusterFS, each because stripe must be exact:
 * `block-size` patterns apply in order, the first match wins (GlusterFS's
   parser kept only the last entry of the list); sizes must be at least
   16KB, multiples of 512 and at most 1GB (GlusterFS set no maximum).
-* seek, rchecksum, icreate and namelink answer ENOTSUP (GlusterFS: seek
-  ENOTSUP, rchecksum checksummed the first piece only); fallocate's
-  COLLAPSE_RANGE and INSERT_RANGE answer ENOTSUP; put and copy_file_range
-  are served through this translator's own fops.
+* seek (SEEK_DATA/SEEK_HOLE) asks every piece and maps the answers back
+  to file offsets (GlusterFS: ENOTSUP, so QEMU saw a striped image as all
+  data).  rchecksum, icreate and namelink answer ENOTSUP (GlusterFS:
+  rchecksum checksummed the first piece only); fallocate's COLLAPSE_RANGE
+  and INSERT_RANGE answer ENOTSUP; put is served through this
+  translator's own fops.  copy_file_range between two files cut alike,
+  at offsets a whole stripe apart, is each child's copy of its own piece
+  (server-side, holes kept); otherwise readv/writev here.
 * `use-xattr off` stores no geometry: it comes from the options and the
   path, and a file reached by gfid alone whose geometry is not known here
   answers EINVAL rather than a guess.

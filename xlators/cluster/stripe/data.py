@@ -12,7 +12,7 @@ import os
 import trio
 
 from glusterpy.fops import (CopyRangeReply, Fd, FopError, Iatt, OpenReply, PrePostReply,
-                            ReadReply, WriteReply)
+                            ReadReply, SeekReply, SeekWhat, WriteReply)
 from glusterpy.xlator import Translator
 
 from .layout import SINGLE, FdCtx, Geometry, Op
@@ -164,13 +164,60 @@ class StripeData:
     put = Translator.put_with_own_fops  # so the new file is striped
 
     async def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags, xdata=None):
-        """readv from one fd and writev to the other, through this
-        translator, until `length` bytes or the end of the source."""
+        """Block by block on the children when the two files are cut alike
+        and the offsets are a whole stripe apart: every block of the source
+        then has its destination on the same child, and each child copies
+        its own piece (one call per child with coalesce, per block
+        without).  Otherwise readv/writev through this translator."""
         self._check_up()
         if flags:
             raise FopError(errno.EINVAL, "copy_file_range takes no flags")
         if length < 0 or off_in < 0 or off_out < 0:
             raise FopError(errno.EINVAL)
+        g_in = (await self._ctx_of(fd_in)).geometry
+        g_out = (await self._ctx_of(fd_out)).geometry
+        if g_in is None and g_out is None:
+            return await self.first_child.copy_file_range(fd_in, off_in, fd_out, off_out,
+                                                          length, flags, xdata)
+        if g_in is not None and g_in == g_out and \
+                (off_in - off_out) % (g_in.block_size * g_in.count) == 0:
+            return await self._copy_by_block(g_in, fd_in, off_in, fd_out, off_out, length,
+                                             xdata)
+        return await self._copy_through(fd_in, off_in, fd_out, off_out, length)
+
+    async def _copy_by_block(self, geometry: Geometry, fd_in: Fd, off_in: int, fd_out: Fd,
+                             off_out: int, length: int, xdata) -> CopyRangeReply:
+        pre = (await self.fstat(fd_out, None)).iatt
+        n = max(0, min(length, (await self.fstat(fd_in, None)).iatt.size - off_in))
+        # the same child on both sides, its piece offset moved by `shift`
+        shift = geometry.local_offset(off_in) - geometry.local_offset(off_out) \
+            if geometry.coalesce else off_in - off_out
+
+        def call_of(op):
+            async def copy():
+                done = 0
+                while done < op.length:   # a piece's copy may come back short
+                    r = await self.children[op.child].copy_file_range(
+                        fd_in, op.local + done, fd_out, op.local - shift + done,
+                        op.length - done, 0, xdata)
+                    if not r.count:       # the piece ends: the rest is a hole
+                        await self.children[op.child].discard(
+                            fd_out, op.local - shift + done, op.length - done, xdata)
+                        break
+                    done += r.count
+                return done
+            return copy
+        results = await self._run_ops(geometry.plan(off_in, n), call_of)
+        self._raise_first(results)
+        post = (await self.fstat(fd_out, None)).iatt
+        if n and post.size < off_out + n:   # a hole at the end of the range
+            post = (await self.ftruncate(fd_out, off_out + n, None)).postbuf
+        src = (await self.fstat(fd_in, None)).iatt
+        return CopyRangeReply(src, pre, post, n)
+
+    async def _copy_through(self, fd_in: Fd, off_in: int, fd_out: Fd, off_out: int,
+                            length: int) -> CopyRangeReply:
+        """readv and writev through this translator, in pieces."""
         pre_dst = (await self.fstat(fd_out, None)).iatt
         copied = 0
         while copied < length:
@@ -186,11 +233,65 @@ class StripeData:
         src = (await self.fstat(fd_in, None)).iatt
         return CopyRangeReply(src, pre_dst, post_dst, copied)
 
-    # -- fops a striped file cannot serve ------------------------------------------
-
     async def seek(self, fd, offset, what, xdata=None):
-        raise FopError(errno.ENOTSUP, "seek (SEEK_DATA/SEEK_HOLE) is not served by "
-                                      "cluster/stripe, as in GlusterFS")
+        """SEEK_DATA/SEEK_HOLE from the pieces: each child is asked from
+        its first block at or after `offset`, its answer mapped back to
+        file offsets, the nearest wins.  Without coalesce a piece's holes
+        include the other children's blocks, so a hole is looked for block
+        by block."""
+        self._check_up()
+        ctx = await self._ctx_of(fd)
+        geometry = ctx.geometry
+        if geometry is None:
+            return await self.first_child.seek(fd, offset, what, xdata)
+        size = (await self.fstat(fd, None)).iatt.size
+        if offset < 0 or offset >= size:
+            raise FopError(errno.ENXIO)
+        bs, n = geometry.block_size, geometry.count
+        if what == SeekWhat.HOLE and not geometry.coalesce:
+            pos = offset
+            while pos < size:
+                end = (pos // bs + 1) * bs
+                at = await self._piece_seek(fd, (pos // bs) % n, pos, what, xdata)
+                if at is None or at < end:
+                    return SeekReply(min(pos if at is None else at, size))
+                pos = end
+            return SeekReply(size)
+        found = []
+        for child in range(n):
+            block = offset // bs
+            block += (child - block) % n
+            start = offset if block == offset // bs else block * bs
+            if start >= size:
+                continue
+            local = geometry.local_offset(start)
+            at = await self._piece_seek(fd, child, local, what, xdata)
+            if at is None:              # ENXIO: past the end of this piece
+                if what == SeekWhat.HOLE:
+                    found.append(start)
+                continue
+            if geometry.coalesce:       # back to file coordinates
+                k, within = divmod(at, bs)
+                at = (k * n + child) * bs + within
+            found.append(at)
+        if not found:
+            if what == SeekWhat.DATA:
+                raise FopError(errno.ENXIO)
+            return SeekReply(size)
+        best = min(found)
+        if what == SeekWhat.DATA and best >= size:
+            raise FopError(errno.ENXIO)
+        return SeekReply(min(best, size))
+
+    async def _piece_seek(self, fd: Fd, child: int, local: int, what, xdata) -> int | None:
+        try:
+            return (await self.children[child].seek(fd, local, what, xdata)).offset
+        except FopError as e:
+            if e.errno == errno.ENXIO:
+                return None
+            raise
+
+    # -- fops a striped file cannot serve ------------------------------------------
 
     async def rchecksum(self, fd, offset, length, xdata=None):
         raise FopError(errno.ENOTSUP, "rchecksum of a striped file: no piece holds the "

@@ -206,13 +206,18 @@ class PosixFdOps:
     @offloading_fop
     async def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags,
                               xdata=None):
-        """One copy_file_range(2) call, as GlusterFS; the count may be short."""
+        """copy_file_range(2) over the source's data extents (`_copy_range`):
+        GlusterFS makes one call, whose kernel copy writes a sparse image's
+        holes out as zeros unless the filesystem reflinks; here holes stay
+        holes on every filesystem, and XFS/btrfs still share the extents.
+        The count covers the range up to the end of the source."""
         if flags:
             raise FopError(errno.EINVAL, "copy_file_range takes no flags")
+        if length < 0 or off_in < 0 or off_out < 0:
+            raise FopError(errno.EINVAL)
         src, dst = self._of(fd_in), self._of(fd_out)
         pre_dst = self._fd_iatt(dst)
-        # one call, as GlusterFS: the count says how much was copied
-        count = await self._blocking((src, dst), os.copy_file_range, src.osfd, dst.osfd,
+        count = await self._blocking((src, dst), _copy_range, src.osfd, dst.osfd,
                                      length, off_in, off_out)
         post_dst = self._fd_iatt(dst, touch=MDATA_C | MDATA_M)
         return CopyRangeReply(self._fd_iatt(src, touch=self._atime_asked()), pre_dst, post_dst,
@@ -381,6 +386,57 @@ def _write_zeros(osfd: int, offset: int, length: int) -> None:
     while done < length:
         n = os.pwrite(osfd, memoryview(chunk)[:min(len(chunk), length - done)], offset + done)
         done += n
+
+
+def _copy_range(src: int, dst: int, length: int, off_in: int, off_out: int) -> int:
+    """Copy [off_in, off_in+length) of `src` (up to its end) to `off_out` of
+    `dst`: its data extents with copy_file_range(2) (a reflink on XFS and
+    btrfs), its holes as holes - punched where `dst` had data, so the range
+    reads as the source's.  Returns the bytes of the range covered; `dst`
+    is extended over a hole at its end."""
+    end = min(off_in + length, os.fstat(src).st_size)
+    if end <= off_in:
+        return 0
+    dst_size = os.fstat(dst).st_size
+    pos = off_in
+    while pos < end:
+        data = min(_seek(src, pos, os.SEEK_DATA, end), end)
+        if data > pos:
+            _make_hole(dst, off_out + pos - off_in, data - pos, dst_size)
+        if data >= end:
+            break
+        hole = min(_seek(src, data, os.SEEK_HOLE, end), end)
+        while data < hole:
+            n = os.copy_file_range(src, dst, hole - data, data, off_out + data - off_in)
+            if n == 0:              # the source shrank meanwhile
+                return data - off_in
+            data += n
+        pos = hole
+    if os.fstat(dst).st_size < off_out + end - off_in:
+        os.ftruncate(dst, off_out + end - off_in)
+    return end - off_in
+
+
+def _seek(fd: int, offset: int, whence: int, end: int) -> int:
+    try:
+        return os.lseek(fd, offset, whence)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # no data (or only the final hole) after offset
+            return end
+        raise
+
+
+def _make_hole(fd: int, offset: int, length: int, size: int) -> None:
+    """[offset, offset+length) of a file of `size` bytes reads zeros."""
+    length = min(length, size - offset)
+    if length <= 0:
+        return
+    try:
+        _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        _write_zeros(fd, offset, length)
 
 
 def _zerofill(osfd: int, offset: int, length: int, sync: bool) -> None:
