@@ -418,15 +418,16 @@ class Worker:
                 log.warning("%s: %s", e.path, err)
             if st.S_ISDIR(e.mode):
                 dirs.append((e, pst))
-        # directories' times after their contents changed them
+        if not _flag(self.conf["config"].get("ignore-deletes", "false")):
+            await self.sync_deletes(primary, secondary, counts)
+        # directories' times last: their contents' changes moved them
         for e, pst in reversed(dirs):
             with contextlib.suppress(OSError):
                 cur = await secondary.lstat(e.path)
-                if (cur.st_mtime_ns, cur.st_atime_ns) != (pst.st_mtime_ns, pst.st_atime_ns):
+                if cur.st_mtime_ns != pst.st_mtime_ns:
                     await secondary.utime(e.path, ns=(pst.st_atime_ns, pst.st_mtime_ns),
                                           follow_symlinks=False)
-        if not _flag(self.conf["config"].get("ignore-deletes", "false")):
-            await self.sync_deletes(primary, secondary, counts)
+                    counts.meta += 1
         return counts
 
     async def _sec_gfid(self, secondary, path: str) -> GFID | None:
