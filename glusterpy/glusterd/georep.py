@@ -33,8 +33,8 @@ pause, resume and config need no restart), and writes its status to
 BRICK.status.json beside it (glusterpy/georep/worker.py), which `status()`
 reads - GlusterFS's monitor.status and brick status files.
 
-Files: WORKDIR/geo-replication/SESSION/*.json, *.status.json, *.pid;
-WORKDIR/logs/geo-replication/SESSION/*.log.
+Files: WORKDIR/geo-replication/SESSION/*.json, *.status.json;
+WORKDIR/run/geo-replication/SESSION/*.pid; WORKDIR/logs/geo-replication/SESSION/*.log.
 """
 
 from __future__ import annotations
@@ -286,8 +286,9 @@ class GeorepService:
         s = vol.georep[key[1]]
         sdir = self.session_dir(vol, s)
         logs = Path(self.gd.store.log_dir) / "geo-replication" / sdir.name
+        run = Path(self.gd.store.run_dir) / "geo-replication" / sdir.name
         brick = _safe(key[2])
-        return sdir / f"{brick}.json", sdir / f"{brick}.pid", logs / f"{brick}.log"
+        return sdir / f"{brick}.json", run / f"{brick}.pid", logs / f"{brick}.log"
 
     async def reconcile(self) -> None:
         if self.gd._nursery is None:
