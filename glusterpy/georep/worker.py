@@ -94,6 +94,7 @@ import trio
 
 from ..fops import GFID
 from ..keys import DHT_LINKTO_KEY, GFID_KEY, GFID_STRING_KEY
+from ..volfile import NOPERF_SUFFIX
 
 log = logging.getLogger("glusterpy.georep")
 
@@ -310,13 +311,23 @@ class Worker:
         s = self.conf["session"]
         servers = mgmt.volfile_servers(s["secondary_hosts"] or [s["secondary_host"]],
                                        s["secondary_port"])
-        fetched = await mgmt.fetch_volfile(servers, s["secondary_volume"])
+        # both clients without performance translators (VOL.noperf): a
+        # cache would show the worker names that another client removed
+        # (GlusterFS 10's glusterd has no such volfile: its plain one then)
+        skey = s["secondary_volume"] + NOPERF_SUFFIX
+        try:
+            fetched = await mgmt.fetch_volfile(servers, skey)
+        except mgmt.VolfileFetchError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            skey = s["secondary_volume"]
+            fetched = await mgmt.fetch_volfile(servers, skey)
         first = fetched.server.host
         hosts = [first] + [h for h in (s["secondary_hosts"] or []) if h != first]
         host, _, port = self.conf["volfile_server"].rpartition(":")
-        primary = AsyncVolume.from_server([host], self.conf["primary"], int(port))
-        secondary = AsyncVolume.from_server(hosts, s["secondary_volume"],
-                                            s["secondary_port"])
+        primary = AsyncVolume.from_server([host], self.conf["primary"] + NOPERF_SUFFIX,
+                                          int(port))
+        secondary = AsyncVolume.from_server(hosts, skey, s["secondary_port"])
         async with primary, secondary:
             primary.umask = secondary.umask = 0
             self.status.secondary_node = first
