@@ -384,3 +384,87 @@ def test_session_mirrors_the_primary(pair):
     for f in (pair.p.workdir / "run" / "geo-replication").rglob("*.pid"):
         assert not Path(f"/proc/{int(f.read_text())}").exists()
     assert pair.geo("delete", "reset-sync-time").rc == 0
+
+
+# -- a secondary of two nodes, the named one down ------------------------------------
+
+NS_PORT = 24419
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+def test_workers_use_another_secondary_host_when_the_named_one_is_down(tmp_path):
+    """GlusterFS issue #3956: every worker Faulty while the one secondary
+    host named at create time is down.  Here the primary is one node, the
+    secondary two (each in a network namespace); the session names node 2;
+    with node 2's glusterpyd stopped (its brick still serving, as a brick
+    outlives its glusterd) a restarted worker gets the secondary's volfile
+    from node 3 and goes on syncing."""
+    from test_glusterd_cluster import SUBNET, in_netns, switched_namespaces
+    with switched_namespaces(3) as namespaces:
+        nodes = [Daemon(tmp_path / f"node{i}", port=NS_PORT, address=f"{SUBNET}.{i}",
+                        netns=ns) for i, ns in enumerate(namespaces, 1)]
+        n1, n2, n3 = nodes
+        h1, h2, h3 = (f"{SUBNET}.{i}" for i in (1, 2, 3))
+        try:
+            for d in nodes:
+                d.start()
+            n1.ok("volume", "create", "pv", *[f"{h1}:{tmp_path}/pb{i}" for i in range(2)])
+            n1.ok("volume", "start", "pv")
+            n2.ok("peer", "probe", f"{h3}:{NS_PORT}")
+            n2.ok("volume", "create", "sv", f"{h2}:{tmp_path}/sb2", f"{h3}:{tmp_path}/sb3")
+            n2.ok("volume", "start", "sv")
+            secondary = f"{h2}:{NS_PORT}::sv"
+
+            def geo(*words):
+                return n1.ok("volume", "geo-replication", "pv", secondary, *words)
+
+            def rows():
+                return geo("status", "--json").json()["rows"]
+
+            def write(names):
+                in_netns(n1.netns, f"""
+                    from glusterpy.gfapi import Volume
+                    with Volume("{h1}", "pv", port={NS_PORT}) as vol:
+                        for name in {names!r}:
+                            with vol.fopen("/" + name, "wb") as f:
+                                f.write(name.encode() * 100)
+                """)
+
+            def on_secondary(name) -> bytes | None:
+                for b in ("sb2", "sb3"):
+                    p = tmp_path / b / name
+                    if p.exists() and p.stat().st_size:
+                        return p.read_bytes()
+                return None
+
+            def checkpoint():
+                geo("config", "checkpoint", "now")
+                wait_for(lambda: [r for r in rows() if r["status"] == "Active"] and all(
+                    r["checkpoint_completed"] for r in rows() if r["status"] == "Active"),
+                    90, "the checkpoint")
+
+            r = geo("create", "push-pem")
+            assert "has been successful" in r.out
+            session = geo("status", "--json").json()["sessions"][f"{h2}:{NS_PORT}::sv"]
+            assert session["secondary_hosts"] == [h2, h3]
+            geo("config", "change-interval", "1")
+            geo("start")
+            names = [f"f{i}" for i in range(8)]
+            write(names)
+            checkpoint()
+            assert all(on_secondary(n) == n.encode() * 100 for n in names)
+            assert {r["secondary_node"] for r in rows() if r["status"] == "Active"} == {h2}
+
+            n2.stop()  # its glusterd only: the brick on node 2 keeps serving
+            for r in rows():
+                if r["worker_pid"]:
+                    os.kill(r["worker_pid"], signal.SIGKILL)
+            more = [f"g{i}" for i in range(8)]
+            write(more)
+            checkpoint()
+            assert all(on_secondary(n) == n.encode() * 100 for n in more)
+            assert {r["secondary_node"] for r in rows() if r["status"] == "Active"} == {h3}
+        finally:
+            for d in nodes:
+                d.cleanup()
