@@ -349,6 +349,17 @@ def test_session_mirrors_the_primary(pair):
     assert pair.svol.getxattr("/over", "glusterfs.gfid.string") == \
         v.getxattr("/d1/f", "glusterfs.gfid.string")  # still a hard link of /d1/f
 
+    # one byte changed in a 3 MiB file: one block crosses the wire, not the file
+    def sent():
+        return next(r for r in pair.rows() if r["status"] == "Active")["bytes_synced_total"]
+    before = sent()
+    with v.fopen("/d3/new", "r+b") as f:
+        f.lseek(1 << 20, os.SEEK_SET)
+        f.write(b"!")
+    pair.checkpoint()
+    pair.assert_mirrored()
+    assert 0 < sent() - before <= 128 << 10, sent() - before
+
     # kill -9 the Active worker: glusterpyd restarts it, and it resumes
     active = next(r for r in pair.rows() if r["status"] == "Active")
     pid = active["worker_pid"]

@@ -358,7 +358,7 @@ class GeorepService:
                         for k in ("secondary_node", "status", "crawl_status", "last_synced",
                                   "entry", "data", "meta", "failures",
                                   "checkpoint_completed", "checkpoint_completion_time",
-                                  "faulty_reason"):
+                                  "faulty_reason", "bytes_synced", "bytes_synced_total"):
                             if k in doc:
                                 row[k] = doc[k]
                     elif p is not None and not p.running and p.last_exit:
