@@ -390,10 +390,34 @@ def test_session_mirrors_the_primary(pair):
     pair.checkpoint()
     pair.assert_mirrored()
 
+    # glusterpyd restarted (kill -9): it adopts the running workers
+    pids = sorted(r["worker_pid"] for r in pair.rows())
+    pair.p.kill9()
+    pair.p.start()
+    assert sorted(r["worker_pid"] for r in pair.rows()) == pids
+    with v.fopen("/after-restart", "wb") as f:
+        f.write(b"y")
+    pair.checkpoint()
+    pair.assert_mirrored()
+
+    # the secondary volume stopped: Faulty, with the reason; started: Active again
+    pair.s.ok("volume", "stop", "sv", "--mode=script")
+    wait_for(lambda: any(r["status"] == "Faulty" and r["faulty_reason"]
+                         for r in pair.rows()), 60, "Faulty")
+    table = pair.p.ok("volume", "geo-replication", "pv", pair.secondary, "status").out
+    assert "Faulty: 127.0.0.1:" in table, table
+    pair.s.ok("volume", "start", "sv")
+    with v.fopen("/after-fault", "wb") as f:
+        f.write(b"z")
+    pair.checkpoint(timeout=150)
+    pair.assert_mirrored()
+
     assert pair.geo("stop").rc == 0
     assert all(r["status"] == "Stopped" and r["worker_pid"] is None for r in pair.rows())
     for f in (pair.p.workdir / "run" / "geo-replication").rglob("*.pid"):
-        assert not Path(f"/proc/{int(f.read_text())}").exists()
+        stat = Path(f"/proc/{int(f.read_text())}/stat")
+        # gone, or a zombie whose parent (the glusterpyd killed above) cannot reap it
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
     assert pair.geo("delete", "reset-sync-time").rc == 0
 
 
