@@ -16,6 +16,7 @@ them through; and that bad input changes nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat as st
@@ -412,13 +413,25 @@ def test_session_mirrors_the_primary(pair):
     pair.checkpoint(timeout=150)
     pair.assert_mirrored()
 
+    synced = max(r["last_synced"] or 0 for r in pair.rows())
     assert pair.geo("stop").rc == 0
     assert all(r["status"] == "Stopped" and r["worker_pid"] is None for r in pair.rows())
     for f in (pair.p.workdir / "run" / "geo-replication").rglob("*.pid"):
         stat = Path(f"/proc/{int(f.read_text())}/stat")
         # gone, or a zombie whose parent (the glusterpyd killed above) cannot reap it
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    # the sync time is on the secondary's root; delete reset-sync-time removes it
+    from glusterpy.georep.worker import stime_key, unpack_time
+    session = pair.geo("status", "--json").json()["sessions"][pair.secondary]
+    volume_id = json.loads((pair.p.workdir / "vols" / "pv" / "info.json").read_text())["id"]
+    key = stime_key(volume_id, session["secondary_id"], 0)
+    assert session["secondary_id"]
+    # (read on the bricks: the test's client caches the root's xattrs)
+    for b in ("sb0", "sb1"):
+        assert synced <= unpack_time(os.getxattr(pair.tmp / b, key)) <= time.time()
     assert pair.geo("delete", "reset-sync-time").rc == 0
+    for b in ("sb0", "sb1"):
+        assert key not in os.listxattr(pair.tmp / b)
 
 
 # -- a secondary of two nodes, the named one down ------------------------------------

@@ -17,6 +17,7 @@ checkpoint_completion_time, faulty_reason} - GlusterFS's columns.
 
 from __future__ import annotations
 
+import errno
 import re
 
 from ...gfapi.exceptions import LibgfapiException
@@ -76,16 +77,46 @@ async def post_georep(gd, req):
             raise ApiError(400, str(e)) from None
     if action == "delete" and flag(body.get("reset_sync_time")):
         args["reset_sync_time"] = True
+        try:
+            await reset_sync_time(gd, name, session_key(host, port, svol))
+        except ValueError as e:
+            gd.audit(who_asked(req), "geo-replication", args, f"failed: {e}")
+            raise ApiError(400, str(e)) from None
     result = await run_transaction(gd, req, "geo-replication", args)
     vol = result["volume"]
     key = session_key(host, port, svol)
     session = vol.georep.get(key)
     doc = {"volume": vol.name, "session": session.to_json() if session else None,
            "secondary": key}
-    if action == "delete" and args.get("reset_sync_time"):
-        # the sync time is the secondary's (worker.py); a new session starts over
-        doc["reset_sync_time"] = "the next session of this pair starts with a full sync"
     return Response(200, doc)
+
+
+async def reset_sync_time(gd, name: str, key: str) -> None:
+    """`delete reset-sync-time`: remove the session's sync times (stime)
+    from the secondary's root, where the workers keep them, so that a new
+    session of this pair starts without them (GlusterFS removes its stime
+    xattrs from the primary's bricks).  Done before the delete is
+    committed: a session that is not stopped, or a secondary that cannot
+    be reached, fails the command and nothing changes."""
+    from ...gfapi.aio import AsyncVolume
+    from ...georep.worker import stime_key
+    vol = volume_or_404(gd, name)
+    s = vol.georep.get(key)
+    if s is None or s.status in ("Started", "Paused"):
+        return  # the operation itself refuses it, with glusterd's message
+    sets = max(len(vol.bricks) // max(vol.replica * vol.stripe, 1), 1)
+    try:
+        async with AsyncVolume.from_server(s.secondary_hosts or [s.secondary_host],
+                                           s.secondary_volume, s.secondary_port) as sec:
+            for i in range(sets):
+                try:
+                    await sec.removexattr("/", stime_key(vol.id, s.secondary_id or s.id, i))
+                except OSError as e:
+                    if e.errno not in (errno.ENODATA, getattr(errno, "ENOATTR", errno.ENODATA)):
+                        raise
+    except (OSError, LibgfapiException) as e:
+        raise ValueError(f"reset-sync-time: the secondary {key} cannot be changed ({e}); "
+                         "the session is kept") from None
 
 
 async def _rows(gd, name: str, key: str | None) -> list[dict]:
