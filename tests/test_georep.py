@@ -292,6 +292,13 @@ def test_bad_input_changes_nothing(pair):
     log = p.ok("volume", "log", "pv", "--json").json()
     assert any(e["op"] == "geo-replication" and e["result"].startswith("failed")
                for e in log["entries"])
+    # config: list, one key, set, reset
+    listing = pair.geo("config").out.splitlines()
+    assert "change-interval:5" in listing and "sync-xattrs:true" in listing, listing
+    assert pair.geo("config", "change-interval", "3").rc == 0
+    assert pair.geo("config", "change-interval").out.strip() == "3"
+    assert pair.geo("config", "!change-interval").rc == 0
+    assert pair.geo("config", "change-interval").out.strip() == "5"
     # nothing was started for a session that is only created
     assert pair.rows()[0]["status"] == "Created"
     assert pair.geo("delete").rc == 0
