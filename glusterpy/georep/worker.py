@@ -651,7 +651,14 @@ class Worker:
                 not os.path.isdir(os.path.join(brick, ".glusterfs", "changelogs", "htime")):
             return None
         try:
-            return list(cl.changelogs_between(brick, self.stime, time.time()))
+            # the rolled-over changelogs from stime on (libgfchangelog's
+            # history); what the current CHANGELOG holds comes in the one it
+            # is rolled over to, whose time is after stime then too
+            records: list = []
+            for path in cl.changelogs_between(brick, int(self.stime), int(time.time())):
+                with open(path, "rb") as f:
+                    records.extend(cl.parse(f.read()))
+            return records
         except Exception as e:  # noqa: BLE001 - an unreadable journal: crawl instead
             log.warning("changelogs of %s unreadable (%s): full crawl", brick, e)
             return None
