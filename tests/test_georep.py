@@ -523,3 +523,77 @@ def test_workers_use_another_secondary_host_when_the_named_one_is_down(tmp_path)
         finally:
             for d in nodes:
                 d.cleanup()
+
+
+# -- a GlusterFS 10 volume as the secondary -----------------------------------------------
+
+
+@pytest.mark.interop
+@pytest.mark.slow
+def test_glusterfs10_secondary(glusterd, tmp_path):
+    """The worker writes through a client of the secondary, so a GlusterFS
+    10 volume serves as one: the session is created against its glusterd
+    (GETSPEC and GET_VOLUME_INFO), the worker falls back from VOL.noperf,
+    which glusterd does not know, to the plain volfile, and the tree
+    arrives with the primary's gfids, contents, modes, owners and mtimes,
+    also when a second crawl finds what the first one made there."""
+    from glusterpy.gfapi import Volume as GVolume
+    brick = tmp_path / "gfbrick"
+    brick.mkdir()
+    name = glusterd.create_volume(brick)
+    p = Daemon(tmp_path / "primary")
+    pvol = svol = None
+    try:
+        p.start()
+        p.ok("volume", "create", "pv", f"127.0.0.1:{tmp_path}/pb0")
+        p.ok("volume", "start", "pv")
+        pvol = GVolume("127.0.0.1", "pv", port=p.port)
+        pvol.mount()
+        pvol.makedirs("/a/b")
+        with pvol.fopen("/a/f", "wb") as f:
+            f.write(b"to GlusterFS " * 500)
+        pvol.symlink("f", "/a/l")
+        pvol.chown("/a/f", 1000, 1000)
+        pvol.chmod("/a/b", 0o700)
+        pvol.setxattr("/a/f", "user.k", b"v")
+        secondary = f"127.0.0.1::{name}"
+
+        def geo(*words):
+            return p.ok("volume", "geo-replication", "pv", secondary, *words)
+        geo("create", "push-pem")
+        session = geo("status", "--json").json()["sessions"][secondary]
+        assert session["secondary_id"] == str(glusterd.volume_id(name))
+        geo("config", "change-interval", "1")
+        geo("start")
+
+        def checkpoint():
+            time.sleep(0.05)
+            geo("config", "checkpoint", "now")
+            wait_for(lambda: any(r["checkpoint_completed"] for r in
+                                 geo("status", "--json").json()["rows"]), 90, "the checkpoint")
+
+        def compare():
+            primary, second = _tree(pvol), _tree(svol)
+            assert primary.keys() == second.keys()
+            for path in primary:
+                assert primary[path] == second[path], path
+        checkpoint()
+        svol = GVolume("127.0.0.1", name)
+        svol.mount()
+        compare()
+        # a second crawl, over what the first one made there
+        with pvol.fopen("/a/f", "ab") as f:
+            f.write(b"appended")
+        pvol.rename("/a/b", "/a/c")
+        pvol.unlink("/a/l")
+        pvol.setxattr("/a/c", "user.k2", b"w")
+        checkpoint()
+        compare()
+        geo("stop")
+        geo("delete")
+    finally:
+        for v in (pvol, svol):
+            if v is not None:
+                v.umount()
+        p.cleanup()
+        glusterd.stop_volume(name)
