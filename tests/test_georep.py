@@ -146,7 +146,16 @@ def test_session_operations(tmp_path):
         .georep["h::sv"].config == {"sync-xattrs": "false"}
     assert _apply(c, action="config", key="checkpoint", value="now") \
         .georep["h::sv"].checkpoint > time.time() - 60
+    from glusterpy.glusterd.ops import prepare_delete, prepare_stop
+    with pytest.raises(ValueError, match="geo-replication sessions are active"):
+        prepare_stop(c, {"name": "pv"})
+    assert prepare_stop(c, {"name": "pv", "force": True}).status == "Stopped"
+    stopped = _cluster(tmp_path, status="Stopped")
+    stopped.volumes["pv"].georep = c.volumes["pv"].georep
+    with pytest.raises(ValueError, match="1 active geo-replication sessions"):
+        prepare_delete(stopped, {"name": "pv"})
     assert _apply(c, action="stop").georep["h::sv"].status == "Stopped"
+    assert prepare_stop(c, {"name": "pv"}).status == "Stopped"
     assert "h::sv" not in _apply(c, action="delete").georep
     assert "georep" not in c.volumes["pv"].to_json()  # an old document's shape again
     c2 = _cluster(tmp_path, status="Stopped")

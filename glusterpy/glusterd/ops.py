@@ -240,10 +240,19 @@ def prepare_start(cluster: Cluster, args: dict) -> Volume:
     return vol
 
 
+def _active_sessions(vol: Volume) -> list[str]:
+    return [k for k, s in vol.georep.items() if s.status in ("Started", "Paused")]
+
+
 def prepare_stop(cluster: Cluster, args: dict) -> Volume:
     vol = copy.deepcopy(cluster.volume(args.get("name")))
     if vol.status != "Started":
         raise ValueError(f"Volume {vol.name} is not in the started state")
+    if _active_sessions(vol) and not args.get("force"):
+        # glusterd_check_geo_rep_running's message
+        raise ValueError(f"geo-replication sessions are active for the volume {vol.name}.\n"
+                         "Stop geo-replication sessions involved in this volume. Use "
+                         "'volume geo-replication status' command for more info.")
     vol.status = "Stopped"
     return vol
 
@@ -253,6 +262,9 @@ def prepare_delete(cluster: Cluster, args: dict) -> None:
     if vol.status == "Started":
         raise ValueError(f"Volume {vol.name} has been started.Volume needs to be stopped "
                          "before deletion.")
+    if _active_sessions(vol):
+        raise ValueError(f"Cannot delete Volume {vol.name} ,as it has "
+                         f"{len(_active_sessions(vol))} active geo-replication sessions.")
     return None
 
 
