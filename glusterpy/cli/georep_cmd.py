@@ -19,9 +19,10 @@ COMPLETION TIME), and for a Faulty worker its reason under the table
 a secondary glusterpyd that is not on 24007.  The commands are REST calls
 (glusterpy/glusterd/routes/georep.py); `--json` prints the API's answer.
 
-`push-pem` is accepted: the transport is the GlusterFS protocol, whose TLS
-keys `glusterpy tls setup` distributes (glusterpy/georep/worker.py says
-why), so there is no SSH key to push.
+`push-pem` has no SSH key to push: the transport is the GlusterFS
+protocol (glusterpy/georep/worker.py says why); it says so, and what a
+secondary using TLS needs (its CA list and this pool's listing each other's
+certificates), which it does not set up yet.
 """
 
 from __future__ import annotations
@@ -206,6 +207,8 @@ def run(client: ApiClient, opts, words: list[str]) -> int:
         ing, _ = VERBS[action]
         print(f"{ing} geo-replication session between {primary} & {secondary} has been "
               "successful")
+        if doc.get("push_pem"):
+            print(doc["push_pem"], file=sys.stderr)
     return 0
 
 

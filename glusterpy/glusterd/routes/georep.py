@@ -26,6 +26,12 @@ from ..georep import ACTIONS, parse_secondary, session_key
 from ..http import ApiError, Response
 from .handlers import flag, peer_of, run_transaction, volume_or_404, who_asked
 
+#: what `create push-pem` does here (GlusterFS pushes the workers' SSH keys)
+PUSH_PEM_NOTE = ("push-pem: no SSH key to push - the workers reach the secondary over the "
+                 "GlusterFS protocol. If the secondary volume uses TLS (client.ssl/server.ssl), "
+                 "its nodes' glusterfs.ca must list this pool's certificates and this pool's "
+                 "must list theirs (glusterpy tls setup on each side; not done by push-pem "
+                 "yet).")
 _REMOTE_HOST = re.compile(r"^\s*option\s+remote-host\s+(\S+)\s*$", re.M)
 
 
@@ -88,6 +94,8 @@ async def post_georep(gd, req):
     session = vol.georep.get(key)
     doc = {"volume": vol.name, "session": session.to_json() if session else None,
            "secondary": key}
+    if args.get("push_pem"):
+        doc["push_pem"] = PUSH_PEM_NOTE
     return Response(200, doc)
 
 
