@@ -348,7 +348,9 @@ class GeorepService:
                 if s.status == "Created":
                     row["status"] = "Created"
                 p = self.processes.get((name, skey, b.path))
-                if s.status in ("Started", "Paused"):
+                if s.status in ("Started", "Paused") and vol.status != "Started":
+                    row["faulty_reason"] = f"the primary volume {name} is not started"
+                elif s.status in ("Started", "Paused"):
                     row["status"] = "Initializing..." if s.status == "Started" else "Paused"
                     try:
                         doc = json.loads((sdir / f"{_safe(b.path)}.status.json").read_text())

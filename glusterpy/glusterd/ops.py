@@ -21,7 +21,8 @@ fields as attributes):
                  "metadata"? (device lv: storage/bd's companion directory)}],
      "device"?: "lv" (bricks are LVM volume groups, served by storage/bd),
      "options": {volume set key: value}, "version" (bumped by every commit),
-     "tasks": {"remove-brick": {...}, "rebalance": {...}}}
+     "tasks": {"remove-brick": {...}, "rebalance": {...}},
+     "georep"?: {"HOST::SECONDARY": a geo-replication session (glusterd/georep.py)}}
 
 A task is a rebalance, or remove-brick's migration, that the nodes it names
 run (glusterd/rebalance.py): its id, command, commit hash and nodes.
