@@ -446,6 +446,7 @@ def test_session_mirrors_the_primary(pair):
     for b in ("sb0", "sb1"):
         assert synced <= unpack_time(os.getxattr(pair.tmp / b, key)) <= time.time()
     assert pair.geo("delete", "reset-sync-time").rc == 0
+    assert not list((pair.p.workdir / "geo-replication").iterdir())
     for b in ("sb0", "sb1"):
         assert key not in os.listxattr(pair.tmp / b)
 

@@ -39,6 +39,7 @@ WORKDIR/run/geo-replication/SESSION/*.pid; WORKDIR/logs/geo-replication/SESSION/
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -320,6 +321,13 @@ class GeorepService:
             with trio.move_on_after(30):
                 await p.stopped()
             self._scopes.pop(key).cancel()
+            if not p.running:
+                # a stopped session's rows do not read them; start rewrites them
+                for path in (p.volfile, p.volfile.with_name(
+                        p.volfile.name.removesuffix(".json") + ".status.json")):
+                    path.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    p.volfile.parent.rmdir()  # the session's last worker here
 
     async def _supervise(self, p: WorkerProcess, scope: trio.CancelScope) -> None:
         with scope:
