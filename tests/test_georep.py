@@ -427,6 +427,13 @@ def test_session_mirrors_the_primary(pair):
     with v.fopen("/after-fault", "wb") as f:
         f.write(b"z")
     pair.checkpoint(timeout=150)
+
+    def reconnected():  # the test's own client reconnects every 3 s
+        try:
+            return _tree(pair.svol) is not None  # both bricks answer
+        except OSError:
+            return False
+    wait_for(reconnected, 30, "the test's client of the secondary")
     pair.assert_mirrored()
 
     synced = max(r["last_synced"] or 0 for r in pair.rows())
