@@ -180,17 +180,6 @@ class AsyncFile(GraphHandle):
         self._writable()
         await self._call("zerofill", offset, length, None)
 
-    async def rchecksum(self, offset: int, length: int) -> tuple[int, bytes]:
-        """The brick's checksums of `length` bytes at `offset` - (adler32,
-        MD5) as GlusterFS's posix computes them - without the data crossing
-        the wire (the rchecksum fop; geo-replication compares blocks with
-        it).  Ours: libgfapi has no call for it."""
-        self._check()
-        if offset < 0 or length < 0:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), self.path)
-        reply = await self._call("rchecksum", offset, length, None)
-        return reply.weak, bytes(reply.strong)
-
     async def fgetxattr(self, key: str, size: int = 0) -> bytes:
         self._check()
         return xattr_value((await self._call("fgetxattr", key, None)).dict, key, size,
@@ -208,6 +197,17 @@ class AsyncFile(GraphHandle):
     async def fremovexattr(self, key: str) -> None:
         self._check()
         await self._call("fremovexattr", key, None)
+
+    async def rchecksum(self, offset: int, length: int) -> tuple[int, bytes]:
+        """The brick's checksums of `length` bytes at `offset` - (adler32,
+        MD5) as GlusterFS's posix computes them - without the data crossing
+        the wire (the rchecksum fop; geo-replication compares blocks with
+        it).  Ours: libgfapi has no call for it."""
+        self._check()
+        if offset < 0 or length < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), self.path)
+        reply = await self._call("rchecksum", offset, length, None)
+        return reply.weak, bytes(reply.strong)
 
     async def lock(self, cmd: int, flock: fops.Flock) -> fops.Flock:
         """A POSIX record lock (fcntl F_GETLK/F_SETLK/F_SETLKW as LockCmd)."""
