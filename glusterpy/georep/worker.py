@@ -67,8 +67,11 @@ checkpoint now`) is complete when a crawl that started after it finished.
 
 Changelogs: `changelog_crawl()` is the hook for the brick's changelog
 (glusterpy/changelog.py, another part of issue 19): it takes the records
-since stime and syncs only the directories they name.  While that module
-is absent every crawl is a full one ("Hybrid Crawl" in the status).
+of the changelogs rolled over since stime; none - no crawl at all; some -
+for now the full crawl's comparison (replaying the records one by one is
+what goes there next).  While that module is absent, or the brick's
+changelog is off, every crawl is a full one ("Hybrid Crawl" in the status;
+"Changelog Crawl" once records drive it).
 
 Faults: any error of a crawl (a volume that cannot be mounted, a brick
 that does not answer) makes the worker Faulty with the reason, and it tries
