@@ -132,9 +132,13 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
             out.append(call("{host1}", {PORT}, "GET", "/api/v1/volumes/x/status/clients",
                             tls=tls))
             out.append(call("{host1}", {PORT}, "GET", "/api/v1/volumes/x/heal/task", tls=tls))
+            # nor a geo-replication session to a secondary of the attacker's
+            out.append(call("{host1}", {PORT}, "POST", "/api/v1/volumes/x/geo-replication",
+                            {{"secondary": "{evil}::loot", "action": "create"}}, tls=tls))
+            out.append(call("{host1}", {PORT}, "GET", "/api/v1/geo-replication", tls=tls))
         print(json.dumps(out))
     """)
-    assert [a[0] for a in answers] == [401, 401, 401, 403, 401, 401] * 2, answers
+    assert [a[0] for a in answers] == [401, 401, 401, 403, 401, 401, 401, 401] * 2, answers
     assert all("error" in a[1] for a in answers)
     assert states(members) == before
 
@@ -150,6 +154,9 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
     r = cli_in(attacker.netns, "--remote-host", remote, "peer", "probe", f"{evil}:{PORT}",
                env=env)
     assert r.returncode == 1 and "read-only" in r.stderr
+    r = cli_in(attacker.netns, "--remote-host", remote, "volume", "geo-replication", "x",
+               f"{evil}::loot", "create", "push-pem", env=env)
+    assert r.returncode == 1 and "read-only token may not change state" in r.stderr, r.stderr
     r = cli_in(attacker.netns, "--remote-host", remote, "token", "list", env=env)
     assert r.returncode == 1 and "managed on the node itself" in r.stderr
     # a forged token with the right name, and the right token's pin on it
@@ -182,7 +189,8 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
               ("DELETE", f"/api/v1/cluster/peers/{n2.uuid()}", None),
               ("POST", "/api/v1/cluster/leave", {}),
               ("GET", "/api/v1/local/bricks", None),
-              ("GET", "/api/v1/local/clients/x", None)]
+              ("GET", "/api/v1/local/clients/x", None),
+              ("GET", "/api/v1/local/georep/x", None)]
     answers = run_in(attacker.netns, f"""
         routes = json.loads({json.dumps(json.dumps(routes))})
         out = []

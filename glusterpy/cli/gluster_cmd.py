@@ -22,6 +22,10 @@
                 split-brain {bigger-file FILE|latest-mtime FILE|source-brick HOST:/BRICK [FILE]}]
                                         (glusterpy/cli/heal_cmd.py)
     volume log [NAME] [limit N]         the audit trail of management operations
+    volume geo-replication [PRIMARY] [[USER@]HOST::SECONDARY] create [push-pem] [force] |
+                start|stop [force] | pause | resume | delete [reset-sync-time] |
+                status [detail] | config [KEY [VALUE]] | config checkpoint now
+                                        (glusterpy/cli/georep_cmd.py)
 
 Every command is one or two REST calls to glusterpyd (glusterpy/glusterd/
 api.py) - 127.0.0.1:24007 unless --remote-host or $GLUSTERPY_REMOTE_HOST
@@ -46,7 +50,7 @@ import json
 import sys
 
 from .api_client import ApiClient, ApiFailure, quote_path
-from . import rebalance_cmd
+from . import georep_cmd, rebalance_cmd
 from .heal_cmd import v_heal
 
 
@@ -248,7 +252,8 @@ volume set <VOLNAME> <KEY> <VALUE> | volume set help
 volume get <VOLNAME> <KEY|all> | volume reset <VOLNAME> [option] [force]
 volume profile <VOLNAME> start|info|stop
 volume heal <VOLNAME> [full | enable | disable | info [summary | split-brain] | statistics [heal-count] | split-brain {bigger-file <FILE> | latest-mtime <FILE> | source-brick <HOSTNAME:BRICKNAME> [<FILE>]}]
-volume log [<VOLNAME>] [limit <N>]"""
+volume log [<VOLNAME>] [limit <N>]
+""" + georep_cmd.USAGE
 
 
 def volume(client: ApiClient, opts: Options, words: list[str]) -> int:
@@ -259,7 +264,8 @@ def volume(client: ApiClient, opts: Options, words: list[str]) -> int:
                "info": v_info, "status": v_status, "list": v_list, "add-brick": v_add_brick,
                "remove-brick": v_remove_brick, "rebalance": rebalance_cmd.v_rebalance,
                "set": v_set, "get": v_get, "reset": v_reset,
-               "profile": v_profile, "log": v_log, "heal": v_heal}.get(cmd)
+               "profile": v_profile, "log": v_log, "heal": v_heal,
+               "geo-replication": georep_cmd.run}.get(cmd)
     if handler is None:
         raise Usage(VOLUME_USAGE)
     return handler(client, opts, rest)

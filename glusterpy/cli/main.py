@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import (bd_cmd, brick_cmd, global_options, gluster_cmd, mount_cmd, nbd_cmd, shd_cmd,
-               tls_cmd, token_cmd, volfile_cmd, volfile_server_cmd, vm_cmd)
+from . import (bd_cmd, brick_cmd, georep_cmd, global_options, gluster_cmd, mount_cmd, nbd_cmd,
+               shd_cmd, tls_cmd, token_cmd, volfile_cmd, volfile_server_cmd, vm_cmd)
 
 #: module -> each has `register(subparsers)` adding its subcommands
 COMMANDS = [volfile_cmd, brick_cmd, volfile_server_cmd, mount_cmd, gluster_cmd, bd_cmd,
-            shd_cmd, vm_cmd, token_cmd, tls_cmd, nbd_cmd]
+            shd_cmd, vm_cmd, token_cmd, tls_cmd, nbd_cmd, georep_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

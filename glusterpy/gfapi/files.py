@@ -228,6 +228,17 @@ class AsyncFile(GraphHandle):
         self._check()
         await self._call("fremovexattr", key, None)
 
+    async def rchecksum(self, offset: int, length: int) -> tuple[int, bytes]:
+        """The brick's checksums of `length` bytes at `offset` - (adler32,
+        MD5) as GlusterFS's posix computes them - without the data crossing
+        the wire (the rchecksum fop; geo-replication compares blocks with
+        it).  Ours: libgfapi has no call for it."""
+        self._check()
+        if offset < 0 or length < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), self.path)
+        reply = await self._call("rchecksum", offset, length, None)
+        return reply.weak, bytes(reply.strong)
+
     async def lock(self, cmd: int, flock: fops.Flock) -> fops.Flock:
         """A POSIX record lock (fcntl F_GETLK/F_SETLK/F_SETLKW as LockCmd)."""
         self._check()

@@ -184,7 +184,7 @@ async def fetch_volfile(servers: Sequence[VolfileServer], key: str, *,
             continue
         ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=CLIENT_PROGRAMS),
                          name="gfapi-mgmt")
-        fetched = None
+        fetched = refused = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_serve_quietly, ep)
@@ -194,10 +194,14 @@ async def fetch_volfile(servers: Sequence[VolfileServer], key: str, *,
                     fetched = await _getspec(ep, key, server, timeout)
                 except (ConnectionLost, RpcCallFailed, trio.TooSlowError) as e:
                     failures.append(f"{server}: {_why(e)}")
+                except VolfileFetchError as e:  # the server answered: no such volume
+                    refused = e
                 finally:
                     nursery.cancel_scope.cancel()
         finally:
             await ep.aclose()
+        if refused is not None:
+            raise refused
         if fetched is not None:
             return fetched
     raise VolfileFetchError("cannot fetch the volfile of "

@@ -40,11 +40,13 @@ class VolumeNamespace:
         return True
 
     @edge
-    async def mkdir(self, path: str, mode: int = 0o777) -> None:
+    async def mkdir(self, path: str, mode: int = 0o777, *, gfid: bytes | None = None) -> None:
+        """`gfid`: the gfid the new directory gets (geo-replication keeps
+        the primary's gfids on the secondary); a random one by default."""
         with self._as_caller():
             r = await self._resolve_for_entry(path)
             await self._top.mkdir(r.loc(), mode & ~self.umask & 0o7777, self.umask,
-                                       self._entry_xdata())
+                                       self._entry_xdata(gfid))
 
     @edge
     async def makedirs(self, path: str, mode: int = 0o777, exist_ok: bool = False) -> None:
@@ -63,19 +65,20 @@ class VolumeNamespace:
                 raise
 
     @edge
-    async def mknod(self, path: str, mode: int = 0o600 | st.S_IFREG, dev: int = 0) -> None:
+    async def mknod(self, path: str, mode: int = 0o600 | st.S_IFREG, dev: int = 0, *,
+                    gfid: bytes | None = None) -> None:
         with self._as_caller():
             r = await self._resolve_for_entry(path)
             perm = mode & 0o7777 & ~self.umask
             await self._top.mknod(r.loc(), (mode & ~0o7777) | perm, dev, self.umask,
-                                       self._entry_xdata())
+                                       self._entry_xdata(gfid))
 
     @edge
-    async def symlink(self, source: str, link_name: str) -> None:
+    async def symlink(self, source: str, link_name: str, *, gfid: bytes | None = None) -> None:
         """Create `link_name` pointing at `source` (stored verbatim)."""
         with self._as_caller():
             r = await self._resolve_for_entry(link_name)
-            await self._top.symlink(source, r.loc(), self.umask, self._entry_xdata())
+            await self._top.symlink(source, r.loc(), self.umask, self._entry_xdata(gfid))
 
     @edge
     async def readlink(self, path: str) -> str:

@@ -162,5 +162,7 @@ class PathResolution:
             raise FopError(errno.EEXIST)
         return r
 
-    def _entry_xdata(self) -> dict:
-        return {GFID_REQ: GFID.random()}
+    def _entry_xdata(self, gfid: bytes | None = None) -> dict:
+        """A new entry's xdata: the gfid asked for (as GlusterFS's gsyncd
+        asks for the primary's), or a fresh one."""
+        return {GFID_REQ: GFID(gfid) if gfid is not None else GFID.random()}

@@ -9,6 +9,7 @@ import errno
 import os
 
 from ..fops import FopError
+from ..keys import GFID_STRING_KEY
 from .common import edge, oserror
 
 
@@ -24,7 +25,11 @@ class VolumeXattrs:
         """The value of xattr `key`; with size > 0 a longer value is ERANGE."""
         with self._as_caller():
             r = await self._resolve(path, follow=follow_symlinks)
-            r.require()
+            iatt = r.require()
+            if key == GFID_STRING_KEY:
+                # answered here from the lookup's gfid, as GlusterFS's
+                # fuse-bridge answers it: GlusterFS's bricks do not know the key
+                return xattr_value({key: str(iatt.gfid).encode()}, key, size, path)
             reply = await self._top.getxattr(r.loc(), key, None)
             return xattr_value(reply.dict, key, size, path)
 

@@ -82,6 +82,7 @@ from . import ops, volgen
 from .portmap import PortmapRegistry, _port_is_free
 from .rebalance import RebalanceService
 from .nbd import NbdService
+from .georep import GeorepService
 from .shd import ShdService
 from .heal_task import HealTracker
 from .store import Store
@@ -247,6 +248,8 @@ class Glusterd:
         self.heal_tasks = HealTracker(self)
         #: this node's NBD servers (glusterd/nbd.py)
         self.nbd = NbdService(self)
+        #: this node's geo-replication workers (glusterd/georep.py)
+        self.georep = GeorepService(self)
 
     # -- serving ----------------------------------------------------------
 
@@ -468,6 +471,7 @@ class Glusterd:
                 self._supervisors.pop(key).cancel()
                 del self.bricks[key]
         if vol is None:
+            await self.georep.reconcile()
             await self.shd.reconcile()
             await self.nbd.reconcile()
             return
@@ -505,6 +509,8 @@ class Glusterd:
         await self.shd.reconcile()
         # NBD servers follow the volume's start/stop, auth and nbd.* keys
         await self.nbd.reconcile()
+        # geo-replication workers read from the bricks: after them
+        await self.georep.reconcile()
 
     async def _supervise(self, bp: BrickProcess, scope: trio.CancelScope) -> None:
         with scope:

@@ -24,7 +24,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Brick", "Volume"]
+__all__ = ["Brick", "Session", "Volume"]
 
 
 @dataclass
@@ -65,6 +65,49 @@ class Brick:
 
 
 @dataclass
+class Session:
+    """A geo-replication session of a volume (the primary) to a volume of
+    another cluster (the secondary), kept in the primary's document under
+    "georep", keyed by `key` ("HOST::VOLUME" as the user named it, with
+    ":PORT" when the secondary's glusterpyd is not on 24007) - so it travels
+    with the volume through every transaction, join and restore, as
+    glusterd's geo-replication/PRIMARY_HOST_SECONDARY directory travels
+    with the pool's state.  glusterpy/glusterd/georep.py describes the keys."""
+
+    key: str
+    id: str
+    secondary_host: str
+    secondary_volume: str
+    secondary_port: int = 24007
+    secondary_user: str = "root"
+    #: the secondary volume's uuid (GET_VOLUME_INFO at create)
+    secondary_id: str = ""
+    #: every host of the secondary the workers may use, the named one first
+    secondary_hosts: list[str] = field(default_factory=list)
+    #: Created, Started, Paused or Stopped
+    status: str = "Created"
+    #: `config KEY VALUE` as given (georep.CONFIG declares the keys)
+    config: dict[str, str] = field(default_factory=dict)
+    #: `config checkpoint now`: the time (seconds) the checkpoint was set
+    checkpoint: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _KEYS = ("key", "id", "secondary_host", "secondary_volume", "secondary_port",
+             "secondary_user", "secondary_id", "secondary_hosts", "status", "config",
+             "checkpoint")
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Session:
+        return cls(**{k: copy.deepcopy(doc[k]) for k in cls._KEYS if k in doc},
+                   extra={k: copy.deepcopy(v) for k, v in doc.items() if k not in cls._KEYS})
+
+    def to_json(self) -> dict[str, Any]:
+        doc = {k: copy.deepcopy(getattr(self, k)) for k in self._KEYS}
+        doc.update(copy.deepcopy(self.extra))
+        return doc
+
+
+@dataclass
 class Volume:
     """A volume's definition, as `ops.prepare_*` computes it and every node
     stores it.  `options` are `volume set` keys and their values as given;
@@ -89,11 +132,13 @@ class Volume:
     device: str | None = None
     #: `volume profile` started (False once stopped); None: never started
     profile: bool | None = None
+    #: geo-replication sessions by their key (absent from the document when none)
+    georep: dict[str, Session] = field(default_factory=dict)
     #: keys this version does not know, written back as they were
     extra: dict[str, Any] = field(default_factory=dict)
 
     _KEYS = ("name", "id", "status", "replica", "arbiter", "stripe", "transport", "bricks",
-             "options", "version", "tasks", "device", "profile")
+             "options", "version", "tasks", "device", "profile", "georep")
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Volume:
@@ -104,6 +149,7 @@ class Volume:
                    options=dict(doc.get("options", {})), version=doc.get("version", 1),
                    tasks=copy.deepcopy(doc.get("tasks", {})), device=doc.get("device"),
                    profile=doc.get("profile"),
+                   georep={k: Session.from_json(v) for k, v in doc.get("georep", {}).items()},
                    extra={k: copy.deepcopy(v) for k, v in doc.items() if k not in cls._KEYS})
 
     def to_json(self) -> dict[str, Any]:
@@ -119,5 +165,7 @@ class Volume:
             doc["device"] = self.device
         if self.profile is not None:
             doc["profile"] = self.profile
+        if self.georep:
+            doc["georep"] = {k: s.to_json() for k, s in self.georep.items()}
         doc.update(copy.deepcopy(self.extra))
         return doc

@@ -21,7 +21,8 @@ fields as attributes):
                  "metadata"? (device lv: storage/bd's companion directory)}],
      "device"?: "lv" (bricks are LVM volume groups, served by storage/bd),
      "options": {volume set key: value}, "version" (bumped by every commit),
-     "tasks": {"remove-brick": {...}, "rebalance": {...}}}
+     "tasks": {"remove-brick": {...}, "rebalance": {...}},
+     "georep"?: {"HOST::SECONDARY": a geo-replication session (glusterd/georep.py)}}
 
 A task is a rebalance, or remove-brick's migration, that the nodes it names
 run (glusterd/rebalance.py): its id, command, commit hash and nodes.
@@ -43,30 +44,11 @@ from typing import Iterable, Sequence
 from ..keys import GFID_KEY, VOLUME_ID_KEY
 from ..localsock import is_local_address  # one definition, shared with the CLI
 from ..options import OptionError
-from . import rebalance, volgen
+from . import georep, rebalance, volgen
+from .common import INVALID_VOLNAMES, VOLNAME_MAX, check_volname  # noqa: F401 (ops' API)
 from .model import Brick, Volume
 
-VOLNAME_MAX = 256  # GD_VOLUME_NAME_MAX (NAME_MAX + 1)
-INVALID_VOLNAMES = frozenset({
-    "volume", "type", "help", "subvolumes", "option", "end-volume", "all",
-    "volume_not_in_ring", "description", "force", "snap-max-hard-limit",
-    "snap-max-soft-limit", "auto-delete", "activate-on-create"})
-
-
-def check_volname(name: str) -> None:
-    """cli_validate_volname's rules and messages."""
-    if not isinstance(name, str) or not name:
-        raise ValueError("a volume name is required")
-    if name in INVALID_VOLNAMES:
-        raise ValueError(f'"{name}" cannot be the name of a volume.')
-    if name.startswith("-"):
-        raise ValueError(f'Volume name "{name}" should not start with "-".')
-    if len(name) > VOLNAME_MAX:
-        raise ValueError(f"Volume name exceeds {VOLNAME_MAX} characters.")
-    for c in name:
-        if not (c.isascii() and c.isalnum()) and c not in "-_":
-            raise ValueError(f'Volume name should not contain "{c}" character.\nVolume names '
-                             "can only contain alphanumeric, '-' and '_' characters.")
+# (check_volname lives in common.py: georep.py checks secondary names with it)
 
 
 def parse_brick(text: str) -> tuple[str, str]:
@@ -259,10 +241,19 @@ def prepare_start(cluster: Cluster, args: dict) -> Volume:
     return vol
 
 
+def _active_sessions(vol: Volume) -> list[str]:
+    return [k for k, s in vol.georep.items() if s.status in ("Started", "Paused")]
+
+
 def prepare_stop(cluster: Cluster, args: dict) -> Volume:
     vol = copy.deepcopy(cluster.volume(args.get("name")))
     if vol.status != "Started":
         raise ValueError(f"Volume {vol.name} is not in the started state")
+    if _active_sessions(vol) and not args.get("force"):
+        # glusterd_check_geo_rep_running's message
+        raise ValueError(f"geo-replication sessions are active for the volume {vol.name}.\n"
+                         "Stop geo-replication sessions involved in this volume. Use "
+                         "'volume geo-replication status' command for more info.")
     vol.status = "Stopped"
     return vol
 
@@ -272,6 +263,9 @@ def prepare_delete(cluster: Cluster, args: dict) -> None:
     if vol.status == "Started":
         raise ValueError(f"Volume {vol.name} has been started.Volume needs to be stopped "
                          "before deletion.")
+    if _active_sessions(vol):
+        raise ValueError(f"Cannot delete Volume {vol.name} ,as it has "
+                         f"{len(_active_sessions(vol))} active geo-replication sessions.")
     return None
 
 
@@ -438,7 +432,8 @@ def prepare_profile(cluster: Cluster, args: dict) -> Volume:
 PREPARE = {"create": prepare_create, "start": prepare_start, "stop": prepare_stop,
            "delete": prepare_delete, "add-brick": prepare_add_brick,
            "remove-brick": prepare_remove_brick, "set": prepare_set, "reset": prepare_reset,
-           "profile": prepare_profile, "rebalance": rebalance.prepare_rebalance}
+           "profile": prepare_profile, "rebalance": rebalance.prepare_rebalance,
+           "geo-replication": georep.prepare_georep}
 
 
 # --------------------------------------------------------------------------

@@ -54,6 +54,12 @@ Public routes (what `glusterpy` uses):
                                                 heal split-brain bigger-file|latest-mtime|
                                                 source-brick (glusterd/heal.py, routes/heal.py)
 
+    POST   /api/v1/volumes/{name}/geo-replication {secondary, action, force?, ...}
+                                        volume geo-replication NAME HOST::VOL create|start|
+                                        stop|pause|resume|delete|config (routes/georep.py)
+    GET    /api/v1/volumes/{name}/geo-replication?secondary=S   its status rows, sessions
+    GET    /api/v1/geo-replication              every session's status
+
     GET|POST /api/v1/tokens, DELETE /api/v1/tokens/{name}   token list|create|revoke
     POST   /api/v1/tls/setup {management?}, /api/v1/tls/clients {name}
                                                 tls setup | tls client (glusterd/tls_setup.py, routes/tls_setup.py)
@@ -91,6 +97,7 @@ both rules and that no import cycle runs through glusterd.
     heal.py         volume heal's routes (glusterd/heal.py does the work)
     rebalance.py    rebalance and remove-brick status routes
     clients.py      volume status NAME clients
+    georep.py       volume geo-replication's routes (glusterd/georep.py)
     profile.py      volume profile start|stop|info
     tls_setup.py    tls setup | tls client
     console.py      the web console's files at /ui/

@@ -22,7 +22,7 @@ from ..common import VERSION, OpFailed
 from ..http import ApiError, Request, Response
 from ..trust import ROLES, TOKEN_NAME, TrustError
 from .handlers import flag, peer_of, run_transaction, volume_or_404, volume_view, who_asked
-from . import clients, console, profile, rebalance
+from . import clients, console, georep, profile, rebalance
 from . import heal as heal_routes, tls_setup as tls_setup_routes
 
 if TYPE_CHECKING:
@@ -592,6 +592,7 @@ ROUTES = [
 ]
 ROUTES += rebalance.routes(Route)
 ROUTES += clients.routes(Route)
+ROUTES += georep.routes(Route)
 for _r in ROUTES:   # the task route carries its answer's schema, as rebalance's do
     if _r.handler is heal_routes.get_heal_task:
         _r.response_schema = heal_task.TASK_SCHEMA

@@ -1,0 +1,718 @@
+"""`glusterpy gsyncd`: one geo-replication worker, for one brick of the primary.
+
+GlusterFS's gsyncd worker, in this project's words.  glusterpyd starts one
+per local brick of the primary volume for each running session
+(glusterpy/glusterd/georep.py supervises it: restarted with back-off when it
+dies, stopped when the session stops) and gives it a configuration file,
+which the worker reads again before every crawl (pause, resume, config and
+checkpoints apply without a restart).  It writes its status beside it
+(STATUS, CRAWL STATUS, the secondary node it uses, LAST_SYNCED, counts,
+the reason when Faulty), which `geo-replication status` shows.
+
+Transport: the worker is a client of both volumes over the project's
+GlusterFS protocol (glusterpy/gfapi): of the primary through this node's
+glusterpyd, of the secondary through any of its hosts - the one named at
+create time first, then the other hosts serving the secondary (the bricks'
+hosts its volfile names), so a secondary node that is down does not stop
+the session (GlusterFS issue #3956).  Encryption and authentication are the
+protocol's TLS (glusterpy/rpc/tls.py, `glusterpy tls setup`, the volume's
+client.ssl/server.ssl and auth.ssl-allow) rather than SSH as GlusterFS's
+gsyncd uses: the worker then needs no shell account, no authorized_keys
+with forced commands and no second daemon on the secondary - the set-up
+that fails most often for GlusterFS's users (#1754, #4374, #4480) - and the
+secondary may be any GlusterFS 10 or glusterpy cluster, which already
+speaks that protocol.  Departure: the secondary's bricks must admit the
+primary's nodes (auth.allow; with TLS, a certificate in their CA list).
+
+Active/Passive: the bricks of a replica set hold the same files, so one
+worker per set syncs (Active) and the others wait (Passive): the Active one
+is the worker of the first brick of the set, in the volume's order, whose
+brick answers (arbiters never: they hold no data).  Every worker checks
+that before each crawl, so when the Active one's brick goes down the next
+takes over within one change-interval.  Departure: a worker killed while
+its brick stays up is restarted by glusterpyd within seconds (back-off from
+1 s) rather than replaced by a Passive one.
+
+The crawl ("Hybrid Crawl", GlusterFS's name for its full xsync crawl): the
+brick directory is walked (not .glusterfs, not DHT link files), which gives
+this brick's part of the volume with each entry's gfid (trusted.gfid);
+the secondary is walked through its client, which gives its gfid -> path
+index.  Then, directories before their contents:
+
+* entries: a name missing on the secondary is created with the primary's
+  gfid (gfid-req in the create's xdata, as gsyncd's entry_ops asks for it):
+  mkdir, mknod (files and devices), symlink; a gfid the secondary holds
+  under another name that the primary no longer uses is renamed there (a
+  rename on the primary, also over an existing name); one the primary
+  holds under both names is hard-linked; a name the secondary holds with
+  another gfid is removed first (the primary replaced it);
+* data: a regular file whose size or mtime differ is compared in blocks of
+  128 KiB with the `rchecksum` fop on both sides, and only the blocks that
+  differ are sent (read through the primary's client, written through the
+  secondary's): each file once per crawl however often it changed;
+* metadata: mode, owner, atime/mtime (directories after their contents),
+  and user.* xattrs (`sync-xattrs`);
+* deletions (unless `ignore-deletes`): a name on the secondary that the
+  primary (the whole volume, asked through its client, so workers of other
+  bricks' parts never delete each other's files) does not have.
+
+After a crawl the worker records its sync time - the time the crawl
+started - on the secondary's root as the xattr
+trusted.glusterfs.PRIMARY-VOLUME-ID.SECONDARY-VOLUME-ID.SET.stime (GlusterFS's
+stime key, per replica set as GlusterFS keeps it per brick; value: seconds
+and nanoseconds as two big-endian 32-bit numbers).  A restarted worker reads
+it: LAST_SYNCED is shown at once and entries whose ctime is older are not
+compared again unless the secondary lacks them.  A checkpoint (`config
+checkpoint now`) is complete when a crawl that started after it finished.
+
+Changelogs: `changelog_crawl()` is the hook for the brick's changelog
+(glusterpy/changelog.py, another part of issue 19): it takes the records
+of the changelogs rolled over since stime; none - no crawl at all; some -
+for now the full crawl's comparison (replaying the records one by one is
+what goes there next).  While that module is absent, or the brick's
+changelog is off, every crawl is a full one ("Hybrid Crawl" in the status;
+"Changelog Crawl" once records drive it).
+
+Faults: any error of a crawl (a volume that cannot be mounted, a brick
+that does not answer) makes the worker Faulty with the reason, and it tries
+again after a back-off that doubles from 2 s to 60 s; entries that fail one
+by one are counted as FAILURES and retried at the next crawl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import logging
+import os
+import stat as st
+import struct
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from ..fops import GFID
+from ..keys import DHT_LINKTO_KEY, GFID_KEY, GFID_STRING_KEY
+from ..volfile import NOPERF_SUFFIX
+
+log = logging.getLogger("glusterpy.georep")
+
+#: the unit of the data comparison (AFR's data self-heal uses the same)
+BLOCK = 128 << 10
+BACKOFF_MIN, BACKOFF_MAX = 2.0, 60.0
+#: a brick that does not accept a connection within this is down
+PROBE_TIMEOUT = 2.0
+STATUS_NAMES = ("Initializing...", "Active", "Passive", "Faulty", "Paused", "Stopped")
+CRAWL_FULL = "Hybrid Crawl"
+CRAWL_CHANGELOG = "Changelog Crawl"
+USER_XATTR = "user."
+
+
+def changelog_module():
+    """glusterpy.changelog when it exists (issue 19's other part), else None."""
+    try:
+        from .. import changelog  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return changelog
+
+
+def stime_key(primary_id: str, secondary_id: str, set_index: int) -> str:
+    return f"trusted.glusterfs.{primary_id}.{secondary_id}.{set_index}.stime"
+
+
+def pack_time(t: float) -> bytes:
+    sec = int(t)
+    return struct.pack("!II", sec, int((t - sec) * 1e9))
+
+
+def unpack_time(value: bytes) -> float:
+    sec, nsec = struct.unpack("!II", value[:8])
+    return sec + nsec / 1e9
+
+
+@dataclass
+class Status:
+    """What the worker tells glusterpyd (its status file)."""
+
+    path: Path
+    status: str = "Initializing..."
+    crawl_status: str = "N/A"
+    secondary_node: str = "N/A"
+    last_synced: float | None = None
+    entry: int = 0
+    data: int = 0
+    meta: int = 0
+    failures: int = 0
+    checkpoint_completed: bool = False
+    checkpoint_completion_time: float | None = None
+    faulty_reason: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def write(self) -> None:
+        doc = {"pid": os.getpid(), "status": self.status, "crawl_status": self.crawl_status,
+               "secondary_node": self.secondary_node, "last_synced": self.last_synced,
+               "entry": self.entry, "data": self.data, "meta": self.meta,
+               "failures": self.failures, "checkpoint_completed": self.checkpoint_completed,
+               "checkpoint_completion_time": self.checkpoint_completion_time,
+               "faulty_reason": self.faulty_reason, "updated": time.time(), **self.extra}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(doc, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
+
+
+@dataclass
+class Entry:
+    """One entry of the brick's part of the primary."""
+
+    path: str  # from the volume's root: "/a/b"
+    gfid: GFID
+    mode: int
+    ctime: float
+
+
+class Counts:
+    """What one crawl did: entries, files whose data, and entries whose
+    metadata it synced; failures; data bytes it sent."""
+
+    def __init__(self):
+        self.entry = self.data = self.meta = self.failures = self.bytes = 0
+
+
+def _read_config(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _flag(value: str) -> bool:
+    return str(value).lower() in ("true", "on", "yes", "1")
+
+
+async def brick_up(host: str, port: int) -> bool:
+    if not port:
+        return False
+    with trio.move_on_after(PROBE_TIMEOUT):
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError:
+            return False
+        await stream.aclose()
+        return True
+    return False
+
+
+async def is_active(conf: dict) -> tuple[bool, str | None]:
+    """(Active?, why not when this worker cannot work at all)."""
+    me = conf["index_in_set"]
+    own = conf["replica_set"][me]
+    if conf.get("arbiter"):
+        return False, None
+    if not await brick_up(own["host"], own["port"]):
+        return False, f"its brick {own['host']}:{own['path']} is not running"
+    for i, b in enumerate(conf["replica_set"][:me]):
+        if i == me:
+            break
+        if b.get("arbiter"):
+            continue
+        if await brick_up(b["host"], b["port"]):
+            return False, None
+    return True, None
+
+
+def crawl_brick(brick: str) -> list[Entry]:
+    """This brick's part of the volume, parents before children."""
+    out: list[Entry] = []
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            it = os.scandir(brick + rel if rel else brick)
+        except OSError as e:
+            log.warning("cannot read %s%s: %s", brick, rel, e.strerror)
+            continue
+        with it:
+            names = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for e in names:
+            if not rel and e.name in (".glusterfs", ".trashcan"):
+                continue
+            try:
+                s = e.stat(follow_symlinks=False)
+                gfid = GFID(os.getxattr(e.path, GFID_KEY, follow_symlinks=False))
+            except (OSError, ValueError):
+                continue  # being created, or gone: the next crawl sees it
+            if st.S_ISREG(s.st_mode) and (s.st_mode & 0o7777) == st.S_ISVTX and \
+                    s.st_size == 0:
+                with contextlib.suppress(OSError):
+                    os.getxattr(e.path, DHT_LINKTO_KEY, follow_symlinks=False)
+                    continue  # a DHT link file: the data is on another brick
+            out.append(Entry(f"{rel}/{e.name}", gfid, s.st_mode, s.st_ctime))
+            if st.S_ISDIR(s.st_mode):
+                subdirs.append(f"{rel}/{e.name}")
+        stack.extend(reversed(subdirs))
+    # parents before children: a depth-first pre-order
+    return out
+
+
+class Worker:
+    def __init__(self, config_path: Path):
+        self.config_path = config_path
+        self.conf = _read_config(config_path)
+        self.status = Status(Path(self.conf["status_file"]))
+        self.status.path.parent.mkdir(parents=True, exist_ok=True)
+        self.stime: float | None = None
+
+    # -- the loop ------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.status.write()
+        backoff = BACKOFF_MIN
+        while True:
+            try:
+                await self._session()
+                backoff = BACKOFF_MIN
+            except Exception as e:  # noqa: BLE001 - any failure is Faulty, with its reason
+                reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+                log.error("worker faulty: %s; retrying in %.0fs", reason, backoff)
+                self.status.status, self.status.faulty_reason = "Faulty", reason
+                self.status.crawl_status = "N/A"
+                self.status.write()
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _reload(self) -> dict:
+        try:
+            self.conf = _read_config(self.config_path)
+        except (OSError, ValueError) as e:
+            log.warning("cannot read %s (%s): keeping the previous configuration",
+                        self.config_path, e)
+        return self.conf
+
+    async def _wait_turn(self) -> bool:
+        """Until this worker should crawl: not paused and Active."""
+        while True:
+            conf = self._reload()
+            if conf.get("paused"):
+                self.status.status, self.status.crawl_status = "Paused", "N/A"
+                self.status.write()
+                await trio.sleep(1)
+                continue
+            active, why = await is_active(conf)
+            if why:
+                raise RuntimeError(why)
+            if active:
+                return True
+            self.status.status, self.status.crawl_status = "Passive", "N/A"
+            self.status.faulty_reason = None
+            self.status.write()
+            await trio.sleep(min(int(conf["config"]["change-interval"]), 5))
+
+    async def _session(self) -> None:
+        from ..gfapi import mgmt
+        from ..gfapi.aio import AsyncVolume
+        # a Passive worker need not hold connections
+        await self._wait_turn()
+        s = self.conf["session"]
+        servers = mgmt.volfile_servers(s["secondary_hosts"] or [s["secondary_host"]],
+                                       s["secondary_port"])
+        # both clients without performance translators (VOL.noperf): a
+        # cache would show the worker names that another client removed
+        # (GlusterFS 10's glusterd has no such volfile: its plain one then)
+        skey = s["secondary_volume"] + NOPERF_SUFFIX
+        try:
+            fetched = await mgmt.fetch_volfile(servers, skey)
+        except mgmt.VolfileFetchError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            skey = s["secondary_volume"]
+            fetched = await mgmt.fetch_volfile(servers, skey)
+        first = fetched.server.host
+        hosts = [first] + [h for h in (s["secondary_hosts"] or []) if h != first]
+        host, _, port = self.conf["volfile_server"].rpartition(":")
+        primary = AsyncVolume.from_server([host], self.conf["primary"] + NOPERF_SUFFIX,
+                                          int(port))
+        secondary = AsyncVolume.from_server(hosts, skey, s["secondary_port"])
+        async with primary, secondary:
+            primary.umask = secondary.umask = 0
+            self.status.secondary_node = first
+            self.stime = await self._read_stime(secondary)
+            self.status.last_synced = self.stime
+            self.status.faulty_reason = None
+            while True:
+                await self._wait_turn()
+                self.status.status = "Active"
+                records = self.changelog_records()
+                self.status.crawl_status = CRAWL_FULL if records is None else CRAWL_CHANGELOG
+                self.status.write()
+                started = time.time()
+                if records is None:
+                    counts = await self.full_crawl(primary, secondary)
+                else:
+                    counts = await self.changelog_crawl(primary, secondary, records) or Counts()
+                self.status.entry, self.status.data, self.status.meta = \
+                    counts.entry, counts.data, counts.meta
+                self.status.failures = counts.failures
+                self.status.extra["bytes_synced"] = counts.bytes
+                self.status.extra["bytes_synced_total"] = \
+                    self.status.extra.get("bytes_synced_total", 0) + counts.bytes
+                if counts.failures == 0:
+                    await self._write_stime(secondary, started)
+                    self.stime = self.status.last_synced = started
+                    cp = self.conf["session"].get("checkpoint")
+                    if cp is not None and started >= cp and not (
+                            self.status.checkpoint_completed and
+                            (self.status.checkpoint_completion_time or 0) >= cp):
+                        self.status.checkpoint_completed = True
+                        self.status.checkpoint_completion_time = time.time()
+                self.status.write()
+                await trio.sleep(int(self.conf["config"]["change-interval"]))
+
+    def _stime_key(self) -> str:
+        s = self.conf["session"]
+        return stime_key(self.conf["primary_id"], s.get("secondary_id") or s["id"],
+                         self.conf["set_index"])
+
+    async def _read_stime(self, secondary) -> float | None:
+        try:
+            return unpack_time(await secondary.getxattr("/", self._stime_key()))
+        except (OSError, struct.error):
+            return None
+
+    async def _write_stime(self, secondary, t: float) -> None:
+        await secondary.setxattr("/", self._stime_key(), pack_time(t))
+
+    # -- the crawl -------------------------------------------------------------
+
+    async def walk_secondary(self, secondary) -> dict[str, tuple[GFID, os.stat_result]]:
+        """path -> (gfid, lstat) of every entry of the secondary."""
+        from ..gfapi.common import stat_result
+        out: dict[str, tuple[GFID, os.stat_result]] = {}
+        stack = ["/"]
+        while stack:
+            d = stack.pop()
+            try:
+                async with await secondary.opendir(d, readdirplus=True) as it:
+                    async for e in it:
+                        if e.name in (".", "..") or (d == "/" and e.name == ".trashcan"):
+                            continue
+                        p = f"{d.rstrip('/')}/{e.name}"
+                        out[p] = (GFID(e.iatt.gfid), stat_result(e.iatt))
+                        if e.iatt.is_dir:
+                            stack.append(p)
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                    raise
+        return out
+
+    async def full_crawl(self, primary, secondary) -> Counts:
+        counts = Counts()
+        brick = self.conf["brick"]
+        entries = await trio.to_thread.run_sync(crawl_brick, brick)
+        sec = await self.walk_secondary(secondary)
+        by_gfid: dict[bytes, list[str]] = {}
+        for p, (g, _) in sec.items():
+            by_gfid.setdefault(bytes(g), []).append(p)
+        primary_paths = {e.path for e in entries}
+        #: gfid -> its names in this brick's part of the primary
+        self._brick_paths: dict[bytes, list[str]] = {}
+        for e in entries:
+            self._brick_paths.setdefault(bytes(e.gfid), []).append(e.path)
+        sync_xattrs = _flag(self.conf["config"].get("sync-xattrs", "true"))
+        dirs: list[tuple[Entry, os.stat_result]] = []
+        for e in entries:
+            try:
+                pst = await primary.lstat(e.path)
+            except OSError as err:
+                if err.errno in (errno.ENOENT, errno.ESTALE):
+                    continue  # gone since the brick was read
+                counts.failures += 1
+                log.warning("%s: lstat on the primary: %s", e.path, err)
+                continue
+            try:
+                await self.sync_entry(primary, secondary, e, pst, sec, by_gfid,
+                                      primary_paths, counts, sync_xattrs)
+            except OSError as err:
+                counts.failures += 1
+                log.warning("%s: %s", e.path, err)
+            if st.S_ISDIR(e.mode):
+                dirs.append((e, pst))
+        if not _flag(self.conf["config"].get("ignore-deletes", "false")):
+            await self.sync_deletes(primary, secondary, counts)
+        # directories' times last: their contents' changes moved them
+        for e, pst in reversed(dirs):
+            with contextlib.suppress(OSError):
+                cur = await secondary.lstat(e.path)
+                if cur.st_mtime_ns != pst.st_mtime_ns:
+                    await secondary.utime(e.path, ns=(pst.st_atime_ns, pst.st_mtime_ns),
+                                          follow_symlinks=False)
+                    counts.meta += 1
+        return counts
+
+    async def _sec_gfid(self, secondary, path: str) -> GFID | None:
+        try:
+            value = await secondary.getxattr(path, GFID_STRING_KEY, follow_symlinks=False)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ESTALE):
+                return None
+            raise
+        return GFID(value.decode().rstrip("\0"))
+
+    async def _primary_gfid(self, primary, path: str) -> GFID | None:
+        try:
+            value = await primary.getxattr(path, GFID_STRING_KEY, follow_symlinks=False)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ESTALE, errno.ENOTDIR):
+                return None
+            raise
+        return GFID(value.decode().rstrip("\0"))
+
+    async def _remove(self, secondary, path: str) -> None:
+        st_ = await secondary.lstat(path)
+        if st.S_ISDIR(st_.st_mode):
+            await secondary.rmtree(path)
+        else:
+            await secondary.unlink(path)
+
+    async def sync_entry(self, primary, secondary, e: Entry, pst: os.stat_result, sec: dict,
+                         by_gfid: dict, primary_paths: set, counts: Counts,
+                         sync_xattrs: bool) -> None:
+        path, gfid = e.path, e.gfid
+        have = await self._sec_gfid(secondary, path)
+        fresh = False
+        if have is not None and have != gfid:
+            # the primary replaced this name (a rename over it, or delete and
+            # create): the secondary's entry goes, unless the primary still
+            # has its gfid elsewhere - then it moves there below
+            elsewhere = self._brick_paths.get(bytes(have), [])
+            target = elsewhere[0] if elsewhere else None
+            if target and not await secondary.exists(target) and \
+                    await secondary.isdir(target.rsplit("/", 1)[0] or "/"):
+                await secondary.rename(path, target)
+                by_gfid[bytes(have)] = [target]
+            else:
+                await self._remove(secondary, path)
+            counts.entry += 1
+            have = None
+        if have is None:
+            action, src = "create", None
+            for p in by_gfid.get(bytes(gfid), []):
+                if p == path or await self._sec_gfid(secondary, p) != gfid:
+                    continue  # (the index is from before this crawl's renames)
+                if not st.S_ISDIR(e.mode) and (
+                        p in primary_paths or await self._primary_gfid(primary, p) == gfid):
+                    action, src = "link", p  # both names are the primary's
+                else:
+                    action, src = "rename", p  # the primary renamed it
+                break
+            if action == "link":
+                await secondary.link(src, path)
+                by_gfid[bytes(gfid)].append(path)
+            elif action == "rename":
+                await secondary.rename(src, path)
+                by_gfid[bytes(gfid)] = [path]
+            else:
+                await self._create(primary, secondary, e, pst)
+                by_gfid.setdefault(bytes(gfid), []).append(path)
+                fresh = True
+            counts.entry += 1
+        elif self.stime is not None and pst.st_ctime < self.stime - 1 and \
+                path in sec and not st.S_ISDIR(e.mode):
+            return  # synced by a crawl after its last change
+        sst = await secondary.lstat(path)
+        if st.S_ISREG(e.mode) and (fresh or sst.st_size != pst.st_size or
+                                   sst.st_mtime_ns != pst.st_mtime_ns):
+            await self._copy_data(primary, secondary, path, fresh, counts)
+            counts.data += 1
+            sst = await secondary.lstat(path)
+        changed = False
+        if not st.S_ISLNK(e.mode) and st.S_IMODE(sst.st_mode) != st.S_IMODE(pst.st_mode):
+            await secondary.chmod(path, st.S_IMODE(pst.st_mode))
+            changed = True
+        if (sst.st_uid, sst.st_gid) != (pst.st_uid, pst.st_gid):
+            await secondary.lchown(path, pst.st_uid, pst.st_gid)
+            changed = True
+        if sync_xattrs and not st.S_ISLNK(e.mode):
+            changed |= await self._sync_xattrs(secondary, path)
+        if not st.S_ISDIR(e.mode) and (
+                changed or (sst.st_mtime_ns, sst.st_atime_ns) !=
+                (pst.st_mtime_ns, pst.st_atime_ns)):
+            await secondary.utime(path, ns=(pst.st_atime_ns, pst.st_mtime_ns),
+                                  follow_symlinks=False)
+            changed = True
+        if changed:
+            counts.meta += 1
+
+    async def _create(self, primary, secondary, e: Entry, pst: os.stat_result) -> None:
+        mode = st.S_IMODE(pst.st_mode)
+        try:
+            if st.S_ISDIR(e.mode):
+                await secondary.mkdir(e.path, mode, gfid=e.gfid)
+            elif st.S_ISLNK(e.mode):
+                await secondary.symlink(await primary.readlink(e.path), e.path, gfid=e.gfid)
+            else:
+                await secondary.mknod(e.path, st.S_IFMT(pst.st_mode) | mode,
+                                      pst.st_rdev, gfid=e.gfid)
+        except FileExistsError:
+            # another worker (another replica set's) made it meanwhile
+            if await self._sec_gfid(secondary, e.path) != e.gfid:
+                raise
+
+    async def _copy_data(self, primary, secondary, path: str, fresh: bool,
+                         counts: Counts) -> None:
+        """The file's data onto the secondary's copy: block by block, a
+        block whose checksums (the rchecksum fop on both sides: only the
+        sums cross the wire) are equal is not sent, so an append or an
+        overwrite in a large file sends what changed (GlusterFS #4321).
+        Departure from rsync: fixed blocks, no rolling checksum - an insert
+        moves every block after it."""
+        async with await primary.open(path, os.O_RDONLY) as src, \
+                await secondary.open(path, os.O_RDWR) as dst:  # (rchecksum reads)
+            size = (await src.fstat()).st_size
+            have = 0 if fresh else (await dst.fstat()).st_size
+            offset = 0
+            while offset < size:
+                length = min(BLOCK, size - offset)
+                if offset + length <= have:
+                    try:
+                        same = await src.rchecksum(offset, length) == \
+                            await dst.rchecksum(offset, length)
+                    except OSError as e:
+                        if e.errno not in (errno.ENOTSUP, errno.ENOSYS, errno.EOPNOTSUPP):
+                            raise
+                        same = False  # a secondary without rchecksum: send it
+                    if same:
+                        offset += length
+                        continue
+                data = await src.pread(length, offset)
+                if not data:
+                    break
+                await dst.pwrite(data, offset)
+                counts.bytes += len(data)
+                offset += len(data)
+            if have != offset:
+                await dst.ftruncate(offset)
+
+    async def _sync_xattrs(self, secondary, path: str) -> bool:
+        brick_path = self.conf["brick"] + path
+        try:
+            names = [n for n in os.listxattr(brick_path, follow_symlinks=False)
+                     if n.startswith(USER_XATTR)]
+            want = {n: os.getxattr(brick_path, n, follow_symlinks=False) for n in names}
+        except OSError:
+            return False
+        have_names = [n for n in await secondary.listxattr(path, follow_symlinks=False)
+                      if n.startswith(USER_XATTR)]
+        changed = False
+        for n, v in want.items():
+            cur = None
+            if n in have_names:
+                cur = await secondary.getxattr(path, n, follow_symlinks=False)
+            if cur != v:
+                await secondary.setxattr(path, n, v, follow_symlinks=False)
+                changed = True
+        for n in have_names:
+            if n not in want:
+                await secondary.removexattr(path, n, follow_symlinks=False)
+                changed = True
+        return changed
+
+    async def sync_deletes(self, primary, secondary, counts: Counts) -> None:
+        sec = await self.walk_secondary(secondary)
+        # deepest first; a name the whole primary lacks (asked through its
+        # client) goes - never by this brick's listing alone
+        for path in sorted(sec, key=lambda p: p.count("/"), reverse=True):
+            gfid, sst = sec[path]
+            try:
+                pst_gfid = await self._primary_gfid(primary, path)
+            except OSError as e:
+                counts.failures += 1
+                log.warning("%s: lookup on the primary: %s", path, e)
+                continue
+            if pst_gfid is None:
+                try:
+                    await self._remove(secondary, path)
+                    counts.entry += 1
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    counts.failures += 1
+                    log.warning("%s: delete on the secondary: %s", path, e)
+
+    # -- changelog hook ------------------------------------------------------
+
+    def changelog_records(self) -> list | None:
+        """The changelog records of this brick since stime, or None when
+        there is no changelog to read (glusterpy.changelog absent, the
+        brick's features/changelog off, no stime yet: a full crawl)."""
+        cl = changelog_module()
+        brick = self.conf["brick"]
+        if cl is None or self.stime is None or \
+                not os.path.isdir(os.path.join(brick, ".glusterfs", "changelogs", "htime")):
+            return None
+        try:
+            # the rolled-over changelogs from stime on (libgfchangelog's
+            # history); what the current CHANGELOG holds comes in the one it
+            # is rolled over to, whose time is after stime then too
+            records: list = []
+            for path in cl.changelogs_between(brick, int(self.stime), int(time.time())):
+                with open(path, "rb") as f:
+                    records.extend(cl.parse(f.read()))
+            return records
+        except Exception as e:  # noqa: BLE001 - an unreadable journal: crawl instead
+            log.warning("changelogs of %s unreadable (%s): full crawl", brick, e)
+            return None
+
+    async def changelog_crawl(self, primary, secondary, records: list) -> Counts | None:
+        """The hook for the changelog crawl: `records` are the brick's
+        changelog records since stime.  None of them: nothing changed, no
+        crawl (the cost of an idle session drops to reading the journal).
+        Otherwise the entries are compared by the full crawl's code - the
+        records decide that a crawl is needed, not yet which entries it
+        visits; replaying them one by one (E by gfid and name, D/M by gfid)
+        is what goes here next."""
+        if not records:
+            return None
+        return await self.full_crawl(primary, secondary)
+
+
+def _setup_logging(log_file: str | None, level: str) -> None:
+    handler: logging.Handler
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO) if level != "TRACE"
+                  else logging.DEBUG)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = Path(args.config)
+    try:
+        conf = _read_config(config)
+    except (OSError, ValueError) as e:
+        print(f"gsyncd: cannot read {config}: {e}", file=sys.stderr)
+        return 1
+    _setup_logging(args.log_file, conf.get("config", {}).get("log-level", "INFO"))
+    if args.pidfile:
+        Path(args.pidfile).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.pidfile).write_text(f"{os.getpid()}\n")
+    worker = Worker(config)
+    log.info("gsyncd worker for %s:%s -> %s (session %s)", conf["brick_host"], conf["brick"],
+             conf["session"]["key"], conf["session"]["id"])
+    try:
+        trio.run(worker.run)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+__all__ = ["Worker", "main", "crawl_brick", "stime_key", "pack_time", "unpack_time",
+           "changelog_module"]

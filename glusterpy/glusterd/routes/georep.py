@@ -1,0 +1,214 @@
+"""The REST routes of geo-replication (glusterd/georep.py does the work):
+
+    POST /api/v1/volumes/{name}/geo-replication
+         {secondary: "[USER@]HOST[:PORT]::VOL", action: create|start|stop|pause|
+          resume|delete|config, force?, push_pem?, reset_sync_time?, key?, value?,
+          reset?}                               the session command; answers the session
+    GET  /api/v1/volumes/{name}/geo-replication?secondary=S    status: a row per
+                                                primary brick (every node's), the sessions
+    GET  /api/v1/geo-replication                status of every session of every volume
+    GET  /api/v1/local/georep/{name}            this node's rows (between peers)
+
+A status row: {primary_node, primary_volume, primary_brick, secondary_user,
+secondary, secondary_node, status, crawl_status, last_synced, entry, data,
+meta, failures, checkpoint_time, checkpoint_completed,
+checkpoint_completion_time, faulty_reason} - GlusterFS's columns.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+
+from ...gfapi.exceptions import LibgfapiException
+from ..common import OpFailed
+from ..georep import ACTIONS, parse_secondary, session_key
+from ..http import ApiError, Response
+from .handlers import flag, peer_of, run_transaction, volume_or_404, who_asked
+
+#: what `create push-pem` does here (GlusterFS pushes the workers' SSH keys)
+PUSH_PEM_NOTE = ("push-pem: no SSH key to push - the workers reach the secondary over the "
+                 "GlusterFS protocol. If the secondary volume uses TLS (client.ssl/server.ssl), "
+                 "its nodes' glusterfs.ca must list this pool's certificates and this pool's "
+                 "must list theirs (glusterpy tls setup on each side; not done by push-pem "
+                 "yet).")
+_REMOTE_HOST = re.compile(r"^\s*option\s+remote-host\s+(\S+)\s*$", re.M)
+
+
+async def probe_secondary(host: str, port: int, volume: str) -> tuple[list[str], str]:
+    """The secondary's hosts (the named one, then its bricks' hosts, from its
+    client volfile) and its volume id; ValueError when it cannot be asked or
+    the volume does not exist there."""
+    from ...gfapi import mgmt
+    servers = mgmt.volfile_servers([host], port)
+    try:
+        fetched = await mgmt.fetch_volfile(servers, volume, timeout=10)
+    except LibgfapiException as e:
+        raise ValueError(f"secondary {host}::{volume} cannot be used: {e}") from None
+    try:
+        volume_id = await mgmt.fetch_volume_id(servers, volume, timeout=10)
+    except LibgfapiException:
+        volume_id = ""  # a volfile server without GET_VOLUME_INFO: the id stays unknown
+    hosts = [host] + [h for h in _REMOTE_HOST.findall(fetched.text) if h != host]
+    return list(dict.fromkeys(hosts)), volume_id
+
+
+async def post_georep(gd, req):
+    body = req.json()
+    name = req.params["name"]
+    action = body.get("action")
+    if action not in ACTIONS:
+        raise ApiError(400, f"geo-replication action must be one of {', '.join(ACTIONS)} "
+                            "(status: GET)")
+    args = {"name": name, "action": action, "secondary": body.get("secondary"),
+            "force": flag(body.get("force"))}
+    for k in ("key", "value"):
+        if body.get(k) is not None:
+            args[k] = body[k]
+    if flag(body.get("reset")):
+        args["reset"] = True
+    try:
+        user, host, port, svol = parse_secondary(body.get("secondary"))
+    except ValueError as e:
+        gd.audit(who_asked(req), "geo-replication", args, f"failed: {e}")
+        raise ApiError(400, str(e)) from None
+    if action == "create":
+        volume_or_404(gd, name)
+        args["push_pem"] = flag(body.get("push_pem"))
+        try:
+            args["secondary_hosts"], args["secondary_id"] = await probe_secondary(
+                host, port, svol)
+        except ValueError as e:
+            gd.audit(who_asked(req), "geo-replication", args, f"failed: {e}")
+            raise ApiError(400, str(e)) from None
+    if action == "delete" and flag(body.get("reset_sync_time")):
+        args["reset_sync_time"] = True
+        try:
+            await reset_sync_time(gd, name, session_key(host, port, svol))
+        except ValueError as e:
+            gd.audit(who_asked(req), "geo-replication", args, f"failed: {e}")
+            raise ApiError(400, str(e)) from None
+    result = await run_transaction(gd, req, "geo-replication", args)
+    vol = result["volume"]
+    key = session_key(host, port, svol)
+    session = vol.georep.get(key)
+    doc = {"volume": vol.name, "session": session.to_json() if session else None,
+           "secondary": key}
+    if args.get("push_pem"):
+        doc["push_pem"] = PUSH_PEM_NOTE
+    return Response(200, doc)
+
+
+async def reset_sync_time(gd, name: str, key: str) -> None:
+    """`delete reset-sync-time`: remove the session's sync times (stime)
+    from the secondary's root, where the workers keep them, so that a new
+    session of this pair starts without them (GlusterFS removes its stime
+    xattrs from the primary's bricks).  Done before the delete is
+    committed: a session that is not stopped, or a secondary that cannot
+    be reached, fails the command and nothing changes."""
+    from ...gfapi.aio import AsyncVolume
+    from ...georep.worker import stime_key
+    vol = volume_or_404(gd, name)
+    s = vol.georep.get(key)
+    if s is None or s.status in ("Started", "Paused"):
+        return  # the operation itself refuses it, with glusterd's message
+    sets = max(len(vol.bricks) // max(vol.replica * vol.stripe, 1), 1)
+    try:
+        async with AsyncVolume.from_server(s.secondary_hosts or [s.secondary_host],
+                                           s.secondary_volume, s.secondary_port) as sec:
+            for i in range(sets):
+                try:
+                    await sec.removexattr("/", stime_key(vol.id, s.secondary_id or s.id, i))
+                except OSError as e:
+                    if e.errno not in (errno.ENODATA, getattr(errno, "ENOATTR", errno.ENODATA)):
+                        raise
+    except (OSError, LibgfapiException) as e:
+        raise ValueError(f"reset-sync-time: the secondary {key} cannot be changed ({e}); "
+                         "the session is kept") from None
+
+
+async def _rows(gd, name: str, key: str | None) -> list[dict]:
+    rows = gd.georep.local_status(name, key)
+    for peer in gd.peers.values():
+        try:
+            doc = await gd.call_peer(peer, "GET", f"/api/v1/local/georep/{name}", timeout=5)
+            rows.extend(r for r in doc["rows"] if key is None or r["session"] == key)
+        except OpFailed:
+            vol = gd.volumes[name]
+            for s in vol.georep.values():
+                if key is not None and s.key != key:
+                    continue
+                for b in vol.bricks:
+                    if b.node == peer["uuid"]:
+                        rows.append({"primary_node": b.host, "primary_volume": name,
+                                     "primary_brick": b.path, "secondary_user":
+                                     s.secondary_user, "secondary": s.key,
+                                     "secondary_node": "N/A", "status": "Faulty",
+                                     "crawl_status": "N/A", "last_synced": None,
+                                     "faulty_reason": "its node does not answer",
+                                     "session": s.key})
+    order = {(b.host, b.path): i for i, b in enumerate(gd.volumes[name].bricks)}
+    rows.sort(key=lambda r: (r["session"], order.get((r["primary_node"], r["primary_brick"]),
+                                                      0)))
+    return rows
+
+
+async def get_georep(gd, req):
+    vol = volume_or_404(gd, req.params["name"])
+    key = None
+    if req.arg("secondary"):
+        try:
+            _, host, port, svol = parse_secondary(req.arg("secondary"))
+        except ValueError as e:
+            raise ApiError(400, str(e)) from None
+        key = session_key(host, port, svol)
+        if key not in vol.georep:
+            raise ApiError(404, f"Geo-replication session between {vol.name} and {key} "
+                                "does not exist.")
+    from ..georep import effective_config
+    sessions = {k: dict(s.to_json(), effective_config=effective_config(s))
+                for k, s in vol.georep.items() if key is None or k == key}
+    return Response(200, {"volume": vol.name, "sessions": sessions,
+                          "rows": await _rows(gd, vol.name, key)})
+
+
+async def get_all(gd, req):
+    rows, sessions = [], {}
+    for name, vol in sorted(gd.volumes.items()):
+        if vol.georep:
+            rows += await _rows(gd, name, None)
+            sessions[name] = {k: s.to_json() for k, s in vol.georep.items()}
+    return Response(200, {"sessions": sessions, "rows": rows})
+
+
+async def local_georep(gd, req):
+    peer_of(gd, req)
+    volume_or_404(gd, req.params["name"])
+    return Response(200, {"rows": gd.georep.local_status(req.params["name"])})
+
+
+def routes(Route) -> list:
+    return [
+        Route("POST", "/api/v1/volumes/{name}/geo-replication", post_georep,
+              "volume geo-replication NAME [USER@]HOST::VOL create [push-pem] [force] | "
+              "start [force] | stop [force] | pause | resume | delete [reset-sync-time] | "
+              "config KEY VALUE | config checkpoint now",
+              {"type": "object", "required": ["secondary", "action"],
+               "properties": {"secondary": {"type": "string",
+                                            "pattern": "^([^@]+@)?[^:]+(:[0-9]+)?::[^:]+$"},
+                              "action": {"type": "string", "enum": list(ACTIONS)},
+                              "force": {"type": "boolean"}, "push_pem": {"type": "boolean"},
+                              "reset_sync_time": {"type": "boolean"},
+                              "key": {"type": "string"}, "value": {"type": "string"},
+                              "reset": {"type": "boolean"}}}),
+        Route("GET", "/api/v1/volumes/{name}/geo-replication", get_georep,
+              "volume geo-replication NAME [HOST::VOL] status [detail] | config",
+              query=("secondary",)),
+        Route("GET", "/api/v1/geo-replication", get_all,
+              "volume geo-replication status: every session"),
+        Route("GET", "/api/v1/local/georep/{name}", local_georep,
+              "this node's geo-replication status rows", internal=True),
+    ]
+
+
+__all__ = ["routes", "probe_secondary"]
