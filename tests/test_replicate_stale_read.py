@@ -230,3 +230,25 @@ async def test_only_good_copy_failing_fails_the_write(tmp_path):
         assert await read_all(top, fd, len(NEW)) == NEW
         await top.flush(fd, None)
         await top.release(fd)
+
+
+async def test_getxattr_after_setxattr_failed_on_one_replica(tmp_path):
+    """setxattr and removexattr fail on one replica: getxattr answers from
+    a copy that has the change."""
+    bricks, graph, afr, failers = rep3(tmp_path, {"read-subvolume-index": str(BAD)})
+    async with graph.running():
+        top = graph.top
+        fd, gfid = await create_file(top, "f", OLD)
+        loc = Loc(path="/f", gfid=gfid)
+        await top.setxattr(loc, {"user.gone": b"1"}, 0, None)
+        failers[BAD].fail["setxattr"] = errno.ENOSPC
+        failers[BAD].fail["removexattr"] = errno.ENOSPC
+        await top.setxattr(loc, {"user.tag": b"new"}, 0, None)
+        await top.removexattr(loc, "user.gone", None)
+        for _ in range(READS):
+            assert bytes((await top.getxattr(loc, "user.tag", None)).dict["user.tag"]) == b"new"
+            with pytest.raises(FopError) as e:
+                await top.getxattr(loc, "user.gone", None)
+            assert e.value.errno == errno.ENODATA
+        await top.flush(fd, None)
+        await top.release(fd)
