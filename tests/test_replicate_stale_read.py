@@ -18,8 +18,10 @@ repeated, so a stale copy in the readable set is seen, not hoped for.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import stat as _stat
+import subprocess
 
 import pytest
 import trio
@@ -240,15 +242,56 @@ async def test_getxattr_after_setxattr_failed_on_one_replica(tmp_path):
         top = graph.top
         fd, gfid = await create_file(top, "f", OLD)
         loc = Loc(path="/f", gfid=gfid)
-        await top.setxattr(loc, {"user.gone": b"1"}, 0, None)
+        # the stale copy answers these reads without an error (an old value,
+        # an xattr still there), so no failed read leads to a refresh
+        await top.setxattr(loc, {"user.gone": b"1", "user.tag": b"old"}, 0, None)
         failers[BAD].fail["setxattr"] = errno.ENOSPC
-        failers[BAD].fail["removexattr"] = errno.ENOSPC
         await top.setxattr(loc, {"user.tag": b"new"}, 0, None)
-        await top.removexattr(loc, "user.gone", None)
         for _ in range(READS):
             assert bytes((await top.getxattr(loc, "user.tag", None)).dict["user.tag"]) == b"new"
+        failers[BAD].fail["removexattr"] = errno.ENOSPC
+        await top.removexattr(loc, "user.gone", None)
+        for _ in range(READS):
             with pytest.raises(FopError) as e:
                 await top.getxattr(loc, "user.gone", None)
             assert e.value.errno == errno.ENODATA
+        await top.flush(fd, None)
+        await top.release(fd)
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 4 MiB tmpfs: a brick on it runs out of space for real."""
+    where = tmp_path / "small"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+async def test_read_after_write_failed_on_a_full_brick(tmp_path, small_fs):
+    """No injected failure: brick 1's filesystem is full, so its posix
+    answers the write ENOSPC while the brick stays up; reads of the client
+    that wrote return the new data."""
+    bricks = make_bricks(tmp_path, 3)
+    bricks[BAD] = small_fs
+    graph = Graph.from_text(local_volfile(
+        bricks, vol=VOL, options={**NO_CLIENT_HEAL, "read-subvolume-index": str(BAD)}))
+    afr = graph.by_name[f"{VOL}-replicate-0"]
+    async with graph.running():
+        top = graph.top
+        fd, gfid = await create_file(top, "f", OLD)
+        with open(small_fs / "filler", "wb", buffering=0) as f:
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\1" * 4096)
+        big = NEW * 64                                      # 256 KiB
+        await top.writev(fd, big, 0, 0, None)
+        assert (small_fs / "f").read_bytes() != big
+        for _ in range(READS):
+            assert await read_all(top, fd, len(big)) == big
+        assert not afr._ctx(gfid).data[BAD]
         await top.flush(fd, None)
         await top.release(fd)
