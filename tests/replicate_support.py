@@ -303,3 +303,58 @@ def insert_recorders(graph, afr) -> list[Recorder]:
     afr.first_child = afr.children[0]
     afr._index = {id(c): i for i, c in enumerate(afr.children)}
     return recs
+
+
+# -- a brick that stays up but fails chosen fops -----------------------------------
+
+
+class Failer(Translator):
+    """A pass-through put between replicate and one child that answers the
+    fops named in `fail` with their errno instead of forwarding them (as a
+    brick with a full or read-only disk would, while it stays connected),
+    and that holds a call for which `hold_when(name, args)` is true until
+    the test sets `let_go` (`held` is set when one arrives)."""
+
+    CHILDREN = (1, 1)
+
+    def __init__(self, name, child):
+        super().__init__(name, {}, [child])
+        self.fail: dict[str, int] = {}
+        self.hold_when = None
+        self.held = trio.Event()
+        self.let_go = trio.Event()
+        self.calls: list[str] = []
+
+
+def _failing(fop):
+    async def method(self, *args):
+        self.calls.append(fop.name)
+        if fop.name in self.fail:
+            raise _fops.FopError(self.fail[fop.name], f"{self.name}: injected {fop.name} failure")
+        if self.hold_when is not None and self.hold_when(fop.name, args):
+            self.held.set()
+            await self.let_go.wait()
+        return await getattr(self.first_child, fop.name)(*args)
+    method.__name__ = fop.name
+    return method
+
+
+for _f in _fops.CATALOGUE:
+    setattr(Failer, _f.name, _failing(_f))
+
+
+def insert_failers(graph, afr) -> list[Failer]:
+    """Put a Failer between `afr` and each of its children (before the
+    graph runs); they forward everything until a test arms them."""
+    out = []
+    for i, child in enumerate(list(afr.children)):
+        child.parents.remove(afr)
+        f = Failer(f"failer-{i}", child)
+        f.type_name = "debug/failer"
+        f.parents.append(afr)
+        afr.children[i] = f
+        graph.by_name[f.name] = f
+        out.append(f)
+    afr.first_child = afr.children[0]
+    afr._index = {id(c): i for i, c in enumerate(afr.children)}
+    return out

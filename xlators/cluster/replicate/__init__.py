@@ -53,9 +53,15 @@ child went down or came up).  The child is chosen by ``read-subvolume`` /
 ``read-subvolume-index``, else the local brick (``choose-local``, found from
 the bricks' pathinfo), else ``read-hash-mode`` (0 first readable, 1 gfid
 hash, 2 gfid+pid hash, 3 least outstanding reads, 4 least ping latency, 5
-both).  A read that fails is retried once after a refresh, then on the
+both), among the children readable for data and metadata both where there
+is one.  A read that fails is retried once after a refresh, then on the
 other readable children.  A file with no readable child - split-brain -
-fails reads and writes with EIO.
+fails reads and writes with EIO.  An inode write that failed on some
+children and succeeded on others takes the failed ones out of the
+inode's readable set at once, before its post-op accuses them on disk (a
+refresh meanwhile keeps them out too); when it failed on every good copy
+and only stale ones took it, it fails and accuses nobody (transaction.py's
+`_drop_failed_readers`, GlusterFS's afr_set_in_flight_sb_status).
 
 Children's state (afr_notify): parents hear CHILD_UP once some child is up
 and every child has reported (or after 10 s), CHILD_DOWN when every child

@@ -155,13 +155,9 @@ class AfrInodeWrite:
             for i, r in enumerate(t.replies):
                 if is_ok(r) and r.count < best.count:
                     t.failed[i] = True
-            # reads of the destination leave the replicas that did not copy
-            # at once, before the (maybe delayed) post-op accuses them on
-            # disk (GlusterFS's afr_set_in_flight_sb_status)
-            if t.ctx is not None and t.ctx.data is not None:
-                for i, failed in enumerate(t.failed):
-                    if failed and i < len(t.ctx.data):
-                        t.ctx.data[i] = False
+            # the replicas that did not copy leave the destination's readable
+            # set at once: the transaction's rule for every inode write
+            # (transaction.py's _drop_failed_readers)
             return best
 
         return await self._transaction(txn, wind, finalize)

@@ -53,6 +53,16 @@ class AfrReadTxn:
         ctx = self._ctx(first.gfid)
         ctx.mode = first.mode
         ctx.data, ctx.metadata = r.data, r.metadata
+        # a write that failed on a child whose post-op has not accused it on
+        # disk yet (transaction.py's _drop_failed_readers): the changelogs
+        # show no more than a dirty mark, the failure seen here says more
+        for slot, readable in ((cl.DATA, ctx.data), (cl.METADATA, ctx.metadata)):
+            failing = ctx.failing[slot]
+            if any(failing) and any(readable[i] and not failing[i]
+                                    for i in range(self.child_count)):
+                for i in range(self.child_count):
+                    if failing[i]:
+                        readable[i] = False
         ctx.generation = self.event_generation
         if r.accused:
             ctx.need_refresh = True
@@ -165,6 +175,19 @@ class AfrReadTxn:
             return list(metadata)
         return list(data) if any(data) else list(self.child_up)
 
+    def _read_candidates(self, ctx: InodeCtx, readable: Sequence[bool]) -> list[bool]:
+        """The children a read may go to: readable for the transaction's
+        type, up, not the arbiter - and, where one such child is readable
+        for data and metadata both, only those (afr_read_txn intersects the
+        two maps: a stat answers size and mode at once, and a child that
+        just failed a setattr or a write must not answer either)."""
+        cands = [r and self.child_up[i] and i != self.arbiter for i, r in enumerate(readable)]
+        if ctx.data is not None and ctx.metadata is not None:
+            both = [c and ctx.data[i] and ctx.metadata[i] for i, c in enumerate(cands)]
+            if any(both):
+                return both
+        return cands
+
     def _split_brain(self, ctx: InodeCtx) -> FopError:
         self.log.error("Failing operation on gfid %s: split-brain observed.", ctx.gfid)
         return FopError(errno.EIO, f"{ctx.gfid} is in split-brain")
@@ -191,13 +214,12 @@ class AfrReadTxn:
             if e.errno == errno.EIO and choice >= 0 and self.child_up[choice]:
                 return await readfn(choice)
             raise
-        readable = [r and self.child_up[i] and i != self.arbiter for i, r in enumerate(readable)]
+        readable = self._read_candidates(ctx, readable)
         sub = self._select_read(readable, gfid, ctx.mode)
         if sub < 0 and not refreshed:
             ctx = await self._refresh(gfid, fd, loc)
             refreshed = True
-            readable = [r and self.child_up[i] and i != self.arbiter
-                        for i, r in enumerate(self._readable_for(ctx, type_, op))]
+            readable = self._read_candidates(ctx, self._readable_for(ctx, type_, op))
             sub = self._select_read(readable, gfid, ctx.mode)
         if sub < 0:
             raise FopError(errno.EIO if any(self.child_up) else errno.ENOTCONN,
@@ -216,8 +238,7 @@ class AfrReadTxn:
                 refreshed = True
                 try:
                     ctx = await self._refresh(gfid, fd, loc)
-                    readable = [r and self.child_up[i] and i != self.arbiter
-                                for i, r in enumerate(self._readable_for(ctx, type_, op))]
+                    readable = self._read_candidates(ctx, self._readable_for(ctx, type_, op))
                 except FopError:
                     pass
                 sub = self._select_read(readable, gfid, ctx.mode)

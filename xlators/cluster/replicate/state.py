@@ -96,7 +96,7 @@ class InodeCtx:
 
     __slots__ = ("gfid", "mode", "data", "metadata", "generation", "need_refresh", "locks",
                  "on_disk", "inherited", "pre_op_done", "open_fd_count",
-                 "unstable_write", "write_subvol", "spb_choice", "refreshing")
+                 "unstable_write", "write_subvol", "spb_choice", "refreshing", "failing")
 
     def __init__(self, gfid: GFID, n: int) -> None:
         self.gfid = gfid
@@ -114,6 +114,11 @@ class InodeCtx:
         self.write_subvol: list[bool] | None = None
         self.spb_choice = -1
         self.refreshing: trio.Event | None = None
+        #: per transaction type, per child: how many transactions saw the
+        #: child fail and have not finished their post-op (which writes the
+        #: accusation); such a child is no read source whatever a refresh
+        #: reads from the changelogs meanwhile
+        self.failing = {DATA: [0] * n, METADATA: [0] * n}
 
     @property
     def busy(self) -> bool:
@@ -189,6 +194,8 @@ class Txn:
     stable_write: bool = True
     #: the transaction whose delayed post-op this one took over
     takeover: "Txn | None" = None
+    #: the children this transaction counted in its inode's `failing`
+    failing: list[int] = dataclasses.field(default_factory=list)
     done: trio.Event = dataclasses.field(default_factory=trio.Event)
 
     def __post_init__(self) -> None:

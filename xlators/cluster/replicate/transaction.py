@@ -70,6 +70,9 @@ class AfrTransaction:
                 if txn.pre_op[i] and txn.replies[i] is None:
                     txn.failed[i] = True
             error = e
+        sb_errno = self._drop_failed_readers(txn)
+        if sb_errno is not None and error is None:
+            error = FopError(sb_errno, f"{txn.op} failed on the only good copy of {txn.gfid}")
         txn.op_ok = error is None
         if error is not None and isinstance(error, FopError):
             txn.op_errno = error.errno
@@ -85,6 +88,66 @@ class AfrTransaction:
                 raise error
             raise FopError(txn.op_errno or errno.EIO)
         return result
+
+    def _drop_failed_readers(self, txn: Txn) -> int | None:
+        """afr_set_in_flight_sb_status: as soon as the replies of an inode
+        write are in, the children it failed on stop being read sources of
+        the inode (data or metadata, as the transaction is), in memory, so
+        the next read of this client goes to a copy that has the change -
+        the post-op's accusation may not be on disk yet, and a refresh
+        meanwhile (`_interpret`) keeps them out too (`InodeCtx.failing`,
+        until `_post_op` ends).  Only when the fop succeeded somewhere: the
+        same error everywhere, or no answer at all, leaves no copy staler
+        than another.
+
+        When every copy that was readable failed and only copies already
+        stale took the change, the change is on the wrong copies: the
+        transaction fails with the good copy's errno, accuses nobody, and
+        the readable set stays as it was (GlusterFS's in-flight
+        split-brain; GlusterFS checks it only for a single readable copy,
+        here any number, so stale copies never become the only readable
+        ones).  Returns that errno, or None."""
+        ctx = txn.ctx
+        if txn.type not in (DATA_TXN, METADATA_TXN) or ctx is None:
+            return None
+        n = self.child_count
+        failed = [txn.failed[i] for i in range(n)]
+        if not any(failed) or not any(txn.pre_op[i] and not failed[i] for i in range(n)):
+            return None
+        current = ctx.data if txn.type == DATA_TXN else ctx.metadata
+        base = txn.write_subvol if txn.type == DATA_TXN and txn.write_subvol is not None \
+            else current
+        if base is not None and any(base) and \
+                not any(base[i] and not failed[i] for i in range(n)):
+            good = next(i for i in range(n) if base[i])
+            reply = txn.replies[good]
+            self.log.error("%s: %s failed on every good copy and succeeded only on stale "
+                           "ones; failing it", txn.gfid, txn.op)
+            return reply.errno if isinstance(reply, FopError) else errno.EIO
+        slot = txn.slot
+        for i in range(n):
+            if failed[i]:
+                ctx.failing[slot][i] += 1
+                txn.failing.append(i)
+        if current is not None:
+            for i in range(n):
+                if failed[i] and current[i]:
+                    current[i] = False
+                    ctx.need_refresh = True
+        if txn.type == DATA_TXN and ctx.write_subvol is not None:
+            for i in range(n):
+                if failed[i]:
+                    ctx.write_subvol[i] = False
+        return None
+
+    def _forget_failing(self, txn: Txn) -> None:
+        """The post-op is over: from now on the changelogs on disk say who
+        is stale (see `_drop_failed_readers`)."""
+        if txn.failing and txn.ctx is not None:
+            counts = txn.ctx.failing[txn.slot]
+            for i in txn.failing:
+                counts[i] -= 1
+            txn.failing = []
 
     async def _cleanup(self, coro) -> None:
         """Unlock and post-op happen even when the caller is cancelled
@@ -373,6 +436,12 @@ class AfrTransaction:
 
     async def _post_op(self, txn: Txn, final: bool) -> None:
         """afr_changelog_post_op_safe + afr_changelog_post_op_do."""
+        try:
+            await self._post_op_do(txn, final)
+        finally:
+            self._forget_failing(txn)
+
+    async def _post_op_do(self, txn: Txn, final: bool) -> None:
         n = self.child_count
         if final and txn.fd is not None and txn.type == DATA_TXN and txn.ctx is not None \
                 and not (self._pre_op_uninherit(txn) and txn.nothing_failed()) \
