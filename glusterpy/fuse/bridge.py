@@ -69,6 +69,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -433,7 +434,25 @@ class FuseBridge(pyfuse3.Operations):
         with self._caller(ctx):
             reply = await self.top.symlink(os.fsdecode(target), self._child(parent_inode, name),
                                            ctx.umask, {GFID_REQ: GFID.random()})
-        return self._entry(reply.iatt, parent_inode, name)
+        entry = self._entry(reply.iatt, parent_inode, name)
+        if stat.S_IFMT(reply.iatt.mode) != stat.S_IFLNK:
+            entry = self._made_by_symlink(entry)
+        return entry
+
+    @staticmethod
+    def _made_by_symlink(entry: pyfuse3.EntryAttributes) -> pyfuse3.EntryAttributes:
+        """A graph whose symlink makes something else (storage/bd: an LVM
+        snapshot, a regular file).  The kernel fails symlink(2) with EIO
+        when the new entry is no symbolic link (fs/fuse/dir.c
+        create_new_entry), although the graph made it; so the reply says
+        symbolic link with timeouts of zero, which the kernel cannot keep:
+        its next look at the name (any stat, open or ls) asks LOOKUP, sees
+        the same node as a regular file, drops the symbolic link's inode
+        as stale (fuse_stale_inode) and shows the real file - the lie lives
+        only until symlink(2) returns."""
+        entry.st_mode = stat.S_IFLNK | stat.S_IMODE(entry.st_mode)
+        entry.entry_timeout = entry.attr_timeout = 0
+        return entry
 
     async def link(self, inode, new_parent_inode, new_name, ctx):
         self._writable()
