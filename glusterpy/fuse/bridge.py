@@ -69,6 +69,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -86,6 +87,10 @@ log = logging.getLogger(__name__)
 READDIR_BUDGET = 128 * 1024
 #: callers whose groups are kept (fuse-bridge's gid cache is as bounded)
 GID_CACHE_SIZE = 4096
+#: handlers pyfuse3 lacks, called from the libfuse slots filled in
+#: copy_range.py: requests like pyfuse3's (errors translated, held during a
+#: graph switch)
+LOWLEVEL_HANDLERS = ("copy_file_range", "lseek")
 
 
 @dataclass(slots=True)
@@ -429,7 +434,25 @@ class FuseBridge(pyfuse3.Operations):
         with self._caller(ctx):
             reply = await self.top.symlink(os.fsdecode(target), self._child(parent_inode, name),
                                            ctx.umask, {GFID_REQ: GFID.random()})
-        return self._entry(reply.iatt, parent_inode, name)
+        entry = self._entry(reply.iatt, parent_inode, name)
+        if stat.S_IFMT(reply.iatt.mode) != stat.S_IFLNK:
+            entry = self._made_by_symlink(entry)
+        return entry
+
+    @staticmethod
+    def _made_by_symlink(entry: pyfuse3.EntryAttributes) -> pyfuse3.EntryAttributes:
+        """A graph whose symlink makes something else (storage/bd: an LVM
+        snapshot, a regular file).  The kernel fails symlink(2) with EIO
+        when the new entry is no symbolic link (fs/fuse/dir.c
+        create_new_entry), although the graph made it; so the reply says
+        symbolic link with timeouts of zero, which the kernel cannot keep:
+        its next look at the name (any stat, open or ls) asks LOOKUP, sees
+        the same node as a regular file, drops the symbolic link's inode
+        as stale (fuse_stale_inode) and shows the real file - the lie lives
+        only until symlink(2) returns."""
+        entry.st_mode = stat.S_IFLNK | stat.S_IMODE(entry.st_mode)
+        entry.entry_timeout = entry.attr_timeout = 0
+        return entry
 
     async def link(self, inode, new_parent_inode, new_name, ctx):
         self._writable()
@@ -514,6 +537,26 @@ class FuseBridge(pyfuse3.Operations):
         self._writable()
         reply = await self.top.writev(self._fd(fh), buf, off, 0, None)
         return reply.count
+
+    async def copy_file_range(self, ctx, fh_in, off_in, fh_out, off_out, length, flags):
+        """The kernel's FUSE_COPY_FILE_RANGE (pyfuse3 has no handler:
+        copy_range.py gives libfuse one that calls this): the graph's
+        copy_file_range with the two handles' Fds, its count.  ENOSYS only
+        when the graph lacks the fop - the kernel never asks again after
+        it; EOPNOTSUPP/EXDEV make the kernel copy this call by read+write."""
+        self._writable()
+        fd_in, fd_out = self._fd(fh_in), self._fd(fh_out)
+        if fd_in.is_dir or fd_out.is_dir:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        with self._caller(ctx):
+            reply = await self.top.copy_file_range(fd_in, off_in, fd_out, off_out, length,
+                                                   flags, None)
+        return reply.count
+
+    async def lseek(self, fh, offset, what):
+        """lseek(2)'s SEEK_DATA/SEEK_HOLE (pyfuse3 has no handler either:
+        copy_range.py), the graph's seek: where the next data or hole is."""
+        return (await self.top.seek(self._fd(fh), offset, what, None)).offset
 
     async def flush(self, fh):
         await self.top.flush(self._fd(fh), None)
@@ -705,7 +748,7 @@ def _translate_errors(cls):
         # pyfuse3's handlers only: the bridge's own coroutines (switch_graph)
         # must not count as requests in flight
         if inspect.iscoroutinefunction(fn) and not name.startswith("_") and \
-                hasattr(pyfuse3.Operations, name):
+                (hasattr(pyfuse3.Operations, name) or name in LOWLEVEL_HANDLERS):
             setattr(cls, name, wrap(fn))
     return cls
 

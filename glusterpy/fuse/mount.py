@@ -36,7 +36,8 @@ from ..graph import Graph
 from ..inode import DEFAULT_LRU_LIMIT
 from ..process import ProcessIdentity, set_process_identity, settle_heap
 from .bridge import FuseBridge
-from .posix_locks import PosixLocks
+from .copy_range import CopyRange
+from .posix_locks import PosixLocks, find_session_ops
 
 log = logging.getLogger(__name__)
 
@@ -301,15 +302,19 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
             pyfuse3.init(bridge, mountpoint, opts.fuse_options())
         except RuntimeError as e:
             raise MountError(f"mounting on {mountpoint} failed: {e}") from None
-        locks = PosixLocks(bridge)
+        locks, copies = PosixLocks(bridge), CopyRange(bridge)
         unmounted = False
         try:
-            locks.install()  # before main: the kernel's INIT asks libfuse for lock support
+            # before main: the kernel's INIT asks libfuse for lock support
+            found = find_session_ops()
+            locks.install(found)
+            copies.install(found)
             log.info("mounted %s on %s", opts.fsname, mountpoint)
             if ready is not None:
                 ready()
             async with trio.open_nursery() as nursery:
-                locks.nursery = nursery  # lock requests are answered from its tasks
+                # lock and copy requests are answered from its tasks
+                locks.nursery = copies.nursery = nursery
                 nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
                 nursery.start_soon(_statedump_on_signal, bridge)
                 if refetch is not None:
@@ -321,6 +326,7 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
             # SIGTERM or an error: take the mount down ourselves
             pyfuse3.close(unmount=not unmounted)
             locks.uninstall()
+            copies.uninstall()
             log.info("unmounted %s", mountpoint)
         # leaving _running_graphs(): every graph still running is stopped
 

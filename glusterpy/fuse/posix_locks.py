@@ -180,6 +180,17 @@ def session_ops():
     return None, "the session's copy of pyfuse3's operations table was not found"
 
 
+def find_session_ops():
+    """`session_ops()`, with a failure to read pyfuse3's extension as the
+    reason.  Found once per mount and shared by every slot filled (here
+    and copy_range.py): once one slot is written, the session's copy no
+    longer equals pyfuse3's table and cannot be found again."""
+    try:
+        return session_ops()
+    except (OSError, ValueError, struct.error) as e:
+        return None, f"reading pyfuse3's extension failed: {e}"
+
+
 # -- the lock requests ------------------------------------------------------------
 
 
@@ -280,14 +291,12 @@ class PosixLocks:
         self.installed = False
         self._waiting: dict[int, _Waiter] = {}  # req -> the F_SETLKW it is
 
-    def install(self) -> bool:
+    def install(self, found=None) -> bool:
         """Between pyfuse3.init and pyfuse3.main: True if lock requests
-        will come here."""
+        will come here.  `found`: find_session_ops()'s answer, when the
+        mount shares it with the other slots it fills."""
         global _active
-        try:
-            ops, why = session_ops()
-        except (OSError, ValueError, struct.error) as e:
-            ops, why = None, f"reading pyfuse3's extension failed: {e}"
+        ops, why = find_session_ops() if found is None else found
         if ops is None:
             log.warning("fcntl locks stay local to this mount: %s", why)
             return False

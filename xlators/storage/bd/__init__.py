@@ -49,9 +49,11 @@ The seed's mapping of fops onto LVM:
   without, bd does (see "Snapshots without device-mapper" below).  A
   snapshot of a snapshot, or resizing one (its size is its origin's when
   taken), is EINVAL; a thin snapshot without device-mapper is ENOTSUP.
-  Through a FUSE mount `ln -s` makes the snapshot but the kernel answers
-  EIO: FUSE insists that a symlink's new entry be a symbolic link
-  (`glusterpy bd snapshot` and gfapi's symlink have no such limit).
+  Through a FUSE mount `ln -s ORIGIN SNAP` works: FUSE insists that a
+  symlink's new entry be a symbolic link (else EIO), so the mount's bridge
+  answers it as one with timeouts of zero and the kernel's next look at
+  the name shows the regular file it is (glusterpy/fuse/bridge.py,
+  `_made_by_symlink`).  `readlink` on it is EINVAL (it is no link).
 * unlink removes the LV (lvremove), refused with EBUSY while the LV has
   snapshots.  An LV unlinked while open is renamed `glusterpy_unlinked_<gfid>`
   and removed at its last close (or at the next start), as posix keeps
