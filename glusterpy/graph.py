@@ -73,6 +73,7 @@ TRANSLATORS: dict[str, str] = {t: _module(t) for t in (
     "debug/delay-gen",
     "debug/io-stats",
     "features/arbiter",
+    "features/changelog",
     "features/index",
     "features/locks",
     "features/upcall",

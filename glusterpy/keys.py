@@ -201,6 +201,20 @@ LIST_XATTR = "list-xattr"
 CONTENT_KEY = "glusterfs.content"
 
 # --------------------------------------------------------------------------
+# features/changelog (the brick's journal geo-replication reads)
+
+#: unlink xdata from distribute: this unlink is the source side of a rename
+#: across subvolumes; the value is dht_changelog_rename_info_t (old and new
+#: parent gfids, name lengths with their NULs, the two names), and the
+#: journal records a RENAME
+DHT_CHANGELOG_RENAME_OP_KEY = "changelog.rename-op"  # DHT_CHANGELOG_RENAME_OP_KEY
+#: setxattr (virtual): geo-replication asks the journal to record a file
+#: again - 1: its entry (CREATE or MKDIR) and, for a file, its data
+TRIGGER_SYNC_KEY = "glusterfs.geo-rep.trigger-sync"  # GF_XATTR_TRIGGER_SYNC
+#: shard's size xattr: the only xattrop the journal records
+SHARD_FILE_SIZE_KEY = "trusted.glusterfs.shard.file-size"  # GF_XATTR_SHARD_FILE_SIZE
+
+# --------------------------------------------------------------------------
 # features/locks
 
 #: lk xdata: GF_LK_ADVISORY (0) or GF_LK_MANDATORY (1) (GF_LOCK_MODE)

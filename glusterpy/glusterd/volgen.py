@@ -10,6 +10,9 @@ Brick volfile, one per brick, named as glusterd names it,
                                  brick's node, which glusterd passes to glusterfsd
                                  as --xlator-option *-posix.glusterd-uuid)
     [VOL-arbiter features/arbiter, on an arbiter brick, when it exists]
+    VOL-changelog features/changelog  the brick's change journal (changelog-dir
+                                 PATH/.glusterfs/changelogs), off unless
+                                 changelog.changelog is on (geo-replication)
     VOL-locks    features/locks
     VOL-upcall   features/upcall cache invalidation for the clients
                                  (features.cache-invalidation, off)
@@ -23,7 +26,8 @@ Brick volfile, one per brick, named as glusterd names it,
 
 A `device lv` volume's bricks are LVM volume groups (HOST:/VG): VOL-bd
 (storage/bd, export VG) over VOL-posix on its companion metadata
-directory WORKDIR/bd/VOL/VG, then locks, io-stats and server as above.
+directory WORKDIR/bd/VOL/VG, then changelog (its journal in that metadata
+directory), locks, io-stats and server as above.
 
 Client volfiles (glusterd's `VOL.tcp-fuse.vol`):
 
@@ -409,6 +413,14 @@ def brick_volfile(vol: Volume, brick: Brick) -> str:
                        **_glusterd_uuid(brick)})
     if brick.arbiter:
         below = b.add(f"{name}-arbiter", "features/arbiter", {}, [below])
+    # the change journal geo-replication reads: on every brick, above
+    # posix/arbiter and below locks, off until changelog.changelog on
+    # (brick_graph_add_changelog); in the directory posix serves
+    served = brick.metadata if vol.device else path
+    below = b.add(f"{name}-changelog", "features/changelog", {
+        "changelog-notification": "off",
+        "changelog-dir": f"{served}/.glusterfs/changelogs",
+        "changelog-brick": served}, [below])
     # above locks: io-threads, [index,] io-stats; the topmost of them is named
     # by the brick path.  io-threads is on every brick, with its defaults
     # unless `volume set performance.io-thread-count` ... (brick_graph_add_iot)
