@@ -91,6 +91,13 @@ GID_CACHE_SIZE = 4096
 #: copy_range.py: requests like pyfuse3's (errors translated, held during a
 #: graph switch)
 LOWLEVEL_HANDLERS = ("copy_file_range", "lseek")
+#: handlers that may change what a directory listing shows (names or
+#: attributes): entries kept for the kernel's next readdir request are
+#: dropped when one of these completes (see FuseBridge.readdir)
+CHANGING_HANDLERS = frozenset((
+    "write", "setattr", "create", "mknod", "mkdir", "unlink", "rmdir", "rename", "link",
+    "symlink", "setxattr", "removexattr", "fallocate", "copy_file_range", "open", "flush",
+    "fsync", "release"))
 
 
 @dataclass(slots=True)
@@ -111,6 +118,8 @@ class _DirRest:
     entries: list
     #: time.monotonic() of the readdirp they came from
     fetched: float
+    #: FuseBridge._changes when they were fetched
+    changes: int
 
 
 class FuseBridge(pyfuse3.Operations):
@@ -162,6 +171,8 @@ class FuseBridge(pyfuse3.Operations):
         #: directory handle -> entries fetched that the kernel's last
         #: readdir had no room for (see readdir)
         self._dir_rest: dict[int, _DirRest] = {}
+        #: how many CHANGING_HANDLERS requests have completed
+        self._changes = 0
         #: requests being served now; set while a graph switch waits for them
         self._inflight = 0
         self._drained: "trio.Event | None" = None
@@ -587,13 +598,18 @@ class FuseBridge(pyfuse3.Operations):
         # stopped (else each request would fetch the rest of the directory
         # again and use a page of it - quadratic in the directory's size).
         rest = self._dir_rest.pop(fh, None)
-        if rest is not None and (rest.offset != start_id or
+        # The kernel takes readdirplus attributes as fresh: entries fetched
+        # before a change through this mount completed would undo it in its
+        # cache, so they go; other clients' changes may show up to
+        # attr_timeout late, as the kernel's attribute cache allows.
+        if rest is not None and (rest.offset != start_id or rest.changes != self._changes or
                                  time.monotonic() - rest.fetched > self.attr_timeout):
             rest = None
         while True:
             if rest is not None:
-                entries, fetched, rest = rest.entries, rest.fetched, None
+                entries, fetched, changes, rest = rest.entries, rest.fetched, rest.changes, None
             else:
+                changes = self._changes
                 entries = (await self.top.readdirp(fd, READDIR_BUDGET, offset, None)).entries
                 fetched = time.monotonic()
                 if not entries:
@@ -607,7 +623,7 @@ class FuseBridge(pyfuse3.Operations):
                 if not pyfuse3.readdir_reply(token, name, self._attrs(entry.iatt, node),
                                              entry.off):
                     self._drop_if_unused(node)
-                    self._dir_rest[fh] = _DirRest(offset, entries[i:], fetched)
+                    self._dir_rest[fh] = _DirRest(offset, entries[i:], fetched, changes)
                     return
                 # readdir_reply counts as a lookup of the name in this directory
                 self._learned(node, self._by_gfid.get(fd.gfid, 0), name)
@@ -730,6 +746,8 @@ def _translate_errors(cls):
     import inspect
 
     def wrap(fn):
+        changing = fn.__name__ in CHANGING_HANDLERS
+
         @functools.wraps(fn)
         async def handler(self, *args, **kwargs):
             while self._switching is not None:  # a graph switch is under way
@@ -741,6 +759,8 @@ def _translate_errors(cls):
                 raise pyfuse3.FUSEError(e.errno) from None
             finally:
                 self._inflight -= 1
+                if changing:
+                    self._changes += 1
                 if not self._inflight and self._drained is not None:
                     self._drained.set()
         return handler
