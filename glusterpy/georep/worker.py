@@ -65,13 +65,12 @@ it: LAST_SYNCED is shown at once and entries whose ctime is older are not
 compared again unless the secondary lacks them.  A checkpoint (`config
 checkpoint now`) is complete when a crawl that started after it finished.
 
-Changelogs: `changelog_crawl()` is the hook for the brick's changelog
-(glusterpy/changelog.py, another part of issue 19): it takes the records
-of the changelogs rolled over since stime; none - no crawl at all; some -
-for now the full crawl's comparison (replaying the records one by one is
-what goes there next).  While that module is absent, or the brick's
-changelog is off, every crawl is a full one ("Hybrid Crawl" in the status;
-"Changelog Crawl" once records drive it).
+Changelogs: not read yet - every crawl is a full one ("Hybrid Crawl" in
+the status).  The brick's journal (features/changelog, glusterpy/changelog.py)
+can drive the crawl once the worker replays its records (E by gfid and
+name, D/M by gfid) and also reads the journal not rolled over yet; a crawl
+skipped because the rolled-over changelogs held nothing would miss what
+the current journal holds and complete a checkpoint early.
 
 Faults: any error of a crawl (a volume that cannot be mounted, a brick
 that does not answer) makes the worker Faulty with the reason, and it tries
@@ -109,17 +108,7 @@ BACKOFF_MIN, BACKOFF_MAX = 2.0, 60.0
 PROBE_TIMEOUT = 2.0
 STATUS_NAMES = ("Initializing...", "Active", "Passive", "Faulty", "Paused", "Stopped")
 CRAWL_FULL = "Hybrid Crawl"
-CRAWL_CHANGELOG = "Changelog Crawl"
 USER_XATTR = "user."
-
-
-def changelog_module():
-    """glusterpy.changelog when it exists (issue 19's other part), else None."""
-    try:
-        from .. import changelog  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return changelog
 
 
 def stime_key(primary_id: str, secondary_id: str, set_index: int) -> str:
@@ -345,14 +334,10 @@ class Worker:
             while True:
                 await self._wait_turn()
                 self.status.status = "Active"
-                records = self.changelog_records()
-                self.status.crawl_status = CRAWL_FULL if records is None else CRAWL_CHANGELOG
+                self.status.crawl_status = CRAWL_FULL
                 self.status.write()
                 started = time.time()
-                if records is None:
-                    counts = await self.full_crawl(primary, secondary)
-                else:
-                    counts = await self.changelog_crawl(primary, secondary, records) or Counts()
+                counts = await self.full_crawl(primary, secondary)
                 self.status.entry, self.status.data, self.status.meta = \
                     counts.entry, counts.data, counts.meta
                 self.status.failures = counts.failures
@@ -642,43 +627,6 @@ class Worker:
                     counts.failures += 1
                     log.warning("%s: delete on the secondary: %s", path, e)
 
-    # -- changelog hook ------------------------------------------------------
-
-    def changelog_records(self) -> list | None:
-        """The changelog records of this brick since stime, or None when
-        there is no changelog to read (glusterpy.changelog absent, the
-        brick's features/changelog off, no stime yet: a full crawl)."""
-        cl = changelog_module()
-        brick = self.conf["brick"]
-        if cl is None or self.stime is None or \
-                not os.path.isdir(os.path.join(brick, ".glusterfs", "changelogs", "htime")):
-            return None
-        try:
-            # the rolled-over changelogs from stime on (libgfchangelog's
-            # history); what the current CHANGELOG holds comes in the one it
-            # is rolled over to, whose time is after stime then too
-            records: list = []
-            for path in cl.changelogs_between(brick, int(self.stime), int(time.time())):
-                with open(path, "rb") as f:
-                    records.extend(cl.parse(f.read()))
-            return records
-        except Exception as e:  # noqa: BLE001 - an unreadable journal: crawl instead
-            log.warning("changelogs of %s unreadable (%s): full crawl", brick, e)
-            return None
-
-    async def changelog_crawl(self, primary, secondary, records: list) -> Counts | None:
-        """The hook for the changelog crawl: `records` are the brick's
-        changelog records since stime.  None of them: nothing changed, no
-        crawl (the cost of an idle session drops to reading the journal).
-        Otherwise the entries are compared by the full crawl's code - the
-        records decide that a crawl is needed, not yet which entries it
-        visits; replaying them one by one (E by gfid and name, D/M by gfid)
-        is what goes here next."""
-        if not records:
-            return None
-        return await self.full_crawl(primary, secondary)
-
-
 def _setup_logging(log_file: str | None, level: str) -> None:
     handler: logging.Handler
     if log_file:
@@ -714,5 +662,4 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["Worker", "main", "crawl_brick", "stime_key", "pack_time", "unpack_time",
-           "changelog_module"]
+__all__ = ["Worker", "main", "crawl_brick", "stime_key", "pack_time", "unpack_time"]
