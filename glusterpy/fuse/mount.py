@@ -37,7 +37,8 @@ from ..inode import DEFAULT_LRU_LIMIT
 from ..process import ProcessIdentity, set_process_identity, settle_heap
 from .bridge import FuseBridge
 from .copy_range import CopyRange
-from .posix_locks import PosixLocks, find_session_ops
+from .ops_table import find_session_ops
+from .posix_locks import PosixLocks
 
 log = logging.getLogger(__name__)
 
