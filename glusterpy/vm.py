@@ -50,8 +50,6 @@ import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-import trio
-
 from .gfapi import AsyncVolume
 
 FORMATS = ("raw", "qcow2")
@@ -382,7 +380,7 @@ async def create_image(vol: AsyncVolume, image: str, size: int | None, fmt: str,
             raise VmError(f"directory {parent} does not exist in volume "
                           f"{vol.volname}") from None
         raise
-    try:
+    async with vol.removed_on_failure(f):
         if fmt == "raw":
             await f.ftruncate(size)
         else:
@@ -391,14 +389,6 @@ async def create_image(vol: AsyncVolume, image: str, size: int | None, fmt: str,
                 await f.pwrite(view[offset:offset + (1 << 20)], offset)
             await f.ftruncate(qcow2_file_length(metadata))
         await f.fsync()
-    except BaseException as e:
-        with trio.CancelScope(shield=True):  # clean up even when cancelled
-            await f.close()
-            try:
-                await vol.unlink(path)
-            except OSError as gone:
-                e.add_note(f"{path} could not be removed again: {gone}")
-        raise
     await f.close()
     return size
 

@@ -487,3 +487,28 @@ async def test_async_api(volfile):
         walked = [top async for top, _, _ in vol.walk("/p")]
         assert walked[0] == "/p" and len(walked) == 7
     assert not vol.mounted
+
+
+async def test_copy_file_that_fails_leaves_no_destination(volfile):
+    """copy_file fills a file it just created: a failure part-way (here
+    the progress callback raising) removes it again, and an existing
+    destination is never touched."""
+    async with AsyncVolume.from_volfile(volfile) as vol:
+        async with await vol.fopen("/src", "w") as f:
+            await f.write(b"x" * 300_000)
+
+        def fail(done, total):
+            raise RuntimeError("stop here")
+        with pytest.raises(RuntimeError, match="stop here"):
+            await vol.copy_file("/src", "/dst", progress=fail, chunk=100_000)
+        assert not await vol.exists("/dst")
+
+        async with await vol.fopen("/dst3", "w") as f:
+            await f.write(b"kept")
+        with pytest.raises(FileExistsError):
+            await vol.copy_file("/src", "/dst3")
+        async with await vol.fopen("/dst3") as f:
+            assert await f.read() == b"kept"
+        assert await vol.copy_file("/src", "/dst4", chunk=100_000) == 300_000
+        async with await vol.fopen("/dst4") as f:
+            assert await f.read() == b"x" * 300_000

@@ -8,7 +8,8 @@ from __future__ import annotations
 import errno
 import os
 import stat as st
-from typing import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 import trio
 
@@ -17,6 +18,9 @@ from ..keys import COLOCATE_KEY
 from .common import edge, stat_result
 from .dirs import DirEntry
 from .resolve import Node
+
+if TYPE_CHECKING:
+    from .files import AsyncFile
 
 #: copy_file's piece per copy_file_range call (and per progress report)
 COPY_FILE_CHUNK = 64 << 20
@@ -185,7 +189,7 @@ class VolumeConveniences:
             with self._as_caller():
                 fdst = await self._open_file(dst, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode,
                                              {COLOCATE_KEY: fsrc.fd.gfid})
-            try:
+            async with self.removed_on_failure(fdst):
                 done = 0
                 while done < total:
                     n = await fsrc.copy_file_range(fdst, min(chunk, total - done), done, done)
@@ -197,19 +201,27 @@ class VolumeConveniences:
                 if (await fdst.fstat()).st_size < total:
                     await fdst.ftruncate(total)
                 await fdst.fsync()
-            except BaseException as e:
-                with trio.CancelScope(shield=True):   # clean up even when cancelled
-                    await fdst.close()
-                    try:
-                        await self.unlink(dst)
-                    except OSError as gone:
-                        e.add_note(f"{dst} could not be removed again: {gone}")
-                raise
             await fdst.close()
             return done
         finally:
             with trio.CancelScope(shield=True):
                 await fsrc.close()
+
+    @asynccontextmanager
+    async def removed_on_failure(self, f: AsyncFile) -> AsyncIterator[None]:
+        """For filling a file just created: if the body fails (or is
+        cancelled), `f` is closed and its file removed again, so the volume
+        is left as it was; a removal that fails too is noted on the error."""
+        try:
+            yield
+        except BaseException as e:
+            with trio.CancelScope(shield=True):   # clean up even when cancelled
+                await f.close()
+                try:
+                    await self.unlink(f.path)
+                except OSError as gone:
+                    e.add_note(f"{f.path} could not be removed again: {gone}")
+            raise
 
     async def copymode(self, src: str, dst: str) -> None:
         await self.chmod(dst, st.S_IMODE((await self.stat(src)).st_mode))
