@@ -228,4 +228,57 @@ class BrickProcess:
             await self._terminate()
 
 
-__all__ = ["BrickProcess"]
+class Supervisor:
+    """Processes other than bricks that glusterpyd keeps running, one per
+    key (glustershd, the NBD servers, the geo-replication workers): each
+    service says which it wants in `_reconcile`, run one at a time by
+    `reconcile`; `keep` starts supervising a key's process (adopting one a
+    previous glusterpyd left running), `retire` stops it and forgets it."""
+
+    #: how long `retire` waits for a process to stop before leaving it to
+    #: its supervisor's SIGKILL
+    RETIRE_WAIT = 30.0
+
+    def __init__(self, gd):
+        self.gd = gd
+        self.processes: dict = {}
+        self._scopes: dict[object, trio.CancelScope] = {}
+        self._lock = trio.Lock()
+
+    async def reconcile(self) -> None:
+        """Start, reload or stop processes to match the volumes' state."""
+        if self.gd._nursery is None:
+            return
+        async with self._lock:
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
+        raise NotImplementedError
+
+    def keep(self, key, make, *args, **kwargs):
+        """The process of `key`; if there is none yet, `make(*args,
+        **kwargs)`'s, adopted and supervised."""
+        p = self.processes.get(key)
+        if p is None:
+            p = self.processes[key] = make(*args, **kwargs)
+            p.adopt()
+            self._scopes[key] = scope = trio.CancelScope()
+            self.gd._nursery.start_soon(self._supervise, p, scope)
+        return p
+
+    async def retire(self, key):
+        """Stop the process of `key` and forget it; returns it (it may
+        still be running if it did not stop within RETIRE_WAIT)."""
+        p = self.processes.pop(key)
+        p.want(False)
+        with trio.move_on_after(self.RETIRE_WAIT):
+            await p.stopped()
+        self._scopes.pop(key).cancel()
+        return p
+
+    async def _supervise(self, p, scope: trio.CancelScope) -> None:
+        with scope:
+            await p.supervise()
+
+
+__all__ = ["BrickProcess", "Supervisor"]

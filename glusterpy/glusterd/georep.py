@@ -50,9 +50,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import trio
 
-from .bricks import BrickProcess
+from .bricks import BrickProcess, Supervisor
 from .common import check_volname
 from .model import Session, Volume
 from .store import write_atomic
@@ -241,15 +240,13 @@ def _safe(path: str) -> str:
     return path.strip("/").replace("/", "-") or "root"
 
 
-class GeorepService:
-    """This node's geo-replication workers (module docstring)."""
+class GeorepService(Supervisor):
+    """This node's geo-replication workers (module docstring), one process
+    per (volume, session key, brick path)."""
 
     def __init__(self, gd):
-        self.gd = gd
+        super().__init__(gd)
         self.root = Path(gd.workdir) / "geo-replication"
-        self.processes: dict[tuple[str, str, str], WorkerProcess] = {}
-        self._scopes: dict[tuple[str, str, str], trio.CancelScope] = {}
-        self._lock = trio.Lock()
 
     def session_dir(self, vol: Volume, s: Session) -> Path:
         return self.root / session_dir_name(vol.name, s)
@@ -291,12 +288,6 @@ class GeorepService:
         brick = _safe(key[2])
         return sdir / f"{brick}.json", run / f"{brick}.pid", logs / f"{brick}.log"
 
-    async def reconcile(self) -> None:
-        if self.gd._nursery is None:
-            return
-        async with self._lock:
-            await self._reconcile()
-
     async def _reconcile(self) -> None:
         wanted = self.wanted()
         for key, conf in wanted.items():
@@ -305,22 +296,12 @@ class GeorepService:
             text = json.dumps(conf, indent=1, sort_keys=True) + "\n"
             if not config.exists() or config.read_text() != text:
                 write_atomic(config, text, 0o600)
-            p = self.processes.get(key)
-            if p is None:
-                p = WorkerProcess(volume=key[0], path=f"gsyncd:{key[1]}:{key[2]}",
-                                  volfile=config, port=0, pidfile=pidfile, logfile=logfile,
-                                  portmap=self.gd.portmap_address)
-                p.adopt()
-                self.processes[key] = p
-                self._scopes[key] = scope = trio.CancelScope()
-                self.gd._nursery.start_soon(self._supervise, p, scope)
+            p = self.keep(key, WorkerProcess, volume=key[0], path=f"gsyncd:{key[1]}:{key[2]}",
+                          volfile=config, port=0, pidfile=pidfile, logfile=logfile,
+                          portmap=self.gd.portmap_address)
             p.want(True)
         for key in [k for k in self.processes if k not in wanted]:
-            p = self.processes.pop(key)
-            p.want(False)
-            with trio.move_on_after(30):
-                await p.stopped()
-            self._scopes.pop(key).cancel()
+            p = await self.retire(key)
             if not p.running:
                 # a stopped session's rows do not read them; start rewrites them
                 for path in (p.volfile, p.volfile.with_name(
@@ -328,10 +309,6 @@ class GeorepService:
                     path.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
                     p.volfile.parent.rmdir()  # the session's last worker here
-
-    async def _supervise(self, p: WorkerProcess, scope: trio.CancelScope) -> None:
-        with scope:
-            await p.supervise()
 
     def local_status(self, name: str, key: str | None = None) -> list[dict]:
         """This node's rows of `status`: one per local brick of the primary."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import trio
 
 from . import volgen
-from .bricks import BrickProcess
+from .bricks import BrickProcess, Supervisor
 from .model import Volume
 from .store import write_atomic
 
@@ -69,14 +69,9 @@ def tls_files(vol: Volume) -> dict:
             "ca": volgen.option_value(vol, "ssl.ca-list") or tls.default_ca_list()}
 
 
-class NbdService:
-    """This node's NBD servers as glusterpyd manages them (module docstring)."""
-
-    def __init__(self, gd):
-        self.gd = gd
-        self.processes: dict[int, NbdProcess] = {}
-        self._scopes: dict[int, trio.CancelScope] = {}
-        self._lock = trio.Lock()
+class NbdService(Supervisor):
+    """This node's NBD servers as glusterpyd manages them (module docstring),
+    one process per port."""
 
     def served(self) -> dict[int, dict]:
         """port -> the policy file's document of what this node serves there."""
@@ -102,12 +97,6 @@ class NbdService:
                           logfile=store.log_dir / f"nbd-{port}.log",
                           portmap=self.gd.portmap_address)
 
-    async def reconcile(self) -> None:
-        if self.gd._nursery is None:
-            return
-        async with self._lock:
-            await self._reconcile()
-
     async def _reconcile(self) -> None:
         served = self.served()
         for port, doc in served.items():
@@ -116,13 +105,7 @@ class NbdService:
             old = path.read_text() if path.exists() else None
             if text != old:
                 write_atomic(path, text, 0o600)
-            p = self.processes.get(port)
-            if p is None:
-                p = self._make_process(port)
-                p.adopt()
-                self.processes[port] = p
-                self._scopes[port] = scope = trio.CancelScope()
-                self.gd._nursery.start_soon(self._supervise, p, scope)
+            p = self.keep(port, self._make_process, port)
             starting = not p.running
             p.want(True)
             if not starting and text != old:
@@ -130,11 +113,7 @@ class NbdService:
             if starting:
                 await self._wait_listening(p)
         for port in [p for p in self.processes if p not in served]:
-            p = self.processes.pop(port)
-            p.want(False)
-            with trio.move_on_after(30):
-                await p.stopped()
-            self._scopes.pop(port).cancel()
+            await self.retire(port)
             self._config(port).unlink(missing_ok=True)
 
     async def _wait_listening(self, p: NbdProcess) -> None:
@@ -152,10 +131,6 @@ class NbdService:
                 await stream.aclose()
                 return
         log.warning("the NBD server on port %d is not listening (see %s)", p.port, p.logfile)
-
-    async def _supervise(self, p: NbdProcess, scope: trio.CancelScope) -> None:
-        with scope:
-            await p.supervise()
 
     def status(self) -> list[dict]:
         return [{"port": port, "online": p.running, "pid": p.pid if p.running else None,

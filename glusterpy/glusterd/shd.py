@@ -49,7 +49,7 @@ from pathlib import Path
 import trio
 
 from . import volgen
-from .bricks import BrickProcess
+from .bricks import BrickProcess, Supervisor
 from .portmap import _port_is_free
 from .store import write_atomic
 
@@ -96,18 +96,16 @@ class ShdUnavailable(Exception):
     """The self-heal daemon cannot be asked (not running, not answering)."""
 
 
-class ShdService:
-    """This node's glustershd as glusterpyd manages it (module docstring)."""
+class ShdService(Supervisor):
+    """This node's glustershd as glusterpyd manages it (module docstring):
+    one process, kept running (idle) once started."""
 
     def __init__(self, gd):
-        self.gd = gd
+        super().__init__(gd)
         run = gd.store.run_dir
         self.listfile = run / f"{NAME}.vols"
         self.socket = socket_path(gd.workdir)
-        self.process: ShdProcess | None = None
-        self._scope: trio.CancelScope | None = None
         self._texts: dict[str, str] = {}
-        self._lock = trio.Lock()
 
     def served(self) -> list[str]:
         """The volumes this node's glustershd heals now."""
@@ -123,6 +121,10 @@ class ShdService:
         return self.gd.store.volume_dir(name) / volgen.SHD_VOLFILE.format(vol=name)
 
     @property
+    def process(self) -> ShdProcess | None:
+        return self.processes.get(NAME)
+
+    @property
     def running(self) -> bool:
         return self.process is not None and self.process.running
 
@@ -133,13 +135,6 @@ class ShdService:
                           logfile=store.log_dir / f"{NAME}.log", portmap="",
                           socket=self.socket, node_uuid=self.gd.uuid,
                           state_dir=Path(self.gd.workdir) / NAME)
-
-    async def reconcile(self) -> None:
-        """Start, reload or stop the process to serve `served()`."""
-        if self.gd._nursery is None:
-            return
-        async with self._lock:
-            await self._reconcile()
 
     async def _reconcile(self) -> None:
         names = self.served()
@@ -153,12 +148,8 @@ class ShdService:
         old_listing = self.listfile.read_text() if self.listfile.exists() else None
         if listing != old_listing:
             write_atomic(self.listfile, listing, 0o644)
-        if self.process is None:
-            self.process = self._make_process()
-            self.process.adopt()
-            self._scope = trio.CancelScope()
-            self.gd._nursery.start_soon(self._supervise, self.process, self._scope)
-        starting = bool(names) and not self.process.running and not self.process.wanted
+        process = self.keep(NAME, self._make_process)
+        starting = bool(names) and not process.running and not process.wanted
         if starting:
             # a new glustershd connects at once to bricks already listening
             # instead of retrying a few seconds later (glusterd, too, starts
@@ -166,10 +157,10 @@ class ShdService:
             await self._wait_local_bricks(names)
         # before any other await: the supervisor must not see an adopted
         # process as unwanted
-        self.process.want(bool(names))
+        process.want(bool(names))
         changed = listing != old_listing or texts != self._texts
         self._texts = texts
-        if names and self.process.running and changed:
+        if names and process.running and changed:
             try:
                 await self.call({"op": "reload"}, timeout=30)
             except ShdUnavailable as e:
@@ -180,8 +171,8 @@ class ShdService:
             # `volume heal` right after `volume start` finds it serving
             await self._wait_serving(names)
         if not names:
-            with trio.move_on_after(30):
-                await self.process.stopped()
+            with trio.move_on_after(self.RETIRE_WAIT):
+                await process.stopped()
 
     async def _wait_local_bricks(self, names: list[str]) -> None:
         ports = [b.port for n in names for b in self.gd.volumes[n].bricks
@@ -189,10 +180,6 @@ class ShdService:
         with trio.move_on_after(BRICK_WAIT):
             while any(_port_is_free("", port) for port in ports):
                 await trio.sleep(0.1)
-
-    async def _supervise(self, process: ShdProcess, scope: trio.CancelScope) -> None:
-        with scope:
-            await process.supervise()
 
     async def call(self, request: dict, timeout: float = CALL_TIMEOUT) -> dict:
         """One request to the process's control socket; ShdUnavailable when
