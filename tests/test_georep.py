@@ -16,6 +16,7 @@ them through; and that bad input changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ from glusterpy.cli.georep_cmd import GeorepUsage, format_status, parse
 from glusterpy.glusterd import georep
 from glusterpy.glusterd.model import Brick, Volume
 from glusterpy.glusterd.ops import Cluster
+from glusterpy.georep.worker import LOCK_DIR
 from test_glusterd_support import Daemon, snapshot, wait_for
 
 
@@ -174,7 +176,7 @@ def _tree(vol, top="/") -> dict:
     while stack:
         d = stack.pop()
         for name in sorted(vol.listdir(d)):
-            if d == "/" and name in (".trashcan",):
+            if d == "/" and name in (".trashcan", LOCK_DIR):
                 continue
             p = f"{d.rstrip('/')}/{name}"
             s = vol.lstat(p)
@@ -377,22 +379,60 @@ def test_session_mirrors_the_primary(pair):
     pair.assert_mirrored()
     assert 0 < sent() - before <= 128 << 10, sent() - before
 
-    # kill -9 the Active worker: glusterpyd restarts it, and it resumes
-    active = next(r for r in pair.rows() if r["status"] == "Active")
-    pid = active["worker_pid"]
+    # kill -9 the Active worker: a Passive one takes the replica set's lock
+    # (the bricks drop the dead worker's lock with its connection) and syncs
+    # what was written after; glusterpyd is held (SIGSTOP) meanwhile, so the
+    # takeover is the Passive worker's, not a restarted one's
+    rows = pair.rows()
+    active = next(r for r in rows if r["status"] == "Active")
+    passive = {r["worker_pid"] for r in rows if r["status"] == "Passive"}
+    assert len(passive) == 2 and None not in passive
     synced = active["last_synced"]
-    os.kill(pid, signal.SIGKILL)
-    v.unlink("/d1/l")
-    with v.fopen("/while-dead", "wb") as f:
-        f.write(b"written while the worker was dead")
+    pair.p.proc.send_signal(signal.SIGSTOP)
+    try:
+        os.kill(active["worker_pid"], signal.SIGKILL)
+        t0 = time.monotonic()
+        v.unlink("/d1/l")
+        with v.fopen("/while-dead", "wb") as f:
+            f.write(b"written while the worker was dead")
 
-    def restarted():
-        rows = [r for r in pair.rows() if r["primary_brick"] == active["primary_brick"]]
-        return rows and rows[0]["worker_pid"] not in (None, pid) and \
-            rows[0]["status"] == "Active" and rows[0]["last_synced"]
-    assert wait_for(restarted, 60), pair.rows()
-    # the restarted worker read its sync time back from the secondary
-    assert next(r for r in pair.rows() if r["status"] == "Active")["last_synced"] >= synced
+        def worker_statuses():  # glusterpyd is stopped: the workers' own files
+            out = {}
+            for f in (pair.p.workdir / "geo-replication").rglob("*.status.json"):
+                with contextlib.suppress(OSError, ValueError):
+                    doc = json.loads(f.read_text())
+                    out[doc["pid"]] = doc
+            return out
+
+        def taken_over():
+            docs = worker_statuses()
+            return [pid for pid in passive if docs.get(pid, {}).get("status") == "Active"]
+        new = wait_for(taken_over, 30, "a Passive worker to become Active")
+        assert len(new) == 1, worker_statuses()
+        took = time.monotonic() - t0
+        assert took < 15, took  # within seconds (the election tries every 2 s)
+        assert worker_statuses()[new[0]]["last_synced"] >= synced  # the set's stime
+
+        def arrived():
+            try:
+                with pair.svol.fopen("/while-dead", "rb") as f:
+                    return f.read() == b"written while the worker was dead" and \
+                        not pair.svol.exists("/d1/l")
+            except OSError:
+                return False
+        wait_for(arrived, 30, "the writes after the kill on the secondary")
+    finally:
+        pair.p.proc.send_signal(signal.SIGCONT)
+    # the killed worker is restarted and stays Passive: no flapping back
+    killed = active["primary_brick"]
+
+    def settled():
+        rows = pair.rows()
+        mine = next(r for r in rows if r["primary_brick"] == killed)
+        return mine["worker_pid"] not in (None, active["worker_pid"]) and \
+            mine["status"] == "Passive" and \
+            [r["worker_pid"] for r in rows if r["status"] == "Active"] == new
+    assert wait_for(settled, 60), pair.rows()
     pair.checkpoint()
     pair.assert_mirrored()
 
