@@ -451,7 +451,9 @@ def test_session_mirrors_the_primary(pair):
     pids = sorted(r["worker_pid"] for r in pair.rows())
     pair.p.kill9()
     pair.p.start()
-    assert sorted(r["worker_pid"] for r in pair.rows()) == pids
+    # (the workers are adopted once the restarted daemon reconciles)
+    assert wait_for(lambda: sorted(r["worker_pid"] or 0 for r in pair.rows()) == pids, 30), \
+        (pids, pair.rows())
     with v.fopen("/after-restart", "wb") as f:
         f.write(b"y")
     pair.checkpoint()
@@ -496,6 +498,51 @@ def test_session_mirrors_the_primary(pair):
     assert not list((pair.p.workdir / "geo-replication").iterdir())
     for b in ("sb0", "sb1"):
         assert key not in os.listxattr(pair.tmp / b)
+
+
+@pytest.mark.slow
+def test_sparse_files_arrive_sparse(pair):
+    """A 64 MiB file with four small extents arrives with its holes (only
+    the data extents cross the wire), and a hole punched later on the
+    primary is punched on the secondary too."""
+    v = pair.pvol
+    extents = [(0, b"head" * 1024), (10 << 20, os.urandom(64 << 10)),
+               (33 << 20, os.urandom(200 << 10)), ((64 << 20) - 4096, b"t" * 4096)]
+    with v.fopen("/sparse", "wb") as f:
+        for offset, data in extents:
+            f.lseek(offset, os.SEEK_SET)
+            f.write(data)
+    size = 64 << 20
+    assert v.stat("/sparse").st_size == size
+    sent_data = sum(len(d) for _, d in extents)
+    assert pair.geo("create", "push-pem").rc == 0
+    pair.geo("config", "change-interval", "1")
+    assert pair.geo("start").rc == 0
+    pair.checkpoint()
+    pair.assert_mirrored()
+
+    def on_secondary_brick() -> os.stat_result:
+        found = [os.stat(pair.tmp / b / "sparse") for b in ("sb0", "sb1")
+                 if (pair.tmp / b / "sparse").exists() and
+                 (pair.tmp / b / "sparse").stat().st_size]
+        assert len(found) == 1, found
+        return found[0]
+    sst = on_secondary_brick()
+    assert sst.st_size == size
+    # allocated: the extents (rounded to the brick's blocks), not 64 MiB
+    assert sst.st_blocks * 512 < 2 * sent_data + (1 << 20), sst.st_blocks
+    active = next(r for r in pair.rows() if r["status"] == "Active")
+    assert active["bytes_synced_total"] < 2 * sent_data, active
+
+    # a hole punched on the primary (FALLOC_FL_PUNCH_HOLE | KEEP_SIZE)
+    before = sst.st_blocks
+    with v.fopen("/sparse", "r+b") as f:
+        f.fallocate(0x02 | 0x01, 33 << 20, 200 << 10)
+    pair.checkpoint()
+    pair.assert_mirrored()
+    after = on_secondary_brick()
+    assert after.st_size == size
+    assert after.st_blocks * 512 <= before * 512 - (150 << 10), (before, after.st_blocks)
 
 
 # -- a secondary of two nodes, the named one down ------------------------------------

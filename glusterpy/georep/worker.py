@@ -587,9 +587,11 @@ class Worker:
                 by_gfid.setdefault(bytes(gfid), []).append(path)
                 fresh = True
             counts.entry += 1
-        elif self.stime is not None and pst.st_ctime < self.stime - 1 and \
-                path in sec and not st.S_ISDIR(e.mode):
-            return  # synced by a crawl after its last change
+        elif self.stime is not None and max(pst.st_ctime, pst.st_mtime) < self.stime - 1 \
+                and path in sec and not st.S_ISDIR(e.mode):
+            # synced by a crawl after its last change (mtime too: GlusterFS's
+            # utime stamps fallocate and zerofill with mtime, not ctime)
+            return
         sst = await secondary.lstat(path)
         if st.S_ISREG(e.mode) and (fresh or sst.st_size != pst.st_size or
                                    sst.st_mtime_ns != pst.st_mtime_ns):
@@ -631,38 +633,62 @@ class Worker:
 
     async def _copy_data(self, primary, secondary, path: str, fresh: bool,
                          counts: Counts) -> None:
-        """The file's data onto the secondary's copy: block by block, a
-        block whose checksums (the rchecksum fop on both sides: only the
-        sums cross the wire) are equal is not sent, so an append or an
-        overwrite in a large file sends what changed (GlusterFS #4321).
-        Departure from rsync: fixed blocks, no rolling checksum - an insert
-        moves every block after it."""
+        """The file's data onto the secondary's copy, holes kept as holes:
+        only the primary's data extents (SEEK_DATA/SEEK_HOLE, the `seek`
+        fop) are compared and sent, and a range that is a hole on the
+        primary but holds data on the secondary is punched there (`discard`;
+        zeros written when the secondary cannot punch), so a sparse file
+        arrives sparse.  Within the data, block by block: a block whose
+        checksums (the rchecksum fop on both sides: only the sums cross the
+        wire) are equal is not sent, so an append or an overwrite in a large
+        file sends what changed (GlusterFS #4321).  Departure from rsync:
+        fixed blocks, no rolling checksum - an insert moves every block
+        after it."""
         async with await primary.open(path, os.O_RDONLY) as src, \
                 await secondary.open(path, os.O_RDWR) as dst:  # (rchecksum reads)
             size = (await src.fstat()).st_size
             have = 0 if fresh else (await dst.fstat()).st_size
-            offset = 0
-            while offset < size:
-                length = min(BLOCK, size - offset)
-                if offset + length <= have:
-                    try:
-                        same = await src.rchecksum(offset, length) == \
-                            await dst.rchecksum(offset, length)
-                    except OSError as e:
-                        if e.errno not in (errno.ENOTSUP, errno.ENOSYS, errno.EOPNOTSUPP):
-                            raise
-                        same = False  # a secondary without rchecksum: send it
-                    if same:
-                        offset += length
-                        continue
-                data = await src.pread(length, offset)
-                if not data:
+            end = size
+            pos = 0
+            for start, stop in await _extents(src, size):
+                if pos < start and pos < have:  # a hole of the primary's
+                    await _punch(dst, pos, min(start, have) - pos)
+                short = await self._copy_range(src, dst, start, stop, have, counts)
+                if short is not None:  # the file shrank while it was read
+                    end = short
                     break
-                await dst.pwrite(data, offset)
-                counts.bytes += len(data)
-                offset += len(data)
-            if have != offset:
-                await dst.ftruncate(offset)
+                pos = stop
+            else:
+                if pos < min(size, have):
+                    await _punch(dst, pos, min(size, have) - pos)
+            if have != end:
+                await dst.ftruncate(end)
+
+    async def _copy_range(self, src, dst, start: int, stop: int, have: int,
+                          counts: Counts) -> int | None:
+        """[start, stop) of the primary's data; the offset where the data
+        ended early, or None."""
+        offset = start
+        while offset < stop:
+            length = min(BLOCK - offset % BLOCK, stop - offset)
+            if offset + length <= have:
+                try:
+                    same = await src.rchecksum(offset, length) == \
+                        await dst.rchecksum(offset, length)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTSUP, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise
+                    same = False  # a secondary without rchecksum: send it
+                if same:
+                    offset += length
+                    continue
+            data = await src.pread(length, offset)
+            if not data:
+                return offset
+            await dst.pwrite(data, offset)
+            counts.bytes += len(data)
+            offset += len(data)
+        return None
 
     async def _sync_xattrs(self, secondary, path: str) -> bool:
         brick_path = self.conf["brick"] + path
@@ -709,6 +735,50 @@ class Worker:
                 except OSError as e:
                     counts.failures += 1
                     log.warning("%s: delete on the secondary: %s", path, e)
+
+async def _extents(src, size: int) -> list[tuple[int, int]]:
+    """The data extents of an open file of the primary: [(start, stop)],
+    the whole file when its bricks cannot tell (no SEEK_DATA)."""
+    from ..gfapi.files import SEEK_DATA, SEEK_HOLE
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = await src.lseek(pos, SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                break  # nothing but a hole up to the end
+            if e.errno in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                return [(0, size)]
+            raise
+        if start >= size:
+            break
+        stop = min(await src.lseek(start, SEEK_HOLE), size)
+        out.append((start, stop))
+        pos = stop
+    return out
+
+
+async def _punch(dst, offset: int, length: int) -> None:
+    """[offset, offset+length) of the secondary's copy made a hole, unless it
+    is one already."""
+    from ..gfapi.files import SEEK_DATA
+    if length <= 0:
+        return
+    try:
+        if await dst.lseek(offset, SEEK_DATA) >= offset + length:
+            return
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            return
+    try:
+        await dst.discard(offset, length)
+    except OSError as e:
+        if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        for at in range(offset, offset + length, BLOCK):  # zeros, then
+            await dst.pwrite(bytes(min(BLOCK, offset + length - at)), at)
+
 
 def _setup_logging(log_file: str | None, level: str) -> None:
     handler: logging.Handler
