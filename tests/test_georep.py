@@ -629,6 +629,83 @@ def test_workers_use_another_secondary_host_when_the_named_one_is_down(tmp_path)
                 d.cleanup()
 
 
+PARTITION_PORT = 24421
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+def test_network_partition(tmp_path):
+    """The secondary's node cut off for 20 s (its link down) while files
+    are written on the primary: once the link is back the session is
+    Active again and every file, the ones written during the cut too,
+    arrives - none lost, none left over."""
+    from test_glusterd_cluster import SUBNET, in_netns, ip, switched_namespaces
+    with switched_namespaces(2) as namespaces:
+        nodes = [Daemon(tmp_path / f"node{i}", port=PARTITION_PORT, address=f"{SUBNET}.{i}",
+                        netns=ns) for i, ns in enumerate(namespaces, 1)]
+        n1, n2 = nodes
+        h1, h2 = f"{SUBNET}.1", f"{SUBNET}.2"
+        try:
+            for d in nodes:
+                d.start()
+            n1.ok("volume", "create", "pv", f"{h1}:{tmp_path}/pb1")
+            n1.ok("volume", "start", "pv")
+            n2.ok("volume", "create", "sv", f"{h2}:{tmp_path}/sb2")
+            n2.ok("volume", "start", "sv")
+            secondary = f"{h2}:{PARTITION_PORT}::sv"
+
+            def geo(*words):
+                return n1.ok("volume", "geo-replication", "pv", secondary, *words)
+
+            def rows():
+                return geo("status", "--json").json()["rows"]
+
+            def write(names):
+                in_netns(n1.netns, f"""
+                    from glusterpy.gfapi import Volume
+                    with Volume("{h1}", "pv", port={PARTITION_PORT}) as vol:
+                        for name in {names!r}:
+                            with vol.fopen("/" + name, "wb") as f:
+                                f.write(name.encode() * 1000)
+                """)
+
+            def checkpoint(timeout):
+                geo("config", "checkpoint", "now")
+                wait_for(lambda: any(r["status"] == "Active" and r["checkpoint_completed"]
+                                     for r in rows()), timeout, "the checkpoint")
+
+            def secondary_names() -> set[str]:
+                return {p.name for p in (tmp_path / "sb2").iterdir()
+                        if p.name != ".glusterfs"}
+
+            geo("create", "push-pem")
+            geo("config", "change-interval", "1")
+            geo("start")
+            before = [f"a{i}" for i in range(10)]
+            write(before)
+            checkpoint(90)
+            assert secondary_names() == set(before)
+
+            ip("-n", n2.netns, "link", "set", "eth0", "down")
+            try:
+                during = [f"b{i}" for i in range(10)]
+                write(during)
+                time.sleep(20)
+                assert not secondary_names() & set(during)  # the cut holds
+            finally:
+                ip("-n", n2.netns, "link", "set", "eth0", "up")
+            after = [f"c{i}" for i in range(10)]
+            write(after)
+            checkpoint(180)
+            assert [r["status"] for r in rows()] == ["Active"]
+            assert secondary_names() == set(before + during + after)
+            for name in before + during + after:
+                assert (tmp_path / "sb2" / name).read_bytes() == name.encode() * 1000
+        finally:
+            for d in nodes:
+                d.cleanup()
+
+
 # -- a GlusterFS 10 volume as the secondary -----------------------------------------------
 
 
