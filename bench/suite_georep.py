@@ -208,7 +208,7 @@ def run(work: Path, quick: bool = False) -> Section:
         "one glusterpyd per side on this machine, a one-brick volume each on the same disk; "
         "the session's change-interval is 1 s (its smallest), so a crawl starts at most a "
         "second after a change; every crawl is a full one (Hybrid Crawl: the primary's "
-        "brick and the secondary are walked), so the lag grows with the volume's size.",
+        "brick and the secondary are walked), so the lag grows with the volume's size: it is measured with the 2,000 files and the big one in the volume (each crawl walks them all on both sides; the changelog crawl is the cure).",
         "files/s and MiB/s count from the first write on the primary to the completion of "
         "a checkpoint set after the last one (the worker's completion time), so they include "
         "the writes themselves; the lag polls the secondary's brick every 10 ms.",
