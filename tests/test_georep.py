@@ -397,12 +397,7 @@ def test_session_mirrors_the_primary(pair):
             f.write(b"written while the worker was dead")
 
         def worker_statuses():  # glusterpyd is stopped: the workers' own files
-            out = {}
-            for f in (pair.p.workdir / "geo-replication").rglob("*.status.json"):
-                with contextlib.suppress(OSError, ValueError):
-                    doc = json.loads(f.read_text())
-                    out[doc["pid"]] = doc
-            return out
+            return _worker_statuses(pair)
 
         def taken_over():
             docs = worker_statuses()
@@ -498,6 +493,58 @@ def test_session_mirrors_the_primary(pair):
     assert not list((pair.p.workdir / "geo-replication").iterdir())
     for b in ("sb0", "sb1"):
         assert key not in os.listxattr(pair.tmp / b)
+
+
+def _worker_statuses(pair) -> dict[int, dict]:
+    """pid -> the status file of every worker (read without glusterpyd)."""
+    out = {}
+    for f in (pair.p.workdir / "geo-replication").rglob("*.status.json"):
+        with contextlib.suppress(OSError, ValueError):
+            doc = json.loads(f.read_text())
+            out[doc["pid"]] = doc
+    return out
+
+
+@pytest.mark.slow
+def test_active_workers_brick_killed(pair):
+    """The Active worker's brick killed (kill -9, glusterpyd held so that it
+    does not restart it): that worker goes Faulty with the reason and lets
+    the lock go, a Passive one becomes Active, and what is written
+    meanwhile arrives."""
+    v = pair.pvol
+    with v.fopen("/first", "wb") as f:
+        f.write(b"1" * 1000)
+    assert pair.geo("create", "push-pem").rc == 0
+    pair.geo("config", "change-interval", "1")
+    assert pair.geo("start").rc == 0
+    pair.checkpoint()
+    rows = pair.rows()
+    active = next(r for r in rows if r["status"] == "Active")
+    passive = {r["worker_pid"] for r in rows if r["status"] == "Passive"}
+    bricks = pair.p.ok("volume", "status", "pv", "--json").json()["volumes"][0]["bricks"]
+    brick_pid = next(b["pid"] for b in bricks if b["path"] == active["primary_brick"])
+    pair.p.proc.send_signal(signal.SIGSTOP)
+    try:
+        os.kill(brick_pid, signal.SIGKILL)
+        with v.fopen("/second", "wb") as f:
+            f.write(b"2" * 1000)
+        new = wait_for(lambda: [pid for pid in passive if _worker_statuses(pair).get(
+            pid, {}).get("status") == "Active"], 30, "a Passive worker to become Active")
+        assert len(new) == 1
+        old = _worker_statuses(pair)[active["worker_pid"]]
+        assert old["status"] == "Faulty" and "is not running" in old["faulty_reason"], old
+
+        def arrived():
+            try:
+                with pair.svol.fopen("/second", "rb") as f:
+                    return f.read() == b"2" * 1000
+            except OSError:
+                return False
+        wait_for(arrived, 30, "/second on the secondary")
+    finally:
+        pair.p.proc.send_signal(signal.SIGCONT)
+    pair.checkpoint()
+    pair.assert_mirrored()
 
 
 @pytest.mark.slow
