@@ -546,6 +546,14 @@ def test_active_workers_brick_killed(pair):
     pair.checkpoint()
     pair.assert_mirrored()
 
+    # glusterpyd restarts the brick (waited for: a brick still starting when
+    # the test ends would write its pid file after the cleanup read them)
+    def brick_back():
+        bricks = pair.p.ok("volume", "status", "pv", "--json").json()["volumes"][0]["bricks"]
+        return all(b["online"] and b["pid"] for b in bricks) and \
+            brick_pid not in [b["pid"] for b in bricks]
+    wait_for(brick_back, 60, "the killed brick to be restarted")
+
 
 @pytest.mark.slow
 def test_sparse_files_arrive_sparse(pair):
