@@ -16,6 +16,7 @@ them through; and that bad input changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ from glusterpy.cli.georep_cmd import GeorepUsage, format_status, parse
 from glusterpy.glusterd import georep
 from glusterpy.glusterd.model import Brick, Volume
 from glusterpy.glusterd.ops import Cluster
+from glusterpy.georep.worker import LOCK_DIR
 from test_glusterd_support import Daemon, snapshot, wait_for
 
 
@@ -174,7 +176,7 @@ def _tree(vol, top="/") -> dict:
     while stack:
         d = stack.pop()
         for name in sorted(vol.listdir(d)):
-            if d == "/" and name in (".trashcan",):
+            if d == "/" and name in (".trashcan", LOCK_DIR):
                 continue
             p = f"{d.rstrip('/')}/{name}"
             s = vol.lstat(p)
@@ -377,22 +379,55 @@ def test_session_mirrors_the_primary(pair):
     pair.assert_mirrored()
     assert 0 < sent() - before <= 128 << 10, sent() - before
 
-    # kill -9 the Active worker: glusterpyd restarts it, and it resumes
-    active = next(r for r in pair.rows() if r["status"] == "Active")
-    pid = active["worker_pid"]
+    # kill -9 the Active worker: a Passive one takes the replica set's lock
+    # (the bricks drop the dead worker's lock with its connection) and syncs
+    # what was written after; glusterpyd is held (SIGSTOP) meanwhile, so the
+    # takeover is the Passive worker's, not a restarted one's
+    rows = pair.rows()
+    active = next(r for r in rows if r["status"] == "Active")
+    passive = {r["worker_pid"] for r in rows if r["status"] == "Passive"}
+    assert len(passive) == 2 and None not in passive
     synced = active["last_synced"]
-    os.kill(pid, signal.SIGKILL)
-    v.unlink("/d1/l")
-    with v.fopen("/while-dead", "wb") as f:
-        f.write(b"written while the worker was dead")
+    pair.p.proc.send_signal(signal.SIGSTOP)
+    try:
+        os.kill(active["worker_pid"], signal.SIGKILL)
+        t0 = time.monotonic()
+        v.unlink("/d1/l")
+        with v.fopen("/while-dead", "wb") as f:
+            f.write(b"written while the worker was dead")
 
-    def restarted():
-        rows = [r for r in pair.rows() if r["primary_brick"] == active["primary_brick"]]
-        return rows and rows[0]["worker_pid"] not in (None, pid) and \
-            rows[0]["status"] == "Active" and rows[0]["last_synced"]
-    assert wait_for(restarted, 60), pair.rows()
-    # the restarted worker read its sync time back from the secondary
-    assert next(r for r in pair.rows() if r["status"] == "Active")["last_synced"] >= synced
+        def worker_statuses():  # glusterpyd is stopped: the workers' own files
+            return _worker_statuses(pair)
+
+        def taken_over():
+            docs = worker_statuses()
+            return [pid for pid in passive if docs.get(pid, {}).get("status") == "Active"]
+        new = wait_for(taken_over, 30, "a Passive worker to become Active")
+        assert len(new) == 1, worker_statuses()
+        took = time.monotonic() - t0
+        assert took < 15, took  # within seconds (the election tries every 2 s)
+        assert worker_statuses()[new[0]]["last_synced"] >= synced  # the set's stime
+
+        def arrived():
+            try:
+                with pair.svol.fopen("/while-dead", "rb") as f:
+                    return f.read() == b"written while the worker was dead" and \
+                        not pair.svol.exists("/d1/l")
+            except OSError:
+                return False
+        wait_for(arrived, 30, "the writes after the kill on the secondary")
+    finally:
+        pair.p.proc.send_signal(signal.SIGCONT)
+    # the killed worker is restarted and stays Passive: no flapping back
+    killed = active["primary_brick"]
+
+    def settled():
+        rows = pair.rows()
+        mine = next(r for r in rows if r["primary_brick"] == killed)
+        return mine["worker_pid"] not in (None, active["worker_pid"]) and \
+            mine["status"] == "Passive" and \
+            [r["worker_pid"] for r in rows if r["status"] == "Active"] == new
+    assert wait_for(settled, 60), pair.rows()
     pair.checkpoint()
     pair.assert_mirrored()
 
@@ -411,7 +446,9 @@ def test_session_mirrors_the_primary(pair):
     pids = sorted(r["worker_pid"] for r in pair.rows())
     pair.p.kill9()
     pair.p.start()
-    assert sorted(r["worker_pid"] for r in pair.rows()) == pids
+    # (the workers are adopted once the restarted daemon reconciles)
+    assert wait_for(lambda: sorted(r["worker_pid"] or 0 for r in pair.rows()) == pids, 30), \
+        (pids, pair.rows())
     with v.fopen("/after-restart", "wb") as f:
         f.write(b"y")
     pair.checkpoint()
@@ -456,6 +493,111 @@ def test_session_mirrors_the_primary(pair):
     assert not list((pair.p.workdir / "geo-replication").iterdir())
     for b in ("sb0", "sb1"):
         assert key not in os.listxattr(pair.tmp / b)
+
+
+def _worker_statuses(pair) -> dict[int, dict]:
+    """pid -> the status file of every worker (read without glusterpyd)."""
+    out = {}
+    for f in (pair.p.workdir / "geo-replication").rglob("*.status.json"):
+        with contextlib.suppress(OSError, ValueError):
+            doc = json.loads(f.read_text())
+            out[doc["pid"]] = doc
+    return out
+
+
+@pytest.mark.slow
+def test_active_workers_brick_killed(pair):
+    """The Active worker's brick killed (kill -9, glusterpyd held so that it
+    does not restart it): that worker goes Faulty with the reason and lets
+    the lock go, a Passive one becomes Active, and what is written
+    meanwhile arrives."""
+    v = pair.pvol
+    with v.fopen("/first", "wb") as f:
+        f.write(b"1" * 1000)
+    assert pair.geo("create", "push-pem").rc == 0
+    pair.geo("config", "change-interval", "1")
+    assert pair.geo("start").rc == 0
+    pair.checkpoint()
+    rows = pair.rows()
+    active = next(r for r in rows if r["status"] == "Active")
+    passive = {r["worker_pid"] for r in rows if r["status"] == "Passive"}
+    bricks = pair.p.ok("volume", "status", "pv", "--json").json()["volumes"][0]["bricks"]
+    brick_pid = next(b["pid"] for b in bricks if b["path"] == active["primary_brick"])
+    pair.p.proc.send_signal(signal.SIGSTOP)
+    try:
+        os.kill(brick_pid, signal.SIGKILL)
+        with v.fopen("/second", "wb") as f:
+            f.write(b"2" * 1000)
+        new = wait_for(lambda: [pid for pid in passive if _worker_statuses(pair).get(
+            pid, {}).get("status") == "Active"], 30, "a Passive worker to become Active")
+        assert len(new) == 1
+        old = _worker_statuses(pair)[active["worker_pid"]]
+        assert old["status"] == "Faulty" and "is not running" in old["faulty_reason"], old
+
+        def arrived():
+            try:
+                with pair.svol.fopen("/second", "rb") as f:
+                    return f.read() == b"2" * 1000
+            except OSError:
+                return False
+        wait_for(arrived, 30, "/second on the secondary")
+    finally:
+        pair.p.proc.send_signal(signal.SIGCONT)
+    pair.checkpoint()
+    pair.assert_mirrored()
+
+    # glusterpyd restarts the brick (waited for: a brick still starting when
+    # the test ends would write its pid file after the cleanup read them)
+    def brick_back():
+        bricks = pair.p.ok("volume", "status", "pv", "--json").json()["volumes"][0]["bricks"]
+        return all(b["online"] and b["pid"] for b in bricks) and \
+            brick_pid not in [b["pid"] for b in bricks]
+    wait_for(brick_back, 60, "the killed brick to be restarted")
+
+
+@pytest.mark.slow
+def test_sparse_files_arrive_sparse(pair):
+    """A 64 MiB file with four small extents arrives with its holes (only
+    the data extents cross the wire), and a hole punched later on the
+    primary is punched on the secondary too."""
+    v = pair.pvol
+    extents = [(0, b"head" * 1024), (10 << 20, os.urandom(64 << 10)),
+               (33 << 20, os.urandom(200 << 10)), ((64 << 20) - 4096, b"t" * 4096)]
+    with v.fopen("/sparse", "wb") as f:
+        for offset, data in extents:
+            f.lseek(offset, os.SEEK_SET)
+            f.write(data)
+    size = 64 << 20
+    assert v.stat("/sparse").st_size == size
+    sent_data = sum(len(d) for _, d in extents)
+    assert pair.geo("create", "push-pem").rc == 0
+    pair.geo("config", "change-interval", "1")
+    assert pair.geo("start").rc == 0
+    pair.checkpoint()
+    pair.assert_mirrored()
+
+    def on_secondary_brick() -> os.stat_result:
+        found = [os.stat(pair.tmp / b / "sparse") for b in ("sb0", "sb1")
+                 if (pair.tmp / b / "sparse").exists() and
+                 (pair.tmp / b / "sparse").stat().st_size]
+        assert len(found) == 1, found
+        return found[0]
+    sst = on_secondary_brick()
+    assert sst.st_size == size
+    # allocated: the extents (rounded to the brick's blocks), not 64 MiB
+    assert sst.st_blocks * 512 < 2 * sent_data + (1 << 20), sst.st_blocks
+    active = next(r for r in pair.rows() if r["status"] == "Active")
+    assert active["bytes_synced_total"] < 2 * sent_data, active
+
+    # a hole punched on the primary (FALLOC_FL_PUNCH_HOLE | KEEP_SIZE)
+    before = sst.st_blocks
+    with v.fopen("/sparse", "r+b") as f:
+        f.fallocate(0x02 | 0x01, 33 << 20, 200 << 10)
+    pair.checkpoint()
+    pair.assert_mirrored()
+    after = on_secondary_brick()
+    assert after.st_size == size
+    assert after.st_blocks * 512 <= before * 512 - (150 << 10), (before, after.st_blocks)
 
 
 # -- a secondary of two nodes, the named one down ------------------------------------
@@ -537,6 +679,83 @@ def test_workers_use_another_secondary_host_when_the_named_one_is_down(tmp_path)
             checkpoint()
             assert all(on_secondary(n) == n.encode() * 100 for n in more)
             assert {r["secondary_node"] for r in rows() if r["status"] == "Active"} == {h3}
+        finally:
+            for d in nodes:
+                d.cleanup()
+
+
+PARTITION_PORT = 24421
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+def test_network_partition(tmp_path):
+    """The secondary's node cut off for 20 s (its link down) while files
+    are written on the primary: once the link is back the session is
+    Active again and every file, the ones written during the cut too,
+    arrives - none lost, none left over."""
+    from test_glusterd_cluster import SUBNET, in_netns, ip, switched_namespaces
+    with switched_namespaces(2) as namespaces:
+        nodes = [Daemon(tmp_path / f"node{i}", port=PARTITION_PORT, address=f"{SUBNET}.{i}",
+                        netns=ns) for i, ns in enumerate(namespaces, 1)]
+        n1, n2 = nodes
+        h1, h2 = f"{SUBNET}.1", f"{SUBNET}.2"
+        try:
+            for d in nodes:
+                d.start()
+            n1.ok("volume", "create", "pv", f"{h1}:{tmp_path}/pb1")
+            n1.ok("volume", "start", "pv")
+            n2.ok("volume", "create", "sv", f"{h2}:{tmp_path}/sb2")
+            n2.ok("volume", "start", "sv")
+            secondary = f"{h2}:{PARTITION_PORT}::sv"
+
+            def geo(*words):
+                return n1.ok("volume", "geo-replication", "pv", secondary, *words)
+
+            def rows():
+                return geo("status", "--json").json()["rows"]
+
+            def write(names):
+                in_netns(n1.netns, f"""
+                    from glusterpy.gfapi import Volume
+                    with Volume("{h1}", "pv", port={PARTITION_PORT}) as vol:
+                        for name in {names!r}:
+                            with vol.fopen("/" + name, "wb") as f:
+                                f.write(name.encode() * 1000)
+                """)
+
+            def checkpoint(timeout):
+                geo("config", "checkpoint", "now")
+                wait_for(lambda: any(r["status"] == "Active" and r["checkpoint_completed"]
+                                     for r in rows()), timeout, "the checkpoint")
+
+            def secondary_names() -> set[str]:
+                return {p.name for p in (tmp_path / "sb2").iterdir()
+                        if p.name != ".glusterfs"}
+
+            geo("create", "push-pem")
+            geo("config", "change-interval", "1")
+            geo("start")
+            before = [f"a{i}" for i in range(10)]
+            write(before)
+            checkpoint(90)
+            assert secondary_names() == set(before)
+
+            ip("-n", n2.netns, "link", "set", "eth0", "down")
+            try:
+                during = [f"b{i}" for i in range(10)]
+                write(during)
+                time.sleep(20)
+                assert not secondary_names() & set(during)  # the cut holds
+            finally:
+                ip("-n", n2.netns, "link", "set", "eth0", "up")
+            after = [f"c{i}" for i in range(10)]
+            write(after)
+            checkpoint(180)
+            assert [r["status"] for r in rows()] == ["Active"]
+            assert secondary_names() == set(before + during + after)
+            for name in before + during + after:
+                assert (tmp_path / "sb2" / name).read_bytes() == name.encode() * 1000
         finally:
             for d in nodes:
                 d.cleanup()

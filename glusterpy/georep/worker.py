@@ -25,13 +25,22 @@ speaks that protocol.  Departure: the secondary's bricks must admit the
 primary's nodes (auth.allow; with TLS, a certificate in their CA list).
 
 Active/Passive: the bricks of a replica set hold the same files, so one
-worker per set syncs (Active) and the others wait (Passive): the Active one
-is the worker of the first brick of the set, in the volume's order, whose
-brick answers (arbiters never: they hold no data).  Every worker checks
-that before each crawl, so when the Active one's brick goes down the next
-takes over within one change-interval.  Departure: a worker killed while
-its brick stays up is restarted by glusterpyd within seconds (back-off from
-1 s) rather than replaced by a Passive one.
+worker per set syncs (Active) and the others wait (Passive).  As GlusterFS
+does with its meta volume, the Active one is the worker that holds its
+set's election lock: a POSIX lock (the `lk` fop, through its client of the
+primary) on /.glusterpy-georep/PRIMARYID_SECONDARYID_subvolN.lock in the
+primary volume itself (a hidden directory that the crawl skips and that
+never reaches the secondary).  Every worker whose own brick answers tries
+to take it every ELECTION_INTERVAL seconds; the bricks' features/locks drop
+a lock with its holder's connection, so when the Active worker dies (kill
+-9, its node down) a Passive one takes over within seconds, and the dead
+one, restarted by glusterpyd, stays Passive (no flapping back, GlusterFS
+#4304).  The Active worker asserts the lock again before each crawl, and
+goes back to Passive if it lost it (its connection to the bricks broke).
+A worker whose own brick is down is Faulty (its crawl reads that brick)
+and releases the lock; arbiters never try it (they hold no data).
+Departure: the lock file lives on whichever replica set DHT places it; if
+every brick of that set is down no worker of the session is Active.
 
 The crawl ("Hybrid Crawl", GlusterFS's name for its full xsync crawl): the
 brick directory is walked (not .glusterfs, not DHT link files), which gives
@@ -82,6 +91,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -90,11 +100,13 @@ import stat as st
 import struct
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
 
+from . import GF_CLIENT_PID_GSYNCD
 from ..fops import GFID
 from ..keys import DHT_LINKTO_KEY, GFID_KEY, GFID_STRING_KEY
 from ..volfile import NOPERF_SUFFIX
@@ -108,6 +120,11 @@ BACKOFF_MIN, BACKOFF_MAX = 2.0, 60.0
 PROBE_TIMEOUT = 2.0
 STATUS_NAMES = ("Initializing...", "Active", "Passive", "Faulty", "Paused", "Stopped")
 CRAWL_FULL = "Hybrid Crawl"
+#: in the primary volume's root: the election locks; never crawled, never
+#: on the secondary
+LOCK_DIR = ".glusterpy-georep"
+#: seconds between a Passive worker's tries of the lock
+ELECTION_INTERVAL = 2.0
 USER_XATTR = "user."
 
 
@@ -194,22 +211,57 @@ async def brick_up(host: str, port: int) -> bool:
     return False
 
 
-async def is_active(conf: dict) -> tuple[bool, str | None]:
-    """(Active?, why not when this worker cannot work at all)."""
-    me = conf["index_in_set"]
-    own = conf["replica_set"][me]
-    if conf.get("arbiter"):
-        return False, None
+async def own_brick_down(conf: dict) -> str | None:
+    """Why this worker cannot work at all (its brick does not answer), or None."""
+    own = conf["replica_set"][conf["index_in_set"]]
     if not await brick_up(own["host"], own["port"]):
-        return False, f"its brick {own['host']}:{own['path']} is not running"
-    for i, b in enumerate(conf["replica_set"][:me]):
-        if i == me:
-            break
-        if b.get("arbiter"):
-            continue
-        if await brick_up(b["host"], b["port"]):
-            return False, None
-    return True, None
+        return f"its brick {own['host']}:{own['path']} is not running"
+    return None
+
+
+def lock_path(conf: dict) -> str:
+    """The replica set's election lock in the primary volume (GlusterFS's
+    meta volume keeps geo-rep/PRIMARYID_SECONDARYID_subvolN.lock)."""
+    s = conf["session"]
+    return (f"/{LOCK_DIR}/{conf['primary_id']}_{s.get('secondary_id') or s['id']}"
+            f"_subvol{int(conf['set_index']) + 1}.lock")
+
+
+class ElectionLock:
+    """The Active worker's POSIX lock (the `lk` fop) on its replica set's
+    lock file: the bricks' features/locks release it when the holder's
+    connection goes (a worker killed, its node down), so a Passive worker's
+    next try wins.  One owner per worker process."""
+
+    def __init__(self, primary, path: str):
+        self.primary, self.path = primary, path
+        self.owner = uuid.uuid4().bytes[:8]
+        self.file = None
+
+    async def try_take(self) -> bool:
+        """One non-blocking try (also re-asserts a lock held: a lock this
+        owner holds is granted again, one lost to a reconnection is not)."""
+        from ..fops import Flock, LockCmd, LockType
+        if self.file is None:
+            with contextlib.suppress(FileExistsError):
+                await self.primary.mkdir("/" + LOCK_DIR, 0o700)
+            self.file = await self.primary.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await self.file.lock(LockCmd.SETLK, Flock(type=LockType.WRLCK, pid=os.getpid(),
+                                                      owner=self.owner))
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                await self.drop()
+                raise
+            return False
+        return True
+
+    async def drop(self) -> None:
+        """Close the file (its locks go with it)."""
+        f, self.file = self.file, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                await f.close()
 
 
 def crawl_brick(brick: str) -> list[Entry]:
@@ -227,7 +279,7 @@ def crawl_brick(brick: str) -> list[Entry]:
             names = sorted(it, key=lambda e: e.name)
         subdirs = []
         for e in names:
-            if not rel and e.name in (".glusterfs", ".trashcan"):
+            if not rel and e.name in (".glusterfs", ".trashcan", LOCK_DIR):
                 continue
             try:
                 s = e.stat(follow_symlinks=False)
@@ -281,35 +333,49 @@ class Worker:
                         self.config_path, e)
         return self.conf
 
-    async def _wait_turn(self) -> bool:
-        """Until this worker should crawl: not paused and Active."""
-        while True:
-            conf = self._reload()
-            if conf.get("paused"):
-                self.status.status, self.status.crawl_status = "Paused", "N/A"
-                self.status.write()
-                await trio.sleep(1)
-                continue
-            active, why = await is_active(conf)
-            if why:
-                raise RuntimeError(why)
-            if active:
-                return True
-            self.status.status, self.status.crawl_status = "Passive", "N/A"
-            self.status.faulty_reason = None
-            self.status.write()
-            await trio.sleep(min(int(conf["config"]["change-interval"]), 5))
+    async def _passive(self, why: str = "Passive") -> None:
+        self.status.status, self.status.crawl_status = why, "N/A"
+        self.status.faulty_reason = None
+        self.status.write()
 
     async def _session(self) -> None:
+        """Connected to the primary: Passive until this worker holds its
+        replica set's lock, then Active (`_active`) until it loses it."""
+        from ..gfapi.aio import AsyncVolume
+        while self._reload().get("arbiter"):  # holds no data: never Active
+            await self._passive()
+            await trio.sleep(ELECTION_INTERVAL * 5)
+        host, _, port = self.conf["volfile_server"].rpartition(":")
+        primary = AsyncVolume.from_server([host], self.conf["primary"] + NOPERF_SUFFIX,
+                                          int(port))
+        async with primary:
+            primary.umask = 0
+            lock = ElectionLock(primary, lock_path(self.conf))
+            try:
+                while True:
+                    conf = self._reload()
+                    why = await own_brick_down(conf)
+                    if why:
+                        raise RuntimeError(why)
+                    if await lock.try_take():
+                        await self._active(primary, lock)
+                        continue  # lost the lock: Passive again
+                    await self._passive("Paused" if conf.get("paused") else "Passive")
+                    await trio.sleep(ELECTION_INTERVAL)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await lock.drop()
+
+    async def _active(self, primary, lock: ElectionLock) -> None:
+        """Holding the lock: connect to the secondary and crawl every
+        change-interval; returns when the lock is lost."""
         from ..gfapi import mgmt
         from ..gfapi.aio import AsyncVolume
-        # a Passive worker need not hold connections
-        await self._wait_turn()
         s = self.conf["session"]
         servers = mgmt.volfile_servers(s["secondary_hosts"] or [s["secondary_host"]],
                                        s["secondary_port"])
-        # both clients without performance translators (VOL.noperf): a
-        # cache would show the worker names that another client removed
+        # the secondary's client without performance translators (VOL.noperf):
+        # a cache would show the worker names that another client removed
         # (GlusterFS 10's glusterd has no such volfile: its plain one then)
         skey = s["secondary_volume"] + NOPERF_SUFFIX
         try:
@@ -321,18 +387,28 @@ class Worker:
             fetched = await mgmt.fetch_volfile(servers, skey)
         first = fetched.server.host
         hosts = [first] + [h for h in (s["secondary_hosts"] or []) if h != first]
-        host, _, port = self.conf["volfile_server"].rpartition(":")
-        primary = AsyncVolume.from_server([host], self.conf["primary"] + NOPERF_SUFFIX,
-                                          int(port))
         secondary = AsyncVolume.from_server(hosts, skey, s["secondary_port"])
-        async with primary, secondary:
-            primary.umask = secondary.umask = 0
+        async with secondary:
+            secondary.umask = 0
             self.status.secondary_node = first
             self.stime = await self._read_stime(secondary)
+            log.info("Active (holding %s); the sync time on the secondary: %s", lock.path,
+                     self.stime)
             self.status.last_synced = self.stime
             self.status.faulty_reason = None
             while True:
-                await self._wait_turn()
+                conf = self._reload()
+                why = await own_brick_down(conf)
+                if why:
+                    raise RuntimeError(why)
+                if not await lock.try_take():
+                    log.warning("the election lock %s was lost: Passive", lock.path)
+                    await lock.drop()
+                    return
+                if conf.get("paused"):
+                    await self._passive("Paused")
+                    await trio.sleep(1)
+                    continue
                 self.status.status = "Active"
                 self.status.crawl_status = CRAWL_FULL
                 self.status.write()
@@ -362,10 +438,17 @@ class Worker:
                          self.conf["set_index"])
 
     async def _read_stime(self, secondary) -> float | None:
+        # as gsyncd: the bricks show the stime to it alone
+        identity = secondary.identity
+        secondary.identity = dataclasses.replace(identity, pid=GF_CLIENT_PID_GSYNCD)
         try:
             return unpack_time(await secondary.getxattr("/", self._stime_key()))
-        except (OSError, struct.error):
+        except (OSError, struct.error) as e:
+            if getattr(e, "errno", None) != errno.ENODATA:
+                log.warning("cannot read the sync time on the secondary: %s", e)
             return None
+        finally:
+            secondary.identity = identity
 
     async def _write_stime(self, secondary, t: float) -> None:
         await secondary.setxattr("/", self._stime_key(), pack_time(t))
@@ -504,9 +587,11 @@ class Worker:
                 by_gfid.setdefault(bytes(gfid), []).append(path)
                 fresh = True
             counts.entry += 1
-        elif self.stime is not None and pst.st_ctime < self.stime - 1 and \
-                path in sec and not st.S_ISDIR(e.mode):
-            return  # synced by a crawl after its last change
+        elif self.stime is not None and max(pst.st_ctime, pst.st_mtime) < self.stime - 1 \
+                and path in sec and not st.S_ISDIR(e.mode):
+            # synced by a crawl after its last change (mtime too: GlusterFS's
+            # utime stamps fallocate and zerofill with mtime, not ctime)
+            return
         sst = await secondary.lstat(path)
         if st.S_ISREG(e.mode) and (fresh or sst.st_size != pst.st_size or
                                    sst.st_mtime_ns != pst.st_mtime_ns):
@@ -548,38 +633,62 @@ class Worker:
 
     async def _copy_data(self, primary, secondary, path: str, fresh: bool,
                          counts: Counts) -> None:
-        """The file's data onto the secondary's copy: block by block, a
-        block whose checksums (the rchecksum fop on both sides: only the
-        sums cross the wire) are equal is not sent, so an append or an
-        overwrite in a large file sends what changed (GlusterFS #4321).
-        Departure from rsync: fixed blocks, no rolling checksum - an insert
-        moves every block after it."""
+        """The file's data onto the secondary's copy, holes kept as holes:
+        only the primary's data extents (SEEK_DATA/SEEK_HOLE, the `seek`
+        fop) are compared and sent, and a range that is a hole on the
+        primary but holds data on the secondary is punched there (`discard`;
+        zeros written when the secondary cannot punch), so a sparse file
+        arrives sparse.  Within the data, block by block: a block whose
+        checksums (the rchecksum fop on both sides: only the sums cross the
+        wire) are equal is not sent, so an append or an overwrite in a large
+        file sends what changed (GlusterFS #4321).  Departure from rsync:
+        fixed blocks, no rolling checksum - an insert moves every block
+        after it."""
         async with await primary.open(path, os.O_RDONLY) as src, \
                 await secondary.open(path, os.O_RDWR) as dst:  # (rchecksum reads)
             size = (await src.fstat()).st_size
             have = 0 if fresh else (await dst.fstat()).st_size
-            offset = 0
-            while offset < size:
-                length = min(BLOCK, size - offset)
-                if offset + length <= have:
-                    try:
-                        same = await src.rchecksum(offset, length) == \
-                            await dst.rchecksum(offset, length)
-                    except OSError as e:
-                        if e.errno not in (errno.ENOTSUP, errno.ENOSYS, errno.EOPNOTSUPP):
-                            raise
-                        same = False  # a secondary without rchecksum: send it
-                    if same:
-                        offset += length
-                        continue
-                data = await src.pread(length, offset)
-                if not data:
+            end = size
+            pos = 0
+            for start, stop in await _extents(src, size):
+                if pos < start and pos < have:  # a hole of the primary's
+                    await _punch(dst, pos, min(start, have) - pos)
+                short = await self._copy_range(src, dst, start, stop, have, counts)
+                if short is not None:  # the file shrank while it was read
+                    end = short
                     break
-                await dst.pwrite(data, offset)
-                counts.bytes += len(data)
-                offset += len(data)
-            if have != offset:
-                await dst.ftruncate(offset)
+                pos = stop
+            else:
+                if pos < min(size, have):
+                    await _punch(dst, pos, min(size, have) - pos)
+            if have != end:
+                await dst.ftruncate(end)
+
+    async def _copy_range(self, src, dst, start: int, stop: int, have: int,
+                          counts: Counts) -> int | None:
+        """[start, stop) of the primary's data; the offset where the data
+        ended early, or None."""
+        offset = start
+        while offset < stop:
+            length = min(BLOCK - offset % BLOCK, stop - offset)
+            if offset + length <= have:
+                try:
+                    same = await src.rchecksum(offset, length) == \
+                        await dst.rchecksum(offset, length)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTSUP, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise
+                    same = False  # a secondary without rchecksum: send it
+                if same:
+                    offset += length
+                    continue
+            data = await src.pread(length, offset)
+            if not data:
+                return offset
+            await dst.pwrite(data, offset)
+            counts.bytes += len(data)
+            offset += len(data)
+        return None
 
     async def _sync_xattrs(self, secondary, path: str) -> bool:
         brick_path = self.conf["brick"] + path
@@ -626,6 +735,50 @@ class Worker:
                 except OSError as e:
                     counts.failures += 1
                     log.warning("%s: delete on the secondary: %s", path, e)
+
+async def _extents(src, size: int) -> list[tuple[int, int]]:
+    """The data extents of an open file of the primary: [(start, stop)],
+    the whole file when its bricks cannot tell (no SEEK_DATA)."""
+    from ..gfapi.files import SEEK_DATA, SEEK_HOLE
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = await src.lseek(pos, SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                break  # nothing but a hole up to the end
+            if e.errno in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                return [(0, size)]
+            raise
+        if start >= size:
+            break
+        stop = min(await src.lseek(start, SEEK_HOLE), size)
+        out.append((start, stop))
+        pos = stop
+    return out
+
+
+async def _punch(dst, offset: int, length: int) -> None:
+    """[offset, offset+length) of the secondary's copy made a hole, unless it
+    is one already."""
+    from ..gfapi.files import SEEK_DATA
+    if length <= 0:
+        return
+    try:
+        if await dst.lseek(offset, SEEK_DATA) >= offset + length:
+            return
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            return
+    try:
+        await dst.discard(offset, length)
+    except OSError as e:
+        if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
+        for at in range(offset, offset + length, BLOCK):  # zeros, then
+            await dst.pwrite(bytes(min(BLOCK, offset + length - at)), at)
+
 
 def _setup_logging(log_file: str | None, level: str) -> None:
     handler: logging.Handler

@@ -12,6 +12,7 @@ import socket
 from typing import Any
 
 from glusterpy import fops
+from glusterpy.georep import GF_CLIENT_PID_GSYNCD
 from glusterpy.fops import (GFID, NULL_GFID, ROOT_GFID, DictReply, FopError, Iatt, Reply, UInt,
                             XattropType)
 from glusterpy.keys import (ACTIVE_FD_COUNT, CONTENT_KEY, DURABLE_OP, GET_SIZE, GFID2PATH_PREFIX,
@@ -30,7 +31,9 @@ from .mdata import MDATA_C, mdata_decode, mdata_encode
 #: never shown by the "list-xattr" request (list_xattr_ignore_xattrs, marker)
 LIST_HIDDEN = frozenset({GFID_KEY, VOLUME_ID_KEY, SELINUX_KEY})
 MARKER_PATTERNS = ("trusted.glusterfs.quota.*", "trusted.glusterfs.*.xtime")
-GEOREP_PATTERNS = ("*.glusterfs.*.stime", "*.glusterfs.*.xtime", "*.glusterfs.lockinfo",
+#: the sync time: readable by name by gsyncd only (posix_getxattr)
+STIME_PATTERN = "*.glusterfs.*.stime"
+GEOREP_PATTERNS = (STIME_PATTERN, "*.glusterfs.*.xtime", "*.glusterfs.lockinfo",
                    "*.glusterfs.*.entry_stime", "*.glusterfs.volume-mark.*")
 
 
@@ -189,7 +192,9 @@ class PosixXattrOps:
         gfid = node.gfid if node is not None else (of.gfid if of is not None else None)
         result: dict[str, Any] = {}
         if name:
-            if _matches(name, GEOREP_PATTERNS) or name.startswith(GFID2PATH_PREFIX) or \
+            if (_matches(name, GEOREP_PATTERNS) and not (
+                    who.pid == GF_CLIENT_PID_GSYNCD and _matches(name, (STIME_PATTERN,)))) or \
+                    name.startswith(GFID2PATH_PREFIX) or \
                     (name == MDATA_KEY and not internal) or name in (GFID_KEY, VOLUME_ID_KEY):
                 raise FopError(errno.ENODATA)
             virtual = self._virtual_xattr(target, node, of, gfid, name, loc)
