@@ -10,25 +10,34 @@ gluster driver (`qemu-img map`/`info`/`convert`, `qemu-io discard` over
 gluster://) sees the holes, keeps them in a conversion, frees a discarded
 range on the bricks and opens the overlay's backing image.  On an XFS
 brick (a loop device, mkfs.xfs -m reflink=1) a 1 GiB clone is a reflink:
-under a second, extents shared (filefrag).
+under a second, extents shared (filefrag).  `cp` on a FUSE mount of a
+2-brick distribute volume, to a name hashing to the other brick, is copied
+by the source's brick (the bricks' io-stats see no data), and a fresh mount
+and a rebalance handle the clone's linkto file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
 import stat
 import subprocess
+import sys
 
 import pytest
 import trio
 
 from glusterpy.gfapi import AsyncVolume
-from test_glusterd_support import running_daemon
+import test_distribute as dist
+from test_glusterd_support import running_daemon, wait_for
 from xlators.protocol.server import _tcp_bytes
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="bricks need trusted.* xattrs (root)")
+needs_fuse = pytest.mark.skipif(shutil.which("fusermount3") is None or
+                                not os.path.exists("/dev/fuse"), reason="needs FUSE (fuse3)")
 
 MB = 1 << 20
 #: the source image: 64 MiB, data in three places, holes between
@@ -212,6 +221,91 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
                                    f"{url}/base.img"], capture_output=True, text=True,
                                   timeout=120)
             assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- distribute: `cp` on a mount, the clone's name on another brick -------------------
+
+
+def brick_data_moved(d, vol: str) -> int:
+    """Bytes the bricks' io-stats saw read or written by clients: what
+    crossed the wire between the client and the bricks (a brick's own
+    copy_file_range happens below its io-stats and is not counted)."""
+    doc = d.ok("volume", "profile", vol, "info", "--json").json()
+    return sum(b["report"]["cumulative"]["data_read"] + b["report"]["cumulative"]["data_written"]
+               for b in doc["bricks"])
+
+
+@contextlib.contextmanager
+def fuse_mounted(port: int, vol: str, mnt, log):
+    mnt.mkdir()
+    subprocess.run([sys.executable, "-m", "glusterpy.cli.main", "mount", "-o",
+                    f"log-file={log}", f"127.0.0.1:{port}:/{vol}", str(mnt)],
+                   check=True, timeout=60)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        wait_for(lambda: not os.path.ismount(mnt), what="unmount")
+
+
+def digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * MB):
+            h.update(block)
+    return h.hexdigest()
+
+
+@needs_root
+@needs_fuse
+def test_cp_to_a_name_on_another_brick_is_copied_by_the_source_brick(tmp_path):
+    """A 256 MiB image copied by coreutils' cp on a FUSE mount of a 2-brick
+    distribute volume, to a name that hashes to the other brick: the empty
+    new file moves beside the source (a linkto file stays where the name
+    hashes) and the source's brick copies - the bricks see next to no data
+    from the client.  A fresh mount finds, reads and removes the clone; a
+    rebalance in between moves it to its hashed brick, intact."""
+    bricks = [tmp_path / f"b{i}" for i in range(2)]
+    with running_daemon(tmp_path / "wd") as d:
+        d.ok("volume", "create", "dv", *(f"127.0.0.1:{b}" for b in bricks))
+        d.ok("volume", "start", "dv")
+        d.ok("volume", "profile", "dv", "start")
+        with fuse_mounted(d.port, "dv", tmp_path / "m1", tmp_path / "m1.log") as mnt:
+            with open(mnt / "base.img", "wb") as f:
+                for _ in range(256):
+                    f.write(os.urandom(MB))
+            home = dist.hashed_brick(bricks, "", "base.img")
+            name = next(n for n in (f"clone{i}.img" for i in range(100))
+                        if dist.hashed_brick(bricks, "", n) != home)
+            before = brick_data_moved(d, "dv")
+            subprocess.run(["cp", str(mnt / "base.img"), str(mnt / name)], check=True,
+                           timeout=300)
+            moved = brick_data_moved(d, "dv") - before
+            assert moved < MB, moved
+            assert os.stat(mnt / name).st_size == 256 * MB
+        src = bricks[home] / "base.img"
+        assert holders(bricks, name) == [bricks[home]]
+        assert dist.is_linkto(bricks[1 - home] / name)
+        assert digest(bricks[home] / name) == digest(src)
+
+        # a fresh mount: lookup, stat, read
+        with fuse_mounted(d.port, "dv", tmp_path / "m2", tmp_path / "m2.log") as mnt:
+            assert os.stat(mnt / name).st_size == 256 * MB
+            assert name in os.listdir(mnt)
+            assert digest(mnt / name) == digest(src)
+
+        # rebalance puts the clone's data where its name hashes, intact
+        d.ok("volume", "rebalance", "dv", "start", "--watch")
+        assert holders(bricks, name) == [bricks[1 - home]]
+        assert not (bricks[home] / name).exists()
+        assert digest(bricks[1 - home] / name) == digest(src)
+
+        # and a fresh mount reads it there and removes it
+        with fuse_mounted(d.port, "dv", tmp_path / "m3", tmp_path / "m3.log") as mnt:
+            assert digest(mnt / name) == digest(src)
+            os.unlink(mnt / name)
+            assert not (mnt / name).exists()
+        assert not any((b / name).exists() for b in bricks)
 
 
 # -- an XFS brick: reflinks --------------------------------------------------------------
