@@ -26,6 +26,8 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import trio
@@ -306,6 +308,74 @@ def test_cp_to_a_name_on_another_brick_is_copied_by_the_source_brick(tmp_path):
             os.unlink(mnt / name)
             assert not (mnt / name).exists()
         assert not any((b / name).exists() for b in bricks)
+
+
+# -- replicate: a brick killed during a clone ----------------------------------------
+
+
+@needs_root
+def test_a_brick_killed_during_a_replicated_clone_leaves_a_whole_clone_or_none(tmp_path):
+    """gfapi's copy_file (what `vm clone` runs) of a 256 MiB image on a
+    replica 3 volume; one brick process is SIGKILLed while its copy of the
+    clone is partly written.  The copy either fails (and the clone is
+    removed) or completes on the other two; after the brick is back and
+    heal has run, every brick has the whole clone or none has any."""
+    import signal
+    from test_heal_cli import all_online, brick_rows, healed
+    total = 256 * MB
+    bricks = [tmp_path / f"r{i}" for i in range(3)]
+    with running_daemon(tmp_path / "wd") as d:
+        d.ok("volume", "create", "rv", "replica", "3", *(f"127.0.0.1:{b}" for b in bricks))
+        d.ok("volume", "start", "rv")
+        victim = brick_rows(d, "rv")[1]["pid"]
+        killed_at: list[int] = []
+
+        def kill_midway(stop: threading.Event) -> None:
+            # the victim's clone partly written (40 MiB in, 40 MiB short): kill its brick
+            target = bricks[1] / "clone.img"
+            while not stop.is_set():
+                try:
+                    held = os.stat(target).st_blocks * 512
+                except FileNotFoundError:
+                    held = 0
+                if 40 * MB < held < total - 40 * MB:
+                    os.kill(victim, signal.SIGKILL)
+                    killed_at.append(held)
+                    return
+                time.sleep(0.0005)
+
+        outcome: list[object] = []
+
+        async def main():
+            async with AsyncVolume.from_server("127.0.0.1", "rv", d.port) as vol:
+                async with await vol.fopen("/base.img", "w") as f:
+                    for _ in range(total // (16 * MB)):
+                        await f.write(os.urandom(16 * MB))
+                stop = threading.Event()
+                watcher = threading.Thread(target=kill_midway, args=(stop,))
+                watcher.start()
+                try:
+                    outcome.append(await vol.copy_file("/base.img", "/clone.img",
+                                                       chunk=16 * MB))
+                except OSError as e:
+                    outcome.append(e)
+                finally:
+                    stop.set()
+                    await trio.to_thread.run_sync(watcher.join)
+        trio.run(main)
+        assert killed_at, "the brick was not killed during the copy"
+        d.ok("volume", "start", "rv", "force")
+        wait_for(lambda: all_online(d, "rv"), timeout=60, what="the brick back")
+        # the self-heal daemon sweeps when the brick comes back; asked again
+        # until it is connected to every brick
+        wait_for(lambda: d.cli("volume", "heal", "rv").rc == 0 and healed(d, "rv"),
+                 timeout=180, interval=1, what="heal")
+        source = digest(bricks[0] / "base.img")
+        if outcome[0] == total:
+            assert [digest(b / "clone.img") for b in bricks] == [source] * 3
+        else:
+            assert isinstance(outcome[0], OSError), outcome
+            assert not any((b / "clone.img").exists() for b in bricks)
 
 
 # -- an XFS brick: reflinks --------------------------------------------------------------
