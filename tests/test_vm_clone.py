@@ -115,6 +115,7 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
         d.ok("volume", "create", "vms", "replica", "3", *(f"127.0.0.1:{b}" for b in bricks))
         d.ok("volume", "start", "vms")
         pieces = {off: os.urandom(n) for off, n in EXTENTS}
+        moved_clone: list[str] = []
 
         async def main():
             async with AsyncVolume.from_server("127.0.0.1", "vms", d.port) as vol:
@@ -135,6 +136,22 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
                 sent = wire_bytes_sent(vol) - before
                 # requests only: far below the 10 MiB of data the image holds
                 assert sent < 5 * 256 * 1024, sent
+                # copy_file_range into an empty file made elsewhere (as `cp`
+                # makes it): it moves to the source's replica set first
+                away = None
+                for i in range(40):
+                    async with await vol.fopen(f"/cp{i}.img", "w"):
+                        pass
+                    if holders(bricks, f"cp{i}.img") != holders(bricks, "base.img"):
+                        away = f"/cp{i}.img"
+                        break
+                assert away is not None
+                before = wire_bytes_sent(vol)
+                async with await vol.open("/base.img", os.O_RDONLY) as src, \
+                        await vol.open(away, os.O_WRONLY) as dst:
+                    assert await src.copy_file_range(dst, SIZE, 0, 0) == SIZE
+                assert wire_bytes_sent(vol) - before < 256 * 1024
+                moved_clone.append(away)
                 async with await vol.fopen("/clone.img", "r") as f:
                     for off, data in pieces.items():
                         assert await f.pread(len(data), off) == data
@@ -151,6 +168,13 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
         src_at, clone_at = holders(bricks, "base.img"), holders(bricks, "clone.img")
         assert len(src_at) == 3 and clone_at == src_at
         assert all(holders(bricks, f"c{i}.img") == src_at for i in range(4))
+        away = moved_clone[0].lstrip("/")
+        assert holders(bricks, away) == src_at
+        for b in src_at:
+            assert data_extents(b / away) == list(EXTENTS)
+        # a linkto file on each brick of the set its name hashes to
+        assert sum(1 for b in bricks if b not in src_at and (b / away).exists() and
+                   "trusted.glusterfs.dht.linkto" in os.listxattr(b / away)) == 3
         for b in clone_at:
             assert (b / "clone.img").read_bytes() == (b / "base.img").read_bytes()
             assert data_extents(b / "clone.img") == list(EXTENTS)
