@@ -363,3 +363,58 @@ async def test_bd_clone_is_an_lv_to_lv_copy(vg, meta):
             assert (await f.read())[:len(data)] == data
         with pytest.raises(vm.VmError, match="already exists"):
             await vm.clone_image(vol, "base", "copy")
+
+
+async def test_distribute_moves_an_empty_destination_beside_its_source(tmp_path):
+    """`cp`'s case: the destination is new and empty and hashes to another
+    brick.  It moves to the source's brick (a linkto file stays where its
+    name hashes), the brick copies, and the fd goes on working there; a
+    destination that has data or several names is copied into where it is."""
+    bricks = dist.make_bricks(tmp_path, 2)
+    async with dist.running(bricks) as top:
+        d = await dist.mkdir(top, ROOT_GFID, "/d")
+        names = {}
+        for i in range(60):
+            names.setdefault(dist.hashed_brick(bricks, "d", f"f{i}"), []).append(f"f{i}")
+        a, (b, b2, b3) = names[0][0], names[1][:3]
+        ga = await dist.create_file(top, d, f"/d/{a}")
+        expected = sparse_source(bricks[0] / "d" / a)
+        gb = await dist.create_file(top, d, f"/d/{b}")
+        src, dst = Fd(gfid=ga, flags=os.O_RDONLY), Fd(gfid=gb, flags=os.O_RDWR)
+        await top.open(Loc(gfid=ga), os.O_RDONLY, src, None)
+        await top.open(Loc(gfid=gb), os.O_RDWR, dst, None)
+        r = await top.copy_file_range(src, 0, dst, 0, 4 * MB, 0, None)
+        assert r.count == 2 * MB and r.postbuf_dst.size == 2 * MB
+        # the data beside the source, holes kept; a linkto file where it hashes
+        assert (bricks[0] / "d" / b).read_bytes() == expected
+        assert holes_of(bricks[0] / "d" / b) == [(0, 8192), (MB, MB + 8192)]
+        assert dist.is_linkto(bricks[1] / "d" / b)
+        assert dist.xget(bricks[1] / "d" / b, "trusted.glusterfs.dht.linkto") == b"dv-client-0\0"
+        assert os.getxattr(bricks[0] / "d" / b, "trusted.gfid") == bytes(gb)
+        # the fd was moved with the file: a write lands beside the source
+        await top.writev(dst, b"Z" * 10, 5, 0, None)
+        assert (bricks[0] / "d" / b).read_bytes()[:20] == b"A" * 5 + b"Z" * 10 + b"A" * 5
+        await top.release(dst, None)
+        # a fresh graph finds, reads and removes it by its name
+    async with dist.running(bricks) as top:
+        d = (await top.lookup(Loc(path="/d", pargfid=ROOT_GFID, name="d"), None)).iatt.gfid
+        looked = await top.lookup(Loc(path=f"/d/{b}", pargfid=d, name=b), None)
+        assert looked.iatt.gfid == gb and looked.iatt.size == 2 * MB
+        assert (await dist.read_all(top, gb))[5:15] == b"Z" * 10
+        await top.unlink(Loc(path=f"/d/{b}", pargfid=d, name=b), 0, None)
+        assert not (bricks[0] / "d" / b).exists() and not (bricks[1] / "d" / b).exists()
+        # a destination with data, or with a second name, is not moved
+        for name, data in ((b2, b"q" * 100), (b3, b"")):
+            g = await dist.create_file(top, d, f"/d/{name}", data)
+            if not data:
+                await top.link(Loc(gfid=g), Loc(path=f"/d/{name}l", pargfid=d,
+                                                name=f"{name}l"), None)
+            src, dst = Fd(gfid=ga, flags=os.O_RDONLY), Fd(gfid=g, flags=os.O_RDWR)
+            await top.open(Loc(gfid=ga), os.O_RDONLY, src, None)
+            await top.open(Loc(gfid=g), os.O_RDWR, dst, None)
+            r = await top.copy_file_range(src, 0, dst, 0, 2 * MB, 0, None)
+            assert r.count == 2 * MB
+            assert (bricks[1] / "d" / name).read_bytes() == expected
+            assert not (bricks[0] / "d" / name).exists()
+            for fd in (src, dst):
+                await top.release(fd, None)

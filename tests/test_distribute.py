@@ -962,11 +962,13 @@ async def test_put_copy_file_range_and_fsyncdir(tmp_path):
         copied = await top.copy_file_range(fds[same[0]], 0, fds[same[1]], 0, 10, 0, None)
         assert copied.count == 10
         assert bytes((await top.readv(fds[same[1]], 10, 0, 0, None)).data) == b"0123456789"
-        # across two bricks distribute moves the data itself
+        # across two bricks the empty destination first moves beside the
+        # source (a linkto file where it hashes), and that brick copies
         copied = await top.copy_file_range(fds[same[0]], 2, fds[other[0]], 1, 100, 0, None)
         assert copied.count == 8 and copied.postbuf_dst.size == 9
-        brick = bricks[hashed_brick(bricks, "d", other[0])]
+        brick = bricks[hashed_brick(bricks, "d", same[0])]
         assert (brick / "d" / other[0]).read_bytes() == b"\x0023456789"
+        assert is_linkto(bricks[hashed_brick(bricks, "d", other[0])] / "d" / other[0])
         assert await errno_of(top.copy_file_range(fds[same[0]], 0, fds[other[0]], 0, 10, 1,
                                                   None)) == "EINVAL"
         for fd in fds.values():

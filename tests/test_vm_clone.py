@@ -10,25 +10,36 @@ gluster driver (`qemu-img map`/`info`/`convert`, `qemu-io discard` over
 gluster://) sees the holes, keeps them in a conversion, frees a discarded
 range on the bricks and opens the overlay's backing image.  On an XFS
 brick (a loop device, mkfs.xfs -m reflink=1) a 1 GiB clone is a reflink:
-under a second, extents shared (filefrag).
+under a second, extents shared (filefrag).  `cp` on a FUSE mount of a
+2-brick distribute volume, to a name hashing to the other brick, is copied
+by the source's brick (the bricks' io-stats see no data), and a fresh mount
+and a rebalance handle the clone's linkto file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
 import stat
 import subprocess
+import sys
+import threading
+import time
 
 import pytest
 import trio
 
 from glusterpy.gfapi import AsyncVolume
-from test_glusterd_support import running_daemon
+import test_distribute as dist
+from test_glusterd_support import running_daemon, wait_for
 from xlators.protocol.server import _tcp_bytes
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="bricks need trusted.* xattrs (root)")
+needs_fuse = pytest.mark.skipif(shutil.which("fusermount3") is None or
+                                not os.path.exists("/dev/fuse"), reason="needs FUSE (fuse3)")
 
 MB = 1 << 20
 #: the source image: 64 MiB, data in three places, holes between
@@ -104,6 +115,7 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
         d.ok("volume", "create", "vms", "replica", "3", *(f"127.0.0.1:{b}" for b in bricks))
         d.ok("volume", "start", "vms")
         pieces = {off: os.urandom(n) for off, n in EXTENTS}
+        moved_clone: list[str] = []
 
         async def main():
             async with AsyncVolume.from_server("127.0.0.1", "vms", d.port) as vol:
@@ -124,6 +136,22 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
                 sent = wire_bytes_sent(vol) - before
                 # requests only: far below the 10 MiB of data the image holds
                 assert sent < 5 * 256 * 1024, sent
+                # copy_file_range into an empty file made elsewhere (as `cp`
+                # makes it): it moves to the source's replica set first
+                away = None
+                for i in range(40):
+                    async with await vol.fopen(f"/cp{i}.img", "w"):
+                        pass
+                    if holders(bricks, f"cp{i}.img") != holders(bricks, "base.img"):
+                        away = f"/cp{i}.img"
+                        break
+                assert away is not None
+                before = wire_bytes_sent(vol)
+                async with await vol.open("/base.img", os.O_RDONLY) as src, \
+                        await vol.open(away, os.O_WRONLY) as dst:
+                    assert await src.copy_file_range(dst, SIZE, 0, 0) == SIZE
+                assert wire_bytes_sent(vol) - before < 256 * 1024
+                moved_clone.append(away)
                 async with await vol.fopen("/clone.img", "r") as f:
                     for off, data in pieces.items():
                         assert await f.pread(len(data), off) == data
@@ -140,6 +168,13 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
         src_at, clone_at = holders(bricks, "base.img"), holders(bricks, "clone.img")
         assert len(src_at) == 3 and clone_at == src_at
         assert all(holders(bricks, f"c{i}.img") == src_at for i in range(4))
+        away = moved_clone[0].lstrip("/")
+        assert holders(bricks, away) == src_at
+        for b in src_at:
+            assert data_extents(b / away) == list(EXTENTS)
+        # a linkto file on each brick of the set its name hashes to
+        assert sum(1 for b in bricks if b not in src_at and (b / away).exists() and
+                   "trusted.glusterfs.dht.linkto" in os.listxattr(b / away)) == 3
         for b in clone_at:
             assert (b / "clone.img").read_bytes() == (b / "base.img").read_bytes()
             assert data_extents(b / "clone.img") == list(EXTENTS)
@@ -212,6 +247,159 @@ def test_clone_by_the_bricks_over_distribute_replicate(tmp_path):
                                    f"{url}/base.img"], capture_output=True, text=True,
                                   timeout=120)
             assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- distribute: `cp` on a mount, the clone's name on another brick -------------------
+
+
+def brick_data_moved(d, vol: str) -> int:
+    """Bytes the bricks' io-stats saw read or written by clients: what
+    crossed the wire between the client and the bricks (a brick's own
+    copy_file_range happens below its io-stats and is not counted)."""
+    doc = d.ok("volume", "profile", vol, "info", "--json").json()
+    return sum(b["report"]["cumulative"]["data_read"] + b["report"]["cumulative"]["data_written"]
+               for b in doc["bricks"])
+
+
+@contextlib.contextmanager
+def fuse_mounted(port: int, vol: str, mnt, log):
+    mnt.mkdir()
+    subprocess.run([sys.executable, "-m", "glusterpy.cli.main", "mount", "-o",
+                    f"log-file={log}", f"127.0.0.1:{port}:/{vol}", str(mnt)],
+                   check=True, timeout=60)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        wait_for(lambda: not os.path.ismount(mnt), what="unmount")
+
+
+def digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(4 * MB):
+            h.update(block)
+    return h.hexdigest()
+
+
+@needs_root
+@needs_fuse
+def test_cp_to_a_name_on_another_brick_is_copied_by_the_source_brick(tmp_path):
+    """A 256 MiB image copied by coreutils' cp on a FUSE mount of a 2-brick
+    distribute volume, to a name that hashes to the other brick: the empty
+    new file moves beside the source (a linkto file stays where the name
+    hashes) and the source's brick copies - the bricks see next to no data
+    from the client.  A fresh mount finds, reads and removes the clone; a
+    rebalance in between moves it to its hashed brick, intact."""
+    bricks = [tmp_path / f"b{i}" for i in range(2)]
+    with running_daemon(tmp_path / "wd") as d:
+        d.ok("volume", "create", "dv", *(f"127.0.0.1:{b}" for b in bricks))
+        d.ok("volume", "start", "dv")
+        d.ok("volume", "profile", "dv", "start")
+        with fuse_mounted(d.port, "dv", tmp_path / "m1", tmp_path / "m1.log") as mnt:
+            with open(mnt / "base.img", "wb") as f:
+                for _ in range(256):
+                    f.write(os.urandom(MB))
+            home = dist.hashed_brick(bricks, "", "base.img")
+            name = next(n for n in (f"clone{i}.img" for i in range(100))
+                        if dist.hashed_brick(bricks, "", n) != home)
+            before = brick_data_moved(d, "dv")
+            subprocess.run(["cp", str(mnt / "base.img"), str(mnt / name)], check=True,
+                           timeout=300)
+            moved = brick_data_moved(d, "dv") - before
+            assert moved < MB, moved
+            assert os.stat(mnt / name).st_size == 256 * MB
+        src = bricks[home] / "base.img"
+        assert holders(bricks, name) == [bricks[home]]
+        assert dist.is_linkto(bricks[1 - home] / name)
+        assert digest(bricks[home] / name) == digest(src)
+
+        # a fresh mount: lookup, stat, read
+        with fuse_mounted(d.port, "dv", tmp_path / "m2", tmp_path / "m2.log") as mnt:
+            assert os.stat(mnt / name).st_size == 256 * MB
+            assert name in os.listdir(mnt)
+            assert digest(mnt / name) == digest(src)
+
+        # rebalance puts the clone's data where its name hashes, intact
+        d.ok("volume", "rebalance", "dv", "start", "--watch")
+        assert holders(bricks, name) == [bricks[1 - home]]
+        assert not (bricks[home] / name).exists()
+        assert digest(bricks[1 - home] / name) == digest(src)
+
+        # and a fresh mount reads it there and removes it
+        with fuse_mounted(d.port, "dv", tmp_path / "m3", tmp_path / "m3.log") as mnt:
+            assert digest(mnt / name) == digest(src)
+            os.unlink(mnt / name)
+            assert not (mnt / name).exists()
+        assert not any((b / name).exists() for b in bricks)
+
+
+# -- replicate: a brick killed during a clone ----------------------------------------
+
+
+@needs_root
+def test_a_brick_killed_during_a_replicated_clone_leaves_a_whole_clone_or_none(tmp_path):
+    """gfapi's copy_file (what `vm clone` runs) of a 256 MiB image on a
+    replica 3 volume; one brick process is SIGKILLed while its copy of the
+    clone is partly written.  The copy either fails (and the clone is
+    removed) or completes on the other two; after the brick is back and
+    heal has run, every brick has the whole clone or none has any."""
+    import signal
+    from test_heal_cli import all_online, brick_rows, healed
+    total = 256 * MB
+    bricks = [tmp_path / f"r{i}" for i in range(3)]
+    with running_daemon(tmp_path / "wd") as d:
+        d.ok("volume", "create", "rv", "replica", "3", *(f"127.0.0.1:{b}" for b in bricks))
+        d.ok("volume", "start", "rv")
+        victim = brick_rows(d, "rv")[1]["pid"]
+        killed_at: list[int] = []
+
+        def kill_midway(stop: threading.Event) -> None:
+            # the victim's clone partly written (40 MiB in, 40 MiB short): kill its brick
+            target = bricks[1] / "clone.img"
+            while not stop.is_set():
+                try:
+                    held = os.stat(target).st_blocks * 512
+                except FileNotFoundError:
+                    held = 0
+                if 40 * MB < held < total - 40 * MB:
+                    os.kill(victim, signal.SIGKILL)
+                    killed_at.append(held)
+                    return
+                time.sleep(0.0005)
+
+        outcome: list[object] = []
+
+        async def main():
+            async with AsyncVolume.from_server("127.0.0.1", "rv", d.port) as vol:
+                async with await vol.fopen("/base.img", "w") as f:
+                    for _ in range(total // (16 * MB)):
+                        await f.write(os.urandom(16 * MB))
+                stop = threading.Event()
+                watcher = threading.Thread(target=kill_midway, args=(stop,))
+                watcher.start()
+                try:
+                    outcome.append(await vol.copy_file("/base.img", "/clone.img",
+                                                       chunk=16 * MB))
+                except OSError as e:
+                    outcome.append(e)
+                finally:
+                    stop.set()
+                    await trio.to_thread.run_sync(watcher.join)
+        trio.run(main)
+        assert killed_at, "the brick was not killed during the copy"
+        d.ok("volume", "start", "rv", "force")
+        wait_for(lambda: all_online(d, "rv"), timeout=60, what="the brick back")
+        # the self-heal daemon sweeps when the brick comes back; asked again
+        # until it is connected to every brick
+        wait_for(lambda: d.cli("volume", "heal", "rv").rc == 0 and healed(d, "rv"),
+                 timeout=180, interval=1, what="heal")
+        source = digest(bricks[0] / "base.img")
+        if outcome[0] == total:
+            assert [digest(b / "clone.img") for b in bricks] == [source] * 3
+        else:
+            assert isinstance(outcome[0], OSError), outcome
+            assert not any((b / "clone.img").exists() for b in bricks)
 
 
 # -- an XFS brick: reflinks --------------------------------------------------------------

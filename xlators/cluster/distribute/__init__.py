@@ -91,9 +91,12 @@ Departures:
 * icreate and namelink (gfid-only creation, no name to hash) answer
   ENOTSUP; GlusterFS would wind them to the first child.  rchecksum, seek
   and copy_file_range go to the file's data subvolume instead of the first
-  child; copy_file_range between two bricks is done here, readv/writev of
-  the source's data extents (GlusterFS 10 winds it to the first child), and
-  create takes COLOCATE_KEY to put a clone's data beside its source.
+  child (GlusterFS 10 winds them to the first child).  copy_file_range
+  between two bricks into an empty file (`cp`'s clone) first migrates that
+  file to the source's brick, leaving a linkto file where its name hashes
+  (migrate_file with a target), so the brick copies; into a file with data
+  it is done here, readv/writev of the source's data extents.  create takes
+  COLOCATE_KEY to put a clone's data beside its source from the start.
 * Regex options are Python regexes over bytes, not POSIX ERE (they agree on
   the default and the usual patterns).
 

@@ -11,6 +11,7 @@ from typing import Awaitable, Callable
 
 from glusterpy.fops import (GFID, CopyRangeReply, Fd, FopError, Loc, OpenReply, Reply, SeekWhat,
                             StatReply)
+from glusterpy.keys import GFID2PATH_VIRT_KEY
 
 from . import layout as dl
 from .common import (MISSING, DirCtx, DirFd, FileCtx, FileFd, merge_dir_iatts, post_iatt,
@@ -156,21 +157,66 @@ class DhtInodeRead:
 
     async def copy_file_range(self, fd_in, off_in, fd_out, off_out, length, flags, xdata=None):
         """Both files on one brick: wound there, so the brick copies (and
-        reflinks where its filesystem can).  On two bricks the data moves
-        here, through this translator on the client (`_copy_across`): no
-        brick talks to another, and a brick-side copy would need one to.
-        A clone made through gfapi's `copy_file` avoids that case: it
-        creates the destination on the source's brick (COLOCATE_KEY)."""
+        reflinks where its filesystem can).  On two bricks, an empty
+        destination (what `cp` and `vm clone` copy into) first moves to the
+        source's brick (`_colocate`), leaving a linkto file where its name
+        hashes - then the copy is on one brick and no data crosses the
+        client.  Otherwise (a destination with data, or one that cannot
+        move) the data moves here, through this translator (`_copy_across`).
+        A clone made through gfapi's `copy_file` is created beside its
+        source in the first place (COLOCATE_KEY)."""
         if flags:
             raise FopError(errno.EINVAL, "copy_file_range takes no flags")
         if length < 0 or off_in < 0 or off_out < 0:
             raise FopError(errno.EINVAL)
         src = await self._fd_subvol(fd_in)
         dst = await self._fd_subvol(fd_out)
+        if src != dst and length:
+            dst = await self._colocate(fd_out, dst, src)
         if src == dst:
             return await self._wind(src, "copy_file_range", fd_in, off_in, fd_out, off_out,
                                     length, flags, xdata)
         return await self._copy_across(fd_in, off_in, fd_out, off_out, length)
+
+    async def _colocate(self, fd: Fd, where: int, to: int) -> int:
+        """Move the empty file open as `fd` from subvolume `where` to `to`
+        and open `fd` there: the data subvolume it has afterwards.
+
+        Why a move and not a brick pulling from another brick: DHT already
+        knows a name whose data is off its hashed brick - a linkto file, as
+        rebalance leaves behind - so every client (GlusterFS's too), a
+        fresh lookup, unlink and a later rebalance all handle the result,
+        and the move of an empty file is a few metadata fops through
+        `migrate_file`, with its phases guarding writers of other clients.
+        A brick-to-brick pull would need bricks to be each other's clients
+        (connections, auth, a new fop).  The move needs the file's one name
+        from its trusted.gfid2path xattr (storage/posix's gfid2path, on by
+        default); a file with data, several names, no recorded name, or not
+        on its hashed brick stays where it is."""
+        try:
+            st = (await self._wind(where, "fstat", fd, None)).iatt
+            if not st.is_reg or st.size or st.nlink != 1:
+                return where
+            # the one name (nlink 1, so no separator to split on), as a path
+            raw = (await self._wind(where, "fgetxattr", fd, GFID2PATH_VIRT_KEY, None)) \
+                .dict.get(GFID2PATH_VIRT_KEY)
+            path = os.fsdecode(raw).rstrip("\0") if isinstance(raw, bytes) else str(raw or "")
+            if not path.startswith("/") or path == "/":
+                return where
+            loc, parent = await self._entry(Loc(path=path, gfid=GFID(st.gfid)))
+            if self._hashed(parent, loc.name) != where or not self._usable(to, parent):
+                return where
+            if not await self.migrate_file(loc, to):
+                return where
+        except (FopError, ValueError) as e:
+            self.log.info("copy_file_range: <gfid:%s> not moved beside its source: %s",
+                          fd.gfid, e)
+            return where
+        await self._fd_open_on(fd, to)
+        here = fd.ctx.get(self)
+        if isinstance(here, FileFd):
+            here.cached = to
+        return to
 
     async def _copy_across(self, fd_in: Fd, off_in: int, fd_out: Fd, off_out: int,
                            length: int) -> CopyRangeReply:

@@ -110,7 +110,7 @@ class DhtMigrate:
         reply = await self._lookup_named(dataclasses.replace(eloc, gfid=None), parent, None)
         return self._hashed(parent, eloc.name), self._file_subvol(reply.iatt.gfid), reply.iatt
 
-    async def migrate_file(self, loc) -> bool:
+    async def migrate_file(self, loc, to: int | None = None) -> bool:
         """Move a file's data to its hashed subvolume as dht-rebalance.c's
         dht_migrate_file does, phase by phase (see the module docstring):
         True when it moved, False when it was already there or has several
@@ -118,7 +118,14 @@ class DhtMigrate:
         through this translator go on meanwhile; a write from another client
         to the new copy makes the migration give up (EBUSY), as GlusterFS
         without force-migration; fds open on the old copy follow the file.
-        A directory is EISDIR."""
+        A directory is EISDIR.
+
+        `to`, another subvolume than the hashed one, moves the data off
+        its hashed subvolume (copy_file_range's colocation of an empty
+        clone beside its source): the old copy there stays as the name's
+        linkto file, which phase 2 made it.  Only a file whose data is on
+        its hashed subvolume can go elsewhere (EINVAL otherwise: the linkto
+        file at the hashed one would point at the old place)."""
         loc, ctx = await self._inode(loc)
         if isinstance(ctx, DirCtx):
             raise FopError(errno.EISDIR)
@@ -128,11 +135,17 @@ class DhtMigrate:
         if loc.gfid is not None and gfid != loc.gfid:
             raise FopError(errno.ESTALE, f"{loc}: the name now belongs to another file")
         src = self._file_subvol(gfid)
-        dst = self._hashed(parent, eloc.name)
-        if dst is None:
+        hashed = self._hashed(parent, eloc.name)
+        if hashed is None:
             raise FopError(errno.EIO, f"{eloc}: no subvolume in the layout for this name")
+        dst = hashed if to is None else to
+        if not 0 <= dst < self.count:
+            raise FopError(errno.EINVAL, f"{eloc}: no subvolume {dst}")
         if src is None or src == dst:
             return False
+        if dst != hashed and src != hashed:
+            raise FopError(errno.EINVAL, f"{eloc}: its data is not on its hashed subvolume "
+                                         f"{self.names[hashed]}")
         self._require_up(src)
         self._require_up(dst)
         if gfid in self.migrations:
@@ -156,6 +169,9 @@ class DhtMigrate:
                               "off", eloc, locks)
                 return False
             if not st.is_reg:
+                if dst != hashed:
+                    raise FopError(errno.EINVAL, f"{eloc}: only a regular file moves off its "
+                                                 f"hashed subvolume")
                 await self._migrate_special(src, dst, named, st)
                 return True
             mig = Migration(src, dst)
@@ -247,8 +263,9 @@ class DhtMigrate:
                                          self.names[src], e)
                     await self._wind(dst, "fremovexattr", dst_fd, self.linkto_key, None)
                 try:
+                    # moved off the hashed subvolume: the old copy is the linkto file
                     now = (await self._wind(src, "lookup", named, None)).iatt
-                    if now.gfid == gfid:
+                    if now.gfid == gfid and src != hashed:
                         await self._wind(src, "unlink", named, 0, {INTERNAL_FOP: "yes"})
                 except FopError as e:
                     if e.errno not in (errno.ENOENT, errno.ESTALE):
