@@ -174,6 +174,7 @@ def prepare_georep(cluster, args: dict) -> Volume:
                       status="Created", config=dict(s.config) if s else {},
                       checkpoint=s.checkpoint if s else None)
         vol.georep[key] = new
+        _journal_on(vol)
         return vol
     if s is None:
         raise ValueError(f"Geo-replication session between {_between(vol, key)} does not "
@@ -186,6 +187,7 @@ def prepare_georep(cluster, args: dict) -> Volume:
             raise ValueError(f"Geo-replication session between {_between(vol, key)} already "
                              "started.")
         s.status = "Started"
+        _journal_on(vol)
     elif action == "stop":
         if s.status not in ("Started", "Paused") and not force:
             raise ValueError(f"Geo-replication session between {_between(vol, key)} is not "
@@ -220,6 +222,15 @@ def prepare_georep(cluster, args: dict) -> Volume:
         else:
             s.config[ckey] = check_config(ckey, value)
     return vol
+
+
+def _journal_on(vol: Volume) -> None:
+    """The bricks' changelog on, which the workers' changelog crawl reads
+    (GlusterFS's gsync create sets changelog.changelog and
+    geo-replication.indexing; glusterpy has no marker translator, whose
+    xtime indexing is what the second switches on).  Never switched off
+    again by a session: another session may be reading the journal."""
+    vol.options["changelog.changelog"] = "on"
 
 
 # --------------------------------------------------------------------------
@@ -279,6 +290,11 @@ class GeorepService:
                         "paused": s.status == "Paused", "replica_set": replica_set,
                         "set_index": i // per_set, "index_in_set": i - first,
                         "arbiter": bool(b.arbiter),
+                        # the journal the changelog crawl reads (worker's crawl.py)
+                        "changelog": {
+                            "changelog": vol.options.get("changelog.changelog", "off"),
+                            "rollover-time": vol.options.get("changelog.rollover-time",
+                                                             "15")},
                         "status_file": str(sdir / f"{_safe(b.path)}.status.json")}
         return out
 
