@@ -65,12 +65,11 @@ it: LAST_SYNCED is shown at once and entries whose ctime is older are not
 compared again unless the secondary lacks them.  A checkpoint (`config
 checkpoint now`) is complete when a crawl that started after it finished.
 
-Changelogs: not read yet - every crawl is a full one ("Hybrid Crawl" in
-the status).  The brick's journal (features/changelog, glusterpy/changelog.py)
-can drive the crawl once the worker replays its records (E by gfid and
-name, D/M by gfid) and also reads the journal not rolled over yet; a crawl
-skipped because the rolled-over changelogs held nothing would miss what
-the current journal holds and complete a checkpoint early.
+Changelogs (crawl.py): after the first full crawl the worker replays the
+brick's changelogs from stime on ("History Crawl", then "Changelog Crawl"),
+each batch's inodes synced once however many changelogs name them; any
+crawl whose journal cannot prove it holds every change since stime is a
+full one again (crawl.py says when).
 
 Faults: any error of a crawl (a volume that cannot be mounted, a brick
 that does not answer) makes the worker Faulty with the reason, and it tries
@@ -82,6 +81,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -98,6 +98,7 @@ import trio
 from ..fops import GFID
 from ..keys import DHT_LINKTO_KEY, GFID_KEY, GFID_STRING_KEY
 from ..volfile import NOPERF_SUFFIX
+from .crawl import ChangelogCrawl
 
 log = logging.getLogger("glusterpy.georep")
 
@@ -106,6 +107,10 @@ BLOCK = 128 << 10
 BACKOFF_MIN, BACKOFF_MAX = 2.0, 60.0
 #: a brick that does not accept a connection within this is down
 PROBE_TIMEOUT = 2.0
+#: the pid the secondary's bricks give sync times to
+GF_CLIENT_PID_GSYNCD = -1
+#: how long a worker starting tries to read its stime from the secondary
+STIME_READ_TIMEOUT = 15.0
 STATUS_NAMES = ("Initializing...", "Active", "Passive", "Faulty", "Paused", "Stopped")
 CRAWL_FULL = "Hybrid Crawl"
 USER_XATTR = "user."
@@ -212,10 +217,22 @@ async def is_active(conf: dict) -> tuple[bool, str | None]:
     return True, None
 
 
-def crawl_brick(brick: str) -> list[Entry]:
-    """This brick's part of the volume, parents before children."""
+def is_dht_linkfile(path: str, s: os.stat_result) -> bool:
+    """A DHT link file: the data is on another brick."""
+    if st.S_ISREG(s.st_mode) and (s.st_mode & 0o7777) == st.S_ISVTX and s.st_size == 0:
+        try:
+            os.getxattr(path, DHT_LINKTO_KEY, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+    return False
+
+
+def crawl_brick(brick: str, top: str = "") -> list[Entry]:
+    """This brick's part of the volume (below `top`, a path from the
+    volume root: "/d"), parents before children."""
     out: list[Entry] = []
-    stack = [""]
+    stack = [top.rstrip("/")]
     while stack:
         rel = stack.pop()
         try:
@@ -234,11 +251,8 @@ def crawl_brick(brick: str) -> list[Entry]:
                 gfid = GFID(os.getxattr(e.path, GFID_KEY, follow_symlinks=False))
             except (OSError, ValueError):
                 continue  # being created, or gone: the next crawl sees it
-            if st.S_ISREG(s.st_mode) and (s.st_mode & 0o7777) == st.S_ISVTX and \
-                    s.st_size == 0:
-                with contextlib.suppress(OSError):
-                    os.getxattr(e.path, DHT_LINKTO_KEY, follow_symlinks=False)
-                    continue  # a DHT link file: the data is on another brick
+            if is_dht_linkfile(e.path, s):
+                continue
             out.append(Entry(f"{rel}/{e.name}", gfid, s.st_mode, s.st_ctime))
             if st.S_ISDIR(s.st_mode):
                 subdirs.append(f"{rel}/{e.name}")
@@ -247,7 +261,7 @@ def crawl_brick(brick: str) -> list[Entry]:
     return out
 
 
-class Worker:
+class Worker(ChangelogCrawl):
     def __init__(self, config_path: Path):
         self.config_path = config_path
         self.conf = _read_config(config_path)
@@ -331,28 +345,28 @@ class Worker:
             self.stime = await self._read_stime(secondary)
             self.status.last_synced = self.stime
             self.status.faulty_reason = None
+            self._live_since = time.time()
+            self._done = None
             while True:
                 await self._wait_turn()
                 self.status.status = "Active"
-                self.status.crawl_status = CRAWL_FULL
-                self.status.write()
                 started = time.time()
-                counts = await self.full_crawl(primary, secondary)
+                counts, synced_to = await self.crawl(primary, secondary, started)
                 self.status.entry, self.status.data, self.status.meta = \
                     counts.entry, counts.data, counts.meta
                 self.status.failures = counts.failures
                 self.status.extra["bytes_synced"] = counts.bytes
                 self.status.extra["bytes_synced_total"] = \
                     self.status.extra.get("bytes_synced_total", 0) + counts.bytes
-                if counts.failures == 0:
-                    await self._write_stime(secondary, started)
-                    self.stime = self.status.last_synced = started
-                    cp = self.conf["session"].get("checkpoint")
-                    if cp is not None and started >= cp and not (
-                            self.status.checkpoint_completed and
-                            (self.status.checkpoint_completion_time or 0) >= cp):
-                        self.status.checkpoint_completed = True
-                        self.status.checkpoint_completion_time = time.time()
+                if counts.failures == 0 and synced_to is not None:
+                    await self._write_stime(secondary, synced_to)
+                    self.stime = self.status.last_synced = synced_to
+                cp = self.conf["session"].get("checkpoint")
+                if cp is not None and self.stime is not None and self.stime >= cp and not (
+                        self.status.checkpoint_completed and
+                        (self.status.checkpoint_completion_time or 0) >= cp):
+                    self.status.checkpoint_completed = True
+                    self.status.checkpoint_completion_time = time.time()
                 self.status.write()
                 await trio.sleep(int(self.conf["config"]["change-interval"]))
 
@@ -362,10 +376,29 @@ class Worker:
                          self.conf["set_index"])
 
     async def _read_stime(self, secondary) -> float | None:
-        try:
-            return unpack_time(await secondary.getxattr("/", self._stime_key()))
-        except (OSError, struct.error):
-            return None
+        """The stime on the secondary's root; None when it has none.  Any
+        other error (a secondary brick not connected yet) is tried again
+        for a while, then raised: taken for "no stime", it would cost a
+        full crawl where the changelogs would do."""
+        deadline = time.monotonic() + STIME_READ_TIMEOUT
+        while True:
+            # the bricks hand sync times to gsyncd's pid only (posix here,
+            # marker on GlusterFS's); the other fops keep the worker's own
+            own = secondary.identity
+            secondary.identity = dataclasses.replace(own, pid=GF_CLIENT_PID_GSYNCD)
+            try:
+                return unpack_time(await secondary.getxattr("/", self._stime_key()))
+            except struct.error:
+                return None
+            except OSError as e:
+                if e.errno in (errno.ENODATA, errno.ENOENT):
+                    return None
+                if time.monotonic() >= deadline:
+                    raise
+                log.info("stime unreadable (%s): trying again", e)
+            finally:
+                secondary.identity = own
+            await trio.sleep(0.5)
 
     async def _write_stime(self, secondary, t: float) -> None:
         await secondary.setxattr("/", self._stime_key(), pack_time(t))

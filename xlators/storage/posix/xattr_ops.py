@@ -30,6 +30,8 @@ from .mdata import MDATA_C, mdata_decode, mdata_encode
 #: never shown by the "list-xattr" request (list_xattr_ignore_xattrs, marker)
 LIST_HIDDEN = frozenset({GFID_KEY, VOLUME_ID_KEY, SELINUX_KEY})
 MARKER_PATTERNS = ("trusted.glusterfs.quota.*", "trusted.glusterfs.*.xtime")
+#: the pid geo-replication's workers send (GlusterFS's GF_CLIENT_PID_GSYNCD)
+GF_CLIENT_PID_GSYNCD = -1
 GEOREP_PATTERNS = ("*.glusterfs.*.stime", "*.glusterfs.*.xtime", "*.glusterfs.lockinfo",
                    "*.glusterfs.*.entry_stime", "*.glusterfs.volume-mark.*")
 
@@ -189,7 +191,10 @@ class PosixXattrOps:
         gfid = node.gfid if node is not None else (of.gfid if of is not None else None)
         result: dict[str, Any] = {}
         if name:
-            if _matches(name, GEOREP_PATTERNS) or name.startswith(GFID2PATH_PREFIX) or \
+            # geo-replication's sync times are for gsyncd's client only (GlusterFS's
+            # marker hands them to GF_CLIENT_PID_GSYNCD and hides them from others)
+            if (_matches(name, GEOREP_PATTERNS) and who.pid != GF_CLIENT_PID_GSYNCD) or \
+                    name.startswith(GFID2PATH_PREFIX) or \
                     (name == MDATA_KEY and not internal) or name in (GFID_KEY, VOLUME_ID_KEY):
                 raise FopError(errno.ENODATA)
             virtual = self._virtual_xattr(target, node, of, gfid, name, loc)
