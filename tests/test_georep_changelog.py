@@ -24,11 +24,90 @@ import time
 import pytest
 
 from glusterpy import changelog as cl
+from glusterpy.fops import GFID
+from glusterpy.georep import crawl
+from glusterpy.georep.worker import Worker
 from test_georep import Pair
 from test_glusterd_support import wait_for
 
 FULL, HISTORY, LIVE = "Hybrid Crawl", "History Crawl", "Changelog Crawl"
 BIG = 32 << 20
+
+
+# -- the proof rules, on journals written here -------------------------------------
+
+
+def _journal(tmp_path, start: int, rolls: list[int], empty=(), corrupt=()) -> str:
+    """A brick whose journal was switched on at `start` and rolled over at
+    each of `rolls` (one D record each, none for `empty`), indexed as
+    features/changelog indexes it."""
+    brick = tmp_path / "brick"
+    cdir = brick / cl.DEFAULT_DIR
+    (cdir / cl.HTIME_DIR).mkdir(parents=True)
+    index = b""
+    for ts in rolls:
+        path = cl.rolled_name(str(cdir), ts, empty=ts in empty)
+        if ts not in empty:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            data = cl.encode([cl.Record.data(GFID.random())])
+            with open(path, "wb") as f:
+                f.write(data[:-5] if ts in corrupt else data)
+        index += cl.htime_record(path)
+    (cdir / cl.HTIME_DIR / cl.htime_name(start)).write_bytes(index)
+    return str(brick)
+
+
+def test_pending_replays_from_the_stime(tmp_path):
+    brick = _journal(tmp_path, 1000, [1001, 1002, 1003, 1004, 1005], empty=[1004])
+    rolls, before = crawl.pending(brick, 1002.5, None, 1, now=1005.5)
+    assert [r[0] for r in rolls] == [1002, 1003, 1004, 1005] and before == 1001
+    batch = crawl.read_batch(rolls, before)
+    assert len(batch.records) == 3 and batch.end == 1005   # the empty one has none
+    rolls, before = crawl.pending(brick, 1002.5, 1003, 1, now=1005.5)
+    assert [r[0] for r in rolls] == [1004, 1005] and before == 1003
+    assert crawl.pending(brick, 1002.5, 1005, 1, now=1005.5)[0] == []
+    # a name one second after the rollover before may be ahead of its cut
+    assert crawl.synced_to(crawl.read_batch(rolls, before)) == 1004
+    assert crawl.synced_to(crawl.Batch([(1005, "", False)], [], 1001)) == 1005
+
+
+@pytest.mark.parametrize("start, rolls, stime, now, why", [
+    (1003, [1004, 1005], 1002.0, 1005.5, "switched on at 1003"),      # journal off before
+    (1000, [1001, 1002, 1030], 1001.0, 1030.5, "no rollover from 1002 to 1030"),
+    (1000, [1001, 1002], 1001.0, 1100.0, "not being written"),        # stopped since
+])
+def test_a_journal_with_a_hole_asks_for_a_full_crawl(tmp_path, start, rolls, stime, now, why):
+    brick = _journal(tmp_path, start, rolls)
+    with pytest.raises(crawl.FullCrawlNeeded, match=why):
+        crawl.pending(brick, stime, None, 1, now=now)
+
+
+def test_no_index_or_a_bad_changelog_asks_for_a_full_crawl(tmp_path):
+    with pytest.raises(crawl.FullCrawlNeeded, match="no changelog index"):
+        crawl.pending(str(tmp_path), 1000.0, None, 15, now=1001.0)
+    brick = _journal(tmp_path, 1000, [1001, 1002], corrupt=[1002])
+    rolls, before = crawl.pending(brick, 1000.0, None, 15, now=1003.0)
+    with pytest.raises(crawl.FullCrawlNeeded, match="truncated"):
+        crawl.read_batch(rolls, before)
+
+
+def test_worker_without_stime_or_journal_crawls_in_full(tmp_path):
+    now = int(time.time())
+    brick = _journal(tmp_path, now - 2, [now - 1])
+    conf = {"brick": brick, "status_file": str(tmp_path / "status.json"),
+            "changelog": {"changelog": False, "rollover-time": 15}}
+    (tmp_path / "conf.json").write_text(json.dumps(conf))
+    w = Worker(tmp_path / "conf.json")
+    with pytest.raises(crawl.FullCrawlNeeded, match="no sync time"):
+        w.next_batch()
+    w.stime = now - 1.5
+    with pytest.raises(crawl.FullCrawlNeeded, match="changelog.changelog is off"):
+        w.next_batch()
+    w.conf["changelog"]["changelog"] = True
+    assert w.next_batch().end is not None
+
+
+# -- two clusters --------------------------------------------------------------------
 
 
 @pytest.fixture

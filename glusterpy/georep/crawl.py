@@ -87,10 +87,13 @@ class FullCrawlNeeded(Exception):
 class Batch:
     """Changelogs to replay as one: their records and the last one's time."""
 
-    def __init__(self, rollovers: list[tuple[int, str, bool]], records: list[cl.Record]):
+    def __init__(self, rollovers: list[tuple[int, str, bool]], records: list[cl.Record],
+                 previous: int | None = None):
         self.rollovers = rollovers
         self.records = records
         self.end = rollovers[-1][0] if rollovers else None
+        #: the rollover just before the batch's first (None: none)
+        self.previous = previous
 
 
 def changelog_dir(brick: str) -> str:
@@ -98,8 +101,9 @@ def changelog_dir(brick: str) -> str:
 
 
 def pending(brick: str, stime: float, done: int | None, rollover_time: float,
-            now: float) -> list[tuple[int, str, bool]]:
-    """The rollovers of `brick`'s journal to replay, oldest first: those at
+            now: float) -> tuple[list[tuple[int, str, bool]], int | None]:
+    """The rollovers of `brick`'s journal to replay, oldest first, and the
+    time of the rollover before the first of them (None: none): those at
     or after stime's second (a changelog named T may hold changes of T's
     second made after the stime of that second), and after `done`, the last
     one this worker replayed; FullCrawlNeeded unless the index shows the
@@ -128,11 +132,12 @@ def pending(brick: str, stime: float, done: int | None, rollover_time: float,
         prev = ts
     if now - prev > longest:
         raise FullCrawlNeeded(f"no rollover since {prev}: the changelog is not being written")
-    out = [r for r in rolls if r[0] >= base and (done is None or r[0] > done)]
-    return out[:BATCH_MAX]
+    out = [r for r in rolls if r[0] >= base and (done is None or r[0] > done)][:BATCH_MAX]
+    before = max((r[0] for r in rolls if out and r[0] < out[0][0]), default=None)
+    return out, before
 
 
-def read_batch(rollovers: list[tuple[int, str, bool]]) -> Batch:
+def read_batch(rollovers: list[tuple[int, str, bool]], previous: int | None = None) -> Batch:
     records: list[cl.Record] = []
     for _, path, usable in rollovers:
         if not usable:
@@ -142,7 +147,20 @@ def read_batch(rollovers: list[tuple[int, str, bool]]) -> Batch:
                 records.extend(cl.parse(f.read()))
         except (OSError, cl.ChangelogError) as e:
             raise FullCrawlNeeded(f"changelog {path}: {e}") from None
-    return Batch(rollovers, records)
+    return Batch(rollovers, records, previous)
+
+
+def synced_to(batch: Batch) -> int:
+    """The time the secondary holds every change before, once `batch` is
+    replayed: its last rollover's time - less one second when the rollover
+    before was in the second before, since features/changelog names a
+    second rollover within one second after the next second (a name a
+    little ahead of the cut it stands for)."""
+    end = batch.end
+    assert end is not None
+    if any(ts == end - 1 for ts, _, _ in batch.rollovers) or batch.previous == end - 1:
+        return end - 1
+    return end
 
 
 # --------------------------------------------------------------------------
@@ -309,13 +327,13 @@ class ChangelogCrawl:
     _live_since: float = 0.0
 
     def _journal_conf(self) -> tuple[bool, float]:
+        """(the bricks' changelog on, its rollover-time): glusterd's
+        volume options, parsed (glusterd/georep.py)."""
         c = self.conf.get("changelog") or {}
-        on = str(c.get("changelog", "off")).lower() in ("on", "true", "yes", "1", "enable")
         try:
-            rollover = float(c.get("rollover-time", 15))
+            return c.get("changelog") is True, float(c.get("rollover-time", 15))
         except (TypeError, ValueError):
-            rollover = 15.0
-        return on, rollover
+            return False, 15.0
 
     def next_batch(self) -> Batch:
         if self.stime is None:
@@ -323,8 +341,9 @@ class ChangelogCrawl:
         on, rollover = self._journal_conf()
         if not on:
             raise FullCrawlNeeded("changelog.changelog is off for the volume")
-        rolls = pending(self.conf["brick"], self.stime, self._done, rollover, time.time())
-        return read_batch(rolls)
+        rolls, before = pending(self.conf["brick"], self.stime, self._done, rollover,
+                                time.time())
+        return read_batch(rolls, before)
 
     async def crawl(self, primary, secondary, started: float):
         """One crawl: (counts, the time the secondary is now synced to, or
@@ -368,7 +387,7 @@ class ChangelogCrawl:
         if counts.failures:
             return counts, None
         self._done = batch.end
-        return counts, max(float(batch.end), self.stime or 0.0)
+        return counts, max(float(synced_to(batch)), self.stime or 0.0)
 
     async def replay(self, primary, secondary, batch: Batch):
         from .worker import Counts, _flag

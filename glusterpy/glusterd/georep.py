@@ -52,6 +52,8 @@ from pathlib import Path
 
 import trio
 
+from ..options import OptionError
+from . import volgen
 from .bricks import BrickProcess
 from .common import check_volname
 from .model import Session, Volume
@@ -233,6 +235,20 @@ def _journal_on(vol: Volume) -> None:
     vol.options["changelog.changelog"] = "on"
 
 
+def _journal_conf(vol: Volume) -> dict:
+    """The bricks' changelog as the worker's changelog crawl needs it:
+    on or off, and rollover-time in seconds (parsed here, once: "1min")."""
+    out = {}
+    for key, name in (("changelog.changelog", "changelog"),
+                      ("changelog.rollover-time", "rollover-time")):
+        setting = volgen.lookup_key(key)
+        try:
+            out[name] = setting.parse(vol.options.get(key, setting.option.default))
+        except OptionError:
+            out[name] = setting.parse(setting.option.default)
+    return out
+
+
 # --------------------------------------------------------------------------
 # workers
 
@@ -291,10 +307,7 @@ class GeorepService:
                         "set_index": i // per_set, "index_in_set": i - first,
                         "arbiter": bool(b.arbiter),
                         # the journal the changelog crawl reads (worker's crawl.py)
-                        "changelog": {
-                            "changelog": vol.options.get("changelog.changelog", "off"),
-                            "rollover-time": vol.options.get("changelog.rollover-time",
-                                                             "15")},
+                        "changelog": _journal_conf(vol),
                         "status_file": str(sdir / f"{_safe(b.path)}.status.json")}
         return out
 
