@@ -56,14 +56,16 @@ index.  Then, directories before their contents:
   primary (the whole volume, asked through its client, so workers of other
   bricks' parts never delete each other's files) does not have.
 
-After a crawl the worker records its sync time - the time the crawl
-started - on the secondary's root as the xattr
+After a crawl the worker records its sync time - the time a full crawl
+started, the time of the last changelog a changelog crawl replayed - on
+the secondary's root as the xattr
 trusted.glusterfs.PRIMARY-VOLUME-ID.SECONDARY-VOLUME-ID.SET.stime (GlusterFS's
 stime key, per replica set as GlusterFS keeps it per brick; value: seconds
 and nanoseconds as two big-endian 32-bit numbers).  A restarted worker reads
-it: LAST_SYNCED is shown at once and entries whose ctime is older are not
-compared again unless the secondary lacks them.  A checkpoint (`config
-checkpoint now`) is complete when a crawl that started after it finished.
+it (as gsyncd's pid, GF_CLIENT_PID_GSYNCD: the bricks show sync times to no
+other client): LAST_SYNCED is shown at once, and the changelogs from it on
+are replayed instead of a full crawl.  A checkpoint (`config checkpoint
+now`) is complete when the sync time reaches it.
 
 Changelogs (crawl.py): after the first full crawl the worker replays the
 brick's changelogs from stime on ("History Crawl", then "Changelog Crawl"),
