@@ -64,7 +64,9 @@ stime key, per replica set as GlusterFS keeps it per brick; value: seconds
 and nanoseconds as two big-endian 32-bit numbers).  A restarted worker reads
 it (as gsyncd's pid, GF_CLIENT_PID_GSYNCD: the bricks show sync times to no
 other client): LAST_SYNCED is shown at once, and the changelogs from it on
-are replayed instead of a full crawl.  A checkpoint (`config checkpoint
+are replayed instead of a full crawl (a full crawl, when one is needed,
+does not compare again entries whose ctime is older unless the secondary
+lacks them).  A checkpoint (`config checkpoint
 now`) is complete when the sync time reaches it.
 
 Changelogs (crawl.py): after the first full crawl the worker replays the
