@@ -996,6 +996,20 @@ async def test_internal_xattrs_are_protected(brick, posix_graph):
         assert set((await top.getxattr(Loc.root(), None, None)).dict) == set()
 
 
+async def test_sync_times_only_for_gsyncd(brick, posix_graph):
+    """geo-replication's stime: set by anyone with access, read back by
+    gsyncd's pid only (GlusterFS's marker), never listed."""
+    key = f"trusted.glusterfs.{uuid.uuid4()}.{uuid.uuid4()}.0.stime"
+    async with posix_graph(brick) as top:
+        await top.setxattr(Loc.root(), {key: b"\0" * 8}, 0, None)
+        assert await errno_of(top.getxattr(Loc.root(), key, None)) == errno.ENODATA
+        with as_caller(pid=-6):          # another internal client: no
+            assert await errno_of(top.getxattr(Loc.root(), key, None)) == errno.ENODATA
+        with as_caller(pid=-1):          # GF_CLIENT_PID_GSYNCD
+            assert (await top.getxattr(Loc.root(), key, None)).dict == {key: b"\0" * 8}
+            assert key not in (await top.getxattr(Loc.root(), None, None)).dict
+
+
 async def test_virtual_xattrs(brick, posix_graph):
     async with posix_graph(brick, hostname="brickhost",
                            glusterd_uuid="11111111-2222-3333-4444-555555555555") as top:

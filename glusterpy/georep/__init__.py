@@ -6,3 +6,14 @@ their supervision and status are glusterpyd's (glusterpy/glusterd/georep.py).
 #: the caller pid of the worker's fops that read the sync time (GlusterFS's
 #: GF_CLIENT_PID_GSYNCD): the bricks hide `*.glusterfs.*.stime` from others
 GF_CLIENT_PID_GSYNCD = -1
+
+#: in the primary volume's root: the election locks of the workers
+LOCK_DIR = ".glusterpy-georep"
+#: names in the volume's root that are never mirrored: the brick's own
+#: (.glusterfs), the trash and the workers' locks
+NOT_MIRRORED = frozenset({".glusterfs", ".trashcan", LOCK_DIR})
+
+
+def mirrored(path: str) -> bool:
+    """Whether a path of the volume ("/a/b") is one the secondary gets."""
+    return path.lstrip("/").split("/", 1)[0] not in NOT_MIRRORED

@@ -65,21 +65,24 @@ index.  Then, directories before their contents:
   primary (the whole volume, asked through its client, so workers of other
   bricks' parts never delete each other's files) does not have.
 
-After a crawl the worker records its sync time - the time the crawl
-started - on the secondary's root as the xattr
+After a crawl the worker records its sync time - the time a full crawl
+started, the time of the last changelog a changelog crawl replayed - on
+the secondary's root as the xattr
 trusted.glusterfs.PRIMARY-VOLUME-ID.SECONDARY-VOLUME-ID.SET.stime (GlusterFS's
 stime key, per replica set as GlusterFS keeps it per brick; value: seconds
 and nanoseconds as two big-endian 32-bit numbers).  A restarted worker reads
-it: LAST_SYNCED is shown at once and entries whose ctime is older are not
-compared again unless the secondary lacks them.  A checkpoint (`config
-checkpoint now`) is complete when a crawl that started after it finished.
+it (as gsyncd's pid, GF_CLIENT_PID_GSYNCD: the bricks show sync times to no
+other client): LAST_SYNCED is shown at once, and the changelogs from it on
+are replayed instead of a full crawl (a full crawl, when one is needed,
+does not compare again entries whose ctime is older unless the secondary
+lacks them).  A checkpoint (`config checkpoint
+now`) is complete when the sync time reaches it.
 
-Changelogs: not read yet - every crawl is a full one ("Hybrid Crawl" in
-the status).  The brick's journal (features/changelog, glusterpy/changelog.py)
-can drive the crawl once the worker replays its records (E by gfid and
-name, D/M by gfid) and also reads the journal not rolled over yet; a crawl
-skipped because the rolled-over changelogs held nothing would miss what
-the current journal holds and complete a checkpoint early.
+Changelogs (crawl.py): after the first full crawl the worker replays the
+brick's changelogs from stime on ("History Crawl", then "Changelog Crawl"),
+each batch's inodes synced once however many changelogs name them; any
+crawl whose journal cannot prove it holds every change since stime is a
+full one again (crawl.py says when).
 
 Faults: any error of a crawl (a volume that cannot be mounted, a brick
 that does not answer) makes the worker Faulty with the reason, and it tries
@@ -106,10 +109,11 @@ from pathlib import Path
 
 import trio
 
-from . import GF_CLIENT_PID_GSYNCD
+from . import GF_CLIENT_PID_GSYNCD, LOCK_DIR, NOT_MIRRORED
 from ..fops import GFID
 from ..keys import DHT_LINKTO_KEY, GFID_KEY, GFID_STRING_KEY
 from ..volfile import NOPERF_SUFFIX
+from .crawl import ChangelogCrawl
 
 log = logging.getLogger("glusterpy.georep")
 
@@ -118,11 +122,10 @@ BLOCK = 128 << 10
 BACKOFF_MIN, BACKOFF_MAX = 2.0, 60.0
 #: a brick that does not accept a connection within this is down
 PROBE_TIMEOUT = 2.0
+#: how long a worker starting tries to read its stime from the secondary
+STIME_READ_TIMEOUT = 15.0
 STATUS_NAMES = ("Initializing...", "Active", "Passive", "Faulty", "Paused", "Stopped")
 CRAWL_FULL = "Hybrid Crawl"
-#: in the primary volume's root: the election locks; never crawled, never
-#: on the secondary
-LOCK_DIR = ".glusterpy-georep"
 #: seconds between a Passive worker's tries of the lock
 ELECTION_INTERVAL = 2.0
 USER_XATTR = "user."
@@ -264,10 +267,22 @@ class ElectionLock:
                 await f.close()
 
 
-def crawl_brick(brick: str) -> list[Entry]:
-    """This brick's part of the volume, parents before children."""
+def is_dht_linkfile(path: str, s: os.stat_result) -> bool:
+    """A DHT link file: the data is on another brick."""
+    if st.S_ISREG(s.st_mode) and (s.st_mode & 0o7777) == st.S_ISVTX and s.st_size == 0:
+        try:
+            os.getxattr(path, DHT_LINKTO_KEY, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+    return False
+
+
+def crawl_brick(brick: str, top: str = "") -> list[Entry]:
+    """This brick's part of the volume (below `top`, a path from the
+    volume root: "/d"), parents before children."""
     out: list[Entry] = []
-    stack = [""]
+    stack = [top.rstrip("/")]
     while stack:
         rel = stack.pop()
         try:
@@ -279,18 +294,15 @@ def crawl_brick(brick: str) -> list[Entry]:
             names = sorted(it, key=lambda e: e.name)
         subdirs = []
         for e in names:
-            if not rel and e.name in (".glusterfs", ".trashcan", LOCK_DIR):
+            if not rel and e.name in NOT_MIRRORED:
                 continue
             try:
                 s = e.stat(follow_symlinks=False)
                 gfid = GFID(os.getxattr(e.path, GFID_KEY, follow_symlinks=False))
             except (OSError, ValueError):
                 continue  # being created, or gone: the next crawl sees it
-            if st.S_ISREG(s.st_mode) and (s.st_mode & 0o7777) == st.S_ISVTX and \
-                    s.st_size == 0:
-                with contextlib.suppress(OSError):
-                    os.getxattr(e.path, DHT_LINKTO_KEY, follow_symlinks=False)
-                    continue  # a DHT link file: the data is on another brick
+            if is_dht_linkfile(e.path, s):
+                continue
             out.append(Entry(f"{rel}/{e.name}", gfid, s.st_mode, s.st_ctime))
             if st.S_ISDIR(s.st_mode):
                 subdirs.append(f"{rel}/{e.name}")
@@ -299,7 +311,7 @@ def crawl_brick(brick: str) -> list[Entry]:
     return out
 
 
-class Worker:
+class Worker(ChangelogCrawl):
     def __init__(self, config_path: Path):
         self.config_path = config_path
         self.conf = _read_config(config_path)
@@ -396,6 +408,8 @@ class Worker:
                      self.stime)
             self.status.last_synced = self.stime
             self.status.faulty_reason = None
+            self._live_since = time.time()
+            self._done = None
             while True:
                 conf = self._reload()
                 why = await own_brick_down(conf)
@@ -410,25 +424,23 @@ class Worker:
                     await trio.sleep(1)
                     continue
                 self.status.status = "Active"
-                self.status.crawl_status = CRAWL_FULL
-                self.status.write()
                 started = time.time()
-                counts = await self.full_crawl(primary, secondary)
+                counts, synced_to = await self.crawl(primary, secondary, started)
                 self.status.entry, self.status.data, self.status.meta = \
                     counts.entry, counts.data, counts.meta
                 self.status.failures = counts.failures
                 self.status.extra["bytes_synced"] = counts.bytes
                 self.status.extra["bytes_synced_total"] = \
                     self.status.extra.get("bytes_synced_total", 0) + counts.bytes
-                if counts.failures == 0:
-                    await self._write_stime(secondary, started)
-                    self.stime = self.status.last_synced = started
-                    cp = self.conf["session"].get("checkpoint")
-                    if cp is not None and started >= cp and not (
-                            self.status.checkpoint_completed and
-                            (self.status.checkpoint_completion_time or 0) >= cp):
-                        self.status.checkpoint_completed = True
-                        self.status.checkpoint_completion_time = time.time()
+                if counts.failures == 0 and synced_to is not None:
+                    await self._write_stime(secondary, synced_to)
+                    self.stime = self.status.last_synced = synced_to
+                cp = self.conf["session"].get("checkpoint")
+                if cp is not None and self.stime is not None and self.stime >= cp and not (
+                        self.status.checkpoint_completed and
+                        (self.status.checkpoint_completion_time or 0) >= cp):
+                    self.status.checkpoint_completed = True
+                    self.status.checkpoint_completion_time = time.time()
                 self.status.write()
                 await trio.sleep(int(self.conf["config"]["change-interval"]))
 
@@ -438,17 +450,29 @@ class Worker:
                          self.conf["set_index"])
 
     async def _read_stime(self, secondary) -> float | None:
-        # as gsyncd: the bricks show the stime to it alone
-        identity = secondary.identity
-        secondary.identity = dataclasses.replace(identity, pid=GF_CLIENT_PID_GSYNCD)
-        try:
-            return unpack_time(await secondary.getxattr("/", self._stime_key()))
-        except (OSError, struct.error) as e:
-            if getattr(e, "errno", None) != errno.ENODATA:
-                log.warning("cannot read the sync time on the secondary: %s", e)
-            return None
-        finally:
-            secondary.identity = identity
+        """The stime on the secondary's root; None when it has none.  Any
+        other error (a secondary brick not connected yet) is tried again
+        for a while, then raised: taken for "no stime", it would cost a
+        full crawl where the changelogs would do."""
+        deadline = time.monotonic() + STIME_READ_TIMEOUT
+        while True:
+            # the bricks hand sync times to gsyncd's pid only (posix here,
+            # marker on GlusterFS's); the other fops keep the worker's own
+            own = secondary.identity
+            secondary.identity = dataclasses.replace(own, pid=GF_CLIENT_PID_GSYNCD)
+            try:
+                return unpack_time(await secondary.getxattr("/", self._stime_key()))
+            except struct.error:
+                return None
+            except OSError as e:
+                if e.errno in (errno.ENODATA, errno.ENOENT):
+                    return None
+                if time.monotonic() >= deadline:
+                    raise
+                log.info("stime unreadable (%s): trying again", e)
+            finally:
+                secondary.identity = own
+            await trio.sleep(0.5)
 
     async def _write_stime(self, secondary, t: float) -> None:
         await secondary.setxattr("/", self._stime_key(), pack_time(t))

@@ -50,7 +50,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-
+from ..options import OptionError
+from . import volgen
 from .bricks import BrickProcess, Supervisor
 from .common import check_volname
 from .model import Session, Volume
@@ -173,6 +174,7 @@ def prepare_georep(cluster, args: dict) -> Volume:
                       status="Created", config=dict(s.config) if s else {},
                       checkpoint=s.checkpoint if s else None)
         vol.georep[key] = new
+        _journal_on(vol)
         return vol
     if s is None:
         raise ValueError(f"Geo-replication session between {_between(vol, key)} does not "
@@ -185,6 +187,7 @@ def prepare_georep(cluster, args: dict) -> Volume:
             raise ValueError(f"Geo-replication session between {_between(vol, key)} already "
                              "started.")
         s.status = "Started"
+        _journal_on(vol)
     elif action == "stop":
         if s.status not in ("Started", "Paused") and not force:
             raise ValueError(f"Geo-replication session between {_between(vol, key)} is not "
@@ -219,6 +222,29 @@ def prepare_georep(cluster, args: dict) -> Volume:
         else:
             s.config[ckey] = check_config(ckey, value)
     return vol
+
+
+def _journal_on(vol: Volume) -> None:
+    """The bricks' changelog on, which the workers' changelog crawl reads
+    (GlusterFS's gsync create sets changelog.changelog and
+    geo-replication.indexing; glusterpy has no marker translator, whose
+    xtime indexing is what the second switches on).  Never switched off
+    again by a session: another session may be reading the journal."""
+    vol.options["changelog.changelog"] = "on"
+
+
+def _journal_conf(vol: Volume) -> dict:
+    """The bricks' changelog as the worker's changelog crawl needs it:
+    on or off, and rollover-time in seconds (parsed here, once: "1min")."""
+    out = {}
+    for key, name in (("changelog.changelog", "changelog"),
+                      ("changelog.rollover-time", "rollover-time")):
+        setting = volgen.lookup_key(key)
+        try:
+            out[name] = setting.parse(vol.options.get(key, setting.option.default))
+        except OptionError:
+            out[name] = setting.parse(setting.option.default)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -276,6 +302,8 @@ class GeorepService(Supervisor):
                         "paused": s.status == "Paused", "replica_set": replica_set,
                         "set_index": i // per_set, "index_in_set": i - first,
                         "arbiter": bool(b.arbiter),
+                        # the journal the changelog crawl reads (worker's crawl.py)
+                        "changelog": _journal_conf(vol),
                         "status_file": str(sdir / f"{_safe(b.path)}.status.json")}
         return out
 
