@@ -1,6 +1,7 @@
 """Brick CPU per request under `qemu-img bench` (issue 15's A/B measure).
 
     python -m bench.brick_cpu [--rounds N] [--count N] [--size 4096] [--write]
+                              [--syscalls OUT.txt]
                               [--profile OUT.txt] [--set KEY=VALUE ...]
 
 Starts glusterpyd on a free port with a one-brick volume, fills a raw
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--profile")
+    ap.add_argument("--syscalls", help="strace -c -f the brick's last round into this file")
     ap.add_argument("--set", action="append", default=[])
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="brickcpu-") as tmp:
@@ -85,6 +87,11 @@ def main() -> None:
                     spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-r", "200",
                                             "-p", str(pid), "-o", a.profile],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    time.sleep(1)
+                if a.syscalls and r == a.rounds - 1:
+                    spy = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o",
+                                            a.syscalls], stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL)
                     time.sleep(1)
                 before = cpu_seconds(pid)
                 seconds = bench(url, a.size, a.count, a.write)

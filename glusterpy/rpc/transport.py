@@ -179,13 +179,18 @@ class RpcEndpoint:
             await self._queue_drained.wait()
             if self.closed:
                 raise ConnectionLost(f"{self.name}: connection to {self.peer} is closed")
+        self._enqueue(buffers)
+
+    def _enqueue(self, buffers: Iterable[Buffer]) -> None:
+        """_send's queueing, for a caller that checked there is room."""
         queue = self._outq
         for b in buffers:
             queue.append(b)
             self._outq_bytes += len(b) if isinstance(b, bytes) else memoryview(b).nbytes
-        if self._flusher_parked:
+        flusher = self._flusher
+        if self._flusher_parked and flusher is not None:
             self._flusher_parked = False
-            trio.lowlevel.reschedule(self._flusher)
+            trio.lowlevel.reschedule(flusher)
 
     async def _flush_loop(self) -> None:
         """The flusher: writes whatever was queued since its last write in
@@ -425,7 +430,12 @@ class RpcEndpoint:
             return
         if call.expects_reply:
             try:
-                await self._send(self._encode(self.conn.send_reply, call, result))
+                buffers = self._encode(self.conn.send_reply, call, result)
+                if self._flusher is not None and not self.closed and \
+                        self._outq_bytes <= SEND_QUEUE_LIMIT:
+                    self._enqueue(buffers)      # the common case, without a coroutine
+                else:
+                    await self._send(buffers)
             except ConnectionLost:
                 pass
 
@@ -467,10 +477,14 @@ async def _sendmsg_all(sock: socket.socket, buffers: list[Buffer]) -> None:
     views = [b if isinstance(b, bytes) else memoryview(b).cast("B") for b in buffers if len(b)]
     first = 0
     while first < len(views):
+        chunk = views[first:first + IOV_MAX]
         try:
-            sent = sock.sendmsg(views[first:first + IOV_MAX])
+            sent = sock.sendmsg(chunk)
         except BlockingIOError:
             await trio.lowlevel.wait_writable(sock)
+            continue
+        if sent == sum(map(len, chunk)):
+            first += len(chunk)     # all of it: no walk over the buffers
             continue
         while sent:
             head = views[first]
