@@ -842,16 +842,15 @@ class Server(Translator):
             self.log.debug("%s from %s failed: %s", name, client.client_uid, e)
             return e
         finally:
-            # the fd references go back here; only a release due now (its
-            # RELEASE came meanwhile, or an anonymous fd) awaits, shielded
-            due: list[_OpenFd] = []
-            for entry in held:
-                entry.refs -= 1
-                if entry.released and entry.refs == 0:
-                    due.append(entry)
-            if due or anonymous:
+            # only a release that may be due (the fd's RELEASE came
+            # meanwhile, or an anonymous fd) awaits, shielded; the common
+            # case gives its references back without a cancel scope
+            if anonymous or any(entry.released for entry in held):
                 with trio.CancelScope(shield=True):
-                    await self._put_fds(client, name, due, anonymous)
+                    await self._put_fds(client, name, held, anonymous)
+            else:
+                for entry in held:
+                    entry.refs -= 1
         if opened is not None:
             num = client.fds.add(opened, opened.is_dir)
             if name == "create":
@@ -898,10 +897,12 @@ class Server(Translator):
         held.append(entry)
         return entry.fd
 
-    async def _put_fds(self, client: ServerClient, name: str, due: list[_OpenFd],
+    async def _put_fds(self, client: ServerClient, name: str, held: list[_OpenFd],
                        anonymous: list[Fd]) -> None:
-        for entry in due:
-            await self._release(client, entry.fd, entry.is_dir)
+        for entry in held:
+            entry.refs -= 1
+            if entry.released and entry.refs == 0:
+                await self._release(client, entry.fd, entry.is_dir)
         for fd in anonymous:
             await self._release(client, fd, name in _DIR_FOPS)
 
