@@ -402,6 +402,7 @@ class RpcEndpoint:
             finally:
                 if slots is not None:
                     slots.release()
+            del call    # parked, a task keeps nothing of its last call (a WRITE's data)
             if len(idle) >= SPARE_SERVERS:
                 return
             idle.append(task)
