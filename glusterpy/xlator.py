@@ -6,6 +6,9 @@ fop from its parent and either serves it or winds it to its children.
 call, unchanged, to the first child - generated from the catalogue the way
 GlusterFS generates `defaults.c` - so a translator writes only the fops it
 changes.  A leaf (no children) that does not serve a fop answers ENOTSUP.
+A translator that, as its options stand, passes some fops through unchanged
+names them in `passthrough_fops()`; a running graph binds those past it
+(`skip_passthroughs`, redone on reconfigure), one frame fewer per fop.
 
 Life cycle, driven by `graph.Graph`:
 
