@@ -222,6 +222,9 @@ class Graph:
                     xl.nursery = nursery
                     await xl.init()
                     started.append(xl)
+                # bottom-up, so each binds past what its children skip
+                for xl in self.bottom_up():
+                    xl.skip_passthroughs()
                 self.top.notify(Event.PARENT_UP, self.root)
                 yield self
             finally:

@@ -255,6 +255,13 @@ class OptionValues:
         object.__setattr__(self, "_values", dict(values))
         object.__setattr__(self, "_given", dict(given))
         object.__setattr__(self, "_attrs", {o.attr: o.key for o in declarations})
+        # each value also as a plain instance attribute: translators read
+        # their options per fop, and a miss that ends in __getattr__ costs
+        # ~1 us a read (issue 15's brick profile); __getattr__ stays for
+        # what is not declared
+        for attr, key in self._attrs.items():
+            if key in self._values and not hasattr(type(self), attr):
+                object.__setattr__(self, attr, self._values[key])
 
     def __getattr__(self, attr: str) -> Any:
         try:

@@ -6,6 +6,9 @@ fop from its parent and either serves it or winds it to its children.
 call, unchanged, to the first child - generated from the catalogue the way
 GlusterFS generates `defaults.c` - so a translator writes only the fops it
 changes.  A leaf (no children) that does not serve a fop answers ENOTSUP.
+A translator that, as its options stand, passes some fops through unchanged
+names them in `passthrough_fops()`; a running graph binds those past it
+(`skip_passthroughs`, redone on reconfigure), one frame fewer per fop.
 
 Life cycle, driven by `graph.Graph`:
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
-from typing import Any, Awaitable, Callable, ClassVar, Mapping, Sequence
+from typing import Any, Awaitable, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import trio
 
@@ -82,6 +85,10 @@ class Translator:
         #: where fops go by default; a leaf's default answers ENOTSUP
         self.first_child = self.children[0] if self.children else _UNSERVED
         self.log = logging.getLogger(name)
+        #: the fops skip_passthroughs() bound past this translator, and
+        #: whether the graph asked for that (until then none are)
+        self._skipped: frozenset[str] = frozenset()
+        self._skipping = False
         self.opts: OptionValues = validate(self.OPTIONS, options or {})
         #: the graph's nursery, set before init(); for background tasks
         self.nursery: trio.Nursery | None = None
@@ -135,9 +142,53 @@ class Translator:
                                              f"change on a running graph")
         self.opts = new
         self.options_changed(old)
+        if self._skipping:
+            self.skip_passthroughs()
 
     def options_changed(self, old: OptionValues) -> None:
         """Hook: react to reconfigured options (`self.opts` is the new set)."""
+
+    # -- pass-throughs the graph skips -------------------------------------
+
+    def passthrough_fops(self) -> Iterable[str]:
+        """The fops this translator, as its options and state stand now,
+        winds to its first child unchanged and does nothing else with
+        (changelog off, upcall without cache-invalidation).  The graph
+        skips it for them: see `skip_passthroughs`.  Default: none, so a
+        translator is skipped only where it says it may be."""
+        return ()
+
+    def skip_passthroughs(self) -> None:
+        """Bind each of `passthrough_fops()` on this instance to the first
+        child's method as it resolves now, so a parent's
+        `self.first_child.readv(...)` lands one translator lower without a
+        frame here (GlusterFS winds through every xlator; in Python each
+        async pass-through costs a coroutine and a frame per fop).  The
+        bindings of the last call are dropped first, and the parents bind
+        again, since theirs may lead through this one.  Called by the
+        graph once the tree runs, and by `reconfigure` after that."""
+        self._skipping = True
+        for name in self._skipped:
+            self.__dict__.pop(name, None)
+        skipped: frozenset[str] = frozenset()
+        if self.children:
+            skipped = frozenset(self.passthrough_fops())
+            unknown = skipped - fops.BY_NAME.keys()
+            if unknown:
+                raise ValueError(f"{self.name}: not fops: {sorted(unknown)}")
+            child = self.first_child
+            for name in skipped:
+                setattr(self, name, getattr(child, name))
+        self._skipped = skipped
+        for parent in self.parents:
+            if isinstance(parent, Translator) and parent._skipping:
+                parent.skip_passthroughs()
+
+    def default_fops(self) -> frozenset[str]:
+        """The fops this translator's class leaves to the generated default
+        (wind to the first child): always pass-throughs."""
+        return frozenset(f.name for f in fops.CATALOGUE
+                         if getattr(getattr(type(self), f.name), "is_default_fop", False))
 
     def notify(self, event: Event, source: Any, data: Any = None) -> None:
         """Pass an event on: PARENT_* down to the children, the rest up.

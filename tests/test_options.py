@@ -65,6 +65,19 @@ def test_defaults_and_attribute_access():
         opts.cache_size = 1
 
 
+def test_values_are_plain_attributes():
+    """Read per fop on the brick, so no __getattr__ on the way (issue 15);
+    what is not declared is still an AttributeError."""
+    opts = validate(DECLS, {"cache-size": "64MB"})
+    assert vars(opts)["cache_size"] == 64 << 20 == opts.cache_size == opts["cache-size"]
+    assert vars(opts)["cache_timeout"] == 1
+    with pytest.raises(AttributeError):
+        opts.not_declared
+    with pytest.raises(AttributeError):
+        opts.cache_timeout = 2
+    assert opts.cache_timeout == 1
+
+
 def test_alias_maps_to_canonical_key():
     opts = validate(DECLS, {"force-revalidate-timeout": "7"})
     assert opts.cache_timeout == 7

@@ -2,12 +2,14 @@
 xid, incoming calls served concurrently, and failures surfacing as
 ConnectionLost instead of hangs."""
 
+import gc
 import socket
 
 import pytest
 import trio
 
 from glusterpy.rpc import (DUMP, DumpReply, DumpRequest, ProgramInfo, RpcConnection)
+from glusterpy.rpc.connection import CallReceived
 from glusterpy.rpc.transport import ConnectionLost, RpcCallFailed, RpcEndpoint
 
 DUMP_PROC = DUMP.by_name("DUMP")
@@ -43,6 +45,63 @@ async def test_concurrent_calls_are_matched_by_xid(nursery):
         for n in range(5):
             calls.start_soon(one, n)
     assert {n: r.programs[0].number for n, r in results.items()} == {n: n for n in range(5)}
+    await client.aclose()
+    await server.aclose()
+
+
+class _Spawns(trio.abc.Instrument):
+    def __init__(self):
+        self.names = []
+
+    def task_spawned(self, task):
+        self.names.append(task.name)
+
+
+async def test_calls_are_served_by_kept_tasks_not_a_task_each(nursery):
+    """Issue 15: 300 calls, 32 in flight at a time, some waiting in the
+    handler: served by the tasks the first burst started, none per call;
+    the per-call context (a context variable set and reset by the handler)
+    does not leak from one call into the next on the same task."""
+    import contextvars
+    who = contextvars.ContextVar("who", default=None)
+    seen_stale = []
+
+    async def handler(endpoint, call):
+        if who.get() is not None:
+            seen_stale.append(who.get())
+        token = who.set(call.args.gfs_id)
+        try:
+            if call.args.gfs_id % 3 == 0:
+                await trio.sleep(0.001)        # suspends: needs a task of its own
+            return DumpReply(gfs_id=call.args.gfs_id)
+        finally:
+            who.reset(token)
+    server, client = await open_pair(handler)
+    nursery.start_soon(server.serve)
+    nursery.start_soon(client.serve)
+    spawns = _Spawns()
+    trio.lowlevel.add_instrument(spawns)
+    try:
+        results = []
+
+        async def one(n):
+            results.append((await client.call(DUMP_PROC, DumpRequest(gfs_id=n))).gfs_id)
+        for burst in range(10):
+            async with trio.open_nursery() as calls:
+                for n in range(burst * 30, burst * 30 + 30):
+                    calls.start_soon(one, n)
+    finally:
+        trio.lowlevel.remove_instrument(spawns)
+    assert sorted(results) == list(range(300))
+    # every task started meanwhile but the callers' own
+    served = [n for n in spawns.names if not n.endswith("<locals>.one")]
+    assert 0 < len(served) <= 32, served[:5]
+    assert not seen_stale
+    # parked, the tasks keep nothing of their last calls (a WRITE's data);
+    # the reader still names the last call it decoded
+    gc.collect()
+    kept = [o for o in gc.get_objects() if isinstance(o, CallReceived)]
+    assert len(kept) <= 1, kept
     await client.aclose()
     await server.aclose()
 

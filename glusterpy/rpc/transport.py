@@ -5,9 +5,9 @@ socket and the sans-IO state machine, and nothing more:
 
 * `call()` sends a call and waits for its reply (calls from many tasks
   share the connection; replies are matched by xid);
-* incoming calls go to a handler, each in a task of its own, so a slow fop
-  does not hold up the others (the brick's protocol/server, the client's
-  callback program);
+* incoming calls go to a handler, each served by a task of its own while
+  it runs, so a slow fop does not hold up the others (the brick's
+  protocol/server, the client's callback program);
 * a connection that closes or sends garbage fails every waiting call with
   `ConnectionLost`, which protocol/client turns into ENOTCONN.
 
@@ -30,6 +30,13 @@ path around the fop (bench/notes/qemu.md has the profiles):
 * A large record (a WRITE call, a READ reply) is received straight into a
   buffer of its size (`RecordDecoder.fragment_buffer`), not joined from
   chunks.
+* The tasks that serve calls are kept: one that finished its call parks
+  (up to `SPARE_SERVERS` of them) and the reader hands the next call to a
+  parked one, where a task started per call cost the brick a trio spawn
+  and exit - Task, context, cancel status, nursery bookkeeping - per
+  request.  A call cannot simply run in the reader: nearly every data fop
+  waits (Linux AIO, io-threads), and what it waits on belongs to the task
+  that started waiting.
 
 A connection that breaks on a TLS failure (the peer's alert refusing our
 certificate, which TLS 1.3 delivers after the handshake) is logged with
@@ -43,6 +50,7 @@ import logging
 import socket
 from typing import Any, Awaitable, Callable, Iterable
 
+import outcome
 import trio
 
 from .auth import AUTH_NULL_CRED, Auth
@@ -68,6 +76,9 @@ SEND_QUEUE_LIMIT = 4 * 1024 * 1024
 IOV_MAX = 1024
 #: seconds a TLS connection's close_notify may take before the socket is just closed
 TLS_CLOSE_TIMEOUT = 2.0
+#: serving tasks a connection keeps parked for its next calls: QEMU's queue
+#: depth; a burst beyond it starts tasks that end when it is over
+SPARE_SERVERS = 64
 
 
 class ConnectionLost(ConnectionError):
@@ -143,6 +154,8 @@ class RpcEndpoint:
         # while they are all busy, so a client that floods us is throttled by
         # TCP instead of filling memory (rpcsvc's outstanding-rpc-limit).
         self._call_slots = trio.Semaphore(max_calls) if max_calls else None
+        #: serving tasks parked until the reader hands them a call
+        self._idle_servers: list[trio.lowlevel.Task] = []
         #: state other layers attach to the connection (protocol/server's client)
         self.context: dict[str, Any] = {}
 
@@ -166,13 +179,18 @@ class RpcEndpoint:
             await self._queue_drained.wait()
             if self.closed:
                 raise ConnectionLost(f"{self.name}: connection to {self.peer} is closed")
+        self._enqueue(buffers)
+
+    def _enqueue(self, buffers: Iterable[Buffer]) -> None:
+        """_send's queueing, for a caller that checked there is room."""
         queue = self._outq
         for b in buffers:
             queue.append(b)
             self._outq_bytes += len(b) if isinstance(b, bytes) else memoryview(b).nbytes
-        if self._flusher_parked:
+        flusher = self._flusher
+        if self._flusher_parked and flusher is not None:
             self._flusher_parked = False
-            trio.lowlevel.reschedule(self._flusher)
+            trio.lowlevel.reschedule(flusher)
 
     async def _flush_loop(self) -> None:
         """The flusher: writes whatever was queued since its last write in
@@ -337,7 +355,11 @@ class RpcEndpoint:
                             slots.acquire_nowait()
                         except trio.WouldBlock:
                             await slots.acquire()
-                    nursery.start_soon(self._serve_call, event)
+                    idle = self._idle_servers
+                    if idle:
+                        trio.lowlevel.reschedule(idle.pop(), outcome.Value(event))
+                    else:
+                        nursery.start_soon(self._server, event)
                 elif isinstance(event, CallFailed):
                     self._resolve(event.xid, RpcCallFailed(event))
                 elif isinstance(event, RejectedCall):
@@ -361,12 +383,30 @@ class RpcEndpoint:
             waiter.outcome = outcome
             waiter.event.set()
 
-    async def _serve_call(self, call: CallReceived) -> None:
-        try:
-            await self._serve_one(call)
-        finally:
-            if self._call_slots is not None:
-                self._call_slots.release()
+    async def _server(self, call: CallReceived) -> None:
+        """Serve `call`, then park for the next one the reader hands over;
+        ends when SPARE_SERVERS others are parked already.  Per-call state
+        in context variables (fops.caller, io-threads' lane) is set and
+        reset around each fop, so nothing of one call stays for the next."""
+        task = trio.lowlevel.current_task()
+        idle = self._idle_servers
+        slots = self._call_slots
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            # cancelled while parked (the connection is closing)
+            idle.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+        while True:
+            try:
+                await self._serve_one(call)
+            finally:
+                if slots is not None:
+                    slots.release()
+            del call    # parked, a task keeps nothing of its last call (a WRITE's data)
+            if len(idle) >= SPARE_SERVERS:
+                return
+            idle.append(task)
+            call = await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def _serve_one(self, call: CallReceived) -> None:
         if self.handler is None:
@@ -390,7 +430,15 @@ class RpcEndpoint:
                 await self._quietly(self.reply_error(call, AcceptStat.SYSTEM_ERR))
             return
         if call.expects_reply:
-            await self._quietly(self.reply(call, result))
+            try:
+                buffers = self._encode(self.conn.send_reply, call, result)
+                if self._flusher is not None and not self.closed and \
+                        self._outq_bytes <= SEND_QUEUE_LIMIT:
+                    self._enqueue(buffers)      # the common case, without a coroutine
+                else:
+                    await self._send(buffers)
+            except ConnectionLost:
+                pass
 
     async def _quietly(self, coro: Awaitable[object]) -> None:
         try:
@@ -430,10 +478,14 @@ async def _sendmsg_all(sock: socket.socket, buffers: list[Buffer]) -> None:
     views = [b if isinstance(b, bytes) else memoryview(b).cast("B") for b in buffers if len(b)]
     first = 0
     while first < len(views):
+        chunk = views[first:first + IOV_MAX]
         try:
-            sent = sock.sendmsg(views[first:first + IOV_MAX])
+            sent = sock.sendmsg(chunk)
         except BlockingIOError:
             await trio.lowlevel.wait_writable(sock)
+            continue
+        if sent == sum(map(len, chunk)):
+            first += len(chunk)     # all of it: no walk over the buffers
             continue
         while sent:
             head = views[first]

@@ -230,6 +230,12 @@ class Changelog(Translator):
         self.active = True
         self._next_rollover = trio.current_time() + self.opts.rollover_time
 
+    def passthrough_fops(self):
+        # off, every fop winds unchanged (_skip() is true for all of them);
+        # only init and options_changed switch it on, and reconfigure
+        # rebinds after options_changed
+        return fops.BY_NAME.keys() if not self.active else self.default_fops()
+
     def dump_state(self) -> dict[str, Any]:
         return {"changelog": self.active, "changelog-dir": self.dir,
                 "encoding": "binary" if self.binary else "ascii", "slice": self.slice,

@@ -164,6 +164,11 @@ class Index(Translator):
             self._make_dir(SUBDIRS[DIRTY])
         self._make_dir(SUBDIRS[ENTRY_CHANGES])
 
+    def passthrough_fops(self):
+        # the data fops (readv, writev, ...) and whatever else index leaves
+        # to the default: it watches only xattrop and entry changes
+        return self.default_fops()
+
     def dump_state(self) -> dict:
         return {"index-base": self.base,
                 "xattrop-pending-count": self._count(XATTROP),

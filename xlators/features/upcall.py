@@ -378,6 +378,13 @@ class Upcall(Translator):
             self._touch(newloc.pargfid, UP_UPDATE_CLIENT)
         return reply
 
+    def passthrough_fops(self):
+        # without cache-invalidation _touch and _gfid_of do nothing: every
+        # fop winds unchanged
+        if not self.opts.cache_invalidation:
+            return fops.BY_NAME.keys()
+        return self.default_fops()
+
     def dump_state(self) -> dict[str, Any]:
         return {"sent": self.sent, "inodes": sum(1 for _ in self.itable.contexts(self))}
 
