@@ -606,7 +606,7 @@ async def test_max_calls_bounds_calls_in_service(nursery):
         for n in range(10, 20):
             calls.start_soon(call, n)
         await trio.sleep(0.2)
-        assert peak == busy == 3  # the rest wait unread in the socket
+        assert peak == busy == 3  # the rest wait in the backlog
         release.set()
     assert peak == 3 and len(results) == 10
     refused = [r for r in results if isinstance(r, RpcCallFailed)]
@@ -649,3 +649,57 @@ async def test_listens_on_ipv6(brick):
         assert b.server.address == "::1"
         assert (await c.setvolume(b.subvolume)).op_ret == 0
         assert b.server.clients[c.process_uuid].peer.host == "::1"
+
+
+# -- PING under a slow disk ------------------------------------------------------------
+
+
+SLOW_BRICK = """
+volume slow-posix
+    type storage/posix
+    option directory {directory}
+end-volume
+volume slow-delay
+    type debug/delay-gen
+    option enable writev,fsync
+    option delay-percentage 100%
+    option delay-duration {delay_us}
+    subvolumes slow-posix
+end-volume
+volume slow-server
+    type protocol/server
+    option transport.socket.listen-port 0
+    option transport.socket.bind-address 127.0.0.1
+    option auth.addr.slow-delay.allow *
+    subvolumes slow-delay
+end-volume
+"""
+
+
+@pytest.mark.parametrize("in_flight", [8, 100])
+async def test_a_slow_disk_does_not_stall_ping(brick, in_flight):
+    """Every write takes 3 s (debug/delay-gen below the server, as a slow
+    disk): with writes in flight - a few, or more than the server's
+    outstanding-rpc-limit (64) - a PING is still answered at once, so a
+    client's ping timer never takes a busy brick for a dead one."""
+    delay = 3.0
+    graph = Graph.from_text(SLOW_BRICK.format(directory=brick, delay_us=int(delay * 1e6)))
+    async with graph.running(), raw_client(graph.top.port) as c:
+        assert (await c.setvolume("slow-delay")).op_ret == 0
+        f = await create(c, "f")
+        fd = RemoteFd(f.iatt.gfid, f.fd.num)
+        done = []
+
+        async def write(i):
+            await c.ok("writev", fd=fd, data=b"x" * 4096, offset=i * 4096, flags=0)
+            done.append(i)
+        async with trio.open_nursery() as writes:
+            for i in range(in_flight):
+                writes.start_soon(write, i)
+            await trio.sleep(0.3)   # all sent, the first ones in service
+            for ping in (DUMP_PING, HANDSHAKE_PING):
+                start = trio.current_time()
+                assert (await c.call(ping, timeout=delay)).op_ret == 0
+                assert trio.current_time() - start < 1.0, ping
+            assert not done          # the writes are still at the "disk"
+        assert len(done) == in_flight

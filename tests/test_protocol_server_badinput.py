@@ -20,7 +20,7 @@ from glusterpy.rpc import (AuthGlusterfsV3, DumpRequest, FopRequest, SetVolumeRe
 from glusterpy.rpc.message import AcceptStat, RejectStat, RpcCall
 from glusterpy.rpc.record import RecordDecoder
 
-from brickclient import raw_client, running_brick, wait_until
+from brickclient import DUMP_PING, raw_client, running_brick, wait_until
 
 CRED = AuthGlusterfsV3.from_caller(Caller(pid=1, lk_owner=b"fuzzer"))
 
@@ -299,3 +299,64 @@ async def test_reply_to_a_call_served_while_the_peer_sent_garbage_is_not_a_crash
     assert answered == [1]
     await client.aclose()
     await listeners[0].aclose()
+
+
+SLOW_DISK = """
+volume flood-posix
+    type storage/posix
+    option directory {directory}
+end-volume
+volume flood-delay
+    type debug/delay-gen
+    option enable writev
+    option delay-percentage 100%
+    option delay-duration 2000000
+    subvolumes flood-posix
+end-volume
+volume flood-server
+    type protocol/server
+    option transport.socket.listen-port 0
+    option transport.socket.bind-address 127.0.0.1
+    option auth.addr.flood-delay.allow *
+    subvolumes flood-delay
+end-volume
+"""
+
+
+async def test_a_flood_of_writes_from_a_client_that_never_reads_is_bounded(brick):
+    """On a slow disk (every write 2 s), a client sends 64 KiB WRITEs as
+    fast as it can and never reads a reply: the brick keeps at most the
+    outstanding-call limit in service and a bounded backlog behind it, then
+    stops reading - TCP holds the client back long before the 192 MiB it
+    tries to send - and it still answers another client's PING."""
+    from glusterpy.graph import Graph
+    from glusterpy.rpc import transport
+    graph = Graph.from_text(SLOW_DISK.format(directory=brick))
+    async with graph.running(), raw_client(graph.top.port) as other:
+        server = graph.top
+        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        gfid = GFID.random()
+        setvolume = call_bytes(14398633, 2, 1, SetVolumeRequest(
+            dict={"remote-subvolume": "flood-delay", "process-uuid": "flood",
+                  "fops-version": "1298437"}).encode(), xid=1)
+        create = call_bytes(1298437, 400, 23, fop_body(
+            "create", loc=Loc(pargfid=ROOT_GFID, name="flood"), flags=os.O_RDWR, mode=0o644,
+            umask=0, xdata={"gfid-req": gfid}), xid=2)
+        await stream.send_all(setvolume + create)
+        await trio.sleep(0.5)   # (its replies stay unread, as every later one)
+        assert (brick / "flood").exists()
+        write = call_bytes(1298437, 400, 13, fop_body(
+            "writev", fd=RemoteFd(gfid, -2), data=b"F" * 65536, offset=0, flags=0), xid=3)
+        sent = 0
+        with trio.move_on_after(3):
+            for _ in range(3072):
+                await stream.send_all(write)
+                sent += len(write)
+        assert sent < 3072 * len(write) // 4, sent   # held back by TCP
+        flooder = f"127.0.0.1:{stream.socket.getsockname()[1]}"
+        ep = next(c.endpoint for c in server.connections if str(c.peer) == flooder)
+        assert ep._in_service <= 64
+        assert 0 < ep._backlog_bytes <= transport.BACKLOG_LIMIT + len(write) + 1024
+        assert (await other.call(DUMP_PING, timeout=5)).op_ret == 0
+        await stream.aclose()
+        await wait_until(lambda: len(server.connections) == 1)

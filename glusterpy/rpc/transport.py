@@ -37,6 +37,13 @@ path around the fop (bench/notes/qemu.md has the profiles):
   request.  A call cannot simply run in the reader: nearly every data fop
   waits (Linux AIO, io-threads), and what it waits on belongs to the task
   that started waiting.
+* At most `max_calls` calls are in service at once (rpcsvc's
+  outstanding-rpc-limit); the calls beyond wait in a backlog, served in
+  order as calls finish, and the reader stops reading (TCP throttles the
+  peer) only once the backlog holds `BACKLOG_LIMIT` bytes.  So a PING -
+  answered at once, outside the limit - still gets through while every
+  call is stuck on a slow disk, and the client's ping timer does not
+  take a busy brick for a dead one; a flood still cannot fill memory.
 
 A connection that breaks on a TLS failure (the peer's alert refusing our
 certificate, which TLS 1.3 delivers after the handshake) is logged with
@@ -45,6 +52,7 @@ OpenSSL's reason.
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import socket
@@ -58,11 +66,13 @@ from .connection import (CallFailed, CallReceived, ConnectionClosed, OrphanReply
                          RejectedCall, ReplyReceived, RpcConnection)
 from .errors import RpcProtocolError
 from .message import AcceptStat
-from .programs import Procedure
+from .programs import DUMP, HANDSHAKE, Procedure
 from .record import Buffer
 from .tls import socket_of, ssl_failure
 
 log = logging.getLogger(__name__)
+
+_PING_PROGRAMS = frozenset({DUMP.number, HANDSHAKE.number})
 
 #: what one receive asks for between large records; 64 requests of a
 #: qemu at queue depth 64 fit many times over
@@ -79,6 +89,23 @@ TLS_CLOSE_TIMEOUT = 2.0
 #: serving tasks a connection keeps parked for its next calls: QEMU's queue
 #: depth; a burst beyond it starts tasks that end when it is over
 SPARE_SERVERS = 64
+#: bytes of calls read but waiting for a free place in service above
+#: which the reader stops reading
+BACKLOG_LIMIT = 1 << 20
+#: what a call is counted as in the backlog besides the data it carries
+CALL_OVERHEAD = 512
+
+
+def _urgent(procedure: Procedure) -> bool:
+    """PING (GF-DUMP's and GlusterFS Handshake's): answered at once, outside
+    the outstanding-call limit - it is how a peer tells busy from dead."""
+    return procedure.name == "PING" and procedure.program in _PING_PROGRAMS
+
+
+def _call_bytes(call: CallReceived) -> int:
+    args = getattr(call.args, "args", None)
+    data = args.get("data") if isinstance(args, dict) else None
+    return CALL_OVERHEAD + (len(data) if isinstance(data, (bytes, bytearray, memoryview)) else 0)
 
 
 class ConnectionLost(ConnectionError):
@@ -150,10 +177,13 @@ class RpcEndpoint:
         self._flusher_parked = False
         self._queue_drained = trio.Event()
         self._calls_nursery: trio.Nursery | None = None
-        # At most max_calls incoming calls in service at once: reading stops
-        # while they are all busy, so a client that floods us is throttled by
-        # TCP instead of filling memory (rpcsvc's outstanding-rpc-limit).
-        self._call_slots = trio.Semaphore(max_calls) if max_calls else None
+        # At most max_calls incoming calls in service at once, the others in
+        # the backlog (module docstring)
+        self._max_calls = max_calls or None
+        self._in_service = 0
+        self._backlog: collections.deque[CallReceived] = collections.deque()
+        self._backlog_bytes = 0
+        self._backlog_room = trio.Event()
         #: serving tasks parked until the reader hands them a call
         self._idle_servers: list[trio.lowlevel.Task] = []
         #: state other layers attach to the connection (protocol/server's client)
@@ -333,7 +363,8 @@ class RpcEndpoint:
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         conn = self.conn
-        slots = self._call_slots
+        limit = self._max_calls
+        backlog = self._backlog
         while True:
             try:
                 more = await self._receive()
@@ -350,16 +381,14 @@ class RpcEndpoint:
                 if isinstance(event, ReplyReceived):
                     self._resolve(event.xid, event.result)
                 elif isinstance(event, CallReceived):
-                    if slots is not None:
-                        try:
-                            slots.acquire_nowait()
-                        except trio.WouldBlock:
-                            await slots.acquire()
-                    idle = self._idle_servers
-                    if idle:
-                        trio.lowlevel.reschedule(idle.pop(), outcome.Value(event))
+                    if limit is None or _urgent(event.procedure):
+                        self._dispatch(nursery, event, False)
+                    elif self._in_service < limit and not backlog:
+                        self._in_service += 1
+                        self._dispatch(nursery, event, True)
                     else:
-                        nursery.start_soon(self._server, event)
+                        backlog.append(event)
+                        self._backlog_bytes += _call_bytes(event)
                 elif isinstance(event, CallFailed):
                     self._resolve(event.xid, RpcCallFailed(event))
                 elif isinstance(event, RejectedCall):
@@ -372,10 +401,37 @@ class RpcEndpoint:
                     return
             if not more:
                 return
+            while self._backlog_bytes > BACKLOG_LIMIT:
+                if self._backlog_room.is_set():
+                    self._backlog_room = trio.Event()
+                await self._backlog_room.wait()
             # let what this chunk started run (and its replies go out)
             # before reading on; a peer that never stops sending cannot
             # keep the loop to itself
             await trio.lowlevel.checkpoint()
+
+    def _dispatch(self, nursery: trio.Nursery, call: CallReceived, counted: bool) -> None:
+        """Hand `call` to a parked serving task, or start one; `counted`:
+        it holds one of the max_calls places in service."""
+        idle = self._idle_servers
+        if idle:
+            trio.lowlevel.reschedule(idle.pop(), outcome.Value((call, counted)))
+        else:
+            nursery.start_soon(self._server, call, counted)
+
+    def _next_after(self, counted: bool) -> CallReceived | None:
+        """A counted call finished: its place goes to the oldest call of the
+        backlog (returned), or is given back."""
+        if not counted:
+            return None
+        if self._backlog:
+            call = self._backlog.popleft()
+            self._backlog_bytes -= _call_bytes(call)
+            if self._backlog_bytes <= BACKLOG_LIMIT:
+                self._backlog_room.set()
+            return call
+        self._in_service -= 1
+        return None
 
     def _resolve(self, xid: int, outcome: Any) -> None:
         waiter = self._waiters.pop(xid, None)
@@ -383,30 +439,33 @@ class RpcEndpoint:
             waiter.outcome = outcome
             waiter.event.set()
 
-    async def _server(self, call: CallReceived) -> None:
-        """Serve `call`, then park for the next one the reader hands over;
+    async def _server(self, call: CallReceived, counted: bool) -> None:
+        """Serve `call`, then the backlog's next call if this one held a
+        place in service, then park for the next one the reader hands over;
         ends when SPARE_SERVERS others are parked already.  Per-call state
         in context variables (fops.caller, io-threads' lane) is set and
         reset around each fop, so nothing of one call stays for the next."""
         task = trio.lowlevel.current_task()
         idle = self._idle_servers
-        slots = self._call_slots
 
         def abort(_: object) -> trio.lowlevel.Abort:
             # cancelled while parked (the connection is closing)
             idle.remove(task)
             return trio.lowlevel.Abort.SUCCEEDED
         while True:
+            following: CallReceived | None = None
             try:
                 await self._serve_one(call)
             finally:
-                if slots is not None:
-                    slots.release()
+                following = self._next_after(counted)
+            if following is not None:
+                call = following
+                continue
             del call    # parked, a task keeps nothing of its last call (a WRITE's data)
             if len(idle) >= SPARE_SERVERS:
                 return
             idle.append(task)
-            call = await trio.lowlevel.wait_task_rescheduled(abort)
+            call, counted = await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def _serve_one(self, call: CallReceived) -> None:
         if self.handler is None:
