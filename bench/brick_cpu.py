@@ -10,7 +10,7 @@ around the IO phase).  With --profile, py-spy samples the brick during one
 more round and the raw (collapsed) stacks are written to OUT.txt; --modules
 then gives the share of samples in the given modules (inclusive, and
 their own time).  glusterpyd and its bricks inherit this process's environment,
-so GLUSTERPY_PURE_PYTHON=1 measures the pure-Python codec.
+so GLUSTERPY_PURE_PYTHON=1 measures the pure-Python codec (glusterpy.rpc.compiled).
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=32768)
     ap.add_argument("--profile", type=Path)
     ap.add_argument("--modules", nargs="*", default=[])
+    ap.add_argument("--native", action="store_true",
+                    help="py-spy --native: C frames too (mypyc's compiled functions have "
+                         "no Python frames; without it their time is their caller's)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="brickcpu-"))
     vol = unique_volume_name("bcpu")
@@ -111,20 +114,26 @@ def main() -> None:
         qemu_img("create", "-q", "-f", "raw", url, str(256 << 20))
         qemu_img("bench", "-f", "raw", "-t", "none", "-w", "-c", "4096", "-s", "65536", url)
         pid = brick_pid(work / "brick")
-        mode = "pure" if os.environ.get("GLUSTERPY_PURE_PYTHON") == "1" else "default"
+        # the brick inherits this environment and these files: the same codec
+        from glusterpy.rpc import compiled
+        mode = f"codec {compiled.MODE}"
         for i in range(args.rounds):
             iops, us = read_round(url, pid, args.count)
             print(f"{mode} round {i}: {iops:,.0f} IOPS, brick CPU {us:.1f} us/request",
                   flush=True)
         if args.profile:
             spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
-                                    "--format", "raw", "--rate", "200", "--nonblocking",
+                                    "--format", "raw", "--rate", "200",
+                                    # py-spy unwinds C stacks only with the process paused
+                                    *(["--native"] if args.native else ["--nonblocking"]),
                                     "-p", str(pid), "-o", str(args.profile)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             time.sleep(1)
             iops, us = read_round(url, pid, args.count)
             spy.send_signal(2)
-            spy.wait(60)
+            _, err = spy.communicate(timeout=60)
+            if not args.profile.exists():
+                raise RuntimeError(f"py-spy wrote no profile: {err[-2000:]}")
             print(f"{mode} profiled round: {iops:,.0f} IOPS, brick CPU {us:.1f} us/request")
             if args.modules:
                 print("   module: inclusive %, own %")
