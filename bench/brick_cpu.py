@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def main() -> None:
                     print(f"   {m}: {incl:.1f}, {own:.1f}")
     finally:
         gd.stop()
+        shutil.rmtree(work, ignore_errors=True)  # the image and the brick: 256 MiB
 
 
 if __name__ == "__main__":
