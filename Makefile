@@ -14,6 +14,9 @@ STAMPS := .make-stamps
 DEB_PACKAGES := glusterfs-server glusterfs-client qemu-utils qemu-block-extra \
 	fio tshark fuse3 libfuse3-dev pkg-config gcc lvm2 attr rsync sqlite3 git \
 	iproute2 procps psmisc util-linux
+# mypyc compiles the RPC codec (glusterpy/rpc/compiled.py): a C compiler
+# (gcc above) and Python's headers
+DEB_PACKAGES += python3-dev
 # A guest booted from a gluster:// disk (tests/test_vm_guest.py): QEMU's
 # system emulator, a kernel with virtio modules and busybox for the
 # initramfs the test builds; virt-xml-validate (and the xmllint it runs)
@@ -70,7 +73,17 @@ mount-helper: $(STAMPS)/venv
 		fi; \
 	fi
 
-venv: $(STAMPS)/venv mount-helper
+# The RPC codec compiled with mypyc, in place (issue 15; glusterpy/rpc/compiled.py
+# says which modules and how a process picks compiled or pure-Python ones):
+# rebuilt when a module of glusterpy/rpc changes.  A failed build says so and
+# exits 0 - glusterpy then runs the pure-Python codec, slower, same behaviour.
+CODEC_SOURCES := $(wildcard glusterpy/rpc/*.py)
+
+$(STAMPS)/codec: $(STAMPS)/venv $(CODEC_SOURCES)
+	GLUSTERPY_PURE_PYTHON=1 $(PY) -m glusterpy.rpc.build_codec
+	@touch $@
+
+venv: $(STAMPS)/venv $(STAMPS)/codec mount-helper
 
 # The main job on an embedded default: glusterpyd on ./run/glusterpyd with a
 # volume `demo`, mounted on ./run/mnt, served until Ctrl-C (see README.md).
@@ -103,3 +116,4 @@ bench: venv $(STAMPS)/bench-extra
 
 clean:
 	rm -rf $(VENV) $(STAMPS) build *.egg-info .pytest_cache .hypothesis .ruff_cache .mypy_cache
+	rm -f glusterpy/rpc/*.so glusterpy/rpc/codec.build.json

@@ -1,15 +1,19 @@
 """Brick CPU per request under `qemu-img bench` (issue 15's A/B measure).
 
     python -m bench.brick_cpu [--rounds N] [--count N] [--size 4096] [--write]
-                              [--syscalls OUT.txt]
-                              [--profile OUT.txt] [--set KEY=VALUE ...]
+                              [--set KEY=VALUE ...] [--syscalls OUT.txt]
+                              [--profile OUT.txt [--native] [--modules M ...]]
 
 Starts glusterpyd on a free port with a one-brick volume, fills a raw
-image, then runs `qemu-img bench -t none -d 64` rounds and prints, per
-round, the IOPS and the brick process's CPU (utime+stime from /proc) per
-request.  With --profile, the last round is sampled by py-spy (raw format,
-the brick's threads) into OUT.txt.  --set runs `volume set` before the
-rounds, so two invocations compare a translator's modes.
+image, then runs `qemu-img bench -t none -d 64` rounds (sequential reads,
+or writes with --write) and prints, per round, the IOPS and the brick
+process's CPU (utime+stime from /proc) per request.  --set runs `volume
+set` before the rounds, so two invocations compare a translator's modes.
+With --syscalls the last round is counted by `strace -c`; with --profile it
+is sampled by py-spy (raw format) into OUT.txt, and --modules then gives
+each module's share of the samples (inclusive, and its own time).
+glusterpyd and its bricks inherit this process's environment, so
+GLUSTERPY_PURE_PYTHON=1 measures the pure-Python codec (glusterpy.rpc.compiled).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .servers import unique_volume_name
 from .suite_distribute import Glusterpyd
 from .suite_protocol import drop_caches
 
@@ -30,22 +35,27 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
+    """utime+stime of every thread of pid, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def brick_pid(gd: Glusterpyd) -> int:
-    """The brick process glusterpyd started (its only `brick` child)."""
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(gd.proc.pid)],
-                         capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if " brick" in args:
-            return int(pid)
-    raise RuntimeError(f"no brick process under glusterpyd: {out}")
+def brick_pid(brick_dir: Path) -> int:
+    """The brick process serving brick_dir (its command line names it)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"brick" in cmd and any(str(brick_dir).encode() in a for a in cmd):
+            return int(entry)
+    raise RuntimeError(f"no brick process for {brick_dir}")
 
 
 def bench(url: str, size: int, count: int, write: bool) -> float:
+    """Seconds of one qemu-img bench run (its IO phase)."""
     if not write:
         drop_caches()
     out = subprocess.run(["qemu-img", "bench", "-f", "raw", "-t", "none", "-d", "64",
@@ -58,49 +68,102 @@ def bench(url: str, size: int, count: int, write: bool) -> float:
     return float(m.group(1))
 
 
+def module_shares(raw: Path, modules: list[str]) -> dict[str, tuple[float, float]]:
+    """Per module (a substring of a frame's file path), the share of py-spy's
+    samples (percent) whose stack passes through it (inclusive) and whose
+    innermost frame of the project (glusterpy/, xlators/) is in it (its own
+    time, the library calls it makes included); "ALL" for any of them."""
+    incl = dict.fromkeys([*modules, "ALL"], 0)
+    own = dict.fromkeys([*modules, "ALL"], 0)
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        count = int(n)
+        samples += count
+        ours = [f for f in stack.split(";") if re.search(r"\((glusterpy|xlators)/", f)]
+        innermost = ours[-1] if ours else ""
+        hit_incl = hit_own = False
+        for m in modules:
+            if m in stack:
+                incl[m] += count
+                hit_incl = True
+            if m in innermost:
+                own[m] += count
+                hit_own = True
+        incl["ALL"] += count * hit_incl
+        own["ALL"] += count * hit_own
+    if not samples:
+        raise RuntimeError(f"py-spy wrote no samples to {raw}")
+    return {m: (incl[m] / samples * 100, own[m] / samples * 100) for m in incl}
+
+
+def _watcher(a, pid: int) -> subprocess.Popen | None:
+    """py-spy or strace on the brick for the last round, if asked."""
+    if a.profile:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
+             "--rate", "200",
+             # py-spy unwinds C stacks (mypyc's compiled functions) only with
+             # the process paused
+             *(["--native"] if a.native else ["--nonblocking"]),
+             "-p", str(pid), "-o", str(a.profile)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if a.syscalls:
+        return subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", a.syscalls],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--count", type=int, default=20000)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--write", action="store_true")
-    ap.add_argument("--profile")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--syscalls", help="strace -c -f the brick's last round into this file")
-    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--profile", type=Path, help="py-spy the brick's last round into this file")
+    ap.add_argument("--native", action="store_true",
+                    help="py-spy --native: C frames too (mypyc's compiled functions have "
+                         "no Python frames; without it their time is their caller's)")
+    ap.add_argument("--modules", nargs="*", default=[],
+                    help="with --profile: these modules' shares of the samples")
     a = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="brickcpu-") as tmp:
+    from glusterpy.rpc import compiled
+    mode = f"codec {compiled.MODE}"
+    vol = unique_volume_name("bcpu")
+    with tempfile.TemporaryDirectory(prefix="brickcpu-", dir="/var/tmp") as tmp:
         gd = Glusterpyd(Path(tmp))
         try:
-            gd.cli("volume", "create", "bcpu", f"127.0.0.1:{Path(tmp) / 'brick'}")
+            brick = Path(tmp) / "brick"
+            gd.cli("volume", "create", vol, f"127.0.0.1:{brick}")
             for kv in a.set:
-                gd.cli("volume", "set", "bcpu", *kv.split("=", 1))
-            gd.cli("volume", "start", "bcpu")
-            pid = brick_pid(gd)
-            url = f"gluster://127.0.0.1:{gd.port}/bcpu/b.img"
+                gd.cli("volume", "set", vol, *kv.split("=", 1))
+            gd.cli("volume", "start", vol)
+            pid = brick_pid(brick)
+            url = f"gluster://127.0.0.1:{gd.port}/{vol}/b.img"
             span = a.count * a.size
             subprocess.run(["qemu-img", "create", "-q", "-f", "raw", url, str(span)],
                            check=True, capture_output=True)
-            bench(url, 65536, span // 65536, True)  # fill it
+            bench(url, 65536, max(span // 65536, 1), True)  # fill it
             for r in range(a.rounds):
-                spy = None
-                if a.profile and r == a.rounds - 1:
-                    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-r", "200",
-                                            "-p", str(pid), "-o", a.profile],
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    time.sleep(1)
-                if a.syscalls and r == a.rounds - 1:
-                    spy = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o",
-                                            a.syscalls], stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL)
+                watcher = _watcher(a, pid) if r == a.rounds - 1 else None
+                if watcher is not None:
                     time.sleep(1)
                 before = cpu_seconds(pid)
                 seconds = bench(url, a.size, a.count, a.write)
                 used = cpu_seconds(pid) - before
-                if spy is not None:
-                    spy.send_signal(2)
-                    spy.wait()
-                print(f"round {r}: {a.count / seconds:,.0f} IOPS, brick CPU "
+                if watcher is not None:
+                    watcher.send_signal(2)
+                    watcher.wait(60)
+                print(f"{mode} round {r}: {a.count / seconds:,.0f} IOPS, brick CPU "
                       f"{used / a.count * 1e6:.1f} us/request", flush=True)
+            if a.profile and a.modules:
+                print("   module: inclusive %, own %")
+                for m, (incl, own) in module_shares(a.profile, a.modules).items():
+                    print(f"   {m}: {incl:.1f}, {own:.1f}")
         finally:
             gd.stop()
 

@@ -27,7 +27,13 @@ GlusterFS sources it follows):
 =============  =============================================================
 
 The names below are the public API; import them from `glusterpy.rpc`.
+The codec modules may run compiled with mypyc (`compiled` says which and
+how to get the pure-Python ones): decided here, before any is imported.
 """
+
+from . import compiled
+
+compiled.choose()
 
 from .auth import (AUTH_GLUSTERFS, AUTH_GLUSTERFS_V2, AUTH_GLUSTERFS_V3, AUTH_NULL,
                    AUTH_NULL_CRED, AUTH_UNIX, Auth, AuthGlusterfs, AuthGlusterfsV2,

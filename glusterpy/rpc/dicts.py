@@ -53,6 +53,7 @@ import struct
 from typing import Any, Mapping
 
 from ..fops import GFID, Iatt, UInt
+from .compiled import mypyc_attr
 from .errors import RpcProtocolError
 from .structs import MdataIatt, iattx_bytes, pack_mdata, unpack_iattx, unpack_mdata
 from .xdr import I32, U32, Packer, Unpacker
@@ -69,6 +70,9 @@ TYPE_IATT = 8
 TYPE_MDATA = 9
 
 
+# bytes subclasses stay Python classes when compiled (mypyc compiles no
+# subclass of bytes)
+@mypyc_attr(native_class=False)
 class StrOld(bytes):
     """A GF_DATA_TYPE_STR_OLD value: bytes GlusterFS did not type.
 
@@ -89,6 +93,7 @@ class StrOld(bytes):
         return f"StrOld({bytes(self)!r})"
 
 
+@mypyc_attr(native_class=False)
 class RawStr(bytes):
     """A GF_DATA_TYPE_STR value whose bytes are not valid UTF-8 followed by
     one NUL (no NUL at all, say); kept as bytes so it re-encodes exactly."""

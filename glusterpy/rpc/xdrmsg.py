@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sized
 from typing import Any, Callable, ClassVar, Self
 
 from ..fops import GFID
+from .compiled import mypyc_attr
 from .dicts import StrOld, decode_old_dict, encode_old_dict
 from .errors import RpcProtocolError
 from .structs import pack_flock, pack_gf_iatt, unpack_flock, unpack_gf_iatt
@@ -59,6 +60,8 @@ FIELD_TYPES: dict[str, tuple[Callable[[Unpacker], Any], Callable[[Packer, Any], 
 }
 
 
+# mgmt's and callback's messages (not compiled, off the hot path) subclass it
+@mypyc_attr(allow_interpreted_subclasses=True)
 class XdrMessage:
     """Mixin for dataclasses with an `_layout`; see the module docstring."""
 
