@@ -107,6 +107,27 @@ class UInt(int):
 # Who is calling
 
 
+class ClientPid(enum.IntEnum):
+    """GlusterFS's special pids (glusterfs.h, gf_special_pid_t): the caller
+    pid an internal client sends, by which bricks and translators tell its
+    fops from an application's (root squash, heal, quorum, sync times,
+    what the changelog journals)."""
+
+    GSYNCD = -1
+    HADOOP = -2
+    DEFRAG = -3
+    NO_ROOT_SQUASH = -4
+    QUOTA_MOUNT = -5
+    SELF_HEALD = -6
+    GLFS_HEAL = -7
+    BITD = -8
+    SCRUB = -9
+    TIER_DEFRAG = -10
+    SERVER_TRASH = -11
+    ADD_REPLICA_MOUNT = -12
+    SET_UTIME = -13
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """The identity a fop runs under (GlusterFS's `frame->root`)."""

@@ -71,7 +71,7 @@ the secondary's root as the xattr
 trusted.glusterfs.PRIMARY-VOLUME-ID.SECONDARY-VOLUME-ID.SET.stime (GlusterFS's
 stime key, per replica set as GlusterFS keeps it per brick; value: seconds
 and nanoseconds as two big-endian 32-bit numbers).  A restarted worker reads
-it (as gsyncd's pid, GF_CLIENT_PID_GSYNCD: the bricks show sync times to no
+it (as gsyncd's pid, ClientPid.GSYNCD: the bricks show sync times to no
 other client): LAST_SYNCED is shown at once, and the changelogs from it on
 are replayed instead of a full crawl (a full crawl, when one is needed,
 does not compare again entries whose ctime is older unless the secondary
@@ -109,8 +109,8 @@ from pathlib import Path
 
 import trio
 
-from . import GF_CLIENT_PID_GSYNCD, LOCK_DIR, NOT_MIRRORED
-from ..fops import GFID
+from . import LOCK_DIR, NOT_MIRRORED
+from ..fops import ClientPid, GFID
 from ..keys import DHT_LINKTO_KEY, GFID_KEY, GFID_STRING_KEY
 from ..volfile import NOPERF_SUFFIX
 from .crawl import ChangelogCrawl
@@ -459,7 +459,7 @@ class Worker(ChangelogCrawl):
             # the bricks hand sync times to gsyncd's pid only (posix here,
             # marker on GlusterFS's); the other fops keep the worker's own
             own = secondary.identity
-            secondary.identity = dataclasses.replace(own, pid=GF_CLIENT_PID_GSYNCD)
+            secondary.identity = dataclasses.replace(own, pid=ClientPid.GSYNCD)
             try:
                 return unpack_time(await secondary.getxattr("/", self._stime_key()))
             except struct.error:

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..fops import GFID, ROOT_GFID, Caller, FopError, Loc, caller
+from ..fops import Caller, ClientPid, FopError, GFID, Loc, ROOT_GFID, caller
 from ..graph import Graph
 from . import ops, volgen
 from .common import OpFailed
@@ -60,8 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("glusterpy.glusterd.heal")
 
-#: GF_CLIENT_PID_GLFS_HEAL: glfsheal's identity
-GLFS_HEAL_PID = -7
 #: how long a heal graph waits for the bricks to answer
 CONNECT_TIMEOUT = 15.0
 #: after the graph is up, how long it waits for bricks still reconnecting
@@ -227,7 +225,7 @@ async def heal_graph(vol: Volume, resolve: bool = False):
                 await trio.sleep(0.05)
         # the fops made here (not the graph's own tasks, started before)
         # are glfsheal's
-        token = caller.set(Caller(pid=GLFS_HEAL_PID, lk_owner=os.urandom(8)))
+        token = caller.set(Caller(pid=ClientPid.GLFS_HEAL, lk_owner=os.urandom(8)))
         try:
             yield graph, sets
         finally:

@@ -88,6 +88,7 @@ from glusterpy.fops import Caller, Fd, FopError, Loc, UInt
 from glusterpy.keys import NODE_UUID_KEY
 
 from xlators.cluster.distribute import layout as dl
+from ..fops import ClientPid
 
 log = logging.getLogger("glusterpy.rebalance")
 
@@ -137,7 +138,6 @@ _AS_FIX_LAYOUT = {Status.STARTED: Status.LAYOUT_FIX_STARTED,
                   Status.COMPLETE: Status.LAYOUT_FIX_COMPLETE,
                   Status.FAILED: Status.LAYOUT_FIX_FAILED}
 
-GF_CLIENT_PID_DEFRAG = -3
 #: entries the crawler may queue ahead of the migrators (MAX_MIGRATE_QUEUE_COUNT)
 MAX_MIGRATE_QUEUE_COUNT = 500
 READDIR_SIZE = 131072
@@ -251,7 +251,7 @@ class Defrag:
 
     async def run(self) -> Status:
         """gf_defrag_start_crawl; returns the final status."""
-        token = fops.caller.set(Caller(uid=0, gid=0, pid=GF_CLIENT_PID_DEFRAG,
+        token = fops.caller.set(Caller(uid=0, gid=0, pid=ClientPid.DEFRAG,
                                        lk_owner=os.urandom(8)))
         self._started_at = time.monotonic()
         if self._stop_requested:

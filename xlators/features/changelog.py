@@ -26,7 +26,7 @@ Entry records are written for every fop; D and M records once per inode,
 type and changelog (GlusterFS's slice versions: the slice number of the
 last record of each type lives in the inode table, the current one goes up
 at each rollover).  Not recorded, as in GlusterFS: the rebalance process's
-fops (pid GF_CLIENT_PID_DEFRAG), and internal fops
+fops (pid ClientPid.DEFRAG), and internal fops
 (xdata glusterfs-internal-fop: distribute's linkto files, ...) of mknod,
 unlink and setattr unless they come from the self-heal daemon; setattr of
 shard's .shard directory.  A setxattr of glusterfs.geo-rep.trigger-sync=1
@@ -83,13 +83,11 @@ import trio
 from glusterpy import changelog as cl
 from glusterpy import fops
 from glusterpy.changelog import Record
-from glusterpy.fops import GFID, ROOT_GFID, FopError, Loc
+from glusterpy.fops import ClientPid, FopError, GFID, Loc, ROOT_GFID
 from glusterpy.keys import (DHT_CHANGELOG_RENAME_OP_KEY, INTERNAL_FOP, SHARD_FILE_SIZE_KEY,
                             TRIGGER_SYNC_KEY)
 from glusterpy.options import Option, OptionError, OptionType
-from glusterpy.rebalance.defrag import GF_CLIENT_PID_DEFRAG
 from glusterpy.xlator import Translator
-from xlators.cluster.replicate.state import GF_CLIENT_PID_SELF_HEALD
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +133,6 @@ OPTIONS = (
 #: changelog_log_type: the slots of an inode's context (the slice number of
 #: its last record of each type)
 TYPE_DATA, TYPE_METADATA, TYPE_ENTRY, TYPE_METADATA_XATTR = range(4)
-GF_CLIENT_PID_TIER_DEFRAG = -10
 SHARD_ROOT_GFID = GFID("be318638-e8a0-4c6d-977d-7a937aa84806")
 #: dht_changelog_rename_info_t: two uuids and two int32 name lengths, then the names
 _RENAME_INFO = struct.Struct("=16s16sii")
@@ -341,9 +338,9 @@ class Changelog(Translator):
         if not self.active:
             return True
         pid = fops.caller.get().pid
-        if pid in (GF_CLIENT_PID_DEFRAG, GF_CLIENT_PID_TIER_DEFRAG):
+        if pid in (ClientPid.DEFRAG, ClientPid.TIER_DEFRAG):
             return True
-        return internal_check and pid != GF_CLIENT_PID_SELF_HEALD and bool(
+        return internal_check and pid != ClientPid.SELF_HEALD and bool(
             xdata and xdata.get(INTERNAL_FOP))
 
     async def _gfid_of(self, loc: Loc) -> GFID | None:

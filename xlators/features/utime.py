@@ -59,7 +59,7 @@ from __future__ import annotations
 import time
 
 from glusterpy import fops
-from glusterpy.fops import Caller, FopError, Loc, caller
+from glusterpy.fops import Caller, ClientPid, FopError, Loc, caller
 from glusterpy.fopgen import Family, install
 from glusterpy.keys import MDATA_KEY, SET_CTIME_MDATA
 from glusterpy.options import Option, OptionType
@@ -82,7 +82,6 @@ OPTIONS = (
 #: call_stack flags (stack.h): which times a fop updates
 MDATA_CTIME, MDATA_MTIME, MDATA_ATIME = 0x1, 0x2, 0x4
 MDATA_PAR_CTIME, MDATA_PAR_MTIME, MDATA_PAR_ATIME = 0x8, 0x10, 0x20
-GF_CLIENT_PID_SET_UTIME = -13
 
 _NEW_ENTRY = MDATA_CTIME | MDATA_MTIME | MDATA_ATIME | MDATA_PAR_CTIME | MDATA_PAR_MTIME
 _NAME_CHANGE = MDATA_CTIME | MDATA_PAR_CTIME | MDATA_PAR_MTIME
@@ -142,7 +141,7 @@ class Utime(Translator):
                           ctime_nsec=iatt.ctime_nsec)
         target = Loc(path=loc.path, gfid=iatt.gfid, pargfid=loc.pargfid, name=loc.name)
         c = caller.get()
-        token = caller.set(Caller(0, 0, (), GF_CLIENT_PID_SET_UTIME, c.lk_owner, c.client,
+        token = caller.set(Caller(0, 0, (), ClientPid.SET_UTIME, c.lk_owner, c.client,
                                   c.flags, c.ctime_ns))
         try:
             await self.first_child.setxattr(target, {SET_CTIME_MDATA: times}, 0, None)

@@ -48,11 +48,10 @@ from glusterpy.iothreads import HIGH, LEAST, LOW, NORMAL, Lane, Pool
 from glusterpy.fopgen import Family, install
 from glusterpy.options import Option, OptionType
 from glusterpy.xlator import Translator
+from glusterpy.fops import ClientPid
 
 #: GlusterFS's IOT_MIN_THREADS, IOT_MAX_THREADS, IOT_DEFAULT_THREADS, IOT_DEFAULT_IDLE
 MIN_THREADS, MAX_THREADS, DEFAULT_THREADS, DEFAULT_IDLE = 1, 64, 16, 120
-#: GF_CLIENT_PID_NO_ROOT_SQUASH: an internal pid that keeps its priority
-PID_NO_ROOT_SQUASH = -4
 
 #: iot_schedule: each fop's lane, from the catalogue's io-threads column
 PRIORITY: dict[str, int] = {f.name: {"high": HIGH, "normal": NORMAL, "low": LOW}[f.iot]
@@ -142,7 +141,7 @@ class IoThreads(Translator):
             return None
         if self._least:
             pid = fops.caller.get().pid
-            if pid < 0 and pid != PID_NO_ROOT_SQUASH:
+            if pid < 0 and pid != ClientPid.NO_ROOT_SQUASH:
                 return self.lanes[LEAST]
         return self.lanes[PRIORITY.get(fop_name, LEAST)]
 

@@ -114,6 +114,7 @@ from glusterpy.rpc import (ANON_FD, DUMP, FOP, FOP_PROGRAM, HANDSHAKE,
                            Program, ProgramInfo, ProgramTable, RecallLease, RemoteFd,
                            RpcConnection, RpcProtocolError, SetLkVerReply, SetVolumeReply,
                            old_dict_text)
+from glusterpy.fops import ClientPid
 from glusterpy.rpc.message import AcceptStat
 from glusterpy.rpc import tls
 from glusterpy.rpc.programs import CALLBACK
@@ -219,8 +220,8 @@ STRONG_CHECKSUM_LEN = 32
 # How long a departed client's cleanup (flush, release, lock drops) may take
 CLEANUP_TIMEOUT = 60.0
 # Pids that spare a trusted (logged-in) client from root squashing
-# (GF_CLIENT_PID_NO_ROOT_SQUASH, _GSYNCD, _DEFRAG, _SELF_HEALD, _QUOTA_MOUNT)
-SQUASH_EXEMPT_PIDS = frozenset({-4, -1, -3, -6, -5})
+SQUASH_EXEMPT_PIDS = frozenset({ClientPid.NO_ROOT_SQUASH, ClientPid.GSYNCD, ClientPid.DEFRAG,
+                                ClientPid.SELF_HEALD, ClientPid.QUOTA_MOUNT})
 
 _DIR_FOPS = frozenset({"readdir", "readdirp", "fsyncdir"})
 _LOCK_FOPS = frozenset({"inodelk", "finodelk", "entrylk", "fentrylk"})

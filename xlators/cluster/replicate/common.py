@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import trio
 
 from glusterpy import fops
-from glusterpy.fops import GFID, ROOT_GFID, Caller, FopError, Loc, LookupReply, UInt
+from glusterpy.fops import Caller, ClientPid, FopError, GFID, Loc, LookupReply, ROOT_GFID, UInt
 from glusterpy.keys import (AFR_XATTR_PREFIX, ENTRYLK_COUNT, GFID_REQ, INDEX_COUNT_KEY,
                             INODELK_COUNT, LINK_COUNT, LIST_XATTR, PARENT_ENTRYLK, PATHINFO_KEY)
 from glusterpy.options import OptionError
@@ -26,7 +26,6 @@ from xlators.cluster.replicate.changelog import QUORUM_AUTO
 from xlators.cluster.replicate.heal_name import heal_name
 from xlators.cluster.replicate.shd import SelfHealDaemon
 from xlators.cluster.replicate.state import (ANON_DIR_PREFIX, ARBITER_BRICK_INDEX, CLEANUP_TIMEOUT,
-                                             GF_CLIENT_PID_GLFS_HEAL, GF_CLIENT_PID_SELF_HEALD,
                                              NOTIFY_TIMEOUT, REPLICATE_TRASH_DIR, as_caller, errno_of, is_ok)
 
 
@@ -359,7 +358,7 @@ class AfrCommon:
         first = next((i for i, ok in enumerate(success) if ok), -1)
         if first < 0:
             raise FopError(self._final_errno(replies) or errno.ENOTCONN)
-        if self.quorum_count and fops.caller.get().pid != GF_CLIENT_PID_GLFS_HEAL and \
+        if self.quorum_count and fops.caller.get().pid != ClientPid.GLFS_HEAL and \
                 not cl.has_quorum(success, self.quorum_count):
             raise FopError(errno.ENOTCONN, "no read subvolume with quorum")
         return first
@@ -434,9 +433,9 @@ class AfrCommon:
         if name == REPLICATE_TRASH_DIR:
             return True
         pid = fops.caller.get().pid
-        if pid == -1:  # geo-replication creates them on the secondary
+        if pid == ClientPid.GSYNCD:  # geo-replication creates them on the secondary
             return False
-        if pid in (GF_CLIENT_PID_SELF_HEALD, GF_CLIENT_PID_GLFS_HEAL):
+        if pid in (ClientPid.SELF_HEALD, ClientPid.GLFS_HEAL):
             return name == self.anon_inode_name
         return name.startswith(ANON_DIR_PREFIX)
 
@@ -454,7 +453,7 @@ class AfrCommon:
             if not self.child_up[i]:
                 continue
             try:
-                with as_caller(Caller(pid=GF_CLIENT_PID_SELF_HEALD, lk_owner=os.urandom(8))):
+                with as_caller(Caller(pid=ClientPid.SELF_HEALD, lk_owner=os.urandom(8))):
                     reply = await child.getxattr(Loc(gfid=ROOT_GFID, path="/"), PATHINFO_KEY,
                                                  None)
             except FopError:

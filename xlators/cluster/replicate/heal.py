@@ -8,12 +8,12 @@ from __future__ import annotations
 import errno
 import os
 
-from glusterpy.fops import GFID, Caller, DictReply, FopError
+from glusterpy.fops import Caller, ClientPid, DictReply, FopError, GFID
 
 from xlators.cluster.replicate import crawl, heal_inode, heal_name as name_heal
 from xlators.cluster.replicate.heal_common import (HEAL_OP_BIGGER_FILE, HEAL_OP_LATEST_MTIME,
                                                    HEAL_OP_SOURCE_BRICK, CrawlStats, Outcome)
-from xlators.cluster.replicate.state import GF_CLIENT_PID_SELF_HEALD, as_caller
+from xlators.cluster.replicate.state import as_caller
 
 
 class AfrHeal:
@@ -27,13 +27,13 @@ class AfrHeal:
                         entry: bool = True) -> Outcome:
         """Heal one inode (afr_selfheal): HEALED, NO_HEAL_NEEDED or CLEAN;
         FopError(EIO) for a split-brain, ENOTCONN when a child is missing."""
-        with as_caller(Caller(pid=GF_CLIENT_PID_SELF_HEALD, lk_owner=os.urandom(8))):
+        with as_caller(Caller(pid=ClientPid.SELF_HEALD, lk_owner=os.urandom(8))):
             return await heal_inode.heal_gfid(self, gfid, data=data, metadata=metadata,
                                               entry=entry)
 
     async def heal_name(self, pargfid: GFID, name: str) -> None:
         """Make one name agree on every child (afr_selfheal_name)."""
-        with as_caller(Caller(pid=GF_CLIENT_PID_SELF_HEALD, lk_owner=os.urandom(8))):
+        with as_caller(Caller(pid=ClientPid.SELF_HEALD, lk_owner=os.urandom(8))):
             await name_heal.heal_name(self, pargfid, name)
 
     async def pending_entries(self, child: int, kind: str = "xattrop") -> list[GFID]:
@@ -112,7 +112,7 @@ class AfrHeal:
                 gfid = self._heal_queue.popleft()
                 self._heal_queued.discard(gfid)
                 try:
-                    with as_caller(Caller(pid=GF_CLIENT_PID_SELF_HEALD, lk_owner=os.urandom(8))):
+                    with as_caller(Caller(pid=ClientPid.SELF_HEALD, lk_owner=os.urandom(8))):
                         await heal_inode.heal_gfid(self, gfid, data=self.data_self_heal,
                                                    metadata=self.opts.metadata_self_heal,
                                                    entry=self.opts.entry_self_heal)

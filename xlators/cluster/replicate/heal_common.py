@@ -77,13 +77,12 @@ from glusterpy.keys import (AFR_XATTR_PREFIX, GFIDLESS_LOOKUP, INODELK_DOM_PREFI
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA, ENTRY, METADATA
 from xlators.cluster.replicate.state import is_ok
+from glusterpy.fops import ClientPid
 
 if TYPE_CHECKING:
     from xlators.cluster.replicate import Replicate
 
 
-#: GF_CLIENT_PID_SELF_HEALD
-SHD_PID = -6
 #: gf_xl_afr_op_t values of the split-brain verbs (protocol-common.h)
 HEAL_OP_BIGGER_FILE, HEAL_OP_SOURCE_BRICK, HEAL_OP_LATEST_MTIME = 10, 11, 14
 POLICY_HEAL_OPS = {"bigger-file": HEAL_OP_BIGGER_FILE, "source-brick": HEAL_OP_SOURCE_BRICK,
@@ -156,7 +155,7 @@ class Heal:
                  source_name: str | None = None):
         self.afr = afr
         self.n = afr.child_count
-        self.caller = Caller(pid=SHD_PID, lk_owner=os.urandom(8))
+        self.caller = Caller(pid=ClientPid.SELF_HEALD, lk_owner=os.urandom(8))
         self.heal_op = heal_op
         self.source_name = source_name
         self.fail_msg: str | None = None

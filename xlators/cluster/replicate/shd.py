@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from glusterpy import fops
-from glusterpy.fops import ROOT_GFID, Caller, FopError, Loc
+from glusterpy.fops import Caller, ClientPid, FopError, Loc, ROOT_GFID
 from glusterpy.keys import INDEX_COUNT_KEY, NODE_UUID_KEY, PATHINFO_KEY
 
 from xlators.cluster.replicate import changelog as cl
@@ -91,8 +91,6 @@ SBRICK_IS_REMOTE = "Brick is remote"
 SSTARTED_SELF_HEAL = "Started self-heal"
 #: AFR_STATISTICS_HISTORY_SIZE
 HISTORY_SIZE = 50
-#: GF_CLIENT_PID_SELF_HEALD
-SHD_PID = -6
 #: the pause between index sweeps that healed something
 SWEEP_PAUSE = 1.0
 #: replicate's NOTIFY_TIMEOUT plus a margin (see the module docstring)
@@ -386,7 +384,7 @@ class SelfHealDaemon:
         """afr_shd_is_subvol_local (see the module docstring)."""
         sub = self.afr.children[child]
         root = Loc(gfid=ROOT_GFID, path="/")
-        token = fops.caller.set(Caller(pid=SHD_PID, lk_owner=os.urandom(8)))
+        token = fops.caller.set(Caller(pid=ClientPid.SELF_HEALD, lk_owner=os.urandom(8)))
         try:
             mine = self.afr.opts.node_uuid
             if mine:
@@ -458,7 +456,7 @@ class SelfHealDaemon:
     async def _op_heal_count(self) -> dict:
         out = []
         op_ret = -1
-        token = fops.caller.set(Caller(pid=SHD_PID, lk_owner=os.urandom(8)))
+        token = fops.caller.set(Caller(pid=ClientPid.SELF_HEALD, lk_owner=os.urandom(8)))
         try:
             for i in range(self.afr.child_count):
                 brick = self.brick_of(i)

@@ -24,8 +24,6 @@ LLONG_MAX = (1 << 63) - 1
 METADATA_LOCK_START = LLONG_MAX - 1
 ARBITER_BRICK_INDEX = 2
 NOTIFY_TIMEOUT = 10.0
-GF_CLIENT_PID_SELF_HEALD = -6
-GF_CLIENT_PID_GLFS_HEAL = -7
 REPLICATE_TRASH_DIR = ".landfill"
 ANON_DIR_PREFIX = ".glusterfs-anonymous-inode"
 #: fops whose post-op may be delayed (afr_is_delayed_changelog_post_op_needed)

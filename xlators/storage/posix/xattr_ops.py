@@ -12,7 +12,6 @@ import socket
 from typing import Any
 
 from glusterpy import fops
-from glusterpy.georep import GF_CLIENT_PID_GSYNCD
 from glusterpy.fops import (GFID, NULL_GFID, ROOT_GFID, DictReply, FopError, Iatt, Reply, UInt,
                             XattropType)
 from glusterpy.keys import (ACTIVE_FD_COUNT, CONTENT_KEY, DURABLE_OP, GET_SIZE, GFID2PATH_PREFIX,
@@ -26,6 +25,7 @@ from .handles import hrel
 from .helpers import (HIDDEN_DIR, IGNORED_KEYS, O_NOFOLLOW, OpenFile, inline_fop, xattr_bytes, xget,
                       xget_quiet, xremove, xset)
 from .mdata import MDATA_C, mdata_decode, mdata_encode
+from glusterpy.fops import ClientPid
 
 
 #: never shown by the "list-xattr" request (list_xattr_ignore_xattrs, marker)
@@ -193,7 +193,7 @@ class PosixXattrOps:
         result: dict[str, Any] = {}
         if name:
             if (_matches(name, GEOREP_PATTERNS) and not (
-                    who.pid == GF_CLIENT_PID_GSYNCD and _matches(name, (STIME_PATTERN,)))) or \
+                    who.pid == ClientPid.GSYNCD and _matches(name, (STIME_PATTERN,)))) or \
                     name.startswith(GFID2PATH_PREFIX) or \
                     (name == MDATA_KEY and not internal) or name in (GFID_KEY, VOLUME_ID_KEY):
                 raise FopError(errno.ENODATA)
