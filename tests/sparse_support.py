@@ -9,15 +9,23 @@ from pathlib import Path
 
 MIB = 1 << 20
 SPARSE_SIZE = 64 * MIB
-# Three 1 MiB data extents, the last one ending the file, so the size
-# comes from data and not only from a truncate.
-SPARSE_EXTENTS = ((3 * MIB, MIB), (29 * MIB, MIB), (SPARSE_SIZE - MIB, MIB))
+# Three 1 MiB data extents and a trailing hole, as a VM image made by
+# truncate and partly written: the size comes from a truncate, not data.
+SPARSE_EXTENTS = ((3 * MIB, MIB), (29 * MIB, MIB), (60 * MIB, MIB))
 
 
 def sparse_chunks() -> list[tuple[int, bytes]]:
     """(offset, bytes) of each extent; non-zero and different per extent."""
     return [(off, bytes([k + 1]) * 4096 * (n // 4096))
             for k, (off, n) in enumerate(SPARSE_EXTENTS)]
+
+
+async def write_sparse(top, fd) -> None:
+    """The layout through a translator tree's top: the writes, then the
+    size."""
+    for off, data in sparse_chunks():
+        await top.writev(fd, data, off, 0, None)
+    await top.ftruncate(fd, SPARSE_SIZE, None)
 
 
 def sparse_content() -> bytes:

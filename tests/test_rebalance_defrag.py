@@ -22,7 +22,7 @@ from glusterpy.gfapi import AsyncVolume
 from glusterpy.graph import Graph
 from glusterpy.rebalance.defrag import Cmd, Defrag, Status, local_subvolumes
 
-from sparse_support import assert_sparse_copy, data_extents, sparse_chunks, sparse_content
+from sparse_support import SPARSE_SIZE, assert_sparse_copy, data_extents, sparse_chunks, sparse_content
 from test_distribute import check_volume, disk_layout, hashed_brick, is_linkto, make_bricks
 
 NODE_A = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -339,6 +339,7 @@ async def test_migration_keeps_a_sparse_files_holes(tmp_path):
         async with await v.fopen("/sparse", "w") as f:
             for off, data in sparse_chunks():
                 await f.pwrite(data, off)
+            await f.ftruncate(SPARSE_SIZE)
     src = next(i for i, b in enumerate(bricks) if (b / "sparse").exists())
     dst = 1 - src
     assert_sparse_copy(bricks[src] / "sparse")

@@ -22,7 +22,7 @@ from glusterpy.fops import (ROOT_GFID, Fd, FopError, Iatt, Loc, SET_ATTR_MODE)
 
 from replicate_support import (NetworkReplica, afr_xattrs, create_file, gfid_req,
                                index_entries, pending, root_loc, tree_of, wait_for)
-from sparse_support import assert_sparse_copy, sparse_chunks, sparse_content
+from sparse_support import assert_sparse_copy, sparse_chunks, sparse_content, write_sparse
 from xlators.cluster.replicate.heal_common import Outcome
 
 
@@ -445,8 +445,7 @@ async def test_heal_keeps_a_sparse_files_holes(tmp_path, algorithm):
         top = graph.top
         await down(net, afr, 1)
         fd, gfid = await create_file(top, "sparse")
-        for off, data in sparse_chunks():
-            await top.writev(fd, data, off, 0, None)
+        await write_sparse(top, fd)
         await top.flush(fd, None)
         await top.release(fd, None)
         b0, b1, b2 = net.bricks
@@ -470,8 +469,7 @@ async def test_heal_of_an_existing_file_keeps_new_holes(tmp_path, algorithm):
         fd, gfid = await create_file(top, "sparse")
         await top.flush(fd, None)
         await down(net, afr, 1)
-        for off, data in sparse_chunks():
-            await top.writev(fd, data, off, 0, None)
+        await write_sparse(top, fd)
         await top.flush(fd, None)
         await top.release(fd, None)
         b0, b1, b2 = net.bricks
@@ -491,9 +489,8 @@ async def test_diff_heal_of_a_sparse_file_leaves_its_holes_alone(tmp_path):
             as (net, graph, afr):
         top = graph.top
         fd, gfid = await create_file(top, "sparse")
+        await write_sparse(top, fd)
         chunks = sparse_chunks()
-        for off, data in chunks:
-            await top.writev(fd, data, off, 0, None)
         await top.flush(fd, None)
         await down(net, afr, 1)
         off, data = chunks[1]

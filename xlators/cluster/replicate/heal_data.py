@@ -182,9 +182,12 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts)
         for i in range(h.n):
             if not healed[i]:
                 continue
-            last = off <= src.size <= off + size
-            if _has_holes(src) and off >= iatts[i].size and not last and zero:
-                continue        # beyond the sink's size already covered by ftruncate
+            # Zeros past the sink's size before this heal are holes there
+            # already: the ftruncate to the source's size made them.  AFR also
+            # writes the last block to set the size; the ftruncate set it
+            # here, and writing it would allocate a source's trailing hole.
+            if _has_holes(src) and off >= iatts[i].size and zero:
+                continue
             try:
                 w = await h.one(i, lambda j: afr.children[j].writev(fd, data, off, 0, None))
                 if w.count != len(data):
