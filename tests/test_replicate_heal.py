@@ -22,7 +22,8 @@ from glusterpy.fops import (ROOT_GFID, Fd, FopError, Iatt, Loc, SET_ATTR_MODE)
 
 from replicate_support import (NetworkReplica, afr_xattrs, create_file, gfid_req,
                                index_entries, pending, root_loc, tree_of, wait_for)
-from sparse_support import assert_sparse_copy, sparse_chunks, sparse_content, write_sparse
+from sparse_support import (MIB, assert_sparse_copy, data_extents, sparse_chunks,
+                            sparse_content, write_sparse)
 from xlators.cluster.replicate.heal_common import Outcome
 
 
@@ -504,3 +505,31 @@ async def test_diff_heal_of_a_sparse_file_leaves_its_holes_alone(tmp_path):
         await heal_until_clean(afr)
         assert_clean(net.bricks)
         assert_sparse_copy(b1 / "sparse", source=b0 / "sparse")
+
+
+@pytest.mark.parametrize("algorithm", ["diff", "full"])
+async def test_heal_of_a_discard_punches_the_hole_on_the_sink(tmp_path, algorithm):
+    """A guest discards a range while brick 1 is down: the sources punch
+    a hole, the sink still has the data.  Heal makes the sink's range a
+    hole too (a discard, not zeros written), so the replicas keep the
+    same extents."""
+    async with replica(tmp_path, options={"data-self-heal-algorithm": algorithm}) \
+            as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await create_file(top, "img")
+        for off in range(0, 4 * MIB, MIB):
+            await top.writev(fd, bytes([off // MIB + 1]) * MIB, off, 0, None)
+        await top.flush(fd, None)
+        await down(net, afr, 1)
+        await top.discard(fd, MIB, 2 * MIB, None)
+        await top.flush(fd, None)
+        await top.release(fd, None)
+        b0, b1, b2 = net.bricks
+        assert data_extents(b0 / "img") == [(0, MIB), (3 * MIB, 4 * MIB)]
+        assert data_extents(b1 / "img") == [(0, 4 * MIB)]
+        await up(net, afr, 1)
+        await heal_until_clean(afr)
+        assert_clean(net.bricks)
+        assert (b1 / "img").read_bytes() == (b0 / "img").read_bytes()
+        assert data_extents(b1 / "img") == data_extents(b0 / "img")
+        assert (b1 / "img").stat().st_blocks <= (b0 / "img").stat().st_blocks

@@ -189,6 +189,8 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts)
             if _has_holes(src) and off >= iatts[i].size and zero:
                 continue
             try:
+                if _has_holes(src) and zero and await _punch(h, i, fd, off, len(data)):
+                    continue
                 w = await h.one(i, lambda j: afr.children[j].writev(fd, data, off, 0, None))
                 if w.count != len(data):
                     healed[i] = False
@@ -196,6 +198,20 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts)
                 healed[i] = False
     finally:
         await h.uninodelk(afr.domain, gfid, off, size, lock)
+
+
+async def _punch(h: Heal, i: int, fd, off: int, length: int) -> bool:
+    """Zeros of a sparse source inside the sink's old size (a discard the
+    sink missed, most often): a hole punched on the sink, so the copies
+    keep the same holes instead of the sink's allocating zeros.  False
+    when the sink's brick cannot punch holes: then the zeros are written."""
+    try:
+        await h.one(i, lambda j: h.afr.children[j].discard(fd, off, length, None))
+    except FopError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            return False
+        raise
+    return True
 
 
 async def _block_matches(h: Heal, fd, source, healed, off, size, src: Iatt) -> bool:
