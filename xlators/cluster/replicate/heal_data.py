@@ -1,5 +1,12 @@
 """Data self-heal (afr-self-heal-data.c): a regular file's content from its
 source to its sinks, block by block.
+
+A sparse source (fewer blocks allocated than its size) keeps its holes on
+the sinks: the sinks are first truncated to the source's size, zero blocks
+past a sink's old size are not written (the truncate made them holes), and
+zero blocks inside it are punched as holes (discard) rather than written -
+so a discard the sink missed heals as a hole.  tests/test_replicate_heal.py
+(`*holes*`, `*discard*`) compares the bricks' SEEK_DATA/SEEK_HOLE extents.
 """
 
 from __future__ import annotations
