@@ -22,6 +22,7 @@ from glusterpy.gfapi import AsyncVolume
 from glusterpy.graph import Graph
 from glusterpy.rebalance.defrag import Cmd, Defrag, Status, local_subvolumes
 
+from sparse_support import SPARSE_SIZE, assert_sparse_copy, data_extents, sparse_chunks, sparse_content
 from test_distribute import check_volume, disk_layout, hashed_brick, is_linkto, make_bricks
 
 NODE_A = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -326,3 +327,29 @@ async def test_progress_and_the_estimate(tmp_path):
         fix.counters.total_dirs, fix.counters.dirs = 10, 5
         assert fix.progress() == 0.5
         assert fix.snapshot()["status"] == "fix-layout in progress"
+
+
+async def test_migration_keeps_a_sparse_files_holes(tmp_path):
+    """A 64 MiB file with three 1 MiB data extents is moved off a
+    decommissioned brick: on its new brick it has the same content and
+    the same data extents, and allocates about 3 MiB (migrate copies
+    SEEK_DATA/SEEK_HOLE extents only)."""
+    bricks = make_bricks(tmp_path, 2)
+    async with AsyncVolume(Graph.from_text(volfile(bricks))) as v:
+        async with await v.fopen("/sparse", "w") as f:
+            for off, data in sparse_chunks():
+                await f.pwrite(data, off)
+            await f.ftruncate(SPARSE_SIZE)
+    src = next(i for i, b in enumerate(bricks) if (b / "sparse").exists())
+    dst = 1 - src
+    assert_sparse_copy(bricks[src] / "sparse")
+    before = data_extents(bricks[src] / "sparse")
+    async with dht_graph(bricks, decommissioned_bricks=f"rv-client-{src}") as dht:
+        defrag = Defrag(dht, Cmd.START_FORCE, commit_hash=COMMIT, node_uuid=NODE_A)
+        assert await defrag.run() == Status.COMPLETE
+        assert defrag.snapshot()["failures"] == 0 and defrag.snapshot()["files"] == 1
+    moved = bricks[dst] / "sparse"
+    assert not is_linkto(moved)
+    assert_sparse_copy(moved)
+    assert data_extents(moved) == before
+    assert await read_tree([bricks[dst]]) == {"sparse": sparse_content()}

@@ -22,6 +22,8 @@ from glusterpy.fops import (ROOT_GFID, Fd, FopError, Iatt, Loc, SET_ATTR_MODE)
 
 from replicate_support import (NetworkReplica, afr_xattrs, create_file, gfid_req,
                                index_entries, pending, root_loc, tree_of, wait_for)
+from sparse_support import (MIB, assert_sparse_copy, data_extents, sparse_chunks,
+                            sparse_content, write_sparse)
 from xlators.cluster.replicate.heal_common import Outcome
 
 
@@ -97,13 +99,13 @@ async def heal_until_clean(afr, rounds: int = 5):
     raise AssertionError(f"still pending after {rounds} crawls")
 
 
-async def read_all(top, gfid):
+async def read_all(top, gfid, chunk_size=65536):
     fd = Fd(gfid=gfid, flags=os.O_RDONLY)
     await top.open(Loc(gfid=gfid), os.O_RDONLY, fd, None)
     try:
         out = b""
         while True:
-            chunk = bytes((await top.readv(fd, 65536, len(out), 0, None)).data)
+            chunk = bytes((await top.readv(fd, chunk_size, len(out), 0, None)).data)
             if not chunk:
                 return out
             out += chunk
@@ -429,3 +431,105 @@ async def test_arbiter_keeps_names_and_changelogs_not_data(tmp_path):
         assert (b2 / "f").stat().st_size == 0
         assert_clean(net.bricks)
         await top.release(fd, None)
+
+
+
+@pytest.mark.parametrize("algorithm", ["diff", "full"])
+async def test_heal_keeps_a_sparse_files_holes(tmp_path, algorithm):
+    """A 64 MiB file with three 1 MiB data extents is created while brick 1
+    is down; heal (entry, then data) copies the data and leaves the holes:
+    the healed brick file allocates about 3 MiB and its SEEK_DATA/SEEK_HOLE
+    extents are the source brick's.  Either algorithm: zero blocks past
+    the sink's size are not written (heal_data._heal_block)."""
+    async with replica(tmp_path, options={"data-self-heal-algorithm": algorithm}) \
+            as (net, graph, afr):
+        top = graph.top
+        await down(net, afr, 1)
+        fd, gfid = await create_file(top, "sparse")
+        await write_sparse(top, fd)
+        await top.flush(fd, None)
+        await top.release(fd, None)
+        b0, b1, b2 = net.bricks
+        assert not (b1 / "sparse").exists()
+        await up(net, afr, 1)
+        await heal_until_clean(afr)
+        assert_clean(net.bricks)
+        assert_sparse_copy(b0 / "sparse")
+        assert_sparse_copy(b1 / "sparse", source=b0 / "sparse")
+        assert await read_all(top, gfid, 1 << 20) == sparse_content()
+
+
+@pytest.mark.parametrize("algorithm", ["diff", "full"])
+async def test_heal_of_an_existing_file_keeps_new_holes(tmp_path, algorithm):
+    """The sink already has the file (empty) when brick 1 goes down; the
+    sparse writes while it is down are healed by data heal alone, which
+    extends the sink and writes only the data."""
+    async with replica(tmp_path, options={"data-self-heal-algorithm": algorithm}) \
+            as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await create_file(top, "sparse")
+        await top.flush(fd, None)
+        await down(net, afr, 1)
+        await write_sparse(top, fd)
+        await top.flush(fd, None)
+        await top.release(fd, None)
+        b0, b1, b2 = net.bricks
+        assert (b1 / "sparse").stat().st_size == 0
+        await up(net, afr, 1)
+        await heal_until_clean(afr)
+        assert_clean(net.bricks)
+        assert_sparse_copy(b1 / "sparse", source=b0 / "sparse")
+
+
+async def test_diff_heal_of_a_sparse_file_leaves_its_holes_alone(tmp_path):
+    """The sink has the whole sparse file and misses one rewrite: the diff
+    heal compares checksums block by block and, the source being sparse,
+    takes equal zero blocks as healed (heal_data._block_matches) - the
+    holes inside the sink's size stay holes."""
+    async with replica(tmp_path, options={"data-self-heal-algorithm": "diff"}) \
+            as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await create_file(top, "sparse")
+        await write_sparse(top, fd)
+        chunks = sparse_chunks()
+        await top.flush(fd, None)
+        await down(net, afr, 1)
+        off, data = chunks[1]
+        await top.writev(fd, bytes(len(data)).replace(b"\0", b"\x07"), off, 0, None)
+        await top.writev(fd, data, off, 0, None)    # back to the layout, still dirty
+        await top.flush(fd, None)
+        await top.release(fd, None)
+        b0, b1, b2 = net.bricks
+        assert pending(b0 / "sparse", key(1))[0] > 0
+        await up(net, afr, 1)
+        await heal_until_clean(afr)
+        assert_clean(net.bricks)
+        assert_sparse_copy(b1 / "sparse", source=b0 / "sparse")
+
+
+@pytest.mark.parametrize("algorithm", ["diff", "full"])
+async def test_heal_of_a_discard_punches_the_hole_on_the_sink(tmp_path, algorithm):
+    """A guest discards a range while brick 1 is down: the sources punch
+    a hole, the sink still has the data.  Heal makes the sink's range a
+    hole too (a discard, not zeros written), so the replicas keep the
+    same extents."""
+    async with replica(tmp_path, options={"data-self-heal-algorithm": algorithm}) \
+            as (net, graph, afr):
+        top = graph.top
+        fd, gfid = await create_file(top, "img")
+        for off in range(0, 4 * MIB, MIB):
+            await top.writev(fd, bytes([off // MIB + 1]) * MIB, off, 0, None)
+        await top.flush(fd, None)
+        await down(net, afr, 1)
+        await top.discard(fd, MIB, 2 * MIB, None)
+        await top.flush(fd, None)
+        await top.release(fd, None)
+        b0, b1, b2 = net.bricks
+        assert data_extents(b0 / "img") == [(0, MIB), (3 * MIB, 4 * MIB)]
+        assert data_extents(b1 / "img") == [(0, 4 * MIB)]
+        await up(net, afr, 1)
+        await heal_until_clean(afr)
+        assert_clean(net.bricks)
+        assert (b1 / "img").read_bytes() == (b0 / "img").read_bytes()
+        assert data_extents(b1 / "img") == data_extents(b0 / "img")
+        assert (b1 / "img").stat().st_blocks <= (b0 / "img").stat().st_blocks

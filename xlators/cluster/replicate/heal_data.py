@@ -1,5 +1,12 @@
 """Data self-heal (afr-self-heal-data.c): a regular file's content from its
 source to its sinks, block by block.
+
+A sparse source (fewer blocks allocated than its size) keeps its holes on
+the sinks: the sinks are first truncated to the source's size, zero blocks
+past a sink's old size are not written (the truncate made them holes), and
+zero blocks inside it are punched as holes (discard) rather than written -
+so a discard the sink missed heals as a hole.  tests/test_replicate_heal.py
+(`*holes*`, `*discard*`) compares the bricks' SEEK_DATA/SEEK_HOLE extents.
 """
 
 from __future__ import annotations
@@ -182,10 +189,15 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts)
         for i in range(h.n):
             if not healed[i]:
                 continue
-            last = off <= src.size <= off + size
-            if _has_holes(src) and off >= iatts[i].size and not last and zero:
-                continue        # beyond the sink's size already covered by ftruncate
+            # Zeros past the sink's size before this heal are holes there
+            # already: the ftruncate to the source's size made them.  AFR also
+            # writes the last block to set the size; the ftruncate set it
+            # here, and writing it would allocate a source's trailing hole.
+            if _has_holes(src) and off >= iatts[i].size and zero:
+                continue
             try:
+                if _has_holes(src) and zero and await _punch(h, i, fd, off, len(data)):
+                    continue
                 w = await h.one(i, lambda j: afr.children[j].writev(fd, data, off, 0, None))
                 if w.count != len(data):
                     healed[i] = False
@@ -193,6 +205,20 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts)
                 healed[i] = False
     finally:
         await h.uninodelk(afr.domain, gfid, off, size, lock)
+
+
+async def _punch(h: Heal, i: int, fd, off: int, length: int) -> bool:
+    """Zeros of a sparse source inside the sink's old size (a discard the
+    sink missed, most often): a hole punched on the sink, so the copies
+    keep the same holes instead of the sink's allocating zeros.  False
+    when the sink's brick cannot punch holes: then the zeros are written."""
+    try:
+        await h.one(i, lambda j: h.afr.children[j].discard(fd, off, length, None))
+    except FopError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            return False
+        raise
+    return True
 
 
 async def _block_matches(h: Heal, fd, source, healed, off, size, src: Iatt) -> bool:
