@@ -351,19 +351,11 @@ class ChangelogCrawl:
     async def crawl(self, primary, secondary, started: float):
         """One crawl: (counts, the time the secondary is now synced to, or
         None when nothing was rolled over since the last one)."""
-        from .worker import CRAWL_FULL
         crawls = self.status.extra.setdefault("crawls", {})
         try:
             batch = await trio.to_thread.run_sync(self.next_batch)
         except FullCrawlNeeded as e:
-            log.info("full crawl: %s", e)
-            self.status.crawl_status = CRAWL_FULL
-            self.status.extra["crawl_reason"] = str(e)
-            self.status.write()
-            counts = await self.full_crawl(primary, secondary)
-            crawls[CRAWL_FULL] = crawls.get(CRAWL_FULL, 0) + 1
-            self._done = None
-            return counts, started
+            return await self._full_instead(primary, secondary, started, e)
         mode = CRAWL_HISTORY if batch.end is not None and batch.end < self._live_since \
             else CRAWL_CHANGELOG
         self.status.crawl_status = mode
@@ -376,14 +368,7 @@ class ChangelogCrawl:
         try:
             counts = await self.replay(primary, secondary, batch)
         except FullCrawlNeeded as e:
-            log.info("full crawl: %s", e)
-            self.status.crawl_status = CRAWL_FULL
-            self.status.extra["crawl_reason"] = str(e)
-            self.status.write()
-            counts = await self.full_crawl(primary, secondary)
-            crawls[CRAWL_FULL] = crawls.get(CRAWL_FULL, 0) + 1
-            self._done = None
-            return counts, started
+            return await self._full_instead(primary, secondary, started, e)
         crawls[mode] = crawls.get(mode, 0) + 1
         self.status.extra["changelogs_replayed"] = \
             self.status.extra.get("changelogs_replayed", 0) + len(batch.rollovers)
@@ -391,6 +376,20 @@ class ChangelogCrawl:
             return counts, None
         self._done = batch.end
         return counts, max(float(synced_to(batch)), self.stime or 0.0)
+
+    async def _full_instead(self, primary, secondary, started: float, why: FullCrawlNeeded):
+        """The journal cannot prove it holds every change: a full crawl,
+        its reason in the status; the secondary is then synced to `started`."""
+        from .worker import CRAWL_FULL
+        log.info("full crawl: %s", why)
+        self.status.crawl_status = CRAWL_FULL
+        self.status.extra["crawl_reason"] = str(why)
+        self.status.write()
+        counts = await self.full_crawl(primary, secondary)
+        crawls = self.status.extra.setdefault("crawls", {})
+        crawls[CRAWL_FULL] = crawls.get(CRAWL_FULL, 0) + 1
+        self._done = None
+        return counts, started
 
     async def replay(self, primary, secondary, batch: Batch):
         from .worker import Counts, _flag
