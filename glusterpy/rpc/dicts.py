@@ -322,7 +322,7 @@ def encode_old_dict(d: Mapping[str, Any] | None) -> bytes:
     return b"".join(parts)
 
 
-def old_dict_text(d: Mapping[str, StrOld] | None) -> dict[str, str]:
+def old_dict_text(d: Mapping[str, bytes] | None) -> dict[str, str]:
     """All values of a decoded old dict as text (see `StrOld.text`)."""
     return {k: StrOld(v).text for k, v in (d or {}).items()}
 
