@@ -789,6 +789,7 @@ class ProtocolClient(Translator):
             response = await self._rpc(ep, FOP_PROCEDURES[name], FopRequest(fop, args, xdata),
                                        cred or self._cred())
         except ConnectionLost:
+            self._broke(ep)
             raise FopError(errno.ENOTCONN, f"{self.name}: connection lost during "
                                            f"{name}") from None
         except RpcCallFailed as e:
@@ -796,6 +797,17 @@ class ProtocolClient(Translator):
             err = errno.EOPNOTSUPP if stat in _NOT_SERVED else errno.EIO
             raise FopError(err, f"{self.name}: the brick refused {name}: {e}") from None
         return response.unwrap()
+
+    def _broke(self, ep: RpcEndpoint) -> None:
+        """The connection broke under a fop: the parents hear CHILD_DOWN now,
+        not once the connection loop has unwound (`_disconnected` sends it
+        then, and uniq keeps it from going twice).  A parent that decides by
+        it - write-behind writes through while its child is down - must
+        know before the caller's next fop, which follows this ENOTCONN."""
+        if ep is self._endpoint and self._connected:
+            self._connected = False
+            self._child_up = False
+            self._notify(Event.CHILD_DOWN, uniq=True)
 
     def _remote_fd(self, name: str, fd: Fd) -> RemoteFd:
         """client_get_remote_fd: the brick's number for our fd."""
