@@ -216,6 +216,10 @@ class Pair:
         self.p.ok("volume", "create", "pv", "replica", "3",
                   *[f"127.0.0.1:{self.tmp}/pb{i}" for i in range(3)], "force")
         self.p.ok("volume", "start", "pv")
+        # a change reaches the secondary once its changelog is rolled over:
+        # every second here, not every 15 (GlusterFS's default), so each
+        # checkpoint completes in about a second
+        self.p.ok("volume", "set", "pv", "changelog.rollover-time", "1")
         self.s.ok("volume", "create", "sv", *[f"127.0.0.1:{self.tmp}/sb{i}" for i in range(2)])
         self.s.ok("volume", "start", "sv")
         self.secondary = f"127.0.0.1:{self.s.port}::sv"
@@ -625,6 +629,7 @@ def test_workers_use_another_secondary_host_when_the_named_one_is_down(tmp_path)
                 d.start()
             n1.ok("volume", "create", "pv", *[f"{h1}:{tmp_path}/pb{i}" for i in range(2)])
             n1.ok("volume", "start", "pv")
+            n1.ok("volume", "set", "pv", "changelog.rollover-time", "1")  # (Pair.start)
             n2.ok("peer", "probe", f"{h3}:{NS_PORT}")
             n2.ok("volume", "create", "sv", f"{h2}:{tmp_path}/sb2", f"{h3}:{tmp_path}/sb3")
             n2.ok("volume", "start", "sv")
@@ -705,6 +710,7 @@ def test_network_partition(tmp_path):
                 d.start()
             n1.ok("volume", "create", "pv", f"{h1}:{tmp_path}/pb1")
             n1.ok("volume", "start", "pv")
+            n1.ok("volume", "set", "pv", "changelog.rollover-time", "1")  # (Pair.start)
             n2.ok("volume", "create", "sv", f"{h2}:{tmp_path}/sb2")
             n2.ok("volume", "start", "sv")
             secondary = f"{h2}:{PARTITION_PORT}::sv"
@@ -783,6 +789,7 @@ def test_glusterfs10_secondary(glusterd, tmp_path):
         p.start()
         p.ok("volume", "create", "pv", f"127.0.0.1:{tmp_path}/pb0")
         p.ok("volume", "start", "pv")
+        p.ok("volume", "set", "pv", "changelog.rollover-time", "1")  # (Pair.start)
         pvol = GVolume("127.0.0.1", "pv", port=p.port)
         pvol.mount()
         pvol.makedirs("/a/b")
