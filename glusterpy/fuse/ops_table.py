@@ -31,6 +31,7 @@ lets a request be answered later, so a slow one does not hold the loop up.
 
 from __future__ import annotations
 
+import abc
 import ctypes
 import errno
 import logging
@@ -186,7 +187,7 @@ def libfuse():
 # -- a group of slots -------------------------------------------------------------
 
 
-class SlotHandlers:
+class SlotHandlers(abc.ABC):
     """One group of slots for the mount (FuseBridge) of this process:
     `install()` after pyfuse3.init, `nursery` set before pyfuse3.main,
     `uninstall()` after pyfuse3.close.  pyfuse3 runs one session per
@@ -206,9 +207,9 @@ class SlotHandlers:
         self.nursery: trio.Nursery | None = None
         self.installed = False
 
+    @abc.abstractmethod
     def callbacks(self) -> dict[int, Any]:
         """slot -> the ctypes callback to write there."""
-        raise NotImplementedError
 
     def install(self, found=None) -> bool:
         """Between pyfuse3.init and pyfuse3.main: True if the kernel's

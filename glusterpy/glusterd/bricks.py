@@ -27,6 +27,7 @@ brick signs out and releases its clients' fds and locks), and SIGKILL after
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import signal
@@ -228,7 +229,7 @@ class BrickProcess:
             await self._terminate()
 
 
-class Supervisor:
+class Supervisor(abc.ABC):
     """Processes other than bricks that glusterpyd keeps running, one per
     key (glustershd, the NBD servers, the geo-replication workers): each
     service says which it wants in `_reconcile`, run one at a time by
@@ -252,8 +253,10 @@ class Supervisor:
         async with self._lock:
             await self._reconcile()
 
+    @abc.abstractmethod
     async def _reconcile(self) -> None:
-        raise NotImplementedError
+        """Make the processes match what the volumes want (one at a time:
+        `reconcile` holds the lock)."""
 
     def keep(self, key, make, *args, **kwargs):
         """The process of `key`; if there is none yet, `make(*args,
