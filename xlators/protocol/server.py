@@ -236,6 +236,19 @@ _WIND_EXTRAS = frozenset({"open", "opendir", "create", "readdir", "readdirp"}
                          | _FLOCK_TYPE_FOPS | _LOCK_FOPS)
 
 
+def _drop_refs(name: str, held: list[_OpenFd], anonymous: list[Fd]) -> list[tuple[Fd, bool]]:
+    """A fop's fd references given back; the releases that are due now, as
+    (fd, is_dir): fds whose RELEASE came while fops used them, and the
+    anonymous fds the fop opened for itself."""
+    due = []
+    for entry in held:
+        entry.refs -= 1
+        if entry.released and entry.refs == 0:
+            due.append((entry.fd, entry.is_dir))
+    due.extend((fd, name in _DIR_FOPS) for fd in anonymous)
+    return due
+
+
 def _brick_handshake() -> Program:
     """The handshake procedures a GlusterFS brick has actors for."""
     keep = ("NULL", "SETVOLUME", "GETSPEC", "PING", "SET_LK_VER")
@@ -843,15 +856,14 @@ class Server(Translator):
             self.log.debug("%s from %s failed: %s", name, client.client_uid, e)
             return e
         finally:
-            # only a release that may be due (the fd's RELEASE came
-            # meanwhile, or an anonymous fd) awaits, shielded; the common
-            # case gives its references back without a cancel scope
-            if anonymous or any(entry.released for entry in held):
+            # only a release now due (the fd's RELEASE came meanwhile, or an
+            # anonymous fd) awaits, shielded; the common case gives its
+            # references back without a cancel scope
+            due = _drop_refs(name, held, anonymous)
+            if due:
                 with trio.CancelScope(shield=True):
-                    await self._put_fds(client, name, held, anonymous)
-            else:
-                for entry in held:
-                    entry.refs -= 1
+                    for fd, is_dir in due:
+                        await self._release(client, fd, is_dir)
         if opened is not None:
             num = client.fds.add(opened, opened.is_dir)
             if name == "create":
@@ -900,12 +912,9 @@ class Server(Translator):
 
     async def _put_fds(self, client: ServerClient, name: str, held: list[_OpenFd],
                        anonymous: list[Fd]) -> None:
-        for entry in held:
-            entry.refs -= 1
-            if entry.released and entry.refs == 0:
-                await self._release(client, entry.fd, entry.is_dir)
-        for fd in anonymous:
-            await self._release(client, fd, name in _DIR_FOPS)
+        """Give a fop's fd references back and run the releases now due."""
+        for fd, is_dir in _drop_refs(name, held, anonymous):
+            await self._release(client, fd, is_dir)
 
     async def _release(self, client: ServerClient, fd: Fd, is_dir: bool) -> None:
         try:
