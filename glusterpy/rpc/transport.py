@@ -181,7 +181,8 @@ class RpcEndpoint:
         # the backlog (module docstring)
         self._max_calls = max_calls or None
         self._in_service = 0
-        self._backlog: collections.deque[CallReceived] = collections.deque()
+        #: calls waiting for a place in service, with the bytes each counts for
+        self._backlog: collections.deque[tuple[CallReceived, int]] = collections.deque()
         self._backlog_bytes = 0
         self._backlog_room = trio.Event()
         #: serving tasks parked until the reader hands them a call
@@ -381,14 +382,17 @@ class RpcEndpoint:
                 if isinstance(event, ReplyReceived):
                     self._resolve(event.xid, event.result)
                 elif isinstance(event, CallReceived):
-                    if limit is None or _urgent(event.procedure):
+                    if limit is None:
                         self._dispatch(nursery, event, False)
                     elif self._in_service < limit and not backlog:
                         self._in_service += 1
                         self._dispatch(nursery, event, True)
+                    elif _urgent(event.procedure):
+                        self._dispatch(nursery, event, False)
                     else:
-                        backlog.append(event)
-                        self._backlog_bytes += _call_bytes(event)
+                        size = _call_bytes(event)
+                        backlog.append((event, size))
+                        self._backlog_bytes += size
                 elif isinstance(event, CallFailed):
                     self._resolve(event.xid, RpcCallFailed(event))
                 elif isinstance(event, RejectedCall):
@@ -425,8 +429,8 @@ class RpcEndpoint:
         if not counted:
             return None
         if self._backlog:
-            call = self._backlog.popleft()
-            self._backlog_bytes -= _call_bytes(call)
+            call, size = self._backlog.popleft()
+            self._backlog_bytes -= size
             if self._backlog_bytes <= BACKLOG_LIMIT:
                 self._backlog_room.set()
             return call
