@@ -441,17 +441,7 @@ class ChangelogCrawl:
                     sub = await trio.to_thread.run_sync(crawl_brick, brick, path)
                     queue[0:0] = [s.path for s in sub if s.path not in done]
         if not _flag(self.conf["config"].get("ignore-deletes", "false")):
-            for path in sorted(p.gone, key=_depth, reverse=True):
-                try:
-                    if await self._primary_gfid(primary, path) is not None:
-                        continue  # the primary has it (another brick's part, or made again)
-                    await self._remove(secondary, path)
-                    counts.entry += 1
-                except FileNotFoundError:
-                    pass
-                except OSError as err:
-                    counts.failures += 1
-                    log.warning("%s: delete on the secondary: %s", path, err)
+            await self.delete_absent(primary, secondary, p.gone, counts)
         for path, pst in reversed(dirs):
             try:
                 cur = await secondary.lstat(path)

@@ -106,6 +106,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import trio
 
@@ -740,25 +741,30 @@ class Worker(ChangelogCrawl):
 
     async def sync_deletes(self, primary, secondary, counts: Counts) -> None:
         sec = await self.walk_secondary(secondary)
-        # deepest first; a name the whole primary lacks (asked through its
-        # client) goes - never by this brick's listing alone
-        for path in sorted(sec, key=lambda p: p.count("/"), reverse=True):
-            gfid, sst = sec[path]
+        await self.delete_absent(primary, secondary, sec, counts)
+
+    async def delete_absent(self, primary, secondary, paths: Iterable[str],
+                            counts: Counts) -> None:
+        """Remove from the secondary, deepest first, each of `paths` that the
+        whole primary lacks - asked through its client, never by this
+        brick's listing alone (another brick's part, or made again)."""
+        for path in sorted(paths, key=lambda p: p.count("/"), reverse=True):
             try:
-                pst_gfid = await self._primary_gfid(primary, path)
+                if await self._primary_gfid(primary, path) is not None:
+                    continue
             except OSError as e:
                 counts.failures += 1
                 log.warning("%s: lookup on the primary: %s", path, e)
                 continue
-            if pst_gfid is None:
-                try:
-                    await self._remove(secondary, path)
-                    counts.entry += 1
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    counts.failures += 1
-                    log.warning("%s: delete on the secondary: %s", path, e)
+            try:
+                await self._remove(secondary, path)
+                counts.entry += 1
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                counts.failures += 1
+                log.warning("%s: delete on the secondary: %s", path, e)
+
 
 async def _extents(src, size: int) -> list[tuple[int, int]]:
     """The data extents of an open file of the primary: [(start, stop)],
