@@ -1,6 +1,7 @@
 """`glusterpy token create|list|revoke`: API tokens for remote administration.
 
-    glusterpy token create NAME [--role admin|read-only]   (read-only by default)
+    glusterpy token create NAME [--role admin|read-only|geo-replication]
+                                                          (read-only by default)
     glusterpy token list
     glusterpy token revoke NAME
 
@@ -8,7 +9,10 @@ Run on the node, as root: the daemon serves these on its unix socket only
 (glusterd/trust.py).  `create` prints the token once - the daemon keeps a
 hash - to be used from elsewhere as `glusterpy --token TOKEN --remote-host
 NODE ...`, `GLUSTERPY_TOKEN=TOKEN`, or `Authorization: Bearer TOKEN` over
-HTTPS.  A read-only token may read everything and change nothing.
+HTTPS.  A read-only token may read everything and change nothing.  A
+geo-replication token may only admit a primary pool's certificates to a
+volume of this pool (the primary's `volume geo-replication ... create
+push-pem` uses it; glusterpy/glusterd/georep_pem.py).
 Revocation takes effect at the next request.
 """
 
@@ -20,7 +24,7 @@ import sys
 
 from .api_client import ApiClient, ApiFailure, quote_path
 
-ROLES = ("admin", "read-only")
+ROLES = ("admin", "read-only", "geo-replication")
 
 
 def local_admin_command(sub, name: str, helptext: str, doc: str):

@@ -14,7 +14,8 @@ Three kinds of caller reach a glusterpyd, and each proves itself its own way
   key does.  `peer detach` forgets the certificate on every remaining node,
   so the detached node is refused from that moment.
 * **Remote administrators** send `Authorization: Bearer TOKEN`.  Tokens are
-  made locally (`glusterpy token create NAME --role admin|read-only`), shown
+  made locally (`glusterpy token create NAME --role admin|read-only|
+  geo-replication`), shown
   once and stored as SHA-256 hashes (WORKDIR/trust/tokens.json): the token
   carries 256 random bits, so a plain hash is as good as a slow one and
   lets every request be checked in microseconds.  A token reads
@@ -22,7 +23,10 @@ Three kinds of caller reach a glusterpyd, and each proves itself its own way
   certificate's fingerprint: the CLI checks the daemon's certificate
   against it before sending the token, so a token is never handed to an
   impostor, with nothing else to configure.  Tokens belong to the node
-  that made them.
+  that made them.  A geo-replication token is what a secondary pool's
+  admin hands to a primary pool once: it may only admit the primary's
+  node certificates to a volume (`create push-pem`, glusterd/georep_pem.py)
+  and read nothing.
 
 Joining is the one unauthenticated peer call, as in GlusterFS: a node with
 no peers and no volumes accepts the first pool that probes it, and pins its
@@ -52,7 +56,7 @@ from .store import read_json, write_json
 
 log = logging.getLogger("glusterpy.glusterd.trust")
 
-ROLES = ("admin", "read-only")
+ROLES = ("admin", "read-only", "geo-replication")
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: hex digits of the node certificate's fingerprint a token carries
 PIN_DIGITS = 32

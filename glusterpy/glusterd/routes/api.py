@@ -62,7 +62,9 @@ class Route:
 #:   local   a local administrator only (tokens are made and revoked on the node)
 #:   peer    a member of this node's pool (its pinned certificate)
 #:   join    anyone: the node itself refuses unless it is in no pool (glusterd/daemon.py)
-ACCESS = ("public", "read", "write", "local", "peer", "join")
+#:   georep  what `write` admits, or a geo-replication token (push-pem's credential,
+#:           which a secondary's admin hands to a primary pool; nothing else admits it)
+ACCESS = ("public", "read", "write", "local", "peer", "join", "georep")
 
 
 def principal(gd: Glusterd, req: Request) -> dict:
@@ -109,6 +111,8 @@ def authorize(gd: Glusterd, req: Request, access: str) -> None:
     elif kind == "local" or role == "admin" or (access == "read" and role in ("read-only",
                                                                                "peer")):
         return
+    elif access == "georep" and role == "geo-replication":
+        return
     elif kind == "anonymous":
         refusal = (401, "authentication required: send Authorization: Bearer TOKEN (make "
                         "one on the node with `glusterpy token create NAME --role "
@@ -116,6 +120,9 @@ def authorize(gd: Glusterd, req: Request, access: str) -> None:
     elif kind == "bad-token":
         refusal = (401, "the token is not valid on this node (unknown, revoked or "
                         "mistyped)")
+    elif role == "geo-replication":
+        refusal = (403, "a geo-replication token may only admit a primary pool's "
+                        f"certificates (create push-pem), not {req.method} {req.path}")
     else:
         refusal = (403, f"{'a read-only token' if role == 'read-only' else 'a peer'} may not "
                         f"change state ({req.method} {req.path})")
@@ -655,8 +662,9 @@ def openapi() -> dict:
         paths.setdefault(r.pattern, {})[r.method.lower()] = op
     schemes = {
         "bearerToken": {"type": "http", "scheme": "bearer",
-                        "description": "`glusterpy token create NAME --role admin|read-only` "
-                                       "on the node; read-only tokens may GET only"},
+                        "description": "`glusterpy token create NAME --role admin|read-only|"
+                                       "geo-replication` on the node; read-only tokens may "
+                                       "GET only, geo-replication ones push-pem only"},
         "peerCertificate": {"type": "mutualTLS",
                             "description": "a pool member's pinned node certificate"}}
     # 3.1: the version that knows mutualTLS
