@@ -87,13 +87,14 @@ def pool_certificates(gd) -> list[str]:
     return [c if c.endswith("\n") else c + "\n" for c in certs]
 
 
-async def push(gd, host: str, port: int, volume: str, token: str, primary: str) -> dict:
-    """Ask the secondary's glusterpyd at host:port to admit this pool's
-    certificates to `volume`; its answer ({ca, added, ssl_allow}), or
-    ValueError saying why not (the token is sent only to the node whose
-    certificate its pin names)."""
-    from .http import PeerUnreachable, request
+def token_pin(token) -> str:
+    """The pin a secondary's token carries (its node certificate's
+    fingerprint, as a prefix); ValueError when it is no such token."""
     from .trust import PIN_DIGITS, parse_token
+    if not isinstance(token, str) or not token.strip():
+        raise ValueError("push-pem needs the secondary's token: on a node of the secondary, "
+                         "`glusterpy token create NAME --role geo-replication`; give it here "
+                         f"as ${TOKEN_ENV}")
     try:
         _, _, pin = parse_token(token)
     except ValueError:
@@ -102,24 +103,22 @@ async def push(gd, host: str, port: int, volume: str, token: str, primary: str) 
     if pin is None or not re.fullmatch(f"[0-9a-f]{{{PIN_DIGITS}}}", pin.lower()):
         raise ValueError("the secondary's token has no pin (its third part): use it as "
                          "`glusterpy token create` printed it")
-    try:
-        reply = await request(host, port, "POST", ADMIT_PATH.format(name=volume),
-                              {"certs": pool_certificates(gd), "primary": primary},
-                              headers={"authorization": f"Bearer {token.strip()}"},
-                              tls=gd.trust.client_context(anonymous=True), pin=pin.lower(),
-                              timeout=60)
-    except PeerUnreachable as e:
-        raise ValueError(f"push-pem: the secondary {host}:{port} cannot be asked: {e}") from None
-    doc = reply.doc if isinstance(reply.doc, dict) else {}
-    if reply.status >= 400:
-        raise ValueError(f"push-pem: the secondary {host}:{port} refused: "
-                         f"{doc.get('error', f'HTTP {reply.status}')}")
+    return pin.lower()
+
+
+def admitted(status: int, doc, where: str) -> dict:
+    """The secondary's answer to the push ({ca, added, ssl_allow}), checked;
+    ValueError with its refusal otherwise."""
+    doc = doc if isinstance(doc, dict) else {}
+    if status >= 400:
+        raise ValueError(f"push-pem: the secondary {where} refused: "
+                         f"{doc.get('error', f'HTTP {status}')}")
     if not isinstance(doc.get("ca"), str) or not doc["ca"].strip():
-        raise ValueError(f"push-pem: the secondary {host}:{port} answered no CA list")
+        raise ValueError(f"push-pem: the secondary {where} answered no CA list")
     try:
         pki.load_certs(doc["ca"].encode())
     except ValueError:
-        raise ValueError(f"push-pem: the secondary {host}:{port} answered a CA list that is "
+        raise ValueError(f"push-pem: the secondary {where} answered a CA list that is "
                          "not PEM certificates") from None
     return doc
 
@@ -248,5 +247,5 @@ async def _put_back(gd, clients: str) -> None:
                       r["error"])
 
 
-__all__ = ["push", "admit", "check_admission", "ssl_allow_with", "pool_certificates",
+__all__ = ["token_pin", "admitted", "admit", "check_admission", "ssl_allow_with", "pool_certificates",
            "write_worker_tls", "Refused", "ADMIT_PATH", "TOKEN_ENV"]

@@ -247,7 +247,8 @@ async def request(host: str, port: int, method: str, path: str, body: Any = None
                     if pin is not None and (len(pin) < 32 or not seen.startswith(pin)):
                         raise PeerUnreachable(
                             f"{host}:{port}: its certificate (sha256 {seen[:16]}...) is not "
-                            f"the one this pool pinned for it (sha256 {pin[:16]}...)")
+                            f"the one pinned for it (by this pool, or by the token used: "
+                            f"sha256 {pin[:16]}...)")
                 await _send(stream, conn, h11.Request(method=method, target=path,
                                                       headers=hdrs))
                 await _send(stream, conn, h11.Data(data=payload))

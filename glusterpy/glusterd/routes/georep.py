@@ -30,7 +30,7 @@ import re
 from ...gfapi.exceptions import LibgfapiException
 from ..common import OpFailed
 from ..georep import ACTIONS, parse_secondary, prepare_georep, session_key
-from ..georep_pem import Refused, admit, push
+from ..georep_pem import ADMIT_PATH, Refused, admit, admitted, pool_certificates, token_pin
 from ..http import ApiError, Response
 from .handlers import flag, peer_of, run_transaction, volume_or_404, who_asked
 
@@ -88,13 +88,7 @@ async def post_georep(gd, req):
                 # the session's own checks first ("already created", ...), so
                 # that the secondary is asked only for a session that will be
                 prepare_georep(gd.cluster(), args)
-                token = body.get("secondary_token")
-                if not isinstance(token, str) or not token.strip():
-                    raise ValueError(
-                        "push-pem needs the secondary's token: on a node of the secondary, "
-                        "`glusterpy token create NAME --role geo-replication`; give it here "
-                        "as $GLUSTERPY_SECONDARY_TOKEN")
-                pushed = await push(gd, host, port, svol, token,
+                pushed = await push(gd, host, port, svol, body.get("secondary_token"),
                                     f"{name} on {gd.names[0]}")
                 args["secondary_ca"] = pushed["ca"]
         except ValueError as e:
@@ -118,6 +112,25 @@ async def post_georep(gd, req):
             names=", ".join(pushed.get("added") or []) or "none new", volume=svol,
             allow=pushed.get("ssl_allow") or "unset: any certificate its CA list trusts")
     return Response(200, doc)
+
+
+async def push(gd, host: str, port: int, volume: str, token, primary: str) -> dict:
+    """Ask the secondary's glusterpyd at host:port to admit this pool's
+    certificates to `volume` (glusterd/georep_pem.py): its answer, or
+    ValueError saying why not.  The token goes only to the node whose
+    certificate its pin names, and we show no certificate of ours (a node
+    of another pool would fail the handshake on one it never pinned)."""
+    from ..http import PeerUnreachable, request
+    pin = token_pin(token)
+    try:
+        reply = await request(host, port, "POST", ADMIT_PATH.format(name=volume),
+                              {"certs": pool_certificates(gd), "primary": primary},
+                              headers={"authorization": f"Bearer {token.strip()}"},
+                              tls=gd.trust.client_context(anonymous=True), pin=pin,
+                              timeout=60)
+    except PeerUnreachable as e:
+        raise ValueError(f"push-pem: the secondary {host}:{port} cannot be asked: {e}") from None
+    return admitted(reply.status, reply.doc, f"{host}:{port}")
 
 
 async def post_primaries(gd, req):
