@@ -20,6 +20,9 @@ with an auth.ssl-allow of its own.  Checked:
   the primary node's very name, mounts nothing of the secondary volume; the
   geo-replication token does nothing but push-pem; the push route
   anonymously is a 401.
+
+The units check what the secondary refuses to admit (glusterd/georep_pem.py)
+and the token and answer checks of the primary's side.
 """
 
 from __future__ import annotations
@@ -30,17 +33,80 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from glusterpy import pki
+from glusterpy.glusterd import georep_pem
 from test_glusterd_cluster import SUBNET, in_netns, switched_namespaces
 from test_glusterd_support import Daemon, snapshot, wait_for
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")]
-
 PORT = 24431
+
+
+# -- units ------------------------------------------------------------------------
+
+
+def test_ssl_allow_keeps_what_was_there():
+    assert georep_pem.ssl_allow_with(None, ["p1"]) is None       # unset: any trusted one
+    assert georep_pem.ssl_allow_with("*", ["p1"]) is None
+    assert georep_pem.ssl_allow_with("p*", ["p1", "p2"]) is None
+    assert georep_pem.ssl_allow_with("admin, qemu-*", ["p1", "qemu-1"]) == "admin,qemu-*,p1"
+
+
+def test_token_and_answer_checks():
+    pin = "0123456789abcdef" * 2
+    for token, message in ((None, "needs the secondary's token"), ("  ", "needs the"),
+                           ("not a token", "not a glusterpy token"),
+                           ("geo.SECRET", "has no pin"), ("geo.SECRET.abc", "has no pin")):
+        with pytest.raises(ValueError, match=message):
+            georep_pem.token_pin(token)
+    assert georep_pem.token_pin(f"geo.SECRET.{pin.upper()}") == pin
+    cert = pki.cert_pem(pki.self_signed("s1", pki.new_key())).decode()
+    with pytest.raises(ValueError, match="refused: nope"):
+        georep_pem.admitted(403, {"error": "nope"}, "h:1")
+    with pytest.raises(ValueError, match="no CA list"):
+        georep_pem.admitted(200, {"added": []}, "h:1")
+    with pytest.raises(ValueError, match="not PEM"):
+        georep_pem.admitted(200, {"ca": "junk"}, "h:1")
+    assert georep_pem.admitted(200, {"ca": cert}, "h:1")["ca"] == cert
+
+
+def test_what_a_secondary_refuses_to_admit(tmp_path):
+    from glusterpy.glusterd import tls_setup
+    from glusterpy.glusterd.model import Brick, Volume
+    from glusterpy.glusterd.trust import NodeTrust
+    gd = SimpleNamespace(trust=NodeTrust(tmp_path, "sec1"), peers={})
+    vol = Volume(name="sv", id="6d3b0e84-8d1c-4bb8-9a2c-1f1c1c1c1c1c", status="Started",
+                 bricks=[Brick("sec1", "/b", "u1", 49152)])
+
+    def cert(name, ca=False):
+        return pki.cert_pem(pki.self_signed(name, pki.new_key(), ca=ca)).decode()
+    prim = cert("prim1")
+    with pytest.raises(georep_pem.Refused, match="no TLS set up"):
+        georep_pem.check_admission(gd, vol, [prim])
+    tls_setup.state_path(gd).write_text('{"management": false}')
+    with pytest.raises(georep_pem.Refused, match="client.ssl and server.ssl off"):
+        georep_pem.check_admission(gd, vol, [prim])
+    vol.options.update({"client.ssl": "on", "server.ssl": "on"})
+    for certs, message in (([cert("evil", ca=True)], "is a CA"),
+                           ([cert("sec1")], "already trusted under the name 'sec1'"),
+                           ([prim, cert("prim1")], "already trusted under the name 'prim1'"),
+                           (["junk"], "not PEM"), ([], "a list of PEM"), (prim, "a list of PEM"),
+                           ([7], "a list of PEM")):
+        with pytest.raises(georep_pem.Refused, match=message):
+            georep_pem.check_admission(gd, vol, certs)
+    assert georep_pem.check_admission(gd, vol, [prim]) == ([prim], ["prim1"])
+    # already admitted (push-pem again): nothing to add, the name still counts
+    (gd.trust.dir / "clients.pem").write_text(prim)
+    assert georep_pem.check_admission(gd, vol, [prim]) == ([], ["prim1"])
+    # a client of the secondary's own under that name: another certificate is refused
+    with pytest.raises(georep_pem.Refused, match="already trusted"):
+        georep_pem.check_admission(gd, vol, [cert("prim1")])
+
+
+# -- two pools in network namespaces ---------------------------------------------------
 
 
 def cli(d: Daemon, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -60,6 +126,8 @@ def files(paths: list[Path]) -> dict[str, bytes]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 def test_push_pem_sets_up_tls_and_nothing_else(tmp_path):
     h1, h2, evil = (f"{SUBNET}.{i}" for i in (1, 2, 3))
     ssl1, ssl2 = tmp_path / "ssl1", tmp_path / "ssl2"
