@@ -48,7 +48,10 @@ an admitted primary node may also mount any volume of the secondary whose
 auth.ssl-allow is unset or "*" (as any `tls client` may).  If the primary's
 transaction fails after the secondary admitted the certificates (a primary
 peer down at that moment), the secondary keeps them; `create push-pem`
-again completes it.
+again completes it.  Deleting the session does not take them back on the
+secondary (no route does yet): its admin removes them from
+WORKDIR/trust/clients.pem there and runs `tls setup` again, and edits
+auth.ssl-allow.
 """
 
 from __future__ import annotations
