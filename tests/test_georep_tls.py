@@ -11,6 +11,7 @@ with an auth.ssl-allow of its own.  Checked:
   token of another node (its pin does not match), to a secondary pool
   without TLS set up, and to a volume without TLS: refused, with the reason,
   and nothing changed on either node (state, OpenSSL files);
+* a geo-replication token made for another volume: refused too;
 * with the secondary's geo-replication token: the primary node's
   certificate is in the secondary's glusterfs.ca, its name added to
   auth.ssl-allow (what was there kept), the session mirrors files, and the
@@ -71,6 +72,22 @@ def test_token_and_answer_checks():
     with pytest.raises(ValueError, match="not PEM"):
         georep_pem.admitted(200, {"ca": "junk"}, "h:1")
     assert georep_pem.admitted(200, {"ca": cert}, "h:1")["ca"] == cert
+
+
+def test_a_geo_replication_token_may_be_limited_to_a_volume(tmp_path):
+    from glusterpy.glusterd.trust import TokenStore, TrustError
+    store = TokenStore(tmp_path / "tokens.json")
+    pin = "ab" * 32
+    token = store.create("g", "geo-replication", pin, volume="sv")
+    assert store.check(token) == ("g", "geo-replication") and store.volume_of("g") == "sv"
+    assert store.volume_of(store.create("g2", "geo-replication", pin).split(".")[0]) is None
+    for name, role, volume, message in (("a", "admin", "sv", "only a geo-replication"),
+                                        ("b", "geo-replication", "a/b", "volume 'a/b'"),
+                                        ("c", "geo-replication", "", "volume ''")):
+        with pytest.raises(TrustError, match=message):
+            store.create(name, role, pin, volume)
+    assert [t["name"] for t in store.listing()] == ["g", "g2"]
+    assert TokenStore(tmp_path / "tokens.json").volume_of("g") == "sv"  # kept on disk
 
 
 def test_what_a_secondary_refuses_to_admit(tmp_path):
@@ -149,8 +166,10 @@ def test_push_pem_sets_up_tls_and_nothing_else(tmp_path):
             for key, value in (("client.ssl", "on"), ("server.ssl", "on"),
                                ("auth.ssl-allow", "backup-admin")):
                 n2.ok("volume", "set", "sv", key, value)
-            geo_token = n2.ok("token", "create", "geo", "--role",
-                              "geo-replication").out.splitlines()[1]
+            geo_token = n2.ok("token", "create", "geo", "--role", "geo-replication",
+                              "--volume", "sv").out.splitlines()[1]
+            any_volume_token = n2.ok("token", "create", "geo2", "--role",
+                                     "geo-replication").out.splitlines()[1]
             ro_token = n2.ok("token", "create", "ro", "--role", "read-only").out.splitlines()[1]
             other_token = n1.ok("token", "create", "geo", "--role",
                                 "geo-replication").out.splitlines()[1]
@@ -180,8 +199,10 @@ def test_push_pem_sets_up_tls_and_nothing_else(tmp_path):
             n2.ok("tls", "setup")
             n2.ok("volume", "start", "sv")
             before = state()
-            r = push(geo_token, f"{h2}:{PORT}::plain")
+            r = push(any_volume_token, f"{h2}:{PORT}::plain")
             assert r.returncode == 1 and "volume plain does not use TLS" in r.stderr, r.stderr
+            r = push(geo_token, f"{h2}:{PORT}::plain")
+            assert r.returncode == 1 and "to volume sv only" in r.stderr, r.stderr
             assert state() == before
             assert "No active geo-replication sessions" in n1.ok(
                 "volume", "geo-replication", "status").out

@@ -25,7 +25,8 @@ pool's node certificates instead: the secondary admits them to its volume
 (every node's glusterfs.ca, the volume's auth.ssl-allow) and the workers
 connect with TLS as this pool's nodes (glusterpy/glusterd/georep_pem.py).
 Its one credential is a token the secondary's admin made once on a node of
-the secondary (`glusterpy token create NAME --role geo-replication`),
+the secondary (`glusterpy token create NAME --role geo-replication
+--volume SECONDARY-VOL`),
 taken from $GLUSTERPY_SECONDARY_TOKEN or, at a terminal, asked for (never
 a word of the command line, which other users see in ps).  The secondary
 must have `tls setup` done and client.ssl/server.ssl on for its volume;

@@ -15,8 +15,8 @@ is pushed is certificates, and what the secondary grants is TLS trust:
   other's), and the primary needs no `tls setup` of its own.  A node that
   joins the primary later is admitted by `create push-pem force` again.
 * **The credential**: a token the secondary's admin made once on any of its
-  nodes, `glusterpy token create NAME --role geo-replication` (an admin
-  token works too), handed to the primary's admin, who gives it to
+  nodes, `glusterpy token create NAME --role geo-replication --volume
+  SVOL` (without --volume: to any volume; an admin token works too), handed to the primary's admin, who gives it to
   `create push-pem` (`$GLUSTERPY_SECONDARY_TOKEN`, or typed when asked).
   The primary's glusterpyd sends it, over TLS, only to a secondary whose
   node certificate matches the pin the token carries (glusterd/trust.py),
@@ -96,8 +96,8 @@ def token_pin(token) -> str:
     from .trust import PIN_DIGITS, parse_token
     if not isinstance(token, str) or not token.strip():
         raise ValueError("push-pem needs the secondary's token: on a node of the secondary, "
-                         "`glusterpy token create NAME --role geo-replication`; give it here "
-                         f"as ${TOKEN_ENV}")
+                         "`glusterpy token create NAME --role geo-replication --volume VOL`; "
+                         f"give it here as ${TOKEN_ENV}")
     try:
         _, _, pin = parse_token(token)
     except ValueError:

@@ -87,7 +87,9 @@ def principal(gd: Glusterd, req: Request) -> dict:
         found = gd.trust.tokens.check(credential.strip())
         if found is None:
             return {"kind": "bad-token"}
-        return {"kind": "token", "role": found[1], "token": found[0]}
+        p = {"kind": "token", "role": found[1], "token": found[0]}
+        volume = gd.trust.tokens.volume_of(found[0])
+        return p if volume is None else dict(p, volume=volume)
     return {"kind": "anonymous"}
 
 
@@ -392,15 +394,16 @@ async def get_tokens(gd, req):
 
 async def post_token(gd, req):
     body = req.json()
-    name, role = body.get("name"), body.get("role", "read-only")
-    args = {"name": name, "role": role}
+    name, role, volume = body.get("name"), body.get("role", "read-only"), body.get("volume")
+    args = {"name": name, "role": role, **({"volume": volume} if volume is not None else {})}
     try:
-        token = gd.trust.tokens.create(name, role, gd.trust.fingerprint)
+        token = gd.trust.tokens.create(name, role, gd.trust.fingerprint, volume)
     except TrustError as e:
         gd.audit(who_asked(req), "token create", args, f"failed: {e}")
         raise ApiError(409 if "exists" in str(e) else 400, str(e)) from None
     gd.audit(who_asked(req), "token create", args, "success")
-    return Response(201, {"name": name, "role": role, "token": token})
+    return Response(201, {"name": name, "role": role, "token": token,
+                          **({"volume": volume} if volume is not None else {})})
 
 
 async def delete_token(gd, req):
@@ -575,7 +578,9 @@ ROUTES = [
     Route("POST", "/api/v1/tokens", post_token, "token create: the token is shown once",
           {"type": "object", "required": ["name"],
            "properties": {"name": {"type": "string", "pattern": TOKEN_NAME.pattern},
-                          "role": {"type": "string", "enum": list(ROLES)}}},
+                          "role": {"type": "string", "enum": list(ROLES)},
+                          "volume": {"type": "string", "description":
+                                     "a geo-replication token: this volume only"}}},
           access="local"),
     Route("DELETE", "/api/v1/tokens/{name}", delete_token, "token revoke", access="local"),
     # between peers

@@ -137,9 +137,15 @@ async def post_primaries(gd, req):
     """On a secondary: admit a primary pool's certificates to a volume
     (glusterd/georep_pem.py); answers {ca, added, ssl_allow}."""
     body = req.json()
-    vol = volume_or_404(gd, req.params["name"])
     primary = body.get("primary")
-    args = {"volume": vol.name, "primary": primary if isinstance(primary, str) else None}
+    args = {"volume": req.params["name"],
+            "primary": primary if isinstance(primary, str) else None}
+    scope = (req.conn.get("principal") or {}).get("volume")
+    if scope is not None and scope != req.params["name"]:
+        message = f"this geo-replication token admits certificates to volume {scope} only"
+        gd.audit(who_asked(req), "geo-replication push-pem", args, f"refused: {message}")
+        raise ApiError(403, message)
+    vol = volume_or_404(gd, req.params["name"])
 
     async def set_allow(value: str) -> None:
         await run_transaction(gd, req, "set", {"name": vol.name,
