@@ -11,7 +11,9 @@ Against one glusterpyd with a volume, hypothesis sends requests
   still answers afterwards.
 
 The daemon's log must hold no traceback at the end: an unhandled
-exception is a 500 that happened to be caught.
+exception is a 500 that happened to be caught.  The fuzz reaches `tls
+setup` and `tls client` as root, so the daemon gets an OpenSSL directory of
+its own: this machine's (/usr/lib/ssl/glusterfs.*) must be as it was.
 """
 
 from __future__ import annotations
@@ -35,20 +37,39 @@ FUZZ = settings(max_examples=120, deadline=None,
                                        HealthCheck.too_slow])
 
 
+def _host_tls_files() -> dict:
+    from glusterpy.rpc import tls
+    out = {}
+    for path in (tls.SECURE_ACCESS_FILE, *(f"{tls.DEFAULT_CERT_DIR}/glusterfs.{x}"
+                                          for x in ("pem", "key", "ca"))):
+        try:
+            with open(path, "rb") as f:
+                out[path] = f.read()
+        except FileNotFoundError:
+            out[path] = None
+    return out
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz")
-    d = Daemon(base / "wd")
+    host_tls = _host_tls_files()
+    # (`tls setup` fuzzed as root would otherwise write this machine's files)
+    d = Daemon(base / "wd", env={"GLUSTERPY_SSL_CERT_DIR": str(base / "ssl")})
     try:
         d.start()
         (base / "b1").mkdir()
         d.ok("volume", "create", "v", f"127.0.0.1:{base / 'b1'}", "force")
         d.read_only = d.ok("token", "create", "ro", "--role", "read-only").out.splitlines()[1]
+        # what the fuzz may do at random, once for sure: into the daemon's own directory
+        assert d.api("POST", "/api/v1/tls/setup", b"{}")[0] == 200
+        assert (base / "ssl" / "glusterfs.pem").exists()
         yield d
         log = d.log.read_text()
         assert "Traceback" not in log, log[log.index("Traceback"):][:3000]
     finally:
         d.cleanup()
+    assert _host_tls_files() == host_tls, "the fuzzed daemon changed this machine's TLS files"
 
 
 segment = st.one_of(st.sampled_from(["v", "nosuch", "..", ".", "%2e%2e", "%00", "all", "a" * 300,

@@ -295,7 +295,7 @@ def test_bad_input_changes_nothing(pair):
         r = p.cli("volume", "geo-replication", *words)
         assert r.rc != 0 and message in r.text, (words, r.text)
     assert snapshot(p.workdir) == before
-    assert pair.geo("create", "push-pem").rc == 0
+    assert pair.geo("create").rc == 0
     before = snapshot(p.workdir)
     r = pair.geo("create")
     assert r.rc == 1 and "already created" in r.err
@@ -338,7 +338,7 @@ def test_session_mirrors_the_primary(pair):
     v.chmod("/d1/d2", 0o750)
     v.chown("/keep", 1234, 4321)
     v.utime("/keep", (1_000_000_000, 1_000_000_000))
-    assert pair.geo("create", "push-pem").rc == 0
+    assert pair.geo("create").rc == 0
     pair.geo("config", "change-interval", "1")
     r = pair.geo("start")
     assert r.out.strip() == (f"Starting geo-replication session between pv & "
@@ -518,7 +518,7 @@ def test_active_workers_brick_killed(pair):
     v = pair.pvol
     with v.fopen("/first", "wb") as f:
         f.write(b"1" * 1000)
-    assert pair.geo("create", "push-pem").rc == 0
+    assert pair.geo("create").rc == 0
     pair.geo("config", "change-interval", "1")
     assert pair.geo("start").rc == 0
     pair.checkpoint()
@@ -574,7 +574,7 @@ def test_sparse_files_arrive_sparse(pair):
     size = 64 << 20
     assert v.stat("/sparse").st_size == size
     sent_data = sum(len(d) for _, d in extents)
-    assert pair.geo("create", "push-pem").rc == 0
+    assert pair.geo("create").rc == 0
     pair.geo("config", "change-interval", "1")
     assert pair.geo("start").rc == 0
     pair.checkpoint()
@@ -663,7 +663,7 @@ def test_workers_use_another_secondary_host_when_the_named_one_is_down(tmp_path)
                     r["checkpoint_completed"] for r in rows() if r["status"] == "Active"),
                     90, "the checkpoint")
 
-            r = geo("create", "push-pem")
+            r = geo("create")
             assert "has been successful" in r.out
             session = geo("status", "--json").json()["sessions"][f"{h2}:{NS_PORT}::sv"]
             assert session["secondary_hosts"] == [h2, h3]
@@ -739,7 +739,7 @@ def test_network_partition(tmp_path):
                 return {p.name for p in (tmp_path / "sb2").iterdir()
                         if p.name != ".glusterfs"}
 
-            geo("create", "push-pem")
+            geo("create")
             geo("config", "change-interval", "1")
             geo("start")
             before = [f"a{i}" for i in range(10)]
@@ -803,7 +803,7 @@ def test_glusterfs10_secondary(glusterd, tmp_path):
 
         def geo(*words):
             return p.ok("volume", "geo-replication", "pv", secondary, *words)
-        geo("create", "push-pem")
+        geo("create")
         session = geo("status", "--json").json()["sessions"][secondary]
         assert session["secondary_id"] == str(glusterd.volume_id(name))
         geo("config", "change-interval", "1")

@@ -61,12 +61,14 @@ class Daemon:
     """A glusterpyd process (inside network namespace `netns` when given).
     Its bricks may be under `brick_roots` (glusterpyd --brick-root): by
     default the working directory's parent (a test's tmp_path) and the
-    temporary directory."""
+    temporary directory.  `env` adds to the environment of the daemon (and
+    so of its bricks and workers) and of the CLI run in its namespace."""
 
     def __init__(self, workdir: Path, *, port: int | None = None, address: str = "127.0.0.1",
                  netns: str | None = None, hostname: str | None = None,
-                 brick_roots: list[str | Path] | None = None):
+                 brick_roots: list[str | Path] | None = None, env: dict | None = None):
         self.workdir = Path(workdir)
+        self.env = {**os.environ, **env} if env else None
         if brick_roots is None:
             brick_roots = [self.workdir.parent, tempfile.gettempdir()]
         self.brick_roots = list(dict.fromkeys(str(Path(r).resolve()) for r in brick_roots))
@@ -93,7 +95,7 @@ class Daemon:
         for root in self.brick_roots:
             cmd += ["--brick-root", root]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -108,7 +110,8 @@ class Daemon:
         if self.netns:
             done = subprocess.run([*self._prefix(), PYTHON, "-m", "glusterpy.cli.main",
                                    args[0], *argv[:2], *args[1:]], capture_output=True,
-                                  text=True, timeout=300, stdin=subprocess.DEVNULL)
+                                  text=True, timeout=300, stdin=subprocess.DEVNULL,
+                                  env=self.env)
             return Result(done.returncode, done.stdout, done.stderr)
         from glusterpy.cli.main import main
         out, err = io.StringIO(), io.StringIO()

@@ -136,9 +136,16 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
             out.append(call("{host1}", {PORT}, "POST", "/api/v1/volumes/x/geo-replication",
                             {{"secondary": "{evil}::loot", "action": "create"}}, tls=tls))
             out.append(call("{host1}", {PORT}, "GET", "/api/v1/geo-replication", tls=tls))
+            # nor may it have its own certificate admitted to a volume (push-pem's
+            # route on a secondary: a geo-replication or admin token only)
+            out.append(call("{host1}", {PORT}, "POST",
+                            "/api/v1/volumes/x/geo-replication/primaries",
+                            {{"certs": [open("{attacker.workdir}/trust/node.pem").read()]}},
+                            tls=tls))
         print(json.dumps(out))
     """)
-    assert [a[0] for a in answers] == [401, 401, 401, 403, 401, 401, 401, 401] * 2, answers
+    assert [a[0] for a in answers] == [401, 401, 401, 403, 401, 401, 401, 401, 401] * 2, \
+        answers
     assert all("error" in a[1] for a in answers)
     assert states(members) == before
 
@@ -169,9 +176,12 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
                  headers={{"Authorization": "Bearer {token}"}}),
             call("{host1}", {PORT}, "GET", "/api/v1/volumes",
                  headers={{"Authorization": "Basic {token}"}}),
+            call("{host1}", {PORT}, "POST", "/api/v1/volumes/x/geo-replication/primaries",
+                 {{"certs": [open("{attacker.workdir}/trust/node.pem").read()]}},
+                 headers={{"Authorization": "Bearer {token}"}}),
         ]))
     """)
-    assert [a[0] for a in answers] == [401, 403, 401], answers
+    assert [a[0] for a in answers] == [401, 403, 401, 403], answers
     assert states(members) == before
 
     # 3. a non-member peer: the attacker's own node certificate, none, a

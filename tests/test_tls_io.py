@@ -185,6 +185,33 @@ async def test_untrusted_client_certificate_is_refused(tmp_path, ca, caplog):
             logged(caplog, "refused it")
 
 
+async def test_a_rewritten_ca_list_admits_at_the_next_connection(tmp_path, ca, caplog):
+    """GlusterFS reads the files once; our brick reads them again for a new
+    connection when they changed (`tls client`, geo-replication's push-pem),
+    and keeps the old ones when the new ones do not load."""
+    caplog.set_level(logging.INFO)
+    server = ca.identity("brick1")
+    newcomer = self_signed_identity(tmp_path, "newcomer")
+    ca_list = tmp_path / "brick.ca"
+    ca_list.write_bytes(ca.ca.read_bytes())
+    client_ca = tmp_path / "client.ca"
+    client_ca.write_bytes(ca.ca.read_bytes())
+    async with brick(tmp_path / "b", tls_options(server, ca_list)) as (port, sub):
+        await assert_refused(port, sub, tls_options(newcomer, client_ca))
+        ca_list.write_bytes(ca.ca.read_bytes() + newcomer.cert.read_bytes())
+        graph = Graph.from_text(client_volfile(port, sub, tls_options(newcomer, client_ca)))
+        async with AsyncVolume(graph, mount_timeout=10) as vol:
+            assert await vol.listdir("/") is not None
+        assert logged(caplog, "the TLS files changed: new connections use them")
+        # a CA list that no longer loads: the brick goes on with the last good one
+        caplog.clear()
+        ca_list.write_text("not a certificate\n")
+        graph = Graph.from_text(client_volfile(port, sub, tls_options(newcomer, client_ca)))
+        async with AsyncVolume(graph, mount_timeout=10) as vol:
+            assert await vol.listdir("/") is not None
+        assert logged(caplog, "the TLS files changed and do not load")
+
+
 async def test_client_without_certificate_or_tls_is_refused(tmp_path, ca, caplog):
     caplog.set_level(logging.INFO)
     server = ca.identity("brick1")

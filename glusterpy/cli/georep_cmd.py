@@ -19,10 +19,20 @@ COMPLETION TIME), and for a Faulty worker its reason under the table
 a secondary glusterpyd that is not on 24007.  The commands are REST calls
 (glusterpy/glusterd/routes/georep.py); `--json` prints the API's answer.
 
-`push-pem` has no SSH key to push: the transport is the GlusterFS
-protocol (glusterpy/georep/worker.py says why); it says so, and what a
-secondary using TLS needs (its CA list and this pool's listing each other's
-certificates), which it does not set up yet.
+`create push-pem` has no SSH key to push - the transport is the GlusterFS
+protocol with TLS (glusterpy/georep/worker.py says why) - and pushes this
+pool's node certificates instead: the secondary admits them to its volume
+(every node's glusterfs.ca, the volume's auth.ssl-allow) and the workers
+connect with TLS as this pool's nodes (glusterpy/glusterd/georep_pem.py).
+Its one credential is a token the secondary's admin made once on a node of
+the secondary (`glusterpy token create NAME --role geo-replication
+--volume SECONDARY-VOL`),
+taken from $GLUSTERPY_SECONDARY_TOKEN or, at a terminal, asked for (never
+a word of the command line, which other users see in ps).  The secondary
+must have `tls setup` done and client.ssl/server.ssl on for its volume;
+without the token, with a wrong one, or to such a secondary, push-pem fails
+and nothing changes on either side.  Without push-pem, `create` sets up no
+trust (a secondary without TLS, or one set up by hand).
 """
 
 from __future__ import annotations
@@ -195,6 +205,10 @@ def run(client: ApiClient, opts, words: list[str]) -> int:
                 print(f"{k}:{v}")
         return 0
     body = {k: v for k, v in cmd.items() if k not in ("primary", "detail")}
+    if cmd.get("push_pem"):
+        token = _secondary_token()
+        if token:
+            body["secondary_token"] = token
     try:
         doc = client.call("POST", path, body)
     except ApiFailure as e:
@@ -210,6 +224,18 @@ def run(client: ApiClient, opts, words: list[str]) -> int:
         if doc.get("push_pem"):
             print(doc["push_pem"], file=sys.stderr)
     return 0
+
+
+def _secondary_token() -> str | None:
+    """push-pem's credential: $GLUSTERPY_SECONDARY_TOKEN, else asked for at
+    a terminal; None otherwise (glusterpyd then says what is missing)."""
+    import os
+    from ..glusterd.georep_pem import TOKEN_ENV
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token or not sys.stdin.isatty():
+        return token or None
+    import getpass
+    return getpass.getpass("the secondary's geo-replication token: ").strip() or None
 
 
 # --------------------------------------------------------------------------

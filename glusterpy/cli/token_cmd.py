@@ -1,6 +1,7 @@
 """`glusterpy token create|list|revoke`: API tokens for remote administration.
 
-    glusterpy token create NAME [--role admin|read-only]   (read-only by default)
+    glusterpy token create NAME [--role admin|read-only|geo-replication [--volume VOL]]
+                                                          (read-only by default)
     glusterpy token list
     glusterpy token revoke NAME
 
@@ -8,7 +9,11 @@ Run on the node, as root: the daemon serves these on its unix socket only
 (glusterd/trust.py).  `create` prints the token once - the daemon keeps a
 hash - to be used from elsewhere as `glusterpy --token TOKEN --remote-host
 NODE ...`, `GLUSTERPY_TOKEN=TOKEN`, or `Authorization: Bearer TOKEN` over
-HTTPS.  A read-only token may read everything and change nothing.
+HTTPS.  A read-only token may read everything and change nothing.  A
+geo-replication token may only admit a primary pool's certificates to a
+volume of this pool (the primary's `volume geo-replication ... create
+push-pem` uses it; glusterpy/glusterd/georep_pem.py) - with `--volume
+VOL`, to that volume only.
 Revocation takes effect at the next request.
 """
 
@@ -20,7 +25,7 @@ import sys
 
 from .api_client import ApiClient, ApiFailure, quote_path
 
-ROLES = ("admin", "read-only")
+ROLES = ("admin", "read-only", "geo-replication")
 
 
 def local_admin_command(sub, name: str, helptext: str, doc: str):
@@ -56,6 +61,8 @@ def register(sub) -> None:
     c = tsub.add_parser("create", help="make a token (shown once)")
     c.add_argument("name", metavar="NAME")
     c.add_argument("--role", choices=ROLES, default="read-only")
+    c.add_argument("--volume", metavar="VOL",
+                   help="a geo-replication token: admits certificates to this volume only")
     c.set_defaults(func=create)
     tsub.add_parser("list", help="the tokens (names, roles, dates)").set_defaults(func=listing)
     r = tsub.add_parser("revoke", help="revoke a token at once")
@@ -71,12 +78,15 @@ def _done(args, doc, text: str) -> int:
 
 def create(args) -> int:
     try:
-        doc = local_client(args).call("POST", "/api/v1/tokens", {"name": args.name,
-                                                            "role": args.role})
+        body = {"name": args.name, "role": args.role}
+        if args.volume is not None:
+            body["volume"] = args.volume
+        doc = local_client(args).call("POST", "/api/v1/tokens", body)
     except ApiFailure as e:
         print(f"token create: failed: {e}", file=sys.stderr)
         return 1
-    return _done(args, doc, f"token create: success: {doc['name']} ({doc['role']})\n"
+    scope = f", volume {doc['volume']}" if doc.get("volume") else ""
+    return _done(args, doc, f"token create: success: {doc['name']} ({doc['role']}{scope})\n"
                             f"{doc['token']}\n"
                             "(shown once: the node keeps only its hash)")
 
@@ -92,7 +102,8 @@ def listing(args) -> int:
     if not doc["tokens"]:
         print("No tokens")
     for t in doc["tokens"]:
-        print(f"{t['name']:<24} {t['role']:<10} created {t['created']}")
+        scope = f" (volume {t['volume']})" if t.get("volume") else ""
+        print(f"{t['name']:<24} {t['role']:<10} created {t['created']}{scope}")
     return 0
 
 

@@ -14,15 +14,24 @@ GlusterFS protocol (glusterpy/gfapi): of the primary through this node's
 glusterpyd, of the secondary through any of its hosts - the one named at
 create time first, then the other hosts serving the secondary (the bricks'
 hosts its volfile names), so a secondary node that is down does not stop
-the session (GlusterFS issue #3956).  Encryption and authentication are the
-protocol's TLS (glusterpy/rpc/tls.py, `glusterpy tls setup`, the volume's
-client.ssl/server.ssl and auth.ssl-allow) rather than SSH as GlusterFS's
-gsyncd uses: the worker then needs no shell account, no authorized_keys
-with forced commands and no second daemon on the secondary - the set-up
-that fails most often for GlusterFS's users (#1754, #4374, #4480) - and the
-secondary may be any GlusterFS 10 or glusterpy cluster, which already
-speaks that protocol.  Departure: the secondary's bricks must admit the
-primary's nodes (auth.allow; with TLS, a certificate in their CA list).
+the session (GlusterFS issue #3956).  Across networks it is encrypted and
+authenticated by the protocol's TLS (glusterpy/rpc/tls.py) rather than SSH
+as GlusterFS's gsyncd uses: the worker then needs no shell account, no
+authorized_keys with forced commands and no second daemon on the secondary
+- the set-up that fails most often for GlusterFS's users (#1754, #4374,
+#4480) - and the secondary may be any GlusterFS 10 or glusterpy cluster,
+which already speaks that protocol.  `create push-pem` sets it up in one
+command (glusterpy/glusterd/georep_pem.py): with a token the secondary's
+admin made once, the secondary admits this pool's node certificates (its
+glusterfs.ca, the volume's auth.ssl-allow) and answers its CA list; the
+worker is given an OpenSSL directory of its own (the configuration's
+"tls_dir": its node's certificate and key, that CA list) as
+$GLUSTERPY_SSL_CERT_DIR, and its client of the secondary speaks TLS when
+the secondary's volfile says client.ssl (push-pem refuses a secondary
+volume without it).  A session created without push-pem uses the node's
+OpenSSL directory as it is (a secondary without TLS, or trust set up by
+hand).  Departure: the secondary's volfile is fetched (GETSPEC) in plain
+text unless management TLS (secure-access) is on on both sides.
 
 Active/Passive: the bricks of a replica set hold the same files, so one
 worker per set syncs (Active) and the others wait (Passive).  As GlusterFS
@@ -832,6 +841,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"gsyncd: cannot read {config}: {e}", file=sys.stderr)
         return 1
     _setup_logging(args.log_file, conf.get("config", {}).get("log-level", "INFO"))
+    if conf.get("tls_dir"):
+        # this session's identity and the secondary's CA list (Transport, above)
+        from ..rpc import tls
+        os.environ[tls.CERT_DIR_ENV] = conf["tls_dir"]
     if args.pidfile:
         Path(args.pidfile).parent.mkdir(parents=True, exist_ok=True)
         Path(args.pidfile).write_text(f"{os.getpid()}\n")

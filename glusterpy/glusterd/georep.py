@@ -13,7 +13,8 @@ whole) and it travels with the volume to a node that joins.
      "secondary_id" (the secondary volume's uuid), "secondary_hosts": [every
      host serving the secondary: the named one, then its bricks' hosts],
      "status": Created|Started|Paused|Stopped, "config": {KEY: VALUE},
-     "checkpoint": seconds|null}
+     "checkpoint": seconds|null, "secondary_ca": the secondary's CA list after
+     `create push-pem` (glusterd/georep_pem.py), "" otherwise}
 
 `prepare_georep` is the operation (ops.PREPARE["geo-replication"]): create,
 start, stop, pause, resume, delete, config, with glusterd's messages.  The
@@ -33,7 +34,7 @@ pause, resume and config need no restart), and writes its status to
 BRICK.status.json beside it (glusterpy/georep/worker.py), which `status()`
 reads - GlusterFS's monitor.status and brick status files.
 
-Files: WORKDIR/geo-replication/SESSION/*.json, *.status.json;
+Files: WORKDIR/geo-replication/SESSION/*.json, *.status.json, ssl/ (push-pem);
 WORKDIR/run/geo-replication/SESSION/*.pid; WORKDIR/logs/geo-replication/SESSION/*.log.
 """
 
@@ -44,6 +45,7 @@ import copy
 import json
 import logging
 import re
+import shutil
 import sys
 import time
 import uuid
@@ -53,6 +55,7 @@ from pathlib import Path
 from ..options import OptionError
 from . import volgen
 from .bricks import BrickProcess, Supervisor
+from .georep_pem import write_worker_tls
 from .common import check_volname
 from .model import Session, Volume
 from .store import write_atomic
@@ -168,11 +171,16 @@ def prepare_georep(cluster, args: dict) -> Volume:
         sid = args.get("secondary_id") or ""
         if sid:
             uuid.UUID(str(sid))
+        ca = args.get("secondary_ca")
+        if ca is not None and not isinstance(ca, str):
+            raise ValueError("secondary_ca must be PEM text")
+        if ca is None:  # create [force] without push-pem keeps what push-pem got
+            ca = s.secondary_ca if s else ""
         new = Session(key=key, id=s.id if s else str(uuid.uuid4()), secondary_host=host,
                       secondary_volume=svol, secondary_port=port, secondary_user=user,
                       secondary_id=str(sid), secondary_hosts=list(dict.fromkeys(hosts)),
                       status="Created", config=dict(s.config) if s else {},
-                      checkpoint=s.checkpoint if s else None)
+                      checkpoint=s.checkpoint if s else None, secondary_ca=ca)
         vol.georep[key] = new
         _journal_on(vol)
         return vol
@@ -304,6 +312,8 @@ class GeorepService(Supervisor):
                         "arbiter": bool(b.arbiter),
                         # the journal the changelog crawl reads (worker's crawl.py)
                         "changelog": _journal_conf(vol),
+                        # push-pem's TLS identity and trust (georep_pem.py)
+                        "tls_dir": str(sdir / "ssl") if s.secondary_ca else None,
                         "status_file": str(sdir / f"{_safe(b.path)}.status.json")}
         return out
 
@@ -321,6 +331,9 @@ class GeorepService(Supervisor):
         for key, conf in wanted.items():
             config, pidfile, logfile = self._paths(key)
             config.parent.mkdir(parents=True, exist_ok=True)
+            if conf["tls_dir"]:
+                write_worker_tls(self.gd, config.parent,
+                                 self.gd.volumes[key[0]].georep[key[1]].secondary_ca)
             text = json.dumps(conf, indent=1, sort_keys=True) + "\n"
             if not config.exists() or config.read_text() != text:
                 write_atomic(config, text, 0o600)
@@ -335,8 +348,11 @@ class GeorepService(Supervisor):
                 for path in (p.volfile, p.volfile.with_name(
                         p.volfile.name.removesuffix(".json") + ".status.json")):
                     path.unlink(missing_ok=True)
+                if not any(p.volfile.parent.glob("*.json")):
+                    # the session's last worker here: its TLS files go too
+                    shutil.rmtree(p.volfile.parent / "ssl", ignore_errors=True)
                 with contextlib.suppress(OSError):
-                    p.volfile.parent.rmdir()  # the session's last worker here
+                    p.volfile.parent.rmdir()
 
     def local_status(self, name: str, key: str | None = None) -> list[dict]:
         """This node's rows of `status`: one per local brick of the primary."""

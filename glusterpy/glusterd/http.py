@@ -221,8 +221,9 @@ async def request(host: str, port: int, method: str, path: str, body: Any = None
                   timeout: float = 30.0, headers: dict[str, str] | None = None,
                   tls: ssl.SSLContext | None = None, pin: str | None = None) -> Reply:
     """One HTTP request to a peer's API.  With `tls`, over TLS; with `pin`
-    too, the server's certificate must have that fingerprint (checked
-    before the request is sent).  PeerUnreachable when no answer came
+    too, the server's certificate must have that fingerprint, or begin
+    with it (a token's pin: 32 hex digits at least), checked before the
+    request is sent.  PeerUnreachable when no answer came
     within `timeout` or the certificate is not the pinned one."""
     from .. import pki
     from .trust import NODE_SNI
@@ -243,10 +244,11 @@ async def request(host: str, port: int, method: str, path: str, body: Any = None
                     stream = trio.SSLStream(stream, tls, server_hostname=NODE_SNI)
                     await stream.do_handshake()
                     seen = pki.fingerprint(stream.getpeercert(binary_form=True))
-                    if pin is not None and seen != pin:
+                    if pin is not None and (len(pin) < 32 or not seen.startswith(pin)):
                         raise PeerUnreachable(
                             f"{host}:{port}: its certificate (sha256 {seen[:16]}...) is not "
-                            f"the one this pool pinned for it (sha256 {pin[:16]}...)")
+                            f"the one pinned for it (by this pool, or by the token used: "
+                            f"sha256 {pin[:16]}...)")
                 await _send(stream, conn, h11.Request(method=method, target=path,
                                                       headers=hdrs))
                 await _send(stream, conn, h11.Data(data=payload))

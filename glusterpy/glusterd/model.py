@@ -90,11 +90,14 @@ class Session:
     config: dict[str, str] = field(default_factory=dict)
     #: `config checkpoint now`: the time (seconds) the checkpoint was set
     checkpoint: float | None = None
+    #: `create push-pem`: the secondary's CA list (PEM), which the workers
+    #: trust for its bricks (glusterd/georep_pem.py); "" without push-pem
+    secondary_ca: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     _KEYS = ("key", "id", "secondary_host", "secondary_volume", "secondary_port",
              "secondary_user", "secondary_id", "secondary_hosts", "status", "config",
-             "checkpoint")
+             "checkpoint", "secondary_ca")
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Session:

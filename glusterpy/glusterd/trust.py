@@ -14,7 +14,8 @@ Three kinds of caller reach a glusterpyd, and each proves itself its own way
   key does.  `peer detach` forgets the certificate on every remaining node,
   so the detached node is refused from that moment.
 * **Remote administrators** send `Authorization: Bearer TOKEN`.  Tokens are
-  made locally (`glusterpy token create NAME --role admin|read-only`), shown
+  made locally (`glusterpy token create NAME --role admin|read-only|
+  geo-replication`), shown
   once and stored as SHA-256 hashes (WORKDIR/trust/tokens.json): the token
   carries 256 random bits, so a plain hash is as good as a slow one and
   lets every request be checked in microseconds.  A token reads
@@ -22,7 +23,10 @@ Three kinds of caller reach a glusterpyd, and each proves itself its own way
   certificate's fingerprint: the CLI checks the daemon's certificate
   against it before sending the token, so a token is never handed to an
   impostor, with nothing else to configure.  Tokens belong to the node
-  that made them.
+  that made them.  A geo-replication token is what a secondary pool's
+  admin hands to a primary pool once: it may only admit the primary's
+  node certificates to a volume (`create push-pem`, glusterd/georep_pem.py)
+  and read nothing; made with `--volume VOL`, to that volume only.
 
 Joining is the one unauthenticated peer call, as in GlusterFS: a node with
 no peers and no volumes accepts the first pool that probes it, and pins its
@@ -52,7 +56,7 @@ from .store import read_json, write_json
 
 log = logging.getLogger("glusterpy.glusterd.trust")
 
-ROLES = ("admin", "read-only")
+ROLES = ("admin", "read-only", "geo-replication")
 TOKEN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: hex digits of the node certificate's fingerprint a token carries
 PIN_DIGITS = 32
@@ -92,16 +96,28 @@ class TokenStore:
     def _save(self) -> None:
         write_json(self.path, {"tokens": self.tokens})
 
-    def create(self, name: str, role: str, pin: str) -> str:
+    def create(self, name: str, role: str, pin: str, volume: str | None = None) -> str:
+        """A new token (shown once); `volume` limits a geo-replication
+        token to admitting certificates to that volume."""
+        from .common import check_volname
         if not isinstance(name, str) or not TOKEN_NAME.match(name):
             raise TrustError(f"token name {name!r}: use 1-64 letters, digits, '_' or '-'")
         if role not in ROLES:
             raise TrustError(f"role {role!r}: choose {' or '.join(ROLES)}")
+        if volume is not None:
+            if role != "geo-replication":
+                raise TrustError("only a geo-replication token is limited to a volume")
+            try:
+                check_volname(volume)
+            except ValueError as e:
+                raise TrustError(f"volume {volume!r}: {e}") from None
         if name in self.tokens:
             raise TrustError(f"token {name} exists; revoke it first")
         secret = secrets.token_urlsafe(32)
         self.tokens[name] = {"role": role, "sha256": _hash(secret),
                              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if volume is not None:
+            self.tokens[name]["volume"] = volume
         self._save()
         return f"{name}.{secret}.{pin[:PIN_DIGITS]}"
 
@@ -112,8 +128,13 @@ class TokenStore:
         self._save()
 
     def listing(self) -> list[dict]:
-        return [{"name": n, "role": t["role"], "created": t["created"]}
+        return [{"name": n, "role": t["role"], "created": t["created"],
+                 **({"volume": t["volume"]} if "volume" in t else {})}
                 for n, t in sorted(self.tokens.items())]
+
+    def volume_of(self, name: str) -> str | None:
+        """The one volume a token is limited to, if any."""
+        return self.tokens.get(name, {}).get("volume")
 
     def check(self, bearer: str) -> tuple[str, str] | None:
         """(name, role) of a valid token, None otherwise."""

@@ -79,7 +79,12 @@ whose certificate does not chain to `ssl-ca-list` within `ssl-cert-depth`
 name becomes the SETVOLUME param `ssl-name`, which auth/login checks
 against `auth.login.<subvolume>.ssl-allow` (volume set `auth.ssl-allow`);
 an `ssl-name` sent by a client itself is dropped.  Bad or missing files
-fail the brick's init ("ssl setup failed").
+fail the brick's init ("ssl setup failed").  Departure: GlusterFS reads
+the three files once, at socket_init; here a new connection is served with
+the files as they are now (a stat of each per accepted connection), so a CA
+list that `tls setup`, `tls client` or geo-replication's push-pem rewrote
+admits its new certificates without restarting the bricks (a file that
+no longer loads keeps the previous context, and says so in the log).
 
 Departures: no 3.3 fop program (DUMP lists only what is served), no
 subdirectory mounts (SETVOLUME answers ENOENT, which a GlusterFS client
@@ -405,6 +410,8 @@ class Server(Translator):
         #: the TLS server context (init), None without transport.socket.ssl-enabled
         self.tls: tls.TlsConfig | None = None
         self._tls_context = None
+        #: the (inode, size, mtime) of the files _tls_context was made from
+        self._tls_files: tuple | None = None
         self.auth = self._auth_config()
         self.process_uuid = str(uuid.uuid4())
         self.clients: dict[str, ServerClient] = {}
@@ -430,6 +437,7 @@ class Server(Translator):
             # socket_init: the files are read once, a failure fails the brick
             self.tls = tls.TlsConfig.from_options(self.opts)
             try:
+                self._tls_files = self._tls_file_stamps()
                 self._tls_context = self.tls.context(server_side=True)
             except tls.TlsError as e:
                 raise tls.TlsError(e.errno, f"{self.name}: ssl setup failed: "
@@ -532,6 +540,7 @@ class Server(Translator):
         self._tune_socket(stream)
         ssl_name = None
         if self._tls_context is not None:
+            self._refresh_tls_context()
             try:
                 stream = await tls.handshake(stream, self._tls_context, server_side=True,
                                              cert_depth=self.tls.cert_depth, peer=str(peer))
@@ -556,6 +565,32 @@ class Server(Translator):
             self.connections.discard(conn)
             with trio.CancelScope(shield=True):
                 await self._connection_closed(conn)
+
+    def _tls_file_stamps(self) -> tuple:
+        stamps = []
+        for path in (self.tls.own_cert, self.tls.private_key, self.tls.ca_list):
+            try:
+                s = os.stat(path)
+                stamps.append((s.st_ino, s.st_size, s.st_mtime_ns))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def _refresh_tls_context(self) -> None:
+        """The context again from the files when one of them changed since
+        it was made (the module docstring's departure)."""
+        stamps = self._tls_file_stamps()
+        if stamps == self._tls_files:
+            return
+        self._tls_files = stamps
+        try:
+            self._tls_context = self.tls.context(server_side=True)
+        except tls.TlsError as e:
+            self.log.error("the TLS files changed and do not load (%s): new connections "
+                           "keep the previous ones", e.strerror)
+            return
+        self.log.info("the TLS files changed: new connections use them (CA list %s)",
+                      self.tls.ca_list)
 
     def _tune_socket(self, stream: trio.SocketStream) -> None:
         sock = stream.socket

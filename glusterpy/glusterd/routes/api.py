@@ -62,7 +62,9 @@ class Route:
 #:   local   a local administrator only (tokens are made and revoked on the node)
 #:   peer    a member of this node's pool (its pinned certificate)
 #:   join    anyone: the node itself refuses unless it is in no pool (glusterd/daemon.py)
-ACCESS = ("public", "read", "write", "local", "peer", "join")
+#:   georep  what `write` admits, or a geo-replication token (push-pem's credential,
+#:           which a secondary's admin hands to a primary pool; nothing else admits it)
+ACCESS = ("public", "read", "write", "local", "peer", "join", "georep")
 
 
 def principal(gd: Glusterd, req: Request) -> dict:
@@ -85,7 +87,9 @@ def principal(gd: Glusterd, req: Request) -> dict:
         found = gd.trust.tokens.check(credential.strip())
         if found is None:
             return {"kind": "bad-token"}
-        return {"kind": "token", "role": found[1], "token": found[0]}
+        p = {"kind": "token", "role": found[1], "token": found[0]}
+        volume = gd.trust.tokens.volume_of(found[0])
+        return p if volume is None else dict(p, volume=volume)
     return {"kind": "anonymous"}
 
 
@@ -109,6 +113,8 @@ def authorize(gd: Glusterd, req: Request, access: str) -> None:
     elif kind == "local" or role == "admin" or (access == "read" and role in ("read-only",
                                                                                "peer")):
         return
+    elif access == "georep" and role == "geo-replication":
+        return
     elif kind == "anonymous":
         refusal = (401, "authentication required: send Authorization: Bearer TOKEN (make "
                         "one on the node with `glusterpy token create NAME --role "
@@ -116,6 +122,9 @@ def authorize(gd: Glusterd, req: Request, access: str) -> None:
     elif kind == "bad-token":
         refusal = (401, "the token is not valid on this node (unknown, revoked or "
                         "mistyped)")
+    elif role == "geo-replication":
+        refusal = (403, "a geo-replication token may only admit a primary pool's "
+                        f"certificates (create push-pem), not {req.method} {req.path}")
     else:
         refusal = (403, f"{'a read-only token' if role == 'read-only' else 'a peer'} may not "
                         f"change state ({req.method} {req.path})")
@@ -385,15 +394,16 @@ async def get_tokens(gd, req):
 
 async def post_token(gd, req):
     body = req.json()
-    name, role = body.get("name"), body.get("role", "read-only")
-    args = {"name": name, "role": role}
+    name, role, volume = body.get("name"), body.get("role", "read-only"), body.get("volume")
+    args = {"name": name, "role": role, **({"volume": volume} if volume is not None else {})}
     try:
-        token = gd.trust.tokens.create(name, role, gd.trust.fingerprint)
+        token = gd.trust.tokens.create(name, role, gd.trust.fingerprint, volume)
     except TrustError as e:
         gd.audit(who_asked(req), "token create", args, f"failed: {e}")
         raise ApiError(409 if "exists" in str(e) else 400, str(e)) from None
     gd.audit(who_asked(req), "token create", args, "success")
-    return Response(201, {"name": name, "role": role, "token": token})
+    return Response(201, {"name": name, "role": role, "token": token,
+                          **({"volume": volume} if volume is not None else {})})
 
 
 async def delete_token(gd, req):
@@ -568,7 +578,9 @@ ROUTES = [
     Route("POST", "/api/v1/tokens", post_token, "token create: the token is shown once",
           {"type": "object", "required": ["name"],
            "properties": {"name": {"type": "string", "pattern": TOKEN_NAME.pattern},
-                          "role": {"type": "string", "enum": list(ROLES)}}},
+                          "role": {"type": "string", "enum": list(ROLES)},
+                          "volume": {"type": "string", "description":
+                                     "a geo-replication token: this volume only"}}},
           access="local"),
     Route("DELETE", "/api/v1/tokens/{name}", delete_token, "token revoke", access="local"),
     # between peers
@@ -655,8 +667,9 @@ def openapi() -> dict:
         paths.setdefault(r.pattern, {})[r.method.lower()] = op
     schemes = {
         "bearerToken": {"type": "http", "scheme": "bearer",
-                        "description": "`glusterpy token create NAME --role admin|read-only` "
-                                       "on the node; read-only tokens may GET only"},
+                        "description": "`glusterpy token create NAME --role admin|read-only|"
+                                       "geo-replication` on the node; read-only tokens may "
+                                       "GET only, geo-replication ones push-pem only"},
         "peerCertificate": {"type": "mutualTLS",
                             "description": "a pool member's pinned node certificate"}}
     # 3.1: the version that knows mutualTLS

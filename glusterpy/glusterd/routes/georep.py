@@ -8,6 +8,13 @@
                                                 primary brick (every node's), the sessions
     GET  /api/v1/geo-replication                status of every session of every volume
     GET  /api/v1/local/georep/{name}            this node's rows (between peers)
+    POST /api/v1/volumes/{name}/geo-replication/primaries {certs: [PEM], primary}
+                                                on a secondary: admit a primary pool's
+                                                certificates (push-pem; admin or
+                                                geo-replication token; glusterd/georep_pem.py)
+
+`create push-pem` takes the secondary's token in the body ("secondary_token"),
+sends it to the secondary only (georep_pem.push) and neither stores nor audits it.
 
 A status row: {primary_node, primary_volume, primary_brick, secondary_user,
 secondary, secondary_node, status, crawl_status, last_synced, entry, data,
@@ -22,16 +29,15 @@ import re
 
 from ...gfapi.exceptions import LibgfapiException
 from ..common import OpFailed
-from ..georep import ACTIONS, parse_secondary, session_key
+from ..georep import ACTIONS, parse_secondary, prepare_georep, session_key
+from ..georep_pem import ADMIT_PATH, Refused, admit, admitted, pool_certificates, token_pin
 from ..http import ApiError, Response
 from .handlers import flag, peer_of, run_transaction, volume_or_404, who_asked
 
-#: what `create push-pem` does here (GlusterFS pushes the workers' SSH keys)
-PUSH_PEM_NOTE = ("push-pem: no SSH key to push - the workers reach the secondary over the "
-                 "GlusterFS protocol. If the secondary volume uses TLS (client.ssl/server.ssl), "
-                 "its nodes' glusterfs.ca must list this pool's certificates and this pool's "
-                 "must list theirs (glusterpy tls setup on each side; not done by push-pem "
-                 "yet).")
+#: what `create push-pem` did (GlusterFS pushes the workers' SSH keys)
+PUSH_PEM_NOTE = ("push-pem: the secondary admitted this pool's node certificates ({names}) "
+                 "to {volume} (its glusterfs.ca, auth.ssl-allow {allow}); the workers "
+                 "connect with TLS.")
 _REMOTE_HOST = re.compile(r"^\s*option\s+remote-host\s+(\S+)\s*$", re.M)
 
 
@@ -78,6 +84,13 @@ async def post_georep(gd, req):
         try:
             args["secondary_hosts"], args["secondary_id"] = await probe_secondary(
                 host, port, svol)
+            if args["push_pem"]:
+                # the session's own checks first ("already created", ...), so
+                # that the secondary is asked only for a session that will be
+                prepare_georep(gd.cluster(), args)
+                pushed = await push(gd, host, port, svol, body.get("secondary_token"),
+                                    f"{name} on {gd.names[0]}")
+                args["secondary_ca"] = pushed["ca"]
         except ValueError as e:
             gd.audit(who_asked(req), "geo-replication", args, f"failed: {e}")
             raise ApiError(400, str(e)) from None
@@ -95,7 +108,58 @@ async def post_georep(gd, req):
     doc = {"volume": vol.name, "session": session.to_json() if session else None,
            "secondary": key}
     if args.get("push_pem"):
-        doc["push_pem"] = PUSH_PEM_NOTE
+        doc["push_pem"] = PUSH_PEM_NOTE.format(
+            names=", ".join(pushed.get("added") or []) or "none new", volume=svol,
+            allow=pushed.get("ssl_allow") or "unset: any certificate its CA list trusts")
+    return Response(200, doc)
+
+
+async def push(gd, host: str, port: int, volume: str, token, primary: str) -> dict:
+    """Ask the secondary's glusterpyd at host:port to admit this pool's
+    certificates to `volume` (glusterd/georep_pem.py): its answer, or
+    ValueError saying why not.  The token goes only to the node whose
+    certificate its pin names, and we show no certificate of ours (a node
+    of another pool would fail the handshake on one it never pinned)."""
+    from ..http import PeerUnreachable, request
+    pin = token_pin(token)
+    try:
+        reply = await request(host, port, "POST", ADMIT_PATH.format(name=volume),
+                              {"certs": pool_certificates(gd), "primary": primary},
+                              headers={"authorization": f"Bearer {token.strip()}"},
+                              tls=gd.trust.client_context(anonymous=True), pin=pin,
+                              timeout=60)
+    except PeerUnreachable as e:
+        raise ValueError(f"push-pem: the secondary {host}:{port} cannot be asked: {e}") from None
+    return admitted(reply.status, reply.doc, f"{host}:{port}")
+
+
+async def post_primaries(gd, req):
+    """On a secondary: admit a primary pool's certificates to a volume
+    (glusterd/georep_pem.py); answers {ca, added, ssl_allow}."""
+    body = req.json()
+    primary = body.get("primary")
+    args = {"volume": req.params["name"],
+            "primary": primary if isinstance(primary, str) else None}
+    scope = (req.conn.get("principal") or {}).get("volume")
+    if scope is not None and scope != req.params["name"]:
+        message = f"this geo-replication token admits certificates to volume {scope} only"
+        gd.audit(who_asked(req), "geo-replication push-pem", args, f"refused: {message}")
+        raise ApiError(403, message)
+    vol = volume_or_404(gd, req.params["name"])
+
+    async def set_allow(value: str) -> None:
+        await run_transaction(gd, req, "set", {"name": vol.name,
+                                               "options": {"auth.ssl-allow": value}})
+    try:
+        doc = await admit(gd, vol, body.get("certs"), set_allow)
+    except Refused as e:
+        gd.audit(who_asked(req), "geo-replication push-pem", args, f"failed: {e}")
+        raise ApiError(400, str(e)) from None
+    except OpFailed as e:
+        gd.audit(who_asked(req), "geo-replication push-pem", args, f"failed: {e}")
+        raise ApiError(502, str(e)) from None
+    gd.audit(who_asked(req), "geo-replication push-pem", dict(args, names=doc["added"]),
+             "success")
     return Response(200, doc)
 
 
@@ -199,6 +263,7 @@ def routes(Route) -> list:
                               "action": {"type": "string", "enum": list(ACTIONS)},
                               "force": {"type": "boolean"}, "push_pem": {"type": "boolean"},
                               "reset_sync_time": {"type": "boolean"},
+                              "secondary_token": {"type": "string"},
                               "key": {"type": "string"}, "value": {"type": "string"},
                               "reset": {"type": "boolean"}}}),
         Route("GET", "/api/v1/volumes/{name}/geo-replication", get_georep,
@@ -208,6 +273,12 @@ def routes(Route) -> list:
               "volume geo-replication status: every session"),
         Route("GET", "/api/v1/local/georep/{name}", local_georep,
               "this node's geo-replication status rows", internal=True),
+        Route("POST", "/api/v1/volumes/{name}/geo-replication/primaries", post_primaries,
+              "on a secondary: admit a primary pool's node certificates to the volume "
+              "(create push-pem)",
+              {"type": "object", "required": ["certs"],
+               "properties": {"certs": {"type": "array", "items": {"type": "string"}},
+                              "primary": {"type": "string"}}}, access="georep"),
     ]
 
 
