@@ -86,6 +86,9 @@ class Setup:
     def __init__(self, base: Path, checkout: Path, perf: bool, profile: Path | None = None):
         self.base = base
         self.env = {**os.environ, "PYTHONPATH": str(checkout)}
+        # `python -m` puts the working directory first on sys.path: it must
+        # be the checkout too, or every checkout runs the caller's code
+        self.cwd = checkout
         self.procs: list[subprocess.Popen] = []
         brick = base / "brick"
         brick.mkdir(parents=True)
@@ -106,7 +109,7 @@ class Setup:
         self._wait(lambda: os.path.ismount(self.mnt), "mount")
 
     def _spawn(self, argv: list[str]) -> subprocess.Popen:
-        proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(proc)
         return proc
