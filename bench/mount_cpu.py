@@ -8,8 +8,10 @@ quick-read, md-cache, io-threads over protocol/client; `--noperf`: none of
 the performance translators), both run from CHECKOUT (its directory goes
 first on PYTHONPATH).  Each round creates N files of 100 bytes in 10
 directories through the mount, then runs find, ls -lR and du -s (warm),
-stat of every file, and rm -rf; the mount's CPU (user + system, from
-/proc/PID/stat) is taken around each step.  The checkouts alternate round
+ls -lR after the kernel dropped its dentries and inodes (cold), stat of
+every file once the attribute and md-cache timeouts have passed, and
+rm -rf (`--steps` picks some); the mount's on-CPU time (every thread's
+/proc/PID/task/TID/schedstat) is taken around each step.  The checkouts alternate round
 by round, so a load that comes and goes on a shared machine falls on all of
 them alike; the report is the median per step, in microseconds per file.
 Counts of work, not times, are what cProfile gives: `--profile FILE` runs

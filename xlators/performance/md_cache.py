@@ -51,7 +51,11 @@ Departures from GlusterFS, and why:
   kernel's, which its attribute timeout bounds).
 * An unlink, rmdir or rename over a name this client never resolved looks
   the name up first, so the removed inode's cached nlink/ctime is dropped;
-  GlusterFS's fuse-bridge always resolves that inode before the fop.
+  GlusterFS's fuse-bridge always resolves that inode before the fop.  The
+  gfid so known goes down with an unlink or rmdir (the FUSE bridge sends
+  parent and name only), as fuse-bridge's resolved loc carries the inode:
+  distribute then needs no lookup of the name on the brick.  If another
+  client made it stale (ESTALE/ENOENT), the fop is sent once more by name.
 * xattrs are not registered with upcall through ipc: features/upcall here
   notifies every xattr change (see xlators/features/upcall.py).
 * `md-cache` (the on/off switch glusterd reads) is declared and ignored, as
