@@ -279,6 +279,14 @@ class Iatt:
             flags=IATT_FLAGS_ALL,
         )
 
+    def copy(self) -> "Iatt":
+        """A shallow copy: positional, as dataclasses.replace and copy.copy
+        cost six times as much and caches copy an iatt per reply served."""
+        return Iatt(self.gfid, self.ino, self.dev, self.rdev, self.size, self.blocks, self.mode,
+                    self.nlink, self.uid, self.gid, self.blksize, self.atime, self.atime_nsec,
+                    self.mtime, self.mtime_nsec, self.ctime, self.ctime_nsec, self.btime,
+                    self.btime_nsec, self.flags, self.attributes, self.attributes_mask)
+
     @property
     def type(self) -> int:
         return _stat.S_IFMT(self.mode)

@@ -339,7 +339,12 @@ ctx = types.SimpleNamespace(pid=os.getpid(), uid=os.getuid(), gid=os.getgid())
 cached, uncached = FuseBridge(None, gid_timeout=300), FuseBridge(None, gid_timeout=0)
 os.setgroups([4001])
 assert cached._groups(ctx) == uncached._groups(ctx) == (4001,)
+# the Caller a request runs as is kept with the groups, and as long
+first = cached._who(ctx)
+assert first.groups == (4001,) and cached._who(ctx) is first
+assert uncached._who(ctx).groups == (4001,)
 os.setgroups([4002, 4003])
+assert cached._who(ctx) is first and uncached._who(ctx).groups == (4002, 4003)
 print(cached._groups(ctx), uncached._groups(ctx))
 """
 

@@ -403,3 +403,74 @@ def test_fuse_mount_through_md_cache(tmp_path):
         assert (m.mnt / "d" / "f").stat().st_size == 1
     finally:
         m.unmount()
+
+
+STATS_BELOW_DISTRIBUTE = """
+volume u-posix
+    type storage/posix
+    option directory {brick}
+end-volume
+
+volume u-stats
+    type debug/io-stats
+    option count-fop-hits on
+    subvolumes u-posix
+end-volume
+
+volume u-dht
+    type cluster/distribute
+    subvolumes u-stats
+end-volume
+
+volume u-mdc
+    type performance/md-cache
+    option md-cache-timeout 600
+    subvolumes u-dht
+end-volume
+"""
+
+
+async def test_an_unlink_of_a_listed_name_sends_no_lookup(brick):
+    """fuse-bridge resolves an unlink's name before the fop: md-cache hands
+    the gfid it learned from the listing down, so distribute does not look
+    the name up on the brick first (rm -rf: one request per file, not two);
+    a gfid made stale by another client does not stop the unlink."""
+    graph = Graph.from_text(STATS_BELOW_DISTRIBUTE.format(brick=brick))
+    other = Graph.from_text(volfile(brick))
+    async with graph.running(), other.running():
+        top, stats = graph.top, graph.by_name["u-stats"]
+        for name in ("a", "b", "c"):
+            await new_file(top, name)
+        fd = Fd(gfid=ROOT_GFID, is_dir=True)
+        await top.opendir(Loc.root(), fd, None)
+        listed = (await top.readdirp(fd, 65536, 0, None)).entries
+        assert {"a", "b", "c"} <= {e.name for e in listed}
+
+        def lookups() -> int:
+            return stats.stats()["fops"].get("LOOKUP", {}).get("hits", 0)
+        before = lookups()
+        await top.unlink(child("a"), 0, None)
+        assert lookups() == before
+        assert not (brick / "a").exists()
+        # another client replaces "b": the gfid md-cache knows is gone
+        await other.top.unlink(child("b"), 0, None)
+        await new_file(other.top, "b", b"new")
+        await top.unlink(child("b"), 0, None)
+        assert not (brick / "b").exists() and (brick / "c").exists()
+        with pytest.raises(FopError) as e:
+            await top.unlink(child("b"), 0, None)
+        assert e.value.errno == errno.ENOENT
+        await top.releasedir(fd, None)
+
+
+def test_iatt_copy_keeps_every_field():
+    """Iatt.copy (the caches' and distribute's cheap copy) names the fields
+    one by one: a field added to Iatt and not to copy() fails here."""
+    import dataclasses
+    values = {f.name: (GFID.random() if f.name == "gfid" else i + 1)
+              for i, f in enumerate(dataclasses.fields(Iatt))}
+    original = Iatt(**values)
+    copied = original.copy()
+    assert copied == original and copied is not original
+    copied.size = 0
+    assert original.size == values["size"]

@@ -70,6 +70,7 @@ import errno
 import logging
 import os
 import stat
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -85,6 +86,8 @@ from ..keys import ACL_ACCESS_KEY, ACL_DEFAULT_KEY, CAPABILITY_KEY, GFID_REQ, SE
 log = logging.getLogger(__name__)
 
 READDIR_BUDGET = 128 * 1024
+#: os.fsencode's codec, for the per-entry path of readdir
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 #: callers whose groups are kept (fuse-bridge's gid cache is as bounded)
 GID_CACHE_SIZE = 4096
 #: handlers pyfuse3 lacks, called from the libfuse slots filled in
@@ -154,7 +157,9 @@ class FuseBridge(pyfuse3.Operations):
         self.acl = acl
         self.selinux = selinux
         self.gid_timeout = gid_timeout
-        self._gid_cache: dict[tuple[int, int, int], tuple[float, tuple[int, ...]]] = {}
+        #: (pid, uid, gid) -> (expiry, groups, the Caller made of them or None)
+        self._gid_cache: dict[tuple[int, int, int],
+                              tuple[float, tuple[int, ...], Caller | None]] = {}
         self.attr_timeout = attr_timeout
         self.entry_timeout = entry_timeout
         self.direct_io = direct_io
@@ -292,29 +297,48 @@ class FuseBridge(pyfuse3.Operations):
         return self._attrs(iatt, self._remember(iatt, parent, name))
 
     def _attrs(self, iatt: Iatt, node: int) -> pyfuse3.EntryAttributes:
+        # once per listed entry and per reply with attributes: the times
+        # are computed here rather than through Iatt's properties, and
+        # generation stays EntryAttributes' 0
         a = pyfuse3.EntryAttributes()
         a.st_ino = node
-        a.generation = 0
         a.entry_timeout = self.entry_timeout
         a.attr_timeout = self.attr_timeout
         a.st_mode = iatt.mode
         a.st_nlink = iatt.nlink
         a.st_uid = iatt.uid
         a.st_gid = iatt.gid
-        a.st_rdev = dev_from_ia(iatt.rdev)
+        if iatt.rdev:
+            a.st_rdev = dev_from_ia(iatt.rdev)
         a.st_size = iatt.size
         a.st_blksize = iatt.blksize or 4096
         a.st_blocks = iatt.blocks
-        a.st_atime_ns = iatt.atime_ns
-        a.st_mtime_ns = iatt.mtime_ns
-        a.st_ctime_ns = iatt.ctime_ns
+        a.st_atime_ns = iatt.atime * 1_000_000_000 + iatt.atime_nsec
+        a.st_mtime_ns = iatt.mtime * 1_000_000_000 + iatt.mtime_nsec
+        a.st_ctime_ns = iatt.ctime * 1_000_000_000 + iatt.ctime_nsec
         return a
 
     def _caller(self, ctx) -> "_As":
         if ctx is None:
             return _As(Caller(pid=os.getpid()))
-        return _As(Caller(uid=ctx.uid, gid=ctx.gid, groups=self._groups(ctx), pid=ctx.pid,
-                          lk_owner=ctx.pid.to_bytes(8, "little")))
+        return _As(self._who(ctx))
+
+    def _who(self, ctx) -> Caller:
+        """The request's caller, kept in the gid cache beside its groups
+        (and as long): a frozen Caller costs more to make than many a
+        translator's work on the request, and a process makes many."""
+        hit = self._gid_cache.get((ctx.pid, ctx.uid, ctx.gid))
+        if hit is not None and hit[2] is not None and hit[0] > time.monotonic():
+            return hit[2]
+        groups = self._groups(ctx)
+        who = Caller(uid=ctx.uid, gid=ctx.gid, groups=groups, pid=ctx.pid,
+                     lk_owner=ctx.pid.to_bytes(8, "little"))
+        if self.gid_timeout > 0:
+            key = (ctx.pid, ctx.uid, ctx.gid)
+            entry = self._gid_cache.get(key)
+            if entry is not None:
+                self._gid_cache[key] = (entry[0], groups, who)
+        return who
 
     def _groups(self, ctx) -> tuple[int, ...]:
         """The caller's supplementary groups (from /proc/PID/status, which
@@ -333,7 +357,7 @@ class FuseBridge(pyfuse3.Operations):
         if self.gid_timeout > 0:
             if len(self._gid_cache) >= GID_CACHE_SIZE:
                 self._gid_cache.pop(next(iter(self._gid_cache)))  # the oldest entry
-            self._gid_cache[key] = (now + self.gid_timeout, groups)
+            self._gid_cache[key] = (now + self.gid_timeout, groups, None)
         return groups
 
     def _writable(self) -> None:
@@ -614,19 +638,23 @@ class FuseBridge(pyfuse3.Operations):
                 fetched = time.monotonic()
                 if not entries:
                     return
+            # what is the same for every entry is looked up once per batch
+            parent = self._by_gfid.get(fd.gfid, 0)
+            by_gfid, attrs, reply = self._by_gfid, self._attrs, pyfuse3.readdir_reply
             for i, entry in enumerate(entries):
-                if entry.name in (".", "..") or entry.iatt is None:
+                iatt = entry.iatt
+                name = entry.name
+                if iatt is None or name == "." or name == "..":
                     offset = entry.off
                     continue
-                node = self._node_of(entry.iatt.gfid)
-                name = os.fsencode(entry.name)
-                if not pyfuse3.readdir_reply(token, name, self._attrs(entry.iatt, node),
-                                             entry.off):
+                node = by_gfid.get(iatt.gfid) or self._node_of(iatt.gfid)
+                bname = name.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, inline
+                if not reply(token, bname, attrs(iatt, node), entry.off):
                     self._drop_if_unused(node)
                     self._dir_rest[fh] = _DirRest(offset, entries[i:], fetched, changes)
                     return
                 # readdir_reply counts as a lookup of the name in this directory
-                self._learned(node, self._by_gfid.get(fd.gfid, 0), name)
+                self._learned(node, parent, bname)
                 offset = entry.off
 
     def dump_state(self) -> dict:

@@ -111,9 +111,14 @@ class IoCache(Translator):
 
     async def readdirp(self, fd, size, offset, xdata=None):
         reply = await self.first_child.readdirp(fd, size, offset, xdata)
+        # ioc_readdirp_cbk: an entry matters only to a file this cache holds
+        # (a context made by a read), so the inode's context is the one test
+        # per entry - most listed files were never read here
+        peek = self.itable.peek_ctx
         for entry in reply.entries:
-            if entry.iatt is not None and entry.iatt.is_reg:
-                self._observe(entry.iatt)
+            iatt = entry.iatt
+            if iatt is not None and peek(self, iatt.gfid) is not None:
+                self._observe(iatt)
         return reply
 
     async def open(self, loc, flags, fd, xdata=None):

@@ -51,7 +51,11 @@ Departures from GlusterFS, and why:
   kernel's, which its attribute timeout bounds).
 * An unlink, rmdir or rename over a name this client never resolved looks
   the name up first, so the removed inode's cached nlink/ctime is dropped;
-  GlusterFS's fuse-bridge always resolves that inode before the fop.
+  GlusterFS's fuse-bridge always resolves that inode before the fop.  The
+  gfid so known goes down with an unlink or rmdir (the FUSE bridge sends
+  parent and name only), as fuse-bridge's resolved loc carries the inode:
+  distribute then needs no lookup of the name on the brick.  If another
+  client made it stale (ESTALE/ENOENT), the fop is sent once more by name.
 * xattrs are not registered with upcall through ipc: features/upcall here
   notifies every xattr change (see xlators/features/upcall.py).
 * `md-cache` (the on/off switch glusterd reads) is declared and ignored, as
@@ -205,7 +209,7 @@ class MdCache(Translator):
         md = self.itable.ctx(self, gfid)
         if md is None or md.iatt is None or not self._fresh(md.ia_time):
             return None
-        return copy.copy(md.iatt)
+        return md.iatt.copy()
 
     def _cached_xattrs(self, gfid: GFID | None) -> dict[str, Any] | None:
         md = self.itable.peek_ctx(self, gfid)
@@ -414,12 +418,60 @@ class MdCache(Translator):
     async def readdirp(self, fd, size, offset, xdata=None):
         incident = self._generation
         reply = await self.first_child.readdirp(fd, size, offset, self._request(xdata))
-        for entry in reply.entries:
-            if entry.iatt is None or entry.name in (".", ".."):
-                continue
-            self._observe(entry.iatt, incident, entry.xdata, load_xattrs=True)
-            self._learn(fd.gfid, entry.name, entry.iatt.gfid)
+        if reply.entries:
+            self._observe_entries(fd.gfid, reply.entries, incident)
         return reply
+
+    def _observe_entries(self, pargfid: GFID | None, entries: list, incident: int) -> None:
+        """_observe and _learn of every entry of a listing (mdc_readdirp_cbk),
+        in one loop: what is the same for all of them (the time, the
+        parent's epoch, the options) is taken once - a listing is where a
+        client sees the most inodes per request."""
+        now = time.monotonic()
+        peek, new_md = self.itable.peek_ctx, self._new_md
+        dentries = self._dentries
+        parent = None
+        if pargfid is not None:
+            parent = peek(self, pargfid) or new_md(pargfid)
+        cache = not self.opts.pass_through
+        load_xattrs = bool(self._patterns)
+        for entry in entries:
+            iatt = entry.iatt
+            name = entry.name
+            if iatt is None or name == "." or name == "..":
+                continue
+            gfid = iatt.gfid
+            if gfid is None or gfid == NULL_GFID:
+                continue
+            if cache:
+                md = peek(self, gfid)
+                if md is None:
+                    md = new_md(gfid)
+                    fresh = True
+                else:
+                    # not if an invalidation came after this listing began
+                    fresh = incident >= md.generation
+                    old = md.iatt
+                    if fresh and old is not None and md.ia_time and (
+                            iatt.ctime < old.ctime or (iatt.ctime == old.ctime and
+                                                       iatt.ctime_nsec < old.ctime_nsec)):
+                        self._invalidate(gfid)  # replies crossed: trust neither
+                        fresh = False
+                if fresh:
+                    md.iatt, md.ia_time = iatt, now
+                    if load_xattrs:
+                        xd = entry.xdata
+                        md.xattrs = {k: v for k, v in xd.items() if self._cacheable_key(k)} \
+                            if xd else {}
+                        md.xa_time = now
+            if parent is not None and name:
+                key = (pargfid, name)
+                # a listing shows names again and again: re-inserted at the
+                # young end (pop + set) rather than set + move_to_end
+                dentries.pop(key, None)
+                dentries[key] = (gfid, parent.dentry_epoch)
+        while len(dentries) > DENTRY_LIMIT:
+            dentries.popitem(last=False)
 
     async def readdir(self, fd, size, offset, xdata=None):
         if not self.opts.force_readdirp or self.opts.pass_through:
@@ -573,12 +625,28 @@ class MdCache(Translator):
         return await self._new_entry(newloc, self.first_child.link(oldloc, newloc, xdata),
                                      linked=oldloc.gfid)
 
-    async def _remove(self, loc, call):
+    async def _remove(self, loc, fop, xflags, xdata):
         victim = await self._victim(loc)
         parent = self._invalidate(loc.pargfid, xattrs=False)
         self._invalidate(victim)
         try:
-            reply = await call
+            if loc.gfid is None and victim is not None:
+                # fuse-bridge resolves the name to its inode before an
+                # unlink (fuse_resolve_entry); the gfid handed down spares
+                # distribute a lookup of the name on the brick per unlink
+                # and lets write-behind and open-behind find the file.  The
+                # wire carries the parent and name alone, so the brick
+                # removes what the name is now; a gfid another client made
+                # stale (ESTALE/ENOENT) is not trusted twice
+                try:
+                    reply = await fop(Loc(path=loc.path, gfid=victim, pargfid=loc.pargfid,
+                                          name=loc.name), xflags, xdata)
+                except FopError as e:
+                    if e.errno not in (errno.ESTALE, errno.ENOENT):
+                        raise
+                    reply = await fop(loc, xflags, xdata)
+            else:
+                reply = await fop(loc, xflags, xdata)
         finally:
             self._invalidate(victim)  # its nlink and ctime changed; no iatt comes back
             self._dentries.pop((loc.pargfid, loc.name), None)
@@ -586,10 +654,10 @@ class MdCache(Translator):
         return reply
 
     async def unlink(self, loc, xflags, xdata=None):
-        return await self._remove(loc, self.first_child.unlink(loc, xflags, xdata))
+        return await self._remove(loc, self.first_child.unlink, xflags, xdata)
 
     async def rmdir(self, loc, xflags, xdata=None):
-        return await self._remove(loc, self.first_child.rmdir(loc, xflags, xdata))
+        return await self._remove(loc, self.first_child.rmdir, xflags, xdata)
 
     async def rename(self, oldloc, newloc, xdata=None):
         moved = await self._victim(oldloc)

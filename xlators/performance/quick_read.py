@@ -171,9 +171,14 @@ class QuickRead(Translator):
     async def readdirp(self, fd, size, offset, xdata=None):
         incident = next(self._generation)
         reply = await self.first_child.readdirp(fd, size, offset, xdata)
+        # qr_readdirp_cbk: only files whose content is held here are refreshed
+        peek = self.itable.peek_ctx
         for entry in reply.entries:
-            if entry.iatt is not None and entry.iatt.is_reg:
-                self._refresh(entry.iatt, incident)
+            iatt = entry.iatt
+            if iatt is not None:
+                record = peek(self, iatt.gfid)
+                if record is not None and record.data is not None:
+                    self._refresh(iatt, incident)
         return reply
 
     async def open(self, loc, flags, fd, xdata=None):

@@ -439,6 +439,9 @@ class DhtCommon(Translator):
         return ctx
 
     def _remember_file(self, gfid: GFID, cached: int) -> None:
+        known = self.itable.peek_ctx(self, gfid)
+        if type(known) is FileCtx and known.cached == cached:
+            return  # a listing shows every file again: no new context each time
         self._store(gfid, FileCtx(cached))
 
     def _store(self, gfid: GFID, ctx) -> None:
@@ -537,13 +540,17 @@ def fixed_dir(iatt: Iatt | None) -> Iatt | None:
     """dht_set_fixed_dir_stat."""
     if iatt is None:
         return None
-    return dataclasses.replace(iatt, size=DIR_STAT_SIZE, blocks=DIR_STAT_BLOCKS)
+    out = iatt.copy()  # every entry fop's parents pass here: not dataclasses.replace
+    out.size, out.blocks = DIR_STAT_SIZE, DIR_STAT_BLOCKS
+    return out
 
 
 def strip_phase1(iatt: Iatt | None) -> Iatt | None:
     if iatt is None or not dl.is_migration_phase1(iatt.mode):
         return iatt
-    return dataclasses.replace(iatt, mode=dl.strip_phase1_flags(iatt.mode))
+    out = iatt.copy()
+    out.mode = dl.strip_phase1_flags(iatt.mode)
+    return out
 
 
 def merge_dir_iatts(iatts: list[Iatt]) -> Iatt:

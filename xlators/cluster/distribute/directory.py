@@ -14,7 +14,7 @@ from glusterpy.fops import (GFID, DirReply, EntryReply, Fd, FopError, Loc, OpenR
 from glusterpy.keys import GFID_REQ, READDIR_SKIP_DIRS
 
 from . import layout as dl
-from .common import (DIR_STAT_BLOCKS, DIR_STAT_SIZE, MISSING, DirCtx, DirFd, FileFd, fixed_dir,
+from .common import (MISSING, DirCtx, DirFd, FileFd, fixed_dir,
                      merge_dir_iatts, strip_phase1, with_gfid_req)
 from .layout import Layout
 
@@ -291,14 +291,15 @@ class DhtDirectory:
                 if hashed != index and ((hashed is not None and self._up[hashed])
                                         or index != first_up):
                     return False
-        if self.opts.lookup_unhashed == "auto":
+        # with one subvolume nothing reads the count (lookup.py never looks
+        # "everywhere" then): no hash of every listed name
+        if self.count > 1 and self.opts.lookup_unhashed == "auto":
             hashed = self._hashed(ctx, entry.name)
             if hashed is None or hashed != index:
                 ctx.search_unhashed += 1
         if iatt is not None:
             if iatt.is_dir:
-                entry.iatt = dataclasses.replace(iatt, size=DIR_STAT_SIZE,
-                                                 blocks=DIR_STAT_BLOCKS)
+                entry.iatt = fixed_dir(iatt)
             else:
                 entry.iatt = strip_phase1(iatt)
                 if iatt.gfid is not None and not iatt.gfid.is_null and \
