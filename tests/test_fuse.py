@@ -336,12 +336,20 @@ def test_fstat_of_an_open_unlinked_file(mount):
 # -- lru-limit: the kernel's entries and the inode table stay bounded --------------------
 
 
+def _cmdline(proc: Path) -> list[bytes]:
+    """A process's arguments; none for one that exited while /proc was read."""
+    try:
+        return (proc / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
 def _statedump(m: Mount) -> dict:
     import json
     import signal
     from glusterpy.fuse.mount import statedump_path
     [pid] = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-             and str(m.mnt).encode() in (p / "cmdline").read_bytes().split(b"\0")]
+             and str(m.mnt).encode() in _cmdline(p)]
     path = Path(statedump_path(pid))
     path.unlink(missing_ok=True)
     os.kill(pid, signal.SIGUSR1)
