@@ -102,7 +102,10 @@ Departures from GlusterFS, on purpose: a reconfigured `remote-port` is
 used from the next connection on (GlusterFS's transport keeps the old one
 until a graph switch); `frame-timeout 0` disables the
 timeout (GlusterFS would bail every frame after its 10 s bail-out tick);
-frame timeouts are exact rather than checked every 10 s; a call the brick
+frame timeouts are checked, as GlusterFS's call_bail checks them, by one
+timer per connection, every 10 s or every quarter of frame-timeout when
+that is shorter (a call is bailed within frame-timeout plus two such
+intervals, not up to 10 s late); a call the brick
 refuses at the RPC level fails with EOPNOTSUPP (no such program or
 procedure) or EIO (garbage arguments, system error) instead of ENOTCONN;
 connecting gives up after `ping-timeout` (42 s when pings are off) where
@@ -412,6 +415,11 @@ class ProtocolClient(Translator):
     async def fini(self) -> None:
         self._stop()
 
+    def options_changed(self, old) -> None:
+        ep = self._endpoint
+        if ep is not None:
+            ep.frame_timeout = self.opts.frame_timeout
+
     @property
     def remote_host(self) -> str | None:
         """`remote-host`, or else the volfile server's host, as
@@ -499,7 +507,8 @@ class ProtocolClient(Translator):
             return
         self._tls_err_logged = False
         ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=CLIENT_PROGRAMS),
-                         handler=self._serve_callback, name=self.name)
+                         handler=self._serve_callback, name=self.name,
+                         frame_timeout=self.opts.frame_timeout)
         self.log.debug("connected to %s", ep.peer)
         try:
             async with trio.open_nursery() as nursery:
@@ -720,8 +729,8 @@ class ProtocolClient(Translator):
             async def ping():
                 try:
                     await ep.call(_DUMP_PING, None, cred=self._handshake_cred())
-                except (ConnectionLost, RpcCallFailed):
-                    return
+                except (ConnectionLost, RpcCallFailed, trio.TooSlowError):
+                    return  # bailed by frame-timeout: unanswered, as below
                 latency.append(trio.current_time() - sent_at)
                 answered.set()
 
@@ -748,13 +757,12 @@ class ProtocolClient(Translator):
     # -- calls ----------------------------------------------------------------------
 
     async def _rpc(self, ep: RpcEndpoint, procedure, args, cred=None):
-        """One call on `ep` with frame-timeout; counts as outstanding for
-        the ping timer."""
+        """One call on `ep`, bailed by the endpoint after frame-timeout;
+        counts as outstanding for the ping timer."""
         self._busy += 1
         self._busy_event.set()
         try:
-            return await ep.call(procedure, args, cred=cred or self._handshake_cred(),
-                                 timeout=self.opts.frame_timeout or None)
+            return await ep.call(procedure, args, cred=cred or self._handshake_cred())
         except trio.TooSlowError:
             self.log.error("bailing out frame type(%s), op(%s), timeout = %d for %s",
                            procedure.program, procedure.name, self.opts.frame_timeout,
