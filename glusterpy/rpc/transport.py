@@ -216,6 +216,9 @@ class RpcEndpoint:
         self._outq_bytes = 0
         self._flusher: trio.lowlevel.Task | None = None
         self._flusher_parked = False
+        #: writes going out or about to (the flusher's batch in hand, a
+        #: direct one from before serve()): nothing may overtake them
+        self._writing = 0
         self._queue_drained = trio.Event()
         self._calls_nursery: trio.Nursery | None = None
         # At most max_calls incoming calls in service at once, the others in
@@ -240,12 +243,15 @@ class RpcEndpoint:
         if self.closed:
             raise ConnectionLost(f"{self.name}: connection to {self.peer} is closed")
         if self._flusher is None:
-            async with self._send_lock:
-                try:
+            self._writing += 1      # counted while it waits for the lock too
+            try:
+                async with self._send_lock:
                     await self._write(list(buffers))
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                    self._lost(f"send failed: {e}")
-                    raise ConnectionLost(f"{self.name}: {e}") from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                self._lost(f"send failed: {e}")
+                raise ConnectionLost(f"{self.name}: {e}") from None
+            finally:
+                self._writing -= 1
             return
         while self._outq_bytes > SEND_QUEUE_LIMIT:
             await self._queue_drained.wait()
@@ -281,6 +287,7 @@ class RpcEndpoint:
                 batch, self._outq, self._outq_bytes = self._outq, [], 0
                 drained, self._queue_drained = self._queue_drained, trio.Event()
                 drained.set()
+                self._writing += 1
                 try:
                     # a direct write from before serve() started may still
                     # be going out; messages must not interleave
@@ -295,6 +302,8 @@ class RpcEndpoint:
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                     self._lost(f"send failed: {e}")
                     return
+                finally:
+                    self._writing -= 1
         finally:
             self._flusher = None
             self._flusher_parked = False
@@ -356,8 +365,8 @@ class RpcEndpoint:
         take queued for the flusher.  A failed write fails every waiting
         call and raises ConnectionLost."""
         raw = self._raw
-        if raw is None or self._flusher is None or self._outq or self.closed \
-                or self._send_lock.locked() or len(buffers) > IOV_MAX:
+        if raw is None or self._flusher is None or self._outq or self._writing \
+                or self.closed or len(buffers) > IOV_MAX:
             return False
         try:
             sent = raw.sendmsg(buffers)
@@ -368,7 +377,7 @@ class RpcEndpoint:
             raise ConnectionLost(f"{self.name}: {e}") from None
         self.last_sent = self._now()
         for i, b in enumerate(buffers):
-            size = _nbytes(b)
+            size = len(b) if isinstance(b, bytes) else memoryview(b).nbytes
             if sent < size:
                 rest: list[Buffer] = [memoryview(b).cast("B")[sent:]] if sent else [b]
                 rest.extend(buffers[i + 1:])
@@ -422,34 +431,42 @@ class RpcEndpoint:
         if error is not None:
             raise error
 
-    async def _receive(self) -> bool:
-        """Receive once into the connection; False at end of file."""
-        conn = self.conn
-        raw = self._raw
-        if raw is None:
-            data = await self.stream.receive_some(max(RECV_SIZE, conn.receive_size_hint()))
-            conn.receive_data(data)
-            return bool(data)
-        view = conn.receive_buffer(DIRECT_RECEIVE_MIN)
-        while True:
-            try:
-                if view is not None:
-                    n = raw.recv_into(view)
-                    conn.received_into(n)
-                    return n > 0
-                data = raw.recv(RECV_SIZE)
-                conn.receive_data(data)
-                return bool(data)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(raw)
-
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         conn = self.conn
         limit = self._max_calls
         backlog = self._backlog
+        raw = self._raw
+        # the last receive took less than it asked for: the socket was
+        # empty then, so the next one waits for it to be readable first
+        # instead of trying (an EAGAIN) after a pass of the scheduler
+        drained = False
         while True:
             try:
-                more = await self._receive()
+                if raw is None:
+                    data = await self.stream.receive_some(
+                        max(RECV_SIZE, conn.receive_size_hint()))
+                    conn.receive_data(data)
+                    more = bool(data)
+                else:
+                    while True:
+                        if drained:
+                            await trio.lowlevel.wait_readable(raw)
+                        view = conn.receive_buffer(DIRECT_RECEIVE_MIN)
+                        try:
+                            if view is not None:
+                                n = raw.recv_into(view)
+                                conn.received_into(n)
+                                drained = n < view.nbytes
+                            else:
+                                data = raw.recv(RECV_SIZE)
+                                conn.receive_data(data)
+                                n = len(data)
+                                drained = n < RECV_SIZE
+                        except BlockingIOError:
+                            drained = True
+                            continue
+                        break
+                    more = n > 0
                 self.last_received = self._now()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 reason = ssl_failure(e)
@@ -492,8 +509,10 @@ class RpcEndpoint:
                 await self._backlog_room.wait()
             # let what this chunk started run (and its replies go out)
             # before reading on; a peer that never stops sending cannot
-            # keep the loop to itself
-            await trio.lowlevel.checkpoint()
+            # keep the loop to itself (a drained socket's wait for more
+            # yields anyway)
+            if not drained:
+                await trio.lowlevel.checkpoint()
 
     def _dispatch(self, nursery: trio.Nursery, call: CallReceived, counted: bool) -> None:
         """Hand `call` to a parked serving task, or start one; `counted`:

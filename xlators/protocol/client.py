@@ -324,6 +324,12 @@ def _required_loc_parts() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
 
 
 _LOC_PARTS = _required_loc_parts()
+#: per fop, its argument names, and the fd arguments that go to the brick
+#: as its fd numbers (not those the fop opens)
+_ARG_NAMES = {fop.name: fop.arg_names for fop in fops.CATALOGUE}
+_FD_ARGS = {fop.name: tuple(a.name for a in fop.args
+                            if a.kind == "fd" and (fop.name, a.name) not in fops.OPENED_FDS)
+            for fop in fops.CATALOGUE}
 
 
 def _check_locs(name: str, args: Mapping[str, Any]) -> None:
@@ -387,6 +393,9 @@ class ProtocolClient(Translator):
         self._saved: set[RemoteFdCtx] = set()
         self._busy = 0
         self._busy_event = trio.Event()
+        # the last fop's Caller and its credential (_cred)
+        self._cred_of: Caller | None = None
+        self._cred_last: AuthGlusterfsV3 | None = None
         self._scope: trio.CancelScope | None = None
         self._stopped = False
         self._portmap_err_logged = False
@@ -416,6 +425,7 @@ class ProtocolClient(Translator):
         self._stop()
 
     def options_changed(self, old) -> None:
+        self._cred_of = None    # send-gids may have changed
         ep = self._endpoint
         if ep is not None:
             ep.frame_timeout = self.opts.frame_timeout
@@ -758,22 +768,31 @@ class ProtocolClient(Translator):
 
     async def _rpc(self, ep: RpcEndpoint, procedure, args, cred=None):
         """One call on `ep`, bailed by the endpoint after frame-timeout;
-        counts as outstanding for the ping timer."""
+        counts as outstanding for the ping timer.  (`_wind` does the same
+        for fops, without this frame.)"""
         self._busy += 1
-        self._busy_event.set()
+        if self._busy == 1:
+            self._busy_event.set()
         try:
             return await ep.call(procedure, args, cred=cred or self._handshake_cred())
         except trio.TooSlowError:
-            self.log.error("bailing out frame type(%s), op(%s), timeout = %d for %s",
-                           procedure.program, procedure.name, self.opts.frame_timeout,
-                           ep.peer)
-            raise FopError(errno.ENOTCONN, f"{self.name}: no reply to {procedure.name} "
-                                           f"in {self.opts.frame_timeout}s") from None
+            raise self._bailed(ep, procedure) from None
         finally:
             self._busy -= 1
 
+    def _bailed(self, ep: RpcEndpoint, procedure) -> FopError:
+        """call_bail's log line, and the ENOTCONN the caller gets."""
+        self.log.error("bailing out frame type(%s), op(%s), timeout = %d for %s",
+                       procedure.program, procedure.name, self.opts.frame_timeout, ep.peer)
+        return FopError(errno.ENOTCONN, f"{self.name}: no reply to {procedure.name} "
+                                        f"in {self.opts.frame_timeout}s")
+
     def _cred(self, lk_owner: bytes | None = None) -> AuthGlusterfsV3:
         c = fops.caller.get()
+        if c is self._cred_of and lk_owner is None:
+            # the same (frozen) Caller as the last fop's: gfapi's, FUSE's
+            # within one request
+            return self._cred_last
         groups = tuple(c.groups) if self.opts.send_gids else ()
         owner = c.lk_owner or lk_owner or b""
         if not owner:
@@ -782,9 +801,12 @@ class ProtocolClient(Translator):
         room = (MAX_AUTH_BYTES - 32 - 4 - (len(owner) + 3) // 4 * 4) // 4
         if len(groups) > room:
             groups = groups[:room]
-        return AuthGlusterfsV3(c.pid, c.uid, c.gid, c.flags,
+        cred = AuthGlusterfsV3(c.pid, c.uid, c.gid, c.flags,
                                (c.ctime_ns or 0) % 1_000_000_000,
                                (c.ctime_ns or 0) // 1_000_000_000, groups, owner)
+        if lk_owner is None:
+            self._cred_of, self._cred_last = c, cred
+        return cred
 
     async def _wind(self, name: str, args: dict[str, Any], xdata, *, cred=None):
         """Send one fop and return its reply; FopError for a failure."""
@@ -792,10 +814,13 @@ class ProtocolClient(Translator):
         if ep is None or not self._connected:
             raise FopError(errno.ENOTCONN, f"{self.name}: not connected to "
                                            f"{self.remote_host}")
-        fop = fops.BY_NAME[name]
+        procedure = FOP_PROCEDURES[name]
+        self._busy += 1         # _rpc's accounting, without its frame
+        if self._busy == 1:
+            self._busy_event.set()
         try:
-            response = await self._rpc(ep, FOP_PROCEDURES[name], FopRequest(fop, args, xdata),
-                                       cred or self._cred())
+            response = await ep.call(procedure, FopRequest(fops.BY_NAME[name], args, xdata),
+                                     cred=cred or self._cred())
         except ConnectionLost:
             self._broke(ep)
             raise FopError(errno.ENOTCONN, f"{self.name}: connection lost during "
@@ -804,6 +829,10 @@ class ProtocolClient(Translator):
             stat = e.reply.accept_stat
             err = errno.EOPNOTSUPP if stat in _NOT_SERVED else errno.EIO
             raise FopError(err, f"{self.name}: the brick refused {name}: {e}") from None
+        except trio.TooSlowError:
+            raise self._bailed(ep, procedure) from None
+        finally:
+            self._busy -= 1
         return response.unwrap()
 
     def _broke(self, ep: RpcEndpoint) -> None:
@@ -844,12 +873,11 @@ class ProtocolClient(Translator):
 
     def _prepare(self, name: str, values: tuple, xdata) -> dict[str, Any]:
         """The wire arguments of a fop: fds mapped, O_DIRECT filtered."""
-        fop = fops.BY_NAME[name]
-        args = dict(zip(fop.arg_names, values))
-        _check_locs(name, args)
-        for arg in fop.args:
-            if arg.kind == "fd" and (name, arg.name) not in fops.OPENED_FDS:
-                args[arg.name] = self._remote_fd(name, args[arg.name])
+        args = dict(zip(_ARG_NAMES[name], values))
+        if _LOC_PARTS[name]:
+            _check_locs(name, args)
+        for arg in _FD_ARGS[name]:
+            args[arg] = self._remote_fd(name, args[arg])
         if self.opts.filter_O_DIRECT and name in ("open", "create", "readv", "writev"):
             args["flags"] = args["flags"] & ~os.O_DIRECT
         return args
