@@ -1,6 +1,7 @@
 """The client's cost per call: glusterpy's gfapi against a glusterpy brick.
 
-    python -m bench.client_path [--files 2000] [--reads 20000] [--profile FILE]
+    python -m bench.client_path [--files 2000] [--reads 20000] [--count [--profile FILE]]
+    python -m bench.client_path --fuse [--files 2000] [--count]
 
 The brick (server -> locks -> posix on a fresh directory) runs as a process
 of its own (`glusterpy brick`), so what is measured here is the client: this
@@ -12,6 +13,12 @@ call in flight each (the latency path, not throughput):
 * create: open(O_CREAT|O_WRONLY) + write 100 bytes + close per file - at the
   brick CREATE, WRITE, FLUSH, RELEASE (gfapi resolves the parent once);
 * read: 4 KiB pread of one 1 MiB file, offsets walking the file.
+
+With --fuse the client is a foreground `glusterpy mount` of the same
+graph instead, and this process creates the files through it (100 bytes
+each): the mount process's CPU per create from /proc, or with --count its
+Python calls per create (the mount run under cProfile twice, with no files
+and with --files files, the difference divided by --files).
 
 The client graph is protocol/client alone, so what moves is the RPC path
 (transport, protocol/client), not the performance translators.
@@ -147,6 +154,55 @@ async def _run(args) -> dict[str, float]:
             return await _measure(vol, args)
 
 
+def _fuse_run(workdir: str, port: int, files: int, profile: str | None) -> float:
+    """Mount, create `files` files, unmount; the mount's CPU seconds over the
+    creates (or 0 with `profile`, where cProfile writes its stats there)."""
+    from .brick_cpu import cpu_seconds
+    volfile = os.path.join(workdir, "client.vol")
+    with open(volfile, "w") as f:
+        f.write(_client_volfile(port))
+    mountpoint = tempfile.mkdtemp(prefix="mnt-", dir=workdir)
+    command = [sys.executable, "-m", "glusterpy.cli.main", "mount", "-N", "--volfile",
+               volfile, mountpoint]
+    if profile:
+        command[1:1] = ["-m", "cProfile", "-o", profile]
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mountpoint):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the mount did not come up")
+            time.sleep(0.1)
+        directory = os.path.join(mountpoint, f"d{files}")
+        os.mkdir(directory)
+        for i in range(50 if files else 0):     # warm: the same paths as measured
+            with open(os.path.join(directory, f"w{i}"), "wb") as f:
+                f.write(b"x" * 100)
+        cpu = cpu_seconds(proc.pid)
+        for i in range(files):
+            with open(os.path.join(directory, f"f{i}"), "wb") as f:
+                f.write(b"x" * 100)
+        return cpu_seconds(proc.pid) - cpu
+    finally:
+        subprocess.run(["fusermount3", "-u", mountpoint], check=False)
+        proc.wait(60)
+        os.rmdir(mountpoint)
+
+
+def _fuse(args) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="client-path-") as workdir, _brick(workdir) as port:
+        if not args.count:
+            return {"fuse_create_cpu_us": _fuse_run(workdir, port, args.files, None)
+                    / args.files * 1e6}
+        calls = []
+        for files in (0, args.files):
+            out = os.path.join(workdir, f"profile-{files}")
+            _fuse_run(workdir, port, files, out)
+            calls.append(pstats.Stats(out).total_calls)
+        # the run with no files has the 50 warm-up creates fewer too
+        return {"fuse_create_calls": (calls[1] - calls[0]) / (args.files + 50)}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--files", type=int, default=2000)
@@ -156,8 +212,10 @@ def main(argv=None) -> None:
                         "without it)")
     p.add_argument("--profile", metavar="FILE",
                    help="with --count, write the pstats to FILE.create and FILE.read")
+    p.add_argument("--fuse", action="store_true",
+                   help="create through a FUSE mount of the graph instead of gfapi")
     args = p.parse_args(argv)
-    out = trio.run(_run, args)
+    out = _fuse(args) if args.fuse else trio.run(_run, args)
     print(" ".join(f"{k}={v:.1f}" for k, v in out.items()), flush=True)
 
 
