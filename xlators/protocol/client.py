@@ -392,7 +392,8 @@ class ProtocolClient(Translator):
         self._setvol_count = 0
         self._saved: set[RemoteFdCtx] = set()
         self._busy = 0
-        self._busy_event = trio.Event()
+        #: set by the first call when the ping timer waits for one (None otherwise)
+        self._busy_event: trio.Event | None = None
         # the last fop's Caller and its credential (_cred)
         self._cred_of: Caller | None = None
         self._cred_last: AuthGlusterfsV3 | None = None
@@ -730,8 +731,8 @@ class ProtocolClient(Translator):
             return
         while not ep.closed:
             if self._busy == 0:
-                self._busy_event = trio.Event()
-                await self._busy_event.wait()
+                busy = self._busy_event = trio.Event()
+                await busy.wait()
             answered = trio.Event()
             sent_at = trio.current_time()
             latency: list[float] = []
@@ -771,8 +772,9 @@ class ProtocolClient(Translator):
         counts as outstanding for the ping timer.  (`_wind` does the same
         for fops, without this frame.)"""
         self._busy += 1
-        if self._busy == 1:
+        if self._busy_event is not None:
             self._busy_event.set()
+            self._busy_event = None
         try:
             return await ep.call(procedure, args, cred=cred or self._handshake_cred())
         except trio.TooSlowError:
@@ -816,8 +818,9 @@ class ProtocolClient(Translator):
                                            f"{self.remote_host}")
         procedure = FOP_PROCEDURES[name]
         self._busy += 1         # _rpc's accounting, without its frame
-        if self._busy == 1:
+        if self._busy_event is not None:
             self._busy_event.set()
+            self._busy_event = None
         try:
             response = await ep.call(procedure, FopRequest(fops.BY_NAME[name], args, xdata),
                                      cred=cred or self._cred())
