@@ -7,6 +7,7 @@ import socket
 
 import pytest
 import trio
+import trio.testing
 
 from glusterpy.rpc import (DUMP, DumpReply, DumpRequest, ProgramInfo, RpcConnection)
 from glusterpy.rpc.connection import CallReceived
@@ -283,3 +284,136 @@ async def test_large_writes_and_reads_arrive_intact(nursery):
     assert read == {n: content(n) for n in range(0, 60, 2)}
     await client.aclose()
     await server.aclose()
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts the steps each task runs."""
+
+    def __init__(self):
+        self.steps = {}
+
+    def before_task_step(self, task):
+        self.steps[task] = self.steps.get(task, 0) + 1
+
+
+async def test_a_lone_call_goes_out_from_the_caller_without_the_flusher(nursery):
+    """Issue 17: with one call in flight the calling task writes it itself;
+    the flusher task never runs, where it used to run once per call."""
+    async def handler(endpoint, call):
+        return DumpReply(gfs_id=call.args.gfs_id)
+    server, client = await open_pair(handler)
+    nursery.start_soon(server.serve)
+    nursery.start_soon(client.serve)
+    await client.call(DUMP_PROC, DumpRequest(gfs_id=1))
+    flusher = client._flusher
+    assert flusher is not None
+    steps = _Steps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        for n in range(100):
+            assert (await client.call(DUMP_PROC, DumpRequest(gfs_id=n))).gfs_id == n
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert steps.steps.get(flusher, 0) == 0
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_what_a_full_socket_does_not_take_is_queued_in_order(nursery):
+    """A direct send the kernel takes only part of leaves the rest to the
+    flusher, and a call made meanwhile goes behind it: the peer gets both
+    whole, in the order they were made."""
+    from glusterpy import fops as F
+    from glusterpy.fops import Iatt
+    from glusterpy.rpc import FOP_PROCEDURES
+    from glusterpy.rpc.fops4 import FopRequest, RemoteFd
+    arrived = []
+
+    async def handler(endpoint, call):
+        request = call.args
+        if getattr(request, "name", None) == "writev":
+            data = bytes(request.args["data"])
+            arrived.append(("writev", data))
+            return F.WriteReply(count=len(data), prebuf=Iatt(gfid=b"\1" * 16),
+                                postbuf=Iatt(gfid=b"\1" * 16))
+        arrived.append(("dump", call.args.gfs_id))
+        return DumpReply(gfs_id=call.args.gfs_id)
+    server, client = await open_pair(handler)
+    client._raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+    nursery.start_soon(client.serve)
+    await trio.testing.wait_all_tasks_blocked()
+    data = bytes(range(256)) * 16384          # 4 MiB: the server does not read yet
+    results = {}
+
+    async def write():
+        args = {"fd": RemoteFd(b"\1" * 16, 1), "data": data, "offset": 0, "flags": 0}
+        results["w"] = await client.call(FOP_PROCEDURES["writev"],
+                                         FopRequest(F.BY_NAME["writev"], args), timeout=20)
+
+    async def dump():
+        results["d"] = await client.call(DUMP_PROC, DumpRequest(gfs_id=9), timeout=20)
+    async with trio.open_nursery() as calls:
+        calls.start_soon(write)
+        await trio.testing.wait_all_tasks_blocked()
+        assert client._outq or client._writing, "the write should not have gone out whole"
+        calls.start_soon(dump)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(server.serve)
+    assert arrived == [("writev", data), ("dump", 9)]
+    assert results["w"].unwrap().count == len(data) and results["d"].gfs_id == 9
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_frame_timeout_bails_late_calls_with_one_sweep(nursery):
+    """rpc-clnt's call_bail: with frame_timeout set, a call left unanswered
+    fails with TooSlowError once older than it (checked every quarter of
+    it), is forgotten, and its late reply is dropped; a call with a timeout
+    of its own is not bailed; the connection stays."""
+    gate = trio.Event()
+
+    async def handler(endpoint, call):
+        if call.args.gfs_id == 0:
+            await gate.wait()
+        elif call.args.gfs_id == 1:
+            await trio.sleep(1.0)
+        return DumpReply(gfs_id=call.args.gfs_id)
+    server, client = await open_pair(handler)
+    client.frame_timeout = 0.4
+    nursery.start_soon(server.serve)
+    nursery.start_soon(client.serve)
+    start = trio.current_time()
+    with trio.fail_after(5):
+        with pytest.raises(trio.TooSlowError):
+            await client.call(DUMP_PROC, DumpRequest(gfs_id=0))
+    took = trio.current_time() - start
+    assert 0.4 <= took <= 0.4 + 2 * 0.1 + 0.3, took
+    assert client.conn.pending == {} and client._waiters == {}
+    gate.set()                                  # the late reply is dropped
+    reply = await client.call(DUMP_PROC, DumpRequest(gfs_id=1), timeout=5)
+    assert reply.gfs_id == 1                    # 1 s: its own timeout governs
+    assert (await client.call(DUMP_PROC, DumpRequest(gfs_id=2))).gfs_id == 2
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_a_broken_connection_fails_every_waiting_call_at_once(nursery):
+    async def handler(endpoint, call):
+        if call.args.gfs_id == 9:
+            await endpoint.aclose()
+        await trio.sleep_forever()
+    server, client = await open_pair(handler)
+    client.frame_timeout = 1800
+    nursery.start_soon(server.serve)
+    nursery.start_soon(client.serve)
+    failed = []
+
+    async def one(n):
+        with pytest.raises(ConnectionLost):
+            await client.call(DUMP_PROC, DumpRequest(gfs_id=n))
+        failed.append(n)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as calls:
+            for n in range(10):
+                calls.start_soon(one, n)
+    assert sorted(failed) == list(range(10))

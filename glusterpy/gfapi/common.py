@@ -68,21 +68,26 @@ class LiveGraph:
     def __init__(self, graph: Graph):
         self.graph = graph
         self.inflight = 0
-        self._idle = trio.Event()
-        self._idle.set()
+        # made only when someone waits (a graph switch): an Event made and
+        # set per operation was two calls of every gfapi operation
+        self._idle: trio.Event | None = None
         self.stop = trio.Event()
 
     def enter(self) -> None:
-        if self.inflight == 0:
-            self._idle = trio.Event()
         self.inflight += 1
 
     def exit(self) -> None:
         self.inflight -= 1
-        if self.inflight == 0:
+        if self.inflight == 0 and self._idle is not None:
             self._idle.set()
+            self._idle = None
 
     async def wait_idle(self) -> None:
+        if self.inflight == 0:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._idle is None:
+            self._idle = trio.Event()
         await self._idle.wait()
 
 

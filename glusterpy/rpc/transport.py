@@ -4,7 +4,9 @@ The only module of `glusterpy.rpc` that does I/O.  It moves bytes between a
 socket and the sans-IO state machine, and nothing more:
 
 * `call()` sends a call and waits for its reply (calls from many tasks
-  share the connection; replies are matched by xid);
+  share the connection; replies are matched by xid); with `frame_timeout`
+  set, one sweep per connection fails the calls waiting longer than that
+  (below);
 * incoming calls go to a handler, each served by a task of its own while
   it runs, so a slow fop does not hold up the others (the brick's
   protocol/server, the client's callback program);
@@ -22,6 +24,24 @@ path around the fop (bench/notes/qemu.md has the profiles):
   not read cannot make us buffer more).  Over TLS (a `trio.SSLStream` from
   glusterpy.rpc.tls) a batch is joined once and encrypted by the stream:
   the record layer copies anyway.
+* A call goes out from the calling task itself when nothing is queued
+  and no write is in progress: one non-blocking sendmsg of the whole
+  message, and only what the kernel does not take (EAGAIN, a partial
+  write) is queued for the flusher, so the order on the wire is kept.  A
+  client with one call in flight then pays no task switch to the flusher
+  and back.  Replies keep going through the flusher: the replies of many
+  calls finished in one scheduler pass leave in one sendmsg, where each
+  sending its own would cost the brick a syscall per reply.
+* The caller waits for its reply parked on trio directly (the reader
+  reschedules it with the decoded result), not on a trio.Event per call.
+* Frame timeouts (rpc-clnt.c's call_bail): calls carry no cancel scope
+  each; one task per connection wakes every `BAIL_INTERVAL` seconds (a
+  quarter of `frame_timeout` when that is shorter) and fails the calls
+  older than `frame_timeout` with trio.TooSlowError.  A call is stamped
+  with the time of the last sweep, not read from the clock, so it is
+  bailed between `frame_timeout` and `frame_timeout` plus two intervals
+  after it was sent.  `call(timeout=...)` keeps an exact timeout of its own
+  for the callers that pass one.
 * A plain TCP connection is read and written with the socket's own
   non-blocking calls, waiting on trio only when the kernel says EAGAIN:
   trio's socket methods checkpoint twice per call, a trip through the
@@ -94,6 +114,9 @@ SPARE_SERVERS = 64
 BACKLOG_LIMIT = 1 << 20
 #: what a call is counted as in the backlog besides the data it carries
 CALL_OVERHEAD = 512
+#: seconds between two sweeps for calls past frame_timeout (rpc-clnt.c
+#: registers call_bail every 10 seconds)
+BAIL_INTERVAL = 10.0
 
 
 def _urgent(procedure: Procedure) -> bool:
@@ -138,11 +161,21 @@ CallHandler = Callable[["RpcEndpoint", CallReceived], Awaitable[Any]]
 
 
 class _Waiter:
-    __slots__ = ("event", "outcome")
+    """A call waiting for its reply: `task` once it is parked (the reader
+    reschedules it), `result` if the reply came before it parked; `since`
+    the bail clock when it was sent, None when the call has a timeout of
+    its own."""
 
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.outcome: Any = None
+    __slots__ = ("task", "result", "since")
+
+    def __init__(self, since: float | None) -> None:
+        self.task: trio.lowlevel.Task | None = None
+        self.result: outcome.Outcome[Any] | None = None
+        self.since = since
+
+
+def _nbytes(b: Buffer) -> int:
+    return len(b) if isinstance(b, bytes) else memoryview(b).nbytes
 
 
 class RpcEndpoint:
@@ -155,7 +188,8 @@ class RpcEndpoint:
 
     def __init__(self, stream: trio.abc.Stream, connection: RpcConnection, *,
                  handler: CallHandler | None = None, name: str = "rpc",
-                 peer: str | None = None, max_calls: int | None = None):
+                 peer: str | None = None, max_calls: int | None = None,
+                 frame_timeout: float | None = None):
         self.stream = stream
         self.conn = connection
         self.handler = handler
@@ -166,7 +200,14 @@ class RpcEndpoint:
         #: serve() starts): protocol/client's ping timer tells a silent peer
         #: from a busy one by them, as rpc-clnt.c keeps last_sent/last_received
         self.last_sent = self.last_received = 0.0
+        #: seconds a call without a timeout of its own may wait for its
+        #: reply (0: forever); None: no sweep at all (the brick's side).
+        #: May change while connected (protocol/client's reconfigure)
+        self.frame_timeout = frame_timeout
         self._waiters: dict[int, _Waiter] = {}
+        self._now = trio.lowlevel.current_clock().current_time
+        #: the time of the last sweep for late calls, what calls are stamped with
+        self._bail_clock = self._now()
         self._send_lock = trio.StrictFIFOLock()
         self._raw = _raw_socket(stream)
         # the send queue: buffers in order, written by the flusher task
@@ -175,6 +216,9 @@ class RpcEndpoint:
         self._outq_bytes = 0
         self._flusher: trio.lowlevel.Task | None = None
         self._flusher_parked = False
+        #: writes going out or about to (the flusher's batch in hand, a
+        #: direct one from before serve()): nothing may overtake them
+        self._writing = 0
         self._queue_drained = trio.Event()
         self._calls_nursery: trio.Nursery | None = None
         # At most max_calls incoming calls in service at once, the others in
@@ -199,12 +243,15 @@ class RpcEndpoint:
         if self.closed:
             raise ConnectionLost(f"{self.name}: connection to {self.peer} is closed")
         if self._flusher is None:
-            async with self._send_lock:
-                try:
+            self._writing += 1      # counted while it waits for the lock too
+            try:
+                async with self._send_lock:
                     await self._write(list(buffers))
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                    self._lost(f"send failed: {e}")
-                    raise ConnectionLost(f"{self.name}: {e}") from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+                self._lost(f"send failed: {e}")
+                raise ConnectionLost(f"{self.name}: {e}") from None
+            finally:
+                self._writing -= 1
             return
         while self._outq_bytes > SEND_QUEUE_LIMIT:
             await self._queue_drained.wait()
@@ -217,7 +264,7 @@ class RpcEndpoint:
         queue = self._outq
         for b in buffers:
             queue.append(b)
-            self._outq_bytes += len(b) if isinstance(b, bytes) else memoryview(b).nbytes
+            self._outq_bytes += _nbytes(b)
         flusher = self._flusher
         if self._flusher_parked and flusher is not None:
             self._flusher_parked = False
@@ -240,6 +287,7 @@ class RpcEndpoint:
                 batch, self._outq, self._outq_bytes = self._outq, [], 0
                 drained, self._queue_drained = self._queue_drained, trio.Event()
                 drained.set()
+                self._writing += 1
                 try:
                     # a direct write from before serve() started may still
                     # be going out; messages must not interleave
@@ -254,6 +302,8 @@ class RpcEndpoint:
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                     self._lost(f"send failed: {e}")
                     return
+                finally:
+                    self._writing -= 1
         finally:
             self._flusher = None
             self._flusher_parked = False
@@ -265,15 +315,16 @@ class RpcEndpoint:
             await _sendmsg_all(self._raw, buffers)
         else:
             await self.stream.send_all(b"".join(buffers))
-        self.last_sent = trio.current_time()
+        self.last_sent = self._now()
 
     async def call(self, procedure: Procedure, args: Any = None, *,
                    cred: Auth = AUTH_NULL_CRED, timeout: float | None = None) -> Any:
         """Send a call and return its decoded result.
 
         Raises ConnectionLost, RpcCallFailed, or trio.TooSlowError after
-        `timeout` seconds (the call is then forgotten; a late reply is
-        dropped as GlusterFS bails out a frame).
+        `timeout` seconds, or else once the call is older than the
+        endpoint's `frame_timeout` (the call is then forgotten; a late reply
+        is dropped as GlusterFS bails out a frame).
         """
         if self.closed:
             raise ConnectionLost(f"{self.name}: connection to {self.peer} is closed")
@@ -282,21 +333,58 @@ class RpcEndpoint:
         except RpcProtocolError as e:
             raise ConnectionLost(f"{self.name}: {e}") from None
         if procedure.one_way:
-            await self._send(buffers)
+            if not self._send_now(buffers):
+                await self._send(buffers)
             return None
-        waiter = self._waiters[xid] = _Waiter()
+        waiter = self._waiters[xid] = _Waiter(self._bail_clock if timeout is None else None)
         try:
-            await self._send(buffers)
-            with trio.fail_after(timeout if timeout is not None else float("inf")):
-                await waiter.event.wait()
+            if not self._send_now(buffers):
+                await self._send(buffers)
         except BaseException:
             self._waiters.pop(xid, None)
             self.conn.forget_call(xid)
             raise
-        outcome = waiter.outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        if waiter.result is not None:   # answered (or failed) while the send waited
+            return waiter.result.unwrap()
+        waiter.task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            waiter.task = None
+            self._waiters.pop(xid, None)
+            self.conn.forget_call(xid)
+            return trio.lowlevel.Abort.SUCCEEDED
+        if timeout is None:
+            return await trio.lowlevel.wait_task_rescheduled(abort)
+        with trio.fail_after(timeout):
+            return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _send_now(self, buffers: list[Buffer]) -> bool:
+        """Send one message from the calling task (module docstring): False
+        when it must go through `_send` (TLS, no flusher, something queued
+        or being written); True when it went out, what the kernel did not
+        take queued for the flusher.  A failed write fails every waiting
+        call and raises ConnectionLost."""
+        raw = self._raw
+        if raw is None or self._flusher is None or self._outq or self._writing \
+                or self.closed or len(buffers) > IOV_MAX:
+            return False
+        try:
+            sent = raw.sendmsg(buffers)
+        except BlockingIOError:
+            sent = 0
+        except OSError as e:
+            self._lost(f"send failed: {e}")
+            raise ConnectionLost(f"{self.name}: {e}") from None
+        self.last_sent = self._now()
+        for i, b in enumerate(buffers):
+            size = len(b) if isinstance(b, bytes) else memoryview(b).nbytes
+            if sent < size:
+                rest: list[Buffer] = [memoryview(b).cast("B")[sent:]] if sent else [b]
+                rest.extend(buffers[i + 1:])
+                self._enqueue(rest)
+                break
+            sent -= size
+        return True
 
     async def reply(self, call: CallReceived, result: Any) -> None:
         await self._send(self._encode(self.conn.send_reply, call, result))
@@ -327,6 +415,8 @@ class RpcEndpoint:
             async with trio.open_nursery() as nursery:
                 self._calls_nursery = nursery
                 nursery.start_soon(self._flush_loop)
+                if self.frame_timeout is not None:
+                    nursery.start_soon(self._bail_loop)
                 try:
                     await self._read_loop(nursery)
                 except RpcProtocolError as e:
@@ -341,35 +431,43 @@ class RpcEndpoint:
         if error is not None:
             raise error
 
-    async def _receive(self) -> bool:
-        """Receive once into the connection; False at end of file."""
-        conn = self.conn
-        raw = self._raw
-        if raw is None:
-            data = await self.stream.receive_some(max(RECV_SIZE, conn.receive_size_hint()))
-            conn.receive_data(data)
-            return bool(data)
-        view = conn.receive_buffer(DIRECT_RECEIVE_MIN)
-        while True:
-            try:
-                if view is not None:
-                    n = raw.recv_into(view)
-                    conn.received_into(n)
-                    return n > 0
-                data = raw.recv(RECV_SIZE)
-                conn.receive_data(data)
-                return bool(data)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(raw)
-
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         conn = self.conn
         limit = self._max_calls
         backlog = self._backlog
+        raw = self._raw
+        # the last receive took less than it asked for: the socket was
+        # empty then, so the next one waits for it to be readable first
+        # instead of trying (an EAGAIN) after a pass of the scheduler
+        drained = False
         while True:
             try:
-                more = await self._receive()
-                self.last_received = trio.current_time()
+                if raw is None:
+                    data = await self.stream.receive_some(
+                        max(RECV_SIZE, conn.receive_size_hint()))
+                    conn.receive_data(data)
+                    more = bool(data)
+                else:
+                    while True:
+                        if drained:
+                            await trio.lowlevel.wait_readable(raw)
+                        view = conn.receive_buffer(DIRECT_RECEIVE_MIN)
+                        try:
+                            if view is not None:
+                                n = raw.recv_into(view)
+                                conn.received_into(n)
+                                drained = n < view.nbytes
+                            else:
+                                data = raw.recv(RECV_SIZE)
+                                conn.receive_data(data)
+                                n = len(data)
+                                drained = n < RECV_SIZE
+                        except BlockingIOError:
+                            drained = True
+                            continue
+                        break
+                    more = n > 0
+                self.last_received = self._now()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 reason = ssl_failure(e)
                 if reason is not None and not self.closed:
@@ -380,7 +478,7 @@ class RpcEndpoint:
                 return
             for event in conn.events():
                 if isinstance(event, ReplyReceived):
-                    self._resolve(event.xid, event.result)
+                    self._resolve(event.xid, outcome.Value(event.result))
                 elif isinstance(event, CallReceived):
                     if limit is None:
                         self._dispatch(nursery, event, False)
@@ -394,7 +492,7 @@ class RpcEndpoint:
                         backlog.append((event, size))
                         self._backlog_bytes += size
                 elif isinstance(event, CallFailed):
-                    self._resolve(event.xid, RpcCallFailed(event))
+                    self._resolve(event.xid, outcome.Error(RpcCallFailed(event)))
                 elif isinstance(event, RejectedCall):
                     log.info("%s: refused a call from %s: %s", self.name, self.peer, event.reason)
                     if event.expects_reply:
@@ -411,8 +509,10 @@ class RpcEndpoint:
                 await self._backlog_room.wait()
             # let what this chunk started run (and its replies go out)
             # before reading on; a peer that never stops sending cannot
-            # keep the loop to itself
-            await trio.lowlevel.checkpoint()
+            # keep the loop to itself (a drained socket's wait for more
+            # yields anyway)
+            if not drained:
+                await trio.lowlevel.checkpoint()
 
     def _dispatch(self, nursery: trio.Nursery, call: CallReceived, counted: bool) -> None:
         """Hand `call` to a parked serving task, or start one; `counted`:
@@ -437,11 +537,30 @@ class RpcEndpoint:
         self._in_service -= 1
         return None
 
-    def _resolve(self, xid: int, outcome: Any) -> None:
+    def _resolve(self, xid: int, result: outcome.Outcome[Any]) -> None:
         waiter = self._waiters.pop(xid, None)
         if waiter is not None:
-            waiter.outcome = outcome
-            waiter.event.set()
+            _wake(waiter, result)
+
+    async def _bail_loop(self) -> None:
+        """rpc-clnt.c's call_bail: every BAIL_INTERVAL (or a quarter of
+        frame_timeout) fail the calls older than frame_timeout."""
+        while True:
+            timeout = self.frame_timeout
+            interval = min(BAIL_INTERVAL, timeout / 4) if timeout else BAIL_INTERVAL
+            await trio.sleep(interval)
+            now = self._bail_clock = self._now()
+            timeout = self.frame_timeout
+            if not timeout:
+                continue
+            # a call is stamped with the previous sweep's time, up to one
+            # interval before it was sent: it is late once older than that
+            late = [xid for xid, w in self._waiters.items()
+                    if w.since is not None and now - w.since >= timeout + interval]
+            for xid in late:
+                self.conn.forget_call(xid)
+                self._resolve(xid, outcome.Error(trio.TooSlowError(
+                    f"{self.name}: no reply from {self.peer} in {timeout:g}s")))
 
     async def _server(self, call: CallReceived, counted: bool) -> None:
         """Serve `call`, then the backlog's next call if this one held a
@@ -513,10 +632,10 @@ class RpcEndpoint:
         if self.closed:
             return
         self.closed = True
-        for xid, waiter in list(self._waiters.items()):
-            waiter.outcome = ConnectionLost(f"{self.name}: {why}")
-            waiter.event.set()
+        waiters = list(self._waiters.values())
         self._waiters.clear()
+        for waiter in waiters:
+            _wake(waiter, outcome.Error(ConnectionLost(f"{self.name}: {why}")))
 
     async def aclose(self) -> None:
         self._lost("closed locally")
@@ -533,6 +652,17 @@ class RpcEndpoint:
                     await self.stream.aclose()
             except (trio.BrokenResourceError, OSError):
                 pass
+
+
+def _wake(waiter: _Waiter, result: outcome.Outcome[Any]) -> None:
+    """Give a waiting call its result: reschedule its parked task, or leave
+    the result for it to find if it has not parked yet."""
+    task = waiter.task
+    if task is None:
+        waiter.result = result
+    else:
+        waiter.task = None
+        trio.lowlevel.reschedule(task, result)
 
 
 async def _sendmsg_all(sock: socket.socket, buffers: list[Buffer]) -> None:

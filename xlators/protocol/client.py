@@ -102,7 +102,10 @@ Departures from GlusterFS, on purpose: a reconfigured `remote-port` is
 used from the next connection on (GlusterFS's transport keeps the old one
 until a graph switch); `frame-timeout 0` disables the
 timeout (GlusterFS would bail every frame after its 10 s bail-out tick);
-frame timeouts are exact rather than checked every 10 s; a call the brick
+frame timeouts are checked, as GlusterFS's call_bail checks them, by one
+timer per connection, every 10 s or every quarter of frame-timeout when
+that is shorter (a call is bailed within frame-timeout plus two such
+intervals, not up to 10 s late); a call the brick
 refuses at the RPC level fails with EOPNOTSUPP (no such program or
 procedure) or EIO (garbage arguments, system error) instead of ENOTCONN;
 connecting gives up after `ping-timeout` (42 s when pings are off) where
@@ -321,6 +324,12 @@ def _required_loc_parts() -> dict[str, list[tuple[str, tuple[str, ...]]]]:
 
 
 _LOC_PARTS = _required_loc_parts()
+#: per fop, its argument names, and the fd arguments that go to the brick
+#: as its fd numbers (not those the fop opens)
+_ARG_NAMES = {fop.name: fop.arg_names for fop in fops.CATALOGUE}
+_FD_ARGS = {fop.name: tuple(a.name for a in fop.args
+                            if a.kind == "fd" and (fop.name, a.name) not in fops.OPENED_FDS)
+            for fop in fops.CATALOGUE}
 
 
 def _check_locs(name: str, args: Mapping[str, Any]) -> None:
@@ -383,7 +392,11 @@ class ProtocolClient(Translator):
         self._setvol_count = 0
         self._saved: set[RemoteFdCtx] = set()
         self._busy = 0
-        self._busy_event = trio.Event()
+        #: set by the first call when the ping timer waits for one (None otherwise)
+        self._busy_event: trio.Event | None = None
+        # the last fop's Caller and its credential (_cred)
+        self._cred_of: Caller | None = None
+        self._cred_last: AuthGlusterfsV3 | None = None
         self._scope: trio.CancelScope | None = None
         self._stopped = False
         self._portmap_err_logged = False
@@ -411,6 +424,12 @@ class ProtocolClient(Translator):
 
     async def fini(self) -> None:
         self._stop()
+
+    def options_changed(self, old) -> None:
+        self._cred_of = None    # send-gids may have changed
+        ep = self._endpoint
+        if ep is not None:
+            ep.frame_timeout = self.opts.frame_timeout
 
     @property
     def remote_host(self) -> str | None:
@@ -499,7 +518,8 @@ class ProtocolClient(Translator):
             return
         self._tls_err_logged = False
         ep = RpcEndpoint(stream, RpcConnection(ALL_PROGRAMS, serves=CLIENT_PROGRAMS),
-                         handler=self._serve_callback, name=self.name)
+                         handler=self._serve_callback, name=self.name,
+                         frame_timeout=self.opts.frame_timeout)
         self.log.debug("connected to %s", ep.peer)
         try:
             async with trio.open_nursery() as nursery:
@@ -711,8 +731,8 @@ class ProtocolClient(Translator):
             return
         while not ep.closed:
             if self._busy == 0:
-                self._busy_event = trio.Event()
-                await self._busy_event.wait()
+                busy = self._busy_event = trio.Event()
+                await busy.wait()
             answered = trio.Event()
             sent_at = trio.current_time()
             latency: list[float] = []
@@ -720,8 +740,8 @@ class ProtocolClient(Translator):
             async def ping():
                 try:
                     await ep.call(_DUMP_PING, None, cred=self._handshake_cred())
-                except (ConnectionLost, RpcCallFailed):
-                    return
+                except (ConnectionLost, RpcCallFailed, trio.TooSlowError):
+                    return  # bailed by frame-timeout: unanswered, as below
                 latency.append(trio.current_time() - sent_at)
                 answered.set()
 
@@ -748,24 +768,33 @@ class ProtocolClient(Translator):
     # -- calls ----------------------------------------------------------------------
 
     async def _rpc(self, ep: RpcEndpoint, procedure, args, cred=None):
-        """One call on `ep` with frame-timeout; counts as outstanding for
-        the ping timer."""
+        """One call on `ep`, bailed by the endpoint after frame-timeout;
+        counts as outstanding for the ping timer.  (`_wind` does the same
+        for fops, without this frame.)"""
         self._busy += 1
-        self._busy_event.set()
+        if self._busy_event is not None:
+            self._busy_event.set()
+            self._busy_event = None
         try:
-            return await ep.call(procedure, args, cred=cred or self._handshake_cred(),
-                                 timeout=self.opts.frame_timeout or None)
+            return await ep.call(procedure, args, cred=cred or self._handshake_cred())
         except trio.TooSlowError:
-            self.log.error("bailing out frame type(%s), op(%s), timeout = %d for %s",
-                           procedure.program, procedure.name, self.opts.frame_timeout,
-                           ep.peer)
-            raise FopError(errno.ENOTCONN, f"{self.name}: no reply to {procedure.name} "
-                                           f"in {self.opts.frame_timeout}s") from None
+            raise self._bailed(ep, procedure) from None
         finally:
             self._busy -= 1
 
+    def _bailed(self, ep: RpcEndpoint, procedure) -> FopError:
+        """call_bail's log line, and the ENOTCONN the caller gets."""
+        self.log.error("bailing out frame type(%s), op(%s), timeout = %d for %s",
+                       procedure.program, procedure.name, self.opts.frame_timeout, ep.peer)
+        return FopError(errno.ENOTCONN, f"{self.name}: no reply to {procedure.name} "
+                                        f"in {self.opts.frame_timeout}s")
+
     def _cred(self, lk_owner: bytes | None = None) -> AuthGlusterfsV3:
         c = fops.caller.get()
+        if c is self._cred_of and lk_owner is None:
+            # the same (frozen) Caller as the last fop's: gfapi's, FUSE's
+            # within one request
+            return self._cred_last
         groups = tuple(c.groups) if self.opts.send_gids else ()
         owner = c.lk_owner or lk_owner or b""
         if not owner:
@@ -774,9 +803,12 @@ class ProtocolClient(Translator):
         room = (MAX_AUTH_BYTES - 32 - 4 - (len(owner) + 3) // 4 * 4) // 4
         if len(groups) > room:
             groups = groups[:room]
-        return AuthGlusterfsV3(c.pid, c.uid, c.gid, c.flags,
+        cred = AuthGlusterfsV3(c.pid, c.uid, c.gid, c.flags,
                                (c.ctime_ns or 0) % 1_000_000_000,
                                (c.ctime_ns or 0) // 1_000_000_000, groups, owner)
+        if lk_owner is None:
+            self._cred_of, self._cred_last = c, cred
+        return cred
 
     async def _wind(self, name: str, args: dict[str, Any], xdata, *, cred=None):
         """Send one fop and return its reply; FopError for a failure."""
@@ -784,10 +816,14 @@ class ProtocolClient(Translator):
         if ep is None or not self._connected:
             raise FopError(errno.ENOTCONN, f"{self.name}: not connected to "
                                            f"{self.remote_host}")
-        fop = fops.BY_NAME[name]
+        procedure = FOP_PROCEDURES[name]
+        self._busy += 1         # _rpc's accounting, without its frame
+        if self._busy_event is not None:
+            self._busy_event.set()
+            self._busy_event = None
         try:
-            response = await self._rpc(ep, FOP_PROCEDURES[name], FopRequest(fop, args, xdata),
-                                       cred or self._cred())
+            response = await ep.call(procedure, FopRequest(fops.BY_NAME[name], args, xdata),
+                                     cred=cred or self._cred())
         except ConnectionLost:
             self._broke(ep)
             raise FopError(errno.ENOTCONN, f"{self.name}: connection lost during "
@@ -796,6 +832,10 @@ class ProtocolClient(Translator):
             stat = e.reply.accept_stat
             err = errno.EOPNOTSUPP if stat in _NOT_SERVED else errno.EIO
             raise FopError(err, f"{self.name}: the brick refused {name}: {e}") from None
+        except trio.TooSlowError:
+            raise self._bailed(ep, procedure) from None
+        finally:
+            self._busy -= 1
         return response.unwrap()
 
     def _broke(self, ep: RpcEndpoint) -> None:
@@ -836,12 +876,11 @@ class ProtocolClient(Translator):
 
     def _prepare(self, name: str, values: tuple, xdata) -> dict[str, Any]:
         """The wire arguments of a fop: fds mapped, O_DIRECT filtered."""
-        fop = fops.BY_NAME[name]
-        args = dict(zip(fop.arg_names, values))
-        _check_locs(name, args)
-        for arg in fop.args:
-            if arg.kind == "fd" and (name, arg.name) not in fops.OPENED_FDS:
-                args[arg.name] = self._remote_fd(name, args[arg.name])
+        args = dict(zip(_ARG_NAMES[name], values))
+        if _LOC_PARTS[name]:
+            _check_locs(name, args)
+        for arg in _FD_ARGS[name]:
+            args[arg] = self._remote_fd(name, args[arg])
         if self.opts.filter_O_DIRECT and name in ("open", "create", "readv", "writev"):
             args["flags"] = args["flags"] & ~os.O_DIRECT
         return args
