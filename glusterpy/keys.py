@@ -211,6 +211,10 @@ DHT_CHANGELOG_RENAME_OP_KEY = "changelog.rename-op"  # DHT_CHANGELOG_RENAME_OP_K
 #: setxattr (virtual): geo-replication asks the journal to record a file
 #: again - 1: its entry (CREATE or MKDIR) and, for a file, its data
 TRIGGER_SYNC_KEY = "glusterfs.geo-rep.trigger-sync"  # GF_XATTR_TRIGGER_SYNC
+#: setxattr (virtual, glusterpy's own: GlusterFS rolls over early only for
+#: snapshot's barrier, which no client of the brick can ask for): on the
+#: brick root, from gsyncd's pid only, the journal rolls over now
+CHANGELOG_ROLLOVER_KEY = "glusterfs.changelog.rollover"
 #: shard's size xattr: the only xattrop the journal records
 SHARD_FILE_SIZE_KEY = "trusted.glusterfs.shard.file-size"  # GF_XATTR_SHARD_FILE_SIZE
 

@@ -11,6 +11,7 @@ byte-for-byte in everything that does not depend on time or gfids.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -334,3 +335,52 @@ async def test_off_by_default_and_directories_made(brick):
         assert stat.S_IMODE((cdir(brick) / sub).stat().st_mode) == 0o600
     assert sorted(os.listdir(cdir(brick))) == ["csnap", "htime"]
     assert os.listdir(cdir(brick) / "htime") == []
+
+
+async def test_explicit_rollover_for_gsyncd_only(brick):
+    """The virtual setxattr glusterfs.changelog.rollover on the brick root:
+    from gsyncd's pid the journal rolls over at once (the reply comes with
+    the rollover in the index, rollover-time an hour away), an empty
+    journal as GlusterFS's timer rolls one over; from any other pid EPERM,
+    elsewhere than the root EINVAL, with the journal off ENOTSUP - and none
+    of them rolls over or leaves the key on the brick."""
+    from glusterpy.keys import CHANGELOG_ROLLOVER_KEY as KEY
+    graph = Graph.from_text(journal_volfile(brick, changelog="on", rollover_time=3600))
+    gsyncd = Caller(uid=0, gid=0, pid=fops.ClientPid.GSYNCD)
+    async with graph.running():
+        top = graph.top
+        fd, f = await make_file(top, ROOT_GFID, "f")
+        start = len(cl.history(str(cdir(brick))))
+        for caller in (Caller(uid=0, gid=0), Caller(uid=0, gid=0, pid=fops.ClientPid.DEFRAG)):
+            token = fops.caller.set(caller)
+            try:
+                with pytest.raises(FopError) as e:
+                    await top.setxattr(Loc(gfid=ROOT_GFID), {KEY: b"1"}, 0, None)
+                assert e.value.errno == errno.EPERM
+            finally:
+                fops.caller.reset(token)
+        token = fops.caller.set(gsyncd)
+        try:
+            for loc, xattrs in ((Loc(gfid=f), {KEY: b"1"}),
+                                (Loc(gfid=ROOT_GFID), {KEY: b"1", "user.x": b"y"})):
+                with pytest.raises(FopError) as e:
+                    await top.setxattr(loc, xattrs, 0, None)
+                assert e.value.errno == errno.EINVAL
+            assert len(cl.history(str(cdir(brick)))) == start
+            await top.setxattr(Loc(gfid=ROOT_GFID), {KEY: b"1"}, 0, None)
+            hist = cl.history(str(cdir(brick)))             # no waiting: already there
+            assert len(hist) == start + 1 and hist[-1][2]
+            assert parse(Path(hist[-1][1]).read_bytes())[0].gfid == f
+            await top.setxattr(Loc(gfid=ROOT_GFID), {KEY: b"1"}, 0, None)
+            hist = cl.history(str(cdir(brick)))
+            assert len(hist) == start + 2 and not hist[-1][2]      # empty: deleted
+            assert hist[-1][0] > hist[-2][0]
+            graph.top.reconfigure({"changelog": "off"})
+            await trio.sleep(0.1)
+            with pytest.raises(FopError) as e:
+                await top.setxattr(Loc(gfid=ROOT_GFID), {KEY: b"1"}, 0, None)
+            assert e.value.errno == errno.ENOTSUP
+        finally:
+            fops.caller.reset(token)
+        await top.release(fd, None)
+    assert KEY not in os.listxattr(brick)

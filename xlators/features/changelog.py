@@ -84,8 +84,8 @@ from glusterpy import changelog as cl
 from glusterpy import fops
 from glusterpy.changelog import Record
 from glusterpy.fops import ClientPid, FopError, GFID, Loc, ROOT_GFID
-from glusterpy.keys import (DHT_CHANGELOG_RENAME_OP_KEY, INTERNAL_FOP, SHARD_FILE_SIZE_KEY,
-                            TRIGGER_SYNC_KEY)
+from glusterpy.keys import (CHANGELOG_ROLLOVER_KEY, DHT_CHANGELOG_RENAME_OP_KEY, INTERNAL_FOP,
+                            SHARD_FILE_SIZE_KEY, TRIGGER_SYNC_KEY)
 from glusterpy.options import Option, OptionError, OptionType
 from glusterpy.xlator import Translator
 
@@ -228,10 +228,13 @@ class Changelog(Translator):
         self._next_rollover = trio.current_time() + self.opts.rollover_time
 
     def passthrough_fops(self):
-        # off, every fop winds unchanged (_skip() is true for all of them);
+        # off, every fop winds unchanged (_skip() is true for all of them)
+        # but setxattr, which keeps the explicit rollover's key from posix;
         # only init and options_changed switch it on, and reconfigure
         # rebinds after options_changed
-        return fops.BY_NAME.keys() if not self.active else self.default_fops()
+        if self.active:
+            return self.default_fops()
+        return [n for n in fops.BY_NAME if n != "setxattr"]
 
     def dump_state(self) -> dict[str, Any]:
         return {"changelog": self.active, "changelog-dir": self.dir,
@@ -525,6 +528,8 @@ class Changelog(Translator):
         return reply
 
     async def setxattr(self, loc, xattrs, flags, xdata=None):
+        if xattrs and CHANGELOG_ROLLOVER_KEY in xattrs:
+            return await self._explicit_rollover(loc, xattrs)
         if self.active and xattrs and TRIGGER_SYNC_KEY in xattrs and not self._skip():
             return await self._trigger_sync(loc, xattrs[TRIGGER_SYNC_KEY])
         reply = await self.first_child.setxattr(loc, xattrs, flags, xdata)
@@ -561,6 +566,31 @@ class Changelog(Translator):
         if not self._skip() and xattrs and SHARD_FILE_SIZE_KEY in xattrs:
             await self._meta(fd.gfid, "fxattrop", TYPE_METADATA_XATTR)
         return reply
+
+    async def _explicit_rollover(self, loc: Loc, xattrs):
+        """A setxattr of CHANGELOG_ROLLOVER_KEY on the brick root from
+        gsyncd's pid: the journal rolls over now (and the timer counts
+        rollover-time from now); the reply comes once the rolled-over file
+        is in the htime index, so the caller can read it at once.  What it
+        costs: a journal with no records is deleted at rollover, the index
+        gets one more line.  Anyone else gets EPERM, and nothing is wound
+        (the key never reaches posix).  The pid is what the client says,
+        as for GlusterFS's stime xattrs: this keeps ordinary clients from
+        rolling the journal over by mistake, not a hostile one."""
+        if fops.caller.get().pid != ClientPid.GSYNCD:
+            raise FopError(errno.EPERM, f"{CHANGELOG_ROLLOVER_KEY}: geo-replication's "
+                                        f"(gsyncd's pid) only")
+        if len(xattrs) != 1:
+            raise FopError(errno.EINVAL, f"{CHANGELOG_ROLLOVER_KEY} is set alone")
+        if not (loc.gfid == ROOT_GFID or (loc.gfid is None and loc.path == "/")):
+            raise FopError(errno.EINVAL, f"{CHANGELOG_ROLLOVER_KEY}: on the brick root only")
+        if not self.active:
+            raise FopError(errno.ENOTSUP, f"{CHANGELOG_ROLLOVER_KEY}: the changelog is off")
+        done = self._batch      # set once the work queued below is done
+        self._next_rollover = trio.current_time() + self.opts.rollover_time
+        self._cut("rollover")
+        await done.wait()
+        return fops.Reply()
 
     async def _trigger_sync(self, loc: Loc, value):
         """changelog_handle_virtual_xattr: 1 records the file again - its
