@@ -515,6 +515,68 @@ def history(changelog_dir: str) -> list[tuple[int, str, bool]]:
     return out
 
 
+class HtimeReader:
+    """The rollovers of a changelog directory's current HTIME file, read as
+    the index grows: each `read` reads only what was appended since the
+    last one (the index gains a line per rollover, forever; read whole at
+    every crawl it costs more each time).  A record cut short (a rollover
+    being written) is left for the next read.  A new HTIME file (the
+    journal switched off and on, or a brick whose index was replaced) -
+    another name, another inode, or a file shorter than what was read -
+    starts over from its beginning."""
+
+    def __init__(self, changelog_dir: str):
+        self.dir = changelog_dir
+        self.file: str | None = None
+        self._ino = -1
+        self.offset = 0
+        #: bytes read from the index by this reader so far
+        self.bytes_read = 0
+        self._rolls: list[tuple[int, str, bool]] = []
+        #: rollovers before this one were dropped by `read`'s keep_from
+        self._floor: int | None = None
+
+    def _start_over(self, path: str | None, ino: int = -1) -> None:
+        self.file, self._ino, self.offset = path, ino, 0
+        self._rolls, self._floor = [], None
+
+    def read(self, keep_from: int | None = None) -> list[tuple[int, str, bool]]:
+        """(ts, path, usable) of every rollover the current HTIME file
+        records, oldest first, as history() gives them; with `keep_from`,
+        the ones before the last rollover before it are forgotten (a
+        later call with an earlier keep_from reads the file again)."""
+        files = htime_files(self.dir)
+        if not files:
+            self._start_over(None)
+            return []
+        path = files[-1]
+        with open(path, "rb") as f:
+            st_ = os.fstat(f.fileno())
+            if path != self.file or st_.st_ino != self._ino or st_.st_size < self.offset or (
+                    keep_from is not None and self._floor is not None and
+                    keep_from < self._floor):
+                self._start_over(path, st_.st_ino)
+            f.seek(self.offset)
+            data = f.read()
+        self.bytes_read += len(data)
+        whole = data[:data.rfind(b"\0") + 1]
+        self.offset += len(whole)
+        for p in parse_htime(whole):
+            try:
+                ts = changelog_ts(p)
+            except ChangelogError:
+                raise ChangelogError(f"{path}: {p!r} is not a changelog") from None
+            self._rolls.append((ts, _rebase(p, self.dir), is_usable(p)))
+        if any(a[0] > b[0] for a, b in zip(self._rolls, self._rolls[1:])):
+            self._rolls.sort(key=lambda t: t[0])  # a clock set back: as history() orders
+        if keep_from is not None:
+            before = [i for i, r in enumerate(self._rolls) if r[0] < keep_from]
+            if len(before) > 1:
+                del self._rolls[:before[-1]]
+                self._floor = self._rolls[0][0]
+        return list(self._rolls)
+
+
 def changelogs_between(brick_path: str, start: int, end: int, *,
                        changelog_dir: str | None = None) -> list[str]:
     """The changelogs of a brick holding the changes made from `start` to
@@ -542,5 +604,5 @@ def changelogs_between(brick_path: str, start: int, end: int, *,
 
 __all__ = ["Record", "encode", "parse", "changelogs_between", "encode_record", "header",
            "parse_header", "Header", "ChangelogError", "history", "htime_files",
-           "parse_htime", "rolled_name", "changelog_ts", "is_usable", "FOP_NAMES",
+           "parse_htime", "HtimeReader", "rolled_name", "changelog_ts", "is_usable", "FOP_NAMES",
            "FOP_NUMBERS"]

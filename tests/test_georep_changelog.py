@@ -126,6 +126,49 @@ def test_worker_without_stime_or_journal_crawls_in_full(tmp_path):
     assert w.next_batch().end is not None
 
 
+def _append_rollovers(brick: str, htime_ts: int, rolls: list[int], partial: bool = False):
+    """Rollovers added to the HTIME file `htime_ts` as features/changelog adds
+    them; `partial`: the last one cut short (being written)."""
+    cdir = os.path.join(brick, cl.DEFAULT_DIR)
+    data = b"".join(cl.htime_record(cl.rolled_name(cdir, ts, empty=True)) for ts in rolls)
+    with open(os.path.join(cdir, cl.HTIME_DIR, cl.htime_name(htime_ts)), "ab") as f:
+        f.write(data[:-7] if partial else data)
+    return len(data)
+
+
+def test_the_index_is_read_as_it_grows(tmp_path):
+    """The worker's htime reader reads only what was appended since its last
+    read (not the whole index every crawl), leaves a record being written
+    for the next read, and starts over on a new HTIME file (the journal
+    switched off and on); pending() gives the same as a reader made anew."""
+    brick = _journal(tmp_path, 1000, list(range(1001, 1101)))
+    index = cl.HtimeReader(os.path.join(brick, cl.DEFAULT_DIR))
+    rolls, before = crawl.pending(brick, 1050.0, None, 1, now=1100.5, index=index)
+    assert [r[0] for r in rolls] == list(range(1050, 1101)) and before == 1049
+    whole = index.bytes_read
+    added = _append_rollovers(brick, 1000, [1101, 1102])
+    rolls, before = crawl.pending(brick, 1050.0, 1100, 1, now=1102.5, index=index)
+    assert [r[0] for r in rolls] == [1101, 1102] and before == 1100
+    assert index.bytes_read == whole + added           # the new lines only
+    assert crawl.pending(brick, 1050.0, 1100, 1, now=1102.5) == (rolls, before)
+    # a record being written: not read until it is whole
+    _append_rollovers(brick, 1000, [1103], partial=True)
+    assert [r[0] for r in index.read()][-1] == 1102
+    with open(os.path.join(brick, cl.DEFAULT_DIR, cl.HTIME_DIR, "HTIME.1000"), "ab") as f:
+        f.write(cl.htime_record(cl.rolled_name(os.path.join(brick, cl.DEFAULT_DIR), 1103,
+                                               empty=True))[-7:])
+    assert [r[0] for r in index.read()][-1] == 1103
+    # an earlier stime than the lines forgotten: read again from the start
+    assert crawl.pending(brick, 1010.0, None, 1, now=1103.5, index=index)[0][0][0] == 1010
+    # the journal off and on: a new HTIME file, followed from its beginning
+    _append_rollovers(brick, 1200, [1201, 1202])
+    assert [r[0] for r in index.read()] == [1201, 1202]
+    rolls, before = crawl.pending(brick, 1200.0, None, 1, now=1202.5, index=index)
+    assert [r[0] for r in rolls] == [1201, 1202] and before is None
+    with pytest.raises(crawl.FullCrawlNeeded, match="switched on at 1200"):
+        crawl.pending(brick, 1150.0, None, 1, now=1202.5, index=index)
+
+
 # -- two clusters --------------------------------------------------------------------
 
 
@@ -290,6 +333,43 @@ def test_changelog_crawl(pair):
         f.write(b"journaled again")
     pair.checkpoint()
     pair.assert_mirrored()
+
+
+@pytest.mark.slow
+def test_no_waiting_for_the_rollover(pair):
+    """With GlusterFS's default rollover-time (15 s) a change reaches the
+    secondary, and a checkpoint completes, within a few seconds: the worker
+    asks its bricks for an explicit rollover instead of waiting for it."""
+    v = pair.pvol
+    pair.p.ok("volume", "set", "pv", "changelog.rollover-time", "15")
+    with v.fopen("/before", "wb") as f:
+        f.write(b"in the first full crawl")
+    assert pair.geo("create").rc == 0
+    pair.geo("config", "change-interval", "1")
+    assert pair.geo("start").rc == 0
+    pair.checkpoint()
+    wait_for(lambda: _active(pair)["crawl_status"] in (HISTORY, LIVE), 60,
+             "the changelog crawl")
+    full = _crawls(pair).get(FULL, 0)
+    for i in range(2):
+        with v.fopen(f"/live{i}", "wb") as f:
+            f.write(b"journaled %d" % i)
+        t0 = time.monotonic()
+        assert wait_for(lambda: pair.svol.exists(f"/live{i}"), 30), pair._logs()
+        assert time.monotonic() - t0 < 8, time.monotonic() - t0
+        # a checkpoint with nothing new since: a rollover after it is asked for
+        t0 = time.monotonic()
+        pair.checkpoint(timeout=30)
+        assert time.monotonic() - t0 < 8, time.monotonic() - t0
+    pair.assert_mirrored()
+    doc = _active(pair)
+    assert doc.get("rollovers_asked", 0) >= 2 and _crawls(pair).get(FULL, 0) == full, doc
+    # the journal's files are GlusterFS's, and the rollovers asked for are in them
+    brick = _brick_of_active(pair)
+    hist = cl.history(os.path.join(brick, cl.DEFAULT_DIR))
+    gfid = v.getxattr("/live1", "glusterfs.gfid.string").decode()
+    assert any(usable and any(str(r.gfid) == gfid for r in cl.parse(open(p, "rb").read()))
+               for _, p, usable in hist)
 
 
 def _bytes(doc: dict) -> int:

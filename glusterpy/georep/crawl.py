@@ -10,13 +10,18 @@ worker started, "Changelog Crawl" after that, as GlusterFS's gsyncd names
 them.  Each crawl takes every changelog rolled over since the last one it
 replayed as one batch.
 
-Live changes: the journal being written (CHANGELOG) is not read; the
-worker waits for the brick to roll it over (`changelog.rollover-time`,
-15 s by default), as gsyncd's live mode waits for libgfchangelog to
-announce the rollover.  Departure: GlusterFS has no explicit rollover a
-consumer can ask for, and neither has glusterpy's translator, so a change
-reaches the secondary within rollover-time plus change-interval, and a
-checkpoint completes once a changelog rolled over after it is replayed.
+Live changes: the journal being written (CHANGELOG) is not read.  gsyncd
+waits for the brick's timer to roll it over (`changelog.rollover-time`,
+15 s by default; libgfchangelog announces each rollover); this worker
+does not wait: before a crawl it asks the bricks for an explicit rollover
+(features/changelog's setxattr of glusterfs.changelog.rollover on the
+root, as gsyncd's pid - glusterpy's own, GlusterFS rolls over early only
+for a snapshot's barrier) when its brick's CHANGELOG holds records or a
+checkpoint is pending (`ChangelogCrawl.ask_rollover`), so a change reaches
+the secondary within change-interval and a checkpoint completes within a
+crawl or two, whatever rollover-time is.  The htime index is followed as
+it grows (changelog.HtimeReader: each crawl reads only the lines added
+since the last, and starts over when a new HTIME file begins).
 
 Proof before trust (the earlier hook skipped crawls on no evidence, and
 sessions stopped syncing): a batch is replayed only when the journal shows
@@ -57,6 +62,7 @@ a failed batch is replayed again from the old stime.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -66,8 +72,8 @@ import time
 import trio
 
 from .. import changelog as cl
-from ..fops import GFID, ROOT_GFID
-from ..keys import GFID2PATH_PREFIX, GFID_KEY
+from ..fops import GFID, ROOT_GFID, ClientPid
+from ..keys import CHANGELOG_ROLLOVER_KEY, GFID2PATH_PREFIX, GFID_KEY
 from . import mirrored
 
 log = logging.getLogger("glusterpy.georep")
@@ -102,13 +108,16 @@ def changelog_dir(brick: str) -> str:
 
 
 def pending(brick: str, stime: float, done: int | None, rollover_time: float,
-            now: float) -> tuple[list[tuple[int, str, bool]], int | None]:
+            now: float, index: cl.HtimeReader | None = None,
+            ) -> tuple[list[tuple[int, str, bool]], int | None]:
     """The rollovers of `brick`'s journal to replay, oldest first, and the
     time of the rollover before the first of them (None: none): those at
     or after stime's second (a changelog named T may hold changes of T's
     second made after the stime of that second), and after `done`, the last
     one this worker replayed; FullCrawlNeeded unless the index shows the
-    journal written without a hole from stime to now (module docstring)."""
+    journal written without a hole from stime to now (module docstring).
+    `index`, the reader of this brick's htime index a worker keeps from
+    crawl to crawl, reads only what the index gained since."""
     cdir = changelog_dir(brick)
     files = cl.htime_files(cdir)
     if not files:
@@ -119,7 +128,8 @@ def pending(brick: str, stime: float, done: int | None, rollover_time: float,
         raise FullCrawlNeeded(f"the changelog was switched on at {started}, after the "
                               f"sync time {base}")
     try:
-        rolls = [r for r in cl.history(cdir) if r[0] >= started]
+        rolls = [r for r in (index or cl.HtimeReader(cdir)).read(keep_from=base)
+                 if r[0] >= started]
     except (OSError, cl.ChangelogError) as e:
         raise FullCrawlNeeded(f"the changelog index is unreadable: {e}") from None
     longest = 2 * rollover_time + GAP_SLACK
@@ -136,6 +146,16 @@ def pending(brick: str, stime: float, done: int | None, rollover_time: float,
     out = [r for r in rolls if r[0] >= base and (done is None or r[0] > done)][:BATCH_MAX]
     before = max((r[0] for r in rolls if out and r[0] < out[0][0]), default=None)
     return out, before
+
+
+def journal_has_records(cdir: str) -> bool:
+    """True when the journal being written (CHANGELOG) holds more than its
+    header: one stat, no read (both encodings' headers are as long)."""
+    try:
+        return os.stat(os.path.join(cdir, cl.CHANGELOG_FILE_NAME)).st_size > \
+            len(cl.header())
+    except OSError:
+        return False
 
 
 def read_batch(rollovers: list[tuple[int, str, bool]], previous: int | None = None) -> Batch:
@@ -328,6 +348,8 @@ class ChangelogCrawl:
     #: the last changelog replayed by this process; None: from stime
     _done: int | None = None
     _live_since: float = 0.0
+    #: the brick's htime index as read so far (HtimeReader)
+    _index: cl.HtimeReader | None = None
 
     def _journal_conf(self) -> tuple[bool, float]:
         """(the bricks' changelog on, its rollover-time): glusterd's
@@ -344,14 +366,18 @@ class ChangelogCrawl:
         on, rollover = self._journal_conf()
         if not on:
             raise FullCrawlNeeded("changelog.changelog is off for the volume")
+        cdir = changelog_dir(self.conf["brick"])
+        if self._index is None or self._index.dir != cdir:
+            self._index = cl.HtimeReader(cdir)
         rolls, before = pending(self.conf["brick"], self.stime, self._done, rollover,
-                                time.time())
+                                time.time(), self._index)
         return read_batch(rolls, before)
 
     async def crawl(self, primary, secondary, started: float):
         """One crawl: (counts, the time the secondary is now synced to, or
         None when nothing was rolled over since the last one)."""
         crawls = self.status.extra.setdefault("crawls", {})
+        await self.ask_rollover(primary)
         try:
             batch = await trio.to_thread.run_sync(self.next_batch)
         except FullCrawlNeeded as e:
@@ -376,6 +402,39 @@ class ChangelogCrawl:
             return counts, None
         self._done = batch.end
         return counts, max(float(synced_to(batch)), self.stime or 0.0)
+
+    async def ask_rollover(self, primary) -> bool:
+        """Have the bricks roll their journals over now (features/changelog's
+        explicit rollover, a setxattr of CHANGELOG_ROLLOVER_KEY on the
+        volume root as gsyncd's pid; replicate and distribute wind it to
+        every brick) when this crawl would otherwise wait for the timer:
+        the brick's CHANGELOG holds records (a change reaches the secondary
+        within change-interval, whatever rollover-time is), or a checkpoint
+        is pending (its completion needs a rollover after it, even with no
+        change since).  Nothing else asks: a rollover of an empty journal
+        costs a line in the htime index (the journal is deleted), which the
+        timer already adds every rollover-time.  Not asked before a full
+        crawl (no stime) or with the journal off.  A refusal (a brick
+        without the explicit rollover) only means waiting for the timer.
+        True when asked and done."""
+        if self.stime is None or not self._journal_conf()[0]:
+            return False
+        cp = self.conf["session"].get("checkpoint")
+        waiting = cp is not None and self.stime < cp
+        if not waiting and not await trio.to_thread.run_sync(
+                journal_has_records, changelog_dir(self.conf["brick"])):
+            return False
+        own = primary.identity
+        primary.identity = dataclasses.replace(own, pid=ClientPid.GSYNCD)
+        try:
+            await primary.setxattr("/", CHANGELOG_ROLLOVER_KEY, b"1")
+        except OSError as e:
+            log.info("explicit rollover refused (%s): waiting for rollover-time", e)
+            return False
+        finally:
+            primary.identity = own
+        self.status.extra["rollovers_asked"] = self.status.extra.get("rollovers_asked", 0) + 1
+        return True
 
     async def _full_instead(self, primary, secondary, started: float, why: FullCrawlNeeded):
         """The journal cannot prove it holds every change: a full crawl,

@@ -31,7 +31,12 @@ fops (pid ClientPid.DEFRAG), and internal fops
 unlink and setattr unless they come from the self-heal daemon; setattr of
 shard's .shard directory.  A setxattr of glusterfs.geo-rep.trigger-sync=1
 records the file's entry (CREATE 0644 or MKDIR 0755) and its data again,
-and is not wound (changelog_handle_virtual_xattr).
+and is not wound (changelog_handle_virtual_xattr).  A setxattr of
+glusterfs.changelog.rollover on the brick root, from gsyncd's pid, rolls
+over now (glusterpy's own: GlusterFS rolls over early only when
+snapshot's barrier is switched on, which no client can ask for; the
+geo-replication worker asks instead of waiting up to rollover-time);
+EPERM for any other pid, and never wound, also while the journal is off.
 
 Rollover (changelog_rollover_changelog): the journal is fsynced; a journal
 with only its header is deleted and the index records it as

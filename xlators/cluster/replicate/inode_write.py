@@ -8,8 +8,8 @@ import errno
 import os
 
 from glusterpy.fops import GFID, CopyRangeReply, Fd, FopError, Loc, Reply, UInt, WriteReply
-from glusterpy.keys import (ACTIVE_FD_COUNT, INODELK_COUNT, INODELK_DOM_COUNT, SBRAIN_CHOICE_KEY,
-                            WRITE_IS_APPEND)
+from glusterpy.keys import (ACTIVE_FD_COUNT, CHANGELOG_ROLLOVER_KEY, INODELK_COUNT,
+                            INODELK_DOM_COUNT, SBRAIN_CHOICE_KEY, WRITE_IS_APPEND)
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA_TXN, METADATA_TXN
@@ -222,9 +222,24 @@ class AfrInodeWrite:
         gfid = await self._gfid_of(loc)
         if SBRAIN_CHOICE_KEY in (xattrs or {}):
             return self._set_split_brain_choice(gfid, xattrs[SBRAIN_CHOICE_KEY])
+        if CHANGELOG_ROLLOVER_KEY in (xattrs or {}):
+            return await self._rollover_journals(loc, xattrs, flags, xdata)
         txn = self._inode_txn(METADATA_TXN, "setxattr", loc=loc, gfid=gfid)
         return await self._inode_write(
             txn, lambda i: self.children[i].setxattr(loc, xattrs, flags, xdata))
+
+    async def _rollover_journals(self, loc, xattrs, flags, xdata):
+        """The bricks' explicit changelog rollover (features/changelog):
+        a request, not a change - wound to every brick that is up, with no
+        transaction, so a brick that is down marks nothing to heal; done
+        when one brick did it (the asker reads its own brick's journal)."""
+        up = self._up_or_enotconn()
+        replies = await self.fan([i for i in range(self.child_count) if up[i]],
+                                 lambda i: self.children[i].setxattr(loc, xattrs, flags, xdata))
+        if not any(is_ok(r) for r in replies if r is not None):
+            raise FopError(self._final_errno([r for r in replies if r is not None])
+                           or errno.EIO)
+        return Reply()
 
     async def fsetxattr(self, fd, xattrs, flags, xdata=None):
         await self._fix_open(fd)
