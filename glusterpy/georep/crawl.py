@@ -13,14 +13,16 @@ replayed as one batch.
 Live changes: the journal being written (CHANGELOG) is not read.  gsyncd
 waits for the brick's timer to roll it over (`changelog.rollover-time`,
 15 s by default; libgfchangelog announces each rollover); this worker
-does not wait: before a crawl it asks the bricks for an explicit rollover
-(features/changelog's setxattr of glusterfs.changelog.rollover on the
-root, as gsyncd's pid - glusterpy's own, GlusterFS rolls over early only
-for a snapshot's barrier) when its brick's CHANGELOG holds records or a
-checkpoint is pending (`ChangelogCrawl.ask_rollover`), so a change reaches
-the secondary within change-interval and a checkpoint completes within a
-crawl or two, whatever rollover-time is.  The htime index is followed as
-it grows (changelog.HtimeReader: each crawl reads only the lines added
+does not wait: when a crawl finds nothing rolled over to replay and its
+brick's CHANGELOG holds records, or a checkpoint is pending, it asks the
+bricks for an explicit rollover (features/changelog's setxattr of
+glusterfs.changelog.rollover on the root, as gsyncd's pid - glusterpy's
+own, GlusterFS rolls over early only for a snapshot's barrier) and
+replays what that rolled over (`ChangelogCrawl.ask_rollover`; a backlog
+is replayed first, as the History Crawl it is).  A change reaches the
+secondary within about change-interval and a checkpoint completes within
+a crawl or two, whatever rollover-time is.  The htime index is followed
+as it grows (changelog.HtimeReader: each crawl reads only the lines added
 since the last, and starts over when a new HTIME file begins).
 
 Proof before trust (the earlier hook skipped crawls on no evidence, and
@@ -377,9 +379,11 @@ class ChangelogCrawl:
         """One crawl: (counts, the time the secondary is now synced to, or
         None when nothing was rolled over since the last one)."""
         crawls = self.status.extra.setdefault("crawls", {})
-        await self.ask_rollover(primary)
         try:
             batch = await trio.to_thread.run_sync(self.next_batch)
+            # caught up with what the timer rolled over: the rest now
+            if batch.end is None and await self.ask_rollover(primary):
+                batch = await trio.to_thread.run_sync(self.next_batch)
         except FullCrawlNeeded as e:
             return await self._full_instead(primary, secondary, started, e)
         mode = CRAWL_HISTORY if batch.end is not None and batch.end < self._live_since \
@@ -407,8 +411,9 @@ class ChangelogCrawl:
         """Have the bricks roll their journals over now (features/changelog's
         explicit rollover, a setxattr of CHANGELOG_ROLLOVER_KEY on the
         volume root as gsyncd's pid; replicate and distribute wind it to
-        every brick) when this crawl would otherwise wait for the timer:
-        the brick's CHANGELOG holds records (a change reaches the secondary
+        every brick) when this crawl found nothing rolled over to replay
+        and would otherwise wait for the timer: the brick's CHANGELOG holds
+        records (a change reaches the secondary
         within change-interval, whatever rollover-time is), or a checkpoint
         is pending (its completion needs a rollover after it, even with no
         change since).  Nothing else asks: a rollover of an empty journal
