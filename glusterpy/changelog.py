@@ -56,7 +56,8 @@ A D or M record is written once per inode and type per changelog
 path field for UNLINK/RMDIR) parse too.
 
 The names geo-replication imports: `Record`, `encode`, `parse`,
-`changelogs_between` (the one function here that reads the disk).
+`changelogs_between` and `HtimeReader` (the index read as it grows) - with
+`history`, what here reads the disk.
 """
 
 from __future__ import annotations

@@ -216,9 +216,11 @@ class Pair:
         self.p.ok("volume", "create", "pv", "replica", "3",
                   *[f"127.0.0.1:{self.tmp}/pb{i}" for i in range(3)], "force")
         self.p.ok("volume", "start", "pv")
-        # a change reaches the secondary once its changelog is rolled over:
-        # every second here, not every 15 (GlusterFS's default), so each
-        # checkpoint completes in about a second
+        # the journal rolled over every second, not every 15 (GlusterFS's
+        # default), so the tests see the timer's rollovers too (a changelog
+        # per second); the worker does not need it - it asks for a rollover
+        # when it finds none to replay (test_georep_changelog's
+        # test_no_waiting_for_the_rollover runs at 15 s)
         self.p.ok("volume", "set", "pv", "changelog.rollover-time", "1")
         self.s.ok("volume", "create", "sv", *[f"127.0.0.1:{self.tmp}/sb{i}" for i in range(2)])
         self.s.ok("volume", "start", "sv")
