@@ -62,7 +62,7 @@ TRANSPORTS = ("tcp", "socket")
 #: ends every worker but one as soon as it finishes a request and starts a
 #: new task for the next request that finds none waiting: with 4 requests
 #: in flight (fio's 4 psync jobs) about one request in six paid for a new
-#: task (339 tasks for 2,000 reads; bench/notes/fio.md).  Idle workers wait
+#: task (339 tasks for 2,000 reads; bench/notes/metadata.md).  Idle workers wait
 #: on pyfuse3's read lock and cost nothing per request.
 FUSE_WORKERS = 16
 
