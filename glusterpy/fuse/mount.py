@@ -58,6 +58,13 @@ NO_EFFECT = frozenset({"defaults", "relatime", "_netdev", "noauto", "auto", "nof
                        "nodiratime", "norelatime", "strictatime", "nostrictatime", "lazytime",
                        "nolazytime", "silent", "loud"})
 TRANSPORTS = ("tcp", "socket")
+#: pyfuse3 worker tasks kept waiting for requests.  pyfuse3's default (1)
+#: ends every worker but one as soon as it finishes a request and starts a
+#: new task for the next request that finds none waiting: with 4 requests
+#: in flight (fio's 4 psync jobs) about one request in six paid for a new
+#: task (339 tasks for 2,000 reads; bench/notes/metadata.md).  Idle workers wait
+#: on pyfuse3's read lock and cost nothing per request.
+FUSE_WORKERS = 16
 
 
 @dataclass
@@ -320,7 +327,7 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
                 nursery.start_soon(_statedump_on_signal, bridge)
                 if refetch is not None:
                     nursery.start_soon(_follow_volfile, refetch, graphs, bridge, [graph])
-                await pyfuse3.main()
+                await pyfuse3.main(min_tasks=FUSE_WORKERS)
                 unmounted = True
                 nursery.cancel_scope.cancel()
         finally:
@@ -353,7 +360,7 @@ async def _statedump_on_signal(bridge: FuseBridge) -> None:
     the same signal)."""
     with trio.open_signal_receiver(signal.SIGUSR1) as signals:
         async for _ in signals:
-            state = {"bridge": bridge.dump_state(),
+            state = {"bridge": bridge.dump_state(), "fuse_workers": _fuse_workers(),
                      "translators": {xl.name: _jsonable(xl.dump_state())
                                      for xl in _translators(bridge.top)}}
             path = statedump_path(os.getpid())
@@ -366,6 +373,23 @@ async def _statedump_on_signal(bridge: FuseBridge) -> None:
                 log.info("statedump written to %s", path)
             except OSError as e:
                 log.warning("statedump to %s failed: %s", path, e)
+
+
+def _fuse_workers() -> dict:
+    """pyfuse3's worker tasks: how many are alive, and the serial of the
+    newest (pyfuse3 names them pyfuse-NN, counting every task it started),
+    so a statedump shows whether workers are kept or started anew."""
+    alive, newest = 0, 0
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        prefix, _, serial = task.name.rpartition("-")
+        if prefix == "pyfuse" and serial.isdigit():
+            alive += 1
+            newest = max(newest, int(serial))
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+    return {"alive": alive, "newest": newest}
 
 
 def _translators(top) -> list:
