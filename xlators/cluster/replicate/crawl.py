@@ -11,10 +11,15 @@ non-directories are queued; a **directory** is healed by the crawling task
 itself, one at a time, before the crawl goes on.  So in a full sweep a
 directory's entry heal (which creates its missing names on the sinks) is
 over before its contents are listed, and the names and inodes below it are
-healed only after; in an index sweep, where a file may be listed before
-its parent directory, a file that the parent's entry heal had yet to create
-stays in the index and the next sweep - the daemon sweeps again as long as
-a sweep healed something - heals it, as in GlusterFS.  Heals of one gfid
+healed only after.  An index sweep heals the directories its index lists
+before the files it lists (GlusterFS takes them in the order the index
+directory lists them): a file written while a brick was away is most often
+listed beside the directory it was created in, and healed before that
+directory's entry heal it is a wasted heal - the file is not on the sink
+yet - and waits for the next sweep.  A file whose directory is not listed
+in this index (another brick's index has it) may still come too early;
+it stays in the index and the next sweep - the daemon sweeps again as long
+as a sweep healed something - heals it, as in GlusterFS.  Heals of one gfid
 never overlap (`GfidGuard`: a hard link met twice, or the index healers of
 two bricks listing the same inode); the second waits for the first.
 
@@ -254,7 +259,8 @@ async def heal_index(afr: "Replicate", child: int, stats: CrawlStats | None = No
                 continue
             raise
         async with heal_jobs(afr, guard) as queue:
-            for gfid, is_dir in entries:
+            # directories first (the module docstring); the sort is stable
+            for gfid, is_dir in sorted(entries, key=lambda e: not e[1]):
                 job = functools.partial(_heal_indexed, h, child, kind, gfid, stats)
                 if is_dir:
                     await queue.inline(gfid, job)
