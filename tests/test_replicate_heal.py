@@ -18,7 +18,8 @@ import stat
 import pytest
 import trio
 
-from glusterpy.fops import (ROOT_GFID, EntrylkCmd, Fd, FopError, Iatt, Loc, SET_ATTR_MODE)
+from glusterpy.fops import (GFID, ROOT_GFID, EntrylkCmd, Fd, FopError, Iatt, Loc,
+                            SET_ATTR_MODE)
 
 from replicate_support import (NetworkReplica, afr_xattrs, create_file, gfid_req,
                                index_entries, pending, root_loc, tree_of, wait_for)
@@ -621,3 +622,25 @@ async def test_data_heal_of_a_file_new_to_the_sink_asks_no_checksums(tmp_path, m
         assert len(calls("writev", new, recs[2])) == 1
         assert len(calls("fsync", new, recs[2])) == 1
         assert calls("rchecksum", old), "the diff algorithm compares a block the sink had"
+
+
+async def test_one_index_sweep_heals_a_directory_before_the_files_listed_with_it(tmp_path):
+    """Over the wire an index's readdir gives each entry's type, not an
+    iatt: a directory written while a brick was away is still healed by
+    the sweep before the files it lists (the directory's gfid sorts after
+    theirs here), so one sweep heals them all - none is tried before its
+    name exists on the sink."""
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        await down(net, afr, 2)
+        last = GFID(bytes([0xFF] * 15 + [1]))
+        d = (await top.mkdir(root_loc("late"), 0o755, 0, {"gfid-req": last})).iatt.gfid
+        for k in range(5):
+            fd, _ = await create_file(top, f"f{k}", b"data", parent=d, parent_path="/late")
+            await top.release(fd, None)
+        await up(net, afr, 2)
+        stats = await afr.heal_index(0)
+        assert stats.failed == 0, stats
+        assert await afr.pending_entries(0) == []
+        assert await afr.pending_entries(1) == []
+        assert_identical(net.bricks)

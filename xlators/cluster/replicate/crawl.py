@@ -42,6 +42,7 @@ import functools
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+#: the d_type of a directory, as features/index reports it for get-gfid-type
+DT_DIR = stat.S_IFDIR >> 12
 
 
 # ==========================================================================
@@ -232,7 +235,8 @@ async def _typed_entries(afr: "Replicate", child: int, kind: str) -> list[tuple[
                 gfid = GFID(e.name)
             except ValueError:
                 continue
-            out.append((gfid, kind == "entry-changes" or
+            # over the wire a readdir entry carries its type, not an iatt
+            out.append((gfid, kind == "entry-changes" or e.type == DT_DIR or
                         e.iatt is not None and e.iatt.is_dir))
     finally:
         await h.on([child], lambda i: sub.releasedir(fd, None))

@@ -66,8 +66,6 @@ import os
 import stat as _stat
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import trio
-
 from glusterpy.fops import (GFID, SET_ATTR_ATIME, SET_ATTR_CTIME, SET_ATTR_MTIME, Caller,
                             EntrylkCmd, EntrylkType, Fd, Flock, FopError, Iatt, Loc, LockCmd,
                             LockType, UInt, XattropType)
@@ -80,6 +78,7 @@ from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA, ENTRY, METADATA
 from xlators.cluster.replicate.state import is_ok
 from glusterpy.fops import ClientPid
+from glusterpy.xlator import both  # noqa: F401 - the heals take it from here
 
 if TYPE_CHECKING:
     from xlators.cluster.replicate import Replicate
@@ -438,24 +437,3 @@ async def dir_entries(h: Heal, child: int, fd: Fd, *, plus: bool = False, xdata=
             if e.name not in (".", ".."):
                 yield e
 
-
-async def both(first: Callable[[], Any], second: Callable[[], Any]) -> tuple[Any, Any]:
-    """Two independent steps of a heal at once (each a function giving an
-    awaitable): one round trip instead of two.  Their results, in order;
-    when a step fails, its exception (the first step's when both fail)
-    comes out as itself after both are over, not in an exception group."""
-    results: list[Any] = [None, None]
-    errors: list[BaseException | None] = [None, None]
-
-    async def run(k: int, fn: Callable[[], Any]) -> None:
-        try:
-            results[k] = await fn()
-        except Exception as e:
-            errors[k] = e
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run, 1, second)
-        await run(0, first)
-    for e in errors:
-        if e is not None:
-            raise e
-    return results[0], results[1]
