@@ -9,7 +9,9 @@ one heal table and one rebalance table whichever suite wrote them last.
 
 GLUSTERPY_BENCH_REPEAT (default 2) sets the runs per contender;
 GLUSTERPY_BENCH_CONTENDERS=glusterpy (or glusterfs) runs one side only,
-for iterating on one side (its tables then show no ratio).
+for iterating on one side (its tables then show no ratio);
+GLUSTERPY_BENCH_SHD_THREADS=N adds heal rows with `cluster.shd-max-threads
+N` set on both sides (each compared with the other's row of the same).
 """
 
 from __future__ import annotations
@@ -59,13 +61,18 @@ def run(work: Path, quick: bool = False) -> list[Section]:
         if label not in table or result["seconds"] < table[label]["seconds"]:
             table[label] = result
 
+    threads = os.environ.get("GLUSTERPY_BENCH_SHD_THREADS")
+    variants = [("", None)]
+    if threads:
+        variants.append((f" (shd-max-threads {threads})", {"cluster.shd-max-threads": threads}))
     for n in range(repeat):
         if "glusterpy" in sides:
             gd = Glusterpyd(work / f"glusterpy-{n}")
             try:
-                best(heal, "glusterpy glustershd",
-                     {"seconds": heal_glusterpy(gd, work / f"glusterpy-{n}", heal_files,
-                                                heal_size)})
+                for k, (suffix, options) in enumerate(variants):
+                    best(heal, "glusterpy glustershd" + suffix,
+                         {"seconds": heal_glusterpy(gd, work / f"glusterpy-{n}", heal_files,
+                                                    heal_size, options, vol=f"h3v{k}")})
                 best(rebalance, "glusterpy rebalance process",
                      rebalance_glusterpy(gd, work / f"glusterpy-{n}", rb_files, rb_size))
             finally:
@@ -75,9 +82,10 @@ def run(work: Path, quick: bool = False) -> list[Section]:
                 g = GlusterD(work / f"glusterfs-{n}")
                 try:
                     host = socket.gethostname()
-                    best(heal, "GlusterFS 10 glustershd",
-                         {"seconds": heal_glusterfs(g, work / f"glusterfs-{n}", host,
-                                                    heal_files, heal_size)})
+                    for suffix, options in variants:
+                        best(heal, "GlusterFS 10 glustershd" + suffix,
+                             {"seconds": heal_glusterfs(g, work / f"glusterfs-{n}", host,
+                                                        heal_files, heal_size, options)})
                     best(rebalance, "GlusterFS 10 rebalance process",
                          rebalance_glusterfs(g, work / f"glusterfs-{n}", host, rb_files,
                                              rb_size))
