@@ -644,3 +644,33 @@ async def test_one_index_sweep_heals_a_directory_before_the_files_listed_with_it
         assert await afr.pending_entries(0) == []
         assert await afr.pending_entries(1) == []
         assert_identical(net.bricks)
+
+
+async def test_two_index_healers_share_the_files_instead_of_healing_each_twice(tmp_path):
+    """The index healers of two bricks list the same pending files in the
+    same order; swept at once (as the self-heal daemon sweeps them, with
+    one GfidGuard), each file is healed once, and a healer passes over a
+    file the other began after its listing instead of waiting for it and
+    inspecting it again."""
+    from xlators.cluster.replicate import crawl
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        d = (await top.mkdir(root_loc("h"), 0o755, 0, gfid_req())).iatt.gfid
+        await down(net, afr, 2)
+        files = 20
+        for k in range(files):
+            fd, _ = await create_file(top, f"f{k}", b"z" * 5000, parent=d, parent_path="/h")
+            await top.release(fd, None)
+        await up(net, afr, 2)
+        guard = crawl.GfidGuard()
+        stats = [crawl.CrawlStats(), crawl.CrawlStats()]
+        async with trio.open_nursery() as nursery:
+            for i in (0, 1):
+                nursery.start_soon(crawl.heal_index, afr, i, stats[i], guard)
+        assert stats[0].healed + stats[1].healed == files + 1, stats
+        # at most the directory is looked at twice (a healer waits for a
+        # directory's entry heal, which makes its files healable)
+        assert stats[0].skipped + stats[1].skipped <= 1, stats
+        assert guard.passed_over >= files - 1
+        assert_identical(net.bricks)
+        assert_clean(net.bricks)
