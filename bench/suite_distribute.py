@@ -295,6 +295,53 @@ def require_glusterfs() -> None:
             raise RuntimeError(f"{tool} is not installed (make bench installs it)")
 
 
+def rebalance_glusterpy(gd: Glusterpyd, work: Path, rb_files: int, rb_size: int) -> dict:
+    """Two bricks filled, a third added, `rebalance start` until completed:
+    files and MiB on the new brick and the seconds it took."""
+    bricks = make_bricks(work / "glusterpy", "rb", 3)
+    gd.cli("volume", "create", "rb", *[f"127.0.0.1:{p}" for p in bricks[:2]])
+    gd.cli("volume", "start", "rb")
+    with Volume("127.0.0.1", "rb", port=gd.port) as v:
+        fill(GfapiFiles(v), rb_files, rb_size)
+    gd.cli("volume", "add-brick", "rb", f"127.0.0.1:{bricks[2]}")
+    start = time.perf_counter()
+    gd.cli("volume", "rebalance", "rb", "start")
+    _wait_for(lambda: json.loads(gd.cli("volume", "rebalance", "rb", "status", "--json")
+                                 .stdout)["aggregate"]["status"] == "completed",
+              "glusterpy's rebalance", timeout=3600)
+    seconds = time.perf_counter() - start
+    files, nbytes = moved_to(bricks[2])
+    return {"files": files, "MiB": nbytes / MiB, "seconds": seconds}
+
+
+def rebalance_glusterfs(g: GlusterD, work: Path, host: str, rb_files: int,
+                        rb_size: int) -> dict:
+    """The same with GlusterFS 10's rebalance process."""
+    vol = unique_volume_name("brb")
+    bricks = make_bricks(work / "glusterfs", vol, 3)
+    g.cli("volume", "create", vol, *[f"{host}:{p}" for p in bricks[:2]], "force")
+    g.volumes.append(vol)
+    g.cli("volume", "start", vol)
+    mount = FuseMount(work / "mnt-gf-rb", GLUSTERFS_PORT, vol, work / "fuse-gf-rb.log")
+    try:
+        fill(PosixFiles(mount.where), rb_files, rb_size)
+    finally:
+        mount.close()
+    g.cli("volume", "add-brick", vol, f"{host}:{bricks[2]}", "force")
+    start = time.perf_counter()
+    g.cli("volume", "rebalance", vol, "start")
+
+    def done() -> bool:
+        out = g.cli("volume", "rebalance", vol, "status", check=False).stdout
+        if "failed" in out:
+            raise RuntimeError(f"GlusterFS's rebalance failed: {out}")
+        return "completed" in out and "in progress" not in out
+    _wait_for(done, "GlusterFS's rebalance", timeout=3600)
+    seconds = time.perf_counter() - start
+    files, nbytes = moved_to(bricks[2])
+    return {"files": files, "MiB": nbytes / MiB, "seconds": seconds}
+
+
 def run(work: Path, quick: bool = False) -> list[Section]:
     threads = 2 if quick else 4
     per_thread = 100 if quick else 1000
@@ -325,22 +372,8 @@ def run(work: Path, quick: bool = False) -> list[Section]:
             finally:
                 mount.close()
             gd.cli("volume", "stop", vol)
-        # rebalance: two bricks filled, a third added
-        bricks = make_bricks(work / "glusterpy", "rb", 3)
-        gd.cli("volume", "create", "rb", *[f"127.0.0.1:{p}" for p in bricks[:2]])
-        gd.cli("volume", "start", "rb")
-        with Volume("127.0.0.1", "rb", port=gd.port) as v:
-            fill(GfapiFiles(v), rb_files, rb_size)
-        gd.cli("volume", "add-brick", "rb", f"127.0.0.1:{bricks[2]}")
-        start = time.perf_counter()
-        gd.cli("volume", "rebalance", "rb", "start")
-        _wait_for(lambda: json.loads(gd.cli("volume", "rebalance", "rb", "status", "--json")
-                                     .stdout)["aggregate"]["status"] == "completed",
-                  "glusterpy's rebalance", timeout=3600)
-        seconds = time.perf_counter() - start
-        files, nbytes = moved_to(bricks[2])
-        rebalance["glusterpy rebalance process"] = {"files": files, "MiB": nbytes / MiB,
-                                                    "seconds": seconds}
+        rebalance["glusterpy rebalance process"] = rebalance_glusterpy(gd, work, rb_files,
+                                                                       rb_size)
     finally:
         gd.stop()
 
@@ -362,31 +395,8 @@ def run(work: Path, quick: bool = False) -> list[Section]:
                 finally:
                     mount.close()
                 g.cli("volume", "stop", vol, "force")
-            vol = unique_volume_name("brb")
-            bricks = make_bricks(work / "glusterfs", vol, 3)
-            g.cli("volume", "create", vol, *[f"{host}:{p}" for p in bricks[:2]], "force")
-            g.volumes.append(vol)
-            g.cli("volume", "start", vol)
-            mount = FuseMount(work / "mnt-gf-rb", GLUSTERFS_PORT, vol, work / "fuse-gf-rb.log")
-            try:
-                fill(PosixFiles(mount.where), rb_files, rb_size)
-            finally:
-                mount.close()
-            g.cli("volume", "add-brick", vol, f"{host}:{bricks[2]}", "force")
-            start = time.perf_counter()
-            g.cli("volume", "rebalance", vol, "start")
-
-            def done() -> bool:
-                out = g.cli("volume", "rebalance", vol, "status", check=False).stdout
-                if "failed" in out:
-                    raise RuntimeError(f"GlusterFS's rebalance failed: {out}")
-                return "completed" in out and "in progress" not in out
-            _wait_for(done, "GlusterFS's rebalance", timeout=3600)
-            seconds = time.perf_counter() - start
-            files, nbytes = moved_to(bricks[2])
-            rebalance["GlusterFS 10 rebalance process"] = {"files": files,
-                                                           "MiB": nbytes / MiB,
-                                                           "seconds": seconds}
+            rebalance["GlusterFS 10 rebalance process"] = rebalance_glusterfs(
+                g, work, host, rb_files, rb_size)
         finally:
             g.stop()
     return report(scaling, rebalance, threads, per_thread, size, rb_files, rb_size)
@@ -419,6 +429,10 @@ def report(scaling, rebalance, threads, per_thread, size, rb_files, rb_size) -> 
         "with GlusterFS's own DHT, so (b) vs (c) compares the bricks with the same client.",
         "Writes end with fsync; the page cache is dropped before reads (as root).",
     ]
+    return [table, rebalance_section(rebalance, rb_files, rb_size)]
+
+
+def rebalance_section(rebalance, rb_files, rb_size, loads=None) -> Section:
     rb = Section(f"{TITLE}: rebalance speed (2 bricks with {rb_files} files of "
                  f"{rb_size >> 10} KiB, a third brick added, then rebalance start)",
                  ["contender", "files moved", "MiB moved", "seconds", "files/s", "MiB/s",
@@ -436,4 +450,8 @@ def report(scaling, rebalance, threads, per_thread, size, rb_files, rb_size) -> 
         "disk here, so they measure the migration machinery (lookups, phases, copies "
         "through the bricks), not a network or a second disk.",
     ]
-    return [table, rb]
+    if loads:
+        rb.notes.append("Load average (1/5/15 min) before: "
+                        + ", after: ".join("/".join(f"{x:.2f}" for x in load)
+                                           for load in loads) + ".")
+    return rb

@@ -101,6 +101,75 @@ def glusterfs_brick_pid(g: GlusterD, vol: str, brick: Path) -> int:
     raise RuntimeError(f"no pid for brick {brick} in gluster volume status")
 
 
+def heal_glusterpy(gd: Glusterpyd, work: Path, heal_files: int, heal_size: int,
+                   options: dict[str, str] | None = None, vol: str = "h3") -> float:
+    """Seconds glusterpyd's self-heal daemon takes to heal `heal_files` files
+    written while one brick of three was away (`options`: `volume set`
+    before the files are written)."""
+    print(" heal: glusterpy", flush=True)
+    bricks = make_bricks(work / "glusterpy", vol, 3)
+    gd.cli("volume", "create", vol, "replica", "3", *[f"127.0.0.1:{p}" for p in bricks])
+    for key, value in (options or {}).items():
+        gd.cli("volume", "set", vol, key, value)
+    gd.cli("volume", "start", vol)
+    with Volume("127.0.0.1", vol, port=gd.port) as v:
+        v.mkdir("/h")
+    gd.cli("volume", "heal", vol, "disable")
+    two = Volume.from_volfile(gd.base / "wd" / "vols" / vol / f"{vol}.noperf.vol",
+                              xlator_options=[f"{vol}-client-2.remote-port={free_port()}"])
+    try:
+        write_heal_set(GfapiFiles(two), heal_files, heal_size)
+    finally:
+        two.umount()
+    if not pending_on(bricks[0]):
+        raise RuntimeError("writes with a brick away left nothing to heal")
+    gd.cli("volume", "heal", vol, "enable")
+    start = time.perf_counter()
+    gd.cli("volume", "heal", vol)
+    wait_healed(gd.cli, vol, "glusterpy")
+    seconds = time.perf_counter() - start
+    gd.cli("volume", "stop", vol)
+    return seconds
+
+
+def heal_glusterfs(g: GlusterD, work: Path, host: str, heal_files: int,
+                   heal_size: int, options: dict[str, str] | None = None) -> float:
+    """The same for GlusterFS 10 (its brick process killed, then `start force`)."""
+    print(" heal: GlusterFS 10", flush=True)
+    vol = unique_volume_name("gh3")
+    bricks = make_bricks(work / "glusterfs", vol, 3)
+    g.cli("volume", "create", vol, "replica", "3", *[f"{host}:{p}" for p in bricks],
+          "force")
+    for key, value in (options or {}).items():
+        g.cli("volume", "set", vol, key, value)
+    g.volumes.append(vol)
+    g.cli("volume", "start", vol)
+    mount = FuseMount(work / "mnt-gh3", GLUSTERFS_PORT, vol, work / "fuse-gh3.log")
+    try:
+        (mount.where / "h").mkdir()
+        pid = glusterfs_brick_pid(g, vol, bricks[2])
+        os.kill(pid, 9)
+        # until reaped, glusterd's `start force` takes the zombie
+        # for a running brick ("discovered already-running brick")
+        _wait_for(lambda: not os.path.exists(f"/proc/{pid}"), "the brick reaped")
+        write_heal_set(PosixFiles(mount.where), heal_files, heal_size)
+    finally:
+        mount.close()
+    if not pending_on(bricks[0]):
+        raise RuntimeError("GlusterFS: writes with a brick away left nothing to heal")
+    start = time.perf_counter()
+    g.cli("volume", "start", vol, "force")
+    # refused until its shd reaches the brick again; the shd also
+    # starts an index crawl by itself when it does
+    for _ in range(20):
+        if g.cli("volume", "heal", vol, check=False).returncode == 0:
+            break
+        time.sleep(0.5)
+    wait_healed(g.cli, vol, "GlusterFS")
+    seconds = time.perf_counter() - start
+    return seconds
+
+
 def run(work: Path, quick: bool = False) -> list[Section]:
     threads = 2 if quick else 4
     per_thread = 50 if quick else 500
@@ -131,27 +200,8 @@ def run(work: Path, quick: bool = False) -> list[Section]:
                     mount.close()
             gd.cli("volume", "stop", vol)
 
-        print(" heal: glusterpy", flush=True)
-        bricks = make_bricks(work / "glusterpy", "h3", 3)
-        gd.cli("volume", "create", "h3", "replica", "3", *[f"127.0.0.1:{p}" for p in bricks])
-        gd.cli("volume", "start", "h3")
-        with Volume("127.0.0.1", "h3", port=gd.port) as v:
-            v.mkdir("/h")
-        gd.cli("volume", "heal", "h3", "disable")
-        two = Volume.from_volfile(gd.base / "wd" / "vols" / "h3" / "h3.noperf.vol",
-                                  xlator_options=[f"h3-client-2.remote-port={free_port()}"])
-        try:
-            write_heal_set(GfapiFiles(two), heal_files, heal_size)
-        finally:
-            two.umount()
-        if not pending_on(bricks[0]):
-            raise RuntimeError("writes with a brick away left nothing to heal")
-        gd.cli("volume", "heal", "h3", "enable")
-        start = time.perf_counter()
-        gd.cli("volume", "heal", "h3")
-        wait_healed(gd.cli, "h3", "glusterpy")
-        heal["glusterpy glustershd"] = {"seconds": time.perf_counter() - start}
-        gd.cli("volume", "stop", "h3")
+        heal["glusterpy glustershd"] = {"seconds": heal_glusterpy(gd, work, heal_files,
+                                                                   heal_size)}
     finally:
         gd.stop()
 
@@ -175,36 +225,8 @@ def run(work: Path, quick: bool = False) -> list[Section]:
                     mount.close()
                 g.cli("volume", "stop", vol, "force")
 
-            print(" heal: GlusterFS 10", flush=True)
-            vol = unique_volume_name("gh3")
-            bricks = make_bricks(work / "glusterfs", vol, 3)
-            g.cli("volume", "create", vol, "replica", "3", *[f"{host}:{p}" for p in bricks],
-                  "force")
-            g.volumes.append(vol)
-            g.cli("volume", "start", vol)
-            mount = FuseMount(work / "mnt-gh3", GLUSTERFS_PORT, vol, work / "fuse-gh3.log")
-            try:
-                (mount.where / "h").mkdir()
-                pid = glusterfs_brick_pid(g, vol, bricks[2])
-                os.kill(pid, 9)
-                # until reaped, glusterd's `start force` takes the zombie
-                # for a running brick ("discovered already-running brick")
-                _wait_for(lambda: not os.path.exists(f"/proc/{pid}"), "the brick reaped")
-                write_heal_set(PosixFiles(mount.where), heal_files, heal_size)
-            finally:
-                mount.close()
-            if not pending_on(bricks[0]):
-                raise RuntimeError("GlusterFS: writes with a brick away left nothing to heal")
-            start = time.perf_counter()
-            g.cli("volume", "start", vol, "force")
-            # refused until its shd reaches the brick again; the shd also
-            # starts an index crawl by itself when it does
-            for _ in range(20):
-                if g.cli("volume", "heal", vol, check=False).returncode == 0:
-                    break
-                time.sleep(0.5)
-            wait_healed(g.cli, vol, "GlusterFS")
-            heal["GlusterFS 10 glustershd"] = {"seconds": time.perf_counter() - start}
+            heal["GlusterFS 10 glustershd"] = {
+                "seconds": heal_glusterfs(g, work, host, heal_files, heal_size)}
         finally:
             g.stop()
     load_after = os.getloadavg()
@@ -239,13 +261,19 @@ def report(io, heal, threads, per_thread, size, heal_files, heal_size, load_befo
         f"Load average (1/5/15 min) before: {'/'.join(f'{x:.2f}' for x in load_before)}, "
         f"after: {'/'.join(f'{x:.2f}' for x in load_after)}.",
     ]
+    return [table, heal_section(heal, heal_files, heal_size, load_before, load_after)]
+
+
+def heal_section(heal, heal_files, heal_size, load_before, load_after) -> Section:
     mib = heal_files * heal_size / MiB
     hs = Section(f"{TITLE}: heal speed ({heal_files} files of {heal_size >> 10} KiB written "
                  "while one brick of three was away)",
                  ["self-heal daemon", "files", "MiB", "seconds", "files/s", "MiB/s",
                   "vs GlusterFS"])
-    ref_s = heal.get("GlusterFS 10 glustershd", {}).get("seconds")
     for label, r in heal.items():
+        # a row with options is compared with GlusterFS's row with the same
+        suffix = label[label.index(" ("):] if " (" in label else ""
+        ref_s = heal.get("GlusterFS 10 glustershd" + suffix, {}).get("seconds")
         hs.add(label, heal_files, f"{mib:,.1f}", f"{r['seconds']:.1f}",
                f"{heal_files / r['seconds']:,.1f}", f"{mib / r['seconds']:,.1f}",
                f"{ref_s / r['seconds']:.2f}x" if ref_s else "-")
@@ -254,4 +282,6 @@ def report(io, heal, threads, per_thread, size, heal_files, heal_size, load_befo
         "its brick back) until every brick's `statistics heal-count` shows 0, polled once "
         "a second by the CLI.  Each heal copies the files within one disk.",
     ]
-    return [table, hs]
+    hs.notes.append(f"Load average (1/5/15 min) before: {'/'.join(f'{x:.2f}' for x in load_before)}, "
+                    f"after: {'/'.join(f'{x:.2f}' for x in load_after)}.")
+    return hs

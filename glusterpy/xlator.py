@@ -287,3 +287,27 @@ def overridden_fops(cls: type[Translator]) -> list[str]:
     """The fops a translator class serves itself rather than by default."""
     return [f.name for f in fops.CATALOGUE
             if not getattr(getattr(cls, f.name), "is_default_fop", False)]
+
+
+async def both(first: Callable[[], Awaitable[Any]],
+               second: Callable[[], Awaitable[Any]]) -> tuple[Any, Any]:
+    """Two calls of a translator's that do not depend on each other, at
+    once (each a function giving an awaitable): one round trip instead of
+    two.  Their results in order; when a call fails, its exception (the
+    first call's when both fail) comes out as itself once both are over,
+    not in an exception group."""
+    results: list[Any] = [None, None]
+    errors: list[Exception | None] = [None, None]
+
+    async def run(k: int, fn: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            results[k] = await fn()
+        except Exception as e:
+            errors[k] = e
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, 1, second)
+        await run(0, first)
+    for e in errors:
+        if e is not None:
+            raise e
+    return results[0], results[1]

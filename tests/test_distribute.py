@@ -1055,3 +1055,49 @@ async def test_files_with_posix_locks_and_lock_migration(tmp_path, lock_migratio
             carried = await top.children[1].getactivelk(Loc(gfid=gfid), None)
             assert [(lk.flock.start, lk.flock.len) for lk in carried.locks] == [(0, 10)]
         await top.release(fd, None)
+
+
+async def test_migration_reads_a_file_without_holes_straight_through(tmp_path):
+    """A file with no holes is copied without SEEK_DATA/SEEK_HOLE (as
+    GlusterFS copies it), over several blocks and a short last one; a file
+    with holes is still copied segment by segment and keeps its holes;
+    both keep their data, mode and times (owner, mode and times now go in
+    one fsetattr)."""
+    from xlators.cluster.distribute.migrate import BLOCK
+    bricks = make_bricks(tmp_path, 2)
+    async with running(bricks) as top:
+        d = await mkdir(top, ROOT_GFID, "/d")
+        dense = os.urandom(2 * BLOCK + 12345)
+        await create_file(top, d, "/d/dense", dense, mode=0o640)
+        sgfid = await create_file(top, d, "/d/sparse", b"head", mode=0o600)
+        fd = Fd(gfid=sgfid, flags=os.O_RDWR)
+        await top.open(Loc(gfid=sgfid), os.O_RDWR, fd, None)
+        await top.writev(fd, b"tail", 3 * BLOCK, 0, None)
+        await top.release(fd, None)
+        seeks = []
+        for child in top.children:
+            def counted(*args, _seek=child.seek):
+                seeks.append(args)
+                return _seek(*args)
+            child.seek = counted
+        for name in ("dense", "sparse"):
+            loc = Loc(path=f"/d/{name}", pargfid=d, name=name)
+            await top.setattr(loc, Iatt(atime=1_000_000_000, mtime=1_000_000_000),
+                              fops.SET_ATTR_ATIME | fops.SET_ATTR_MTIME, None)
+            h = hashed_brick(bricks, "d", name)
+            seeks.clear()
+            assert await top.migrate_file(loc, to=1 - h)
+            path = bricks[1 - h] / "d" / name
+            st = path.stat()
+            assert st.st_mtime == 1_000_000_000
+            if name == "dense":
+                assert seeks == []
+                assert path.read_bytes() == dense
+                assert stat.S_IMODE(st.st_mode) == 0o640
+            else:
+                assert seeks, "a sparse file is copied by its data segments"
+                assert path.read_bytes() == b"head" + bytes(3 * BLOCK - 4) + b"tail"
+                with open(path, "rb") as f:
+                    assert os.lseek(f.fileno(), 0, os.SEEK_HOLE) < 3 * BLOCK
+                assert stat.S_IMODE(st.st_mode) == 0o600
+            assert is_linkto(bricks[h] / "d" / name)

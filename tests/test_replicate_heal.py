@@ -18,7 +18,8 @@ import stat
 import pytest
 import trio
 
-from glusterpy.fops import (ROOT_GFID, Fd, FopError, Iatt, Loc, SET_ATTR_MODE)
+from glusterpy.fops import (GFID, ROOT_GFID, EntrylkCmd, Fd, FopError, Iatt, Loc,
+                            SET_ATTR_MODE)
 
 from replicate_support import (NetworkReplica, afr_xattrs, create_file, gfid_req,
                                index_entries, pending, root_loc, tree_of, wait_for)
@@ -533,3 +534,143 @@ async def test_heal_of_a_discard_punches_the_hole_on_the_sink(tmp_path, algorith
         assert (b1 / "img").read_bytes() == (b0 / "img").read_bytes()
         assert data_extents(b1 / "img") == data_extents(b0 / "img")
         assert (b1 / "img").stat().st_blocks <= (b0 / "img").stat().st_blocks
+
+
+# -- fewer round trips per healed name and file (issue 17) -----------------------
+
+
+@contextlib.asynccontextmanager
+async def recorded_replica(tmp_path, monkeypatch, watched, options=None):
+    """`replica` with a replicate_support.Recorder under replicate on each
+    child, recording the fops in `watched`."""
+    import replicate_support
+    from replicate_support import insert_recorders
+    monkeypatch.setattr(replicate_support, "WATCHED", tuple(watched))
+    net = NetworkReplica(tmp_path, 3)
+    async with net.running():
+        graph = net.client_graph(options)
+        afr = graph.by_name["rep-replicate-0"]
+        recs = insert_recorders(graph, afr)
+        async with graph.running():
+            await wait_for(lambda: all(afr.child_up))
+            await graph.top.lookup(Loc.root(), None)
+            yield net, graph, afr, recs
+
+
+async def test_entry_heal_takes_the_directory_lock_once_a_batch_of_names(tmp_path,
+                                                                          monkeypatch):
+    """A directory with 150 names made while brick 2 was away (a
+    subdirectory and two hard links of one file among them) heals with one
+    taking of its entry lock per ENTRY_BATCH names, not one per name (as
+    GlusterFS does), and the names come out right: the links share one
+    inode on the healed brick too."""
+    from xlators.cluster.replicate.heal_entry import ENTRY_BATCH
+    async with recorded_replica(tmp_path, monkeypatch, ("entrylk",)) as (net, graph, afr,
+                                                                        recs):
+        top = graph.top
+        await down(net, afr, 2)
+        d = (await top.mkdir(root_loc("many"), 0o755, 0, gfid_req())).iatt.gfid
+        names = 150
+        for k in range(names - 2):
+            fd, g = await create_file(top, f"f{k}", b"x" * k, parent=d, parent_path="/many")
+            await top.release(fd, None)
+        await top.link(Loc(path="/many/f1", gfid=g), Loc(path="/many/link", pargfid=d,
+                                                        name="link"), None)
+        await top.mkdir(Loc(path="/many/sub", pargfid=d, name="sub"), 0o700, 0, gfid_req())
+        await up(net, afr, 2)
+        recs[2].calls.clear()
+        await heal_until_clean(afr)
+        assert_identical(net.bricks)
+        assert_clean(net.bricks)
+        b2 = net.bricks[2] / "many"
+        assert (b2 / "link").stat().st_ino == (b2 / f"f{names - 3}").stat().st_ino
+        assert (b2 / "sub").is_dir()
+        locks = [args for name, args in recs[2].calls
+                 if name == "entrylk" and args[1].gfid == d and args[0] == afr.domain
+                 and args[3] != EntrylkCmd.UNLOCK]
+        batches = -(-names // ENTRY_BATCH)
+        # the batches, the heal's look and its post-op, in at most two sweeps
+        assert batches + 2 <= len(locks) <= 2 * (batches + 2), len(locks)
+
+
+async def test_data_heal_of_a_file_new_to_the_sink_asks_no_checksums(tmp_path, monkeypatch):
+    """A file created while brick 2 was away is copied to it without
+    rchecksums (the new copy holds nothing a checksum could spare) in one
+    write, and synced; a file the sink already had still has its blocks
+    compared (the "diff" algorithm)."""
+    watched = ("rchecksum", "writev", "fsync", "inodelk")
+    async with recorded_replica(tmp_path, monkeypatch, watched) as (net, graph, afr, recs):
+        top = graph.top
+        old_fd, old = await create_file(top, "old", b"a" * 65536)
+        await down(net, afr, 2)
+        new_fd, new = await create_file(top, "new", os.urandom(128 << 10))
+        await top.writev(old_fd, b"b" * 100, 0, 0, None)
+        for fd in (old_fd, new_fd):
+            await top.release(fd, None)
+        await up(net, afr, 2)
+        for rec in recs:
+            rec.calls.clear()
+        await heal_until_clean(afr)
+        assert_identical(net.bricks)
+        assert_clean(net.bricks)
+
+        def calls(name, gfid, rec=None):
+            return [args for rec_ in ([rec] if rec else recs) for n, args in rec_.calls
+                    if n == name and (getattr(args[0], "gfid", None) == gfid or
+                                      getattr(args[1], "gfid", None) == gfid)]
+        assert calls("rchecksum", new) == []
+        assert len(calls("writev", new, recs[2])) == 1
+        assert len(calls("fsync", new, recs[2])) == 1
+        assert calls("rchecksum", old), "the diff algorithm compares a block the sink had"
+
+
+async def test_one_index_sweep_heals_a_directory_before_the_files_listed_with_it(tmp_path):
+    """Over the wire an index's readdir gives each entry's type, not an
+    iatt: a directory written while a brick was away is still healed by
+    the sweep before the files it lists (the directory's gfid sorts after
+    theirs here), so one sweep heals them all - none is tried before its
+    name exists on the sink."""
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        await down(net, afr, 2)
+        last = GFID(bytes([0xFF] * 15 + [1]))
+        d = (await top.mkdir(root_loc("late"), 0o755, 0, {"gfid-req": last})).iatt.gfid
+        for k in range(5):
+            fd, _ = await create_file(top, f"f{k}", b"data", parent=d, parent_path="/late")
+            await top.release(fd, None)
+        await up(net, afr, 2)
+        stats = await afr.heal_index(0)
+        assert stats.failed == 0, stats
+        assert await afr.pending_entries(0) == []
+        assert await afr.pending_entries(1) == []
+        assert_identical(net.bricks)
+
+
+async def test_two_index_healers_share_the_files_instead_of_healing_each_twice(tmp_path):
+    """The index healers of two bricks list the same pending files in the
+    same order; swept at once (as the self-heal daemon sweeps them, with
+    one GfidGuard), each file is healed once, and a healer passes over a
+    file the other began after its listing instead of waiting for it and
+    inspecting it again."""
+    from xlators.cluster.replicate import crawl
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        d = (await top.mkdir(root_loc("h"), 0o755, 0, gfid_req())).iatt.gfid
+        await down(net, afr, 2)
+        files = 20
+        for k in range(files):
+            fd, _ = await create_file(top, f"f{k}", b"z" * 5000, parent=d, parent_path="/h")
+            await top.release(fd, None)
+        await up(net, afr, 2)
+        guard = crawl.GfidGuard()
+        stats = [crawl.CrawlStats(), crawl.CrawlStats()]
+        async with trio.open_nursery() as nursery:
+            for i in (0, 1):
+                nursery.start_soon(crawl.heal_index, afr, i, stats[i], guard)
+        assert stats[0].healed + stats[1].healed == files + 1, stats
+        # at most the directory is looked at twice (a healer waits for a
+        # directory's entry heal, which makes its files healable)
+        assert stats[0].skipped + stats[1].skipped <= 1, stats
+        assert guard.passed_over >= files - 1
+        assert_identical(net.bricks)
+        assert_clean(net.bricks)

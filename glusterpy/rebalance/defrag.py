@@ -86,6 +86,7 @@ import trio
 from glusterpy import fops
 from glusterpy.fops import Caller, Fd, FopError, Loc, UInt
 from glusterpy.keys import NODE_UUID_KEY
+from glusterpy.xlator import both
 
 from xlators.cluster.distribute import layout as dl
 from ..fops import ClientPid
@@ -525,7 +526,8 @@ class Defrag:
                 self._skip(item, cached)
                 return
             try:
-                moved = await dht.migrate_file(dataclasses.replace(loc, gfid=item.gfid))
+                moved = await dht.migrate_file(dataclasses.replace(loc, gfid=item.gfid),
+                                               placement=(hashed, cached, ia))
             except FopError as e:
                 await self._migrate_error(item, loc, cached, e)
                 return
@@ -573,8 +575,9 @@ class Defrag:
         with force), nor below min-free-disk."""
         dht = self.dht
         root = Loc.root()
-        s = (await dht.children[src].statfs(root, None)).statvfs
-        d = (await dht.children[dst].statfs(root, None)).statvfs
+        s_reply, d_reply = await both(lambda: dht.children[src].statfs(root, None),
+                                      lambda: dht.children[dst].statfs(root, None))
+        s, d = s_reply.statvfs, d_reply.statvfs
         unit = GF_DISK_SECTOR_SIZE
         file_blocks = (size + unit - 1) // unit
         # two bricks on one file system: after fallocating the destination

@@ -111,6 +111,8 @@ VGFID_KEYS = (XATTROP_INDEX_GFID, XATTROP_DIRTY_GFID, XATTROP_ENTRY_CHANGES_GFID
 IA_IFREG, IA_IFDIR = 1, 2
 #: max(sizeof(gf_dirent_t), sizeof(gfs3_dirplist)) on x86_64
 DIRENT_COST = 208
+#: the lookups of a get-gfid-type readdir in flight at once
+GFID_TYPE_LOOKUPS = 32
 _DT_DIR, _DT_REG, _DT_UNKNOWN = 4, 8, 0
 DEFAULT_PENDING_PREFIX = AFR_XATTR_PREFIX + "."
 
@@ -505,9 +507,22 @@ class Index(Translator):
             ent = Dirent(name, ino=0, off=pos + 1, type=_DT_UNKNOWN)
             entries.append(ent)
         if kind is not None and xdata and GET_GFID_TYPE in xdata:
-            for ent in entries:
-                await self._fill_gfid_type(ent)
+            await self._fill_gfid_types(entries)
         return entries
+
+    async def _fill_gfid_types(self, entries: list[Dirent]) -> None:
+        """index_get_gfid_type for a chunk of entries, GFID_TYPE_LOOKUPS
+        lookups at a time (GlusterFS looks them up one after the other: a
+        heal index of thousands of entries then takes thousands of round
+        trips to the disk before the self-heal daemon heals anything)."""
+        limit = trio.CapacityLimiter(GFID_TYPE_LOOKUPS)
+
+        async def fill(ent: Dirent) -> None:
+            async with limit:
+                await self._fill_gfid_type(ent)
+        async with trio.open_nursery() as nursery:
+            for ent in entries:
+                nursery.start_soon(fill, ent)
 
     async def _fill_gfid_type(self, ent: Dirent) -> None:
         """index_get_gfid_type: the type of the inode an entry names."""

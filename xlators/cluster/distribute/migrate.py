@@ -59,6 +59,8 @@ from glusterpy.fops import (GFID, Fd, FopError, Iatt, Loc, UInt, SET_ATTR_ATIME,
 from glusterpy.keys import (AVOID_OVERWRITE_KEY, GFID_REQ, INTERNAL_FOP, POSIXLK_COUNT,
                             PROTECT_WRITES_KEY)
 
+from glusterpy.xlator import both
+
 from . import layout as dl
 from .common import LINKTO_MODE, DirCtx, as_root
 
@@ -110,7 +112,8 @@ class DhtMigrate:
         reply = await self._lookup_named(dataclasses.replace(eloc, gfid=None), parent, None)
         return self._hashed(parent, eloc.name), self._file_subvol(reply.iatt.gfid), reply.iatt
 
-    async def migrate_file(self, loc, to: int | None = None) -> bool:
+    async def migrate_file(self, loc, to: int | None = None, *,
+                           placement: tuple[int | None, int | None, Iatt] | None = None) -> bool:
         """Move a file's data to its hashed subvolume as dht-rebalance.c's
         dht_migrate_file does, phase by phase (see the module docstring):
         True when it moved, False when it was already there or has several
@@ -125,17 +128,26 @@ class DhtMigrate:
         clone beside its source): the old copy there stays as the name's
         linkto file, which phase 2 made it.  Only a file whose data is on
         its hashed subvolume can go elsewhere (EINVAL otherwise: the linkto
-        file at the hashed one would point at the old place)."""
+        file at the hashed one would point at the old place).
+
+        `placement`, what `file_placement(loc)` answered just before (the
+        rebalance crawl asks it first), spares the name's second lookup
+        through distribute; the lookup of the name on the data's brick
+        below still checks that it is the same file."""
         loc, ctx = await self._inode(loc)
         if isinstance(ctx, DirCtx):
             raise FopError(errno.EISDIR)
         eloc, parent = await self._entry(loc)
-        reply = await self._lookup_named(dataclasses.replace(eloc, gfid=None), parent, None)
-        gfid = reply.iatt.gfid
+        if placement is not None:
+            hashed, src, known = placement
+            gfid = known.gfid
+        else:
+            reply = await self._lookup_named(dataclasses.replace(eloc, gfid=None), parent, None)
+            gfid = reply.iatt.gfid
+            src = self._file_subvol(gfid)
+            hashed = self._hashed(parent, eloc.name)
         if loc.gfid is not None and gfid != loc.gfid:
             raise FopError(errno.ESTALE, f"{loc}: the name now belongs to another file")
-        src = self._file_subvol(gfid)
-        hashed = self._hashed(parent, eloc.name)
         if hashed is None:
             raise FopError(errno.EIO, f"{eloc}: no subvolume in the layout for this name")
         dst = hashed if to is None else to
@@ -153,8 +165,12 @@ class DhtMigrate:
         named = dataclasses.replace(eloc, gfid=None)
         by_gfid = Loc(path=eloc.path, gfid=gfid)
         with as_root():
-            looked = await self._wind(src, "lookup", named,
-                                      {self.linkto_key: UInt(256), POSIXLK_COUNT: UInt(4)})
+            # the name on the destination is looked up alongside (its answer
+            # is used only for a regular file that is to move)
+            looked, existing = await both(
+                lambda: self._wind(src, "lookup", named,
+                                   {self.linkto_key: UInt(256), POSIXLK_COUNT: UInt(4)}),
+                lambda: self._lookup_missing(dst, named))
             st = looked.iatt
             if st.gfid != gfid:
                 raise FopError(errno.ESTALE, f"{eloc}: another file took the name")
@@ -180,34 +196,42 @@ class DhtMigrate:
             dst_open = src_open = marked = False
             try:
                 # 1. the destination: the linkto file on the hashed brick
-                try:
-                    existing = await self._wind(dst, "lookup", named, {self.linkto_key: UInt(256)})
-                except FopError as e:
-                    if e.errno not in (errno.ENOENT, errno.ESTALE):
-                        raise
-                    existing = None
                 if existing is not None:
                     if existing.iatt.gfid != gfid or not dl.is_linkto_mode(existing.iatt.mode):
                         raise FopError(errno.EINVAL, f"{eloc}: {self.names[dst]} has another "
                                                      f"file under this name")
-                    await self._wind(dst, "open", by_gfid, os.O_RDWR, dst_fd, None)
-                else:
-                    await self._wind(dst, "create", named, os.O_RDWR | os.O_CREAT | os.O_EXCL,
-                                     LINKTO_MODE, 0, dst_fd,
-                                    {GFID_REQ: gfid, INTERNAL_FOP: "yes",
-                                     self.linkto_key: dl.linkto_value(self.names[src])})
-                dst_open = True
-                try:
-                    await self._wind(dst, "fremovexattr", dst_fd, PROTECT_WRITES_KEY, None)
-                except FopError as e:
-                    if e.errno != errno.ENODATA:
-                        raise
-                await self._wind(dst, "fsetattr", dst_fd, Iatt(uid=st.uid, gid=st.gid),
-                                 SET_ATTR_UID | SET_ATTR_GID, None)
-                await self._wind(dst, "ftruncate", dst_fd, st.size, None)
+
+                async def open_dst() -> None:
+                    nonlocal dst_open
+                    if existing is not None:
+                        await self._wind(dst, "open", by_gfid, os.O_RDWR, dst_fd, None)
+                    else:
+                        await self._wind(dst, "create", named,
+                                         os.O_RDWR | os.O_CREAT | os.O_EXCL, LINKTO_MODE, 0,
+                                         dst_fd, {GFID_REQ: gfid, INTERNAL_FOP: "yes",
+                                                  self.linkto_key:
+                                                  dl.linkto_value(self.names[src])})
+                    dst_open = True
+                    try:
+                        await self._wind(dst, "fremovexattr", dst_fd, PROTECT_WRITES_KEY, None)
+                    except FopError as e:
+                        if e.errno != errno.ENODATA:
+                            raise
+                    # owner and size: two changes of one fd that do not
+                    # depend on each other
+                    await both(
+                        lambda: self._wind(dst, "fsetattr", dst_fd,
+                                           Iatt(uid=st.uid, gid=st.gid),
+                                           SET_ATTR_UID | SET_ATTR_GID, None),
+                        lambda: self._wind(dst, "ftruncate", dst_fd, st.size, None))
+
+                async def open_src() -> None:
+                    nonlocal src_open
+                    await self._wind(src, "open", by_gfid, os.O_RDWR, src_fd, None)
+                    src_open = True
+                # the source is opened while the destination is made ready
+                await both(open_dst, open_src)
                 # 2. the source, marked: phase 1
-                await self._wind(src, "open", by_gfid, os.O_RDWR, src_fd, None)
-                src_open = True
                 async with mig.lock:
                     await self._wind(src, "fsetxattr", src_fd,
                                      {self.linkto_key: dl.linkto_value(self.names[dst])}, 0,
@@ -220,7 +244,7 @@ class DhtMigrate:
                 # 3. the data
                 guard = not self.opts.force_migration
                 await self._migrate_copy(mig, src_fd, dst_fd, AVOID_OVERWRITE_KEY,
-                                         PROTECT_WRITES_KEY, guard)
+                                         PROTECT_WRITES_KEY, guard, st)
                 # 4. the switch
                 async with mig.lock:
                     # the new copy's size first, then the last look for a client's
@@ -228,29 +252,35 @@ class DhtMigrate:
                     # mirrored to the new one after its size was set (and one
                     # before it is seen), so no appended data is cut off; nothing
                     # below changes the new copy's data
-                    final = (await self._wind(src, "fstat", src_fd, None)).iatt
+                    final_reply, current_reply = await both(
+                        lambda: self._wind(src, "fstat", src_fd, None),
+                        lambda: self._wind(dst, "fstat", dst_fd, None))
+                    final, current = final_reply.iatt, current_reply.iatt
                     size = final.size
-                    current = (await self._wind(dst, "fstat", dst_fd, None)).iatt
                     if current.size != size:
                         await self._wind(dst, "ftruncate", dst_fd, size, None)
-                    if guard:
-                        await self._check_unwritten(dst, dst_fd, PROTECT_WRITES_KEY)
+                    # the last look for a client's write and the reading of
+                    # the source's xattrs go out together
+                    _, xattrs = await both(
+                        lambda: self._check_unwritten(dst, dst_fd, PROTECT_WRITES_KEY)
+                        if guard else trio.lowlevel.checkpoint(),
+                        lambda: self._copyable_xattrs(src, src_fd))
                     if self.opts.lock_migration:
                         await self._carry_locks(src, dst, by_gfid)
-                    xattrs = await self._copyable_xattrs(src, src_fd)
                     if xattrs:
                         await self._wind(dst, "fsetxattr", dst_fd, xattrs, 0, None)
                     if self.opts.ensure_durability:
                         await self._wind(dst, "fsync", dst_fd, 0, {"last-fsync": UInt(1)})
                     mode = stat.S_IMODE(final.mode) & ~PHASE1_BITS | \
                         (stat.S_IMODE(st.mode) & PHASE1_BITS)
+                    # owner, mode and times in one fsetattr (GlusterFS sends two):
+                    # a brick applies the owner and mode before the times
                     await self._wind(dst, "fsetattr", dst_fd,
-                                     Iatt(uid=final.uid, gid=final.gid, mode=mode),
-                                    SET_ATTR_UID | SET_ATTR_GID | SET_ATTR_MODE, None)
-                    await self._wind(dst, "fsetattr", dst_fd,
-                                     Iatt(atime=final.atime, atime_nsec=final.atime_nsec,
-                                         mtime=final.mtime, mtime_nsec=final.mtime_nsec),
-                                    SET_ATTR_ATIME | SET_ATTR_MTIME, None)
+                                     Iatt(uid=final.uid, gid=final.gid, mode=mode,
+                                          atime=final.atime, atime_nsec=final.atime_nsec,
+                                          mtime=final.mtime, mtime_nsec=final.mtime_nsec),
+                                     SET_ATTR_UID | SET_ATTR_GID | SET_ATTR_MODE |
+                                     SET_ATTR_ATIME | SET_ATTR_MTIME, None)
                     await self._wind(src, "fsetattr", src_fd, Iatt(mode=stat.S_ISVTX),
                                      SET_ATTR_MODE, None)
                     mig.done = True
@@ -281,30 +311,40 @@ class DhtMigrate:
                 raise
             finally:
                 with trio.CancelScope(shield=True):
-                    for i, fd, opened in ((src, src_fd, src_open), (dst, dst_fd, dst_open)):
-                        if opened and self._up[i]:
-                            try:
-                                await self.children[i].release(fd, None)
-                            except FopError:
-                                pass
+                    fds = {i: fd for i, fd, opened in ((src, src_fd, src_open),
+                                                       (dst, dst_fd, dst_open))
+                           if opened and self._up[i]}
+                    await self._each(fds, lambda i: self.children[i].release(fds[i], None))
 
     # ======================================================================
     # helpers: migration
 
     async def _migrate_copy(self, mig: Migration, src_fd: Fd, dst_fd: Fd, avoid_key: str,
-                            protect_key: str, guard: bool) -> None:
+                            protect_key: str, guard: bool, st: Iatt | None = None) -> None:
         """__dht_rebalance_migrate_data: the data segments, a block at a time,
         each under the migration's lock; with `guard` (force-migration off)
         each write asks not to overwrite a client's and the copy gives up when
-        a client wrote."""
+        a client wrote.
+
+        A file with no holes when it was looked up (`st`: as many blocks as
+        its size needs) is read straight through, without SEEK_DATA and
+        SEEK_HOLE (GlusterFS seeks only in a file with holes, too), and the
+        copy ends at the first short read: the source is marked already, so
+        a client's write that lands after that read is repeated on the new
+        copy by the client."""
+        dense = st is not None and st.blocks * 512 >= st.size
         offset = 0
         while True:
             async with mig.lock:
-                start = await self._migrate_seek(mig.src, src_fd, offset, GF_SEEK_DATA)
-                if start is None:
-                    return
-                end = await self._migrate_seek(mig.src, src_fd, start, GF_SEEK_HOLE)
-                size = min(BLOCK, end - start) if end is not None and end > start else BLOCK
+                if dense:
+                    start, size = offset, BLOCK
+                else:
+                    start = await self._migrate_seek(mig.src, src_fd, offset, GF_SEEK_DATA)
+                    if start is None:
+                        return
+                    end = await self._migrate_seek(mig.src, src_fd, start, GF_SEEK_HOLE)
+                    size = min(BLOCK, end - start) if end is not None and end > start \
+                        else BLOCK
                 data = (await self._wind(mig.src, "readv", src_fd, size, start, 0, None)).data
                 if not len(data):
                     return
@@ -313,6 +353,8 @@ class DhtMigrate:
                 if guard:
                     await self._check_unwritten(mig.dst, dst_fd, protect_key)
             offset = start + len(data)
+            if dense and len(data) < size:
+                return
             await trio.lowlevel.checkpoint()
 
     async def _migrate_seek(self, i: int, fd: Fd, offset: int, what: int) -> int | None:
@@ -326,6 +368,15 @@ class DhtMigrate:
             if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 return offset if what == GF_SEEK_DATA else offset + BLOCK
             raise
+
+    async def _lookup_missing(self, i: int, loc: Loc):
+        """The name's lookup on subvolume `i`, None when it is not there."""
+        try:
+            return await self._wind(i, "lookup", loc, {self.linkto_key: UInt(256)})
+        except FopError as e:
+            if e.errno not in (errno.ENOENT, errno.ESTALE):
+                raise
+            return None
 
     async def _carry_locks(self, src: int, dst: int, loc: Loc) -> None:
         """lock-migration: the file's POSIX locks go with it (getactivelk on
@@ -403,3 +454,4 @@ class DhtMigrate:
             self.log.warning("%s: attributes not copied to %s: %s", named, self.names[dst], e)
         await self._wind(src, "unlink", named, 0, {INTERNAL_FOP: "yes"})
         self._remember_file(st.gfid, dst)
+

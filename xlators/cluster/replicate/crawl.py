@@ -11,10 +11,15 @@ non-directories are queued; a **directory** is healed by the crawling task
 itself, one at a time, before the crawl goes on.  So in a full sweep a
 directory's entry heal (which creates its missing names on the sinks) is
 over before its contents are listed, and the names and inodes below it are
-healed only after; in an index sweep, where a file may be listed before
-its parent directory, a file that the parent's entry heal had yet to create
-stays in the index and the next sweep - the daemon sweeps again as long as
-a sweep healed something - heals it, as in GlusterFS.  Heals of one gfid
+healed only after.  An index sweep heals the directories its index lists
+before the files it lists (GlusterFS takes them in the order the index
+directory lists them): a file written while a brick was away is most often
+listed beside the directory it was created in, and healed before that
+directory's entry heal it is a wasted heal - the file is not on the sink
+yet - and waits for the next sweep.  A file whose directory is not listed
+in this index (another brick's index has it) may still come too early;
+it stays in the index and the next sweep - the daemon sweeps again as long
+as a sweep healed something - heals it, as in GlusterFS.  Heals of one gfid
 never overlap (`GfidGuard`: a hard link met twice, or the index healers of
 two bricks listing the same inode); the second waits for the first.
 
@@ -37,6 +42,7 @@ import functools
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -59,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+#: the d_type of a directory, as features/index reports it for get-gfid-type
+DT_DIR = stat.S_IFDIR >> 12
 
 
 # ==========================================================================
@@ -68,19 +76,47 @@ Job = Callable[[], Awaitable[None]]
 class GfidGuard:
     """Which gfids are being healed now; a heal of one of them waits for
     the heal in progress.  Transient (at most one entry per running heal),
-    so it is not per-inode state for the inode table."""
+    so it is not per-inode state for the inode table.
+
+    It also remembers when the last `RECENT` heals started, so that an
+    index sweep can pass over an entry another healer of the daemon began
+    to heal after the sweep listed it (`run(..., since=)`): that heal
+    inspected the inode, under its locks, after everything the listing
+    could show.  The index healers of a replica's bricks list the same
+    entries in the same order (features/index sorts them), so without this
+    the second walked behind the first, waiting for each heal and then
+    inspecting the inode again; with it they heal different files."""
+
+    RECENT = 4096
 
     def __init__(self) -> None:
         self._busy: dict[GFID, trio.Event] = {}
+        self._started: collections.OrderedDict[GFID, float] = collections.OrderedDict()
         #: instrumentation (statedump, tests): heals in progress, the most
-        #: ever in progress at once
+        #: ever in progress at once, entries passed over (`since`)
         self.running = 0
         self.peak = 0
+        self.passed_over = 0
 
-    async def run(self, gfid: GFID, job: Job) -> None:
+    def _healed_since(self, gfid: GFID, since: float | None) -> bool:
+        return since is not None and self._started.get(gfid, -1.0) >= since
+
+    async def run(self, gfid: GFID, job: Job, since: float | None = None) -> bool:
+        """Run `job` once no other heal of `gfid` is in progress; with
+        `since` (when the caller listed the entry, trio's clock), not at
+        all when a heal of it started at or after that (False)."""
         while (busy := self._busy.get(gfid)) is not None:
+            if self._healed_since(gfid, since):
+                break
             await busy.wait()
+        if self._healed_since(gfid, since):
+            self.passed_over += 1
+            return False
         done = self._busy[gfid] = trio.Event()
+        self._started[gfid] = trio.current_time()
+        self._started.move_to_end(gfid)
+        while len(self._started) > self.RECENT:
+            self._started.popitem(last=False)
         self.running += 1
         self.peak = max(self.peak, self.running)
         try:
@@ -89,6 +125,7 @@ class GfidGuard:
             self.running -= 1
             del self._busy[gfid]
             done.set()
+        return True
 
 
 class HealQueue:
@@ -103,7 +140,8 @@ class HealQueue:
         self.afr = afr
         self.guard = guard
         self._nursery = nursery
-        self._waiting: collections.deque[tuple[GFID, Job]] = collections.deque()
+        self._waiting: collections.deque[tuple[GFID, Job, float | None]] = \
+            collections.deque()
         self._changed = trio.Event()
         self.jobs = 0
         #: instrumentation for `statedump` and tests
@@ -119,12 +157,13 @@ class HealQueue:
     def max_waiting(self) -> int:
         return max(1, int(self.afr.opts.shd_wait_qlength))
 
-    async def put(self, gfid: GFID, job: Job) -> None:
-        """Queue one heal; wait while the queue is full."""
+    async def put(self, gfid: GFID, job: Job, since: float | None = None) -> None:
+        """Queue one heal (`since`: as in `GfidGuard.run`); wait while the
+        queue is full."""
         while len(self._waiting) >= self.max_waiting:
             self.crawl_waits += 1
             await self._wait_change()
-        self._waiting.append((gfid, job))
+        self._waiting.append((gfid, job, since))
         self._start_jobs()
         self.peak_waiting = max(self.peak_waiting, len(self._waiting))
 
@@ -139,7 +178,7 @@ class HealQueue:
         """A heal the crawling task does itself (a directory)."""
         await self.guard.run(gfid, job)
 
-    async def _job(self, item: tuple[GFID, Job] | None) -> None:
+    async def _job(self, item: tuple[GFID, Job, float | None] | None) -> None:
         try:
             while item is not None:
                 await self.guard.run(*item)
@@ -227,7 +266,8 @@ async def _typed_entries(afr: "Replicate", child: int, kind: str) -> list[tuple[
                 gfid = GFID(e.name)
             except ValueError:
                 continue
-            out.append((gfid, kind == "entry-changes" or
+            # over the wire a readdir entry carries its type, not an iatt
+            out.append((gfid, kind == "entry-changes" or e.type == DT_DIR or
                         e.iatt is not None and e.iatt.is_dir))
     finally:
         await h.on([child], lambda i: sub.releasedir(fd, None))
@@ -247,6 +287,7 @@ async def heal_index(afr: "Replicate", child: int, stats: CrawlStats | None = No
     guard = guard if guard is not None else GfidGuard()
     h = Heal(afr)
     for kind in ("xattrop", "dirty", "entry-changes"):
+        listed_at = trio.current_time()
         try:
             entries = await _typed_entries(afr, child, kind)
         except FopError as e:
@@ -254,12 +295,16 @@ async def heal_index(afr: "Replicate", child: int, stats: CrawlStats | None = No
                 continue
             raise
         async with heal_jobs(afr, guard) as queue:
-            for gfid, is_dir in entries:
+            # directories first (the module docstring); the sort is stable
+            for gfid, is_dir in sorted(entries, key=lambda e: not e[1]):
                 job = functools.partial(_heal_indexed, h, child, kind, gfid, stats)
                 if is_dir:
                     await queue.inline(gfid, job)
                 else:
-                    await queue.put(gfid, job)
+                    # a file another healer began on after the listing is
+                    # left to it (GfidGuard); a directory is waited for, as
+                    # its entry heal makes the files below it healable
+                    await queue.put(gfid, job, since=listed_at)
             stats.note_queue(queue)
     return stats
 

@@ -78,6 +78,7 @@ from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA, ENTRY, METADATA
 from xlators.cluster.replicate.state import is_ok
 from glusterpy.fops import ClientPid
+from glusterpy.xlator import both  # noqa: F401 - the heals take it from here
 
 if TYPE_CHECKING:
     from xlators.cluster.replicate import Replicate
@@ -435,3 +436,4 @@ async def dir_entries(h: Heal, child: int, fd: Fd, *, plus: bool = False, xdata=
             offset = e.off
             if e.name not in (".", ".."):
                 yield e
+

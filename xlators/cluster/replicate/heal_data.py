@@ -18,7 +18,7 @@ from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA
-from xlators.cluster.replicate.heal_common import SFILE_NOT_IN_SPLIT_BRAIN, Heal, Outcome
+from xlators.cluster.replicate.heal_common import SFILE_NOT_IN_SPLIT_BRAIN, Heal, Outcome, both
 from xlators.cluster.replicate.state import is_ok
 
 _BLOCK = 128 * 1024
@@ -28,27 +28,29 @@ _BLOCK = 128 * 1024
 
 
 async def heal_data(h: Heal, gfid: GFID) -> Outcome:
-    """afr_selfheal_data."""
+    """afr_selfheal_data.  The open and the self-heal domain's lock go out
+    together (GlusterFS opens, then locks), and so do the unlock and the
+    release: neither needs the other, and each pair is one round trip
+    instead of two."""
     afr = h.afr
     fd = Fd(gfid=gfid, flags=os.O_RDWR)
     loc = Loc(gfid=gfid)
-    opened = await h.on(h.up(), lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None))
+    opened, locked_on = await both(
+        lambda: h.on(h.up(), lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None)),
+        lambda: h.inodelk(afr.sh_domain, gfid, tie_breaker=True))
     open_on = [is_ok(r) for r in opened]
-    if not any(open_on):
-        raise next((r for r in opened if isinstance(r, FopError)),
-                   FopError(errno.ENOTCONN))
     try:
-        locked_on = await h.inodelk(afr.sh_domain, gfid, tie_breaker=True)
-        try:
-            if sum(locked_on) < h.n:
-                raise FopError(errno.ENOTCONN, "Skipping self-heal: not every subvolume "
-                                               "could be locked")
-            return await _heal_data_locked(h, gfid, fd)
-        finally:
-            await h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on)
+        if not any(open_on):
+            raise next((r for r in opened if isinstance(r, FopError)),
+                       FopError(errno.ENOTCONN))
+        if sum(locked_on) < h.n:
+            raise FopError(errno.ENOTCONN, "Skipping self-heal: not every subvolume "
+                                           "could be locked")
+        return await _heal_data_locked(h, gfid, fd)
     finally:
-        await h.on([i for i in range(h.n) if open_on[i]],
-                   lambda i: afr.children[i].release(fd, None))
+        await both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
+                   lambda: h.on([i for i in range(h.n) if open_on[i]],
+                                lambda i: afr.children[i].release(fd, None)))
 
 
 def _has_holes(ia: Iatt) -> bool:
@@ -90,7 +92,12 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
         await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
     if not empty and not arbiter_only:
         await _copy_data(h, gfid, fd, source, healed, iatts)
-    await h.restore_time(gfid, iatts[source], healed)
+    # the sinks' fsync (ensure-durability) and their times go out together:
+    # a sink whose fsync fails is no longer counted healed, and the times
+    # it got meanwhile do no harm, as it stays pending
+    await both(lambda: _sync_sinks(h, fd, healed) if not empty and not arbiter_only
+               else _nothing(),
+               lambda: h.restore_time(gfid, iatts[source], list(healed)))
     if not empty and not arbiter_only:
         data_lock = await h.inodelk(afr.domain, gfid)
         if sum(data_lock) < n:
@@ -159,15 +166,26 @@ async def _copy_data(h: Heal, gfid, fd, source, healed, iatts) -> None:
                 raise FopError(errno.ENOTCONN, "every sink failed")
             await _heal_block(h, gfid, fd, source, healed, off, block, algo, iatts)
             off += block
-        if afr.opts.ensure_durability:
-            res = await h.on([i for i in range(h.n) if healed[i]],
-                             lambda i: afr.children[i].fsync(fd, 0, None))
-            for i in range(h.n):
-                if healed[i] and not is_ok(res[i]):
-                    healed[i] = False
     finally:
         if arbiter_sink:
             healed[afr.arbiter] = True
+
+
+async def _sync_sinks(h: Heal, fd, healed) -> None:
+    """afr_selfheal_data_fsync: with ensure-durability, a sink whose fsync
+    fails is not counted as healed (the arbiter holds no data: not synced)."""
+    afr = h.afr
+    if not afr.opts.ensure_durability:
+        return
+    targets = [i for i in range(h.n) if healed[i] and i != afr.arbiter]
+    res = await h.on(targets, lambda i: afr.children[i].fsync(fd, 0, None))
+    for i in targets:
+        if not is_ok(res[i]):
+            healed[i] = False
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts) -> None:
@@ -177,8 +195,11 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts)
     try:
         if not lock[source] or not any(healed[i] and lock[i] for i in range(h.n)):
             raise FopError(errno.ENOTCONN, "source or sinks not locked")
-        if algo == "diff" and await _block_matches(h, fd, source, healed, off, size,
-                                                   iatts[source]):
+        # a sink that ended before this block holds nothing of it (its
+        # ftruncate made zeros there): no checksum can spare the copy, so
+        # none is asked for when every sink is such a one
+        if algo == "diff" and any(healed[i] and iatts[i].size > off for i in range(h.n)) \
+                and await _block_matches(h, fd, source, healed, off, size, iatts[source]):
             return
         data = bytes((await h.one(source, lambda i: afr.children[i].readv(
             fd, size, off, 0, None))).data)

@@ -12,7 +12,8 @@ from glusterpy.fops import GFID, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_UID, FopE
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import METADATA
 from xlators.cluster.replicate.heal_common import (METADATA_LOCK_START, SFILE_NOT_IN_SPLIT_BRAIN,
-                                                   Heal, Outcome, healable_xattrs, ignorable)
+                                                   Heal, Outcome, both, healable_xattrs,
+                                                   ignorable)
 from xlators.cluster.replicate.state import is_ok
 
 
@@ -126,32 +127,43 @@ def _dirtime_split_brain_source(h: Heal, replies, locked_on) -> int:
 
 
 async def _metadata_do(h: Heal, gfid, source, healed, replies) -> None:
-    """__afr_selfheal_metadata_do."""
+    """__afr_selfheal_metadata_do.  The source's xattrs are read while the
+    sinks get the owner and mode and are asked for theirs (GlusterFS does
+    these one after the other; none needs another's answer), so a sink's
+    owner and mode may be set before a failed read of the source's xattrs
+    raises EIO - the sink then stays pending, as after any failed heal."""
     afr = h.afr
     loc = Loc(gfid=gfid)
-    try:
-        got = await h.one(source, lambda i: afr.children[i].getxattr(loc, None, None))
-    except FopError:
-        raise FopError(errno.EIO, "cannot read the source's xattrs") from None
-    xattrs = {k: v for k, v in got.dict.items() if not ignorable(k)}
     src = replies[source].iatt
-    for i in range(h.n):
-        if not healed[i]:
-            continue
+    sinks = [i for i in range(h.n) if healed[i]]
+
+    async def source_xattrs() -> dict:
         try:
-            await h.one(i, lambda j: afr.children[j].setattr(
-                loc, src, SET_ATTR_UID | SET_ATTR_GID | SET_ATTR_MODE, None))
+            got = await h.one(source, lambda i: afr.children[i].getxattr(loc, None, None))
         except FopError:
+            raise FopError(errno.EIO, "cannot read the source's xattrs") from None
+        return {k: v for k, v in got.dict.items() if not ignorable(k)}
+
+    async def sink_state():
+        return await both(
+            lambda: h.on(sinks, lambda j: afr.children[j].setattr(
+                loc, src, SET_ATTR_UID | SET_ATTR_GID | SET_ATTR_MODE, None)),
+            lambda: h.on(sinks, lambda j: afr.children[j].getxattr(loc, None, None)))
+    xattrs, (owned, old) = await both(source_xattrs, sink_state)
+    stale: dict[int, dict] = {}
+    for i in sinks:
+        if not is_ok(owned[i]) or not is_ok(old[i]):
             healed[i] = False
-        try:
-            old = await h.one(i, lambda j: afr.children[j].getxattr(loc, None, None))
-            stale = {k: v for k, v in old.dict.items() if not ignorable(k)}
-            if stale:
-                await h.one(i, lambda j: afr.children[j].removexattr(loc, "", stale))
-        except FopError:
+        if is_ok(old[i]):
+            stale[i] = {k: v for k, v in old[i].dict.items() if not ignorable(k)}
+    removing = [i for i in sinks if stale.get(i)]
+    removed = await h.on(removing, lambda j: afr.children[j].removexattr(loc, "", stale[j]))
+    for i in removing:
+        if not is_ok(removed[i]):
             healed[i] = False
-        if xattrs:
-            try:
-                await h.one(i, lambda j: afr.children[j].setxattr(loc, xattrs, 0, None))
-            except FopError:
+    setting = sinks if xattrs else []
+    if setting:
+        done = await h.on(setting, lambda j: afr.children[j].setxattr(loc, xattrs, 0, None))
+        for i in setting:
+            if not is_ok(done[i]):
                 healed[i] = False

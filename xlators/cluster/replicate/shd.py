@@ -482,7 +482,7 @@ class SelfHealDaemon:
         return {"enabled": self.enabled, "timeout": self.timeout,
                 "max_threads": self.afr.opts.shd_max_threads,
                 "wait_qlength": self.afr.opts.shd_wait_qlength,
-                "healing": self.guard.running,
+                "healing": self.guard.running, "passed_over": self.guard.passed_over,
                 "index_healers": [{"running": h.running, "local": h.local, "sweeps": h.sweeps}
                                   for h in self.index_healers],
                 "full_healers": [{"running": h.running, "local": h.local, "sweeps": h.sweeps}
