@@ -6,9 +6,25 @@ the first time the kernel or we touch it: ~12 us for one 4 KiB page on the
 virtual machines this project is measured on, ~10% of a brick's time per
 4 KiB read (bench/notes/qemu.md).  `take(size)` hands out a slice of an
 arena that was mapped once and faulted in (MAP_POPULATE), as a writable
-memoryview; the slice goes back to its free list when the last view of it
-is gone - after the reply that carries it was sent - so callers need not
-give it back.
+memoryview; the slice may be handed out again once the last view of it is
+gone - after the reply that carries it was sent - so callers need not give
+it back.
+
+How the pool knows a slice is no longer used, without a hook per request:
+each slice is a ctypes array over the arena (its *owner*), and every view
+`take` returns is made from a fresh `memoryview(owner)`, whose buffer keeps
+one reference to the owner for as long as any view of it (a slice, a cast,
+a ctypes array over it such as a Linux AIO request's) is alive.  The pool
+keeps the slices it lent in lending order and, at each `take`, looks at
+the oldest one: if nothing but the pool refers to its owner (its reference
+count is the pool's own), it is lent again; if it is still in use the
+buffer comes from the free list (replies mostly leave in the order their
+requests came, so the oldest is usually the one given back).  That is
+one reference count read per request, where a `weakref.finalize` per
+buffer cost ~3 us to make and run (bench/notes/qemu.md (11)).  When the
+free list is empty every lent slice is looked at once before the pool
+maps another arena.  A slice whose owner is referenced is never lent
+again, whoever holds the view: no buffer goes to two readers.
 
 Sizes are rounded up to a power of two of pages (4 KiB ... MAX_POOLED);
 each size has its own free list, fed by arenas of ARENA bytes, and all
@@ -20,7 +36,8 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import weakref
+import sys
+from collections import deque
 
 PAGE = mmap.PAGESIZE
 #: the largest size kept in free lists (GlusterFS's largest READ/WRITE is 1 MiB)
@@ -33,13 +50,33 @@ DEFAULT_LIMIT = 64 << 20
 _MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
 
 
+def _refs(lent: deque) -> int:
+    """The reference count of the oldest owner in `lent`, as `take` reads it
+    (the deque's, this frame's `owner`, getrefcount's argument; one more
+    while any view of it is alive)."""
+    owner = lent[0]
+    return sys.getrefcount(owner)
+
+
+def _idle_refs() -> int:
+    """What `_refs` says of an owner that nothing else refers to (CPython's
+    counts, measured rather than assumed)."""
+    return _refs(deque([(ctypes.c_char * PAGE)()]))
+
+
+_IDLE = _idle_refs()
+
+
 class AlignedBuffers:
     """Free lists of page-aligned buffers, one per power-of-two size."""
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         self.limit = limit
         self.mapped = 0                               # bytes in arenas
-        self._free: dict[int, list[tuple[mmap.mmap, int]]] = {}
+        #: per size: owners nobody uses, and owners lent (oldest first)
+        self._free: dict[int, list] = {}
+        self._lent: dict[int, deque] = {}
+        self._wait: dict[int, int] = {}               # takes until the next full look
         self.reused = self.fresh = 0                  # for tests and curiosity
 
     def take(self, size: int) -> memoryview:
@@ -49,14 +86,39 @@ class AlignedBuffers:
         if size > MAX_POOLED:
             return self._fresh(size)
         cls = max(PAGE, 1 << (max(size, 1) - 1).bit_length())
-        free = self._free.setdefault(cls, [])
-        if not free and not self._grow(cls, free):
-            return self._fresh(size)
-        arena, offset = free.pop()
+        lent = self._lent.get(cls)
+        if lent is None:
+            lent = self._lent[cls] = deque()
+            self._free[cls] = []
+        if lent and _refs(lent) == _IDLE:
+            owner = lent.popleft()                    # the oldest, given back
+        else:
+            free = self._free[cls]
+            if not free and not self._reclaim(cls, lent, free) and not self._grow(cls, free):
+                return self._fresh(size)
+            owner = free.pop()
+        lent.append(owner)
         self.reused += 1
-        owner = (ctypes.c_char * cls).from_buffer(arena, offset)
-        weakref.finalize(owner, free.append, (arena, offset))
         return memoryview(owner).cast("B")[:size]
+
+    def _reclaim(self, cls: int, lent: deque, free: list) -> bool:
+        """Move every lent owner nobody uses any more to `free` (each one is
+        looked at once, oldest first); whether any was.  After a look that
+        found none, the next len(lent) // 4 takes do not look again (they
+        map fresh buffers if the pool is full): a pool whose every buffer is
+        held - replies nobody reads - costs no scan per request."""
+        wait = self._wait.get(cls, 0)
+        if wait:
+            self._wait[cls] = wait - 1
+            return False
+        for _ in range(len(lent)):
+            if _refs(lent) == _IDLE:
+                free.append(lent.popleft())
+            else:
+                lent.rotate(-1)
+        if not free:
+            self._wait[cls] = len(lent) // 4
+        return bool(free)
 
     def _grow(self, cls: int, free: list) -> bool:
         size = max(ARENA, cls)
@@ -64,7 +126,9 @@ class AlignedBuffers:
             return False
         arena = mmap.mmap(-1, size, flags=_MAP_FLAGS)
         self.mapped += size
-        free.extend((arena, offset) for offset in range(0, size, cls))
+        # the owners are made once, with the arena: a take only makes views
+        free.extend((ctypes.c_char * cls).from_buffer(arena, offset)
+                    for offset in range(size - cls, -1, -cls))
         return True
 
     def _fresh(self, size: int) -> memoryview:

@@ -128,9 +128,16 @@ class ClientPid(enum.IntEnum):
     SET_UTIME = -13
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Caller:
-    """The identity a fop runs under (GlusterFS's `frame->root`)."""
+    """The identity a fop runs under (GlusterFS's `frame->root`).
+
+    Treat it as immutable: make another (`dataclasses.replace`) instead of
+    changing one, which may be shared (the context variable's default, a
+    translator's saved caller).  It is not a frozen dataclass because a
+    brick makes one per request and a frozen one's __init__ costs ~3x more
+    (object.__setattr__ per field; bench/notes/qemu.md (11)); it stays
+    hashable and comparable by value."""
 
     uid: int = 0
     gid: int = 0

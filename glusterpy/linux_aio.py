@@ -69,13 +69,12 @@ _syscall.restype = ctypes.c_long
 
 
 class _Request:
-    __slots__ = ("iocb", "pointer", "keep", "task", "result")
+    __slots__ = ("iocb", "keep", "task", "result")
 
-    def __init__(self, iocb: _IoCb, keep) -> None:
+    def __init__(self, iocb: _IoCb, keep, task) -> None:
         self.iocb = iocb
-        self.pointer = (ctypes.POINTER(_IoCb) * 1)(ctypes.pointer(iocb))
         self.keep = keep        # the buffer's ctypes view: the memory stays put
-        self.task = None
+        self.task = task
         self.result: int | None = None
 
 
@@ -147,8 +146,7 @@ class AioContext:
                          aio_buf=ctypes.addressof(view), aio_nbytes=len(buf),
                          aio_offset=offset, aio_flags=IOCB_FLAG_RESFD,
                          aio_resfd=self._eventfd)
-            request = _Request(iocb, view)
-            request.task = trio.lowlevel.current_task()
+            request = _Request(iocb, view, trio.lowlevel.current_task())
             self._queue.append(request)
             if self._submitter_parked:
                 self._submitter_parked = False
@@ -194,8 +192,10 @@ class AioContext:
         """io_submit everything queued, in order; a request the kernel
         refuses fails alone, the ones after it are submitted next time."""
         batch, self._queue = self._queue, []
-        pointers = (ctypes.POINTER(_IoCb) * len(batch))(
-            *(ctypes.pointer(r.iocb) for r in batch))
+        # io_submit's struct iocb *[]: the iocbs' addresses (a ctypes.pointer
+        # object per request cost more than the number; `batch` keeps them alive)
+        pointers = (ctypes.c_void_p * len(batch))(
+            *[ctypes.addressof(r.iocb) for r in batch])
         for request in batch:
             self._pending[request.iocb.aio_data] = request
         done = _syscall(ctypes.c_long(self._nr_submit), ctypes.c_ulong(self._ctx),

@@ -25,6 +25,11 @@ opaque_auth into the matching class, and into `OpaqueAuth` (the raw form)
 for flavours it does not know or bodies that do not parse, so that a
 server can answer AUTH_ERROR/AUTH_BADCRED instead of dropping the
 connection.
+
+The credential classes are plain (not frozen) slotted dataclasses: a brick
+decodes one per request, and a frozen dataclass's __init__ sets each field
+through object.__setattr__, ~3x the cost (bench/notes/qemu.md (11)).  Treat
+them as values all the same - nothing changes a decoded credential.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ AUTH_UNIX_MAX_GIDS = 16
 AUTH_GLUSTERFS_GROUPS = 16  # auth_glusterfs_parms: unsigned groups[16]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class OpaqueAuth:
     """An opaque_auth kept raw: unknown flavours, verifiers, and known
     flavours whose body did not parse (see `decode_auth`)."""
@@ -63,7 +68,7 @@ class OpaqueAuth:
         return self.raw
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AuthNull:
     flavor: ClassVar[int] = AUTH_NULL
 
@@ -80,7 +85,7 @@ class AuthNull:
 AUTH_NULL_CRED = AuthNull()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AuthUnix:
     """RFC 5531 authsys_parms."""
 
@@ -124,7 +129,7 @@ class AuthUnix:
 _GLUSTERFS_V1 = struct.Struct(">QIIII16I")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AuthGlusterfs:
     """auth_glusterfs_parms (flavour 5): lk_owner as a u64, 16 group slots
     of which `ngrps` count."""
@@ -177,7 +182,7 @@ def _check_size(body: bytes) -> bytes:
     return body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AuthGlusterfsV2:
     """auth_glusterfs_parms_v2 (flavour 390039)."""
 
@@ -212,7 +217,7 @@ class AuthGlusterfsV2:
                       lk_owner=self.lk_owner)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class AuthGlusterfsV3:
     """auth_glusterfs_params_v3 (flavour 390040).  flags bit 0x1 marks an
     internal (GlusterFS's own, e.g. self-heal) frame."""

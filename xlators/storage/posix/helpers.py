@@ -109,7 +109,7 @@ class Node:
 class OpenFile:
     """What storage/posix keeps in fd.ctx: the OS descriptor and its flags."""
 
-    __slots__ = ("osfd", "flags", "is_dir", "gfid", "odirect")
+    __slots__ = ("osfd", "flags", "is_dir", "gfid", "odirect", "iatt_key", "iatt_fields")
 
     def __init__(self, osfd: int, flags: int, is_dir: bool, gfid: GFID | None):
         self.osfd = osfd
@@ -117,6 +117,10 @@ class OpenFile:
         self.is_dir = is_dir
         self.gfid = gfid
         self.odirect = bool(flags & os.O_DIRECT)
+        #: the last iatt made for this descriptor and what it was made of
+        #: (PosixMdata._fd_iatt)
+        self.iatt_key: tuple | None = None
+        self.iatt_fields: tuple = ()
 
 
 def entry_path(dirfd: int, name: str) -> str:
