@@ -96,11 +96,30 @@ def _cpu() -> float:
     return t.user + t.system
 
 
+async def _timed(out: dict[str, float], name: str, n: int, args, work) -> None:
+    """Run `work()` (n operations): wall and CPU microseconds per operation
+    into `out` as NAME_wall_us/NAME_cpu_us, and with --count the Python
+    calls per operation as NAME_calls."""
+    profile = cProfile.Profile() if args.count else None
+    cpu, wall = _cpu(), time.perf_counter()
+    if profile:
+        profile.enable()
+    await work()
+    if profile:
+        profile.disable()
+    out[f"{name}_wall_us"] = (time.perf_counter() - wall) / n * 1e6
+    out[f"{name}_cpu_us"] = (_cpu() - cpu) / n * 1e6
+    if profile:
+        stats = pstats.Stats(profile)
+        out[f"{name}_calls"] = stats.total_calls / n
+        if args.profile:
+            stats.dump_stats(f"{args.profile}.{name}")
+
+
 async def _measure(vol: AsyncVolume, args) -> dict[str, float]:
     out: dict[str, float] = {}
     await vol.makedirs("/d", exist_ok=True)
     data = b"x" * 100
-    profile = cProfile.Profile() if args.count else None
 
     async def creates(first: int, n: int) -> None:
         for i in range(first, first + n):
@@ -108,39 +127,16 @@ async def _measure(vol: AsyncVolume, args) -> dict[str, float]:
             await f.write(data)
             await f.close()
     await creates(0, 50)    # warm: connection, parent inode, code paths
-    cpu, wall = _cpu(), time.perf_counter()
-    if profile:
-        profile.enable()
-    await creates(100, args.files)
-    if profile:
-        profile.disable()
-    out["create_wall_us"] = (time.perf_counter() - wall) / args.files * 1e6
-    out["create_cpu_us"] = (_cpu() - cpu) / args.files * 1e6
-    if profile:
-        stats = pstats.Stats(profile)
-        out["create_calls"] = stats.total_calls / args.files
-        if args.profile:
-            stats.dump_stats(args.profile + ".create")
+    await _timed(out, "create", args.files, args, lambda: creates(100, args.files))
 
     f = await vol.open("/big", os.O_CREAT | os.O_RDWR, 0o644)
     await f.pwrite(os.urandom(1 << 20), 0)
-    for i in range(200):
-        await f.pread(4096, (i % 256) * 4096)
-    profile = cProfile.Profile() if args.count else None
-    cpu, wall = _cpu(), time.perf_counter()
-    if profile:
-        profile.enable()
-    for i in range(args.reads):
-        await f.pread(4096, (i % 256) * 4096)
-    if profile:
-        profile.disable()
-    out["read_wall_us"] = (time.perf_counter() - wall) / args.reads * 1e6
-    out["read_cpu_us"] = (_cpu() - cpu) / args.reads * 1e6
-    if profile:
-        stats = pstats.Stats(profile)
-        out["read_calls"] = stats.total_calls / args.reads
-        if args.profile:
-            stats.dump_stats(args.profile + ".read")
+
+    async def reads(n: int) -> None:
+        for i in range(n):
+            await f.pread(4096, (i % 256) * 4096)
+    await reads(200)
+    await _timed(out, "read", args.reads, args, lambda: reads(args.reads))
     await f.close()
     return out
 
