@@ -792,8 +792,8 @@ class ProtocolClient(Translator):
     def _cred(self, lk_owner: bytes | None = None) -> AuthGlusterfsV3:
         c = fops.caller.get()
         if c is self._cred_of and lk_owner is None:
-            # the same (frozen) Caller as the last fop's: gfapi's, FUSE's
-            # within one request
+            # the same Caller as the last fop's (gfapi's, FUSE's within one
+            # request): Callers are never changed once made (fops.Caller)
             return self._cred_last
         groups = tuple(c.groups) if self.opts.send_gids else ()
         owner = c.lk_owner or lk_owner or b""
