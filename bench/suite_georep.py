@@ -272,8 +272,8 @@ def run(work: Path, quick: bool = False) -> Section:
         section.notes.append(
             "GlusterFS: the first checkpoint did not complete in 90 s (the worker in "
             "Changelog Crawl, changelogs rolling over on the brick, none handed to it by "
-            "libgfchangelog); the session was stopped and started again, after which it "
-            f"ran: {g['restarted']}")
+            "libgfchangelog); the session was stopped and started again once. "
+            f"The first attempt's status: {g['restarted']}")
     if "big short" in g:
         section.notes.append(
             f"GlusterFS: when the big file's checkpoint completed, the file had "
