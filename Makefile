@@ -37,9 +37,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 all: test
 
-$(STAMPS)/deb: Makefile
+# $(call apt_install,PACKAGES): install those of PACKAGES not installed yet
+define apt_install
 	@mkdir -p $(STAMPS)
-	@missing=$$(for p in $(DEB_PACKAGES); do \
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages: $$missing"; \
@@ -47,6 +48,10 @@ $(STAMPS)/deb: Makefile
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@touch $@
+endef
+
+$(STAMPS)/deb: Makefile
+	$(call apt_install,$(DEB_PACKAGES))
 
 deps: $(STAMPS)/deb
 
@@ -111,15 +116,7 @@ test-fast: venv lint
 BENCH_DEB_PACKAGES := openssh-server
 
 $(STAMPS)/bench-deb: Makefile
-	@mkdir -p $(STAMPS)
-	@missing=$$(for p in $(BENCH_DEB_PACKAGES); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages: $$missing"; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
-	@touch $@
+	$(call apt_install,$(BENCH_DEB_PACKAGES))
 
 # matplotlib draws bench/RESULTS.md's chart: the `bench` extra
 $(STAMPS)/bench-extra: pyproject.toml $(STAMPS)/venv
