@@ -448,9 +448,12 @@ def test_session_mirrors_the_primary(pair):
     pair.checkpoint()
     pair.assert_mirrored()
 
-    # glusterpyd restarted (kill -9): it adopts the running workers
+    # glusterpyd restarted everywhere (kill -9): the primary's adopts the
+    # running workers, the secondary's its bricks
     pids = sorted(r["worker_pid"] for r in pair.rows())
     pair.p.kill9()
+    pair.s.kill9()
+    pair.s.start()
     pair.p.start()
     # (the workers are adopted once the restarted daemon reconciles)
     assert wait_for(lambda: sorted(r["worker_pid"] or 0 for r in pair.rows()) == pids, 30), \
