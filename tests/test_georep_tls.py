@@ -123,6 +123,77 @@ def test_what_a_secondary_refuses_to_admit(tmp_path):
         georep_pem.check_admission(gd, vol, [cert("prim1")])
 
 
+def test_what_a_withdrawal_takes_back(tmp_path, monkeypatch):
+    """Two primaries admitted to two volumes: each withdrawal takes back only
+    its own, keeps what another session or `tls client` still needs, and a
+    token may withdraw only what it (or a token of the same volume) admitted."""
+    import trio
+
+    from glusterpy.glusterd import tls_setup
+    from glusterpy.glusterd.model import Brick, Volume
+    from glusterpy.glusterd.trust import NodeTrust
+    monkeypatch.setenv("GLUSTERPY_SSL_CERT_DIR", str(tmp_path / "ssl"))
+    (tmp_path / "ssl").mkdir()
+    gd = SimpleNamespace(trust=NodeTrust(tmp_path, "sec1"), peers={}, names=["sec1"])
+    tls_setup.state_path(gd).write_text('{"management": false}')
+
+    def volume(name, allow):
+        return Volume(name=name, id="6d3b0e84-8d1c-4bb8-9a2c-1f1c1c1c1c1c", status="Started",
+                      bricks=[Brick("sec1", "/b", "u1", 49152)],
+                      options={"client.ssl": "on", "server.ssl": "on", "auth.ssl-allow": allow})
+    sv, other = volume("sv", "backup-admin"), volume("other", "x")
+
+    def setter(vol):
+        async def set_allow(value):
+            vol.options["auth.ssl-allow"] = value
+        return set_allow
+    p1, p2, client = (pki.cert_pem(pki.self_signed(n, pki.new_key())).decode()
+                      for n in ("prim1", "prim2", "laptop"))
+    tls_setup.apply_locally(gd, client, None)   # a `tls client` of the secondary's own
+    geo = {"kind": "token", "role": "geo-replication", "token": "geo", "volume": "sv"}
+    geo_other = {"kind": "token", "role": "geo-replication", "token": "geo3",
+                 "volume": "other"}
+
+    async def main():
+        await georep_pem.admit(gd, sv, [p1, client], setter(sv), "pv-id", geo)
+        await georep_pem.admit(gd, other, [p1, p2], setter(other), "pv-id", geo_other)
+        assert sv.options["auth.ssl-allow"] == "backup-admin,prim1,laptop"
+        before = (tls_setup.client_certs(gd), georep_pem.record_path(gd).read_text(),
+                  dict(sv.options))
+        # refused, nothing changed: another volume's token, another session, junk
+        for vol, certs, session, who, message in (
+                (sv, [p1], "pv-id", geo_other, "this token did not admit prim1"),
+                (sv, [p1], "pv-id", {"kind": "token", "role": "geo-replication",
+                                     "token": "geo2"}, "did not admit"),
+                (sv, [p1], "other-session", geo, "no certificate of this primary"),
+                (sv, [p2], "pv-id", geo, "no certificate of this primary"),
+                (sv, ["junk"], "pv-id", geo, "not PEM"), (sv, [], "pv-id", geo, "a list"),
+                (sv, [p1], 7, geo, "session must be")):
+            with pytest.raises(georep_pem.Refused, match=message):
+                await georep_pem.withdraw(gd, vol, certs, setter(vol), session, who)
+        assert before == (tls_setup.client_certs(gd), georep_pem.record_path(gd).read_text(),
+                          dict(sv.options))
+        # sv's session goes: its names leave sv's auth.ssl-allow; prim1's certificate
+        # stays (volume other still admits it), laptop's too (it was there before)
+        doc = await georep_pem.withdraw(gd, sv, [p1, client], setter(sv), "pv-id", geo)
+        assert doc["withdrawn"] == ["laptop", "prim1"] and doc["removed"] == []
+        assert sv.options["auth.ssl-allow"] == "backup-admin"
+        assert other.options["auth.ssl-allow"] == "x,prim1,prim2"
+        names = {pki.common_name(c) for c in pki.load_certs(
+            tls_setup.client_certs(gd).encode())}
+        assert names == {"prim1", "prim2", "laptop"}
+        # other's session goes: now the certificates leave every glusterfs.ca
+        doc = await georep_pem.withdraw(gd, other, [p1, p2], setter(other), "pv-id",
+                                        {"kind": "local", "role": "admin"})
+        assert doc["removed"] == ["prim1", "prim2"] and other.options["auth.ssl-allow"] == "x"
+        assert [pki.common_name(c) for c in pki.load_certs(
+            tls_setup.client_certs(gd).encode())] == ["laptop"]
+        ca = (tmp_path / "ssl" / "glusterfs.ca").read_text()
+        assert "prim1" not in {pki.common_name(c) for c in pki.load_certs(ca.encode())}
+        assert georep_pem.admissions(gd) == []
+    trio.run(main)
+
+
 # -- two pools in network namespaces ---------------------------------------------------
 
 
