@@ -20,7 +20,12 @@ with an auth.ssl-allow of its own.  Checked:
 * from the attacker's namespace: no certificate, or a self-signed one with
   the primary node's very name, mounts nothing of the secondary volume; the
   geo-replication token does nothing but push-pem; the push route
-  anonymously is a 401.
+  anonymously is a 401;
+* `delete` of the session: without the token, with one that did not admit
+  the certificates, a read-only one or another node's, refused and the
+  session kept, nothing changed; with the token, node 1 - which mounted the
+  secondary volume with its certificate before - mounts it no more, and the
+  volume's other auth.ssl-allow names stay.
 
 The units check what the secondary refuses to admit (glusterd/georep_pem.py)
 and the token and answer checks of the primary's side.
@@ -357,6 +362,54 @@ def test_push_pem_sets_up_tls_and_nothing_else(tmp_path):
                 assert r.returncode == 1 and "geo-replication token may only" in r.stderr, \
                     (words, r.stderr)
             assert f"backup-admin,{h1}" in ssl_allow()
+
+            # -- delete takes the trust back: node 1, with its own certificate, mounts
+            # the secondary volume before and not after; the other names stay
+            (tmp_path / "prim").mkdir()
+            (tmp_path / "prim" / "glusterfs.pem").write_text(node1_cert)
+            (tmp_path / "prim" / "glusterfs.key").write_bytes(
+                (n1.workdir / "trust" / "node.key").read_bytes())
+            (tmp_path / "prim" / "glusterfs.ca").write_text(ca)
+
+            def mount_from_node1() -> str:
+                done = subprocess.run(
+                    ["ip", "netns", "exec", n1.netns, sys.executable, "-c", textwrap.dedent(f"""
+                        from glusterpy.gfapi import Volume
+                        try:
+                            with Volume("{h2}", "sv", port={PORT}) as vol:
+                                print("mounted", vol.listdir("/"))
+                        except Exception as e:
+                            print("refused", type(e).__name__, e)
+                    """)], capture_output=True, text=True, timeout=120,
+                    env={**os.environ, "GLUSTERPY_SSL_CERT_DIR": str(tmp_path / "prim"),
+                         "GLUSTERPY_SECURE_ACCESS": "0"})
+                return done.stdout + done.stderr
+            assert mount_from_node1().startswith("mounted"), mount_from_node1()
+            n1.ok("volume", "geo-replication", "pv", secondary, "stop")
+
+            def delete(token: str | None, *extra: str):
+                env = {"GLUSTERPY_SECONDARY_TOKEN": token} if token else {}
+                return cli(n1, "volume", "geo-replication", "pv", secondary, "delete", *extra,
+                           env=env)
+            before = state()
+            for token, message in ((None, "needs the secondary's token"),
+                                   (any_volume_token, "this token did not admit"),
+                                   (ro_token, "a read-only token may not change state"),
+                                   (other_token, "is not the one")):
+                r = delete(token)
+                assert r.returncode == 1 and message in r.stderr and \
+                    "the session is kept" in r.stderr, (message, r.stderr)
+            assert state() == before
+            r = delete(geo_token)
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert f"the secondary withdrew {h1} from sv" in r.stderr, r.stderr
+            assert pki.fingerprint_of_pem(node1_cert) not in {
+                pki.fingerprint(c) for c in pki.load_certs(
+                    (ssl2 / "glusterfs.ca").read_bytes())}
+            assert "backup-admin" in ssl_allow() and h1 not in ssl_allow()
+            assert mount_from_node1().startswith("refused"), mount_from_node1()
+            assert "No active geo-replication sessions" in n1.ok(
+                "volume", "geo-replication", "status").out
         finally:
             n1.cleanup()
             n2.cleanup()
