@@ -42,16 +42,35 @@ is pushed is certificates, and what the secondary grants is TLS trust:
   the worker uses that directory as its OpenSSL directory
   ($GLUSTERPY_SSL_CERT_DIR), so its client of the secondary volume speaks
   TLS (the secondary's volfile says client.ssl) with the node's identity.
+* **Taken back** (`withdraw`, the DELETE of the same route, asked by the
+  primary's `delete` of the session with the same token): the secondary
+  records each admission beside its client certificates
+  (WORKDIR/trust/georep-admitted.json: volume, the primary's session - its
+  volume's id -, name, fingerprint, the admitting token and its volume,
+  whether push-pem added the certificate to clients.pem and the name to
+  auth.ssl-allow).  A token withdraws only what it, or a token limited to
+  the same volume, admitted (an admin anything).  The names leave the
+  volume's auth.ssl-allow (the others kept) unless another admission to
+  that volume still names them; the certificates leave every node's
+  glusterfs.ca unless another admission (any volume) still needs them or
+  they were trusted before push-pem (`tls client`).  The primary keeps the
+  session when the secondary cannot be asked or refuses, unless `delete
+  force` (which says what it left admitted).
 
 Departures: the secondary's glusterfs.ca is the pool's, not the volume's:
 an admitted primary node may also mount any volume of the secondary whose
 auth.ssl-allow is unset or "*" (as any `tls client` may).  If the primary's
 transaction fails after the secondary admitted the certificates (a primary
 peer down at that moment), the secondary keeps them; `create push-pem`
-again completes it.  Deleting the session does not take them back on the
-secondary (no route does yet): its admin removes them from
-WORKDIR/trust/clients.pem there and runs `tls setup` again, and edits
-auth.ssl-allow.
+again completes it.  The record of admissions is the admitting node's
+only (the node the token belongs to, which `delete` asks again with the
+same token; a token of another node of the secondary finds nothing
+recorded and is refused - `delete force`, then the secondary's admin
+edits WORKDIR/trust/clients.pem, runs `tls setup` and edits
+auth.ssl-allow).  Admissions made before the record existed are not in it
+and are not withdrawn either.  Withdrawing the last names of an
+auth.ssl-allow would leave it empty (no client at all): it is then kept as
+it is and the names stay in it.
 """
 
 from __future__ import annotations
