@@ -410,6 +410,13 @@ def test_push_pem_sets_up_tls_and_nothing_else(tmp_path):
             assert mount_from_node1().startswith("refused"), mount_from_node1()
             assert "No active geo-replication sessions" in n1.ok(
                 "volume", "geo-replication", "status").out
+            # a secondary that refuses: `delete force` deletes and says what stays admitted
+            assert push(geo_token).returncode == 0
+            r = delete(any_volume_token, "force")
+            assert r.returncode == 0 and "deleted anyway (force)" in r.stderr and \
+                f"({h1}) are left admitted to sv" in r.stderr, r.stderr
+            assert f"backup-admin,{h1}" in ssl_allow()
+            assert mount_from_node1().startswith("mounted"), mount_from_node1()
         finally:
             n1.cleanup()
             n2.cleanup()

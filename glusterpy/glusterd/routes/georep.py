@@ -365,7 +365,7 @@ def routes(Route) -> list:
     return [
         Route("POST", "/api/v1/volumes/{name}/geo-replication", post_georep,
               "volume geo-replication NAME [USER@]HOST::VOL create [push-pem] [force] | "
-              "start [force] | stop [force] | pause | resume | delete [reset-sync-time] | "
+              "start [force] | stop [force] | pause | resume | delete [reset-sync-time] [force] | "
               "config KEY VALUE | config checkpoint now",
               {"type": "object", "required": ["secondary", "action"],
                "properties": {"secondary": {"type": "string",
