@@ -44,6 +44,8 @@ def test_cli_grammar():
     assert parse(["pv", "geo@h::sv", "start"])["secondary"] == "geo@h::sv"
     assert parse(["pv", "h::sv", "stop", "force"])["force"] is True
     assert parse(["pv", "h::sv", "delete", "reset-sync-time"])["reset_sync_time"] is True
+    assert parse(["pv", "h::sv", "delete", "reset-sync-time", "force"])["force"] is True
+    assert parse(["pv", "h::sv", "delete"])["force"] is False
     assert parse(["status"]) == {"action": "status", "detail": False}
     assert parse(["pv", "status", "detail"]) == {"primary": "pv", "action": "status",
                                                   "detail": True}
@@ -55,6 +57,7 @@ def test_cli_grammar():
     assert parse(["pv", "h::sv", "config", "!ignore-deletes"])["reset"] is True
     for bad in ([], ["pv"], ["pv", "h::sv"], ["pv", "h::sv", "create", "push"],
                 ["pv", "h::sv", "start", "force", "force"], ["pv", "h::sv", "pause", "force"],
+                ["pv", "h::sv", "delete", "force", "force"],
                 ["pv", "h::sv", "frobnicate"], ["h::sv", "status"], ["pv", "start"],
                 ["pv", "status", "details"], ["pv", "h::sv", "config", "a", "b", "c"]):
         with pytest.raises(GeorepUsage):

@@ -20,7 +20,12 @@ with an auth.ssl-allow of its own.  Checked:
 * from the attacker's namespace: no certificate, or a self-signed one with
   the primary node's very name, mounts nothing of the secondary volume; the
   geo-replication token does nothing but push-pem; the push route
-  anonymously is a 401.
+  anonymously is a 401;
+* `delete` of the session: without the token, with one that did not admit
+  the certificates, a read-only one or another node's, refused and the
+  session kept, nothing changed; with the token, node 1 - which mounted the
+  secondary volume with its certificate before - mounts it no more, and the
+  volume's other auth.ssl-allow names stay.
 
 The units check what the secondary refuses to admit (glusterd/georep_pem.py)
 and the token and answer checks of the primary's side.
@@ -121,6 +126,77 @@ def test_what_a_secondary_refuses_to_admit(tmp_path):
     # a client of the secondary's own under that name: another certificate is refused
     with pytest.raises(georep_pem.Refused, match="already trusted"):
         georep_pem.check_admission(gd, vol, [cert("prim1")])
+
+
+def test_what_a_withdrawal_takes_back(tmp_path, monkeypatch):
+    """Two primaries admitted to two volumes: each withdrawal takes back only
+    its own, keeps what another session or `tls client` still needs, and a
+    token may withdraw only what it (or a token of the same volume) admitted."""
+    import trio
+
+    from glusterpy.glusterd import tls_setup
+    from glusterpy.glusterd.model import Brick, Volume
+    from glusterpy.glusterd.trust import NodeTrust
+    monkeypatch.setenv("GLUSTERPY_SSL_CERT_DIR", str(tmp_path / "ssl"))
+    (tmp_path / "ssl").mkdir()
+    gd = SimpleNamespace(trust=NodeTrust(tmp_path, "sec1"), peers={}, names=["sec1"])
+    tls_setup.state_path(gd).write_text('{"management": false}')
+
+    def volume(name, allow):
+        return Volume(name=name, id="6d3b0e84-8d1c-4bb8-9a2c-1f1c1c1c1c1c", status="Started",
+                      bricks=[Brick("sec1", "/b", "u1", 49152)],
+                      options={"client.ssl": "on", "server.ssl": "on", "auth.ssl-allow": allow})
+    sv, other = volume("sv", "backup-admin"), volume("other", "x")
+
+    def setter(vol):
+        async def set_allow(value):
+            vol.options["auth.ssl-allow"] = value
+        return set_allow
+    p1, p2, client = (pki.cert_pem(pki.self_signed(n, pki.new_key())).decode()
+                      for n in ("prim1", "prim2", "laptop"))
+    tls_setup.apply_locally(gd, client, None)   # a `tls client` of the secondary's own
+    geo = {"kind": "token", "role": "geo-replication", "token": "geo", "volume": "sv"}
+    geo_other = {"kind": "token", "role": "geo-replication", "token": "geo3",
+                 "volume": "other"}
+
+    async def main():
+        await georep_pem.admit(gd, sv, [p1, client], setter(sv), "pv-id", geo)
+        await georep_pem.admit(gd, other, [p1, p2], setter(other), "pv-id", geo_other)
+        assert sv.options["auth.ssl-allow"] == "backup-admin,prim1,laptop"
+        before = (tls_setup.client_certs(gd), georep_pem.record_path(gd).read_text(),
+                  dict(sv.options))
+        # refused, nothing changed: another volume's token, another session, junk
+        for vol, certs, session, who, message in (
+                (sv, [p1], "pv-id", geo_other, "this token did not admit prim1"),
+                (sv, [p1], "pv-id", {"kind": "token", "role": "geo-replication",
+                                     "token": "geo2"}, "did not admit"),
+                (sv, [p1], "other-session", geo, "no certificate of this primary"),
+                (sv, [p2], "pv-id", geo, "no certificate of this primary"),
+                (sv, ["junk"], "pv-id", geo, "not PEM"), (sv, [], "pv-id", geo, "a list"),
+                (sv, [p1], 7, geo, "session must be")):
+            with pytest.raises(georep_pem.Refused, match=message):
+                await georep_pem.withdraw(gd, vol, certs, setter(vol), session, who)
+        assert before == (tls_setup.client_certs(gd), georep_pem.record_path(gd).read_text(),
+                          dict(sv.options))
+        # sv's session goes: its names leave sv's auth.ssl-allow; prim1's certificate
+        # stays (volume other still admits it), laptop's too (it was there before)
+        doc = await georep_pem.withdraw(gd, sv, [p1, client], setter(sv), "pv-id", geo)
+        assert doc["withdrawn"] == ["laptop", "prim1"] and doc["removed"] == []
+        assert sv.options["auth.ssl-allow"] == "backup-admin"
+        assert other.options["auth.ssl-allow"] == "x,prim1,prim2"
+        names = {pki.common_name(c) for c in pki.load_certs(
+            tls_setup.client_certs(gd).encode())}
+        assert names == {"prim1", "prim2", "laptop"}
+        # other's session goes: now the certificates leave every glusterfs.ca
+        doc = await georep_pem.withdraw(gd, other, [p1, p2], setter(other), "pv-id",
+                                        {"kind": "local", "role": "admin"})
+        assert doc["removed"] == ["prim1", "prim2"] and other.options["auth.ssl-allow"] == "x"
+        assert [pki.common_name(c) for c in pki.load_certs(
+            tls_setup.client_certs(gd).encode())] == ["laptop"]
+        ca = (tmp_path / "ssl" / "glusterfs.ca").read_text()
+        assert "prim1" not in {pki.common_name(c) for c in pki.load_certs(ca.encode())}
+        assert georep_pem.admissions(gd) == []
+    trio.run(main)
 
 
 # -- two pools in network namespaces ---------------------------------------------------
@@ -286,6 +362,61 @@ def test_push_pem_sets_up_tls_and_nothing_else(tmp_path):
                 assert r.returncode == 1 and "geo-replication token may only" in r.stderr, \
                     (words, r.stderr)
             assert f"backup-admin,{h1}" in ssl_allow()
+
+            # -- delete takes the trust back: node 1, with its own certificate, mounts
+            # the secondary volume before and not after; the other names stay
+            (tmp_path / "prim").mkdir()
+            (tmp_path / "prim" / "glusterfs.pem").write_text(node1_cert)
+            (tmp_path / "prim" / "glusterfs.key").write_bytes(
+                (n1.workdir / "trust" / "node.key").read_bytes())
+            (tmp_path / "prim" / "glusterfs.ca").write_text(ca)
+
+            def mount_from_node1() -> str:
+                done = subprocess.run(
+                    ["ip", "netns", "exec", n1.netns, sys.executable, "-c", textwrap.dedent(f"""
+                        from glusterpy.gfapi import Volume
+                        try:
+                            with Volume("{h2}", "sv", port={PORT}) as vol:
+                                print("mounted", vol.listdir("/"))
+                        except Exception as e:
+                            print("refused", type(e).__name__, e)
+                    """)], capture_output=True, text=True, timeout=120,
+                    env={**os.environ, "GLUSTERPY_SSL_CERT_DIR": str(tmp_path / "prim"),
+                         "GLUSTERPY_SECURE_ACCESS": "0"})
+                return done.stdout + done.stderr
+            assert mount_from_node1().startswith("mounted"), mount_from_node1()
+            n1.ok("volume", "geo-replication", "pv", secondary, "stop")
+
+            def delete(token: str | None, *extra: str):
+                env = {"GLUSTERPY_SECONDARY_TOKEN": token} if token else {}
+                return cli(n1, "volume", "geo-replication", "pv", secondary, "delete", *extra,
+                           env=env)
+            before = state()
+            for token, message in ((None, "needs the secondary's token"),
+                                   (any_volume_token, "this token did not admit"),
+                                   (ro_token, "a read-only token may not change state"),
+                                   (other_token, "is not the one")):
+                r = delete(token)
+                assert r.returncode == 1 and message in r.stderr and \
+                    "the session is kept" in r.stderr, (message, r.stderr)
+            assert state() == before
+            r = delete(geo_token)
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert f"the secondary withdrew {h1} from sv" in r.stderr, r.stderr
+            assert pki.fingerprint_of_pem(node1_cert) not in {
+                pki.fingerprint(c) for c in pki.load_certs(
+                    (ssl2 / "glusterfs.ca").read_bytes())}
+            assert "backup-admin" in ssl_allow() and h1 not in ssl_allow()
+            assert mount_from_node1().startswith("refused"), mount_from_node1()
+            assert "No active geo-replication sessions" in n1.ok(
+                "volume", "geo-replication", "status").out
+            # a secondary that refuses: `delete force` deletes and says what stays admitted
+            assert push(geo_token).returncode == 0
+            r = delete(any_volume_token, "force")
+            assert r.returncode == 0 and "deleted anyway (force)" in r.stderr and \
+                f"({h1}) are left admitted to sv" in r.stderr, r.stderr
+            assert f"backup-admin,{h1}" in ssl_allow()
+            assert mount_from_node1().startswith("mounted"), mount_from_node1()
         finally:
             n1.cleanup()
             n2.cleanup()

@@ -142,9 +142,14 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
                             "/api/v1/volumes/x/geo-replication/primaries",
                             {{"certs": [open("{attacker.workdir}/trust/node.pem").read()]}},
                             tls=tls))
+            # nor withdraw what push-pem admitted (a geo-replication session's delete)
+            out.append(call("{host1}", {PORT}, "DELETE",
+                            "/api/v1/volumes/x/geo-replication/primaries",
+                            {{"certs": [open("{attacker.workdir}/trust/node.pem").read()]}},
+                            tls=tls))
         print(json.dumps(out))
     """)
-    assert [a[0] for a in answers] == [401, 401, 401, 403, 401, 401, 401, 401, 401] * 2, \
+    assert [a[0] for a in answers] == [401, 401, 401, 403, 401, 401, 401, 401, 401, 401] * 2, \
         answers
     assert all("error" in a[1] for a in answers)
     assert states(members) == before
@@ -179,9 +184,12 @@ def test_an_attacker_gets_nothing(pool, tmp_path):
             call("{host1}", {PORT}, "POST", "/api/v1/volumes/x/geo-replication/primaries",
                  {{"certs": [open("{attacker.workdir}/trust/node.pem").read()]}},
                  headers={{"Authorization": "Bearer {token}"}}),
+            call("{host1}", {PORT}, "DELETE", "/api/v1/volumes/x/geo-replication/primaries",
+                 {{"certs": [open("{attacker.workdir}/trust/node.pem").read()]}},
+                 headers={{"Authorization": "Bearer {token}"}}),
         ]))
     """)
-    assert [a[0] for a in answers] == [401, 403, 401, 403], answers
+    assert [a[0] for a in answers] == [401, 403, 401, 403, 403], answers
     assert states(members) == before
 
     # 3. a non-member peer: the attacker's own node certificate, none, a

@@ -23,7 +23,7 @@
                                         (glusterpy/cli/heal_cmd.py)
     volume log [NAME] [limit N]         the audit trail of management operations
     volume geo-replication [PRIMARY] [[USER@]HOST::SECONDARY] create [push-pem] [force] |
-                start|stop [force] | pause | resume | delete [reset-sync-time] |
+                start|stop [force] | pause | resume | delete [reset-sync-time] [force] |
                 status [detail] | config [KEY [VALUE]] | config checkpoint now
                                         (glusterpy/cli/georep_cmd.py)
 

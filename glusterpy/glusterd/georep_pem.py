@@ -42,21 +42,41 @@ is pushed is certificates, and what the secondary grants is TLS trust:
   the worker uses that directory as its OpenSSL directory
   ($GLUSTERPY_SSL_CERT_DIR), so its client of the secondary volume speaks
   TLS (the secondary's volfile says client.ssl) with the node's identity.
+* **Taken back** (`withdraw`, the DELETE of the same route, asked by the
+  primary's `delete` of the session with the same token): the secondary
+  records each admission beside its client certificates
+  (WORKDIR/trust/georep-admitted.json: volume, the primary's session - its
+  volume's id -, name, fingerprint, the admitting token and its volume,
+  whether push-pem added the certificate to clients.pem and the name to
+  auth.ssl-allow).  A token withdraws only what it, or a token limited to
+  the same volume, admitted (an admin anything).  The names leave the
+  volume's auth.ssl-allow (the others kept) unless another admission to
+  that volume still names them; the certificates leave every node's
+  glusterfs.ca unless another admission (any volume) still needs them or
+  they were trusted before push-pem (`tls client`).  The primary keeps the
+  session when the secondary cannot be asked or refuses, unless `delete
+  force` (which says what it left admitted).
 
 Departures: the secondary's glusterfs.ca is the pool's, not the volume's:
 an admitted primary node may also mount any volume of the secondary whose
 auth.ssl-allow is unset or "*" (as any `tls client` may).  If the primary's
 transaction fails after the secondary admitted the certificates (a primary
 peer down at that moment), the secondary keeps them; `create push-pem`
-again completes it.  Deleting the session does not take them back on the
-secondary (no route does yet): its admin removes them from
-WORKDIR/trust/clients.pem there and runs `tls setup` again, and edits
-auth.ssl-allow.
+again completes it.  The record of admissions is the admitting node's
+only (the node the token belongs to, which `delete` asks again with the
+same token; a token of another node of the secondary finds nothing
+recorded and is refused - `delete force`, then the secondary's admin
+edits WORKDIR/trust/clients.pem, runs `tls setup` and edits
+auth.ssl-allow).  Admissions made before the record existed are not in it
+and are not withdrawn either.  Withdrawing the last names of an
+auth.ssl-allow would leave it empty (no client at all): it is then kept as
+it is and the names stay in it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import re
 from pathlib import Path
@@ -218,10 +238,14 @@ def ssl_allow_with(current: str | None, names: list[str]) -> str | None:
     return ",".join(patterns + missing)
 
 
-async def admit(gd, vol, certs, set_option) -> dict:
+async def admit(gd, vol, certs, set_option, session: str = "", who: dict | None = None) -> dict:
     """Admit `certs` to volume `vol` (module docstring); `set_option(value)`
-    sets the volume's auth.ssl-allow through the cluster transaction.
+    sets the volume's auth.ssl-allow through the cluster transaction;
+    `session` names the primary's session (its volume's id), `who` the
+    caller (api.principal), both kept in the record `withdraw` reads.
     Refused or OpFailed, with nothing changed, when it cannot."""
+    if not isinstance(session, str) or len(session) > 200:
+        raise Refused("session must be a string (the primary volume's id)")
     add, names = check_admission(gd, vol, certs)
     old_clients = tls_setup.client_certs(gd)
     if add:
@@ -231,7 +255,8 @@ async def admit(gd, vol, certs, set_option) -> dict:
             await _put_back(gd, old_clients)
             raise OpFailed("the CA list could not be written on "
                            + "; ".join(f"{r['node']}: {r['error']}" for r in failed))
-    allow = ssl_allow_with(vol.options.get("auth.ssl-allow"), names)
+    old_allow = vol.options.get("auth.ssl-allow")
+    allow = ssl_allow_with(old_allow, names)
     if allow is not None:
         try:
             await set_option(allow)
@@ -239,8 +264,148 @@ async def admit(gd, vol, certs, set_option) -> dict:
             if add:
                 await _put_back(gd, old_clients)
             raise
+    _record_admission(gd, vol, certs, session, who or {}, add,
+                      old_allow if allow is not None else None)
     return {"ca": Path(tls.default_ca_list()).read_text(), "added": names,
-            "ssl_allow": allow if allow is not None else vol.options.get("auth.ssl-allow")}
+            "ssl_allow": allow if allow is not None else old_allow}
+
+
+# -- who admitted what, and taking it back ------------------------------------------
+
+
+def record_path(gd) -> Path:
+    """The admissions push-pem made on this node, beside its client
+    certificates: {"admissions": [{volume, session, name, fingerprint,
+    token, token_volume, owned, allow_added}]} - `owned`: the certificate
+    was added to clients.pem by push-pem (not by `tls client`), so a
+    withdrawal may remove it; `allow_added`: its name was added to the
+    volume's auth.ssl-allow by push-pem."""
+    return gd.trust.dir / "georep-admitted.json"
+
+
+def admissions(gd) -> list[dict]:
+    path = record_path(gd)
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text()).get("admissions", []))
+
+
+def _write_admissions(gd, entries: list[dict]) -> None:
+    write_atomic(record_path(gd), json.dumps({"admissions": entries}, indent=1) + "\n", 0o600)
+
+
+def _named(certs) -> list[tuple[str, str]]:
+    """(common name, fingerprint) of each certificate; Refused when it is not one."""
+    if not isinstance(certs, list) or not certs or len(certs) > 256 or \
+            not all(isinstance(c, str) and len(c) < 65536 for c in certs):
+        raise Refused("certs must be a list of PEM certificates")
+    out = []
+    for text in certs:
+        try:
+            loaded = pki.load_certs(text.encode())
+        except ValueError:
+            raise Refused("a certificate that is not PEM") from None
+        out += [(pki.common_name(c) or "", pki.fingerprint(c)) for c in loaded]
+    return out
+
+
+def _record_admission(gd, vol, certs, session: str, who: dict, added: list[str],
+                      old_allow: str | None) -> None:
+    entries = admissions(gd)
+    added_fps = {pki.fingerprint(c) for text in added for c in pki.load_certs(text.encode())}
+    patterns = [p for p in re.split(r"[ ,]+", (old_allow or "").strip()) if p]
+    for name, fp in _named(certs):
+        same = [e for e in entries if (e["volume"], e["session"], e["fingerprint"])
+                == (vol.name, session, fp)]
+        owned = fp in added_fps or any(e["fingerprint"] == fp and e["owned"] for e in entries)
+        allow_added = (old_allow is not None and not any(fnmatch.fnmatchcase(name, p)
+                                                         for p in patterns)) or \
+            any(e["volume"] == vol.name and e["name"] == name and e["allow_added"]
+                for e in entries)
+        for e in same:
+            entries.remove(e)
+        entries.append({"volume": vol.name, "session": session, "name": name,
+                        "fingerprint": fp, "token": who.get("token"),
+                        "token_volume": who.get("volume"), "owned": owned,
+                        "allow_added": allow_added})
+    _write_admissions(gd, entries)
+
+
+def _may_withdraw(who: dict, entry: dict) -> bool:
+    """An admin (or the local root) may withdraw anything; a token what it
+    admitted itself, or what a token limited to the same volume admitted."""
+    if who.get("kind") == "local" or who.get("role") == "admin":
+        return True
+    if who.get("role") != "geo-replication":
+        return False
+    return entry["token"] == who.get("token") or (
+        who.get("volume") is not None and entry["token_volume"] == who.get("volume")
+        == entry["volume"])
+
+
+async def withdraw(gd, vol, certs, set_option, session: str = "",
+                   who: dict | None = None) -> dict:
+    """Take back what push-pem admitted of `certs` to volume `vol` for the
+    primary's `session` (`delete` of the session): the names leave the
+    volume's auth.ssl-allow unless another admission of this volume still
+    names them, the certificates leave the pool's client certificates
+    unless another admission (any volume) still needs them or they were
+    there before push-pem.  Answers {withdrawn, removed, ssl_allow, kept};
+    Refused or OpFailed with nothing changed when it cannot."""
+    if not isinstance(session, str) or len(session) > 200:
+        raise Refused("session must be a string (the primary volume's id)")
+    who = who or {}
+    fps = {fp for _, fp in _named(certs)}
+    entries = admissions(gd)
+    mine = [e for e in entries if e["volume"] == vol.name and e["session"] == session
+            and e["fingerprint"] in fps]
+    if not mine:
+        raise Refused(f"no certificate of this primary is recorded as admitted to volume "
+                      f"{vol.name} on this node (push-pem admits on the node its token "
+                      "was made on)")
+    denied = sorted({e["name"] for e in mine if not _may_withdraw(who, e)})
+    if denied:
+        raise Refused(f"this token did not admit {', '.join(denied)} to volume {vol.name} "
+                      "(only the token that admitted them, a token of the same volume or "
+                      "an admin may withdraw them)")
+    remaining = [e for e in entries if e not in mine]
+    drop_names = {e["name"] for e in mine if e["allow_added"]} - {
+        e["name"] for e in remaining if e["volume"] == vol.name}
+    drop_fps = {e["fingerprint"] for e in mine if e["owned"]} - {
+        e["fingerprint"] for e in remaining}
+    old_clients = tls_setup.client_certs(gd)
+    kept_certs = [c for c in (pki.load_certs(old_clients.encode()) if old_clients.strip()
+                              else []) if pki.fingerprint(c) not in drop_fps]
+    new_clients = "".join(pki.cert_pem(c).decode() for c in kept_certs)
+    current = vol.options.get("auth.ssl-allow")
+    allow = None
+    if current is not None and drop_names:
+        patterns = [p for p in re.split(r"[ ,]+", current.strip()) if p]
+        left = [p for p in patterns if p not in drop_names]
+        # an empty auth.ssl-allow would refuse every client: keep it as it is
+        allow = ",".join(left) if left and left != patterns else None
+    changed_clients = len(kept_certs) != len(pki.load_certs(old_clients.encode())
+                                             if old_clients.strip() else [])
+    if changed_clients:
+        results = await tls_setup.pool_wide(gd, new_clients, None)
+        failed = [r for r in results if "error" in r]
+        if failed:
+            await _put_back(gd, old_clients)
+            raise OpFailed("the CA list could not be written on "
+                           + "; ".join(f"{r['node']}: {r['error']}" for r in failed))
+    if allow is not None:
+        try:
+            await set_option(allow)
+        except BaseException:
+            if changed_clients:
+                await _put_back(gd, old_clients)
+            raise
+    _write_admissions(gd, remaining)
+    names = sorted({e["name"] for e in mine})
+    removed = sorted({e["name"] for e in mine if e["fingerprint"] in drop_fps})
+    return {"withdrawn": names, "removed": removed,
+            "ssl_allow": allow if allow is not None else current,
+            "kept": sorted(set(names) - set(removed))}
 
 
 async def _put_back(gd, clients: str) -> None:
@@ -250,5 +415,5 @@ async def _put_back(gd, clients: str) -> None:
                       r["error"])
 
 
-__all__ = ["token_pin", "admitted", "admit", "check_admission", "ssl_allow_with", "pool_certificates",
+__all__ = ["token_pin", "admitted", "admit", "withdraw", "admissions", "record_path", "check_admission", "ssl_allow_with", "pool_certificates",
            "write_worker_tls", "Refused", "ADMIT_PATH", "TOKEN_ENV"]

@@ -12,9 +12,15 @@
                                                 on a secondary: admit a primary pool's
                                                 certificates (push-pem; admin or
                                                 geo-replication token; glusterd/georep_pem.py)
+    DELETE /api/v1/volumes/{name}/geo-replication/primaries {certs: [PEM], session}
+                                                on a secondary: withdraw what push-pem
+                                                admitted (`delete` of a push-pem session)
 
 `create push-pem` takes the secondary's token in the body ("secondary_token"),
-sends it to the secondary only (georep_pem.push) and neither stores nor audits it.
+sends it to the secondary only (georep_pem.push) and neither stores nor audits it;
+`delete` of a session created with push-pem takes the same token and asks the
+secondary to withdraw the certificates (refused or unreachable: the session is
+kept, unless `force`, which deletes it and says what was left admitted).
 
 A status row: {primary_node, primary_volume, primary_brick, secondary_user,
 secondary, secondary_node, status, crawl_status, last_synced, entry, data,
@@ -30,7 +36,8 @@ import re
 from ...gfapi.exceptions import LibgfapiException
 from ..common import OpFailed
 from ..georep import ACTIONS, parse_secondary, prepare_georep, session_key
-from ..georep_pem import ADMIT_PATH, Refused, admit, admitted, pool_certificates, token_pin
+from ..georep_pem import (ADMIT_PATH, Refused, admit, admitted, pool_certificates, token_pin,
+                          withdraw)
 from ..http import ApiError, Response
 from .handlers import flag, peer_of, run_transaction, volume_or_404, who_asked
 
@@ -89,7 +96,7 @@ async def post_georep(gd, req):
                 # that the secondary is asked only for a session that will be
                 prepare_georep(gd.cluster(), args)
                 pushed = await push(gd, host, port, svol, body.get("secondary_token"),
-                                    f"{name} on {gd.names[0]}")
+                                    f"{name} on {gd.names[0]}", gd.volumes[name].id)
                 args["secondary_ca"] = pushed["ca"]
         except ValueError as e:
             gd.audit(who_asked(req), "geo-replication", args, f"failed: {e}")
@@ -101,6 +108,9 @@ async def post_georep(gd, req):
         except ValueError as e:
             gd.audit(who_asked(req), "geo-replication", args, f"failed: {e}")
             raise ApiError(400, str(e)) from None
+    withdrawn = None
+    if action == "delete":
+        withdrawn = await _withdraw_for_delete(gd, req, args, body, host, port, svol)
     result = await run_transaction(gd, req, "geo-replication", args)
     vol = result["volume"]
     key = session_key(host, port, svol)
@@ -111,10 +121,75 @@ async def post_georep(gd, req):
         doc["push_pem"] = PUSH_PEM_NOTE.format(
             names=", ".join(pushed.get("added") or []) or "none new", volume=svol,
             allow=pushed.get("ssl_allow") or "unset: any certificate its CA list trusts")
+    if withdrawn is not None:
+        doc["push_pem"] = withdrawn
     return Response(200, doc)
 
 
-async def push(gd, host: str, port: int, volume: str, token, primary: str) -> dict:
+async def _withdraw_for_delete(gd, req, args, body, host, port, svol) -> str | None:
+    """Before `delete` of a session created with push-pem: the secondary
+    withdraws this pool's certificates.  What to tell the user, or None for
+    a session without push-pem; ApiError 400 (session kept) when the
+    secondary cannot be asked or refuses, unless force."""
+    vol = volume_or_404(gd, args["name"])
+    s = vol.georep.get(session_key(host, port, svol))
+    if s is None or not s.secondary_ca:
+        return None
+    try:
+        prepare_georep(gd.cluster(), args)  # "still active" before the secondary is asked
+    except ValueError as e:
+        gd.audit(who_asked(req), "geo-replication", args, f"failed: {e}")
+        raise ApiError(400, str(e)) from None
+    try:
+        answer = await revoke(gd, host, port, svol, body.get("secondary_token"), vol.id)
+    except ValueError as e:
+        if not args["force"]:
+            message = (f"{e}; the session is kept (`delete force` deletes it and leaves this "
+                       "pool's certificates admitted on the secondary)")
+            gd.audit(who_asked(req), "geo-replication", args, f"failed: {message}")
+            raise ApiError(400, message) from None
+        return (f"push-pem: {e}; deleted anyway (force): this pool's node certificates "
+                f"({', '.join(_names(pool_certificates(gd)))}) are left admitted to {svol}")
+    note = (f"push-pem: the secondary withdrew {', '.join(answer.get('withdrawn') or [])} "
+            f"from {svol} (auth.ssl-allow {answer.get('ssl_allow') or 'unset'})")
+    if answer.get("kept"):
+        note += (f"; still trusted by its CA list for another session or volume: "
+                 f"{', '.join(answer['kept'])}")
+    return note + "."
+
+
+def _names(certs: list[str]) -> list[str]:
+    from ... import pki
+    return [pki.common_name(c) or "?" for text in certs for c in pki.load_certs(text.encode())]
+
+
+async def revoke(gd, host: str, port: int, volume: str, token, session: str) -> dict:
+    """Ask the secondary to withdraw what push-pem admitted of this pool's
+    certificates to `volume`: its answer, or ValueError saying why not (the
+    token travels as in `push`)."""
+    from ..http import PeerUnreachable, request
+    try:
+        pin = token_pin(token)
+    except ValueError as e:
+        raise ValueError(f"delete of a push-pem session: {e}") from None
+    try:
+        reply = await request(host, port, "DELETE", ADMIT_PATH.format(name=volume),
+                              {"certs": pool_certificates(gd), "session": session},
+                              headers={"authorization": f"Bearer {token.strip()}"},
+                              tls=gd.trust.client_context(anonymous=True), pin=pin,
+                              timeout=60)
+    except PeerUnreachable as e:
+        raise ValueError(f"the secondary {host}:{port} cannot be asked to withdraw this "
+                         f"pool's certificates: {e}") from None
+    doc = reply.doc if isinstance(reply.doc, dict) else {}
+    if reply.status >= 400:
+        raise ValueError(f"the secondary {host}:{port} refused to withdraw this pool's "
+                         f"certificates: {doc.get('error', f'HTTP {reply.status}')}")
+    return doc
+
+
+async def push(gd, host: str, port: int, volume: str, token, primary: str,
+               session: str = "") -> dict:
     """Ask the secondary's glusterpyd at host:port to admit this pool's
     certificates to `volume` (glusterd/georep_pem.py): its answer, or
     ValueError saying why not.  The token goes only to the node whose
@@ -124,13 +199,50 @@ async def push(gd, host: str, port: int, volume: str, token, primary: str) -> di
     pin = token_pin(token)
     try:
         reply = await request(host, port, "POST", ADMIT_PATH.format(name=volume),
-                              {"certs": pool_certificates(gd), "primary": primary},
+                              {"certs": pool_certificates(gd), "primary": primary,
+                               "session": session},
                               headers={"authorization": f"Bearer {token.strip()}"},
                               tls=gd.trust.client_context(anonymous=True), pin=pin,
                               timeout=60)
     except PeerUnreachable as e:
         raise ValueError(f"push-pem: the secondary {host}:{port} cannot be asked: {e}") from None
     return admitted(reply.status, reply.doc, f"{host}:{port}")
+
+
+def _scope_check(gd, req, args: dict, what: str) -> None:
+    scope = (req.conn.get("principal") or {}).get("volume")
+    if scope is not None and scope != req.params["name"]:
+        message = f"this geo-replication token admits certificates to volume {scope} only"
+        gd.audit(who_asked(req), what, args, f"refused: {message}")
+        raise ApiError(403, message)
+
+
+async def delete_primaries(gd, req):
+    """On a secondary: withdraw what push-pem admitted of a primary pool's
+    certificates to a volume (glusterd/georep_pem.withdraw); answers
+    {withdrawn, removed, ssl_allow, kept}."""
+    body = req.json()
+    session = body.get("session", "")
+    args = {"volume": req.params["name"],
+            "session": session if isinstance(session, str) else None}
+    what = "geo-replication push-pem withdraw"
+    _scope_check(gd, req, args, what)
+    vol = volume_or_404(gd, req.params["name"])
+
+    async def set_allow(value: str) -> None:
+        await run_transaction(gd, req, "set", {"name": vol.name,
+                                               "options": {"auth.ssl-allow": value}})
+    try:
+        doc = await withdraw(gd, vol, body.get("certs"), set_allow, session,
+                             req.conn.get("principal"))
+    except Refused as e:
+        gd.audit(who_asked(req), what, args, f"failed: {e}")
+        raise ApiError(403 if "did not admit" in str(e) else 400, str(e)) from None
+    except OpFailed as e:
+        gd.audit(who_asked(req), what, args, f"failed: {e}")
+        raise ApiError(502, str(e)) from None
+    gd.audit(who_asked(req), what, dict(args, names=doc["withdrawn"]), "success")
+    return Response(200, doc)
 
 
 async def post_primaries(gd, req):
@@ -140,18 +252,16 @@ async def post_primaries(gd, req):
     primary = body.get("primary")
     args = {"volume": req.params["name"],
             "primary": primary if isinstance(primary, str) else None}
-    scope = (req.conn.get("principal") or {}).get("volume")
-    if scope is not None and scope != req.params["name"]:
-        message = f"this geo-replication token admits certificates to volume {scope} only"
-        gd.audit(who_asked(req), "geo-replication push-pem", args, f"refused: {message}")
-        raise ApiError(403, message)
+    _scope_check(gd, req, args, "geo-replication push-pem")
     vol = volume_or_404(gd, req.params["name"])
 
     async def set_allow(value: str) -> None:
         await run_transaction(gd, req, "set", {"name": vol.name,
                                                "options": {"auth.ssl-allow": value}})
+    session = body.get("session", "")
     try:
-        doc = await admit(gd, vol, body.get("certs"), set_allow)
+        doc = await admit(gd, vol, body.get("certs"), set_allow, session,
+                          req.conn.get("principal"))
     except Refused as e:
         gd.audit(who_asked(req), "geo-replication push-pem", args, f"failed: {e}")
         raise ApiError(400, str(e)) from None
@@ -255,7 +365,7 @@ def routes(Route) -> list:
     return [
         Route("POST", "/api/v1/volumes/{name}/geo-replication", post_georep,
               "volume geo-replication NAME [USER@]HOST::VOL create [push-pem] [force] | "
-              "start [force] | stop [force] | pause | resume | delete [reset-sync-time] | "
+              "start [force] | stop [force] | pause | resume | delete [reset-sync-time] [force] | "
               "config KEY VALUE | config checkpoint now",
               {"type": "object", "required": ["secondary", "action"],
                "properties": {"secondary": {"type": "string",
@@ -278,7 +388,14 @@ def routes(Route) -> list:
               "(create push-pem)",
               {"type": "object", "required": ["certs"],
                "properties": {"certs": {"type": "array", "items": {"type": "string"}},
-                              "primary": {"type": "string"}}}, access="georep"),
+                              "primary": {"type": "string"},
+                              "session": {"type": "string"}}}, access="georep"),
+        Route("DELETE", "/api/v1/volumes/{name}/geo-replication/primaries", delete_primaries,
+              "on a secondary: withdraw what push-pem admitted of a primary pool's "
+              "certificates (geo-replication delete)",
+              {"type": "object", "required": ["certs"],
+               "properties": {"certs": {"type": "array", "items": {"type": "string"}},
+                              "session": {"type": "string"}}}, access="georep"),
     ]
 
 
