@@ -81,6 +81,7 @@ import logging
 import re
 from pathlib import Path
 
+import trio
 from cryptography import x509
 
 from .. import pki
@@ -238,7 +239,19 @@ def ssl_allow_with(current: str | None, names: list[str]) -> str | None:
     return ",".join(patterns + missing)
 
 
+
+#: one admission or withdrawal at a time (a glusterpyd is one process):
+#: each reads the record and the CA list, awaits the pool and the volume's
+#: option, and writes the record back - two at once would lose one's entries
+_SERIAL = trio.Lock()
+
+
 async def admit(gd, vol, certs, set_option, session: str = "", who: dict | None = None) -> dict:
+    async with _SERIAL:
+        return await _admit(gd, vol, certs, set_option, session, who)
+
+
+async def _admit(gd, vol, certs, set_option, session: str, who: dict | None) -> dict:
     """Admit `certs` to volume `vol` (module docstring); `set_option(value)`
     sets the volume's auth.ssl-allow through the cluster transaction;
     `session` names the primary's session (its volume's id), `who` the
@@ -345,6 +358,11 @@ def _may_withdraw(who: dict, entry: dict) -> bool:
 
 async def withdraw(gd, vol, certs, set_option, session: str = "",
                    who: dict | None = None) -> dict:
+    async with _SERIAL:
+        return await _withdraw(gd, vol, certs, set_option, session, who)
+
+
+async def _withdraw(gd, vol, certs, set_option, session: str, who: dict | None) -> dict:
     """Take back what push-pem admitted of `certs` to volume `vol` for the
     primary's `session` (`delete` of the session): the names leave the
     volume's auth.ssl-allow unless another admission of this volume still
@@ -415,5 +433,5 @@ async def _put_back(gd, clients: str) -> None:
                       r["error"])
 
 
-__all__ = ["token_pin", "admitted", "admit", "withdraw", "admissions", "record_path", "check_admission", "ssl_allow_with", "pool_certificates",
-           "write_worker_tls", "Refused", "ADMIT_PATH", "TOKEN_ENV"]
+__all__ = ["token_pin", "admitted", "admit", "withdraw", "admissions", "record_path",
+           "check_admission", "ssl_allow_with", "pool_certificates", "write_worker_tls", "Refused", "ADMIT_PATH", "TOKEN_ENV"]
