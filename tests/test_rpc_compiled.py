@@ -87,19 +87,39 @@ def copy_package(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_stale_build_is_not_used(tmp_path):
+def test_credentials_are_compiled():
+    """auth.py is part of the build (a brick decodes a credential per
+    request): loaded from the extension module unless the pure mode is
+    asked for, and its credentials behave the same either way."""
+    assert "auth" in compiled.COMPILED
+    check = ("from glusterpy.rpc.auth import *\n"
+             "c = AuthGlusterfsV3(7, 1, 2, 1, 5, 6, (3, 4), b'owner')\n"
+             "assert decode_auth(c.flavor, c.body()) == c and c.flavor == AUTH_GLUSTERFS_V3\n"
+             "assert AuthGlusterfsV2(pid=9).flavor == AUTH_GLUSTERFS_V2\n"
+             "assert all(cls().flavor == f for f, cls in FLAVORS.items())\n"
+             "import glusterpy.rpc.auth as a; print(a.__file__)\n")
+    modes = [True] + ([False] if compiled.STAMP.exists() else [])
+    for pure in modes:
+        done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, env=env_with(ROOT, pure),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().endswith("auth.py" if pure else ".so"), done.stdout
+
+
+@pytest.mark.parametrize("module", ["record", "auth"])
+def test_stale_build_is_not_used(tmp_path, module):
     """A module edited since the build: its sources run, with a warning
     naming the module and the way to rebuild."""
     require_build()
     root = copy_package(tmp_path)
     out, _ = probe(root, pure=False)
     assert out["mode"] == "compiled"  # the copy's build matches the copy's sources
-    with open(root / "glusterpy" / "rpc" / "record.py", "a") as f:
+    with open(root / "glusterpy" / "rpc" / f"{module}.py", "a") as f:
         f.write("\n# edited after the build\n")
     out, err = probe(root, pure=False)
     assert out["mode"] == "pure"
     assert all(f.endswith(".py") for f in out["files"].values()), out
-    assert "record.py changed since it was built" in err
+    assert f"{module}.py changed since it was built" in err
     assert "make venv" in err
 
 

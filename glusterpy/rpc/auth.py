@@ -18,7 +18,7 @@ number of groups and the lk_owner length share the 400-byte budget
 (GF_AUTH_GLUSTERFS_MAX_GROUPS in xdr-common.h), and the encoders here
 refuse what would not fit.
 
-Every credential class has `flavor`, `body()` (the opaque bytes) and a
+Every credential has `flavor`, `body()` (the opaque bytes) and a
 `parse(body)` class method that raises `RpcProtocolError` unless the body
 is exactly one well-formed structure.  `decode_auth(flavor, body)` turns an
 opaque_auth into the matching class, and into `OpaqueAuth` (the raw form)
@@ -30,13 +30,19 @@ The credential classes are plain (not frozen) slotted dataclasses: a brick
 decodes one per request, and a frozen dataclass's __init__ sets each field
 through object.__setattr__, ~3x the cost (bench/notes/qemu.md (11)).  Treat
 them as values all the same - nothing changes a decoded credential.
+
+This module is compiled with mypyc like the rest of the codec (compiled.py).
+That is why `flavor` is a property of the instances rather than a
+`ClassVar` of the classes: mypyc passes a ClassVar to the dataclass as an
+ordinary annotation, which makes it an __init__ parameter of a read-only
+attribute.  A class's flavour is its key in `FLAVORS`.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, Union
+from typing import Protocol, Union
 
 from ..fops import Caller
 from .errors import RpcProtocolError
@@ -70,7 +76,10 @@ class OpaqueAuth:
 
 @dataclass(slots=True, unsafe_hash=True)
 class AuthNull:
-    flavor: ClassVar[int] = AUTH_NULL
+
+    @property
+    def flavor(self) -> int:
+        return AUTH_NULL
 
     def body(self) -> bytes:
         return b""
@@ -89,12 +98,15 @@ AUTH_NULL_CRED = AuthNull()
 class AuthUnix:
     """RFC 5531 authsys_parms."""
 
-    flavor: ClassVar[int] = AUTH_UNIX
     stamp: int = 0
     machinename: str = ""
     uid: int = 0
     gid: int = 0
     gids: tuple[int, ...] = ()
+
+    @property
+    def flavor(self) -> int:
+        return AUTH_UNIX
 
     def body(self) -> bytes:
         if len(self.gids) > AUTH_UNIX_MAX_GIDS:
@@ -134,13 +146,16 @@ class AuthGlusterfs:
     """auth_glusterfs_parms (flavour 5): lk_owner as a u64, 16 group slots
     of which `ngrps` count."""
 
-    flavor: ClassVar[int] = AUTH_GLUSTERFS
     lk_owner: int = 0
     pid: int = 0
     uid: int = 0
     gid: int = 0
     groups: tuple[int, ...] = ()
     unused_groups: tuple[int, ...] = ()  # slots past ngrps, kept for exactness
+
+    @property
+    def flavor(self) -> int:
+        return AUTH_GLUSTERFS
 
     def body(self) -> bytes:
         slots = tuple(self.groups) + tuple(self.unused_groups)
@@ -182,16 +197,30 @@ def _check_size(body: bytes) -> bytes:
     return body
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class AuthGlusterfsV2:
     """auth_glusterfs_parms_v2 (flavour 390039)."""
 
-    flavor: ClassVar[int] = AUTH_GLUSTERFS_V2
-    pid: int = 0
-    uid: int = 0
-    gid: int = 0
-    groups: tuple[int, ...] = ()
-    lk_owner: bytes = b""
+    pid: int
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    lk_owner: bytes
+
+    # Written out rather than the dataclass's: compiled, a dataclass's
+    # generated __init__ stays interpreted; this one is native, half the
+    # cost of a credential made per request (bench/notes/qemu.md (12)).
+    def __init__(self, pid: int = 0, uid: int = 0, gid: int = 0,
+                 groups: tuple[int, ...] = (), lk_owner: bytes = b"") -> None:
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.lk_owner = lk_owner
+
+    @property
+    def flavor(self) -> int:
+        return AUTH_GLUSTERFS_V2
 
     def body(self) -> bytes:
         try:
@@ -217,20 +246,36 @@ class AuthGlusterfsV2:
                       lk_owner=self.lk_owner)
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class AuthGlusterfsV3:
     """auth_glusterfs_params_v3 (flavour 390040).  flags bit 0x1 marks an
     internal (GlusterFS's own, e.g. self-heal) frame."""
 
-    flavor: ClassVar[int] = AUTH_GLUSTERFS_V3
-    pid: int = 0
-    uid: int = 0
-    gid: int = 0
-    flags: int = 0
-    ctime_nsec: int = 0
-    ctime_sec: int = 0
-    groups: tuple[int, ...] = ()
-    lk_owner: bytes = b""
+    pid: int
+    uid: int
+    gid: int
+    flags: int
+    ctime_nsec: int
+    ctime_sec: int
+    groups: tuple[int, ...]
+    lk_owner: bytes
+
+    # native when compiled, as AuthGlusterfsV2's
+    def __init__(self, pid: int = 0, uid: int = 0, gid: int = 0, flags: int = 0,
+                 ctime_nsec: int = 0, ctime_sec: int = 0, groups: tuple[int, ...] = (),
+                 lk_owner: bytes = b"") -> None:
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.flags = flags
+        self.ctime_nsec = ctime_nsec
+        self.ctime_sec = ctime_sec
+        self.groups = groups
+        self.lk_owner = lk_owner
+
+    @property
+    def flavor(self) -> int:
+        return AUTH_GLUSTERFS_V3
 
     def body(self) -> bytes:
         try:
@@ -286,10 +331,9 @@ Auth = Union[OpaqueAuth, AuthNull, AuthUnix, AuthGlusterfs, AuthGlusterfsV2, Aut
 
 class CredentialClass(Protocol):
     """What `FLAVORS` maps a flavour to: a credential class, seen through
-    its `parse` class method."""
+    its `parse` class method (the flavour is the key: `flavor` is a
+    property of the instances, not an attribute of the classes)."""
 
-    @property
-    def flavor(self) -> int: ...
     def parse(self, body: bytes, /) -> Auth: ...
 
 

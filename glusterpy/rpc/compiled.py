@@ -54,7 +54,7 @@ PACKAGE = __name__.rpartition(".")[0]
 HERE = Path(__file__).parent
 
 #: the modules mypyc compiles, one group (one shared library)
-COMPILED: tuple[str, ...] = ("xdr", "record", "message", "structs", "dicts",
+COMPILED: tuple[str, ...] = ("xdr", "record", "message", "auth", "structs", "dicts",
                              "fops4", "xdrmsg", "programs", "connection")
 #: the group's shared library: glusterpy/rpc/codec__mypyc.<suffix>
 GROUP = f"{PACKAGE}.codec"
