@@ -9,8 +9,18 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from glusterpy.graph import Graph
+
+# The suite shares two cores with real daemons (and, in CI, nothing is
+# quiet): Hypothesis's timing checks - a 200 ms deadline per example, the
+# "generating inputs too slowly" health check - then fail tests for the
+# machine's load, not for what they check.  Examples are still generated
+# and shrunk as before; a test's own settings() still win.
+settings.register_profile("shared-machine", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-machine")
 
 
 # -- storage/posix ------------------------------------------------------------
