@@ -321,7 +321,9 @@ async def test_behind_writes_start_no_task_each(brick):
         finally:
             trio.lowlevel.remove_instrument(spawns)
         assert top.sent >= 200       # not aggregated (holes): hundreds of sends ...
-        assert len(spawns.names) <= 16, sorted(set(spawns.names))   # ... by at most 16 tasks
+        # ... by a few tasks, kept between bursts (4 files x 4 in flight each,
+        # and a sender started while another was finishing; a task each: 820)
+        assert len(spawns.names) <= 24, sorted(set(spawns.names))
         for fd in fds:
             await top.release(fd, None)
     for i in range(4):

@@ -42,12 +42,16 @@ anything of it is queued):
   in flight, so aggregation only happens while the child is busy;
   `strict-write-ordering` makes every write wait for all earlier ones.
 * release waits for the fd's behind writes; fini sends and waits for all.
-* No task per behind write: the requests due go to a queue that a few
-  sender tasks of the translator drain (up to `SENDERS` of them, started
-  when a request finds none idle and then kept, parked while there is
-  nothing to send), as GlusterFS winds them from whichever thread made
-  them due (wb_process_queue) with no thread of its own.  A trio task
-  started per write was 13% of a FUSE mount's samples on writes.
+* No task per behind write: the requests due go to a queue that sender
+  tasks of the translator drain, as GlusterFS winds them from whichever
+  thread made them due (wb_process_queue) with no thread of its own.  A
+  sender is started when a request finds none parked (a write stuck on
+  one brick holds no other file's), and up to `SENDERS` are kept, parked,
+  for the next.  A file has at most `FILE_SENDS` requests in flight; the
+  rest of its due ones wait in its own queue for the sender that finishes
+  one (departure: GlusterFS winds every due request at once, bounded only
+  by the window; an unbounded number in flight needs as many tasks).  A
+  trio task started per write was 13% of a FUSE mount's samples on writes.
 
 Departures from GlusterFS, and why: O_APPEND writes are not delayed (an
 append's offset is only known at the brick, and gfapi follows its reply's
@@ -82,11 +86,13 @@ INF = 1 << 63
 BLOCK_SHIFT, WIDE_BLOCKS, WIDE = 12, 40, -2
 QUEUED, INFLIGHT, FAILED = 0, 1, 2
 WRITE, SYNC, FLUSH = 0, 1, 2
-#: at most this many requests of the translator are in flight below at once
-#: (the FUSE mount serves 16 requests at a time; a request due while all are
-#: busy waits in the translator's queue, already counted in its file's
-#: transit, so the window and trickling see it as sent)
+#: idle senders kept parked for the next requests due (the FUSE mount serves
+#: 16 requests at a time); more run while more are due, then end
 SENDERS = 16
+#: requests of one file in flight below at once (4 aggregated writes of
+#: 128 KiB: half the default window); its other due requests wait, counted in
+#: its transit already, so the window and trickling see them as sent
+FILE_SENDS = 4
 
 
 class _Req:
@@ -134,6 +140,8 @@ class _WbInode:
     failed: int = 0          # requests FAILED, waiting for a retry
     event: trio.Event | None = None
     inode: object = None     # the table's inode, ref'ed while anything is queued
+    sending: int = 0         # its requests with a sender (at most FILE_SENDS)
+    due: deque = field(default_factory=deque)  # INFLIGHT ones waiting for a sender
 
     def wait(self):
         if self.event is None:
@@ -340,13 +348,21 @@ class WriteBehind(Translator):
 
     def _post(self, ws: _WbInode, req: _Req) -> None:
         """Hand a request (INFLIGHT already) to a sender: a parked one, else
-        a new one while there are fewer than SENDERS."""
+        a new one (never a wait for a busy one: a write stuck on one brick
+        must not hold another file's)."""
+        if ws.sending >= FILE_SENDS:
+            ws.due.append(req)
+            return
+        ws.sending += 1
         self._due.append((ws, req))
         if self._idle:
             self._idle.unpark()
-        elif self._senders < SENDERS:
+        else:
             assert self.nursery is not None
             self._senders += 1
+            # the sender runs in a copy of this task's context, as the task
+            # per request did; _send sets the one variable that differs per
+            # request (the writer's identity)
             self.nursery.start_soon(self._sender)
 
     async def _sender(self) -> None:
@@ -354,7 +370,15 @@ class WriteBehind(Translator):
         try:
             while True:
                 while due:
-                    await self._send(*due.popleft())
+                    ws, req = due.popleft()
+                    while True:
+                        await self._send(ws, req)
+                        if not ws.due:
+                            break
+                        req = ws.due.popleft()  # the file's next, on this sender
+                    ws.sending -= 1
+                if self._senders > SENDERS:
+                    return  # a burst's extra sender: not kept
                 await self._idle.park()
         finally:
             # the graph's nursery cancelled it (after fini drained every
