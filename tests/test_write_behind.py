@@ -331,6 +331,38 @@ async def test_behind_writes_start_no_task_each(brick):
         assert len(data) == 199 * 2 * K + K
 
 
+async def test_a_file_whose_writes_hang_holds_no_other_files(brick, monkeypatch):
+    """The senders are shared, but a file whose writes hang below (a hung
+    brick) keeps at most a few of them: another file's writes still go."""
+    graph = Graph.from_text(volfile(brick))
+    async with graph.running():
+        top = graph.top
+        stuck, free = await create(top, "stuck"), await create(top, "free")
+        posix, release = graph.by_name["wb-posix"], trio.Event()
+        real_writev = posix.writev
+
+        async def writev(fd, data, offset, flags, xdata=None):
+            if fd.gfid == stuck.gfid:
+                await release.wait()
+            return await real_writev(fd, data, offset, flags, xdata)
+        monkeypatch.setattr(posix, "writev", writev)
+        try:
+            for n in range(40):    # holes: 40 requests, none aggregated
+                await top.writev(stuck, os.urandom(K), n * 2 * K, 0, None)
+            with trio.fail_after(5):
+                for n in range(40):
+                    await top.writev(free, os.urandom(K), n * 2 * K, 0, None)
+                await top.flush(free, None)
+            assert (brick / "free").stat().st_size == 79 * K
+            assert (brick / "stuck").stat().st_size == 0
+        finally:
+            release.set()  # else the graph's stop would wait for them forever
+        await top.flush(stuck, None)
+        assert (brick / "stuck").stat().st_size == 79 * K
+        for fd in (stuck, free):
+            await top.release(fd, None)
+
+
 async def test_behind_writes_keep_their_inode_in_the_table(brick):
     graph = Graph.from_text(volfile(brick, delay_fops="WRITE", percent=100))
     async with graph.running():
