@@ -463,6 +463,40 @@ async def test_an_unlink_of_a_listed_name_sends_no_lookup(brick):
         await top.releasedir(fd, None)
 
 
+async def test_a_rename_of_a_listed_name_sends_no_lookup_of_it(brick):
+    """The rename's source goes down with the gfid md-cache learned from the
+    listing (as fuse-bridge resolves it), so distribute does not look it up
+    on the brick; a source another client replaced is still renamed."""
+    graph = Graph.from_text(STATS_BELOW_DISTRIBUTE.format(brick=brick))
+    other = Graph.from_text(volfile(brick))
+    async with graph.running(), other.running():
+        top, stats = graph.top, graph.by_name["u-stats"]
+        for name in ("a", "b", "c"):
+            await new_file(top, name)
+        fd = Fd(gfid=ROOT_GFID, is_dir=True)
+        await top.opendir(Loc.root(), fd, None)
+        assert {"a", "b", "c"} <= {e.name for e in
+                                   (await top.readdirp(fd, 65536, 0, None)).entries}
+
+        def lookups() -> int:
+            return stats.stats()["fops"].get("LOOKUP", {}).get("hits", 0)
+        before = lookups()
+        await top.rename(child("a"), child("c"), None)
+        # the one LOOKUP left is distribute's of the target name (dht_rename
+        # needs its cached subvolume); none of the source
+        assert lookups() - before == 1
+        assert not (brick / "a").exists() and (brick / "c").exists()
+        # another client replaces "b": the gfid md-cache knows is gone
+        await other.top.unlink(child("b"), 0, None)
+        await new_file(other.top, "b", b"new")
+        await top.rename(child("b"), child("d"), None)
+        assert not (brick / "b").exists() and (brick / "d").read_bytes() == b"new"
+        with pytest.raises(FopError) as e:
+            await top.rename(child("b"), child("e"), None)
+        assert e.value.errno == errno.ENOENT
+        await top.releasedir(fd, None)
+
+
 def test_iatt_copy_keeps_every_field():
     """Iatt.copy (the caches' and distribute's cheap copy) names the fields
     one by one: a field added to Iatt and not to copy() fails here."""

@@ -52,8 +52,9 @@ Departures from GlusterFS, and why:
 * An unlink, rmdir or rename over a name this client never resolved looks
   the name up first, so the removed inode's cached nlink/ctime is dropped;
   GlusterFS's fuse-bridge always resolves that inode before the fop.  The
-  gfid so known goes down with an unlink or rmdir (the FUSE bridge sends
-  parent and name only), as fuse-bridge's resolved loc carries the inode:
+  gfid so known goes down with an unlink or rmdir, and with a rename's
+  source (the FUSE bridge sends parent and name only), as fuse-bridge's
+  resolved loc carries the inode:
   distribute then needs no lookup of the name on the brick.  If another
   client made it stale (ESTALE/ENOENT), the fop is sent once more by name.
 * xattrs are not registered with upcall through ipc: features/upcall here
@@ -670,7 +671,20 @@ class MdCache(Translator):
         mine = self._invalidate(moved, xattrs=False)
         self._invalidate(replaced)
         try:
-            reply = await self.first_child.rename(oldloc, newloc, xdata)
+            if oldloc.gfid is None and moved is not None:
+                # as for unlink (_remove): the source's gfid handed down
+                # spares distribute a lookup of its name per rename; a gfid
+                # another client made stale is not trusted twice
+                try:
+                    reply = await self.first_child.rename(
+                        Loc(path=oldloc.path, gfid=moved, pargfid=oldloc.pargfid,
+                            name=oldloc.name), newloc, xdata)
+                except FopError as e:
+                    if e.errno not in (errno.ESTALE, errno.ENOENT):
+                        raise
+                    reply = await self.first_child.rename(oldloc, newloc, xdata)
+            else:
+                reply = await self.first_child.rename(oldloc, newloc, xdata)
         finally:
             self._invalidate(replaced)
             self._dentries.pop((oldloc.pargfid, oldloc.name), None)
