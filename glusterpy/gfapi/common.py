@@ -128,13 +128,25 @@ class GraphHandle:
     vol: "AsyncVolume"
     fd: Fd
     live: "LiveGraph"
+    #: set while a graph switch moves this handle: its calls wait for it
+    moving: trio.Event | None = None
 
     async def _move_to(self, live: LiveGraph, moved: dict, old_fds: list) -> None:
         """Reopen this handle's fd on the graph `live` (once per fd: dup()s
-        share it) by gfid, as glfs_migrate_fd does, and switch to it."""
+        share it) by gfid, as glfs_migrate_fd does, and switch to it.  A
+        file's writes still behind in the old graph (write-behind) are sent
+        first with an fsync there, as glfs_migrate_fd does: a read on the
+        new graph must see them."""
         old = self.fd
         new = moved.get(id(old))
         if new is None:
+            if not old.is_dir:
+                with self.vol._as_caller(self.live):
+                    try:
+                        await self.live.graph.top.fsync(old, 0, None)
+                    except FopError as e:
+                        log.warning("%s: the writes behind on the old graph: %s",
+                                    getattr(self, "path", old.gfid), e)
             new = Fd(gfid=old.gfid, flags=old.flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC),
                      is_dir=old.is_dir)
             new.lk_owner = old.lk_owner

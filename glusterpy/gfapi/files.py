@@ -64,6 +64,8 @@ class AsyncFile(GraphHandle):
             raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.path)
 
     async def _call(self, fop: str, *args):
+        if self.moving is not None:     # a graph switch is moving it
+            await self.moving.wait()
         with self.vol._as_caller(self.live):
             try:
                 return await getattr(self.live.graph.top, fop)(self.fd, *args)
@@ -257,6 +259,8 @@ class AsyncFile(GraphHandle):
         """Flush (as close(2) does on GlusterFS) and release the last handle."""
         if self.closed:
             return
+        if self.moving is not None:     # a graph switch is moving it
+            await self.moving.wait()
         self.closed = True
         self.vol._open.discard(self)
         self._refs[0] -= 1

@@ -212,18 +212,30 @@ class VolumeMount:
         self._dentries.clear()
         moved: dict[int, Fd] = {}
         old_fds: list[Fd] = []
-        with trio.move_on_after(SWITCH_DRAIN_TIMEOUT):
-            while True:
-                for handle in [h for h in self._open if h.live is old]:
-                    try:
-                        await handle._move_to(live, moved, old_fds)
-                    except FopError as e:
-                        log.warning("volume %s: %s could not be reopened on the new graph: "
-                                    "%s", self.volname, handle.path, e)
-                        handle.live = live  # its calls now fail there, not on a dead graph
+        # the open files' calls wait while they move: the calls already on
+        # the old graph finish first, so their writes are behind there when
+        # _move_to sends them on (a read on the new graph sees them)
+        held = [h for h in self._open if h.live is old and h.moving is None]
+        for h in held:
+            h.moving = trio.Event()
+        try:
+            with trio.move_on_after(SWITCH_DRAIN_TIMEOUT):
                 await old.wait_idle()
-                if not any(h.live is old for h in self._open) and old.inflight == 0:
-                    break
+                while True:
+                    for handle in [h for h in self._open if h.live is old]:
+                        try:
+                            await handle._move_to(live, moved, old_fds)
+                        except FopError as e:
+                            log.warning("volume %s: %s could not be reopened on the new "
+                                        "graph: %s", self.volname, handle.path, e)
+                            handle.live = live  # its calls now fail there, not on a dead graph
+                    await old.wait_idle()
+                    if not any(h.live is old for h in self._open) and old.inflight == 0:
+                        break
+        finally:
+            for h in held:
+                event, h.moving = h.moving, None
+                event.set()
         for fd in old_fds:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 try:
