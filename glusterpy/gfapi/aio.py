@@ -22,7 +22,9 @@ running graph (Graph.reconfigure); one that changes the graph's shape (a
 brick added, a translator switched on or off) is a graph switch, as
 GlusterFS's glfs_graph_setup/glfs_migrate_openfds do: the new graph is
 started and must come up, new calls go to it, every open file and
-directory is reopened on it by gfid (handles keep working, offsets kept),
+directory is reopened on it by gfid (handles keep working, offsets kept;
+their calls wait while they move, and a file's writes still behind on the
+old graph are sent there first with an fsync, as glfs_migrate_fd does),
 calls already running on the old graph finish there, and only then is the
 old graph released and stopped.  Departure: POSIX locks held through an
 fd do not move to the new graph (GlusterFS moves them with
