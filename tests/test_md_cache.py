@@ -5,6 +5,7 @@ brick's upcall sends a cache invalidation - and that it stays bounded."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -430,11 +431,11 @@ end-volume
 """
 
 
-async def test_an_unlink_of_a_listed_name_sends_no_lookup(brick):
-    """fuse-bridge resolves an unlink's name before the fop: md-cache hands
-    the gfid it learned from the listing down, so distribute does not look
-    the name up on the brick first (rm -rf: one request per file, not two);
-    a gfid made stale by another client does not stop the unlink."""
+@contextlib.asynccontextmanager
+async def listed_abc(brick):
+    """A graph with io-stats below distribute that has listed /a, /b and /c
+    (md-cache knows their gfids), another client of the same brick, and a
+    count of the LOOKUPs that reach the brick."""
     graph = Graph.from_text(STATS_BELOW_DISTRIBUTE.format(brick=brick))
     other = Graph.from_text(volfile(brick))
     async with graph.running(), other.running():
@@ -448,38 +449,35 @@ async def test_an_unlink_of_a_listed_name_sends_no_lookup(brick):
 
         def lookups() -> int:
             return stats.stats()["fops"].get("LOOKUP", {}).get("hits", 0)
+        yield top, other.top, lookups
+        await top.releasedir(fd, None)
+
+
+async def test_an_unlink_of_a_listed_name_sends_no_lookup(brick):
+    """fuse-bridge resolves an unlink's name before the fop: md-cache hands
+    the gfid it learned from the listing down, so distribute does not look
+    the name up on the brick first (rm -rf: one request per file, not two);
+    a gfid made stale by another client does not stop the unlink."""
+    async with listed_abc(brick) as (top, other, lookups):
         before = lookups()
         await top.unlink(child("a"), 0, None)
         assert lookups() == before
         assert not (brick / "a").exists()
         # another client replaces "b": the gfid md-cache knows is gone
-        await other.top.unlink(child("b"), 0, None)
-        await new_file(other.top, "b", b"new")
+        await other.unlink(child("b"), 0, None)
+        await new_file(other, "b", b"new")
         await top.unlink(child("b"), 0, None)
         assert not (brick / "b").exists() and (brick / "c").exists()
         with pytest.raises(FopError) as e:
             await top.unlink(child("b"), 0, None)
         assert e.value.errno == errno.ENOENT
-        await top.releasedir(fd, None)
 
 
 async def test_a_rename_of_a_listed_name_sends_no_lookup_of_it(brick):
     """The rename's source goes down with the gfid md-cache learned from the
     listing (as fuse-bridge resolves it), so distribute does not look it up
     on the brick; a source another client replaced is still renamed."""
-    graph = Graph.from_text(STATS_BELOW_DISTRIBUTE.format(brick=brick))
-    other = Graph.from_text(volfile(brick))
-    async with graph.running(), other.running():
-        top, stats = graph.top, graph.by_name["u-stats"]
-        for name in ("a", "b", "c"):
-            await new_file(top, name)
-        fd = Fd(gfid=ROOT_GFID, is_dir=True)
-        await top.opendir(Loc.root(), fd, None)
-        assert {"a", "b", "c"} <= {e.name for e in
-                                   (await top.readdirp(fd, 65536, 0, None)).entries}
-
-        def lookups() -> int:
-            return stats.stats()["fops"].get("LOOKUP", {}).get("hits", 0)
+    async with listed_abc(brick) as (top, other, lookups):
         before = lookups()
         await top.rename(child("a"), child("c"), None)
         # the one LOOKUP left is distribute's of the target name (dht_rename
@@ -487,14 +485,13 @@ async def test_a_rename_of_a_listed_name_sends_no_lookup_of_it(brick):
         assert lookups() - before == 1
         assert not (brick / "a").exists() and (brick / "c").exists()
         # another client replaces "b": the gfid md-cache knows is gone
-        await other.top.unlink(child("b"), 0, None)
-        await new_file(other.top, "b", b"new")
+        await other.unlink(child("b"), 0, None)
+        await new_file(other, "b", b"new")
         await top.rename(child("b"), child("d"), None)
         assert not (brick / "b").exists() and (brick / "d").read_bytes() == b"new"
         with pytest.raises(FopError) as e:
             await top.rename(child("b"), child("e"), None)
         assert e.value.errno == errno.ENOENT
-        await top.releasedir(fd, None)
 
 
 def test_iatt_copy_keeps_every_field():
