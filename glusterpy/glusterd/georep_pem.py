@@ -261,22 +261,10 @@ async def _admit(gd, vol, certs, set_option, session: str, who: dict | None) -> 
         raise Refused("session must be a string (the primary volume's id)")
     add, names = check_admission(gd, vol, certs)
     old_clients = tls_setup.client_certs(gd)
-    if add:
-        results = await tls_setup.pool_wide(gd, old_clients + "".join(add), None)
-        failed = [r for r in results if "error" in r]
-        if failed:
-            await _put_back(gd, old_clients)
-            raise OpFailed("the CA list could not be written on "
-                           + "; ".join(f"{r['node']}: {r['error']}" for r in failed))
     old_allow = vol.options.get("auth.ssl-allow")
     allow = ssl_allow_with(old_allow, names)
-    if allow is not None:
-        try:
-            await set_option(allow)
-        except BaseException:
-            if add:
-                await _put_back(gd, old_clients)
-            raise
+    await _apply(gd, old_clients, old_clients + "".join(add) if add else None,
+                 set_option, allow)
     _record_admission(gd, vol, certs, session, who or {}, add,
                       old_allow if allow is not None else None)
     return {"ca": Path(tls.default_ca_list()).read_text(), "added": names,
@@ -404,9 +392,22 @@ async def _withdraw(gd, vol, certs, set_option, session: str, who: dict | None) 
         allow = ",".join(left) if left and left != patterns else None
     changed_clients = len(kept_certs) != len(pki.load_certs(old_clients.encode())
                                              if old_clients.strip() else [])
-    if changed_clients:
-        results = await tls_setup.pool_wide(gd, new_clients, None)
-        failed = [r for r in results if "error" in r]
+    await _apply(gd, old_clients, new_clients if changed_clients else None, set_option, allow)
+    _write_admissions(gd, remaining)
+    names = sorted({e["name"] for e in mine})
+    removed = sorted({e["name"] for e in mine if e["fingerprint"] in drop_fps})
+    return {"withdrawn": names, "removed": removed,
+            "ssl_allow": allow if allow is not None else current,
+            "kept": sorted(set(names) - set(removed))}
+
+
+async def _apply(gd, old_clients: str, new_clients: str | None, set_option,
+                 allow: str | None) -> None:
+    """Write the pool's client certificates (`new_clients`; None: as they
+    are) on every node, then the volume's auth.ssl-allow (`allow`; None: as
+    it is); if either fails the certificates are put back."""
+    if new_clients is not None:
+        failed = [r for r in await tls_setup.pool_wide(gd, new_clients, None) if "error" in r]
         if failed:
             await _put_back(gd, old_clients)
             raise OpFailed("the CA list could not be written on "
@@ -415,15 +416,9 @@ async def _withdraw(gd, vol, certs, set_option, session: str, who: dict | None) 
         try:
             await set_option(allow)
         except BaseException:
-            if changed_clients:
+            if new_clients is not None:
                 await _put_back(gd, old_clients)
             raise
-    _write_admissions(gd, remaining)
-    names = sorted({e["name"] for e in mine})
-    removed = sorted({e["name"] for e in mine if e["fingerprint"] in drop_fps})
-    return {"withdrawn": names, "removed": removed,
-            "ssl_allow": allow if allow is not None else current,
-            "kept": sorted(set(names) - set(removed))}
 
 
 async def _put_back(gd, clients: str) -> None:
