@@ -477,6 +477,7 @@ class Glusterd:
             return
         started = vol.status == "Started"
         new_texts = self._volfile_texts(name)
+        restarted = False
         for path, brick in local.items():
             key = (name, path)
             bp = self.bricks.get(key)
@@ -495,6 +496,7 @@ class Glusterd:
                         bp.port != brick.port:
                     bp.port = brick.port
                     await bp.restart()
+                    restarted = True
                 else:
                     bp.reload()
             bp.port = brick.port
@@ -503,6 +505,10 @@ class Glusterd:
             for path in local:
                 with trio.move_on_after(30):
                     await self.bricks[(name, path)].stopped()
+        elif restarted:
+            # the services below mount the volume at once (an NBD server
+            # fails its first mount against a brick still starting)
+            await self.wait_bricks_up(name)
         # ... and starts after them
         await self.rebalance.reconcile(name, adopt=adopt)
         # glusterd's shd manager runs after the bricks' (glusterd_svcs_manager)
@@ -525,8 +531,10 @@ class Glusterd:
         restarts = {path: bp.restarts for path, bp in procs.items()}
 
         def up(b) -> bool:
-            return self.portmap.port_by_brick(b.path) == b.port and \
-                procs[b.path].running
+            # signed in by the process running now, not one a restart ended
+            reg = self.portmap.registration(b.path)
+            return reg is not None and reg.port == b.port and procs[b.path].running and \
+                reg.pid in (0, procs[b.path].pid)
 
         def failed(b) -> bool:  # it exited since: no need to wait for the time-out
             return procs[b.path].restarts > restarts[b.path]

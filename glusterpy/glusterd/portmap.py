@@ -87,6 +87,9 @@ class PortmapRegistry:
         reg = self._bricks.get(brick)
         return reg.port if reg is not None else None
 
+    def registration(self, brick: str) -> Registration | None:
+        return self._bricks.get(brick)
+
     def bricks_by_port(self, port: int) -> list[str]:
         return [name for name, reg in self._bricks.items() if reg.port == port]
 
