@@ -139,3 +139,8 @@ class AlignedBuffers:
 
 #: the process's pool: bricks serve from one event loop per process
 BUFFERS = AlignedBuffers()
+#: the brick's large incoming records (WRITE calls): received straight into a
+#: pooled buffer instead of a new bytearray (its malloc and zero-fill cost
+#: ~11 us for 128 KiB: bench/notes/qemu.md (12)); a pool apart from BUFFERS
+#: so that a flood of WRITEs cannot take O_DIRECT's buffers
+RECEIVE_BUFFERS = AlignedBuffers(limit=32 << 20)

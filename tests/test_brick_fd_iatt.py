@@ -69,3 +69,49 @@ async def test_read_replies_tell_the_file_as_it_is(brick, o_direct):
         st = os.stat(path)
         assert plain.mtime * NS + plain.mtime_nsec == st.st_mtime_ns
         await top.release(fd, None)
+
+
+@pytest.mark.parametrize("o_direct", [False, True], ids=["buffered", "o-direct-aio"])
+async def test_writes_store_mdata_without_reading_it_again(brick, o_direct, monkeypatch):
+    """A write moves the mdata times with one fsetxattr and no fgetxattr
+    once the file's mdata is known (posix_set_ctime's inode-context copy);
+    each reply's postbuf carries the times stored on disk, and a store from
+    outside the brick between writes is still seen and never moved back."""
+    graph = Graph.from_text(volfile(brick, o_direct=o_direct, linux_aio=True))
+    async with graph.running():
+        top = graph.top
+        fd = await make_file(top, "img", os.urandom(BLOCK))
+        path = brick / "img"
+        await top.writev(fd, os.urandom(BLOCK), 0, 0, None)   # the mdata is known now
+        calls = {"get": 0, "set": 0}
+        real_get, real_set = os.getxattr, os.setxattr
+
+        def counting_get(target, key, *a, **kw):
+            calls["get"] += key == MDATA_KEY
+            return real_get(target, key, *a, **kw)
+
+        def counting_set(target, key, *a, **kw):
+            calls["set"] += key == MDATA_KEY
+            return real_set(target, key, *a, **kw)
+        monkeypatch.setattr(os, "getxattr", counting_get)
+        monkeypatch.setattr(os, "setxattr", counting_set)
+        last = 0
+        for i in range(4):
+            post = (await top.writev(fd, os.urandom(BLOCK), i * BLOCK, 0, None)).postbuf
+            stored = mdata_decode(real_get(path, MDATA_KEY))
+            assert (post.ctime * NS + post.ctime_nsec, post.mtime * NS + post.mtime_nsec) \
+                == stored[:2]
+            assert stored[1] >= last
+            last = stored[1]
+        assert calls == {"get": 0, "set": 4}
+        monkeypatch.undo()
+
+        # from outside: an mtime ahead of any clock; the next write must keep it
+        time.sleep(0.02)             # past the kernel's ctime tick of the last change
+        c, _m, a = mdata_decode(os.getxattr(path, MDATA_KEY))
+        ahead = 4_000_000_000 * NS + 11
+        os.setxattr(path, MDATA_KEY, mdata_encode(c, ahead, a))
+        post = (await top.writev(fd, os.urandom(BLOCK), 0, 0, None)).postbuf
+        assert (post.mtime, post.mtime_nsec) == (4_000_000_000, 11)
+        assert mdata_decode(os.getxattr(path, MDATA_KEY))[1] == ahead
+        await top.release(fd, None)

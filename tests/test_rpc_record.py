@@ -123,14 +123,14 @@ def test_random_bytes_raise_only_protocol_errors(data):
 
 
 def receive_like_a_transport(dec: RecordDecoder, wire: bytes, cuts: list[int],
-                             direct_min: int) -> list[bytes]:
+                             direct_min: int, alloc=None) -> list[bytes]:
     """Drive the decoder as rpc.transport does: feed() small pieces, and
     receive into fragment_buffer() whenever it offers one."""
     got, pos, i = [], 0, 0
     while pos < len(wire):
         step = cuts[i % len(cuts)]
         i += 1
-        view = dec.fragment_buffer(direct_min)
+        view = dec.fragment_buffer(direct_min, alloc)
         if view is not None:
             n = min(step, len(view), len(wire) - pos)
             view[:n] = wire[pos:pos + n]
@@ -152,6 +152,36 @@ def test_direct_receive_any_fragmentation_and_chunking(messages, max_fragment, c
     dec = RecordDecoder()
     assert receive_like_a_transport(dec, wire, cuts, direct_min) == messages
     assert dec.at_record_boundary() and dec.buffered == 0
+
+
+@settings(max_examples=100)
+@given(st.lists(st.binary(max_size=300), max_size=5), st.integers(1, 100),
+       st.lists(st.integers(1, 50), min_size=1, max_size=10), st.integers(1, 64))
+def test_direct_receive_into_given_buffers(messages, max_fragment, cuts, direct_min):
+    """With an allocator (the brick's pool), fragments are received into
+    its buffers - stale bytes in them never show - and records come out
+    the same."""
+    given_out = []
+
+    def alloc(n):
+        buf = memoryview(bytearray(b"\xee" * (n + 3)))[3:]   # stale, and not at 0
+        given_out.append(buf)
+        return buf
+    wire = b"".join(record_bytes([m], max_fragment=max_fragment) for m in messages)
+    dec = RecordDecoder()
+    assert receive_like_a_transport(dec, wire, cuts, direct_min, alloc) == messages
+    assert dec.at_record_boundary() and dec.buffered == 0
+    if any(len(m) >= direct_min + 50 for m in messages if max_fragment >= len(m)):
+        assert given_out
+
+
+def test_direct_receive_refuses_a_buffer_of_another_size():
+    dec = RecordDecoder()
+    dec.feed(frag(b"x" * 100, True)[:10])
+    assert dec.next_record() is None
+    with pytest.raises(RuntimeError):
+        dec.fragment_buffer(1, lambda n: memoryview(bytearray(n + 1)))
+    assert len(dec.fragment_buffer(1, lambda n: memoryview(bytearray(n)))) == 94
 
 
 def test_direct_receive_moves_what_was_buffered_and_hands_out_read_only():

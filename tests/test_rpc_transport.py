@@ -12,19 +12,21 @@ import trio.testing
 from glusterpy.rpc import (DUMP, DumpReply, DumpRequest, ProgramInfo, RpcConnection)
 from glusterpy.rpc.connection import CallReceived
 from glusterpy.rpc.transport import ConnectionLost, RpcCallFailed, RpcEndpoint
+from glusterpy.aligned import AlignedBuffers
 
 DUMP_PROC = DUMP.by_name("DUMP")
 PING_PROC = DUMP.by_name("PING")
 
 
-async def open_pair(handler):
+async def open_pair(handler, receive_buffers=None):
     """A listening endpoint with `handler` and a connected client endpoint."""
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     client_stream = await trio.open_tcp_stream("127.0.0.1", port)
     server_stream = await listeners[0].accept()
     await listeners[0].aclose()
-    server = RpcEndpoint(server_stream, RpcConnection(), handler=handler, name="server")
+    server = RpcEndpoint(server_stream, RpcConnection(), handler=handler, name="server",
+                         receive_buffers=receive_buffers)
     client = RpcEndpoint(client_stream, RpcConnection(), name="client")
     return server, client
 
@@ -238,9 +240,12 @@ async def test_a_peer_that_never_reads_costs_bounded_memory_and_loses_nothing(nu
     await server.aclose()
 
 
-async def test_large_writes_and_reads_arrive_intact(nursery):
+@pytest.mark.parametrize("pooled", [False, True], ids=["bytearray", "pooled"])
+async def test_large_writes_and_reads_arrive_intact(nursery, pooled):
     """WRITE calls and READ replies big enough to be received straight into
-    a buffer of their own, many at once, mixed with tiny ones."""
+    a buffer of their own, many at once, mixed with tiny ones; the server's
+    WRITEs into a pool's reused buffers when it has one (the brick's), each
+    held by its call while the call runs."""
     import hashlib
     from glusterpy import fops as F
     from glusterpy.fops import Iatt
@@ -257,11 +262,17 @@ async def test_large_writes_and_reads_arrive_intact(nursery):
     async def handler(endpoint, call):
         request = call.args
         if request.name == "writev":
+            if pooled:
+                held.append(request.args["data"])   # kept as a slow fop keeps it
+                await trio.sleep(0.001 * (request.args["offset"] % 7))
+                held.remove(request.args["data"])
             data = bytes(request.args["data"])
             written[request.args["offset"]] = data
             return F.WriteReply(count=len(data), prebuf=Iatt(gfid=gfid), postbuf=Iatt(gfid=gfid))
         return F.ReadReply(data=content(request.args["offset"]), iatt=Iatt(gfid=gfid))
-    server, client = await open_pair(handler)
+    held: list = []
+    pool = AlignedBuffers(limit=8 << 20)    # small: records past it get fresh maps
+    server, client = await open_pair(handler, pool.take if pooled else None)
     nursery.start_soon(server.serve)
     nursery.start_soon(client.serve)
     read = {}
@@ -282,6 +293,8 @@ async def test_large_writes_and_reads_arrive_intact(nursery):
             calls.start_soon(one, n)
     assert written == {n: content(n) for n in range(1, 60, 2)}
     assert read == {n: content(n) for n in range(0, 60, 2)}
+    if pooled:
+        assert pool.reused > 0 and pool.mapped <= pool.limit
     await client.aclose()
     await server.aclose()
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Iterator, cast
+from typing import Any, Callable, Iterator, cast
 
 from .auth import AUTH_NULL_CRED, FLAVORS, Auth, OpaqueAuth, is_malformed
 from .errors import RpcProtocolError
@@ -226,13 +226,15 @@ class RpcConnection:
         """Bytes that would complete the current fragment: a good recv size."""
         return self._records.bytes_needed()
 
-    def receive_buffer(self, min_size: int) -> memoryview | None:
+    def receive_buffer(self, min_size: int,
+                       alloc: Callable[[int], memoryview] | None = None) -> memoryview | None:
         """A view to receive the rest of a large fragment into (see
-        RecordDecoder.fragment_buffer), or None: use receive_data()."""
+        RecordDecoder.fragment_buffer, which `alloc` is passed to), or
+        None: use receive_data()."""
         self._check_usable()
         if self._eof:
             return None
-        return self._records.fragment_buffer(min_size)
+        return self._records.fragment_buffer(min_size, alloc)
 
     def received_into(self, n: int) -> None:
         """`n` bytes were received into the receive_buffer() view (0: the

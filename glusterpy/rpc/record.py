@@ -34,7 +34,7 @@ unless a record has to be split into several fragments.
 from __future__ import annotations
 
 from collections import deque
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .errors import RpcProtocolError
 from .xdr import U32
@@ -66,7 +66,7 @@ class RecordDecoder:
         self._record_len = 0     # bytes in _frags
         self._frag_len = -1      # length of the fragment being read; -1: header next
         self._last = False
-        self._direct: bytearray | None = None  # the fragment_buffer() being filled
+        self._direct: bytearray | memoryview | None = None  # the fragment_buffer() being filled
         self._direct_pos = 0                    # bytes of it filled
 
     def feed(self, data: Buffer) -> None:
@@ -100,16 +100,24 @@ class RecordDecoder:
             return self._frag_len - self._direct_pos
         return max(self._frag_len - self._avail, 1)
 
-    def fragment_buffer(self, min_size: int) -> memoryview | None:
+    def fragment_buffer(self, min_size: int,
+                        alloc: Callable[[int], memoryview] | None = None) -> memoryview | None:
         """Where to receive the rest of the fragment being read, when at
         least `min_size` bytes of it are still to come (else None: feed()
         as usual).  The fragment's header must have been read: ask after
         next_record() returned None, as a transport does anyway.  Receive into the view, then call `fragment_filled(n)`;
-        ask again until `bytes_needed()` is covered (the view shrinks)."""
+        ask again until `bytes_needed()` is covered (the view shrinks).
+        `alloc(n)`, when given, supplies the fragment's buffer: a writable
+        view of exactly n bytes nobody else uses (a pool's, reused once
+        every view of the record is gone) instead of a new zeroed
+        bytearray."""
         if self._direct is None:
             if self._frag_len < 0 or self._frag_len - self._avail < min_size:
                 return None
-            buf = bytearray(self._frag_len)
+            buf = bytearray(self._frag_len) if alloc is None else alloc(self._frag_len)
+            if len(buf) != self._frag_len:
+                raise RuntimeError(f"fragment buffer of {len(buf)} bytes for a fragment "
+                                   f"of {self._frag_len}")
             pos = 0
             while self._chunks:
                 chunk = self._chunks.popleft()

@@ -189,7 +189,8 @@ class RpcEndpoint:
     def __init__(self, stream: trio.abc.Stream, connection: RpcConnection, *,
                  handler: CallHandler | None = None, name: str = "rpc",
                  peer: str | None = None, max_calls: int | None = None,
-                 frame_timeout: float | None = None):
+                 frame_timeout: float | None = None,
+                 receive_buffers: Callable[[int], memoryview] | None = None):
         self.stream = stream
         self.conn = connection
         self.handler = handler
@@ -210,6 +211,10 @@ class RpcEndpoint:
         self._bail_clock = self._now()
         self._send_lock = trio.StrictFIFOLock()
         self._raw = _raw_socket(stream)
+        #: where a large record is received into (RecordDecoder.fragment_buffer's
+        #: alloc): a pool's buffers on the brick (its WRITE calls), a new
+        #: bytearray each by default
+        self._receive_buffers = receive_buffers
         # the send queue: buffers in order, written by the flusher task
         # while serve() runs (before it, _send writes directly)
         self._outq: list[Any] = []
@@ -436,6 +441,7 @@ class RpcEndpoint:
         limit = self._max_calls
         backlog = self._backlog
         raw = self._raw
+        alloc = self._receive_buffers
         # the last receive took less than it asked for: the socket was
         # empty then, so the next one waits for it to be readable first
         # instead of trying (an EAGAIN) after a pass of the scheduler
@@ -451,7 +457,7 @@ class RpcEndpoint:
                     while True:
                         if drained:
                             await trio.lowlevel.wait_readable(raw)
-                        view = conn.receive_buffer(DIRECT_RECEIVE_MIN)
+                        view = conn.receive_buffer(DIRECT_RECEIVE_MIN, alloc)
                         try:
                             if view is not None:
                                 n = raw.recv_into(view)

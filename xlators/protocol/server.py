@@ -107,6 +107,7 @@ from typing import Any
 
 import trio
 
+from glusterpy.aligned import RECEIVE_BUFFERS
 from glusterpy import fops
 from glusterpy.fops import (ROOT_GFID, Caller, CreateReply, Fd, FopError, Loc, LookupReply,
                             OpenReply)
@@ -391,7 +392,8 @@ class _Connection:
         self.endpoint: RpcEndpoint = RpcEndpoint(
             stream, RpcConnection(ALL_PROGRAMS, serves=BRICK_SERVES),
             handler=server._dispatch, name=server.name, peer=str(peer),
-            max_calls=server.opts["rpc.outstanding-rpc-limit"] or None)
+            max_calls=server.opts["rpc.outstanding-rpc-limit"] or None,
+            receive_buffers=RECEIVE_BUFFERS.take)
         self.endpoint.context["connection"] = self
 
 

@@ -97,6 +97,7 @@ class PosixFdOps:
             if offset < 0:
                 raise FopError(errno.EINVAL)
             pre = self._fd_iatt(of)
+            known = self._fd_known(of)
             sync = bool(flags & (os.O_SYNC | os.O_DSYNC))
             aio = self._aio_for(of)
             if aio is not None:
@@ -104,7 +105,7 @@ class PosixFdOps:
             else:
                 count = await self._blocking(of, _pwrite_all, of.osfd, of.odirect, data,
                                              offset, sync)
-            post = self._fd_iatt(of, touch=MDATA_C | MDATA_M)
+            post = self._fd_iatt(of, touch=MDATA_C | MDATA_M, known=known)
             reply_x = None
             if xdata:
                 reply_x = {}

@@ -109,7 +109,8 @@ class Node:
 class OpenFile:
     """What storage/posix keeps in fd.ctx: the OS descriptor and its flags."""
 
-    __slots__ = ("osfd", "flags", "is_dir", "gfid", "odirect", "iatt_key", "iatt_fields")
+    __slots__ = ("osfd", "flags", "is_dir", "gfid", "odirect", "iatt_key", "iatt_fields",
+                 "mdata")
 
     def __init__(self, osfd: int, flags: int, is_dir: bool, gfid: GFID | None):
         self.osfd = osfd
@@ -121,6 +122,8 @@ class OpenFile:
         #: (PosixMdata._fd_iatt)
         self.iatt_key: tuple | None = None
         self.iatt_fields: tuple = ()
+        #: the mdata xattr those fields were made with (None: absent, or ctime off)
+        self.mdata: bytes | None = None
 
 
 def entry_path(dirfd: int, name: str) -> str:
@@ -222,6 +225,18 @@ class MdataCache:
             entries.clear()
         entries[key] = (st.st_ctime_ns, raw)
         return raw
+
+    def put(self, st: os.stat_result, raw: bytes) -> None:
+        """`raw` was just stored (through xset, which retired every entry)
+        on the file whose fstat after the store is `st`: a read or write
+        that follows finds it without an fgetxattr."""
+        entries = self._entries
+        if self._generation != MdataCache.generation:
+            entries.clear()
+            self._generation = MdataCache.generation
+        if len(entries) >= self.LIMIT:
+            entries.clear()
+        entries[(st.st_dev, st.st_ino)] = (st.st_ctime_ns, raw)
 
 
 def quiet(fn, *args, **kwargs):

@@ -17,6 +17,9 @@ from glusterpy.keys import MDATA_KEY, SET_CTIME_MDATA
 from .helpers import MdataCache, Node, OpenFile, xget_quiet, xset
 
 
+#: _mdata_store's `raw` when the xattr has not been read in this fop
+_UNREAD = object()
+
 #: Iatt's fields in its __init__'s order (what _fd_iatt keeps per open file)
 _IATT_FIELDS = tuple(f.name for f in dataclasses.fields(Iatt))
 
@@ -68,7 +71,7 @@ class PosixMdata:
         n = node.st.st_nlink
         return n - 1 if not node.is_dir and node.gfid is not None and n else n
 
-    def _fd_iatt(self, of: "OpenFile", touch: int = 0) -> Iatt:
+    def _fd_iatt(self, of: "OpenFile", touch: int = 0, known: tuple | None = None) -> Iatt:
         """The iatt of an open file, from an fstat now (GlusterFS's posix
         does the same after a read or write, for the reply's postbuf).
 
@@ -79,15 +82,32 @@ class PosixMdata:
         included) and nothing else moved, the fields are reused and only a
         new Iatt is made (~1.5 us instead of ~6 us: bench/notes/qemu.md
         (11)).  Each reply still gets its own Iatt: a translator above may
-        change it."""
-        st = os.fstat(of.osfd)
+        change it.
+
+        With `touch`, the flagged mdata times move first (`_mdata_touch`),
+        then the fstat: what was stored is then kept as above, so the next
+        fop on the file reads no xattr either.  `known` is `_fd_known`'s
+        answer from earlier in the same fop: the stored mdata it holds is
+        moved without reading it again while no store went through this
+        process since (a write: one fsetxattr and no fgetxattr, as
+        GlusterFS's posix_set_ctime with its inode-context copy)."""
         ctime = self.opts.ctime
         if touch and ctime:
+            raw = _UNREAD
+            if known is not None and known[0] == MdataCache.generation:
+                raw = known[1]
+            stored = self._mdata_store(of.osfd, touch, raw)
+            st = os.fstat(of.osfd)
             ia = Iatt.from_stat(st, of.gfid or NULL_GFID)
             if not of.is_dir and ia.nlink:
                 ia.nlink -= 1
-            self._mdata_touch(of.osfd, touch, ia)
+            if stored is None:
+                return ia
+            _set_iatt_times(ia, *mdata_decode(stored))
+            self._mdata.put(st, stored)
+            self._keep_fields(of, st, ctime, ia, stored)
             return ia
+        st = os.fstat(of.osfd)
         # stat_result's == compares the whole-second times only: the ns
         # times (and the fields outside its tuple) are in the key themselves
         key = (st, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blocks,
@@ -97,11 +117,30 @@ class PosixMdata:
         ia = Iatt.from_stat(st, of.gfid or NULL_GFID)
         if not of.is_dir and ia.nlink:
             ia.nlink -= 1
+        raw = None
         if ctime:
-            apply_mdata(ia, self._mdata.get(of.osfd, st))
+            raw = self._mdata.get(of.osfd, st)
+            apply_mdata(ia, raw)
         of.iatt_key = key
         of.iatt_fields = tuple(getattr(ia, name) for name in _IATT_FIELDS)
+        of.mdata = raw
         return ia
+
+    @staticmethod
+    def _keep_fields(of: "OpenFile", st: os.stat_result, ctime: bool, ia: Iatt,
+                     raw: bytes | None) -> None:
+        of.iatt_key = (st, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blocks,
+                       st.st_blksize, st.st_rdev, of.gfid, ctime, MdataCache.generation)
+        of.iatt_fields = tuple(getattr(ia, name) for name in _IATT_FIELDS)
+        of.mdata = raw
+
+    def _fd_known(self, of: "OpenFile") -> tuple | None:
+        """Right after `_fd_iatt(of)`: (MdataCache's generation, the mdata
+        xattr that iatt was made with), for `_fd_iatt(of, touch, known)`
+        later in the same fop; None when ctime is off."""
+        if not self.opts.ctime or of.iatt_key is None:
+            return None
+        return MdataCache.generation, of.mdata
 
     def _dir_iatt(self, dfd: int, gfid: GFID, touch: int = 0) -> Iatt:
         ia = Iatt.from_stat(os.fstat(dfd), gfid)
@@ -118,8 +157,16 @@ class PosixMdata:
         client's clock when it sent one (`_clock`)."""
         if not self.opts.ctime or not flags:
             return
+        stored = self._mdata_store(target, flags, _UNREAD)
+        if stored is not None and ia is not None:
+            _set_iatt_times(ia, *mdata_decode(stored))
+
+    def _mdata_store(self, target, flags: int, raw) -> bytes | None:
+        """`_mdata_touch`'s store: from `raw` (the xattr as stored, None when
+        absent) or, when it is _UNREAD, from an fgetxattr now; the value
+        stored, or None when the store failed."""
         now = self._clock()
-        cur = mdata_decode(xget_quiet(target, MDATA_KEY))
+        cur = mdata_decode(xget_quiet(target, MDATA_KEY) if raw is _UNREAD else raw)
         if cur is None:
             c = m = a = now
         else:
@@ -130,13 +177,13 @@ class PosixMdata:
                 m = now
             if flags & MDATA_A and now > a:
                 a = now
+        value = mdata_encode(c, m, a)
         try:
-            xset(target, MDATA_KEY, mdata_encode(c, m, a), 0)
+            xset(target, MDATA_KEY, value, 0)
         except OSError as e:
             self.log.warning("storing %s failed: %s", MDATA_KEY, e)
-            return
-        if ia is not None:
-            _set_iatt_times(ia, c, m, a)
+            return None
+        return value
 
     @staticmethod
     def _clock() -> int:
