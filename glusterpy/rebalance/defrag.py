@@ -195,6 +195,7 @@ class _Item:
     gfid: fops.GFID
     size: int
     local_index: int       # position in Defrag.local
+    iatt: fops.Iatt | None = None   # as the brick's listing gave it
     attempt: int = 0
 
 
@@ -467,7 +468,7 @@ class Defrag:
             return None
         if dl.is_linkto_mode(ia.mode) and entry.xdata and self.dht.linkto_key in entry.xdata:
             return None
-        return _Item(state, entry.name, ia.gfid, ia.size, pos)
+        return _Item(state, entry.name, ia.gfid, ia.size, pos, ia)
 
     # -- gf_defrag_migrate_single_file -----------------------------------------
 
@@ -506,28 +507,32 @@ class Defrag:
         try:
             if not self.should_i_migrate(item.local_index, item.gfid):
                 return
+            # where the file belongs, by the layout just fixed, and where its
+            # data is: the brick that listed it (GlusterFS looks the name up
+            # through distribute instead - a miss on the hashed brick, a
+            # lookup everywhere and a linkto file made there; migrate_file's
+            # lookup on the data's brick checks the same file is still there)
             try:
-                hashed, cached, ia = await dht.file_placement(loc)
+                hashed = await dht.hashed_subvolume(loc)
             except FopError as e:
                 if e.errno not in _GONE:
                     self.log.error("Migrate file failed: %s lookup failed: %s", loc, e)
                 if self.decommissioning:
                     c.failures += 1
                 return
-            if hashed is None or cached is None or hashed == cached:
-                return
-            if ia.gfid != item.gfid:
-                return      # another file took the name: found under its own entry
-            if not await self._space_allows(loc, cached, hashed, ia.size):
-                self._skip(item, cached)
+            cached = self.local[item.local_index]
+            ia = item.iatt
+            if hashed is None or hashed == cached or ia is None:
                 return
             if ia.nlink > 1:
                 self.log.warning("Migration skipped for: %s: file has hardlinks", loc)
                 self._skip(item, cached)
                 return
             try:
-                moved = await dht.migrate_file(dataclasses.replace(loc, gfid=item.gfid),
-                                               placement=(hashed, cached, ia))
+                # the free-space rule goes out with the lookups of the name
+                moved = await dht.migrate_file(
+                    dataclasses.replace(loc, gfid=item.gfid), placement=(hashed, cached, ia),
+                    admit=lambda: self._space_allows(loc, cached, hashed, ia.size))
             except FopError as e:
                 await self._migrate_error(item, loc, cached, e)
                 return
