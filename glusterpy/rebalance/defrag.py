@@ -26,9 +26,11 @@ defrag.run()` does, in GlusterFS's order:
    on a local subvolume and, for a subvolume of several nodes (a replica
    set), when the hash of its gfid picks this node's uuid among the set's
    (gf_defrag_should_i_migrate) - so no two nodes migrate the same file; it
-   is looked up, and moved when its hashed subvolume is not the one with
-   its data (`Distribute.migrate_file`, which follows GlusterFS's migration
-   phases and lets clients go on reading and writing);
+   is moved when its hashed subvolume (by the layout just fixed) is not
+   the local subvolume that listed it (`Distribute.migrate_file`, which
+   follows GlusterFS's migration phases and lets clients go on reading and
+   writing; it looks the name up on both bricks, beside the free-space
+   check, where GlusterFS looks it up through distribute first);
 5. once a directory's files are settled, its layout entries on the local
    subvolumes get the new commit hash (gf_defrag_settle_hash, skipped for
    fix-layout), so that lookup-optimize trusts the layout again once every

@@ -16,10 +16,11 @@ bricks:
    client writing through distribute sees the mark in the write's reply and
    repeats the write on the destination - after marking the destination
    `trusted.glusterfs.protect.writes`.
-3. The data is copied block by block (1 MiB, holes skipped with
-   SEEK_DATA/SEEK_HOLE), each write asking the brick to refuse it if a
-   client wrote there (`glusterfs.avoid.overwrite`) and followed by a look
-   at the mark: a client's write to the destination during the copy makes
+3. The data is copied in blocks of 1 MiB (holes skipped with
+   SEEK_DATA/SEEK_HOLE; a file without holes up to four blocks at once),
+   each write asking the brick to refuse it if a client wrote there
+   (`glusterfs.avoid.overwrite`), with a look at the mark between windows
+   and at the switch: a client's write to the destination during the copy makes
    the migration give up (EBUSY) rather than overwrite it with older data,
    as GlusterFS does without `force-migration` (with it, the copy goes on).  Writes through the
    distribute translator doing the migration instead wait while a block is
@@ -33,6 +34,10 @@ bricks:
    linkto xattr; the source's name is removed.  An fd still open on the
    source then sees phase 2 (or ENOENT) and distribute reopens it on the
    destination.
+
+Calls that do not depend on each other go out together (GlusterFS sends
+each after the last): a file of one block waits on 13 round trips
+(tests/test_rebalance_defrag.py::test_a_file_moves_in_few_round_trips).
 
 On failure the source gets its mode back and loses the linkto xattr, and
 the destination is truncated back to an empty linkto file, as GlusterFS's
