@@ -478,3 +478,23 @@ async def test_a_large_file_is_copied_several_blocks_at_a_time(tmp_path):
     assert defrag.moved_seconds
     trips = sorted(s / delay for s in defrag.moved_seconds)
     assert trips[len(trips) // 2] < 22, trips
+
+
+async def test_files_left_in_place_get_a_linkto_file_on_their_hashed_brick(tmp_path):
+    """Hard-linked files are not moved; each one off its hashed brick gets a
+    linkto file there, the state GlusterFS's crawl leaves (it looks every
+    entry up through distribute)."""
+    bricks = make_bricks(tmp_path, 3)
+    async with AsyncVolume(Graph.from_text(volfile(bricks[:2]))) as v:
+        for n in range(12):
+            async with await v.fopen(f"/h{n}", "w") as f:
+                await f.write(b"x" * n)
+            await v.link(f"/h{n}", f"/h{n}.link")
+    async with dht_graph(bricks) as dht:
+        defrag = Defrag(dht, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
+        assert await defrag.run() == Status.COMPLETE
+    off_hashed = [f"h{n}" for n in range(12) if hashed_brick(bricks, "", f"h{n}") == 2]
+    assert off_hashed and defrag.counters.skipped >= len(off_hashed)
+    for name in off_hashed:
+        assert is_linkto(bricks[2] / name), name
+    check_volume(bricks)

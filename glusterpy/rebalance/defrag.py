@@ -529,6 +529,7 @@ class Defrag:
             if ia.nlink > 1:
                 self.log.warning("Migration skipped for: %s: file has hardlinks", loc)
                 self._skip(item, cached)
+                await self._leave_linkto(loc)
                 return
             try:
                 # the free-space rule goes out with the lookups of the name
@@ -541,11 +542,22 @@ class Defrag:
             if moved:
                 c.files += 1
                 c.size += ia.size
-            else:          # locks without lock-migration, or hard links made meanwhile
+            else:          # no room, locks without lock-migration, or hard links
                 self._skip(item, cached)
+                await self._leave_linkto(loc)
         finally:
             if item.attempt == 0:
                 c.size_processed += item.size
+
+    async def _leave_linkto(self, loc: Loc) -> None:
+        """A file that stays off its hashed subvolume gets its linkto file
+        there, as GlusterFS's crawl leaves one: its lookup of each entry
+        through distribute makes it (here only the files that stay are
+        looked up so)."""
+        try:
+            await self.dht.file_placement(loc)
+        except FopError as e:
+            self.log.warning("%s: no linkto file on its hashed subvolume: %s", loc, e)
 
     async def _migrate_error(self, item: _Item, loc: Loc, cached: int, e: FopError) -> None:
         if e.errno == errno.ENOTCONN:
