@@ -394,9 +394,10 @@ class TimedDefrag(Defrag):
 
 async def test_a_file_moves_in_few_round_trips(tmp_path):
     """Each call to a brick delayed by 40 ms (a round trip): a file of 256 KiB
-    moved by the crawl waits on 13 round trips - the name's lookups on its
+    moved by the crawl waits on 12 round trips - the name's lookups on its
     two bricks with the free-space look, the destination made while the
-    source is opened, its owner and size, the two marks of phase 1, a read,
+    source is opened, its owner and size while the source gets phase 1's
+    linkto xattr, phase 1's mode, a read,
     a write, the switch's look at both copies and the source's xattrs, their
     copy, the fsync with the attributes, phase 2, the old copy emptied while
     the new one loses its linkto xattr, the unlink with the releases (17
@@ -457,8 +458,8 @@ async def test_a_stale_placement_moves_nothing(tmp_path):
 async def test_a_large_file_is_copied_several_blocks_at_a_time(tmp_path):
     """A 6 MiB file (and 100 bytes) moves with up to four 1 MiB blocks read,
     then written, at once: its copy waits on 2 round trips per 4 MiB and a
-    look for a client's write between windows, 18 round trips in all with
-    the 13 of every file (22 allowed; before: 3 per block, 38)."""
+    look for a client's write between windows, 17 round trips in all with
+    the 12 of every file (22 allowed; one block at a time: 3 per block, 33)."""
     delay = 0.040
     bricks = make_bricks(tmp_path, 3)
     contents = {}

@@ -12,7 +12,9 @@ bricks:
    file's gfid and a linkto xattr naming the source, when missing); it is
    cleared of the "written by a client" mark, given the owner and the size.
 2. The source is opened and marked: its linkto xattr names the destination
-   and its mode gets S_ISGID|S_ISVTX (GlusterFS's migration phase 1).  A
+   (set while the destination is made ready: no one reads it before the
+   mode says phase 1) and its mode gets S_ISGID|S_ISVTX (GlusterFS's
+   migration phase 1).  A
    client writing through distribute sees the mark in the write's reply and
    repeats the write on the destination - after marking the destination
    `trusted.glusterfs.protect.writes`.
@@ -36,7 +38,7 @@ bricks:
    destination.
 
 Calls that do not depend on each other go out together (GlusterFS sends
-each after the last): a file of one block waits on 13 round trips
+each after the last): a file of one block waits on 12 round trips
 (tests/test_rebalance_defrag.py::test_a_file_moves_in_few_round_trips).
 
 On failure the source gets its mode back and loses the linkto xattr, and
@@ -276,20 +278,23 @@ class DhtMigrate:
                         lambda: self._wind(dst, "ftruncate", dst_fd, st.size, None))
 
                 async def open_src() -> None:
-                    nonlocal src_open
+                    nonlocal src_open, marked
                     await self._wind(src, "open", by_gfid, os.O_RDWR, src_fd, None)
                     src_open = True
-                # the source is opened while the destination is made ready
-                await both(open_dst, open_src)
-                # 2. the source, marked: phase 1
-                async with mig.lock:
+                    # phase 1's linkto xattr: nobody looks at it before the
+                    # mode below marks the file, so it goes out while the
+                    # destination is made ready (GlusterFS sets it after)
                     await self._wind(src, "fsetxattr", src_fd,
                                      {self.linkto_key: dl.linkto_value(self.names[dst])}, 0,
-                                    {INTERNAL_FOP: "yes"})
+                                     {INTERNAL_FOP: "yes"})
+                    marked = True
+                # the source is opened while the destination is made ready
+                await both(open_dst, open_src)
+                # 2. the source, marked: phase 1, once the destination is ready
+                async with mig.lock:
                     await self._wind(src, "fsetattr", src_fd,
                                      Iatt(mode=stat.S_IMODE(st.mode) | PHASE1_BITS), SET_ATTR_MODE,
-                                    None)
-                    marked = True
+                                     None)
                     self.migrations[gfid] = mig
                 # 3. the data
                 guard = not self.opts.force_migration
