@@ -12,12 +12,15 @@ its node's subvolumes the way GlusterFS's rebalance process does.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import subprocess
 
 import pytest
 import trio
 
+from glusterpy import fops
+from glusterpy.fops import ROOT_GFID, FopError, Loc
 from glusterpy.gfapi import AsyncVolume
 from glusterpy.graph import Graph
 from glusterpy.rebalance.defrag import Cmd, Defrag, Status, local_subvolumes
@@ -353,3 +356,146 @@ async def test_migration_keeps_a_sparse_files_holes(tmp_path):
     assert_sparse_copy(moved)
     assert data_extents(moved) == before
     assert await read_tree([bricks[dst]]) == {"sparse": sparse_content()}
+
+
+def delayed_volfile(bricks, delay_usec: int, name="rv", **dht_options) -> str:
+    """volfile()'s graph with a debug/delay-gen under distribute on every
+    brick, each fop delayed: a round trip of `delay_usec`."""
+    parts = []
+    for i, b in enumerate(bricks):
+        parts.append(f"volume {name}-posix-{i}\n    type storage/posix\n"
+                     f"    option directory {b}\n    option glusterd-uuid {NODE_A}\nend-volume\n")
+        parts.append(f"volume {name}-client-{i}\n    type debug/delay-gen\n"
+                     f"    option delay-percentage 100\n    option delay-duration {delay_usec}\n"
+                     f"    option enable {','.join(sorted(fops.BY_NAME))}\n"
+                     f"    subvolumes {name}-posix-{i}\nend-volume\n")
+    opts = "".join(f"    option {k.replace('_', '-')} {v}\n"
+                   for k, v in {**REBALANCE_OPTIONS, **dht_options}.items())
+    subs = " ".join(f"{name}-client-{i}" for i in range(len(bricks)))
+    parts.append(f"volume {name}-dht\n    type cluster/distribute\n{opts}"
+                 f"    subvolumes {subs}\nend-volume\n")
+    return "".join(parts)
+
+
+class TimedDefrag(Defrag):
+    """A Defrag that notes how long each file it moved took."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.moved_seconds: list[float] = []
+
+    async def _migrate(self, item) -> None:
+        before = self.counters.files
+        start = trio.current_time()
+        await super()._migrate(item)
+        if self.counters.files > before:
+            self.moved_seconds.append(trio.current_time() - start)
+
+
+async def test_a_file_moves_in_few_round_trips(tmp_path):
+    """Each call to a brick delayed by 40 ms (a round trip): a file of 256 KiB
+    moved by the crawl waits on 12 round trips - the name's lookups on its
+    two bricks with the free-space look, the destination made while the
+    source is opened, its owner and size while the source gets phase 1's
+    linkto xattr, phase 1's mode, a read,
+    a write, the switch's look at both copies and the source's xattrs, their
+    copy, the fsync with the attributes, phase 2, the old copy emptied while
+    the new one loses its linkto xattr, the unlink with the releases (17
+    allowed: the machine's load adds).  Before: 25 - the crawl looked each
+    name up through distribute, which missed on the new brick, looked
+    everywhere and made a linkto file there, and the copy and the switch
+    went one call at a time."""
+    delay = 0.040
+    bricks = make_bricks(tmp_path, 3)
+    contents = {}
+    async with AsyncVolume(Graph.from_text(volfile(bricks[:2]))) as v:
+        for n in range(12):
+            contents[f"g{n}"] = os.urandom(256 << 10)
+            async with await v.fopen(f"/g{n}", "w") as f:
+                await f.write(contents[f"g{n}"])
+    graph = Graph.from_text(delayed_volfile(bricks, int(delay * 1e6), rebal_throttle="lazy"))
+    async with graph.running():
+        assert await graph.wait_child_up(5)
+        defrag = TimedDefrag(graph.top, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
+        assert await defrag.run() == Status.COMPLETE
+    check_volume(bricks)
+    assert placed_on_hashed(bricks, contents) == len(contents)
+    assert await read_tree(bricks) == contents
+    assert len(defrag.moved_seconds) >= 3
+    trips = sorted(s / delay for s in defrag.moved_seconds)
+    assert trips[len(trips) // 2] < 17, trips
+
+
+async def test_a_stale_placement_moves_nothing(tmp_path):
+    """The crawl's placement comes from a listing: when the brick it names
+    holds only the name's linkto file by the time the file is migrated, the
+    migration stops (ESTALE) before it changes anything - it does not copy
+    the empty linkto file over the name."""
+    bricks = make_bricks(tmp_path, 3)
+    async with AsyncVolume(Graph.from_text(volfile(bricks))) as v:
+        async with await v.fopen("/x", "w") as f:
+            await f.write(b"data" * 1000)
+        data_brick = next(i for i, b in enumerate(bricks) if (b / "x").exists())
+        # a name hashed to another brick: the data stays, a linkto file points at it
+        name = next(f"y{n}" for n in range(1000)
+                    if hashed_brick(bricks, "", f"y{n}") != data_brick)
+        await v.rename("/x", "/" + name)
+    link_brick = hashed_brick(bricks, "", name)
+    assert is_linkto(bricks[link_brick] / name)
+    other = ({0, 1, 2} - {data_brick, link_brick}).pop()
+    async with dht_graph(bricks) as dht:
+        loc = Loc(path="/" + name, pargfid=ROOT_GFID, name=name)
+        ia = (await dht.lookup(loc, None)).iatt
+        with pytest.raises(FopError) as e:
+            await dht.migrate_file(Loc(path=loc.path, pargfid=ROOT_GFID, name=name,
+                                       gfid=ia.gfid), placement=(other, link_brick, ia))
+    assert e.value.errno == errno.ESTALE
+    assert not (bricks[other] / name).exists()
+    assert is_linkto(bricks[link_brick] / name)
+    assert (bricks[data_brick] / name).read_bytes() == b"data" * 1000
+
+
+async def test_a_large_file_is_copied_several_blocks_at_a_time(tmp_path):
+    """A 6 MiB file (and 100 bytes) moves with up to four 1 MiB blocks read,
+    then written, at once: its copy waits on 2 round trips per 4 MiB and a
+    look for a client's write between windows, 17 round trips in all with
+    the 12 of every file (22 allowed; one block at a time: 3 per block, 33)."""
+    delay = 0.040
+    bricks = make_bricks(tmp_path, 3)
+    contents = {}
+    async with AsyncVolume(Graph.from_text(volfile(bricks[:2]))) as v:
+        for n in range(6):
+            contents[f"big{n}"] = os.urandom((6 << 20) + 100)
+            async with await v.fopen(f"/big{n}", "w") as f:
+                await f.write(contents[f"big{n}"])
+    graph = Graph.from_text(delayed_volfile(bricks, int(delay * 1e6), rebal_throttle="lazy"))
+    async with graph.running():
+        assert await graph.wait_child_up(5)
+        defrag = TimedDefrag(graph.top, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
+        assert await defrag.run() == Status.COMPLETE
+    check_volume(bricks)
+    assert placed_on_hashed(bricks, contents) == len(contents)
+    assert await read_tree(bricks) == contents
+    assert defrag.moved_seconds
+    trips = sorted(s / delay for s in defrag.moved_seconds)
+    assert trips[len(trips) // 2] < 22, trips
+
+
+async def test_files_left_in_place_get_a_linkto_file_on_their_hashed_brick(tmp_path):
+    """Hard-linked files are not moved; each one off its hashed brick gets a
+    linkto file there, the state GlusterFS's crawl leaves (it looks every
+    entry up through distribute)."""
+    bricks = make_bricks(tmp_path, 3)
+    async with AsyncVolume(Graph.from_text(volfile(bricks[:2]))) as v:
+        for n in range(12):
+            async with await v.fopen(f"/h{n}", "w") as f:
+                await f.write(b"x" * n)
+            await v.link(f"/h{n}", f"/h{n}.link")
+    async with dht_graph(bricks) as dht:
+        defrag = Defrag(dht, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
+        assert await defrag.run() == Status.COMPLETE
+    off_hashed = [f"h{n}" for n in range(12) if hashed_brick(bricks, "", f"h{n}") == 2]
+    assert off_hashed and defrag.counters.skipped >= len(off_hashed)
+    for name in off_hashed:
+        assert is_linkto(bricks[2] / name), name
+    check_volume(bricks)

@@ -26,9 +26,11 @@ defrag.run()` does, in GlusterFS's order:
    on a local subvolume and, for a subvolume of several nodes (a replica
    set), when the hash of its gfid picks this node's uuid among the set's
    (gf_defrag_should_i_migrate) - so no two nodes migrate the same file; it
-   is looked up, and moved when its hashed subvolume is not the one with
-   its data (`Distribute.migrate_file`, which follows GlusterFS's migration
-   phases and lets clients go on reading and writing);
+   is moved when its hashed subvolume (by the layout just fixed) is not
+   the local subvolume that listed it (`Distribute.migrate_file`, which
+   follows GlusterFS's migration phases and lets clients go on reading and
+   writing; it looks the name up on both bricks, beside the free-space
+   check, where GlusterFS looks it up through distribute first);
 5. once a directory's files are settled, its layout entries on the local
    subvolumes get the new commit hash (gf_defrag_settle_hash, skipped for
    fix-layout), so that lookup-optimize trusts the layout again once every
@@ -195,6 +197,7 @@ class _Item:
     gfid: fops.GFID
     size: int
     local_index: int       # position in Defrag.local
+    iatt: fops.Iatt | None = None   # as the brick's listing gave it
     attempt: int = 0
 
 
@@ -467,7 +470,7 @@ class Defrag:
             return None
         if dl.is_linkto_mode(ia.mode) and entry.xdata and self.dht.linkto_key in entry.xdata:
             return None
-        return _Item(state, entry.name, ia.gfid, ia.size, pos)
+        return _Item(state, entry.name, ia.gfid, ia.size, pos, ia)
 
     # -- gf_defrag_migrate_single_file -----------------------------------------
 
@@ -506,39 +509,55 @@ class Defrag:
         try:
             if not self.should_i_migrate(item.local_index, item.gfid):
                 return
+            # where the file belongs, by the layout just fixed, and where its
+            # data is: the brick that listed it (GlusterFS looks the name up
+            # through distribute instead - a miss on the hashed brick, a
+            # lookup everywhere and a linkto file made there; migrate_file's
+            # lookup on the data's brick checks the same file is still there)
             try:
-                hashed, cached, ia = await dht.file_placement(loc)
+                hashed = await dht.hashed_subvolume(loc)
             except FopError as e:
                 if e.errno not in _GONE:
                     self.log.error("Migrate file failed: %s lookup failed: %s", loc, e)
                 if self.decommissioning:
                     c.failures += 1
                 return
-            if hashed is None or cached is None or hashed == cached:
-                return
-            if ia.gfid != item.gfid:
-                return      # another file took the name: found under its own entry
-            if not await self._space_allows(loc, cached, hashed, ia.size):
-                self._skip(item, cached)
+            cached = self.local[item.local_index]
+            ia = item.iatt
+            if hashed is None or hashed == cached or ia is None:
                 return
             if ia.nlink > 1:
                 self.log.warning("Migration skipped for: %s: file has hardlinks", loc)
                 self._skip(item, cached)
+                await self._leave_linkto(loc)
                 return
             try:
-                moved = await dht.migrate_file(dataclasses.replace(loc, gfid=item.gfid),
-                                               placement=(hashed, cached, ia))
+                # the free-space rule goes out with the lookups of the name
+                moved = await dht.migrate_file(
+                    dataclasses.replace(loc, gfid=item.gfid), placement=(hashed, cached, ia),
+                    admit=lambda: self._space_allows(loc, cached, hashed, ia.size))
             except FopError as e:
                 await self._migrate_error(item, loc, cached, e)
                 return
             if moved:
                 c.files += 1
                 c.size += ia.size
-            else:          # locks without lock-migration, or hard links made meanwhile
+            else:          # no room, locks without lock-migration, or hard links
                 self._skip(item, cached)
+                await self._leave_linkto(loc)
         finally:
             if item.attempt == 0:
                 c.size_processed += item.size
+
+    async def _leave_linkto(self, loc: Loc) -> None:
+        """A file that stays off its hashed subvolume gets its linkto file
+        there, as GlusterFS's crawl leaves one: its lookup of each entry
+        through distribute makes it (here only the files that stay are
+        looked up so)."""
+        try:
+            await self.dht.file_placement(loc)
+        except FopError as e:
+            self.log.warning("%s: no linkto file on its hashed subvolume: %s", loc, e)
 
     async def _migrate_error(self, item: _Item, loc: Loc, cached: int, e: FopError) -> None:
         if e.errno == errno.ENOTCONN:

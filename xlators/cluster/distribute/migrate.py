@@ -12,14 +12,17 @@ bricks:
    file's gfid and a linkto xattr naming the source, when missing); it is
    cleared of the "written by a client" mark, given the owner and the size.
 2. The source is opened and marked: its linkto xattr names the destination
-   and its mode gets S_ISGID|S_ISVTX (GlusterFS's migration phase 1).  A
+   (set while the destination is made ready: no one reads it before the
+   mode says phase 1) and its mode gets S_ISGID|S_ISVTX (GlusterFS's
+   migration phase 1).  A
    client writing through distribute sees the mark in the write's reply and
    repeats the write on the destination - after marking the destination
    `trusted.glusterfs.protect.writes`.
-3. The data is copied block by block (1 MiB, holes skipped with
-   SEEK_DATA/SEEK_HOLE), each write asking the brick to refuse it if a
-   client wrote there (`glusterfs.avoid.overwrite`) and followed by a look
-   at the mark: a client's write to the destination during the copy makes
+3. The data is copied in blocks of 1 MiB (holes skipped with
+   SEEK_DATA/SEEK_HOLE; a file without holes up to four blocks at once),
+   each write asking the brick to refuse it if a client wrote there
+   (`glusterfs.avoid.overwrite`), with a look at the mark between windows
+   and at the switch: a client's write to the destination during the copy makes
    the migration give up (EBUSY) rather than overwrite it with older data,
    as GlusterFS does without `force-migration` (with it, the copy goes on).  Writes through the
    distribute translator doing the migration instead wait while a block is
@@ -33,6 +36,10 @@ bricks:
    linkto xattr; the source's name is removed.  An fd still open on the
    source then sees phase 2 (or ENOENT) and distribute reopens it on the
    destination.
+
+Calls that do not depend on each other go out together (GlusterFS sends
+each after the last): a file of one block waits on 12 round trips
+(tests/test_rebalance_defrag.py::test_a_file_moves_in_few_round_trips).
 
 On failure the source gets its mode back and loses the linkto xattr, and
 the destination is truncated back to an empty linkto file, as GlusterFS's
@@ -52,6 +59,8 @@ import errno
 import os
 import stat
 
+from collections.abc import Awaitable, Callable
+
 import trio
 
 from glusterpy.fops import (GFID, Fd, FopError, Iatt, Loc, UInt, SET_ATTR_ATIME, SET_ATTR_GID,
@@ -66,8 +75,14 @@ from .common import LINKTO_MODE, DirCtx, as_root
 
 #: DHT_REBALANCE_BLKSIZE
 BLOCK = 1 << 20
+#: blocks of a file without holes read (then written) at once
+WINDOW = 4
 GF_SEEK_DATA, GF_SEEK_HOLE = 0, 1
 PHASE1_BITS = stat.S_ISVTX | stat.S_ISGID
+
+
+async def _admitted() -> bool:
+    return True
 
 
 @dataclasses.dataclass(eq=False)
@@ -112,8 +127,17 @@ class DhtMigrate:
         reply = await self._lookup_named(dataclasses.replace(eloc, gfid=None), parent, None)
         return self._hashed(parent, eloc.name), self._file_subvol(reply.iatt.gfid), reply.iatt
 
+    async def hashed_subvolume(self, loc) -> int | None:
+        """The subvolume a name hashes to by its parent's layout as this
+        translator holds it: no call to a brick once the parent is known
+        (the rebalance crawl asks it of each entry it lists, right after
+        fixing the directory's layout)."""
+        eloc, parent = await self._entry(loc)
+        return self._hashed(parent, eloc.name)
+
     async def migrate_file(self, loc, to: int | None = None, *,
-                           placement: tuple[int | None, int | None, Iatt] | None = None) -> bool:
+                           placement: tuple[int | None, int | None, Iatt] | None = None,
+                           admit: Callable[[], Awaitable[bool]] | None = None) -> bool:
         """Move a file's data to its hashed subvolume as dht-rebalance.c's
         dht_migrate_file does, phase by phase (see the module docstring):
         True when it moved, False when it was already there or has several
@@ -130,13 +154,21 @@ class DhtMigrate:
         its hashed subvolume can go elsewhere (EINVAL otherwise: the linkto
         file at the hashed one would point at the old place).
 
-        `placement`, what `file_placement(loc)` answered just before (the
-        rebalance crawl asks it first), spares the name's second lookup
-        through distribute; the lookup of the name on the data's brick
-        below still checks that it is the same file."""
-        loc, ctx = await self._inode(loc)
-        if isinstance(ctx, DirCtx):
-            raise FopError(errno.EISDIR)
+        `placement`, (hashed subvolume, data subvolume, iatt) of a file that
+        is not a directory - what `file_placement(loc)` answered, or what the
+        rebalance crawl read from a brick's listing and the parent's layout -
+        spares the lookup through distribute (GlusterFS's crawl looks each
+        entry up there first: a hashed brick's miss, a lookup everywhere and
+        a linkto file created, three round trips); the lookup of the name
+        on the data's brick below still checks that it is the same file and
+        that its data is there (not a linkto file: ESTALE).
+
+        `admit`, a check run alongside those lookups (the crawl's free-space
+        rule), leaves the file where it is when it answers False."""
+        if placement is None:
+            loc, ctx = await self._inode(loc)
+            if isinstance(ctx, DirCtx):
+                raise FopError(errno.EISDIR)
         eloc, parent = await self._entry(loc)
         if placement is not None:
             hashed, src, known = placement
@@ -167,13 +199,20 @@ class DhtMigrate:
         with as_root():
             # the name on the destination is looked up alongside (its answer
             # is used only for a regular file that is to move)
-            looked, existing = await both(
-                lambda: self._wind(src, "lookup", named,
-                                   {self.linkto_key: UInt(256), POSIXLK_COUNT: UInt(4)}),
-                lambda: self._lookup_missing(dst, named))
+            (looked, existing), admitted = await both(
+                lambda: both(
+                    lambda: self._wind(src, "lookup", named,
+                                       {self.linkto_key: UInt(256), POSIXLK_COUNT: UInt(4)}),
+                    lambda: self._lookup_missing(dst, named)),
+                admit or _admitted)
             st = looked.iatt
             if st.gfid != gfid:
                 raise FopError(errno.ESTALE, f"{eloc}: another file took the name")
+            if self._is_linkto(st, looked.xdata):
+                raise FopError(errno.ESTALE, f"{eloc}: its data left {self.names[src]} "
+                                             f"meanwhile")
+            if not admitted:
+                return False
             if st.nlink > 1:
                 self.log.info("%s: not migrated: it has %d hard links", eloc, st.nlink)
                 return False
@@ -194,6 +233,15 @@ class DhtMigrate:
             src_fd = Fd(gfid=gfid, flags=os.O_RDWR)
             dst_fd = Fd(gfid=gfid, flags=os.O_RDWR)
             dst_open = src_open = marked = False
+
+            async def close() -> None:
+                """Release the fds still open (once)."""
+                nonlocal src_open, dst_open
+                fds = {i: fd for i, fd, opened in ((src, src_fd, src_open),
+                                                   (dst, dst_fd, dst_open))
+                       if opened and self._up[i]}
+                src_open = dst_open = False
+                await self._each(fds, lambda i: self.children[i].release(fds[i], None))
             try:
                 # 1. the destination: the linkto file on the hashed brick
                 if existing is not None:
@@ -212,11 +260,15 @@ class DhtMigrate:
                                                   self.linkto_key:
                                                   dl.linkto_value(self.names[src])})
                     dst_open = True
-                    try:
-                        await self._wind(dst, "fremovexattr", dst_fd, PROTECT_WRITES_KEY, None)
-                    except FopError as e:
-                        if e.errno != errno.ENODATA:
-                            raise
+                    # a linkto file found may carry a client's mark of an
+                    # earlier attempt; one just made has none
+                    if existing is not None:
+                        try:
+                            await self._wind(dst, "fremovexattr", dst_fd, PROTECT_WRITES_KEY,
+                                             None)
+                        except FopError as e:
+                            if e.errno != errno.ENODATA:
+                                raise
                     # owner and size: two changes of one fd that do not
                     # depend on each other
                     await both(
@@ -226,20 +278,23 @@ class DhtMigrate:
                         lambda: self._wind(dst, "ftruncate", dst_fd, st.size, None))
 
                 async def open_src() -> None:
-                    nonlocal src_open
+                    nonlocal src_open, marked
                     await self._wind(src, "open", by_gfid, os.O_RDWR, src_fd, None)
                     src_open = True
-                # the source is opened while the destination is made ready
-                await both(open_dst, open_src)
-                # 2. the source, marked: phase 1
-                async with mig.lock:
+                    # phase 1's linkto xattr: nobody looks at it before the
+                    # mode below marks the file, so it goes out while the
+                    # destination is made ready (GlusterFS sets it after)
                     await self._wind(src, "fsetxattr", src_fd,
                                      {self.linkto_key: dl.linkto_value(self.names[dst])}, 0,
-                                    {INTERNAL_FOP: "yes"})
+                                     {INTERNAL_FOP: "yes"})
+                    marked = True
+                # the source is opened while the destination is made ready
+                await both(open_dst, open_src)
+                # 2. the source, marked: phase 1, once the destination is ready
+                async with mig.lock:
                     await self._wind(src, "fsetattr", src_fd,
                                      Iatt(mode=stat.S_IMODE(st.mode) | PHASE1_BITS), SET_ATTR_MODE,
-                                    None)
-                    marked = True
+                                     None)
                     self.migrations[gfid] = mig
                 # 3. the data
                 guard = not self.opts.force_migration
@@ -247,60 +302,75 @@ class DhtMigrate:
                                          PROTECT_WRITES_KEY, guard, st)
                 # 4. the switch
                 async with mig.lock:
-                    # the new copy's size first, then the last look for a client's
-                    # write: a write that lands on the old copy after that look is
-                    # mirrored to the new one after its size was set (and one
-                    # before it is seen), so no appended data is cut off; nothing
-                    # below changes the new copy's data
-                    final_reply, current_reply = await both(
-                        lambda: self._wind(src, "fstat", src_fd, None),
-                        lambda: self._wind(dst, "fstat", dst_fd, None))
+                    # the source's final size and attributes, the new copy's
+                    # size, the look for a client's write and the source's
+                    # xattrs in one round trip; the look counts when nothing
+                    # after it changes the new copy's data, so a truncation
+                    # to the final size is looked after again: a write that
+                    # lands on the old copy after that look is mirrored to
+                    # the new one after its size was set, so no appended
+                    # data is cut off
+                    (final_reply, current_reply), (_, xattrs) = await both(
+                        lambda: both(lambda: self._wind(src, "fstat", src_fd, None),
+                                     lambda: self._wind(dst, "fstat", dst_fd, None)),
+                        lambda: both(
+                            lambda: self._check_unwritten(dst, dst_fd, PROTECT_WRITES_KEY)
+                            if guard else trio.lowlevel.checkpoint(),
+                            lambda: self._copyable_xattrs(src, src_fd)))
                     final, current = final_reply.iatt, current_reply.iatt
                     size = final.size
                     if current.size != size:
                         await self._wind(dst, "ftruncate", dst_fd, size, None)
-                    # the last look for a client's write and the reading of
-                    # the source's xattrs go out together
-                    _, xattrs = await both(
-                        lambda: self._check_unwritten(dst, dst_fd, PROTECT_WRITES_KEY)
-                        if guard else trio.lowlevel.checkpoint(),
-                        lambda: self._copyable_xattrs(src, src_fd))
+                        if guard:
+                            await self._check_unwritten(dst, dst_fd, PROTECT_WRITES_KEY)
                     if self.opts.lock_migration:
                         await self._carry_locks(src, dst, by_gfid)
                     if xattrs:
                         await self._wind(dst, "fsetxattr", dst_fd, xattrs, 0, None)
-                    if self.opts.ensure_durability:
-                        await self._wind(dst, "fsync", dst_fd, 0, {"last-fsync": UInt(1)})
                     mode = stat.S_IMODE(final.mode) & ~PHASE1_BITS | \
                         (stat.S_IMODE(st.mode) & PHASE1_BITS)
                     # owner, mode and times in one fsetattr (GlusterFS sends two):
-                    # a brick applies the owner and mode before the times
-                    await self._wind(dst, "fsetattr", dst_fd,
-                                     Iatt(uid=final.uid, gid=final.gid, mode=mode,
-                                          atime=final.atime, atime_nsec=final.atime_nsec,
-                                          mtime=final.mtime, mtime_nsec=final.mtime_nsec),
-                                     SET_ATTR_UID | SET_ATTR_GID | SET_ATTR_MODE |
-                                     SET_ATTR_ATIME | SET_ATTR_MTIME, None)
+                    # a brick applies the owner and mode before the times; it
+                    # goes out with the fsync, which GlusterFS sends before
+                    # it (so the attributes are no less durable than there)
+                    await both(
+                        lambda: self._wind(dst, "fsync", dst_fd, 0, {"last-fsync": UInt(1)})
+                        if self.opts.ensure_durability else trio.lowlevel.checkpoint(),
+                        lambda: self._wind(dst, "fsetattr", dst_fd,
+                                           Iatt(uid=final.uid, gid=final.gid, mode=mode,
+                                                atime=final.atime, atime_nsec=final.atime_nsec,
+                                                mtime=final.mtime,
+                                                mtime_nsec=final.mtime_nsec),
+                                           SET_ATTR_UID | SET_ATTR_GID | SET_ATTR_MODE |
+                                           SET_ATTR_ATIME | SET_ATTR_MTIME, None))
                     await self._wind(src, "fsetattr", src_fd, Iatt(mode=stat.S_ISVTX),
                                      SET_ATTR_MODE, None)
                     mig.done = True
                     self.migrations.pop(gfid, None)
                     self._remember_file(gfid, dst)
-                    try:
-                        await self._wind(src, "ftruncate", src_fd, 0, None)
-                    except FopError as e:
-                        self.log.warning("%s: source on %s not truncated: %s", eloc,
-                                         self.names[src], e)
-                    await self._wind(dst, "fremovexattr", dst_fd, self.linkto_key, None)
-                try:
+                    # phase 2 is set: the old copy's data goes, the new copy
+                    # stops being a linkto file and the name's owner on the
+                    # old brick is looked at (for the unlink), side by side
+                    _, (_, now) = await both(
+                        lambda: self._truncate_source(src, src_fd, eloc),
+                        lambda: both(
+                            lambda: self._wind(dst, "fremovexattr", dst_fd, self.linkto_key,
+                                               None),
+                            lambda: self._stat_source(src, named, eloc)))
+
+                async def drop_old_name() -> None:
+                    if now is None or now.gfid != gfid or src == hashed:
+                        return
                     # moved off the hashed subvolume: the old copy is the linkto file
-                    now = (await self._wind(src, "lookup", named, None)).iatt
-                    if now.gfid == gfid and src != hashed:
+                    try:
                         await self._wind(src, "unlink", named, 0, {INTERNAL_FOP: "yes"})
-                except FopError as e:
-                    if e.errno not in (errno.ENOENT, errno.ESTALE):
-                        self.log.warning("%s: migrated, but the old copy on %s stays: %s", eloc,
-                                         self.names[src], e)
+                    except FopError as e:
+                        if e.errno not in (errno.ENOENT, errno.ESTALE):
+                            self.log.warning("%s: migrated, but the old copy on %s stays: %s",
+                                             eloc, self.names[src], e)
+                # the name goes while the fds are released (an open fd does
+                # not keep a name, nor the other way round)
+                await both(drop_old_name, close)
                 self.log.info("%s: migrated from %s to %s", eloc, self.names[src], self.names[dst])
                 return True
             except BaseException:
@@ -311,50 +381,88 @@ class DhtMigrate:
                 raise
             finally:
                 with trio.CancelScope(shield=True):
-                    fds = {i: fd for i, fd, opened in ((src, src_fd, src_open),
-                                                       (dst, dst_fd, dst_open))
-                           if opened and self._up[i]}
-                    await self._each(fds, lambda i: self.children[i].release(fds[i], None))
+                    await close()
 
     # ======================================================================
     # helpers: migration
 
+    async def _truncate_source(self, src: int, src_fd: Fd, eloc: Loc) -> None:
+        try:
+            await self._wind(src, "ftruncate", src_fd, 0, None)
+        except FopError as e:
+            self.log.warning("%s: source on %s not truncated: %s", eloc, self.names[src], e)
+
+    async def _stat_source(self, src: int, named: Loc, eloc: Loc) -> Iatt | None:
+        """The name on the old brick after the switch (None when it is gone
+        or cannot be looked at: then it is not unlinked)."""
+        try:
+            return (await self._wind(src, "lookup", named, None)).iatt
+        except FopError as e:
+            if e.errno not in (errno.ENOENT, errno.ESTALE):
+                self.log.warning("%s: migrated, but the old copy on %s stays: %s", eloc,
+                                 self.names[src], e)
+            return None
+
     async def _migrate_copy(self, mig: Migration, src_fd: Fd, dst_fd: Fd, avoid_key: str,
                             protect_key: str, guard: bool, st: Iatt | None = None) -> None:
-        """__dht_rebalance_migrate_data: the data segments, a block at a time,
-        each under the migration's lock; with `guard` (force-migration off)
-        each write asks not to overwrite a client's and the copy gives up when
-        a client wrote.
+        """__dht_rebalance_migrate_data: the data segments, each window of
+        blocks under the migration's lock; with `guard` (force-migration off)
+        each write asks not to overwrite a client's and the copy gives up
+        when a client wrote.
 
         A file with no holes when it was looked up (`st`: as many blocks as
         its size needs) is read straight through, without SEEK_DATA and
-        SEEK_HOLE (GlusterFS seeks only in a file with holes, too), and the
-        copy ends at the first short read: the source is marked already, so
-        a client's write that lands after that read is repeated on the new
-        copy by the client."""
+        SEEK_HOLE (GlusterFS seeks only in a file with holes, too), up to
+        `WINDOW` blocks at a time: their reads go out together, then their
+        writes (GlusterFS copies a block at a time, a round trip each way);
+        the copy ends at the first short read: the source is marked already,
+        so a client's write that lands after that read is repeated on the new
+        copy by the client.  The look for a client's write is made between
+        windows, to give up early, not after the last: the switch looks
+        once more before anything depends on it."""
         dense = st is not None and st.blocks * 512 >= st.size
         offset = 0
         while True:
             async with mig.lock:
                 if dense:
-                    start, size = offset, BLOCK
+                    # the blocks the size asks for (one at least: the file
+                    # may have grown), no more than a window
+                    left = (st.size - offset + BLOCK - 1) // BLOCK
+                    spans = [(offset + k * BLOCK, BLOCK)
+                             for k in range(min(max(left, 1), WINDOW))]
                 else:
                     start = await self._migrate_seek(mig.src, src_fd, offset, GF_SEEK_DATA)
                     if start is None:
                         return
                     end = await self._migrate_seek(mig.src, src_fd, start, GF_SEEK_HOLE)
-                    size = min(BLOCK, end - start) if end is not None and end > start \
-                        else BLOCK
-                data = (await self._wind(mig.src, "readv", src_fd, size, start, 0, None)).data
-                if not len(data):
+                    spans = [(start, min(BLOCK, end - start) if end is not None and
+                              end > start else BLOCK)]
+                datas = await self._each(range(len(spans)), lambda k: self._wind(
+                    mig.src, "readv", src_fd, spans[k][1], spans[k][0], 0, None))
+                blocks = []
+                for k, (start, size) in enumerate(spans):
+                    r = datas[k]
+                    if isinstance(r, BaseException):
+                        raise r
+                    if len(r.data):
+                        blocks.append((start, r.data))
+                    if len(r.data) < size:
+                        break       # the end: what follows a short read is not copied
+                if not blocks:
                     return
-                await self._wind(mig.dst, "writev", dst_fd, data, start, 0,
-                                 {avoid_key: UInt(1)} if guard else None)
+                written = await self._each(range(len(blocks)), lambda k: self._wind(
+                    mig.dst, "writev", dst_fd, blocks[k][1], blocks[k][0], 0,
+                    {avoid_key: UInt(1)} if guard else None))
+                for r in written.values():
+                    if isinstance(r, BaseException):
+                        raise r
+                start, data = blocks[-1]
+                offset = start + len(data)
+                more = len(blocks) == len(spans) and len(data) == spans[-1][1]
+                if not more and (dense or len(data) < spans[-1][1]):
+                    return
                 if guard:
                     await self._check_unwritten(mig.dst, dst_fd, protect_key)
-            offset = start + len(data)
-            if dense and len(data) < size:
-                return
             await trio.lowlevel.checkpoint()
 
     async def _migrate_seek(self, i: int, fd: Fd, offset: int, what: int) -> int | None:
