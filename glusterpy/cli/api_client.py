@@ -28,7 +28,6 @@ import ssl
 from urllib.parse import quote
 
 from .. import localsock
-from ..glusterd.trust import NODE_SNI
 
 DEFAULT_PORT = 24007
 TIMEOUT = 300.0
@@ -95,6 +94,9 @@ class _NodeTlsConnection(http.client.HTTPSConnection):
         self._ctx = ctx
 
     def connect(self):
+        # here, not at the top: trust brings the cryptography package
+        # (~0.15 s), which a command over the local socket does not need
+        from ..glusterd.trust import NODE_SNI
         sock = socket.create_connection((self.host, self.port), self.timeout)
         try:
             self.sock = self._ctx.wrap_socket(sock, server_hostname=NODE_SNI)
