@@ -122,6 +122,23 @@ class InodeTable:
         inode = self._inodes.get(gfid) if gfid is not None else None
         return None if inode is None else inode.ctx.get(xl)
 
+    def listed_ctx(self, xl: Translator, entries: list) -> list:
+        """peek_ctx of every entry of a listing (Dirents), in one pass:
+        aligned with `entries`, None where an entry has no iatt, the table
+        no inode or the inode nothing of `xl`.  A readdirp reply brings
+        hundreds of entries through every translator that looks at them; a
+        call of peek_ctx each cost more than the dict lookups themselves."""
+        get = self._inodes.get
+        return [None if (inode := get(ia.gfid) if (ia := e.iatt) is not None else None)
+                is None else inode.ctx.get(xl) for e in entries]
+
+    def listed_held(self, xl: Translator, entries: list) -> list[tuple[Any, Any]]:
+        """(entry, context) of the entries of a listing whose inode `xl`
+        holds a context for (see listed_ctx): a translator that acts only
+        on what it holds loops over those alone."""
+        return [(e, c) for e, c in zip(entries, self.listed_ctx(xl, entries))
+                if c is not None]
+
     def set_ctx(self, xl: Translator, gfid: GFID, value: Any) -> Inode:
         inode = self.find_or_create(gfid)
         inode.ctx[xl] = value

@@ -287,9 +287,10 @@ class DhtDirectory:
         # reads the unhashed count, so only linkto files are hidden
         kept = []
         linkto_key = self.linkto_key
-        peek, store = self.itable.peek_ctx, self._store
-        visible = self._visible_xdata
-        for entry in entries:
+        store, visible = self._store, self._visible_xdata
+        # every entry's context in one pass of the table (a hard link listed
+        # twice is stored twice, the same FileCtx)
+        for entry, known in zip(entries, self.itable.listed_ctx(self, entries)):
             iatt = entry.iatt
             xd = entry.xdata
             if iatt is not None:
@@ -306,7 +307,6 @@ class DhtDirectory:
                     gfid = iatt.gfid
                     if gfid is not None and gfid != NULL_GFID and \
                             entry.name not in (".", ".."):
-                        known = peek(self, gfid)
                         if type(known) is not FileCtx or known.cached != index:
                             store(gfid, FileCtx(index))
             if xd:
