@@ -160,7 +160,13 @@ class InodeTable:
 
     def lookup(self, gfid: GFID, count: int = 1) -> Inode:
         """The kernel (or another holder of lookups) learned the inode."""
-        inode = self.find_or_create(gfid)
+        # once per listed entry (readdirplus): a known inode without the
+        # call of find_or_create
+        inode = self._inodes.get(gfid)
+        if inode is None:
+            inode = self.find_or_create(gfid)
+        else:
+            self._inodes.move_to_end(gfid)
         inode.nlookup += count
         return inode
 
