@@ -1303,6 +1303,31 @@ def test_listed_gfid_and_mdata_are_kept_while_ctime_and_stores_allow(tmp_path):
         os.close(d)
 
 
+def test_a_full_listed_cache_keeps_what_it_holds(tmp_path, monkeypatch):
+    """Past its bound the cache admits nothing new (a walk larger than the
+    bound still hits on what it holds) until a store retires everything."""
+    monkeypatch.setattr(MdataCache, "LISTED_LIMIT", 2)
+    d = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        stats = {}
+        for name in ("a", "b", "c"):
+            (tmp_path / name).write_bytes(b"")
+            xset(f"/proc/self/fd/{d}/{name}", GFID_KEY, name.encode() * 16, 0)
+        cache = MdataCache()
+        for name in ("a", "b", "c"):
+            stats[name] = os.stat(name, dir_fd=d, follow_symlinks=False)
+            assert cache.listed(d, name, stats[name], False)[0] == name.encode() * 16
+        for name in ("a", "b", "c"):     # changed outside, ctime kept: only c is read again
+            os.setxattr(f"/proc/self/fd/{d}/{name}", GFID_KEY, b"z" * 16, follow_symlinks=False)
+        assert [cache.listed(d, n, stats[n], False)[0] for n in ("a", "b", "c")] == \
+            [b"a" * 16, b"b" * 16, b"z" * 16]
+        xset(f"/proc/self/fd/{d}/c", GFID_KEY, b"y" * 16, 0)   # a store retires them all
+        assert [cache.listed(d, n, stats[n], False)[0] for n in ("a", "b", "c")] == \
+            [b"z" * 16, b"z" * 16, b"y" * 16]
+    finally:
+        os.close(d)
+
+
 async def test_readdirp_sees_times_and_gfids_change(brick, posix_graph):
     async with posix_graph(brick) as top:
         f = await mkfile(top, Loc.root(), "f", b"x")

@@ -251,9 +251,12 @@ class MdataCache:
         path = entry_path(pfd, name)
         gfid = xget(path, GFID_KEY)
         raw = xget_quiet(path, MDATA_KEY) if mdata else None
-        if len(entries) >= self.LISTED_LIMIT:
-            entries.clear()
-        entries[key] = (st.st_ctime_ns, gfid, raw)
+        # full: nothing more is admitted until a store retires the lot.  A
+        # walk of more inodes than the bound repeats in the same order, so
+        # starting over (or evicting the oldest) would leave it no hit at
+        # all; this way the first LISTED_LIMIT of each walk hit
+        if hit is not None or len(entries) < self.LISTED_LIMIT:
+            entries[key] = (st.st_ctime_ns, gfid, raw)
         return gfid, raw
 
 
