@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .fops import GFID, ROOT_GFID
+from .fops import GFID, ROOT_GFID, Dirent
 
 if TYPE_CHECKING:
     from .xlator import Translator
@@ -122,7 +122,7 @@ class InodeTable:
         inode = self._inodes.get(gfid) if gfid is not None else None
         return None if inode is None else inode.ctx.get(xl)
 
-    def listed_ctx(self, xl: Translator, entries: list) -> list:
+    def listed_ctx(self, xl: Translator, entries: list[Dirent]) -> list[Any]:
         """peek_ctx of every entry of a listing (Dirents), in one pass:
         aligned with `entries`, None where an entry has no iatt, the table
         no inode or the inode nothing of `xl`.  A readdirp reply brings
@@ -132,7 +132,8 @@ class InodeTable:
         return [None if (inode := get(ia.gfid) if (ia := e.iatt) is not None else None)
                 is None else inode.ctx.get(xl) for e in entries]
 
-    def listed_held(self, xl: Translator, entries: list) -> list[tuple[Any, Any]]:
+    def listed_held(self, xl: Translator,
+                    entries: list[Dirent]) -> list[tuple[Dirent, Any]]:
         """(entry, context) of the entries of a listing whose inode `xl`
         holds a context for (see listed_ctx): a translator that acts only
         on what it holds loops over those alone."""
