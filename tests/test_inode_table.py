@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from glusterpy.fops import GFID, ROOT_GFID, Fd, Loc
+from glusterpy.fops import GFID, ROOT_GFID, Dirent, Fd, Iatt, Loc
 from glusterpy.graph import Graph
 from glusterpy.inode import InodeTable
 from glusterpy.xlator import Translator
@@ -55,6 +55,25 @@ def test_lru_bound_forgets_the_least_recently_used_and_tells_the_translator():
     assert xl.forgotten == [(b, "B")]
     assert table.peek_ctx(xl, b) is None and table.ctx(xl, a) == "A"
     assert table.stats()["pruned"] == 1
+
+
+def test_listed_ctx_is_peek_ctx_of_each_entry_and_moves_nothing():
+    xl, other = Keeper(), Keeper("other")
+    table = xl.itable
+    a, b, c, unknown = gfids(4)
+    table.set_ctx(xl, a, "A")
+    table.set_ctx(other, b, "B")              # b is known, but not to xl
+    table.set_ctx(xl, c, "C")
+    entries = [Dirent(".", iatt=None), Dirent("a", iatt=Iatt(gfid=a)),
+               Dirent("b", iatt=Iatt(gfid=b)), Dirent("u", iatt=Iatt(gfid=unknown)),
+               Dirent("c", iatt=Iatt(gfid=c)), Dirent("a2", iatt=Iatt(gfid=a))]
+    order = list(table._inodes)
+    assert table.listed_ctx(xl, entries) == \
+        [None if e.iatt is None else table.peek_ctx(xl, e.iatt.gfid) for e in entries] == \
+        [None, "A", None, None, "C", "A"]
+    assert [(e.name, ctx) for e, ctx in table.listed_held(xl, entries)] == \
+        [("a", "A"), ("c", "C"), ("a2", "A")]
+    assert list(table._inodes) == order and unknown not in table   # a peek: no use
 
 
 def test_busy_referenced_and_root_inodes_are_passed_over():

@@ -33,7 +33,7 @@ from glusterpy.volfile import VolfileError
 from glusterpy.xlator import overridden_fops
 from xlators.storage import posix as posix_mod
 from xlators.storage.posix.handles import xxh64
-from xlators.storage.posix.helpers import DIR_CACHE_MAX, MdataCache, xset
+from xlators.storage.posix.helpers import DIR_CACHE_MAX, MdataCache, xremove, xset
 from xlators.storage.posix.xattr_ops import combine
 
 from conftest import posix_volfile
@@ -1267,6 +1267,92 @@ def test_the_mdata_cache_trusts_ctime_only_for_changes_it_did_not_make(tmp_path)
         assert cache.get(fd, st) == b"three"                # same stat: still seen
     finally:
         os.close(fd)
+
+
+def test_listed_gfid_and_mdata_are_kept_while_ctime_and_stores_allow(tmp_path):
+    """readdirp's gfid and mdata of an entry (MdataCache.listed): kept per
+    inode while its ctime stands; a moved ctime, or a gfid or mdata stored
+    or removed through the brick, reads them again."""
+    d = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    (tmp_path / "f").write_bytes(b"")
+    path = f"/proc/self/fd/{d}/f"
+    g1, g2 = uuid.uuid4().bytes, uuid.uuid4().bytes
+    try:
+        cache = MdataCache()
+        xset(path, GFID_KEY, g1, 0)
+        xset(path, MDATA_KEY, b"one", 0)
+        st = os.stat("f", dir_fd=d, follow_symlinks=False)
+        assert cache.listed(d, "f", st, True) == (g1, b"one")
+        assert cache.listed(d, "f", st, False) == (g1, b"one")   # held: no read needed
+        os.setxattr(path, MDATA_KEY, b"two", follow_symlinks=False)   # outside, ctime kept
+        assert cache.listed(d, "f", st, True) == (g1, b"one")
+        moved = types.SimpleNamespace(st_dev=st.st_dev, st_ino=st.st_ino,
+                                      st_ctime_ns=st.st_ctime_ns + 1)
+        assert cache.listed(d, "f", moved, True) == (g1, b"two")
+        xset(path, GFID_KEY, g2, 0)                          # through the brick
+        assert cache.listed(d, "f", moved, True) == (g2, b"two")
+        xremove(path, GFID_KEY)
+        assert cache.listed(d, "f", moved, True) == (None, b"two")
+        fresh = MdataCache()
+        assert fresh.listed(d, "f", moved, False) == (None, None)  # ctime off: no mdata read
+        assert fresh.listed(d, "f", moved, True) == (None, b"two")
+        os.unlink(tmp_path / "f")
+        with pytest.raises(FileNotFoundError):
+            MdataCache().listed(d, "f", moved, True)
+    finally:
+        os.close(d)
+
+
+def test_a_full_listed_cache_keeps_what_it_holds(tmp_path, monkeypatch):
+    """Past its bound the cache admits nothing new (a walk larger than the
+    bound still hits on what it holds) until a store retires everything."""
+    monkeypatch.setattr(MdataCache, "LISTED_LIMIT", 2)
+    d = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        stats = {}
+        for name in ("a", "b", "c"):
+            (tmp_path / name).write_bytes(b"")
+            xset(f"/proc/self/fd/{d}/{name}", GFID_KEY, name.encode() * 16, 0)
+        cache = MdataCache()
+        for name in ("a", "b", "c"):
+            stats[name] = os.stat(name, dir_fd=d, follow_symlinks=False)
+            assert cache.listed(d, name, stats[name], False)[0] == name.encode() * 16
+        for name in ("a", "b", "c"):     # changed outside, ctime kept: only c is read again
+            os.setxattr(f"/proc/self/fd/{d}/{name}", GFID_KEY, b"z" * 16, follow_symlinks=False)
+        assert [cache.listed(d, n, stats[n], False)[0] for n in ("a", "b", "c")] == \
+            [b"a" * 16, b"b" * 16, b"z" * 16]
+        xset(f"/proc/self/fd/{d}/c", GFID_KEY, b"y" * 16, 0)   # a store retires them all
+        assert [cache.listed(d, n, stats[n], False)[0] for n in ("a", "b", "c")] == \
+            [b"z" * 16, b"z" * 16, b"y" * 16]
+    finally:
+        os.close(d)
+
+
+async def test_readdirp_sees_times_and_gfids_change(brick, posix_graph):
+    async with posix_graph(brick) as top:
+        f = await mkfile(top, Loc.root(), "f", b"x")
+
+        async def listed():
+            fd = Fd(gfid=ROOT_GFID, is_dir=True)
+            await top.opendir(Loc.root(), fd, None)
+            try:
+                return {e.name: e.iatt for e in
+                        (await top.readdirp(fd, 1 << 16, 0, None)).entries}
+            finally:
+                await top.releasedir(fd, None)
+        first = await listed()
+        assert first["f"].gfid == f.gfid and (await listed())["f"] == first["f"]
+        # a store through the brick within the same clock tick as the listing
+        mtime = random.randrange(1, 1800000000)
+        await top.setattr(Loc(gfid=f.gfid), Iatt(mtime=mtime), fops.SET_ATTR_MTIME, None)
+        assert (await listed())["f"].mtime == mtime
+        # a change from outside moves ctime
+        time.sleep(0.02)
+        os.setxattr(brick / "f", MDATA_KEY, struct.pack(">BQqQqQqQ", 1, 0, 2000000000, 0,
+                                                        1900000000, 0, 1800000000, 0))
+        seen = (await listed())["f"]
+        assert (seen.ctime, seen.mtime, seen.atime) == (2000000000, 1900000000, 1800000000)
+        assert seen.gfid == f.gfid and seen.nlink == 1
 
 
 # -- confinement --------------------------------------------------------------------------

@@ -299,6 +299,25 @@ def test_dirent_with_lying_d_len_is_malformed():
         codec.decode_reply(bytes(wire))
 
 
+def test_readdirp_entries_without_an_iatt_decode_as_none():
+    # an absent iatt travels as 148 zero bytes; the decoder tests the raw
+    # bytes (not a decoded Iatt), so a zero iatt with any one field set is
+    # an iatt, and a name that is not UTF-8 keeps its d_len and bytes
+    codec = FOP_CODECS["readdirp"]
+    almost = Iatt(mode=0o100644)
+    full = Iatt(gfid=G, ino=7, size=100, mode=0o100644, nlink=1, ctime=5, ctime_nsec=6)
+    odd = os.fsdecode(b"caf\xe9")
+    entries = [F.Dirent(".", 1, 1, 4, None), F.Dirent("a", 2, 2, 8, almost, {"k": b"v"}),
+               F.Dirent(odd, 3, 3, 8, full)]
+    got = codec.decode_reply(join(codec.encode_reply(F.DirReply(entries=entries)))).result
+    assert [(e.name, e.ino, e.off, e.type, e.iatt) for e in got.entries] == \
+        [(".", 1, 1, 4, None), ("a", 2, 2, 8, almost), (odd, 3, 3, 8, full)]
+    assert got.entries[1].xdata == {"k": b"v"}
+    truncated = join(codec.encode_reply(F.DirReply(entries=entries[:1])))[:-100]
+    with pytest.raises(RpcProtocolError):
+        codec.decode_reply(truncated)
+
+
 def test_trailing_garbage_in_a_request_is_malformed():
     codec = FOP_CODECS["stat"]
     wire = join(codec.encode_request({"loc": Loc(gfid=G)}))

@@ -641,21 +641,38 @@ class FuseBridge(pyfuse3.Operations):
             # what is the same for every entry is looked up once per batch
             parent = self._by_gfid.get(fd.gfid, 0)
             by_gfid, attrs, reply = self._by_gfid, self._attrs, pyfuse3.readdir_reply
-            for i, entry in enumerate(entries):
-                iatt = entry.iatt
-                name = entry.name
-                if iatt is None or name == "." or name == "..":
+            nodes, lookup = self._nodes, self.top.itable.lookup
+            try:
+                for i, entry in enumerate(entries):
+                    iatt = entry.iatt
+                    name = entry.name
+                    if iatt is None or name == "." or name == "..":
+                        offset = entry.off
+                        continue
+                    gfid = iatt.gfid
+                    node = by_gfid.get(gfid) or self._node_of(gfid)
+                    bname = name.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, inline
+                    if not reply(token, bname, attrs(iatt, node), entry.off):
+                        self._drop_if_unused(node)
+                        self._dir_rest[fh] = _DirRest(offset, entries[i:], fetched, changes)
+                        return
+                    # readdir_reply counts as a lookup of the name in this
+                    # directory: _learned, written out but for the LRU
+                    # bound, which is checked once the batch is done
+                    known = nodes[node]
+                    known.lookups += 1
+                    if parent:
+                        known.parent, known.name = parent, bname
+                    if known.invalidating:
+                        known.invalidating = False
+                        self._invalidating -= 1
+                    nodes.move_to_end(node)
+                    lookup(gfid)
                     offset = entry.off
-                    continue
-                node = by_gfid.get(iatt.gfid) or self._node_of(iatt.gfid)
-                bname = name.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, inline
-                if not reply(token, bname, attrs(iatt, node), entry.off):
-                    self._drop_if_unused(node)
-                    self._dir_rest[fh] = _DirRest(offset, entries[i:], fetched, changes)
-                    return
-                # readdir_reply counts as a lookup of the name in this directory
-                self._learned(node, parent, bname)
-                offset = entry.off
+            finally:
+                if self.lru_limit is not None and \
+                        len(nodes) - self._invalidating > self.lru_limit:
+                    self._shed()
 
     def dump_state(self) -> dict:
         """What the bridge and the graph's inode table hold (statedumps)."""

@@ -80,8 +80,8 @@ from .errors import RpcProtocolError
 from .record import Buffer
 from .structs import (ZERO_IATTX, gfid_bytes, iattx_bytes, pack_flock, pack_lease,
                       pack_locklist, pack_statfs, unpack_flock, unpack_gfid,
-                      unpack_iattx, unpack_lease, unpack_locklist, unpack_statfs,
-                      zero_iatt)
+                      is_zero_iattx, unpack_iattx, unpack_lease, unpack_locklist,
+                      unpack_statfs, zero_iatt)
 from .xdr import I32, I64, U32, U64, Packer, Unpacker
 
 FOP_PROGRAM = 1298437       # GLUSTER_FOP_PROGRAM
@@ -380,15 +380,21 @@ def _unpack_dirlist(u: Unpacker, plus: bool) -> list[F.Dirent]:
     entries = []
     while u.optional():
         ino, off, d_len, d_type = u.unpack(_DIRENT_HEAD)
-        name = u.string()
+        raw = u.opaque()
+        name = raw.decode("utf-8", "surrogateescape")  # as Unpacker.string
         # gf_dirent_t's d_len is strlen(d_name); one that disagrees cannot be
         # kept in a Dirent, so it is malformed for us.
-        if d_len != len(name.encode("utf-8", "surrogateescape")):
+        if d_len != len(raw):
             raise RpcProtocolError(f"dirent {name!r} with d_len {d_len}")
         if plus:
-            stat = unpack_iattx(u)
+            # an absent iatt: its zeros compared raw, not as two Iatts
+            iatt: F.Iatt | None
+            if is_zero_iattx(u):
+                u.pos += 148
+                iatt = None
+            else:
+                iatt = unpack_iattx(u)
             xdata = unpack_dict(u)
-            iatt = None if stat == _ZERO_IATT else stat
             entries.append(F.Dirent(name, ino, off, d_type, iatt, xdata))
         else:
             entries.append(F.Dirent(name, ino, off, d_type))
@@ -411,8 +417,6 @@ WIRE_TYPES["dirlist"] = WireType(lambda u: _unpack_dirlist(u, False),
                                  lambda p, v: _pack_dirlist(p, v, False), [])
 WIRE_TYPES["dirplist"] = WireType(lambda u: _unpack_dirlist(u, True),
                                   lambda p, v: _pack_dirlist(p, v, True), [])
-
-_ZERO_IATT = zero_iatt()
 
 
 # ---------------------------------------------------------------------------

@@ -58,6 +58,13 @@ def unpack_iattx(u: Unpacker) -> Iatt:
                 ctime_ns, btime, btime_ns, flags, attrs, attrs_mask)
 
 
+def is_zero_iattx(u: Unpacker) -> bool:
+    """The next gfx_iattx is all zeros (an absent iatt, see pack_iattx):
+    compared as bytes, before anything is decoded."""
+    p = u.pos
+    return u.data[p:p + 148] == ZERO_IATTX
+
+
 def iattx_bytes(a: Iatt) -> bytes:
     try:
         return IATTX.pack(
@@ -217,7 +224,7 @@ def gfid_bytes(g: bytes | bytearray | memoryview | None) -> bytes:
 
 __all__ = [
     "ActiveLock", "MdataIatt", "IATTX", "IATTX_SIZE", "ZERO_IATTX",
-    "unpack_iattx", "pack_iattx", "iattx_bytes", "zero_iatt",
+    "unpack_iattx", "pack_iattx", "iattx_bytes", "zero_iatt", "is_zero_iattx",
     "unpack_gf_iatt", "pack_gf_iatt", "unpack_mdata", "pack_mdata",
     "unpack_statfs", "pack_statfs", "unpack_flock", "pack_flock",
     "unpack_lease", "pack_lease", "unpack_locklist", "pack_locklist",

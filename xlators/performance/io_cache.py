@@ -114,11 +114,8 @@ class IoCache(Translator):
         # ioc_readdirp_cbk: an entry matters only to a file this cache holds
         # (a context made by a read), so the inode's context is the one test
         # per entry - most listed files were never read here
-        peek = self.itable.peek_ctx
-        for entry in reply.entries:
-            iatt = entry.iatt
-            if iatt is not None and peek(self, iatt.gfid) is not None:
-                self._observe(iatt)
+        for entry, _ in self.itable.listed_held(self, reply.entries):
+            self._observe(entry.iatt)
         return reply
 
     async def open(self, loc, flags, fd, xdata=None):

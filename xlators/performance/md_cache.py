@@ -72,6 +72,7 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from glusterpy.fops import (GFID, NULL_GFID, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_UID,
@@ -436,7 +437,9 @@ class MdCache(Translator):
             parent = peek(self, pargfid) or new_md(pargfid)
         cache = not self.opts.pass_through
         load_xattrs = bool(self._patterns)
-        for entry in entries:
+        # every entry's context in one pass of the table (not a peek each)
+        known = self.itable.listed_ctx(self, entries) if cache else repeat(None)
+        for entry, md in zip(entries, known):
             iatt = entry.iatt
             name = entry.name
             if iatt is None or name == "." or name == "..":
@@ -445,7 +448,9 @@ class MdCache(Translator):
             if gfid is None or gfid == NULL_GFID:
                 continue
             if cache:
-                md = peek(self, gfid)
+                if md is None:
+                    # made by an earlier entry of this listing (a hard link)?
+                    md = peek(self, gfid)
                 if md is None:
                     md = new_md(gfid)
                     fresh = True

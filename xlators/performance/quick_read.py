@@ -172,13 +172,9 @@ class QuickRead(Translator):
         incident = next(self._generation)
         reply = await self.first_child.readdirp(fd, size, offset, xdata)
         # qr_readdirp_cbk: only files whose content is held here are refreshed
-        peek = self.itable.peek_ctx
-        for entry in reply.entries:
-            iatt = entry.iatt
-            if iatt is not None:
-                record = peek(self, iatt.gfid)
-                if record is not None and record.data is not None:
-                    self._refresh(iatt, incident)
+        for entry, record in self.itable.listed_held(self, reply.entries):
+            if record.data is not None:
+                self._refresh(entry.iatt, incident)
         return reply
 
     async def open(self, loc, flags, fd, xdata=None):

@@ -684,11 +684,9 @@ class WriteBehind(Translator):
 
     async def readdirp(self, fd, size, offset, xdata=None):
         reply = await self.first_child.readdirp(fd, size, offset, xdata)
-        peek = self.itable.peek_ctx
-        for entry in reply.entries:
+        for entry, ws in self.itable.listed_held(self, reply.entries):
             # only a file with writes queued has a state with pending or error
-            ws = peek(self, entry.iatt.gfid) if entry.iatt is not None else None
-            if ws is not None and (ws.pending or ws.error):
+            if ws.pending or ws.error:
                 # its stat predates the writes behind: ask again once they landed
                 await self._wait(entry.iatt.gfid)
                 try:

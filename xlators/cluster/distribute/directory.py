@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import errno
 
-from glusterpy.fops import (GFID, DirReply, EntryReply, Fd, FopError, Loc, OpenReply,
+from glusterpy.fops import (GFID, NULL_GFID, DirReply, EntryReply, Fd, FopError, Loc, OpenReply,
                             ParentReply, Reply, UInt)
 from glusterpy.keys import GFID_REQ, READDIR_SKIP_DIRS
 
 from . import layout as dl
-from .common import (MISSING, DirCtx, DirFd, FileFd, fixed_dir,
+from .common import (MISSING, DirCtx, DirFd, FileCtx, FileFd, fixed_dir,
                      merge_dir_iatts, strip_phase1, with_gfid_req)
 from .layout import Layout
 
@@ -260,14 +260,59 @@ class DhtDirectory:
             if not entries:
                 index, child_offset = index + 1, 0
                 continue
-            kept = [e for e in entries
-                    if self._show_entry(e, index, ctx, plus, first_up, xdata)]
-            for e in kept:
-                e.off = dl.itransform(e.off, index, self.count)
+            if plus:
+                kept = self._show_entries(entries, index, ctx, first_up, xdata)
+            else:
+                kept = [e for e in entries
+                        if self._show_entry(e, index, ctx, plus, first_up, xdata)]
+            if self.count > 1:  # one subvolume's offsets are its own (itransform)
+                for e in kept:
+                    e.off = dl.itransform(e.off, index, self.count)
             if kept:
                 return DirReply(kept)
             child_offset = entries[-1].off
         return DirReply([])
+
+    def _show_entries(self, entries: list, index: int, ctx: DirCtx, first_up,
+                      xdata) -> list:
+        """_show_entry(plus=True) of a whole readdirp reply in one loop, the
+        per-entry tests written out: a listing is where distribute sees the
+        most entries per call, and each helper call per entry (linkto test,
+        phase-1 strip, remembering the file's subvolume, the xdata filter)
+        cost more than the test itself.  What an entry becomes is
+        _show_entry's (tests/test_distribute_readdir.py compares the two)."""
+        if self.count > 1:
+            return [e for e in entries if self._show_entry(e, index, ctx, True, first_up, xdata)]
+        # one subvolume: no directory is shown by another brick and nothing
+        # reads the unhashed count, so only linkto files are hidden
+        kept = []
+        linkto_key = self.linkto_key
+        store, visible = self._store, self._visible_xdata
+        # every entry's context in one pass of the table (a hard link listed
+        # twice is stored twice, the same FileCtx)
+        for entry, known in zip(entries, self.itable.listed_ctx(self, entries)):
+            iatt = entry.iatt
+            xd = entry.xdata
+            if iatt is not None:
+                mode = iatt.mode
+                fmt = mode & 0o170000
+                if fmt == 0o040000:                                    # S_IFDIR
+                    entry.iatt = fixed_dir(iatt)
+                else:
+                    if fmt == 0o100000 and mode & 0o1000:
+                        if mode & 0o7777 == 0o1000 and xd and linkto_key in xd:
+                            continue                                   # a linkto file
+                        if mode & 0o2000:                              # migration phase 1
+                            entry.iatt = strip_phase1(iatt)
+                    gfid = iatt.gfid
+                    if gfid is not None and gfid != NULL_GFID and \
+                            entry.name not in (".", ".."):
+                        if type(known) is not FileCtx or known.cached != index:
+                            store(gfid, FileCtx(index))
+            if xd:
+                entry.xdata = visible(xd, xdata)
+            kept.append(entry)
+        return kept
 
     def _show_entry(self, entry, index: int, ctx: DirCtx, plus: bool, first_up,
                     xdata) -> bool:

@@ -10,10 +10,11 @@ import os
 import stat
 import struct
 
-from glusterpy.fops import ROOT_GFID, Dirent, DirReply, FopError, OpenReply
+from glusterpy.fops import GFID, NULL_GFID, ROOT_GFID, Dirent, DirReply, FopError, Iatt, OpenReply
 from glusterpy.keys import READDIR_SKIP_DIRS
 
 from .helpers import Node, OpenFile, inline_fop, libc
+from .mdata import apply_mdata
 
 
 #: sizeof(gf_dirent_t) on x86_64: what GlusterFS charges per readdir entry
@@ -111,12 +112,21 @@ class PosixDirOps:
             if name == "." or (name == ".." and at_root):
                 st, gfid, target = os.fstat(fd), of.gfid, fd
                 node = Node.directory(fd, st, gfid)
+                ia = self._iatt(node)
             else:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                gfid = self._read_gfid(fd, name)
+                # gfid and mdata as _read_gfid and _iatt read them, kept
+                # while the inode's ctime stands (MdataCache.listed)
+                ctime = self.opts.ctime
+                raw, mdata = self._mdata.listed(fd, name, st, ctime)
+                gfid = GFID(raw) if raw is not None and len(raw) == 16 else None
                 node = Node.entry(fd, name, st, gfid)
                 target = node.target
-            ia = self._iatt(node)
+                ia = Iatt.from_stat(st, gfid or NULL_GFID)
+                if not node.is_dir and ia.nlink and gfid is not None:
+                    ia.nlink -= 1     # the handle is not a name
+                if ctime:
+                    apply_mdata(ia, mdata)
         except OSError:
             return False     # gone since getdents: skip it, as GlusterFS does
         ent.iatt = ia

@@ -12,7 +12,7 @@ import uuid
 from glusterpy.fops import GFID, NULL_GFID, ROOT_GFID, FopError
 from glusterpy.keys import GFID2PATH_PREFIX, GFID_KEY
 
-from .helpers import UNLINK_DIR, Node, quiet, xget, xset
+from .helpers import UNLINK_DIR, Node, quiet, xget, xremove, xset
 
 
 def hrel(gfid: bytes) -> str:
@@ -111,7 +111,7 @@ class PosixHandles:
             try:
                 self._make_file_handle(gfid, node)
             except BaseException:
-                quiet(os.removexattr, node.target, GFID_KEY, follow_symlinks=False)
+                quiet(xremove, node.target, GFID_KEY)  # retires MdataCache.listed
                 raise
 
     def _heal_handle(self, node: "Node", pgfid: GFID, name: str) -> None:

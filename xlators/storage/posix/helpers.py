@@ -12,7 +12,7 @@ import os
 import stat
 
 from glusterpy.fops import GFID, FopError
-from glusterpy.keys import (ENTRYLK_COUNT, GFID_REQ, GFIDLESS_LOOKUP, INODELK_COUNT,
+from glusterpy.keys import (ENTRYLK_COUNT, GFID_KEY, GFID_REQ, GFIDLESS_LOOKUP, INODELK_COUNT,
                             INODELK_DOM_COUNT, INTERNAL_FOP, MDATA_KEY, PARENT_ENTRYLK,
                             POSIXLK_COUNT)
 
@@ -166,7 +166,7 @@ def xset(target, key: str, value: bytes, flags: int) -> None:
         else:
             os.setxattr(target, key, value, flags, follow_symlinks=False)
     finally:
-        if key == MDATA_KEY:
+        if key == MDATA_KEY or key == GFID_KEY:
             MdataCache.stored()
 
 
@@ -177,7 +177,7 @@ def xremove(target, key: str) -> None:
         else:
             os.removexattr(target, key, follow_symlinks=False)
     finally:
-        if key == MDATA_KEY:
+        if key == MDATA_KEY or key == GFID_KEY:
             MdataCache.stored()
 
 
@@ -200,11 +200,17 @@ class MdataCache:
     #: bumped by every store of mdata in this process (all bricks)
     generation = 0
 
-    __slots__ = ("_entries", "_generation")
+    #: entries of `listed` kept (GlusterFS's brick keeps an inode's gfid
+    #: and mdata in its inode table, whose inode-lru-limit is 16384)
+    LISTED_LIMIT = 16384
+
+    __slots__ = ("_entries", "_generation", "_listed", "_listed_generation")
 
     def __init__(self) -> None:
         self._entries: dict[tuple[int, int], tuple[int, bytes | None]] = {}
         self._generation = 0
+        self._listed: dict[tuple[int, int], tuple[int, bytes | None, bytes | None]] = {}
+        self._listed_generation = 0
 
     @classmethod
     def stored(cls) -> None:
@@ -237,6 +243,36 @@ class MdataCache:
         if len(entries) >= self.LIMIT:
             entries.clear()
         entries[(st.st_dev, st.st_ino)] = (st.st_ctime_ns, raw)
+
+
+    def listed(self, pfd: int, name: str, st: os.stat_result,
+               mdata: bool) -> tuple[bytes | None, bytes | None]:
+        """(trusted.gfid, and the mdata xattr if `mdata`) of `name` in the
+        directory open as `pfd`, whose lstat is `st`: what a readdirp reads
+        of every entry beside the stat, two getxattr through /proc each
+        time - and a listing shows the same files again and again.  Kept as
+        `get` keeps mdata: good while the inode's ctime is the one seen and
+        no gfid or mdata was stored through this process since (xset and
+        xremove of either retire every entry).  An OSError of the gfid's
+        read (the entry went away) propagates, as from a read."""
+        entries = self._listed
+        if self._listed_generation != MdataCache.generation:
+            entries.clear()
+            self._listed_generation = MdataCache.generation
+        key = (st.st_dev, st.st_ino)
+        hit = entries.get(key)
+        if hit is not None and hit[0] == st.st_ctime_ns and (hit[2] is not None or not mdata):
+            return hit[1], hit[2]
+        path = entry_path(pfd, name)
+        gfid = xget(path, GFID_KEY)
+        raw = xget_quiet(path, MDATA_KEY) if mdata else None
+        # full: nothing more is admitted until a store retires the lot.  A
+        # walk of more inodes than the bound repeats in the same order, so
+        # starting over (or evicting the oldest) would leave it no hit at
+        # all; this way the first LISTED_LIMIT of each walk hit
+        if hit is not None or len(entries) < self.LISTED_LIMIT:
+            entries[key] = (st.st_ctime_ns, gfid, raw)
+        return gfid, raw
 
 
 def quiet(fn, *args, **kwargs):
