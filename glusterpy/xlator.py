@@ -74,6 +74,12 @@ class Translator:
     #: only of such translators may run fops in the caller's thread
     #: (gfapi's synchronous facade does, saving the hand-off to its loop)
     FOPS_NEVER_SUSPEND: ClassVar[bool] = False
+    #: True when the fops this class leaves to the generated default wind
+    #: unchanged whatever the options: the running graph then binds them
+    #: past it (passthrough_fops) - a coroutine and a frame fewer per fop
+    #: and translator, which the client's stack of performance translators
+    #: pays on every request
+    SKIP_DEFAULT_FOPS: ClassVar[bool] = False
 
     def __init__(self, name: str, options: Mapping[str, str] | None = None,
                  children: Sequence["Translator"] = ()):
@@ -155,8 +161,10 @@ class Translator:
         winds to its first child unchanged and does nothing else with
         (changelog off, upcall without cache-invalidation).  The graph
         skips it for them: see `skip_passthroughs`.  Default: none, so a
-        translator is skipped only where it says it may be."""
-        return ()
+        translator is skipped only where it says it may be - by overriding
+        this, or with `SKIP_DEFAULT_FOPS` when every fop its class leaves
+        to the generated default is a pass-through whatever its options."""
+        return self.default_fops() if self.SKIP_DEFAULT_FOPS else ()
 
     def skip_passthroughs(self) -> None:
         """Bind each of `passthrough_fops()` on this instance to the first

@@ -83,3 +83,53 @@ async def test_off_translators_are_skipped_and_rebound_on_reconfigure(brick):
         assert lands_on(changelog, "writev") is posix
         await index.release(fd, None)
     assert cl.history(str(brick / ".glusterfs" / "changelogs"))
+
+
+CLIENT_STACK = ("features/utime", "performance/write-behind", "performance/io-cache",
+                "performance/open-behind", "performance/quick-read", "performance/md-cache",
+                "performance/io-threads")
+
+
+def client_volfile(brick: Path) -> str:
+    """posix under the client's stack of performance translators, in
+    glusterd's order (utime at the bottom, io-threads on top)."""
+    text = f"volume c-posix\n    type storage/posix\n    option directory {brick}\nend-volume\n"
+    below = "c-posix"
+    for kind in CLIENT_STACK:
+        name = "c-" + kind.split("/")[1]
+        text += f"volume {name}\n    type {kind}\n    subvolumes {below}\nend-volume\n"
+        below = name
+    return text
+
+
+async def test_client_translators_are_skipped_for_the_fops_they_leave_to_the_default(brick):
+    """The client's performance translators say SKIP_DEFAULT_FOPS (issue 17:
+    the mount pays a coroutine per translator per request): each fop lands
+    on the nearest translator below that serves it itself, and files still
+    work through the stack."""
+    graph = Graph.from_text(client_volfile(brick))
+    chain = [graph.by_name["c-" + k.split("/")[1]] for k in reversed(CLIENT_STACK)]
+    chain.append(graph.by_name["c-posix"])
+    top = chain[0]
+    hot = ("lookup", "stat", "create", "unlink", "flush", "release", "getxattr", "writev",
+           "readv", "opendir", "releasedir", "statfs")
+
+    def own(xl, fop):
+        return not getattr(getattr(type(xl), fop), "is_default_fop", False)
+
+    async with graph.running():
+        skipped = 0
+        for i, xl in enumerate(chain[:-1]):
+            assert type(xl).SKIP_DEFAULT_FOPS, xl.name
+            for fop in hot:
+                want = next(x for x in chain[i:] if own(x, fop))
+                assert lands_on(xl, fop) is want, (xl.name, fop)
+                skipped += want is not xl
+        assert skipped > 20   # most of the stack's defaults among these fops
+        fd = await make_file(top, "f")
+        await top.writev(fd, b"hello", 0, 0, None)
+        await top.flush(fd, None)
+        assert bytes((await top.readv(fd, 5, 0, 0, None)).data) == b"hello"
+        await top.release(fd, None)
+        await top.unlink(Loc(pargfid=ROOT_GFID, name="f"), 0, None)
+        assert not (brick / "f").exists()

@@ -106,6 +106,8 @@ ATIME_FOPS = frozenset({"readv", "open", "opendir", "copy_file_range"})
 class Utime(Translator):
     """features/utime: see the module docstring."""
 
+    SKIP_DEFAULT_FOPS = True  # its default fops only wind
+
     OPTIONS = OPTIONS
     FOPS_NEVER_SUSPEND = True  # it sets a context variable and awaits its child
 

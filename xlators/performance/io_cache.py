@@ -47,6 +47,7 @@ class _Inode:
 
 
 class IoCache(Translator):
+    SKIP_DEFAULT_FOPS = True  # its default fops only wind
     FOPS_NEVER_SUSPEND = True  # it awaits only its child
 
     OPTIONS = (

@@ -63,6 +63,7 @@ _THREADS_RANGE = dict(min=MIN_THREADS, max=MAX_THREADS)
 
 
 class IoThreads(Translator):
+    SKIP_DEFAULT_FOPS = True  # its default fops only wind
     OPTIONS = (
         Option("thread-count", OptionType.INT, str(DEFAULT_THREADS),
                "Number of threads in IO threads translator which perform concurrent IO "

@@ -117,6 +117,7 @@ class _Md:
 
 
 class MdCache(Translator):
+    SKIP_DEFAULT_FOPS = True  # its default fops only wind
     FOPS_NEVER_SUSPEND = True  # it awaits only its child
 
     OPTIONS = (

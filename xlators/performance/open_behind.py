@@ -83,6 +83,7 @@ _OWN_FD_FOPS = {"open", "create", "opendir", "readv", "fstat", "seek", "flush", 
 
 
 class OpenBehind(Translator):
+    SKIP_DEFAULT_FOPS = True  # its default fops only wind
     OPTIONS = (
         Option("use-anonymous-fd", OptionType.BOOL, "no",
                "For read operations, use anonymous FD when original FD is open-behind "

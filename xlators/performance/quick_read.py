@@ -78,6 +78,7 @@ def _physical_memory() -> int | None:
 
 
 class QuickRead(Translator):
+    SKIP_DEFAULT_FOPS = True  # its default fops only wind
     FOPS_NEVER_SUSPEND = True  # it awaits only its child
 
     OPTIONS = (

@@ -155,6 +155,7 @@ class _WbInode:
 
 
 class WriteBehind(Translator):
+    SKIP_DEFAULT_FOPS = True  # its default fops only wind
     # GlusterFS's performance.nfs.* keys set the same options in its gNFS
     # server's graph; glusterpy has none, so they are not taken here (they
     # would change every client's write-behind instead)
