@@ -58,12 +58,21 @@ def _has_holes(ia: Iatt) -> bool:
 
 
 async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
-    """__afr_selfheal_data."""
+    """__afr_selfheal_data.
+
+    A file that fits in one copy window (``data-self-heal-window-size``
+    blocks) keeps the full data lock from the ftruncate to the post-op:
+    GlusterFS unlocks after the ftruncate, locks the one block, unlocks,
+    and locks the whole file again for the post-op - four round trips
+    that let a client's write slip in between, only to wait for the
+    block's lock anyway (the block is the whole file).  A bigger file is
+    healed as GlusterFS heals it, block by block, each under its own
+    lock, so clients are not held off for the length of a long copy."""
     afr = h.afr
     n = h.n
     undid = [False] * n
     data_lock = await h.inodelk(afr.domain, gfid)
-    arbiter_only = empty = False
+    arbiter_only = empty = held = False
     try:
         if sum(data_lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
@@ -88,17 +97,29 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
                     healed[i] = False
             if afr.arbiter is not None and sum(healed) == 1 and healed[afr.arbiter]:
                 arbiter_only = True
+        copy = not empty and not arbiter_only
+        held = copy and iatts[source].size <= _window(afr, iatts[source])
     finally:
-        await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
-    if not empty and not arbiter_only:
+        if not held:
+            await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
+    if held:
+        try:
+            await _copy_data(h, gfid, fd, source, healed, iatts, locked=True)
+            await both(lambda: _sync_sinks(h, fd, healed),
+                       lambda: h.restore_time(gfid, iatts[source], list(healed)))
+            await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
+        finally:
+            await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
+        _log_healed(afr, gfid, sources, healed)
+        return Outcome.HEALED
+    if copy:
         await _copy_data(h, gfid, fd, source, healed, iatts)
     # the sinks' fsync (ensure-durability) and their times go out together:
     # a sink whose fsync fails is no longer counted healed, and the times
     # it got meanwhile do no harm, as it stays pending
-    await both(lambda: _sync_sinks(h, fd, healed) if not empty and not arbiter_only
-               else _nothing(),
+    await both(lambda: _sync_sinks(h, fd, healed) if copy else _nothing(),
                lambda: h.restore_time(gfid, iatts[source], list(healed)))
-    if not empty and not arbiter_only:
+    if copy:
         data_lock = await h.inodelk(afr.domain, gfid)
         if sum(data_lock) < n:
             await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
@@ -107,9 +128,20 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
         await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
     finally:
         await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
-    afr.log.info("Completed data selfheal on %s. sources=%s sinks=%s", gfid,
-                 [i for i in range(n) if sources[i]], [i for i in range(n) if healed[i]])
+    _log_healed(afr, gfid, sources, healed)
     return Outcome.HEALED
+
+
+def _log_healed(afr, gfid, sources, healed) -> None:
+    afr.log.info("Completed data selfheal on %s. sources=%s sinks=%s", gfid,
+                 [i for i, s in enumerate(sources) if s], [i for i, s in enumerate(healed) if s])
+
+
+def _window(afr, src: Iatt) -> int:
+    """The bytes one step of the copy covers: ``data-self-heal-window-size``
+    blocks, one block for a sparse source (its holes are found block by
+    block)."""
+    return _BLOCK if _has_holes(src) else _BLOCK * afr.opts.data_self_heal_window_size
 
 
 async def _data_finalize_source(h: Heal, gfid, replies, d: cl.Direction, healed,
@@ -144,8 +176,9 @@ async def _data_finalize_source(h: Heal, gfid, replies, d: cl.Direction, healed,
     return h.choose_source(sources, DATA)
 
 
-async def _copy_data(h: Heal, gfid, fd, source, healed, iatts) -> None:
-    """afr_selfheal_data_do: block by block, each under its own range lock."""
+async def _copy_data(h: Heal, gfid, fd, source, healed, iatts, locked: bool = False) -> None:
+    """afr_selfheal_data_do: block by block, each under its own range lock
+    (none when `locked`: the caller holds the whole file's)."""
     afr = h.afr
     arbiter_sink = False
     if afr.arbiter is not None and healed[afr.arbiter]:
@@ -153,9 +186,7 @@ async def _copy_data(h: Heal, gfid, fd, source, healed, iatts) -> None:
         healed[afr.arbiter] = False
     try:
         src = iatts[source]
-        block = _BLOCK * afr.opts.data_self_heal_window_size
-        if _has_holes(src):
-            block = _BLOCK
+        block = _window(afr, src)
         algo = afr.opts.data_self_heal_algorithm
         if algo is None:
             algo = "diff" if any(iatts[i].size for i in range(h.n)
@@ -164,7 +195,7 @@ async def _copy_data(h: Heal, gfid, fd, source, healed, iatts) -> None:
         while off < src.size:
             if not any(healed):
                 raise FopError(errno.ENOTCONN, "every sink failed")
-            await _heal_block(h, gfid, fd, source, healed, off, block, algo, iatts)
+            await _heal_block(h, gfid, fd, source, healed, off, block, algo, iatts, locked)
             off += block
     finally:
         if arbiter_sink:
@@ -188,10 +219,12 @@ async def _nothing() -> None:
     return None
 
 
-async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts) -> None:
-    """afr_selfheal_data_block."""
+async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts,
+                      locked: bool = False) -> None:
+    """afr_selfheal_data_block (`locked`: under the caller's lock of the
+    whole file, which every child granted)."""
     afr = h.afr
-    lock = await h.inodelk(afr.domain, gfid, off, size)
+    lock = [True] * h.n if locked else await h.inodelk(afr.domain, gfid, off, size)
     try:
         if not lock[source] or not any(healed[i] and lock[i] for i in range(h.n)):
             raise FopError(errno.ENOTCONN, "source or sinks not locked")
@@ -225,7 +258,8 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts)
             except FopError:
                 healed[i] = False
     finally:
-        await h.uninodelk(afr.domain, gfid, off, size, lock)
+        if not locked:
+            await h.uninodelk(afr.domain, gfid, off, size, lock)
 
 
 async def _punch(h: Heal, i: int, fd, off: int, length: int) -> bool:

@@ -33,15 +33,17 @@ if TYPE_CHECKING:
 
 async def heal_gfid(afr: "Replicate", gfid: GFID, *, data: bool = True, metadata: bool = True,
                     entry: bool = True, heal_op: int | None = None,
-                    source_name: str | None = None) -> Outcome:
-    """afr_selfheal: inspect without locks, then heal what is due.
+                    source_name: str | None = None, replies: list | None = None) -> Outcome:
+    """afr_selfheal: inspect without locks, then heal what is due
+    (`replies`: the caller's `Heal.discover` of the gfid, not asked again).
 
     Returns HEALED, NO_HEAL_NEEDED (pending counters only from operations
     in flight) or CLEAN (nothing pending); raises FopError(EIO) for a
     split-brain or a type mismatch, ENOTCONN when not every child could be
     locked, ENOENT/ESTALE when the inode is gone everywhere."""
     h = Heal(afr, heal_op, source_name)
-    replies = await h.discover(gfid)
+    if replies is None:
+        replies = await h.discover(gfid)
     dsh, msh, esh, first = _unlocked_inspect(h, replies)
     if not (dsh or msh or esh):
         return Outcome.CLEAN
