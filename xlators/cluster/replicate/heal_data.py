@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 
 from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc
 
@@ -27,11 +28,22 @@ _BLOCK = 128 * 1024
 # -- data (afr-self-heal-data.c) ---------------------------------------------
 
 
-async def heal_data(h: Heal, gfid: GFID) -> Outcome:
+async def heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None = None
+                    ) -> Outcome:
     """afr_selfheal_data.  The open and the self-heal domain's lock go out
     together (GlusterFS opens, then locks), and so do the unlock and the
     release: neither needs the other, and each pair is one round trip
-    instead of two."""
+    instead of two.  `on_locked` is called once, when the whole file's
+    data lock is held on every child, or else when the heal ends
+    (heal_inode.heal_gfid starts the metadata heal then)."""
+    try:
+        return await _heal_data(h, gfid, on_locked)
+    finally:
+        if on_locked is not None:
+            on_locked()
+
+
+async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None) -> Outcome:
     afr = h.afr
     fd = Fd(gfid=gfid, flags=os.O_RDWR)
     loc = Loc(gfid=gfid)
@@ -46,7 +58,7 @@ async def heal_data(h: Heal, gfid: GFID) -> Outcome:
         if sum(locked_on) < h.n:
             raise FopError(errno.ENOTCONN, "Skipping self-heal: not every subvolume "
                                            "could be locked")
-        return await _heal_data_locked(h, gfid, fd)
+        return await _heal_data_locked(h, gfid, fd, on_locked)
     finally:
         await both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
                    lambda: h.on([i for i in range(h.n) if open_on[i]],
@@ -57,7 +69,8 @@ def _has_holes(ia: Iatt) -> bool:
     return ia.blocks * 512 < ia.size
 
 
-async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
+async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
+                            on_locked: Callable[[], None] | None = None) -> Outcome:
     """__afr_selfheal_data.
 
     A file that fits in one copy window (``data-self-heal-window-size``
@@ -76,6 +89,8 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
     try:
         if sum(data_lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
+        if on_locked is not None:
+            on_locked()
         replies = await h.discover(gfid)
         d = h.direction(replies, DATA, data_lock)
         sources, sinks = d.sources, d.sinks
