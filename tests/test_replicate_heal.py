@@ -707,11 +707,12 @@ async def test_index_heal_of_a_small_file_waits_for_fewer_round_trips(tmp_path, 
     data lock is taken once for the whole heal (not again for the block
     and the post-op), the indexing brick's lookup is the heal's own, and
     the post-ops of the sources go out together, the metadata heal's
-    times with its post-op, and the data and metadata heals run at once -
-    11 round trips in a row (49 calls) instead of 27 (62 calls), and the
-    copy ends the same: contents, mode, xattrs, times."""
+    times with its post-op, the data and metadata heals run at once, the
+    source is read with the sinks' ftruncate and the last unlocks go
+    together - 9 round trips in a row (49 calls) instead of 27 (62 calls),
+    and the copy ends the same: contents, mode, xattrs, times."""
     from xlators.cluster.replicate import crawl
-    from xlators.cluster.replicate.heal_common import CrawlStats, Heal
+    from xlators.cluster.replicate.heal_common import METADATA_LOCK_START, CrawlStats, Heal
     from xlators.cluster.replicate.heal_inode import heal_gfid
     from xlators.storage.posix.mdata import mdata_decode
     async with recorded_replica(tmp_path, monkeypatch, ("inodelk",)) as (net, graph, afr,
@@ -747,4 +748,12 @@ async def test_index_heal_of_a_small_file_waits_for_fewer_round_trips(tmp_path, 
                       and args[0] == afr.domain and args[3].type != LockType.UNLCK
                       and args[3].start == 0]
         assert len(data_locks) == 1, data_locks
+        # the metadata heal took its lock while the data lock was held
+        locks = [(args[3].start, args[3].len, args[3].type) for name, args in recs[2].calls
+                 if name == "inodelk" and args[0] == afr.domain]
+        last_data_unlock = max(k for k, lk in enumerate(locks) if lk == (0, 0, LockType.UNLCK))
+        assert any(start == METADATA_LOCK_START and type_ != LockType.UNLCK
+                   for start, _, type_ in locks[:last_data_unlock]), locks
+        # 9 to 11: with two branches at once `steps` is an upper bound (a
+        # call counts a reply of the other branch as one it waited for)
         assert path.steps <= 12, (path.steps, path.calls)

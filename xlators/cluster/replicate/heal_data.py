@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA
-from xlators.cluster.replicate.heal_common import SFILE_NOT_IN_SPLIT_BRAIN, Heal, Outcome, both
+from xlators.cluster.replicate.heal_common import (SFILE_NOT_IN_SPLIT_BRAIN, Heal, Outcome, both,
+                                                   guard)
 from xlators.cluster.replicate.state import is_ok
 
 _BLOCK = 128 * 1024
@@ -51,6 +52,9 @@ async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None) 
         lambda: h.on(h.up(), lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None)),
         lambda: h.inodelk(afr.sh_domain, gfid, tie_breaker=True))
     open_on = [is_ok(r) for r in opened]
+    #: the whole file's data unlock, when the heal ends holding it: sent
+    #: with the self-heal domain's unlock and the release
+    later: list[Callable[[], Awaitable[None]]] = []
     try:
         if not any(open_on):
             raise next((r for r in opened if isinstance(r, FopError)),
@@ -58,9 +62,10 @@ async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None) 
         if sum(locked_on) < h.n:
             raise FopError(errno.ENOTCONN, "Skipping self-heal: not every subvolume "
                                            "could be locked")
-        return await _heal_data_locked(h, gfid, fd, on_locked)
+        return await _heal_data_locked(h, gfid, fd, on_locked, later)
     finally:
-        await both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
+        await both(lambda: both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
+                                later[0] if later else _nothing),
                    lambda: h.on([i for i in range(h.n) if open_on[i]],
                                 lambda i: afr.children[i].release(fd, None)))
 
@@ -70,7 +75,8 @@ def _has_holes(ia: Iatt) -> bool:
 
 
 async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
-                            on_locked: Callable[[], None] | None = None) -> Outcome:
+                            on_locked: Callable[[], None] | None = None,
+                            later: list | None = None) -> Outcome:
     """__afr_selfheal_data.
 
     A file that fits in one copy window (``data-self-heal-window-size``
@@ -86,6 +92,8 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
     undid = [False] * n
     data_lock = await h.inodelk(afr.domain, gfid)
     arbiter_only = empty = held = False
+    #: the first window of the source, read ahead (above)
+    first: bytes | None = None
     try:
         if sum(data_lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
@@ -105,8 +113,22 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
                 return Outcome.NO_HEAL_NEEDED
         else:
             size = iatts[source].size
-            trunc = await h.on([i for i in range(n) if healed[i]],
-                               lambda i: afr.children[i].ftruncate(fd, size, None))
+            targets = [i for i in range(n) if healed[i]]
+            window = _window(afr, iatts[source])
+            # a file of one window whose sinks hold none of it: no checksum
+            # will be asked, so the source's read needs nothing of the
+            # sinks' ftruncate and goes out with it (read again in the copy
+            # if it failed)
+            if 0 < size <= window and not _has_holes(iatts[source]) and \
+                    all(iatts[i] is not None and iatts[i].size == 0 for i in targets):
+                trunc, got = await both(
+                    lambda: h.on(targets, lambda i: afr.children[i].ftruncate(fd, size, None)),
+                    lambda: guard(h.one(source, lambda i: afr.children[i].readv(
+                        fd, window, 0, 0, None))))
+                if not isinstance(got, FopError):
+                    first = bytes(got.data)
+            else:
+                trunc = await h.on(targets, lambda i: afr.children[i].ftruncate(fd, size, None))
             for i in range(n):
                 if healed[i] and not is_ok(trunc[i]):
                     healed[i] = False
@@ -119,12 +141,12 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
             await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
     if held:
         try:
-            await _copy_data(h, gfid, fd, source, healed, iatts, locked=True)
+            await _copy_data(h, gfid, fd, source, healed, iatts, locked=True, first=first)
             await both(lambda: _sync_sinks(h, fd, healed),
                        lambda: h.restore_time(gfid, iatts[source], list(healed)))
             await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
         finally:
-            await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
+            await _unlock_at_end(h, gfid, data_lock, later)
         _log_healed(afr, gfid, sources, healed)
         return Outcome.HEALED
     if copy:
@@ -142,9 +164,19 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
     try:
         await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
     finally:
-        await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
+        await _unlock_at_end(h, gfid, data_lock, later)
     _log_healed(afr, gfid, sources, healed)
     return Outcome.HEALED
+
+
+async def _unlock_at_end(h: Heal, gfid: GFID, lock: list[bool], later: list | None) -> None:
+    """The whole file's data unlock as the heal ends: left to `later`
+    (heal_data sends it with its last unlock and the release: one round
+    trip instead of two), else now."""
+    if later is None:
+        await h.uninodelk(h.afr.domain, gfid, 0, 0, lock)
+    else:
+        later.append(lambda: h.uninodelk(h.afr.domain, gfid, 0, 0, lock))
 
 
 def _log_healed(afr, gfid, sources, healed) -> None:
@@ -191,9 +223,11 @@ async def _data_finalize_source(h: Heal, gfid, replies, d: cl.Direction, healed,
     return h.choose_source(sources, DATA)
 
 
-async def _copy_data(h: Heal, gfid, fd, source, healed, iatts, locked: bool = False) -> None:
+async def _copy_data(h: Heal, gfid, fd, source, healed, iatts, locked: bool = False,
+                     first: bytes | None = None) -> None:
     """afr_selfheal_data_do: block by block, each under its own range lock
-    (none when `locked`: the caller holds the whole file's)."""
+    (none when `locked`: the caller holds the whole file's; `first`: the
+    first block, already read)."""
     afr = h.afr
     arbiter_sink = False
     if afr.arbiter is not None and healed[afr.arbiter]:
@@ -210,7 +244,8 @@ async def _copy_data(h: Heal, gfid, fd, source, healed, iatts, locked: bool = Fa
         while off < src.size:
             if not any(healed):
                 raise FopError(errno.ENOTCONN, "every sink failed")
-            await _heal_block(h, gfid, fd, source, healed, off, block, algo, iatts, locked)
+            await _heal_block(h, gfid, fd, source, healed, off, block, algo, iatts, locked,
+                              first if off == 0 else None)
             off += block
     finally:
         if arbiter_sink:
@@ -235,9 +270,10 @@ async def _nothing() -> None:
 
 
 async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts,
-                      locked: bool = False) -> None:
+                      locked: bool = False, data: bytes | None = None) -> None:
     """afr_selfheal_data_block (`locked`: under the caller's lock of the
-    whole file, which every child granted)."""
+    whole file, which every child granted; `data`: the block, already
+    read)."""
     afr = h.afr
     lock = [True] * h.n if locked else await h.inodelk(afr.domain, gfid, off, size)
     try:
@@ -249,8 +285,9 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts,
         if algo == "diff" and any(healed[i] and iatts[i].size > off for i in range(h.n)) \
                 and await _block_matches(h, fd, source, healed, off, size, iatts[source]):
             return
-        data = bytes((await h.one(source, lambda i: afr.children[i].readv(
-            fd, size, off, 0, None))).data)
+        if data is None:
+            data = bytes((await h.one(source, lambda i: afr.children[i].readv(
+                fd, size, off, 0, None))).data)
         if not data:
             return
         zero = not any(data)
