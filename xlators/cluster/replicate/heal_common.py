@@ -14,10 +14,13 @@ owner of its own:
   files), each block locked on its own range, skipping blocks whose
   checksums already match with the "diff" algorithm; then the sinks are
   fsynced (``ensure-durability``), given the source's times, and every
-  changelog is reset (the *undo-pending* xattrop);
+  changelog is reset (the *undo-pending* xattrop).  A file that fits one
+  window is copied under the whole-file lock, held to the post-op
+  (heal_data.py says why);
 * **metadata**: ownership and permission bits by setattr, xattrs by
   removing the sink's and setting the source's (changelogs and the few
-  keys AFR never heals excepted), under the metadata lock;
+  keys AFR never heals excepted), under the metadata lock - beside the
+  data heal once that holds the whole-file lock (heal_inode.py);
 * **entries** (directories): names present on sources and missing on a
   sink are created there with the same gfid (and the new inode is marked
   pending so its data and metadata follow), names missing on the sources
