@@ -58,6 +58,7 @@ from xlators.cluster.replicate.heal_common import (INDEX_GFID_KEYS, CrawlStats, 
                                                    dir_entries, list_dir)
 from xlators.cluster.replicate.heal_inode import heal_gfid, heal_info
 from xlators.cluster.replicate.heal_name import heal_name
+from xlators.cluster.replicate.state import is_ok
 
 if TYPE_CHECKING:
     from xlators.cluster.replicate import Replicate
@@ -310,20 +311,22 @@ async def heal_index(afr: "Replicate", child: int, stats: CrawlStats | None = No
 
 
 async def _heal_indexed(h: Heal, child: int, kind: str, gfid: GFID, stats: CrawlStats):
-    """afr_shd_index_heal + afr_shd_selfheal."""
+    """afr_shd_index_heal + afr_shd_selfheal.  GlusterFS looks the gfid up
+    on the indexing child (gone there: the entry is purged), then the
+    heal looks it up on every child; here the heal's look answers both,
+    one round trip a file fewer."""
     afr = h.afr
-    sub = afr.children[child]
-    try:
-        await h.one(child, lambda i: sub.lookup(Loc(gfid=gfid), None))
-    except FopError as e:
-        if e.errno in (errno.ENOENT, errno.ESTALE):
-            await _purge_index(h, child, kind, gfid)
-            stats.stale_purged += 1
-            return
+    replies = await h.discover(gfid)
+    mine = replies[child]
+    if isinstance(mine, FopError) and mine.errno in (errno.ENOENT, errno.ESTALE):
+        await _purge_index(h, child, kind, gfid)
+        stats.stale_purged += 1
+        return
+    if not is_ok(mine):
         stats.failed += 1
         return
     try:
-        outcome = await heal_gfid(afr, gfid)
+        outcome = await heal_gfid(afr, gfid, replies=replies)
     except FopError as e:
         if e.errno == errno.EIO:
             stats.split_brain += 1

@@ -14,10 +14,13 @@ owner of its own:
   files), each block locked on its own range, skipping blocks whose
   checksums already match with the "diff" algorithm; then the sinks are
   fsynced (``ensure-durability``), given the source's times, and every
-  changelog is reset (the *undo-pending* xattrop);
+  changelog is reset (the *undo-pending* xattrop).  A file that fits one
+  window is copied under the whole-file lock, held to the post-op
+  (heal_data.py says why);
 * **metadata**: ownership and permission bits by setattr, xattrs by
   removing the sink's and setting the source's (changelogs and the few
-  keys AFR never heals excepted), under the metadata lock;
+  keys AFR never heals excepted), under the metadata lock - beside the
+  data heal once that holds the whole-file lock (heal_inode.py);
 * **entries** (directories): names present on sources and missing on a
   sink are created there with the same gfid (and the new inode is marked
   pending so its data and metadata follow), names missing on the sources
@@ -268,17 +271,22 @@ class Heal:
                               sinks, healed, locked_on, full_crawl)
         xdata = {PURGE_INDEX_KEY: 1} if slot == ENTRY and self.afr.opts.granular_entry_heal \
             else None
+        xattrs = {}
         for i, item in enumerate(out):
             if item is None or (undid and undid[i]):
                 continue
             rows, dirty = item
-            xattr = cl.changelog_dict(self.afr.pending_keys, rows, self.afr.dirty_key, dirty,
-                                      dirty_last=True)
-            try:
-                await self.post_op(i, gfid, xattr, xdata)
-            except FopError as e:
+            xattrs[i] = cl.changelog_dict(self.afr.pending_keys, rows, self.afr.dirty_key,
+                                          dirty, dirty_last=True)
+        # GlusterFS sends them one brick after the other; each is an
+        # addition to one brick's own counters, needing no other's answer,
+        # so they go out together: one round trip instead of one a brick
+        done = await self.on(list(xattrs), lambda i: self.afr.children[i].xattrop(
+            Loc(gfid=gfid), XattropType.ADD_ARRAY, xattrs[i], xdata))
+        for i in xattrs:
+            if isinstance(done[i], FopError):
                 self.afr.log.warning("undo-pending on %s for %s: %s",
-                                     self.afr.children[i].name, gfid, e)
+                                     self.afr.children[i].name, gfid, done[i])
 
     async def restore_time(self, gfid, source_iatt: Iatt, healed) -> None:
         """afr_selfheal_restore_time."""

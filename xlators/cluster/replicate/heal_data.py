@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Awaitable, Callable
 
 from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA
-from xlators.cluster.replicate.heal_common import SFILE_NOT_IN_SPLIT_BRAIN, Heal, Outcome, both
+from xlators.cluster.replicate.heal_common import (SFILE_NOT_IN_SPLIT_BRAIN, Heal, Outcome, both,
+                                                   guard)
 from xlators.cluster.replicate.state import is_ok
 
 _BLOCK = 128 * 1024
@@ -27,11 +29,22 @@ _BLOCK = 128 * 1024
 # -- data (afr-self-heal-data.c) ---------------------------------------------
 
 
-async def heal_data(h: Heal, gfid: GFID) -> Outcome:
+async def heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None = None
+                    ) -> Outcome:
     """afr_selfheal_data.  The open and the self-heal domain's lock go out
     together (GlusterFS opens, then locks), and so do the unlock and the
     release: neither needs the other, and each pair is one round trip
-    instead of two."""
+    instead of two.  `on_locked` is called once, when the whole file's
+    data lock is held on every child, or else when the heal ends
+    (heal_inode.heal_gfid starts the metadata heal then)."""
+    try:
+        return await _heal_data(h, gfid, on_locked)
+    finally:
+        if on_locked is not None:
+            on_locked()
+
+
+async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None) -> Outcome:
     afr = h.afr
     fd = Fd(gfid=gfid, flags=os.O_RDWR)
     loc = Loc(gfid=gfid)
@@ -39,6 +52,9 @@ async def heal_data(h: Heal, gfid: GFID) -> Outcome:
         lambda: h.on(h.up(), lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None)),
         lambda: h.inodelk(afr.sh_domain, gfid, tie_breaker=True))
     open_on = [is_ok(r) for r in opened]
+    #: the whole file's data unlock, when the heal ends holding it: sent
+    #: with the self-heal domain's unlock and the release
+    later: list[Callable[[], Awaitable[None]]] = []
     try:
         if not any(open_on):
             raise next((r for r in opened if isinstance(r, FopError)),
@@ -46,9 +62,10 @@ async def heal_data(h: Heal, gfid: GFID) -> Outcome:
         if sum(locked_on) < h.n:
             raise FopError(errno.ENOTCONN, "Skipping self-heal: not every subvolume "
                                            "could be locked")
-        return await _heal_data_locked(h, gfid, fd)
+        return await _heal_data_locked(h, gfid, fd, on_locked, later)
     finally:
-        await both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
+        await both(lambda: both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
+                                later[0] if later else _nothing),
                    lambda: h.on([i for i in range(h.n) if open_on[i]],
                                 lambda i: afr.children[i].release(fd, None)))
 
@@ -57,16 +74,31 @@ def _has_holes(ia: Iatt) -> bool:
     return ia.blocks * 512 < ia.size
 
 
-async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
-    """__afr_selfheal_data."""
+async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
+                            on_locked: Callable[[], None] | None = None,
+                            later: list | None = None) -> Outcome:
+    """__afr_selfheal_data.
+
+    A file that fits in one copy window (``data-self-heal-window-size``
+    blocks) keeps the full data lock from the ftruncate to the post-op:
+    GlusterFS unlocks after the ftruncate, locks the one block, unlocks,
+    and locks the whole file again for the post-op - four round trips
+    that let a client's write slip in between, only to wait for the
+    block's lock anyway (the block is the whole file).  A bigger file is
+    healed as GlusterFS heals it, block by block, each under its own
+    lock, so clients are not held off for the length of a long copy."""
     afr = h.afr
     n = h.n
     undid = [False] * n
     data_lock = await h.inodelk(afr.domain, gfid)
-    arbiter_only = empty = False
+    arbiter_only = empty = held = False
+    #: the first window of the source, read ahead (above)
+    first: bytes | None = None
     try:
         if sum(data_lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
+        if on_locked is not None:
+            on_locked()
         replies = await h.discover(gfid)
         d = h.direction(replies, DATA, data_lock)
         sources, sinks = d.sources, d.sinks
@@ -81,24 +113,50 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
                 return Outcome.NO_HEAL_NEEDED
         else:
             size = iatts[source].size
-            trunc = await h.on([i for i in range(n) if healed[i]],
-                               lambda i: afr.children[i].ftruncate(fd, size, None))
+            targets = [i for i in range(n) if healed[i]]
+            window = _window(afr, iatts[source])
+            # a file of one window whose sinks hold none of it: no checksum
+            # will be asked, so the source's read needs nothing of the
+            # sinks' ftruncate and goes out with it (read again in the copy
+            # if it failed)
+            if 0 < size <= window and not _has_holes(iatts[source]) and \
+                    all(iatts[i] is not None and iatts[i].size == 0 for i in targets):
+                trunc, got = await both(
+                    lambda: h.on(targets, lambda i: afr.children[i].ftruncate(fd, size, None)),
+                    lambda: guard(h.one(source, lambda i: afr.children[i].readv(
+                        fd, window, 0, 0, None))))
+                if not isinstance(got, FopError):
+                    first = bytes(got.data)
+            else:
+                trunc = await h.on(targets, lambda i: afr.children[i].ftruncate(fd, size, None))
             for i in range(n):
                 if healed[i] and not is_ok(trunc[i]):
                     healed[i] = False
             if afr.arbiter is not None and sum(healed) == 1 and healed[afr.arbiter]:
                 arbiter_only = True
+        copy = not empty and not arbiter_only
+        held = copy and iatts[source].size <= _window(afr, iatts[source])
     finally:
-        await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
-    if not empty and not arbiter_only:
+        if not held:
+            await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
+    if held:
+        try:
+            await _copy_data(h, gfid, fd, source, healed, iatts, locked=True, first=first)
+            await both(lambda: _sync_sinks(h, fd, healed),
+                       lambda: h.restore_time(gfid, iatts[source], list(healed)))
+            await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
+        finally:
+            await _unlock_at_end(h, gfid, data_lock, later)
+        _log_healed(afr, gfid, sources, healed)
+        return Outcome.HEALED
+    if copy:
         await _copy_data(h, gfid, fd, source, healed, iatts)
     # the sinks' fsync (ensure-durability) and their times go out together:
     # a sink whose fsync fails is no longer counted healed, and the times
     # it got meanwhile do no harm, as it stays pending
-    await both(lambda: _sync_sinks(h, fd, healed) if not empty and not arbiter_only
-               else _nothing(),
+    await both(lambda: _sync_sinks(h, fd, healed) if copy else _nothing(),
                lambda: h.restore_time(gfid, iatts[source], list(healed)))
-    if not empty and not arbiter_only:
+    if copy:
         data_lock = await h.inodelk(afr.domain, gfid)
         if sum(data_lock) < n:
             await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
@@ -106,10 +164,31 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd) -> Outcome:
     try:
         await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
     finally:
-        await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
-    afr.log.info("Completed data selfheal on %s. sources=%s sinks=%s", gfid,
-                 [i for i in range(n) if sources[i]], [i for i in range(n) if healed[i]])
+        await _unlock_at_end(h, gfid, data_lock, later)
+    _log_healed(afr, gfid, sources, healed)
     return Outcome.HEALED
+
+
+async def _unlock_at_end(h: Heal, gfid: GFID, lock: list[bool], later: list | None) -> None:
+    """The whole file's data unlock as the heal ends: left to `later`
+    (heal_data sends it with its last unlock and the release: one round
+    trip instead of two), else now."""
+    if later is None:
+        await h.uninodelk(h.afr.domain, gfid, 0, 0, lock)
+    else:
+        later.append(lambda: h.uninodelk(h.afr.domain, gfid, 0, 0, lock))
+
+
+def _log_healed(afr, gfid, sources, healed) -> None:
+    afr.log.info("Completed data selfheal on %s. sources=%s sinks=%s", gfid,
+                 [i for i, s in enumerate(sources) if s], [i for i, s in enumerate(healed) if s])
+
+
+def _window(afr, src: Iatt) -> int:
+    """The bytes one step of the copy covers: ``data-self-heal-window-size``
+    blocks, one block for a sparse source (its holes are found block by
+    block)."""
+    return _BLOCK if _has_holes(src) else _BLOCK * afr.opts.data_self_heal_window_size
 
 
 async def _data_finalize_source(h: Heal, gfid, replies, d: cl.Direction, healed,
@@ -144,8 +223,11 @@ async def _data_finalize_source(h: Heal, gfid, replies, d: cl.Direction, healed,
     return h.choose_source(sources, DATA)
 
 
-async def _copy_data(h: Heal, gfid, fd, source, healed, iatts) -> None:
-    """afr_selfheal_data_do: block by block, each under its own range lock."""
+async def _copy_data(h: Heal, gfid, fd, source, healed, iatts, locked: bool = False,
+                     first: bytes | None = None) -> None:
+    """afr_selfheal_data_do: block by block, each under its own range lock
+    (none when `locked`: the caller holds the whole file's; `first`: the
+    first block, already read)."""
     afr = h.afr
     arbiter_sink = False
     if afr.arbiter is not None and healed[afr.arbiter]:
@@ -153,9 +235,7 @@ async def _copy_data(h: Heal, gfid, fd, source, healed, iatts) -> None:
         healed[afr.arbiter] = False
     try:
         src = iatts[source]
-        block = _BLOCK * afr.opts.data_self_heal_window_size
-        if _has_holes(src):
-            block = _BLOCK
+        block = _window(afr, src)
         algo = afr.opts.data_self_heal_algorithm
         if algo is None:
             algo = "diff" if any(iatts[i].size for i in range(h.n)
@@ -164,7 +244,8 @@ async def _copy_data(h: Heal, gfid, fd, source, healed, iatts) -> None:
         while off < src.size:
             if not any(healed):
                 raise FopError(errno.ENOTCONN, "every sink failed")
-            await _heal_block(h, gfid, fd, source, healed, off, block, algo, iatts)
+            await _heal_block(h, gfid, fd, source, healed, off, block, algo, iatts, locked,
+                              first if off == 0 else None)
             off += block
     finally:
         if arbiter_sink:
@@ -188,10 +269,13 @@ async def _nothing() -> None:
     return None
 
 
-async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts) -> None:
-    """afr_selfheal_data_block."""
+async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts,
+                      locked: bool = False, data: bytes | None = None) -> None:
+    """afr_selfheal_data_block (`locked`: under the caller's lock of the
+    whole file, which every child granted; `data`: the block, already
+    read)."""
     afr = h.afr
-    lock = await h.inodelk(afr.domain, gfid, off, size)
+    lock = [True] * h.n if locked else await h.inodelk(afr.domain, gfid, off, size)
     try:
         if not lock[source] or not any(healed[i] and lock[i] for i in range(h.n)):
             raise FopError(errno.ENOTCONN, "source or sinks not locked")
@@ -201,8 +285,9 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts)
         if algo == "diff" and any(healed[i] and iatts[i].size > off for i in range(h.n)) \
                 and await _block_matches(h, fd, source, healed, off, size, iatts[source]):
             return
-        data = bytes((await h.one(source, lambda i: afr.children[i].readv(
-            fd, size, off, 0, None))).data)
+        if data is None:
+            data = bytes((await h.one(source, lambda i: afr.children[i].readv(
+                fd, size, off, 0, None))).data)
         if not data:
             return
         zero = not any(data)
@@ -225,7 +310,8 @@ async def _heal_block(h: Heal, gfid, fd, source, healed, off, size, algo, iatts)
             except FopError:
                 healed[i] = False
     finally:
-        await h.uninodelk(afr.domain, gfid, off, size, lock)
+        if not locked:
+            await h.uninodelk(afr.domain, gfid, off, size, lock)
 
 
 async def _punch(h: Heal, i: int, fd, off: int, length: int) -> bool:

@@ -10,6 +10,8 @@ import errno
 import stat as _stat
 from typing import TYPE_CHECKING
 
+import trio
+
 from glusterpy.fops import GFID, FopError, Iatt
 from glusterpy.keys import INODELK_DOM_PREFIX
 
@@ -17,7 +19,8 @@ from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA, ENTRY, METADATA
 from xlators.cluster.replicate.heal_common import (HEAL_OP_SOURCE_BRICK, POLICY_HEAL_OPS,
                                                    SBRAIN_HEAL_NO_GO_MSG, SFILE_NOT_IN_SPLIT_BRAIN,
-                                                   SFILE_NOT_UNDER_DATA, Heal, Outcome, guard)
+                                                   SFILE_NOT_UNDER_DATA, Heal, Outcome, both,
+                                                   guard)
 from xlators.cluster.replicate.heal_data import heal_data
 from xlators.cluster.replicate.heal_entry import heal_entry
 from xlators.cluster.replicate.heal_metadata import heal_metadata
@@ -33,23 +36,51 @@ if TYPE_CHECKING:
 
 async def heal_gfid(afr: "Replicate", gfid: GFID, *, data: bool = True, metadata: bool = True,
                     entry: bool = True, heal_op: int | None = None,
-                    source_name: str | None = None) -> Outcome:
-    """afr_selfheal: inspect without locks, then heal what is due.
+                    source_name: str | None = None, replies: list | None = None) -> Outcome:
+    """afr_selfheal: inspect without locks, then heal what is due
+    (`replies`: the caller's `Heal.discover` of the gfid, not asked again).
 
     Returns HEALED, NO_HEAL_NEEDED (pending counters only from operations
     in flight) or CLEAN (nothing pending); raises FopError(EIO) for a
     split-brain or a type mismatch, ENOTCONN when not every child could be
     locked, ENOENT/ESTALE when the inode is gone everywhere."""
     h = Heal(afr, heal_op, source_name)
-    replies = await h.discover(gfid)
+    if replies is None:
+        replies = await h.discover(gfid)
     dsh, msh, esh, first = _unlocked_inspect(h, replies)
     if not (dsh or msh or esh):
         return Outcome.CLEAN
     rets = []
-    if dsh and data and _stat.S_ISREG(first.mode):
-        rets.append(await guard(heal_data(h, gfid)))
-    if msh and metadata:
-        rets.append(await guard(heal_metadata(h, gfid)))
+    heal_d = dsh and data and _stat.S_ISREG(first.mode)
+    heal_m = msh and metadata
+    if heal_d and heal_m and heal_op is None:
+        # GlusterFS heals the data, then the metadata.  Here the metadata
+        # heal starts as soon as the data heal holds the whole file's data
+        # lock on every child, and the two go on at once with one lock
+        # owner (h's): the metadata heal's lock (at METADATA_LOCK_START)
+        # lies in that range, so no other owner - a client, another
+        # self-heal daemon - can hold it then, and an owner's own locks
+        # do not conflict (features/locks, as GlusterFS's): it is granted
+        # at once, and nothing is held while waiting for another lock
+        # that was not before.  Neither heal reads what the other writes
+        # (contents and data counters; owner, mode, xattrs and metadata
+        # counters; each sets the source's times after its own changes),
+        # so the file ends as after the two in a row, in about the round
+        # trips of the longer.  When the data heal ends without that lock,
+        # the metadata heal runs after it, as before.  A split-brain
+        # resolution (heal_op) keeps GlusterFS's order.
+        data_locked = trio.Event()
+
+        async def metadata_heal():
+            await data_locked.wait()
+            return await guard(heal_metadata(h, gfid))
+        rets += await both(lambda: guard(heal_data(h, gfid, on_locked=data_locked.set)),
+                           metadata_heal)
+    else:
+        if heal_d:
+            rets.append(await guard(heal_data(h, gfid)))
+        if heal_m:
+            rets.append(await guard(heal_metadata(h, gfid)))
     if esh and entry and _stat.S_ISDIR(first.mode):
         rets.append(await guard(heal_entry(h, gfid)))
     errors = [r for r in rets if isinstance(r, FopError)]

@@ -43,8 +43,11 @@ async def heal_metadata(h: Heal, gfid: GFID) -> Outcome:
         if not any(healed):
             return Outcome.NO_HEAL_NEEDED
         await _metadata_do(h, gfid, source, healed, replies)
-        await h.restore_time(gfid, replies[source].iatt, healed)
-        await h.undo_pending(gfid, replies, METADATA, d.sinks, healed, lock, undid)
+        # the times (whose failure GlusterFS ignores too) and the post-op
+        # need nothing of each other: one round trip
+        await both(lambda: h.restore_time(gfid, replies[source].iatt, list(healed)),
+                   lambda: h.undo_pending(gfid, replies, METADATA, d.sinks, healed, lock,
+                                          undid))
     finally:
         await h.uninodelk(afr.domain, gfid, METADATA_LOCK_START, 0, lock)
     afr.log.info("Completed metadata selfheal on %s. sources=%s sinks=%s", gfid,
