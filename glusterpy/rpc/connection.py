@@ -371,6 +371,11 @@ class RpcConnection:
         self._check_usable()
         if call.procedure.one_way:
             raise ValueError(f"{call.procedure.name} is one-way; it gets no reply")
+        record = call.procedure.encode_reply_record
+        if record is not None and verf is AUTH_NULL_CRED:
+            out = record(call.xid, result, self.max_fragment)
+            if out is not None:
+                return out
         assert call.procedure.encode_result is not None
         body = call.procedure.encode_result(result)
         return encode_reply(RpcReply(call.xid, verf=verf), body, max_fragment=self.max_fragment)

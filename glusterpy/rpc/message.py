@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Sequence, TypeVar
 
-from .auth import AUTH_NULL_CRED, Auth, pack_auth, unpack_auth
+from .auth import AUTH_NULL, AUTH_NULL_CRED, Auth, pack_auth, unpack_auth
 from .errors import RpcProtocolError
 from .record import LAST_FRAGMENT, MAX_FRAGMENT_SIZE, Buffer, frame_record
 from .xdr import U32, Packer, Unpacker
@@ -139,6 +139,15 @@ class RpcReply:
         return self.accept_stat.name
 
 
+#: struct format of a record that starts an accepted SUCCESS reply with the
+#: null verifier - record mark, xid, REPLY, MSG_ACCEPTED, AUTH_NULL (flavour,
+#: length), SUCCESS - for a program's codec that packs a whole reply header
+#: with its results in one call (fops4's READ reply); the values after the
+#: mark and xid are SUCCESS_REPLY_CONSTANTS
+SUCCESS_REPLY_HEAD = ">7I"
+SUCCESS_REPLY_CONSTANTS = (REPLY, int(ReplyStat.MSG_ACCEPTED), AUTH_NULL, 0,
+                           int(AcceptStat.SUCCESS))
+
 _CALL_HEAD = struct.Struct(">IIIIII")  # xid, CALL, rpcvers, prog, vers, proc
 _CALL_HEAD_TAIL = struct.Struct(">IIII")  # rpcvers, prog, vers, proc
 _XID_TYPE = struct.Struct(">II")
@@ -243,5 +252,5 @@ def message_bytes(buffers: Sequence[Buffer]) -> bytes:
 __all__ = [
     "RPC_VERSION", "CALL", "REPLY", "ReplyStat", "AcceptStat", "RejectStat",
     "AuthStat", "RpcCall", "RpcReply", "decode_message", "encode_call",
-    "encode_reply", "message_bytes",
+    "encode_reply", "message_bytes", "SUCCESS_REPLY_HEAD", "SUCCESS_REPLY_CONSTANTS",
 ]
