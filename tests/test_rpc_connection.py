@@ -197,6 +197,26 @@ def test_calls_we_cannot_serve_become_rejections(record, expect):
     assert (reply.low, reply.high) == (low, high)
 
 
+def test_the_same_credential_bytes_give_the_same_credential_object():
+    """Issue 15: a connection does not parse again the credential its last
+    call carried (rpc.auth.CredentialCache): the same object comes back,
+    another credential is parsed, and a malformed one after a good one is
+    still refused."""
+    server = RpcConnection(serves=BRICK_PROGRAMS)
+    first, second = feed(server, raw_call(1298437, 400, 0, xid=1) + raw_call(1298437, 400, 0,
+                                                                               xid=2))
+    assert first.cred == CRED and second.cred is first.cred
+    other = AuthGlusterfsV3(pid=7, uid=1000, gid=1000, lk_owner=b"\7" * 8)
+    (third,) = feed(server, raw_call(1298437, 400, 0, cred=other))
+    assert third.cred == other and third.cred is not first.cred
+    (bad,) = feed(server, raw_call(1298437, 400, 0, cred=OpaqueAuth(390040, b"\0\0\0\1")))
+    assert isinstance(bad, RejectedCall)
+    (again,) = feed(server, raw_call(1298437, 400, 0, cred=OpaqueAuth(390040, b"\0\0\0\1")))
+    assert isinstance(again, RejectedCall)
+    (back,) = feed(server, raw_call(1298437, 400, 0))
+    assert back.cred == CRED and isinstance(back, CallReceived)
+
+
 def test_the_caller_sees_refusals_as_call_failed():
     client, glusterd = RpcConnection(), RpcConnection(serves=ALL_PROGRAMS.subset((123451501, 1)))
     _, out = client.send_call(HANDSHAKE.procedures[1], SetVolumeRequest({"a": "b"}))

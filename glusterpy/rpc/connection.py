@@ -61,7 +61,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Iterator, cast
 
-from .auth import AUTH_NULL_CRED, FLAVORS, Auth, OpaqueAuth, is_malformed
+from .auth import AUTH_NULL_CRED, FLAVORS, Auth, CredentialCache, OpaqueAuth, is_malformed
 from .errors import RpcProtocolError
 from .message import (RPC_VERSION, AcceptStat, AuthStat, RejectStat, ReplyStat, RpcCall,
                       RpcReply, decode_message, encode_call, encode_reply)
@@ -176,6 +176,7 @@ class RpcConnection:
         self.serves = programs if serves is None else serves
         self.max_fragment = max_fragment
         self._records = RecordDecoder(max_record_size)
+        self._creds = CredentialCache()
         self._state = State.OPEN
         self._error: RpcProtocolError | None = None
         self._eof = False
@@ -279,7 +280,7 @@ class RpcConnection:
                 return
 
     def _handle(self, record: memoryview) -> Event:
-        msg = decode_message(record)
+        msg = decode_message(record, self._creds)
         if isinstance(msg, RpcCall):
             return self._handle_call(msg)
         return self._handle_reply(msg)
