@@ -895,6 +895,7 @@ class FopCodec:
 
 
 FOP_CODECS: dict[str, FopCodec] = {fop.name: FopCodec(fop) for fop in F.CATALOGUE}
+CODECS_BY_PROCNUM: dict[int, FopCodec] = {c.procnum: c for c in FOP_CODECS.values()}
 
 # A READ reply's whole header in one struct (the brick's hottest reply):
 # the RPC header of an accepted SUCCESS reply (message.SUCCESS_REPLY_HEAD),
@@ -909,7 +910,8 @@ def encode_read_reply_record(xid: int, result: object, max_fragment: int) -> lis
     not the plain case this packs (an error, xdata, no iatt, `extra` wire
     fields, an op_ret that is not the data's length, a record over
     `max_fragment`): the caller then encodes it the general way
-    (`RpcConnection.send_reply`; the bytes are the same, tests/test_rpc_fops4.py)."""
+    (`RpcConnection.send_reply`; the bytes are the same,
+    tests/test_rpc_connection.py)."""
     op_errno = 0
     if isinstance(result, FopResponse):
         reply = result.result
@@ -939,7 +941,6 @@ def encode_read_reply_record(xid: int, result: object, max_fragment: int) -> lis
     except struct.error:
         return None     # the general encoder reports what does not fit
     return [head, data] if n else [head]
-CODECS_BY_PROCNUM: dict[int, FopCodec] = {c.procnum: c for c in FOP_CODECS.values()}
 
 
 def encode_fop_request(name: str, *, xdata: F.GfDict | None = None, **args: Any) -> list[Buffer]:
