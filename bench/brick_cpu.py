@@ -1,14 +1,15 @@
 """Brick CPU per request under `qemu-img bench` (issue 15's A/B measure).
 
     python -m bench.brick_cpu [--rounds N] [--count N] [--size 4096] [--write]
-                              [--cache none|writeback]
+                              [--cache none|writeback] [--depth 64]
                               [--set KEY=VALUE ...] [--syscalls OUT.txt]
                               [--profile OUT.txt [--native] [--modules M ...]]
 
 Starts glusterpyd on a free port with a one-brick volume, fills a raw
 image, then runs `qemu-img bench -t none -d 64` rounds (sequential reads,
 or writes with --write; `--cache writeback` opens the image without
-O_DIRECT, so the brick writes into its page cache) and prints, per round, the IOPS and the brick
+O_DIRECT, so the brick writes into its page cache; --depth 1 for one request
+in flight, the latency case of fio's gfapi engine with one job) and prints, per round, the IOPS and the brick
 process's CPU (utime+stime from /proc) per request.  --set runs `volume
 set` before the rounds, so two invocations compare a translator's modes.
 With --syscalls the last round is counted by `strace -c`; with --profile it
@@ -62,11 +63,12 @@ def brick_pid(brick_dir: Path) -> int:
     raise RuntimeError(f"no brick process for {brick_dir}")
 
 
-def bench(url: str, size: int, count: int, write: bool, cache: str = "none") -> float:
+def bench(url: str, size: int, count: int, write: bool, cache: str = "none",
+          depth: int = 64) -> float:
     """Seconds of one qemu-img bench run (its IO phase)."""
     if not write:
         drop_caches()
-    out = subprocess.run(["qemu-img", "bench", "-f", "raw", "-t", cache, "-d", "64",
+    out = subprocess.run(["qemu-img", "bench", "-f", "raw", "-t", cache, "-d", str(depth),
                           "-c", str(count), "-s", str(size), "-S", str(size),
                           *(["-w"] if write else []), url],
                          capture_output=True, text=True, check=True).stdout
@@ -132,6 +134,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--cache", choices=("none", "writeback"), default="none",
                     help="qemu-img's -t: none opens the image O_DIRECT, writeback does not")
+    ap.add_argument("--depth", type=int, default=64, help="requests in flight (qemu-img -d)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--syscalls", help="strace -c -f the brick's last round into this file")
     ap.add_argument("--profile", type=Path, help="py-spy the brick's last round into this file")
@@ -163,7 +166,7 @@ def main() -> None:
                 if watcher is not None:
                     time.sleep(1)
                 user0, sys0 = cpu_split(pid)
-                seconds = bench(url, a.size, a.count, a.write, a.cache)
+                seconds = bench(url, a.size, a.count, a.write, a.cache, a.depth)
                 user1, sys1 = cpu_split(pid)
                 used = user1 - user0 + sys1 - sys0
                 if watcher is not None:

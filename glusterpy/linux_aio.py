@@ -84,7 +84,11 @@ class AioContext:
     `pread`/`pwrite` from tasks of the same trio run.  Requests made in one
     pass of trio's scheduler (the reads decoded from one receive) go to the
     kernel in one io_submit, which also lets the block layer pass them to
-    the disk together.  A request, once made, is waited for even when its
+    the disk together.  A read made while the context is idle (nothing in
+    the kernel, nothing queued: one request in flight, the latency case)
+    is submitted by its caller at once instead: there is no batch for it
+    to join, and the submitter's turn would only delay it by a pass of the
+    scheduler.  A request, once made, is waited for even when its
     caller is cancelled: the kernel writes into its buffer until it
     completes."""
 
@@ -122,14 +126,15 @@ class AioContext:
     async def pread(self, fd: int, buf, offset: int) -> int:
         """Read into `buf` (a writable, suitably aligned buffer such as an
         mmap) at `offset`; the bytes read.  OSError on failure."""
-        return await self._submit(IOCB_CMD_PREAD, fd, buf, offset)
+        return await self._submit(IOCB_CMD_PREAD, fd, buf, offset, True)
 
     async def pwrite(self, fd: int, buf, offset: int) -> int:
         """Write `buf` (writable and aligned: an mmap) at `offset`; the bytes
         written.  OSError on failure."""
         return await self._submit(IOCB_CMD_PWRITE, fd, buf, offset)
 
-    async def _submit(self, opcode: int, fd: int, buf, offset: int) -> int:
+    async def _submit(self, opcode: int, fd: int, buf, offset: int,
+                      at_once_if_idle: bool = False) -> int:
         if self.closed:
             raise OSError(errno.EBADF, "the AIO context is closed")
         try:
@@ -147,10 +152,12 @@ class AioContext:
                          aio_offset=offset, aio_flags=IOCB_FLAG_RESFD,
                          aio_resfd=self._eventfd)
             request = _Request(iocb, view, trio.lowlevel.current_task())
-            self._queue.append(request)
-            if self._submitter_parked:
-                self._submitter_parked = False
-                trio.lowlevel.reschedule(self._submitter)
+            if not (at_once_if_idle and not self._pending and not self._queue
+                    and self._submit_one(request)):
+                self._queue.append(request)
+                if self._submitter_parked:
+                    self._submitter_parked = False
+                    trio.lowlevel.reschedule(self._submitter)
             await trio.lowlevel.wait_task_rescheduled(
                 lambda _: trio.lowlevel.Abort.FAILED)   # the kernel owns the buffer
             res = request.result
@@ -187,6 +194,21 @@ class AioContext:
         finally:
             self._submitter = None
             self._submitter_parked = False
+
+    def _submit_one(self, request: _Request) -> bool:
+        """io_submit `request` alone, now: True when the kernel took it,
+        False when it is busy (EAGAIN: queue it); OSError if it refuses it."""
+        pointers = (ctypes.c_void_p * 1)(ctypes.addressof(request.iocb))
+        key = request.iocb.aio_data
+        self._pending[key] = request
+        if _syscall(ctypes.c_long(self._nr_submit), ctypes.c_ulong(self._ctx),
+                    ctypes.c_long(1), pointers) == 1:
+            return True
+        del self._pending[key]
+        err = ctypes.get_errno()
+        if err == errno.EAGAIN:
+            return False
+        raise OSError(err, os.strerror(err))
 
     def _submit_queued(self) -> None:
         """io_submit everything queued, in order; a request the kernel

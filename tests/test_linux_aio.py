@@ -102,6 +102,58 @@ async def test_a_cancelled_caller_still_gets_its_buffer_filled(aio, tmp_path):
         os.close(fd)
 
 
+class _Steps(trio.abc.Instrument):
+    def __init__(self):
+        self.steps = {}
+
+    def before_task_step(self, task):
+        self.steps[task] = self.steps.get(task, 0) + 1
+
+
+async def test_a_lone_read_is_submitted_at_once_and_concurrent_ones_together(
+        aio, tmp_path, monkeypatch):
+    """Issue 15: a read made while nothing else is in flight is submitted by
+    its caller (the submitter task never runs: no pass of the scheduler
+    before it reaches the disk); reads made together still go to the
+    kernel in fewer io_submit calls than reads."""
+    data = os.urandom(8 * BLOCK)
+    fd = direct_file(tmp_path / "f", data)
+    submits = []
+    real = linux_aio._syscall
+
+    def counting(nr, *args):
+        if nr.value == aio._nr_submit:
+            submits.append(args[1].value)
+        return real(nr, *args)
+    monkeypatch.setattr(linux_aio, "_syscall", counting)
+    try:
+        await aio.pread(fd, mmap.mmap(-1, BLOCK), 0)    # the submitter has parked since
+        steps = _Steps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            for i in range(8):
+                buf = mmap.mmap(-1, BLOCK)
+                assert await aio.pread(fd, buf, i * BLOCK) == BLOCK
+                assert bytes(buf) == data[i * BLOCK:(i + 1) * BLOCK]
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        assert steps.steps.get(aio._submitter, 0) == 0
+        del submits[:]
+        got = {}
+
+        async def one(i):
+            buf = mmap.mmap(-1, BLOCK)
+            assert await aio.pread(fd, buf, i * BLOCK) == BLOCK
+            got[i] = bytes(buf)
+        async with trio.open_nursery() as n:
+            for i in range(8):
+                n.start_soon(one, i)
+        assert got == {i: data[i * BLOCK:(i + 1) * BLOCK] for i in range(8)}
+        assert sum(submits) == 8 and len(submits) < 8, submits
+    finally:
+        os.close(fd)
+
+
 async def test_closed_context_refuses_and_no_context_means_none(tmp_path, monkeypatch):
     ctx = AioContext.open(depth=4)
     ctx.close()

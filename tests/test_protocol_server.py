@@ -314,6 +314,33 @@ async def test_root_squash_maps_root_to_anonuid(brick):
         assert (other.iatt.uid, other.iatt.gid) == (1000, 1000)
 
 
+async def test_a_connection_reuses_its_caller_until_the_credential_or_squash_changes(brick):
+    """Issue 15: the same credential bytes decode to the same credential
+    object, and the server makes its Caller once for it; root-squash turned
+    on live applies to the very next call all the same, and another
+    credential gets its own identity."""
+    async with running_brick(brick) as b, raw_client(b.port) as c:
+        assert (await c.setvolume(b.subvolume)).op_ret == 0
+        await c.ok("setattr", loc=Loc(gfid=ROOT_GFID), stbuf=Iatt(mode=0o777),
+                   valid=SET_ATTR_MODE)
+        assert (await create(c, "a")).iatt.uid == 0
+        (conn,) = b.server.connections
+        first = conn.last_caller[3]
+        assert (await create(c, "b")).iatt.uid == 0
+        assert conn.last_caller[3] is first
+        new = vf.parses(vf.dumps(b.graph.volfile))
+        new["test-server"].options.update({"root-squash": "on", "anonuid": "3333",
+                                           "anongid": "4444"})
+        b.graph.reconfigure(new)
+        made = await create(c, "c")
+        assert (made.iatt.uid, made.iatt.gid) == (3333, 4444)
+        user = Caller(uid=1000, gid=1000, pid=5, lk_owner=b"x")
+        other = await c.ok("create", loc=Loc(pargfid=ROOT_GFID, name="user"), flags=os.O_RDWR,
+                           mode=0o644, umask=0, xdata=gfid_req(), caller=user)
+        assert (other.iatt.uid, other.iatt.gid) == (1000, 1000)
+        assert (await create(c, "d")).iatt.uid == 3333
+
+
 # -- clients and fd tables -------------------------------------------------------
 
 

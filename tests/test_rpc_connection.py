@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import struct
 import subprocess
@@ -20,7 +21,7 @@ from glusterpy.rpc import (ALL_PROGRAMS, BRICK_PROGRAMS, CALLBACK, DUMP, FOP, FO
                            RpcReply, SetVolumeRequest, State, decode_message, encode_call,
                            encode_reply)
 from glusterpy.rpc.connection import Event
-from glusterpy.rpc.fops4 import RemoteFd
+from glusterpy.rpc.fops4 import FopResponse, RemoteFd, encode_read_reply_record
 from pcap import capture_path, rpc_records
 
 G = F.GFID("3d6cd142-e23c-4a53-a6cb-c9982847d9cd")
@@ -66,6 +67,66 @@ def test_call_and_reply_between_two_connections():
     (ev,) = feed(client, wire(reply))
     assert isinstance(ev, ReplyReceived) and ev.xid == 1
     assert ev.result.result.iatt.size == 5 and client.pending == {}
+
+
+def _read_call(brick: RpcConnection) -> CallReceived:
+    client = RpcConnection()
+    _, out = client.send_call(FOP_PROCEDURES["readv"], FopRequest(
+        F.BY_NAME["readv"], {"fd": F_REMOTE, "size": 4096, "offset": 0, "flags": 0}),
+        cred=CRED)
+    (call,) = feed(brick, wire(out))
+    return call
+
+
+IATT = Iatt(gfid=G, ino=7, size=1 << 40, mode=0o100644, nlink=1, uid=5, gid=6, blksize=4096,
+            atime=-3, atime_nsec=999, mtime=1, ctime=2, btime=3, blocks=8, flags=0xFFF)
+
+
+DATA = memoryview(bytes(range(256)) * 16)
+
+
+@pytest.mark.parametrize("result,packed", [
+    (F.ReadReply(data=DATA, iatt=IATT), True),
+    (F.ReadReply(data=b"", iatt=IATT), True),
+    (FopResponse(F.BY_NAME["readv"], F.ReadReply(data=b"tail", iatt=IATT), 4, errno.ENOENT),
+     True),
+    # not the packed case: the general encoder answers, the same way
+    (F.ReadReply(data=b"x", iatt=None), False),
+    (F.ReadReply(data=b"x", iatt=IATT, xdata={"k": b"v"}), False),
+    (FopResponse(F.BY_NAME["readv"], F.ReadReply(data=b"tail", iatt=IATT), 3, 0), False),
+    (FopResponse(F.BY_NAME["readv"], F.ReadReply(data=b"x", iatt=IATT), 1, 0, {"size": 1}),
+     False),
+    (F.FopError(errno.EIO), False),
+    (F.ReadReply(data=b"x", iatt=dataclasses.replace(IATT, uid=-1)), False),
+], ids=["4k", "empty", "eof", "no-iatt", "xdata", "op_ret", "extra", "error", "bad-iatt"])
+def test_read_reply_packed_in_one_go_is_the_general_encoding(result, packed):
+    """A READ reply's header is packed in one struct (fops4's
+    encode_read_reply_record), its data buffer passed on as it is; the bytes
+    are those of the general encoder, and what the fast path does not pack
+    falls back to it."""
+    brick = RpcConnection(serves=BRICK_PROGRAMS)
+    call = _read_call(brick)
+    fast = encode_read_reply_record(call.xid, result, brick.max_fragment)
+    assert (fast is not None) == packed
+    if isinstance(result, F.ReadReply) and result.iatt is not None and result.iatt.uid < 0:
+        with pytest.raises(ValueError, match="gfx_iattx"):
+            brick.send_reply(call, result)     # the general encoder's clear error
+        return
+    out = brick.send_reply(call, result)
+    assert wire(out) == wire(encode_reply(RpcReply(call.xid),
+                                          call.procedure.encode_result(result)))
+    if result is not None and packed and isinstance(result, F.ReadReply) and result.data:
+        assert len(out) == 2 and out[1] is result.data      # the payload is not copied
+
+
+def test_read_reply_over_max_fragment_is_split_the_general_way():
+    brick = RpcConnection(serves=BRICK_PROGRAMS, max_fragment=1000)
+    call = _read_call(brick)
+    result = F.ReadReply(data=bytes(4096), iatt=IATT)
+    out = brick.send_reply(call, result)
+    assert encode_read_reply_record(call.xid, result, 1000) is None
+    assert wire(out) == wire(encode_reply(RpcReply(call.xid), call.procedure.encode_result(result),
+                                          max_fragment=1000))
 
 
 def test_error_reply_reaches_the_caller_as_a_fop_error():
@@ -134,6 +195,26 @@ def test_calls_we_cannot_serve_become_rejections(record, expect):
     else:
         assert reply.reject_stat == RejectStat.AUTH_ERROR and reply.auth_stat == detail
     assert (reply.low, reply.high) == (low, high)
+
+
+def test_the_same_credential_bytes_give_the_same_credential_object():
+    """Issue 15: a connection does not parse again the credential its last
+    call carried (rpc.auth.CredentialCache): the same object comes back,
+    another credential is parsed, and a malformed one after a good one is
+    still refused."""
+    server = RpcConnection(serves=BRICK_PROGRAMS)
+    first, second = feed(server, raw_call(1298437, 400, 0, xid=1) + raw_call(1298437, 400, 0,
+                                                                               xid=2))
+    assert first.cred == CRED and second.cred is first.cred
+    other = AuthGlusterfsV3(pid=7, uid=1000, gid=1000, lk_owner=b"\7" * 8)
+    (third,) = feed(server, raw_call(1298437, 400, 0, cred=other))
+    assert third.cred == other and third.cred is not first.cred
+    (bad,) = feed(server, raw_call(1298437, 400, 0, cred=OpaqueAuth(390040, b"\0\0\0\1")))
+    assert isinstance(bad, RejectedCall)
+    (again,) = feed(server, raw_call(1298437, 400, 0, cred=OpaqueAuth(390040, b"\0\0\0\1")))
+    assert isinstance(again, RejectedCall)
+    (back,) = feed(server, raw_call(1298437, 400, 0))
+    assert back.cred == CRED and isinstance(back, CallReceived)
 
 
 def test_the_caller_sees_refusals_as_call_failed():

@@ -332,6 +332,61 @@ async def test_a_lone_call_goes_out_from_the_caller_without_the_flusher(nursery)
     await server.aclose()
 
 
+async def test_a_lone_reply_goes_out_at_once_and_concurrent_ones_in_a_batch(nursery):
+    """Issue 15: a reply whose call is the only one in service is written by
+    its serving task (the server's flusher never runs: no wait for its turn,
+    the latency case of one request in flight); replies of calls in service
+    together still leave through the flusher, in one sendmsg per batch."""
+    async def handler(endpoint, call):
+        if call.args.gfs_id >= 1000:
+            await trio.sleep(0.01)      # in service together, finishing together
+        return DumpReply(gfs_id=call.args.gfs_id)
+    server, client = await open_pair(handler)
+    nursery.start_soon(server.serve)
+    nursery.start_soon(client.serve)
+    await client.call(DUMP_PROC, DumpRequest(gfs_id=1))
+    flusher = server._flusher
+    assert flusher is not None
+    steps = _Steps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        for n in range(100):
+            assert (await client.call(DUMP_PROC, DumpRequest(gfs_id=n))).gfs_id == n
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert steps.steps.get(flusher, 0) == 0
+    sends = []
+    raw = server._raw
+    server._raw = _CountingSocket(raw, sends)
+    results = {}
+
+    async def one(n):
+        results[n] = (await client.call(DUMP_PROC, DumpRequest(gfs_id=n))).gfs_id
+    async with trio.open_nursery() as calls:
+        for n in range(1000, 1020):
+            calls.start_soon(one, n)
+    assert results == {n: n for n in range(1000, 1020)}
+    assert 1 <= len(sends) < 10, sends
+    assert server._serving == 0
+    await client.aclose()
+    await server.aclose()
+
+
+class _CountingSocket:
+    """A socket that records its sendmsg calls (their buffer counts)."""
+
+    def __init__(self, sock, sends):
+        self._sock, self._sends = sock, sends
+
+    def sendmsg(self, buffers):
+        buffers = list(buffers)
+        self._sends.append(len(buffers))
+        return self._sock.sendmsg(buffers)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
 async def test_what_a_full_socket_does_not_take_is_queued_in_order(nursery):
     """A direct send the kernel takes only part of leaves the rest to the
     flusher, and a call made meanwhile goes behind it: the peer gets both

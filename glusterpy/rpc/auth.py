@@ -358,6 +358,31 @@ def decode_auth(flavor: int, body: bytes) -> Auth:
     return OpaqueAuth(flavor, bytes(body))
 
 
+class CredentialCache:
+    """The last credential a connection decoded, by its flavour and bytes: a
+    client sends the same one with nearly every call (its pid, ids, groups
+    and lock owner change rarely), so an equal one is not parsed again - the
+    call gets the same object (credentials are treated as immutable), which
+    also lets protocol/server reuse the Caller it made from it."""
+
+    __slots__ = ("flavor", "body", "cred")
+
+    def __init__(self) -> None:
+        self.flavor = -1
+        self.body = b""
+        self.cred: Auth = AUTH_NULL_CRED
+
+    def unpack(self, u: Unpacker) -> Auth:
+        """unpack_auth, answered from the cache when the bytes are the last ones."""
+        flavor = u.u32()
+        body = u.opaque(MAX_AUTH_BYTES)
+        if flavor == self.flavor and body == self.body:
+            return self.cred
+        cred = AUTH_NULL_CRED if flavor == AUTH_NULL and not body else decode_auth(flavor, body)
+        self.flavor, self.body, self.cred = flavor, body, cred
+        return cred
+
+
 def is_malformed(auth: Auth) -> bool:
     """True for a credential of a known flavour whose body did not parse
     (the server answers AUTH_ERROR with AUTH_BADCRED)."""
@@ -385,5 +410,5 @@ __all__ = [
     "AUTH_GLUSTERFS_V2", "AUTH_GLUSTERFS_V3", "MAX_AUTH_BYTES", "Auth",
     "OpaqueAuth", "AuthNull", "AUTH_NULL_CRED", "AuthUnix", "AuthGlusterfs",
     "AuthGlusterfsV2", "AuthGlusterfsV3", "FLAVORS", "decode_auth",
-    "is_malformed", "pack_auth", "unpack_auth",
+    "is_malformed", "pack_auth", "unpack_auth", "CredentialCache",
 ]

@@ -61,7 +61,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, cast
 
-from .auth import AUTH_NULL_CRED, FLAVORS, Auth, OpaqueAuth, is_malformed
+from .auth import AUTH_NULL_CRED, FLAVORS, Auth, CredentialCache, OpaqueAuth, is_malformed
 from .errors import RpcProtocolError
 from .message import (RPC_VERSION, AcceptStat, AuthStat, RejectStat, ReplyStat, RpcCall,
                       RpcReply, decode_message, encode_call, encode_reply)
@@ -176,6 +176,7 @@ class RpcConnection:
         self.serves = programs if serves is None else serves
         self.max_fragment = max_fragment
         self._records = RecordDecoder(max_record_size)
+        self._creds = CredentialCache()
         self._state = State.OPEN
         self._error: RpcProtocolError | None = None
         self._eof = False
@@ -281,7 +282,7 @@ class RpcConnection:
                 return
 
     def _handle(self, record: memoryview) -> Event:
-        msg = decode_message(record)
+        msg = decode_message(record, self._creds)
         if isinstance(msg, RpcCall):
             return self._handle_call(msg)
         return self._handle_reply(msg)
@@ -373,6 +374,11 @@ class RpcConnection:
         self._check_usable()
         if call.procedure.one_way:
             raise ValueError(f"{call.procedure.name} is one-way; it gets no reply")
+        record = call.procedure.encode_reply_record
+        if record is not None and verf is AUTH_NULL_CRED:
+            out = record(call.xid, result, self.max_fragment)
+            if out is not None:
+                return out
         assert call.procedure.encode_result is not None
         body = call.procedure.encode_result(result)
         return encode_reply(RpcReply(call.xid, verf=verf), body, max_fragment=self.max_fragment)

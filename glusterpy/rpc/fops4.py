@@ -77,8 +77,9 @@ from .. import fops as F
 from ..fops import GFID, NULL_GFID, FopError, Loc
 from .dicts import pack_dict, unpack_dict
 from .errors import RpcProtocolError
-from .record import Buffer
-from .structs import (ZERO_IATTX, gfid_bytes, iattx_bytes, pack_flock, pack_lease,
+from .message import SUCCESS_REPLY_CONSTANTS, SUCCESS_REPLY_HEAD
+from .record import LAST_FRAGMENT, Buffer
+from .structs import (IATTX, ZERO_IATTX, gfid_bytes, iattx_bytes, pack_flock, pack_lease,
                       pack_locklist, pack_statfs, unpack_flock, unpack_gfid,
                       is_zero_iattx, unpack_iattx, unpack_lease, unpack_locklist,
                       unpack_statfs, zero_iatt)
@@ -900,6 +901,51 @@ class FopCodec:
 FOP_CODECS: dict[str, FopCodec] = {fop.name: FopCodec(fop) for fop in F.CATALOGUE}
 CODECS_BY_PROCNUM: dict[int, FopCodec] = {c.procnum: c for c in FOP_CODECS.values()}
 
+# A READ reply's whole header in one struct (the brick's hottest reply):
+# the RPC header of an accepted SUCCESS reply (message.SUCCESS_REPLY_HEAD),
+# then gfx_read_rsp - op_ret, op_errno, the gfx_iattx (structs.IATTX), the
+# payload's size - and the NULL gfx_dict (dicts._NULL_DICT: 0, -1, 0).
+_READ_RECORD = struct.Struct(SUCCESS_REPLY_HEAD + "ii" + IATTX.format[1:] + "I" + "IiI")
+
+
+def encode_read_reply_record(xid: int, result: object, max_fragment: int) -> list[Buffer] | None:
+    """The record-marked buffers of a READ reply - its header packed at once,
+    the data buffer after it as it is (no copy) - or None when the reply is
+    not the plain case this packs (an error, xdata, no iatt, `extra` wire
+    fields, an op_ret that is not the data's length, a record over
+    `max_fragment`): the caller then encodes it the general way
+    (`RpcConnection.send_reply`; the bytes are the same,
+    tests/test_rpc_connection.py)."""
+    op_errno = 0
+    if isinstance(result, FopResponse):
+        reply = result.result
+        if result.extra or not isinstance(reply, F.ReadReply) or result.op_ret != len(reply.data):
+            return None
+        op_errno = result.op_errno
+    elif isinstance(result, F.ReadReply):
+        reply = result
+    else:
+        return None
+    a = reply.iatt
+    if a is None or reply.xdata is not None:
+        return None
+    data = reply.data
+    n = len(data)
+    total = _READ_RECORD.size - 4 + n
+    if total > max_fragment:
+        return None
+    # structs.iattx_bytes' field order
+    try:
+        head = _READ_RECORD.pack(
+            LAST_FRAGMENT | total, xid, *SUCCESS_REPLY_CONSTANTS, n, op_errno,
+            a.gfid, a.flags, a.ino, a.dev, a.rdev, a.size, a.blocks, a.attributes,
+            a.attributes_mask, a.atime, a.mtime, a.ctime, a.btime, a.atime_nsec,
+            a.mtime_nsec, a.ctime_nsec, a.btime_nsec, a.nlink, a.uid, a.gid,
+            a.blksize, a.mode, n, 0, -1, 0)
+    except struct.error:
+        return None     # the general encoder reports what does not fit
+    return [head, data] if n else [head]
+
 
 def encode_fop_request(name: str, *, xdata: F.GfDict | None = None, **args: Any) -> list[Buffer]:
     """Shorthand: ``encode_fop_request("stat", loc=Loc(gfid=g))``."""
@@ -910,5 +956,5 @@ __all__ = [
     "FOP_PROGRAM", "FOP_VERSION", "RemoteFd", "ANON_FD", "FopRequest",
     "FopResponse", "FopCodec", "FOP_CODECS", "CODECS_BY_PROCNUM",
     "default_op_ret", "flags_to_wire", "flags_from_wire", "encode_fop_request",
-    "REQUESTS", "REPLIES", "EXTRA_DEFAULTS", "NOT_ON_WIRE",
+    "REQUESTS", "REPLIES", "EXTRA_DEFAULTS", "NOT_ON_WIRE", "encode_read_reply_record",
 ]

@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Sequence, TypeVar
 
-from .auth import AUTH_NULL_CRED, Auth, pack_auth, unpack_auth
+from .auth import AUTH_NULL, AUTH_NULL_CRED, Auth, CredentialCache, pack_auth, unpack_auth
 from .errors import RpcProtocolError
 from .record import LAST_FRAGMENT, MAX_FRAGMENT_SIZE, Buffer, frame_record
 from .xdr import U32, Packer, Unpacker
@@ -139,18 +139,29 @@ class RpcReply:
         return self.accept_stat.name
 
 
+#: struct format of a record that starts an accepted SUCCESS reply with the
+#: null verifier - record mark, xid, REPLY, MSG_ACCEPTED, AUTH_NULL (flavour,
+#: length), SUCCESS - for a program's codec that packs a whole reply header
+#: with its results in one call (fops4's READ reply); the values after the
+#: mark and xid are SUCCESS_REPLY_CONSTANTS
+SUCCESS_REPLY_HEAD = ">7I"
+SUCCESS_REPLY_CONSTANTS = (REPLY, int(ReplyStat.MSG_ACCEPTED), AUTH_NULL, 0,
+                           int(AcceptStat.SUCCESS))
+
 _CALL_HEAD = struct.Struct(">IIIIII")  # xid, CALL, rpcvers, prog, vers, proc
 _CALL_HEAD_TAIL = struct.Struct(">IIII")  # rpcvers, prog, vers, proc
 _XID_TYPE = struct.Struct(">II")
 
 
-def decode_message(record: Buffer) -> RpcCall | RpcReply:
-    """Parse one record's RPC header.  Raises only `RpcProtocolError`."""
+def decode_message(record: Buffer, creds: CredentialCache | None = None) -> RpcCall | RpcReply:
+    """Parse one record's RPC header.  Raises only `RpcProtocolError`.
+    `creds`: the connection's last credential, reused when a call's is the
+    same (auth.CredentialCache)."""
     u = Unpacker(record)
     xid, mtype = u.unpack(_XID_TYPE)
     if mtype == CALL:
         rpcvers, prog, vers, proc = u.unpack(_CALL_HEAD_TAIL)
-        cred = unpack_auth(u)
+        cred = unpack_auth(u) if creds is None else creds.unpack(u)
         verf = unpack_auth(u)
         return RpcCall(xid, prog, vers, proc, cred, verf, u.rest(), rpcvers)
     if mtype != REPLY:
@@ -243,5 +254,5 @@ def message_bytes(buffers: Sequence[Buffer]) -> bytes:
 __all__ = [
     "RPC_VERSION", "CALL", "REPLY", "ReplyStat", "AcceptStat", "RejectStat",
     "AuthStat", "RpcCall", "RpcReply", "decode_message", "encode_call",
-    "encode_reply", "message_bytes",
+    "encode_reply", "message_bytes", "SUCCESS_REPLY_HEAD", "SUCCESS_REPLY_CONSTANTS",
 ]

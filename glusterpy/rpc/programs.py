@@ -34,7 +34,8 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Union
 from .. import fops as F
 from . import callback as cbk
 from . import mgmt
-from .fops4 import FOP_CODECS, FOP_PROGRAM, FOP_VERSION, FopCodec, FopRequest, FopResponse
+from .fops4 import (FOP_CODECS, FOP_PROGRAM, FOP_VERSION, FopCodec, FopRequest, FopResponse,
+                    encode_read_reply_record)
 from .record import Buffer
 from .xdrmsg import XdrMessage, decode_void, encode_void
 
@@ -54,6 +55,10 @@ class Procedure:
     encode_args: Encoder
     decode_result: Decoder | None = None
     encode_result: Encoder | None = None
+    #: (xid, result, max_fragment) -> the whole reply record's buffers, or
+    #: None for the general way (encode_result under message.encode_reply):
+    #: a procedure whose common reply is packed in one go (READ's)
+    encode_reply_record: Callable[[int, Any, int], list[Buffer] | None] | None = None
 
     @property
     def one_way(self) -> bool:
@@ -226,7 +231,8 @@ def _fop_procedure(codec: FopCodec) -> Procedure:
         return codec.encode_reply(result)
 
     return Procedure(FOP_PROGRAM, FOP_VERSION, codec.procnum, F.BY_NAME[codec.name].gf_name,
-                     codec.decode_request, encode_args, codec.decode_reply, encode_result)
+                     codec.decode_request, encode_args, codec.decode_reply, encode_result,
+                     encode_read_reply_record if codec.name == "readv" else None)
 
 
 FOP = _program(FOP_PROGRAM, FOP_VERSION, "GlusterFS 4.x v1", [

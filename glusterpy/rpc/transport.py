@@ -29,9 +29,13 @@ path around the fop (bench/notes/qemu.md has the profiles):
   message, and only what the kernel does not take (EAGAIN, a partial
   write) is queued for the flusher, so the order on the wire is kept.  A
   client with one call in flight then pays no task switch to the flusher
-  and back.  Replies keep going through the flusher: the replies of many
-  calls finished in one scheduler pass leave in one sendmsg, where each
-  sending its own would cost the brick a syscall per reply.
+  and back.  So does a reply when its call is the only one in service
+  (one request in flight: fio's gfapi engine with one job, a latency
+  test): nothing could join its batch, so it pays no wait for the
+  flusher's turn either.  Other replies keep going through the flusher:
+  the replies of many calls finished in one scheduler pass leave in one
+  sendmsg, where each sending its own would cost the brick a syscall per
+  reply.
 * The caller waits for its reply parked on trio directly (the reader
   reschedules it with the decoded result), not on a trio.Event per call.
 * Frame timeouts (rpc-clnt.c's call_bail): calls carry no cancel scope
@@ -230,6 +234,10 @@ class RpcEndpoint:
         # the backlog (module docstring)
         self._max_calls = max_calls or None
         self._in_service = 0
+        #: calls handed to a serving task whose reply is not yet out (any
+        #: call, counted or not): a reply with no other call beside it goes
+        #: out at once (_serve_one)
+        self._serving = 0
         #: calls waiting for a place in service, with the bytes each counts for
         self._backlog: collections.deque[tuple[CallReceived, int]] = collections.deque()
         self._backlog_bytes = 0
@@ -524,6 +532,7 @@ class RpcEndpoint:
         """Hand `call` to a parked serving task, or start one; `counted`:
         it holds one of the max_calls places in service."""
         idle = self._idle_servers
+        self._serving += 1
         if idle:
             trio.lowlevel.reschedule(idle.pop(), outcome.Value((call, counted)))
         else:
@@ -586,8 +595,10 @@ class RpcEndpoint:
             try:
                 await self._serve_one(call)
             finally:
+                self._serving -= 1
                 following = self._next_after(counted)
             if following is not None:
+                self._serving += 1
                 call = following
                 continue
             del call    # parked, a task keeps nothing of its last call (a WRITE's data)
@@ -620,7 +631,9 @@ class RpcEndpoint:
         if call.expects_reply:
             try:
                 buffers = self._encode(self.conn.send_reply, call, result)
-                if self._flusher is not None and not self.closed and \
+                if self._serving == 1 and self._send_now(buffers):
+                    pass    # no other call could join its batch: out at once
+                elif self._flusher is not None and not self.closed and \
                         self._outq_bytes <= SEND_QUEUE_LIMIT:
                     self._enqueue(buffers)      # the common case, without a coroutine
                 else:

@@ -389,6 +389,11 @@ class _Connection:
         #: the common name of a TLS client's certificate (None: not TLS)
         self.ssl_name: str | None = None
         self.client: ServerClient | None = None
+        #: (credential, client, the server's opts, the Caller made of them):
+        #: the connection's decoder hands out the same credential object for
+        #: the same credential bytes (rpc.auth.CredentialCache), and a Caller
+        #: is immutable, so the next call with all three the same reuses it
+        self.last_caller: tuple | None = None
         self.endpoint: RpcEndpoint = RpcEndpoint(
             stream, RpcConnection(ALL_PROGRAMS, serves=BRICK_SERVES),
             handler=server._dispatch, name=server.name, peer=str(peer),
@@ -691,7 +696,14 @@ class Server(Translator):
                                   else AcceptStat.GARBAGE_ARGS, f"{name} before SETVOLUME")
             if name == "getxattr" and req.args.get("name") == CLIENTS_XATTR:
                 return self._clients_report(conn)
-            token = fops.caller.set(self._caller(call.cred, client))
+            last = conn.last_caller
+            if last is not None and last[0] is call.cred and last[1] is client \
+                    and last[2] is self.opts:
+                caller = last[3]
+            else:
+                caller = self._caller(call.cred, client)
+                conn.last_caller = (call.cred, client, self.opts, caller)
+            token = fops.caller.set(caller)
             try:
                 if name in ("release", "releasedir"):
                     return await self._serve_release(client, req)
