@@ -163,11 +163,20 @@ class Daemon:
                 self.proc.wait(10)
 
     def brick_pids(self) -> list[int]:
-        pids = []
+        """The pids in the bricks' pidfiles, and every process whose command
+        line names this workdir: a brick glusterpyd restarted just before the
+        test ended may not have written its pidfile yet (one leaked that way)."""
+        pids = set()
         for pidfile in (self.workdir / "run").rglob("*.pid"):
             with contextlib.suppress(OSError, ValueError):
-                pids.append(int(pidfile.read_text().strip()))
-        return pids
+                pids.add(int(pidfile.read_text().strip()))
+        mine = str(self.workdir).encode() + b"/"
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                with contextlib.suppress(OSError):
+                    if mine in (proc / "cmdline").read_bytes():
+                        pids.add(int(proc.name))
+        return sorted(pids)
 
     def cleanup(self) -> None:
         """Stop the daemon and end every brick it started, by pid."""
