@@ -392,6 +392,28 @@ class TimedDefrag(Defrag):
             self.moved_seconds.append(trio.current_time() - start)
 
 
+async def delayed_rebalance(tmp_path, delay: float, sizes: dict[str, int]) -> TimedDefrag:
+    """Files of `sizes` written to two bricks, a third added and rebalanced
+    with every brick call delayed by `delay` (lazy throttle); checks the
+    result and gives the finished defrag (its moved_seconds)."""
+    bricks = make_bricks(tmp_path, 3)
+    contents = {}
+    async with AsyncVolume(Graph.from_text(volfile(bricks[:2]))) as v:
+        for name, size in sizes.items():
+            contents[name] = os.urandom(size)
+            async with await v.fopen(f"/{name}", "w") as f:
+                await f.write(contents[name])
+    graph = Graph.from_text(delayed_volfile(bricks, int(delay * 1e6), rebal_throttle="lazy"))
+    async with graph.running():
+        assert await graph.wait_child_up(5)
+        defrag = TimedDefrag(graph.top, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
+        assert await defrag.run() == Status.COMPLETE
+    check_volume(bricks)
+    assert placed_on_hashed(bricks, contents) == len(contents)
+    assert await read_tree(bricks) == contents
+    return defrag
+
+
 async def test_a_file_moves_in_few_round_trips(tmp_path):
     """Each call to a brick delayed by 40 ms (a round trip): a file of 256 KiB
     moved by the crawl waits on 12 round trips - the name's lookups on its
@@ -406,21 +428,7 @@ async def test_a_file_moves_in_few_round_trips(tmp_path):
     everywhere and made a linkto file there, and the copy and the switch
     went one call at a time."""
     delay = 0.040
-    bricks = make_bricks(tmp_path, 3)
-    contents = {}
-    async with AsyncVolume(Graph.from_text(volfile(bricks[:2]))) as v:
-        for n in range(12):
-            contents[f"g{n}"] = os.urandom(256 << 10)
-            async with await v.fopen(f"/g{n}", "w") as f:
-                await f.write(contents[f"g{n}"])
-    graph = Graph.from_text(delayed_volfile(bricks, int(delay * 1e6), rebal_throttle="lazy"))
-    async with graph.running():
-        assert await graph.wait_child_up(5)
-        defrag = TimedDefrag(graph.top, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
-        assert await defrag.run() == Status.COMPLETE
-    check_volume(bricks)
-    assert placed_on_hashed(bricks, contents) == len(contents)
-    assert await read_tree(bricks) == contents
+    defrag = await delayed_rebalance(tmp_path, delay, {f"g{n}": 256 << 10 for n in range(12)})
     assert len(defrag.moved_seconds) >= 3
     trips = sorted(s / delay for s in defrag.moved_seconds)
     assert trips[len(trips) // 2] < 17, trips
@@ -461,21 +469,8 @@ async def test_a_large_file_is_copied_several_blocks_at_a_time(tmp_path):
     look for a client's write between windows, 17 round trips in all with
     the 12 of every file (22 allowed; one block at a time: 3 per block, 33)."""
     delay = 0.040
-    bricks = make_bricks(tmp_path, 3)
-    contents = {}
-    async with AsyncVolume(Graph.from_text(volfile(bricks[:2]))) as v:
-        for n in range(6):
-            contents[f"big{n}"] = os.urandom((6 << 20) + 100)
-            async with await v.fopen(f"/big{n}", "w") as f:
-                await f.write(contents[f"big{n}"])
-    graph = Graph.from_text(delayed_volfile(bricks, int(delay * 1e6), rebal_throttle="lazy"))
-    async with graph.running():
-        assert await graph.wait_child_up(5)
-        defrag = TimedDefrag(graph.top, Cmd.START, commit_hash=COMMIT, node_uuid=NODE_A)
-        assert await defrag.run() == Status.COMPLETE
-    check_volume(bricks)
-    assert placed_on_hashed(bricks, contents) == len(contents)
-    assert await read_tree(bricks) == contents
+    defrag = await delayed_rebalance(tmp_path, delay,
+                                     {f"big{n}": (6 << 20) + 100 for n in range(6)})
     assert defrag.moved_seconds
     trips = sorted(s / delay for s in defrag.moved_seconds)
     assert trips[len(trips) // 2] < 22, trips

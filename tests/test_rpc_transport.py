@@ -309,16 +309,11 @@ class _Steps(trio.abc.Instrument):
         self.steps[task] = self.steps.get(task, 0) + 1
 
 
-async def test_a_lone_call_goes_out_from_the_caller_without_the_flusher(nursery):
-    """Issue 17: with one call in flight the calling task writes it itself;
-    the flusher task never runs, where it used to run once per call."""
-    async def handler(endpoint, call):
-        return DumpReply(gfs_id=call.args.gfs_id)
-    server, client = await open_pair(handler)
-    nursery.start_soon(server.serve)
-    nursery.start_soon(client.serve)
+async def flusher_steps(client, watched) -> int:
+    """How many times `watched`'s flusher task ran while `client` made 100
+    calls one after another (after one call that starts the flusher)."""
     await client.call(DUMP_PROC, DumpRequest(gfs_id=1))
-    flusher = client._flusher
+    flusher = watched._flusher
     assert flusher is not None
     steps = _Steps()
     trio.lowlevel.add_instrument(steps)
@@ -327,7 +322,18 @@ async def test_a_lone_call_goes_out_from_the_caller_without_the_flusher(nursery)
             assert (await client.call(DUMP_PROC, DumpRequest(gfs_id=n))).gfs_id == n
     finally:
         trio.lowlevel.remove_instrument(steps)
-    assert steps.steps.get(flusher, 0) == 0
+    return steps.steps.get(flusher, 0)
+
+
+async def test_a_lone_call_goes_out_from_the_caller_without_the_flusher(nursery):
+    """Issue 17: with one call in flight the calling task writes it itself;
+    the flusher task never runs, where it used to run once per call."""
+    async def handler(endpoint, call):
+        return DumpReply(gfs_id=call.args.gfs_id)
+    server, client = await open_pair(handler)
+    nursery.start_soon(server.serve)
+    nursery.start_soon(client.serve)
+    assert await flusher_steps(client, client) == 0
     await client.aclose()
     await server.aclose()
 
@@ -344,17 +350,7 @@ async def test_a_lone_reply_goes_out_at_once_and_concurrent_ones_in_a_batch(nurs
     server, client = await open_pair(handler)
     nursery.start_soon(server.serve)
     nursery.start_soon(client.serve)
-    await client.call(DUMP_PROC, DumpRequest(gfs_id=1))
-    flusher = server._flusher
-    assert flusher is not None
-    steps = _Steps()
-    trio.lowlevel.add_instrument(steps)
-    try:
-        for n in range(100):
-            assert (await client.call(DUMP_PROC, DumpRequest(gfs_id=n))).gfs_id == n
-    finally:
-        trio.lowlevel.remove_instrument(steps)
-    assert steps.steps.get(flusher, 0) == 0
+    assert await flusher_steps(client, server) == 0
     sends = []
     raw = server._raw
     server._raw = _CountingSocket(raw, sends)
