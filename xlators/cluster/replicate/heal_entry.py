@@ -214,15 +214,19 @@ async def _heal_dirents(h: Heal, pgfid: GFID, names: list[str]) -> list:
         async def look(k: int) -> None:
             looked[k] = await h.lookup_name(pgfid, names[k], targets)
         await _each(range(len(names)), look)
-        # names that may share an inode (hard links: a gfid met twice in
-        # the batch, or a source with several links) are healed one after
-        # the other, so two re-creations never race for one gfid handle
-        gfids = collections.Counter(_source_gfid(r, source) for r in looked)
+        # names that may share an inode (hard links, a rename a sink missed:
+        # a gfid met under two names on any copy, or a source with several
+        # links) are healed one after the other, re-creations first: a
+        # sink's stale name unlinked first could take the gfid's last link
+        # and its new name would be made anew, empty
+        held = [_gfids(r) for r in looked]
+        gfids = collections.Counter(g for names_gfids in held for g in names_gfids)
         alone, linked = [], []
         for k, replies in enumerate(looked):
-            g = _source_gfid(replies, source)
-            shared = g is not None and (gfids[g] > 1 or _has_links(replies, source))
+            shared = any(gfids[g] > 1 for g in held[k]) or \
+                (_source_gfid(replies, source) is not None and _has_links(replies, source))
             (linked if shared else alone).append(k)
+        linked.sort(key=lambda k: source >= 0 and not is_ok(looked[k][source]))
         outcomes: list = [None] * len(names)
 
         async def heal(k: int) -> None:
@@ -250,6 +254,11 @@ def _source_gfid(replies, source: int):
         if is_ok(r) and not r.iatt.gfid.is_null:
             return r.iatt.gfid
     return None
+
+
+def _gfids(replies) -> set:
+    """Every gfid the name has on the copies that answered."""
+    return {r.iatt.gfid for r in replies if is_ok(r) and not r.iatt.gfid.is_null}
 
 
 def _has_links(replies, source: int) -> bool:
