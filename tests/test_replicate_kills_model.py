@@ -45,10 +45,48 @@ def quick_reconnect(monkeypatch):
     monkeypatch.setattr("xlators.protocol.client.RECONNECT_INTERVAL", 0.05)
 
 
-@settings(max_examples=25, deadline=None,
+#: sequences a random run found (CI, 2026-12-07), failing since at least
+#: e213ca6: fixed ones stay as regressions, the others are strict xfails
+#: until replicate is fixed
+FOUND_SEQUENCES = [
+    # entry heal of a rename brick 2 missed healed 'b' (stale: unlink) and 'a'
+    # (missing: re-create with b's gfid) side by side; when the unlink took
+    # the gfid's last link first, 'a' was made anew, empty, with no data
+    # pending (heal_entry now heals names sharing a gfid one by one,
+    # re-creations first)
+    pytest.param(
+        [("write", "b", 0, b"\x00"), ("unlink", "a"), ("write", "c", 0, b":\xb9>"),
+         ("kill", 2), ("rename", "b", "a")], id="rename-healed-as-unlink-and-recreate"),
+    pytest.param(
+        [("write", "b", 0, b"\x00"), ("unlink", "a"), ("write", "c", 0, b"\x00"),
+         ("kill", 2), ("rename", "c", "b"), ("kill", 0), ("revive", 2),
+         ("write", "a", 0, b"\x00"), ("unlink", "b")],
+        marks=pytest.mark.xfail(strict=True, reason=(
+            "known bug: after a rename over 'b' missed by brick 2, with brick 0 down and "
+            "brick 2 back, the lookup of 'b' sees two gfids and answers EIO (gfid "
+            "mismatch) instead of trusting brick 1: the parent's readable copies are "
+            "not refreshed when brick 2 comes back")),
+        id="rename-over-then-lookup-with-the-stale-brick-back"),
+]
+
+
+# derandomized: the CI runs the same 25 sequences each time; what a random
+# run found is in FOUND_SEQUENCES (run it with derandomize off to explore)
+@settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(sequence=ops)
 async def test_operations_with_bricks_going_away(tmp_path_factory, sequence):
+    await run_sequence(tmp_path_factory, sequence)
+
+
+@pytest.mark.parametrize("sequence", FOUND_SEQUENCES)
+async def test_sequences_found_before(tmp_path_factory, sequence):
+    await run_sequence(tmp_path_factory, sequence)
+
+
+async def run_sequence(tmp_path_factory, sequence) -> None:
+    """The sequence on a fresh replica 3 volume, checked against the model
+    as it goes, then healed and every brick compared with the model."""
     tmp = tmp_path_factory.mktemp("kills")
     net = NetworkReplica(tmp, 3)
     model: dict[str, bytearray] = {}
