@@ -18,7 +18,7 @@ import enum
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 
 class OptionError(ValueError):
@@ -188,6 +188,11 @@ class Option:
     it takes every volfile key it matches (fnmatch; exact keys and aliases
     of other options win), and its value is a dict of those keys to their
     parsed values (empty when none is given; `default` is not used).
+
+    `set_check`, GlusterFS's glusterd-side validate_fn, is called where
+    `volume set` takes a value (glusterd, with this node's facts, such as
+    its cores) and raises ValueError for a value the type alone cannot
+    refuse; a graph that loads the value on another node does not call it.
     """
 
     key: str
@@ -200,6 +205,7 @@ class Option:
     aliases: tuple[str, ...] = ()
     set_keys: tuple[str, ...] = ()
     reconfigurable: bool = True
+    set_check: Callable[[str], object] | None = None
 
     @property
     def is_pattern(self) -> bool:

@@ -152,6 +152,12 @@ def test_bad_input_is_refused_and_changes_nothing(daemon, tmp_path):
         (["volume", "set", "good", "performance.io-cache", "maybe"], "not a boolean"),
         (["volume", "set", "good", "cluster.stripe-block-size", "1000"],
          "below the minimum"),
+        # gf_rebalance_thread_count's rule and words: a number up to this node's cores
+        (["volume", "set", "good", "cluster.rebal-throttle", "0"], "in range from 1 to"),
+        (["volume", "set", "good", "cluster.rebal-throttle", str((os.cpu_count() or 1) + 1)],
+         f"in range from 1 to {os.cpu_count() or 1}"),
+        (["volume", "set", "good", "cluster.rebal-throttle", "fast"],
+         "{lazy|normal|aggressive} or a number"),
         (["volume", "set", "nosuch", "performance.cache-size", "64MB"], "does not exist"),
         (["volume", "get", "good", "no.such-key"], "does not exist"),
         (["--yes", "volume", "delete", "good"], "needs to be stopped"),

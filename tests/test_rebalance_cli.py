@@ -299,8 +299,10 @@ def test_refusals_leave_the_state_as_it_was(tmp_path):
         assert status == 404
         assert snapshot(d.workdir) == before
 
-        # while a rebalance runs: what glusterd refuses then
-        d.ok("volume", "set", "good", "cluster.rebal-throttle", "lazy")
+        # while a rebalance runs: what glusterd refuses then (one migration
+        # at a time, given as GlusterFS also takes it: a number)
+        d.ok("volume", "set", "good", "cluster.rebal-throttle", "1")
+        assert "cluster.rebal-throttle: 1" in d.ok("volume", "info", "good").out
         d.ok("volume", "rebalance", "good", "start")
         before = snapshot(d.workdir)
         for argv, message in [

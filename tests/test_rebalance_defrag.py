@@ -24,6 +24,7 @@ from glusterpy.fops import ROOT_GFID, FopError, Loc
 from glusterpy.gfapi import AsyncVolume
 from glusterpy.graph import Graph
 from glusterpy.rebalance.defrag import Cmd, Defrag, Status, local_subvolumes
+from xlators.cluster.distribute.common import rebalance_thread_count
 
 from sparse_support import SPARSE_SIZE, assert_sparse_copy, data_extents, sparse_chunks, sparse_content
 from test_distribute import check_volume, disk_layout, hashed_brick, is_linkto, make_bricks
@@ -494,3 +495,16 @@ async def test_files_left_in_place_get_a_linkto_file_on_their_hashed_brick(tmp_p
     for name in off_hashed:
         assert is_linkto(bricks[2] / name), name
     check_volume(bricks)
+
+
+@pytest.mark.parametrize("text,cores,count", [
+    ("lazy", 8, 1), ("normal", 8, 2), ("Aggressive", 2, 4), ("aggressive", 16, 12),
+    (None, 8, 2), ("1", 2, 1), ("2", 2, 2), ("16", 16, 16)])
+def test_rebal_throttle_words_and_numbers(text, cores, count):
+    assert rebalance_thread_count(text, cores) == count
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "3", "fast", "1.5", ""])
+def test_rebal_throttle_refuses_what_glusterfs_refuses(text):
+    with pytest.raises(ValueError, match="number of rebalance threads should be"):
+        rebalance_thread_count(text, 2)

@@ -170,7 +170,13 @@ class SetKey:
 
     def parse(self, value: str):
         try:
-            return self.option.parse(value)
+            parsed = self.option.parse(value)
+            if self.option.set_check is not None:
+                try:
+                    self.option.set_check(value)
+                except ValueError as e:
+                    raise OptionError(self.key, f"option '{self.key}': {e}") from None
+            return parsed
         except OptionError as e:
             raise OptionError(self.key, f"{e}\n{self.help()}") from None
 

@@ -22,7 +22,7 @@ defrag.run()` does, in GlusterFS's order:
    directories left out, queued for the migrators;
 4. migrators (gf_defrag_migrate_single_file), as many as
    `cluster.rebal-throttle` allows (lazy 1, normal 2, aggressive
-   max(cores - 4, 4); changed live): a file is this node's when its data is
+   max(cores - 4, 4), or a number up to the node's cores; changed live): a file is this node's when its data is
    on a local subvolume and, for a subvolume of several nodes (a replica
    set), when the hash of its gfid picks this node's uuid among the set's
    (gf_defrag_should_i_migrate) - so no two nodes migrate the same file; it
@@ -91,6 +91,7 @@ from glusterpy.keys import NODE_UUID_KEY
 from glusterpy.xlator import both
 
 from xlators.cluster.distribute import layout as dl
+from xlators.cluster.distribute.common import rebalance_thread_count
 from ..fops import ClientPid
 
 log = logging.getLogger("glusterpy.rebalance")
@@ -152,12 +153,6 @@ ESTIMATE_START_INTERVAL = 10.0
 BUSY_RETRIES = 2
 BUSY_RETRY_PAUSE = 1.0
 _GONE = (errno.ENOENT, errno.ESTALE)
-
-
-def throttle_count(value: str | None, cores: int | None = None) -> int:
-    """dht_configure_throttle: lazy 1, normal 2, aggressive max(cores - 4, 4)."""
-    cores = cores or os.cpu_count() or 1
-    return {"lazy": 1, "aggressive": max(cores - 4, 4)}.get((value or "normal").lower(), 2)
 
 
 @dataclasses.dataclass
@@ -300,7 +295,8 @@ class Defrag:
         for i in self.local:
             self.log.info("local subvol: %s (node uuids %s)", dht.names[i],
                           " ".join(u or "-" for u in self.node_uuids[i]))
-        workers = max(throttle_count("aggressive"), 1)
+        # enough migrators for any throttle the option allows, changed live
+        workers = max(rebalance_thread_count("aggressive"), os.cpu_count() or 1)
         async with trio.open_nursery() as outer:
             counting = trio.CancelScope()
             outer.start_soon(self._count, counting)
@@ -479,14 +475,23 @@ class Defrag:
             async for item in receive:
                 try:
                     if self.running:
-                        self._limiter.total_tokens = throttle_count(
-                            getattr(self.dht.opts, "rebal_throttle", "normal"))
+                        self._throttle()
                         async with self._limiter:
                             if self.running:
                                 await self._migrate(item)
                 finally:
                     item.state.pending -= 1
                     await self._maybe_settle(item.state)
+
+    def _throttle(self) -> None:
+        """dht_configure_throttle, live: a number above this node's cores
+        (validated on another node) keeps the count as it was, as
+        GlusterFS's rebalance process logs and keeps it."""
+        try:
+            self._limiter.total_tokens = rebalance_thread_count(
+                getattr(self.dht.opts, "rebal_throttle", "normal"))
+        except ValueError as e:
+            self.log.error("%s", e)
 
     def should_i_migrate(self, pos: int, gfid) -> bool:
         """gf_defrag_should_i_migrate: a subvolume of one node is that
@@ -807,4 +812,4 @@ async def _leaf_node_uuids(xl) -> list[str | None]:
 
 
 __all__ = ["Defrag", "Cmd", "Status", "STATUS_TEXT", "TERMINAL", "CMD_NAMES",
-           "local_subvolumes", "throttle_count"]
+           "local_subvolumes"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 import re
 import stat
 import time
@@ -27,6 +28,27 @@ from glusterpy.xlator import DOWNWARD_EVENTS, Event, Translator
 
 from . import layout as dl
 from .layout import Layout, NameHasher
+
+def rebalance_thread_count(text: str | None, cores: int | None = None) -> int:
+    """gf_rebalance_thread_count: cluster.rebal-throttle as the number of
+    files a node migrates at once - lazy 1, normal 2, aggressive
+    max(cores - 4, 4), or a number from 1 to the node's cores.  ValueError,
+    worded as GlusterFS words it, for anything else."""
+    cores = cores or os.cpu_count() or 1
+    word = "normal" if text is None else text.strip().lower()
+    named = {"lazy": 1, "normal": 2, "aggressive": max(cores - 4, 4)}
+    if word in named:
+        return named[word]
+    try:
+        count = int(word)
+    except ValueError:
+        raise ValueError("number of rebalance threads should be {lazy|normal|aggressive} "
+                         f"or a number in range from 1 to {cores}, not {text}") from None
+    if not 0 < count <= cores:
+        raise ValueError(f"number of rebalance threads should be in range from 1 to {cores}, "
+                         f"not {count}")
+    return count
+
 
 # --------------------------------------------------------------------------
 # Options (GlusterFS's names; only those this translator implements)
@@ -98,11 +120,12 @@ OPTIONS = (
            "this can lead to bad data if the data couldn't be synced by the brick machine's "
            "kernel, because of hardware failure etc.",
            set_keys=("cluster.ensure-durability",)),
-    Option("rebal-throttle", OptionType.ENUM, "normal",
+    Option("rebal-throttle", OptionType.STR, "normal",
            " Sets the maximum number of parallel file migrations allowed on a node during "
            "the rebalance operation: lazy migrates one file at a time, normal two, "
-           "aggressive max(processing units - 4, 4).  Read by the rebalance process "
-           "(glusterpy/rebalance), live.", choices=("lazy", "normal", "aggressive"),
+           "aggressive max(processing units - 4, 4), or a number from 1 to the node's "
+           "processing units.  Read by the rebalance process (glusterpy/rebalance), live.",
+           set_check=rebalance_thread_count,
            set_keys=("cluster.rebal-throttle",)),
     Option("commit-hash", OptionType.INT, None,
            "The volume's commit hash (set by rebalance); by default it is read from the "
