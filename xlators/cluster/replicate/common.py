@@ -268,7 +268,7 @@ class AfrCommon:
         self._lookup_xattr_req(req)
         replies = await self.fan([i for i in range(self.child_count) if up[i]],
                                   lambda i: self.children[i].lookup(loc, req))
-        if loc.pargfid is not None and self._replies_disagree(replies):
+        if loc.pargfid is not None and self._gfids_disagree(replies):
             await self._refresh_parent(loc.pargfid)
         if self._name_heal_needed(loc, replies):
             try:
@@ -309,20 +309,13 @@ class AfrCommon:
         return LookupReply(r.iatt, r.postparent, xdata=r.xdata)
 
     @staticmethod
-    def _replies_disagree(replies) -> bool:
-        """The children disagree on a name: one has it and another not, one
-        has no gfid for it, or two have different gfids."""
+    def _gfids_disagree(replies) -> bool:
+        """Two children have the name with different gfids.  (A name one
+        child lacks is judged by quorum and name heal, not by the parent's
+        set: refreshing it there would only hide a name from name heal that
+        the parent's entry heal is to create.)"""
         gfid = None
-        found = None
         for r in replies:
-            if r is None or errno_of(r) == errno.ENOTCONN:
-                continue
-            if errno_of(r) == errno.ENODATA:
-                return True
-            if found is None:
-                found = is_ok(r)
-            elif found != is_ok(r):
-                return True
             if is_ok(r):
                 if gfid is None:
                     gfid = r.iatt.gfid
@@ -337,7 +330,7 @@ class AfrCommon:
         so it is refreshed first - as GlusterFS's afr_lookup refreshed a
         parent of an older event generation until 2020 (commit 2b08cb8a5b
         dropped it for lookups at large; here it costs only a lookup whose
-        children disagree)."""
+        children hold two gfids)."""
         pctx = self.itable.ctx(self, pgfid)
         if pctx is not None and pctx.data is not None and not pctx.need_refresh and \
                 pctx.generation == self.event_generation:
