@@ -55,9 +55,8 @@ entries, refreshed first when a child went down or came up since it was
 computed: a copy the parent's changelog accuses is outvoted, and the
 answer comes from a copy the parent vouches for; two gfids that no
 changelog decides between (a gfid split-brain) answer EIO.  The child is
-chosen by ``read-subvolume`` /
-``read-subvolume-index``, else the local brick (``choose-local``, found from
-the bricks' pathinfo), else ``read-hash-mode`` (0 first readable, 1 gfid
+chosen by ``read-subvolume`` / ``read-subvolume-index``, else the local
+brick (``choose-local``, found from the bricks' pathinfo), else ``read-hash-mode`` (0 first readable, 1 gfid
 hash, 2 gfid+pid hash, 3 least outstanding reads, 4 least ping latency, 5
 both), among the children readable for data and metadata both where there
 is one.  A read that fails is retried once after a refresh, then on the
