@@ -56,11 +56,12 @@ computed: a copy the parent's changelog accuses is outvoted, and the
 answer comes from a copy the parent vouches for; two gfids that no
 changelog decides between (a gfid split-brain) answer EIO.  The child is
 chosen by ``read-subvolume`` / ``read-subvolume-index``, else the local
-brick (``choose-local``, found from the bricks' pathinfo), else ``read-hash-mode`` (0 first readable, 1 gfid
-hash, 2 gfid+pid hash, 3 least outstanding reads, 4 least ping latency, 5
-both), among the children readable for data and metadata both where there
-is one.  A read that fails is retried once after a refresh, then on the
-other readable children.  A file with no readable child - split-brain -
+brick (``choose-local``, found from the bricks' pathinfo), else
+``read-hash-mode`` (0 first readable, 1 gfid hash, 2 gfid+pid hash, 3 least
+outstanding reads, 4 least ping latency, 5 both), among the children
+readable for data and metadata both where there is one.  A read that
+fails is retried once after a refresh, then on the other readable
+children.  A file with no readable child - split-brain -
 fails reads and writes with EIO.  An inode write that failed on some
 children and succeeded on others takes the failed ones out of the
 inode's readable set at once, before its post-op accuses them on disk (a
