@@ -355,6 +355,101 @@ async def test_gfid_and_type_mismatch_are_reported_not_guessed(tmp_path):
         assert (await afr.heal_info(ROOT_GFID)).startswith("split-brain")
 
 
+OLD_B, C_DATA = b"the old b", b"c's data, renamed over b"
+
+#: (stale, dead): the brick that misses the rename, the brick that goes down
+#: after it; the stale brick once after the good one in index order, once
+#: before it (a lookup must not answer from the first reply it got)
+STALE_THEN_DEAD = [pytest.param(2, 0, id="stale-after-good"),
+                   pytest.param(0, 1, id="stale-before-good")]
+
+
+async def rename_over_missed_by(net, afr, top, stale, dead):
+    """b and c written on every brick; `stale` misses the rename of c over b
+    (the others accuse it in the root's entry changelog); then `dead` goes
+    down and `stale` comes back: the two up hold b with different gfids."""
+    f, gb = await create_file(top, "b", OLD_B)
+    await top.release(f, None)
+    f, gc = await create_file(top, "c", C_DATA)
+    await top.release(f, None)
+    await down(net, afr, stale)
+    await top.rename(root_loc("c", gc), root_loc("b", gb), None)
+    await down(net, afr, dead)
+    await up(net, afr, stale)
+    return gb, gc
+
+
+@pytest.mark.parametrize("stale,dead", STALE_THEN_DEAD)
+async def test_lookup_trusts_the_parents_good_copy_when_a_stale_brick_comes_back(
+        tmp_path, stale, dead):
+    """With the stale brick back and the other good one down, a lookup of
+    b sees two gfids; the root's changelog on the good brick accuses the
+    stale one, so b is c's file (its gfid, its data) - not EIO, though the
+    root's readable set was computed before the stale brick came back.
+    With every brick back, heal makes the copies equal, c's data kept."""
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        gb, gc = await rename_over_missed_by(net, afr, top, stale, dead)
+        good = 3 - stale - dead
+        assert pending(net.bricks[good], key(stale))[2] > 0
+        reply = await top.lookup(root_loc("b"), None)
+        assert reply.iatt.gfid == gc
+        assert (await top.stat(root_loc("b", gc), None)).iatt.size == len(C_DATA)
+        assert await read_all(top, gc) == C_DATA
+        await up(net, afr, dead)
+        await heal_until_clean(afr)
+        assert (await top.lookup(root_loc("b"), None)).iatt.gfid == gc
+        for b in net.bricks:
+            assert (b / "b").read_bytes() == C_DATA and not (b / "c").exists()
+        assert_identical(net.bricks)
+        assert_clean(net.bricks)
+
+
+@pytest.mark.parametrize("stale,dead", STALE_THEN_DEAD)
+async def test_unlink_over_a_stale_brick_back_removes_the_good_name(tmp_path, stale, dead):
+    """The sequence the kills model found: unlink b in that state removes
+    b (c's file) instead of failing with EIO; heal then removes the stale
+    names from the brick that was down, and nothing is left pending."""
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        await rename_over_missed_by(net, afr, top, stale, dead)
+        await top.unlink(root_loc("b", (await top.lookup(root_loc("b"), None)).iatt.gfid),
+                         0, None)
+        with pytest.raises(FopError) as e:
+            await top.lookup(root_loc("b"), None)
+        assert e.value.errno == errno.ENOENT
+        await up(net, afr, dead)
+        await heal_until_clean(afr)
+        for b in net.bricks:
+            assert sorted(p.name for p in b.iterdir() if p.name != ".glusterfs") == []
+        assert_clean(net.bricks)
+
+
+async def test_gfid_mismatch_no_copy_accuses_is_eio(tmp_path):
+    """The same state with the accusation wiped from the good bricks' root
+    (a real gfid split-brain: no copy says which b is right): the refreshed
+    parent vouches for both, so the lookup answers EIO and neither copy is
+    touched."""
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        f, gb = await create_file(top, "b", OLD_B)
+        await top.release(f, None)
+        f, gc = await create_file(top, "c", C_DATA)
+        await top.release(f, None)
+        await down(net, afr, 2)
+        await top.rename(root_loc("c", gc), root_loc("b", gb), None)
+        for b in net.bricks[:2]:
+            os.removexattr(b, key(2))
+        await down(net, afr, 0)
+        await up(net, afr, 2)
+        with pytest.raises(FopError) as e:
+            await top.lookup(root_loc("b"), None)
+        assert e.value.errno == errno.EIO
+        b0, b1, b2 = net.bricks
+        assert (b1 / "b").read_bytes() == C_DATA and (b2 / "b").read_bytes() == OLD_B
+        assert (b2 / "c").read_bytes() == C_DATA
+
+
 async def test_quorum_refuses_writes_instead_of_splitting(tmp_path):
     """Replica 3 (auto quorum): with two bricks down a write, a create and
     a read fail with ENOTCONN; with one down everything works."""

@@ -46,8 +46,8 @@ def quick_reconnect(monkeypatch):
 
 
 #: sequences a random run found (CI, 2026-12-07), failing since at least
-#: e213ca6: fixed ones stay as regressions, the others are strict xfails
-#: until replicate is fixed
+#: e213ca6: fixed ones stay as regressions, any not fixed yet is a strict
+#: xfail until replicate is
 FOUND_SEQUENCES = [
     # entry heal of a rename brick 2 missed healed 'b' (stale: unlink) and 'a'
     # (missing: re-create with b's gfid) side by side; when the unlink took
@@ -57,15 +57,16 @@ FOUND_SEQUENCES = [
     pytest.param(
         [("write", "b", 0, b"\x00"), ("unlink", "a"), ("write", "c", 0, b":\xb9>"),
          ("kill", 2), ("rename", "b", "a")], id="rename-healed-as-unlink-and-recreate"),
+    # after a rename over 'b' missed by brick 2, with brick 0 down and brick 2
+    # back, the lookup of 'b' saw two gfids and answered EIO instead of
+    # trusting brick 1: the parent's readable set, computed before brick 2
+    # came back, vouched for brick 2 (lookup now refreshes a parent of an
+    # older event generation when the children disagree;
+    # test_replicate_heal.py's stale-brick tests)
     pytest.param(
         [("write", "b", 0, b"\x00"), ("unlink", "a"), ("write", "c", 0, b"\x00"),
          ("kill", 2), ("rename", "c", "b"), ("kill", 0), ("revive", 2),
          ("write", "a", 0, b"\x00"), ("unlink", "b")],
-        marks=pytest.mark.xfail(strict=True, reason=(
-            "known bug: after a rename over 'b' missed by brick 2, with brick 0 down and "
-            "brick 2 back, the lookup of 'b' sees two gfids and answers EIO (gfid "
-            "mismatch) instead of trusting brick 1: the parent's readable copies are "
-            "not refreshed when brick 2 comes back")),
         id="rename-over-then-lookup-with-the-stale-brick-back"),
 ]
 

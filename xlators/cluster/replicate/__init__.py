@@ -49,13 +49,19 @@ unless some child's changelog accuses it, a regular file smaller than the
 largest unaccused copy is not readable either, and an arbiter never is.
 Readability is computed from lookup and from an *inode refresh* (a lookup
 of the gfid on every child, made on the first read and again after any
-child went down or came up).  The child is chosen by ``read-subvolume`` /
-``read-subvolume-index``, else the local brick (``choose-local``, found from
-the bricks' pathinfo), else ``read-hash-mode`` (0 first readable, 1 gfid
-hash, 2 gfid+pid hash, 3 least outstanding reads, 4 least ping latency, 5
-both), among the children readable for data and metadata both where there
-is one.  A read that fails is retried once after a refresh, then on the
-other readable children.  A file with no readable child - split-brain -
+child went down or came up).  A lookup whose children hold a name with
+different gfids judges them by the parent directory's readable set for
+entries, refreshed first when a child went down or came up since it was
+computed: a copy the parent's changelog accuses is outvoted, and the
+answer comes from a copy the parent vouches for; two gfids that no
+changelog decides between (a gfid split-brain) answer EIO.  The child is
+chosen by ``read-subvolume`` / ``read-subvolume-index``, else the local
+brick (``choose-local``, found from the bricks' pathinfo), else
+``read-hash-mode`` (0 first readable, 1 gfid hash, 2 gfid+pid hash, 3 least
+outstanding reads, 4 least ping latency, 5 both), among the children
+readable for data and metadata both where there is one.  A read that
+fails is retried once after a refresh, then on the other readable
+children.  A file with no readable child - split-brain -
 fails reads and writes with EIO.  An inode write that failed on some
 children and succeeded on others takes the failed ones out of the
 inode's readable set at once, before its post-op accuses them on disk (a
@@ -97,6 +103,14 @@ Departures from GlusterFS:
   between the operation and the post-op (GlusterFS unwinds as soon as the
   operation succeeded everywhere); with eager locking the post-op of a
   write is delayed anyway, so sequential writers see no difference.
+* A lookup whose children hold two gfids for a name refreshes the
+  parent's readable set when a child went down or came up since
+  (GlusterFS refreshed the parent in every lookup of a newer event
+  generation until 2020, and no longer does); and when only a stale copy
+  holds the other gfid, the lookup answers from the good copy while a
+  quorum of children answered, where GlusterFS 10 answers ENOTCONN
+  (afr_attempt_readsubvol_set counts no readable copy then) until the
+  name is healed.
 * A lookup that finds an accused child starts the background heal at once
   (GlusterFS marks the inode for a refresh and heals on the next read or
   metadata transaction).

@@ -268,6 +268,8 @@ class AfrCommon:
         self._lookup_xattr_req(req)
         replies = await self.fan([i for i in range(self.child_count) if up[i]],
                                   lambda i: self.children[i].lookup(loc, req))
+        if loc.pargfid is not None and self._gfids_disagree(replies):
+            await self._refresh_parent(loc.pargfid)
         if self._name_heal_needed(loc, replies):
             try:
                 await heal_name(self, loc.pargfid, loc.name,
@@ -305,6 +307,40 @@ class AfrCommon:
             raise FopError(errno.ENOTCONN, "the arbiter cannot serve reads")
         r = replies[read]
         return LookupReply(r.iatt, r.postparent, xdata=r.xdata)
+
+    @staticmethod
+    def _gfids_disagree(replies) -> bool:
+        """Two children have the name with different gfids.  (A name one
+        child lacks is judged by quorum and name heal, not by the parent's
+        set: refreshing it there would only hide a name from name heal that
+        the parent's entry heal is to create.)"""
+        gfid = None
+        for r in replies:
+            if is_ok(r):
+                if gfid is None:
+                    gfid = r.iatt.gfid
+                elif r.iatt.gfid != gfid:
+                    return True
+        return False
+
+    async def _refresh_parent(self, pgfid: GFID) -> None:
+        """Lookup judges disagreeing children by the parent's readable entry
+        set (its entry changelogs); a set computed before a child went down
+        or came back up says nothing of what that child missed meanwhile,
+        so it is refreshed first - as GlusterFS's afr_lookup refreshed a
+        parent of an older event generation until 2020 (commit 2b08cb8a5b
+        dropped it for lookups at large; here it costs only a lookup whose
+        children hold two gfids)."""
+        pctx = self.itable.ctx(self, pgfid)
+        if pctx is not None and pctx.data is not None and not pctx.need_refresh and \
+                pctx.generation == self.event_generation:
+            return
+        try:
+            await self._refresh(pgfid)
+        except FopError as e:
+            # the parent's set stays as it was: the gfid check below then
+            # answers EIO rather than guess
+            self.log.debug("refresh of the parent %s for a lookup: %s", pgfid, e)
 
     async def _lookup_done(self, loc, replies):
         """afr_lookup_done."""
@@ -344,6 +380,13 @@ class AfrCommon:
             chosen = self._read_subvol_decide(ctx, replies[read].iatt)
         if chosen < 0:
             chosen = self._attempt_read_subvol(success, replies)
+            if not can_interpret and par_readable[read]:
+                # the gfids disagree and only unreadable copies of the parent
+                # hold the other one: answer from a copy the parent vouches
+                # for, whatever its index (the first answer may be stale)
+                chosen = next((i for i, r in enumerate(replies)
+                               if is_ok(r) and r.iatt.gfid == read_gfid and par_readable[i]
+                               and i != self.arbiter), read)
         if chosen == self.arbiter:
             raise FopError(errno.ENOTCONN, "the arbiter cannot serve reads")
         r = replies[chosen]
