@@ -1630,3 +1630,28 @@ async def test_create_still_sets_what_the_open_could_not(brick, posix_graph):
                          fd, req(orphan))
         await top.release(fd, None)
         assert os.stat(handle(brick, orphan)).st_ino == os.stat(brick / "h").st_ino
+
+
+async def test_a_lookup_asked_for_mdata_reads_it_once(brick, posix_graph, monkeypatch):
+    """features/utime asks every lookup for the mdata xattr the brick reads
+    anyway for the iatt's times: it is read once and answered from that
+    read (issue 17: one getxattr fewer per stat through a mount)."""
+    async with posix_graph(brick) as top:
+        f = await mkfile(top, Loc.root(), "f", b"data")
+        reads = []
+        real = os.getxattr
+
+        def getxattr(target, key, *a, **kw):
+            if isinstance(target, str) and target.endswith("/f"):   # not the parent's
+                reads.append(key)
+            return real(target, key, *a, **kw)
+        monkeypatch.setattr(os, "getxattr", getxattr)
+        r = await top.lookup(Loc(pargfid=ROOT_GFID, name="f"),
+                             {MDATA_KEY: 1, "trusted.glusterfs.dht.linkto": 256})
+        monkeypatch.undo()
+        assert reads.count(MDATA_KEY) == 1, reads
+        assert r.xdata[MDATA_KEY] == os.getxattr(brick / "f", MDATA_KEY)
+        assert "trusted.glusterfs.dht.linkto" not in r.xdata and r.iatt.gfid == f.gfid
+        os.removexattr(brick / "f", MDATA_KEY)     # absent: not in the reply either
+        r = await top.lookup(Loc(pargfid=ROOT_GFID, name="f"), {MDATA_KEY: 1})
+        assert MDATA_KEY not in (r.xdata or {})

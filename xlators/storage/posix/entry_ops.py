@@ -63,8 +63,9 @@ class PosixEntryOps:
                 # a fresh lookup heals a missing handle, as posix_gfid_heal does
                 self._heal_handle(node, pgfid, name)
             postparent = self._dir_iatt(pfd, pgfid)
-        ia = self._iatt(node)
-        reply_x = self._fill_xattrs(node.target, xdata, ia, node) if xdata else None
+        read: dict | None = {} if xdata else None
+        ia = self._iatt(node, read)
+        reply_x = self._fill_xattrs(node.target, xdata, ia, node, read) if xdata else None
         return LookupReply(ia, postparent, xdata=reply_x or None)
 
     @inline_fop
