@@ -37,7 +37,9 @@ While connected:
     open/create/opendir returned, kept in `fd.ctx[self]` (a `RemoteFdCtx`),
     and `fops.caller` the AUTH_GLUSTERFS_v3 credential (groups only with
     `send-gids`; an `lk` without a caller lock owner uses the flock's
-    owner, which is what the brick's locks key on).
+    owner, which is what the brick's locks key on).  One exception: a
+    FLUSH is answered here while no lk, lease or setactivelk has been sent
+    (`flush`: on a brick it only releases the closing owner's locks).
   * PING (the DUMP program's) is sent while calls are outstanding, again
     `ping-timeout` seconds after each answer.  When a ping stays unanswered
     for `ping-timeout` and nothing at all came from or went to the peer in
