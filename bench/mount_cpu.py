@@ -10,8 +10,12 @@ first on PYTHONPATH).  Each round creates N files of 100 bytes in 10
 directories through the mount, then runs find, ls -lR and du -s (warm),
 ls -lR after the kernel dropped its dentries and inodes (cold), stat of
 every file once the attribute and md-cache timeouts have passed, and
-rm -rf (`--steps` picks some); the mount's on-CPU time (every thread's
-/proc/PID/task/TID/schedstat) is taken around each step.  The checkouts alternate round
+rm -rf (`--steps` picks some); `warm stat` (not in the default steps) is
+bench/suite_fio.py's small-file stat row: every file stat'ed right after
+the create step, so the kernel and md-cache still hold some of them.  The
+mount's and the brick's on-CPU time (every thread's
+/proc/PID/task/TID/schedstat) are taken around each step; the report gives
+both, mount/brick.  The checkouts alternate round
 by round, so a load that comes and goes on a shared machine falls on all of
 them alike; the report is the median per step, in microseconds per file.
 Counts of work, not times, are what cProfile gives: `--profile FILE` runs
@@ -36,6 +40,8 @@ import time
 from pathlib import Path
 
 STEPS = ("create", "find", "ls -lR", "du -s", "cold ls -lR", "stat", "rm -rf")
+#: steps run only when --steps names them
+EXTRA_STEPS = ("warm stat",)
 PERF = ("performance/write-behind", "performance/io-cache", "performance/open-behind",
         "performance/quick-read", "performance/md-cache", "performance/io-threads")
 
@@ -99,7 +105,7 @@ class Setup:
         port = free_port()
         (base / "brick.vol").write_text(brick_volfile(brick))
         (base / "client.vol").write_text(client_volfile(port, perf))
-        self._spawn([sys.executable, "-m", "glusterpy.cli.main", "brick", "--volfile",
+        self.brick = self._spawn([sys.executable, "-m", "glusterpy.cli.main", "brick", "--volfile",
                      str(base / "brick.vol"), "--port", str(port), "--log-file",
                      str(base / "brick.log")])
         self._wait(lambda: (base / "brick.log").exists() and
@@ -154,19 +160,21 @@ def drop_caches() -> None:
         f.write("2\n")
 
 
-def workload(mnt: Path, pid: int, files: int, steps=STEPS) -> dict[str, float]:
-    """Mount CPU seconds per step (create always runs: the others need it)."""
+def workload(mnt: Path, pid: int, files: int, steps=STEPS,
+             brick: int | None = None) -> dict[str, tuple[float, float]]:
+    """(mount, brick) CPU seconds per step (create always runs: the others
+    need it); the brick's is 0 without its pid."""
     top = mnt / "t"
     dirs = 10
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     payload = b"x" * 100
 
     def step(name, fn):
         if name not in steps and name != "create":
             return
-        before = cpu(pid)
+        before, brick_before = cpu(pid), cpu(brick) if brick else 0.0
         fn()
-        out[name] = cpu(pid) - before
+        out[name] = (cpu(pid) - before, (cpu(brick) - brick_before) if brick else 0.0)
 
     def create():
         top.mkdir()
@@ -184,6 +192,7 @@ def workload(mnt: Path, pid: int, files: int, steps=STEPS) -> dict[str, float]:
             for f in range(files // dirs):
                 os.stat(top / f"d{d}" / f"f{f:05}")
     step("create", create)
+    step("warm stat", stat_all)
     step("find", run("find", str(top)))
     step("ls -lR", run("ls", "-lR", str(top)))
     step("du -s", run("du", "-s", str(top)))
@@ -213,21 +222,24 @@ def main(argv=None) -> int:
             setup = Setup(base, checkout.resolve(), not args.noperf, args.profile)
             try:
                 results[checkout].append(workload(setup.mnt, setup.mount.pid, args.files,
-                                                    args.steps.split(",")))
+                                                    args.steps.split(","), setup.brick.pid))
             finally:
                 setup.close()
                 shutil.rmtree(base, ignore_errors=True)
-            print(f"round {r + 1} {checkout}: " + ", ".join(
-                f"{k} {v * 1e6 / args.files:.0f}" for k, v in results[checkout][-1].items()),
-                flush=True)
-    print(f"median mount CPU, us per file ({args.files} files, "
+            print(f"round {r + 1} {checkout} (load {os.getloadavg()[0]:.1f}): " + ", ".join(
+                f"{k} {m * 1e6 / args.files:.0f}/{b * 1e6 / args.files:.0f}"
+                for k, (m, b) in results[checkout][-1].items()), flush=True)
+    print(f"median CPU, us per file, mount/brick ({args.files} files, "
           f"{'no performance translators' if args.noperf else 'performance stack'}):")
-    print("checkout".ljust(40) + "".join(s.rjust(12) for s in STEPS))
+    shown = [s for s in (*STEPS, *EXTRA_STEPS) if any(s in r for rs in results.values()
+                                                        for r in rs)]
+    print("checkout".ljust(40) + "".join(s.rjust(14) for s in shown))
     for checkout, runs in results.items():
         if runs:
             print(str(checkout).ljust(40) + "".join(
-                f"{statistics.median(r[s] for r in runs) * 1e6 / args.files:12.0f}"
-                if s in runs[0] else "-".rjust(12) for s in STEPS))
+                (f"{statistics.median(r[s][0] for r in runs) * 1e6 / args.files:.0f}/"
+                 f"{statistics.median(r[s][1] for r in runs) * 1e6 / args.files:.0f}").rjust(14)
+                if s in runs[0] else "-".rjust(14) for s in shown))
     return 0
 
 

@@ -1544,3 +1544,114 @@ async def test_set_ctime_mdata_stores_times_for_a_legacy_file(brick, posix_graph
         with pytest.raises(FopError) as e:
             await top.setxattr(loc, {"set-ctime-mdata": b"junk"}, 0, None)
         assert e.value.errno == errno.EINVAL
+
+
+async def test_create_of_a_new_file_makes_only_the_syscalls_it_needs(brick, posix_graph,
+                                                                     monkeypatch):
+    """A small file's create, counted (issue 17): the O_EXCL open says
+    whether the name existed (no stat before it), a file the open gave the
+    owner and exact mode is not chmod'ed nor stat'ed again, a fresh entry's
+    gfid and mdata are stored without reading them first, and the handle is
+    linked without a stat first.  GlusterFS's posix_create list, in that
+    order: open, gfid xattr, handle link, gfid2path, mdata, parent's times."""
+    calls: dict[str, list] = {}
+
+    def counted(name):
+        real = getattr(os, name)
+
+        def call(*args, **kw):
+            calls.setdefault(name, []).append(args[:2])
+            return real(*args, **kw)
+        return call
+    async with posix_graph(brick) as top:
+        first = GFID.random()
+        await mkfile(top, Loc.root(), "first", mode=0o644)
+        with as_caller(uid=os.getuid(), gid=os.getgid()):
+            await top.create(child(Loc.root(), "warm"), os.O_CREAT | os.O_EXCL | os.O_RDWR,
+                             0o644, 0o022, Fd(), req(first))
+        # the same .glusterfs/xx/yy as `first`: that directory exists already
+        second = GFID(bytes(first)[:2] + bytes(GFID.random())[2:])
+        for name in ("stat", "fstat", "getxattr", "setxattr", "chmod", "fchmod", "mkdir",
+                     "link", "open", "listxattr"):
+            monkeypatch.setattr(os, name, counted(name))
+        fd = Fd()
+        with as_caller(uid=os.getuid(), gid=os.getgid()):
+            c = await top.create(child(Loc.root(), "f"), os.O_CREAT | os.O_EXCL | os.O_RDWR,
+                                 0o644, 0o022, fd, req(second))
+        monkeypatch.undo()
+        await top.release(fd, None)
+        got = {k: len(v) for k, v in calls.items()}
+        # stat: none (no existence check, no handle check); fstat: the new
+        # file once, after its times once, the parent before and after
+        assert got.get("stat", 0) == 0, calls.get("stat")
+        assert got.get("fchmod", 0) == 0 and got.get("chmod", 0) == 0
+        assert got.get("mkdir", 0) == 0 and got["link"] == 1 and got["open"] == 1
+        # only the parent's mdata is read (before, for the reply's
+        # preparent, and again as its times move); the new file's is not
+        assert got["getxattr"] == 2 and len({a[0] for a in calls["getxattr"]}) == 1, \
+            calls["getxattr"]
+        assert got["fstat"] == 4, calls["fstat"]
+        # what the file has to show for it
+        st = os.stat(brick / "f")
+        assert stat.S_IMODE(st.st_mode) == 0o644 and c.iatt.gfid == second
+        assert disk_gfid(brick / "f") == second
+        assert os.stat(handle(brick, second)).st_ino == st.st_ino
+        assert c.iatt.mtime_nsec or c.iatt.mtime
+        assert os.getxattr(brick / "f", MDATA_KEY)
+
+
+async def test_create_still_sets_what_the_open_could_not(brick, posix_graph):
+    """The cuts above keep their fallbacks: a mode the brick's umask masked
+    is chmod'ed, a set-id bit too; a gfid whose handle names another inode
+    is refused and leaves no file; an orphaned handle is replaced."""
+    async with posix_graph(brick) as top:
+        old = os.umask(0o077)
+        try:
+            for name, mode in (("wide", 0o666), ("sgid", 0o2755)):
+                fd = Fd()
+                await top.create(child(Loc.root(), name), os.O_CREAT | os.O_EXCL | os.O_RDWR,
+                                 mode, 0, fd, req())
+                await top.release(fd, None)
+                assert stat.S_IMODE(os.stat(brick / name).st_mode) == mode
+        finally:
+            os.umask(old)
+        taken = await mkfile(top, Loc.root(), "taken")
+        assert await errno_of(top.create(child(Loc.root(), "g"),
+                                         os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644, 0, Fd(),
+                                         req(taken.gfid))) == errno.EEXIST
+        assert not os.path.exists(brick / "g")
+        orphan = GFID.random()
+        os.makedirs(os.path.dirname(handle(brick, orphan)), exist_ok=True)
+        (brick / "stray").write_bytes(b"")
+        os.link(brick / "stray", handle(brick, orphan))
+        os.unlink(brick / "stray")           # the handle is the inode's only name now
+        fd = Fd()
+        await top.create(child(Loc.root(), "h"), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644, 0,
+                         fd, req(orphan))
+        await top.release(fd, None)
+        assert os.stat(handle(brick, orphan)).st_ino == os.stat(brick / "h").st_ino
+
+
+async def test_a_lookup_asked_for_mdata_reads_it_once(brick, posix_graph, monkeypatch):
+    """features/utime asks every lookup for the mdata xattr the brick reads
+    anyway for the iatt's times: it is read once and answered from that
+    read (issue 17: one getxattr fewer per stat through a mount)."""
+    async with posix_graph(brick) as top:
+        f = await mkfile(top, Loc.root(), "f", b"data")
+        reads = []
+        real = os.getxattr
+
+        def getxattr(target, key, *a, **kw):
+            if isinstance(target, str) and target.endswith("/f"):   # not the parent's
+                reads.append(key)
+            return real(target, key, *a, **kw)
+        monkeypatch.setattr(os, "getxattr", getxattr)
+        r = await top.lookup(Loc(pargfid=ROOT_GFID, name="f"),
+                             {MDATA_KEY: 1, "trusted.glusterfs.dht.linkto": 256})
+        monkeypatch.undo()
+        assert reads.count(MDATA_KEY) == 1, reads
+        assert r.xdata[MDATA_KEY] == os.getxattr(brick / "f", MDATA_KEY)
+        assert "trusted.glusterfs.dht.linkto" not in r.xdata and r.iatt.gfid == f.gfid
+        os.removexattr(brick / "f", MDATA_KEY)     # absent: not in the reply either
+        r = await top.lookup(Loc(pargfid=ROOT_GFID, name="f"), {MDATA_KEY: 1})
+        assert MDATA_KEY not in (r.xdata or {})

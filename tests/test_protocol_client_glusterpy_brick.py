@@ -261,3 +261,59 @@ async def test_auth_login_password(tmp_path):
     events = [ev for ev, _ in seen]
     assert events[:3] == [Event.AUTH_FAILED, Event.CHILD_CONNECTING, Event.CHILD_DOWN]
     assert seen[0][1] == "c-client: Authentication failed" and Event.CHILD_UP not in events
+
+
+async def test_flush_reaches_the_brick_only_once_locks_were_sent(tmp_path):
+    """A FLUSH only releases the closing owner's POSIX locks (and lease) at
+    the brick: until this client sent an lk, it is answered by
+    protocol/client (one RPC fewer per close, issue 17); once one was sent,
+    every FLUSH goes, and releases that owner's locks taken through another
+    fd of the file, as close(2) must."""
+    text = (f"volume t-posix\n    type storage/posix\n    option directory {tmp_path}\n"
+            "end-volume\nvolume t-locks\n    type features/locks\n    subvolumes t-posix\n"
+            "end-volume\nvolume t-stats\n    type debug/io-stats\n    option count-fop-hits on\n"
+            "    subvolumes t-locks\n"
+            "end-volume\nvolume t-server\n    type protocol/server\n"
+            "    option transport.socket.listen-port 0\n"
+            "    option transport.socket.bind-address 127.0.0.1\n"
+            "    option auth.addr.t-stats.allow *\n    subvolumes t-stats\nend-volume\n")
+    graph = Graph.from_text(text)
+    async with graph.running():
+        stats = graph.by_name["t-stats"]
+
+        def flushes() -> int:
+            return stats.stats()["fops"].get("FLUSH", {}).get("hits", 0)
+        async with client(graph.top.port, "t-stats") as a, \
+                client(graph.top.port, "t-stats") as b:
+            with as_caller(100, b"owner-a"):
+                fd = await create(a.top, "f")
+                await a.top.flush(fd, None)
+                assert flushes() == 0
+                # with xdata it goes as it is
+                await a.top.flush(fd, {"some-key": 1})
+                assert flushes() == 1
+                other = Fd(gfid=fd.gfid, flags=os.O_RDWR)
+                await a.top.open(Loc(gfid=fd.gfid), os.O_RDWR, other, None)
+                wr = fops.Flock(type=fops.LockType.WRLCK, start=0, len=10, owner=b"owner-a")
+                await a.top.lk(other, fops.LockCmd.SETLK, wr, None)
+            theirs = fops.Flock(type=fops.LockType.WRLCK, start=0, len=10, owner=b"owner-b")
+            fd_b = Fd(gfid=fd.gfid, flags=os.O_RDWR)
+            with as_caller(200, b"owner-b"):
+                await b.top.open(Loc(gfid=fd.gfid), os.O_RDWR, fd_b, None)
+                with pytest.raises(FopError) as e:
+                    await b.top.lk(fd_b, fops.LockCmd.SETLK, theirs, None)
+                assert e.value.errno == errno.EAGAIN
+            with as_caller(100, b"owner-a"):
+                # close(2) of the first fd: the owner's lock (taken through
+                # the other fd) goes, so the FLUSH must reach the brick
+                await a.top.flush(fd, None)
+                assert flushes() == 2
+            with as_caller(200, b"owner-b"):
+                await b.top.lk(fd_b, fops.LockCmd.SETLK, theirs, None)
+                await b.top.release(fd_b, None)
+            for f in (fd, other):
+                await a.top.release(f, None)
+            # a FLUSH on an fd this client never opened fails as before
+            with pytest.raises(FopError) as e:
+                await b.top.flush(Fd(gfid=GFID.random()), None)
+            assert e.value.errno == errno.EBADFD

@@ -15,11 +15,11 @@ from glusterpy.fops import (GFID, NULL_GFID, ROOT_GFID, CreateReply, EntryReply,
 from glusterpy.keys import (ACL_ACCESS_KEY, ACL_DEFAULT_KEY, DHT_LINKTO_KEY, GET_LINK_COUNT,
                             GFID_KEY, GFID_REQ, GFIDLESS_LOOKUP, INTERNAL_FOP, REQUEST_LINK_COUNT,
                             RESPONSE_LINK_COUNT, SKIP_NON_LINKTO_UNLINK, SKIP_OPEN_FD_UNLINK,
-                            UNLINKED_LOOKUP, XATTR_NAMESPACES)
+                            MDATA_KEY, UNLINKED_LOOKUP, XATTR_NAMESPACES)
 
 from .handles import gfid2path_key, handle_path, hrel
-from .helpers import (IGNORED_KEYS, LANDFILL_DIR, O_NOFOLLOW, UNLINK_DIR, Node, inline_fop,
-                      entry_path, quiet, xattr_bytes, xget, xset)
+from .helpers import (IGNORED_KEYS, LANDFILL_DIR, O_NOFOLLOW, UNLINK_DIR, MdataCache, Node,
+                      entry_path, inline_fop, quiet, xattr_bytes, xget, xset)
 from .mdata import MDATA_A, MDATA_C, MDATA_M
 
 
@@ -63,8 +63,9 @@ class PosixEntryOps:
                 # a fresh lookup heals a missing handle, as posix_gfid_heal does
                 self._heal_handle(node, pgfid, name)
             postparent = self._dir_iatt(pfd, pgfid)
-        ia = self._iatt(node)
-        reply_x = self._fill_xattrs(node.target, xdata, ia, node) if xdata else None
+        read: dict | None = {} if xdata else None
+        ia = self._iatt(node, read)
+        reply_x = self._fill_xattrs(node.target, xdata, ia, node, read) if xdata else None
         return LookupReply(ia, postparent, xdata=reply_x or None)
 
     @inline_fop
@@ -282,10 +283,15 @@ class PosixEntryOps:
         if self.opts.o_direct:
             oflags |= os.O_DIRECT
         perm = mode & ~umask & 0o7777
-        try:
-            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        except FileNotFoundError:
+        if oflags & os.O_EXCL:
+            # the open itself says whether the name existed (EEXIST): no
+            # stat before it (a small file's create: one syscall fewer)
             st = None
+        else:
+            try:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
         if st is None:
             gfid = self._new_gfid(xdata)
             osfd = os.open(name, oflags | O_NOFOLLOW, perm & 0o777, dir_fd=pfd)
@@ -315,11 +321,16 @@ class PosixEntryOps:
         # Departure: GlusterFS moves the times of an existing file and its
         # parent too; here, as on a local filesystem, only a new file (or
         # O_TRUNC) does.
+        known = None
         if st is None:
             touch, parent_touch = MDATA_A | MDATA_C | MDATA_M, MDATA_C | MDATA_M
+            if MDATA_KEY not in xdata:
+                # the file made just now has no mdata xattr (xdata stored
+                # none): nothing to read before storing its times
+                known = (MdataCache.generation, None)
         else:
             touch, parent_touch = (MDATA_C | MDATA_M if oflags & os.O_TRUNC else 0), 0
-        ia = self._fd_iatt(of, touch=touch)
+        ia = self._fd_iatt(of, touch=touch, known=known)
         post = self._dir_iatt(pfd, pgfid, touch=parent_touch)
         return CreateReply(fd, ia, pre, post)
 
@@ -342,7 +353,8 @@ class PosixEntryOps:
         ACLs and xattrs from xdata, gfid2path, the gfid and its handle."""
         st = os.fstat(osfd) if osfd is not None else \
             os.stat(name, dir_fd=pfd, follow_symlinks=False)
-        if (st.st_uid, st.st_gid) != (uid, gid):
+        owned = (st.st_uid, st.st_gid) == (uid, gid)
+        if not owned:
             try:
                 if osfd is not None:
                     os.fchown(osfd, uid, gid)
@@ -351,14 +363,19 @@ class PosixEntryOps:
             except PermissionError:
                 if self._privileged:
                     raise
-        if perm is not None:
-            # after chown, which may clear set-id bits
+        if perm is not None and (not owned or stat.S_IMODE(st.st_mode) != perm):
+            # after chown, which may clear set-id bits; not needed when the
+            # entry already has the owner and the exact mode (the brick's
+            # umask took nothing, no set-id bit asked): then the first stat
+            # stands too - two syscalls fewer per small file's create
             if osfd is not None:
                 os.fchmod(osfd, perm)
             else:
                 os.chmod(name, perm, dir_fd=pfd, follow_symlinks=False)
-        st = os.fstat(osfd) if osfd is not None else \
-            os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            owned = False
+        if not owned:
+            st = os.fstat(osfd) if osfd is not None else \
+                os.stat(name, dir_fd=pfd, follow_symlinks=False)
         node = Node.entry(pfd, name, st, None)
         target = node.target
         for key in (ACL_ACCESS_KEY, ACL_DEFAULT_KEY):
@@ -377,7 +394,9 @@ class PosixEntryOps:
                 self._set_one_xattr(target, node, key, value, os.XATTR_CREATE)
             except (OSError, FopError) as e:
                 self.log.debug("%s: xattr %s from xdata not set: %s", name, key, e)
-        self._set_gfid(node, gfid, pgfid, name)
+        # made just now by this fop (O_EXCL, mknod, mkdir, symlink): it has
+        # no gfid yet, so none is read before storing it
+        self._set_gfid(node, gfid, pgfid, name, fresh=True)
         return node
 
     def _entry_reply(self, node, pfd, pgfid, pre, touch) -> EntryReply:

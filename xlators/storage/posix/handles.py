@@ -95,11 +95,14 @@ def xxh64(data: bytes, seed: int = 0) -> int:
 class PosixHandles:
     """Gfids and their handles in .glusterfs."""
 
-    def _set_gfid(self, node: "Node", gfid: GFID, pgfid: GFID, name: str) -> None:
-        """posix_gfid_set: store the gfid (if none yet) and make the handle."""
+    def _set_gfid(self, node: "Node", gfid: GFID, pgfid: GFID, name: str,
+                  fresh: bool = False) -> None:
+        """posix_gfid_set: store the gfid (if none yet) and make the handle.
+        `fresh`: the entry was made by this fop, so it has no gfid to read
+        first (XATTR_CREATE would still refuse one)."""
         if gfid in (NULL_GFID, ROOT_GFID):
             raise FopError(errno.EINVAL, f"gfid-req {gfid} cannot name a new entry")
-        current = xget(node.target, GFID_KEY)
+        current = None if fresh else xget(node.target, GFID_KEY)
         if current is not None and len(current) == 16:
             gfid = GFID(current)
         else:
@@ -133,17 +136,21 @@ class PosixHandles:
     def _make_file_handle(self, gfid: GFID, node: "Node") -> None:
         """posix_handle_hard: .glusterfs/xx/yy/<gfid> is another hard link."""
         rel = hrel(gfid)
-        try:
-            hst = os.stat(rel, dir_fd=self._hdir, follow_symlinks=False)
-        except FileNotFoundError:
-            hst = None
-        if hst is not None:
-            if (hst.st_ino, hst.st_dev) == (node.st.st_ino, node.st.st_dev):
-                return
-            if hst.st_nlink > 1 or stat.S_ISLNK(hst.st_mode) and hst.st_nlink == 1:
-                raise FopError(errno.EEXIST, f"gfid {gfid} already names another inode")
-            os.unlink(rel, dir_fd=self._hdir)     # an orphaned handle: no names left
         self._mkdir_hash(gfid)
+        # the link first: a new gfid has no handle, so the stat that would
+        # find one is made only when the link says a handle is there
+        try:
+            os.link(node.at_name, rel, src_dir_fd=node.at_fd, dst_dir_fd=self._hdir,
+                    follow_symlinks=False)
+            return
+        except FileExistsError:
+            pass
+        hst = os.stat(rel, dir_fd=self._hdir, follow_symlinks=False)
+        if (hst.st_ino, hst.st_dev) == (node.st.st_ino, node.st.st_dev):
+            return
+        if hst.st_nlink > 1 or stat.S_ISLNK(hst.st_mode) and hst.st_nlink == 1:
+            raise FopError(errno.EEXIST, f"gfid {gfid} already names another inode")
+        os.unlink(rel, dir_fd=self._hdir)     # an orphaned handle: no names left
         os.link(node.at_name, rel, src_dir_fd=node.at_fd, dst_dir_fd=self._hdir,
                 follow_symlinks=False)
 

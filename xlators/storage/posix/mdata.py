@@ -59,12 +59,18 @@ def _set_iatt_times(ia: Iatt, c: int, m: int, a: int) -> None:
 class PosixMdata:
     """iatts and the mdata times."""
 
-    def _iatt(self, node: "Node") -> Iatt:
+    def _iatt(self, node: "Node", read: dict | None = None) -> Iatt:
+        """The iatt of `node`; `read`, when given, gets the mdata xattr read
+        for it (MDATA_KEY -> the bytes, or None when absent), so a lookup
+        that was asked for that key too does not read it again."""
         ia = Iatt.from_stat(node.st, node.gfid or NULL_GFID)
         if not node.is_dir and ia.nlink and node.gfid is not None:
             ia.nlink -= 1     # the handle is not a name
         if self.opts.ctime:
-            apply_mdata(ia, xget_quiet(node.target, MDATA_KEY))
+            raw = xget_quiet(node.target, MDATA_KEY)
+            apply_mdata(ia, raw)
+            if read is not None:
+                read[MDATA_KEY] = raw
         return ia
 
     def _iatt_nlink(self, node: "Node") -> int:

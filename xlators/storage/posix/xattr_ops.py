@@ -97,10 +97,13 @@ class PosixXattrOps:
     # ======================================================================
     # helpers: xattrs
 
-    def _fill_xattrs(self, target, req: dict | None, ia: Iatt, node) -> dict:
+    def _fill_xattrs(self, target, req: dict | None, ia: Iatt, node,
+                     read: dict | None = None) -> dict:
         """posix_xattr_fill: answer the keys a lookup (stat, readdirp, ...)
         asked for in xdata - xattr names or glob patterns, and a few virtual
-        keys distribute and replicate depend on."""
+        keys distribute and replicate depend on.  `read`: xattrs this fop
+        read already (key -> bytes, None when absent), not read again -
+        features/utime asks every lookup for the mdata the iatt was made of."""
         out: dict[str, Any] = {}
         if not req:
             return out
@@ -128,6 +131,10 @@ class PosixXattrOps:
             elif key == LIST_XATTR:
                 list_all = True
             else:
+                if read is not None and key in read:
+                    if read[key] is not None:
+                        out[key] = read[key]
+                    continue
                 if names is None:
                     names = _xlist(target)
                 if key in names:
