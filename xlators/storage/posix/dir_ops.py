@@ -13,8 +13,9 @@ import struct
 from glusterpy.fops import GFID, NULL_GFID, ROOT_GFID, Dirent, DirReply, FopError, Iatt, OpenReply
 from glusterpy.keys import READDIR_SKIP_DIRS
 
-from .helpers import Node, OpenFile, inline_fop, libc
+from .helpers import MdataCache, Node, OpenFile, inline_fop, libc
 from .mdata import apply_mdata
+from .xattr_ops import Asked, _stored_xattrs
 
 
 #: sizeof(gf_dirent_t) on x86_64: what GlusterFS charges per readdir entry
@@ -98,16 +99,18 @@ class PosixDirOps:
                 entries.append(Dirent(os.fsdecode(bname), ino, off, dtype))
         if plus:
             keep = []
+            asked = Asked.of(xdata) if xdata else None
             for ent in entries:
-                if self._fill_dirent(of, ent, at_root, xdata):
+                if self._fill_dirent(of, ent, at_root, xdata, asked):
                     keep.append(ent)
             entries = keep
         return entries
 
     def _fill_dirent(self, of: "OpenFile", ent: Dirent, at_root: bool,
-                     xdata: dict | None) -> bool:
+                     xdata: dict | None, asked: "Asked | None" = None) -> bool:
         fd = of.osfd
         name = ent.name
+        st = None
         try:
             if name == "." or (name == ".." and at_root):
                 st, gfid, target = os.fstat(fd), of.gfid, fd
@@ -133,7 +136,19 @@ class PosixDirOps:
         if ia.ino:
             ent.ino = ia.ino
         if xdata:
-            ent.xdata = self._fill_xattrs(target, xdata, ia, node) or None
+            want = asked.stored if asked is not None else None
+            if want is None or st is None or target is fd:
+                ent.xdata = self._fill_xattrs(target, xdata, ia, node, asked) or None
+                return True
+            # the stored xattrs asked, held with the gfid and mdata while
+            # ctime stands (MdataCache.keep_xattrs): a listing seen before
+            # costs the lstat alone per entry
+            held = self._mdata.listed_xattrs(st, want)
+            if held is None:
+                generation = MdataCache.xattr_generation
+                held = _stored_xattrs(target, asked)
+                self._mdata.keep_xattrs(st, want, held, generation)
+            ent.xdata = self._fill_xattrs(target, xdata, ia, node, asked, held) or None
         return True
 
 
