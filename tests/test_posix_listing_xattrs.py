@@ -224,3 +224,34 @@ def test_one_asked_name_is_read_straight(tmp_path):
     cold = counts["cold"]
     assert cold.get("llistxattr", 0) == 0, counts
     assert 3 * 100 <= cold.get("lgetxattr", 0) <= 3 * listed + 5, counts
+
+
+async def test_readdirp_iatts_follow_the_file(brick, posix_graph):
+    """An entry's iatt is made again whenever any field of its lstat moved
+    (MdataCache.listed_iatt): a mode, size or owner changed beside the
+    brick shows in the next listing, and each reply has its own iatt."""
+    async with posix_graph(brick) as top:
+        await _mkfile(top, "f")
+        _settle()
+
+        async def iatt():
+            fd = Fd(gfid=ROOT_GFID, is_dir=True)
+            await top.opendir(Loc.root(), fd, None)
+            try:
+                return {e.name: e.iatt for e in
+                        (await top.readdirp(fd, 1 << 16, 0, None)).entries}["f"]
+            finally:
+                await top.releasedir(fd, None)
+        first, second = await iatt(), await iatt()
+        assert first == second and first is not second
+        os.chmod(brick / "f", 0o600)
+        assert (await iatt()).mode & 0o777 == 0o600
+        _settle()
+        await iatt()
+        os.truncate(brick / "f", 7)
+        assert (await iatt()).size == 7
+        _settle()
+        await iatt()
+        os.chown(brick / "f", 1234, 5678)
+        seen = await iatt()
+        assert (seen.uid, seen.gid, seen.size) == (1234, 5678, 7)

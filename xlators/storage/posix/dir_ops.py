@@ -14,7 +14,7 @@ from glusterpy.fops import GFID, NULL_GFID, ROOT_GFID, Dirent, DirReply, FopErro
 from glusterpy.keys import READDIR_SKIP_DIRS
 
 from .helpers import MdataCache, Node, OpenFile, inline_fop, libc
-from .mdata import apply_mdata
+from .mdata import _IATT_FIELDS, apply_mdata
 from .xattr_ops import Asked, _stored_xattrs
 
 
@@ -121,15 +121,25 @@ class PosixDirOps:
                 # gfid and mdata as _read_gfid and _iatt read them, kept
                 # while the inode's ctime stands (MdataCache.listed)
                 ctime = self.opts.ctime
-                raw, mdata = self._mdata.listed(fd, name, st, ctime)
+                cache = self._mdata
+                raw, mdata = cache.listed(fd, name, st, ctime)
                 gfid = GFID(raw) if raw is not None and len(raw) == 16 else None
                 node = Node.entry(fd, name, st, gfid)
                 target = node.target
-                ia = Iatt.from_stat(st, gfid or NULL_GFID)
-                if not node.is_dir and ia.nlink and gfid is not None:
-                    ia.nlink -= 1     # the handle is not a name
-                if ctime:
-                    apply_mdata(ia, mdata)
+                # stat_result's == compares whole-second times: the ns
+                # times and the fields outside its tuple are in the key
+                made_of = (st, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blocks,
+                           st.st_blksize, st.st_rdev, ctime)
+                fields = cache.listed_iatt(st, made_of)
+                if fields:
+                    ia = Iatt(*fields)
+                else:
+                    ia = Iatt.from_stat(st, gfid or NULL_GFID)
+                    if not node.is_dir and ia.nlink and gfid is not None:
+                        ia.nlink -= 1     # the handle is not a name
+                    if ctime:
+                        apply_mdata(ia, mdata)
+                    cache.keep_iatt(st, made_of, tuple(getattr(ia, f) for f in _IATT_FIELDS))
         except OSError:
             return False     # gone since getdents: skip it, as GlusterFS does
         ent.iatt = ia

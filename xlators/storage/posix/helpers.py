@@ -216,7 +216,8 @@ class MdataCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[int, int], tuple[int, bytes | None]] = {}
         self._generation = 0
-        #: (dev, ino) -> (ctime ns, gfid, mdata, what was asked, its xattrs)
+        #: (dev, ino) -> (ctime ns, gfid, mdata, what was asked, its xattrs,
+        #: what the iatt was made of, the iatt's fields)
         self._listed: dict[tuple[int, int], tuple] = {}
         self._listed_generation = 0
 
@@ -291,8 +292,27 @@ class MdataCache:
         # all; this way the first LISTED_LIMIT of each walk hit
         if (hit is not None or len(entries) < self.LISTED_LIMIT) and \
                 generation == MdataCache.xattr_generation:
-            entries[key] = (st.st_ctime_ns, gfid, raw, None, None)
+            entries[key] = (st.st_ctime_ns, gfid, raw, None, None, None, ())
         return gfid, raw
+
+    def listed_iatt(self, st: os.stat_result, made_of: tuple) -> tuple:
+        """The fields of the iatt made of `made_of` (the whole lstat, the
+        ctime option) and the entry's gfid and mdata as `listed` answered
+        them just before, when one was kept (`keep_iatt`); else ().  Making
+        an iatt from a stat and decoding the mdata costs more than the
+        lstat itself: a listing seen before reuses them while every field
+        of the stat is the same."""
+        hit = self._listed.get((st.st_dev, st.st_ino))
+        if hit is not None and hit[5] == made_of:
+            return hit[6]
+        return ()
+
+    def keep_iatt(self, st: os.stat_result, made_of: tuple, fields: tuple) -> None:
+        key = (st.st_dev, st.st_ino)
+        hit = self._listed.get(key)
+        if hit is not None and hit[0] == st.st_ctime_ns and \
+                self._listed_generation == MdataCache.xattr_generation:
+            self._listed[key] = (*hit[:5], made_of, fields)
 
     def listed_xattrs(self, st: os.stat_result, asked: tuple) -> dict | None:
         """The stored xattrs a readdirp asked of the entry whose lstat is
@@ -319,7 +339,7 @@ class MdataCache:
         if hit is None or hit[0] != st.st_ctime_ns or generation != MdataCache.xattr_generation \
                 or time.time_ns() - st.st_ctime_ns < self.SETTLED_NS:
             return
-        self._listed[key] = (hit[0], hit[1], hit[2], asked, xattrs)
+        self._listed[key] = (hit[0], hit[1], hit[2], asked, xattrs, hit[5], hit[6])
 
 
 def quiet(fn, *args, **kwargs):
