@@ -255,3 +255,32 @@ async def test_readdirp_iatts_follow_the_file(brick, posix_graph):
         os.chown(brick / "f", 1234, 5678)
         seen = await iatt()
         assert (seen.uid, seen.gid, seen.size) == (1234, 5678, 7)
+
+
+async def test_readdirp_iatts_follow_an_atime_that_moved_alone(brick, posix_graph):
+    """A read beside the brick moves atime and not ctime: with the ctime
+    option off the iatt's atime is the lstat's, and the next listing shows
+    the new one (the iatt is kept by the whole lstat, not by ctime)."""
+    async with posix_graph(brick, ctime="off") as top:
+        await _mkfile(top, "f")
+        os.utime(brick / "f", ns=(1_000_000_000, 2_000_000_000))   # atime <= mtime: relatime reads move it
+        _settle()
+
+        async def atime():
+            fd = Fd(gfid=ROOT_GFID, is_dir=True)
+            await top.opendir(Loc.root(), fd, None)
+            try:
+                ia = {e.name: e.iatt for e in
+                      (await top.readdirp(fd, 1 << 16, 0, None)).entries}["f"]
+                return ia.atime, ia.ctime, ia.ctime_nsec
+            finally:
+                await top.releasedir(fd, None)
+        before = await atime()
+        assert before[0] == 1 and before == await atime()
+        ctime = os.lstat(brick / "f").st_ctime_ns
+        (brick / "f").read_bytes()
+        st = os.lstat(brick / "f")
+        if st.st_atime_ns == 1_000_000_000 or st.st_ctime_ns != ctime:
+            pytest.skip("this file system did not move atime alone on a read")
+        after = await atime()
+        assert after[0] == st.st_atime_ns // 1_000_000_000 and after[1:] == before[1:]
