@@ -110,7 +110,7 @@ class PosixDirOps:
                      xdata: dict | None, asked: "Asked | None" = None) -> bool:
         fd = of.osfd
         name = ent.name
-        st = None
+        target = None     # an entry's /proc path is made only when its xattrs are read
         try:
             if name == "." or (name == ".." and at_root):
                 st, gfid, target = os.fstat(fd), of.gfid, fd
@@ -125,7 +125,6 @@ class PosixDirOps:
                 raw, mdata = cache.listed(fd, name, st, ctime)
                 gfid = GFID(raw) if raw is not None and len(raw) == 16 else None
                 node = Node.entry(fd, name, st, gfid)
-                target = node.target
                 # stat_result's == compares whole-second times: the ns
                 # times and the fields outside its tuple are in the key
                 made_of = (st, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blocks,
@@ -147,18 +146,22 @@ class PosixDirOps:
             ent.ino = ia.ino
         if xdata:
             want = asked.stored if asked is not None else None
-            if want is None or st is None or target is fd:
-                ent.xdata = self._fill_xattrs(target, xdata, ia, node, asked) or None
-                return True
-            # the stored xattrs asked, held with the gfid and mdata while
-            # ctime stands (MdataCache.keep_xattrs): a listing seen before
-            # costs the lstat alone per entry
-            held = self._mdata.listed_xattrs(st, want)
-            if held is None:
-                generation = MdataCache.xattr_generation
-                held = _stored_xattrs(target, asked)
-                self._mdata.keep_xattrs(st, want, held, generation)
-            ent.xdata = self._fill_xattrs(target, xdata, ia, node, asked, held) or None
+            try:
+                if want is None or target is not None:
+                    ent.xdata = self._fill_xattrs(node.target if target is None else target,
+                                                  xdata, ia, node, asked) or None
+                    return True
+                # the stored xattrs asked, held with the gfid and mdata while
+                # ctime stands (MdataCache.keep_xattrs): a listing seen before
+                # costs the lstat alone per entry
+                held = self._mdata.listed_xattrs(st, want)
+                if held is None:
+                    generation = MdataCache.xattr_generation
+                    held = _stored_xattrs(node.target, asked)
+                    self._mdata.keep_xattrs(st, want, held, generation)
+                ent.xdata = self._fill_xattrs(None, xdata, ia, node, asked, held) or None
+            except OSError:
+                return False     # gone since its lstat: skipped as above
         return True
 
 
