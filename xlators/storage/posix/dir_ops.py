@@ -125,9 +125,11 @@ class PosixDirOps:
                 raw, mdata = cache.listed(fd, name, st, ctime)
                 gfid = GFID(raw) if raw is not None and len(raw) == 16 else None
                 node = Node.entry(fd, name, st, gfid)
-                # stat_result's == compares whole-second times: the ns
-                # times and the fields outside its tuple are in the key
-                made_of = (st, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blocks,
+                # every field Iatt.from_stat takes (dev and ino key the
+                # table), not the stat_result: held per inode, it is the
+                # larger part of an entry (its float times)
+                made_of = (st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
+                           st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blocks,
                            st.st_blksize, st.st_rdev, ctime)
                 fields = cache.listed_iatt(st, made_of)
                 if fields:

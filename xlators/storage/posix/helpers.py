@@ -296,9 +296,10 @@ class MdataCache:
         return gfid, raw
 
     def listed_iatt(self, st: os.stat_result, made_of: tuple) -> tuple:
-        """The fields of the iatt made of `made_of` (the whole lstat, the
-        ctime option) and the entry's gfid and mdata as `listed` answered
-        them just before, when one was kept (`keep_iatt`); else ().  Making
+        """The fields of the iatt made of `made_of` (every field of the
+        lstat an iatt takes, the ctime option) and the entry's gfid and
+        mdata as `listed` answered them just before, when one was kept
+        (`keep_iatt`); else ().  Making
         an iatt from a stat and decoding the mdata costs more than the
         lstat itself: a listing seen before reuses them while every field
         of the stat is the same."""
