@@ -309,6 +309,9 @@ class MdataCache:
         return ()
 
     def keep_iatt(self, st: os.stat_result, made_of: tuple, fields: tuple) -> None:
+        """Hold the iatt `fields` made of `made_of` and of the gfid and
+        mdata `listed` answered just before (so only while that entry, its
+        ctime and the generation are the ones they were made with)."""
         key = (st.st_dev, st.st_ino)
         hit = self._listed.get(key)
         if hit is not None and hit[0] == st.st_ctime_ns and \
