@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import operator
 import os
 import stat
 import struct
@@ -13,9 +14,14 @@ import struct
 from glusterpy.fops import GFID, NULL_GFID, ROOT_GFID, Dirent, DirReply, FopError, Iatt, OpenReply
 from glusterpy.keys import READDIR_SKIP_DIRS
 
-from .helpers import Node, OpenFile, inline_fop, libc
-from .mdata import apply_mdata
+from .helpers import MdataCache, Node, OpenFile, inline_fop, libc
+from .mdata import _IATT_FIELDS, apply_mdata
+from .xattr_ops import Asked, _stored_xattrs
 
+
+#: an iatt's fields as a tuple, in Iatt's order (one C call: a generator
+#: of getattrs costs ~4 us more per entry of a listing not seen before)
+_iatt_fields = operator.attrgetter(*_IATT_FIELDS)
 
 #: sizeof(gf_dirent_t) on x86_64: what GlusterFS charges per readdir entry
 DIRENT_COST = 208
@@ -98,16 +104,18 @@ class PosixDirOps:
                 entries.append(Dirent(os.fsdecode(bname), ino, off, dtype))
         if plus:
             keep = []
+            asked = Asked.of(xdata) if xdata else None
             for ent in entries:
-                if self._fill_dirent(of, ent, at_root, xdata):
+                if self._fill_dirent(of, ent, at_root, xdata, asked):
                     keep.append(ent)
             entries = keep
         return entries
 
     def _fill_dirent(self, of: "OpenFile", ent: Dirent, at_root: bool,
-                     xdata: dict | None) -> bool:
+                     xdata: dict | None, asked: "Asked | None" = None) -> bool:
         fd = of.osfd
         name = ent.name
+        target = None     # an entry's /proc path is made only when its xattrs are read
         try:
             if name == "." or (name == ".." and at_root):
                 st, gfid, target = os.fstat(fd), of.gfid, fd
@@ -118,22 +126,49 @@ class PosixDirOps:
                 # gfid and mdata as _read_gfid and _iatt read them, kept
                 # while the inode's ctime stands (MdataCache.listed)
                 ctime = self.opts.ctime
-                raw, mdata = self._mdata.listed(fd, name, st, ctime)
+                cache = self._mdata
+                raw, mdata = cache.listed(fd, name, st, ctime)
                 gfid = GFID(raw) if raw is not None and len(raw) == 16 else None
                 node = Node.entry(fd, name, st, gfid)
-                target = node.target
-                ia = Iatt.from_stat(st, gfid or NULL_GFID)
-                if not node.is_dir and ia.nlink and gfid is not None:
-                    ia.nlink -= 1     # the handle is not a name
-                if ctime:
-                    apply_mdata(ia, mdata)
+                # every field Iatt.from_stat takes (dev and ino key the
+                # table), not the stat_result: held per inode, it is the
+                # larger part of an entry (its float times)
+                made_of = (st.st_mode, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
+                           st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blocks,
+                           st.st_blksize, st.st_rdev, ctime)
+                fields = cache.listed_iatt(st, made_of)
+                if fields:
+                    ia = Iatt(*fields)
+                else:
+                    ia = Iatt.from_stat(st, gfid or NULL_GFID)
+                    if not node.is_dir and ia.nlink and gfid is not None:
+                        ia.nlink -= 1     # the handle is not a name
+                    if ctime:
+                        apply_mdata(ia, mdata)
+                    cache.keep_iatt(st, made_of, _iatt_fields(ia))
         except OSError:
             return False     # gone since getdents: skip it, as GlusterFS does
         ent.iatt = ia
         if ia.ino:
             ent.ino = ia.ino
         if xdata:
-            ent.xdata = self._fill_xattrs(target, xdata, ia, node) or None
+            want = asked.stored if asked is not None else None
+            try:
+                if want is None or target is not None:
+                    ent.xdata = self._fill_xattrs(node.target if target is None else target,
+                                                  xdata, ia, node, asked) or None
+                    return True
+                # the stored xattrs asked, held with the gfid and mdata while
+                # ctime stands (MdataCache.keep_xattrs): a listing seen before
+                # costs the lstat alone per entry
+                held = self._mdata.listed_xattrs(st, want)
+                if held is None:
+                    generation = MdataCache.xattr_generation
+                    held = _stored_xattrs(node.target, asked)
+                    self._mdata.keep_xattrs(st, want, held, generation)
+                ent.xdata = self._fill_xattrs(None, xdata, ia, node, asked, held) or None
+            except OSError:
+                return False     # gone since its lstat: skipped as above
         return True
 
 

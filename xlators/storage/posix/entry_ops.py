@@ -65,7 +65,7 @@ class PosixEntryOps:
             postparent = self._dir_iatt(pfd, pgfid)
         read: dict | None = {} if xdata else None
         ia = self._iatt(node, read)
-        reply_x = self._fill_xattrs(node.target, xdata, ia, node, read) if xdata else None
+        reply_x = self._fill_xattrs(node.target, xdata, ia, node, read=read) if xdata else None
         return LookupReply(ia, postparent, xdata=reply_x or None)
 
     @inline_fop

@@ -10,6 +10,7 @@ import errno
 import functools
 import os
 import stat
+import time
 
 from glusterpy.fops import GFID, FopError
 from glusterpy.keys import (ENTRYLK_COUNT, GFID_KEY, GFID_REQ, GFIDLESS_LOOKUP, INODELK_COUNT,
@@ -166,8 +167,7 @@ def xset(target, key: str, value: bytes, flags: int) -> None:
         else:
             os.setxattr(target, key, value, flags, follow_symlinks=False)
     finally:
-        if key == MDATA_KEY or key == GFID_KEY:
-            MdataCache.stored()
+        MdataCache.xattr_stored(key)
 
 
 def xremove(target, key: str) -> None:
@@ -177,8 +177,7 @@ def xremove(target, key: str) -> None:
         else:
             os.removexattr(target, key, follow_symlinks=False)
     finally:
-        if key == MDATA_KEY or key == GFID_KEY:
-            MdataCache.stored()
+        MdataCache.xattr_stored(key)
 
 
 # beside xset and xremove, not in mdata.py: every store through them retires it
@@ -199,6 +198,14 @@ class MdataCache:
     LIMIT = 4096
     #: bumped by every store of mdata in this process (all bricks)
     generation = 0
+    #: bumped by every store of any xattr in this process (what `listed`
+    #: keeps depends on all of them)
+    xattr_generation = 0
+
+    #: an entry's xattrs are admitted only when its ctime is older than
+    #: this (ns): a change in the same tick of the kernel's coarse clock
+    #: could otherwise leave ctime as it was (one jiffy is at most 10 ms)
+    SETTLED_NS = 50_000_000
 
     #: entries of `listed` kept (GlusterFS's brick keeps an inode's gfid
     #: and mdata in its inode table, whose inode-lru-limit is 16384)
@@ -209,12 +216,23 @@ class MdataCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[int, int], tuple[int, bytes | None]] = {}
         self._generation = 0
-        self._listed: dict[tuple[int, int], tuple[int, bytes | None, bytes | None]] = {}
+        #: (dev, ino) -> (ctime ns, gfid, mdata, what was asked, its xattrs,
+        #: what the iatt was made of, the iatt's fields)
+        self._listed: dict[tuple[int, int], tuple] = {}
         self._listed_generation = 0
 
     @classmethod
     def stored(cls) -> None:
         cls.generation += 1
+        cls.xattr_generation += 1
+
+    @classmethod
+    def xattr_stored(cls, key: str) -> None:
+        """Every xattr stored or removed through `xset`/`xremove`: the
+        listed entries' xattrs go; the readv cache only for mdata and gfid."""
+        if key == MDATA_KEY or key == GFID_KEY:
+            cls.generation += 1
+        cls.xattr_generation += 1
 
     def get(self, osfd: int, st: os.stat_result) -> bytes | None:
         """The mdata of the file open as `osfd`, whose fstat is `st`."""
@@ -252,13 +270,15 @@ class MdataCache:
         of every entry beside the stat, two getxattr through /proc each
         time - and a listing shows the same files again and again.  Kept as
         `get` keeps mdata: good while the inode's ctime is the one seen and
-        no gfid or mdata was stored through this process since (xset and
-        xremove of either retire every entry).  An OSError of the gfid's
-        read (the entry went away) propagates, as from a read."""
+        no xattr was stored through this process since (xset and xremove
+        retire every entry; one that lands while the entry is read keeps
+        it out).  An OSError of the gfid's read (the entry went away)
+        propagates, as from a read."""
         entries = self._listed
-        if self._listed_generation != MdataCache.generation:
+        generation = MdataCache.xattr_generation
+        if self._listed_generation != generation:
             entries.clear()
-            self._listed_generation = MdataCache.generation
+            self._listed_generation = generation
         key = (st.st_dev, st.st_ino)
         hit = entries.get(key)
         if hit is not None and hit[0] == st.st_ctime_ns and (hit[2] is not None or not mdata):
@@ -270,9 +290,60 @@ class MdataCache:
         # walk of more inodes than the bound repeats in the same order, so
         # starting over (or evicting the oldest) would leave it no hit at
         # all; this way the first LISTED_LIMIT of each walk hit
-        if hit is not None or len(entries) < self.LISTED_LIMIT:
-            entries[key] = (st.st_ctime_ns, gfid, raw)
+        if (hit is not None or len(entries) < self.LISTED_LIMIT) and \
+                generation == MdataCache.xattr_generation:
+            entries[key] = (st.st_ctime_ns, gfid, raw, None, None, None, ())
         return gfid, raw
+
+    def listed_iatt(self, st: os.stat_result, made_of: tuple) -> tuple:
+        """The fields of the iatt made of `made_of` (every field of the
+        lstat an iatt takes, the ctime option) and the entry's gfid and
+        mdata as `listed` answered them just before, when one was kept
+        (`keep_iatt`); else ().  Making
+        an iatt from a stat and decoding the mdata costs more than the
+        lstat itself: a listing seen before reuses them while every field
+        of the stat is the same."""
+        hit = self._listed.get((st.st_dev, st.st_ino))
+        if hit is not None and hit[5] == made_of:
+            return hit[6]
+        return ()
+
+    def keep_iatt(self, st: os.stat_result, made_of: tuple, fields: tuple) -> None:
+        """Hold the iatt `fields` made of `made_of` and of the gfid and
+        mdata `listed` answered just before (so only while that entry, its
+        ctime and the generation are the ones they were made with)."""
+        key = (st.st_dev, st.st_ino)
+        hit = self._listed.get(key)
+        if hit is not None and hit[0] == st.st_ctime_ns and \
+                self._listed_generation == MdataCache.xattr_generation:
+            self._listed[key] = (*hit[:5], made_of, fields)
+
+    def listed_xattrs(self, st: os.stat_result, asked: tuple) -> dict | None:
+        """The stored xattrs a readdirp asked of the entry whose lstat is
+        `st` (`asked`: the request's names, patterns and list-xattr, as
+        `keep_xattrs` was given them), held with its gfid and mdata while
+        the same ctime and generation stand; None: read them."""
+        hit = self._listed.get((st.st_dev, st.st_ino))
+        if hit is not None and hit[0] == st.st_ctime_ns and hit[3] == asked and \
+                self._listed_generation == MdataCache.xattr_generation:
+            return hit[4]
+        return None
+
+    def keep_xattrs(self, st: os.stat_result, asked: tuple, xattrs: dict,
+                    generation: int) -> None:
+        """Hold `xattrs`, read after `st` was taken and while the
+        xattr generation was `generation`, beside the entry's gfid and
+        mdata (`listed` admitted it, within the bound).  Not held when a
+        store went through this process meanwhile, or when the ctime is
+        so recent that a change in the same clock tick would not move it:
+        every change to an xattr moves ctime, also one made beside the
+        brick, so what is held cannot outlive the xattrs it was read from."""
+        key = (st.st_dev, st.st_ino)
+        hit = self._listed.get(key)
+        if hit is None or hit[0] != st.st_ctime_ns or generation != MdataCache.xattr_generation \
+                or time.time_ns() - st.st_ctime_ns < self.SETTLED_NS:
+            return
+        self._listed[key] = (hit[0], hit[1], hit[2], asked, xattrs, hit[5], hit[6])
 
 
 def quiet(fn, *args, **kwargs):

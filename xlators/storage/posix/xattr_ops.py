@@ -98,20 +98,27 @@ class PosixXattrOps:
     # helpers: xattrs
 
     def _fill_xattrs(self, target, req: dict | None, ia: Iatt, node,
+                     asked: "Asked | None" = None, stored: dict | None = None,
                      read: dict | None = None) -> dict:
         """posix_xattr_fill: answer the keys a lookup (stat, readdirp, ...)
         asked for in xdata - xattr names or glob patterns, and a few virtual
-        keys distribute and replicate depend on.  `read`: xattrs this fop
+        keys distribute and replicate depend on.  `asked` is `Asked.of(req)`
+        when the caller parsed it already (a readdirp: once per call, not
+        per entry); `stored`, the stored xattrs it asks for when the caller
+        holds them (`MdataCache.listed_xattrs`); `read`, xattrs this fop
         read already (key -> bytes, None when absent), not read again -
         features/utime asks every lookup for the mdata the iatt was made of."""
         out: dict[str, Any] = {}
         if not req:
             return out
-        names: list[str] | None = None
-        list_all = False
-        for key, value in req.items():
-            if key in IGNORED_KEYS:
-                continue
+        if asked is None:
+            asked = Asked.of(req)
+        if asked.stored:
+            if stored is None:
+                stored = _stored_xattrs_but(target, asked, read) if read else \
+                    _stored_xattrs(target, asked)
+            out.update(stored)
+        for key, value in asked.specials:
             if key == CONTENT_KEY:
                 if ia.is_reg and node is not None and _as_int(value) >= ia.size:
                     cfd = os.open(node.at_name, os.O_RDONLY | O_NOFOLLOW,
@@ -128,29 +135,6 @@ class PosixXattrOps:
             elif key == GET_SIZE:
                 if ia.is_reg:
                     out[key] = UInt(ia.size)
-            elif key == LIST_XATTR:
-                list_all = True
-            else:
-                if read is not None and key in read:
-                    if read[key] is not None:
-                        out[key] = read[key]
-                    continue
-                if names is None:
-                    names = _xlist(target)
-                if key in names:
-                    _put_xattr(out, target, key)
-                elif any(c in key for c in "*?["):
-                    for name in names:
-                        if fnmatch.fnmatchcase(name, key):
-                            _put_xattr(out, target, name)
-        if list_all:
-            if names is None:
-                names = _xlist(target)
-            for name in names:
-                if name in out or name in LIST_HIDDEN or name.startswith(GFID2PATH_PREFIX) \
-                        or _matches(name, MARKER_PATTERNS) or _matches(name, GEOREP_PATTERNS):
-                    continue
-                _put_xattr(out, target, name)
         return out
 
     def _do_setxattr(self, target, node, xattrs: dict, flags: int, xdata,
@@ -353,6 +337,95 @@ class PosixXattrOps:
             xset(target, key, new, 0)
             result[key] = new
         return result
+
+
+#: request keys posix answers from the iatt or its own state, not from
+#: stored xattrs (LIST_XATTR is Asked.list_all)
+_SPECIAL_KEYS = frozenset({CONTENT_KEY, OPEN_FD_COUNT, ACTIVE_FD_COUNT, REQUEST_LINK_COUNT,
+                           GET_SIZE})
+
+
+class Asked:
+    """What a request's xdata asks of posix_xattr_fill, sorted once: the
+    keys answered from the iatt or the brick's state (`specials`, with their
+    values), and the stored xattrs - exact `names`, glob `patterns`, and
+    `list_all` (LIST_XATTR: every key a client may see).  `stored` is the
+    latter three as one tuple, the key under which a readdirp's entry holds
+    what they read (`MdataCache.keep_xattrs`)."""
+
+    __slots__ = ("specials", "names", "patterns", "list_all", "stored")
+
+    def __init__(self, specials: tuple, names: tuple, patterns: tuple, list_all: bool):
+        self.specials = specials
+        self.names = names
+        self.patterns = patterns
+        self.list_all = list_all
+        self.stored = (names, patterns, list_all) if names or patterns or list_all else None
+
+    @classmethod
+    def of(cls, req: dict) -> "Asked":
+        specials, names, patterns = [], [], []
+        list_all = False
+        for key, value in req.items():
+            if key in IGNORED_KEYS:
+                continue
+            if key in _SPECIAL_KEYS:
+                specials.append((key, value))
+            elif key == LIST_XATTR:
+                list_all = True
+            elif any(c in key for c in "*?["):
+                patterns.append(key)
+            else:
+                names.append(key)
+        return cls(tuple(specials), tuple(names), tuple(patterns), list_all)
+
+
+def _stored_xattrs_but(target, asked: Asked, read: dict) -> dict:
+    """_stored_xattrs without reading again the names the fop read."""
+    known = [name for name in asked.names if name in read]
+    if not known:
+        return _stored_xattrs(target, asked)
+    rest = Asked(asked.specials, tuple(n for n in asked.names if n not in read),
+                 asked.patterns, asked.list_all)
+    out = _stored_xattrs(target, rest) if rest.stored else {}
+    for name in known:
+        if read[name] is not None:
+            out[name] = read[name]
+    return out
+
+
+def _stored_xattrs(target, asked: Asked) -> dict:
+    """The stored xattrs `asked` names, matches or lists.  One name alone
+    is read straight (one getxattr, absent or not, as GlusterFS's
+    _posix_xattr_get_set_from_backend reads each key); more than one, a
+    pattern or list-xattr list the keys first (one listxattr) and read only
+    those present - a listing's entries mostly have none of md-cache's and
+    distribute's keys, so that is one syscall per entry, not one per key."""
+    out: dict[str, Any] = {}
+    if len(asked.names) == 1 and not asked.patterns and not asked.list_all:
+        _put_xattr(out, target, asked.names[0])
+        return out
+    present = _xlist(target)
+    if not present:
+        return out
+    have = set(present)
+    for name in asked.names:
+        if name in have:
+            _put_xattr(out, target, name)
+    for pattern in asked.patterns:
+        if pattern in have:      # a name that looks like a pattern, as asked
+            _put_xattr(out, target, pattern)
+            continue
+        for name in present:
+            if fnmatch.fnmatchcase(name, pattern):
+                _put_xattr(out, target, name)
+    if asked.list_all:
+        for name in present:
+            if name in out or name in LIST_HIDDEN or name.startswith(GFID2PATH_PREFIX) \
+                    or _matches(name, MARKER_PATTERNS) or _matches(name, GEOREP_PATTERNS):
+                continue
+            _put_xattr(out, target, name)
+    return out
 
 
 def _as_int(value) -> int:
