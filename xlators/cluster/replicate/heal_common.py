@@ -151,6 +151,24 @@ def healable_xattrs(d: dict | None) -> dict:
             if k.startswith(XATTR_NAMESPACES) and not ignorable(k)}
 
 
+class MetadataHold:
+    """The metadata heal's lock and locked look at the copies, taken for it
+    by the data heal that runs beside it (heal_inode.heal_gfid): once the
+    whole file's data lock is held, the data heal takes the metadata lock
+    too (same owner, so granted unless another owner holds that range) and
+    then looks at the copies once, under both locks - one lookup a child
+    serves both heals instead of one each.  `lock` is None when the data
+    heal never took it (the metadata heal then locks for itself); `replies`
+    is None when the look was not made (the metadata heal looks itself).
+    Whoever got `lock` here, the metadata heal unlocks it."""
+
+    __slots__ = ("lock", "replies")
+
+    def __init__(self) -> None:
+        self.lock: list[bool] | None = None
+        self.replies: list | None = None
+
+
 class Heal:
     """One heal frame: the translator, the lock owner and, for a split-brain
     resolution, the requested heal-op."""

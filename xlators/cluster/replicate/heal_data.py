@@ -19,8 +19,8 @@ from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA
-from xlators.cluster.replicate.heal_common import (SFILE_NOT_IN_SPLIT_BRAIN, Heal, Outcome, both,
-                                                   guard)
+from xlators.cluster.replicate.heal_common import (METADATA_LOCK_START, SFILE_NOT_IN_SPLIT_BRAIN,
+                                                   Heal, MetadataHold, Outcome, both, guard)
 from xlators.cluster.replicate.state import is_ok
 
 _BLOCK = 128 * 1024
@@ -29,27 +29,39 @@ _BLOCK = 128 * 1024
 # -- data (afr-self-heal-data.c) ---------------------------------------------
 
 
-async def heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None = None
-                    ) -> Outcome:
+async def heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None = None,
+                    hold: MetadataHold | None = None, unlocked: list | None = None) -> Outcome:
     """afr_selfheal_data.  The open and the self-heal domain's lock go out
     together (GlusterFS opens, then locks), and so do the unlock and the
     release: neither needs the other, and each pair is one round trip
     instead of two.  `on_locked` is called once, when the whole file's
     data lock is held on every child, or else when the heal ends
-    (heal_inode.heal_gfid starts the metadata heal then)."""
+    (heal_inode.heal_gfid starts the metadata heal then); with `hold`,
+    the metadata lock and the locked look are taken for the metadata heal
+    before that (heal_common.MetadataHold).
+
+    `unlocked`: the look at the copies before any lock (heal_gfid's).
+    GlusterFS opens the file on every child; only the source read from
+    and the sinks use the fd, so with `unlocked` it is opened on the
+    children that look like those (`_fd_children`) - a source that is not
+    read from is spared an open and a release.  Should the look under the
+    lock choose otherwise, the fd is opened then on the children it lacks
+    (a round trip more, in that rare case)."""
     try:
-        return await _heal_data(h, gfid, on_locked)
+        return await _heal_data(h, gfid, on_locked, hold, unlocked)
     finally:
         if on_locked is not None:
             on_locked()
 
 
-async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None) -> Outcome:
+async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None,
+                     hold: MetadataHold | None, unlocked: list | None) -> Outcome:
     afr = h.afr
     fd = Fd(gfid=gfid, flags=os.O_RDWR)
     loc = Loc(gfid=gfid)
     opened, locked_on = await both(
-        lambda: h.on(h.up(), lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None)),
+        lambda: h.on(_fd_children(h, unlocked),
+                     lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None)),
         lambda: h.inodelk(afr.sh_domain, gfid, tie_breaker=True))
     open_on = [is_ok(r) for r in opened]
     #: the whole file's data unlock, when the heal ends holding it: sent
@@ -62,12 +74,45 @@ async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None) 
         if sum(locked_on) < h.n:
             raise FopError(errno.ENOTCONN, "Skipping self-heal: not every subvolume "
                                            "could be locked")
-        return await _heal_data_locked(h, gfid, fd, on_locked, later)
+        return await _heal_data_locked(h, gfid, fd, on_locked, later, hold, open_on)
     finally:
         await both(lambda: both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
                                 later[0] if later else _nothing),
                    lambda: h.on([i for i in range(h.n) if open_on[i]],
                                 lambda i: afr.children[i].release(fd, None)))
+
+
+def _fd_children(h: Heal, unlocked: list | None) -> list[int]:
+    """The children to open the file on: every one that is up, or, given
+    the unlocked look, the source the heal would read from and the
+    children that are not data sources (sinks, or all in a split-brain)."""
+    up = h.up()
+    if unlocked is None or h.heal_op is not None:
+        return up
+    try:
+        d = h.direction(unlocked, DATA, [is_ok(r) for r in unlocked])
+    except FopError:
+        return up
+    if not any(d.sources):
+        return up
+    source = h.choose_source(d.sources, DATA)
+    return [i for i in up if i == source or not d.sources[i]]
+
+
+async def _open_missing(h: Heal, fd: Fd, gfid: GFID, source: int, healed: list[bool],
+                        open_on: list[bool] | None) -> None:
+    """The fd on the children the locked look chose and the open skipped
+    (heal_data's `unlocked`); a failed open there fails as a failed open
+    at the start would have (the source's read, the sink's writes)."""
+    if open_on is None:
+        return
+    missing = [i for i in range(h.n) if (healed[i] or i == source) and not open_on[i]]
+    if not missing:
+        return
+    loc = Loc(gfid=gfid)
+    got = await h.on(missing, lambda i: h.afr.children[i].open(loc, os.O_RDWR, fd, None))
+    for i in missing:
+        open_on[i] = is_ok(got[i])
 
 
 def _has_holes(ia: Iatt) -> bool:
@@ -76,7 +121,9 @@ def _has_holes(ia: Iatt) -> bool:
 
 async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
                             on_locked: Callable[[], None] | None = None,
-                            later: list | None = None) -> Outcome:
+                            later: list | None = None,
+                            hold: MetadataHold | None = None,
+                            open_on: list[bool] | None = None) -> Outcome:
     """__afr_selfheal_data.
 
     A file that fits in one copy window (``data-self-heal-window-size``
@@ -97,15 +144,23 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
     try:
         if sum(data_lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
+        if hold is not None:
+            # the metadata lock after the data lock, as the metadata heal
+            # took it: then one look under both serves the two heals
+            hold.lock = await h.inodelk(afr.domain, gfid, METADATA_LOCK_START, 0,
+                                        tie_breaker=True)
+        replies = await h.discover(gfid)
+        if hold is not None:
+            hold.replies = replies
         if on_locked is not None:
             on_locked()
-        replies = await h.discover(gfid)
         d = h.direction(replies, DATA, data_lock)
         sources, sinks = d.sources, d.sinks
         healed = [sinks[i] and data_lock[i] for i in range(n)]
         source = await _data_finalize_source(h, gfid, replies, d, healed, data_lock, undid)
         if not any(healed):
             return Outcome.NO_HEAL_NEEDED
+        await _open_missing(h, fd, gfid, source, healed, open_on)
         iatts = [r.iatt if is_ok(r) else None for r in replies]
         if source == afr.arbiter:
             empty = all(ia is not None and ia.size == 0 for ia in iatts)

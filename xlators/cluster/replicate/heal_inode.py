@@ -19,8 +19,8 @@ from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA, ENTRY, METADATA
 from xlators.cluster.replicate.heal_common import (HEAL_OP_SOURCE_BRICK, POLICY_HEAL_OPS,
                                                    SBRAIN_HEAL_NO_GO_MSG, SFILE_NOT_IN_SPLIT_BRAIN,
-                                                   SFILE_NOT_UNDER_DATA, Heal, Outcome, both,
-                                                   guard)
+                                                   SFILE_NOT_UNDER_DATA, Heal, MetadataHold,
+                                                   Outcome, both, guard)
 from xlators.cluster.replicate.heal_data import heal_data
 from xlators.cluster.replicate.heal_entry import heal_entry
 from xlators.cluster.replicate.heal_metadata import heal_metadata
@@ -68,17 +68,21 @@ async def heal_gfid(afr: "Replicate", gfid: GFID, *, data: bool = True, metadata
         # so the file ends as after the two in a row, in about the round
         # trips of the longer.  When the data heal ends without that lock,
         # the metadata heal runs after it, as before.  A split-brain
-        # resolution (heal_op) keeps GlusterFS's order.
+        # resolution (heal_op) keeps GlusterFS's order.  The data heal
+        # takes the metadata lock for it right after its own and looks at
+        # the copies once under both (MetadataHold): a lookup a child less.
         data_locked = trio.Event()
+        hold = MetadataHold()
 
         async def metadata_heal():
             await data_locked.wait()
-            return await guard(heal_metadata(h, gfid))
-        rets += await both(lambda: guard(heal_data(h, gfid, on_locked=data_locked.set)),
+            return await guard(heal_metadata(h, gfid, hold))
+        rets += await both(lambda: guard(heal_data(h, gfid, on_locked=data_locked.set,
+                                                   hold=hold, unlocked=replies)),
                            metadata_heal)
     else:
         if heal_d:
-            rets.append(await guard(heal_data(h, gfid)))
+            rets.append(await guard(heal_data(h, gfid, unlocked=replies)))
         if heal_m:
             rets.append(await guard(heal_metadata(h, gfid)))
     if esh and entry and _stat.S_ISDIR(first.mode):

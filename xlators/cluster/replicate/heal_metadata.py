@@ -12,24 +12,27 @@ from glusterpy.fops import GFID, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_UID, FopE
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import METADATA
 from xlators.cluster.replicate.heal_common import (METADATA_LOCK_START, SFILE_NOT_IN_SPLIT_BRAIN,
-                                                   Heal, Outcome, both, healable_xattrs,
-                                                   ignorable)
+                                                   Heal, MetadataHold, Outcome, both,
+                                                   healable_xattrs, ignorable)
 from xlators.cluster.replicate.state import is_ok
 
 
 # -- metadata (afr-self-heal-metadata.c) -------------------------------------
 
 
-async def heal_metadata(h: Heal, gfid: GFID) -> Outcome:
-    """afr_selfheal_metadata."""
+async def heal_metadata(h: Heal, gfid: GFID, hold: MetadataHold | None = None) -> Outcome:
+    """afr_selfheal_metadata (`hold`: the lock and the locked look the data
+    heal beside it took for this heal, heal_common.MetadataHold)."""
     afr = h.afr
     n = h.n
     undid = [False] * n
-    lock = await h.inodelk(afr.domain, gfid, METADATA_LOCK_START, 0, tie_breaker=True)
+    lock = hold.lock if hold is not None and hold.lock is not None else \
+        await h.inodelk(afr.domain, gfid, METADATA_LOCK_START, 0, tie_breaker=True)
     try:
         if sum(lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
-        replies = await h.discover(gfid)
+        replies = hold.replies if hold is not None and hold.replies is not None else \
+            await h.discover(gfid)
         d = h.direction(replies, METADATA, lock)
         healed = [d.sinks[i] and lock[i] for i in range(n)]
         source = next((i for i in range(n) if d.sources[i] and d.witness[i]), -1)
