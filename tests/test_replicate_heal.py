@@ -10,6 +10,7 @@ bricks themselves.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
@@ -710,13 +711,19 @@ async def test_index_heal_of_a_small_file_waits_for_fewer_round_trips(tmp_path, 
     times with its post-op, the data and metadata heals run at once, the
     source is read with the sinks' ftruncate and the last unlocks go
     together - 9 round trips in a row (49 calls) instead of 27 (62 calls),
-    and the copy ends the same: contents, mode, xattrs, times."""
+    and the copy ends the same: contents, mode, xattrs, times.  The
+    metadata heal runs under the data heal's whole-file lock with the data
+    heal's look at the copies (heal_common.MetadataHold): no metadata lock
+    of its own, no lookup of its own, and the data lock is let go only
+    after it; the file is opened on the source read and the sink only -
+    37 calls (before: 49, a metadata lock, unlock and lookup on each child
+    and an open and a release on brick 1)."""
     from xlators.cluster.replicate import crawl
     from xlators.cluster.replicate.heal_common import METADATA_LOCK_START, CrawlStats, Heal
     from xlators.cluster.replicate.heal_inode import heal_gfid
     from xlators.storage.posix.mdata import mdata_decode
-    async with recorded_replica(tmp_path, monkeypatch, ("inodelk",)) as (net, graph, afr,
-                                                                         recs):
+    watched = ("inodelk", "setattr", "lookup", "open", "release")
+    async with recorded_replica(tmp_path, monkeypatch, watched) as (net, graph, afr, recs):
         top = graph.top
         await down(net, afr, 2)
         data = os.urandom(100_000)
@@ -748,12 +755,25 @@ async def test_index_heal_of_a_small_file_waits_for_fewer_round_trips(tmp_path, 
                       and args[0] == afr.domain and args[3].type != LockType.UNLCK
                       and args[3].start == 0]
         assert len(data_locks) == 1, data_locks
-        # the metadata heal took its lock while the data lock was held
-        locks = [(args[3].start, args[3].len, args[3].type) for name, args in recs[2].calls
-                 if name == "inodelk" and args[0] == afr.domain]
-        last_data_unlock = max(k for k, lk in enumerate(locks) if lk == (0, 0, LockType.UNLCK))
-        assert any(start == METADATA_LOCK_START and type_ != LockType.UNLCK
-                   for start, _, type_ in locks[:last_data_unlock]), locks
+        # the metadata heal ran under the data lock, without a lock of its
+        # own: the sink's owner and mode were set before the data unlock
+        for rec in recs:
+            assert not [args for name, args in rec.calls if name == "inodelk"
+                        and args[3].start == METADATA_LOCK_START], rec.calls
+        calls = [(name, args) for name, args in recs[2].calls
+                 if name == "setattr" or (name == "inodelk" and args[0] == afr.domain)]
+        owner = next(k for k, (name, args) in enumerate(calls)
+                     if name == "setattr" and args[2] & SET_ATTR_MODE)
+        unlock = next(k for k, (name, args) in enumerate(calls)
+                      if name == "inodelk" and args[3].type == LockType.UNLCK)
+        assert owner < unlock, calls
+        # lookups: the index sweep's look and one under the lock, a child
+        counts = [collections.Counter(name for name, _ in rec.calls) for rec in recs]
+        assert [c["lookup"] for c in counts] == [2, 2, 2], counts
+        # the fd: on the source read (brick 0) and the sink (brick 2)
+        assert [(c["open"], c["release"]) for c in counts] == [(1, 1), (0, 0), (1, 1)], counts
+        # the self-heal domain's and the whole file's lock and unlock
+        assert [c["inodelk"] for c in counts] == [4, 4, 4], counts
         # 9 to 11: with two branches at once `steps` is an upper bound (a
         # call counts a reply of the other branch as one it waited for)
         assert path.steps <= 12, (path.steps, path.calls)

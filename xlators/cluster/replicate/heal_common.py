@@ -69,6 +69,8 @@ import os
 import stat as _stat
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+import trio
+
 from glusterpy.fops import (GFID, SET_ATTR_ATIME, SET_ATTR_CTIME, SET_ATTR_MTIME, Caller,
                             EntrylkCmd, EntrylkType, Fd, Flock, FopError, Iatt, Loc, LockCmd,
                             LockType, UInt, XattropType)
@@ -152,21 +154,35 @@ def healable_xattrs(d: dict | None) -> dict:
 
 
 class MetadataHold:
-    """The metadata heal's lock and locked look at the copies, taken for it
-    by the data heal that runs beside it (heal_inode.heal_gfid): once the
-    whole file's data lock is held, the data heal takes the metadata lock
-    too (same owner, so granted unless another owner holds that range) and
-    then looks at the copies once, under both locks - one lookup a child
-    serves both heals instead of one each.  `lock` is None when the data
-    heal never took it (the metadata heal then locks for itself); `replies`
-    is None when the look was not made (the metadata heal looks itself).
-    Whoever got `lock` here, the metadata heal unlocks it."""
+    """What the data heal running beside the metadata heal
+    (heal_inode.heal_gfid) hands it once it holds the whole file's data
+    lock on every child and has looked at the copies under it.
 
-    __slots__ = ("lock", "replies")
+    The metadata heal then takes no lock of its own: GlusterFS's metadata
+    lock is a range of the same domain (METADATA_LOCK_START onwards) that
+    the whole file's data lock covers, so whoever would wait for the one -
+    a client's metadata transaction, another daemon's heal - waits for the
+    other.  The data heal keeps its lock until the metadata heal is `done`
+    (`wait_done`), and the look it made under the lock serves both heals:
+    a metadata lock, its unlock and a lookup a child less.  `covered` is
+    False when nothing was handed (the metadata heal then locks and looks
+    for itself); `lock` is the data lock's list of children then held."""
+
+    __slots__ = ("covered", "lock", "replies", "done")
 
     def __init__(self) -> None:
+        self.covered = False
         self.lock: list[bool] | None = None
         self.replies: list | None = None
+        self.done = trio.Event()
+
+    def hand(self, lock: list[bool], replies: list) -> None:
+        self.covered, self.lock, self.replies = True, list(lock), replies
+
+    async def wait_done(self) -> None:
+        """Until the metadata heal under the handed lock ended."""
+        if self.covered:
+            await self.done.wait()
 
 
 class Heal:

@@ -19,8 +19,8 @@ from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA
-from xlators.cluster.replicate.heal_common import (METADATA_LOCK_START, SFILE_NOT_IN_SPLIT_BRAIN,
-                                                   Heal, MetadataHold, Outcome, both, guard)
+from xlators.cluster.replicate.heal_common import (SFILE_NOT_IN_SPLIT_BRAIN, Heal, MetadataHold,
+                                                   Outcome, both, guard)
 from xlators.cluster.replicate.state import is_ok
 
 _BLOCK = 128 * 1024
@@ -35,10 +35,11 @@ async def heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None = 
     together (GlusterFS opens, then locks), and so do the unlock and the
     release: neither needs the other, and each pair is one round trip
     instead of two.  `on_locked` is called once, when the whole file's
-    data lock is held on every child, or else when the heal ends
+    data lock is held on every child and the copies were looked at under
+    it, or else when the heal ends
     (heal_inode.heal_gfid starts the metadata heal then); with `hold`,
-    the metadata lock and the locked look are taken for the metadata heal
-    before that (heal_common.MetadataHold).
+    the metadata heal is handed the lock and the look under it, and the
+    lock is kept until that heal ends (heal_common.MetadataHold).
 
     `unlocked`: the look at the copies before any lock (heal_gfid's).
     GlusterFS opens the file on every child; only the source read from
@@ -76,6 +77,12 @@ async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None,
                                            "could be locked")
         return await _heal_data_locked(h, gfid, fd, on_locked, later, hold, open_on)
     finally:
+        if hold is not None and later:
+            # the whole file's data unlock waits for the metadata heal
+            # running under it (MetadataHold)
+            if on_locked is not None:
+                on_locked()
+            await hold.wait_done()
         await both(lambda: both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
                                 later[0] if later else _nothing),
                    lambda: h.on([i for i in range(h.n) if open_on[i]],
@@ -144,14 +151,11 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
     try:
         if sum(data_lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
-        if hold is not None:
-            # the metadata lock after the data lock, as the metadata heal
-            # took it: then one look under both serves the two heals
-            hold.lock = await h.inodelk(afr.domain, gfid, METADATA_LOCK_START, 0,
-                                        tie_breaker=True)
         replies = await h.discover(gfid)
         if hold is not None:
-            hold.replies = replies
+            # the metadata heal runs under this lock now, with this look;
+            # the lock is not let go before it ends (MetadataHold)
+            hold.hand(data_lock, replies)
         if on_locked is not None:
             on_locked()
         d = h.direction(replies, DATA, data_lock)
@@ -193,6 +197,8 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
         held = copy and iatts[source].size <= _window(afr, iatts[source])
     finally:
         if not held:
+            if hold is not None:
+                await hold.wait_done()
             await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
     if held:
         try:
@@ -201,7 +207,7 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
                        lambda: h.restore_time(gfid, iatts[source], list(healed)))
             await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
         finally:
-            await _unlock_at_end(h, gfid, data_lock, later)
+            await _unlock_at_end(h, gfid, data_lock, later, hold)
         _log_healed(afr, gfid, sources, healed)
         return Outcome.HEALED
     if copy:
@@ -219,16 +225,19 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
     try:
         await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
     finally:
-        await _unlock_at_end(h, gfid, data_lock, later)
+        await _unlock_at_end(h, gfid, data_lock, later, hold)
     _log_healed(afr, gfid, sources, healed)
     return Outcome.HEALED
 
 
-async def _unlock_at_end(h: Heal, gfid: GFID, lock: list[bool], later: list | None) -> None:
+async def _unlock_at_end(h: Heal, gfid: GFID, lock: list[bool], later: list | None,
+                         hold: MetadataHold | None = None) -> None:
     """The whole file's data unlock as the heal ends: left to `later`
     (heal_data sends it with its last unlock and the release: one round
     trip instead of two), else now."""
     if later is None:
+        if hold is not None:
+            await hold.wait_done()
         await h.uninodelk(h.afr.domain, gfid, 0, 0, lock)
     else:
         later.append(lambda: h.uninodelk(h.afr.domain, gfid, 0, 0, lock))

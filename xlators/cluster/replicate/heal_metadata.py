@@ -21,18 +21,27 @@ from xlators.cluster.replicate.state import is_ok
 
 
 async def heal_metadata(h: Heal, gfid: GFID, hold: MetadataHold | None = None) -> Outcome:
-    """afr_selfheal_metadata (`hold`: the lock and the locked look the data
-    heal beside it took for this heal, heal_common.MetadataHold)."""
+    """afr_selfheal_metadata (`hold`: what the data heal beside it hands
+    over - its whole-file lock, under which this heal runs without a lock
+    of its own, and its look at the copies; heal_common.MetadataHold)."""
+    try:
+        return await _heal_metadata(h, gfid, hold)
+    finally:
+        if hold is not None:
+            hold.done.set()
+
+
+async def _heal_metadata(h: Heal, gfid: GFID, hold: MetadataHold | None) -> Outcome:
     afr = h.afr
     n = h.n
     undid = [False] * n
-    lock = hold.lock if hold is not None and hold.lock is not None else \
+    covered = hold is not None and hold.covered
+    lock = hold.lock if covered else \
         await h.inodelk(afr.domain, gfid, METADATA_LOCK_START, 0, tie_breaker=True)
     try:
         if sum(lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
-        replies = hold.replies if hold is not None and hold.replies is not None else \
-            await h.discover(gfid)
+        replies = hold.replies if covered else await h.discover(gfid)
         d = h.direction(replies, METADATA, lock)
         healed = [d.sinks[i] and lock[i] for i in range(n)]
         source = next((i for i in range(n) if d.sources[i] and d.witness[i]), -1)
@@ -52,7 +61,8 @@ async def heal_metadata(h: Heal, gfid: GFID, hold: MetadataHold | None = None) -
                    lambda: h.undo_pending(gfid, replies, METADATA, d.sinks, healed, lock,
                                           undid))
     finally:
-        await h.uninodelk(afr.domain, gfid, METADATA_LOCK_START, 0, lock)
+        if not covered:
+            await h.uninodelk(afr.domain, gfid, METADATA_LOCK_START, 0, lock)
     afr.log.info("Completed metadata selfheal on %s. sources=%s sinks=%s", gfid,
                  [i for i in range(n) if d.sources[i]], [i for i in range(n) if healed[i]])
     return Outcome.HEALED
