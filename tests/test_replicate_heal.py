@@ -715,14 +715,16 @@ async def test_index_heal_of_a_small_file_waits_for_fewer_round_trips(tmp_path, 
     metadata heal runs under the data heal's whole-file lock with the data
     heal's look at the copies (heal_common.MetadataHold): no metadata lock
     of its own, no lookup of its own, and the data lock is let go only
-    after it; the file is opened on the source read and the sink only -
-    37 calls (before: 49, a metadata lock, unlock and lookup on each child
-    and an open and a release on brick 1)."""
+    after it; its post-op goes in the data heal's xattrop and its times in
+    the data heal's setattr; the file is opened on the source read and the
+    sink only - 33 calls (before: 49, a metadata lock, unlock, lookup and
+    post-op on each child, the sink's times twice, and an open and a
+    release on brick 1)."""
     from xlators.cluster.replicate import crawl
     from xlators.cluster.replicate.heal_common import METADATA_LOCK_START, CrawlStats, Heal
     from xlators.cluster.replicate.heal_inode import heal_gfid
     from xlators.storage.posix.mdata import mdata_decode
-    watched = ("inodelk", "setattr", "lookup", "open", "release")
+    watched = ("inodelk", "setattr", "lookup", "open", "release", "xattrop")
     async with recorded_replica(tmp_path, monkeypatch, watched) as (net, graph, afr, recs):
         top = graph.top
         await down(net, afr, 2)
@@ -774,6 +776,10 @@ async def test_index_heal_of_a_small_file_waits_for_fewer_round_trips(tmp_path, 
         assert [(c["open"], c["release"]) for c in counts] == [(1, 1), (0, 0), (1, 1)], counts
         # the self-heal domain's and the whole file's lock and unlock
         assert [c["inodelk"] for c in counts] == [4, 4, 4], counts
+        # one post-op a child (data and metadata together), and on the
+        # sink: owner and mode, then the times once
+        assert [c["xattrop"] for c in counts] == [1, 1, 1], counts
+        assert [c["setattr"] for c in counts] == [0, 0, 2], counts
         # 9 to 11: with two branches at once `steps` is an upper bound (a
         # call counts a reply of the other branch as one it waited for)
         assert path.steps <= 12, (path.steps, path.calls)

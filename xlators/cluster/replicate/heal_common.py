@@ -168,13 +168,49 @@ class MetadataHold:
     False when nothing was handed (the metadata heal then locks and looks
     for itself); `lock` is the data lock's list of children then held."""
 
-    __slots__ = ("covered", "lock", "replies", "done")
+    __slots__ = ("covered", "lock", "replies", "done", "post_op", "times")
 
     def __init__(self) -> None:
         self.covered = False
         self.lock: list[bool] | None = None
         self.replies: list | None = None
         self.done = trio.Event()
+        #: the metadata heal's ending, left to the data heal to send with
+        #: its own (one xattrop a child, one setattr of the times a sink):
+        #: its post-op (child -> xattrop dict) and its times (the source's
+        #: index, the healed children)
+        self.post_op: dict[int, dict] | None = None
+        self.times: tuple[int, list[bool]] | None = None
+
+    def take_post_op(self) -> dict[int, dict]:
+        post, self.post_op = self.post_op, None
+        return post or {}
+
+    def take_times(self, source: int | None = None) -> list[bool] | None:
+        """The children whose times the metadata heal left to set from
+        `source` (any source when None; then the pair's source is in
+        `times` before the call), and forgets them."""
+        if self.times is None or (source is not None and self.times[0] != source):
+            return None
+        healed, self.times = self.times[1], None
+        return healed
+
+    async def send_left(self, h: "Heal", gfid: GFID) -> None:
+        """What the metadata heal left and the data heal did not send with
+        its own: sent now (after the metadata heal ended)."""
+        if not self.covered:
+            return
+        await self.done.wait()
+        post = self.take_post_op()
+        times = self.times
+        healed = self.take_times()
+        source = None if times is None else times[0]
+        replies = self.replies or []
+
+        async def set_times():
+            if healed is not None and source is not None and is_ok(replies[source]):
+                await h.restore_time(gfid, replies[source].iatt, healed)
+        await both(lambda: h.send_undo(gfid, post, None), set_times)
 
     def hand(self, lock: list[bool], replies: list) -> None:
         self.covered, self.lock, self.replies = True, list(lock), replies
@@ -298,8 +334,19 @@ class Heal:
                                  self.afr.dirty_key, slot, locked_on, self.afr.quorum_count)
 
     async def undo_pending(self, gfid, replies, slot, sinks, healed, locked_on,
-                           undid=None, full_crawl=False) -> None:
-        """afr_selfheal_undo_pending."""
+                           undid=None, full_crawl=False, more: dict | None = None) -> None:
+        """afr_selfheal_undo_pending (`more`: another heal's post-op, child
+        -> dict, added to this one's - MetadataHold)."""
+        xattrs, xdata = self.undo_xattrs(replies, slot, sinks, healed, locked_on, undid,
+                                         full_crawl)
+        for i, extra in (more or {}).items():
+            xattrs[i] = cl.add_dicts(xattrs[i], extra, self.afr.dirty_key) if i in xattrs \
+                else extra
+        await self.send_undo(gfid, xattrs, xdata)
+
+    def undo_xattrs(self, replies, slot, sinks, healed, locked_on, undid=None,
+                    full_crawl=False) -> tuple[dict[int, dict], dict | None]:
+        """undo_pending's xattrop dict of each child, and its xdata."""
         xdatas = [r.xdata if is_ok(r) else None for r in replies]
         out = cl.undo_pending(xdatas, self.afr.pending_keys, self.afr.dirty_key, slot,
                               sinks, healed, locked_on, full_crawl)
@@ -312,6 +359,10 @@ class Heal:
             rows, dirty = item
             xattrs[i] = cl.changelog_dict(self.afr.pending_keys, rows, self.afr.dirty_key,
                                           dirty, dirty_last=True)
+        return xattrs, xdata
+
+    async def send_undo(self, gfid, xattrs: dict[int, dict], xdata: dict | None) -> None:
+        """undo_pending's xattrops."""
         # GlusterFS sends them one brick after the other; each is an
         # addition to one brick's own counters, needing no other's answer,
         # so they go out together: one round trip instead of one a brick

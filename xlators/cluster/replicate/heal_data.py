@@ -79,10 +79,10 @@ async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None,
     finally:
         if hold is not None and later:
             # the whole file's data unlock waits for the metadata heal
-            # running under it (MetadataHold)
+            # running under it, and what it left is sent (MetadataHold)
             if on_locked is not None:
                 on_locked()
-            await hold.wait_done()
+            await hold.send_left(h, gfid)
         await both(lambda: both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
                                 later[0] if later else _nothing),
                    lambda: h.on([i for i in range(h.n) if open_on[i]],
@@ -198,14 +198,24 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
     finally:
         if not held:
             if hold is not None:
-                await hold.wait_done()
+                await hold.send_left(h, gfid)
             await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
     if held:
+        async def times():
+            # after the metadata heal's changes (they touch the ctime),
+            # and for its sinks too when it healed from the same source
+            if hold is not None:
+                await hold.wait_done()
+            targets = list(healed)
+            more = hold.take_times(source) if hold is not None else None
+            for i in range(n):
+                targets[i] = targets[i] or bool(more and more[i])
+            await h.restore_time(gfid, iatts[source], targets)
         try:
             await _copy_data(h, gfid, fd, source, healed, iatts, locked=True, first=first)
-            await both(lambda: _sync_sinks(h, fd, healed),
-                       lambda: h.restore_time(gfid, iatts[source], list(healed)))
-            await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
+            await both(lambda: _sync_sinks(h, fd, healed), times)
+            await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid,
+                                 more=hold.take_post_op() if hold is not None else None)
         finally:
             await _unlock_at_end(h, gfid, data_lock, later, hold)
         _log_healed(afr, gfid, sources, healed)
@@ -237,7 +247,7 @@ async def _unlock_at_end(h: Heal, gfid: GFID, lock: list[bool], later: list | No
     trip instead of two), else now."""
     if later is None:
         if hold is not None:
-            await hold.wait_done()
+            await hold.send_left(h, gfid)
         await h.uninodelk(h.afr.domain, gfid, 0, 0, lock)
     else:
         later.append(lambda: h.uninodelk(h.afr.domain, gfid, 0, 0, lock))

@@ -55,11 +55,17 @@ async def _heal_metadata(h: Heal, gfid: GFID, hold: MetadataHold | None) -> Outc
         if not any(healed):
             return Outcome.NO_HEAL_NEEDED
         await _metadata_do(h, gfid, source, healed, replies)
-        # the times (whose failure GlusterFS ignores too) and the post-op
-        # need nothing of each other: one round trip
-        await both(lambda: h.restore_time(gfid, replies[source].iatt, list(healed)),
-                   lambda: h.undo_pending(gfid, replies, METADATA, d.sinks, healed, lock,
-                                          undid))
+        if covered:
+            # the times and the post-op go with the data heal's own, after
+            # this heal ended (MetadataHold)
+            hold.post_op = h.undo_xattrs(replies, METADATA, d.sinks, healed, lock, undid)[0]
+            hold.times = (source, list(healed))
+        else:
+            # the times (whose failure GlusterFS ignores too) and the
+            # post-op need nothing of each other: one round trip
+            await both(lambda: h.restore_time(gfid, replies[source].iatt, list(healed)),
+                       lambda: h.undo_pending(gfid, replies, METADATA, d.sinks, healed, lock,
+                                              undid))
     finally:
         if not covered:
             await h.uninodelk(afr.domain, gfid, METADATA_LOCK_START, 0, lock)
