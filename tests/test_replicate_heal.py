@@ -780,6 +780,85 @@ async def test_index_heal_of_a_small_file_waits_for_fewer_round_trips(tmp_path, 
         # sink: owner and mode, then the times once
         assert [c["xattrop"] for c in counts] == [1, 1, 1], counts
         assert [c["setattr"] for c in counts] == [0, 0, 2], counts
-        # 9 to 11: with two branches at once `steps` is an upper bound (a
-        # call counts a reply of the other branch as one it waited for)
-        assert path.steps <= 12, (path.steps, path.calls)
+        # 8 to 10 (the self-heal domain's lock and the data lock tried
+        # together): with two branches at once `steps` is an upper bound
+        # (a call counts a reply of the other branch as one it waited for)
+        assert path.steps <= 10, (path.steps, path.calls)
+
+
+async def _as_owner(owner: bytes, fn):
+    """fn() as another lock owner - a client's transaction, another daemon."""
+    from glusterpy import fops
+    token = fops.caller.set(fops.Caller(lk_owner=owner))
+    try:
+        return await fn()
+    finally:
+        fops.caller.reset(token)
+
+
+def _lock_on(afr, i, dom, gfid, type_, cmd=None):
+    from glusterpy.fops import Flock, LockCmd
+    return afr.children[i].inodelk(dom, Loc(gfid=gfid), cmd or LockCmd.SETLK,
+                                   Flock(type=type_, start=0, len=0), None)
+
+
+async def test_heal_waits_for_a_clients_data_lock_then_heals(tmp_path):
+    """The self-heal domain's lock and the data lock are tried together
+    (heal_data._lock_both); another owner holding the data lock on one
+    child - a client's write - makes the heal let go of the data locks it
+    got, keep the self-heal domain's, wait for the data lock as before,
+    and heal once the client lets go."""
+    from xlators.cluster.replicate.heal_inode import heal_gfid
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        await down(net, afr, 2)
+        data = os.urandom(100_000)
+        fd, gfid = await create_file(top, "f", data)
+        await top.release(fd, None)
+        await up(net, afr, 2)
+        assert await heal_gfid(afr, ROOT_GFID) == Outcome.HEALED
+        await _as_owner(b"client-1", lambda: _lock_on(afr, 1, afr.domain, gfid, LockType.WRLCK))
+        done = trio.Event()
+        outcome = []
+
+        async def heal():
+            outcome.append(await heal_gfid(afr, gfid))
+            done.set()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(heal)
+            await trio.sleep(0.5)
+            assert not done.is_set()
+            assert (net.bricks[2] / "f").read_bytes() != data
+            await _as_owner(b"client-1",
+                            lambda: _lock_on(afr, 1, afr.domain, gfid, LockType.UNLCK))
+            with trio.fail_after(10):
+                await done.wait()
+        assert outcome == [Outcome.HEALED]
+        assert (net.bricks[2] / "f").read_bytes() == data
+        assert_clean(net.bricks)
+
+
+async def test_heal_skipped_for_another_daemons_heal_leaves_no_data_lock(tmp_path):
+    """Another owner holds the self-heal domain's lock on every child
+    (another daemon healing the file): the heal is skipped (ENOTCONN, as
+    GlusterFS skips it), and the data locks it got in the same round trip
+    are let go - another owner can take the whole file's data lock on
+    every child at once."""
+    from xlators.cluster.replicate.heal_inode import heal_gfid
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        await down(net, afr, 2)
+        fd, gfid = await create_file(top, "f", os.urandom(50_000))
+        await top.release(fd, None)
+        await up(net, afr, 2)
+        assert await heal_gfid(afr, ROOT_GFID) == Outcome.HEALED
+        for i in range(3):
+            await _as_owner(b"daemon-2", lambda i=i: _lock_on(afr, i, afr.sh_domain, gfid,
+                                                               LockType.WRLCK))
+        with pytest.raises(FopError) as e:
+            with trio.fail_after(10):
+                await heal_gfid(afr, gfid)
+        assert e.value.errno == errno.ENOTCONN
+        for i in range(3):
+            await _as_owner(b"client-9", lambda i=i: _lock_on(afr, i, afr.domain, gfid,
+                                                               LockType.WRLCK))

@@ -15,7 +15,7 @@ import errno
 import os
 from collections.abc import Awaitable, Callable
 
-from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc
+from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc, LockCmd, LockType
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA
@@ -60,10 +60,10 @@ async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None,
     afr = h.afr
     fd = Fd(gfid=gfid, flags=os.O_RDWR)
     loc = Loc(gfid=gfid)
-    opened, locked_on = await both(
+    opened, (locked_on, data_pre) = await both(
         lambda: h.on(_fd_children(h, unlocked),
                      lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None)),
-        lambda: h.inodelk(afr.sh_domain, gfid, tie_breaker=True))
+        lambda: _lock_both(h, gfid))
     open_on = [is_ok(r) for r in opened]
     #: the whole file's data unlock, when the heal ends holding it: sent
     #: with the self-heal domain's unlock and the release
@@ -75,8 +75,11 @@ async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None,
         if sum(locked_on) < h.n:
             raise FopError(errno.ENOTCONN, "Skipping self-heal: not every subvolume "
                                            "could be locked")
-        return await _heal_data_locked(h, gfid, fd, on_locked, later, hold, open_on)
+        pre, data_pre = data_pre, None      # _heal_data_locked lets it go
+        return await _heal_data_locked(h, gfid, fd, on_locked, later, hold, open_on, pre)
     finally:
+        if data_pre is not None:
+            await h.uninodelk(afr.domain, gfid, 0, 0, data_pre)
         if hold is not None and later:
             # the whole file's data unlock waits for the metadata heal
             # running under it, and what it left is sent (MetadataHold)
@@ -87,6 +90,36 @@ async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None,
                                 later[0] if later else _nothing),
                    lambda: h.on([i for i in range(h.n) if open_on[i]],
                                 lambda i: afr.children[i].release(fd, None)))
+
+
+async def _lock_both(h: Heal, gfid: GFID) -> tuple[list[bool], list[bool] | None]:
+    """The self-heal domain's lock and the whole file's data lock, tried
+    at once (one round trip; GlusterFS takes the one, then the other):
+    (the self-heal domain's lock on each child, the data lock when every
+    child granted both, else None - __afr_selfheal_data takes it then).
+    Both are tried without waiting; unless every child granted both, the
+    data locks granted are let go before anything waits (a blocking wait
+    for the self-heal domain's lock while holding the data lock could
+    deadlock with another daemon holding the first and waiting for the
+    second), and the self-heal domain's lock is taken as before."""
+    afr = h.afr
+    up = h.up()
+
+    def attempt(dom):
+        return lambda: h.on(up, lambda i: h._inodelk(i, dom, gfid, 0, 0, LockCmd.SETLK,
+                                                      LockType.WRLCK))
+    sh_try, data_try = await both(attempt(afr.sh_domain), attempt(afr.domain))
+    sh_ok = [is_ok(r) for r in sh_try]
+    data_ok = [is_ok(r) for r in data_try]
+    if sum(sh_ok) == h.n and sum(data_ok) == h.n:
+        return sh_ok, data_ok
+    if any(data_ok):
+        await h.uninodelk(afr.domain, gfid, 0, 0, data_ok)
+    if sum(sh_ok) == h.n:
+        return sh_ok, None
+    if any(sh_ok):
+        await h.uninodelk(afr.sh_domain, gfid, 0, 0, sh_ok)
+    return await h.inodelk(afr.sh_domain, gfid, tie_breaker=True), None
 
 
 def _fd_children(h: Heal, unlocked: list | None) -> list[int]:
@@ -130,7 +163,8 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
                             on_locked: Callable[[], None] | None = None,
                             later: list | None = None,
                             hold: MetadataHold | None = None,
-                            open_on: list[bool] | None = None) -> Outcome:
+                            open_on: list[bool] | None = None,
+                            data_lock: list[bool] | None = None) -> Outcome:
     """__afr_selfheal_data.
 
     A file that fits in one copy window (``data-self-heal-window-size``
@@ -144,7 +178,8 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
     afr = h.afr
     n = h.n
     undid = [False] * n
-    data_lock = await h.inodelk(afr.domain, gfid)
+    if data_lock is None:
+        data_lock = await h.inodelk(afr.domain, gfid)
     arbiter_only = empty = held = False
     #: the first window of the source, read ahead (above)
     first: bytes | None = None
