@@ -31,8 +31,9 @@ _BLOCK = 128 * 1024
 
 async def heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None = None,
                     hold: MetadataHold | None = None, unlocked: list | None = None) -> Outcome:
-    """afr_selfheal_data.  The open and the self-heal domain's lock go out
-    together (GlusterFS opens, then locks), and so do the unlock and the
+    """afr_selfheal_data.  The open, the self-heal domain's lock and the
+    whole file's data lock go out together (GlusterFS opens, then locks
+    the one, then the other; `_lock_both`), and so do the unlock and the
     release: neither needs the other, and each pair is one round trip
     instead of two.  `on_locked` is called once, when the whole file's
     data lock is held on every child and the copies were looked at under
