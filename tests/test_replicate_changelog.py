@@ -193,3 +193,25 @@ def test_pathinfo_host_and_errno_order():
     assert cl.pathinfo_host("nohost") is None
     assert cl.final_errno([errno.EIO, errno.ENOENT, errno.ESTALE]) == errno.ENOENT
     assert cl.final_errno([errno.EIO, errno.ENODATA]) == errno.ENODATA
+
+
+counters = st.tuples(*[st.integers(-(1 << 31), (1 << 31) - 1)] * 3)
+
+
+@given(st.lists(counters, min_size=3, max_size=3), st.lists(counters, min_size=3, max_size=3),
+       counters, st.booleans())
+def test_two_post_ops_add_up_to_one(a_rows, b_rows, dirty, b_has_dirty):
+    """add_dicts: the xattrop dict of the data heal's post-op plus the
+    metadata heal's (MetadataHold) counts on a brick as the two one after
+    the other - each counter the sum, wrapped as the brick's 32 bits wrap
+    - in changelog_dict's order, the dirty key last."""
+    a = cl.changelog_dict(KEYS, a_rows, DIRTY, dirty, dirty_last=True)
+    b = cl.changelog_dict(KEYS, b_rows, DIRTY if b_has_dirty else None,
+                          dirty if b_has_dirty else None, dirty_last=True)
+    both = cl.add_dicts(a, b, DIRTY)
+    assert list(both) == list(a)
+    for key in both:
+        want = [(x + y + (1 << 31)) % (1 << 32) - (1 << 31)
+                for x, y in zip(cl.decode(a[key]), cl.decode(b.get(key)))]
+        assert list(cl.decode(both[key])) == want
+    assert cl.add_dicts({}, b, DIRTY) == {k: cl.encode(cl.decode(v)) for k, v in b.items()}

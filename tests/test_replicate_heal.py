@@ -10,6 +10,7 @@ bricks themselves.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
@@ -805,13 +806,21 @@ async def test_index_heal_of_a_small_file_waits_for_fewer_round_trips(tmp_path, 
     times with its post-op, the data and metadata heals run at once, the
     source is read with the sinks' ftruncate and the last unlocks go
     together - 9 round trips in a row (49 calls) instead of 27 (62 calls),
-    and the copy ends the same: contents, mode, xattrs, times."""
+    and the copy ends the same: contents, mode, xattrs, times.  The
+    metadata heal runs under the data heal's whole-file lock with the data
+    heal's look at the copies (heal_common.MetadataHold): no metadata lock
+    of its own, no lookup of its own, and the data lock is let go only
+    after it; its post-op goes in the data heal's xattrop and its times in
+    the data heal's setattr; the file is opened on the source read and the
+    sink only - 33 calls (before: 49, a metadata lock, unlock, lookup and
+    post-op on each child, the sink's times twice, and an open and a
+    release on brick 1)."""
     from xlators.cluster.replicate import crawl
     from xlators.cluster.replicate.heal_common import METADATA_LOCK_START, CrawlStats, Heal
     from xlators.cluster.replicate.heal_inode import heal_gfid
     from xlators.storage.posix.mdata import mdata_decode
-    async with recorded_replica(tmp_path, monkeypatch, ("inodelk",)) as (net, graph, afr,
-                                                                         recs):
+    watched = ("inodelk", "setattr", "lookup", "open", "release", "xattrop")
+    async with recorded_replica(tmp_path, monkeypatch, watched) as (net, graph, afr, recs):
         top = graph.top
         await down(net, afr, 2)
         data = os.urandom(100_000)
@@ -843,12 +852,108 @@ async def test_index_heal_of_a_small_file_waits_for_fewer_round_trips(tmp_path, 
                       and args[0] == afr.domain and args[3].type != LockType.UNLCK
                       and args[3].start == 0]
         assert len(data_locks) == 1, data_locks
-        # the metadata heal took its lock while the data lock was held
-        locks = [(args[3].start, args[3].len, args[3].type) for name, args in recs[2].calls
-                 if name == "inodelk" and args[0] == afr.domain]
-        last_data_unlock = max(k for k, lk in enumerate(locks) if lk == (0, 0, LockType.UNLCK))
-        assert any(start == METADATA_LOCK_START and type_ != LockType.UNLCK
-                   for start, _, type_ in locks[:last_data_unlock]), locks
-        # 9 to 11: with two branches at once `steps` is an upper bound (a
-        # call counts a reply of the other branch as one it waited for)
-        assert path.steps <= 12, (path.steps, path.calls)
+        # the metadata heal ran under the data lock, without a lock of its
+        # own: the sink's owner and mode were set before the data unlock
+        for rec in recs:
+            assert not [args for name, args in rec.calls if name == "inodelk"
+                        and args[3].start == METADATA_LOCK_START], rec.calls
+        calls = [(name, args) for name, args in recs[2].calls
+                 if name == "setattr" or (name == "inodelk" and args[0] == afr.domain)]
+        owner = next(k for k, (name, args) in enumerate(calls)
+                     if name == "setattr" and args[2] & SET_ATTR_MODE)
+        unlock = next(k for k, (name, args) in enumerate(calls)
+                      if name == "inodelk" and args[3].type == LockType.UNLCK)
+        assert owner < unlock, calls
+        # lookups: the index sweep's look and one under the lock, a child
+        counts = [collections.Counter(name for name, _ in rec.calls) for rec in recs]
+        assert [c["lookup"] for c in counts] == [2, 2, 2], counts
+        # the fd: on the source read (brick 0) and the sink (brick 2)
+        assert [(c["open"], c["release"]) for c in counts] == [(1, 1), (0, 0), (1, 1)], counts
+        # the self-heal domain's and the whole file's lock and unlock
+        assert [c["inodelk"] for c in counts] == [4, 4, 4], counts
+        # one post-op a child (data and metadata together), and on the
+        # sink: owner and mode, then the times once
+        assert [c["xattrop"] for c in counts] == [1, 1, 1], counts
+        assert [c["setattr"] for c in counts] == [0, 0, 2], counts
+        # 8 to 10 (the self-heal domain's lock and the data lock tried
+        # together): with two branches at once `steps` is an upper bound
+        # (a call counts a reply of the other branch as one it waited for)
+        assert path.steps <= 10, (path.steps, path.calls)
+
+
+async def _as_owner(owner: bytes, fn):
+    """fn() as another lock owner - a client's transaction, another daemon."""
+    from glusterpy import fops
+    token = fops.caller.set(fops.Caller(lk_owner=owner))
+    try:
+        return await fn()
+    finally:
+        fops.caller.reset(token)
+
+
+def _lock_on(afr, i, dom, gfid, type_, cmd=None):
+    from glusterpy.fops import Flock, LockCmd
+    return afr.children[i].inodelk(dom, Loc(gfid=gfid), cmd or LockCmd.SETLK,
+                                   Flock(type=type_, start=0, len=0), None)
+
+
+async def test_heal_waits_for_a_clients_data_lock_then_heals(tmp_path):
+    """The self-heal domain's lock and the data lock are tried together
+    (heal_data._lock_both); another owner holding the data lock on one
+    child - a client's write - makes the heal let go of the data locks it
+    got, keep the self-heal domain's, wait for the data lock as before,
+    and heal once the client lets go."""
+    from xlators.cluster.replicate.heal_inode import heal_gfid
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        await down(net, afr, 2)
+        data = os.urandom(100_000)
+        fd, gfid = await create_file(top, "f", data)
+        await top.release(fd, None)
+        await up(net, afr, 2)
+        assert await heal_gfid(afr, ROOT_GFID) == Outcome.HEALED
+        await _as_owner(b"client-1", lambda: _lock_on(afr, 1, afr.domain, gfid, LockType.WRLCK))
+        done = trio.Event()
+        outcome = []
+
+        async def heal():
+            outcome.append(await heal_gfid(afr, gfid))
+            done.set()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(heal)
+            await trio.sleep(0.5)
+            assert not done.is_set()
+            assert (net.bricks[2] / "f").read_bytes() != data
+            await _as_owner(b"client-1",
+                            lambda: _lock_on(afr, 1, afr.domain, gfid, LockType.UNLCK))
+            with trio.fail_after(10):
+                await done.wait()
+        assert outcome == [Outcome.HEALED]
+        assert (net.bricks[2] / "f").read_bytes() == data
+        assert_clean(net.bricks)
+
+
+async def test_heal_skipped_for_another_daemons_heal_leaves_no_data_lock(tmp_path):
+    """Another owner holds the self-heal domain's lock on every child
+    (another daemon healing the file): the heal is skipped (ENOTCONN, as
+    GlusterFS skips it), and the data locks it got in the same round trip
+    are let go - another owner can take the whole file's data lock on
+    every child at once."""
+    from xlators.cluster.replicate.heal_inode import heal_gfid
+    async with replica(tmp_path) as (net, graph, afr):
+        top = graph.top
+        await down(net, afr, 2)
+        fd, gfid = await create_file(top, "f", os.urandom(50_000))
+        await top.release(fd, None)
+        await up(net, afr, 2)
+        assert await heal_gfid(afr, ROOT_GFID) == Outcome.HEALED
+        for i in range(3):
+            await _as_owner(b"daemon-2", lambda i=i: _lock_on(afr, i, afr.sh_domain, gfid,
+                                                               LockType.WRLCK))
+        with pytest.raises(FopError) as e:
+            with trio.fail_after(10):
+                await heal_gfid(afr, gfid)
+        assert e.value.errno == errno.ENOTCONN
+        for i in range(3):
+            await _as_owner(b"client-9", lambda i=i: _lock_on(afr, i, afr.domain, gfid,
+                                                               LockType.WRLCK))

@@ -102,6 +102,19 @@ def changelog_dict(pending_keys: Sequence[str], rows: Sequence[Sequence[int]] | 
     return out
 
 
+def add_dicts(a: dict, b: dict, dirty_key: str) -> dict:
+    """Two xattrop dicts of ADD_ARRAY counters as one: the brick adds each
+    value to what it holds, so one xattrop of the sums is the two in a row
+    (the dirty key stays last, as changelog_dict orders it)."""
+    out = {}
+    for key in [k for k in a if k != dirty_key] + [k for k in b if k not in a and k != dirty_key]:
+        out[key] = encode([x + y for x, y in zip(decode(a.get(key)), decode(b.get(key)))])
+    if dirty_key in a or dirty_key in b:
+        out[dirty_key] = encode([x + y for x, y in zip(decode(a.get(dirty_key)),
+                                                       decode(b.get(dirty_key)))])
+    return out
+
+
 def one_slot(slot: int, value: int) -> tuple[int, int, int]:
     counters = [0, 0, 0]
     counters[slot] = value

@@ -69,6 +69,8 @@ import os
 import stat as _stat
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+import trio
+
 from glusterpy.fops import (GFID, SET_ATTR_ATIME, SET_ATTR_CTIME, SET_ATTR_MTIME, Caller,
                             EntrylkCmd, EntrylkType, Fd, Flock, FopError, Iatt, Loc, LockCmd,
                             LockType, UInt, XattropType)
@@ -149,6 +151,74 @@ def healable_xattrs(d: dict | None) -> dict:
     """The on-disk xattrs AFR keeps identical (afr_xattr_match_needed)."""
     return {k: v for k, v in (d or {}).items()
             if k.startswith(XATTR_NAMESPACES) and not ignorable(k)}
+
+
+class MetadataHold:
+    """What the data heal running beside the metadata heal
+    (heal_inode.heal_gfid) hands it once it holds the whole file's data
+    lock on every child and has looked at the copies under it.
+
+    The metadata heal then takes no lock of its own: GlusterFS's metadata
+    lock is a range of the same domain (METADATA_LOCK_START onwards) that
+    the whole file's data lock covers, so whoever would wait for the one -
+    a client's metadata transaction, another daemon's heal - waits for the
+    other.  The data heal keeps its lock until the metadata heal is `done`
+    (`wait_done`), and the look it made under the lock serves both heals:
+    a metadata lock, its unlock and a lookup a child less.  `covered` is
+    False when nothing was handed (the metadata heal then locks and looks
+    for itself); `lock` is the data lock's list of children then held."""
+
+    __slots__ = ("covered", "lock", "replies", "done", "post_op", "times")
+
+    def __init__(self) -> None:
+        self.covered = False
+        self.lock: list[bool] | None = None
+        self.replies: list | None = None
+        self.done = trio.Event()
+        #: the metadata heal's ending, left to the data heal to send with
+        #: its own (one xattrop a child, one setattr of the times a sink):
+        #: its post-op (child -> xattrop dict) and its times (the source's
+        #: index, the healed children)
+        self.post_op: dict[int, dict] | None = None
+        self.times: tuple[int, list[bool]] | None = None
+
+    def take_post_op(self) -> dict[int, dict]:
+        post, self.post_op = self.post_op, None
+        return post or {}
+
+    def take_times(self, source: int | None = None) -> list[bool] | None:
+        """The children whose times the metadata heal left to set from
+        `source` (any source when None; then the pair's source is in
+        `times` before the call), and forgets them."""
+        if self.times is None or (source is not None and self.times[0] != source):
+            return None
+        healed, self.times = self.times[1], None
+        return healed
+
+    async def send_left(self, h: "Heal", gfid: GFID) -> None:
+        """What the metadata heal left and the data heal did not send with
+        its own: sent now (after the metadata heal ended)."""
+        if not self.covered:
+            return
+        await self.done.wait()
+        post = self.take_post_op()
+        times = self.times
+        healed = self.take_times()
+        source = None if times is None else times[0]
+        replies = self.replies or []
+
+        async def set_times():
+            if healed is not None and source is not None and is_ok(replies[source]):
+                await h.restore_time(gfid, replies[source].iatt, healed)
+        await both(lambda: h.send_undo(gfid, post, None), set_times)
+
+    def hand(self, lock: list[bool], replies: list) -> None:
+        self.covered, self.lock, self.replies = True, list(lock), replies
+
+    async def wait_done(self) -> None:
+        """Until the metadata heal under the handed lock ended."""
+        if self.covered:
+            await self.done.wait()
 
 
 class Heal:
@@ -264,8 +334,19 @@ class Heal:
                                  self.afr.dirty_key, slot, locked_on, self.afr.quorum_count)
 
     async def undo_pending(self, gfid, replies, slot, sinks, healed, locked_on,
-                           undid=None, full_crawl=False) -> None:
-        """afr_selfheal_undo_pending."""
+                           undid=None, full_crawl=False, more: dict | None = None) -> None:
+        """afr_selfheal_undo_pending (`more`: another heal's post-op, child
+        -> dict, added to this one's - MetadataHold)."""
+        xattrs, xdata = self.undo_xattrs(replies, slot, sinks, healed, locked_on, undid,
+                                         full_crawl)
+        for i, extra in (more or {}).items():
+            xattrs[i] = cl.add_dicts(xattrs[i], extra, self.afr.dirty_key) if i in xattrs \
+                else extra
+        await self.send_undo(gfid, xattrs, xdata)
+
+    def undo_xattrs(self, replies, slot, sinks, healed, locked_on, undid=None,
+                    full_crawl=False) -> tuple[dict[int, dict], dict | None]:
+        """undo_pending's xattrop dict of each child, and its xdata."""
         xdatas = [r.xdata if is_ok(r) else None for r in replies]
         out = cl.undo_pending(xdatas, self.afr.pending_keys, self.afr.dirty_key, slot,
                               sinks, healed, locked_on, full_crawl)
@@ -278,6 +359,10 @@ class Heal:
             rows, dirty = item
             xattrs[i] = cl.changelog_dict(self.afr.pending_keys, rows, self.afr.dirty_key,
                                           dirty, dirty_last=True)
+        return xattrs, xdata
+
+    async def send_undo(self, gfid, xattrs: dict[int, dict], xdata: dict | None) -> None:
+        """undo_pending's xattrops."""
         # GlusterFS sends them one brick after the other; each is an
         # addition to one brick's own counters, needing no other's answer,
         # so they go out together: one round trip instead of one a brick

@@ -15,12 +15,12 @@ import errno
 import os
 from collections.abc import Awaitable, Callable
 
-from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc
+from glusterpy.fops import GFID, Fd, FopError, Iatt, Loc, LockCmd, LockType
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA
-from xlators.cluster.replicate.heal_common import (SFILE_NOT_IN_SPLIT_BRAIN, Heal, Outcome, both,
-                                                   guard)
+from xlators.cluster.replicate.heal_common import (SFILE_NOT_IN_SPLIT_BRAIN, Heal, MetadataHold,
+                                                   Outcome, both, guard)
 from xlators.cluster.replicate.state import is_ok
 
 _BLOCK = 128 * 1024
@@ -29,28 +29,42 @@ _BLOCK = 128 * 1024
 # -- data (afr-self-heal-data.c) ---------------------------------------------
 
 
-async def heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None = None
-                    ) -> Outcome:
-    """afr_selfheal_data.  The open and the self-heal domain's lock go out
-    together (GlusterFS opens, then locks), and so do the unlock and the
+async def heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None = None,
+                    hold: MetadataHold | None = None, unlocked: list | None = None) -> Outcome:
+    """afr_selfheal_data.  The open, the self-heal domain's lock and the
+    whole file's data lock go out together (GlusterFS opens, then locks
+    the one, then the other; `_lock_both`), and so do the unlock and the
     release: neither needs the other, and each pair is one round trip
     instead of two.  `on_locked` is called once, when the whole file's
-    data lock is held on every child, or else when the heal ends
-    (heal_inode.heal_gfid starts the metadata heal then)."""
+    data lock is held on every child and the copies were looked at under
+    it, or else when the heal ends
+    (heal_inode.heal_gfid starts the metadata heal then); with `hold`,
+    the metadata heal is handed the lock and the look under it, and the
+    lock is kept until that heal ends (heal_common.MetadataHold).
+
+    `unlocked`: the look at the copies before any lock (heal_gfid's).
+    GlusterFS opens the file on every child; only the source read from
+    and the sinks use the fd, so with `unlocked` it is opened on the
+    children that look like those (`_fd_children`) - a source that is not
+    read from is spared an open and a release.  Should the look under the
+    lock choose otherwise, the fd is opened then on the children it lacks
+    (a round trip more, in that rare case)."""
     try:
-        return await _heal_data(h, gfid, on_locked)
+        return await _heal_data(h, gfid, on_locked, hold, unlocked)
     finally:
         if on_locked is not None:
             on_locked()
 
 
-async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None) -> Outcome:
+async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None,
+                     hold: MetadataHold | None, unlocked: list | None) -> Outcome:
     afr = h.afr
     fd = Fd(gfid=gfid, flags=os.O_RDWR)
     loc = Loc(gfid=gfid)
-    opened, locked_on = await both(
-        lambda: h.on(h.up(), lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None)),
-        lambda: h.inodelk(afr.sh_domain, gfid, tie_breaker=True))
+    opened, (locked_on, data_pre) = await both(
+        lambda: h.on(_fd_children(h, unlocked),
+                     lambda i: afr.children[i].open(loc, os.O_RDWR, fd, None)),
+        lambda: _lock_both(h, gfid))
     open_on = [is_ok(r) for r in opened]
     #: the whole file's data unlock, when the heal ends holding it: sent
     #: with the self-heal domain's unlock and the release
@@ -62,12 +76,84 @@ async def _heal_data(h: Heal, gfid: GFID, on_locked: Callable[[], None] | None) 
         if sum(locked_on) < h.n:
             raise FopError(errno.ENOTCONN, "Skipping self-heal: not every subvolume "
                                            "could be locked")
-        return await _heal_data_locked(h, gfid, fd, on_locked, later)
+        pre, data_pre = data_pre, None      # _heal_data_locked lets it go
+        return await _heal_data_locked(h, gfid, fd, on_locked, later, hold, open_on, pre)
     finally:
+        if data_pre is not None:
+            await h.uninodelk(afr.domain, gfid, 0, 0, data_pre)
+        if hold is not None and later:
+            # the whole file's data unlock waits for the metadata heal
+            # running under it, and what it left is sent (MetadataHold)
+            if on_locked is not None:
+                on_locked()
+            await hold.send_left(h, gfid)
         await both(lambda: both(lambda: h.uninodelk(afr.sh_domain, gfid, 0, 0, locked_on),
                                 later[0] if later else _nothing),
                    lambda: h.on([i for i in range(h.n) if open_on[i]],
                                 lambda i: afr.children[i].release(fd, None)))
+
+
+async def _lock_both(h: Heal, gfid: GFID) -> tuple[list[bool], list[bool] | None]:
+    """The self-heal domain's lock and the whole file's data lock, tried
+    at once (one round trip; GlusterFS takes the one, then the other):
+    (the self-heal domain's lock on each child, the data lock when every
+    child granted both, else None - __afr_selfheal_data takes it then).
+    Both are tried without waiting; unless every child granted both, the
+    data locks granted are let go before anything waits (a blocking wait
+    for the self-heal domain's lock while holding the data lock could
+    deadlock with another daemon holding the first and waiting for the
+    second), and the self-heal domain's lock is taken as before."""
+    afr = h.afr
+    up = h.up()
+
+    def attempt(dom):
+        return lambda: h.on(up, lambda i: h._inodelk(i, dom, gfid, 0, 0, LockCmd.SETLK,
+                                                      LockType.WRLCK))
+    sh_try, data_try = await both(attempt(afr.sh_domain), attempt(afr.domain))
+    sh_ok = [is_ok(r) for r in sh_try]
+    data_ok = [is_ok(r) for r in data_try]
+    if sum(sh_ok) == h.n and sum(data_ok) == h.n:
+        return sh_ok, data_ok
+    if any(data_ok):
+        await h.uninodelk(afr.domain, gfid, 0, 0, data_ok)
+    if sum(sh_ok) == h.n:
+        return sh_ok, None
+    if any(sh_ok):
+        await h.uninodelk(afr.sh_domain, gfid, 0, 0, sh_ok)
+    return await h.inodelk(afr.sh_domain, gfid, tie_breaker=True), None
+
+
+def _fd_children(h: Heal, unlocked: list | None) -> list[int]:
+    """The children to open the file on: every one that is up, or, given
+    the unlocked look, the source the heal would read from and the
+    children that are not data sources (sinks, or all in a split-brain)."""
+    up = h.up()
+    if unlocked is None or h.heal_op is not None:
+        return up
+    try:
+        d = h.direction(unlocked, DATA, [is_ok(r) for r in unlocked])
+    except FopError:
+        return up
+    if not any(d.sources):
+        return up
+    source = h.choose_source(d.sources, DATA)
+    return [i for i in up if i == source or not d.sources[i]]
+
+
+async def _open_missing(h: Heal, fd: Fd, gfid: GFID, source: int, healed: list[bool],
+                        open_on: list[bool] | None) -> None:
+    """The fd on the children the locked look chose and the open skipped
+    (heal_data's `unlocked`); a failed open there fails as a failed open
+    at the start would have (the source's read, the sink's writes)."""
+    if open_on is None:
+        return
+    missing = [i for i in range(h.n) if (healed[i] or i == source) and not open_on[i]]
+    if not missing:
+        return
+    loc = Loc(gfid=gfid)
+    got = await h.on(missing, lambda i: h.afr.children[i].open(loc, os.O_RDWR, fd, None))
+    for i in missing:
+        open_on[i] = is_ok(got[i])
 
 
 def _has_holes(ia: Iatt) -> bool:
@@ -76,7 +162,10 @@ def _has_holes(ia: Iatt) -> bool:
 
 async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
                             on_locked: Callable[[], None] | None = None,
-                            later: list | None = None) -> Outcome:
+                            later: list | None = None,
+                            hold: MetadataHold | None = None,
+                            open_on: list[bool] | None = None,
+                            data_lock: list[bool] | None = None) -> Outcome:
     """__afr_selfheal_data.
 
     A file that fits in one copy window (``data-self-heal-window-size``
@@ -90,22 +179,28 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
     afr = h.afr
     n = h.n
     undid = [False] * n
-    data_lock = await h.inodelk(afr.domain, gfid)
+    if data_lock is None:
+        data_lock = await h.inodelk(afr.domain, gfid)
     arbiter_only = empty = held = False
     #: the first window of the source, read ahead (above)
     first: bytes | None = None
     try:
         if sum(data_lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
+        replies = await h.discover(gfid)
+        if hold is not None:
+            # the metadata heal runs under this lock now, with this look;
+            # the lock is not let go before it ends (MetadataHold)
+            hold.hand(data_lock, replies)
         if on_locked is not None:
             on_locked()
-        replies = await h.discover(gfid)
         d = h.direction(replies, DATA, data_lock)
         sources, sinks = d.sources, d.sinks
         healed = [sinks[i] and data_lock[i] for i in range(n)]
         source = await _data_finalize_source(h, gfid, replies, d, healed, data_lock, undid)
         if not any(healed):
             return Outcome.NO_HEAL_NEEDED
+        await _open_missing(h, fd, gfid, source, healed, open_on)
         iatts = [r.iatt if is_ok(r) else None for r in replies]
         if source == afr.arbiter:
             empty = all(ia is not None and ia.size == 0 for ia in iatts)
@@ -138,15 +233,27 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
         held = copy and iatts[source].size <= _window(afr, iatts[source])
     finally:
         if not held:
+            if hold is not None:
+                await hold.send_left(h, gfid)
             await h.uninodelk(afr.domain, gfid, 0, 0, data_lock)
     if held:
+        async def times():
+            # after the metadata heal's changes (they touch the ctime),
+            # and for its sinks too when it healed from the same source
+            if hold is not None:
+                await hold.wait_done()
+            targets = list(healed)
+            more = hold.take_times(source) if hold is not None else None
+            for i in range(n):
+                targets[i] = targets[i] or bool(more and more[i])
+            await h.restore_time(gfid, iatts[source], targets)
         try:
             await _copy_data(h, gfid, fd, source, healed, iatts, locked=True, first=first)
-            await both(lambda: _sync_sinks(h, fd, healed),
-                       lambda: h.restore_time(gfid, iatts[source], list(healed)))
-            await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
+            await both(lambda: _sync_sinks(h, fd, healed), times)
+            await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid,
+                                 more=hold.take_post_op() if hold is not None else None)
         finally:
-            await _unlock_at_end(h, gfid, data_lock, later)
+            await _unlock_at_end(h, gfid, data_lock, later, hold)
         _log_healed(afr, gfid, sources, healed)
         return Outcome.HEALED
     if copy:
@@ -164,16 +271,19 @@ async def _heal_data_locked(h: Heal, gfid: GFID, fd: Fd,
     try:
         await h.undo_pending(gfid, replies, DATA, sinks, healed, data_lock, undid)
     finally:
-        await _unlock_at_end(h, gfid, data_lock, later)
+        await _unlock_at_end(h, gfid, data_lock, later, hold)
     _log_healed(afr, gfid, sources, healed)
     return Outcome.HEALED
 
 
-async def _unlock_at_end(h: Heal, gfid: GFID, lock: list[bool], later: list | None) -> None:
+async def _unlock_at_end(h: Heal, gfid: GFID, lock: list[bool], later: list | None,
+                         hold: MetadataHold | None = None) -> None:
     """The whole file's data unlock as the heal ends: left to `later`
     (heal_data sends it with its last unlock and the release: one round
     trip instead of two), else now."""
     if later is None:
+        if hold is not None:
+            await hold.send_left(h, gfid)
         await h.uninodelk(h.afr.domain, gfid, 0, 0, lock)
     else:
         later.append(lambda: h.uninodelk(h.afr.domain, gfid, 0, 0, lock))

@@ -19,8 +19,8 @@ from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA, ENTRY, METADATA
 from xlators.cluster.replicate.heal_common import (HEAL_OP_SOURCE_BRICK, POLICY_HEAL_OPS,
                                                    SBRAIN_HEAL_NO_GO_MSG, SFILE_NOT_IN_SPLIT_BRAIN,
-                                                   SFILE_NOT_UNDER_DATA, Heal, Outcome, both,
-                                                   guard)
+                                                   SFILE_NOT_UNDER_DATA, Heal, MetadataHold,
+                                                   Outcome, both, guard)
 from xlators.cluster.replicate.heal_data import heal_data
 from xlators.cluster.replicate.heal_entry import heal_entry
 from xlators.cluster.replicate.heal_metadata import heal_metadata
@@ -54,31 +54,35 @@ async def heal_gfid(afr: "Replicate", gfid: GFID, *, data: bool = True, metadata
     heal_d = dsh and data and _stat.S_ISREG(first.mode)
     heal_m = msh and metadata
     if heal_d and heal_m and heal_op is None:
-        # GlusterFS heals the data, then the metadata.  Here the metadata
-        # heal starts as soon as the data heal holds the whole file's data
-        # lock on every child, and the two go on at once with one lock
-        # owner (h's): the metadata heal's lock (at METADATA_LOCK_START)
-        # lies in that range, so no other owner - a client, another
-        # self-heal daemon - can hold it then, and an owner's own locks
-        # do not conflict (features/locks, as GlusterFS's): it is granted
-        # at once, and nothing is held while waiting for another lock
-        # that was not before.  Neither heal reads what the other writes
-        # (contents and data counters; owner, mode, xattrs and metadata
-        # counters; each sets the source's times after its own changes),
-        # so the file ends as after the two in a row, in about the round
-        # trips of the longer.  When the data heal ends without that lock,
-        # the metadata heal runs after it, as before.  A split-brain
-        # resolution (heal_op) keeps GlusterFS's order.
+        # GlusterFS heals the data, then the metadata, each under its own
+        # lock of the afr domain.  Here the metadata heal starts as soon
+        # as the data heal holds the whole file's data lock on every child
+        # and has looked at the copies under it, and runs under that lock
+        # with that look (heal_common.MetadataHold): the metadata lock's
+        # range (METADATA_LOCK_START onwards) lies inside the data lock's,
+        # so no other owner - a client, another self-heal daemon - can
+        # take it meanwhile, and the data heal lets its lock go only once
+        # the metadata heal ended.  Neither heal reads what the other
+        # writes (contents and data counters; owner, mode, xattrs and
+        # metadata counters; each sets the source's times after its own
+        # changes), so the file ends as after the two in a row, in about
+        # the round trips of the longer, without the metadata lock, its
+        # unlock and its lookup on each child.  When the data heal ends
+        # without that lock, the metadata heal runs after it, locking for
+        # itself.  A split-brain resolution (heal_op) keeps GlusterFS's
+        # order.
         data_locked = trio.Event()
+        hold = MetadataHold()
 
         async def metadata_heal():
             await data_locked.wait()
-            return await guard(heal_metadata(h, gfid))
-        rets += await both(lambda: guard(heal_data(h, gfid, on_locked=data_locked.set)),
+            return await guard(heal_metadata(h, gfid, hold))
+        rets += await both(lambda: guard(heal_data(h, gfid, on_locked=data_locked.set,
+                                                   hold=hold, unlocked=replies)),
                            metadata_heal)
     else:
         if heal_d:
-            rets.append(await guard(heal_data(h, gfid)))
+            rets.append(await guard(heal_data(h, gfid, unlocked=replies)))
         if heal_m:
             rets.append(await guard(heal_metadata(h, gfid)))
     if esh and entry and _stat.S_ISDIR(first.mode):

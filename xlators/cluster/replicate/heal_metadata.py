@@ -12,24 +12,36 @@ from glusterpy.fops import GFID, SET_ATTR_GID, SET_ATTR_MODE, SET_ATTR_UID, FopE
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import METADATA
 from xlators.cluster.replicate.heal_common import (METADATA_LOCK_START, SFILE_NOT_IN_SPLIT_BRAIN,
-                                                   Heal, Outcome, both, healable_xattrs,
-                                                   ignorable)
+                                                   Heal, MetadataHold, Outcome, both,
+                                                   healable_xattrs, ignorable)
 from xlators.cluster.replicate.state import is_ok
 
 
 # -- metadata (afr-self-heal-metadata.c) -------------------------------------
 
 
-async def heal_metadata(h: Heal, gfid: GFID) -> Outcome:
-    """afr_selfheal_metadata."""
+async def heal_metadata(h: Heal, gfid: GFID, hold: MetadataHold | None = None) -> Outcome:
+    """afr_selfheal_metadata (`hold`: what the data heal beside it hands
+    over - its whole-file lock, under which this heal runs without a lock
+    of its own, and its look at the copies; heal_common.MetadataHold)."""
+    try:
+        return await _heal_metadata(h, gfid, hold)
+    finally:
+        if hold is not None:
+            hold.done.set()
+
+
+async def _heal_metadata(h: Heal, gfid: GFID, hold: MetadataHold | None) -> Outcome:
     afr = h.afr
     n = h.n
     undid = [False] * n
-    lock = await h.inodelk(afr.domain, gfid, METADATA_LOCK_START, 0, tie_breaker=True)
+    covered = hold is not None and hold.covered
+    lock = hold.lock if covered else \
+        await h.inodelk(afr.domain, gfid, METADATA_LOCK_START, 0, tie_breaker=True)
     try:
         if sum(lock) < n:
             raise FopError(errno.ENOTCONN, "not every subvolume could be locked")
-        replies = await h.discover(gfid)
+        replies = hold.replies if covered else await h.discover(gfid)
         d = h.direction(replies, METADATA, lock)
         healed = [d.sinks[i] and lock[i] for i in range(n)]
         source = next((i for i in range(n) if d.sources[i] and d.witness[i]), -1)
@@ -43,13 +55,20 @@ async def heal_metadata(h: Heal, gfid: GFID) -> Outcome:
         if not any(healed):
             return Outcome.NO_HEAL_NEEDED
         await _metadata_do(h, gfid, source, healed, replies)
-        # the times (whose failure GlusterFS ignores too) and the post-op
-        # need nothing of each other: one round trip
-        await both(lambda: h.restore_time(gfid, replies[source].iatt, list(healed)),
-                   lambda: h.undo_pending(gfid, replies, METADATA, d.sinks, healed, lock,
-                                          undid))
+        if covered:
+            # the times and the post-op go with the data heal's own, after
+            # this heal ended (MetadataHold)
+            hold.post_op = h.undo_xattrs(replies, METADATA, d.sinks, healed, lock, undid)[0]
+            hold.times = (source, list(healed))
+        else:
+            # the times (whose failure GlusterFS ignores too) and the
+            # post-op need nothing of each other: one round trip
+            await both(lambda: h.restore_time(gfid, replies[source].iatt, list(healed)),
+                       lambda: h.undo_pending(gfid, replies, METADATA, d.sinks, healed, lock,
+                                              undid))
     finally:
-        await h.uninodelk(afr.domain, gfid, METADATA_LOCK_START, 0, lock)
+        if not covered:
+            await h.uninodelk(afr.domain, gfid, METADATA_LOCK_START, 0, lock)
     afr.log.info("Completed metadata selfheal on %s. sources=%s sinks=%s", gfid,
                  [i for i in range(n) if d.sources[i]], [i for i in range(n) if healed[i]])
     return Outcome.HEALED
