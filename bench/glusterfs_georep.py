@@ -46,6 +46,26 @@ GSYNCD_LOGS = Path("/var/log/glusterfs/geo-replication")
 GSYNCD_SECONDARY_LOGS = Path("/var/log/glusterfs/geo-replication-secondaries")
 
 
+#: gsyncd's data sync method here, and why not its default (rsync)
+SYNC_METHOD = "tarssh"
+SYNC_METHOD_WHY = (
+    "gsyncd's rsync (`rsync -aR0 --inplace --existing ... . HOST:/proc/PID/cwd`, PID the "
+    "secondary's gsyncd, whose cwd is its aux-gfid mount, lazily unmounted) writes nothing "
+    "with Debian 12's rsync 3.5.0 (bookworm-security) as the receiver: that rsync resolves "
+    "the destination path itself, one component at a time (openat O_NOFOLLOW|O_PATH, "
+    "readlinkat on a symlink), and /proc/PID/cwd of a detached mount reads as \"/\" - so it "
+    "looks for .gfid/GFID under the machine's root, finds none, and with --existing creates "
+    "nothing, \"not creating new file\" (-vv), exit 0 (strace of the receiver: "
+    "readlinkat(3, \"cwd\") = \"/\", then openat(AT_FDCWD, \"/\") and fchdir). gsyncd counts no "
+    "failure, stime moves on, checkpoints complete and the files stay at the 0 bytes its "
+    "entry ops created. The same transfer with Debian's rsync 3.2.7 as the receiver "
+    "(chdir through the magic link) delivers the data; gsyncd's rsync_command and "
+    "--rsync-path cannot choose the receiver's rsync, because the secondary's forced "
+    "command (/usr/lib/x86_64-linux-gnu/glusterfs/gsyncd, from push-pem) execs `rsync` "
+    "from PATH - why an earlier try with 3.2.7 seemed to fail too. So the session is "
+    "configured `sync_method tarssh` (tar -cf - | ssh HOST tar -xf - -C /proc/PID/cwd: "
+    "tar's chdir follows the magic link into the mount), as GlusterFS's users can.")
+
 #: how long a checkpoint may take after the session was restarted
 RESTART_TIMEOUT = 180.0
 #: how long the big file may take to arrive after its checkpoint completed
@@ -180,6 +200,11 @@ class GlusterGeorep:
         # monitor still ran `ssh -p 22` without this
         self.geo("config", "ssh_port", str(self.ssh_port))
         self.geo("config", "change_interval", str(change_interval))
+        # gsyncd's default, rsync, delivers no data with this machine's rsync
+        # (SYNC_METHOD_WHY); tar over ssh is GlusterFS's other sync method.
+        # Set before `start`: a config change restarts the worker, and its
+        # history crawl then failed here ("[Errno 0] Success", Faulty)
+        self.geo("config", "sync_method", SYNC_METHOD)
         self.geo("start")
         self.mnt.mkdir()
         r = _run(["mount", "-t", "glusterfs", "-o",
@@ -419,3 +444,46 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return -1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """GlusterFS's side of suite_georep alone, at sizes of one's choice (the
+    suite's quick sizes by default), its result as JSON; for finding out why
+    a run of the suite went wrong without the glusterpy column first.  Run it
+    under `flock /tmp/realgluster.lock`; gsyncd's logs stay in
+    /var/log/glusterfs/geo-replication*/."""
+    import argparse
+    import json
+    import tempfile
+
+    from . import suite_georep as suite
+    parser = argparse.ArgumentParser(prog="python -m bench.glusterfs_georep")
+    parser.add_argument("--files", type=int, default=suite.QUICK_SMALL_FILES)
+    parser.add_argument("--dirs", type=int, default=suite.SMALL_DIRS)
+    parser.add_argument("--big-mib", type=int, default=suite.QUICK_BIG_MIB)
+    parser.add_argument("--lag-samples", type=int, default=3)
+    parser.add_argument("--rollover", type=int, default=suite.ROLLOVER,
+                        help="changelog.rollover-time, seconds")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="how long each checkpoint may take, seconds")
+    parser.add_argument("--workdir", help="kept afterwards (default: a temporary "
+                                          "directory under /var/tmp, removed)")
+    args = parser.parse_args(argv)
+    if args.files < args.dirs or args.files % args.dirs:
+        parser.error("--files must be a multiple of --dirs")
+    if min(args.big_mib, args.lag_samples, args.rollover) < 1:
+        parser.error("--big-mib, --lag-samples and --rollover must be at least 1")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="glusterfs-georep-", dir="/var/tmp"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        out = measure(work, args.files, args.dirs, suite.SMALL_SIZE, args.big_mib,
+                      args.lag_samples, args.rollover, 1, args.timeout)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(out, indent=1))
+    return 1 if "error" in out or any(k.endswith("lost") for k in out) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
