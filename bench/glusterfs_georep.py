@@ -14,7 +14,9 @@ reaches the "remote" side over ssh to this host.  So the set-up is:
   its config template and the gsync-create hook all name that path, so it is
   copied aside first and put back as it was at the end;
 * `gluster system:: execute gsec_create`, then `volume geo-replication PV
-  HOST::SV create ssh-port N push-pem`, as GlusterFS's documentation says.
+  HOST::SV create ssh-port N push-pem`, as GlusterFS's documentation says;
+* `config sync_method tarssh` before `start`: gsyncd's default, rsync,
+  delivers no data with this machine's rsync (SYNC_METHOD_WHY says why).
 
 Everything it starts (glusterd, bricks, gsyncd, its auxiliary mounts, our
 FUSE mount, sshd) is ended by pid in `close`, /root/.ssh and /var/lib/glusterd

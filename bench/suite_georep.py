@@ -259,6 +259,7 @@ def run(work: Path, quick: bool = False) -> Section:
         "`config ssh_port N` - create's ssh-port did not reach the monitor, which ran "
         "`ssh -p 22` without it), as GlusterFS's tests/00-geo-rep do on one host; "
         f"changelog.rollover-time {ROLLOVER} s and change_interval 1 as for glusterpy; "
+        f"`config sync_method {glusterfs_georep.SYNC_METHOD}` (see below why not rsync); "
         "files written through GlusterFS's FUSE mount of the primary (glusterpy's through "
         "gfapi); the checkpoint's completion time from `status detail`, which GlusterFS "
         "gives to the second. gsyncd moves stime only when it replays a changelog with "
@@ -292,18 +293,7 @@ def run(work: Path, quick: bool = False) -> Section:
              "; the time counts to the arrival of the last one whole") + ".")
     if "error" in g:
         section.notes.append(f"GlusterFS's session stopped early: {g['error'][:1500]}")
-    if any(k in g for k in ("small short", "big short")) or "did not arrive" in g.get("error", ""):
-        section.notes.append(
-            "Why GlusterFS's data does not arrive here, as far as found by hand on a live "
-            "session of this suite (2026-12-06): gsyncd syncs data with `rsync -aR0 "
-            "--inplace --files-from=- --existing --ignore-missing-args ... .gfid/GFID` from "
-            "the primary's aux-gfid mount to the secondary's; run by hand that way, this "
-            "machine's rsync 3.5.0 (Debian 12's bookworm-security 3.5.0+ds1-0+deb12u1) "
-            "says `not creating new directory \".gfid\"` (-vv) for the secondary's virtual "
-            ".gfid directory, transfers nothing and exits 0 - so gsyncd counts no failure, "
-            "stime moves on and the checkpoint completes while the files stay 0 bytes (the "
-            "entries, made by gsyncd's entry ops, do arrive, though not all of them). Both "
-            ".gfid/GFID paths stat fine by hand. One quick run with Debian's previous rsync "
-            "3.2.7 on both ends (gsyncd's rsync_command and --rsync-path) still left the "
-            "files at 0 bytes, so the cause is not settled; not tried: sync_method tarssh.")
+    section.notes.append(
+        "GlusterFS: why not gsyncd's default sync method, rsync, here: "
+        + glusterfs_georep.SYNC_METHOD_WHY)
     return section
