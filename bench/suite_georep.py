@@ -149,7 +149,10 @@ def measure(work: Path, files: int, big_mib: int) -> dict[str, float]:
             primary.volume("pv")
             sbrick = secondary.volume("sv")
             session = Session(primary, secondary)
-            session.geo("create", "push-pem")
+            # no push-pem: it admits the primary's nodes to a secondary pool
+            # over TLS (glusterpy/glusterd/georep_pem.py); both sides here are
+            # one machine without TLS, as in tests/test_georep_changelog.py
+            session.geo("create")
             primary.cli("volume", "set", "pv", "changelog.rollover-time", str(ROLLOVER))
             session.geo("config", "change-interval", "1")
             session.geo("start")
