@@ -277,8 +277,13 @@ def run(work: Path, quick: bool = False) -> Section:
         section.notes.append(
             "GlusterFS: the first checkpoint (of the empty volume) did not complete in 90 s: "
             f"{g['restarted']} - the worker in Changelog Crawl was handed none of them by "
-            "libgfchangelog (its log shows the registration with the brick, then nothing), "
-            "as in three of ten runs here. The session was stopped and started once" +
+            "libgfchangelog, as in five of thirteen runs here. Seen with gsyncd's "
+            "changelog_log_level DEBUG: libgfchangelog registers with the brick (the brick "
+            "connects back to its socket) and then receives no event at all, where a working "
+            "session logs one per rollover (\"seq: 1\", \"seq: 2\", ...; the brick's DEBUG log: "
+            "\"selector ref count for 1 (idx: 0): 1\" as it rolls over) - the brick does not "
+            "send this consumer its journal events; the cause inside GlusterFS was not found. "
+            "The session was stopped and started once" +
             ("; its History Crawl replayed those changelogs from the brick's htime index, "
              "the checkpoint completed and the live crawl worked from then on."
              if "error" not in g else "."))
