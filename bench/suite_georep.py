@@ -277,7 +277,7 @@ def run(work: Path, quick: bool = False) -> Section:
         section.notes.append(
             "GlusterFS: the first checkpoint (of the empty volume) did not complete in 90 s: "
             f"{g['restarted']} - the worker in Changelog Crawl was handed none of them by "
-            "libgfchangelog, as in five of thirteen runs here. Seen with gsyncd's "
+            "libgfchangelog, as in six of fourteen runs here (all three of the whole suite on 2026-12-07). Seen with gsyncd's "
             "changelog_log_level DEBUG: libgfchangelog registers with the brick (the brick "
             "connects back to its socket) and then receives no event at all, where a working "
             "session logs one per rollover (\"seq: 1\", \"seq: 2\", ...; the brick's DEBUG log: "
