@@ -14,7 +14,9 @@ reaches the "remote" side over ssh to this host.  So the set-up is:
   its config template and the gsync-create hook all name that path, so it is
   copied aside first and put back as it was at the end;
 * `gluster system:: execute gsec_create`, then `volume geo-replication PV
-  HOST::SV create ssh-port N push-pem`, as GlusterFS's documentation says.
+  HOST::SV create ssh-port N push-pem`, as GlusterFS's documentation says;
+* `config sync_method tarssh` before `start`: gsyncd's default, rsync,
+  delivers no data with this machine's rsync (SYNC_METHOD_WHY says why).
 
 Everything it starts (glusterd, bricks, gsyncd, its auxiliary mounts, our
 FUSE mount, sshd) is ended by pid in `close`, /root/.ssh and /var/lib/glusterd
@@ -45,6 +47,26 @@ ROOT_SSH = Path("/root/.ssh")
 GSYNCD_LOGS = Path("/var/log/glusterfs/geo-replication")
 GSYNCD_SECONDARY_LOGS = Path("/var/log/glusterfs/geo-replication-secondaries")
 
+
+#: gsyncd's data sync method here, and why not its default (rsync)
+SYNC_METHOD = "tarssh"
+SYNC_METHOD_WHY = (
+    "gsyncd's rsync (`rsync -aR0 --inplace --existing ... . HOST:/proc/PID/cwd`, PID the "
+    "secondary's gsyncd, whose cwd is its aux-gfid mount, lazily unmounted) writes nothing "
+    "with Debian 12's rsync 3.5.0 (bookworm-security) as the receiver: that rsync resolves "
+    "the destination path itself, one component at a time (openat O_NOFOLLOW|O_PATH, "
+    "readlinkat on a symlink), and /proc/PID/cwd of a detached mount reads as \"/\" - so it "
+    "looks for .gfid/GFID under the machine's root, finds none, and with --existing creates "
+    "nothing, \"not creating new file\" (-vv), exit 0 (strace of the receiver: "
+    "readlinkat(3, \"cwd\") = \"/\", then openat(AT_FDCWD, \"/\") and fchdir). gsyncd counts no "
+    "failure, stime moves on, checkpoints complete and the files stay at the 0 bytes its "
+    "entry ops created. The same transfer with Debian's rsync 3.2.7 as the receiver "
+    "(chdir through the magic link) delivers the data; gsyncd's rsync_command and "
+    "--rsync-path cannot choose the receiver's rsync, because the secondary's forced "
+    "command (/usr/lib/x86_64-linux-gnu/glusterfs/gsyncd, from push-pem) execs `rsync` "
+    "from PATH - why an earlier try with 3.2.7 seemed to fail too. So the session is "
+    "configured `sync_method tarssh` (tar -cf - | ssh HOST tar -xf - -C /proc/PID/cwd: "
+    "tar's chdir follows the magic link into the mount), as GlusterFS's users can.")
 
 #: how long a checkpoint may take after the session was restarted
 RESTART_TIMEOUT = 180.0
@@ -180,6 +202,11 @@ class GlusterGeorep:
         # monitor still ran `ssh -p 22` without this
         self.geo("config", "ssh_port", str(self.ssh_port))
         self.geo("config", "change_interval", str(change_interval))
+        # gsyncd's default, rsync, delivers no data with this machine's rsync
+        # (SYNC_METHOD_WHY); tar over ssh is GlusterFS's other sync method.
+        # Set before `start`: a config change restarts the worker, and its
+        # history crawl then failed here ("[Errno 0] Success", Faulty)
+        self.geo("config", "sync_method", SYNC_METHOD)
         self.geo("start")
         self.mnt.mkdir()
         r = _run(["mount", "-t", "glusterfs", "-o",
@@ -325,14 +352,22 @@ def measure(work: Path, files: int, dirs: int, size: int, big_mib: int,
             g.wait_active()
             try:
                 g.checkpoint(90)  # the first crawl, of an empty volume
-            except SetupError as e:
-                # seen here in two of seven runs: the worker registered with the
-                # brick's changelog, rolled-over changelogs piled up on the
-                # brick, and libgfchangelog handed it none.  One restart of
-                # the session is tried (in the one run it was, its history
-                # crawl then failed with "[Errno 0] Success" and the worker
-                # went Faulty every ~17 s)
-                out["restarted"] = str(e)[:300]
+            except SetupError:
+                # seen here in three of ten runs: the worker registered with the
+                # brick's changelog (libgfchangelog's log: "Registering brick"),
+                # rolled-over changelogs piled up on the brick, and neither the
+                # brick's log nor libgfchangelog's shows them handed over: the
+                # live crawl processed none.  A restart's history crawl reads
+                # them from the brick's htime index instead (the one time it
+                # failed, "[Errno 0] Success", libgfchangelog had logged "wrong
+                # result for end": its binary search over an htime index with a
+                # timestamp in it twice, rollover-time 1 s then)
+                # (CHANGELOG.<ts> holds records; an empty one is changelog.<ts>)
+                rolled = sum(1 for _ in (g.bricks[g.pv] / ".glusterfs" / "changelogs")
+                             .rglob("CHANGELOG.*"))
+                out["restarted"] = (f"{rolled} changelogs with records had rolled over on "
+                                    f"the primary's brick; "
+                                    f"status detail: {_status_summary(g.rows())}")
                 g.geo("stop")
                 g.geo("start")
                 g.wait_active()
@@ -419,3 +454,46 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return -1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """GlusterFS's side of suite_georep alone, at sizes of one's choice (the
+    suite's quick sizes by default), its result as JSON; for finding out why
+    a run of the suite went wrong without the glusterpy column first.  Run it
+    under `flock /tmp/realgluster.lock`; gsyncd's logs stay in
+    /var/log/glusterfs/geo-replication*/."""
+    import argparse
+    import json
+    import tempfile
+
+    from . import suite_georep as suite
+    parser = argparse.ArgumentParser(prog="python -m bench.glusterfs_georep")
+    parser.add_argument("--files", type=int, default=suite.QUICK_SMALL_FILES)
+    parser.add_argument("--dirs", type=int, default=suite.SMALL_DIRS)
+    parser.add_argument("--big-mib", type=int, default=suite.QUICK_BIG_MIB)
+    parser.add_argument("--lag-samples", type=int, default=3)
+    parser.add_argument("--rollover", type=int, default=suite.ROLLOVER,
+                        help="changelog.rollover-time, seconds")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="how long each checkpoint may take, seconds")
+    parser.add_argument("--workdir", help="kept afterwards (default: a temporary "
+                                          "directory under /var/tmp, removed)")
+    args = parser.parse_args(argv)
+    if args.files < args.dirs or args.files % args.dirs:
+        parser.error("--files must be a multiple of --dirs")
+    if min(args.big_mib, args.lag_samples, args.rollover) < 1:
+        parser.error("--big-mib, --lag-samples and --rollover must be at least 1")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="glusterfs-georep-", dir="/var/tmp"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        out = measure(work, args.files, args.dirs, suite.SMALL_SIZE, args.big_mib,
+                      args.lag_samples, args.rollover, 1, args.timeout)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(out, indent=1))
+    return 1 if "error" in out or any(k.endswith("lost") for k in out) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
