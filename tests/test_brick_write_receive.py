@@ -102,3 +102,29 @@ def test_direct_ready_and_the_aio_source_of_a_read_only_view():
     source = direct_write_source(view[4096:8192])
     assert source is not None and bytes(source)[:4] == b"abcd"
     assert direct_write_source(view[100:612]) is None
+
+
+async def test_posix_writes_an_aligned_read_only_payload_as_it_lies(brick):
+    """storage/posix's O_DIRECT writev takes a page-aligned read-only view
+    (what the receive arena hands it) through AIO and through the workers
+    alike, and copies an unaligned one, with the same bytes on disk."""
+    from test_io_threads import make_file, volfile
+    arena = mmap.mmap(-1, 3 * WRITE)
+    arena[:] = os.urandom(3 * WRITE)
+    aligned = memoryview(arena).toreadonly()[WRITE:2 * WRITE]
+    unaligned = memoryview(arena).toreadonly()[100:100 + WRITE]
+    for linux_aio in (True, False):
+        graph = Graph.from_text(volfile(brick, {"offload-above-usec": "0"}, o_direct=True,
+                                        linux_aio=linux_aio))
+        async with graph.running():
+            top, posix = graph.top, graph.by_name["t-posix"]
+            name = f"f{linux_aio}"
+            fd = await make_file(top, name)
+            before = posix.direct_copies
+            assert (await top.writev(fd, aligned, 0, 0, None)).count == WRITE
+            assert (await top.writev(fd, unaligned, WRITE, 0, None)).count == WRITE
+            if linux_aio:
+                assert posix._aio is not None
+                assert posix.direct_copies == before + 1    # the unaligned one only
+            await top.release(fd, None)
+        assert (brick / name).read_bytes() == bytes(aligned) + bytes(unaligned)
