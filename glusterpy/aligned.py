@@ -139,8 +139,63 @@ class AlignedBuffers:
 
 #: the process's pool: bricks serve from one event loop per process
 BUFFERS = AlignedBuffers()
-#: the brick's large incoming records (WRITE calls): received straight into a
-#: pooled buffer instead of a new bytearray (its malloc and zero-fill cost
-#: ~11 us for 128 KiB: bench/notes/qemu.md (12)); a pool apart from BUFFERS
-#: so that a flood of WRITEs cannot take O_DIRECT's buffers
+#: the brick's receive arenas (rpc.record.RecordDecoder.arena_view): every
+#: byte a brick receives lands in one, and its WRITE calls' payloads are cut
+#: from it as they lie (a new bytearray per record cost its malloc and
+#: zero-fill, ~11 us for 128 KiB: bench/notes/qemu.md (13)); a pool apart
+#: from BUFFERS so that a flood of WRITEs cannot take O_DIRECT's buffers
 RECEIVE_BUFFERS = AlignedBuffers(limit=32 << 20)
+
+#: the smallest block an O_DIRECT transfer's length is a multiple of (the
+#: logical block of the disks bricks run on; the buffer itself is asked to
+#: be page-aligned, which covers every logical block size up to a page)
+DIRECT_BLOCK = 512
+
+
+class _PyBuffer(ctypes.Structure):
+    """CPython's Py_buffer: the address of any buffer, read-only ones too
+    (ctypes' from_buffer wants a writable one)."""
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p),
+                ("len", ctypes.c_ssize_t), ("itemsize", ctypes.c_ssize_t),
+                ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p),
+                ("strides", ctypes.c_void_p), ("suboffsets", ctypes.c_void_p),
+                ("internal", ctypes.c_void_p)]
+
+
+_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
+_get_buffer.argtypes = [ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int]
+_get_buffer.restype = ctypes.c_int
+_release_buffer = ctypes.pythonapi.PyBuffer_Release
+_release_buffer.argtypes = [ctypes.POINTER(_PyBuffer)]
+_release_buffer.restype = None
+
+
+def address(buf) -> int:
+    """The address of a contiguous buffer's first byte (read-only or not)."""
+    view = _PyBuffer()
+    _get_buffer(buf, ctypes.byref(view), 0)     # PyBUF_SIMPLE; raises if not contiguous
+    try:
+        return view.buf or 0
+    finally:
+        _release_buffer(ctypes.byref(view))
+
+
+def direct_ready(buf) -> bool:
+    """Whether `buf` can go to an O_DIRECT write as it lies: page-aligned,
+    and a whole number of DIRECT_BLOCKs long (a WRITE's payload that the
+    brick's receive arena placed so: rpc.record)."""
+    n = memoryview(buf).nbytes
+    return n > 0 and n % DIRECT_BLOCK == 0 and address(buf) % PAGE == 0
+
+
+def direct_write_source(buf) -> ctypes.Array | None:
+    """For an O_DIRECT write of `buf` through Linux AIO without copying it:
+    a ctypes array over the same memory (AioContext takes a writable
+    buffer's address; a WRITE's payload is a read-only view and the kernel
+    only reads it), or None when `buf` is not direct_ready.  The array does
+    not keep `buf`'s memory alive: the caller holds `buf` until the write
+    completes."""
+    if not direct_ready(buf):
+        return None
+    return (ctypes.c_char * memoryview(buf).nbytes).from_address(address(buf))

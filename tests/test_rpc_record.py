@@ -219,3 +219,152 @@ def test_direct_receive_misuse_is_refused():
         dec.fragment_filled(len(view) + 1)     # more than there is room for
     with pytest.raises(RuntimeError):
         dec.feed(b"y")                         # bytes would go around the buffer
+
+
+# -- arena mode (the brick's receive path: RecordDecoder.arena_view) -----------
+
+class _Arenas:
+    """Page-aligned arenas (mmaps) of the size asked, counted."""
+
+    def __init__(self):
+        self.given = 0
+
+    def __call__(self, n):
+        import mmap
+        self.given += 1
+        return memoryview(mmap.mmap(-1, n))
+
+
+def receive_into_arenas(dec: RecordDecoder, wire: bytes, cuts: list[int], alloc,
+                        most: int = 0) -> list:
+    """Drive the decoder as the brick's transport does: every receive into
+    arena_view(), at most what the socket gives (`cuts`)."""
+    got, pos, i = [], 0, 0
+    while pos < len(wire):
+        view = dec.arena_view(alloc, most)
+        if most:
+            assert len(view) <= max(most, 4 + dec._hint) or dec._frag_len >= 32768
+        n = min(cuts[i % len(cuts)], len(view), len(wire) - pos)
+        i += 1
+        view[:n] = wire[pos:pos + n]
+        dec.arena_filled(n)
+        pos += n
+        while (r := dec.next_record()) is not None:
+            got.append(r)
+    return got
+
+
+@settings(max_examples=150)
+@given(st.lists(st.binary(max_size=3000), max_size=6), st.integers(1, 4000),
+       st.lists(st.integers(1, 5000), min_size=1, max_size=10))
+def test_arena_receive_any_fragmentation_and_chunking(messages, max_fragment, cuts):
+    import glusterpy.rpc.record as R
+    wire = b"".join(record_bytes([m], max_fragment=max_fragment) for m in messages)
+    dec = RecordDecoder(arena_size=8192)      # small: records cross arena ends often
+    got = receive_into_arenas(dec, wire, cuts, _Arenas())
+    assert [bytes(r) for r in got] == messages
+    assert all(r.readonly for r in got)
+    assert dec.at_record_boundary() and dec.buffered == 0
+    assert R.ARENA_SIZE > 8192 and dec.arena_size == 8192
+
+
+def test_arena_records_are_views_of_the_arena_not_copies():
+    """Many small records and large ones, received in big pieces: every
+    record is a view of an arena, and no byte is moved while the arena has
+    room."""
+    small = [bytes([n]) * (50 + n) for n in range(100)]
+    wire = b"".join(record_bytes([m]) for m in small)
+    dec = RecordDecoder()
+    arenas = _Arenas()
+    got = receive_into_arenas(dec, wire, [65536], arenas)
+    assert [bytes(r) for r in got] == small
+    assert arenas.given == 1 and dec.copied == 0
+    assert all(isinstance(r.obj, __import__("mmap").mmap) for r in got)
+
+
+def test_arena_places_large_records_to_end_page_aligned():
+    """A stream of WRITE-like records (a header, then a 128 KiB payload):
+    after the first, each lands so that its end - the payload's end, and so
+    its start too - is page-aligned, with nothing copied; the first one is
+    moved to alignment while little of it has arrived."""
+    from glusterpy.aligned import address
+    payload = 128 * 1024
+    messages = [bytes([n]) * 172 + bytes([n + 1]) * payload for n in range(20)]
+    wire = b"".join(record_bytes([m]) for m in messages)
+    dec = RecordDecoder()
+    # the peer's data comes as loopback TCP gives it: 64 KiB pieces at most
+    got = receive_into_arenas(dec, wire, [1000, 65536, 65536, 65536, 40000], _Arenas())
+    assert [bytes(r) for r in got] == messages
+    for r in got:
+        assert address(r[172:]) % 4096 == 0, "payload not page-aligned"
+    assert dec.copied <= 1000       # the first record's first piece, realigned
+
+
+def test_arena_with_mixed_records_still_aligns_when_it_can():
+    """Small calls between large records: records come out right, and a
+    large one still lands aligned when its start came in a receive of its
+    own or in a small piece (realigned); one whose head came behind a small
+    call in a large receive stays where it is (its payload is copied at
+    posix, as before)."""
+    from glusterpy.aligned import address
+    big = [b"h" * 140 + bytes([n]) * 65536 for n in range(10)]
+    small = [b"s" * 90] * 10
+    wire = b"".join(record_bytes([m]) for pair in zip(big, small) for m in pair)
+    dec = RecordDecoder()
+    got = receive_into_arenas(dec, wire, [300, 65536, 65536], _Arenas())
+    assert [bytes(r) for r in got] == [m for pair in zip(big, small) for m in pair]
+    aligned = sum(address(r[140:]) % 4096 == 0 for r in got if len(r) > 60000)
+    assert aligned >= 3
+
+
+def test_arena_record_across_arenas_is_moved_once_and_arena_dropped_when_idle():
+    dec = RecordDecoder(arena_size=8192)
+    arenas = _Arenas()
+    msgs = [b"a" * 5000, b"b" * 5000]
+    wire = b"".join(record_bytes([m]) for m in msgs)
+    got = receive_into_arenas(dec, wire, [6000], arenas)
+    assert [bytes(r) for r in got] == msgs
+    assert arenas.given == 2 and 0 < dec.copied < 5004
+    assert dec.drop_arena() and dec._arena is None
+    view = dec.arena_view(arenas)           # a new one when the peer sends again
+    view[:3] = b"\x80\x00\x00"
+    dec.arena_filled(3)
+    assert dec.next_record() is None and not dec.drop_arena()   # a header half in it
+
+
+def test_arena_misuse_and_oversize_are_refused():
+    dec = RecordDecoder(max_record_size=100)
+    with pytest.raises(RuntimeError):
+        dec.arena_filled(1)                    # no arena handed out
+    view = dec.arena_view(_Arenas())
+    with pytest.raises(RuntimeError):
+        dec.arena_filled(len(view) + 1)
+    view[:4] = struct.pack(">I", LAST_FRAGMENT | 101)
+    dec.arena_filled(4)
+    with pytest.raises(RpcProtocolError):
+        dec.next_record()
+    dec2 = RecordDecoder()
+    dec2.feed(b"\x80")
+    with pytest.raises(RuntimeError):
+        dec2.arena_view(_Arenas())             # fed bytes would be skipped
+    dec3 = RecordDecoder()
+    v = dec3.arena_view(_Arenas())
+    v[:2] = b"\x80\x00"
+    dec3.arena_filled(2)
+    with pytest.raises(RuntimeError):
+        dec3.feed(b"\x00")                     # bytes would go around the arena
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.integers(0, 140_000), min_size=1, max_size=8),
+       st.sampled_from([65536, 1 << 20]),
+       st.lists(st.integers(1, 70_000), min_size=1, max_size=8), st.sampled_from([0, 65536, 100]))
+def test_arena_receive_large_records_any_sizes(sizes, arena_size, cuts, most):
+    """Large and small records, arenas smaller and larger than them, any
+    receive sizes: the records come out whole, in order, read-only."""
+    messages = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
+    wire = b"".join(record_bytes([m]) for m in messages)
+    dec = RecordDecoder(arena_size=arena_size)
+    got = receive_into_arenas(dec, wire, cuts, _Arenas(), most)
+    assert [bytes(r) for r in got] == messages
+    assert dec.at_record_boundary() and dec.buffered == 0

@@ -246,6 +246,30 @@ class RpcConnection:
             return
         self._records.fragment_filled(n)
 
+    def arena_view(self, alloc: Callable[[int], memoryview], most: int = 0) -> memoryview:
+        """Where to receive next in arena mode (RecordDecoder.arena_view:
+        records cut from pooled arenas, none copied); then `arena_filled`."""
+        self._check_usable()
+        return self._records.arena_view(alloc, most)
+
+    def arena_filled(self, n: int) -> None:
+        """`n` bytes were received into the arena_view() (0: the peer
+        closed its side)."""
+        self._check_usable()
+        if n == 0:
+            self._eof = True
+            return
+        self._records.arena_filled(n)
+
+    def drop_arena(self) -> bool:
+        """Let go of the receive arena if no partial record is in it."""
+        return self._records.drop_arena()
+
+    @property
+    def receive_copied(self) -> int:
+        """Bytes received into an arena and moved since (RecordDecoder.copied)."""
+        return self._records.copied
+
     def next_event(self) -> Event | _NeedData:
         """The next event, or NEED_DATA.  Raises RpcProtocolError (and the
         connection enters ERROR) on malformed input."""

@@ -53,7 +53,11 @@ path around the fop (bench/notes/qemu.md has the profiles):
   the calls it started run (and their replies go out) before it reads on.
 * A large record (a WRITE call, a READ reply) is received straight into a
   buffer of its size (`RecordDecoder.fragment_buffer`), not joined from
-  chunks.
+  chunks.  With `receive_buffers` (the brick) every byte is received into
+  the pool's arenas instead (`RecordDecoder.arena_view`): records are cut
+  from them as they lie, a WRITE's payload lands page-aligned, nothing is
+  received into a chunk first and copied; a connection with no call in
+  service gives its arena back.
 * The tasks that serve calls are kept: one that finished its call parks
   (up to `SPARE_SERVERS` of them) and the reader hands the next call to a
   parked one, where a task started per call cost the brick a trio spawn
@@ -104,6 +108,9 @@ RECV_SIZE = 64 * 1024
 #: a fragment with at least this much still to come is received straight
 #: into a buffer of its own size instead of in chunks that are then joined
 DIRECT_RECEIVE_MIN = 32 * 1024
+#: receives in a row that complete no message (a large record arriving in
+#: pieces) read on without a pass of the scheduler
+QUIET_RECEIVES = 8
 #: bytes queued for sending above which senders wait for the flusher
 SEND_QUEUE_LIMIT = 4 * 1024 * 1024
 #: buffers one sendmsg takes (the kernel's UIO_MAXIOV)
@@ -450,6 +457,7 @@ class RpcEndpoint:
         backlog = self._backlog
         raw = self._raw
         alloc = self._receive_buffers
+        quiet = 0       # receives in a row that completed no message
         # the last receive took less than it asked for: the socket was
         # empty then, so the next one waits for it to be readable first
         # instead of trying (an EAGAIN) after a pass of the scheduler
@@ -464,9 +472,21 @@ class RpcEndpoint:
                 else:
                     while True:
                         if drained:
+                            if alloc is not None and not self._serving:
+                                conn.drop_arena()   # idle: the pool may lend it meanwhile
                             await trio.lowlevel.wait_readable(raw)
-                        view = conn.receive_buffer(DIRECT_RECEIVE_MIN, alloc)
                         try:
+                            if alloc is not None:
+                                # straight into the pool's arena, records
+                                # cut from it (RecordDecoder.arena_view); as
+                                # much as before per receive, so the backlog
+                                # stays within BACKLOG_LIMIT + one receive
+                                into = conn.arena_view(alloc, RECV_SIZE)
+                                n = raw.recv_into(into)
+                                conn.arena_filled(n)
+                                drained = n < len(into)
+                                break
+                            view = conn.receive_buffer(DIRECT_RECEIVE_MIN, alloc)
                             if view is not None:
                                 n = raw.recv_into(view)
                                 conn.received_into(n)
@@ -490,7 +510,9 @@ class RpcEndpoint:
                 else:
                     log.debug("%s: receive from %s failed: %s", self.name, self.peer, e)
                 return
+            started = False
             for event in conn.events():
+                started = True
                 if isinstance(event, ReplyReceived):
                     self._resolve(event.xid, outcome.Value(event.result))
                 elif isinstance(event, CallReceived):
@@ -524,8 +546,17 @@ class RpcEndpoint:
             # let what this chunk started run (and its replies go out)
             # before reading on; a peer that never stops sending cannot
             # keep the loop to itself (a drained socket's wait for more
-            # yields anyway)
-            if not drained:
+            # yields anyway).  A receive that completed no message (the
+            # middle of a large record) started nothing: the rest of the
+            # record is read at once, without a pass of the scheduler -
+            # QUIET_RECEIVES times in a row at most (a peer sending empty
+            # fragments forever completes no record either)
+            if started:
+                quiet = 0
+            else:
+                quiet += 1
+            if not drained and (started or quiet > QUIET_RECEIVES):
+                quiet = 0
                 await trio.lowlevel.checkpoint()
 
     def _dispatch(self, nursery: trio.Nursery, call: CallReceived, counted: bool) -> None:
@@ -597,6 +628,11 @@ class RpcEndpoint:
             finally:
                 self._serving -= 1
                 following = self._next_after(counted)
+                if not self._serving and self._receive_buffers is not None:
+                    # the connection went idle: its receive arena back to the
+                    # pool unless a record is half in it (the reader takes
+                    # another when the peer sends again)
+                    self.conn.drop_arena()
             if following is not None:
                 self._serving += 1
                 call = following

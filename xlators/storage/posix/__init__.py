@@ -237,6 +237,9 @@ class Posix(PosixCommon, PosixEntryOps, PosixInodeOps, PosixFdOps, PosixDirOps, 
         self._janitor_scope: trio.CancelScope | None = None
         self._janitor_done: trio.Event | None = None
         self._aio: AioContext | None = None
+        #: O_DIRECT AIO writes whose payload was copied into an aligned
+        #: buffer (it did not lie page-aligned): a count for tests and benches
+        self.direct_copies = 0
 
     put = Translator.put_with_own_fops  # posix_put, through the syncops of this translator
 

@@ -15,7 +15,7 @@ import zlib
 from time import perf_counter_ns
 
 from glusterpy import iothreads
-from glusterpy.aligned import BUFFERS
+from glusterpy.aligned import BUFFERS, direct_ready, direct_write_source
 from glusterpy.fops import (ChecksumReply, CopyRangeReply, FopError, OpenReply, PrePostReply,
                             ReadReply, Reply, SeekReply, UInt, WriteReply)
 from glusterpy.keys import ACTIVE_FD_COUNT, OPEN_FD_COUNT, WRITE_IS_APPEND
@@ -281,16 +281,23 @@ class PosixFdOps:
 
     async def _write_aio(self, aio: AioContext, of: "OpenFile", data, offset: int,
                          sync: bool) -> int:
-        """writev's pwrite on an O_DIRECT descriptor through Linux AIO: the
-        buffers copied once into one page-aligned buffer, one request."""
+        """writev's pwrite on an O_DIRECT descriptor through Linux AIO, one
+        request: a payload that lies page-aligned (as the brick's receive
+        arena places a WRITE's: rpc.record) as it is, else the buffers
+        copied once into one page-aligned buffer."""
         views = [memoryview(b).cast("B") for b in
                  (data if isinstance(data, (list, tuple)) else (data,))]
         length = sum(len(v) for v in views)
-        aligned = BUFFERS.take(length)
-        pos = 0
-        for v in views:
-            aligned[pos:pos + len(v)] = v
-            pos += len(v)
+        aligned = direct_write_source(views[0]) if len(views) == 1 else None
+        if aligned is None:
+            aligned = BUFFERS.take(length)
+            pos = 0
+            for v in views:
+                aligned[pos:pos + len(v)] = v
+                pos += len(v)
+            self.direct_copies += 1
+        else:
+            aligned = memoryview(aligned).cast("B")     # `views` keeps its memory alive
         done = 0
         while done < length:
             n = await aio.pwrite(of.osfd, aligned[done:], offset + done)
@@ -365,7 +372,7 @@ def _pwrite_all(osfd: int, odirect: bool, data, offset: int, sync: bool = False)
     total = 0
     for buf in bufs:
         view = memoryview(buf).cast("B")
-        if odirect:
+        if odirect and not direct_ready(view):
             aligned = mmap.mmap(-1, _page_round(len(view)))
             aligned[:len(view)] = view
             view = memoryview(aligned)[:len(view)]
