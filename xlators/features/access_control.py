@@ -41,18 +41,31 @@ xlators/system/posix-acl (type name features/access-control):
   directory carries the default ACL on; both go down in xdata as the
   ACL keys, which storage/posix sets on the new entry.
 
-Not checked, as in GlusterFS for every client but its NFS server: the
-fd-based data fops (readv, writev, ftruncate, fsync, fallocate, discard,
-zerofill, seek, copy_file_range, flush, fstat ...) - the check was made at
-open or create.  They are bound straight to storage/posix (the graph skips
-this translator for them), so the read and write path costs nothing more.
-A client that skips open and reads or writes through an *anonymous* fd (fd
-number -2 with a gfid, which protocol/server opens O_RDWR) is therefore not
-checked either - the same hole GlusterFS's bricks have.  Also not checked:
-stat, readlink, statfs, xattrop/fxattrop, the lock fops, lease; which
-xattr namespaces (trusted.*, security.*) an unprivileged caller may set is
-left to storage/posix; exec opens (O_FMODE_EXEC, kernel-internal) are not
-told apart from reads.
+Data through fds.  An fd opened through open or create here was checked
+then: its readv, writev, ftruncate, fallocate, discard, zerofill, seek,
+rchecksum and copy_file_range go down after one dict lookup (the fd carries
+this translator's mark), and fsync, flush, fstat, lk and the rest are bound
+straight to the translator below (the graph skips this one for them).  An
+fd never opened here - protocol/server's *anonymous* fd (number -2 with a
+gfid, opened O_RDWR by storage/posix), which open-behind reads and writes
+through without sending the open - is checked as that open would have
+been: r for readv, seek and rchecksum, w for the writes.  GlusterFS checks
+those fops for its NFS server's pid only, so its gfapi clients can read
+what they could not open; here they cannot.  Likewise quick-read's file
+content, which storage/posix reads into a lookup's reply, is left out of
+the reply for a caller without r on the file, and a create of a name that
+exists (without O_EXCL, which storage/posix answers by opening the file) is
+checked as the open it becomes.
+
+Not checked, as in GlusterFS: stat, fstat, readlink, statfs, xattrop and
+fxattrop (replicate's counters), the lock fops, lease, flush and fsync; a
+nameless lookup (by gfid) - so a caller who knows a gfid reaches the inode
+without x on the directories above it; which xattr namespaces (trusted.*,
+security.*) an unprivileged caller may set is left to storage/posix; an
+exec open (O_FMODE_EXEC, kernel-internal) is not told from a read.  What
+the client caches (md-cache, io-cache, quick-read) is shared by the
+client's users and not checked again; the FUSE mount's kernel checks
+(default_permissions) stand in front of it as they do for GlusterFS.
 
 What is known of an inode (owner, group, mode, access and default ACL)
 is kept in the inode table, fetched from storage/posix (stat and
