@@ -15,12 +15,16 @@ import contextlib
 import dataclasses
 import errno
 import os
+import stat
 
 import pytest
 
 from gluster.gfapi import Volume
+from glusterpy import fops
 from glusterpy import volfile as vf
-from glusterpy.fops import Caller, ClientPid
+from glusterpy.fops import GFID, ROOT_GFID, Caller, ClientPid, Fd, FopError, Loc, UInt
+from glusterpy.graph import Graph
+from glusterpy.keys import CONTENT_KEY
 from glusterpy.glusterd import volgen
 from gfapi_compat_servers import glusterpy_volume
 from xlators.features.access_control import (GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ,
@@ -75,6 +79,87 @@ def test_brick_graph_puts_access_control_between_changelog_and_locks():
     brick = vf.parses(volgen.brick_volfile(vol, vol.bricks[0]))
     assert "features/access-control" not in {v.type for v in brick.volumes}
     assert brick["vm-locks"].subvolumes == ["vm-changelog"]
+
+
+def test_fd_fops_that_need_no_check_are_bound_past_it():
+    from xlators.features.access_control import AccessControl
+    from xlators.storage.posix import TRANSLATOR as Posix
+    acl = AccessControl("acl", {}, [Posix("posix", {"directory": "/nonexistent"})])
+    skipped = set(acl.passthrough_fops())
+    assert {"fsync", "flush", "inodelk", "finodelk", "lk", "readlink", "release"} <= skipped
+    # checked at open, or (anonymous fds) here
+    assert not {"open", "create", "lookup", "readv", "writev", "setattr", "stat"} & skipped
+
+
+# -- a graph of storage/posix and access-control, called directly -------------------
+
+
+def acl_graph(brick) -> Graph:
+    return Graph.from_text(
+        f"volume b-posix\n    type storage/posix\n    option directory {brick}\nend-volume\n"
+        "volume b-acl\n    type features/access-control\n    subvolumes b-posix\n"
+        "end-volume\n")
+
+
+@contextlib.contextmanager
+def calling_as(uid, gid=None, groups=(), pid=0):
+    token = fops.caller.set(Caller(uid=uid, gid=uid if gid is None else gid,
+                                   groups=groups, pid=pid))
+    try:
+        yield
+    finally:
+        fops.caller.reset(token)
+
+
+async def fop_refused(err, coro):
+    with pytest.raises(FopError) as e:
+        await coro
+    assert e.value.errno == err
+
+
+@pytest.mark.skipif(not ROOT, reason="storage/posix needs trusted.* xattrs (root)")
+async def test_anonymous_fds_and_content_requests_are_checked(brick):
+    """What protocol/server hands down for fd -2 (an Fd on the gfid never
+    opened, O_RDWR) and quick-read's content request in any fop's xdata."""
+    graph = acl_graph(brick)
+    top = graph.by_name["b-acl"]
+    async with graph.running():
+        files = {}
+        for name, mode in (("secret", 0o600), ("public", 0o644)):
+            fd = Fd(flags=os.O_RDWR)
+            reply = await top.create(Loc(pargfid=ROOT_GFID, name=name),
+                                     os.O_RDWR | os.O_CREAT, stat.S_IFREG | mode, 0, fd,
+                                     {"gfid-req": GFID.random()})
+            await top.writev(fd, name.encode(), 0, 0, None)
+            await top.release(fd, None)
+            files[name] = reply.iatt.gfid
+        want = {CONTENT_KEY: UInt(4096)}
+        secret = Loc(gfid=files["secret"])
+        with calling_as(4242):
+            anon = Fd(files["secret"], os.O_RDWR)
+            await fop_refused(errno.EACCES, top.readv(anon, 6, 0, 0, None))
+            await fop_refused(errno.EACCES, top.writev(anon, b"x", 0, 0, None))
+            await fop_refused(errno.EACCES, top.ftruncate(anon, 0, None))
+            await fop_refused(errno.EACCES, top.rchecksum(anon, 0, 6, None))
+            await fop_refused(errno.EACCES, top.open(secret, os.O_RDONLY, Fd(files["secret"])))
+            looked = await top.lookup(Loc(pargfid=ROOT_GFID, name="secret"), dict(want))
+            assert CONTENT_KEY not in (looked.xdata or {})
+            for reply in (await top.stat(secret, dict(want)),
+                          await top.xattrop(secret, 0, {}, dict(want))):
+                assert CONTENT_KEY not in (reply.xdata or {})
+            # what the mode allows still works, anonymous or not
+            assert bytes((await top.readv(Fd(files["public"], os.O_RDWR), 6, 0, 0,
+                                          None)).data) == b"public"
+            await fop_refused(errno.EACCES, top.writev(Fd(files["public"], os.O_RDWR),
+                                                       b"x", 0, 0, None))
+            looked = await top.lookup(Loc(pargfid=ROOT_GFID, name="public"), dict(want))
+            assert bytes(looked.xdata[CONTENT_KEY]) == b"public"
+        with calling_as(4242, pid=int(ClientPid.SELF_HEALD)):  # internal: passes
+            assert bytes((await top.readv(Fd(files["secret"], os.O_RDWR), 6, 0, 0,
+                                          None)).data) == b"secret"
+        looked = await top.lookup(Loc(pargfid=ROOT_GFID, name="secret"), dict(want))
+        assert bytes(looked.xdata[CONTENT_KEY]) == b"secret"  # root's lookup
+        assert bytes((await top.stat(secret, dict(want))).xdata[CONTENT_KEY]) == b"secret"
 
 
 # -- through a brick ------------------------------------------------------------------
@@ -300,3 +385,27 @@ def test_internal_clients_pass(vol):
         avol.identity = saved
     with as_user(vol, 4242):
         refused(errno.EACCES, read, vol, "d/secret")
+
+
+def test_attackers_own_client_reads_nothing_it_may_not(served, vol):
+    """The attacker's own process (no cache shared with root's): open-behind
+    reads through an anonymous fd without an open, and quick-read asks for
+    the content with the lookup - neither yields a 0600 root file."""
+    vol.mkdir("d", 0o755)
+    write(vol, "d/secret", b"top secret", 0o600)
+    write(vol, "d/public", b"public", 0o644)
+    attacker = Volume(served.host, served.volname, port=served.port)
+    attacker.setfsuid(4242)
+    attacker.setfsgid(4242)
+    attacker.mount()
+    try:
+        attacker.fs.setfsgroups(())
+        top = vol.getcwd()
+        refused(errno.EACCES, read, attacker, f"{top}/d/secret")
+        refused(errno.EACCES, scribble, attacker, f"{top}/d/secret")
+        refused(errno.EACCES, scribble, attacker, f"{top}/d/public", "ab")
+        assert read(attacker, f"{top}/d/public") == b"public"
+    finally:
+        attacker.umount()
+    assert read(vol, "d/secret") == b"top secret"
+    assert read(vol, "d/public") == b"public"

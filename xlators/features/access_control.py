@@ -44,7 +44,7 @@ xlators/system/posix-acl (type name features/access-control):
 Data through fds.  An fd opened through open or create here was checked
 then: its readv, writev, ftruncate, fallocate, discard, zerofill, seek,
 rchecksum and copy_file_range go down after one dict lookup (the fd carries
-this translator's mark), and fsync, flush, fstat, lk and the rest are bound
+this translator's mark), and fsync, flush, lk, the lock fops and the rest are bound
 straight to the translator below (the graph skips this one for them).  An
 fd never opened here - protocol/server's *anonymous* fd (number -2 with a
 gfid, opened O_RDWR by storage/posix), which open-behind reads and writes
@@ -52,15 +52,21 @@ through without sending the open - is checked as that open would have
 been: r for readv, seek and rchecksum, w for the writes.  GlusterFS checks
 those fops for its NFS server's pid only, so its gfapi clients can read
 what they could not open; here they cannot.  Likewise quick-read's file
-content, which storage/posix reads into a lookup's reply, is left out of
-the reply for a caller without r on the file, and a create of a name that
+content, which storage/posix reads (as root) into the reply of any fop
+whose xdata asks for `glusterfs.content`: a lookup's reply keeps it only
+for a caller with r on the file, and the request is dropped from stat,
+fstat, readdirp, setattr, fsetattr, xattrop, fxattrop, getxattr and
+fgetxattr for any caller but root and the internal ones (only quick-read
+asks, and only in lookups).  A create of a name that
 exists (without O_EXCL, which storage/posix answers by opening the file) is
 checked as the open it becomes.
 
 Not checked, as in GlusterFS: stat, fstat, readlink, statfs, xattrop and
 fxattrop (replicate's counters), the lock fops, lease, flush and fsync; a
 nameless lookup (by gfid) - so a caller who knows a gfid reaches the inode
-without x on the directories above it; which xattr namespaces (trusted.*,
+without x on the directories above it; the xattrs a lookup, stat or
+readdirp asks for in xdata (answered without r, as getxattr is not);
+which xattr namespaces (trusted.*,
 security.*) an unprivileged caller may set is left to storage/posix; an
 exec open (O_FMODE_EXEC, kernel-internal) is not told from a read.  What
 the client caches (md-cache, io-cache, quick-read) is shared by the
@@ -308,7 +314,14 @@ class AccessControl(Translator):
             await self._check(self._parent(loc), X, "lookup")
         reply = await self.first_child.lookup(loc, xdata)
         ia = reply.iatt
-        if reply.xdata and CONTENT_KEY in reply.xdata and ia is not None:
+        if ia is None:
+            return reply
+        known = self.itable.peek_ctx(self, ia.gfid)
+        if known is not None and (known.uid, known.gid, known.mode) != \
+                (ia.uid, ia.gid, ia.mode):
+            self.itable.set_ctx(self, ia.gfid, replace(known, uid=ia.uid, gid=ia.gid,
+                                                       mode=ia.mode))
+        if reply.xdata and CONTENT_KEY in reply.xdata:
             # quick-read's content comes with the lookup, read as root: only
             # for a caller who may read the file
             caller = fops.caller.get()
@@ -316,13 +329,29 @@ class AccessControl(Translator):
                     caller, await self._perm(Loc(path=loc.path, gfid=ia.gfid)), R):
                 reply = replace(reply, xdata={k: v for k, v in reply.xdata.items()
                                               if k != CONTENT_KEY})
-        if ia is not None:
-            known = self.itable.peek_ctx(self, ia.gfid)
-            if known is not None and (known.uid, known.gid, known.mode) != \
-                    (ia.uid, ia.gid, ia.mode):
-                self.itable.set_ctx(self, ia.gfid, replace(known, uid=ia.uid, gid=ia.gid,
-                                                           mode=ia.mode))
         return reply
+
+    def _no_content(self, xdata):
+        """storage/posix answers quick-read's content request (read as
+        root) in every fop that fills requested xattrs - stat, fstat,
+        readdirp, setattr, xattrop, ...; only lookup's is checked (above),
+        the others are dropped for a caller who is neither root nor
+        internal."""
+        if xdata and CONTENT_KEY in xdata and not self._privileged(fops.caller.get()):
+            return {k: v for k, v in xdata.items() if k != CONTENT_KEY}
+        return xdata
+
+    async def stat(self, loc, xdata=None):
+        return await self.first_child.stat(loc, self._no_content(xdata))
+
+    async def fstat(self, fd, xdata=None):
+        return await self.first_child.fstat(fd, self._no_content(xdata))
+
+    async def xattrop(self, loc, optype, xattrs, xdata=None):
+        return await self.first_child.xattrop(loc, optype, xattrs, self._no_content(xdata))
+
+    async def fxattrop(self, fd, optype, xattrs, xdata=None):
+        return await self.first_child.fxattrop(fd, optype, xattrs, self._no_content(xdata))
 
     async def access(self, loc, mask, xdata=None):
         want = (R if mask & os.R_OK else 0) | (W if mask & os.W_OK else 0) | \
@@ -413,18 +442,18 @@ class AccessControl(Translator):
     async def readdirp(self, fd, size, offset, xdata=None):
         if not self._privileged(fops.caller.get()):
             await self._check(await self._fd_loc(fd), R, "readdirp")
-        return await self.first_child.readdirp(fd, size, offset, xdata)
+        return await self.first_child.readdirp(fd, size, offset, self._no_content(xdata))
 
     async def getxattr(self, loc, name, xdata=None):
         if name not in (ACL_ACCESS_KEY, ACL_DEFAULT_KEY):
             await self._check(loc, R, "getxattr")
-        return await self.first_child.getxattr(loc, name, xdata)
+        return await self.first_child.getxattr(loc, name, self._no_content(xdata))
 
     async def fgetxattr(self, fd, name, xdata=None):
         if name not in (ACL_ACCESS_KEY, ACL_DEFAULT_KEY) and \
                 not self._privileged(fops.caller.get()):
             await self._check(await self._fd_loc(fd), R, "fgetxattr")
-        return await self.first_child.fgetxattr(fd, name, xdata)
+        return await self.first_child.fgetxattr(fd, name, self._no_content(xdata))
 
     # -- new entries ---------------------------------------------------------------------
 
@@ -530,7 +559,7 @@ class AccessControl(Translator):
     async def setattr(self, loc, stbuf, valid, xdata=None):
         stbuf = await self._scrutiny(loc, stbuf, valid)
         try:
-            reply = await self.first_child.setattr(loc, stbuf, valid, xdata)
+            reply = await self.first_child.setattr(loc, stbuf, valid, self._no_content(xdata))
         finally:
             self._forget_perm(loc.gfid)
         if reply.postbuf is not None:
@@ -543,7 +572,7 @@ class AccessControl(Translator):
             loc = await self._fd_loc(fd)
             stbuf = await self._scrutiny(loc, stbuf, valid)
         try:
-            reply = await self.first_child.fsetattr(fd, stbuf, valid, xdata)
+            reply = await self.first_child.fsetattr(fd, stbuf, valid, self._no_content(xdata))
         finally:
             self._forget_perm(fd.gfid if loc is None else loc.gfid)
         if reply.postbuf is not None:
