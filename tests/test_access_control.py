@@ -94,11 +94,11 @@ def test_fd_fops_that_need_no_check_are_bound_past_it():
 # -- a graph of storage/posix and access-control, called directly -------------------
 
 
-def acl_graph(brick) -> Graph:
+def acl_graph(brick, options: str = "") -> Graph:
     return Graph.from_text(
         f"volume b-posix\n    type storage/posix\n    option directory {brick}\nend-volume\n"
-        "volume b-acl\n    type features/access-control\n    subvolumes b-posix\n"
-        "end-volume\n")
+        f"volume b-acl\n    type features/access-control\n{options}"
+        "    subvolumes b-posix\nend-volume\n")
 
 
 @contextlib.contextmanager
@@ -160,6 +160,22 @@ async def test_anonymous_fds_and_content_requests_are_checked(brick):
         looked = await top.lookup(Loc(pargfid=ROOT_GFID, name="secret"), dict(want))
         assert bytes(looked.xdata[CONTENT_KEY]) == b"secret"  # root's lookup
         assert bytes((await top.stat(secret, dict(want))).xdata[CONTENT_KEY]) == b"secret"
+
+
+@pytest.mark.skipif(not ROOT, reason="storage/posix needs trusted.* xattrs (root)")
+async def test_super_uid_passes_as_root_does(brick):
+    graph = acl_graph(brick, "    option super-uid 4242\n")
+    top = graph.by_name["b-acl"]
+    async with graph.running():
+        fd = Fd(flags=os.O_RDWR)
+        reply = await top.create(Loc(pargfid=ROOT_GFID, name="s"), os.O_RDWR | os.O_CREAT,
+                                 stat.S_IFREG | 0o600, 0, fd, {"gfid-req": GFID.random()})
+        await top.release(fd, None)
+        with calling_as(4242):
+            await top.open(Loc(gfid=reply.iatt.gfid), os.O_RDWR, Fd(reply.iatt.gfid))
+        with calling_as(4343):
+            await fop_refused(errno.EACCES, top.open(Loc(gfid=reply.iatt.gfid), os.O_RDONLY,
+                                                     Fd(reply.iatt.gfid)))
 
 
 # -- through a brick ------------------------------------------------------------------

@@ -235,7 +235,10 @@ class AccessControl(Translator):
         child = self.first_child
         iatt = (await child.stat(loc, None)).iatt
         known = self.itable.ctx(self, iatt.gfid)
-        if known is not None:
+        if known is not None:  # found by name: the fresh attributes win
+            if (known.uid, known.gid, known.mode) != (iatt.uid, iatt.gid, iatt.mode):
+                known = replace(known, uid=iatt.uid, gid=iatt.gid, mode=iatt.mode)
+                self.itable.set_ctx(self, iatt.gfid, known)
             return known
         where = Loc(path=loc.path, gfid=iatt.gfid)
         acl = await self._acl(where, ACL_ACCESS_KEY)
