@@ -72,6 +72,7 @@ TRANSLATORS: dict[str, str] = {t: _module(t) for t in (
     "cluster/stripe",
     "debug/delay-gen",
     "debug/io-stats",
+    "features/access-control",
     "features/arbiter",
     "features/changelog",
     "features/index",

@@ -1009,11 +1009,7 @@ def test_gluster_files_copy_from_and_to_local_files(vol, tmp_path):
     assert (tmp_path / "back.bin").read_bytes() == local.read_bytes()
 
 
-def test_setfsuid_makes_later_calls_as_that_user(vol, served, request):
-    if served.kind == "glusterpy":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "glusterpy's bricks have no features/access-control: permissions "
-            "are not checked on the server")))
+def test_setfsuid_makes_later_calls_as_that_user(vol):
     vol.mkdir("private", 0o700)
     vol.setfsuid(4242)
     vol.setfsgid(4242)

@@ -6,6 +6,7 @@ identity (libgfapi's glfs.c and glfs-mgmt.c).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -301,6 +302,17 @@ class VolumeMount:
 
     def setfsgid(self, gid: int) -> None:
         self.identity = Caller(uid=self.identity.uid, gid=gid, groups=self.identity.groups,
+                               pid=self.identity.pid)
+
+    def setfsgroups(self, groups) -> None:
+        """libgfapi's glfs_setfsgroups: the auxiliary groups later calls
+        carry (the bricks' access control checks group entries against
+        them); setfsuid and setfsgid leave them as they are."""
+        groups = tuple(groups)
+        if any(isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < 2 ** 32
+               for g in groups):
+            raise OSError(errno.EINVAL, f"setfsgroups({groups!r}): not group ids")
+        self.identity = Caller(uid=self.identity.uid, gid=self.identity.gid, groups=groups,
                                pid=self.identity.pid)
 
 

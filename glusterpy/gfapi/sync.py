@@ -305,6 +305,9 @@ class Volume:
     def setfsgid(self, gid: int) -> None:
         self._avol.setfsgid(gid)
 
+    def setfsgroups(self, groups) -> None:
+        self._avol.setfsgroups(groups)
+
     @property
     def umask(self) -> int:
         return self._avol.umask

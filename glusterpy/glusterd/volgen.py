@@ -215,6 +215,14 @@ TOGGLES = {
         Option("features.ctime", OptionType.BOOL, "on",
                "enable/disable utime translator on the volume."),
         ("features/utime", "storage/posix"), toggles="features/utime"),
+    # brick side: brick_graph_add_acl leaves access-control out only when
+    # this is off (GlusterFS: "for debug purpose only")
+    "features.acl": SetKey(
+        "features.acl",
+        Option("features.acl", OptionType.BOOL, "on",
+               "(WARNING: for debug purpose only) enable/disable access-control xlator "
+               "in volume"),
+        ("features/access-control",), toggles="features/access-control"),
 }
 
 
@@ -427,6 +435,11 @@ def brick_volfile(vol: Volume, brick: Brick) -> str:
         "changelog-notification": "off",
         "changelog-dir": f"{served}/.glusterfs/changelogs",
         "changelog-brick": served}, [below])
+    # POSIX permissions and ACLs checked for the request's uid/gids, above
+    # changelog and below locks (brick_graph_add_acl, named by the volume
+    # as GlusterFS names it); `features.acl off` leaves it out
+    if enabled(vol, "features.acl"):
+        below = b.add(f"{name}-access-control", "features/access-control", {}, [below])
     # above locks: io-threads, [index,] io-stats; the topmost of them is named
     # by the brick path.  io-threads is on every brick, with its defaults
     # unless `volume set performance.io-thread-count` ... (brick_graph_add_iot)
