@@ -284,14 +284,7 @@ class RecordDecoder:
             start = self._start
             if self._end - start < 4:
                 return None
-            header = U32.unpack(ro[start:start + 4])[0]
-            length = header & MAX_FRAGMENT_SIZE
-            if self._record_len + length > self.max_record_size:
-                raise RpcProtocolError(
-                    f"record of at least {self._record_len + length} bytes exceeds "
-                    f"the maximum of {self.max_record_size}")
-            self._frag_len = length
-            self._last = bool(header & LAST_FRAGMENT)
+            length = self._fragment_header(U32.unpack(ro[start:start + 4])[0])
             self._start = start + 4
             self._frag_end = start + 4 + length
         frag_end = self._frag_end
@@ -304,6 +297,19 @@ class RecordDecoder:
         self._frag_end = -1
         self._frag_len = -1
         return fragment
+
+    def _fragment_header(self, header: int) -> int:
+        """A fragment's record mark read: its length (returned) and whether
+        it ends the record, refused when the record would outgrow the
+        maximum."""
+        length = header & MAX_FRAGMENT_SIZE
+        if self._record_len + length > self.max_record_size:
+            raise RpcProtocolError(
+                f"record of at least {self._record_len + length} bytes exceeds "
+                f"the maximum of {self.max_record_size}")
+        self._frag_len = length
+        self._last = bool(header & LAST_FRAGMENT)
+        return length
 
     def _take(self, n: int) -> memoryview:
         """Remove and return the first n buffered bytes (n <= _avail)."""
@@ -349,14 +355,7 @@ class RecordDecoder:
             if self._frag_len < 0:
                 if self._avail < 4:
                     return None
-                header = U32.unpack(self._take(4))[0]
-                length = header & MAX_FRAGMENT_SIZE
-                if self._record_len + length > self.max_record_size:
-                    raise RpcProtocolError(
-                        f"record of at least {self._record_len + length} bytes exceeds "
-                        f"the maximum of {self.max_record_size}")
-                self._frag_len = length
-                self._last = bool(header & LAST_FRAGMENT)
+                self._fragment_header(U32.unpack(self._take(4))[0])
             if self._direct is not None:
                 if self._direct_pos < self._frag_len:
                     return None
