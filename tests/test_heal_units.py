@@ -52,14 +52,14 @@ def test_brick_graph_has_the_index_where_glusterd_puts_it():
             assert index[key] == theirs[key], key
     assert mine["rep3-posix"].options["glusterd-uuid"] == vol.bricks[0].node
     Graph(mine)
-    # an arbiter brick: posix -> arbiter -> changelog -> locks -> upcall ->
-    # io-threads -> index, as glusterd stacks them
+    # an arbiter brick: posix -> arbiter -> changelog -> access-control ->
+    # locks -> upcall -> io-threads -> index, as glusterd stacks them
     arb = rep3(arbiter=1)
     arb.bricks[2].arbiter = True
     order = chain(vf.parses(volgen.brick_volfile(arb, arb.bricks[2])))
-    assert order[-7:] == ["features/index", "performance/io-threads", "features/upcall",
-                          "features/locks", "features/changelog", "features/arbiter",
-                          "storage/posix"]
+    assert order[-8:] == ["features/index", "performance/io-threads", "features/upcall",
+                          "features/locks", "features/access-control", "features/changelog",
+                          "features/arbiter", "storage/posix"]
     # not on a distribute volume's bricks
     dist = rep3(replica=1)
     assert "features/index" not in chain(vf.parses(volgen.brick_volfile(dist,
