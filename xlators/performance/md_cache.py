@@ -352,8 +352,19 @@ class MdCache(Translator):
                                    xdata=dict(cached_x) if xdata else None)
         self.stats["stat_miss"] += 1
         incident = self._generation
+        down = loc
+        if loc.gfid is None and gfid is not None and loc.name not in (".", ".."):
+            # fuse-bridge resolves a name it knows to its inode before the
+            # lookup (loc->inode), so the translators below find what they
+            # hold of the file: quick-read then does not ask the brick for
+            # content it holds (qr_lookup), as it did on every re-lookup of
+            # a small file (the kernel's revalidation before an unlink, a
+            # stat past the timeouts).  The brick still looks the name up
+            # (protocol/server resolves a named lookup by parent and name),
+            # so a name another client replaced answers with the new file.
+            down = Loc(path=loc.path, gfid=gfid, pargfid=loc.pargfid, name=loc.name)
         try:
-            reply = await self.first_child.lookup(loc, self._request(xdata))
+            reply = await self.first_child.lookup(down, self._request(xdata))
         except FopError:
             self._dentries.pop((loc.pargfid, loc.name), None)
             raise
