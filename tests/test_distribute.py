@@ -271,6 +271,22 @@ def test_anomalies():
     assert dl.anomalies(missing).missing == 1 and dl.missing_dirs(missing) == 1
 
 
+@given(s.integers(0, dl.M32))
+def test_whole_is_what_search_gives_every_hash(value):
+    """Layout.whole (distribute's shortcut past the hash) names a subvolume
+    only when search would give that one for any hash value."""
+    def layout(*ranges):
+        return dl.Layout([dl.LayoutEntry(i, f"c{i}", start, stop)
+                          for i, (start, stop) in enumerate(ranges)])
+    for ranges in [((0, dl.M32),), ((0, 0), (0, dl.M32)), ((5, 5), (0, dl.M32), (0, 99)),
+                   ((0, dl.M32), (0, 99))]:
+        whole = layout(*ranges).whole()
+        assert whole is not None and layout(*ranges).search(value) == whole
+    for ranges in [(), ((0, 0),), ((0, 99), (100, dl.M32)), ((1, dl.M32),), ((0, dl.M32 - 1),),
+                   ((0, 99), (0, dl.M32))]:
+        assert layout(*ranges).whole() is None
+
+
 def test_fix_layout_keeps_what_it_can():
     """Adding a fourth brick: the new ranges keep as much of the old
     assignment as a new layout can (dht_selfheal_layout_maximize_overlap)."""
@@ -382,6 +398,67 @@ async def test_files_land_on_their_hashed_brick(tmp_path):
         mds = [i for i, b in enumerate(bricks) if xget(b / "d", MDS_KEY) is not None]
         assert mds == [hashed_brick(bricks, "", "d")]
     check_volume(bricks)
+
+
+def counted_volfile(bricks) -> str:
+    """distribute over posix bricks, each under an io-stats counting fops."""
+    parts = []
+    for i, brick in enumerate(bricks):
+        parts.append(f"volume dv-posix-{i}\n    type storage/posix\n    option directory {brick}\n"
+                     f"end-volume\nvolume dv-client-{i}\n    type debug/io-stats\n"
+                     f"    option count-fop-hits on\n    subvolumes dv-posix-{i}\nend-volume\n")
+    subs = " ".join(f"dv-client-{i}" for i in range(len(bricks)))
+    return "".join(parts) + f"volume dv-dht\n    type cluster/distribute\n" \
+                            f"    subvolumes {subs}\nend-volume\n"
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_a_directory_lookup_asks_each_brick_once(tmp_path, count):
+    """A named lookup that finds a directory on its hashed brick does not
+    ask that brick again for the directory lookup (dht_lookup_directory):
+    one LOOKUP per brick, so one in all on a volume of one brick - a
+    kernel's revalidation of every directory on a path costs that; the
+    layout and a missing brick's heal are as before."""
+    bricks = make_bricks(tmp_path, count)
+    graph = Graph.from_text(counted_volfile(bricks))
+    async with graph.running():
+        assert await graph.wait_child_up(5)
+        top = graph.top
+        stats = [graph.by_name[f"dv-client-{i}"] for i in range(count)]
+
+        def lookups() -> list[int]:
+            return [s.stats()["fops"].get("LOOKUP", {}).get("hits", 0) for s in stats]
+        d = await mkdir(top, ROOT_GFID, "/d")
+        before = lookups()
+        reply = await top.lookup(Loc(path="/d", pargfid=ROOT_GFID, name="d"), None)
+        assert reply.iatt.is_dir and reply.iatt.gfid == d
+        assert [a - b for a, b in zip(lookups(), before)] == [1] * count
+        if count > 1:
+            # a brick that lost the directory gets it back from the lookup
+            missing = next(b for b in bricks if xget(b / "d", MDS_KEY) is None)
+            os.rmdir(missing / "d")
+            await top.lookup(Loc(path="/d", pargfid=ROOT_GFID, name="d"), None)
+            assert (missing / "d").is_dir()
+    check_volume(bricks)
+
+
+async def test_one_brick_names_files_without_hashing(tmp_path):
+    """With one subvolume the layout is one range of every hash value:
+    create, lookup and unlink find the subvolume without computing the
+    name's hash (pure Python, ~6 us a name); two bricks still hash."""
+    for count, hashes in ((1, 0), (2, None)):
+        (tmp_path / str(count)).mkdir()
+        bricks = make_bricks(tmp_path / str(count), count)
+        async with running(bricks) as top:
+            d = await mkdir(top, ROOT_GFID, "/d")
+            calls = []
+            real = top.hasher.hash
+            top.hasher.hash = lambda name: calls.append(name) or real(name)
+            await create_file(top, d, "/d/f", b"x")
+            await top.lookup(Loc(path="/d/f", pargfid=d, name="f"), None)
+            await top.unlink(Loc(path="/d/f", pargfid=d, name="f"), 0, None)
+            assert len(calls) == hashes if hashes is not None else calls
+            assert not any((b / "d" / "f").exists() for b in bricks)
 
 
 async def test_rename_link_unlink_keep_linkto_files_right(tmp_path):

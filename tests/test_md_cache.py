@@ -265,6 +265,24 @@ async def test_bad_options_are_refused(brick):
         assert "security.selinux" in graph.top.dump_state()["xattr-patterns"]
 
 
+async def test_xattr_key_verdicts_follow_the_options_and_stay_bounded(brick):
+    """md-cache keeps whether an xattr key is one it caches (the fnmatch
+    per key of every lookup reply, done once); a reconfigure that adds a
+    pattern changes the verdict of a key already judged, and the kept
+    verdicts stay under their bound."""
+    graph = Graph.from_text(volfile(brick))
+    async with graph.running():
+        mdc = graph.top
+        assert not mdc._cacheable_key("security.selinux")
+        assert mdc._cacheable_key("security.capability") and not mdc._cacheable_key(None)
+        mdc.reconfigure({"cache-selinux": "on"})
+        assert mdc._cacheable_key("security.selinux")
+        for i in range(3 * md_cache.VERDICTS):
+            assert not mdc._cacheable_key(f"user.k{i}")
+        assert len(mdc._verdicts) <= md_cache.VERDICTS
+        assert mdc._cacheable_key("security.selinux")
+
+
 async def test_stat_prefetch_is_md_cache(brick):
     text = volfile(brick).replace("performance/md-cache", "performance/stat-prefetch")
     graph = Graph.from_text(text)

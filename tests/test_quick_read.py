@@ -86,6 +86,38 @@ async def test_small_file_is_read_from_the_lookup(brick):
         assert reply.xdata is None or CONTENT_KEY not in reply.xdata
 
 
+async def test_a_named_re_lookup_through_md_cache_does_not_fetch_held_content(brick):
+    """md-cache resolves a name it knows to its gfid before the lookup, as
+    fuse-bridge does: quick-read below then finds the content it holds and
+    does not ask the brick for it again (qr_lookup) - a FUSE revalidation
+    of a small file before an unlink or a late stat.  Content changed
+    beside the client is still seen by the attributes it changed."""
+    text = volfile(brick) + ("volume mdc\n    type performance/md-cache\n"
+                             "    option md-cache-timeout 0\n    subvolumes qr\nend-volume\n")
+    graph = Graph.from_text(text)
+    async with graph.running():
+        top = graph.top
+        await new_file(top, "f", b"hello quick-read")
+        posix = graph.by_name["qr-posix"]
+        asked = []
+        original = posix.lookup
+
+        async def lookup(loc, xdata=None):
+            asked.append(bool(xdata and CONTENT_KEY in xdata))
+            return await original(loc, xdata)
+        posix.lookup = lookup
+        assert await open_read(top, "f") == b"hello quick-read"
+        assert await open_read(top, "f") == b"hello quick-read"
+        await top.lookup(at("f"), None)
+        assert asked == [True, False, False]
+        # a change beside the client (another size, another mtime): the
+        # held content is dropped and fetched again
+        (brick / "f").write_bytes(b"changed")
+        assert await open_read(top, "f") == b"changed"
+        assert await open_read(top, "f") == b"changed"
+        assert asked[3:] == [False, True]
+
+
 async def test_larger_files_and_direct_io_go_to_the_brick(brick):
     graph = Graph.from_text(volfile(brick, max_file_size="1KB"))
     async with graph.running():

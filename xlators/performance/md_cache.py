@@ -83,6 +83,9 @@ from glusterpy.xlator import Event, Translator
 
 #: names resolved to gfids this translator remembers at most
 DENTRY_LIMIT = 65536
+#: xattr keys whose pattern verdict is kept (emptied when full: a client
+#: seeing more distinct keys than this only matches them again)
+VERDICTS = 1024
 
 #: the xattrs each cache-* option adds (mdc_xattr_list_populate)
 _XATTR_GROUPS = (
@@ -175,11 +178,14 @@ class MdCache(Translator):
         self._dentries: OrderedDict[tuple[GFID, str], tuple[GFID, int]] = OrderedDict()
         self._statfs: tuple[float, StatfsReply] | None = None
         self._patterns = self._xattr_patterns()
+        #: key -> whether a pattern matches it (see _cacheable_key)
+        self._verdicts: dict[str | None, bool] = {}
         self.stats = {"stat_hit": 0, "stat_miss": 0, "xattr_hit": 0, "xattr_miss": 0,
                       "invalidations": 0, "upcalls": 0}
 
     def options_changed(self, old) -> None:
         self._patterns = self._xattr_patterns()
+        self._verdicts = {}
         if self._patterns != self._xattr_patterns_of(old) or self.opts.pass_through:
             for gfid, md in self.itable.contexts(self):
                 md.xattrs, md.xa_time = None, 0.0
@@ -199,7 +205,16 @@ class MdCache(Translator):
         return tuple(dict.fromkeys(names))
 
     def _cacheable_key(self, key: str | None) -> bool:
-        return bool(key) and any(fnmatch.fnmatchcase(key, p) for p in self._patterns)
+        # asked for every key of every lookup reply: the fnmatch against
+        # each pattern is done once per key (a reply's keys are few and the
+        # same again and again; VERDICTS bounds the rest)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = bool(key) and any(fnmatch.fnmatchcase(key, p) for p in self._patterns)
+            if len(self._verdicts) >= VERDICTS:
+                self._verdicts.clear()
+            self._verdicts[key] = verdict
+        return verdict
 
     # -- the cache's state ----------------------------------------------------------
 
@@ -337,8 +352,19 @@ class MdCache(Translator):
                                    xdata=dict(cached_x) if xdata else None)
         self.stats["stat_miss"] += 1
         incident = self._generation
+        down = loc
+        if loc.gfid is None and gfid is not None and loc.name not in (".", ".."):
+            # fuse-bridge resolves a name it knows to its inode before the
+            # lookup (loc->inode), so the translators below find what they
+            # hold of the file: quick-read then does not ask the brick for
+            # content it holds (qr_lookup), as it did on every re-lookup of
+            # a small file (the kernel's revalidation before an unlink, a
+            # stat past the timeouts).  The brick still looks the name up
+            # (protocol/server resolves a named lookup by parent and name),
+            # so a name another client replaced answers with the new file.
+            down = Loc(path=loc.path, gfid=gfid, pargfid=loc.pargfid, name=loc.name)
         try:
-            reply = await self.first_child.lookup(loc, self._request(xdata))
+            reply = await self.first_child.lookup(down, self._request(xdata))
         except FopError:
             self._dentries.pop((loc.pargfid, loc.name), None)
             raise

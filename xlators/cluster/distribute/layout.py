@@ -232,6 +232,15 @@ class Layout:
                 return e.index
         return None
 
+    def whole(self) -> int | None:
+        """The subvolume `search` gives for every hash value, when the first
+        entry with a range spans all 32 bits (a volume of one subvolume):
+        then a name's subvolume needs no hash of it.  None otherwise."""
+        for e in self.entries:
+            if e.start != e.stop:
+                return e.index if e.start == 0 and e.stop == M32 else None
+        return None
+
     def merge(self, index: int, name: str, err: int, raw: bytes | None) -> None:
         """dht_layout_merge: record one brick's lookup answer (err 0 with
         `raw` the layout xattr, or an errno)."""

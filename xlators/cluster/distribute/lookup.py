@@ -88,7 +88,15 @@ class DhtLookup:
                 return await self._lookup_dir(loc, xdata, hashed=hashed, gfid=gfid_req)
             raise
         if reply.iatt.is_dir:
-            return await self._lookup_dir(loc, xdata, hashed=hashed, gfid=reply.iatt.gfid)
+            # the hashed brick's answer serves as its part of the directory
+            # lookup: asked again it would say the same (the gfid-req the
+            # directory lookup adds heals only a brick without a gfid, and
+            # this one has it) - one RPC fewer per directory lookup, the
+            # only one with a single subvolume (GlusterFS's revalidate of a
+            # known directory also sends one per subvolume)
+            return await self._lookup_dir(loc, xdata, hashed=hashed, gfid=reply.iatt.gfid,
+                                          known=None if reply.iatt.gfid.is_null
+                                          else {hashed: reply})
         if not self._is_linkto(reply.iatt, reply.xdata):
             self._remember_file(reply.iatt.gfid, hashed)
             return self._file_reply(reply, xdata)
@@ -226,17 +234,23 @@ class DhtLookup:
             layout.merge(i, self.names[i], errno.EINVAL, None)
 
     async def _lookup_dir(self, loc: Loc, xdata, hashed: int | None, gfid=None,
-                          everywhere: bool = True) -> LookupReply:
+                          everywhere: bool = True,
+                          known: dict[int, LookupReply] | None = None) -> LookupReply:
         """dht_lookup_directory + dht_lookup_dir_cbk: the directory on every
-        brick, its layout merged and, when it needs it, healed."""
+        brick (but those whose answer is `known`: a non-root lookup's reply
+        showing the directory with its gfid), its layout merged and, when it
+        needs it, healed."""
         root = loc.gfid == ROOT_GFID or is_root(loc)
         req = self._lookup_req(xdata, root=root)
         if gfid is None:
             gfid = loc.gfid
         if gfid is not None:
             req[GFID_REQ] = GFID(gfid)     # heals a brick's missing gfid
-        results = await self._each(range(self.count),
+        if root or not known:
+            known = {}
+        results = await self._each([i for i in range(self.count) if i not in known],
                                    lambda i: self._wind(i, "lookup", loc, req))
+        results.update(known)
         layout = Layout([], spread=self._spread())
         found: dict[int, LookupReply] = {}
         need_everywhere = False
