@@ -64,6 +64,10 @@ class InodeTable:
             raise ValueError(f"an inode table holds at least one inode, not {limit}")
         self._limit = limit
         self._inodes: OrderedDict[GFID, Inode] = OrderedDict()
+        #: translator -> how many inodes hold a context of it: a listing's
+        #: pass for a translator that holds none (io-cache before any read,
+        #: quick-read before any content) is skipped whole (listed_held)
+        self._held: dict[Translator, int] = {}
         #: inodes dropped by the LRU bound since the table was made
         self.pruned = 0
 
@@ -136,20 +140,35 @@ class InodeTable:
                     entries: list[Dirent]) -> list[tuple[Dirent, Any]]:
         """(entry, context) of the entries of a listing whose inode `xl`
         holds a context for (see listed_ctx): a translator that acts only
-        on what it holds loops over those alone."""
+        on what it holds loops over those alone - and one that holds
+        nothing costs nothing per entry."""
+        if not self._held.get(xl):
+            return []
         return [(e, c) for e, c in zip(entries, self.listed_ctx(xl, entries))
                 if c is not None]
 
     def set_ctx(self, xl: Translator, gfid: GFID, value: Any) -> Inode:
         inode = self.find_or_create(gfid)
+        if xl not in inode.ctx:
+            self._held[xl] = self._held.get(xl, 0) + 1
         inode.ctx[xl] = value
         return inode
+
+    def held(self, xl: Translator) -> int:
+        """How many inodes hold a context of `xl`."""
+        return self._held.get(xl, 0)
+
+    def _unheld(self, xl: Translator) -> None:
+        self._held[xl] -= 1
 
     def del_ctx(self, xl: Translator, gfid: GFID | None) -> Any:
         """Drop what `xl` keeps about the inode (returned, or None); the
         inode stays for the other translators."""
         inode = self._inodes.get(gfid) if gfid is not None else None
-        return None if inode is None else inode.ctx.pop(xl, None)
+        if inode is None or xl not in inode.ctx:
+            return None
+        self._unheld(xl)
+        return inode.ctx.pop(xl)
 
     def contexts(self, xl: Translator) -> Iterator[tuple[GFID, Any]]:
         """Every (gfid, context) `xl` holds, least recently used first.  A
@@ -218,6 +237,7 @@ class InodeTable:
         del self._inodes[inode.gfid]
         for xl in list(inode.ctx):
             xl.forget(inode)
+            self._unheld(xl)
         inode.ctx.clear()
 
     def adopt(self, other: InodeTable) -> None:
@@ -225,10 +245,14 @@ class InodeTable:
         a parent whose first child brought this table)."""
         for gfid, inode in other._inodes.items():
             mine = self.find_or_create(gfid)
+            for xl in inode.ctx:
+                if xl not in mine.ctx:
+                    self._held[xl] = self._held.get(xl, 0) + 1
             mine.ctx.update(inode.ctx)
             mine.nlookup += inode.nlookup
             mine.refs += inode.refs
         other._inodes.clear()
+        other._held.clear()
 
     def stats(self) -> dict[str, int]:
         return {"inodes": len(self._inodes), "limit": self._limit, "pruned": self.pruned,

@@ -175,6 +175,29 @@ def test_a_listing_reads_the_directory_once(tmp_path, cleanup):
     assert set(os.listdir(m.mnt / "d")) == names
 
 
+def test_a_small_directory_is_listed_with_two_readdirps(tmp_path, cleanup):
+    """One readdirp brings the entries, one finds the end: at most one batch
+    per kernel request, as fuse-bridge winds one readdirp per request.  The
+    bridge used to fetch again once a batch was used up, to fill the
+    kernel's page - at the end of a directory that readdirp came back
+    empty and the kernel's next request asked it again (3 per directory)."""
+    m = Mount(tmp_path, volfile=POSIX_COUNTED)
+    assert m.ok(), m.result.stderr
+    cleanup(m)
+    names = {f"f{i:03d}" for i in range(100)}
+    (m.mnt / "d").mkdir()
+    for n in names:
+        (m.mnt / "d" / n).write_bytes(b"")
+    for _ in range(2):  # the second time with the dentries the first left
+        before = _fop_hits(m, "READDIRP")
+        assert set(os.listdir(m.mnt / "d")) == names
+        assert _fop_hits(m, "READDIRP") - before == 2
+    (m.mnt / "e").mkdir()  # an empty directory: . and .. give the kernel nothing
+    before = _fop_hits(m, "READDIRP")
+    assert os.listdir(m.mnt / "e") == []
+    assert _fop_hits(m, "READDIRP") - before <= 2
+
+
 def _fop_hits(m: Mount, fop: str) -> int:
     report = json.loads(os.getxattr(m.mnt, "trusted.glusterpy.io-stats.cumulative.peek"))
     return report["cumulative"]["fops"].get(fop, {}).get("hits", 0)

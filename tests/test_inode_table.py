@@ -76,6 +76,37 @@ def test_listed_ctx_is_peek_ctx_of_each_entry_and_moves_nothing():
     assert list(table._inodes) == order and unknown not in table   # a peek: no use
 
 
+def test_each_translators_contexts_are_counted_and_a_listing_skips_one_holding_none():
+    xl, other = Keeper(), Keeper("other")
+    table = xl.itable
+    table.limit = 3
+    a, b, c, d = gfids(4)
+    table.set_ctx(xl, a, "A")
+    table.set_ctx(xl, a, "A2")                # the same slot again: still one
+    table.set_ctx(other, a, "a")
+    table.set_ctx(xl, b, "B")
+    assert (table.held(xl), table.held(other)) == (2, 1)
+    assert table.del_ctx(xl, b) == "B" and table.del_ctx(xl, b) is None
+    assert table.held(xl) == 1
+    table.set_ctx(xl, c, "C")
+    table.set_ctx(xl, d, "D")
+    table.set_ctx(other, b, "b")              # past the bound: a, the oldest, goes
+    assert a not in table and (table.held(xl), table.held(other)) == (2, 1)
+    table.forget(c)
+    assert table.held(xl) == 1
+    # a translator holding nothing is not even looked up per entry: these
+    # entries have no iatt attribute to read
+    assert table.held(Keeper("none")) == 0
+    assert table.listed_held(Keeper("none"), [object(), object()]) == []
+    # a table joined into another brings its counts along
+    joined = Keeper("joined")
+    joined.itable.set_ctx(joined, d, "J")
+    joined.itable.set_ctx(xl, d, "dup")       # xl already holds d here
+    table.adopt(joined.itable)
+    assert (table.held(joined), table.held(xl)) == (1, 1)
+    assert joined.itable.held(joined) == 0
+
+
 def test_busy_referenced_and_root_inodes_are_passed_over():
     xl = Keeper()
     table = xl.itable

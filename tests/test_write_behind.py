@@ -102,10 +102,15 @@ async def test_stat_answers_reflect_behind_writes(brick):
         reply = await top.lookup(Loc(path="/f", pargfid=ROOT_GFID, name="f"), None)
         assert reply.iatt.size == 20_001
         await top.writev(fd, b"w", 30_000, 0, None)
+        # a listing looks at its entries only while some file has writes
+        # queued (or an error kept): it is counted, and this one is
+        assert top.dump_state()["queued_files"] == 1
         dfd = Fd(gfid=ROOT_GFID, is_dir=True)
         await top.opendir(Loc.root(), dfd, None)
         entries = (await top.readdirp(dfd, 65536, 0, None)).entries
         assert [e.iatt.size for e in entries if e.name == "f"] == [30_001]
+        await top.fsync(fd, 0, None)  # (a flush goes behind too)
+        assert top.dump_state()["queued_files"] == 0
 
 
 async def test_truncate_and_data_changes_wait_for_earlier_writes(brick):
@@ -270,9 +275,12 @@ async def test_an_error_dropped_at_release_is_reported_by_the_next_fsync(brick):
         rfd = await reopen(top, fd, os.O_RDONLY)
         await top.writev(rfd, b"lost", 0, 0, None)
         await top.release(rfd, None)            # no flush: nobody was told yet
+        # the kept error counts as a file a listing must look at
+        assert (top.dump_state()["queued_files"], top.dump_state()["failed_files"]) == (0, 1)
         with pytest.raises(FopError) as e:
             await top.fsync(fd, 0, None)
         assert e.value.errno == errno.EBADF
+        assert top.dump_state()["failed_files"] == 0
         await top.fsync(fd, 0, None)
 
 

@@ -629,7 +629,18 @@ class FuseBridge(pyfuse3.Operations):
         if rest is not None and (rest.offset != start_id or rest.changes != self._changes or
                                  time.monotonic() - rest.fetched > self.attr_timeout):
             rest = None
+        # At most one batch with entries per kernel request, as fuse-bridge
+        # winds one readdirp per request: once a batch is used up the reply
+        # goes back short, and the kernel's next request finds the end.  A
+        # second readdirp here to fill the page would, at the end of a
+        # directory, come back empty and be asked again by that next request
+        # (three readdirps per directory instead of two).  An empty reply is
+        # the end to the kernel, so a batch that gave it nothing (only . and
+        # .., say) does not count.
+        replied = False
         while True:
+            if replied:
+                return
             if rest is not None:
                 entries, fetched, changes, rest = rest.entries, rest.fetched, rest.changes, None
             else:
@@ -669,6 +680,7 @@ class FuseBridge(pyfuse3.Operations):
                     nodes.move_to_end(node)
                     lookup(gfid)
                     offset = entry.off
+                    replied = True
             finally:
                 if self.lru_limit is not None and \
                         len(nodes) - self._invalidating > self.lru_limit:

@@ -210,6 +210,11 @@ class WriteBehind(Translator):
         self._due: deque[tuple[_WbInode, _Req]] = deque()
         self._senders = 0
         self._idle = trio.lowlevel.ParkingLot()
+        #: files with writes queued (their inode ref'd) and files holding a
+        #: dropped write's error: while both are 0, no listed entry can be
+        #: one readdirp must refresh, and the listing is passed up untouched
+        self._queued_files = 0
+        self._failed_files = 0
 
     @staticmethod
     def _check(opts) -> None:
@@ -258,6 +263,7 @@ class WriteBehind(Translator):
             # keep the inode (and this slot) in the table while data is queued:
             # the kernel's forget or the LRU must not lose the order
             ws.inode = self.itable.ref(gfid)
+            self._queued_files += 1
         ws.pending.append(req)
         if req.state == QUEUED:
             ws.queue.append(req)
@@ -325,6 +331,7 @@ class WriteBehind(Translator):
         if not pending and ws.inode is not None:
             self.itable.unref(ws.inode)
             ws.inode = None
+            self._queued_files -= 1
 
     def _kick(self, ws: _WbInode) -> None:
         """Send every queued request that may go: ready (go, or trickling
@@ -483,6 +490,7 @@ class WriteBehind(Translator):
             self._kick(ws)  # writes stuck behind them may go now
         if ws.error:
             err, ws.error = err or ws.error, 0
+            self._failed_files -= 1
         return err
 
     @staticmethod
@@ -636,6 +644,8 @@ class WriteBehind(Translator):
         self.log.error("dropping a behind write of %d bytes at %d to %s that cannot be "
                        "written (%s); the next flush or fsync reports it", len(req.data),
                        req.offset, req.fd.gfid, os.strerror(err))
+        if not ws.error:
+            self._failed_files += 1
         ws.error = ws.error or err
         self._remove(ws, req)
 
@@ -685,6 +695,8 @@ class WriteBehind(Translator):
 
     async def readdirp(self, fd, size, offset, xdata=None):
         reply = await self.first_child.readdirp(fd, size, offset, xdata)
+        if not (self._queued_files or self._failed_files):
+            return reply  # every file's state is idle: no entry to refresh
         for entry, ws in self.itable.listed_held(self, reply.entries):
             # only a file with writes queued has a state with pending or error
             if ws.pending or ws.error:
@@ -783,12 +795,17 @@ class WriteBehind(Translator):
     def inode_busy(self, ctx) -> bool:
         return bool(ctx.pending)
 
+    def forget(self, inode) -> None:
+        if inode.ctx[self].error:  # its error goes with the inode (never queued: not busy)
+            self._failed_files -= 1
+
     def dump_state(self) -> dict:
         files = [ws for _, ws in self.itable.contexts(self)]
         return {"files": len(files), "queued": sum(len(ws.pending) for ws in files),
                 "window": sum(ws.window for ws in files),
                 "transit": sum(ws.transit for ws in files),
-                "sent": self.sent, "lied": self.lied, "senders": self._senders}
+                "sent": self.sent, "lied": self.lied, "senders": self._senders,
+                "queued_files": self._queued_files, "failed_files": self._failed_files}
 
 
 TRANSLATOR = WriteBehind
