@@ -100,8 +100,21 @@ class PosixFdOps:
             known = self._fd_known(of)
             sync = bool(flags & (os.O_SYNC | os.O_DSYNC))
             aio = self._aio_for(of)
-            if aio is not None:
+            if aio is not None and offset + _length(data) <= pre.size and \
+                    not of.flags & os.O_APPEND:
                 count = await self._write_aio(aio, of, data, offset, sync)
+            elif aio is not None:
+                # ext4 runs an O_DIRECT write that extends the file (block
+                # allocation, the journal, i_size) inside io_submit: ~250 us
+                # of the event loop per 128 KiB write of a growing file
+                # (bench/notes/qemu.md (16)).  A worker does it instead, as
+                # GlusterFS's posix does every write; its own name gives it
+                # its own cost in io-threads' offload choice.
+                if not all(map(direct_ready, data if isinstance(data, (list, tuple))
+                               else (data,))):
+                    self.direct_copies += 1     # _pwrite_all copies it aligned
+                count = await self._blocking(of, _pwrite_extending, of.osfd, True, data,
+                                             offset, sync)
             else:
                 count = await self._blocking(of, _pwrite_all, of.osfd, of.odirect, data,
                                              offset, sync)
@@ -386,6 +399,18 @@ def _pwrite_all(osfd: int, odirect: bool, data, offset: int, sync: bool = False)
     if sync:
         os.fsync(osfd)
     return total
+
+
+def _pwrite_extending(osfd: int, odirect: bool, data, offset: int, sync: bool = False) -> int:
+    """_pwrite_all of an O_DIRECT write past the file's end (writev)."""
+    return _pwrite_all(osfd, odirect, data, offset, sync)
+
+
+def _length(data) -> int:
+    """The bytes of a WRITE's payload: one buffer, or a list of them."""
+    if isinstance(data, (list, tuple)):
+        return sum(memoryview(b).nbytes for b in data)
+    return memoryview(data).nbytes
 
 
 def _write_zeros(osfd: int, offset: int, length: int) -> None:
