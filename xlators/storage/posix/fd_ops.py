@@ -113,7 +113,7 @@ class PosixFdOps:
                 if not all(map(direct_ready, data if isinstance(data, (list, tuple))
                                else (data,))):
                     self.direct_copies += 1     # _pwrite_all copies it aligned
-                count = await self._blocking(of, _pwrite_extending, of.osfd, True, data,
+                count = await self._blocking(of, _pwrite_all, of.osfd, True, data,
                                              offset, sync, serial=True)
             else:
                 count = await self._blocking(of, _pwrite_all, of.osfd, of.odirect, data,
@@ -408,11 +408,6 @@ def _pwrite_all(osfd: int, odirect: bool, data, offset: int, sync: bool = False)
     if sync:
         os.fsync(osfd)
     return total
-
-
-def _pwrite_extending(osfd: int, odirect: bool, data, offset: int, sync: bool = False) -> int:
-    """_pwrite_all of an O_DIRECT write past the file's end (writev)."""
-    return _pwrite_all(osfd, odirect, data, offset, sync)
 
 
 def _length(data) -> int:
