@@ -100,8 +100,21 @@ class PosixFdOps:
             known = self._fd_known(of)
             sync = bool(flags & (os.O_SYNC | os.O_DSYNC))
             aio = self._aio_for(of)
-            if aio is not None:
+            if aio is not None and offset + _length(data) <= pre.size and \
+                    not of.flags & os.O_APPEND:
                 count = await self._write_aio(aio, of, data, offset, sync)
+            elif aio is not None:
+                # ext4 runs an O_DIRECT write that extends the file (block
+                # allocation, the journal, i_size) inside io_submit: ~250 us
+                # of the event loop per 128 KiB write of a growing file
+                # (bench/notes/qemu.md (16)).  A worker does it instead, as
+                # GlusterFS's posix does every write - one worker of its own,
+                # taking them back to back (`serial`).
+                if not all(map(direct_ready, data if isinstance(data, (list, tuple))
+                               else (data,))):
+                    self.direct_copies += 1     # _pwrite_all copies it aligned
+                count = await self._blocking(of, _pwrite_all, of.osfd, True, data,
+                                             offset, sync, serial=True)
             else:
                 count = await self._blocking(of, _pwrite_all, of.osfd, of.odirect, data,
                                              offset, sync)
@@ -227,9 +240,14 @@ class PosixFdOps:
     # ======================================================================
     # helpers: data, and the hand-off to performance/io-threads
 
-    async def _blocking(self, ofs, fn, *args):
+    async def _blocking(self, ofs, fn, *args, serial: bool = False):
         """fn(*args): in a worker of performance/io-threads when it set a
         lane for this fop, else inline (no checkpoint: as if called).
+        `serial`: in posix's own one-worker pool instead, always - the
+        extending O_DIRECT writes, which on io-threads' pool woke a worker
+        each that then fought the event loop for the GIL (~150 us of brick
+        CPU per 128 KiB write, against ~30 us for one worker that takes them
+        back to back from its queue).
 
         `ofs` (an OpenFile, a tuple of them, or None for a descriptor the
         fop owns) are pinned while the worker runs: a release meanwhile
@@ -240,7 +258,11 @@ class PosixFdOps:
         if lane is None:
             return fn(*args)
         pool = lane.pool
-        if pool.runs_inline(fn):       # cheaper than the hop lately (or a probe)
+        if serial:
+            pool = self._serial_pool
+            if pool is None:
+                pool = self._serial_pool = iothreads.Pool(1, name=f"{self.name}-serial")
+        elif pool.runs_inline(fn):       # cheaper than the hop lately (or a probe)
             start = perf_counter_ns()
             try:
                 return fn(*args)
@@ -252,7 +274,7 @@ class PosixFdOps:
         for osfd in osfds:
             busy[osfd] = busy.get(osfd, 0) + 1
         try:
-            return await lane.run(fn, *args)
+            return await pool.run(lane.prio, fn, *args)
         finally:
             for osfd in osfds:
                 left = busy[osfd] - 1
@@ -386,6 +408,13 @@ def _pwrite_all(osfd: int, odirect: bool, data, offset: int, sync: bool = False)
     if sync:
         os.fsync(osfd)
     return total
+
+
+def _length(data) -> int:
+    """The bytes of a WRITE's payload: one buffer, or a list of them."""
+    if isinstance(data, (list, tuple)):
+        return sum(memoryview(b).nbytes for b in data)
+    return memoryview(data).nbytes
 
 
 def _write_zeros(osfd: int, offset: int, length: int) -> None:
