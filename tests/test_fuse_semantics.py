@@ -147,18 +147,24 @@ end-volume
 """
 
 
+def _counted_mount_with_directory(tmp_path, cleanup, names) -> Mount:
+    """A mount of POSIX_COUNTED whose directory d holds empty files `names`."""
+    m = Mount(tmp_path, volfile=POSIX_COUNTED)
+    assert m.ok(), m.result.stderr
+    cleanup(m)
+    (m.mnt / "d").mkdir()
+    for n in names:
+        (m.mnt / "d" / n).write_bytes(b"")
+    return m
+
+
 def test_a_listing_reads_the_directory_once(tmp_path, cleanup):
     """The kernel asks for a page of entries at a time; a readdirp from the
     graph brings far more.  What did not fit is kept for the kernel's next
     request: listing a directory costs about (its size / one readdirp's
     budget) readdirps, not one per page of the kernel's."""
-    m = Mount(tmp_path, volfile=POSIX_COUNTED)
-    assert m.ok(), m.result.stderr
-    cleanup(m)
     names = {f"entry-with-a-longer-name-{i:05d}" for i in range(3000)}
-    (m.mnt / "d").mkdir()
-    for n in names:
-        (m.mnt / "d" / n).write_bytes(b"")
+    m = _counted_mount_with_directory(tmp_path, cleanup, names)
     before = _fop_hits(m, "READDIRP")
     listed = set(os.listdir(m.mnt / "d"))
     assert listed == names
@@ -181,13 +187,8 @@ def test_a_small_directory_is_listed_with_two_readdirps(tmp_path, cleanup):
     bridge used to fetch again once a batch was used up, to fill the
     kernel's page - at the end of a directory that readdirp came back
     empty and the kernel's next request asked it again (3 per directory)."""
-    m = Mount(tmp_path, volfile=POSIX_COUNTED)
-    assert m.ok(), m.result.stderr
-    cleanup(m)
     names = {f"f{i:03d}" for i in range(100)}
-    (m.mnt / "d").mkdir()
-    for n in names:
-        (m.mnt / "d" / n).write_bytes(b"")
+    m = _counted_mount_with_directory(tmp_path, cleanup, names)
     for _ in range(2):  # the second time with the dentries the first left
         before = _fop_hits(m, "READDIRP")
         assert set(os.listdir(m.mnt / "d")) == names
