@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import stat as st
+import textwrap
 import time
 from pathlib import Path
 
@@ -779,6 +780,157 @@ def test_network_partition(tmp_path):
             assert secondary_names() == set(before + during + after)
             for name in before + during + after:
                 assert (tmp_path / "sb2" / name).read_bytes() == name.encode() * 1000
+        finally:
+            for d in nodes:
+                d.cleanup()
+
+
+REPLICA_PORT = 24423
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces and chown need root")
+def test_replica3_primary_across_nodes(tmp_path):
+    """The issue's set-up: two clusters of glusterpyd nodes in network
+    namespaces - a primary replica 3 with one brick on each of three nodes,
+    a secondary distribute over two more.  Changes of every kind arrive
+    with their gfids; one worker per node, one of them Active; the Active
+    worker killed (its node's glusterpyd held so it cannot restart it), a
+    Passive one on another node takes over and what was written meanwhile
+    arrives; the trees are equal again after the next checkpoint."""
+    from test_glusterd_cluster import SUBNET, in_netns, switched_namespaces
+    with switched_namespaces(5) as namespaces:
+        nodes = [Daemon(tmp_path / f"node{i}", port=REPLICA_PORT, address=f"{SUBNET}.{i}",
+                        netns=ns) for i, ns in enumerate(namespaces, 1)]
+        hosts = [f"{SUBNET}.{i}" for i in range(1, 6)]
+        n1, n4 = nodes[0], nodes[3]
+        secondary = f"{hosts[3]}:{REPLICA_PORT}::sv"
+        tests_dir = str(Path(__file__).parent)
+
+        def geo(*words):
+            return n1.ok("volume", "geo-replication", "pv", secondary, *words)
+
+        def rows():
+            return geo("status", "--json").json()["rows"]
+
+        def on_primary(node: int, body: str) -> str:
+            """body, with `v` a gfapi client of the primary through node's
+            glusterpyd, run in that node's namespace."""
+            return in_netns(nodes[node].netns, f"""
+                import os, stat as st
+                from glusterpy.gfapi import Volume
+                with Volume("{hosts[node]}", "pv", port={REPLICA_PORT}) as v:
+                """ + textwrap.indent(textwrap.dedent(body), " " * 20))
+
+        def mismatches() -> list[str]:
+            """The paths whose entry (type, mode, owner, mtime, gfid, data,
+            user xattrs) differs between the primary and the secondary."""
+            out = in_netns(n1.netns, f"""
+                import json, sys
+                sys.path.insert(0, {tests_dir!r})
+                from test_georep import _tree
+                from glusterpy.gfapi import Volume
+                with Volume("{hosts[0]}", "pv", port={REPLICA_PORT}) as p, \\
+                        Volume("{hosts[3]}", "sv", port={REPLICA_PORT}) as s:
+                    a, b = _tree(p), _tree(s)
+                print(json.dumps(sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))))
+            """)
+            return json.loads(out.strip().splitlines()[-1])
+
+        def checkpoint():
+            geo("config", "checkpoint", "now")
+            wait_for(lambda: any(r["status"] == "Active" and r["checkpoint_completed"]
+                                 for r in rows()), 120, "the checkpoint")
+
+        def on_secondary_bricks(name: str) -> bytes | None:
+            for b in ("sb4", "sb5"):
+                p = tmp_path / b / name
+                if p.exists() and p.stat().st_size:
+                    return p.read_bytes()
+            return None
+
+        try:
+            for d in nodes:
+                d.start()
+            for h in hosts[1:3]:
+                n1.ok("peer", "probe", f"{h}:{REPLICA_PORT}")
+            n4.ok("peer", "probe", f"{hosts[4]}:{REPLICA_PORT}")
+            n1.ok("volume", "create", "pv", "replica", "3",
+                  *[f"{h}:{tmp_path}/pb{i}" for i, h in enumerate(hosts[:3], 1)])
+            n1.ok("volume", "start", "pv")
+            n1.ok("volume", "set", "pv", "changelog.rollover-time", "1")  # (Pair.start)
+            n4.ok("volume", "create", "sv", f"{hosts[3]}:{tmp_path}/sb4",
+                  f"{hosts[4]}:{tmp_path}/sb5")
+            n4.ok("volume", "start", "sv")
+            on_primary(0, """
+                v.makedirs("/d1/d2")
+                for name, data in (("/d1/f", b"hello " * 1000), ("/keep", b"kept"),
+                                   ("/over", b"the target of a rename over it")):
+                    with v.fopen(name, "wb") as f:
+                        f.write(data)
+                v.symlink("f", "/d1/l")
+                v.link("/d1/f", "/d1/hard")
+                v.setxattr("/d1/f", "user.colour", b"blue")
+                v.chmod("/d1/d2", 0o750)
+                v.chown("/keep", 1234, 4321)
+            """)
+            assert "has been successful" in geo("create").out
+            geo("config", "change-interval", "1")
+            geo("start")
+            checkpoint()
+            assert mismatches() == []
+            # one worker per node, one Active for the replica set
+            first = rows()
+            assert sorted(r["status"] for r in first) == ["Active", "Passive", "Passive"], first
+            assert sorted(r["primary_node"] for r in first) == hosts[:3]
+
+            on_primary(1, """
+                with v.fopen("/d1/f", "ab") as f:
+                    f.write(b"appended")
+                v.truncate("/keep", 2)
+                v.rename("/d1/hard", "/over")  # over an existing name
+                v.rename("/d1/d2", "/d3")
+                v.unlink("/d1/l")
+                v.removexattr("/d1/f", "user.colour")
+                v.setxattr("/d3", "user.tag", b"x")
+                with v.fopen("/d3/new", "wb") as f:
+                    f.write(os.urandom(1 << 20))
+            """)
+            checkpoint()
+            assert mismatches() == []
+
+            # kill -9 the Active worker, its node's glusterpyd held meanwhile
+            active = next(r for r in rows() if r["status"] == "Active")
+            held = nodes[hosts.index(active["primary_node"])]
+            others = [d for d in nodes[:3] if d is not held]
+
+            def active_elsewhere():
+                for d in others:
+                    for f in (d.workdir / "geo-replication").rglob("*.status.json"):
+                        with contextlib.suppress(OSError, ValueError):
+                            if json.loads(f.read_text()).get("status") == "Active":
+                                return d
+                return None
+            held.proc.send_signal(signal.SIGSTOP)
+            try:
+                os.kill(active["worker_pid"], signal.SIGKILL)
+                t0 = time.monotonic()
+                writer = nodes.index(others[0])
+                on_primary(writer, """
+                    with v.fopen("/while-dead", "wb") as f:
+                        f.write(b"written while the worker was dead")
+                """)
+                took_over = wait_for(active_elsewhere, 30, "a Passive worker on another node")
+                assert time.monotonic() - t0 < 20
+                assert took_over in others
+                wait_for(lambda: on_secondary_bricks("while-dead") ==
+                         b"written while the worker was dead", 60,
+                         "the write after the kill on the secondary")
+            finally:
+                held.proc.send_signal(signal.SIGCONT)
+            checkpoint()
+            assert mismatches() == []
+            assert [r["status"] for r in rows()].count("Active") == 1
         finally:
             for d in nodes:
                 d.cleanup()
