@@ -100,7 +100,7 @@ class PosixFdOps:
             known = self._fd_known(of)
             sync = bool(flags & (os.O_SYNC | os.O_DSYNC))
             aio = self._aio_for(of)
-            if aio is not None and offset + _length(data) <= pre.size and \
+            if aio is not None and offset + _length(_buffers(data)) <= pre.size and \
                     not of.flags & os.O_APPEND:
                 count = await self._write_aio(aio, of, data, offset, sync)
             elif aio is not None:
@@ -110,8 +110,7 @@ class PosixFdOps:
                 # (bench/notes/qemu.md (16)).  A worker does it instead, as
                 # GlusterFS's posix does every write - one worker of its own,
                 # taking them back to back (`serial`).
-                if not all(map(direct_ready, data if isinstance(data, (list, tuple))
-                               else (data,))):
+                if not all(map(direct_ready, _buffers(data))):
                     self.direct_copies += 1     # _pwrite_all copies it aligned
                 count = await self._blocking(of, _pwrite_all, of.osfd, True, data,
                                              offset, sync, serial=True)
@@ -307,8 +306,7 @@ class PosixFdOps:
         request: a payload that lies page-aligned (as the brick's receive
         arena places a WRITE's: rpc.record) as it is, else the buffers
         copied once into one page-aligned buffer."""
-        views = [memoryview(b).cast("B") for b in
-                 (data if isinstance(data, (list, tuple)) else (data,))]
+        views = [memoryview(b).cast("B") for b in _buffers(data)]
         length = sum(len(v) for v in views)
         aligned = direct_write_source(views[0]) if len(views) == 1 else None
         if aligned is None:
@@ -390,9 +388,8 @@ def _direct_length(size: int) -> int:
 def _pwrite_all(osfd: int, odirect: bool, data, offset: int, sync: bool = False) -> int:
     """pwrite every buffer of `data` (one, or a list) from `offset`; under
     O_DIRECT through a page-aligned copy; then fsync when `sync`."""
-    bufs = data if isinstance(data, (list, tuple)) else (data,)
     total = 0
-    for buf in bufs:
+    for buf in _buffers(data):
         view = memoryview(buf).cast("B")
         if odirect and not direct_ready(view):
             aligned = mmap.mmap(-1, _page_round(len(view)))
@@ -410,11 +407,15 @@ def _pwrite_all(osfd: int, odirect: bool, data, offset: int, sync: bool = False)
     return total
 
 
-def _length(data) -> int:
-    """The bytes of a WRITE's payload: one buffer, or a list of them."""
-    if isinstance(data, (list, tuple)):
-        return sum(memoryview(b).nbytes for b in data)
-    return memoryview(data).nbytes
+def _buffers(data) -> list | tuple:
+    """A WRITE's payload as a sequence of buffers: it comes as one buffer,
+    or as a list of them."""
+    return data if isinstance(data, (list, tuple)) else (data,)
+
+
+def _length(buffers) -> int:
+    """The bytes of a WRITE's payload (_buffers)."""
+    return sum(memoryview(b).nbytes for b in buffers)
 
 
 def _write_zeros(osfd: int, offset: int, length: int) -> None:
