@@ -13,7 +13,7 @@ STAMPS := .make-stamps
 # for the captures.
 DEB_PACKAGES := glusterfs-server glusterfs-client qemu-utils qemu-block-extra \
 	fio tshark fuse3 libfuse3-dev pkg-config gcc lvm2 attr rsync sqlite3 git \
-	iproute2 procps psmisc util-linux
+	iproute2 procps psmisc util-linux strace
 # mypyc compiles the RPC codec (glusterpy/rpc/compiled.py): a C compiler
 # (gcc above) and Python's headers
 DEB_PACKAGES += python3-dev

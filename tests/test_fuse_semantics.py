@@ -16,6 +16,7 @@ import fcntl
 import json
 import mmap
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -381,6 +382,39 @@ def test_supplementary_groups_are_cached_for_gid_timeout():
     out = subprocess.run([sys.executable, "-c", GID_CACHE_PROBE], capture_output=True,
                          text=True, check=True, timeout=60).stdout
     assert out.strip() == "(4001,) (4002, 4003)"
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_ls_l_asks_for_selinux_labels_once_per_mount(tmp_path, cleanup):
+    """Without -o selinux the mount cannot hold a label (setting one is
+    refused), so getting one says EOPNOTSUPP, and coreutils' `ls -l`,
+    which asks for the label of every file it lists, stops asking after
+    the first: 40 files listed, one request for a label.  (fuse-bridge
+    answers ENODATA, and ls asks for all 40.)  -o selinux lets labels
+    through to the volume."""
+    m = mounted(tmp_path / "default")
+    cleanup(m)
+    (m.mnt / "d").mkdir()
+    for i in range(40):
+        (m.mnt / "d" / f"f{i}").write_bytes(b"x")
+    with pytest.raises(OSError) as e:
+        os.getxattr(m.mnt / "d" / "f0", "security.selinux")
+    assert e.value.errno == errno.EOPNOTSUPP
+    with pytest.raises(OSError) as e:
+        os.setxattr(m.mnt / "d" / "f0", "security.selinux", b"system_u:object_r:tmp_t:s0")
+    assert e.value.errno == errno.EOPNOTSUPP
+    trace = tmp_path / "ls.trace"
+    listing = subprocess.run(["strace", "-qq", "-e", "trace=lgetxattr,getxattr", "-o", str(trace),
+                              "ls", "-l", str(m.mnt / "d")], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+    assert listing.count(" f") == 40, listing
+    asked = [line for line in trace.read_text().splitlines() if "security.selinux" in line]
+    assert len(asked) == 1, asked
+    m2 = mounted(tmp_path / "selinux", "selinux")
+    cleanup(m2)
+    (m2.mnt / "g").write_bytes(b"x")
+    os.setxattr(m2.mnt / "g", "security.selinux", b"system_u:object_r:tmp_t:s0\0")
+    assert os.getxattr(m2.brick / "g", "security.selinux") == b"system_u:object_r:tmp_t:s0\0"
 
 
 def test_security_capability_stays_on_the_client_unless_asked(tmp_path, cleanup):

@@ -29,10 +29,15 @@ Follows GlusterFS's fuse-bridge (xlators/mount/fuse/src/fuse-bridge.c):
   names (readdirplus), each counted as a lookup.
 * FopError(errno) becomes FUSEError(errno) here, at the edge.
 * security.capability and security.selinux never leave the client unless
-  the `capability` / `selinux` mount options say so: getting them gives
-  ENODATA, setting them EOPNOTSUPP (fuse_check_selinux_cap_xattr).  The
-  kernel asks for security.capability before each write to a file, so
-  this saves a round trip to the bricks per write(2).  Likewise POSIX ACLs
+  the `capability` / `selinux` mount options say so, and setting them gives
+  EOPNOTSUPP (fuse_check_selinux_cap_xattr).  Getting security.capability
+  gives ENODATA as in fuse-bridge: the kernel asks for it before each
+  write to a file, so this saves a round trip to the bricks per write(2).
+  Getting security.selinux gives EOPNOTSUPP, where fuse-bridge says
+  ENODATA: this mount cannot hold a label (setting one is refused), and
+  that is what EOPNOTSUPP says - coreutils' `ls -l` asks for every listed
+  file's label and stops asking for the rest of a filesystem that answers
+  it, so a listing costs no request per file for it.  Likewise POSIX ACLs
   (system.posix_acl_access/default) give EOPNOTSUPP unless the `acl`
   mount option is given, as fuse-bridge does without it: `ls -l` asks for
   the access ACL of every file it lists.
@@ -742,9 +747,11 @@ class FuseBridge(pyfuse3.Operations):
     async def getxattr(self, inode, name, ctx):
         key = os.fsdecode(name)
         if self._security_xattr_off(key):
-            # the kernel asks for security.capability before every write;
-            # answered here, as fuse-bridge does, that costs no round trip
-            raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            # the kernel asks for security.capability before every write:
+            # "none" (fuse-bridge's answer) lets the write go on; a label
+            # this mount cannot hold is "not supported" (see the module's
+            # docstring), which callers such as `ls -l` remember
+            raise pyfuse3.FUSEError(pyfuse3.ENOATTR if key == CAPABILITY_KEY else errno.EOPNOTSUPP)
         if self._acl_off(key):
             raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
         with self._caller(ctx):
