@@ -139,6 +139,10 @@ _CHILD = textwrap.dedent("""
     from glusterpy.fops import ROOT_GFID, Fd, GFID, Loc
     from glusterpy.graph import Graph
     from conftest import posix_volfile
+    from xlators.storage.posix import dir_ops
+    # these counts are of the listing's own reads: no prefetch, no probe
+    # (strace slows every syscall - the probe would find the disk cold)
+    dir_ops.PREFETCH_MIN = 10**9
     brick, files, asks = sys.argv[1], int(sys.argv[2]), dict.fromkeys(sys.argv[3].split(","), 0)
 
     async def listing(top):
@@ -284,3 +288,40 @@ async def test_readdirp_iatts_follow_an_atime_that_moved_alone(brick, posix_grap
             pytest.skip("this file system did not move atime alone on a read")
         after = await atime()
         assert after[0] == st.st_atime_ns // 1_000_000_000 and after[1:] == before[1:]
+
+
+async def test_a_cold_directory_is_read_ahead_in_parallel(brick, posix_graph, monkeypatch):
+    """The entries a listing finds neither in MdataCache nor (by the probe)
+    in the kernel's caches are read by dir_ops' prefetch threads first; the
+    listing is the same as one without them, and a listing whose entries
+    are held reads nothing ahead."""
+    from xlators.storage.posix import dir_ops
+    names = [f"f{i:03}" for i in range(3 * dir_ops.PREFETCH_MIN)]
+    async with posix_graph(brick) as top:
+        gfids = {name: await _mkfile(top, name) for name in names}
+    _settle()
+
+    async def listing(top):
+        fd = Fd(gfid=ROOT_GFID, is_dir=True)
+        await top.opendir(Loc.root(), fd, None)
+        try:
+            return {e.name: (e.iatt.gfid, e.iatt.size, e.iatt.mtime, e.xdata)
+                    for e in (await top.readdirp(fd, 1 << 20, 0, dict(LISTING_ASKS))).entries
+                    if e.name in gfids}
+        finally:
+            await top.releasedir(fd, None)
+
+    # a probe that always finds the disk slow: every unheld entry is read ahead
+    monkeypatch.setattr(dir_ops, "PREFETCH_COLD_NS", 0)
+    async with posix_graph(brick) as top:      # a new brick process: nothing held
+        read_ahead = await listing(top)
+        assert top.prefetched == len(names) - dir_ops.PREFETCH_PROBE
+        assert {n: v[0] for n, v in read_ahead.items()} == gfids
+        again = await listing(top)             # held now: nothing to read ahead
+        assert top.prefetched == len(names) - dir_ops.PREFETCH_PROBE
+        assert again == read_ahead
+    # a probe that always finds the kernel's caches warm: no read-ahead
+    monkeypatch.setattr(dir_ops, "PREFETCH_COLD_NS", 10**12)
+    async with posix_graph(brick) as top:
+        assert await listing(top) == read_ahead
+        assert top.prefetched == 0

@@ -243,6 +243,9 @@ class Posix(PosixCommon, PosixEntryOps, PosixInodeOps, PosixFdOps, PosixDirOps, 
         #: O_DIRECT AIO writes whose payload was copied into an aligned
         #: buffer (it did not lie page-aligned): a count for tests and benches
         self.direct_copies = 0
+        #: entries of cold directories read ahead in parallel (dir_ops
+        #: _prefetch_cold): a count for tests and benches
+        self.prefetched = 0
 
     put = Translator.put_with_own_fops  # posix_put, through the syncops of this translator
 

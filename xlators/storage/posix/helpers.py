@@ -295,6 +295,15 @@ class MdataCache:
             entries[key] = (st.st_ctime_ns, gfid, raw, None, None, None, ())
         return gfid, raw
 
+    def unlisted(self, dev: int, inos) -> list[int]:
+        """The positions of `inos` (inode numbers on device `dev`) that
+        `listed` holds nothing for: the entries a listing will read from
+        the disk (dir_ops' prefetch of a cold directory)."""
+        if self._listed_generation != MdataCache.xattr_generation:
+            return list(range(len(inos)))
+        entries = self._listed
+        return [i for i, ino in enumerate(inos) if (dev, ino) not in entries]
+
     def listed_iatt(self, st: os.stat_result, made_of: tuple) -> tuple:
         """The fields of the iatt made of `made_of` (every field of the
         lstat an iatt takes, the ctime option) and the entry's gfid and
