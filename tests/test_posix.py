@@ -33,7 +33,8 @@ from glusterpy.volfile import VolfileError
 from glusterpy.xlator import overridden_fops
 from xlators.storage import posix as posix_mod
 from xlators.storage.posix.handles import xxh64
-from xlators.storage.posix.helpers import DIR_CACHE_MAX, MdataCache, xremove, xset
+from xlators.storage.posix.helpers import (DIR_CACHE_MAX, DeferredEviction, MdataCache, xremove,
+                                           xset)
 from xlators.storage.posix.xattr_ops import combine
 
 from conftest import posix_volfile
@@ -1655,3 +1656,39 @@ async def test_a_lookup_asked_for_mdata_reads_it_once(brick, posix_graph, monkey
         os.removexattr(brick / "f", MDATA_KEY)     # absent: not in the reply either
         r = await top.lookup(Loc(pargfid=ROOT_GFID, name="f"), {MDATA_KEY: 1})
         assert MDATA_KEY not in (r.xdata or {})
+
+
+@pytest.mark.parametrize("limit", [DeferredEviction.LIMIT, 0], ids=["deferred", "bound-reached"])
+async def test_unlink_leaves_freeing_the_inode_to_background_threads(brick, posix_graph,
+                                                                      monkeypatch, limit):
+    """The unlink of a file's last name keeps an O_PATH descriptor on the
+    inode and hands it to DeferredEviction, whose threads' close frees it;
+    with LIMIT descriptors waiting the caller closes (and frees) itself.
+    Either way the names are gone at once and every inode is freed by the
+    time the translator has stopped."""
+    monkeypatch.setattr(DeferredEviction, "LIMIT", limit)
+    names = [f"f{i}" for i in range(50)]
+    async with posix_graph(brick) as top:
+        for name in names:
+            fd = Fd()
+            await top.create(Loc.child(Loc.root(), name), os.O_RDWR | os.O_CREAT, 0o644, 0, fd,
+                             {"gfid-req": GFID.random()})
+            await top.writev(fd, b"x" * 8192, 0, 0, None)
+            await top.release(fd, None)
+        for name in names:
+            await top.unlink(Loc.child(Loc.root(), name), 0, None)
+            assert not (brick / name).exists()
+        ev = top._evictions
+        assert (ev.deferred, ev.inline) == ((len(names), 0) if limit else (0, len(names)))
+        assert not [p for p in (brick / ".glusterfs").rglob("*") if p.is_file()]
+    # fini drained the threads: no descriptor of this process still pins
+    # an unlinked file of the brick
+    pinned = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(brick)) and target.endswith("(deleted)"):
+            pinned.append(target)
+    assert pinned == []

@@ -179,7 +179,7 @@ from .dir_ops import DIRENT_COST, GETDENTS_BUF, PosixDirOps
 from .entry_ops import PosixEntryOps
 from .fd_ops import GF_SEEK_DATA, GF_SEEK_HOLE, NOWAIT_FIRST, PosixFdOps
 from .handles import PosixHandles
-from .helpers import HIDDEN_DIR, LANDFILL_DIR, UNLINK_DIR, MdataCache
+from .helpers import HIDDEN_DIR, LANDFILL_DIR, UNLINK_DIR, DeferredEviction, MdataCache
 from .inode_ops import PosixInodeOps
 from .mdata import MDATA_A, MDATA_C, MDATA_M, PosixMdata
 from .resolve import PosixResolve
@@ -243,6 +243,8 @@ class Posix(PosixCommon, PosixEntryOps, PosixInodeOps, PosixFdOps, PosixDirOps, 
         #: O_DIRECT AIO writes whose payload was copied into an aligned
         #: buffer (it did not lie page-aligned): a count for tests and benches
         self.direct_copies = 0
+        #: closes the descriptors unlink keeps on inodes it frees
+        self._evictions = DeferredEviction(self.name)
         #: entries of cold directories read ahead in parallel (dir_ops
         #: _prefetch_cold): a count for tests and benches
         self.prefetched = 0

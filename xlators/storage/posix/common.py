@@ -117,6 +117,7 @@ class PosixCommon:
         if self._serial_pool is not None:
             self._serial_pool.close()
             self._serial_pool = None
+        self._evictions.drain()
         self._close_all()
 
     def options_changed(self, old) -> None:

@@ -158,9 +158,21 @@ class PosixEntryOps:
             reply_x[GET_LINK_COUNT] = UInt(nlink)
         if gfid is not None and nlink > 1 and self.opts.gfid2path:
             quiet(os.removexattr, target, gfid2path_key(pgfid, name), follow_symlinks=False)
+        pin = None
+        if nlink <= 1:
+            # the inode goes with this name: freeing it is left to the
+            # descriptor's last close, in DeferredEviction's threads
+            try:
+                pin = os.open(name, os.O_PATH | O_NOFOLLOW, dir_fd=pfd)
+            except OSError:
+                pass    # gone already: the unlink below says so
         if gfid is not None and nlink == 1:
             self._drop_handle(gfid)    # the last name goes: so does the handle
-        os.unlink(name, dir_fd=pfd)
+        try:
+            os.unlink(name, dir_fd=pfd)
+        finally:
+            if pin is not None:
+                self._evictions.close(pin)
         if gfid is not None and nlink > 1:
             self._mdata_touch(handle_path(self._hdir, gfid), MDATA_C)
         post = self._dir_iatt(pfd, pgfid, touch=MDATA_C | MDATA_M)
