@@ -1661,8 +1661,8 @@ async def test_a_lookup_asked_for_mdata_reads_it_once(brick, posix_graph, monkey
 @pytest.mark.parametrize("limit", [DeferredEviction.LIMIT, 0], ids=["deferred", "bound-reached"])
 async def test_unlink_leaves_freeing_the_inode_to_background_threads(brick, posix_graph,
                                                                       monkeypatch, limit):
-    """The unlink of a file's last name keeps an O_PATH descriptor on the
-    inode and hands it to DeferredEviction, whose threads' close frees it;
+    """The unlink of a file's last name (and a rename over one) keeps an
+    O_PATH descriptor on the inode and hands it to DeferredEviction, whose threads' close frees it;
     with LIMIT descriptors waiting the caller closes (and frees) itself.
     Either way the names are gone at once and every inode is freed by the
     time the translator has stopped."""
@@ -1675,7 +1675,9 @@ async def test_unlink_leaves_freeing_the_inode_to_background_threads(brick, posi
                              {"gfid-req": GFID.random()})
             await top.writev(fd, b"x" * 8192, 0, 0, None)
             await top.release(fd, None)
-        for name in names:
+        # a rename over a file frees the replaced one's inode the same way
+        await top.rename(Loc.child(Loc.root(), names[0]), Loc.child(Loc.root(), names[1]), None)
+        for name in names[1:]:
             await top.unlink(Loc.child(Loc.root(), name), 0, None)
             assert not (brick / name).exists()
         ev = top._evictions

@@ -240,7 +240,17 @@ class PosixEntryOps:
                     self._forget_dir(vgfid)
                     quiet(os.unlink, hrel(vgfid), dir_fd=self._hdir)
                 elif vnlink == 1:
-                    self._drop_handle(vgfid)
+                    # the handle was the replaced file's last link: its
+                    # inode is freed by DeferredEviction, as unlink's is
+                    try:
+                        pin = os.open(hrel(vgfid), os.O_PATH | O_NOFOLLOW, dir_fd=self._hdir)
+                    except OSError:
+                        pin = None
+                    try:
+                        self._drop_handle(vgfid)
+                    finally:
+                        if pin is not None:
+                            self._evictions.close(pin)
             if ogfid is not None:
                 if stat.S_ISDIR(ost.st_mode):
                     self._make_dir_handle(ogfid, npgfid, nname, replace=True)
