@@ -390,3 +390,57 @@ class Lane:
 #: the lane of the fop running in this task; None: run syscalls inline
 lane: contextvars.ContextVar[Lane | None] = contextvars.ContextVar(
     "glusterpy_iothreads_lane", default=None)
+
+
+class KeyedWorkers:
+    """Jobs of one key run one at a time in arrival order, jobs of different
+    keys in parallel: `count` one-worker Pools (started on first use), and a
+    key is bound to one of them while it has a job queued or running, then
+    free to go to whichever worker is least loaded next time.
+
+    For storage/posix's extending O_DIRECT writes (key: the file's gfid):
+    ext4 runs such a write synchronously, ~200-500 us, and GlusterFS's brick
+    keeps several files' in flight at once from its 16 io-threads; one worker
+    for all of them made the files wait on each other (bench/notes/qemu.md
+    (16), (17)).  One worker per key keeps one file's writes in order, as
+    the single worker did, and each worker still takes its key's queued
+    writes back to back without sleeping - the cheap case of a hop.
+    Single-threaded: called only from the trio thread."""
+
+    def __init__(self, count: int, name: str = "keyed"):
+        if count < 1:
+            raise ValueError(f"{name}: KeyedWorkers needs at least one worker, not {count}")
+        self.name = name
+        self.pools: list[Pool | None] = [None] * count
+        self._load = [0] * count                    # jobs queued or running, per worker
+        self._bound: dict[Any, list[int]] = {}      # key -> [worker index, its jobs]
+
+    async def run(self, key: Any, prio: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) in the worker `key` is bound to (Pool.run's semantics)."""
+        bound = self._bound.get(key)
+        if bound is None:
+            load = self._load
+            index = load.index(min(load))
+            bound = self._bound[key] = [index, 0]
+        index = bound[0]
+        pool = self.pools[index]
+        if pool is None:
+            pool = self.pools[index] = Pool(1, name=f"{self.name}-{index}")
+        bound[1] += 1
+        self._load[index] += 1
+        try:
+            return await pool.run(prio, fn, *args)   # queued before any checkpoint
+        finally:
+            self._load[index] -= 1
+            bound[1] -= 1
+            if not bound[1]:
+                del self._bound[key]
+
+    @property
+    def jobs(self) -> int:
+        return sum(p.jobs for p in self.pools if p is not None)
+
+    def close(self) -> None:
+        for pool in self.pools:
+            if pool is not None:
+                pool.close()
