@@ -114,14 +114,17 @@ class Pool:
 
     def __init__(self, thread_count: int = 16, limits=(16, 16, 16, 1),
                  idle_time: float = 120, name: str = "iot",
-                 offload_above_ns: int = OFFLOAD_ABOVE_NS):
+                 offload_above_ns: int = OFFLOAD_ABOVE_NS, completions: "Pool | None" = None):
+        """`completions`: another pool whose lock and list of finished jobs
+        this one shares, so that jobs of both finishing together cost the
+        event loop one wake-up (KeyedWorkers' one-worker pools)."""
         self.name = name
         self.offload_above_ns = offload_above_ns
         #: fn -> moving average of its duration (ns); touched only by the trio thread
         self._cost: dict[Any, float] = {}
         self._measured_inline: set = set()
         self._calls = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock() if completions is None else completions._lock
         self._queues = tuple(deque() for _ in PRIORITIES)
         self._queued = 0
         self._active = [0, 0, 0, 0]
@@ -130,7 +133,7 @@ class Pool:
         self._idle_time = float(idle_time)
         self._idle: list = []          # wake locks of sleeping workers, LIFO
         self._threads = 0
-        self._done: list[_Job] = []
+        self._done: list[_Job] = [] if completions is None else completions._done
         self._token: trio.lowlevel.TrioToken | None = None
         self._closed = False
         # counters, for statedumps and tests (updated under the lock)
@@ -345,7 +348,8 @@ class Pool:
     def _deliver(self) -> None:
         """In the trio thread: wake every task whose job finished."""
         with self._lock:
-            done, self._done = self._done, []
+            done = self._done.copy()    # the list itself may be shared (`completions`)
+            self._done.clear()
             self.deliveries += 1
         observe = self.observe
         for job in done:
@@ -425,7 +429,10 @@ class KeyedWorkers:
         index = bound[0]
         pool = self.pools[index]
         if pool is None:
-            pool = self.pools[index] = Pool(1, name=f"{self.name}-{index}")
+            # one list of finished jobs for all: completions of several
+            # files' writes that finish together wake the loop once
+            first = next((p for p in self.pools if p is not None), None)
+            pool = self.pools[index] = Pool(1, name=f"{self.name}-{index}", completions=first)
         bound[1] += 1
         self._load[index] += 1
         try:
