@@ -114,17 +114,14 @@ class Pool:
 
     def __init__(self, thread_count: int = 16, limits=(16, 16, 16, 1),
                  idle_time: float = 120, name: str = "iot",
-                 offload_above_ns: int = OFFLOAD_ABOVE_NS, completions: "Pool | None" = None):
-        """`completions`: another pool whose lock and list of finished jobs
-        this one shares, so that jobs of both finishing together cost the
-        event loop one wake-up (KeyedWorkers' one-worker pools)."""
+                 offload_above_ns: int = OFFLOAD_ABOVE_NS):
         self.name = name
         self.offload_above_ns = offload_above_ns
         #: fn -> moving average of its duration (ns); touched only by the trio thread
         self._cost: dict[Any, float] = {}
         self._measured_inline: set = set()
         self._calls = 0
-        self._lock = threading.Lock() if completions is None else completions._lock
+        self._lock = threading.Lock()
         self._queues = tuple(deque() for _ in PRIORITIES)
         self._queued = 0
         self._active = [0, 0, 0, 0]
@@ -133,7 +130,7 @@ class Pool:
         self._idle_time = float(idle_time)
         self._idle: list = []          # wake locks of sleeping workers, LIFO
         self._threads = 0
-        self._done: list[_Job] = [] if completions is None else completions._done
+        self._done: list[_Job] = []
         self._token: trio.lowlevel.TrioToken | None = None
         self._closed = False
         # counters, for statedumps and tests (updated under the lock)
@@ -348,8 +345,7 @@ class Pool:
     def _deliver(self) -> None:
         """In the trio thread: wake every task whose job finished."""
         with self._lock:
-            done = self._done.copy()    # the list itself may be shared (`completions`)
-            self._done.clear()
+            done, self._done = self._done, []
             self.deliveries += 1
         observe = self.observe
         for job in done:
@@ -394,60 +390,3 @@ class Lane:
 #: the lane of the fop running in this task; None: run syscalls inline
 lane: contextvars.ContextVar[Lane | None] = contextvars.ContextVar(
     "glusterpy_iothreads_lane", default=None)
-
-
-class KeyedWorkers:
-    """Jobs of one key run one at a time in arrival order, jobs of different
-    keys in parallel: `count` one-worker Pools (started on first use), and a
-    key is bound to one of them while it has a job queued or running, then
-    free to go to whichever worker is least loaded next time.
-
-    For storage/posix's extending O_DIRECT writes (key: the file's gfid):
-    ext4 runs such a write synchronously, ~200-500 us, and GlusterFS's brick
-    keeps several files' in flight at once from its 16 io-threads; one worker
-    for all of them made the files wait on each other (bench/notes/qemu.md
-    (16), (17)).  One worker per key keeps one file's writes in order, as
-    the single worker did, and each worker still takes its key's queued
-    writes back to back without sleeping - the cheap case of a hop.
-    Single-threaded: called only from the trio thread."""
-
-    def __init__(self, count: int, name: str = "keyed"):
-        if count < 1:
-            raise ValueError(f"{name}: KeyedWorkers needs at least one worker, not {count}")
-        self.name = name
-        self.pools: list[Pool | None] = [None] * count
-        self._load = [0] * count                    # jobs queued or running, per worker
-        self._bound: dict[Any, list[int]] = {}      # key -> [worker index, its jobs]
-
-    async def run(self, key: Any, prio: int, fn: Callable[..., Any], *args: Any) -> Any:
-        """fn(*args) in the worker `key` is bound to (Pool.run's semantics)."""
-        bound = self._bound.get(key)
-        if bound is None:
-            load = self._load
-            index = load.index(min(load))
-            bound = self._bound[key] = [index, 0]
-        index = bound[0]
-        pool = self.pools[index]
-        if pool is None:
-            # one list of finished jobs for all: completions of several
-            # files' writes that finish together wake the loop once
-            first = next((p for p in self.pools if p is not None), None)
-            pool = self.pools[index] = Pool(1, name=f"{self.name}-{index}", completions=first)
-        bound[1] += 1
-        self._load[index] += 1
-        try:
-            return await pool.run(prio, fn, *args)   # queued before any checkpoint
-        finally:
-            self._load[index] -= 1
-            bound[1] -= 1
-            if not bound[1]:
-                del self._bound[key]
-
-    @property
-    def jobs(self) -> int:
-        return sum(p.jobs for p in self.pools if p is not None)
-
-    def close(self) -> None:
-        for pool in self.pools:
-            if pool is not None:
-                pool.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import mmap
 import os
-import threading
 
 import pytest
 import trio
@@ -178,11 +177,11 @@ async def test_posix_o_direct_io_goes_to_aio_not_the_workers(brick):
         # writes that extend the file go to the workers: ext4 runs an
         # extending O_DIRECT write inside io_submit, which would hold the
         # event loop (bench/notes/qemu.md (16)); so does O_APPEND
-        # (posix's own workers, one per file: see PosixFdOps._blocking)
+        # (posix's own one-worker pool: see PosixFdOps._blocking)
         before = pool.jobs
         for i in range(len(blobs)):
             assert (await top.writev(fd, os.urandom(BLOCK), i * BLOCK, 0, None)).count == BLOCK
-        serial = graph.by_name["t-posix"]._extend_workers
+        serial = graph.by_name["t-posix"]._serial_pool
         assert serial.jobs == len(blobs) and pool.jobs == before
         assert (await top.writev(fd, blobs[0], (len(blobs) - 1) * BLOCK + 4096, 0,
                                  None)).count == BLOCK     # partly past the end
@@ -237,57 +236,6 @@ async def test_posix_o_direct_io_goes_to_aio_not_the_workers(brick):
         assert serial.jobs == before + 1
         assert (brick / "log").read_bytes() == blobs[0] + blobs[1]
         await top.release(fd, None)
-
-
-async def test_posix_extends_files_in_parallel_each_in_order(brick):
-    """Files growing at once are extended by different workers (GlusterFS's
-    brick keeps several files' writes in flight; one worker for all made the
-    files wait on each other: bench/notes/qemu.md (17)), and the writes of
-    one file, queued together, all go to one worker, in order - overlapping
-    ones land as sent."""
-    graph = Graph.from_text(volfile(brick, {"offload-above-usec": "0"}, o_direct=True,
-                                    linux_aio=True))
-    files, per_file = 4, 6
-    blobs = {(f, i): os.urandom(BLOCK) for f in range(files) for i in range(per_file)}
-    async with graph.running():
-        top, posix = graph.top, graph.by_name["t-posix"]
-        fds = [await make_file(top, f"grow{f}") for f in range(files)]
-        # the first write of each file runs and creates its worker; then a
-        # gate holds each worker busy (a job of that file's key) so that the
-        # writes below all queue before any runs, whatever the machine's load
-        for f in range(files):
-            await top.writev(fds[f], blobs[f, 0], 0, 0, None)
-        workers = posix._extend_workers
-        gate = threading.Event()
-        jobs = [0 if p is None else p.jobs for p in workers.pools]
-        queued = lambda: sum(workers._load)     # noqa: E731
-
-        async def wait_until(n):
-            while queued() < n:
-                await trio.sleep(0.001)
-
-        async def write(f, i):
-            # write i overlaps the second half of write i - 1: the later must win
-            offset = i * BLOCK // 2
-            assert (await top.writev(fds[f], blobs[f, i], offset, 0, None)).count == BLOCK
-        async with trio.open_nursery() as n:
-            for f in range(files):
-                n.start_soon(workers.run, fds[f].ctx[posix].gfid, 0, gate.wait)
-            await wait_until(files)
-            for i in range(1, per_file):
-                for f in range(files):
-                    n.start_soon(write, f, i)
-                    await wait_until(files + (i - 1) * files + f + 1)    # queued in order
-            gate.set()
-        # every file's writes in one worker, a worker per file
-        assert sorted(p.jobs - j for p, j in zip(workers.pools, jobs)) == [per_file] * files
-        assert workers._bound == {} and workers._load == [0] * len(workers.pools)
-        for f in range(files):
-            await top.release(fds[f], None)
-            want = bytearray()
-            for i in range(per_file):
-                want[i * BLOCK // 2:] = blobs[f, i]
-            assert (brick / f"grow{f}").read_bytes() == bytes(want)
 
 
 async def test_posix_without_io_threads_or_o_direct_never_uses_aio(brick, monkeypatch):

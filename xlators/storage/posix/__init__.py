@@ -238,8 +238,8 @@ class Posix(PosixCommon, PosixEntryOps, PosixInodeOps, PosixFdOps, PosixDirOps, 
         self._janitor_scope: trio.CancelScope | None = None
         self._janitor_done: trio.Event | None = None
         self._aio: AioContext | None = None
-        #: workers for extending O_DIRECT writes, one file's in one (fd_ops _blocking)
-        self._extend_workers: iothreads.KeyedWorkers | None = None
+        #: a one-worker pool for extending O_DIRECT writes (fd_ops _blocking)
+        self._serial_pool: iothreads.Pool | None = None
         #: O_DIRECT AIO writes whose payload was copied into an aligned
         #: buffer (it did not lie page-aligned): a count for tests and benches
         self.direct_copies = 0

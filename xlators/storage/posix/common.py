@@ -114,9 +114,9 @@ class PosixCommon:
         if self._aio is not None:
             self._aio.close()
             self._aio = None
-        if self._extend_workers is not None:
-            self._extend_workers.close()
-            self._extend_workers = None
+        if self._serial_pool is not None:
+            self._serial_pool.close()
+            self._serial_pool = None
         self._close_all()
 
     def options_changed(self, old) -> None:

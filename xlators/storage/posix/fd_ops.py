@@ -32,11 +32,6 @@ _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", 0x8)
 #: with io-threads, try a buffered read inline with RWF_NOWAIT first (a
 #: page-cache hit) and hand only misses to a worker; see _read_offloaded
 NOWAIT_FIRST = True
-#: workers for extending O_DIRECT writes (`_blocking`'s `serial`): files
-#: written at once extend in parallel, as from GlusterFS's io-threads (ext4 on
-#: the bench's disk: one file 525 MiB/s, four at once 876; fio psync, 128 KiB,
-#: bench/notes/qemu.md (17)); a fifth file shares a worker, in turn
-EXTEND_WORKERS = 4
 
 _c_fallocate = libc.fallocate64
 _c_fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
@@ -113,8 +108,8 @@ class PosixFdOps:
                 # allocation, the journal, i_size) inside io_submit: ~250 us
                 # of the event loop per 128 KiB write of a growing file
                 # (bench/notes/qemu.md (16)).  A worker does it instead, as
-                # GlusterFS's posix does every write - posix's own workers,
-                # one per file being written (`serial`).
+                # GlusterFS's posix does every write - one worker of its own,
+                # taking them back to back (`serial`).
                 if not all(map(direct_ready, _buffers(data))):
                     self.direct_copies += 1     # _pwrite_all copies it aligned
                 count = await self._blocking(of, _pwrite_all, of.osfd, True, data,
@@ -247,12 +242,11 @@ class PosixFdOps:
     async def _blocking(self, ofs, fn, *args, serial: bool = False):
         """fn(*args): in a worker of performance/io-threads when it set a
         lane for this fop, else inline (no checkpoint: as if called).
-        `serial`: in posix's own workers instead, always, one file's jobs in
-        order in one worker (`_extend_workers`, keyed by the file's gfid) -
-        the extending O_DIRECT writes, which on io-threads' pool woke a
-        worker each that then fought the event loop for the GIL (~150 us of
-        brick CPU per 128 KiB write, against ~30 us for a worker that takes
-        its file's writes back to back from its queue).
+        `serial`: in posix's own one-worker pool instead, always - the
+        extending O_DIRECT writes, which on io-threads' pool woke a worker
+        each that then fought the event loop for the GIL (~150 us of brick
+        CPU per 128 KiB write, against ~30 us for one worker that takes them
+        back to back from its queue).
 
         `ofs` (an OpenFile, a tuple of them, or None for a descriptor the
         fop owns) are pinned while the worker runs: a release meanwhile
@@ -264,10 +258,9 @@ class PosixFdOps:
             return fn(*args)
         pool = lane.pool
         if serial:
-            workers = self._extend_workers
-            if workers is None:
-                workers = self._extend_workers = iothreads.KeyedWorkers(
-                    EXTEND_WORKERS, name=f"{self.name}-extend")
+            pool = self._serial_pool
+            if pool is None:
+                pool = self._serial_pool = iothreads.Pool(1, name=f"{self.name}-serial")
         elif pool.runs_inline(fn):       # cheaper than the hop lately (or a probe)
             start = perf_counter_ns()
             try:
@@ -280,10 +273,6 @@ class PosixFdOps:
         for osfd in osfds:
             busy[osfd] = busy.get(osfd, 0) + 1
         try:
-            if serial:
-                # the file, or this descriptor of it when the brick knows no gfid
-                key = ofs.osfd if ofs.gfid is None else ofs.gfid
-                return await workers.run(key, lane.prio, fn, *args)
             return await pool.run(lane.prio, fn, *args)
         finally:
             for osfd in osfds:
