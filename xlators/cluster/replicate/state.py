@@ -30,6 +30,10 @@ ANON_DIR_PREFIX = ".glusterfs-anonymous-inode"
 DELAY_OPS = frozenset({"writev", "fxattrop", "fsync"})
 #: unlock and post-op cleanups get this long even when the caller is gone
 CLEANUP_TIMEOUT = 60.0
+#: transaction tails (unlocks, a released fd's delayed post-op) running
+#: behind their callers at once; past this a caller waits for its own, so a
+#: client that outruns its bricks holds no more than this many in memory
+BEHIND_MAX = 64
 
 
 class as_caller:

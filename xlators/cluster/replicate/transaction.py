@@ -17,7 +17,8 @@ from glusterpy.keys import ENTRY_IN_KEY, ENTRY_OUT_KEY, INTERNAL_FOP
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA, DATA_TXN, ENTRY_TXN, METADATA_TXN, RENAME_TXN
-from xlators.cluster.replicate.state import CLEANUP_TIMEOUT, DELAY_OPS, EagerLock, Txn, is_ok
+from xlators.cluster.replicate.state import (BEHIND_MAX, CLEANUP_TIMEOUT, DELAY_OPS, EagerLock,
+                                            Txn, is_ok)
 
 
 class AfrTransaction:
@@ -78,6 +79,8 @@ class AfrTransaction:
             txn.op_errno = error.errno
         if eager:
             await self._cleanup(self._eager_end(txn))
+        elif txn.op_ok and self._only_unlock_left(txn) and self._behind(self._unlock, txn):
+            pass
         else:
             async def done():
                 await self._post_op(txn, final=True)
@@ -148,6 +151,47 @@ class AfrTransaction:
             for i in txn.failing:
                 counts[i] -= 1
             txn.failing = []
+
+    def _only_unlock_left(self, txn: Txn) -> bool:
+        """An entry transaction that succeeded on every child without a
+        pre-op (optimistic changelog, everything locked) has no post-op to
+        do (`_post_op_do` returns at once): only its unlock is left, and
+        its answer is final - what __afr_dir_write_cbk unwinds before the
+        post-op and unlock when afr_txn_nothing_failed."""
+        return txn.type in (ENTRY_TXN, RENAME_TXN) and not txn.dirtied and \
+            all(txn.locked) and txn.nothing_failed()
+
+    def _behind(self, fn: Callable[..., Awaitable], *args) -> bool:
+        """Run a transaction's tail - an unlock, a released fd's delayed
+        post-op - behind its caller, as GlusterFS's AFR does (it unwinds a
+        fop that failed nowhere before its unlock, and nobody waits for a
+        release): the caller's answer does not depend on it.  False when
+        BEHIND_MAX tails already run (or the graph is not running): the
+        caller then runs it itself, so they stay bounded."""
+        if self.nursery is None or self._behind_count >= BEHIND_MAX:
+            return False
+        if self._behind_count == 0:
+            self._behind_idle = trio.Event()
+        self._behind_count += 1
+        self.spawn(self._run_behind, fn, args, name=f"{self.name}:behind")
+        return True
+
+    async def _run_behind(self, fn: Callable[..., Awaitable], args: tuple) -> None:
+        try:
+            await self._cleanup(fn(*args))
+        except Exception:
+            # nobody is waiting for the answer: a tail that went wrong is
+            # logged, never allowed to take the graph's nursery down
+            self.log.exception("%s behind its caller failed", fn.__name__)
+        finally:
+            self._behind_count -= 1
+            if self._behind_count == 0 and self._behind_idle is not None:
+                self._behind_idle.set()
+
+    async def _behind_drained(self) -> None:
+        """Wait for the tails still running (fini, before the children go)."""
+        if self._behind_count and self._behind_idle is not None:
+            await self._behind_idle.wait()
 
     async def _cleanup(self, coro) -> None:
         """Unlock and post-op happen even when the caller is cancelled
@@ -279,6 +323,19 @@ class AfrTransaction:
         txn.delay_scope.cancel()
         lock.release = True
         await self._eager_finish(txn, final=True)
+
+    def _fd_delayed_undirty_only(self, fd: Fd) -> bool:
+        """A delayed post-op waits on this fd, and all it will do is take
+        the dirty mark off every copy: the transaction reached every child
+        and failed nowhere.  One that accuses a copy (a child was down or
+        failed) is kept in front of the release's answer, so whoever is
+        told the fd is closed finds the accusation on disk."""
+        ctx = self.itable.ctx(self, fd.gfid) if fd.gfid is not None else None
+        if ctx is None:
+            return False
+        delayed = [lock.delayed for lock in ctx.locks.values()
+                   if lock.delayed is not None and lock.delayed.fd is fd]
+        return bool(delayed) and all(all(t.pre_op) and t.nothing_failed() for t in delayed)
 
     async def _wake_fd_delayed(self, fd: Fd) -> None:
         """afr_delayed_changelog_wake_resume for flush and release."""
