@@ -18,7 +18,7 @@ import os
 import trio
 import trio.testing
 
-from glusterpy.fops import EntrylkCmd, Fd, Loc
+from glusterpy.fops import EntrylkCmd, Fd, Loc, LockType
 from glusterpy.graph import Graph
 
 from replicate_support import (create_file, insert_failers, local_volfile,
@@ -40,6 +40,14 @@ def is_entry_unlock(name, args):
 
 def is_xattrop(name, args):
     return name in ("xattrop", "fxattrop")
+
+
+def is_inode_unlock(name, args):
+    return name in ("inodelk", "finodelk") and args[3].type == LockType.UNLCK
+
+
+def is_release(name, args):
+    return name == "release"
 
 
 async def answered_while_held(failers, call) -> bool:
@@ -119,6 +127,58 @@ async def test_a_release_does_not_wait_for_the_delayed_post_op(tmp_path):
         await top.release(fd2)
     for b in bricks:
         assert (b / "f").read_bytes() == b"again"
+
+
+async def test_a_flush_waits_for_the_post_op_not_the_unlock(tmp_path):
+    """close(2)'s flush: the delayed post-op is done before the flush
+    answers (afr_flush), its unlock (FINODELK, as GlusterFS's) goes on
+    behind - and the fd's release waits for it, so no unlock reaches a
+    brick after the fd it names was closed there."""
+    bricks, graph, afr, failers = rep3(tmp_path)
+    async with graph.running():
+        top = graph.top
+        fd, gfid = await create_file(top, "f", b"data")
+        for f in failers:
+            f.hold_when = is_inode_unlock
+        assert await answered_while_held(failers, lambda: top.flush(fd, None))
+        for b in bricks:
+            assert pending(b / "f", "trusted.afr.dirty") == (0, 0, 0)
+        await top.release(fd)
+        for f in failers:
+            f.hold_when = None
+            f.let_go = trio.Event()
+        failers[0].hold_when = is_inode_unlock      # brick 0's unlock held again
+        fd_b, _ = await create_file(top, "g", b"data")
+        await top.flush(fd_b, None)
+        await top.release(fd_b)
+        await trio.testing.wait_all_tasks_blocked()
+        assert failers[0].calls[-1] == "finodelk"     # no release behind it yet
+        failers[0].let_go.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert afr._behind_count == 0
+        assert failers[0].calls[-2:] == ["finodelk", "release"]
+        failers[0].hold_when = None
+        fd2 = Fd(flags=os.O_RDWR)
+        await top.open(Loc(path="/f", gfid=gfid), os.O_RDWR, fd2, None)
+        fd2.gfid = gfid
+        await top.writev(fd2, b"more", 0, 0, None)     # the data lock is free
+        await top.flush(fd2, None)
+        await top.release(fd2)
+
+
+async def test_a_release_does_not_wait_for_the_bricks(tmp_path):
+    """Nothing answers to a release: it returns while the bricks' releases
+    are held; the fds are gone from the bricks once they go through."""
+    bricks, graph, afr, failers = rep3(tmp_path)
+    async with graph.running():
+        top = graph.top
+        fd, _ = await create_file(top, "f", b"")
+        for f in failers:
+            f.hold_when = is_release
+        assert await answered_while_held(failers, lambda: top.release(fd))
+        await trio.testing.wait_all_tasks_blocked()
+        assert afr._behind_count == 0
+        assert all(f.calls.count("release") == 1 for f in failers)
 
 
 async def test_tails_behind_are_done_before_the_graph_stops(tmp_path):

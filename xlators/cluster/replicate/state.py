@@ -135,6 +135,10 @@ class FdCtx:
     flags: int
     is_dir: bool = False
     readdir_subvol: int = -1
+    #: unlocks on this fd gone on behind a flush (transaction._eager_finish):
+    #: the fd's release waits for them, or the brick would get an unlock
+    #: naming an fd it has already closed
+    unlocking: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(eq=False)

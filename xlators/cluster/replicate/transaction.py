@@ -313,7 +313,7 @@ class AfrTransaction:
             lock.release = True
         await self._cleanup(self._eager_finish(txn, final=lock.release))
 
-    async def _fire_delayed(self, lock: EagerLock) -> None:
+    async def _fire_delayed(self, lock: EagerLock, unlock_behind: bool = False) -> None:
         """End a delayed post-op now (flush, release, contention, a child's
         state change, shutdown)."""
         txn = lock.delayed
@@ -322,29 +322,30 @@ class AfrTransaction:
         lock.delayed = None
         txn.delay_scope.cancel()
         lock.release = True
-        await self._eager_finish(txn, final=True)
+        await self._eager_finish(txn, final=True, unlock_behind=unlock_behind)
 
-    def _fd_delayed_undirty_only(self, fd: Fd) -> bool:
-        """A delayed post-op waits on this fd, and all it will do is take
-        the dirty mark off every copy: the transaction reached every child
-        and failed nowhere.  One that accuses a copy (a child was down or
-        failed) is kept in front of the release's answer, so whoever is
-        told the fd is closed finds the accusation on disk."""
+    def _fd_delayed_accuses(self, fd: Fd) -> bool:
+        """A delayed post-op waits on this fd and will accuse a copy: its
+        transaction missed a child (down, or failed there).  Such a post-op
+        stays in front of the release's answer, so whoever is told the fd
+        is closed finds the accusation on disk; one that only takes the
+        dirty mark off every copy may land after."""
         ctx = self.itable.ctx(self, fd.gfid) if fd.gfid is not None else None
         if ctx is None:
             return False
-        delayed = [lock.delayed for lock in ctx.locks.values()
-                   if lock.delayed is not None and lock.delayed.fd is fd]
-        return bool(delayed) and all(all(t.pre_op) and t.nothing_failed() for t in delayed)
+        return any(not all(t.pre_op) or not t.nothing_failed()
+                   for t in (lock.delayed for lock in ctx.locks.values())
+                   if t is not None and t.fd is fd)
 
-    async def _wake_fd_delayed(self, fd: Fd) -> None:
-        """afr_delayed_changelog_wake_resume for flush and release."""
+    async def _wake_fd_delayed(self, fd: Fd, unlock_behind: bool = False) -> None:
+        """afr_delayed_changelog_wake_resume for flush and release
+        (`unlock_behind`: see `_eager_finish`)."""
         ctx = self.itable.ctx(self, fd.gfid) if fd.gfid is not None else None
         if ctx is None:
             return
         for lock in ctx.locks.values():
             if lock.delayed is not None and lock.delayed.fd is fd:
-                await self._cleanup(self._fire_delayed(lock))
+                await self._cleanup(self._fire_delayed(lock, unlock_behind))
 
     async def _flush_all_delayed(self) -> None:
         for _, ctx in self.itable.contexts(self):
@@ -352,26 +353,45 @@ class AfrTransaction:
                 if lock.delayed is not None:
                     await self._fire_delayed(lock)
 
-    async def _eager_finish(self, txn: Txn, final: bool) -> None:
+    async def _eager_finish(self, txn: Txn, final: bool, unlock_behind: bool = False) -> None:
+        """The post-op, then the unlock - which, with `unlock_behind` (a
+        flush: GlusterFS's afr_flush resumes once the post-op is done and
+        winds the flush beside the unlock), goes on behind the caller.
+        It names the fd the lock was taken on (FINODELK, as GlusterFS's):
+        that fd's release waits for it (FdCtx.unlocking)."""
         await self._post_op(txn, final=final)
+        if unlock_behind:
+            done = trio.Event()
+            if self._behind(self._eager_unlock, txn, done):
+                for lockee in txn.lockees:
+                    fdctx = lockee.fd.ctx.get(self) if lockee.fd is not None else None
+                    if fdctx is not None:
+                        fdctx.unlocking = [e for e in fdctx.unlocking if not e.is_set()]
+                        fdctx.unlocking.append(done)
+                return
         await self._eager_unlock(txn)
 
-    async def _eager_unlock(self, txn: Txn) -> None:
-        """afr_unlock with an eager lock: the last user releases it."""
+    async def _eager_unlock(self, txn: Txn, done: trio.Event | None = None) -> None:
+        """afr_unlock with an eager lock: the last user releases it
+        (`done` is set once it went through, for a release waiting on it)."""
         lock = txn.eager
         if txn in lock.post_op:
             lock.post_op.remove(txn)
-        if not lock.owners and not lock.post_op and lock.locked is not None:
-            lock.release = True
-            try:
-                await self._unlock(txn, lock.held)
-            finally:
-                lock.acquired = False
-                lock.release = False
-                lock.locked = None
-                lock.held = None
-                txn.ctx.write_subvol = None
-                lock.wake()
+        try:
+            if not lock.owners and not lock.post_op and lock.locked is not None:
+                lock.release = True
+                try:
+                    await self._unlock(txn, lock.held)
+                finally:
+                    lock.acquired = False
+                    lock.release = False
+                    lock.locked = None
+                    lock.held = None
+                    txn.ctx.write_subvol = None
+                    lock.wake()
+        finally:
+            if done is not None:
+                done.set()
         txn.done.set()
 
     # -- changelog ------------------------------------------------------------
