@@ -68,6 +68,9 @@ class AfrCommon:
         # (read_txn._ctx; inode_busy keeps the table from dropping one in use)
         self._notify_timer: trio.CancelScope | None = None
         self._heals_running = 0
+        #: transaction tails running behind their callers (transaction._behind)
+        self._behind_count = 0
+        self._behind_idle: trio.Event | None = None
         self._heal_queue: deque = deque()
         self._heal_queued: set[GFID] = set()
         self._parent_down_done: trio.Event | None = None
@@ -131,6 +134,7 @@ class AfrCommon:
         with trio.move_on_after(CLEANUP_TIMEOUT) as scope:
             scope.shield = True
             await self._flush_all_delayed()
+            await self._behind_drained()
             for child in self.children:
                 child.notify(Event.PARENT_DOWN, self, None)
 

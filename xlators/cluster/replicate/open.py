@@ -53,7 +53,20 @@ class AfrOpen:
         return OpenReply(fd)
 
     async def release(self, fd, xdata=None):
+        """Nothing answers to a release (its caller learns nothing from it,
+        and GlusterFS never waits for one): the fd's delayed post-op,
+        unlock and the release itself - up to three round trips in a row,
+        in this order, in one task - go on behind the caller.  Not when
+        that post-op accuses a copy (`_fd_delayed_accuses`)."""
+        if not self._fd_delayed_accuses(fd) and self._behind(self._release_now, fd):
+            return Reply()
+        return await self._release_now(fd)
+
+    async def _release_now(self, fd):
         await self._wake_fd_delayed(fd)
+        ctx = fd.ctx.get(self)
+        for unlocked in ctx.unlocking if ctx is not None else ():
+            await unlocked.wait()
         return await self._release_all("release", fd)
 
     async def releasedir(self, fd, xdata=None):
@@ -67,8 +80,10 @@ class AfrOpen:
         return Reply()
 
     async def flush(self, fd, xdata=None):
-        """afr_flush: the fd's delayed post-op first, then every up child."""
-        await self._wake_fd_delayed(fd)
+        """afr_flush: the fd's delayed post-op first, then every up child,
+        the unlock going on behind (afr_flush's stub resumes once the
+        post-op is done)."""
+        await self._wake_fd_delayed(fd, unlock_behind=True)
         targets = self._fd_targets(fd)
         replies = await self.fan(targets, lambda i: self.children[i].flush(fd, xdata))
         good = [r for r in replies if is_ok(r)]

@@ -30,6 +30,10 @@ ANON_DIR_PREFIX = ".glusterfs-anonymous-inode"
 DELAY_OPS = frozenset({"writev", "fxattrop", "fsync"})
 #: unlock and post-op cleanups get this long even when the caller is gone
 CLEANUP_TIMEOUT = 60.0
+#: transaction tails (unlocks, a released fd's delayed post-op) running
+#: behind their callers at once; past this a caller waits for its own, so a
+#: client that outruns its bricks holds no more than this many in memory
+BEHIND_MAX = 64
 
 
 class as_caller:
@@ -131,6 +135,10 @@ class FdCtx:
     flags: int
     is_dir: bool = False
     readdir_subvol: int = -1
+    #: unlocks on this fd gone on behind a flush (transaction._eager_finish):
+    #: the fd's release waits for them, or the brick would get an unlock
+    #: naming an fd it has already closed
+    unlocking: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(eq=False)

@@ -17,7 +17,8 @@ from glusterpy.keys import ENTRY_IN_KEY, ENTRY_OUT_KEY, INTERNAL_FOP
 
 from xlators.cluster.replicate import changelog as cl
 from xlators.cluster.replicate.changelog import DATA, DATA_TXN, ENTRY_TXN, METADATA_TXN, RENAME_TXN
-from xlators.cluster.replicate.state import CLEANUP_TIMEOUT, DELAY_OPS, EagerLock, Txn, is_ok
+from xlators.cluster.replicate.state import (BEHIND_MAX, CLEANUP_TIMEOUT, DELAY_OPS, EagerLock,
+                                            Txn, is_ok)
 
 
 class AfrTransaction:
@@ -78,6 +79,8 @@ class AfrTransaction:
             txn.op_errno = error.errno
         if eager:
             await self._cleanup(self._eager_end(txn))
+        elif txn.op_ok and self._only_unlock_left(txn) and self._behind(self._unlock, txn):
+            pass
         else:
             async def done():
                 await self._post_op(txn, final=True)
@@ -148,6 +151,47 @@ class AfrTransaction:
             for i in txn.failing:
                 counts[i] -= 1
             txn.failing = []
+
+    def _only_unlock_left(self, txn: Txn) -> bool:
+        """An entry transaction that succeeded on every child without a
+        pre-op (optimistic changelog, everything locked) has no post-op to
+        do (`_post_op_do` returns at once): only its unlock is left, and
+        its answer is final - what __afr_dir_write_cbk unwinds before the
+        post-op and unlock when afr_txn_nothing_failed."""
+        return txn.type in (ENTRY_TXN, RENAME_TXN) and not txn.dirtied and \
+            all(txn.locked) and txn.nothing_failed()
+
+    def _behind(self, fn: Callable[..., Awaitable], *args) -> bool:
+        """Run a transaction's tail - an unlock, a released fd's delayed
+        post-op - behind its caller, as GlusterFS's AFR does (it unwinds a
+        fop that failed nowhere before its unlock, and nobody waits for a
+        release): the caller's answer does not depend on it.  False when
+        BEHIND_MAX tails already run (or the graph is not running): the
+        caller then runs it itself, so they stay bounded."""
+        if self.nursery is None or self._behind_count >= BEHIND_MAX:
+            return False
+        if self._behind_count == 0:
+            self._behind_idle = trio.Event()
+        self._behind_count += 1
+        self.spawn(self._run_behind, fn, args, name=f"{self.name}:behind")
+        return True
+
+    async def _run_behind(self, fn: Callable[..., Awaitable], args: tuple) -> None:
+        try:
+            await self._cleanup(fn(*args))
+        except Exception:
+            # nobody is waiting for the answer: a tail that went wrong is
+            # logged, never allowed to take the graph's nursery down
+            self.log.exception("%s behind its caller failed", fn.__name__)
+        finally:
+            self._behind_count -= 1
+            if self._behind_count == 0 and self._behind_idle is not None:
+                self._behind_idle.set()
+
+    async def _behind_drained(self) -> None:
+        """Wait for the tails still running (fini, before the children go)."""
+        if self._behind_count and self._behind_idle is not None:
+            await self._behind_idle.wait()
 
     async def _cleanup(self, coro) -> None:
         """Unlock and post-op happen even when the caller is cancelled
@@ -269,7 +313,7 @@ class AfrTransaction:
             lock.release = True
         await self._cleanup(self._eager_finish(txn, final=lock.release))
 
-    async def _fire_delayed(self, lock: EagerLock) -> None:
+    async def _fire_delayed(self, lock: EagerLock, unlock_behind: bool = False) -> None:
         """End a delayed post-op now (flush, release, contention, a child's
         state change, shutdown)."""
         txn = lock.delayed
@@ -278,16 +322,30 @@ class AfrTransaction:
         lock.delayed = None
         txn.delay_scope.cancel()
         lock.release = True
-        await self._eager_finish(txn, final=True)
+        await self._eager_finish(txn, final=True, unlock_behind=unlock_behind)
 
-    async def _wake_fd_delayed(self, fd: Fd) -> None:
-        """afr_delayed_changelog_wake_resume for flush and release."""
+    def _fd_delayed_accuses(self, fd: Fd) -> bool:
+        """A delayed post-op waits on this fd and will accuse a copy: its
+        transaction missed a child (down, or failed there).  Such a post-op
+        stays in front of the release's answer, so whoever is told the fd
+        is closed finds the accusation on disk; one that only takes the
+        dirty mark off every copy may land after."""
+        ctx = self.itable.ctx(self, fd.gfid) if fd.gfid is not None else None
+        if ctx is None:
+            return False
+        return any(not all(t.pre_op) or not t.nothing_failed()
+                   for t in (lock.delayed for lock in ctx.locks.values())
+                   if t is not None and t.fd is fd)
+
+    async def _wake_fd_delayed(self, fd: Fd, unlock_behind: bool = False) -> None:
+        """afr_delayed_changelog_wake_resume for flush and release
+        (`unlock_behind`: see `_eager_finish`)."""
         ctx = self.itable.ctx(self, fd.gfid) if fd.gfid is not None else None
         if ctx is None:
             return
         for lock in ctx.locks.values():
             if lock.delayed is not None and lock.delayed.fd is fd:
-                await self._cleanup(self._fire_delayed(lock))
+                await self._cleanup(self._fire_delayed(lock, unlock_behind))
 
     async def _flush_all_delayed(self) -> None:
         for _, ctx in self.itable.contexts(self):
@@ -295,26 +353,45 @@ class AfrTransaction:
                 if lock.delayed is not None:
                     await self._fire_delayed(lock)
 
-    async def _eager_finish(self, txn: Txn, final: bool) -> None:
+    async def _eager_finish(self, txn: Txn, final: bool, unlock_behind: bool = False) -> None:
+        """The post-op, then the unlock - which, with `unlock_behind` (a
+        flush: GlusterFS's afr_flush resumes once the post-op is done and
+        winds the flush beside the unlock), goes on behind the caller.
+        It names the fd the lock was taken on (FINODELK, as GlusterFS's):
+        that fd's release waits for it (FdCtx.unlocking)."""
         await self._post_op(txn, final=final)
+        if unlock_behind:
+            done = trio.Event()
+            if self._behind(self._eager_unlock, txn, done):
+                for lockee in txn.lockees:
+                    fdctx = lockee.fd.ctx.get(self) if lockee.fd is not None else None
+                    if fdctx is not None:
+                        fdctx.unlocking = [e for e in fdctx.unlocking if not e.is_set()]
+                        fdctx.unlocking.append(done)
+                return
         await self._eager_unlock(txn)
 
-    async def _eager_unlock(self, txn: Txn) -> None:
-        """afr_unlock with an eager lock: the last user releases it."""
+    async def _eager_unlock(self, txn: Txn, done: trio.Event | None = None) -> None:
+        """afr_unlock with an eager lock: the last user releases it
+        (`done` is set once it went through, for a release waiting on it)."""
         lock = txn.eager
         if txn in lock.post_op:
             lock.post_op.remove(txn)
-        if not lock.owners and not lock.post_op and lock.locked is not None:
-            lock.release = True
-            try:
-                await self._unlock(txn, lock.held)
-            finally:
-                lock.acquired = False
-                lock.release = False
-                lock.locked = None
-                lock.held = None
-                txn.ctx.write_subvol = None
-                lock.wake()
+        try:
+            if not lock.owners and not lock.post_op and lock.locked is not None:
+                lock.release = True
+                try:
+                    await self._unlock(txn, lock.held)
+                finally:
+                    lock.acquired = False
+                    lock.release = False
+                    lock.locked = None
+                    lock.held = None
+                    txn.ctx.write_subvol = None
+                    lock.wake()
+        finally:
+            if done is not None:
+                done.set()
         txn.done.set()
 
     # -- changelog ------------------------------------------------------------
