@@ -96,6 +96,27 @@ def test_mount_and_unmount_leave_nothing_behind(tmp_path):
     assert os.listdir(m.mnt) == []
 
 
+def test_sigterm_unmounts(tmp_path):
+    """SIGTERM ends the mount process and takes the mount down with it (as
+    GlusterFS's glusterfs does): no stale mount point left behind."""
+    import signal
+    m = Mount(tmp_path)
+    assert m.ok()
+    (m.mnt / "f").write_text("x")
+    pid = _mount_pid(m)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert not Path(f"/proc/{pid}").exists(), "the mount process outlived SIGTERM"
+        assert not os.path.ismount(m.mnt)
+        assert os.listdir(m.mnt) == []
+    finally:
+        # a stale mount (the failure) makes ismount raise ENOTCONN
+        subprocess.run(["fusermount3", "-uz", str(m.mnt)], capture_output=True)
+
+
 def test_bad_mounts_fail_cleanly(tmp_path):
     volfile = tmp_path / "v.vol"
     volfile.write_text(VOLFILE.format(brick=tmp_path))
@@ -344,12 +365,17 @@ def _cmdline(proc: Path) -> list[bytes]:
         return []
 
 
+def _mount_pid(m: Mount) -> int:
+    [pid] = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+             and str(m.mnt).encode() in _cmdline(p)]
+    return pid
+
+
 def _statedump(m: Mount) -> dict:
     import json
     import signal
     from glusterpy.fuse.mount import statedump_path
-    [pid] = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-             and str(m.mnt).encode() in _cmdline(p)]
+    pid = _mount_pid(m)
     path = Path(statedump_path(pid))
     path.unlink(missing_ok=True)
     os.kill(pid, signal.SIGUSR1)

@@ -312,6 +312,7 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
             raise MountError(f"mounting on {mountpoint} failed: {e}") from None
         locks, copies = PosixLocks(bridge), CopyRange(bridge)
         unmounted = False
+        signalled: list = []
         try:
             # before main: the kernel's INIT asks libfuse for lock support
             found = find_session_ops()
@@ -323,12 +324,14 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
             async with trio.open_nursery() as nursery:
                 # lock and copy requests are answered from its tasks
                 locks.nursery = copies.nursery = nursery
-                nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+                nursery.start_soon(_stop_on_signals, signalled)
                 nursery.start_soon(_statedump_on_signal, bridge)
                 if refetch is not None:
                     nursery.start_soon(_follow_volfile, refetch, graphs, bridge, [graph])
                 await pyfuse3.main(min_tasks=FUSE_WORKERS)
-                unmounted = True
+                # main also returns when a signal stopped it: the kernel's
+                # mount is still there then, and is ours to take down
+                unmounted = not signalled
                 nursery.cancel_scope.cancel()
         finally:
             # SIGTERM or an error: take the mount down ourselves
@@ -339,9 +342,12 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
         # leaving _running_graphs(): every graph still running is stopped
 
 
-async def _stop_on_signals(scope: trio.CancelScope) -> None:
+async def _stop_on_signals(signalled: list) -> None:
+    """SIGTERM/SIGINT/SIGHUP end pyfuse3's loop (appended to `signalled`,
+    so `serve` unmounts)."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for _ in signals:
+        async for signum in signals:
+            signalled.append(signum)
             pyfuse3.terminate()
             return
 
