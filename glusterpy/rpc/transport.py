@@ -22,8 +22,9 @@ path around the fop (bench/notes/qemu.md has the profiles):
   reaches the socket without being copied into one buffer.  Senders wait
   only when the queue is over `SEND_QUEUE_LIMIT` bytes (a peer that does
   not read cannot make us buffer more).  Over TLS (a `trio.SSLStream` from
-  glusterpy.rpc.tls) a batch is joined once and encrypted by the stream:
-  the record layer copies anyway.
+  glusterpy.rpc.tls) each message is joined once and encrypted by the
+  stream on its own (the record layer copies anyway): no TLS record may
+  carry the end of one message and the start of another (`_enqueue`).
 * A call goes out from the calling task itself when nothing is queued
   and no write is in progress: one non-blocking sendmsg of the whole
   message, and only what the kernel does not take (EAGAIN, a partial
@@ -280,11 +281,23 @@ class RpcEndpoint:
         self._enqueue(buffers)
 
     def _enqueue(self, buffers: Iterable[Buffer]) -> None:
-        """_send's queueing, for a caller that checked there is room."""
+        """_send's queueing, for a caller that checked there is room.  Over
+        TLS a message is queued as one joined buffer and written by its own
+        send_all (`_write`), so that no TLS record holds the end of one
+        message and the start of the next: GlusterFS's socket transport
+        reads one message per readable event, and a whole message left
+        decrypted inside its OpenSSL buffer - with nothing more on the
+        socket to wake it - would never be read (qemu-img and qemu-io over
+        TLS hung on it, intermittently, when replies left in one batch)."""
         queue = self._outq
-        for b in buffers:
-            queue.append(b)
-            self._outq_bytes += _nbytes(b)
+        if self._raw is None:
+            joined = b"".join(buffers)
+            queue.append(joined)
+            self._outq_bytes += len(joined)
+        else:
+            for b in buffers:
+                queue.append(b)
+                self._outq_bytes += _nbytes(b)
         flusher = self._flusher
         if self._flusher_parked and flusher is not None:
             self._flusher_parked = False
@@ -331,8 +344,14 @@ class RpcEndpoint:
             self._queue_drained.set()
 
     async def _write(self, buffers: list[Buffer]) -> None:
+        """A batch of messages; over TLS (no raw socket) the flusher's batch
+        holds one joined message per buffer (`_enqueue`), each sent on its
+        own, and `_send`'s direct write is one message."""
         if self._raw is not None:
             await _sendmsg_all(self._raw, buffers)
+        elif self._flusher is trio.lowlevel.current_task():
+            for message in buffers:
+                await self.stream.send_all(message)
         else:
             await self.stream.send_all(b"".join(buffers))
         self.last_sent = self._now()
