@@ -114,9 +114,17 @@ def ours(tmp_path):
         wait_listening(vport, server)
 
         def start_brick(port: int = bport):
+            log = tmp_path / "brick.log"
+            signed = log.read_text().count("signed in") if log.exists() else 0
             proc = procs.start("brick", "--volfile", str(brick_vol), "--port", str(port),
                                "--volfile-server", f"127.0.0.1:{vport}", log="brick.log")
             wait_listening(port, proc)
+            # listening is not signed in: a client asking the portmap for
+            # the brick before its sign-in is told it has none (CHILD_DOWN)
+            deadline = time.monotonic() + 30
+            while log.read_text().count("signed in") == signed:
+                assert proc.poll() is None and time.monotonic() < deadline, "no sign-in"
+                time.sleep(0.05)
             return proc
         yield vport, start_brick, brick
     finally:
