@@ -497,19 +497,35 @@ def tls_served_volume(base: Path, vol: str, ca: TestPki, client: Identity):
         sv.stop()
 
 
-def qemu_img_info_works(url: str, expect_in_output: str | None = None) -> bool:
-    """qemu-img info `url`; a refused libgfapi client may retry for ever,
-    so after 30 s it counts as refused.  `expect_in_output`: what its log
-    must say."""
-    proc = subprocess.Popen(["qemu-img", "info", url], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+def qemu_img_info_works(url: str, log: Path, refusal: str,
+                        expect_in_output: str | None = None) -> bool:
+    """qemu-img info `url`: whether it succeeded.  A refused libgfapi
+    client retries for ever, so once the brick's `log` holds a new
+    `refusal` (and qemu-img's output `expect_in_output`) it is stopped and
+    counts as refused - rather than after a fixed wait.  A failure must be
+    that refusal (the brick logged it); `expect_in_output`: what qemu-img's
+    log must say."""
+    seen = log.read_text().count(refusal)
+    out_file = log.with_name(log.name + ".qemu-img.out")
+    with open(out_file, "w") as out:
+        proc = subprocess.Popen(["qemu-img", "info", url], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            if log.read_text().count(refusal) > seen and \
+                    (expect_in_output is None or expect_in_output in out_file.read_text()):
+                break
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    output = out_file.read_text()
     if expect_in_output is not None:
-        assert expect_in_output in out, out
+        assert expect_in_output in output, output
+    if proc.returncode != 0:
+        assert log.read_text().count(refusal) > seen, f"the brick never logged {refusal!r}"
     return proc.returncode == 0
 
 
@@ -566,8 +582,8 @@ def test_glusterfs_fuse_and_qemu_reach_our_tls_brick(tmp_path):
             .replace(str(client.cert), str(stranger.cert))
             .replace(str(client.key), str(stranger.key)))
         url = f"gluster://127.0.0.1:{sv.volfile_port}/tlsvol-stranger/a.qcow2"
-        assert not qemu_img_info_works(url)
-        assert "refused connection from 127.0.0.1" in brick_log(sv)
+        assert not qemu_img_info_works(url, sv.base / "brick.log",
+                                       "refused connection from 127.0.0.1")
         # a trusted certificate whose CN auth.ssl-allow does not list
         other = ca.identity("not-listed")
         (sv.vols / "tlsvol-other.vol").write_text(
@@ -575,8 +591,9 @@ def test_glusterfs_fuse_and_qemu_reach_our_tls_brick(tmp_path):
             .replace(str(client.cert), str(other.cert))
             .replace(str(client.key), str(other.key)))
         url = f"gluster://127.0.0.1:{sv.volfile_port}/tlsvol-other/a.qcow2"
-        assert not qemu_img_info_works(url, "remote-error=Authentication failed")
-        assert "TLS client 'not-listed' is not in" in brick_log(sv)
+        assert not qemu_img_info_works(url, sv.base / "brick.log",
+                                       "TLS client 'not-listed' is not in",
+                                       "remote-error=Authentication failed")
 
 
 # -- our client against a GlusterFS 10 volume with TLS (interop) -----------------------
