@@ -314,8 +314,10 @@ async def test_ping_timeout_turns_a_stopped_brick_into_child_down(gf_volume):
                 nursery.start_soon(stuck_call)
                 took = await events.wait_for(Event.CHILD_DOWN, after=downs,
                                              timeout=4 * ping_timeout + 5)
-            # rpc-clnt-ping: between one and two ping-timeouts after the call
-            assert ping_timeout - 0.5 <= took <= 2 * ping_timeout + 2
+            # rpc-clnt-ping: between one and two ping-timeouts after the call;
+            # the upper bound leaves room for a loaded machine (a CI run beside
+            # other work took 6.0 s), it only tells "late" from "never"
+            assert ping_timeout - 0.5 <= took <= 3 * ping_timeout + 3
             assert outcome == [errno.ENOTCONN]
         finally:
             os.kill(pid, signal.SIGCONT)
