@@ -27,7 +27,7 @@ import stat
 import subprocess
 import sys
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pyfuse3
 import trio
@@ -39,6 +39,7 @@ from .bridge import FuseBridge
 from .copy_range import CopyRange
 from .ops_table import find_session_ops
 from .posix_locks import PosixLocks
+from .session_loop import SessionLoop
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,17 @@ NO_EFFECT = frozenset({"defaults", "relatime", "_netdev", "noauto", "auto", "nof
                        "nodiratime", "norelatime", "strictatime", "nostrictatime", "lazytime",
                        "nolazytime", "silent", "loud"})
 TRANSPORTS = ("tcp", "socket")
-#: pyfuse3 worker tasks kept waiting for requests.  pyfuse3's default (1)
-#: ends every worker but one as soon as it finishes a request and starts a
-#: new task for the next request that finds none waiting: with 4 requests
-#: in flight (fio's 4 psync jobs) about one request in six paid for a new
-#: task (339 tasks for 2,000 reads; bench/notes/metadata.md).  Idle workers wait
-#: on pyfuse3's read lock and cost nothing per request.
+#: worker tasks kept idle for requests that wait (session_loop.py; pyfuse3's
+#: min_tasks when its own loop serves).  pyfuse3's default (1) ends every
+#: worker but one as soon as it finishes a request and starts a new task
+#: for the next request that finds none waiting: with 4 requests in flight
+#: (fio's 4 psync jobs) about one request in six paid for a new task (339
+#: tasks for 2,000 reads; bench/notes/metadata.md).  Idle workers are parked
+#: and cost nothing per request.
 FUSE_WORKERS = 16
+#: at most this many requests waiting at once (pyfuse3's default max_tasks);
+#: past it the next request is read when one of them is done
+FUSE_MAX_WORKERS = 99
 
 
 @dataclass
@@ -328,8 +333,8 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
                 nursery.start_soon(_statedump_on_signal, bridge)
                 if refetch is not None:
                     nursery.start_soon(_follow_volfile, refetch, graphs, bridge, [graph])
-                await pyfuse3.main(min_tasks=FUSE_WORKERS)
-                # main also returns when a signal stopped it: the kernel's
+                await _session_loop(bridge)
+                # the loop also ends when a signal stopped it: the kernel's
                 # mount is still there then, and is ours to take down
                 unmounted = not signalled
                 nursery.cancel_scope.cancel()
@@ -342,8 +347,20 @@ async def serve(graph: Graph, mountpoint: str, opts: MountOptions, *,
         # leaving _running_graphs(): every graph still running is stopped
 
 
+async def _session_loop(bridge: FuseBridge) -> None:
+    """Serve the session until unmounted: glusterpy's loop (session_loop.py),
+    or pyfuse3.main if pyfuse3 is not the one that loop was written for."""
+    loop, why = SessionLoop.find(idle=FUSE_WORKERS, max_tasks=FUSE_MAX_WORKERS)
+    if loop is None:
+        log.warning("serving FUSE with pyfuse3's own loop (a scheduler pass per request): %s",
+                    why)
+        await pyfuse3.main(min_tasks=FUSE_WORKERS, max_tasks=FUSE_MAX_WORKERS)
+        return
+    await loop.run()
+
+
 async def _stop_on_signals(signalled: list) -> None:
-    """SIGTERM/SIGINT/SIGHUP end pyfuse3's loop (appended to `signalled`,
+    """SIGTERM/SIGINT/SIGHUP end the session loop (appended to `signalled`,
     so `serve` unmounts)."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
@@ -382,9 +399,16 @@ async def _statedump_on_signal(bridge: FuseBridge) -> None:
 
 
 def _fuse_workers() -> dict:
-    """pyfuse3's worker tasks: how many are alive, and the serial of the
-    newest (pyfuse3 names them pyfuse-NN, counting every task it started),
-    so a statedump shows whether workers are kept or started anew."""
+    """The session loop's worker tasks: how many are alive and how many
+    were ever started ("newest"), so a statedump shows whether workers are
+    kept or started anew; with glusterpy's loop also its counts
+    (session_loop.LoopStats)."""
+    loop = SessionLoop.active
+    if loop is not None:
+        stats = asdict(loop.stats)
+        stats.update(alive=loop.tasks, idle=len(loop.idle), newest=loop.stats.tasks_started)
+        return stats
+    # pyfuse3's own loop names its tasks pyfuse-NN, counting every one started
     alive, newest = 0, 0
     todo = [trio.lowlevel.current_root_task()]
     while todo:

@@ -127,23 +127,37 @@ def mapped_base(path: str) -> int | None:
     return None
 
 
-def session_ops():
-    """The running session's copy of the operations table, as an array of
-    pointers, or the reason it cannot be found."""
+def extension_addresses(*names: bytes):
+    """([(address, size)] of each of pyfuse3's C globals `names` in this
+    process, None) or (None, the reason they cannot be found)."""
     path = getattr(pyfuse3, "__file__", None)
     if not path or not path.endswith(".so"):
         return None, "pyfuse3 is not its compiled extension"
-    table_sym, session_sym = elf_symbol(path, TABLE_SYMBOL), elf_symbol(path, SESSION_SYMBOL)
-    if table_sym is None or session_sym is None:
-        return None, "pyfuse3's extension carries no symbols for its operations table"
-    size = OPS_SLOTS * ctypes.sizeof(ctypes.c_void_p)
-    if table_sym[1] != size:
-        return None, f"pyfuse3's operations table has {table_sym[1]} bytes, not libfuse 3's"
-    base = mapped_base(path)
+    try:
+        symbols = [elf_symbol(path, name) for name in names]
+        base = mapped_base(path)
+    except (OSError, ValueError, struct.error) as e:
+        return None, f"reading pyfuse3's extension failed: {e}"
+    missing = [name.decode() for name, sym in zip(names, symbols) if sym is None]
+    if missing:
+        return None, f"pyfuse3's extension carries no symbols {', '.join(missing)}"
     if base is None:
         return None, "pyfuse3's extension is not mapped where /proc/self/maps says"
-    table = ctypes.string_at(base + table_sym[0], size)
-    session = ctypes.c_void_p.from_address(base + session_sym[0]).value
+    return [(base + value, size) for value, size in symbols], None
+
+
+def session_ops():
+    """The running session's copy of the operations table, as an array of
+    pointers, or the reason it cannot be found."""
+    found, why = extension_addresses(TABLE_SYMBOL, SESSION_SYMBOL)
+    if found is None:
+        return None, why
+    (table_addr, table_size), (session_addr, _) = found
+    size = OPS_SLOTS * ctypes.sizeof(ctypes.c_void_p)
+    if table_size != size:
+        return None, f"pyfuse3's operations table has {table_size} bytes, not libfuse 3's"
+    table = ctypes.string_at(table_addr, size)
+    session = ctypes.c_void_p.from_address(session_addr).value
     if not session or not any(table):
         return None, "pyfuse3 has no session yet"
     for offset in range(0, SESSION_SEARCH, ctypes.sizeof(ctypes.c_void_p)):
