@@ -509,8 +509,8 @@ def test_direct_reads_and_writes_of_several_files_are_in_flight_together(tmp_pat
     """fio's jobs (one file each, O_DIRECT, 128 KiB) wait for each other
     only if the mount serves one request at a time: with every readv and
     writev held 0.4 s below the mount, four at once take ~0.4 s, not 1.6.
-    The statedump then shows pyfuse3's workers kept between rounds, not
-    ended and started anew for each burst of requests."""
+    The statedump then shows the session loop's workers kept between
+    rounds, not ended and started anew for each burst of requests."""
     import mmap
     import threading
     from glusterpy.fuse.mount import FUSE_WORKERS
@@ -552,11 +552,58 @@ def test_direct_reads_and_writes_of_several_files_are_in_flight_together(tmp_pat
         for _ in range(5):
             together(os.preadv)
         workers = _statedump(m)["fuse_workers"]
-        # pyfuse-NN counts every worker task started (the first is 02):
-        # kept workers mean none was started beyond those alive
+        # "newest" counts every worker task started: kept workers mean none
+        # was started beyond those alive
         assert workers["alive"] <= FUSE_WORKERS + 1, workers
         assert workers["newest"] <= workers["alive"] + 1, workers
     finally:
         for fd in fds:
             os.close(fd)
         m.unmount()
+
+
+def test_queued_requests_are_read_in_one_wake_up_and_served_without_a_task(mount):
+    """The session loop (glusterpy/fuse/session_loop.py) reads /dev/fuse
+    until it is empty before it waits for it again, and runs a request the
+    bridge answers at once in the reading task.  Requests queued while the
+    mount process is stopped (getxattr of security.capability through open
+    fds: the bridge answers ENODATA with no graph call, and no lookup goes
+    first) are all read after one wake-up, none starting a task or passing
+    the reading on.  pyfuse3's loop took a lock and waited for /dev/fuse to
+    be readable before each request (and counts none of it)."""
+    import signal
+    import threading
+
+    jobs = 8
+    fds = [os.open(mount.mnt / f"f{i}", os.O_RDWR | os.O_CREAT, 0o644) for i in range(jobs)]
+    try:
+        before = _statedump(mount)["fuse_workers"]
+        pid = _mount_pid(mount)
+        answers: list = []
+
+        def ask(fd):
+            answers.append(errname(os.getxattr, fd, "security.capability"))
+
+        threads = [threading.Thread(target=ask, args=(fd,)) for fd in fds]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for t in threads:
+                t.start()
+            time.sleep(1)  # every thread's request queued in the kernel
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for t in threads:
+            t.join(30)
+        assert answers == ["ENODATA"] * jobs
+        after = _statedump(mount)["fuse_workers"]
+        delta = {k: after[k] - before[k] for k in
+                 ("requests", "readable_waits", "inline", "handoffs", "tasks_started")}
+        assert delta["requests"] == jobs, delta
+        assert delta["inline"] == jobs, delta
+        # the wait that ended on SIGCONT was counted before; after the
+        # batch, one wait for the next request
+        assert delta["readable_waits"] <= 2, delta
+        assert delta["handoffs"] == 0 and delta["tasks_started"] == 0, delta
+    finally:
+        for fd in fds:
+            os.close(fd)
