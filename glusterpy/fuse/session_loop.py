@@ -246,6 +246,10 @@ class SessionLoop:
         retval, stats = self.retval, self.stats
         in_a_row = 0
         while True:
+            if in_a_row >= self.batch:
+                in_a_row = 0
+                stats.yields += 1
+                await trio.lowlevel.checkpoint()
             if lib.fuse_session_exited(session):
                 return
             res = lib.fuse_session_receive_buf(session, ref)
@@ -264,6 +268,7 @@ class SessionLoop:
             if res == 0:  # unmounted: libfuse marked the session exited
                 return
             stats.requests += 1
+            in_a_row += 1
             lib.fuse_session_process_buf(session, ref)
             coro = retval.value
             if coro is None:  # answered in C (libfuse, or ops_table's slots)
@@ -277,11 +282,6 @@ class SessionLoop:
                 trap = coro.send(None)
             except StopIteration:
                 stats.inline += 1
-                in_a_row += 1
-                if in_a_row >= self.batch:
-                    in_a_row = 0
-                    stats.yields += 1
-                    await trio.lowlevel.checkpoint()
                 continue
             stats.handoffs += 1
             self._pass_leadership()
