@@ -8,7 +8,7 @@ copy_file_range first) falls back to reading and writing each byte
 through the mount.  Here the slot of struct fuse_lowlevel_ops (libfuse >=
 3.4, fuse_lowlevel.h) is filled as posix_locks.py fills getlk/setlk
 (ops_table.py: found in the session's copy of pyfuse3's table, written
-between pyfuse3.init and pyfuse3.main); the callback copies the request
+between pyfuse3.init and the session loop); the callback copies the request
 out of libfuse's frame and starts a task in the mount's nursery; the task
 calls the bridge's
 copy_file_range (the graph's fop with the two handles' Fds: distribute,

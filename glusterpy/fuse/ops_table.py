@@ -10,8 +10,9 @@ they share:
 - finding the table: pyfuse3.init clears and fills its table (a static C
   variable of its extension module) and hands it to fuse_session_new,
   which copies it into the new session; libfuse reads the copy when the
-  kernel's INIT request arrives - in the session loop, pyfuse3.main.  So
-  slots are written between pyfuse3.init and pyfuse3.main, into the
+  kernel's INIT request arrives - in the session loop (session_loop.py,
+  or pyfuse3.main).  So slots are written between pyfuse3.init and the
+  session loop, into the
   session's copy, found by the two symbols in the extension's ELF symbol
   table and where the extension is mapped, then as the bytes inside the
   session equal to the table.  Nothing is written unless everything
@@ -23,7 +24,7 @@ they share:
   C frames, and `reply_when_done`, the shape of a task answering a
   request: the graph's errno, EIO for a crash, or the handler's reply.
 
-A callback runs inside pyfuse3's session loop (in trio's thread), copies
+A callback runs inside the session loop (in trio's thread), copies
 what it needs out of the request (valid during the call only) and starts
 a task in the mount's nursery that answers with fuse_reply_* - libfuse
 lets a request be answered later, so a slow one does not hold the loop up.
@@ -203,7 +204,7 @@ def libfuse():
 
 class SlotHandlers(abc.ABC):
     """One group of slots for the mount (FuseBridge) of this process:
-    `install()` after pyfuse3.init, `nursery` set before pyfuse3.main,
+    `install()` after pyfuse3.init, `nursery` set before the session loop,
     `uninstall()` after pyfuse3.close.  pyfuse3 runs one session per
     process, so the callbacks (module-level C functions) find the mount as
     their class's `active`."""
@@ -226,7 +227,7 @@ class SlotHandlers(abc.ABC):
         """slot -> the ctypes callback to write there."""
 
     def install(self, found=None) -> bool:
-        """Between pyfuse3.init and pyfuse3.main: True if the kernel's
+        """Between pyfuse3.init and the session loop: True if the kernel's
         requests for these slots will come here.  `found`:
         find_session_ops()'s answer, shared by every group of the mount."""
         ops, why = find_session_ops() if found is None else found

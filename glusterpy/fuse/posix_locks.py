@@ -12,7 +12,7 @@ with ctypes callbacks (and takes over its flush slot, see below), the way
 ops_table.py finds and checks it; otherwise locks stay local to the mount,
 as before, and a warning says why.
 
-A callback runs inside pyfuse3's session loop (in trio's thread), copies
+A callback runs inside the session loop (in trio's thread), copies
 what it needs out of the request, and starts a task in the mount's
 nursery; the task sends lk down the graph and answers with
 fuse_reply_lock/fuse_reply_err when it completes - libfuse lets a request
