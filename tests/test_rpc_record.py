@@ -236,9 +236,11 @@ class _Arenas:
 
 
 def receive_into_arenas(dec: RecordDecoder, wire: bytes, cuts: list[int], alloc,
-                        most: int = 0) -> list:
+                        most: int = 0, drop: bool = False) -> list:
     """Drive the decoder as the brick's transport does: every receive into
-    arena_view(), at most what the socket gives (`cuts`)."""
+    arena_view(), at most what the socket gives (`cuts`); with `drop`, the
+    arena offered back after every receive, as the transport does when the
+    socket is drained and no call is in service."""
     got, pos, i = [], 0, 0
     while pos < len(wire):
         view = dec.arena_view(alloc, most)
@@ -251,6 +253,8 @@ def receive_into_arenas(dec: RecordDecoder, wire: bytes, cuts: list[int], alloc,
         pos += n
         while (r := dec.next_record()) is not None:
             got.append(r)
+        if drop:
+            dec.drop_arena()
     return got
 
 
@@ -266,6 +270,13 @@ def test_arena_receive_any_fragmentation_and_chunking(messages, max_fragment, cu
     assert all(r.readonly for r in got)
     assert dec.at_record_boundary() and dec.buffered == 0
     assert R.ARENA_SIZE > 8192 and dec.arena_size == 8192
+    # the same with the arena offered back after every receive (an idle
+    # brick connection waiting for its peer): no receive boundary may
+    # change what comes out
+    dec = RecordDecoder(arena_size=8192)
+    assert [bytes(r) for r in receive_into_arenas(dec, wire, cuts, _Arenas(),
+                                                  drop=True)] == messages
+    assert dec.at_record_boundary() and dec.buffered == 0
 
 
 def test_arena_records_are_views_of_the_arena_not_copies():
@@ -330,6 +341,29 @@ def test_arena_record_across_arenas_is_moved_once_and_arena_dropped_when_idle():
     view[:3] = b"\x80\x00\x00"
     dec.arena_filled(3)
     assert dec.next_record() is None and not dec.drop_arena()   # a header half in it
+
+
+@pytest.mark.parametrize("body", [200, 40000])
+def test_arena_dropped_after_a_whole_header_keeps_the_fragment_length(body):
+    """A receive that ends just after a record's 4-byte mark: the mark is
+    read (the fragment's length known), none of its bytes are in the arena,
+    and the idle transport lets the arena go.  The fragment's end was
+    kept as an offset into the arena given up, so the next arena waited for
+    that offset's worth of extra bytes: the record and every call after it
+    were swallowed as its content and the brick stalled with "end of file
+    inside a record" (bench/notes/metadata.md, the session loop's stall)."""
+    dec = RecordDecoder()
+    arenas = _Arenas()
+    first, second, third = b"a" * 300, b"b" * body, b"c" * 50
+    wire = record_bytes([first]) + record_bytes([second]) + record_bytes([third])
+    cut = len(record_bytes([first])) + 4
+    got = receive_into_arenas(dec, wire[:cut], [cut], arenas)
+    assert [bytes(r) for r in got] == [first]
+    assert not dec.at_record_boundary() and dec.bytes_needed() == body
+    assert dec.drop_arena() and dec._arena is None      # nothing of the record held
+    got = receive_into_arenas(dec, wire[cut:], [65536], arenas)
+    assert [bytes(r) for r in got] == [second, third]
+    assert dec.at_record_boundary() and dec.buffered == 0
 
 
 def test_arena_misuse_and_oversize_are_refused():

@@ -272,6 +272,13 @@ class RecordDecoder:
         connection meanwhile); whether it was."""
         if self._arena is None or self._end != self._start:
             return False
+        if self._frag_end >= 0:
+            # a fragment's mark was read and none of its bytes yet: its end
+            # is an offset into this arena, and becomes one from the start
+            # of the next (_move adds where that places it); kept as it
+            # was, the next arena waited for this one's offset in extra
+            # bytes and swallowed the calls after it as the fragment's
+            self._frag_end -= self._start
         self._arena = self._ro = None
         self._start = self._end = 0
         return True
