@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from glusterpy.rpc import (DUMP, DumpReply, DumpRequest, ProgramInfo, RpcConnection)
-from glusterpy.rpc.connection import CallReceived
+from glusterpy.rpc.connection import CallReceived, ReplyReceived
 from glusterpy.rpc.transport import ConnectionLost, RpcCallFailed, RpcEndpoint
 from glusterpy.aligned import AlignedBuffers
 
@@ -297,6 +297,58 @@ async def test_large_writes_and_reads_arrive_intact(nursery, pooled):
         assert pool.reused > 0 and pool.mapped <= pool.limit
     await client.aclose()
     await server.aclose()
+
+
+@pytest.mark.parametrize("behind_a_call", [False, True])
+async def test_a_call_whose_mark_reaches_an_idle_pooled_server_first_is_served(nursery,
+                                                                                behind_a_call):
+    """The brick's side (arenas from a pool): a call's 4-byte record mark
+    arrives without any of the call - alone, or right behind a whole call
+    (as a brick receives WRITEs 4 bytes shorter than the one before: the
+    receive sized for one record ends just past the next one's mark) - and
+    the connection goes idle, so its arena goes back to the pool: the
+    reader lets it go before it waits, or the task that served the call
+    before it does when done.  The rest of the call, and a call after it,
+    must still be served.  (The arena used to forget where that call ends:
+    the server waited inside it and swallowed every call after it - the
+    FUSE mount's tools-test stall, bench/notes/metadata.md.)"""
+    async def handler(endpoint, call):
+        return DumpReply(gfs_id=call.args.gfs_id)
+    pool = AlignedBuffers(limit=8 << 20)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    peer = await trio.open_tcp_stream("127.0.0.1", port)
+    server = RpcEndpoint(await listeners[0].accept(), RpcConnection(), handler=handler,
+                         name="server", receive_buffers=pool.take)
+    await listeners[0].aclose()
+    nursery.start_soon(server.serve)
+    conn = RpcConnection()
+
+    async def replies(n):
+        got = []
+        with trio.fail_after(5):
+            while len(got) < n:
+                conn.receive_data(await peer.receive_some(65536))
+                got += [e.result.gfs_id if isinstance(e, ReplyReceived) else e
+                        for e in conn.events()]
+        return got
+
+    def wire(n):
+        return b"".join(conn.send_call(DUMP_PROC, DumpRequest(gfs_id=n))[1])
+    first, second = wire(1), wire(2)
+    if behind_a_call:
+        await peer.send_all(first + second[:4])
+        assert await replies(1) == [1]
+    else:
+        await peer.send_all(first)
+        assert await replies(1) == [1]
+        await peer.send_all(second[:4])
+    await trio.testing.wait_all_tasks_blocked(0.05)
+    records = server.conn._records
+    assert records._arena is None and not records.at_record_boundary()  # let go meanwhile
+    await peer.send_all(second[4:] + wire(3))
+    assert sorted(await replies(2), key=repr) == [2, 3]    # served concurrently: any order
+    await peer.aclose()
 
 
 class _Steps(trio.abc.Instrument):
