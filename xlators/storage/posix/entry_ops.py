@@ -299,33 +299,23 @@ class PosixEntryOps:
         an existing file is opened.  The fd learns the gfid."""
         xdata = xdata or {}
         pfd, pgfid, name = self._parent(loc)
-        pre = self._dir_iatt(pfd, pgfid)
+        pre, pknown = self._dir_pre(pfd, pgfid, self._seen_dir(pfd))
         uid, gid, _ = self._owner(pre)
         oflags = (os.O_CREAT | os.O_RDWR | os.O_EXCL) if not flags else (flags | os.O_CREAT)
         if self.opts.o_direct:
             oflags |= os.O_DIRECT
         perm = mode & ~umask & 0o7777
-        if oflags & os.O_EXCL:
-            # the open itself says whether the name existed (EEXIST): no
-            # stat before it (a small file's create: one syscall fewer)
+        # the open itself says whether the name existed: with O_EXCL it
+        # makes the file or answers EEXIST, so a new name (a small file's
+        # create, after a LOOKUP that found nothing) costs no stat before it
+        try:
+            osfd = os.open(name, oflags | os.O_EXCL | O_NOFOLLOW, perm & 0o777, dir_fd=pfd)
             st = None
-        else:
-            try:
-                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-            except FileNotFoundError:
-                st = None
-        if st is None:
-            gfid = self._new_gfid(xdata)
-            osfd = os.open(name, oflags | O_NOFOLLOW, perm & 0o777, dir_fd=pfd)
-            try:
-                node = self._finish_new_entry(pfd, pgfid, name, gfid, uid, gid, perm, xdata,
-                                              osfd=osfd)
-            except BaseException:
-                os.close(osfd)
-                quiet(os.unlink, name, dir_fd=pfd)
+        except FileExistsError:
+            if oflags & os.O_EXCL:
                 raise
-        else:
-            # O_CREAT without O_EXCL on an existing file opens it (never a symlink)
+            # O_CREAT without O_EXCL on an existing name opens it (O_TRUNC
+            # applied; never a symlink: ELOOP, as a directory is EISDIR)
             osfd = os.open(name, oflags | O_NOFOLLOW, perm & 0o777, dir_fd=pfd)
             try:
                 st = os.fstat(osfd)
@@ -337,7 +327,17 @@ class PosixEntryOps:
             except BaseException:
                 os.close(osfd)
                 raise
+        if st is None:
+            try:
+                gfid = self._new_gfid(xdata)
+                node = self._finish_new_entry(pfd, pgfid, name, gfid, uid, gid, perm, xdata,
+                                              osfd=osfd)
+            except BaseException:
+                os.close(osfd)
+                quiet(os.unlink, name, dir_fd=pfd)
+                raise
         of = self._adopt(fd, osfd, flags | (oflags & os.O_DIRECT), node.gfid, is_dir=False)
+        of.inode = (node.st.st_dev, node.st.st_ino)
         if fd.gfid is None:
             fd.gfid = node.gfid
         # Departure: GlusterFS moves the times of an existing file and its
@@ -349,11 +349,11 @@ class PosixEntryOps:
             if MDATA_KEY not in xdata:
                 # the file made just now has no mdata xattr (xdata stored
                 # none): nothing to read before storing its times
-                known = (MdataCache.generation, None)
+                known = (MdataCache.last_store(of.inode), None)
         else:
             touch, parent_touch = (MDATA_C | MDATA_M if oflags & os.O_TRUNC else 0), 0
         ia = self._fd_iatt(of, touch=touch, known=known)
-        post = self._dir_iatt(pfd, pgfid, touch=parent_touch)
+        post = self._dir_iatt(pfd, pgfid, touch=parent_touch, known=pknown)
         return CreateReply(fd, ia, pre, post)
 
     # ======================================================================
