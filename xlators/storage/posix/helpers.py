@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
+import itertools
 import os
 import queue
 import stat
@@ -191,6 +192,10 @@ def xremove(target, key: str, inode: tuple[int, int] | None = None) -> None:
         MdataCache.xattr_stored(key, inode)
 
 
+#: MdataCache.stored's numbers
+_STORE_NUMBERS = itertools.count(1)
+
+
 # beside xset and xremove, not in mdata.py: every store through them retires it
 class MdataCache:
     """The mdata xattr of the files (and directories) fops were answered
@@ -252,14 +257,18 @@ class MdataCache:
     def stored(cls, inode: tuple[int, int] | None = None) -> int:
         """A store of mdata or a gfid on `inode` ((st_dev, st_ino); None:
         not known, so every inode) is done: its number."""
-        cls.seq = n = cls.seq + 1
+        # next() of a count is atomic under the GIL: the stores of bricks
+        # served by different threads of one process never share a number
+        n = next(_STORE_NUMBERS)
+        if n > cls.seq:
+            cls.seq = n
         if inode is None:
-            cls.unnamed = n
+            cls.unnamed = max(cls.unnamed, n)
         else:
             stores = cls.inode_stores
             if len(stores) >= cls.STORES_LIMIT:
                 stores.clear()
-                cls.unnamed = n
+                cls.unnamed = max(cls.unnamed, n)
             stores[inode] = n
         cls.xattr_generation += 1
         return n
