@@ -223,6 +223,8 @@ class Posix(PosixCommon, PosixEntryOps, PosixInodeOps, PosixFdOps, PosixDirOps, 
         self._hdir = -1            # .glusterfs
         self._hdir_id: tuple[int, int] = (0, 0)
         self._dirs: OrderedDict[GFID, int] = OrderedDict()   # gfid -> directory fd
+        #: (fd, its fstat) that _cached_dir took during the current _parent (_seen_dir)
+        self._dir_seen: tuple | None = None
         self._retired: list[int] = []                        # closed before the next fop
         self._opencount: dict[GFID, int] = {}                # fds open per gfid
         self._unlinked: set[GFID] = set()                    # handles in .glusterfs/unlink

@@ -76,7 +76,7 @@ class PosixEntryOps:
         xdata = xdata or {}
         pfd, pgfid, name = self._parent(loc)
         gfid = self._new_gfid(xdata)
-        pre = self._dir_iatt(pfd, pgfid)
+        pre, pknown = self._dir_pre(pfd, pgfid, self._seen_dir(pfd))
         uid, gid, _ = self._owner(pre)
         if xdata.get(INTERNAL_FOP) and self._link_existing_gfid(gfid, pfd, name):
             # distribute's linkto file for a hard-linked file: another name for
@@ -94,7 +94,7 @@ class PosixEntryOps:
             except BaseException:
                 quiet(os.unlink, name, dir_fd=pfd)
                 raise
-        return self._entry_reply(node, pfd, pgfid, pre, MDATA_A | MDATA_C | MDATA_M)
+        return self._entry_reply(node, pfd, pgfid, pre, MDATA_A | MDATA_C | MDATA_M, pknown)
 
     @inline_fop
     def mkdir(self, loc, mode, umask, xdata=None):
@@ -102,7 +102,7 @@ class PosixEntryOps:
         xdata = xdata or {}
         pfd, pgfid, name = self._parent(loc)
         gfid = self._new_gfid(xdata)
-        pre = self._dir_iatt(pfd, pgfid)
+        pre, pknown = self._dir_pre(pfd, pgfid, self._seen_dir(pfd))
         uid, gid, sgid = self._owner(pre)
         perm = mode & ~umask & 0o7777
         if sgid:
@@ -113,7 +113,7 @@ class PosixEntryOps:
         except BaseException:
             quiet(os.rmdir, name, dir_fd=pfd)
             raise
-        return self._entry_reply(node, pfd, pgfid, pre, MDATA_A | MDATA_C | MDATA_M)
+        return self._entry_reply(node, pfd, pgfid, pre, MDATA_A | MDATA_C | MDATA_M, pknown)
 
     @inline_fop
     def symlink(self, linkname, loc, umask, xdata=None):
@@ -123,7 +123,7 @@ class PosixEntryOps:
         if not linkname or "\0" in linkname:
             raise FopError(errno.EINVAL if linkname else errno.ENOENT)
         gfid = self._new_gfid(xdata)
-        pre = self._dir_iatt(pfd, pgfid)
+        pre, pknown = self._dir_pre(pfd, pgfid, self._seen_dir(pfd))
         uid, gid, _ = self._owner(pre)
         # the target is stored verbatim: absolute targets are data, never followed
         os.symlink(linkname, name, dir_fd=pfd)
@@ -132,7 +132,7 @@ class PosixEntryOps:
         except BaseException:
             quiet(os.unlink, name, dir_fd=pfd)
             raise
-        return self._entry_reply(node, pfd, pgfid, pre, MDATA_A | MDATA_C | MDATA_M)
+        return self._entry_reply(node, pfd, pgfid, pre, MDATA_A | MDATA_C | MDATA_M, pknown)
 
     @inline_fop
     def unlink(self, loc, xflags, xdata=None):
@@ -151,7 +151,7 @@ class PosixEntryOps:
         if xdata.get(SKIP_NON_LINKTO_UNLINK) and not (
                 _is_linkto_mode(st.st_mode) and xget(target, DHT_LINKTO_KEY)):
             raise FopError(errno.EBUSY)
-        pre = self._dir_iatt(pfd, pgfid)
+        pre, pknown = self._dir_pre(pfd, pgfid, self._seen_dir(pfd))
         nlink = st.st_nlink - 1 if gfid is not None else st.st_nlink
         reply_x: dict = {}
         if xdata.get(GET_LINK_COUNT):
@@ -175,7 +175,7 @@ class PosixEntryOps:
                 self._evictions.close(pin)
         if gfid is not None and nlink > 1:
             self._mdata_touch(handle_path(self._hdir, gfid), MDATA_C)
-        post = self._dir_iatt(pfd, pgfid, touch=MDATA_C | MDATA_M)
+        post = self._dir_iatt(pfd, pgfid, touch=MDATA_C | MDATA_M, known=pknown)
         if xdata.get(REQUEST_LINK_COUNT):
             reply_x[RESPONSE_LINK_COUNT] = UInt(nlink)
         return ParentReply(pre, post, xdata=reply_x or None)
@@ -186,7 +186,7 @@ class PosixEntryOps:
         pfd, pgfid, name = self._parent(loc)
         st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
         gfid = self._read_gfid(pfd, name)
-        pre = self._dir_iatt(pfd, pgfid)
+        pre, pknown = self._dir_pre(pfd, pgfid, self._seen_dir(pfd))
         if xflags:
             # self-heal's "remove this tree": move it aside, the janitor purges it
             if not stat.S_ISDIR(st.st_mode):
@@ -203,7 +203,7 @@ class PosixEntryOps:
             self._forget_dir(gfid)
             if self._dir_handle_points_to(gfid, pgfid, name):
                 quiet(os.unlink, hrel(gfid), dir_fd=self._hdir)
-        post = self._dir_iatt(pfd, pgfid, touch=MDATA_C | MDATA_M)
+        post = self._dir_iatt(pfd, pgfid, touch=MDATA_C | MDATA_M, known=pknown)
         return ParentReply(pre, post)
 
     @inline_fop
@@ -281,16 +281,16 @@ class PosixEntryOps:
         limit = self.opts.max_hardlinks
         if limit and self._iatt_nlink(node) >= limit:
             raise FopError(errno.EMLINK)
-        pre = self._dir_iatt(npfd, npgfid)
+        pre, pknown = self._dir_pre(npfd, npgfid, self._seen_dir(npfd))
         os.link(node.at_name, nname, src_dir_fd=node.at_fd, dst_dir_fd=npfd,
                 follow_symlinks=False)
         st = os.stat(nname, dir_fd=npfd, follow_symlinks=False)
         new = Node.entry(npfd, nname, st, node.gfid)
         if node.gfid is not None and self.opts.gfid2path:
             self._set_gfid2path(new.target, npgfid, nname)
-        self._mdata_touch(new.target, MDATA_C)
+        self._mdata_touch(new.target, MDATA_C, inode=(st.st_dev, st.st_ino))
         ia = self._iatt(new)
-        post = self._dir_iatt(npfd, npgfid, touch=MDATA_C | MDATA_M)
+        post = self._dir_iatt(npfd, npgfid, touch=MDATA_C | MDATA_M, known=pknown)
         return EntryReply(ia, pre, post)
 
     @inline_fop
@@ -299,33 +299,23 @@ class PosixEntryOps:
         an existing file is opened.  The fd learns the gfid."""
         xdata = xdata or {}
         pfd, pgfid, name = self._parent(loc)
-        pre = self._dir_iatt(pfd, pgfid)
+        pre, pknown = self._dir_pre(pfd, pgfid, self._seen_dir(pfd))
         uid, gid, _ = self._owner(pre)
         oflags = (os.O_CREAT | os.O_RDWR | os.O_EXCL) if not flags else (flags | os.O_CREAT)
         if self.opts.o_direct:
             oflags |= os.O_DIRECT
         perm = mode & ~umask & 0o7777
-        if oflags & os.O_EXCL:
-            # the open itself says whether the name existed (EEXIST): no
-            # stat before it (a small file's create: one syscall fewer)
+        # the open itself says whether the name existed: with O_EXCL it
+        # makes the file or answers EEXIST, so a new name (a small file's
+        # create, after a LOOKUP that found nothing) costs no stat before it
+        try:
+            osfd = os.open(name, oflags | os.O_EXCL | O_NOFOLLOW, perm & 0o777, dir_fd=pfd)
             st = None
-        else:
-            try:
-                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-            except FileNotFoundError:
-                st = None
-        if st is None:
-            gfid = self._new_gfid(xdata)
-            osfd = os.open(name, oflags | O_NOFOLLOW, perm & 0o777, dir_fd=pfd)
-            try:
-                node = self._finish_new_entry(pfd, pgfid, name, gfid, uid, gid, perm, xdata,
-                                              osfd=osfd)
-            except BaseException:
-                os.close(osfd)
-                quiet(os.unlink, name, dir_fd=pfd)
+        except FileExistsError:
+            if oflags & os.O_EXCL:
                 raise
-        else:
-            # O_CREAT without O_EXCL on an existing file opens it (never a symlink)
+            # O_CREAT without O_EXCL on an existing name opens it (O_TRUNC
+            # applied; never a symlink: ELOOP, as a directory is EISDIR)
             osfd = os.open(name, oflags | O_NOFOLLOW, perm & 0o777, dir_fd=pfd)
             try:
                 st = os.fstat(osfd)
@@ -337,7 +327,17 @@ class PosixEntryOps:
             except BaseException:
                 os.close(osfd)
                 raise
+        if st is None:
+            try:
+                gfid = self._new_gfid(xdata)
+                node = self._finish_new_entry(pfd, pgfid, name, gfid, uid, gid, perm, xdata,
+                                              osfd=osfd)
+            except BaseException:
+                os.close(osfd)
+                quiet(os.unlink, name, dir_fd=pfd)
+                raise
         of = self._adopt(fd, osfd, flags | (oflags & os.O_DIRECT), node.gfid, is_dir=False)
+        of.inode = (node.st.st_dev, node.st.st_ino)
         if fd.gfid is None:
             fd.gfid = node.gfid
         # Departure: GlusterFS moves the times of an existing file and its
@@ -349,11 +349,11 @@ class PosixEntryOps:
             if MDATA_KEY not in xdata:
                 # the file made just now has no mdata xattr (xdata stored
                 # none): nothing to read before storing its times
-                known = (MdataCache.generation, None)
+                known = (MdataCache.last_store(of.inode), None)
         else:
             touch, parent_touch = (MDATA_C | MDATA_M if oflags & os.O_TRUNC else 0), 0
         ia = self._fd_iatt(of, touch=touch, known=known)
-        post = self._dir_iatt(pfd, pgfid, touch=parent_touch)
+        post = self._dir_iatt(pfd, pgfid, touch=parent_touch, known=pknown)
         return CreateReply(fd, ia, pre, post)
 
     # ======================================================================
@@ -421,11 +421,12 @@ class PosixEntryOps:
         self._set_gfid(node, gfid, pgfid, name, fresh=True)
         return node
 
-    def _entry_reply(self, node, pfd, pgfid, pre, touch) -> EntryReply:
+    def _entry_reply(self, node, pfd, pgfid, pre, touch, pknown) -> EntryReply:
+        """`pknown`: `_dir_pre`'s for the parent, earlier in the fop."""
         node.restat()
-        self._mdata_touch(node.target, touch)
+        self._mdata_touch(node.target, touch, inode=(node.st.st_dev, node.st.st_ino))
         ia = self._iatt(node)
-        post = self._dir_iatt(pfd, pgfid, touch=MDATA_C | MDATA_M)
+        post = self._dir_iatt(pfd, pgfid, touch=MDATA_C | MDATA_M, known=pknown)
         return EntryReply(ia, pre, post)
 
 

@@ -106,7 +106,8 @@ class PosixHandles:
         if current is not None and len(current) == 16:
             gfid = GFID(current)
         else:
-            xset(node.target, GFID_KEY, gfid, os.XATTR_CREATE)
+            # the inode named: a create retires no other file's cached mdata
+            xset(node.target, GFID_KEY, gfid, os.XATTR_CREATE, (node.st.st_dev, node.st.st_ino))
         node.gfid = gfid
         if node.is_dir:
             self._make_dir_handle(gfid, pgfid, name, replace=True)
@@ -114,7 +115,8 @@ class PosixHandles:
             try:
                 self._make_file_handle(gfid, node)
             except BaseException:
-                quiet(xremove, node.target, GFID_KEY)  # retires MdataCache.listed
+                # retires MdataCache.listed
+                quiet(xremove, node.target, GFID_KEY, (node.st.st_dev, node.st.st_ino))
                 raise
 
     def _heal_handle(self, node: "Node", pgfid: GFID, name: str) -> None:

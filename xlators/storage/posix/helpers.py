@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
+import itertools
 import os
 import queue
 import stat
@@ -113,7 +114,7 @@ class OpenFile:
     """What storage/posix keeps in fd.ctx: the OS descriptor and its flags."""
 
     __slots__ = ("osfd", "flags", "is_dir", "gfid", "odirect", "iatt_key", "iatt_fields",
-                 "mdata")
+                 "mdata", "inode")
 
     def __init__(self, osfd: int, flags: int, is_dir: bool, gfid: GFID | None):
         self.osfd = osfd
@@ -127,6 +128,9 @@ class OpenFile:
         self.iatt_fields: tuple = ()
         #: the mdata xattr those fields were made with (None: absent, or ctime off)
         self.mdata: bytes | None = None
+        #: (st_dev, st_ino) once an fstat or the fop that opened it showed
+        #: them: a store of its mdata then retires only its own cache entry
+        self.inode: tuple[int, int] | None = None
 
 
 def entry_path(dirfd: int, name: str) -> str:
@@ -162,44 +166,70 @@ def xget_quiet(target, key: str) -> bytes | None:
         return None
 
 
-def xset(target, key: str, value: bytes, flags: int) -> None:
+def xset(target, key: str, value: bytes, flags: int,
+         inode: tuple[int, int] | None = None) -> int:
+    """setxattr without following a link.  `inode`, the (st_dev, st_ino)
+    of `target` when the caller knows it, keeps a store of mdata or the
+    gfid from retiring what MdataCache holds of other inodes; the answer
+    is the store's number (MdataCache.stored)."""
     try:
         if isinstance(target, int):
             os.setxattr(target, key, value, flags)
         else:
             os.setxattr(target, key, value, flags, follow_symlinks=False)
     finally:
-        MdataCache.xattr_stored(key)
+        n = MdataCache.xattr_stored(key, inode)
+    return n
 
 
-def xremove(target, key: str) -> None:
+def xremove(target, key: str, inode: tuple[int, int] | None = None) -> None:
     try:
         if isinstance(target, int):
             os.removexattr(target, key)
         else:
             os.removexattr(target, key, follow_symlinks=False)
     finally:
-        MdataCache.xattr_stored(key)
+        MdataCache.xattr_stored(key, inode)
+
+
+#: MdataCache.stored's numbers
+_STORE_NUMBERS = itertools.count(1)
 
 
 # beside xset and xremove, not in mdata.py: every store through them retires it
 class MdataCache:
-    """The mdata xattr of the files reads were answered for, so that a read
-    costs one fstat and no fgetxattr (GlusterFS keeps the same in posix's
-    inode context).  An entry is good while the inode's ctime is the one
-    seen when it was read - a change by anyone, inside this process or not,
-    moves ctime - and while nothing stored mdata through this process since:
-    our own stores can land in the clock tick of the ctime seen (the kernel's
-    coarse clock), which ctime cannot show, so every store through `xset`
-    or `xremove` retires every entry once it is done (a store in an
-    io-threads worker that overlaps a read cannot leave the read's entry
-    behind).  A read-mostly workload (a VM's image) hits; a store costs a
-    generation bump."""
+    """The mdata xattr of the files (and directories) fops were answered
+    for, so that a read costs one fstat and no fgetxattr (GlusterFS keeps
+    the same in posix's inode context).  An entry is good while the inode's
+    ctime is the one seen when it was read - a change by anyone, inside
+    this process or not, moves ctime - and while nothing stored mdata on
+    that inode through this process since: our own stores can land in the
+    clock tick of the ctime seen (the kernel's coarse clock), which ctime
+    cannot show.  So every store through `xset` or `xremove` gets a number
+    once it is done and records it as its inode's last store (`stored`); an
+    entry holds the inode's last store as it was before the xattr was read
+    (or the number of the store that wrote it, `put`) and is good only
+    while that is still the last one - a store in an io-threads worker that
+    overlaps a read cannot leave the read's entry behind.  A store whose
+    caller does not name the inode (a path of a handle, a setattr) retires
+    every entry, as does forgetting the per-inode numbers past their bound.
+    A read-mostly workload (a VM's image) hits; so do the writes of several
+    files at once and a directory's times during a create storm in it,
+    which per-process retiring cleared at every store (bench/notes/qemu.md
+    (16))."""
 
     #: entries kept; beyond it the table starts over
     LIMIT = 4096
-    #: bumped by every store of mdata in this process (all bricks)
-    generation = 0
+    #: the number of the last store of mdata or a gfid in this process
+    #: (all bricks)
+    seq = 0
+    #: the number of the last such store whose inode was not named: no
+    #: entry older than it is good
+    unnamed = 0
+    #: (st_dev, st_ino) -> the number of its last store, at most
+    #: STORES_LIMIT of them (then forgotten, as an unnamed store)
+    inode_stores: dict[tuple[int, int], int] = {}
+    STORES_LIMIT = 16384
     #: bumped by every store of any xattr in this process (what `listed`
     #: keeps depends on all of them)
     xattr_generation = 0
@@ -213,57 +243,80 @@ class MdataCache:
     #: and mdata in its inode table, whose inode-lru-limit is 16384)
     LISTED_LIMIT = 16384
 
-    __slots__ = ("_entries", "_generation", "_listed", "_listed_generation")
+    __slots__ = ("_entries", "_listed", "_listed_generation")
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[int, int], tuple[int, bytes | None]] = {}
-        self._generation = 0
+        #: (dev, ino) -> (ctime ns, mdata, the inode's last store it is good for)
+        self._entries: dict[tuple[int, int], tuple[int, bytes | None, int]] = {}
         #: (dev, ino) -> (ctime ns, gfid, mdata, what was asked, its xattrs,
         #: what the iatt was made of, the iatt's fields)
         self._listed: dict[tuple[int, int], tuple] = {}
         self._listed_generation = 0
 
     @classmethod
-    def stored(cls) -> None:
-        cls.generation += 1
+    def stored(cls, inode: tuple[int, int] | None = None) -> int:
+        """A store of mdata or a gfid on `inode` ((st_dev, st_ino); None:
+        not known, so every inode) is done: its number."""
+        # next() of a count is atomic under the GIL: the stores of bricks
+        # served by different threads of one process never share a number
+        n = next(_STORE_NUMBERS)
+        if n > cls.seq:
+            cls.seq = n
+        if inode is None:
+            cls.unnamed = max(cls.unnamed, n)
+        else:
+            stores = cls.inode_stores
+            if len(stores) >= cls.STORES_LIMIT:
+                stores.clear()
+                cls.unnamed = max(cls.unnamed, n)
+            stores[inode] = n
         cls.xattr_generation += 1
+        return n
 
     @classmethod
-    def xattr_stored(cls, key: str) -> None:
+    def xattr_stored(cls, key: str, inode: tuple[int, int] | None = None) -> int:
         """Every xattr stored or removed through `xset`/`xremove`: the
-        listed entries' xattrs go; the readv cache only for mdata and gfid."""
+        listed entries' xattrs go; the mdata entries only for mdata and
+        gfid, and only `inode`'s when it is named."""
         if key == MDATA_KEY or key == GFID_KEY:
-            cls.generation += 1
+            return cls.stored(inode)
         cls.xattr_generation += 1
+        return cls.seq
+
+    @classmethod
+    def last_store(cls, inode: tuple[int, int] | None) -> int:
+        """The number of the last store that may have changed `inode`'s
+        mdata (None: an inode not known, so any store)."""
+        if inode is None:
+            return cls.seq
+        n = cls.inode_stores.get(inode, 0)
+        u = cls.unnamed
+        return n if n > u else u
 
     def get(self, osfd: int, st: os.stat_result) -> bytes | None:
         """The mdata of the file open as `osfd`, whose fstat is `st`."""
         entries = self._entries
-        if self._generation != MdataCache.generation:
-            entries.clear()
-            self._generation = MdataCache.generation
         key = (st.st_dev, st.st_ino)
+        last = MdataCache.last_store(key)
         hit = entries.get(key)
-        if hit is not None and hit[0] == st.st_ctime_ns:
+        if hit is not None and hit[0] == st.st_ctime_ns and hit[2] == last:
             return hit[1]
         raw = xget_quiet(osfd, MDATA_KEY)
         if len(entries) >= self.LIMIT:
             entries.clear()
-        entries[key] = (st.st_ctime_ns, raw)
+        # `last` was taken before the read: a store that lands after it
+        # makes the entry no good, even if it came before the read
+        entries[key] = (st.st_ctime_ns, raw, last)
         return raw
 
-    def put(self, st: os.stat_result, raw: bytes) -> None:
-        """`raw` was just stored (through xset, which retired every entry)
-        on the file whose fstat after the store is `st`: a read or write
-        that follows finds it without an fgetxattr."""
+    def put(self, st: os.stat_result, raw: bytes, n: int) -> None:
+        """`raw` was just stored (through xset, whose number was `n`) on the
+        file whose fstat after the store is `st`: a read or write that
+        follows finds it without an fgetxattr, while no other store lands."""
         entries = self._entries
-        if self._generation != MdataCache.generation:
-            entries.clear()
-            self._generation = MdataCache.generation
         if len(entries) >= self.LIMIT:
             entries.clear()
-        entries[(st.st_dev, st.st_ino)] = (st.st_ctime_ns, raw)
-
+        entries[(st.st_dev, st.st_ino)] = (st.st_ctime_ns, raw, n)
 
     def listed(self, pfd: int, name: str, st: os.stat_result,
                mdata: bool) -> tuple[bytes | None, bytes | None]:

@@ -82,7 +82,7 @@ class PosixMdata:
         does the same after a read or write, for the reply's postbuf).
 
         What it is made of - the fstat, the gfid, the mdata times (cached in
-        `_mdata` while ctime and MdataCache's generation stand), the ctime
+        `_mdata` while ctime and the inode's last store stand), the ctime
         option - is kept per open file with the iatt's fields: when the
         fstat shows the same file (every field of it, the ns times
         included) and nothing else moved, the fields are reused and only a
@@ -95,29 +95,31 @@ class PosixMdata:
         fop on the file reads no xattr either.  `known` is `_fd_known`'s
         answer from earlier in the same fop: the stored mdata it holds is
         moved without reading it again while no store went through this
-        process since (a write: one fsetxattr and no fgetxattr, as
-        GlusterFS's posix_set_ctime with its inode-context copy)."""
+        process on the file since (a write: one fsetxattr and no fgetxattr,
+        as GlusterFS's posix_set_ctime with its inode-context copy)."""
         ctime = self.opts.ctime
         if touch and ctime:
             raw = _UNREAD
-            if known is not None and known[0] == MdataCache.generation:
+            if known is not None and known[0] == MdataCache.last_store(of.inode):
                 raw = known[1]
-            stored = self._mdata_store(of.osfd, touch, raw)
+            stored, n = self._mdata_store(of.osfd, touch, raw, of.inode)
             st = os.fstat(of.osfd)
+            of.inode = (st.st_dev, st.st_ino)
             ia = Iatt.from_stat(st, of.gfid or NULL_GFID)
             if not of.is_dir and ia.nlink:
                 ia.nlink -= 1
             if stored is None:
                 return ia
             _set_iatt_times(ia, *mdata_decode(stored))
-            self._mdata.put(st, stored)
-            self._keep_fields(of, st, ctime, ia, stored)
+            self._mdata.put(st, stored, n)
+            self._keep_fields(of, st, ctime, ia, stored, n)
             return ia
         st = os.fstat(of.osfd)
+        inode = of.inode = (st.st_dev, st.st_ino)
         # stat_result's == compares the whole-second times only: the ns
         # times (and the fields outside its tuple) are in the key themselves
         key = (st, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blocks,
-               st.st_blksize, st.st_rdev, of.gfid, ctime, MdataCache.generation)
+               st.st_blksize, st.st_rdev, of.gfid, ctime, MdataCache.last_store(inode))
         if key == of.iatt_key:
             return Iatt(*of.iatt_fields)
         ia = Iatt.from_stat(st, of.gfid or NULL_GFID)
@@ -134,43 +136,84 @@ class PosixMdata:
 
     @staticmethod
     def _keep_fields(of: "OpenFile", st: os.stat_result, ctime: bool, ia: Iatt,
-                     raw: bytes | None) -> None:
+                     raw: bytes | None, n: int) -> None:
+        """`n`: the number of the store that wrote `raw` (MdataCache.stored)."""
         of.iatt_key = (st, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns, st.st_blocks,
-                       st.st_blksize, st.st_rdev, of.gfid, ctime, MdataCache.generation)
+                       st.st_blksize, st.st_rdev, of.gfid, ctime, n)
         of.iatt_fields = tuple(getattr(ia, name) for name in _IATT_FIELDS)
         of.mdata = raw
 
     def _fd_known(self, of: "OpenFile") -> tuple | None:
-        """Right after `_fd_iatt(of)`: (MdataCache's generation, the mdata
-        xattr that iatt was made with), for `_fd_iatt(of, touch, known)`
-        later in the same fop; None when ctime is off."""
+        """Right after `_fd_iatt(of)`: (the file's last store then, as
+        MdataCache.last_store numbers it, and the mdata xattr that iatt was
+        made with), for `_fd_iatt(of, touch, known)` later in the same fop;
+        None when ctime is off."""
         if not self.opts.ctime or of.iatt_key is None:
             return None
-        return MdataCache.generation, of.mdata
+        return of.iatt_key[-1], of.mdata
 
-    def _dir_iatt(self, dfd: int, gfid: GFID, touch: int = 0) -> Iatt:
-        ia = Iatt.from_stat(os.fstat(dfd), gfid)
-        if self.opts.ctime:
-            if touch:
-                self._mdata_touch(dfd, touch, ia)
-            else:
-                apply_mdata(ia, xget_quiet(dfd, MDATA_KEY))
+    def _dir_iatt(self, dfd: int, gfid: GFID, touch: int = 0,
+                  known: tuple | None = None) -> Iatt:
+        """The iatt of the directory open as `dfd` (a parent's pre- or
+        post-op); with `touch`, its flagged mdata times moved first.
+        `known` is `_dir_pre`'s from earlier in the same fop: the mdata it
+        holds is moved without reading it again while no store went
+        through this process on the directory since; the store is then
+        followed by the fstat, so what was stored is kept (MdataCache.put)
+        for the next fop in the directory - a create storm reads the
+        parent's mdata from neither disk nor xattr."""
+        if not (touch and self.opts.ctime):
+            return self._dir_pre(dfd, gfid)[0]
+        raw = _UNREAD
+        inode = None
+        if known is not None:
+            inode = known[0]
+            if known[1] == MdataCache.last_store(inode):
+                raw = known[2]
+        stored, n = self._mdata_store(dfd, touch, raw, inode)
+        st = os.fstat(dfd)
+        ia = Iatt.from_stat(st, gfid)
+        if stored is not None:
+            _set_iatt_times(ia, *mdata_decode(stored))
+            self._mdata.put(st, stored, n)
+        else:
+            apply_mdata(ia, self._mdata.get(dfd, st))
         return ia
 
-    def _mdata_touch(self, target, flags: int, ia: Iatt | None = None) -> None:
+    def _dir_pre(self, dfd: int, gfid: GFID, st: os.stat_result | None = None
+                 ) -> tuple[Iatt, tuple | None]:
+        """(the iatt of the directory open as `dfd`, what `_dir_iatt(...,
+        known=)` takes later in the same fop).  `st`: its fstat, when the
+        fop just took one (`_seen_dir`).  The mdata comes from MdataCache,
+        kept while ctime and the directory's last store stand."""
+        if st is None:
+            st = os.fstat(dfd)
+        ia = Iatt.from_stat(st, gfid)
+        if not self.opts.ctime:
+            return ia, None
+        inode = (st.st_dev, st.st_ino)
+        last = MdataCache.last_store(inode)
+        raw = self._mdata.get(dfd, st)
+        apply_mdata(ia, raw)
+        return ia, (inode, last, raw)
+
+    def _mdata_touch(self, target, flags: int, ia: Iatt | None = None,
+                     inode: tuple[int, int] | None = None) -> None:
         """posix_set_mdata_xattr: move the flagged times to now (never back);
         a missing xattr is created with every time set to now.  "Now" is the
-        client's clock when it sent one (`_clock`)."""
+        client's clock when it sent one (`_clock`).  `inode`: the target's
+        (st_dev, st_ino) when known (only its cached mdata is retired)."""
         if not self.opts.ctime or not flags:
             return
-        stored = self._mdata_store(target, flags, _UNREAD)
+        stored = self._mdata_store(target, flags, _UNREAD, inode)[0]
         if stored is not None and ia is not None:
             _set_iatt_times(ia, *mdata_decode(stored))
 
-    def _mdata_store(self, target, flags: int, raw) -> bytes | None:
+    def _mdata_store(self, target, flags: int, raw,
+                     inode: tuple[int, int] | None = None) -> tuple[bytes | None, int]:
         """`_mdata_touch`'s store: from `raw` (the xattr as stored, None when
-        absent) or, when it is _UNREAD, from an fgetxattr now; the value
-        stored, or None when the store failed."""
+        absent) or, when it is _UNREAD, from an fgetxattr now; (the value
+        stored, or None when the store failed; the store's number)."""
         now = self._clock()
         cur = mdata_decode(xget_quiet(target, MDATA_KEY) if raw is _UNREAD else raw)
         if cur is None:
@@ -185,11 +228,11 @@ class PosixMdata:
                 a = now
         value = mdata_encode(c, m, a)
         try:
-            xset(target, MDATA_KEY, value, 0)
+            n = xset(target, MDATA_KEY, value, 0, inode)
         except OSError as e:
             self.log.warning("storing %s failed: %s", MDATA_KEY, e)
-            return None
-        return value
+            return None, MdataCache.seq
+        return value, n
 
     @staticmethod
     def _clock() -> int:

@@ -90,8 +90,10 @@ class PosixResolve:
         fd = self._dirs.get(gfid)
         if fd is None:
             return None
-        if os.fstat(fd).st_nlink:     # a removed directory has no links
+        st = os.fstat(fd)
+        if st.st_nlink:     # a removed directory has no links
             self._dirs.move_to_end(gfid)
+            self._dir_seen = (fd, st)
             return fd
         self._retired.append(self._dirs.pop(gfid))
         return None
@@ -166,6 +168,7 @@ class PosixResolve:
 
     def _parent(self, loc) -> tuple[int, GFID, str]:
         """(parent directory fd, parent gfid, checked name) of an entry loc."""
+        self._dir_seen = None
         if loc.pargfid is not None and loc.name is not None:
             name = loc.name
             _check_name(name)
@@ -180,6 +183,16 @@ class PosixResolve:
         if name == HIDDEN_DIR and pgfid == ROOT_GFID:
             raise FopError(errno.EPERM, f"{HIDDEN_DIR} is private to the brick")
         return pfd, pgfid, name
+
+    def _seen_dir(self, pfd: int) -> os.stat_result | None:
+        """The fstat of `pfd` that the `_parent` just before took (checking
+        that the cached descriptor's directory still has links), for the
+        parent's pre-op iatt: nothing this fop did came between.  Taken
+        once; None when `_parent` took none (the root, a walk by path)."""
+        seen, self._dir_seen = self._dir_seen, None
+        if seen is not None and seen[0] == pfd:
+            return seen[1]
+        return None
 
     def _walk(self, parts: list[str]) -> tuple[int, GFID]:
         """Walk directory names from the root without following symlinks."""
