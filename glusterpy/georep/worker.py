@@ -122,7 +122,7 @@ import trio
 from . import LOCK_DIR, NOT_MIRRORED
 from ..fops import ClientPid, GFID
 from ..keys import DHT_LINKTO_KEY, GFID_KEY, GFID_STRING_KEY
-from ..volfile import NOPERF_SUFFIX
+from ..volfile import GSYNCD_SUFFIX, NOPERF_SUFFIX
 from .crawl import ChangelogCrawl
 
 log = logging.getLogger("glusterpy.georep")
@@ -368,7 +368,11 @@ class Worker(ChangelogCrawl):
             await self._passive()
             await trio.sleep(ELECTION_INTERVAL * 5)
         host, _, port = self.conf["volfile_server"].rpartition(":")
-        primary = AsyncVolume.from_server([host], self.conf["primary"] + NOPERF_SUFFIX,
+        # the noperf graph logged in as the volume's internal user
+        # (VOL.gsyncd, served to this node only): gsyncd's pid, with which it
+        # reads and sets sync times on the bricks, counts only from a trusted
+        # client on a volume that squashes root
+        primary = AsyncVolume.from_server([host], self.conf["primary"] + GSYNCD_SUFFIX,
                                           int(port))
         async with primary:
             primary.umask = 0
