@@ -32,7 +32,10 @@ Clients.  A client is identified by the `process-uuid` it sends
 runs with `fops.caller` set from the call's AUTH_GLUSTERFS_v3 credential
 (uid, gid, groups, pid, lk_owner, flags, ctime) and `client` = that
 ServerClient, after `root-squash`/`all-squash` as get_frame_from_request
-applies them.  When the last connection of a client closes, every
+applies them.  Departure: on a volume that squashes, the internal pid
+(negative, fops.ClientPid) of a client that did not log in (auth.login
+credentials, which glusterpyd gives its own clients) is replaced by 0, so
+that claiming one does not pass access-control.  When the last connection of a client closes, every
 translator's `client_disconnected(client)` runs (locks are dropped), then
 each fd the client left open is flushed (pid 0, no lock owner) and
 released, as server_connection_cleanup does.
@@ -365,6 +368,8 @@ class ServerClient:
         self.client_version = params.get("client-version")
         self.peer = peer
         self.username = username
+        #: its internal pid was dropped once (logged once, _caller)
+        self.pid_dropped = False
         self.fds = FdTable()
         self.connections: set[_Connection] = set()
 
@@ -857,6 +862,21 @@ class Server(Translator):
             uid = gid = pid = flags = 0
             groups, lk_owner, ctime = (), b"", None
         opts = self.opts
+        if (opts.root_squash or opts.all_squash) and pid < 0 and client.username is None:
+            # An internal pid (fops.ClientPid) lets a fop pass access-control
+            # and changes what changelog, posix, io-threads and replicate do
+            # with it; from a client that did not log in it is only its word.
+            # On a volume that squashes, where a client's word is not enough
+            # to be root, it is not enough to be internal either: the fop
+            # runs as an application's (pid 0).  glusterpyd's own clients log
+            # in (volgen's internal user).  A TLS certificate alone does not
+            # make a client trusted: auth.ssl-allow admits mounts as well.
+            if not client.pid_dropped:
+                client.pid_dropped = True
+                self.log.info("client %s from %s is not logged in: its internal pid %d "
+                              "is dropped (the volume squashes root)", client.client_uid,
+                              client.peer, pid)
+            pid = 0
         if (opts.root_squash or opts.all_squash) and \
                 not (client.username is not None and pid in SQUASH_EXEMPT_PIDS):
             anonuid, anongid = opts.anonuid, opts.anongid
