@@ -235,3 +235,42 @@ def test_volfiles_with_credentials_stay_on_the_node(tmp_path):
             assert served["nv-client-0"].options["username"] == doc["username"]
         finally:
             d.cleanup()
+
+
+def test_a_volume_stored_without_credentials_gets_them_at_its_next_operation(tmp_path):
+    """A store written before volumes had an internal user still loads
+    (no auth.login then); the next operation - here the one that turns
+    root-squash on - gives the volume its user on every brick, live, and
+    a client that logs in with it keeps its internal pid while a rogue one
+    does not."""
+    with running_daemon(tmp_path / "wd") as d:
+        d.ok("volume", "create", "up", *bricks(tmp_path, "up0"))
+        d.ok("volume", "start", "up")
+        with Volume("127.0.0.1", "up", port=d.port) as vol:
+            write_root_file(vol, "/secret", SECRET)
+        d.stop()
+        info = d.workdir / "vols" / "up" / "info.json"
+        doc = json.loads(info.read_text())
+        del doc["username"], doc["password"]
+        info.write_text(json.dumps(doc))
+        d.start()
+        vdir = d.workdir / "vols" / "up"
+        assert not any(vf.parses(p.read_text()).carries_credentials
+                       for p in vdir.glob("*.vol"))
+        with Volume("127.0.0.1", "up", port=d.port) as vol:
+            assert read_all(vol, "/secret") == SECRET  # the brick was adopted
+        d.ok("volume", "set", "up", "server.root-squash", "on")
+        doc = volume_doc(d, "up")
+        assert doc["username"] and doc["password"]
+        [brick_file] = [p for p in vdir.glob("up.*.vol")
+                        if vf.parses(p.read_text()).top.type == "protocol/server"]
+        assert (brick_file.stat().st_mode & 0o777) == 0o600
+        assert vf.parses(brick_file.read_text()).top.options[
+            f"auth.login.{doc['username']}.password"] == doc["password"]
+        with claiming(Volume("127.0.0.1", "up", port=d.port), ClientPid.GSYNCD) as rogue:
+            with pytest.raises(OSError) as read:
+                read_all(rogue, "/secret")
+            assert read.value.errno == errno.EACCES
+        # the geo-replication worker's graph, as root on the node reads it
+        with claiming(Volume.from_volfile(vdir / "up.gsyncd.vol"), ClientPid.GSYNCD) as ours:
+            assert read_all(ours, "/secret") == SECRET
