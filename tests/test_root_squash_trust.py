@@ -126,6 +126,11 @@ def test_a_wrong_password_is_rejected_at_setvolume(tmp_path):
         # the right one logs in; so does a client that sends none (auth.allow *)
         assert connects(probe_client(d, "pw", brick, username=user, password=password))
         assert connects(probe_client(d, "pw", brick))
+        # the API shows the volume, not its internal user
+        for path in ("/api/v1/volumes/pw", "/api/v1/volumes"):
+            status, body = d.api("GET", path)
+            assert status == 200 and password not in json.dumps(body) and \
+                user not in json.dumps(body), body
 
 
 def test_glustershd_heals_root_files_on_a_root_squash_volume(tmp_path):
