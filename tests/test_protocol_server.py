@@ -568,6 +568,32 @@ async def test_an_internal_pid_counts_only_from_a_logged_in_client_when_squashin
                         ("trusted", -1): -1, ("trusted", -6): -6, ("trusted", 42): 42}
 
 
+async def test_a_rogue_cannot_borrow_a_logged_in_clients_process_uuid(brick):
+    """Connections of one process-uuid share one client (and its trust);
+    the uuid is no secret, so a connection that does not prove the same user
+    is refused rather than joined to a logged-in client."""
+    opts = dict(LOGIN, **{"root-squash": "on"})
+    async with running_brick(brick, server_options=opts) as b, \
+            raw_client(b.port) as trusted, raw_client(b.port) as rogue:
+        assert (await trusted.setvolume(b.subvolume, username="alice",
+                                        password="s3cret")).op_ret == 0
+        reply = await rogue.setvolume(b.subvolume, **{"process-uuid": trusted.process_uuid})
+        assert (reply.op_ret, reply.op_errno) == (-1, errno.EACCES)
+        with pytest.raises(RpcCallFailed, match="GARBAGE_ARGS"):
+            await rogue.fop("stat", loc=Loc(gfid=ROOT_GFID),
+                            caller=Caller(pid=ClientPid.GSYNCD, lk_owner=b"o"))
+        # nor with another user's name and a wrong password
+        reply = await rogue.setvolume(b.subvolume, username="alice", password="guess",
+                                      **{"process-uuid": trusted.process_uuid})
+        assert (reply.op_ret, reply.op_errno) == (-1, errno.EACCES)
+        # the client itself may connect again with its login
+        async with raw_client(b.port) as again:
+            assert (await again.setvolume(b.subvolume, username="alice", password="s3cret",
+                                          **{"process-uuid": trusted.process_uuid})).op_ret == 0
+        assert b.server.clients[trusted.process_uuid].username == "alice"
+        await trusted.ok("stat", loc=Loc(gfid=ROOT_GFID))
+
+
 async def test_dynamic_auth_disconnects_clients_the_new_rules_reject(brick):
     async with running_brick(brick) as b, raw_client(b.port) as c:
         assert (await c.setvolume(b.subvolume)).op_ret == 0

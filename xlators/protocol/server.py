@@ -794,6 +794,17 @@ class Server(Translator):
             return -1, errno.EACCES, "Authentication failed"
         if xl is None:  # accepted, yet nothing of that name to bind to
             return -1, errno.ENOENT, "Brick not found"
+        known = self.clients.get(client_uid)
+        if known is not None and \
+                authenticated_username(self.auth, xl.name, params) != known.username:
+            # connections of one process-uuid share one client and its
+            # trust; the uuid is no secret (volume status clients, the
+            # logs), so a connection that did not prove the same user may
+            # not join it - a rogue could otherwise borrow a logged-in
+            # client's trust (GlusterFS keeps the first connection's)
+            self.log.error("client %s from %s: that process-uuid is bound with another "
+                           "login", client_uid, conn.peer)
+            return -1, errno.EACCES, "Authentication failed"
         client = self._bind(conn, client_uid, xl, params)
         conn.endpoint.conn.max_record_size = MAX_CALL_RECORD
         self.log.info("accepted client from %s (version: %s) with subvol %s",
