@@ -28,7 +28,10 @@ failure ignored.
 
 Clients.  A client is identified by the `process-uuid` it sends
 (GlusterFS's client_uid); connections that present the same uid share one
-`ServerClient` (gf_client_get's bind count) and its fd table.  Every fop
+`ServerClient` (gf_client_get's bind count) and its fd table - and, a
+departure, only if they proved the same auth.login user as the client's
+first (EACCES otherwise: the uuid is no secret, and the client's login is
+what makes it trusted).  Every fop
 runs with `fops.caller` set from the call's AUTH_GLUSTERFS_v3 credential
 (uid, gid, groups, pid, lk_owner, flags, ctime) and `client` = that
 ServerClient, after `root-squash`/`all-squash` as get_frame_from_request
