@@ -279,3 +279,28 @@ def test_a_volume_stored_without_credentials_gets_them_at_its_next_operation(tmp
         # the geo-replication worker's graph, as root on the node reads it
         with claiming(Volume.from_volfile(vdir / "up.gsyncd.vol"), ClientPid.GSYNCD) as ours:
             assert read_all(ours, "/secret") == SECRET
+
+
+def test_geo_replication_syncs_root_files_of_a_root_squash_primary(tmp_path):
+    """The geo-replication worker reads its primary logged in (VOL.gsyncd):
+    with root-squash on there, root's 0600 file in a 0700 directory still
+    reaches the secondary, owner and mode kept."""
+    from test_georep import Pair
+    pair = Pair(tmp_path)
+    try:
+        pair.start()
+        pair.pvol.mkdir("/private", 0o700)
+        write_root_file(pair.pvol, "/private/secret", SECRET)
+        pair.p.ok("volume", "set", "pv", "server.root-squash", "on")
+        assert pair.geo("create").rc == 0
+        pair.geo("config", "change-interval", "1")
+        assert pair.geo("start").rc == 0
+        pair.checkpoint()
+        found = [tmp_path / b / "private" / "secret" for b in ("sb0", "sb1")
+                 if (tmp_path / b / "private" / "secret").exists()]
+        assert len(found) == 1, pair._logs()
+        assert found[0].read_bytes() == SECRET
+        st = found[0].stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (0, 0o600)
+    finally:
+        pair.cleanup()

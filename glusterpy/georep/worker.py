@@ -376,6 +376,11 @@ class Worker(ChangelogCrawl):
                                           int(port))
         async with primary:
             primary.umask = 0
+            # every fop on the primary as gsyncd's (GlusterFS mounts it with
+            # --client-pid=-1): with root-squash on there, a trusted client's
+            # internal pid is what spares its uid 0 from squashing, so the
+            # worker reads root's files and takes its lock in the root
+            primary.identity = dataclasses.replace(primary.identity, pid=ClientPid.GSYNCD)
             lock = ElectionLock(primary, lock_path(self.conf))
             try:
                 while True:
