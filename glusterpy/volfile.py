@@ -71,10 +71,23 @@ class Volfile:
     def dumps(self) -> str:
         return dumps(self)
 
+    @property
+    def carries_credentials(self) -> bool:
+        """Whether a volume holds an auth.login password: a protocol/client's
+        `password` or a protocol/server's `auth.login.USER.password` - what
+        makes a client trusted, so the volfile is for this node's own
+        processes only (written 0600, served by GETSPEC to local callers)."""
+        return any(key == "password" or
+                   key.startswith("auth.login.") and key.endswith(".password")
+                   for v in self.volumes for key in v.options)
+
 
 #: the volfile-id under which glusterd serves a volume's client graph without
 #: its performance translators (`VOL.noperf`)
 NOPERF_SUFFIX = ".noperf"
+#: the volfile-id of the geo-replication worker's graph of its primary: the
+#: noperf graph logged in as the volume's internal user (glusterd/volgen.py)
+GSYNCD_SUFFIX = ".gsyncd"
 
 _TOKEN = re.compile(r'"((?:[^"\\\n]|\\.)*)"|([^\s"\\]+)|(\S)')
 

@@ -38,7 +38,7 @@ def test_volfiles_follow_glusterd_names_and_shapes():
     vol = volume()
     files = volgen.volfiles(vol)
     assert set(files) == {"vm.tcp-fuse.vol", "vm.noperf.vol", "vm.rebalance.vol",
-                          "vm.node1.srv-b1.vol", "vm.node2.srv-b2.vol"}
+                          "vm.gsyncd.vol", "vm.node1.srv-b1.vol", "vm.node2.srv-b2.vol"}
     from glusterpy.gfapi.mgmt import elide_unavailable
     for text in files.values():
         # every volfile loads with our translators, as our clients load it
@@ -82,6 +82,53 @@ def test_volfiles_follow_glusterd_names_and_shapes():
     assert rebalance.top.name == "vm"
     assert {k: rebalance["vm-dht"].options[k] for k in volgen.REBALANCE_DHT_OPTIONS} == \
         volgen.REBALANCE_DHT_OPTIONS
+
+
+def test_the_internal_user_reaches_the_trusted_volfiles_only(tmp_path):
+    """glusterd's trusted volfiles: every brick lets the volume's internal
+    user log in, glusterpyd's own graphs (self-heal daemon, rebalance,
+    geo-replication, heal info) log in with it, the volfiles served to
+    mounts and gfapi carry no credential, and those that do are 0600."""
+    vol = volume(replica=2, username="u-1234", password="p-secret")
+    files = volgen.volfiles(vol)
+    for name in ("vm.node1.srv-b1.vol", "vm.node2.srv-b2.vol"):
+        brick = vf.parses(files[name])
+        path = brick.top.subvolumes[0]
+        assert brick.top.options[f"auth.login.{path}.allow"] == "u-1234"
+        assert brick.top.options["auth.login.u-1234.password"] == "p-secret"
+        assert brick.top.options[f"auth.addr.{path}.allow"] == "*"  # as before
+        assert brick.carries_credentials
+    trusted = {"vm-shd.vol", "vm.rebalance.vol", "vm.gsyncd.vol"}
+    for name in trusted:
+        graph = vf.parses(files[name])
+        clients = [v for v in graph.volumes if v.type == "protocol/client"]
+        assert len(clients) == 2
+        assert all((c.options["username"], c.options["password"]) == ("u-1234", "p-secret")
+                   for c in clients), name
+    heal = vf.parses(volgen.client_volfile(vol, perf=False, trusted=True))
+    assert heal["vm-client-0"].options["password"] == "p-secret"
+    for name in ("vm.tcp-fuse.vol", "vm.noperf.vol"):
+        assert "p-secret" not in files[name] and "u-1234" not in files[name]
+        assert not vf.parses(files[name]).carries_credentials
+    # the graphs load: protocol/client and protocol/server take the options
+    from glusterpy.gfapi.mgmt import elide_unavailable
+    for text in files.values():
+        parsed = vf.parses(text)
+        elide_unavailable(parsed)
+        Graph(parsed)
+    store = Store(tmp_path / "wd")
+    store.open()
+    store.save_volume(vol, files)
+    for name in files:
+        mode = (tmp_path / "wd" / "vols" / "vm" / name).stat().st_mode & 0o777
+        assert mode == (0o644 if name in ("vm.tcp-fuse.vol", "vm.noperf.vol") else 0o600), \
+            (name, oct(mode))
+    # the document keeps them; a document without them (made before) loads
+    # without, and its volfiles then have none
+    assert Volume.from_json(vol.to_json()).password == "p-secret"
+    old = volume()
+    assert old.username is None and "username" not in old.to_json()
+    assert not any(vf.parses(t).carries_credentials for t in volgen.volfiles(old).values())
 
 
 def test_volume_set_keys_reach_their_translators():

@@ -14,7 +14,7 @@ import uuid
 import pytest
 import trio
 
-from glusterpy.fops import (CATALOGUE, GFID, ROOT_GFID, Caller, EntrylkCmd,
+from glusterpy.fops import (CATALOGUE, ClientPid, GFID, ROOT_GFID, Caller, EntrylkCmd,
                             EntrylkType, Flock, FopError, Iatt, LockCmd, LockType, Loc,
                             SET_ATTR_MODE, XattropType)
 from glusterpy.graph import Graph
@@ -540,6 +540,58 @@ async def test_wrong_password_is_refused_while_others_are_served(brick):
                       flags=0)
         assert list(b.server.clients) == [good.process_uuid]
         assert b.server.clients[good.process_uuid].username == "alice"
+
+
+@pytest.mark.parametrize("squash", ["root-squash", "all-squash", None])
+async def test_an_internal_pid_counts_only_from_a_logged_in_client_when_squashing(brick,
+                                                                                  squash):
+    """On a brick that squashes, the negative pid of a client that did not
+    log in reaches the graph as 0 (it would pass access-control); a
+    logged-in client keeps it, and so does every client without squashing."""
+    opts = dict(LOGIN, **({squash: "on"} if squash else {}))
+    async with running_brick(brick, server_options=opts, allow="*") as b, \
+            raw_client(b.port) as rogue, raw_client(b.port) as trusted:
+        assert (await rogue.setvolume(b.subvolume)).op_ret == 0
+        assert (await trusted.setvolume(b.subvolume, username="alice",
+                                        password="s3cret")).op_ret == 0
+        seen = {}
+        for name, c in (("rogue", rogue), ("trusted", trusted)):
+            for pid in (ClientPid.GSYNCD, ClientPid.SELF_HEALD, 42):
+                await c.ok("stat", loc=Loc(gfid=ROOT_GFID),
+                           caller=Caller(uid=0, gid=0, pid=pid, lk_owner=b"o"))
+                conn = next(x for x in b.server.connections
+                            if x.client is b.server.clients[c.process_uuid])
+                seen[name, int(pid)] = conn.last_caller[3].pid
+        dropped = squash is not None
+        assert seen == {("rogue", -1): 0 if dropped else -1,
+                        ("rogue", -6): 0 if dropped else -6, ("rogue", 42): 42,
+                        ("trusted", -1): -1, ("trusted", -6): -6, ("trusted", 42): 42}
+
+
+async def test_a_rogue_cannot_borrow_a_logged_in_clients_process_uuid(brick):
+    """Connections of one process-uuid share one client (and its trust);
+    the uuid is no secret, so a connection that does not prove the same user
+    is refused rather than joined to a logged-in client."""
+    opts = dict(LOGIN, **{"root-squash": "on"})
+    async with running_brick(brick, server_options=opts) as b, \
+            raw_client(b.port) as trusted, raw_client(b.port) as rogue:
+        assert (await trusted.setvolume(b.subvolume, username="alice",
+                                        password="s3cret")).op_ret == 0
+        reply = await rogue.setvolume(b.subvolume, **{"process-uuid": trusted.process_uuid})
+        assert (reply.op_ret, reply.op_errno) == (-1, errno.EACCES)
+        with pytest.raises(RpcCallFailed, match="GARBAGE_ARGS"):
+            await rogue.fop("stat", loc=Loc(gfid=ROOT_GFID),
+                            caller=Caller(pid=ClientPid.GSYNCD, lk_owner=b"o"))
+        # nor with another user's name and a wrong password
+        reply = await rogue.setvolume(b.subvolume, username="alice", password="guess",
+                                      **{"process-uuid": trusted.process_uuid})
+        assert (reply.op_ret, reply.op_errno) == (-1, errno.EACCES)
+        # the client itself may connect again with its login
+        async with raw_client(b.port) as again:
+            assert (await again.setvolume(b.subvolume, username="alice", password="s3cret",
+                                          **{"process-uuid": trusted.process_uuid})).op_ret == 0
+        assert b.server.clients[trusted.process_uuid].username == "alice"
+        await trusted.ok("stat", loc=Loc(gfid=ROOT_GFID))
 
 
 async def test_dynamic_auth_disconnects_clients_the_new_rules_reject(brick):

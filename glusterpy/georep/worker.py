@@ -122,7 +122,7 @@ import trio
 from . import LOCK_DIR, NOT_MIRRORED
 from ..fops import ClientPid, GFID
 from ..keys import DHT_LINKTO_KEY, GFID_KEY, GFID_STRING_KEY
-from ..volfile import NOPERF_SUFFIX
+from ..volfile import GSYNCD_SUFFIX, NOPERF_SUFFIX
 from .crawl import ChangelogCrawl
 
 log = logging.getLogger("glusterpy.georep")
@@ -368,10 +368,19 @@ class Worker(ChangelogCrawl):
             await self._passive()
             await trio.sleep(ELECTION_INTERVAL * 5)
         host, _, port = self.conf["volfile_server"].rpartition(":")
-        primary = AsyncVolume.from_server([host], self.conf["primary"] + NOPERF_SUFFIX,
+        # the noperf graph logged in as the volume's internal user
+        # (VOL.gsyncd, served to this node only): gsyncd's pid, with which it
+        # reads and sets sync times on the bricks, counts only from a trusted
+        # client on a volume that squashes root
+        primary = AsyncVolume.from_server([host], self.conf["primary"] + GSYNCD_SUFFIX,
                                           int(port))
         async with primary:
             primary.umask = 0
+            # every fop on the primary as gsyncd's (GlusterFS mounts it with
+            # --client-pid=-1): with root-squash on there, a trusted client's
+            # internal pid is what spares its uid 0 from squashing, so the
+            # worker reads root's files and takes its lock in the root
+            primary.identity = dataclasses.replace(primary.identity, pid=ClientPid.GSYNCD)
             lock = ElectionLock(primary, lock_path(self.conf))
             try:
                 while True:

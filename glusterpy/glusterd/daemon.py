@@ -75,7 +75,7 @@ from .. import localsock, pki
 from ..localsock import SOCKET_NAME
 from .bricks import BrickProcess
 from .common import VERSION, OpFailed
-from .model import Brick, Volume
+from .model import Brick, Volume, new_credentials
 from .http import PeerUnreachable, Response, request, serve_http
 from .ops import Cluster, prepare_brick_dirs, stage_local, unstamp
 from . import ops, volgen
@@ -695,6 +695,12 @@ class Glusterd:
                 return {"volume": new}
             if new is not None:
                 new.version = (old.version if old else 0) + 1
+                if new.username is None:
+                    # the internal user is made here, once: at volume create,
+                    # or for a volume stored before glusterpy had them at its
+                    # first operation (volume set server.root-squash is one) -
+                    # the plan carries it to every node, so all agree
+                    new.username, new.password = new_credentials()
             # what every node stages and commits, as it travels: JSON documents
             plan = {"txn": txn, "op": op, "args": args, "name": name,
                     "old": old.to_json() if old else None,

@@ -205,7 +205,10 @@ async def heal_graph(vol: Volume, resolve: bool = False):
     if resolve:
         options += [f"{name}-replicate-*.{key}=on" for key in
                     ("data-self-heal", "metadata-self-heal", "entry-self-heal")]
-    graph = Graph.from_text(volgen.client_volfile(vol, perf=False), f"{name} (glfsheal)",
+    # logged in as the volume's internal user: glfsheal's pid must count on
+    # a volume that squashes root (protocol/server drops an untrusted one)
+    graph = Graph.from_text(volgen.client_volfile(vol, perf=False, trusted=True),
+                            f"{name} (glfsheal)",
                             options)
     sets = [graph.by_name[f"{name}-replicate-{i}"]
             for i in range(len(vol.bricks) // vol.replica)]

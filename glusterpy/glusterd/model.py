@@ -6,8 +6,8 @@ travels between peers in the same form inside a plan and a join; in
 glusterpyd it is a `Volume` (gd.volumes, what ops.prepare_* compute, what
 volgen builds volfiles from).  `from_json` reads a document, `to_json`
 gives it back with the same keys - a key a document did not have (an
-optional one: a brick's "arbiter" and "metadata", a volume's "device" and
-"profile") stays absent, and a key these records do not know (written by
+optional one: a brick's "arbiter" and "metadata", a volume's "device",
+"profile", "username" and "password") stays absent, and a key these records do not know (written by
 a newer glusterpy) is kept in `extra` and written back - so a store
 written before loads, and what is written loads in the code before the
 records (tests/test_glusterd_model.py checks both against documents in
@@ -21,10 +21,19 @@ glusterpy may lack, with the values its readers assumed ("tasks": {},
 from __future__ import annotations
 
 import copy
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Brick", "Session", "Volume"]
+__all__ = ["Brick", "Session", "Volume", "new_credentials"]
+
+
+def new_credentials() -> tuple[str, str]:
+    """A volume's internal user name and password, made once (volume
+    create, or the first operation on a volume without them) and carried
+    to every node with the volume's document: random uuids, as glusterd
+    makes them (glusterd_volinfo_new's gf_uuid_generate)."""
+    return str(uuid.uuid4()), str(uuid.uuid4())
 
 
 @dataclass
@@ -137,11 +146,18 @@ class Volume:
     profile: bool | None = None
     #: geo-replication sessions by their key (absent from the document when none)
     georep: dict[str, Session] = field(default_factory=dict)
+    #: the volume's internal user (glusterd's volinfo->auth.username and
+    #: auth.password): glusterpyd's own clients log in to the bricks with it
+    #: (volgen), which makes them trusted; None: absent (a volume made
+    #: before glusterpy had them, until its next operation gives it one)
+    username: str | None = None
+    password: str | None = None
     #: keys this version does not know, written back as they were
     extra: dict[str, Any] = field(default_factory=dict)
 
     _KEYS = ("name", "id", "status", "replica", "arbiter", "stripe", "transport", "bricks",
-             "options", "version", "tasks", "device", "profile", "georep")
+             "options", "version", "tasks", "device", "profile", "georep", "username",
+             "password")
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Volume:
@@ -153,6 +169,7 @@ class Volume:
                    tasks=copy.deepcopy(doc.get("tasks", {})), device=doc.get("device"),
                    profile=doc.get("profile"),
                    georep={k: Session.from_json(v) for k, v in doc.get("georep", {}).items()},
+                   username=doc.get("username"), password=doc.get("password"),
                    extra={k: copy.deepcopy(v) for k, v in doc.items() if k not in cls._KEYS})
 
     def to_json(self) -> dict[str, Any]:
@@ -170,5 +187,7 @@ class Volume:
             doc["profile"] = self.profile
         if self.georep:
             doc["georep"] = {k: s.to_json() for k, s in self.georep.items()}
+        if self.username is not None:
+            doc["username"], doc["password"] = self.username, self.password
         doc.update(copy.deepcopy(self.extra))
         return doc

@@ -8,7 +8,8 @@ Everything glusterpyd knows lives under its working directory (glusterd's
     WORKDIR/vols/<NAME>/info.json     the volume: id, type counts, bricks, options,
                                       status, version, tasks (glusterd/model.py's
                                       Volume.to_json)
-    WORKDIR/vols/<NAME>/*.vol         its volfiles (names in glusterd/volgen.py)
+    WORKDIR/vols/<NAME>/*.vol         its volfiles (names in glusterd/volgen.py;
+                                      0600 those with credentials)
     WORKDIR/run/<NAME>/<brick>.pid    brick processes' pid files
     WORKDIR/logs/bricks/<brick>.log   brick processes' logs
     WORKDIR/bd/<NAME>/<VG>/           storage/bd's metadata directories (device lv)
@@ -40,6 +41,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
+from .. import volfile as vf
 from .model import Volume
 
 #: the operating version we write (GlusterFS 10's GD_OP_VERSION_MAX)
@@ -82,6 +84,16 @@ def write_json(path: Path, doc: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def _volfile_mode(text: str, name: str) -> int:
+    """0600 for a volfile with the internal user's password - it is for this
+    node's own processes (root) only - and for one that does not parse (it
+    cannot be said to hold none); 0644 for the others."""
+    try:
+        return 0o600 if vf.parses(text, name).carries_credentials else 0o644
+    except vf.VolfileError:
+        return 0o600
 
 
 class Store:
@@ -154,8 +166,11 @@ class Store:
         vdir.mkdir(parents=True, exist_ok=True)
         for name, text in volfiles.items():
             path = vdir / name
+            mode = _volfile_mode(text, name)
             if not path.exists() or path.read_text() != text:
-                write_atomic(path, text, 0o644)
+                write_atomic(path, text, mode)
+            elif path.stat().st_mode & 0o777 != mode:
+                os.chmod(path, mode)
         for old in vdir.glob("*.vol"):
             if old.name not in volfiles:
                 old.unlink()

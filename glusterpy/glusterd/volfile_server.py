@@ -19,6 +19,11 @@ GETSPEC follows glusterd's server_getspec/build_volfile_path:
   trusted volfile, with credentials, that glusterd gives local clients);
 * a key with an empty, '.'-leading or '..' path component, or one that
   would leave DIR, is ENOENT, like a volume that does not exist;
+* a volfile that holds credentials (Volfile.carries_credentials: a brick's,
+  the self-heal daemon's, the rebalance and geo-replication graphs) is
+  served only to a caller on this node (a unix socket, loopback or an
+  address of this machine), EACCES to anyone else - glusterd gives its
+  trusted volfiles only to local callers;
 * success: op_ret is the volfile's size, the text in `spec`, no xdata
   (glusterd adds "servers-list" only when it has peers); failure: op_ret
   -1, op_errno ENOENT (EINVAL for the long key), spec "".
@@ -89,14 +94,18 @@ VOLFILE_DUMP = [ProgramInfo("GF-DUMP", DUMP.number, DUMP.version),
 FETCHSPEC = CALLBACK.by_name("FETCHSPEC")
 
 
-def fill_remote_ports(text: str, ports: dict[str, int]) -> str:
-    """The volfile `text` with `option remote-port` added to each
-    protocol/client without one whose remote-subvolume is in `ports`; the
-    text unchanged if none needs it (or it does not parse)."""
-    try:
-        volfile = vf.parses(text)
-    except vf.VolfileError:
-        return text
+def fill_remote_ports(text: str, ports: dict[str, int],
+                      parsed: vf.Volfile | None = None) -> str:
+    """The volfile `text` (`parsed`, if it was already) with `option
+    remote-port` added to each protocol/client without one whose
+    remote-subvolume is in `ports`; the text unchanged if none needs it (or
+    it does not parse)."""
+    if parsed is None:
+        try:
+            parsed = vf.parses(text)
+        except vf.VolfileError:
+            return text
+    volfile = parsed
     changed = False
     for v in volfile.volumes:
         if canonical_type(v.type or "") != "protocol/client" or "remote-port" in v.options:
@@ -173,7 +182,8 @@ class VolfileServer:
             return None
         if proc.program == HANDSHAKE.number:
             if proc.name == "GETSPEC":
-                reply = self.getspec(call.args.key, _peer_host(endpoint))
+                reply = self.getspec(call.args.key, _peer_host(endpoint),
+                                     local=_signs_in_here(endpoint))
                 if reply.op_ret >= 0:
                     self.spec_clients.add(endpoint)
                 return reply
@@ -243,7 +253,10 @@ class VolfileServer:
         glusterpyd keeps each volume's volfiles in a directory of its own."""
         return self.dir
 
-    def getspec(self, key: str, peer_host: str | None = None) -> GetSpecReply:
+    def getspec(self, key: str, peer_host: str | None = None, *,
+                local: bool = False) -> GetSpecReply:
+        """The GETSPEC answer for `key` asked from `peer_host`; `local`: the
+        caller is on this node (only it gets a volfile with credentials)."""
         if len(key.encode("utf-8", "surrogateescape")) >= NAME_MAX:
             log.error("GETSPEC: volume name too long (%s...)", key[:64])
             return GetSpecReply(op_ret=-1, op_errno=errno.EINVAL, spec="")
@@ -257,7 +270,19 @@ class VolfileServer:
         except OSError as e:
             log.error("GETSPEC %r: %s: %s", key, path, e)
             return GetSpecReply(op_ret=-1, op_errno=errno.ENOENT, spec="")
-        spec = fill_remote_ports(text, self.portmap.ports())
+        try:
+            parsed = vf.parses(text, path.name)
+        except vf.VolfileError:
+            parsed = None
+        if parsed is not None and parsed.carries_credentials and not local:
+            # the internal user's password makes its holder a trusted client
+            # (its internal pids count on a volume that squashes root): only
+            # this node's own processes get it, as glusterd gives its
+            # trusted volfiles to local callers only
+            log.warning("GETSPEC %r from %s refused: %s holds credentials and is served "
+                        "to callers on this node only", key, peer_host, path.name)
+            return GetSpecReply(op_ret=-1, op_errno=errno.EACCES, spec="")
+        spec = fill_remote_ports(text, self.portmap.ports(), parsed)
         log.info("GETSPEC %r from %s: %s", key, peer_host, path.name)
         return GetSpecReply.for_volfile(spec)
 

@@ -64,10 +64,15 @@ Named variants, selectable by GETSPEC key (volfile-id):
 * `VOL.noperf` -> `VOL.noperf.vol`, the same without performance
   translators (the seed's "native with a custom client side volfile": the
   fastest path for a single client that needs no cache);
-* `VOL.HOST.PATH` -> that brick's volfile (glusterd serves those too);
+* `VOL.HOST.PATH` -> that brick's volfile (glusterd serves those too; to
+  local callers only, as it holds the internal user's password);
+* `VOL.gsyncd` -> `VOL.gsyncd.vol`, the noperf graph with the internal
+  user's credentials, which the geo-replication worker mounts its primary
+  with (local callers only, below);
 * `VOL.rebalance` -> `VOL.rebalance.vol`, the rebalance process's graph
   (glusterd's `VOL-rebalance.vol`, which it fetches as `rebalance/VOL`):
-  clients and distribute without utime and performance translators, with
+  clients (logged in as the internal user: local callers only) and
+  distribute without utime and performance translators, with
   the distribute options glusterd puts on the rebalance process's command
   line (lookup-unhashed yes, readdir-optimize on, use-readdirp off) written
   into it - see glusterpy/rebalance.  While a remove-brick task is in the
@@ -102,8 +107,20 @@ Departures from glusterd:
   it on every brick): nothing but cluster/replicate's changelogs feeds it;
 * `performance.io-cache` defaults to on (GlusterFS 10: off): io-cache is
   glusterpy's one client-side cache of its own;
-* no trusted-* volfiles, no auth.login credentials: bricks authenticate
-  clients by address (auth.allow / auth.reject).
+* glusterd's trusted-* volfiles are the graphs of glusterpyd's own
+  processes, each named by its process: every volume has an internal user
+  (`username`/`password` in its document, random, made at volume create
+  and carried to every node with the document), every brick's
+  protocol/server lets it log in (`auth.login.<brick>.allow USER`,
+  `auth.login.USER.password PASS`), and the protocol/clients of the
+  self-heal daemon's, the rebalance process's, the geo-replication
+  worker's (`VOL.gsyncd`: the noperf graph) and heal info's graphs send
+  them; the client volfiles served to mounts and gfapi carry none.  A
+  volfile holding credentials is written 0600 and served by GETSPEC only
+  to a caller on this node (glusterd gives its trusted volfiles to local
+  callers too).  A logged-in client is trusted: root-squash spares its
+  internal pids, and on a volume that squashes, the internal pid of a
+  client that is not logged in is dropped (xlators/protocol/server.py).
 
 The `volume set` keys are the `set_keys` of the translators' declared
 options (glusterpy.options.Option), collected from the registered
@@ -121,7 +138,7 @@ import uuid
 from dataclasses import dataclass
 
 from .. import volfile as vf
-from ..volfile import NOPERF_SUFFIX
+from ..volfile import GSYNCD_SUFFIX, NOPERF_SUFFIX
 from ..graph import TRANSLATORS, UnknownTranslatorType, canonical_type, translator_class
 from ..keys import AFR_DIRTY, AFR_XATTR_PREFIX
 from ..options import Option, OptionError, OptionType, canonical_key, parse_bool
@@ -132,6 +149,7 @@ CLIENT_VOLFILE = "{vol}.tcp-fuse.vol"
 NOPERF_VOLFILE = "{vol}.noperf.vol"
 REBALANCE_VOLFILE = "{vol}.rebalance.vol"
 SHD_VOLFILE = "{vol}-shd.vol"
+GSYNCD_VOLFILE = "{vol}.gsyncd.vol"
 REBALANCE_SUFFIX = ".rebalance"
 #: glusterd-rebalance.c's --xlator-option *dht.KEY=VALUE for the rebalance process
 REBALANCE_DHT_OPTIONS = {"use-readdirp": "off", "lookup-unhashed": "yes",
@@ -463,6 +481,13 @@ def brick_volfile(vol: Volume, brick: Brick) -> str:
     server_opts = {"transport-type": "tcp", "transport.address-family": "inet",
                    "transport.listen-backlog": "1024",
                    f"auth.addr.{top}.allow": "*"}
+    if vol.username is not None:
+        # the internal user glusterpyd's own clients log in with
+        # (glusterd's brick volfile: auth.login.<brick>.allow and
+        # auth.login.<user>.password): they are then trusted, so their
+        # internal pids count on a volume that squashes root
+        server_opts[f"auth.login.{top}.allow"] = vol.username
+        server_opts[f"auth.login.{vol.username}.password"] = vol.password or ""
     if brick.port:
         server_opts["transport.socket.listen-port"] = str(brick.port)
     b.add(f"{name}-server", "protocol/server", server_opts, [top])
@@ -470,14 +495,26 @@ def brick_volfile(vol: Volume, brick: Brick) -> str:
     return b.text()
 
 
-def client_volfile(vol: Volume, perf: bool = True, rebalance: bool = False) -> str:
+def _login(vol: Volume, trusted: bool) -> dict[str, str]:
+    """A trusted graph's protocol/client credentials: the volume's internal
+    user (none before the volume has one, or for an untrusted graph)."""
+    if not trusted or vol.username is None:
+        return {}
+    return {"username": vol.username, "password": vol.password or ""}
+
+
+def client_volfile(vol: Volume, perf: bool = True, rebalance: bool = False,
+                   trusted: bool = False) -> str:
+    """The client graph; `trusted`: its protocol/clients log in as the
+    volume's internal user (glusterd's trusted-* volfiles), for glusterpyd's
+    own processes only."""
     b = _Builder(vol)
     name = vol.name
     clients = []
     for i, brick in enumerate(vol.bricks):
         opts = {"transport-type": "tcp", "transport.address-family": "inet",
                 "send-gids": "true", "remote-subvolume": brick.path,
-                "remote-host": brick.host}
+                "remote-host": brick.host, **_login(vol, trusted)}
         if brick.port:
             opts["remote-port"] = str(brick.port)
         clients.append(b.add(client_name(vol, i), "protocol/client", opts))
@@ -543,7 +580,8 @@ def shd_volfile(vol: Volume) -> str:
     clients = []
     for i, brick in enumerate(vol.bricks):
         opts = {"transport-type": "tcp", "transport.address-family": "inet",
-                "remote-subvolume": brick.path, "remote-host": brick.host}
+                "remote-subvolume": brick.path, "remote-host": brick.host,
+                **_login(vol, trusted=True)}
         if brick.port:
             opts["remote-port"] = str(brick.port)
         clients.append(b.add(client_name(vol, i), "protocol/client", opts))
@@ -566,7 +604,10 @@ def volfiles(vol: Volume) -> dict[str, str]:
     out = {CLIENT_VOLFILE.format(vol=vol.name): client_volfile(vol),
            NOPERF_VOLFILE.format(vol=vol.name): client_volfile(vol, perf=False),
            REBALANCE_VOLFILE.format(vol=vol.name): client_volfile(vol, perf=False,
-                                                                     rebalance=True)}
+                                                                     rebalance=True,
+                                                                     trusted=True),
+           GSYNCD_VOLFILE.format(vol=vol.name): client_volfile(vol, perf=False,
+                                                               trusted=True)}
     for brick in vol.bricks:
         out[brick_volfile_name(vol, brick)] = brick_volfile(vol, brick)
     if has_shd(vol):
@@ -606,4 +647,5 @@ def needs_restart(old_text: str, new_text: str) -> bool:
 __all__ = ["SetKey", "set_keys", "lookup_key", "volfiles", "brick_volfile", "client_volfile",
            "volume_type", "type_name", "needs_restart", "brick_volfile_name",
            "brick_volfile_key", "brick_id", "option_value", "NOPERF_SUFFIX",
-           "shd_volfile", "has_shd", "shd_enabled", "SHD_VOLFILE"]
+           "shd_volfile", "has_shd", "shd_enabled", "SHD_VOLFILE", "GSYNCD_VOLFILE",
+           "GSYNCD_SUFFIX"]

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import hmac
 import ipaddress
 import re
 import socket
@@ -288,7 +289,10 @@ def login_auth(cfg: AuthConfig, subvolume: str,
             expected = cfg.passwords.get(username)
             if expected is None:
                 return AuthResult.REJECT, f"no password configured for user {username}"
-            if expected != password:
+            # in constant time: the time a wrong guess takes tells nothing
+            # of how much of it was right
+            if not hmac.compare_digest(expected.encode("utf-8", "surrogateescape"),
+                                       password.encode("utf-8", "surrogateescape")):
                 return AuthResult.REJECT, f"wrong password for user {username}"
             return AuthResult.ACCEPT, f"user {username} logged in"
     if cfg.strict:

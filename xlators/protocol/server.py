@@ -28,11 +28,17 @@ failure ignored.
 
 Clients.  A client is identified by the `process-uuid` it sends
 (GlusterFS's client_uid); connections that present the same uid share one
-`ServerClient` (gf_client_get's bind count) and its fd table.  Every fop
+`ServerClient` (gf_client_get's bind count) and its fd table - and, a
+departure, only if they proved the same auth.login user as the client's
+first (EACCES otherwise: the uuid is no secret, and the client's login is
+what makes it trusted).  Every fop
 runs with `fops.caller` set from the call's AUTH_GLUSTERFS_v3 credential
 (uid, gid, groups, pid, lk_owner, flags, ctime) and `client` = that
 ServerClient, after `root-squash`/`all-squash` as get_frame_from_request
-applies them.  When the last connection of a client closes, every
+applies them.  Departure: on a volume that squashes, the internal pid
+(negative, fops.ClientPid) of a client that did not log in (auth.login
+credentials, which glusterpyd gives its own clients) is replaced by 0, so
+that claiming one does not pass access-control.  When the last connection of a client closes, every
 translator's `client_disconnected(client)` runs (locks are dropped), then
 each fd the client left open is flushed (pid 0, no lock owner) and
 released, as server_connection_cleanup does.
@@ -365,6 +371,8 @@ class ServerClient:
         self.client_version = params.get("client-version")
         self.peer = peer
         self.username = username
+        #: its internal pid was dropped once (logged once, _caller)
+        self.pid_dropped = False
         self.fds = FdTable()
         self.connections: set[_Connection] = set()
 
@@ -789,6 +797,17 @@ class Server(Translator):
             return -1, errno.EACCES, "Authentication failed"
         if xl is None:  # accepted, yet nothing of that name to bind to
             return -1, errno.ENOENT, "Brick not found"
+        known = self.clients.get(client_uid)
+        if known is not None and \
+                authenticated_username(self.auth, xl.name, params) != known.username:
+            # connections of one process-uuid share one client and its
+            # trust; the uuid is no secret (volume status clients, the
+            # logs), so a connection that did not prove the same user may
+            # not join it - a rogue could otherwise borrow a logged-in
+            # client's trust (GlusterFS keeps the first connection's)
+            self.log.error("client %s from %s: that process-uuid is bound with another "
+                           "login", client_uid, conn.peer)
+            return -1, errno.EACCES, "Authentication failed"
         client = self._bind(conn, client_uid, xl, params)
         conn.endpoint.conn.max_record_size = MAX_CALL_RECORD
         self.log.info("accepted client from %s (version: %s) with subvol %s",
@@ -857,6 +876,21 @@ class Server(Translator):
             uid = gid = pid = flags = 0
             groups, lk_owner, ctime = (), b"", None
         opts = self.opts
+        if (opts.root_squash or opts.all_squash) and pid < 0 and client.username is None:
+            # An internal pid (fops.ClientPid) lets a fop pass access-control
+            # and changes what changelog, posix, io-threads and replicate do
+            # with it; from a client that did not log in it is only its word.
+            # On a volume that squashes, where a client's word is not enough
+            # to be root, it is not enough to be internal either: the fop
+            # runs as an application's (pid 0).  glusterpyd's own clients log
+            # in (volgen's internal user).  A TLS certificate alone does not
+            # make a client trusted: auth.ssl-allow admits mounts as well.
+            if not client.pid_dropped:
+                client.pid_dropped = True
+                self.log.info("client %s from %s is not logged in: its internal pid %d "
+                              "is dropped (the volume squashes root)", client.client_uid,
+                              client.peer, pid)
+            pid = 0
         if (opts.root_squash or opts.all_squash) and \
                 not (client.username is not None and pid in SQUASH_EXEMPT_PIDS):
             anonuid, anongid = opts.anonuid, opts.anongid

@@ -53,8 +53,12 @@ def volume_or_404(gd: Glusterd, name: str) -> Volume:
 
 
 def volume_view(gd: Glusterd, vol: Volume) -> dict:
-    """A volume's document as the API shows it: its type and brick names added."""
+    """A volume's document as the API shows it: its type and brick names
+    added, its internal user's credentials left out (they make a client
+    trusted; only the nodes hold them)."""
     view = vol.to_json()
+    view.pop("username", None)
+    view.pop("password", None)
     view["type"] = volgen.volume_type(vol)
     view["bricks"] = [dict(b.to_json(), name=volgen.brick_id(b)) for b in vol.bricks]
     return view
