@@ -876,7 +876,8 @@ class Server(Translator):
             uid = gid = pid = flags = 0
             groups, lk_owner, ctime = (), b"", None
         opts = self.opts
-        if (opts.root_squash or opts.all_squash) and pid < 0 and client.username is None:
+        squashes = opts.root_squash or opts.all_squash
+        if squashes and pid < 0 and client.username is None:
             # An internal pid (fops.ClientPid) lets a fop pass access-control
             # and changes what changelog, posix, io-threads and replicate do
             # with it; from a client that did not log in it is only its word.
@@ -891,8 +892,7 @@ class Server(Translator):
                               "is dropped (the volume squashes root)", client.client_uid,
                               client.peer, pid)
             pid = 0
-        if (opts.root_squash or opts.all_squash) and \
-                not (client.username is not None and pid in SQUASH_EXEMPT_PIDS):
+        if squashes and not (client.username is not None and pid in SQUASH_EXEMPT_PIDS):
             anonuid, anongid = opts.anonuid, opts.anongid
             if opts.all_squash:
                 uid, gid, groups = anonuid, anongid, tuple(anongid for _ in groups)
