@@ -1659,14 +1659,38 @@ async def test_a_lookup_asked_for_mdata_reads_it_once(brick, posix_graph, monkey
         assert MDATA_KEY not in (r.xdata or {})
 
 
+async def test_unlink_frees_inodes_itself_once_the_eviction_helper_is_gone(brick, posix_graph):
+    """The helper that frees unlinked inodes killed (or gone any other way):
+    the next unlink notices, closes its descriptor itself and goes on doing
+    so - no unlink fails, no inode stays pinned."""
+    async with posix_graph(brick) as top:
+        for i in range(6):
+            fd = Fd()
+            await top.create(Loc.child(Loc.root(), f"f{i}"), os.O_RDWR | os.O_CREAT, 0o644, 0,
+                             fd, {"gfid-req": GFID.random()})
+            await top.release(fd, None)
+        await top.unlink(Loc.child(Loc.root(), "f0"), 0, None)
+        ev = top._evictions
+        assert ev.deferred == 1
+        ev._helper.kill()
+        ev._helper.wait()
+        for i in range(1, 6):
+            await top.unlink(Loc.child(Loc.root(), f"f{i}"), 0, None)
+        assert (ev.deferred, ev.inline) == (1, 5) and ev._helper is None
+        assert sorted(os.listdir(brick)) == [".glusterfs"]
+    pinned = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+              if os.path.islink(f"/proc/self/fd/{fd}")]
+    assert not [p for p in pinned if p.startswith(str(brick)) and p.endswith("(deleted)")]
+
+
 @pytest.mark.parametrize("limit", [DeferredEviction.LIMIT, 0], ids=["deferred", "bound-reached"])
 async def test_unlink_leaves_freeing_the_inode_to_background_threads(brick, posix_graph,
                                                                       monkeypatch, limit):
     """The unlink of a file's last name (and a rename over one) keeps an
-    O_PATH descriptor on the inode and hands it to DeferredEviction, whose threads' close frees it;
-    with LIMIT descriptors waiting the caller closes (and frees) itself.
-    Either way the names are gone at once and every inode is freed by the
-    time the translator has stopped."""
+    O_PATH descriptor on the inode and hands it to DeferredEviction, whose
+    helper process's close frees it; with LIMIT descriptors waiting the
+    caller closes (and frees) itself.  Either way the names are gone at
+    once and every inode is freed by the time the translator has stopped."""
     monkeypatch.setattr(DeferredEviction, "LIMIT", limit)
     names = [f"f{i}" for i in range(50)]
     async with posix_graph(brick) as top:
@@ -1684,6 +1708,10 @@ async def test_unlink_leaves_freeing_the_inode_to_background_threads(brick, posi
         ev = top._evictions
         assert (ev.deferred, ev.inline) == ((len(names), 0) if limit else (0, len(names)))
         assert not [p for p in (brick / ".glusterfs").rglob("*") if p.is_file()]
+        helper = ev._helper
+        assert (helper is not None) == bool(limit)
+    # fini drained the helper, which closed everything it was sent and ended
+    assert helper is None or helper.returncode == 0
     # fini drained the threads: no descriptor of this process still pins
     # an unlinked file of the brick
     pinned = []

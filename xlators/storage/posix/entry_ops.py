@@ -161,7 +161,7 @@ class PosixEntryOps:
         pin = None
         if nlink <= 1:
             # the inode goes with this name: freeing it is left to the
-            # descriptor's last close, in DeferredEviction's threads
+            # descriptor's last close, in DeferredEviction's helper process
             try:
                 pin = os.open(name, os.O_PATH | O_NOFOLLOW, dir_fd=pfd)
             except OSError:

@@ -9,16 +9,23 @@ import ctypes
 import errno
 import functools
 import itertools
+import logging
 import os
-import queue
+import socket
 import stat
-import threading
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from glusterpy.fops import GFID, FopError
 from glusterpy.keys import (ENTRYLK_COUNT, GFID_KEY, GFID_REQ, GFIDLESS_LOOKUP, INODELK_COUNT,
                             INODELK_DOM_COUNT, INTERNAL_FOP, MDATA_KEY, PARENT_ENTRYLK,
                             POSIXLK_COUNT)
+
+from .evictor import SYNC as _EVICTOR_SYNC
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------
@@ -419,63 +426,117 @@ def quiet(fn, *args, **kwargs):
 
 
 class DeferredEviction:
-    """Closes, in background threads, descriptors that pin the inodes of
-    unlinked files, so that freeing an inode - its data blocks and, on ext4
-    with 256-byte inodes, the xattr block every brick file has - happens off
-    the brick's event loop.  An unlink of a file's last name costs ~0.7-1.2
-    ms inside the syscall on the disks of bench/RESULTS.md, nearly all of it
-    that eviction; with the inode held open by an O_PATH descriptor the
-    unlink returns in microseconds and the last close frees it (Linux runs
-    the eviction in the closing thread), as XFS's background inode
+    """Frees the inodes of unlinked files outside the brick's process.  An
+    unlink of a file's last name costs ~0.7-1.2 ms inside the syscall on
+    the disks of bench/RESULTS.md, nearly all of it the inode's eviction
+    (its data blocks and, on ext4 with 256-byte inodes, the xattr block
+    every brick file has); with the inode held open by an O_PATH
+    descriptor the unlink returns in microseconds and the last close frees
+    it (Linux evicts in the closing process), as XFS's background inode
     inactivation does in the kernel.  The name is gone when the fop
     answers; only the space comes back a little later.
 
-    Bounded: at most LIMIT descriptors wait; beyond that `close` closes in
-    the caller, which then pays the eviction as before.  `drain` (the
-    translator's fini) waits for every one of them."""
+    Where that last close runs: the descriptor goes over a unix socket
+    (SCM_RIGHTS) to a helper process (evictor.py, started at the first
+    one) and is closed here at once - while the message is in flight the
+    socket holds the file, so this close is not the last.  Closing in
+    threads of the brick instead cost its event loop ~160 us more per
+    unlink than not closing at all: each thread's return from close(2)
+    wanted the GIL, and every syscall of the loop thread then handed it
+    over and waited to get it back (bench/notes/metadata.md).
 
-    THREADS = 2
+    Bounded: the socket's send buffer holds about LIMIT messages and the
+    kernel limits descriptors in flight; past either (or if the helper
+    cannot start or has gone) `close` closes in the caller, which then
+    pays the eviction as before.  `drain` (the translator's fini) returns
+    once the helper has closed everything sent, and stops it."""
+
     LIMIT = 256
+    #: what one waiting message costs the send buffer (the kernel's skb
+    #: for a 1-byte datagram with one descriptor: ~1 KiB of truesize)
+    MESSAGE_BYTES = 1024
+    #: how long drain waits for the helper to close what it was sent
+    DRAIN_TIMEOUT = 60.0
 
     def __init__(self, name: str):
         self.name = name
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._slots = threading.BoundedSemaphore(self.LIMIT)
-        self._threads: list[threading.Thread] = []
-        #: handed to the threads, and closed in the caller because LIMIT
-        #: were waiting: counts for tests and benches
+        self._sock: socket.socket | None = None
+        self._helper: subprocess.Popen | None = None
+        self._failed = False
+        #: handed to the helper, and closed in the caller (LIMIT waiting,
+        #: no helper): counts for tests and benches
         self.deferred = 0
         self.inline = 0
 
     def close(self, fd: int) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.inline += 1
-            os.close(fd)
-            return
-        if not self._threads:
-            for i in range(self.THREADS):
-                t = threading.Thread(target=self._run, name=f"{self.name}-evict{i}",
-                                     daemon=True)
-                t.start()
-                self._threads.append(t)
-        self.deferred += 1
-        self._queue.put(fd)
-
-    def _run(self) -> None:
-        while True:
-            fd = self._queue.get()
-            if fd is None:
-                return
+        sock = self._sock if self._sock is not None or self._failed else self._start()
+        if sock is not None:
             try:
-                os.close(fd)
-            except OSError:
-                pass
-            finally:
-                self._slots.release()
+                socket.send_fds(sock, [b"C"], [fd])
+            except (BlockingIOError, InterruptedError):
+                pass    # LIMIT waiting
+            except OSError as e:
+                if e.errno != errno.ETOOMANYREFS:    # not just too many in flight
+                    self._lost(f"sending to it failed: {e}")
+            else:
+                self.deferred += 1
+                os.close(fd)    # not the last reference: the message holds one
+                return
+        self.inline += 1
+        os.close(fd)
+
+    def _start(self) -> socket.socket | None:
+        if not self.LIMIT:
+            return None
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF,
+                            self.LIMIT * self.MESSAGE_BYTES // 2)   # the kernel doubles it
+            self._helper = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(Path(__file__).with_name("evictor.py")),
+                 str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL)
+        except OSError as e:
+            mine.close()
+            self._failed = True
+            log.warning("%s: no helper to free unlinked inodes (%s): unlink frees them "
+                        "itself", self.name, e)
+            return None
+        finally:
+            theirs.close()
+        mine.setblocking(False)
+        self._sock = mine
+        return mine
+
+    def _lost(self, why: str) -> None:
+        log.warning("%s: the helper freeing unlinked inodes %s: unlink frees them itself",
+                    self.name, why)
+        self._failed = True
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._helper is not None:
+            try:
+                self._helper.wait(self.DRAIN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._helper.kill()
+                self._helper.wait()
+            self._helper = None
 
     def drain(self) -> None:
-        for _ in self._threads:
-            self._queue.put(None)
-        for t in self._threads:
-            t.join()
-        self._threads.clear()
+        if self.deferred or self.inline:
+            log.info("%s: %d unlinked inodes freed by the helper, %d by unlink itself",
+                     self.name, self.deferred, self.inline)
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.settimeout(self.DRAIN_TIMEOUT)
+                sock.sendall(_EVICTOR_SYNC)
+                sock.recv(16)       # the helper answers once all before it is closed
+            except OSError as e:
+                log.warning("%s: draining the helper freeing unlinked inodes: %s", self.name, e)
+        self._stop()
