@@ -1684,8 +1684,8 @@ async def test_unlink_frees_inodes_itself_once_the_eviction_helper_is_gone(brick
 
 
 @pytest.mark.parametrize("limit", [DeferredEviction.LIMIT, 0], ids=["deferred", "bound-reached"])
-async def test_unlink_leaves_freeing_the_inode_to_background_threads(brick, posix_graph,
-                                                                      monkeypatch, limit):
+async def test_unlink_leaves_freeing_the_inode_to_a_helper_process(brick, posix_graph,
+                                                                    monkeypatch, limit):
     """The unlink of a file's last name (and a rename over one) keeps an
     O_PATH descriptor on the inode and hands it to DeferredEviction, whose
     helper process's close frees it; with LIMIT descriptors waiting the
@@ -1712,8 +1712,8 @@ async def test_unlink_leaves_freeing_the_inode_to_background_threads(brick, posi
         assert (helper is not None) == bool(limit)
     # fini drained the helper, which closed everything it was sent and ended
     assert helper is None or helper.returncode == 0
-    # fini drained the threads: no descriptor of this process still pins
-    # an unlinked file of the brick
+    # and no descriptor of this process still pins an unlinked file of the
+    # brick
     pinned = []
     for fd in os.listdir("/proc/self/fd"):
         try:

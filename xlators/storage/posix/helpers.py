@@ -513,15 +513,17 @@ class DeferredEviction:
         log.warning("%s: the helper freeing unlinked inodes %s: unlink frees them itself",
                     self.name, why)
         self._failed = True
-        self._stop()
+        self._stop(wait=0)
 
-    def _stop(self) -> None:
+    def _stop(self, wait: float) -> None:
+        """Close the socket (the helper's end of file) and reap the helper,
+        killed if it has not ended within `wait` seconds."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
         if self._helper is not None:
             try:
-                self._helper.wait(self.DRAIN_TIMEOUT)
+                self._helper.wait(wait)
             except subprocess.TimeoutExpired:
                 self._helper.kill()
                 self._helper.wait()
@@ -539,4 +541,4 @@ class DeferredEviction:
                 sock.recv(16)       # the helper answers once all before it is closed
             except OSError as e:
                 log.warning("%s: draining the helper freeing unlinked inodes: %s", self.name, e)
-        self._stop()
+        self._stop(wait=self.DRAIN_TIMEOUT)
